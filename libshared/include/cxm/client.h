@@ -1,0 +1,118 @@
+/*
+ * client.h - gRPC client on gRPC core: channels, unary and streaming calls
+ * with deadlines, and an asynchronous loop for load generators.
+ *
+ * Used by service-to-service calls, cxmctl, the integration tests and
+ * cxm-bench. Messages travel as raw bytes; cxm_client_unary_pb() adds the
+ * protobuf-c packing for the common case.
+ *
+ * Threading: a channel may be shared by any number of threads. A stream and a
+ * loop belong to one thread at a time. Every call needs a deadline: a
+ * timeout_ms <= 0 means "no deadline", allowed only for streams that a test
+ * deliberately leaves open.
+ *
+ * Errors: functions return 0 when the RPC ran to a status (OK or not; read
+ * the status in the result), or a negative CXM_E* code when the call could not
+ * be started at all (bad target, out of memory).
+ */
+#ifndef CXM_CLIENT_H
+#define CXM_CLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <grpc/grpc.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "cxm/arena.h"
+
+typedef struct cxm_channel cxm_channel;
+
+typedef struct cxm_channel_opts {
+    size_t max_message_bytes;      /* receive limit; 0 = gRPC default (4 MiB) */
+    int use_local_subchannel_pool; /* 1 = a separate TCP connection per channel
+                                      (cxm-bench needs this for N connections) */
+} cxm_channel_opts;
+
+/* Open an insecure channel to "host:port" (or any gRPC target string).
+ * Calls grpc_init() itself; the matching grpc_shutdown() happens in
+ * cxm_channel_close(). opts may be NULL. */
+int cxm_channel_open(const char *target, const cxm_channel_opts *opts, cxm_channel **out);
+void cxm_channel_close(cxm_channel *ch);
+
+/* The underlying channel, for code that drives gRPC core itself. */
+grpc_channel *cxm_channel_raw(cxm_channel *ch);
+
+/* A method path ("/pkg.Service/Method") registered on the channel once and
+ * remembered, so later calls skip the path lookup. Thread-safe. Returns NULL
+ * only when out of memory. Valid until the channel is closed. */
+void *cxm_channel_method(cxm_channel *ch, const char *path);
+
+/* The outcome of one RPC. Heap-owned; release with cxm_client_result_dispose. */
+typedef struct cxm_client_result {
+    grpc_status_code status;
+    char *details;     /* NUL-terminated status message, never NULL after a call */
+    uint8_t *response; /* response bytes (unary), NULL when none arrived */
+    size_t response_len;
+} cxm_client_result;
+
+void cxm_client_result_dispose(cxm_client_result *r);
+
+/* Blocking unary call with raw request bytes (which need not be a valid
+ * message: tests send garbage on purpose). */
+int cxm_client_unary(cxm_channel *ch, const char *path, const void *req, size_t req_len,
+                     int64_t timeout_ms, cxm_client_result *out);
+
+/* Blocking unary call that packs req and, on status OK, unpacks the response
+ * with resp_desc into arena (*resp set, NULL otherwise). A response that does
+ * not decode gives status INTERNAL with a message saying so. */
+int cxm_client_unary_pb(cxm_channel *ch, const char *path, const ProtobufCMessage *req,
+                        const ProtobufCMessageDescriptor *resp_desc, cxm_arena *arena,
+                        int64_t timeout_ms, ProtobufCMessage **resp, cxm_client_result *out);
+
+/* A streaming call (client-, server- or bidi-streaming), driven blocking. */
+typedef struct cxm_client_stream cxm_client_stream;
+
+int cxm_client_stream_open(cxm_channel *ch, const char *path, int64_t timeout_ms,
+                           cxm_client_stream **out);
+
+/* Send one message. Returns 0, or CXM_EUNAVAIL when the call is already over
+ * (read the status with cxm_client_stream_finish). */
+int cxm_client_stream_send(cxm_client_stream *s, const void *msg, size_t len);
+
+/* Half-close: no more messages from the client. */
+int cxm_client_stream_close_send(cxm_client_stream *s);
+
+/* Receive one message into a malloc'ed buffer (*msg, *len; free() it).
+ * Returns 1 when a message arrived, 0 at the end of the stream, or a
+ * negative CXM_E* code. */
+int cxm_client_stream_recv(cxm_client_stream *s, uint8_t **msg, size_t *len);
+
+/* Cancel the call; cxm_client_stream_finish must still be called. */
+void cxm_client_stream_cancel(cxm_client_stream *s);
+
+/* Wait for the final status (response fields of out stay NULL), release the
+ * stream. Always call exactly once per opened stream. */
+int cxm_client_stream_finish(cxm_client_stream *s, cxm_client_result *out);
+
+/* Asynchronous unary calls for load generators: one loop per thread, many
+ * calls in flight, a callback per completion run on the loop's thread. */
+typedef struct cxm_client_loop cxm_client_loop;
+
+typedef void (*cxm_client_done_fn)(void *user, grpc_status_code status,
+                                   grpc_byte_buffer *response /* NULL if none; do not keep */);
+
+int cxm_client_loop_create(cxm_client_loop **out);
+void cxm_client_loop_destroy(cxm_client_loop *loop); /* after every call completed */
+
+/* Start a unary call on method (from cxm_channel_method). request is not
+ * consumed: the caller may reuse one byte buffer for every call. */
+int cxm_client_loop_unary(cxm_client_loop *loop, cxm_channel *ch, void *method,
+                          grpc_byte_buffer *request, int64_t timeout_ms, cxm_client_done_fn done,
+                          void *user);
+
+/* Run callbacks for completions until timeout_ms passes with none pending,
+ * or until at least one completion was handled and none is immediately
+ * ready. Returns the number of callbacks run. */
+int cxm_client_loop_run(cxm_client_loop *loop, int64_t timeout_ms);
+
+#endif

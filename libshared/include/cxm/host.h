@@ -1,0 +1,37 @@
+/*
+ * host.h - the main() of every cxm server binary.
+ *
+ * A module is one service (profile, journey, ...) with the state it keeps
+ * between calls. cxm_host_main parses the common flags, opens the data
+ * directory (one LMDB environment shared by every module), opens the modules,
+ * serves them on one port until SIGTERM/SIGINT, drains, and closes
+ * everything. `cxmd` hosts all four modules; `cxm-profile` and friends host
+ * one each.
+ *
+ * Common flags (each also an environment variable, see opts.h):
+ *   --listen HOST:PORT, --data DIR, --workers N, --max-message-bytes N,
+ *   --grace DURATION, --log-format text|json, --log-level LEVEL
+ */
+#ifndef CXM_HOST_H
+#define CXM_HOST_H
+
+#include <stddef.h>
+
+#include "cxm/server.h"
+#include "cxm/store.h"
+
+typedef struct cxm_module {
+    const char *name; /* "profile": used in logs */
+    /* Fill *svc (name, methods, contract, ctx, on_drain) using the shared
+     * store. Returns 0 or a CXM_E* code after logging what went wrong. */
+    int (*open)(cxm_store *store, cxm_service *svc);
+    /* Release what open acquired; called after the server stopped. */
+    void (*close)(cxm_service *svc);
+} cxm_module;
+
+/* Returns the process exit status: 0 after a clean drain, 2 for bad flags,
+ * 1 when start-up failed (the reason is logged). */
+int cxm_host_main(int argc, char **argv, const char *summary, const char *default_listen,
+                  const cxm_module *modules, size_t nmodules);
+
+#endif

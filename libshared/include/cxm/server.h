@@ -1,0 +1,142 @@
+/*
+ * server.h - a gRPC server on gRPC core with a method table, per-call arenas,
+ * health, reflection and a graceful drain.
+ *
+ * Shape: one completion queue and one thread per worker (default: one per
+ * core). Every registered method keeps several requests posted on every
+ * queue, so a call is matched without waiting; each call's events all land on
+ * the queue that matched it. Unknown methods are answered UNIMPLEMENTED at
+ * once (naming the method, and saying "not implemented yet" for a method the
+ * service's contract declares but this build does not serve).
+ *
+ * Handlers run on a worker thread and must not block it: anything slow goes
+ * to another thread, which answers later with cxm_call_reply/cxm_call_finish
+ * (both thread-safe).
+ *
+ * The call contract: a handler receives the decoded request (allocated in
+ * the call's arena; do not free it) and must end the call exactly once with
+ * cxm_call_reply (unary success) or cxm_call_finish (any status, streams),
+ * even when the call was cancelled meanwhile (then the status is dropped).
+ * The call stays valid until then; after it, the call pointer is gone.
+ *
+ * Health (grpc.health.v1.Health: Check, List, Watch) and server reflection
+ * (grpc.reflection.v1 and v1alpha) are registered by the runtime.
+ */
+#ifndef CXM_SERVER_H
+#define CXM_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "cxm/arena.h"
+
+typedef struct cxm_server cxm_server;
+typedef struct cxm_call cxm_call;
+
+typedef enum cxm_method_kind {
+    CXM_UNARY = 0,
+    CXM_SERVER_STREAMING,
+    CXM_CLIENT_STREAMING,
+    CXM_BIDI_STREAMING,
+} cxm_method_kind;
+
+typedef struct cxm_method {
+    const char *name; /* "Check"; the path is "/" service "/" name */
+    cxm_method_kind kind;
+    const ProtobufCMessageDescriptor *request;
+    /* One request message: once for unary and server-streaming methods, for
+     * each message of a client- or bidi-stream. */
+    void (*on_message)(cxm_call *call, const ProtobufCMessage *request);
+    /* Client- and bidi-streaming: the client sent its last message. */
+    void (*on_half_close)(cxm_call *call);
+    /* Optional: the call ended early (cancelled, deadline, connection lost).
+     * Runs on the call's worker thread; stop work and finish the call. */
+    void (*on_cancel)(cxm_call *call);
+} cxm_method;
+
+typedef struct cxm_service {
+    const char *name; /* fully qualified: "cxm.v1.ProfileService" */
+    const cxm_method *methods;
+    size_t nmethods;
+    /* Optional: the service's full contract, used to tell "not implemented
+     * yet" from "no such method". */
+    const ProtobufCServiceDescriptor *contract;
+    void *ctx; /* handed to handlers through cxm_call_service_ctx() */
+    /* Optional: the server started draining; end open-ended streams. */
+    void (*on_drain)(void *ctx);
+} cxm_service;
+
+typedef struct cxm_server_opts {
+    const char *listen;       /* "HOST:PORT"; port 0 picks a free one */
+    int workers;              /* completion queues/threads; <= 0: one per core */
+    int requests_per_method;  /* posted per method per queue; <= 0: 16 */
+    size_t max_message_bytes; /* receive and send limit; 0: 4 MiB */
+    int64_t grace_ms;         /* drain time before in-flight calls are cancelled */
+    size_t call_arena_limit;  /* heap bytes one call's arena may hold; 0: 64 MiB */
+} cxm_server_opts;
+
+/* Create a server; services are added before cxm_server_start. */
+int cxm_server_create(const cxm_server_opts *opts, cxm_server **out);
+
+/* Register a service. The service struct and its method table must outlive
+ * the server. Returns CXM_EEXIST for a duplicate name, CXM_EINVAL after start. */
+int cxm_server_add_service(cxm_server *s, const cxm_service *svc);
+
+/* Bind, start the workers and mark every service SERVING. Returns CXM_EIO
+ * (logged with the address) when the address cannot be bound. */
+int cxm_server_start(cxm_server *s);
+
+/* The port actually bound (useful with port 0). */
+int cxm_server_port(const cxm_server *s);
+
+/* Block until SIGTERM or SIGINT (or cxm_server_stop), then drain: health
+ * turns NOT_SERVING, services get on_drain, new calls are refused, in-flight
+ * calls may finish within grace_ms, the rest are cancelled. Returns 0 once
+ * everything is stopped. The calling thread must be the one that created the
+ * server (the signals are blocked process-wide by cxm_server_create). */
+int cxm_server_run(cxm_server *s);
+
+/* Ask a running server to drain, from any thread. */
+void cxm_server_stop(cxm_server *s);
+
+/* Release everything. After cxm_server_run returned, or if never started. */
+void cxm_server_destroy(cxm_server *s);
+
+/* --- inside a handler --- */
+
+void *cxm_call_service_ctx(const cxm_call *call);
+
+/* Scratch memory released when the call is over. */
+cxm_arena *cxm_call_arena(cxm_call *call);
+
+/* Per-call state of a streaming handler. */
+void *cxm_call_user(const cxm_call *call);
+void cxm_call_set_user(cxm_call *call, void *user);
+
+/* "/cxm.v1.ProfileService/GetProfile" */
+const char *cxm_call_path(const cxm_call *call);
+
+/* Milliseconds until the client's deadline (INT64_MAX when it set none);
+ * <= 0 means expired: give up and finish with CXM_EDEADLINE. */
+int64_t cxm_call_remaining_ms(const cxm_call *call);
+
+/* True once the call was cancelled or its deadline passed. */
+bool cxm_call_cancelled(cxm_call *call);
+
+/* Unary: send resp and status OK, ending the call. */
+void cxm_call_reply(cxm_call *call, const ProtobufCMessage *resp);
+
+/* Streams: queue one response message (sent in order, one at a time). A
+ * message sent after the call ended is dropped. Returns 0, or CXM_ENOMEM or
+ * CXM_ETOOBIG (over max_message_bytes) without ending the call. */
+int cxm_call_send(cxm_call *call, const ProtobufCMessage *msg);
+
+/* End the call with err mapped through cxm_err_status() (0 = OK) and a
+ * message that names the problem (printf format; may be NULL when err is 0).
+ * Queued messages are sent first. */
+void cxm_call_finish(cxm_call *call, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+#endif

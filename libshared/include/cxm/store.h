@@ -1,0 +1,189 @@
+/*
+ * store.h - the LMDB environment of a data directory, and the transaction
+ * helpers every service uses.
+ *
+ * One data directory is one LMDB environment (data.mdb + lock.mdb). Services
+ * keep their tables in named databases ("profile.identities") inside it, with
+ * keys built by keyenc.h so that LMDB's byte order is the logical order.
+ *
+ * Opening: cxm_store_open creates the directory if missing and opens the
+ * environment once per process: a second open of the same directory (same
+ * realpath) returns the same cxm_store with a reference added, because LMDB
+ * must not open one environment twice in a process. Each open needs a
+ * cxm_store_close.
+ *
+ * Writing: cxm_store_write(store, fn, user) runs fn in a write transaction
+ * and commits; the call returns only after the commit is durable (fsync),
+ * unless the store was opened with opts.nosync. When the map is full, the
+ * transaction is aborted, the map doubled (up to opts.max_map_size) and fn run
+ * AGAIN FROM SCRATCH: fn must build its effects only through the txn and
+ * `user` inputs, and must not leave side effects outside the txn that a rerun
+ * would repeat (or must reset them at its start). fn's non-zero return
+ * aborts the transaction and is returned as is.
+ *
+ * Reading: cxm_store_read(store, fn, user), or cxm_store_read_begin/end
+ * around the reads. cxm_txn_get copies the value into an arena, so it stays
+ * valid after the transaction ends; cxm_txn_get_ref points into the map and is
+ * valid only until the transaction ends (or, in a write txn, until the next
+ * write). Iterators (cxm_iter_*) and cxm_txn_scan walk a prefix or a
+ * [from, to) range, forward or backward.
+ *
+ * Threading:
+ *   - cxm_store_open/close, cxm_store_dbi and every cxm_store_* call are
+ *     thread-safe. Open named databases with cxm_store_dbi at module open
+ *     time: a handle is usable only in transactions that start after it was
+ *     created, and cxm_store_dbi must not be called inside a transaction.
+ *   - The environment is opened with MDB_NOTLS: a read transaction is not
+ *     tied to the thread that began it, so it may be handed to another worker
+ *     thread, but it is used by one thread at a time. Ended read transactions
+ *     are reset and pooled, so a begin is usually an mdb_txn_renew.
+ *   - One write transaction at a time per environment (LMDB serialises them;
+ *     concurrent cxm_store_write calls wait their turn). A write txn belongs to
+ *     the thread running fn; do not start another transaction inside fn.
+ *   - A thread holding a read transaction must not call cxm_store_write: if
+ *     the map had to grow, growth waits for every transaction of the process
+ *     to end. Such a call fails with CXM_EFULL instead of growing.
+ *
+ * Errors: functions return 0 or a negative CXM_E* code (err.h); in
+ * particular CXM_ENOTFOUND (no such key, or an iterator is exhausted),
+ * CXM_EEXIST (CXM_PUT_NOOVERWRITE on an existing key), CXM_ETOOBIG (a key
+ * longer than cxm_store_max_key, or an empty key), CXM_EFULL (map at its cap),
+ * CXM_ENOMEM (arena refused). cxm_store_last_error() returns a sentence about
+ * the latest failure on the calling thread; cxm_store_open also logs it
+ * ("store.open_failed"), naming the directory.
+ */
+#ifndef CXM_STORE_H
+#define CXM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <lmdb.h>
+
+#include "cxm/arena.h"
+#include "cxm/keyenc.h"
+
+typedef struct cxm_store cxm_store;
+typedef struct cxm_txn cxm_txn;
+
+typedef struct cxm_store_opts {
+    size_t initial_map_size; /* 0 = 64 MiB; an existing larger data file wins */
+    size_t max_map_size;     /* growth cap; 0 = 16 GiB */
+    unsigned max_dbs;        /* named databases; 0 = 64 */
+    unsigned max_readers;    /* concurrent read txns (pooled ones count); 0 = 512 */
+    bool nosync;             /* MDB_NOSYNC: faster, loses the last commits on a crash */
+} cxm_store_opts;
+
+/* Open (creating dir and its parents if missing) or share the environment of
+ * dir. opts NULL = defaults; opts of a second open of the same directory are
+ * ignored. */
+int cxm_store_open(const char *dir, const cxm_store_opts *opts, cxm_store **out);
+
+/* Drop a reference; the last one closes the environment. Every transaction
+ * must have ended. NULL is ignored. */
+void cxm_store_close(cxm_store *store);
+
+/* The canonical (real) path of the directory; valid until the last close. */
+const char *cxm_store_path(const cxm_store *store);
+
+/* Current map size in bytes (grows with cxm_store_write). */
+size_t cxm_store_map_size(cxm_store *store);
+
+/* LMDB's maximum key length (511 with the default build). */
+int cxm_store_max_key(cxm_store *store);
+
+/* The raw environment, for what these helpers do not cover. */
+MDB_env *cxm_store_env(cxm_store *store);
+
+/* A description of the latest failure of a cxm_store or cxm_txn call on this
+ * thread ("" if none). Not set for CXM_ENOTFOUND, which is an answer rather
+ * than a failure. Valid until the next call on this thread. */
+const char *cxm_store_last_error(void);
+
+/* The handle of the named database, created on first use. flags: LMDB's
+ * mdb_dbi_open flags (MDB_CREATE is implied); the first call for a name
+ * decides them. Cached and thread-safe, but see the threading rules above. */
+int cxm_store_dbi(cxm_store *store, const char *name, unsigned flags, MDB_dbi *out);
+
+/* ---- transactions ---------------------------------------------------- */
+
+typedef int (*cxm_txn_fn)(cxm_txn *txn, void *user);
+
+/* Run fn in a write transaction and commit (see above for the retry). */
+int cxm_store_write(cxm_store *store, cxm_txn_fn fn, void *user);
+
+/* Run fn in a read transaction; returns fn's result. */
+int cxm_store_read(cxm_store *store, cxm_txn_fn fn, void *user);
+
+/* A read transaction (a consistent snapshot) until cxm_store_read_end. */
+int cxm_store_read_begin(cxm_store *store, cxm_txn **out);
+void cxm_store_read_end(cxm_txn *txn);
+
+/* The raw transaction, for what these helpers do not cover. */
+MDB_txn *cxm_txn_mdb(cxm_txn *txn);
+
+/* Copy the value of key into arena memory (plus a NUL after it, so text can be
+ * used as a C string); valid after the txn ends. CXM_ENOTFOUND if absent. */
+int cxm_txn_get(cxm_txn *txn, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a, void **val,
+                size_t *vlen);
+
+/* Zero-copy: *val points into the map, valid only inside txn (and not past
+ * the next put/del of a write txn). Never write through it. */
+int cxm_txn_get_ref(cxm_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const void **val,
+                    size_t *vlen);
+
+enum {
+    CXM_PUT_NOOVERWRITE = 1, /* fail with CXM_EEXIST if key exists */
+};
+
+/* Write txns only. A CXM_EFULL from put makes cxm_store_write retry after
+ * growing the map; fn should just return the error. */
+int cxm_txn_put(cxm_txn *txn, MDB_dbi dbi, const void *key, size_t klen, const void *val,
+                size_t vlen, unsigned flags);
+
+/* Write txns only. CXM_ENOTFOUND if key is absent. */
+int cxm_txn_del(cxm_txn *txn, MDB_dbi dbi, const void *key, size_t klen);
+
+/* ---- iteration ------------------------------------------------------- */
+
+/* Walks keys in [from, to) (or with a prefix). Only key/klen/val/vlen are
+ * public; they point into the map and follow the get_ref validity rule. Keep
+ * the from/to buffers alive while iterating. */
+typedef struct cxm_iter {
+    const void *key;
+    size_t klen;
+    const void *val;
+    size_t vlen;
+    /* private */
+    MDB_cursor *cur;
+    const void *from, *to;
+    size_t from_len, to_len; /* 0 = unbounded */
+    bool reverse, started, done;
+    unsigned char succ[CXM_KEY_MAX]; /* upper bound computed for a prefix */
+} cxm_iter;
+
+/* Keys in [from, to): from NULL/0 = from the first key, to NULL/0 = to the
+ * end. reverse walks from the largest key below `to` down to `from`. */
+int cxm_iter_range(cxm_txn *txn, MDB_dbi dbi, const void *from, size_t from_len, const void *to,
+                   size_t to_len, bool reverse, cxm_iter *it);
+
+/* Keys that start with prefix (len 0 = every key). */
+int cxm_iter_prefix(cxm_txn *txn, MDB_dbi dbi, const void *prefix, size_t len, bool reverse,
+                    cxm_iter *it);
+
+/* 0 with it->key/val set to the next entry, CXM_ENOTFOUND when done, or an
+ * error. */
+int cxm_iter_next(cxm_iter *it);
+
+/* Release the cursor; required before the txn ends. Idempotent. */
+void cxm_iter_close(cxm_iter *it);
+
+/* Callback for cxm_txn_scan: 0 = go on, > 0 = stop (scan returns 0),
+ * < 0 = stop and return that error. */
+typedef int (*cxm_scan_fn)(const void *key, size_t klen, const void *val, size_t vlen, void *user);
+
+/* cxm_iter_prefix + cxm_iter_next loop + close. */
+int cxm_txn_scan_prefix(cxm_txn *txn, MDB_dbi dbi, const void *prefix, size_t len, bool reverse,
+                        cxm_scan_fn fn, void *user);
+
+#endif

@@ -1,0 +1,156 @@
+/*
+ * host.c - the main() shared by cxmd and the single-service binaries.
+ */
+#include "cxm/host.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "cxm/err.h"
+#include "cxm/log.h"
+#include "cxm/opts.h"
+
+#define MAX_MODULES 8
+
+typedef struct host_config {
+    const char *listen;
+    const char *data;
+    const char *log_format;
+    const char *log_level;
+    int64_t workers;
+    int64_t requests_per_method;
+    uint64_t max_message_bytes;
+    int64_t grace_ms;
+} host_config;
+
+static double elapsed_ms(const struct timespec *since)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - since->tv_sec) * 1e3 +
+           (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+/* Returns 0 to go on, or the exit status (0 after --help, 2 for bad flags). */
+static int configure(int argc, char **argv, const char *summary, host_config *cfg, int *exit_code)
+{
+    const cxm_opt opts[] = {
+        {"listen", CXM_OPT_STR, &cfg->listen, 0, 0,
+         "address to serve gRPC on, HOST:PORT (port 0: any free port)"},
+        {"data", CXM_OPT_STR, &cfg->data, 0, 0,
+         "data directory (one LMDB environment), created if missing"},
+        {"workers", CXM_OPT_INT, &cfg->workers, 0, 256,
+         "completion-queue threads; 0 = one per core"},
+        {"requests-per-method", CXM_OPT_INT, &cfg->requests_per_method, 0, 1024,
+         "requests kept posted per method per worker; 0 = 16"},
+        {"max-message-bytes", CXM_OPT_BYTES, &cfg->max_message_bytes, 1024, 64 << 20,
+         "largest request or response accepted (K/M suffixes)"},
+        {"grace", CXM_OPT_MILLIS, &cfg->grace_ms, 0, 600000,
+         "on SIGTERM, how long in-flight calls may finish before they are cancelled"},
+        {"log-format", CXM_OPT_STR, &cfg->log_format, 0, 0, "text or json"},
+        {"log-level", CXM_OPT_STR, &cfg->log_level, 0, 0, "debug, info, warn or error"},
+    };
+    const size_t n = sizeof opts / sizeof opts[0];
+    char err[256];
+    int rc = cxm_opts_parse(opts, n, argc, argv, NULL, NULL, err, sizeof err);
+    if (rc == 1) {
+        cxm_opts_usage(stdout, argv[0], summary, opts, n);
+        *exit_code = 0;
+        return 1;
+    }
+    cxm_log_level level = CXM_LOG_INFO;
+    if (rc == 0 && cxm_log_level_parse(cfg->log_level, &level) != 0) {
+        snprintf(err, sizeof err, "--log-level: \"%s\" is not one of debug, info, warn, error",
+                 cfg->log_level);
+        rc = CXM_EINVAL;
+    }
+    if (rc == 0 && strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0) {
+        snprintf(err, sizeof err, "--log-format: \"%s\" is not text or json", cfg->log_format);
+        rc = CXM_EINVAL;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "%s: %s (see --help)\n", argv[0], err);
+        *exit_code = 2;
+        return 1;
+    }
+    cxm_log_configure(strcmp(cfg->log_format, "json") == 0, level);
+    return 0;
+}
+
+static int open_modules(cxm_store *store, const cxm_module *modules, size_t n, cxm_service *svcs,
+                        size_t *opened)
+{
+    for (*opened = 0; *opened < n; (*opened)++) {
+        int rc = modules[*opened].open(store, &svcs[*opened]);
+        if (rc != 0) {
+            cxm_log_error("host.module_failed", "cannot open the %s service: %s",
+                          modules[*opened].name, cxm_strerror(rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static int serve(const host_config *cfg, cxm_service *svcs, size_t n,
+                 const struct timespec *started)
+{
+    cxm_server_opts so = {.listen = cfg->listen,
+                          .workers = (int)cfg->workers,
+                          .requests_per_method = (int)cfg->requests_per_method,
+                          .max_message_bytes = (size_t)cfg->max_message_bytes,
+                          .grace_ms = cfg->grace_ms};
+    cxm_server *srv = NULL;
+    int rc = cxm_server_create(&so, &srv);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = cxm_server_add_service(srv, &svcs[i]);
+    if (rc == 0)
+        rc = cxm_server_start(srv);
+    if (rc == 0) {
+        char host[256];
+        const char *colon = strrchr(cfg->listen, ':');
+        int hlen = colon ? (int)(colon - cfg->listen) : (int)strlen(cfg->listen);
+        snprintf(host, sizeof host, "%.*s", hlen, cfg->listen);
+        cxm_log_info("server.listening", "listening on %s:%d (data %s, ready in %.1f ms)", host,
+                     cxm_server_port(srv), cfg->data, elapsed_ms(started));
+        rc = cxm_server_run(srv);
+    }
+    cxm_server_destroy(srv);
+    return rc;
+}
+
+int cxm_host_main(int argc, char **argv, const char *summary, const char *default_listen,
+                  const cxm_module *modules, size_t nmodules)
+{
+    struct timespec started;
+    clock_gettime(CLOCK_MONOTONIC, &started);
+    host_config cfg = {.listen = default_listen,
+                       .data = "cxm-data",
+                       .log_format = "text",
+                       .log_level = "info",
+                       .max_message_bytes = 4u << 20,
+                       .grace_ms = 5000};
+    int exit_code = 0;
+    if (configure(argc, argv, summary, &cfg, &exit_code) != 0)
+        return exit_code;
+    if (nmodules > MAX_MODULES)
+        return 1;
+
+    cxm_store *store = NULL;
+    cxm_service svcs[MAX_MODULES];
+    memset(svcs, 0, sizeof svcs);
+    size_t opened = 0;
+    int rc = cxm_store_open(cfg.data, NULL, &store);
+    if (rc == 0)
+        rc = open_modules(store, modules, nmodules, svcs, &opened);
+    if (rc == 0)
+        rc = serve(&cfg, svcs, nmodules, &started);
+    while (opened > 0) {
+        opened--;
+        if (modules[opened].close)
+            modules[opened].close(&svcs[opened]);
+    }
+    if (store)
+        cxm_store_close(store);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,1023 @@
+/*
+ * server.c - the gRPC core server runtime described in cxm/server.h.
+ *
+ * Every call is a small state machine driven by the completion queue of the
+ * worker that matched it. Up to four tags can be outstanding per call:
+ *   matched  the posted request was matched (or failed at shutdown);
+ *   closed   RECV_CLOSE_ON_SERVER: the RPC is over, cancelled or not;
+ *   recv     one RECV_MESSAGE of a client- or bidi-stream;
+ *   send     one send batch (message, or initial metadata + status).
+ * The call is freed when its reference count drops to zero: one reference
+ * per outstanding tag plus one held by the handler until it finishes the call.
+ * The mutex orders handler actions (possibly from other threads) against
+ * completions; it is never held while calling into a handler.
+ */
+#include "cxm/server.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/time.h>
+
+#include "cxm/err.h"
+#include "cxm/log.h"
+#include "server_internal.h"
+
+#define CALL_ARENA_INITIAL 2048
+#define MAX_SERVICES 32
+#define MAX_METHODS 256
+#define DETAILS_MAX 512
+/* A bidi stream stops reading while this much of its output is queued, so a
+ * client that sends without reading cannot grow our memory. */
+#define SEND_QUEUE_HIGH_WATER (4u << 20)
+
+enum tag_kind {
+    TAG_MATCHED,
+    TAG_CLOSED,
+    TAG_RECV,
+    TAG_SEND,
+    TAG_UNKNOWN,
+    TAG_UNKNOWN_DONE,
+    TAG_SHUTDOWN
+};
+
+typedef struct tag {
+    enum tag_kind kind;
+    void *owner;
+} tag;
+
+typedef struct reg_method {
+    const cxm_service *svc;
+    const cxm_method *m;
+    char path[256];
+    void *handle;
+} reg_method;
+
+typedef struct worker {
+    cxm_server *srv;
+    grpc_completion_queue *cq;
+    pthread_t thread;
+    int started;
+} worker;
+
+typedef struct out_msg {
+    struct out_msg *next;
+    grpc_byte_buffer *bb;
+    size_t len;
+} out_msg;
+
+struct cxm_call {
+    tag t_matched, t_closed, t_recv, t_send;
+    worker *w;
+    const reg_method *rm;
+    grpc_call *call;
+    gpr_timespec deadline;
+    grpc_metadata_array md;
+    grpc_byte_buffer *payload; /* matched request, or the last received message */
+    grpc_byte_buffer *sending; /* message of the send batch in flight */
+    atomic_int refs;
+    atomic_bool closed;
+    pthread_mutex_t mu;
+    out_msg *queue_head, *queue_tail;
+    size_t queued_bytes;
+    int close_cancelled;
+    bool initial_md_sent, send_in_flight, finished, recv_deferred, status_pending;
+    grpc_status_code status_code;
+    grpc_slice status_details;
+    void *user;
+    cxm_arena arena;
+    _Alignas(max_align_t) char arena_initial[CALL_ARENA_INITIAL];
+};
+
+/* A call to a method nobody registered: answered UNIMPLEMENTED at once. */
+typedef struct unknown_call {
+    tag t_matched, t_done;
+    worker *w;
+    grpc_call *call;
+    grpc_call_details details;
+    grpc_metadata_array md;
+    grpc_slice status_details;
+    int close_cancelled;
+} unknown_call;
+
+struct cxm_server {
+    cxm_server_opts opts;
+    grpc_server *server;
+    worker *workers;
+    int nworkers;
+    const cxm_service *services[MAX_SERVICES];
+    size_t nservices;
+    reg_method methods[MAX_METHODS];
+    size_t nmethods;
+    cxm__health *health;
+    cxm__reflection *reflection;
+    tag t_shutdown;
+    int port;
+    atomic_bool started, draining, stop_requested;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool shutdown_done;
+};
+
+static void post_call(worker *w, const reg_method *rm);
+static void post_unknown(worker *w);
+static void start_recv(cxm_call *c);
+
+/* ---- time ---- */
+
+static gpr_timespec monotonic_deadline(gpr_timespec t)
+{
+    return gpr_convert_clock_type(t, GPR_CLOCK_MONOTONIC);
+}
+
+int64_t cxm_call_remaining_ms(const cxm_call *c)
+{
+    gpr_timespec d = monotonic_deadline(c->deadline);
+    if (gpr_time_cmp(d, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0)
+        return INT64_MAX;
+    return gpr_time_to_millis(gpr_time_sub(d, gpr_now(GPR_CLOCK_MONOTONIC)));
+}
+
+/* ---- call lifetime ---- */
+
+static void call_free(cxm_call *c)
+{
+    for (out_msg *m = c->queue_head, *next; m; m = next) {
+        next = m->next;
+        grpc_byte_buffer_destroy(m->bb);
+        free(m);
+    }
+    if (c->payload)
+        grpc_byte_buffer_destroy(c->payload);
+    if (c->sending)
+        grpc_byte_buffer_destroy(c->sending);
+    grpc_slice_unref(c->status_details);
+    grpc_metadata_array_destroy(&c->md);
+    if (c->call)
+        grpc_call_unref(c->call);
+    cxm_arena_dispose(&c->arena);
+    pthread_mutex_destroy(&c->mu);
+    free(c);
+}
+
+static void call_unref(cxm_call *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
+        call_free(c);
+}
+
+/* Start a batch owning one reference; on failure the reference is dropped
+ * by the caller's unref, since no tag will ever come back. */
+static bool start_batch(cxm_call *c, const grpc_op *ops, size_t n, tag *t)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    grpc_call_error e = grpc_call_start_batch(c->call, ops, n, t, NULL);
+    if (e == GRPC_CALL_OK)
+        return true;
+    cxm_log_error("server.batch_failed", "%s: grpc_call_start_batch failed: %s", c->rm->path,
+                  grpc_call_error_to_string(e));
+    atomic_fetch_sub_explicit(&c->refs, 1, memory_order_relaxed);
+    return false;
+}
+
+/* ---- encoding ---- */
+
+static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg, size_t limit, size_t *len,
+                                      int *err)
+{
+    size_t n = protobuf_c_message_get_packed_size(msg);
+    if (n > limit) {
+        *err = CXM_ETOOBIG;
+        return NULL;
+    }
+    grpc_slice s = grpc_slice_malloc(n);
+    protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    *len = n;
+    return bb;
+}
+
+/* Decode bb with the given allocator; NULL when the bytes are not a valid
+ * message of that type (or do not fit the allocator's limit). */
+static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
+                                        ProtobufCAllocator *alloc)
+{
+    grpc_byte_buffer_reader r;
+    if (!grpc_byte_buffer_reader_init(&r, bb))
+        return NULL; /* e.g. a compressed message that does not decompress */
+    grpc_slice s = grpc_byte_buffer_reader_readall(&r);
+    grpc_byte_buffer_reader_destroy(&r);
+    ProtobufCMessage *m =
+        protobuf_c_message_unpack(d, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    grpc_slice_unref(s);
+    return m;
+}
+
+/* ---- sending (call mutex held) ---- */
+
+static void fill_status_ops(cxm_call *c, grpc_op *ops, size_t *n)
+{
+    if (!c->initial_md_sent) {
+        ops[*n].op = GRPC_OP_SEND_INITIAL_METADATA;
+        (*n)++;
+        c->initial_md_sent = true;
+    }
+    ops[*n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[*n].data.send_status_from_server.status = c->status_code;
+    ops[*n].data.send_status_from_server.status_details =
+        GRPC_SLICE_LENGTH(c->status_details) ? &c->status_details : NULL;
+    (*n)++;
+}
+
+/* Start the next send batch, if none is in flight: a queued message, else
+ * the pending status, else resume a read deferred by back-pressure. */
+static void pump_locked(cxm_call *c)
+{
+    if (c->send_in_flight || atomic_load(&c->closed))
+        return;
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    size_t n = 0;
+    out_msg *m = c->queue_head;
+    if (m) {
+        c->queue_head = m->next;
+        if (!c->queue_head)
+            c->queue_tail = NULL;
+        c->queued_bytes -= m->len;
+        c->sending = m->bb;
+        free(m);
+        if (!c->initial_md_sent) {
+            ops[n++].op = GRPC_OP_SEND_INITIAL_METADATA;
+            c->initial_md_sent = true;
+        }
+        ops[n].op = GRPC_OP_SEND_MESSAGE;
+        ops[n++].data.send_message.send_message = c->sending;
+        /* The last message and the status travel in one batch. */
+        if (!c->queue_head && c->status_pending) {
+            c->status_pending = false;
+            fill_status_ops(c, ops, &n);
+        }
+    } else if (c->status_pending) {
+        c->status_pending = false;
+        fill_status_ops(c, ops, &n);
+    } else {
+        if (c->recv_deferred && !c->finished) {
+            c->recv_deferred = false;
+            start_recv(c);
+        }
+        return;
+    }
+    c->send_in_flight = start_batch(c, ops, n, &c->t_send);
+}
+
+static void enqueue_locked(cxm_call *c, grpc_byte_buffer *bb, size_t len)
+{
+    out_msg *m = malloc(sizeof *m);
+    if (!m) {
+        grpc_byte_buffer_destroy(bb);
+        return;
+    }
+    m->next = NULL;
+    m->bb = bb;
+    m->len = len;
+    if (c->queue_tail)
+        c->queue_tail->next = m;
+    else
+        c->queue_head = m;
+    c->queue_tail = m;
+    c->queued_bytes += len;
+}
+
+/* ---- handler API ---- */
+
+void *cxm_call_service_ctx(const cxm_call *c)
+{
+    return c->rm->svc->ctx;
+}
+
+cxm_arena *cxm_call_arena(cxm_call *c)
+{
+    return &c->arena;
+}
+
+void *cxm_call_user(const cxm_call *c)
+{
+    return c->user;
+}
+
+void cxm_call_set_user(cxm_call *c, void *user)
+{
+    c->user = user;
+}
+
+const char *cxm_call_path(const cxm_call *c)
+{
+    return c->rm->path;
+}
+
+bool cxm_call_cancelled(cxm_call *c)
+{
+    if (atomic_load(&c->closed)) {
+        pthread_mutex_lock(&c->mu);
+        bool finished = c->finished;
+        pthread_mutex_unlock(&c->mu);
+        if (!finished)
+            return true;
+    }
+    return cxm_call_remaining_ms(c) <= 0;
+}
+
+int cxm_call_send(cxm_call *c, const ProtobufCMessage *msg)
+{
+    size_t len;
+    int err = 0;
+    grpc_byte_buffer *bb = pack_message(msg, c->w->srv->opts.max_message_bytes, &len, &err);
+    if (!bb)
+        return err;
+    pthread_mutex_lock(&c->mu);
+    if (c->finished || atomic_load(&c->closed)) {
+        pthread_mutex_unlock(&c->mu);
+        grpc_byte_buffer_destroy(bb);
+        return 0;
+    }
+    enqueue_locked(c, bb, len);
+    pump_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    return 0;
+}
+
+/* End the call: the status goes out after whatever is queued. */
+static void finish_with(cxm_call *c, grpc_status_code code, const char *details,
+                        grpc_byte_buffer *last, size_t last_len)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->finished) {
+        pthread_mutex_unlock(&c->mu);
+        cxm_log_error("server.double_finish", "%s: a handler ended the call twice; ignored",
+                      c->rm->path);
+        if (last)
+            grpc_byte_buffer_destroy(last);
+        return;
+    }
+    c->finished = true;
+    if (atomic_load(&c->closed)) {
+        if (last)
+            grpc_byte_buffer_destroy(last);
+    } else {
+        if (last)
+            enqueue_locked(c, last, last_len);
+        c->status_code = code;
+        if (details && *details)
+            c->status_details = grpc_slice_from_copied_string(details);
+        c->status_pending = true;
+        pump_locked(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+    call_unref(c); /* the handler's reference */
+}
+
+void cxm_call_reply(cxm_call *c, const ProtobufCMessage *resp)
+{
+    size_t len;
+    int err = 0;
+    grpc_byte_buffer *bb = pack_message(resp, c->w->srv->opts.max_message_bytes, &len, &err);
+    if (!bb) {
+        cxm_call_finish(c, CXM_EINTERNAL,
+                        "the response is larger than the %zu-byte message limit; ask for less "
+                        "(smaller page size) or raise --max-message-bytes",
+                        c->w->srv->opts.max_message_bytes);
+        return;
+    }
+    finish_with(c, GRPC_STATUS_OK, NULL, bb, len);
+}
+
+void cxm_call_finish(cxm_call *c, int err, const char *fmt, ...)
+{
+    char details[DETAILS_MAX] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(details, sizeof details, fmt, ap);
+        va_end(ap);
+    } else if (err) {
+        snprintf(details, sizeof details, "%s", cxm_strerror(err));
+    }
+    finish_with(c, cxm_err_status(err), details, NULL, 0);
+}
+
+/* ---- receiving ---- */
+
+static void start_recv(cxm_call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_MESSAGE;
+    op.data.recv_message.recv_message = &c->payload;
+    start_batch(c, &op, 1, &c->t_recv);
+}
+
+static void bad_request(cxm_call *c, const char *why)
+{
+    cxm_call_finish(c, CXM_EINVAL, "%s: %s (expected a serialized %s)", c->rm->path, why,
+                    c->rm->m->request->name);
+}
+
+/* Unary and server-streaming: the request came with the match. The decoded
+ * request lives in the call's arena, valid until the call ends. */
+static void dispatch_initial(cxm_call *c)
+{
+    if (!c->payload) {
+        bad_request(c, "the request carried no message");
+        return;
+    }
+    ProtobufCMessage *req =
+        unpack_message(c->payload, c->rm->m->request, cxm_arena_protobuf(&c->arena));
+    grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+    if (!req) {
+        bad_request(c, "the request is not a valid message");
+        return;
+    }
+    c->rm->m->on_message(c, req);
+}
+
+/* One message of a client- or bidi-stream. It is decoded on the heap and
+ * freed after the handler returns, so a long stream does not grow the arena. */
+static void on_recv(cxm_call *c, bool ok)
+{
+    grpc_byte_buffer *bb = c->payload;
+    c->payload = NULL;
+    pthread_mutex_lock(&c->mu);
+    bool finished = c->finished; /* ended meanwhile from another thread */
+    pthread_mutex_unlock(&c->mu);
+    if (!ok || finished) {
+        if (bb)
+            grpc_byte_buffer_destroy(bb);
+        /* The call is failing; the close tag will report it. */
+    } else if (!bb) {
+        if (c->rm->m->on_half_close)
+            c->rm->m->on_half_close(c);
+        else
+            cxm_call_finish(c, 0, NULL);
+    } else {
+        ProtobufCMessage *req = unpack_message(bb, c->rm->m->request, NULL);
+        grpc_byte_buffer_destroy(bb);
+        if (!req) {
+            bad_request(c, "a stream message is not a valid message");
+        } else {
+            c->rm->m->on_message(c, req);
+            protobuf_c_message_free_unpacked(req, NULL);
+            pthread_mutex_lock(&c->mu);
+            if (!c->finished && !atomic_load(&c->closed)) {
+                if (c->send_in_flight && c->queued_bytes >= SEND_QUEUE_HIGH_WATER)
+                    c->recv_deferred = true;
+                else
+                    start_recv(c);
+            }
+            pthread_mutex_unlock(&c->mu);
+        }
+    }
+    call_unref(c);
+}
+
+static void on_matched(cxm_call *c, bool ok)
+{
+    worker *w = c->w;
+    if (!ok) { /* the server is shutting down */
+        call_free(c);
+        return;
+    }
+    if (!atomic_load(&w->srv->draining))
+        post_call(w, c->rm);
+
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    /* The matched tag's reference becomes the handler's reference. */
+    start_batch(c, &op, 1, &c->t_closed);
+
+    if (cxm_call_remaining_ms(c) <= 0) {
+        cxm_call_finish(c, CXM_EDEADLINE, "%s: the deadline passed before the call started",
+                        c->rm->path);
+        return;
+    }
+    switch (c->rm->m->kind) {
+    case CXM_UNARY:
+    case CXM_SERVER_STREAMING:
+        dispatch_initial(c);
+        break;
+    case CXM_CLIENT_STREAMING:
+    case CXM_BIDI_STREAMING:
+        pthread_mutex_lock(&c->mu);
+        start_recv(c);
+        pthread_mutex_unlock(&c->mu);
+        break;
+    }
+}
+
+static void on_send_done(cxm_call *c, bool ok)
+{
+    pthread_mutex_lock(&c->mu);
+    if (c->sending) {
+        grpc_byte_buffer_destroy(c->sending);
+        c->sending = NULL;
+    }
+    c->send_in_flight = false;
+    if (ok)
+        pump_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    call_unref(c);
+}
+
+static void on_closed(cxm_call *c)
+{
+    pthread_mutex_lock(&c->mu);
+    atomic_store(&c->closed, true);
+    bool cancelled = !c->finished;
+    pthread_mutex_unlock(&c->mu);
+    if (cancelled && c->rm->m->on_cancel)
+        c->rm->m->on_cancel(c);
+    call_unref(c);
+}
+
+/* ---- posting requests ---- */
+
+static void post_call(worker *w, const reg_method *rm)
+{
+    cxm_call *c = calloc(1, sizeof *c);
+    if (!c) {
+        cxm_log_error("server.out_of_memory", "%s: cannot post a request", rm->path);
+        return;
+    }
+    c->t_matched = (tag){TAG_MATCHED, c};
+    c->t_closed = (tag){TAG_CLOSED, c};
+    c->t_recv = (tag){TAG_RECV, c};
+    c->t_send = (tag){TAG_SEND, c};
+    c->w = w;
+    c->rm = rm;
+    c->status_details = grpc_empty_slice();
+    atomic_init(&c->refs, 1);
+    atomic_init(&c->closed, false);
+    pthread_mutex_init(&c->mu, NULL);
+    grpc_metadata_array_init(&c->md);
+    cxm_arena_init(&c->arena, c->arena_initial, sizeof c->arena_initial,
+                   w->srv->opts.call_arena_limit);
+    bool with_payload = rm->m->kind == CXM_UNARY || rm->m->kind == CXM_SERVER_STREAMING;
+    grpc_call_error e = grpc_server_request_registered_call(
+        w->srv->server, rm->handle, &c->call, &c->deadline, &c->md,
+        with_payload ? &c->payload : NULL, w->cq, w->cq, &c->t_matched);
+    if (e != GRPC_CALL_OK) {
+        if (!atomic_load(&w->srv->draining))
+            cxm_log_error("server.post_failed", "%s: cannot post a request: %s", rm->path,
+                          grpc_call_error_to_string(e));
+        call_free(c);
+    }
+}
+
+/* The message for a path no registered method matched. */
+static void describe_unknown(const cxm_server *s, const char *path, char *buf, size_t len)
+{
+    const char *slash = path[0] == '/' ? strchr(path + 1, '/') : NULL;
+    if (!slash) {
+        snprintf(buf, len, "malformed method path \"%s\"; expected /package.Service/Method", path);
+        return;
+    }
+    size_t svc_len = (size_t)(slash - path - 1);
+    const char *method = slash + 1;
+    for (size_t i = 0; i < s->nservices; i++) {
+        const cxm_service *svc = s->services[i];
+        if (strlen(svc->name) != svc_len || memcmp(svc->name, path + 1, svc_len) != 0)
+            continue;
+        const ProtobufCServiceDescriptor *d = svc->contract;
+        for (unsigned j = 0; d && j < d->n_methods; j++)
+            if (strcmp(d->methods[j].name, method) == 0) {
+                snprintf(buf, len, "%s/%s is not implemented yet by this server", svc->name,
+                         method);
+                return;
+            }
+        snprintf(buf, len, "service %s has no method \"%s\"", svc->name, method);
+        return;
+    }
+    snprintf(buf, len,
+             "unknown service \"%.*s\"; list the services this server offers with server "
+             "reflection",
+             (int)svc_len, path + 1);
+}
+
+static void post_unknown(worker *w)
+{
+    unknown_call *u = calloc(1, sizeof *u);
+    if (!u)
+        return;
+    u->t_matched = (tag){TAG_UNKNOWN, u};
+    u->t_done = (tag){TAG_UNKNOWN_DONE, u};
+    u->w = w;
+    u->status_details = grpc_empty_slice();
+    grpc_call_details_init(&u->details);
+    grpc_metadata_array_init(&u->md);
+    if (grpc_server_request_call(w->srv->server, &u->call, &u->details, &u->md, w->cq, w->cq,
+                                 &u->t_matched) != GRPC_CALL_OK) {
+        grpc_call_details_destroy(&u->details);
+        grpc_metadata_array_destroy(&u->md);
+        free(u);
+    }
+}
+
+static void unknown_free(unknown_call *u)
+{
+    grpc_slice_unref(u->status_details);
+    grpc_call_details_destroy(&u->details);
+    grpc_metadata_array_destroy(&u->md);
+    if (u->call)
+        grpc_call_unref(u->call);
+    free(u);
+}
+
+static void on_unknown(unknown_call *u, bool ok)
+{
+    if (!ok) {
+        unknown_free(u);
+        return;
+    }
+    if (!atomic_load(&u->w->srv->draining))
+        post_unknown(u->w);
+    char path[300], msg[DETAILS_MAX];
+    size_t plen = GRPC_SLICE_LENGTH(u->details.method);
+    if (plen >= sizeof path)
+        plen = sizeof path - 1;
+    memcpy(path, GRPC_SLICE_START_PTR(u->details.method), plen);
+    path[plen] = '\0';
+    describe_unknown(u->w->srv, path, msg, sizeof msg);
+    u->status_details = grpc_slice_from_copied_string(msg);
+
+    grpc_op ops[3];
+    memset(ops, 0, sizeof ops);
+    ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+    ops[1].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[1].data.send_status_from_server.status_details = &u->status_details;
+    ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[2].data.recv_close_on_server.cancelled = &u->close_cancelled;
+    if (grpc_call_start_batch(u->call, ops, 3, &u->t_done, NULL) != GRPC_CALL_OK)
+        unknown_free(u);
+}
+
+/* ---- workers ---- */
+
+static void signal_shutdown_done(cxm_server *s)
+{
+    pthread_mutex_lock(&s->mu);
+    s->shutdown_done = true;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static void handle_event(grpc_event ev)
+{
+    if (ev.type != GRPC_OP_COMPLETE)
+        return;
+    tag *t = ev.tag;
+    bool ok = ev.success != 0;
+    switch (t->kind) {
+    case TAG_MATCHED:
+        on_matched(t->owner, ok);
+        break;
+    case TAG_CLOSED:
+        on_closed(t->owner);
+        break;
+    case TAG_RECV:
+        on_recv(t->owner, ok);
+        break;
+    case TAG_SEND:
+        on_send_done(t->owner, ok);
+        break;
+    case TAG_UNKNOWN:
+        on_unknown(t->owner, ok);
+        break;
+    case TAG_UNKNOWN_DONE:
+        unknown_free(t->owner);
+        break;
+    case TAG_SHUTDOWN:
+        signal_shutdown_done(t->owner);
+        break;
+    }
+}
+
+/* Handle events until the queue is shut down and empty. */
+static void run_queue(grpc_completion_queue *cq)
+{
+    for (;;) {
+        grpc_event ev = grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+        if (ev.type == GRPC_QUEUE_SHUTDOWN)
+            return;
+        handle_event(ev);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    run_queue(w->cq);
+    return NULL;
+}
+
+/* ---- lifecycle ---- */
+
+int cxm_server_create(const cxm_server_opts *opts, cxm_server **out)
+{
+    cxm_server *s = calloc(1, sizeof *s);
+    if (!s)
+        return CXM_ENOMEM;
+    s->opts = *opts;
+    if (s->opts.workers <= 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        s->opts.workers = n > 0 ? (int)n : 1;
+    }
+    if (s->opts.requests_per_method <= 0)
+        s->opts.requests_per_method = 16;
+    if (s->opts.max_message_bytes == 0)
+        s->opts.max_message_bytes = 4u << 20;
+    if (s->opts.call_arena_limit == 0)
+        s->opts.call_arena_limit = 64u << 20;
+    s->t_shutdown = (tag){TAG_SHUTDOWN, s};
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+
+    /* Signals are taken synchronously by cxm_server_run; block them before
+     * gRPC starts its own threads so that they inherit the mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    grpc_init();
+    *out = s;
+    return 0;
+}
+
+int cxm_server_add_service(cxm_server *s, const cxm_service *svc)
+{
+    if (atomic_load(&s->started) || s->nservices == MAX_SERVICES)
+        return CXM_EINVAL;
+    for (size_t i = 0; i < s->nservices; i++)
+        if (strcmp(s->services[i]->name, svc->name) == 0)
+            return CXM_EEXIST;
+    s->services[s->nservices++] = svc;
+    return 0;
+}
+
+static int register_methods(cxm_server *s)
+{
+    for (size_t i = 0; i < s->nservices; i++) {
+        const cxm_service *svc = s->services[i];
+        for (size_t j = 0; j < svc->nmethods; j++) {
+            if (s->nmethods == MAX_METHODS)
+                return CXM_ETOOBIG;
+            reg_method *rm = &s->methods[s->nmethods++];
+            rm->svc = svc;
+            rm->m = &svc->methods[j];
+            snprintf(rm->path, sizeof rm->path, "/%s/%s", svc->name, rm->m->name);
+            bool with_payload = rm->m->kind == CXM_UNARY || rm->m->kind == CXM_SERVER_STREAMING;
+            rm->handle = grpc_server_register_method(
+                s->server, rm->path, NULL,
+                with_payload ? GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER : GRPC_SRM_PAYLOAD_NONE,
+                0);
+            if (!rm->handle)
+                return CXM_EEXIST;
+        }
+    }
+    return 0;
+}
+
+/* Health and reflection describe every hosted service, themselves included. */
+static int add_builtin_services(cxm_server *s)
+{
+    const char *names[MAX_SERVICES + 3];
+    size_t n = 0;
+    for (size_t i = 0; i < s->nservices; i++)
+        names[n++] = s->services[i]->name;
+    names[n++] = "grpc.health.v1.Health";
+    names[n++] = "grpc.reflection.v1.ServerReflection";
+    names[n++] = "grpc.reflection.v1alpha.ServerReflection";
+    int rc = cxm__health_create(names, n, &s->health);
+    if (rc == 0)
+        rc = cxm__reflection_create(names, n, &s->reflection);
+    if (rc == 0)
+        rc = cxm_server_add_service(s, cxm__health_service(s->health));
+    if (rc == 0)
+        rc = cxm_server_add_service(s, cxm__reflection_service_v1(s->reflection));
+    if (rc == 0)
+        rc = cxm_server_add_service(s, cxm__reflection_service_v1alpha(s->reflection));
+    return rc;
+}
+
+static grpc_server *new_grpc_server(const cxm_server_opts *o)
+{
+    grpc_arg args[3];
+    args[0] = (grpc_arg){GRPC_ARG_INTEGER,
+                         GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+                         {.integer = (int)o->max_message_bytes}};
+    args[1] = (grpc_arg){
+        GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)o->max_message_bytes}};
+    /* Without this a second server silently shares the port. */
+    args[2] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}};
+    grpc_channel_args ca = {3, args};
+    return grpc_server_create(&ca, NULL);
+}
+
+static int start_workers(cxm_server *s)
+{
+    for (int i = 0; i < s->nworkers; i++) {
+        worker *w = &s->workers[i];
+        for (size_t m = 0; m < s->nmethods; m++)
+            for (int k = 0; k < s->opts.requests_per_method; k++)
+                post_call(w, &s->methods[m]);
+        post_unknown(w);
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            return cxm_err_from_errno(errno);
+        w->started = 1;
+    }
+    return 0;
+}
+
+int cxm_server_start(cxm_server *s)
+{
+    int rc = add_builtin_services(s);
+    if (rc != 0)
+        return rc;
+    s->server = new_grpc_server(&s->opts);
+    s->nworkers = s->opts.workers;
+    s->workers = calloc((size_t)s->nworkers, sizeof *s->workers);
+    if (!s->workers)
+        return CXM_ENOMEM;
+    for (int i = 0; i < s->nworkers; i++) {
+        s->workers[i].srv = s;
+        s->workers[i].cq = grpc_completion_queue_create_for_next(NULL);
+        grpc_server_register_completion_queue(s->server, s->workers[i].cq, NULL);
+    }
+    rc = register_methods(s);
+    if (rc != 0) {
+        cxm_log_error("server.methods_failed", "cannot register the method table: %s",
+                      cxm_strerror(rc));
+        return rc;
+    }
+    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+    s->port = grpc_server_add_http2_port(s->server, s->opts.listen, creds);
+    grpc_server_credentials_release(creds);
+    if (s->port == 0) {
+        cxm_log_error("server.bind_failed",
+                      "cannot listen on %s: the address is malformed, not local, or the port "
+                      "is taken; pick another with --listen HOST:PORT",
+                      s->opts.listen);
+        return CXM_EIO;
+    }
+    grpc_server_start(s->server);
+    atomic_store(&s->started, true);
+    rc = start_workers(s);
+    if (rc != 0)
+        return rc;
+    cxm__health_set_all(s->health, 1);
+    return 0;
+}
+
+int cxm_server_port(const cxm_server *s)
+{
+    return s->port;
+}
+
+void cxm_server_stop(cxm_server *s)
+{
+    atomic_store(&s->stop_requested, true);
+}
+
+static void wait_for_signal(cxm_server *s)
+{
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    struct timespec poll = {0, 100 * 1000 * 1000};
+    while (!atomic_load(&s->stop_requested)) {
+        int sig = sigtimedwait(&set, NULL, &poll);
+        if (sig == SIGTERM || sig == SIGINT) {
+            cxm_log_info("server.signal", "received %s; draining (grace %lld ms)",
+                         sig == SIGTERM ? "SIGTERM" : "SIGINT", (long long)s->opts.grace_ms);
+            return;
+        }
+    }
+}
+
+/* Wait for the shutdown tag until deadline; false on time-out. */
+static bool wait_shutdown_done(cxm_server *s, const struct timespec *deadline)
+{
+    pthread_mutex_lock(&s->mu);
+    int rc = 0;
+    while (!s->shutdown_done && rc != ETIMEDOUT)
+        rc = deadline ? pthread_cond_timedwait(&s->cv, &s->mu, deadline)
+                      : pthread_cond_wait(&s->cv, &s->mu);
+    bool done = s->shutdown_done;
+    pthread_mutex_unlock(&s->mu);
+    return done;
+}
+
+static void drain(cxm_server *s)
+{
+    atomic_store(&s->draining, true);
+    for (size_t i = 0; i < s->nservices; i++)
+        if (s->services[i]->on_drain)
+            s->services[i]->on_drain(s->services[i]->ctx);
+    grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->t_shutdown);
+
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += s->opts.grace_ms / 1000;
+    deadline.tv_nsec += (s->opts.grace_ms % 1000) * 1000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    if (!wait_shutdown_done(s, &deadline)) {
+        cxm_log_warn("server.grace_expired",
+                     "calls still running after the %lld ms grace period are being cancelled",
+                     (long long)s->opts.grace_ms);
+        grpc_server_cancel_all_calls(s->server);
+        wait_shutdown_done(s, NULL);
+    }
+}
+
+/* After the shutdown tag: destroy the server, then stop every queue. A queue
+ * whose thread never started is drained here so its posted calls are freed. */
+static void stop_workers(cxm_server *s)
+{
+    grpc_server_destroy(s->server);
+    s->server = NULL;
+    for (int i = 0; i < s->nworkers; i++)
+        grpc_completion_queue_shutdown(s->workers[i].cq);
+    for (int i = 0; i < s->nworkers; i++) {
+        if (s->workers[i].started)
+            pthread_join(s->workers[i].thread, NULL);
+        else
+            run_queue(s->workers[i].cq);
+        s->workers[i].started = 0;
+    }
+}
+
+int cxm_server_run(cxm_server *s)
+{
+    wait_for_signal(s);
+    drain(s);
+    stop_workers(s);
+    cxm_log_info("server.stopped", "all calls drained; server stopped");
+    return 0;
+}
+
+/* Stop a server that started (at least in part) but never ran. */
+static void abandon(cxm_server *s)
+{
+    if (atomic_load(&s->started)) {
+        atomic_store(&s->draining, true);
+        grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->t_shutdown);
+        grpc_server_cancel_all_calls(s->server);
+        if (s->workers[0].started)
+            wait_shutdown_done(s, NULL);
+        else
+            while (!s->shutdown_done)
+                handle_event(grpc_completion_queue_next(s->workers[0].cq,
+                                                        gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL));
+    }
+    stop_workers(s);
+}
+
+void cxm_server_destroy(cxm_server *s)
+{
+    if (!s)
+        return;
+    if (s->server)
+        abandon(s);
+    for (int i = 0; i < s->nworkers; i++)
+        grpc_completion_queue_destroy(s->workers[i].cq);
+    free(s->workers);
+    if (s->health)
+        cxm__health_destroy(s->health);
+    if (s->reflection)
+        cxm__reflection_destroy(s->reflection);
+    pthread_mutex_destroy(&s->mu);
+    pthread_cond_destroy(&s->cv);
+    free(s);
+    grpc_shutdown();
+}

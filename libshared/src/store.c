@@ -1,0 +1,795 @@
+/*
+ * store.c - LMDB environment sharing, map growth and transaction helpers.
+ *
+ * Map growth: mdb_env_set_mapsize may only run while no transaction of this
+ * process is active. Every transaction therefore passes a gate (a counter
+ * under s->mu): begin waits while a growth is pending and counts itself in,
+ * end counts itself out; growth marks itself pending (new transactions wait,
+ * so it cannot starve) and waits for the count to reach zero. A counter is
+ * used instead of a pthread rwlock because with MDB_NOTLS a read transaction
+ * may end on another thread than the one that began it, and unlocking a
+ * rwlock from another thread is undefined.
+ */
+#include "cxm/store.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cxm/err.h"
+#include "cxm/log.h"
+
+#define DEFAULT_MAP ((size_t)64 << 20)
+#define DEFAULT_MAX_MAP ((size_t)16 << 30)
+#define DEFAULT_MAX_DBS 64u
+#define DEFAULT_MAX_READERS 512u
+#define READ_POOL_MAX 64 /* reset read txns kept for renewal */
+
+struct cxm_txn {
+    cxm_store *s;
+    MDB_txn *t;
+    bool write;
+    bool map_full;   /* a put/del hit MDB_MAP_FULL: grow and rerun */
+    size_t seen_map; /* map size when the txn began, to detect a concurrent growth */
+    cxm_txn *next;   /* read txn pool link */
+};
+
+typedef struct dbi_entry {
+    char *name;
+    MDB_dbi dbi;
+} dbi_entry;
+
+struct cxm_store {
+    cxm_store *next; /* registry link */
+    int refs;
+    char *path;
+    MDB_env *env;
+    size_t max_map;
+
+    pthread_mutex_t mu; /* gate, map size and read pool */
+    pthread_cond_t cv;
+    size_t map_size;
+    int active;    /* transactions between begin and end */
+    bool growing;  /* a growth is pending or running */
+    cxm_txn *pool; /* reset read txns */
+    int pooled;
+
+    pthread_mutex_t dbi_mu;
+    dbi_entry *dbis;
+    size_t ndbis;
+};
+
+static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
+static cxm_store *registry;
+
+static _Thread_local char tls_err[320];
+/* Transactions this thread began and has not ended: such a thread must not
+ * wait for a growth (that waits for its own transaction). */
+static _Thread_local int tls_txns;
+
+/* ---- errors ----------------------------------------------------------- */
+
+__attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(tls_err, sizeof tls_err, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+/* The codes store.h promises are mapped here so the contract does not depend
+ * on the general table; everything else goes through cxm_err_from_mdb. */
+static int from_mdb(int mdb_rc)
+{
+    switch (mdb_rc) {
+    case MDB_NOTFOUND:
+        return CXM_ENOTFOUND;
+    case MDB_KEYEXIST:
+        return CXM_EEXIST;
+    case MDB_MAP_FULL:
+        return CXM_EFULL;
+    case MDB_BAD_VALSIZE:
+        return CXM_ETOOBIG;
+    default:
+        return cxm_err_from_mdb(mdb_rc);
+    }
+}
+
+static int mdb_fail(int mdb_rc, const char *what)
+{
+    return fail(from_mdb(mdb_rc), "%s: %s", what, mdb_strerror(mdb_rc));
+}
+
+const char *cxm_store_last_error(void)
+{
+    return tls_err;
+}
+
+/* ---- the gate and map growth ----------------------------------------- */
+
+static size_t gate_enter(cxm_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    /* A thread already inside a transaction passes: growth waits for it. */
+    while (s->growing && tls_txns == 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    s->active++;
+    size_t seen = s->map_size;
+    pthread_mutex_unlock(&s->mu);
+    tls_txns++;
+    return seen;
+}
+
+static void gate_leave(cxm_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    if (--s->active == 0 && s->growing)
+        pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (tls_txns > 0) /* may be 0 when a read txn ends on another thread */
+        tls_txns--;
+}
+
+static size_t env_map_size(MDB_env *env)
+{
+    MDB_envinfo info;
+    mdb_env_info(env, &info);
+    return info.me_mapsize;
+}
+
+/* Called with s->mu held and s->growing set, once no txn is active. adopt:
+ * another process grew the file (MDB_MAP_RESIZED); take its size. */
+static int resize_locked(cxm_store *s, bool adopt)
+{
+    size_t want = s->map_size > s->max_map / 2 ? s->max_map : s->map_size * 2;
+    int rc = mdb_env_set_mapsize(s->env, adopt ? 0 : want);
+    if (rc != 0)
+        return mdb_fail(rc, "cannot resize the LMDB map");
+    s->map_size = env_map_size(s->env);
+    return 0;
+}
+
+/* Grow the map after a MAP_FULL seen by a txn that began at map size `seen`.
+ * Returns 0 when the caller should retry. */
+static int grow(cxm_store *s, size_t seen, bool adopt)
+{
+    if (tls_txns > 0)
+        return fail(CXM_EFULL,
+                    "%s: the LMDB map is full and cannot grow while this thread "
+                    "holds a transaction",
+                    s->path);
+    pthread_mutex_lock(&s->mu);
+    if (s->growing || s->map_size != seen) {
+        /* Someone else is growing or has grown it: wait, then retry. */
+        while (s->growing)
+            pthread_cond_wait(&s->cv, &s->mu);
+        pthread_mutex_unlock(&s->mu);
+        return 0;
+    }
+    if (!adopt && s->map_size >= s->max_map) {
+        pthread_mutex_unlock(&s->mu);
+        return fail(CXM_EFULL, "%s: the LMDB map is full at its cap of %zu bytes", s->path,
+                    s->max_map);
+    }
+    s->growing = true;
+    while (s->active > 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    int rc = resize_locked(s, adopt);
+    s->growing = false;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (rc == 0 && !adopt)
+        cxm_log_info("store.map_grown", "%s: LMDB map grown to %zu bytes", s->path, s->map_size);
+    return rc;
+}
+
+/* ---- open / close ----------------------------------------------------- */
+
+static int mkdir_one(const char *path)
+{
+    if (mkdir(path, 0750) == 0 || errno == EEXIST)
+        return 0;
+    int e = errno;
+    char buf[128];
+    return fail(cxm_err_from_errno(e), "cannot create data directory \"%s\": %s", path,
+                strerror_r(e, buf, sizeof buf));
+}
+
+/* mkdir -p: every missing component, then check the result is a directory. */
+static int mkdir_p(const char *dir)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path)
+        return fail(CXM_ETOOBIG, "data directory path is too long: \"%s\"", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        int rc = mkdir_one(path);
+        *p = '/';
+        if (rc != 0)
+            return rc;
+    }
+    int rc = mkdir_one(path);
+    if (rc != 0)
+        return rc;
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return fail(CXM_EINVAL, "data directory \"%s\" exists but is not a directory", dir);
+    return 0;
+}
+
+static size_t page_round(size_t n)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    return n < page ? page : n / page * page;
+}
+
+static int env_open(cxm_store *s, const cxm_store_opts *o)
+{
+    size_t initial = page_round(o->initial_map_size ? o->initial_map_size : DEFAULT_MAP);
+    int rc = mdb_env_create(&s->env);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(s->env, o->max_dbs ? o->max_dbs : DEFAULT_MAX_DBS);
+    if (rc == 0)
+        rc = mdb_env_set_maxreaders(s->env, o->max_readers ? o->max_readers : DEFAULT_MAX_READERS);
+    if (rc == 0)
+        rc = mdb_env_set_mapsize(s->env, initial);
+    /* MDB_NOTLS: read txns are objects, not thread slots, so they can be
+     * pooled and handed between worker threads. */
+    if (rc == 0)
+        rc = mdb_env_open(s->env, s->path, MDB_NOTLS | (o->nosync ? MDB_NOSYNC : 0), 0640);
+    if (rc != 0) {
+        char what[PATH_MAX + 64];
+        snprintf(what, sizeof what, "cannot open the LMDB environment in \"%s\"", s->path);
+        return mdb_fail(rc, what);
+    }
+    /* An existing data file larger than the initial size sets the map size. */
+    s->map_size = env_map_size(s->env);
+    size_t cap = page_round(o->max_map_size ? o->max_map_size : DEFAULT_MAX_MAP);
+    s->max_map = cap > s->map_size ? cap : s->map_size;
+    return 0;
+}
+
+static void store_free(cxm_store *s)
+{
+    while (s->pool) {
+        cxm_txn *t = s->pool;
+        s->pool = t->next;
+        mdb_txn_abort(t->t);
+        free(t);
+    }
+    if (s->env)
+        mdb_env_close(s->env);
+    for (size_t i = 0; i < s->ndbis; i++)
+        free(s->dbis[i].name);
+    free(s->dbis);
+    pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->dbi_mu);
+    pthread_cond_destroy(&s->cv);
+    free(s->path);
+    free(s);
+}
+
+static cxm_store *registry_find(const char *path)
+{
+    for (cxm_store *s = registry; s; s = s->next)
+        if (strcmp(s->path, path) == 0)
+            return s;
+    return NULL;
+}
+
+/* Create and open a store for real path `real` (taken over). Registry held. */
+static int store_create(char *real, const cxm_store_opts *opts, cxm_store **out)
+{
+    cxm_store *s = calloc(1, sizeof *s);
+    if (!s) {
+        fail(CXM_ENOMEM, "out of memory opening \"%s\"", real);
+        free(real);
+        return CXM_ENOMEM;
+    }
+    s->path = real;
+    s->refs = 1;
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->dbi_mu, NULL);
+    pthread_cond_init(&s->cv, NULL);
+    cxm_store_opts defaults = {0};
+    int rc = env_open(s, opts ? opts : &defaults);
+    if (rc != 0) {
+        store_free(s);
+        return rc;
+    }
+    s->next = registry;
+    registry = s;
+    *out = s;
+    return 0;
+}
+
+static int store_open(const char *dir, const cxm_store_opts *opts, cxm_store **out)
+{
+    if (!dir || !*dir)
+        return fail(CXM_EINVAL, "no data directory given");
+    int rc = mkdir_p(dir);
+    if (rc != 0)
+        return rc;
+    char *real = realpath(dir, NULL);
+    if (!real) {
+        int e = errno;
+        char buf[128];
+        return fail(cxm_err_from_errno(e), "cannot resolve data directory \"%s\": %s", dir,
+                    strerror_r(e, buf, sizeof buf));
+    }
+    pthread_mutex_lock(&registry_mu);
+    cxm_store *s = registry_find(real);
+    if (s) {
+        s->refs++;
+        free(real);
+        *out = s;
+    } else {
+        rc = store_create(real, opts, out);
+    }
+    pthread_mutex_unlock(&registry_mu);
+    return rc;
+}
+
+int cxm_store_open(const char *dir, const cxm_store_opts *opts, cxm_store **out)
+{
+    int rc = store_open(dir, opts, out);
+    if (rc != 0)
+        cxm_log_error("store.open_failed", "%s", tls_err);
+    return rc;
+}
+
+void cxm_store_close(cxm_store *s)
+{
+    if (!s)
+        return;
+    pthread_mutex_lock(&registry_mu);
+    if (--s->refs > 0) {
+        pthread_mutex_unlock(&registry_mu);
+        return;
+    }
+    for (cxm_store **pp = &registry; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&registry_mu);
+    store_free(s);
+}
+
+const char *cxm_store_path(const cxm_store *s)
+{
+    return s->path;
+}
+
+size_t cxm_store_map_size(cxm_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    size_t n = s->map_size;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int cxm_store_max_key(cxm_store *s)
+{
+    return mdb_env_get_maxkeysize(s->env);
+}
+
+MDB_env *cxm_store_env(cxm_store *s)
+{
+    return s->env;
+}
+
+/* ---- write transactions ----------------------------------------------- */
+
+/* One attempt: 0 = committed, 1 = grow-and-retry, else an error. */
+static int write_once(cxm_store *s, cxm_txn_fn fn, void *user, size_t *seen, bool *adopt)
+{
+    cxm_txn t = {.s = s, .write = true};
+    *seen = gate_enter(s);
+    int rc = mdb_txn_begin(s->env, NULL, 0, &t.t);
+    if (rc != 0) {
+        gate_leave(s);
+        *adopt = rc == MDB_MAP_RESIZED;
+        return *adopt ? 1 : mdb_fail(rc, "cannot begin a write transaction");
+    }
+    int frc = fn(&t, user);
+    if (t.map_full || frc != 0) {
+        mdb_txn_abort(t.t);
+        gate_leave(s);
+        return t.map_full ? 1 : frc;
+    }
+    rc = mdb_txn_commit(t.t);
+    gate_leave(s);
+    if (rc == MDB_MAP_FULL)
+        return 1;
+    return rc == 0 ? 0 : mdb_fail(rc, "cannot commit a write transaction");
+}
+
+int cxm_store_write(cxm_store *s, cxm_txn_fn fn, void *user)
+{
+    for (;;) {
+        size_t seen = 0;
+        bool adopt = false;
+        int rc = write_once(s, fn, user, &seen, &adopt);
+        if (rc != 1)
+            return rc;
+        rc = grow(s, seen, adopt);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* ---- read transactions ------------------------------------------------ */
+
+static void read_discard(cxm_txn *t)
+{
+    if (t->t)
+        mdb_txn_abort(t->t);
+    free(t);
+}
+
+/* A pooled txn renewed, or a new one. */
+static int read_begin_once(cxm_store *s, cxm_txn **out)
+{
+    pthread_mutex_lock(&s->mu);
+    cxm_txn *t = s->pool;
+    if (t) {
+        s->pool = t->next;
+        s->pooled--;
+    }
+    pthread_mutex_unlock(&s->mu);
+    int rc;
+    if (t) {
+        rc = mdb_txn_renew(t->t);
+    } else {
+        t = calloc(1, sizeof *t);
+        if (!t)
+            return fail(CXM_ENOMEM, "out of memory beginning a read transaction");
+        t->s = s;
+        rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->t);
+        if (rc != 0)
+            t->t = NULL;
+    }
+    if (rc != 0) {
+        read_discard(t);
+        return rc == MDB_MAP_RESIZED ? 1 : mdb_fail(rc, "cannot begin a read transaction");
+    }
+    t->next = NULL;
+    *out = t;
+    return 0;
+}
+
+int cxm_store_read_begin(cxm_store *s, cxm_txn **out)
+{
+    for (;;) {
+        size_t seen = gate_enter(s);
+        int rc = read_begin_once(s, out);
+        if (rc == 0) {
+            (*out)->seen_map = seen;
+            return 0;
+        }
+        gate_leave(s);
+        if (rc != 1)
+            return rc;
+        if ((rc = grow(s, seen, true)) != 0)
+            return rc;
+    }
+}
+
+void cxm_store_read_end(cxm_txn *t)
+{
+    if (!t)
+        return;
+    cxm_store *s = t->s;
+    mdb_txn_reset(t->t);
+    pthread_mutex_lock(&s->mu);
+    bool keep = s->pooled < READ_POOL_MAX;
+    if (keep) {
+        t->next = s->pool;
+        s->pool = t;
+        s->pooled++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!keep)
+        read_discard(t);
+    gate_leave(s);
+}
+
+int cxm_store_read(cxm_store *s, cxm_txn_fn fn, void *user)
+{
+    cxm_txn *t;
+    int rc = cxm_store_read_begin(s, &t);
+    if (rc != 0)
+        return rc;
+    rc = fn(t, user);
+    cxm_store_read_end(t);
+    return rc;
+}
+
+MDB_txn *cxm_txn_mdb(cxm_txn *t)
+{
+    return t->t;
+}
+
+/* ---- named databases -------------------------------------------------- */
+
+typedef struct dbi_open_ctx {
+    const char *name;
+    unsigned flags;
+    MDB_dbi dbi;
+} dbi_open_ctx;
+
+static int dbi_open_fn(cxm_txn *t, void *user)
+{
+    dbi_open_ctx *c = user;
+    int rc = mdb_dbi_open(t->t, c->name, c->flags | MDB_CREATE, &c->dbi);
+    if (rc == MDB_MAP_FULL)
+        t->map_full = true;
+    if (rc == 0)
+        return 0;
+    char what[160];
+    snprintf(what, sizeof what, "cannot open database \"%.100s\"", c->name);
+    return mdb_fail(rc, what);
+}
+
+static bool dbi_lookup(cxm_store *s, const char *name, MDB_dbi *out)
+{
+    bool found = false;
+    pthread_mutex_lock(&s->dbi_mu);
+    for (size_t i = 0; i < s->ndbis && !found; i++) {
+        if (strcmp(s->dbis[i].name, name) == 0) {
+            *out = s->dbis[i].dbi;
+            found = true;
+        }
+    }
+    pthread_mutex_unlock(&s->dbi_mu);
+    return found;
+}
+
+static int dbi_remember(cxm_store *s, const char *name, MDB_dbi dbi)
+{
+    int rc = 0;
+    pthread_mutex_lock(&s->dbi_mu);
+    bool known = false;
+    for (size_t i = 0; i < s->ndbis && !known; i++)
+        known = strcmp(s->dbis[i].name, name) == 0; /* another thread raced us: same handle */
+    if (!known) {
+        dbi_entry *grown = realloc(s->dbis, (s->ndbis + 1) * sizeof *grown);
+        char *copy = strdup(name);
+        if (grown)
+            s->dbis = grown;
+        if (grown && copy)
+            s->dbis[s->ndbis++] = (dbi_entry){copy, dbi};
+        else {
+            free(copy);
+            rc = fail(CXM_ENOMEM, "out of memory caching database \"%s\"", name);
+        }
+    }
+    pthread_mutex_unlock(&s->dbi_mu);
+    return rc;
+}
+
+int cxm_store_dbi(cxm_store *s, const char *name, unsigned flags, MDB_dbi *out)
+{
+    if (!name || !*name)
+        return fail(CXM_EINVAL, "a database needs a name");
+    if (dbi_lookup(s, name, out))
+        return 0;
+    /* Opened in its own write txn so the handle is shared once committed;
+     * LMDB serialises write txns, which is what mdb_dbi_open requires. */
+    dbi_open_ctx c = {name, flags, 0};
+    int rc = cxm_store_write(s, dbi_open_fn, &c);
+    if (rc == 0)
+        rc = dbi_remember(s, name, c.dbi);
+    if (rc == 0)
+        *out = c.dbi;
+    return rc;
+}
+
+/* ---- get / put / del -------------------------------------------------- */
+
+static int check_key(cxm_txn *t, size_t klen)
+{
+    int max = mdb_env_get_maxkeysize(t->s->env);
+    if (klen == 0 || klen > (size_t)max)
+        return fail(CXM_ETOOBIG, "a key of %zu bytes: LMDB keys are 1 to %d bytes", klen, max);
+    return 0;
+}
+
+int cxm_txn_get_ref(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, const void **val,
+                    size_t *vlen)
+{
+    int rc = check_key(t, klen);
+    if (rc != 0)
+        return rc;
+    MDB_val k = {klen, (void *)key}, v;
+    rc = mdb_get(t->t, dbi, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return CXM_ENOTFOUND;
+    if (rc != 0)
+        return mdb_fail(rc, "cannot read a key");
+    *val = v.mv_data;
+    *vlen = v.mv_size;
+    return 0;
+}
+
+int cxm_txn_get(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a, void **val,
+                size_t *vlen)
+{
+    const void *ref;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, dbi, key, klen, &ref, &n);
+    if (rc != 0)
+        return rc;
+    char *copy = cxm_arena_alloc(a, n + 1);
+    if (!copy)
+        return fail(CXM_ENOMEM, "the arena refused %zu bytes for a value", n + 1);
+    memcpy(copy, ref, n);
+    copy[n] = '\0';
+    *val = copy;
+    *vlen = n;
+    return 0;
+}
+
+/* MAP_FULL poisons the LMDB txn; remember it so cxm_store_write grows and
+ * reruns even if fn swallowed the error. */
+static int write_fail(cxm_txn *t, int mdb_rc, const char *what)
+{
+    if (mdb_rc == MDB_MAP_FULL)
+        t->map_full = true;
+    if (mdb_rc == MDB_NOTFOUND)
+        return CXM_ENOTFOUND;
+    if (mdb_rc == MDB_KEYEXIST)
+        return CXM_EEXIST;
+    return mdb_fail(mdb_rc, what);
+}
+
+int cxm_txn_put(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, const void *val, size_t vlen,
+                unsigned flags)
+{
+    if (!t->write)
+        return fail(CXM_EINVAL, "put in a read transaction");
+    int rc = check_key(t, klen);
+    if (rc != 0)
+        return rc;
+    MDB_val k = {klen, (void *)key}, v = {vlen, (void *)val};
+    rc = mdb_put(t->t, dbi, &k, &v, (flags & CXM_PUT_NOOVERWRITE) ? MDB_NOOVERWRITE : 0);
+    return rc == 0 ? 0 : write_fail(t, rc, "cannot write a key");
+}
+
+int cxm_txn_del(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen)
+{
+    if (!t->write)
+        return fail(CXM_EINVAL, "delete in a read transaction");
+    int rc = check_key(t, klen);
+    if (rc != 0)
+        return rc;
+    MDB_val k = {klen, (void *)key};
+    rc = mdb_del(t->t, dbi, &k, NULL);
+    return rc == 0 ? 0 : write_fail(t, rc, "cannot delete a key");
+}
+
+/* ---- iteration -------------------------------------------------------- */
+
+/* LMDB's default order: memcmp, then shorter first. */
+static int key_cmp(const MDB_val *k, const void *b, size_t blen)
+{
+    size_t n = k->mv_size < blen ? k->mv_size : blen;
+    int c = n ? memcmp(k->mv_data, b, n) : 0;
+    if (c != 0)
+        return c;
+    return k->mv_size < blen ? -1 : k->mv_size > blen;
+}
+
+int cxm_iter_range(cxm_txn *t, MDB_dbi dbi, const void *from, size_t from_len, const void *to,
+                   size_t to_len, bool reverse, cxm_iter *it)
+{
+    memset(it, 0, offsetof(cxm_iter, succ));
+    int rc = mdb_cursor_open(t->t, dbi, &it->cur);
+    if (rc != 0) {
+        it->cur = NULL;
+        return mdb_fail(rc, "cannot open a cursor");
+    }
+    it->from = from;
+    it->from_len = from ? from_len : 0;
+    it->to = to;
+    it->to_len = to ? to_len : 0;
+    it->reverse = reverse;
+    return 0;
+}
+
+int cxm_iter_prefix(cxm_txn *t, MDB_dbi dbi, const void *prefix, size_t len, bool reverse,
+                    cxm_iter *it)
+{
+    it->cur = NULL; /* so that cxm_iter_close is safe after a failure */
+    if (len > sizeof it->succ)
+        return fail(CXM_ETOOBIG, "a scan prefix of %zu bytes is longer than any key", len);
+    int rc = cxm_iter_range(t, dbi, prefix, len, NULL, 0, reverse, it);
+    if (rc != 0)
+        return rc;
+    cxm_key_successor(prefix, len, it->succ, &it->to_len);
+    it->to = it->succ;
+    return 0;
+}
+
+/* Position on the first entry of the walk. */
+static int iter_first(cxm_iter *it, MDB_val *k, MDB_val *v)
+{
+    if (!it->reverse) {
+        if (it->from_len == 0)
+            return mdb_cursor_get(it->cur, k, v, MDB_FIRST);
+        *k = (MDB_val){it->from_len, (void *)it->from};
+        return mdb_cursor_get(it->cur, k, v, MDB_SET_RANGE);
+    }
+    if (it->to_len == 0)
+        return mdb_cursor_get(it->cur, k, v, MDB_LAST);
+    /* The last key below `to`: the one before the first key >= to. */
+    *k = (MDB_val){it->to_len, (void *)it->to};
+    int rc = mdb_cursor_get(it->cur, k, v, MDB_SET_RANGE);
+    if (rc == 0)
+        return mdb_cursor_get(it->cur, k, v, MDB_PREV);
+    return rc == MDB_NOTFOUND ? mdb_cursor_get(it->cur, k, v, MDB_LAST) : rc;
+}
+
+static bool in_range(const cxm_iter *it, const MDB_val *k)
+{
+    if (!it->reverse)
+        return it->to_len == 0 || key_cmp(k, it->to, it->to_len) < 0;
+    return it->from_len == 0 || key_cmp(k, it->from, it->from_len) >= 0;
+}
+
+int cxm_iter_next(cxm_iter *it)
+{
+    if (it->done || !it->cur)
+        return CXM_ENOTFOUND;
+    MDB_val k, v;
+    int rc;
+    if (!it->started) {
+        it->started = true;
+        rc = iter_first(it, &k, &v);
+    } else {
+        rc = mdb_cursor_get(it->cur, &k, &v, it->reverse ? MDB_PREV : MDB_NEXT);
+    }
+    if (rc == 0 && !in_range(it, &k))
+        rc = MDB_NOTFOUND;
+    if (rc != 0) {
+        it->done = true;
+        return rc == MDB_NOTFOUND ? CXM_ENOTFOUND : mdb_fail(rc, "cannot move a cursor");
+    }
+    it->key = k.mv_data;
+    it->klen = k.mv_size;
+    it->val = v.mv_data;
+    it->vlen = v.mv_size;
+    return 0;
+}
+
+void cxm_iter_close(cxm_iter *it)
+{
+    if (it->cur)
+        mdb_cursor_close(it->cur);
+    it->cur = NULL;
+    it->done = true;
+}
+
+int cxm_txn_scan_prefix(cxm_txn *t, MDB_dbi dbi, const void *prefix, size_t len, bool reverse,
+                        cxm_scan_fn fn, void *user)
+{
+    cxm_iter it;
+    int rc = cxm_iter_prefix(t, dbi, prefix, len, reverse, &it);
+    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0)
+        rc = fn(it.key, it.klen, it.val, it.vlen, user);
+    cxm_iter_close(&it);
+    if (rc == CXM_ENOTFOUND || rc > 0)
+        return 0;
+    return rc;
+}
