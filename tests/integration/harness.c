@@ -1,0 +1,113 @@
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+double harness_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static char *read_log(const test_server *s)
+{
+    FILE *f = fopen(s->log_path, "r");
+    if (!f)
+        return NULL;
+    char *buf = calloc(1, 1 << 20);
+    if (buf)
+        fread(buf, 1, (1 << 20) - 1, f);
+    fclose(f);
+    return buf;
+}
+
+bool harness_log_contains(const test_server *s, const char *needle)
+{
+    char *log = read_log(s);
+    bool found = log && strstr(log, needle);
+    free(log);
+    return found;
+}
+
+static int wait_for_port(test_server *s)
+{
+    for (double end = harness_now_ms() + 10000; harness_now_ms() < end;) {
+        char *log = read_log(s);
+        const char *p = log ? strstr(log, "listening on 127.0.0.1:") : NULL;
+        int port = p ? atoi(p + strlen("listening on 127.0.0.1:")) : 0;
+        free(log);
+        if (port > 0)
+            return port;
+        if (waitpid(s->pid, NULL, WNOHANG) == s->pid)
+            return -1;
+        usleep(5000);
+    }
+    return 0;
+}
+
+void harness_start(test_server *s, const char *binary, const char *const *extra_args)
+{
+    memset(s, 0, sizeof *s);
+    snprintf(s->data_dir, sizeof s->data_dir, "/tmp/cxm-test-XXXXXX");
+    CHECK(mkdtemp(s->data_dir) != NULL, "mkdtemp: %s", strerror(errno));
+    snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->data_dir);
+
+    const char *argv[32] = {binary, "--listen", "127.0.0.1:0", "--data", s->data_dir};
+    int argc = 5;
+    for (int i = 0; extra_args && extra_args[i] && argc < 31; i++)
+        argv[argc++] = extra_args[i];
+    argv[argc] = NULL;
+
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, s->log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    int rc = posix_spawn(&s->pid, binary, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    CHECK(rc == 0, "cannot start %s: %s", binary, strerror(rc));
+
+    s->port = wait_for_port(s);
+    if (s->port <= 0) {
+        char *log = read_log(s);
+        fprintf(stderr, "server log:\n%s\n", log ? log : "(none)");
+        free(log);
+        CHECK(s->port > 0, "%s did not report its port", binary);
+    }
+    snprintf(s->target, sizeof s->target, "127.0.0.1:%d", s->port);
+}
+
+int harness_stop(test_server *s, int sig, int timeout_ms)
+{
+    if (s->pid <= 0)
+        return -1;
+    kill(s->pid, sig);
+    for (double end = harness_now_ms() + timeout_ms; harness_now_ms() < end;) {
+        int status;
+        if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
+            s->pid = 0;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        usleep(2000);
+    }
+    kill(s->pid, SIGKILL);
+    waitpid(s->pid, NULL, 0);
+    s->pid = 0;
+    return -1;
+}
+
+void harness_cleanup(test_server *s)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->data_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "warning: could not remove %s\n", s->data_dir);
+}

@@ -1,0 +1,54 @@
+/*
+ * harness.h - start a real cxm server binary on a free loopback port for an
+ * integration test, and stop it.
+ *
+ * The server runs with --listen 127.0.0.1:0 and a fresh data directory under
+ * /tmp; its log goes to DATA/server.log and is parsed for the "listening on"
+ * line to learn the port. posix_spawn is used because the test process also
+ * runs gRPC, and fork after grpc_init is unsupported.
+ */
+#ifndef CXM_TEST_HARNESS_H
+#define CXM_TEST_HARNESS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/types.h>
+
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
+            fprintf(stderr, __VA_ARGS__);                                                          \
+            fputc('\n', stderr);                                                                   \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+typedef struct test_server {
+    pid_t pid;
+    int port;
+    char target[64];
+    char data_dir[256];
+    char log_path[300];
+} test_server;
+
+/* Start binary with extra arguments (NULL-terminated, may be NULL). Waits
+ * up to 10 s for the listening line; exits the test on failure. */
+void harness_start(test_server *s, const char *binary, const char *const *extra_args);
+
+/* Send sig and wait up to timeout_ms for the process to exit. Returns its
+ * exit status (0-255), 128+signal if killed by one, or -1 on time-out (the
+ * process is then SIGKILLed). */
+int harness_stop(test_server *s, int sig, int timeout_ms);
+
+/* Remove the data directory (after the server stopped). */
+void harness_cleanup(test_server *s);
+
+/* True when the server's log contains needle. */
+bool harness_log_contains(const test_server *s, const char *needle);
+
+/* Milliseconds on a monotonic clock. */
+double harness_now_ms(void);
+
+#endif
