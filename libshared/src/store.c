@@ -63,6 +63,13 @@ struct cxm_store {
     pthread_mutex_t dbi_mu;
     dbi_entry *dbis;
     size_t ndbis;
+
+    /* group commit: jobs queued for the writer thread */
+    pthread_mutex_t wq_mu;
+    pthread_cond_t wq_cv;
+    cxm_write_job *wq_head, *wq_tail;
+    pthread_t writer;
+    bool writer_started, writer_stop;
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -258,8 +265,11 @@ static int env_open(cxm_store *s, const cxm_store_opts *o)
     return 0;
 }
 
+static void writer_stop(cxm_store *s);
+
 static void store_free(cxm_store *s)
 {
+    writer_stop(s);
     while (s->pool) {
         cxm_txn *t = s->pool;
         s->pool = t->next;
@@ -273,6 +283,8 @@ static void store_free(cxm_store *s)
     free(s->dbis);
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->dbi_mu);
+    pthread_mutex_destroy(&s->wq_mu);
+    pthread_cond_destroy(&s->wq_cv);
     pthread_cond_destroy(&s->cv);
     free(s->path);
     free(s);
@@ -299,6 +311,8 @@ static int store_create(char *real, const cxm_store_opts *opts, cxm_store **out)
     s->refs = 1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->dbi_mu, NULL);
+    pthread_mutex_init(&s->wq_mu, NULL);
+    pthread_cond_init(&s->wq_cv, NULL);
     pthread_cond_init(&s->cv, NULL);
     cxm_store_opts defaults = {0};
     int rc = env_open(s, opts ? opts : &defaults);
@@ -427,6 +441,141 @@ int cxm_store_write(cxm_store *s, cxm_txn_fn fn, void *user)
         if (rc != 0)
             return rc;
     }
+}
+
+/* ---- group commit ----------------------------------------------------- */
+
+#define BATCH_MAX 512 /* jobs per shared transaction */
+
+/* Run one job in a nested transaction of parent. Returns 1 when the map is
+ * full (the whole batch must grow and rerun), else 0; the job's own result
+ * is left in job->rc. */
+static int batch_job(cxm_store *s, MDB_txn *parent, cxm_write_job *job)
+{
+    cxm_txn t = {.s = s, .write = true};
+    int rc = mdb_txn_begin(s->env, parent, 0, &t.t);
+    if (rc != 0) {
+        job->rc = mdb_fail(rc, "cannot begin a nested write transaction");
+        return rc == MDB_MAP_FULL;
+    }
+    job->rc = job->fn(&t, job->user);
+    if (t.map_full || job->rc != 0) {
+        mdb_txn_abort(t.t);
+        return t.map_full;
+    }
+    rc = mdb_txn_commit(t.t); /* merges into the parent; nothing durable yet */
+    if (rc != 0)
+        job->rc = mdb_fail(rc, "cannot commit a nested write transaction");
+    return rc == MDB_MAP_FULL;
+}
+
+/* One attempt at a batch: 0 = committed (or failed: *commit_rc), 1 = grow
+ * and rerun. */
+static int batch_once(cxm_store *s, cxm_write_job *jobs, size_t *seen, bool *adopt,
+                      int *commit_rc)
+{
+    MDB_txn *parent;
+    *seen = gate_enter(s);
+    int rc = mdb_txn_begin(s->env, NULL, 0, &parent);
+    if (rc != 0) {
+        gate_leave(s);
+        *adopt = rc == MDB_MAP_RESIZED;
+        if (*adopt)
+            return 1;
+        *commit_rc = mdb_fail(rc, "cannot begin a write transaction");
+        return 0;
+    }
+    for (cxm_write_job *j = jobs; j; j = j->next) {
+        if (batch_job(s, parent, j)) {
+            mdb_txn_abort(parent);
+            gate_leave(s);
+            return 1;
+        }
+    }
+    rc = mdb_txn_commit(parent);
+    gate_leave(s);
+    if (rc == MDB_MAP_FULL)
+        return 1;
+    *commit_rc = rc == 0 ? 0 : mdb_fail(rc, "cannot commit a write transaction");
+    return 0;
+}
+
+static void run_batch(cxm_store *s, cxm_write_job *jobs)
+{
+    int commit_rc = 0;
+    for (;;) {
+        size_t seen = 0;
+        bool adopt = false;
+        if (batch_once(s, jobs, &seen, &adopt, &commit_rc) == 0)
+            break;
+        commit_rc = grow(s, seen, adopt);
+        if (commit_rc != 0)
+            break;
+    }
+    for (cxm_write_job *j = jobs, *next; j; j = next) {
+        next = j->next; /* done may release the job's memory */
+        j->done(j->user, j->rc != 0 ? j->rc : commit_rc);
+    }
+}
+
+/* Take up to BATCH_MAX queued jobs; NULL once stopping with an empty queue. */
+static cxm_write_job *take_batch(cxm_store *s)
+{
+    pthread_mutex_lock(&s->wq_mu);
+    while (!s->wq_head && !s->writer_stop)
+        pthread_cond_wait(&s->wq_cv, &s->wq_mu);
+    cxm_write_job *head = s->wq_head, *last = head;
+    for (int n = 1; last && last->next && n < BATCH_MAX; n++)
+        last = last->next;
+    if (last) {
+        s->wq_head = last->next;
+        if (!s->wq_head)
+            s->wq_tail = NULL;
+        last->next = NULL;
+    }
+    pthread_mutex_unlock(&s->wq_mu);
+    return head;
+}
+
+static void *writer_main(void *arg)
+{
+    cxm_store *s = arg;
+    for (cxm_write_job *jobs; (jobs = take_batch(s));)
+        run_batch(s, jobs);
+    return NULL;
+}
+
+void cxm_store_submit(cxm_store *s, cxm_write_job *job)
+{
+    job->rc = 0;
+    job->next = NULL;
+    pthread_mutex_lock(&s->wq_mu);
+    if (!s->writer_started) {
+        if (pthread_create(&s->writer, NULL, writer_main, s) != 0) {
+            pthread_mutex_unlock(&s->wq_mu);
+            job->done(job->user, fail(CXM_EBUSY, "cannot start the store's writer thread"));
+            return;
+        }
+        s->writer_started = true;
+    }
+    if (s->wq_tail)
+        s->wq_tail->next = job;
+    else
+        s->wq_head = job;
+    s->wq_tail = job;
+    pthread_cond_signal(&s->wq_cv);
+    pthread_mutex_unlock(&s->wq_mu);
+}
+
+static void writer_stop(cxm_store *s)
+{
+    pthread_mutex_lock(&s->wq_mu);
+    bool started = s->writer_started;
+    s->writer_stop = true;
+    pthread_cond_signal(&s->wq_cv);
+    pthread_mutex_unlock(&s->wq_mu);
+    if (started)
+        pthread_join(s->writer, NULL);
 }
 
 /* ---- read transactions ------------------------------------------------ */

@@ -5,6 +5,8 @@
  */
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -529,6 +531,105 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return remove(path);
 }
 
+
+/* ---- group commit ------------------------------------------------------ */
+
+#define SUBMITTERS 4
+#define JOBS_PER_SUBMITTER 500
+
+typedef struct group_job {
+    cxm_write_job job;
+    MDB_dbi dbi;
+    char key[32];
+    char val[600]; /* big enough that the 1 MiB map must grow mid-batch */
+    bool fail;     /* writes, then fails: its writes must roll back alone */
+    atomic_int *done_count;
+    int rc;
+    int calls;
+} group_job;
+
+static int group_fn(cxm_txn *t, void *user)
+{
+    group_job *g = user;
+    int rc = cxm_txn_put(t, g->dbi, g->key, strlen(g->key), g->val, sizeof g->val, 0);
+    return rc ? rc : g->fail ? CXM_ESTALE : 0;
+}
+
+static void group_done(void *user, int rc)
+{
+    group_job *g = user;
+    g->rc = rc;
+    g->calls++;
+    atomic_fetch_add(g->done_count, 1);
+}
+
+typedef struct submitter {
+    cxm_store *s;
+    group_job *jobs;
+} submitter;
+
+static void *submit_main(void *arg)
+{
+    submitter *sub = arg;
+    for (int i = 0; i < JOBS_PER_SUBMITTER; i++)
+        cxm_store_submit(sub->s, &sub->jobs[i].job);
+    return NULL;
+}
+
+static void test_group_commit(void)
+{
+    char dir[256];
+    path_in(dir, sizeof dir, "group");
+    cxm_store_opts o = {.initial_map_size = 1 << 20};
+    cxm_store *s;
+    CHECK_EQ_INT(cxm_store_open(dir, &o, &s), 0);
+    MDB_dbi dbi;
+    CHECK_EQ_INT(cxm_store_dbi(s, "group", 0, &dbi), 0);
+
+    static group_job jobs[SUBMITTERS][JOBS_PER_SUBMITTER];
+    atomic_int done_count = 0;
+    pthread_t threads[SUBMITTERS];
+    submitter subs[SUBMITTERS];
+    for (int t = 0; t < SUBMITTERS; t++) {
+        for (int i = 0; i < JOBS_PER_SUBMITTER; i++) {
+            group_job *g = &jobs[t][i];
+            g->job = (cxm_write_job){.fn = group_fn, .done = group_done, .user = g};
+            g->dbi = dbi;
+            snprintf(g->key, sizeof g->key, "k%d-%04d", t, i);
+            memset(g->val, 'a' + t, sizeof g->val);
+            g->fail = i % 7 == 3;
+            g->done_count = &done_count;
+        }
+        subs[t] = (submitter){s, jobs[t]};
+        pthread_create(&threads[t], NULL, submit_main, &subs[t]);
+    }
+    for (int t = 0; t < SUBMITTERS; t++)
+        pthread_join(threads[t], NULL);
+    for (int spins = 0; atomic_load(&done_count) < SUBMITTERS * JOBS_PER_SUBMITTER && spins < 3000;
+         spins++)
+        usleep(10000);
+    CHECK_EQ_INT(atomic_load(&done_count), SUBMITTERS * JOBS_PER_SUBMITTER);
+    CHECK(cxm_store_map_size(s) > (1u << 20)); /* it grew under the batches */
+
+    /* Each job finished once, with its own result; failed jobs left nothing. */
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    int wrong = 0;
+    for (int t = 0; t < SUBMITTERS; t++) {
+        for (int i = 0; i < JOBS_PER_SUBMITTER; i++) {
+            group_job *g = &jobs[t][i];
+            char *v = get(s, dbi, g->key, &a);
+            bool ok = g->calls == 1 && g->rc == (g->fail ? CXM_ESTALE : 0) &&
+                      (g->fail ? v == NULL : v != NULL && v[0] == 'a' + t);
+            wrong += !ok;
+        }
+        cxm_arena_reset(&a);
+    }
+    CHECK_EQ_INT(wrong, 0);
+    cxm_arena_dispose(&a);
+    cxm_store_close(s); /* joins the writer thread */
+}
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -540,6 +641,7 @@ int main(void)
     test_growth();
     test_sharing();
     test_open_errors();
+    test_group_commit();
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return check_report();
 }

@@ -112,6 +112,32 @@ typedef int (*cxm_txn_fn)(cxm_txn *txn, void *user);
 /* Run fn in a write transaction and commit (see above for the retry). */
 int cxm_store_write(cxm_store *store, cxm_txn_fn fn, void *user);
 
+/* ---- group commit ---------------------------------------------------- */
+
+/* Called on the store's writer thread after the shared transaction
+ * committed (rc = fn's result, 0 meaning its writes are durable) or failed
+ * (rc = the commit error). Must not block; typically it answers an RPC. */
+typedef void (*cxm_write_done_fn)(void *user, int rc);
+
+/* A queued write. The caller owns the memory (a call's arena is fine) and
+ * keeps it alive until done runs; the fields after `user` are private. */
+typedef struct cxm_write_job {
+    cxm_txn_fn fn;
+    cxm_write_done_fn done;
+    void *user;
+    int rc;
+    struct cxm_write_job *next;
+} cxm_write_job;
+
+/* Queue job for the store's writer thread, which runs every queued job in
+ * one write transaction, each inside its own nested transaction (a failing
+ * fn rolls back only its own writes), then commits once: many concurrent
+ * writers share one fsync instead of paying one each. The map-full rule of
+ * cxm_store_write applies: fn may run again from scratch. Thread-safe; never
+ * blocks. The writer thread starts on first use and stops, after draining
+ * its queue, when the store closes. */
+void cxm_store_submit(cxm_store *store, cxm_write_job *job);
+
 /* Run fn in a read transaction; returns fn's result. */
 int cxm_store_read(cxm_store *store, cxm_txn_fn fn, void *user);
 
