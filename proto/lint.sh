@@ -2,7 +2,7 @@
 # Lint the cxm.v1 contract with buf (npm package @bufbuild/buf, pinned).
 #   bash proto/lint.sh [CACHE_DIR]   buf is installed into CACHE_DIR once
 set -euo pipefail
-BUF_VERSION=1.47.2
+BUF_VERSION=1.75.0
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:-$here/../build/buf-cache}
 buf=$cache/node_modules/.bin/buf
