@@ -1,0 +1,778 @@
+/*
+ * cxm_bench.c - cxm-bench, a closed-loop gRPC load generator.
+ *
+ * Each connection is its own channel with a local subchannel pool, so N
+ * connections really are N TCP connections. Every connection keeps --inflight
+ * unary calls outstanding: a completion immediately starts the next call on
+ * the same slot (closed loop: the offered load adapts to the server, and
+ * latency is the server's plus the client's, never queueing in the
+ * generator). Threads each own a cxm_client_loop and a share of the
+ * connections, and keep their own histogram and counters, merged at the end,
+ * so the hot path takes no locks.
+ *
+ * Only calls that complete inside the measurement window (after --warmup,
+ * for --duration) are counted. Latencies go into a log-linear histogram with
+ * under 0.8% bucket width from 1 ns to 60 s.
+ *
+ * Requests come from a generator (--generator, see cxm_bench_gens) that
+ * builds a fresh request per call, or from --request-file (the same raw bytes
+ * every call).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/slice.h>
+
+#include "cxm/client.h"
+#include "cxm/err.h"
+#include "cxm/opts.h"
+#include "grpc/health/v1/health.pb-c.h"
+
+#define CXM_BENCH_DEFAULT_METHOD "/grpc.health.v1.Health/Check"
+
+/* ---- configuration ---- */
+
+typedef struct cxm_bench_cfg {
+    const char *target;
+    const char *method;
+    const char *request_file;
+    const char *generator;
+    int64_t connections, inflight, threads;
+    int64_t duration_ms, warmup_ms, timeout_ms;
+    bool json;
+} cxm_bench_cfg;
+
+/* ---- request generators ----
+ *
+ * A workload is a row: a name, the method it calls by default, and a
+ * function that builds the request for one call. make() runs on the loop
+ * thread for every call, so it can vary the request (keys, payload sizes)
+ * from the per-thread context without locks. Add profile reads/writes here
+ * as rows with their own make(). */
+
+typedef struct cxm_bench_gen_ctx {
+    unsigned thread;       /* index of the loop thread */
+    uint64_t seq;          /* calls made by this thread so far */
+    uint64_t rng;          /* per-thread xorshift state; see cxm_bench_rand */
+    grpc_byte_buffer *raw; /* --request-file payload, or NULL */
+} cxm_bench_gen_ctx;
+
+typedef struct cxm_bench_gen {
+    const char *name;
+    const char *method; /* default --method for this workload */
+    const char *help;
+    /* A new request for one call in *out (the caller destroys it), or a
+     * negative CXM_E* code. */
+    int (*make)(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out);
+} cxm_bench_gen;
+
+/* xorshift64*: cheap and good enough to pick keys; never returns to 0. */
+static inline uint64_t cxm_bench_rand(cxm_bench_gen_ctx *ctx)
+{
+    ctx->rng ^= ctx->rng >> 12;
+    ctx->rng ^= ctx->rng << 25;
+    ctx->rng ^= ctx->rng >> 27;
+    return ctx->rng * 0x2545F4914F6CDD1DULL;
+}
+
+/* Pack a protobuf-c message straight into a gRPC slice (one copy). */
+static int cxm_bench_pack(const ProtobufCMessage *msg, grpc_byte_buffer **out)
+{
+    size_t len = protobuf_c_message_get_packed_size(msg);
+    grpc_slice s = len ? grpc_slice_malloc(len) : grpc_empty_slice();
+    if (len)
+        protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
+    *out = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
+    return *out ? 0 : CXM_ENOMEM;
+}
+
+static int cxm_bench_make_health(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    return cxm_bench_pack(&req.base, out);
+}
+
+/* --request-file: the same bytes each call; a copy only takes a reference. */
+static int cxm_bench_make_raw(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out)
+{
+    *out = grpc_byte_buffer_copy(ctx->raw);
+    return *out ? 0 : CXM_ENOMEM;
+}
+
+static const cxm_bench_gen cxm_bench_gens[] = {
+    {"health", CXM_BENCH_DEFAULT_METHOD, "empty grpc.health.v1.HealthCheckRequest",
+     cxm_bench_make_health},
+};
+#define CXM_BENCH_NGENS (sizeof cxm_bench_gens / sizeof cxm_bench_gens[0])
+
+static const cxm_bench_gen cxm_bench_gen_raw = {"file", NULL, "--request-file bytes",
+                                                cxm_bench_make_raw};
+
+static const cxm_bench_gen *cxm_bench_gen_find(const char *name)
+{
+    for (size_t i = 0; i < CXM_BENCH_NGENS; i++)
+        if (strcmp(cxm_bench_gens[i].name, name) == 0)
+            return &cxm_bench_gens[i];
+    return NULL;
+}
+
+/* ---- log-linear latency histogram (nanoseconds) ----
+ *
+ * HdrHistogram's layout: values below 256 have a bucket each; above, every
+ * power of two is split into 128 equal buckets, so a bucket is at most 1/128
+ * (0.78%) of its value wide. Up to 2^36 ns (68 s) that is 3840 counters. */
+
+#define CXM_HIST_SUB_BITS 8
+#define CXM_HIST_LINEAR (1u << CXM_HIST_SUB_BITS) /* 256 */
+#define CXM_HIST_HALF (CXM_HIST_LINEAR / 2)       /* 128 */
+#define CXM_HIST_MAX_BITS 36
+#define CXM_HIST_BUCKETS (CXM_HIST_LINEAR + (CXM_HIST_MAX_BITS - CXM_HIST_SUB_BITS) * CXM_HIST_HALF)
+#define CXM_HIST_MAX_NS (60ULL * 1000 * 1000 * 1000)
+
+typedef struct cxm_hist {
+    uint64_t counts[CXM_HIST_BUCKETS];
+    uint64_t total, min, max;
+    double sum;
+} cxm_hist;
+
+static void cxm_hist_init(cxm_hist *h)
+{
+    memset(h, 0, sizeof *h);
+    h->min = UINT64_MAX;
+}
+
+static size_t cxm_hist_index(uint64_t v)
+{
+    if (v < CXM_HIST_LINEAR)
+        return (size_t)v;
+    unsigned msb = 63u - (unsigned)__builtin_clzll(v);
+    unsigned shift = msb - (CXM_HIST_SUB_BITS - 1);
+    return CXM_HIST_LINEAR + (msb - CXM_HIST_SUB_BITS) * CXM_HIST_HALF +
+           (size_t)((v >> shift) - CXM_HIST_HALF);
+}
+
+/* The middle of a bucket: within 0.4% of any value recorded in it. */
+static double cxm_hist_value(size_t idx)
+{
+    if (idx < CXM_HIST_LINEAR)
+        return (double)idx;
+    size_t k = idx - CXM_HIST_LINEAR;
+    unsigned shift = (unsigned)(k / CXM_HIST_HALF) + 1;
+    uint64_t lower = (uint64_t)(CXM_HIST_HALF + k % CXM_HIST_HALF) << shift;
+    return (double)lower + (double)(1ULL << shift) / 2.0;
+}
+
+static void cxm_hist_record(cxm_hist *h, uint64_t ns)
+{
+    if (ns > CXM_HIST_MAX_NS)
+        ns = CXM_HIST_MAX_NS;
+    h->counts[cxm_hist_index(ns)]++;
+    h->total++;
+    h->sum += (double)ns;
+    if (ns < h->min)
+        h->min = ns;
+    if (ns > h->max)
+        h->max = ns;
+}
+
+static void cxm_hist_merge(cxm_hist *into, const cxm_hist *from)
+{
+    for (size_t i = 0; i < CXM_HIST_BUCKETS; i++)
+        into->counts[i] += from->counts[i];
+    into->total += from->total;
+    into->sum += from->sum;
+    if (from->min < into->min)
+        into->min = from->min;
+    if (from->max > into->max)
+        into->max = from->max;
+}
+
+/* The value at quantile q (0..1] in nanoseconds, 0 when empty. */
+static double cxm_hist_quantile(const cxm_hist *h, double q)
+{
+    if (!h->total)
+        return 0;
+    uint64_t rank = (uint64_t)ceil(q * (double)h->total);
+    if (rank < 1)
+        rank = 1;
+    uint64_t seen = 0;
+    for (size_t i = 0; i < CXM_HIST_BUCKETS; i++) {
+        seen += h->counts[i];
+        if (seen >= rank) {
+            double v = cxm_hist_value(i);
+            /* Never report outside what was actually seen. */
+            if (v > (double)h->max)
+                v = (double)h->max;
+            if (v < (double)h->min)
+                v = (double)h->min;
+            return v;
+        }
+    }
+    return (double)h->max;
+}
+
+/* ---- run state ---- */
+
+#define CXM_BENCH_NSTATUS 17 /* gRPC status codes 0..16 */
+
+static const char *const cxm_bench_status_names[CXM_BENCH_NSTATUS] = {
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+};
+
+/* Outcomes of calls inside the measurement window. */
+typedef struct cxm_bench_stats {
+    cxm_hist hist; /* latency of every counted call, OK or not */
+    uint64_t completed;
+    uint64_t by_status[CXM_BENCH_NSTATUS + 1]; /* last: codes outside 0..16 */
+    uint64_t start_failures;                   /* calls that could not even be started */
+} cxm_bench_stats;
+
+typedef struct cxm_bench_conn {
+    cxm_channel *ch;
+    void *method;
+} cxm_bench_conn;
+
+typedef struct cxm_bench_thread cxm_bench_thread;
+
+/* One outstanding-call position: the callback's user pointer. */
+typedef struct cxm_bench_slot {
+    cxm_bench_thread *t;
+    cxm_bench_conn *conn;
+    uint64_t started_ns;
+} cxm_bench_slot;
+
+struct cxm_bench_thread {
+    pthread_t tid;
+    unsigned index;
+    cxm_client_loop *loop;
+    cxm_bench_slot *slots;
+    size_t nslots;
+    size_t outstanding;
+    cxm_bench_gen_ctx gen_ctx;
+    cxm_bench_stats stats;
+    int error; /* a CXM_E* code that stopped the thread early */
+};
+
+/* Shared by all threads; written before they start, except the atomics. */
+static struct {
+    const cxm_bench_cfg *cfg;
+    const cxm_bench_gen *gen;
+    uint64_t measure_start_ns, measure_end_ns;
+    uint64_t give_up_ns;           /* no OK answer by then: the target is not serving */
+    atomic_uint_fast64_t ok_total; /* OK answers in every phase */
+    atomic_uint_fast64_t failed_total;
+    atomic_int first_failure; /* status of the first failed call, -1 = none */
+    atomic_bool stop;
+    atomic_uint_fast64_t stopped_at_ns; /* when stop was first set, 0 = not set */
+} cxm_bench_run;
+
+static uint64_t cxm_bench_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static void cxm_bench_request_stop(void)
+{
+    uint_fast64_t zero = 0;
+    atomic_compare_exchange_strong(&cxm_bench_run.stopped_at_ns, &zero, cxm_bench_now_ns());
+    atomic_store(&cxm_bench_run.stop, true);
+}
+
+static void cxm_bench_on_signal(int sig)
+{
+    /* Only an async-signal-safe store; the threads notice within 100 ms. */
+    atomic_store(&cxm_bench_run.stop, true);
+}
+
+/* ---- the closed loop ---- */
+
+static void cxm_bench_done(void *user, grpc_status_code status, grpc_byte_buffer *response);
+
+/* Start the next call on a slot; false when the slot retires. */
+static bool cxm_bench_issue(cxm_bench_slot *slot)
+{
+    cxm_bench_thread *t = slot->t;
+    grpc_byte_buffer *req = NULL;
+    int rc = cxm_bench_run.gen->make(&t->gen_ctx, &req);
+    t->gen_ctx.seq++;
+    if (rc == 0) {
+        slot->started_ns = cxm_bench_now_ns();
+        /* The loop sends its own reference: ours can go right away. */
+        rc = cxm_client_loop_unary(t->loop, slot->conn->ch, slot->conn->method, req,
+                                   cxm_bench_run.cfg->timeout_ms, cxm_bench_done, slot);
+        grpc_byte_buffer_destroy(req);
+    }
+    if (rc != 0) {
+        t->stats.start_failures++;
+        if (!t->error)
+            t->error = rc;
+        return false;
+    }
+    t->outstanding++;
+    return true;
+}
+
+static void cxm_bench_count(cxm_bench_thread *t, grpc_status_code status, uint64_t now,
+                            uint64_t latency)
+{
+    if (status == GRPC_STATUS_OK) {
+        atomic_fetch_add_explicit(&cxm_bench_run.ok_total, 1, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(&cxm_bench_run.failed_total, 1, memory_order_relaxed);
+        int none = -1;
+        atomic_compare_exchange_strong(&cxm_bench_run.first_failure, &none, (int)status);
+    }
+    if (now < cxm_bench_run.measure_start_ns || now >= cxm_bench_run.measure_end_ns ||
+        atomic_load_explicit(&cxm_bench_run.stop, memory_order_relaxed))
+        return; /* warm-up, or a straggler after the window or a stop */
+    unsigned code = (unsigned)status < CXM_BENCH_NSTATUS ? (unsigned)status : CXM_BENCH_NSTATUS;
+    t->stats.by_status[code]++;
+    t->stats.completed++;
+    cxm_hist_record(&t->stats.hist, latency);
+}
+
+/* A target that refuses every call would otherwise be hammered in a tight
+ * loop for the whole run; stop as soon as it is clear nothing answers. */
+static void cxm_bench_check_give_up(uint64_t now)
+{
+    if (now >= cxm_bench_run.give_up_ns &&
+        atomic_load_explicit(&cxm_bench_run.ok_total, memory_order_relaxed) == 0 &&
+        atomic_load_explicit(&cxm_bench_run.failed_total, memory_order_relaxed) > 0)
+        cxm_bench_request_stop();
+}
+
+/* Whether a slot should start another call. Checked in the callback, not
+ * only between cxm_client_loop_run() calls: when calls fail instantly
+ * (connection refused) completions never stop coming and run never returns. */
+static bool cxm_bench_keep_going(uint64_t now)
+{
+    cxm_bench_check_give_up(now);
+    if (atomic_load_explicit(&cxm_bench_run.stop, memory_order_relaxed)) {
+        cxm_bench_request_stop(); /* records when, if a signal set the flag */
+        return false;
+    }
+    return now < cxm_bench_run.measure_end_ns;
+}
+
+static void cxm_bench_done(void *user, grpc_status_code status, grpc_byte_buffer *response)
+{
+    cxm_bench_slot *slot = user;
+    cxm_bench_thread *t = slot->t;
+    uint64_t now = cxm_bench_now_ns();
+    t->outstanding--;
+    cxm_bench_count(t, status, now, now - slot->started_ns);
+    if (cxm_bench_keep_going(now))
+        cxm_bench_issue(slot);
+}
+
+static void *cxm_bench_thread_main(void *arg)
+{
+    cxm_bench_thread *t = arg;
+    for (size_t i = 0; i < t->nslots; i++)
+        if (!cxm_bench_issue(&t->slots[i]))
+            break;
+    while (t->outstanding > 0) {
+        cxm_client_loop_run(t->loop, 100);
+        uint64_t now = cxm_bench_now_ns();
+        cxm_bench_keep_going(now);
+        /* Stragglers past the window are not counted; cut them short
+         * rather than wait out a long --timeout. */
+        if (now >= cxm_bench_run.measure_end_ns + 1000000000ULL)
+            break;
+    }
+    return NULL;
+}
+
+/* ---- setup ---- */
+
+static int cxm_bench_read_file(const char *path, grpc_byte_buffer **out)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "cxm-bench: cannot open --request-file %s: %s\n", path, strerror(errno));
+        return CXM_EINVAL;
+    }
+    char *data = NULL;
+    size_t len = 0, cap = 0;
+    int rc = 0;
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 4096;
+            char *p = realloc(data, cap);
+            if (!p) {
+                rc = CXM_ENOMEM;
+                break;
+            }
+            data = p;
+        }
+        size_t n = fread(data + len, 1, cap - len, f);
+        len += n;
+        if (n == 0) {
+            if (ferror(f)) {
+                fprintf(stderr, "cxm-bench: cannot read --request-file %s\n", path);
+                rc = CXM_EIO;
+            }
+            break;
+        }
+    }
+    fclose(f);
+    if (rc == 0) {
+        grpc_slice s = len ? grpc_slice_from_copied_buffer(data, len) : grpc_empty_slice();
+        *out = grpc_raw_byte_buffer_create(&s, 1);
+        grpc_slice_unref(s);
+        rc = *out ? 0 : CXM_ENOMEM;
+    }
+    free(data);
+    return rc;
+}
+
+static long cxm_bench_ncpus(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}
+
+/* Threads default to one per connection, up to the CPU count: one loop
+ * thread drives many connections well, but on loopback the generator must
+ * not be the bottleneck. */
+static size_t cxm_bench_nthreads(const cxm_bench_cfg *cfg)
+{
+    int64_t n = cfg->threads > 0 ? cfg->threads : cxm_bench_ncpus();
+    if (n > cfg->connections)
+        n = cfg->connections;
+    return (size_t)n;
+}
+
+static int cxm_bench_open_conns(const cxm_bench_cfg *cfg, cxm_bench_conn *conns)
+{
+    cxm_channel_opts copts = {.use_local_subchannel_pool = 1};
+    for (int64_t i = 0; i < cfg->connections; i++) {
+        int rc = cxm_channel_open(cfg->target, &copts, &conns[i].ch);
+        if (rc != 0) {
+            fprintf(stderr, "cxm-bench: cannot open a channel to %s: %s\n", cfg->target,
+                    cxm_strerror(rc));
+            return rc;
+        }
+        conns[i].method = cxm_channel_method(conns[i].ch, cfg->method);
+        if (!conns[i].method)
+            return CXM_ENOMEM;
+    }
+    return 0;
+}
+
+/* Connections are dealt to threads round-robin; each connection brings its
+ * --inflight slots. */
+static int cxm_bench_setup_thread(cxm_bench_thread *t, unsigned index, size_t nthreads,
+                                  const cxm_bench_cfg *cfg, cxm_bench_conn *conns,
+                                  grpc_byte_buffer *raw)
+{
+    t->index = index;
+    t->gen_ctx = (cxm_bench_gen_ctx){
+        .thread = index, .rng = 0x9E3779B97F4A7C15ULL * (index + 1), .raw = raw};
+    cxm_hist_init(&t->stats.hist);
+    size_t nconns = 0;
+    for (size_t c = index; c < (size_t)cfg->connections; c += nthreads)
+        nconns++;
+    t->nslots = nconns * (size_t)cfg->inflight;
+    t->slots = calloc(t->nslots, sizeof *t->slots);
+    if (!t->slots)
+        return CXM_ENOMEM;
+    size_t k = 0;
+    for (size_t c = index; c < (size_t)cfg->connections; c += nthreads)
+        for (int64_t j = 0; j < cfg->inflight; j++)
+            t->slots[k++] = (cxm_bench_slot){.t = t, .conn = &conns[c]};
+    return cxm_client_loop_create(&t->loop);
+}
+
+/* ---- report ---- */
+
+static double cxm_bench_us(double ns)
+{
+    return ns / 1000.0;
+}
+
+static void cxm_bench_print_human(FILE *out, const cxm_bench_cfg *cfg, const cxm_bench_stats *s,
+                                  double secs, uint64_t errors)
+{
+    const cxm_hist *h = &s->hist;
+    fprintf(out, "cxm-bench %s %s: %" PRId64 " connections x %" PRId64 " in flight, %.2f s\n",
+            cfg->target, cfg->method, cfg->connections, cfg->inflight, secs);
+    fprintf(out, "  completed  %" PRIu64 " (%" PRIu64 " OK, %" PRIu64 " errors)\n", s->completed,
+            s->by_status[GRPC_STATUS_OK], errors);
+    for (size_t i = 1; i <= CXM_BENCH_NSTATUS; i++)
+        if (s->by_status[i])
+            fprintf(out, "    %-20s %" PRIu64 "\n",
+                    i < CXM_BENCH_NSTATUS ? cxm_bench_status_names[i] : "OTHER", s->by_status[i]);
+    if (s->start_failures)
+        fprintf(out, "    %-20s %" PRIu64 "\n", "NOT_STARTED", s->start_failures);
+    fprintf(out, "  qps        %.1f\n", secs > 0 ? (double)s->completed / secs : 0.0);
+    fprintf(out, "  latency us p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f)\n",
+            cxm_bench_us(cxm_hist_quantile(h, 0.50)), cxm_bench_us(cxm_hist_quantile(h, 0.90)),
+            cxm_bench_us(cxm_hist_quantile(h, 0.99)), cxm_bench_us(cxm_hist_quantile(h, 0.999)),
+            cxm_bench_us(h->total ? (double)h->max : 0),
+            cxm_bench_us(h->total ? h->sum / (double)h->total : 0));
+}
+
+/* JSON string contents: method paths and targets are plain ASCII, but a
+ * quote or backslash must still not break the line. */
+static void cxm_bench_json_str(FILE *out, const char *s)
+{
+    fputc('"', out);
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            fprintf(out, "\\%c", c);
+        else if (c < 0x20)
+            fprintf(out, "\\u%04x", c);
+        else
+            fputc(c, out);
+    }
+    fputc('"', out);
+}
+
+static void cxm_bench_print_json(FILE *out, const cxm_bench_cfg *cfg, const char *gen,
+                                 size_t nthreads, const cxm_bench_stats *s, double secs,
+                                 uint64_t errors)
+{
+    const cxm_hist *h = &s->hist;
+    fputs("{\"target\":", out);
+    cxm_bench_json_str(out, cfg->target);
+    fputs(",\"method\":", out);
+    cxm_bench_json_str(out, cfg->method);
+    fputs(",\"generator\":", out);
+    cxm_bench_json_str(out, gen);
+    fprintf(out,
+            ",\"connections\":%" PRId64 ",\"inflight\":%" PRId64 ",\"threads\":%zu"
+            ",\"duration_s\":%.3f,\"completed\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
+            ",\"errors_by_status\":{",
+            cfg->connections, cfg->inflight, nthreads, secs, s->completed,
+            s->by_status[GRPC_STATUS_OK], errors);
+    const char *sep = "";
+    for (size_t i = 1; i <= CXM_BENCH_NSTATUS; i++) {
+        if (!s->by_status[i])
+            continue;
+        fprintf(out, "%s\"%s\":%" PRIu64, sep,
+                i < CXM_BENCH_NSTATUS ? cxm_bench_status_names[i] : "OTHER", s->by_status[i]);
+        sep = ",";
+    }
+    if (s->start_failures)
+        fprintf(out, "%s\"NOT_STARTED\":%" PRIu64, sep, s->start_failures);
+    fprintf(out,
+            "},\"qps\":%.1f,\"p50_us\":%.1f,\"p90_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f"
+            ",\"max_us\":%.1f,\"mean_us\":%.1f}\n",
+            secs > 0 ? (double)s->completed / secs : 0.0, cxm_bench_us(cxm_hist_quantile(h, 0.50)),
+            cxm_bench_us(cxm_hist_quantile(h, 0.90)), cxm_bench_us(cxm_hist_quantile(h, 0.99)),
+            cxm_bench_us(cxm_hist_quantile(h, 0.999)), cxm_bench_us(h->total ? (double)h->max : 0),
+            cxm_bench_us(h->total ? h->sum / (double)h->total : 0));
+}
+
+static void cxm_bench_merge(cxm_bench_stats *into, const cxm_bench_stats *from)
+{
+    cxm_hist_merge(&into->hist, &from->hist);
+    into->completed += from->completed;
+    for (size_t i = 0; i <= CXM_BENCH_NSTATUS; i++)
+        into->by_status[i] += from->by_status[i];
+    into->start_failures += from->start_failures;
+}
+
+/* The length of the measurement window actually covered, in seconds. */
+static double cxm_bench_window_s(void)
+{
+    uint64_t end = cxm_bench_run.measure_end_ns;
+    uint64_t stopped = atomic_load(&cxm_bench_run.stopped_at_ns);
+    if (stopped && stopped < end)
+        end = stopped;
+    if (end <= cxm_bench_run.measure_start_ns)
+        return 0;
+    return (double)(end - cxm_bench_run.measure_start_ns) / 1e9;
+}
+
+/* Report and choose the exit status. */
+static int cxm_bench_report(const cxm_bench_cfg *cfg, const char *gen, cxm_bench_thread *threads,
+                            size_t nthreads)
+{
+    cxm_bench_stats *total = calloc(1, sizeof *total);
+    if (!total)
+        return 1;
+    cxm_hist_init(&total->hist);
+    for (size_t i = 0; i < nthreads; i++)
+        cxm_bench_merge(total, &threads[i].stats);
+    uint64_t errors = total->completed - total->by_status[GRPC_STATUS_OK];
+    double secs = cxm_bench_window_s();
+    cxm_bench_print_human(cfg->json ? stderr : stdout, cfg, total, secs, errors);
+    if (cfg->json)
+        cxm_bench_print_json(stdout, cfg, gen, nthreads, total, secs, errors);
+    fflush(stdout);
+    free(total);
+
+    if (atomic_load(&cxm_bench_run.ok_total) > 0)
+        return 0;
+    int first = atomic_load(&cxm_bench_run.first_failure);
+    if (first >= 0)
+        fprintf(stderr,
+                "cxm-bench: %s never answered %s with OK; the first failure was %s. Is the "
+                "server running, and does it serve this method?\n",
+                cfg->target, cfg->method,
+                first < CXM_BENCH_NSTATUS ? cxm_bench_status_names[first] : "an unknown status");
+    else
+        fprintf(stderr, "cxm-bench: no call to %s completed (%s)\n", cfg->target,
+                threads[0].error ? cxm_strerror(threads[0].error) : "stopped before any answer");
+    return 1;
+}
+
+/* ---- main ---- */
+
+static int cxm_bench_run_all(const cxm_bench_cfg *cfg, const char *gen_name, grpc_byte_buffer *raw)
+{
+    size_t nthreads = cxm_bench_nthreads(cfg);
+    cxm_bench_conn *conns = calloc((size_t)cfg->connections, sizeof *conns);
+    cxm_bench_thread *threads = calloc(nthreads, sizeof *threads);
+    int status = 1, rc = conns && threads ? 0 : CXM_ENOMEM;
+    if (rc == 0)
+        rc = cxm_bench_open_conns(cfg, conns);
+    for (size_t i = 0; rc == 0 && i < nthreads; i++)
+        rc = cxm_bench_setup_thread(&threads[i], (unsigned)i, nthreads, cfg, conns, raw);
+
+    size_t started = 0;
+    if (rc == 0) {
+        uint64_t t0 = cxm_bench_now_ns();
+        uint64_t warm = (uint64_t)cfg->warmup_ms * 1000000ULL;
+        cxm_bench_run.measure_start_ns = t0 + warm;
+        cxm_bench_run.measure_end_ns = t0 + warm + (uint64_t)cfg->duration_ms * 1000000ULL;
+        cxm_bench_run.give_up_ns = t0 + (warm > 1000000000ULL ? warm : 1000000000ULL);
+        for (; started < nthreads; started++)
+            if (pthread_create(&threads[started].tid, NULL, cxm_bench_thread_main,
+                               &threads[started]) != 0) {
+                fprintf(stderr, "cxm-bench: cannot start thread %zu\n", started);
+                cxm_bench_request_stop();
+                break;
+            }
+    } else {
+        fprintf(stderr, "cxm-bench: setup failed: %s\n", cxm_strerror(rc));
+    }
+    for (size_t i = 0; i < started; i++)
+        pthread_join(threads[i].tid, NULL);
+    if (rc == 0 && started == nthreads)
+        status = cxm_bench_report(cfg, gen_name, threads, nthreads);
+
+    for (size_t i = 0; threads && i < nthreads; i++) {
+        cxm_client_loop_destroy(threads[i].loop); /* cancels any straggler */
+        free(threads[i].slots);
+    }
+    for (int64_t i = 0; conns && i < cfg->connections; i++)
+        cxm_channel_close(conns[i].ch);
+    free(threads);
+    free(conns);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    cxm_bench_cfg cfg = {
+        .target = "127.0.0.1:7400",
+        .method = NULL,
+        .request_file = NULL,
+        .generator = "health",
+        .connections = 2,
+        .inflight = 32,
+        .threads = 0,
+        .duration_ms = 10000,
+        .warmup_ms = 1000,
+        .timeout_ms = 5000,
+    };
+    const cxm_opt opts[] = {
+        {"target", CXM_OPT_STR, &cfg.target, 0, 0, "server address, HOST:PORT"},
+        {"method", CXM_OPT_STR, &cfg.method, 0, 0,
+         "method path to call (default: the generator's, " CXM_BENCH_DEFAULT_METHOD " for health)"},
+        {"request-file", CXM_OPT_STR, &cfg.request_file, 0, 0,
+         "send these raw serialized request bytes on every call (needs --method "
+         "unless it is the health method)"},
+        {"generator", CXM_OPT_STR, &cfg.generator, 0, 0, "built-in request generator: health"},
+        {"connections", CXM_OPT_INT, &cfg.connections, 1, 4096,
+         "TCP connections, each its own channel"},
+        {"inflight", CXM_OPT_INT, &cfg.inflight, 1, 100000, "calls outstanding per connection"},
+        {"threads", CXM_OPT_INT, &cfg.threads, 0, 1024,
+         "loop threads (0 = one per connection, at most one per CPU)"},
+        {"duration", CXM_OPT_MILLIS, &cfg.duration_ms, 1, 86400000, "measured time"},
+        {"warmup", CXM_OPT_MILLIS, &cfg.warmup_ms, 0, 3600000, "unmeasured time before it"},
+        {"timeout", CXM_OPT_MILLIS, &cfg.timeout_ms, 1, 3600000, "deadline of each call"},
+        {"json", CXM_OPT_BOOL, &cfg.json, 0, 0,
+         "print one JSON line on stdout (the summary goes to stderr)"},
+    };
+    const size_t nopts = sizeof opts / sizeof opts[0];
+    char err[256] = "";
+    int prc = cxm_opts_parse(opts, nopts, argc, argv, NULL, NULL, err, sizeof err);
+    if (prc == 1) {
+        cxm_opts_usage(stdout, "cxm-bench", "closed-loop gRPC load generator", opts, nopts);
+        return 0;
+    }
+    if (prc != 0) {
+        fprintf(stderr, "cxm-bench: %s (see --help)\n", err[0] ? err : "bad arguments");
+        return 2;
+    }
+
+    const cxm_bench_gen *gen = &cxm_bench_gen_raw;
+    if (!cfg.request_file) {
+        gen = cxm_bench_gen_find(cfg.generator);
+        if (!gen) {
+            fprintf(stderr, "cxm-bench: unknown --generator %s; known:", cfg.generator);
+            for (size_t i = 0; i < CXM_BENCH_NGENS; i++)
+                fprintf(stderr, " %s", cxm_bench_gens[i].name);
+            fputc('\n', stderr);
+            return 2;
+        }
+    }
+    if (!cfg.method)
+        cfg.method = gen->method ? gen->method : CXM_BENCH_DEFAULT_METHOD;
+
+    grpc_byte_buffer *raw = NULL;
+    if (cfg.request_file && cxm_bench_read_file(cfg.request_file, &raw) != 0)
+        return 2;
+
+    cxm_bench_run.cfg = &cfg;
+    cxm_bench_run.gen = gen;
+    atomic_init(&cxm_bench_run.ok_total, 0);
+    atomic_init(&cxm_bench_run.failed_total, 0);
+    atomic_init(&cxm_bench_run.first_failure, -1);
+    atomic_init(&cxm_bench_run.stop, false);
+    atomic_init(&cxm_bench_run.stopped_at_ns, 0);
+    struct sigaction sa = {.sa_handler = cxm_bench_on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int status = cxm_bench_run_all(&cfg, gen->name, raw);
+    if (raw)
+        grpc_byte_buffer_destroy(raw);
+    return status;
+}
