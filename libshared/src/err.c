@@ -30,14 +30,16 @@ enum err_row {
 #undef CXM__ERR_ROW
 };
 #define CXM__ERR_ROW(name, code, text, status)                                                     \
-    _Static_assert(code == -(ERR_ROW_##name + 1), "CXM_ERR_MAP codes must be -1, -2, ... in order");
+    _Static_assert(code == -(ERR_ROW_##name + 1), "CXM_ERR_MAP codes must be -1, -2, ... in "      \
+                                                  "order");
 CXM_ERR_MAP(CXM__ERR_ROW)
 #undef CXM__ERR_ROW
 
 /* Codes are -1, -2, ... in table order, so a code is its own index. */
 static const err_entry *err_lookup(int err)
 {
-    if (err >= 0 || -err > (int)ERR_COUNT)
+    /* Compare without negating err: -INT_MIN would overflow. */
+    if (err >= 0 || err < -(int)ERR_COUNT)
         return NULL;
     return &err_table[-err - 1];
 }

@@ -78,10 +78,43 @@ static const char *expected_form(cxm_opt_type t)
     case CXM_OPT_MILLIS:
         return "a duration such as 250ms, 5s or 2m";
     case CXM_OPT_BOOL:
-        return "true or false";
+        return "true or false (or 1/0, yes/no, on/off)";
     default:
         return "a string";
     }
+}
+
+/* How usage names an option's value. */
+static const char *value_name(cxm_opt_type t)
+{
+    switch (t) {
+    case CXM_OPT_INT:
+        return "N";
+    case CXM_OPT_BYTES:
+        return "SIZE";
+    case CXM_OPT_MILLIS:
+        return "DURATION";
+    case CXM_OPT_BOOL:
+        return "";
+    default:
+        return "VALUE";
+    }
+}
+
+/* A number in the form the option accepts, largest exact unit first, so
+ * defaults and bounds read like what a person would type: 64M, 5s. */
+static void format_number(cxm_opt_type t, int64_t v, char *buf, size_t len)
+{
+    static const unit bytes_out[] = {{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {NULL, 0}};
+    static const unit millis_out[] = {
+        {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}, {NULL, 0}};
+    const unit *units = t == CXM_OPT_BYTES ? bytes_out : t == CXM_OPT_MILLIS ? millis_out : NULL;
+    for (const unit *u = units; v != 0 && u && u->suffix; u++)
+        if (v % u->mult == 0) {
+            snprintf(buf, len, "%" PRId64 "%s", v / u->mult, u->suffix);
+            return;
+        }
+    snprintf(buf, len, "%" PRId64 "%s", v, t == CXM_OPT_MILLIS ? "ms" : "");
 }
 
 /* Store value into o; where names the flag or variable for the message. */
@@ -113,8 +146,10 @@ static int apply(const cxm_opt *o, const char *value, const char *where, char *e
     if (o->type == CXM_OPT_BOOL)
         return 0;
     if ((o->min || o->max) && (v < o->min || v > o->max)) {
-        snprintf(err, errlen, "%s: %s is out of range; use %" PRId64 "..%" PRId64, where, value,
-                 o->min, o->max);
+        char lo[32], hi[32];
+        format_number(o->type, o->min, lo, sizeof lo);
+        format_number(o->type, o->max, hi, sizeof hi);
+        snprintf(err, errlen, "%s: %s is out of range; use %s to %s", where, value, lo, hi);
         return CXM_EINVAL;
     }
     if (o->type == CXM_OPT_BYTES)
@@ -165,8 +200,11 @@ static int parse_flag(const cxm_opt *opts, size_t nopts, int argc, char **argv, 
     if (!value && o->type == CXM_OPT_BOOL)
         value = "true";
     if (!value) {
-        if (*i + 1 >= argc) {
-            snprintf(err, errlen, "%s needs a value (%s)", where, expected_form(o->type));
+        /* "--listen --json" almost always means a forgotten value, not an
+         * address spelled "--json"; --listen=--json still says the latter. */
+        if (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0) {
+            snprintf(err, errlen, "%s needs a value: %s, as %s VALUE or %s=VALUE", where,
+                     expected_form(o->type), where, where);
             return CXM_EINVAL;
         }
         value = argv[++*i];
@@ -180,7 +218,9 @@ int cxm_opts_parse(const cxm_opt *opts, size_t nopts, int argc, char **argv,
     char scratch[8];
     if (!err)
         err = scratch, errlen = sizeof scratch;
-    for (int i = 1; i < argc; i++)
+    /* Help wins over every error, so a broken command line can still ask how
+     * to fix itself; after "--" it is an ordinary argument. */
+    for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
             return 1;
     int rc = apply_env(opts, nopts, err, errlen);
@@ -202,7 +242,8 @@ int cxm_opts_parse(const cxm_opt *opts, size_t nopts, int argc, char **argv,
         } else if (npos < cap) {
             positional[npos++] = a;
         } else {
-            snprintf(err, errlen, "unexpected argument \"%s\"", a);
+            snprintf(err, errlen, "unexpected argument \"%s\"%s", a,
+                     cap ? " (too many arguments)" : "; options are spelled --name");
             return CXM_EINVAL;
         }
     }
@@ -215,38 +256,52 @@ static void format_value(const cxm_opt *o, char *buf, size_t len)
 {
     switch (o->type) {
     case CXM_OPT_STR: {
-        const char *s = *(const char **)o->target;
-        snprintf(buf, len, "%s", s ? s : "(none)");
+        const char *v = *(const char **)o->target;
+        snprintf(buf, len, "%s", v ? v : "none");
         break;
     }
     case CXM_OPT_BOOL:
         snprintf(buf, len, "%s", *(bool *)o->target ? "true" : "false");
         break;
-    case CXM_OPT_BYTES:
-        snprintf(buf, len, "%" PRIu64, *(uint64_t *)o->target);
-        break;
-    case CXM_OPT_MILLIS:
-        snprintf(buf, len, "%" PRId64 "ms", *(int64_t *)o->target);
-        break;
-    case CXM_OPT_INT:
-        snprintf(buf, len, "%" PRId64, *(int64_t *)o->target);
+    case CXM_OPT_BYTES: {
+        uint64_t v = *(uint64_t *)o->target;
+        if (v > INT64_MAX)
+            snprintf(buf, len, "%" PRIu64, v);
+        else
+            format_number(o->type, (int64_t)v, buf, len);
         break;
     }
+    case CXM_OPT_MILLIS:
+    case CXM_OPT_INT:
+        format_number(o->type, *(int64_t *)o->target, buf, len);
+        break;
+    }
+}
+
+/* One option: flag and value, help, then where else it can be set. */
+static void usage_line(FILE *out, const cxm_opt *o)
+{
+    char env[128], def[128], flag[160], range[80] = "";
+    cxm_opt_env_name(o->name, env, sizeof env);
+    format_value(o, def, sizeof def);
+    const char *vn = value_name(o->type);
+    snprintf(flag, sizeof flag, "--%s%s%s", o->name, *vn ? " " : "", vn);
+    if (o->type != CXM_OPT_STR && o->type != CXM_OPT_BOOL && (o->min || o->max)) {
+        char lo[32], hi[32];
+        format_number(o->type, o->min, lo, sizeof lo);
+        format_number(o->type, o->max, hi, sizeof hi);
+        snprintf(range, sizeof range, ", %s to %s", lo, hi);
+    }
+    fprintf(out, "  %-30s %s [%s, default %s%s]\n", flag, o->help ? o->help : "", env, def, range);
 }
 
 void cxm_opts_usage(FILE *out, const char *prog, const char *summary, const cxm_opt *opts,
                     size_t nopts)
 {
     fprintf(out, "usage: %s [options]\n", prog);
-    if (summary)
+    if (summary && *summary)
         fprintf(out, "%s\n", summary);
-    fprintf(out, "\noptions (each also an environment variable; flags win):\n");
-    for (size_t i = 0; i < nopts; i++) {
-        char env[128], def[128], flag[160];
-        cxm_opt_env_name(opts[i].name, env, sizeof env);
-        format_value(&opts[i], def, sizeof def);
-        snprintf(flag, sizeof flag, "--%s%s", opts[i].name,
-                 opts[i].type == CXM_OPT_BOOL ? "" : " VALUE");
-        fprintf(out, "  %-28s %s\n  %-28s [%s, default %s]\n", flag, opts[i].help, "", env, def);
-    }
+    fprintf(out, "\noptions (each also a CXM_* environment variable; a flag wins):\n");
+    for (size_t i = 0; i < nopts; i++)
+        usage_line(out, &opts[i]);
 }

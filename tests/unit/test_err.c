@@ -2,6 +2,7 @@
  * test_err.c - error texts and the one error -> gRPC status mapping.
  */
 #include <errno.h>
+#include <limits.h>
 #include <lmdb.h>
 
 #include "check.h"
@@ -31,6 +32,13 @@ static void test_status_mapping(void)
     CHECK_EQ_INT(cxm_err_status(5), GRPC_STATUS_UNKNOWN);
     CHECK_EQ_STR(cxm_strerror(0), "success");
     CHECK_EQ_STR(cxm_strerror(-1000), "unknown error");
+    /* The edges of the table, and codes whose negation would overflow. */
+    CHECK_EQ_INT(cxm_err_status(-17), GRPC_STATUS_INTERNAL);
+    CHECK_EQ_INT(cxm_err_status(-18), GRPC_STATUS_UNKNOWN);
+    CHECK_EQ_STR(cxm_strerror(-18), "unknown error");
+    CHECK_EQ_INT(cxm_err_status(INT_MIN), GRPC_STATUS_UNKNOWN);
+    CHECK_EQ_STR(cxm_strerror(INT_MIN), "unknown error");
+    CHECK_EQ_INT(cxm_err_status(INT_MAX), GRPC_STATUS_UNKNOWN);
 }
 
 static void test_mdb(void)
@@ -39,6 +47,14 @@ static void test_mdb(void)
     CHECK_EQ_INT(cxm_err_from_mdb(MDB_NOTFOUND), CXM_ENOTFOUND);
     CHECK_EQ_INT(cxm_err_from_mdb(MDB_KEYEXIST), CXM_EEXIST);
     CHECK_EQ_INT(cxm_err_from_mdb(MDB_MAP_FULL), CXM_EFULL);
+    CHECK_EQ_INT(cxm_err_from_mdb(MDB_DBS_FULL), CXM_EFULL);
+    CHECK_EQ_INT(cxm_err_from_mdb(MDB_TXN_FULL), CXM_EFULL);
+    CHECK_EQ_INT(cxm_err_from_mdb(MDB_PAGE_NOTFOUND), CXM_ECORRUPT);
+    CHECK_EQ_INT(cxm_err_from_mdb(MDB_INVALID), CXM_ECORRUPT);
+    CHECK_EQ_INT(cxm_err_from_mdb(MDB_VERSION_MISMATCH), CXM_ECORRUPT);
+    CHECK_EQ_INT(cxm_err_from_mdb(ENOMEM), CXM_ENOMEM);
+    CHECK_EQ_INT(cxm_err_from_mdb(ENOENT), CXM_ENOTFOUND);
+    CHECK_EQ_INT(cxm_err_from_mdb(EIO), CXM_EIO);
     CHECK_EQ_INT(cxm_err_from_mdb(MDB_READERS_FULL), CXM_EBUSY);
     CHECK_EQ_INT(cxm_err_from_mdb(MDB_CORRUPTED), CXM_ECORRUPT);
     CHECK_EQ_INT(cxm_err_from_mdb(MDB_BAD_VALSIZE), CXM_ETOOBIG);
@@ -55,8 +71,27 @@ static void test_errno(void)
     CHECK_EQ_INT(cxm_err_from_errno(EEXIST), CXM_EEXIST);
     CHECK_EQ_INT(cxm_err_from_errno(EINVAL), CXM_EINVAL);
     CHECK_EQ_INT(cxm_err_from_errno(ETIMEDOUT), CXM_EDEADLINE);
+    CHECK_EQ_INT(cxm_err_from_errno(ENOSPC), CXM_EFULL);
+    CHECK_EQ_INT(cxm_err_from_errno(EACCES), CXM_EPERM);
+    CHECK_EQ_INT(cxm_err_from_errno(EPERM), CXM_EPERM);
+    CHECK_EQ_INT(cxm_err_from_errno(EAGAIN), CXM_EBUSY);
+    CHECK_EQ_INT(cxm_err_from_errno(EBUSY), CXM_EBUSY);
     CHECK_EQ_INT(cxm_err_from_errno(EIO), CXM_EIO);
     CHECK_EQ_INT(cxm_err_from_errno(EXDEV), CXM_EIO);
+}
+
+/* Whatever goes in, a translation is 0 or a code of the table: never a raw
+ * errno or LMDB value that cxm_err_status() would answer as UNKNOWN. */
+static void test_translations_stay_in_table(void)
+{
+    int bad = 0;
+    for (int e = 1; e < 200; e++)
+        bad += cxm_err_status(cxm_err_from_errno(e)) == GRPC_STATUS_UNKNOWN;
+    for (int rc = MDB_KEYEXIST; rc <= MDB_LAST_ERRCODE; rc++)
+        bad += cxm_err_status(cxm_err_from_mdb(rc)) == GRPC_STATUS_UNKNOWN;
+    bad += cxm_err_status(cxm_err_from_mdb(-1)) == GRPC_STATUS_UNKNOWN;
+    bad += cxm_err_status(cxm_err_from_errno(-5)) == GRPC_STATUS_UNKNOWN;
+    CHECK_EQ_INT(bad, 0);
 }
 
 int main(void)
@@ -65,5 +100,6 @@ int main(void)
     test_status_mapping();
     test_mdb();
     test_errno();
+    test_translations_stay_in_table();
     return check_report();
 }
