@@ -93,6 +93,10 @@ struct cxm_call {
     size_t queued_bytes;
     int close_cancelled;
     bool initial_md_sent, send_in_flight, finished, recv_deferred, status_pending;
+    /* RECV_CLOSE_ON_SERVER was started, in its own batch or (close_in_send)
+     * folded into the final send batch: a unary handler that answers at once
+     * costs one batch and one completion less. */
+    bool close_started, close_in_send;
     grpc_status_code status_code;
     grpc_slice status_details;
     void *user;
@@ -239,6 +243,12 @@ static void fill_status_ops(cxm_call *c, grpc_op *ops, size_t *n)
     ops[*n].data.send_status_from_server.status_details =
         GRPC_SLICE_LENGTH(c->status_details) ? &c->status_details : NULL;
     (*n)++;
+    if (!c->close_started) {
+        ops[*n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+        ops[*n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+        (*n)++;
+        c->close_started = c->close_in_send = true;
+    }
 }
 
 /* Start the next send batch, if none is in flight: a queued message, else
@@ -247,7 +257,7 @@ static void pump_locked(cxm_call *c)
 {
     if (c->send_in_flight || atomic_load(&c->closed))
         return;
-    grpc_op ops[3];
+    grpc_op ops[4];
     memset(ops, 0, sizeof ops);
     size_t n = 0;
     out_msg *m = c->queue_head;
@@ -280,6 +290,8 @@ static void pump_locked(cxm_call *c)
         return;
     }
     c->send_in_flight = start_batch(c, ops, n, &c->t_send);
+    if (!c->send_in_flight && c->close_in_send)
+        c->close_started = c->close_in_send = false;
 }
 
 static void enqueue_locked(cxm_call *c, grpc_byte_buffer *bb, size_t len)
@@ -492,6 +504,17 @@ static void on_recv(cxm_call *c, bool ok)
     call_unref(c);
 }
 
+/* RECV_CLOSE_ON_SERVER in its own batch: tells when the RPC is over,
+ * cancelled or not (call mutex held). */
+static void start_close(cxm_call *c)
+{
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    c->close_started = start_batch(c, &op, 1, &c->t_closed);
+}
+
 static void on_matched(cxm_call *c, bool ok)
 {
     worker *w = c->w;
@@ -502,30 +525,23 @@ static void on_matched(cxm_call *c, bool ok)
     if (!atomic_load(&w->srv->draining))
         post_call(w, c->rm);
 
-    grpc_op op;
-    memset(&op, 0, sizeof op);
-    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-    /* The matched tag's reference becomes the handler's reference. */
-    start_batch(c, &op, 1, &c->t_closed);
-
+    /* The matched tag's reference becomes the handler's reference; one more
+     * keeps the call alive until this function is done with it. */
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
     if (cxm_call_remaining_ms(c) <= 0) {
         cxm_call_finish(c, CXM_EDEADLINE, "%s: the deadline passed before the call started",
                         c->rm->path);
-        return;
-    }
-    switch (c->rm->m->kind) {
-    case CXM_UNARY:
-    case CXM_SERVER_STREAMING:
+    } else if (c->rm->m->kind == CXM_UNARY || c->rm->m->kind == CXM_SERVER_STREAMING) {
         dispatch_initial(c);
-        break;
-    case CXM_CLIENT_STREAMING:
-    case CXM_BIDI_STREAMING:
-        pthread_mutex_lock(&c->mu);
-        start_recv(c);
-        pthread_mutex_unlock(&c->mu);
-        break;
     }
+    pthread_mutex_lock(&c->mu);
+    if (!c->close_started) /* the handler answers later, or reads a stream */
+        start_close(c);
+    if (c->rm->m->kind == CXM_CLIENT_STREAMING || c->rm->m->kind == CXM_BIDI_STREAMING)
+        if (!c->finished)
+            start_recv(c);
+    pthread_mutex_unlock(&c->mu);
+    call_unref(c);
 }
 
 static void on_send_done(cxm_call *c, bool ok)
@@ -536,7 +552,10 @@ static void on_send_done(cxm_call *c, bool ok)
         c->sending = NULL;
     }
     c->send_in_flight = false;
-    if (ok)
+    bool closed_too = c->close_in_send;
+    if (closed_too)
+        atomic_store(&c->closed, true); /* the status went out: the RPC is over */
+    else if (ok)
         pump_locked(c);
     pthread_mutex_unlock(&c->mu);
     call_unref(c);
