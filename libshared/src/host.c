@@ -12,6 +12,7 @@
 #include "cxm/opts.h"
 
 #define MAX_MODULES 8
+#define MAX_OPTS 64
 
 typedef struct host_config {
     const char *listen;
@@ -33,9 +34,10 @@ static double elapsed_ms(const struct timespec *since)
 }
 
 /* Returns 0 to go on, or the exit status (0 after --help, 2 for bad flags). */
-static int configure(int argc, char **argv, const char *summary, host_config *cfg, int *exit_code)
+static int configure(int argc, char **argv, const char *summary, const cxm_module *modules,
+                     size_t nmodules, host_config *cfg, int *exit_code)
 {
-    const cxm_opt opts[] = {
+    const cxm_opt common[] = {
         {"listen", CXM_OPT_STR, &cfg->listen, 0, 0,
          "address to serve gRPC on, HOST:PORT (port 0: any free port)"},
         {"data", CXM_OPT_STR, &cfg->data, 0, 0,
@@ -51,7 +53,13 @@ static int configure(int argc, char **argv, const char *summary, host_config *cf
         {"log-format", CXM_OPT_STR, &cfg->log_format, 0, 0, "text or json"},
         {"log-level", CXM_OPT_STR, &cfg->log_level, 0, 0, "debug, info, warn or error"},
     };
-    const size_t n = sizeof opts / sizeof opts[0];
+    /* The common flags, then each module's own. */
+    cxm_opt opts[MAX_OPTS];
+    size_t n = sizeof common / sizeof common[0];
+    memcpy(opts, common, sizeof common);
+    for (size_t m = 0; m < nmodules; m++)
+        for (size_t i = 0; i < modules[m].nopts && n < MAX_OPTS; i++)
+            opts[n++] = modules[m].opts[i];
     char err[256];
     int rc = cxm_opts_parse(opts, n, argc, argv, NULL, NULL, err, sizeof err);
     if (rc == 1) {
@@ -131,10 +139,10 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
                        .max_message_bytes = 4u << 20,
                        .grace_ms = 5000};
     int exit_code = 0;
-    if (configure(argc, argv, summary, &cfg, &exit_code) != 0)
-        return exit_code;
     if (nmodules > MAX_MODULES)
         return 1;
+    if (configure(argc, argv, summary, modules, nmodules, &cfg, &exit_code) != 0)
+        return exit_code;
 
     cxm_store *store = NULL;
     cxm_service svcs[MAX_MODULES];

@@ -21,6 +21,10 @@ static void test_table(void)
 
 static void test_status_mapping(void)
 {
+    CHECK_EQ_STR(cxm_status_name(GRPC_STATUS_OK), "OK");
+    CHECK_EQ_STR(cxm_status_name(GRPC_STATUS_NOT_FOUND), "NOT_FOUND");
+    CHECK_EQ_STR(cxm_status_name(GRPC_STATUS_UNAUTHENTICATED), "UNAUTHENTICATED");
+    CHECK_EQ_STR(cxm_status_name((grpc_status_code)99), "UNKNOWN");
     CHECK_EQ_INT(cxm_err_status(0), GRPC_STATUS_OK);
     CHECK_EQ_INT(cxm_err_status(CXM_EINVAL), GRPC_STATUS_INVALID_ARGUMENT);
     CHECK_EQ_INT(cxm_err_status(CXM_ENOTFOUND), GRPC_STATUS_NOT_FOUND);

@@ -49,6 +49,10 @@ const char *cxm_strerror(int err);
  * GRPC_STATUS_UNKNOWN for codes outside the table). */
 grpc_status_code cxm_err_status(int err);
 
+/* The canonical upper-case name of a gRPC status ("NOT_FOUND"), for
+ * messages and tools; "UNKNOWN" for codes outside the range. */
+const char *cxm_status_name(grpc_status_code status);
+
 /* Translate an LMDB return code (MDB_SUCCESS, MDB_NOTFOUND, MDB_MAP_FULL, ...
  * or an errno value LMDB passed through) into a CXM_E* code. */
 int cxm_err_from_mdb(int mdb_rc);

@@ -17,6 +17,7 @@
 
 #include <stddef.h>
 
+#include "cxm/opts.h"
 #include "cxm/server.h"
 #include "cxm/store.h"
 
@@ -27,6 +28,10 @@ typedef struct cxm_module {
     int (*open)(cxm_store *store, cxm_service *svc);
     /* Release what open acquired; called after the server stopped. */
     void (*close)(cxm_service *svc);
+    /* The module's own flags (and CXM_* variables), parsed with the common
+     * ones before open; targets are the module's static configuration. */
+    const cxm_opt *opts;
+    size_t nopts;
 } cxm_module;
 
 /* Returns the process exit status: 0 after a clean drain, 2 for bad flags,
