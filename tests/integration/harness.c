@@ -59,6 +59,11 @@ void harness_start(test_server *s, const char *binary, const char *const *extra_
     memset(s, 0, sizeof *s);
     snprintf(s->data_dir, sizeof s->data_dir, "/tmp/cxm-test-XXXXXX");
     CHECK(mkdtemp(s->data_dir) != NULL, "mkdtemp: %s", strerror(errno));
+    harness_restart(s, binary, extra_args);
+}
+
+void harness_restart(test_server *s, const char *binary, const char *const *extra_args)
+{
     snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->data_dir);
 
     const char *argv[32] = {binary, "--listen", "127.0.0.1:0", "--data", s->data_dir};

@@ -37,6 +37,9 @@ typedef struct test_server {
  * up to 10 s for the listening line; exits the test on failure. */
 void harness_start(test_server *s, const char *binary, const char *const *extra_args);
 
+/* Start binary again on the data directory of a stopped server s. */
+void harness_restart(test_server *s, const char *binary, const char *const *extra_args);
+
 /* Send sig and wait up to timeout_ms for the process to exit. Returns its
  * exit status (0-255), 128+signal if killed by one, or -1 on time-out (the
  * process is then SIGKILLed). */

@@ -1,0 +1,185 @@
+/*
+ * ident.c - identity normalisation and junk detection (see ident.h).
+ */
+#include "ident.h"
+
+#include <ctype.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cxm/err.h"
+
+bool prof_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    while (s < end) {
+        unsigned c = *s;
+        size_t n;
+        unsigned min;
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            s++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, min = 0x80, c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, min = 0x800, c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, min = 0x10000, c &= 0x07;
+        } else {
+            return false;
+        }
+        if ((size_t)(end - s) <= n)
+            return false;
+        for (size_t i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return false;
+            c = (c << 6) | (s[i] & 0x3f);
+        }
+        /* Overlong forms, surrogates and values past U+10FFFF are invalid. */
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+bool prof_custom_type_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > PROF_CUSTOM_TYPE_MAX)
+        return false;
+    for (; *s; s++)
+        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && !strchr("_.-", *s))
+            return false;
+    return true;
+}
+
+/* Values that clients send when they have no identity at all. */
+static const char *const placeholders[] = {
+    "null", "nil", "none", "undefined", "anonymous", "unknown",        "n/a",
+    "na",   "0",   "-1",   "test",      "(null)",    "[object object]"};
+
+/* All dashes, or zeros (with any dashes, as in an all-zero UUID). */
+static bool only_zeros_and_dashes(const char *s)
+{
+    for (; *s; s++)
+        if (*s != '0' && *s != '-')
+            return false;
+    return true;
+}
+
+static bool is_junk(const prof_ident_config *cfg, const char *v)
+{
+    for (size_t i = 0; i < sizeof placeholders / sizeof placeholders[0]; i++)
+        if (strcasecmp(v, placeholders[i]) == 0)
+            return true;
+    if (only_zeros_and_dashes(v))
+        return true;
+    for (size_t i = 0; cfg && i < cfg->nblocklist; i++)
+        if (strcasecmp(v, cfg->blocklist[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Copy s without leading and trailing white space. */
+static size_t trim_copy(const char *s, size_t len, char *out)
+{
+    while (len && isspace((unsigned char)*s))
+        s++, len--;
+    while (len && isspace((unsigned char)s[len - 1]))
+        len--;
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return len;
+}
+
+static int normalize_email(char *v, size_t *len, const char **why)
+{
+    for (char *p = v; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    const char *at = strchr(v, '@');
+    if (!at || at == v || strchr(at + 1, '@') || !at[1] || !strchr(at + 1, '.') ||
+        at[strlen(at) - 1] == '.' || strpbrk(v, " \t<>,;\"")) {
+        *why = "is not an email address (expected local@domain.tld)";
+        return CXM_EINVAL;
+    }
+    return 0;
+}
+
+/* Digits only, led by the country code: "+82 10-1234-5678" -> 821012345678. */
+static int normalize_phone(const prof_ident_config *cfg, char *v, size_t *len, const char **why)
+{
+    const char *p = v;
+    bool international = false;
+    if (*p == '+') {
+        international = true;
+        p++;
+    } else if (p[0] == '0' && p[1] == '0') {
+        international = true;
+        p += 2;
+    }
+    char digits[PROF_IDENT_MAX + 1];
+    size_t n = 0;
+    for (; *p; p++) {
+        if (isdigit((unsigned char)*p))
+            digits[n++] = *p;
+        else if (!strchr(" -.()/", *p)) {
+            *why = "is not a phone number (digits, spaces, dashes, dots and parentheses only, "
+                   "led by +CC)";
+            return CXM_EINVAL;
+        }
+    }
+    digits[n] = '\0';
+    const char *country = cfg ? cfg->default_phone_country : NULL;
+    if (!international) {
+        if (!country || !*country || digits[0] != '0') {
+            *why = "has no country prefix; write it as +CC... (or configure a default country)";
+            return CXM_EINVAL;
+        }
+        /* National form: the trunk 0 gives way to the country code. */
+        size_t cl = strlen(country);
+        memmove(digits + cl, digits + 1, n); /* n - 1 digits and the NUL */
+        memcpy(digits, country, cl);
+        n = n - 1 + cl;
+    }
+    if (n < 7 || n > 15) {
+        *why = "is not a phone number (7 to 15 digits with the country code)";
+        return CXM_EINVAL;
+    }
+    memcpy(v, digits, n + 1);
+    *len = n;
+    return 0;
+}
+
+int prof_ident_normalize(const prof_ident_config *cfg, prof_ident_kind kind, const char *value,
+                         size_t len, char *out, size_t *out_len, const char **why)
+{
+    if (len > PROF_IDENT_MAX) {
+        *why = "is longer than 256 bytes";
+        return CXM_EINVAL;
+    }
+    if (!prof_utf8_valid(value, len)) {
+        *why = "is not valid UTF-8";
+        return CXM_EINVAL;
+    }
+    size_t n = trim_copy(value, len, out);
+    if (n == 0) {
+        *why = "is empty";
+        return CXM_EINVAL;
+    }
+    int rc = 0;
+    if (kind == PROF_IDENT_EMAIL)
+        rc = normalize_email(out, &n, why);
+    else if (kind == PROF_IDENT_PHONE)
+        rc = normalize_phone(cfg, out, &n, why);
+    if (rc != 0)
+        return rc;
+    if (is_junk(cfg, out)) {
+        *why = "is a placeholder value, not an identity";
+        return CXM_EINVAL;
+    }
+    *out_len = n;
+    return 0;
+}

@@ -1,0 +1,397 @@
+/*
+ * pdb.c - the profile tables in LMDB (see pdb.h).
+ */
+#include "pdb.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "cxm/err.h"
+#include "cxm/keyenc.h"
+
+int pdb_open(cxm_store *store, pdb *db)
+{
+    struct {
+        const char *name;
+        MDB_dbi *dbi;
+    } tables[] = {
+        {"profile.profiles", &db->profiles},   {"profile.identities", &db->identities},
+        {"profile.redirects", &db->redirects}, {"profile.merges", &db->merges},
+        {"profile.segments", &db->segments},   {"profile.members", &db->members},
+        {"profile.requests", &db->requests},   {"profile.receipts", &db->receipts},
+    };
+    db->store = store;
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
+        int rc = cxm_store_dbi(store, tables[i].name, 0, tables[i].dbi);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+void pdb_new_id(char prefix, char *out)
+{
+    uint64_t r = 0;
+    /* 64 random bits: ids must not be guessable from each other. */
+    if (getrandom(&r, sizeof r, 0) != (ssize_t)sizeof r)
+        r ^= (uint64_t)(uintptr_t)out * 0x9e3779b97f4a7c15ull;
+    snprintf(out, PDB_ID_LEN, "%c%016llx", prefix, (unsigned long long)r);
+}
+
+int pdb_identity_key(const Cxm__V1__Identity *id, uint8_t *buf, size_t *len)
+{
+    cxm_key k;
+    cxm_key_init(&k, buf, CXM_KEY_MAX);
+    cxm_key_u8(&k, (uint8_t)id->type);
+    cxm_key_str(&k, id->custom_type ? id->custom_type : "");
+    cxm_key_str(&k, id->value ? id->value : "");
+    return cxm_key_finish(&k, len);
+}
+
+static int get_string(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
+                      const char **out)
+{
+    void *v;
+    size_t n;
+    int rc = cxm_txn_get(t, dbi, key, klen, a, &v, &n);
+    if (rc == 0)
+        *out = v; /* cxm_txn_get terminates the copy */
+    return rc;
+}
+
+int pdb_resolve_id(cxm_txn *t, const pdb *db, const char *customer_id, cxm_arena *a,
+                   const char **live, bool *redirected)
+{
+    *redirected = false;
+    const char *id = customer_id;
+    /* Chains are short (a merge of a merge); the bound stops a corrupt loop. */
+    for (int hops = 0; hops < 32; hops++) {
+        const char *next;
+        int rc = get_string(t, db->redirects, id, strlen(id), a, &next);
+        if (rc == CXM_ENOTFOUND) {
+            *live = id == customer_id ? cxm_arena_strndup(a, id, strlen(id)) : id;
+            return *live ? 0 : CXM_ENOMEM;
+        }
+        if (rc != 0)
+            return rc;
+        id = next;
+        *redirected = true;
+    }
+    return CXM_ECORRUPT;
+}
+
+int pdb_identity_owner(cxm_txn *t, const pdb *db, const Cxm__V1__Identity *id, cxm_arena *a,
+                       const char **customer_id)
+{
+    uint8_t key[CXM_KEY_MAX];
+    size_t klen;
+    int rc = pdb_identity_key(id, key, &klen);
+    if (rc != 0)
+        return rc;
+    return get_string(t, db->identities, key, klen, a, customer_id);
+}
+
+int pdb_load(cxm_txn *t, const pdb *db, const char *customer_id, cxm_arena *a, prof_profile **out)
+{
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, db->profiles, customer_id, strlen(customer_id), &v, &n);
+    if (rc != 0)
+        return rc;
+    prof_profile *p = cxm__v1__profile__unpack(cxm_arena_protobuf(a), n, v);
+    if (!p)
+        return CXM_ECORRUPT;
+    if (!p->standard_traits) {
+        p->standard_traits = cxm_arena_alloc(a, sizeof *p->standard_traits);
+        if (!p->standard_traits)
+            return CXM_ENOMEM;
+        cxm__v1__standard_traits__init(p->standard_traits);
+    }
+    *out = p;
+    return 0;
+}
+
+static int put_message(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
+                       const ProtobufCMessage *m)
+{
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = cxm_arena_alloc(a, n ? n : 1);
+    if (!buf)
+        return CXM_ENOMEM;
+    protobuf_c_message_pack(m, buf);
+    return cxm_txn_put(t, dbi, key, klen, buf, n, 0);
+}
+
+static int member_key(const char *segment_id, const char *customer_id, uint8_t *buf, size_t *len)
+{
+    cxm_key k;
+    cxm_key_init(&k, buf, CXM_KEY_MAX);
+    cxm_key_str(&k, segment_id);
+    cxm_key_raw(&k, customer_id, strlen(customer_id));
+    return cxm_key_finish(&k, len);
+}
+
+static int set_member(cxm_txn *t, const pdb *db, const char *segment_id, const char *customer_id,
+                      bool member)
+{
+    uint8_t key[CXM_KEY_MAX];
+    size_t klen;
+    int rc = member_key(segment_id, customer_id, key, &klen);
+    if (rc != 0)
+        return rc;
+    if (member)
+        return cxm_txn_put(t, db->members, key, klen, "", 0, 0);
+    rc = cxm_txn_del(t, db->members, key, klen);
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+/* Recompute p's memberships against every segment. */
+static int update_memberships(cxm_txn *t, const pdb *db, cxm_arena *a, prof_profile *p)
+{
+    Cxm__V1__Segment **segs;
+    size_t n;
+    int rc = pdb_segments(t, db, a, &segs, &n);
+    if (rc != 0)
+        return rc;
+    char **ids = cxm_arena_alloc(a, (n ? n : 1) * sizeof *ids);
+    if (!ids)
+        return CXM_ENOMEM;
+    size_t nids = 0;
+    for (size_t i = 0; i < n; i++) {
+        bool member = segs[i]->condition && prof_condition_eval(segs[i]->condition, p);
+        if ((rc = set_member(t, db, segs[i]->segment_id, p->customer_id, member)) != 0)
+            return rc;
+        if (member)
+            ids[nids++] = segs[i]->segment_id;
+    }
+    p->segment_ids = ids;
+    p->n_segment_ids = nids;
+    return 0;
+}
+
+static int link_identities(cxm_txn *t, const pdb *db, const prof_profile *p)
+{
+    for (size_t i = 0; i < p->n_identities; i++) {
+        uint8_t key[CXM_KEY_MAX];
+        size_t klen;
+        int rc = pdb_identity_key(p->identities[i]->identity, key, &klen);
+        if (rc == 0)
+            rc = cxm_txn_put(t, db->identities, key, klen, p->customer_id, strlen(p->customer_id),
+                             0);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int pdb_save(cxm_txn *t, const pdb *db, cxm_arena *a, prof_profile *p)
+{
+    int rc = update_memberships(t, db, a, p);
+    if (rc == 0)
+        rc = link_identities(t, db, p);
+    if (rc == 0)
+        rc = put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), a, &p->base);
+    return rc;
+}
+
+int pdb_remove(cxm_txn *t, const pdb *db, const prof_profile *p)
+{
+    for (size_t i = 0; i < p->n_identities; i++) {
+        uint8_t key[CXM_KEY_MAX];
+        size_t klen;
+        int rc = pdb_identity_key(p->identities[i]->identity, key, &klen);
+        if (rc == 0)
+            rc = cxm_txn_del(t, db->identities, key, klen);
+        if (rc != 0 && rc != CXM_ENOTFOUND)
+            return rc;
+    }
+    for (size_t i = 0; i < p->n_segment_ids; i++) {
+        int rc = set_member(t, db, p->segment_ids[i], p->customer_id, false);
+        if (rc != 0)
+            return rc;
+    }
+    int rc = cxm_txn_del(t, db->profiles, p->customer_id, strlen(p->customer_id));
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+/* ---- merge snapshots: four length-prefixed packed messages ---- */
+
+static size_t frame_size(const ProtobufCMessage *m)
+{
+    return 4 + protobuf_c_message_get_packed_size(m);
+}
+
+static uint8_t *frame_put(uint8_t *p, const ProtobufCMessage *m)
+{
+    uint32_t n = (uint32_t)protobuf_c_message_get_packed_size(m);
+    memcpy(p, &n, 4);
+    protobuf_c_message_pack(m, p + 4);
+    return p + 4 + n;
+}
+
+int pdb_put_snapshot(cxm_txn *t, const pdb *db, cxm_arena *a, const pdb_snapshot *s)
+{
+    const ProtobufCMessage *parts[4] = {&s->record->base, &s->target_before->base,
+                                        &s->source_before->base, &s->target_after->base};
+    size_t total = 0;
+    for (int i = 0; i < 4; i++)
+        total += frame_size(parts[i]);
+    uint8_t *buf = cxm_arena_alloc(a, total), *p = buf;
+    if (!buf)
+        return CXM_ENOMEM;
+    for (int i = 0; i < 4; i++)
+        p = frame_put(p, parts[i]);
+    return cxm_txn_put(t, db->merges, s->record->merge_id, strlen(s->record->merge_id), buf, total,
+                       0);
+}
+
+static const uint8_t *frame_get(const uint8_t *p, const uint8_t *end, cxm_arena *a,
+                                const ProtobufCMessageDescriptor *d, ProtobufCMessage **out)
+{
+    uint32_t n;
+    if (end - p < 4)
+        return NULL;
+    memcpy(&n, p, 4);
+    if ((size_t)(end - p - 4) < n)
+        return NULL;
+    *out = protobuf_c_message_unpack(d, cxm_arena_protobuf(a), n, p + 4);
+    return *out ? p + 4 + n : NULL;
+}
+
+int pdb_get_snapshot(cxm_txn *t, const pdb *db, const char *merge_id, cxm_arena *a,
+                     pdb_snapshot *out)
+{
+    void *v;
+    size_t n;
+    int rc = cxm_txn_get(t, db->merges, merge_id, strlen(merge_id), a, &v, &n);
+    if (rc != 0)
+        return rc;
+    const uint8_t *p = v, *end = p + n;
+    p = frame_get(p, end, a, &cxm__v1__merge_record__descriptor, (ProtobufCMessage **)&out->record);
+    if (p)
+        p = frame_get(p, end, a, &cxm__v1__profile__descriptor,
+                      (ProtobufCMessage **)&out->target_before);
+    if (p)
+        p = frame_get(p, end, a, &cxm__v1__profile__descriptor,
+                      (ProtobufCMessage **)&out->source_before);
+    if (p)
+        p = frame_get(p, end, a, &cxm__v1__profile__descriptor,
+                      (ProtobufCMessage **)&out->target_after);
+    if (!p)
+        return CXM_ECORRUPT;
+    prof_profile *all[3] = {out->target_before, out->source_before, out->target_after};
+    for (int i = 0; i < 3; i++)
+        if (!all[i]->standard_traits) {
+            all[i]->standard_traits = cxm_arena_alloc(a, sizeof *all[i]->standard_traits);
+            if (!all[i]->standard_traits)
+                return CXM_ENOMEM;
+            cxm__v1__standard_traits__init(all[i]->standard_traits);
+        }
+    return 0;
+}
+
+/* ---- segments ---- */
+
+int pdb_segments(cxm_txn *t, const pdb *db, cxm_arena *a, Cxm__V1__Segment ***out, size_t *n)
+{
+    cxm_iter it;
+    *out = NULL;
+    *n = 0;
+    int rc = cxm_iter_prefix(t, db->segments, NULL, 0, false, &it);
+    size_t cap = 0;
+    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+        Cxm__V1__Segment *s = cxm__v1__segment__unpack(cxm_arena_protobuf(a), it.vlen, it.val);
+        if (!s) {
+            rc = CXM_ECORRUPT;
+            break;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 8;
+            Cxm__V1__Segment **grown = cxm_arena_alloc(a, cap * sizeof *grown);
+            if (!grown) {
+                rc = CXM_ENOMEM;
+                break;
+            }
+            if (*n)
+                memcpy(grown, *out, *n * sizeof *grown);
+            *out = grown;
+        }
+        (*out)[(*n)++] = s;
+    }
+    cxm_iter_close(&it);
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+/* Replace id in the profile's segment list (kept sorted). */
+static void set_segment_id(cxm_arena *a, prof_profile *p, char *segment_id, bool member)
+{
+    size_t w = 0;
+    bool present = false;
+    for (size_t i = 0; i < p->n_segment_ids; i++) {
+        present |= strcmp(p->segment_ids[i], segment_id) == 0;
+        if (member || strcmp(p->segment_ids[i], segment_id) != 0)
+            p->segment_ids[w++] = p->segment_ids[i];
+    }
+    p->n_segment_ids = w;
+    if (member && !present) {
+        char **ids = cxm_arena_alloc(a, (w + 1) * sizeof *ids);
+        if (!ids)
+            return;
+        size_t pos = 0;
+        while (pos < w && strcmp(p->segment_ids[pos], segment_id) < 0)
+            pos++;
+        memcpy(ids, p->segment_ids, pos * sizeof *ids);
+        ids[pos] = segment_id;
+        memcpy(ids + pos + 1, p->segment_ids + pos, (w - pos) * sizeof *ids);
+        p->segment_ids = ids;
+        p->n_segment_ids = w + 1;
+    }
+}
+
+int pdb_evaluate_segment(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1__Segment *seg,
+                         uint64_t *members)
+{
+    *members = 0;
+    /* Collect ids first: the profiles are rewritten while we walk. */
+    cxm_iter it;
+    int rc = cxm_iter_prefix(t, db->profiles, NULL, 0, false, &it);
+    size_t n = 0, cap = 0;
+    char **ids = NULL;
+    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 256;
+            char **grown = cxm_arena_alloc(a, cap * sizeof *grown);
+            if (!grown) {
+                rc = CXM_ENOMEM;
+                break;
+            }
+            if (n)
+                memcpy(grown, ids, n * sizeof *grown);
+            ids = grown;
+        }
+        if (!(ids[n++] = cxm_arena_strndup(a, it.key, it.klen)))
+            rc = CXM_ENOMEM;
+    }
+    cxm_iter_close(&it);
+    if (rc != CXM_ENOTFOUND)
+        return rc;
+    rc = 0;
+    /* One scratch arena per profile keeps memory flat however many there are. */
+    cxm_arena scratch;
+    cxm_arena_init(&scratch, NULL, 0, 0);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        cxm_arena_reset(&scratch);
+        prof_profile *p;
+        if ((rc = pdb_load(t, db, ids[i], &scratch, &p)) != 0)
+            break;
+        bool member = prof_condition_eval(seg->condition, p);
+        *members += member;
+        set_segment_id(&scratch, p, seg->segment_id, member);
+        if ((rc = set_member(t, db, seg->segment_id, p->customer_id, member)) == 0)
+            rc = put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), &scratch,
+                             &p->base);
+    }
+    cxm_arena_dispose(&scratch);
+    return rc;
+}

@@ -1,0 +1,655 @@
+/*
+ * test_profile.c - every ProfileService RPC over gRPC against the real
+ * cxmd, restart persistence, and kill -9 during acknowledged writes.
+ *
+ *   test_profile PATH_TO_SERVER CASE
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cxm/client.h"
+#include "cxm/v1/profile.pb-c.h"
+#include "harness.h"
+
+#define SVC "/cxm.v1.ProfileService/"
+
+static const char *server_binary;
+static cxm_arena arena; /* responses of the running case; freed at exit */
+
+/* One RPC; returns the status, *resp the decoded answer on OK. */
+static grpc_status_code call(cxm_channel *ch, const char *method, const void *req,
+                             const ProtobufCMessageDescriptor *resp_desc, void *resp, char *details)
+{
+    char path[128];
+    snprintf(path, sizeof path, SVC "%s", method);
+    ProtobufCMessage *out = NULL;
+    cxm_client_result r = {0};
+    CHECK(cxm_client_unary_pb(ch, path, req, resp_desc, &arena, 10000, &out, &r) == 0,
+          "%s could not start", method);
+    grpc_status_code st = r.status;
+    if (details)
+        snprintf(details, 512, "%s", r.details ? r.details : "");
+    if (resp)
+        *(ProtobufCMessage **)resp = out;
+    cxm_client_result_dispose(&r);
+    return st;
+}
+
+#define CALL_OK(ch, method, req, type, resp)                                                       \
+    do {                                                                                           \
+        char d_[512];                                                                              \
+        grpc_status_code s_ = call(ch, #method, &(req).base, &type##__descriptor, &(resp), d_);    \
+        CHECK(s_ == GRPC_STATUS_OK, #method ": status %d: %s", s_, d_);                            \
+    } while (0)
+
+static void expect_error(cxm_channel *ch, const char *method, const void *req,
+                         grpc_status_code want, const char *needle)
+{
+    char d[512];
+    grpc_status_code st =
+        call(ch, method, req, &cxm__v1__get_profile_response__descriptor, NULL, d);
+    CHECK(st == want, "%s: status %d (%s), want %d", method, st, d, want);
+    CHECK(!needle || strstr(d, needle), "%s: message \"%s\" lacks \"%s\"", method, d, needle);
+}
+
+static Cxm__V1__Identity *ident(Cxm__V1__IdentityType type, const char *value)
+{
+    Cxm__V1__Identity *id = cxm_arena_alloc(&arena, sizeof *id);
+    cxm__v1__identity__init(id);
+    id->type = type;
+    id->value = (char *)value;
+    return id;
+}
+
+#define EMAIL CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL
+#define PHONE CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_PHONE
+#define CRM CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID
+
+static Cxm__V1__Value *str_value(const char *s)
+{
+    Cxm__V1__Value *v = cxm_arena_alloc(&arena, sizeof *v);
+    cxm__v1__value__init(v);
+    v->kind_case = CXM__V1__VALUE__KIND_STRING_VALUE;
+    v->string_value = (char *)s;
+    return v;
+}
+
+static Cxm__V1__Value *num_value(double d)
+{
+    Cxm__V1__Value *v = cxm_arena_alloc(&arena, sizeof *v);
+    cxm__v1__value__init(v);
+    v->kind_case = CXM__V1__VALUE__KIND_NUMBER_VALUE;
+    v->number_value = d;
+    return v;
+}
+
+static Cxm__V1__AttributeUpdate *attr(const char *name, Cxm__V1__Value *v, Cxm__V1__MergeStrategy s)
+{
+    Cxm__V1__AttributeUpdate *u = cxm_arena_alloc(&arena, sizeof *u);
+    cxm__v1__attribute_update__init(u);
+    u->name = (char *)name;
+    u->value = v;
+    u->strategy = s;
+    return u;
+}
+
+/* Upsert identities and attributes; returns the profile. */
+static Cxm__V1__Profile *upsert(cxm_channel *ch, const char *customer_id, Cxm__V1__Identity **ids,
+                                size_t nids, Cxm__V1__AttributeUpdate **attrs, size_t nattrs)
+{
+    Cxm__V1__UpsertProfileRequest req = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    req.customer_id = (char *)customer_id;
+    req.identities = ids;
+    req.n_identities = nids;
+    req.attributes = attrs;
+    req.n_attributes = nattrs;
+    Cxm__V1__UpsertProfileResponse *resp;
+    CALL_OK(ch, UpsertProfile, req, cxm__v1__upsert_profile_response, resp);
+    return resp->profile;
+}
+
+static Cxm__V1__Profile *get_by_id(cxm_channel *ch, const char *id, bool *redirected)
+{
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = (char *)id;
+    Cxm__V1__GetProfileRequest req = CXM__V1__GET_PROFILE_REQUEST__INIT;
+    req.customer = &ref;
+    Cxm__V1__GetProfileResponse *resp;
+    CALL_OK(ch, GetProfile, req, cxm__v1__get_profile_response, resp);
+    if (redirected)
+        *redirected = resp->redirected;
+    return resp->profile;
+}
+
+static const Cxm__V1__Attribute *find_attr(const Cxm__V1__Profile *p, const char *name)
+{
+    for (size_t i = 0; i < p->n_attributes; i++)
+        if (strcmp(p->attributes[i]->name, name) == 0)
+            return p->attributes[i];
+    return NULL;
+}
+
+/* ---- cases ---- */
+
+static void case_resolve(cxm_channel *ch, test_server *srv)
+{
+    Cxm__V1__ResolveIdentityRequest req = CXM__V1__RESOLVE_IDENTITY_REQUEST__INIT;
+    req.identity = ident(EMAIL, "  Ann.Lee@Example.COM ");
+    expect_error(ch, "ResolveIdentity", &req, GRPC_STATUS_NOT_FOUND, "no customer");
+    req.create_if_missing = true;
+    Cxm__V1__ResolveIdentityResponse *r1, *r2;
+    CALL_OK(ch, ResolveIdentity, req, cxm__v1__resolve_identity_response, r1);
+    CHECK(r1->created && r1->customer_id[0], "created");
+    CHECK(strcmp(r1->normalized->value, "ann.lee@example.com") == 0, "normalised %s",
+          r1->normalized->value);
+    req.identity = ident(EMAIL, "ann.lee@example.com");
+    req.create_if_missing = false;
+    CALL_OK(ch, ResolveIdentity, req, cxm__v1__resolve_identity_response, r2);
+    CHECK(strcmp(r1->customer_id, r2->customer_id) == 0 && !r2->created, "same customer");
+
+    /* Phones meet across spellings. */
+    req.identity = ident(PHONE, "+82 10-1234-5678");
+    req.create_if_missing = true;
+    CALL_OK(ch, ResolveIdentity, req, cxm__v1__resolve_identity_response, r1);
+    req.identity = ident(PHONE, "0082 (10) 1234 5678");
+    CALL_OK(ch, ResolveIdentity, req, cxm__v1__resolve_identity_response, r2);
+    CHECK(strcmp(r1->customer_id, r2->customer_id) == 0, "phone spellings differ");
+
+    /* Junk never becomes an identity. */
+    const char *junk[] = {"null", "undefined", "anonymous", "0", "-1", "----", "0000-0000", ""};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        req.identity = ident(CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_DEVICE_ID, junk[i]);
+        expect_error(ch, "ResolveIdentity", &req, GRPC_STATUS_INVALID_ARGUMENT, "identity.value");
+    }
+    req.identity = ident(EMAIL, "not-an-email");
+    expect_error(ch, "ResolveIdentity", &req, GRPC_STATUS_INVALID_ARGUMENT, "email");
+    req.identity = ident(PHONE, "010-1234-5678");
+    expect_error(ch, "ResolveIdentity", &req, GRPC_STATUS_INVALID_ARGUMENT, "country prefix");
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    req.identity = ident(CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_DEVICE_ID, big);
+    expect_error(ch, "ResolveIdentity", &req, GRPC_STATUS_INVALID_ARGUMENT, "256 bytes");
+    req.identity = ident(CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_DEVICE_ID, "\xff\xfe");
+    expect_error(ch, "ResolveIdentity", &req, GRPC_STATUS_INVALID_ARGUMENT, "UTF-8");
+    req.identity = NULL;
+    expect_error(ch, "ResolveIdentity", &req, GRPC_STATUS_INVALID_ARGUMENT, "identity.type");
+}
+
+static void case_upsert(cxm_channel *ch, test_server *srv)
+{
+    Cxm__V1__Identity *ids[] = {ident(EMAIL, "bo@example.com")};
+    Cxm__V1__AttributeUpdate *a1[] = {
+        attr("tier", str_value("silver"), 0),
+        attr("visits", num_value(1), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD),
+        attr("max_basket", num_value(30), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_MAX)};
+    Cxm__V1__Profile *p = upsert(ch, NULL, ids, 1, a1, 3);
+    CHECK(p->version == 1 && p->n_attributes == 3, "version %llu, %zu attributes",
+          (unsigned long long)p->version, p->n_attributes);
+    Cxm__V1__AttributeUpdate *a2[] = {attr("tier", str_value("gold"), 0),
+                                      attr("visits", num_value(1), 0),
+                                      attr("max_basket", num_value(20), 0)};
+    p = upsert(ch, NULL, ids, 1, a2, 3);
+    CHECK(strcmp(find_attr(p, "tier")->value->string_value, "gold") == 0, "overwrite");
+    CHECK(find_attr(p, "visits")->value->number_value == 2, "ADD remembered");
+    CHECK(find_attr(p, "max_basket")->value->number_value == 30, "MAX remembered");
+    CHECK(p->version == 2, "version 2");
+
+    /* Optimistic concurrency. */
+    Cxm__V1__UpsertProfileRequest req = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    req.customer_id = p->customer_id;
+    req.expected_version = 1;
+    req.attributes = a2;
+    req.n_attributes = 1;
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_FAILED_PRECONDITION, "stale");
+    req.expected_version = 2;
+    Cxm__V1__UpsertProfileResponse *resp;
+    CALL_OK(ch, UpsertProfile, req, cxm__v1__upsert_profile_response, resp);
+
+    /* Idempotent by request id: ADD applied once. */
+    Cxm__V1__AttributeUpdate *inc[] = {attr("visits", num_value(5), 0)};
+    req.expected_version = 0;
+    req.attributes = inc;
+    req.request_id = "req-1";
+    CALL_OK(ch, UpsertProfile, req, cxm__v1__upsert_profile_response, resp);
+    CHECK(!resp->duplicate && find_attr(resp->profile, "visits")->value->number_value == 7, "add");
+    CALL_OK(ch, UpsertProfile, req, cxm__v1__upsert_profile_response, resp);
+    CHECK(resp->duplicate && find_attr(resp->profile, "visits")->value->number_value == 7,
+          "duplicate applied again");
+
+    /* Bad input names the field; nothing is applied. */
+    req.request_id = "";
+    Cxm__V1__AttributeUpdate *bad_name[] = {attr("no spaces", str_value("x"), 0)};
+    req.attributes = bad_name;
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_INVALID_ARGUMENT, "attributes[0].name");
+    static char huge[9000];
+    memset(huge, 'a', sizeof huge - 1);
+    Cxm__V1__AttributeUpdate *big[] = {attr("note", str_value(huge), 0)};
+    req.attributes = big;
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_INVALID_ARGUMENT, "8 KiB");
+    Cxm__V1__AttributeUpdate *bad_utf8[] = {attr("note", str_value("\xc3\x28"), 0)};
+    req.attributes = bad_utf8;
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_INVALID_ARGUMENT, "UTF-8");
+    Cxm__V1__AttributeUpdate *bad_add[] = {
+        attr("tier", str_value("x"), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD)};
+    req.attributes = bad_add;
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_INVALID_ARGUMENT, "ADD needs a number");
+    Cxm__V1__AttributeUpdate **many = cxm_arena_alloc(&arena, 201 * sizeof *many);
+    for (int i = 0; i < 201; i++) {
+        char *name = cxm_arena_alloc(&arena, 16);
+        snprintf(name, 16, "a%d", i);
+        many[i] = attr(name, num_value(i), 0);
+    }
+    req.attributes = many;
+    req.n_attributes = 201;
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_INVALID_ARGUMENT, "attributes");
+    req.n_attributes = 0;
+    req.customer_id = "nobody";
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_NOT_FOUND, "nobody");
+    Cxm__V1__Profile *after = get_by_id(ch, p->customer_id, NULL);
+    CHECK(after->version == 4, "bad requests changed the profile (version %llu)",
+          (unsigned long long)after->version);
+}
+
+/* The content two profiles must share byte for byte after an unmerge:
+ * everything but version, update time and the merge log. */
+static size_t content(const Cxm__V1__Profile *p, uint8_t *buf)
+{
+    Cxm__V1__Profile c = *p;
+    c.version = 0;
+    c.updated_at_unix_ms = 0;
+    c.n_merges = 0;
+    return cxm__v1__profile__pack(&c, buf);
+}
+
+static void case_merge(cxm_channel *ch, test_server *srv)
+{
+    Cxm__V1__Identity *ida[] = {ident(EMAIL, "cy@example.com"), ident(CRM, "crm-1")};
+    Cxm__V1__AttributeUpdate *aa[] = {
+        attr("tier", str_value("gold"), 0),
+        attr("visits", num_value(3), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD)};
+    Cxm__V1__Profile *a = upsert(ch, NULL, ida, 2, aa, 2);
+    Cxm__V1__Identity *idb[] = {ident(PHONE, "+447700900123")};
+    Cxm__V1__AttributeUpdate *ab[] = {attr("city", str_value("Leeds"), 0),
+                                      attr("visits", num_value(4), 0)};
+    Cxm__V1__Profile *b = upsert(ch, NULL, idb, 1, ab, 2);
+    CHECK(strcmp(a->customer_id, b->customer_id) != 0, "distinct profiles");
+    uint8_t before_a[4096], before_b[4096], now_a[4096], now_b[4096];
+    size_t la = content(get_by_id(ch, a->customer_id, NULL), before_a);
+    size_t lb = content(get_by_id(ch, b->customer_id, NULL), before_b);
+
+    /* Linking b's phone to a merges b into a. */
+    Cxm__V1__UpsertProfileRequest req = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    req.customer_id = a->customer_id;
+    req.identities = idb;
+    req.n_identities = 1;
+    Cxm__V1__UpsertProfileResponse *ur;
+    CALL_OK(ch, UpsertProfile, req, cxm__v1__upsert_profile_response, ur);
+    CHECK(ur->n_merges == 1, "merge recorded");
+    const Cxm__V1__Profile *m = ur->profile;
+    CHECK(find_attr(m, "city") && find_attr(m, "visits")->value->number_value == 7,
+          "merged attributes");
+    bool redirected = false;
+    Cxm__V1__Profile *via_b = get_by_id(ch, b->customer_id, &redirected);
+    CHECK(redirected && strcmp(via_b->customer_id, a->customer_id) == 0, "b redirects to a");
+
+    /* Undo: both exactly as before. */
+    Cxm__V1__UnmergeProfileRequest un = CXM__V1__UNMERGE_PROFILE_REQUEST__INIT;
+    un.merge_id = ur->merges[0]->merge_id;
+    Cxm__V1__UnmergeProfileResponse *unr;
+    CALL_OK(ch, UnmergeProfile, un, cxm__v1__unmerge_profile_response, unr);
+    CHECK(unr->merge->unmerged_at_unix_ms > 0, "record shows the unmerge");
+    CHECK(content(get_by_id(ch, a->customer_id, NULL), now_a) == la &&
+              memcmp(now_a, before_a, la) == 0,
+          "target not restored byte for byte");
+    CHECK(content(get_by_id(ch, b->customer_id, &redirected), now_b) == lb &&
+              memcmp(now_b, before_b, lb) == 0 && !redirected,
+          "source not restored byte for byte");
+    expect_error(ch, "UnmergeProfile", &un, GRPC_STATUS_FAILED_PRECONDITION, "already undone");
+    un.merge_id = "m-unknown";
+    expect_error(ch, "UnmergeProfile", &un, GRPC_STATUS_NOT_FOUND, "no merge");
+
+    /* A unique type refuses a merge that would give two CRM ids. */
+    Cxm__V1__Identity *idc[] = {ident(CRM, "crm-2")};
+    Cxm__V1__Profile *c = upsert(ch, NULL, idc, 1, NULL, 0);
+    Cxm__V1__MergeProfilesRequest mr = CXM__V1__MERGE_PROFILES_REQUEST__INIT;
+    mr.target_customer_id = a->customer_id;
+    mr.source_customer_id = c->customer_id;
+    expect_error(ch, "MergeProfiles", &mr, GRPC_STATUS_FAILED_PRECONDITION, "unique");
+    mr.source_customer_id = a->customer_id;
+    expect_error(ch, "MergeProfiles", &mr, GRPC_STATUS_INVALID_ARGUMENT, "itself");
+    /* An explicit merge, changed afterwards, keeps the later change when undone. */
+    mr.source_customer_id = b->customer_id;
+    Cxm__V1__MergeProfilesResponse *mresp;
+    CALL_OK(ch, MergeProfiles, mr, cxm__v1__merge_profiles_response, mresp);
+    Cxm__V1__AttributeUpdate *later[] = {attr("tier", str_value("platinum"), 0)};
+    upsert(ch, a->customer_id, NULL, 0, later, 1);
+    un.merge_id = mresp->merge->merge_id;
+    CALL_OK(ch, UnmergeProfile, un, cxm__v1__unmerge_profile_response, unr);
+    CHECK(strcmp(find_attr(unr->target, "tier")->value->string_value, "platinum") == 0,
+          "a change after the merge was lost");
+    CHECK(!find_attr(unr->target, "city"), "the source's attribute stayed on the target");
+}
+
+static void case_consent_traits(cxm_channel *ch, test_server *srv)
+{
+    Cxm__V1__Identity *ids[] = {ident(EMAIL, "di@example.com")};
+    Cxm__V1__Profile *p = upsert(ch, NULL, ids, 1, NULL, 0);
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_IDENTITY;
+    ref.identity = ids[0];
+    Cxm__V1__SetConsentRequest sc = CXM__V1__SET_CONSENT_REQUEST__INIT;
+    sc.customer = &ref;
+    sc.scope = "marketing_email";
+    sc.state = CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED;
+    sc.decided_at_unix_ms = 2000;
+    sc.source = "web_banner";
+    Cxm__V1__SetConsentResponse *cr;
+    CALL_OK(ch, SetConsent, sc, cxm__v1__set_consent_response, cr);
+    CHECK(cr->applied, "applied");
+    sc.state = CXM__V1__CONSENT_STATE__CONSENT_STATE_REVOKED;
+    sc.decided_at_unix_ms = 1000; /* older: logged only */
+    CALL_OK(ch, SetConsent, sc, cxm__v1__set_consent_response, cr);
+    CHECK(!cr->applied && cr->consent->state == CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED,
+          "an older decision won");
+    sc.state = 0;
+    expect_error(ch, "SetConsent", &sc, GRPC_STATUS_INVALID_ARGUMENT, "state");
+    sc.state = CXM__V1__CONSENT_STATE__CONSENT_STATE_DENIED;
+    sc.scope = "Bad Scope";
+    expect_error(ch, "SetConsent", &sc, GRPC_STATUS_INVALID_ARGUMENT, "scope");
+
+    Cxm__V1__WriteTraitsRequest wt = CXM__V1__WRITE_TRAITS_REQUEST__INIT;
+    wt.customer = &ref;
+    wt.source = "feedback";
+    Cxm__V1__StandardTraitsUpdate st = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
+    st.last_nps_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_NPS_UPDATE_LAST_NPS;
+    st.last_nps = 4;
+    wt.standard = &st;
+    Cxm__V1__WriteTraitsRequest__TraitsEntry e = CXM__V1__WRITE_TRAITS_REQUEST__TRAITS_ENTRY__INIT,
+                                             *ep = &e;
+    e.key = "last_complaint";
+    e.value = str_value("late delivery");
+    wt.traits = &ep;
+    wt.n_traits = 1;
+    Cxm__V1__WriteTraitsResponse *wr;
+    CALL_OK(ch, WriteTraits, wt, cxm__v1__write_traits_response, wr);
+    Cxm__V1__Profile *after = get_by_id(ch, p->customer_id, NULL);
+    CHECK(after->standard_traits->last_nps == 4 &&
+              after->standard_traits->last_nps_category ==
+                  CXM__V1__NPS_CATEGORY__NPS_CATEGORY_DETRACTOR,
+          "nps trait");
+    CHECK(after->n_traits == 1 && after->n_consents == 1, "traits and consent on the profile");
+    wt.source = "journey"; /* not the owner of NPS, nor of last_complaint */
+    expect_error(ch, "WriteTraits", &wt, GRPC_STATUS_PERMISSION_DENIED, "owned by");
+    wt.source = "marketing";
+    expect_error(ch, "WriteTraits", &wt, GRPC_STATUS_INVALID_ARGUMENT, "source");
+}
+
+static Cxm__V1__FieldCondition *field(Cxm__V1__FieldKind kind, const char *name,
+                                      Cxm__V1__CompareOp op, Cxm__V1__Value *v)
+{
+    Cxm__V1__FieldCondition *f = cxm_arena_alloc(&arena, sizeof *f);
+    cxm__v1__field_condition__init(f);
+    f->kind = kind;
+    f->name = (char *)name;
+    f->op = op;
+    f->value = v;
+    return f;
+}
+
+static void case_segments(cxm_channel *ch, test_server *srv)
+{
+    /* 30 customers, every third gold. */
+    char emails[30][32];
+    for (int i = 0; i < 30; i++) {
+        snprintf(emails[i], sizeof emails[i], "seg%02d@example.com", i);
+        Cxm__V1__Identity *ids[] = {ident(EMAIL, emails[i])};
+        Cxm__V1__AttributeUpdate *as[] = {attr("tier", str_value(i % 3 ? "silver" : "gold"), 0),
+                                          attr("age", num_value(20 + i), 0)};
+        upsert(ch, NULL, ids, 1, as, 2);
+    }
+    Cxm__V1__SegmentCondition leaf = CXM__V1__SEGMENT_CONDITION__INIT;
+    leaf.node_case = CXM__V1__SEGMENT_CONDITION__NODE_FIELD;
+    leaf.field = field(CXM__V1__FIELD_KIND__FIELD_KIND_ATTRIBUTE, "tier",
+                       CXM__V1__COMPARE_OP__COMPARE_OP_EQ, str_value("gold"));
+    Cxm__V1__Segment seg = CXM__V1__SEGMENT__INIT;
+    seg.segment_id = "gold";
+    seg.condition = &leaf;
+    Cxm__V1__UpsertSegmentRequest us = CXM__V1__UPSERT_SEGMENT_REQUEST__INIT;
+    us.segment = &seg;
+    Cxm__V1__UpsertSegmentResponse *usr;
+    CALL_OK(ch, UpsertSegment, us, cxm__v1__upsert_segment_response, usr);
+    CHECK(usr->created && usr->segment->member_count == 10, "members %llu",
+          (unsigned long long)usr->segment->member_count);
+
+    /* Paged listing sees all ten exactly once. */
+    Cxm__V1__ListSegmentMembersRequest lm = CXM__V1__LIST_SEGMENT_MEMBERS_REQUEST__INIT;
+    lm.segment_id = "gold";
+    lm.page_size = 4;
+    size_t seen = 0;
+    for (int page = 0; page < 5; page++) {
+        Cxm__V1__ListSegmentMembersResponse *lr;
+        CALL_OK(ch, ListSegmentMembers, lm, cxm__v1__list_segment_members_response, lr);
+        seen += lr->n_customer_ids;
+        CHECK(lr->total_size == 10, "total %llu", (unsigned long long)lr->total_size);
+        if (!lr->next_page_token || !*lr->next_page_token)
+            break;
+        lm.page_token = lr->next_page_token;
+    }
+    CHECK(seen == 10, "listed %zu members", seen);
+    lm.segment_id = "silver";
+    lm.page_token = "";
+    expect_error(ch, "ListSegmentMembers", &lm, GRPC_STATUS_NOT_FOUND, "silver");
+
+    /* Membership follows writes. */
+    Cxm__V1__Identity *ids[] = {ident(EMAIL, emails[1])};
+    Cxm__V1__AttributeUpdate *gold[] = {attr("tier", str_value("gold"), 0)};
+    Cxm__V1__Profile *p = upsert(ch, NULL, ids, 1, gold, 1);
+    CHECK(p->n_segment_ids == 1 && strcmp(p->segment_ids[0], "gold") == 0, "segment on write");
+
+    /* Search: equality and a range, paged. */
+    Cxm__V1__FieldCondition *conds[] = {field(CXM__V1__FIELD_KIND__FIELD_KIND_ATTRIBUTE, "tier",
+                                              CXM__V1__COMPARE_OP__COMPARE_OP_EQ,
+                                              str_value("gold")),
+                                        field(CXM__V1__FIELD_KIND__FIELD_KIND_ATTRIBUTE, "age",
+                                              CXM__V1__COMPARE_OP__COMPARE_OP_GE, num_value(30))};
+    Cxm__V1__SearchProfilesRequest sr = CXM__V1__SEARCH_PROFILES_REQUEST__INIT;
+    sr.conditions = conds;
+    sr.n_conditions = 2;
+    sr.page_size = 2;
+    size_t found = 0;
+    for (int page = 0; page < 10; page++) {
+        Cxm__V1__SearchProfilesResponse *resp;
+        CALL_OK(ch, SearchProfiles, sr, cxm__v1__search_profiles_response, resp);
+        found += resp->n_profiles;
+        if (!resp->next_page_token || !*resp->next_page_token)
+            break;
+        sr.page_token = resp->next_page_token;
+    }
+    CHECK(found == 6, "search found %zu, want 6 (gold and age >= 30)", found);
+    sr.n_conditions = 1; /* a token from other filters */
+    expect_error(ch, "SearchProfiles", &sr, GRPC_STATUS_INVALID_ARGUMENT, "page_token");
+    sr.n_conditions = 0;
+    sr.page_token = "";
+    expect_error(ch, "SearchProfiles", &sr, GRPC_STATUS_INVALID_ARGUMENT, "conditions");
+}
+
+static void case_delete(cxm_channel *ch, test_server *srv)
+{
+    Cxm__V1__Identity *ids[] = {ident(EMAIL, "ed@example.com")};
+    Cxm__V1__AttributeUpdate *as[] = {attr("tier", str_value("gold"), 0)};
+    Cxm__V1__Profile *p = upsert(ch, NULL, ids, 1, as, 1);
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = p->customer_id;
+    Cxm__V1__DeleteProfileRequest dr = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
+    dr.customer = &ref;
+    expect_error(ch, "DeleteProfile", &dr, GRPC_STATUS_INVALID_ARGUMENT, "reason");
+    dr.reason = "GDPR art. 17 request #1";
+    Cxm__V1__DeleteProfileResponse *r1, *r2;
+    CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, r1);
+    CHECK(r1->receipt->n_services == 1 && r1->receipt->services[0]->records_erased == 3,
+          "receipt counts (%llu)", (unsigned long long)r1->receipt->services[0]->records_erased);
+    CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, r2);
+    CHECK(strcmp(r1->receipt->receipt_id, r2->receipt->receipt_id) == 0, "same receipt");
+    Cxm__V1__GetProfileRequest g = CXM__V1__GET_PROFILE_REQUEST__INIT;
+    g.customer = &ref;
+    expect_error(ch, "GetProfile", &g, GRPC_STATUS_NOT_FOUND, p->customer_id);
+    Cxm__V1__ResolveIdentityRequest rr = CXM__V1__RESOLVE_IDENTITY_REQUEST__INIT;
+    rr.identity = ids[0];
+    expect_error(ch, "ResolveIdentity", &rr, GRPC_STATUS_NOT_FOUND, "no customer");
+}
+
+/* ---- durability ---- */
+
+typedef struct writer {
+    const char *target;
+    int first, step;
+    atomic_int *acked; /* acked[i] = 1 once customer i's write was acknowledged */
+    atomic_bool *stop;
+} writer;
+
+static void *writer_main(void *arg)
+{
+    writer *w = arg;
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(w->target, NULL, &ch) == 0, "channel");
+    for (int i = w->first; !atomic_load(w->stop); i += w->step) {
+        char email[48];
+        snprintf(email, sizeof email, "k%06d@example.com", i);
+        Cxm__V1__Identity id = CXM__V1__IDENTITY__INIT;
+        id.type = EMAIL;
+        id.value = email;
+        Cxm__V1__Identity *ids[] = {&id};
+        Cxm__V1__Value v = CXM__V1__VALUE__INIT;
+        v.kind_case = CXM__V1__VALUE__KIND_NUMBER_VALUE;
+        v.number_value = i;
+        Cxm__V1__AttributeUpdate u = CXM__V1__ATTRIBUTE_UPDATE__INIT, *us[] = {&u};
+        u.name = "seq";
+        u.value = &v;
+        Cxm__V1__UpsertProfileRequest req = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+        req.identities = ids;
+        req.n_identities = 1;
+        req.attributes = us;
+        req.n_attributes = 1;
+        cxm_arena a;
+        cxm_arena_init(&a, NULL, 0, 0);
+        ProtobufCMessage *out;
+        cxm_client_result r = {0};
+        int rc =
+            cxm_client_unary_pb(ch, SVC "UpsertProfile", &req.base,
+                                &cxm__v1__upsert_profile_response__descriptor, &a, 2000, &out, &r);
+        bool ok = rc == 0 && r.status == GRPC_STATUS_OK;
+        cxm_client_result_dispose(&r);
+        cxm_arena_dispose(&a);
+        if (!ok)
+            break; /* the server died: stop writing */
+        atomic_store(&w->acked[i], 1);
+    }
+    cxm_channel_close(ch);
+    return NULL;
+}
+
+static double seq_of(cxm_channel *ch, int i)
+{
+    char email[48];
+    snprintf(email, sizeof email, "k%06d@example.com", i);
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_IDENTITY;
+    ref.identity = ident(EMAIL, email);
+    Cxm__V1__GetProfileRequest req = CXM__V1__GET_PROFILE_REQUEST__INIT;
+    req.customer = &ref;
+    Cxm__V1__GetProfileResponse *resp;
+    char d[512];
+    if (call(ch, "GetProfile", &req.base, &cxm__v1__get_profile_response__descriptor, &resp, d) !=
+        GRPC_STATUS_OK)
+        return -1;
+    const Cxm__V1__Attribute *a = find_attr(resp->profile, "seq");
+    return a ? a->value->number_value : -1;
+}
+
+/* Writers hammer the server, which is killed -9 mid-stream; after a restart
+ * every acknowledged write must be there. Then a clean restart keeps all. */
+static void case_durability(cxm_channel *unused, test_server *srv)
+{
+    enum { WRITERS = 8, MAX_KEYS = 1 << 20 };
+    static atomic_int acked[MAX_KEYS];
+    atomic_bool stop = false;
+    pthread_t threads[WRITERS];
+    writer w[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        w[i] = (writer){srv->target, i, WRITERS, acked, &stop};
+        pthread_create(&threads[i], NULL, writer_main, &w[i]);
+    }
+    usleep(700 * 1000);
+    CHECK(harness_stop(srv, SIGKILL, 5000) == 128 + SIGKILL, "kill -9");
+    atomic_store(&stop, true);
+    for (int i = 0; i < WRITERS; i++)
+        pthread_join(threads[i], NULL);
+    int nacked = 0;
+    for (int i = 0; i < MAX_KEYS; i++)
+        nacked += atomic_load(&acked[i]);
+    CHECK(nacked > 20, "only %d writes were acknowledged before the kill", nacked);
+
+    static const char *const args[] = {"--grace", "3s", "--workers", "2", NULL};
+    harness_restart(srv, server_binary, args);
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(srv->target, NULL, &ch) == 0, "channel");
+    int lost = 0;
+    for (int i = 0; i < MAX_KEYS; i++)
+        if (atomic_load(&acked[i]) && seq_of(ch, i) != i)
+            lost++;
+    CHECK(lost == 0, "%d of %d acknowledged writes lost after kill -9", lost, nacked);
+    cxm_channel_close(ch);
+
+    CHECK(harness_stop(srv, SIGTERM, 10000) == 0, "clean stop");
+    harness_restart(srv, server_binary, args);
+    CHECK(cxm_channel_open(srv->target, NULL, &ch) == 0, "channel");
+    for (int i = 0; i < MAX_KEYS; i++)
+        if (atomic_load(&acked[i]) && seq_of(ch, i) != i)
+            lost++;
+    CHECK(lost == 0, "%d writes lost after a clean restart", lost);
+    cxm_channel_close(ch);
+    printf("durability: %d acknowledged writes, all present after kill -9 and restart\n", nacked);
+}
+
+static const struct {
+    const char *name;
+    void (*run)(cxm_channel *ch, test_server *srv);
+} cases[] = {
+    {"resolve", case_resolve},       {"upsert", case_upsert},
+    {"merge", case_merge},           {"consent_traits", case_consent_traits},
+    {"segments", case_segments},     {"delete", case_delete},
+    {"durability", case_durability},
+};
+
+int main(int argc, char **argv)
+{
+    CHECK(argc == 3, "usage: %s SERVER_BINARY CASE", argv[0]);
+    server_binary = argv[1];
+    cxm_arena_init(&arena, NULL, 0, 0);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (strcmp(cases[i].name, argv[2]) != 0)
+            continue;
+        test_server srv;
+        static const char *const args[] = {"--grace", "3s", "--workers", "2", NULL};
+        harness_start(&srv, server_binary, args);
+        cxm_channel *ch;
+        CHECK(cxm_channel_open(srv.target, NULL, &ch) == 0, "channel to %s", srv.target);
+        cases[i].run(ch, &srv);
+        cxm_channel_close(ch); /* before the drain: see test_server.c */
+        if (srv.pid > 0) {
+            int code = harness_stop(&srv, SIGTERM, 10000);
+            CHECK(code == 0, "exit status %d after SIGTERM", code);
+        }
+        harness_cleanup(&srv);
+        cxm_arena_dispose(&arena);
+        printf("%s: ok\n", cases[i].name);
+        return 0;
+    }
+    CHECK(0, "unknown case %s", argv[2]);
+}
