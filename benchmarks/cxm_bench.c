@@ -15,8 +15,12 @@
  * under 0.8% bucket width from 1 ns to 60 s.
  *
  * Requests come from a generator (--generator, see cxm_bench_gens) that
- * builds a fresh request per call, or from --request-file (the same raw bytes
- * every call).
+ * builds a fresh request per call, and may pick a different method for each
+ * (profile-mixed), or from --request-file (the same raw bytes every call).
+ *
+ * A run has up to two phases on the same connections and threads: with
+ * --seed-customers, every synthetic customer is upserted once, as fast as the
+ * closed loop goes, so that reads find profiles; then the measured run.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -39,6 +43,8 @@
 #include "cxm/opts.h"
 #include "grpc/health/v1/health.pb-c.h"
 
+#include "bench_profile.h"
+
 #define CXM_BENCH_DEFAULT_METHOD "/grpc.health.v1.Health/Check"
 
 /* ---- configuration ---- */
@@ -51,74 +57,135 @@ typedef struct cxm_bench_cfg {
     int64_t connections, inflight, threads;
     int64_t duration_ms, warmup_ms, timeout_ms;
     bool json;
+    int64_t customers;               /* synthetic customers of profile workloads */
+    const char *zipf_arg, *read_arg; /* as given; parsed into the two below */
+    double zipf_s, read_ratio;       /* 0 = uniform keys; share of reads in mixed */
+    bool seed;                       /* --seed-customers */
 } cxm_bench_cfg;
 
 /* ---- request generators ----
  *
- * A workload is a row: a name, the method it calls by default, and a
- * function that builds the request for one call. make() runs on the loop
- * thread for every call, so it can vary the request (keys, payload sizes)
- * from the per-thread context without locks. Add profile reads/writes here
- * as rows with their own make(). */
+ * A workload is a row: a name, the methods it may call, and a function that
+ * builds the request for one call and says which of those methods it goes
+ * to. make() runs on the loop thread for every call, so it can vary the
+ * request (keys, payload sizes) and the method from the per-thread context
+ * without locks. Connections register every method of the workload up front
+ * (cxm_bench_bind), so choosing one per call costs an index, not a lookup. */
+
+#define CXM_BENCH_MAX_METHODS 2
+
+/* make() has nothing more to send: the slot retires without an error. */
+#define CXM_BENCH_EXHAUSTED 1
 
 typedef struct cxm_bench_gen_ctx {
-    unsigned thread;       /* index of the loop thread */
-    uint64_t seq;          /* calls made by this thread so far */
-    uint64_t rng;          /* per-thread xorshift state; see cxm_bench_rand */
-    grpc_byte_buffer *raw; /* --request-file payload, or NULL */
+    unsigned thread;            /* index of the loop thread */
+    uint64_t seq;               /* calls made by this thread so far */
+    uint64_t rng;               /* per-thread xorshift state; see cxm_bench_rand */
+    grpc_byte_buffer *raw;      /* --request-file payload, or NULL */
+    const cxm_bench_keys *keys; /* which customer a profile call is about */
+    double read_ratio;          /* --read-ratio */
+    atomic_uint_fast64_t *next; /* seeding: the next customer, shared by all threads */
+    uint64_t customers;         /* seeding: where it ends */
 } cxm_bench_gen_ctx;
 
 typedef struct cxm_bench_gen {
     const char *name;
-    const char *method; /* default --method for this workload */
+    /* The methods make() chooses from by index; methods[0] is the default
+     * and the only one --method may replace. */
+    const char *methods[CXM_BENCH_MAX_METHODS];
     const char *help;
-    /* A new request for one call in *out (the caller destroys it), or a
+    /* A new request for one call in *out (the caller destroys it) and its
+     * method index in *method (preset to 0); or CXM_BENCH_EXHAUSTED, or a
      * negative CXM_E* code. */
-    int (*make)(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out);
+    int (*make)(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method);
 } cxm_bench_gen;
 
-/* xorshift64*: cheap and good enough to pick keys; never returns to 0. */
 static inline uint64_t cxm_bench_rand(cxm_bench_gen_ctx *ctx)
 {
-    ctx->rng ^= ctx->rng >> 12;
-    ctx->rng ^= ctx->rng << 25;
-    ctx->rng ^= ctx->rng >> 27;
-    return ctx->rng * 0x2545F4914F6CDD1DULL;
+    return cxm_bench_xorshift(&ctx->rng);
 }
 
-/* Pack a protobuf-c message straight into a gRPC slice (one copy). */
-static int cxm_bench_pack(const ProtobufCMessage *msg, grpc_byte_buffer **out)
+static uint64_t cxm_bench_customer(cxm_bench_gen_ctx *ctx)
 {
-    size_t len = protobuf_c_message_get_packed_size(msg);
-    grpc_slice s = len ? grpc_slice_malloc(len) : grpc_empty_slice();
-    if (len)
-        protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
-    *out = grpc_raw_byte_buffer_create(&s, 1);
-    grpc_slice_unref(s);
-    return *out ? 0 : CXM_ENOMEM;
+    return cxm_bench_keys_pick(ctx->keys, &ctx->rng);
 }
 
-static int cxm_bench_make_health(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out)
+static int cxm_bench_make_health(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
 {
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     return cxm_bench_pack(&req.base, out);
 }
 
 /* --request-file: the same bytes each call; a copy only takes a reference. */
-static int cxm_bench_make_raw(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out)
+static int cxm_bench_make_raw(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
 {
     *out = grpc_byte_buffer_copy(ctx->raw);
     return *out ? 0 : CXM_ENOMEM;
 }
 
+static int cxm_bench_make_upsert(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    uint64_t i = cxm_bench_customer(ctx);
+    return cxm_bench_profile_upsert(i, cxm_bench_rand(ctx), out);
+}
+
+static int cxm_bench_make_get(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    return cxm_bench_profile_get(cxm_bench_customer(ctx), out);
+}
+
+static int cxm_bench_make_resolve(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    return cxm_bench_profile_resolve(cxm_bench_customer(ctx), out);
+}
+
+/* profile-mixed: methods[0] GetProfile, methods[1] UpsertProfile. */
+static int cxm_bench_make_mixed(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    if (cxm_bench_unit(&ctx->rng) < ctx->read_ratio)
+        return cxm_bench_make_get(ctx, out, method);
+    *method = 1;
+    return cxm_bench_make_upsert(ctx, out, method);
+}
+
+/* --seed-customers: each customer once, in order, across all threads. */
+static int cxm_bench_make_seed(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    uint64_t i = atomic_fetch_add_explicit(ctx->next, 1, memory_order_relaxed);
+    if (i >= ctx->customers)
+        return CXM_BENCH_EXHAUSTED;
+    return cxm_bench_profile_upsert(i, cxm_bench_rand(ctx), out);
+}
+
 static const cxm_bench_gen cxm_bench_gens[] = {
-    {"health", CXM_BENCH_DEFAULT_METHOD, "empty grpc.health.v1.HealthCheckRequest",
+    {"health",
+     {CXM_BENCH_DEFAULT_METHOD},
+     "empty grpc.health.v1.HealthCheckRequest",
      cxm_bench_make_health},
+    {"profile-upsert",
+     {CXM_BENCH_METHOD_UPSERT},
+     "UpsertProfile of a random customer: email, phone and CRM id, 3 to 5 attributes",
+     cxm_bench_make_upsert},
+    {"profile-get",
+     {CXM_BENCH_METHOD_GET},
+     "GetProfile of a random customer by email",
+     cxm_bench_make_get},
+    {"profile-resolve",
+     {CXM_BENCH_METHOD_RESOLVE},
+     "ResolveIdentity of a random customer's email, never creating one",
+     cxm_bench_make_resolve},
+    {"profile-mixed",
+     {CXM_BENCH_METHOD_GET, CXM_BENCH_METHOD_UPSERT},
+     "profile-get with probability --read-ratio, else profile-upsert",
+     cxm_bench_make_mixed},
 };
 #define CXM_BENCH_NGENS (sizeof cxm_bench_gens / sizeof cxm_bench_gens[0])
 
-static const cxm_bench_gen cxm_bench_gen_raw = {"file", NULL, "--request-file bytes",
-                                                cxm_bench_make_raw};
+static const cxm_bench_gen cxm_bench_gen_raw = {
+    "file", {NULL}, "--request-file bytes", cxm_bench_make_raw};
+
+static const cxm_bench_gen cxm_bench_gen_seed = {
+    "seed", {CXM_BENCH_METHOD_UPSERT}, "every customer once", cxm_bench_make_seed};
 
 static const cxm_bench_gen *cxm_bench_gen_find(const char *name)
 {
@@ -126,6 +193,30 @@ static const cxm_bench_gen *cxm_bench_gen_find(const char *name)
         if (strcmp(cxm_bench_gens[i].name, name) == 0)
             return &cxm_bench_gens[i];
     return NULL;
+}
+
+static size_t cxm_bench_gen_nmethods(const cxm_bench_gen *gen)
+{
+    size_t n = 0;
+    while (n < CXM_BENCH_MAX_METHODS && gen->methods[n])
+        n++;
+    return n;
+}
+
+static void cxm_bench_gens_usage(FILE *out)
+{
+    fprintf(out, "\ngenerators (--generator NAME; the methods they call in brackets):\n");
+    for (size_t i = 0; i < CXM_BENCH_NGENS; i++) {
+        const cxm_bench_gen *g = &cxm_bench_gens[i];
+        fprintf(out, "  %-16s %s\n  %-16s [%s", g->name, g->help, "", g->methods[0]);
+        for (size_t m = 1; m < cxm_bench_gen_nmethods(g); m++)
+            fprintf(out, ", %s", g->methods[m]);
+        fputs("]\n", out);
+    }
+    fprintf(out, "\nProfile workloads pick customer i of --customers uniformly (or Zipf with "
+                 "--zipf S),\nidentified as user<i>@example.com, +8210<i as 8 digits>, crm-<i>. "
+                 "Reads of customers\nthat do not exist count as NOT_FOUND errors: "
+                 "--seed-customers creates them first.\n");
 }
 
 /* ---- log-linear latency histogram (nanoseconds) ----
@@ -227,37 +318,18 @@ static double cxm_hist_quantile(const cxm_hist *h, double q)
 
 #define CXM_BENCH_NSTATUS 17 /* gRPC status codes 0..16 */
 
-static const char *const cxm_bench_status_names[CXM_BENCH_NSTATUS] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-
 /* Outcomes of calls inside the measurement window. */
 typedef struct cxm_bench_stats {
     cxm_hist hist; /* latency of every counted call, OK or not */
     uint64_t completed;
     uint64_t by_status[CXM_BENCH_NSTATUS + 1]; /* last: codes outside 0..16 */
     uint64_t start_failures;                   /* calls that could not even be started */
+    uint64_t completed_by_method[CXM_BENCH_MAX_METHODS], ok_by_method[CXM_BENCH_MAX_METHODS];
 } cxm_bench_stats;
 
 typedef struct cxm_bench_conn {
     cxm_channel *ch;
-    void *method;
+    void *methods[CXM_BENCH_MAX_METHODS]; /* the phase's methods, by generator index */
 } cxm_bench_conn;
 
 typedef struct cxm_bench_thread cxm_bench_thread;
@@ -267,6 +339,7 @@ typedef struct cxm_bench_slot {
     cxm_bench_thread *t;
     cxm_bench_conn *conn;
     uint64_t started_ns;
+    unsigned method; /* of the call outstanding */
 } cxm_bench_slot;
 
 struct cxm_bench_thread {
@@ -284,7 +357,14 @@ struct cxm_bench_thread {
 /* Shared by all threads; written before they start, except the atomics. */
 static struct {
     const cxm_bench_cfg *cfg;
-    const cxm_bench_gen *gen;
+    const cxm_bench_gen *gen;                   /* of the phase running */
+    const char *methods[CXM_BENCH_MAX_METHODS]; /* its method paths, --method applied */
+    size_t nmethods;
+    char label[256]; /* the methods joined by ",", for reports */
+    cxm_bench_keys keys;
+    atomic_uint_fast64_t seed_next; /* next customer to seed */
+    double seed_s;                  /* how long seeding took; 0 = no seeding */
+    uint64_t seeded;                /* customers upserted OK while seeding */
     uint64_t measure_start_ns, measure_end_ns;
     uint64_t give_up_ns;           /* no OK answer by then: the target is not serving */
     atomic_uint_fast64_t ok_total; /* OK answers in every phase */
@@ -323,12 +403,15 @@ static bool cxm_bench_issue(cxm_bench_slot *slot)
 {
     cxm_bench_thread *t = slot->t;
     grpc_byte_buffer *req = NULL;
-    int rc = cxm_bench_run.gen->make(&t->gen_ctx, &req);
+    slot->method = 0;
+    int rc = cxm_bench_run.gen->make(&t->gen_ctx, &req, &slot->method);
+    if (rc == CXM_BENCH_EXHAUSTED)
+        return false;
     t->gen_ctx.seq++;
     if (rc == 0) {
         slot->started_ns = cxm_bench_now_ns();
         /* The loop sends its own reference: ours can go right away. */
-        rc = cxm_client_loop_unary(t->loop, slot->conn->ch, slot->conn->method, req,
+        rc = cxm_client_loop_unary(t->loop, slot->conn->ch, slot->conn->methods[slot->method], req,
                                    cxm_bench_run.cfg->timeout_ms, cxm_bench_done, slot);
         grpc_byte_buffer_destroy(req);
     }
@@ -342,8 +425,8 @@ static bool cxm_bench_issue(cxm_bench_slot *slot)
     return true;
 }
 
-static void cxm_bench_count(cxm_bench_thread *t, grpc_status_code status, uint64_t now,
-                            uint64_t latency)
+static void cxm_bench_count(cxm_bench_thread *t, unsigned method, grpc_status_code status,
+                            uint64_t now, uint64_t latency)
 {
     if (status == GRPC_STATUS_OK) {
         atomic_fetch_add_explicit(&cxm_bench_run.ok_total, 1, memory_order_relaxed);
@@ -358,6 +441,8 @@ static void cxm_bench_count(cxm_bench_thread *t, grpc_status_code status, uint64
     unsigned code = (unsigned)status < CXM_BENCH_NSTATUS ? (unsigned)status : CXM_BENCH_NSTATUS;
     t->stats.by_status[code]++;
     t->stats.completed++;
+    t->stats.completed_by_method[method]++;
+    t->stats.ok_by_method[method] += status == GRPC_STATUS_OK;
     cxm_hist_record(&t->stats.hist, latency);
 }
 
@@ -390,7 +475,7 @@ static void cxm_bench_done(void *user, grpc_status_code status, grpc_byte_buffer
     cxm_bench_thread *t = slot->t;
     uint64_t now = cxm_bench_now_ns();
     t->outstanding--;
-    cxm_bench_count(t, status, now, now - slot->started_ns);
+    cxm_bench_count(t, slot->method, status, now, now - slot->started_ns);
     if (cxm_bench_keep_going(now))
         cxm_bench_issue(slot);
 }
@@ -483,10 +568,20 @@ static int cxm_bench_open_conns(const cxm_bench_cfg *cfg, cxm_bench_conn *conns)
                     cxm_strerror(rc));
             return rc;
         }
-        conns[i].method = cxm_channel_method(conns[i].ch, cfg->method);
-        if (!conns[i].method)
-            return CXM_ENOMEM;
     }
+    return 0;
+}
+
+/* Register the phase's methods on every connection (the channel keeps them
+ * until it closes, so the seeding phase's stay valid too). */
+static int cxm_bench_bind(const cxm_bench_cfg *cfg, cxm_bench_conn *conns)
+{
+    for (int64_t i = 0; i < cfg->connections; i++)
+        for (size_t m = 0; m < cxm_bench_run.nmethods; m++) {
+            conns[i].methods[m] = cxm_channel_method(conns[i].ch, cxm_bench_run.methods[m]);
+            if (!conns[i].methods[m])
+                return CXM_ENOMEM;
+        }
     return 0;
 }
 
@@ -497,9 +592,13 @@ static int cxm_bench_setup_thread(cxm_bench_thread *t, unsigned index, size_t nt
                                   grpc_byte_buffer *raw)
 {
     t->index = index;
-    t->gen_ctx = (cxm_bench_gen_ctx){
-        .thread = index, .rng = 0x9E3779B97F4A7C15ULL * (index + 1), .raw = raw};
-    cxm_hist_init(&t->stats.hist);
+    t->gen_ctx = (cxm_bench_gen_ctx){.thread = index,
+                                     .rng = 0x9E3779B97F4A7C15ULL * (index + 1),
+                                     .raw = raw,
+                                     .keys = &cxm_bench_run.keys,
+                                     .read_ratio = cfg->read_ratio,
+                                     .next = &cxm_bench_run.seed_next,
+                                     .customers = (uint64_t)cfg->customers};
     size_t nconns = 0;
     for (size_t c = index; c < (size_t)cfg->connections; c += nthreads)
         nconns++;
@@ -521,20 +620,34 @@ static double cxm_bench_us(double ns)
     return ns / 1000.0;
 }
 
+static const char *cxm_bench_status_label(size_t code)
+{
+    return code < CXM_BENCH_NSTATUS ? cxm_status_name((grpc_status_code)code) : "OTHER";
+}
+
+/* One indented line per failing status, and the calls never started. */
+static void cxm_bench_print_failures(FILE *out, const cxm_bench_stats *s)
+{
+    for (size_t i = 1; i <= CXM_BENCH_NSTATUS; i++)
+        if (s->by_status[i])
+            fprintf(out, "    %-20s %" PRIu64 "\n", cxm_bench_status_label(i), s->by_status[i]);
+    if (s->start_failures)
+        fprintf(out, "    %-20s %" PRIu64 "\n", "NOT_STARTED", s->start_failures);
+}
+
 static void cxm_bench_print_human(FILE *out, const cxm_bench_cfg *cfg, const cxm_bench_stats *s,
                                   double secs, uint64_t errors)
 {
     const cxm_hist *h = &s->hist;
     fprintf(out, "cxm-bench %s %s: %" PRId64 " connections x %" PRId64 " in flight, %.2f s\n",
-            cfg->target, cfg->method, cfg->connections, cfg->inflight, secs);
+            cfg->target, cxm_bench_run.label, cfg->connections, cfg->inflight, secs);
     fprintf(out, "  completed  %" PRIu64 " (%" PRIu64 " OK, %" PRIu64 " errors)\n", s->completed,
             s->by_status[GRPC_STATUS_OK], errors);
-    for (size_t i = 1; i <= CXM_BENCH_NSTATUS; i++)
-        if (s->by_status[i])
-            fprintf(out, "    %-20s %" PRIu64 "\n",
-                    i < CXM_BENCH_NSTATUS ? cxm_bench_status_names[i] : "OTHER", s->by_status[i]);
-    if (s->start_failures)
-        fprintf(out, "    %-20s %" PRIu64 "\n", "NOT_STARTED", s->start_failures);
+    cxm_bench_print_failures(out, s);
+    /* A mixed workload can fail on one method only (NOT_FOUND on reads). */
+    for (size_t m = 0; cxm_bench_run.nmethods > 1 && m < cxm_bench_run.nmethods; m++)
+        fprintf(out, "    %-40s %" PRIu64 " (%" PRIu64 " OK)\n", cxm_bench_run.methods[m],
+                s->completed_by_method[m], s->ok_by_method[m]);
     fprintf(out, "  qps        %.1f\n", secs > 0 ? (double)s->completed / secs : 0.0);
     fprintf(out, "  latency us p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  (mean %.1f)\n",
             cxm_bench_us(cxm_hist_quantile(h, 0.50)), cxm_bench_us(cxm_hist_quantile(h, 0.90)),
@@ -568,9 +681,15 @@ static void cxm_bench_print_json(FILE *out, const cxm_bench_cfg *cfg, const char
     fputs("{\"target\":", out);
     cxm_bench_json_str(out, cfg->target);
     fputs(",\"method\":", out);
-    cxm_bench_json_str(out, cfg->method);
+    cxm_bench_json_str(out, cxm_bench_run.label);
     fputs(",\"generator\":", out);
     cxm_bench_json_str(out, gen);
+    fprintf(out, ",\"customers\":%" PRId64, cfg->customers);
+    if (cfg->seed)
+        fprintf(out, ",\"seeded\":%" PRIu64 ",\"seed_s\":%.3f,\"seed_per_s\":%.1f",
+                cxm_bench_run.seeded, cxm_bench_run.seed_s,
+                cxm_bench_run.seed_s > 0 ? (double)cxm_bench_run.seeded / cxm_bench_run.seed_s
+                                         : 0.0);
     fprintf(out,
             ",\"connections\":%" PRId64 ",\"inflight\":%" PRId64 ",\"threads\":%zu"
             ",\"duration_s\":%.3f,\"completed\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
@@ -581,8 +700,7 @@ static void cxm_bench_print_json(FILE *out, const cxm_bench_cfg *cfg, const char
     for (size_t i = 1; i <= CXM_BENCH_NSTATUS; i++) {
         if (!s->by_status[i])
             continue;
-        fprintf(out, "%s\"%s\":%" PRIu64, sep,
-                i < CXM_BENCH_NSTATUS ? cxm_bench_status_names[i] : "OTHER", s->by_status[i]);
+        fprintf(out, "%s\"%s\":%" PRIu64, sep, cxm_bench_status_label(i), s->by_status[i]);
         sep = ",";
     }
     if (s->start_failures)
@@ -603,6 +721,23 @@ static void cxm_bench_merge(cxm_bench_stats *into, const cxm_bench_stats *from)
     for (size_t i = 0; i <= CXM_BENCH_NSTATUS; i++)
         into->by_status[i] += from->by_status[i];
     into->start_failures += from->start_failures;
+    for (size_t m = 0; m < CXM_BENCH_MAX_METHODS; m++) {
+        into->completed_by_method[m] += from->completed_by_method[m];
+        into->ok_by_method[m] += from->ok_by_method[m];
+    }
+}
+
+/* Every thread's counters of the phase just run, in one (heap: the
+ * histogram is 30 KiB); NULL when out of memory. */
+static cxm_bench_stats *cxm_bench_total(cxm_bench_thread *threads, size_t nthreads)
+{
+    cxm_bench_stats *total = calloc(1, sizeof *total);
+    if (!total)
+        return NULL;
+    cxm_hist_init(&total->hist);
+    for (size_t i = 0; i < nthreads; i++)
+        cxm_bench_merge(total, &threads[i].stats);
+    return total;
 }
 
 /* The length of the measurement window actually covered, in seconds. */
@@ -617,42 +752,176 @@ static double cxm_bench_window_s(void)
     return (double)(end - cxm_bench_run.measure_start_ns) / 1e9;
 }
 
+/* Why the phase just run got no OK answer, with what to do about the
+ * likely causes. */
+static void cxm_bench_explain_no_ok(const cxm_bench_cfg *cfg, const cxm_bench_thread *threads)
+{
+    int first = atomic_load(&cxm_bench_run.first_failure);
+    if (first < 0) {
+        fprintf(stderr, "cxm-bench: no call to %s completed (%s)\n", cfg->target,
+                threads[0].error ? cxm_strerror(threads[0].error) : "stopped before any answer");
+        return;
+    }
+    fprintf(stderr, "cxm-bench: %s never answered %s with OK; the first failure was %s.",
+            cfg->target, cxm_bench_run.label,
+            first < CXM_BENCH_NSTATUS ? cxm_status_name((grpc_status_code)first)
+                                      : "an unknown status");
+    if (first == GRPC_STATUS_UNIMPLEMENTED)
+        fputs(" The server does not implement this method (yet).\n", stderr);
+    else if (first == GRPC_STATUS_NOT_FOUND && !cfg->seed)
+        fputs(" The customers do not exist: add --seed-customers to create them first.\n", stderr);
+    else
+        fputs(" Is the server running, and does it serve this method?\n", stderr);
+}
+
 /* Report and choose the exit status. */
 static int cxm_bench_report(const cxm_bench_cfg *cfg, const char *gen, cxm_bench_thread *threads,
                             size_t nthreads)
 {
-    cxm_bench_stats *total = calloc(1, sizeof *total);
+    cxm_bench_stats *total = cxm_bench_total(threads, nthreads);
     if (!total)
         return 1;
-    cxm_hist_init(&total->hist);
-    for (size_t i = 0; i < nthreads; i++)
-        cxm_bench_merge(total, &threads[i].stats);
     uint64_t errors = total->completed - total->by_status[GRPC_STATUS_OK];
     double secs = cxm_bench_window_s();
     cxm_bench_print_human(cfg->json ? stderr : stdout, cfg, total, secs, errors);
     if (cfg->json)
         cxm_bench_print_json(stdout, cfg, gen, nthreads, total, secs, errors);
     fflush(stdout);
+    if (total->by_status[GRPC_STATUS_NOT_FOUND] && !cfg->seed)
+        fprintf(stderr,
+                "cxm-bench: %" PRIu64 " calls were NOT_FOUND; --seed-customers creates the "
+                "customers before the run\n",
+                total->by_status[GRPC_STATUS_NOT_FOUND]);
     free(total);
 
     if (atomic_load(&cxm_bench_run.ok_total) > 0)
         return 0;
-    int first = atomic_load(&cxm_bench_run.first_failure);
-    if (first >= 0)
-        fprintf(stderr,
-                "cxm-bench: %s never answered %s with OK; the first failure was %s. Is the "
-                "server running, and does it serve this method?\n",
-                cfg->target, cfg->method,
-                first < CXM_BENCH_NSTATUS ? cxm_bench_status_names[first] : "an unknown status");
-    else
-        fprintf(stderr, "cxm-bench: no call to %s completed (%s)\n", cfg->target,
-                threads[0].error ? cxm_strerror(threads[0].error) : "stopped before any answer");
+    cxm_bench_explain_no_ok(cfg, threads);
     return 1;
+}
+
+/* After the seeding phase: how long it took and at what rate; 0 to go on
+ * with the measured run, 1 when nothing was seeded or it was interrupted. */
+static int cxm_bench_report_seed(const cxm_bench_cfg *cfg, cxm_bench_thread *threads,
+                                 size_t nthreads, double secs)
+{
+    cxm_bench_stats *total = cxm_bench_total(threads, nthreads);
+    if (!total)
+        return 1;
+    FILE *out = cfg->json ? stderr : stdout;
+    cxm_bench_run.seed_s = secs;
+    cxm_bench_run.seeded = total->by_status[GRPC_STATUS_OK];
+    fprintf(out,
+            "cxm-bench: seeded %" PRIu64 " of %" PRId64 " customers in %.2f s (%.1f upserts/s, "
+            "%" PRIu64 " errors)\n",
+            cxm_bench_run.seeded, cfg->customers, secs,
+            secs > 0 ? (double)total->completed / secs : 0.0,
+            total->completed - cxm_bench_run.seeded);
+    cxm_bench_print_failures(out, total);
+    fflush(out);
+    free(total);
+    if (cxm_bench_run.seeded == 0) {
+        cxm_bench_explain_no_ok(cfg, threads);
+        return 1;
+    }
+    if (atomic_load(&cxm_bench_run.stop)) {
+        fprintf(stderr, "cxm-bench: stopped while seeding\n");
+        return 1;
+    }
+    return 0;
 }
 
 /* ---- main ---- */
 
-static int cxm_bench_run_all(const cxm_bench_cfg *cfg, const char *gen_name, grpc_byte_buffer *raw)
+/* Effectively no end: seeding runs until every customer is done. Far enough
+ * from UINT64_MAX that adding to it cannot wrap. */
+#define CXM_BENCH_UNBOUNDED_NS (UINT64_MAX / 4)
+
+/* Make gen and its method paths (with --method in place of the default) the
+ * phase's, and register them on every connection. */
+static int cxm_bench_use_gen(const cxm_bench_cfg *cfg, cxm_bench_conn *conns,
+                             const cxm_bench_gen *gen, const char *method0)
+{
+    cxm_bench_run.gen = gen;
+    cxm_bench_run.nmethods = cxm_bench_gen_nmethods(gen);
+    if (cxm_bench_run.nmethods == 0) /* --request-file: --method or health */
+        cxm_bench_run.nmethods = 1;
+    memcpy(cxm_bench_run.methods, gen->methods, sizeof cxm_bench_run.methods);
+    cxm_bench_run.methods[0] = method0;
+    size_t len = 0;
+    for (size_t m = 0; m < cxm_bench_run.nmethods && len < sizeof cxm_bench_run.label; m++)
+        len += (size_t)snprintf(cxm_bench_run.label + len, sizeof cxm_bench_run.label - len, "%s%s",
+                                m ? "," : "", cxm_bench_run.methods[m]);
+    return cxm_bench_bind(cfg, conns);
+}
+
+/* Start every thread on the phase set up by cxm_bench_use_gen and wait for
+ * them. Counters start from zero; the stop flag carries over, so a signal
+ * during seeding also ends the run. */
+static int cxm_bench_phase(cxm_bench_thread *threads, size_t nthreads, uint64_t warm_ns,
+                           uint64_t duration_ns)
+{
+    atomic_store(&cxm_bench_run.ok_total, 0);
+    atomic_store(&cxm_bench_run.failed_total, 0);
+    atomic_store(&cxm_bench_run.first_failure, -1);
+    atomic_store(&cxm_bench_run.stopped_at_ns, 0);
+    for (size_t i = 0; i < nthreads; i++) {
+        memset(&threads[i].stats, 0, sizeof threads[i].stats);
+        cxm_hist_init(&threads[i].stats.hist);
+        threads[i].outstanding = 0;
+        threads[i].error = 0;
+    }
+    uint64_t t0 = cxm_bench_now_ns();
+    cxm_bench_run.measure_start_ns = t0 + warm_ns;
+    cxm_bench_run.measure_end_ns = t0 + warm_ns + duration_ns;
+    cxm_bench_run.give_up_ns = t0 + (warm_ns > 1000000000ULL ? warm_ns : 1000000000ULL);
+    int rc = 0;
+    size_t started = 0;
+    for (; started < nthreads; started++)
+        if (pthread_create(&threads[started].tid, NULL, cxm_bench_thread_main, &threads[started]) !=
+            0) {
+            fprintf(stderr, "cxm-bench: cannot start thread %zu\n", started);
+            cxm_bench_request_stop();
+            rc = CXM_ENOMEM;
+            break;
+        }
+    for (size_t i = 0; i < started; i++)
+        pthread_join(threads[i].tid, NULL);
+    return rc;
+}
+
+/* --seed-customers: 0 to go on with the measured run, else the exit status. */
+static int cxm_bench_seed(const cxm_bench_cfg *cfg, cxm_bench_conn *conns,
+                          cxm_bench_thread *threads, size_t nthreads)
+{
+    atomic_store(&cxm_bench_run.seed_next, 0);
+    int rc = cxm_bench_use_gen(cfg, conns, &cxm_bench_gen_seed, CXM_BENCH_METHOD_UPSERT);
+    uint64_t t0 = cxm_bench_now_ns();
+    if (rc == 0)
+        rc = cxm_bench_phase(threads, nthreads, 0, CXM_BENCH_UNBOUNDED_NS);
+    if (rc != 0) {
+        fprintf(stderr, "cxm-bench: seeding failed: %s\n", cxm_strerror(rc));
+        return 1;
+    }
+    return cxm_bench_report_seed(cfg, threads, nthreads, (double)(cxm_bench_now_ns() - t0) / 1e9);
+}
+
+static int cxm_bench_measure(const cxm_bench_cfg *cfg, const cxm_bench_gen *gen,
+                             cxm_bench_conn *conns, cxm_bench_thread *threads, size_t nthreads)
+{
+    int rc = cxm_bench_use_gen(cfg, conns, gen, cfg->method);
+    if (rc == 0)
+        rc = cxm_bench_phase(threads, nthreads, (uint64_t)cfg->warmup_ms * 1000000ULL,
+                             (uint64_t)cfg->duration_ms * 1000000ULL);
+    if (rc != 0) {
+        fprintf(stderr, "cxm-bench: %s\n", cxm_strerror(rc));
+        return 1;
+    }
+    return cxm_bench_report(cfg, gen->name, threads, nthreads);
+}
+
+static int cxm_bench_run_all(const cxm_bench_cfg *cfg, const cxm_bench_gen *gen,
+                             grpc_byte_buffer *raw)
 {
     size_t nthreads = cxm_bench_nthreads(cfg);
     cxm_bench_conn *conns = calloc((size_t)cfg->connections, sizeof *conns);
@@ -663,27 +932,10 @@ static int cxm_bench_run_all(const cxm_bench_cfg *cfg, const char *gen_name, grp
     for (size_t i = 0; rc == 0 && i < nthreads; i++)
         rc = cxm_bench_setup_thread(&threads[i], (unsigned)i, nthreads, cfg, conns, raw);
 
-    size_t started = 0;
-    if (rc == 0) {
-        uint64_t t0 = cxm_bench_now_ns();
-        uint64_t warm = (uint64_t)cfg->warmup_ms * 1000000ULL;
-        cxm_bench_run.measure_start_ns = t0 + warm;
-        cxm_bench_run.measure_end_ns = t0 + warm + (uint64_t)cfg->duration_ms * 1000000ULL;
-        cxm_bench_run.give_up_ns = t0 + (warm > 1000000000ULL ? warm : 1000000000ULL);
-        for (; started < nthreads; started++)
-            if (pthread_create(&threads[started].tid, NULL, cxm_bench_thread_main,
-                               &threads[started]) != 0) {
-                fprintf(stderr, "cxm-bench: cannot start thread %zu\n", started);
-                cxm_bench_request_stop();
-                break;
-            }
-    } else {
+    if (rc != 0)
         fprintf(stderr, "cxm-bench: setup failed: %s\n", cxm_strerror(rc));
-    }
-    for (size_t i = 0; i < started; i++)
-        pthread_join(threads[i].tid, NULL);
-    if (rc == 0 && started == nthreads)
-        status = cxm_bench_report(cfg, gen_name, threads, nthreads);
+    else if (!cfg->seed || (status = cxm_bench_seed(cfg, conns, threads, nthreads)) == 0)
+        status = cxm_bench_measure(cfg, gen, conns, threads, nthreads);
 
     for (size_t i = 0; threads && i < nthreads; i++) {
         cxm_client_loop_destroy(threads[i].loop); /* cancels any straggler */
@@ -694,6 +946,51 @@ static int cxm_bench_run_all(const cxm_bench_cfg *cfg, const char *gen_name, grp
     free(threads);
     free(conns);
     return status;
+}
+
+/* A real number flag (cxm_opts has none): 0 or CXM_EINVAL with a message. */
+static int cxm_bench_parse_real(const char *flag, const char *arg, double min, double max,
+                                double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(arg, &end);
+    if (errno || end == arg || *end || !(v >= min && v <= max)) {
+        fprintf(stderr, "cxm-bench: --%s %s: want a number from %g to %g\n", flag, arg, min, max);
+        return CXM_EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The generator the flags ask for, with cfg->method settled; NULL (after a
+ * message) when they do not fit together. */
+static const cxm_bench_gen *cxm_bench_choose_gen(cxm_bench_cfg *cfg)
+{
+    if (cfg->request_file) {
+        if (!cfg->method)
+            cfg->method = CXM_BENCH_DEFAULT_METHOD;
+        return &cxm_bench_gen_raw;
+    }
+    const cxm_bench_gen *gen = cxm_bench_gen_find(cfg->generator);
+    if (!gen) {
+        fprintf(stderr, "cxm-bench: unknown --generator %s; known:", cfg->generator);
+        for (size_t i = 0; i < CXM_BENCH_NGENS; i++)
+            fprintf(stderr, " %s", cxm_bench_gens[i].name);
+        fputc('\n', stderr);
+        return NULL;
+    }
+    /* One --method cannot say which of several methods it replaces. */
+    if (cfg->method && cxm_bench_gen_nmethods(gen) > 1) {
+        fprintf(stderr,
+                "cxm-bench: --method does not apply to --generator %s, which calls "
+                "several methods\n",
+                cfg->generator);
+        return NULL;
+    }
+    if (!cfg->method)
+        cfg->method = gen->methods[0];
+    return gen;
 }
 
 int main(int argc, char **argv)
@@ -709,6 +1006,9 @@ int main(int argc, char **argv)
         .duration_ms = 10000,
         .warmup_ms = 1000,
         .timeout_ms = 5000,
+        .customers = 100000,
+        .zipf_arg = "0",
+        .read_arg = "0.9",
     };
     const cxm_opt opts[] = {
         {"target", CXM_OPT_STR, &cfg.target, 0, 0, "server address, HOST:PORT"},
@@ -717,7 +1017,8 @@ int main(int argc, char **argv)
         {"request-file", CXM_OPT_STR, &cfg.request_file, 0, 0,
          "send these raw serialized request bytes on every call (needs --method "
          "unless it is the health method)"},
-        {"generator", CXM_OPT_STR, &cfg.generator, 0, 0, "built-in request generator: health"},
+        {"generator", CXM_OPT_STR, &cfg.generator, 0, 0,
+         "built-in request generator (listed below)"},
         {"connections", CXM_OPT_INT, &cfg.connections, 1, 4096,
          "TCP connections, each its own channel"},
         {"inflight", CXM_OPT_INT, &cfg.inflight, 1, 100000, "calls outstanding per connection"},
@@ -728,50 +1029,52 @@ int main(int argc, char **argv)
         {"timeout", CXM_OPT_MILLIS, &cfg.timeout_ms, 1, 3600000, "deadline of each call"},
         {"json", CXM_OPT_BOOL, &cfg.json, 0, 0,
          "print one JSON line on stdout (the summary goes to stderr)"},
+        {"customers", CXM_OPT_INT, &cfg.customers, 1, CXM_BENCH_MAX_CUSTOMERS,
+         "synthetic customers of the profile workloads"},
+        {"zipf", CXM_OPT_STR, &cfg.zipf_arg, 0, 0,
+         "Zipf exponent of customer popularity, 0 = uniform (0 to 10)"},
+        {"read-ratio", CXM_OPT_STR, &cfg.read_arg, 0, 0,
+         "share of reads in profile-mixed (0 to 1)"},
+        {"seed-customers", CXM_OPT_BOOL, &cfg.seed, 0, 0,
+         "upsert every customer once before the measured run, so that reads find them"},
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
     char err[256] = "";
     int prc = cxm_opts_parse(opts, nopts, argc, argv, NULL, NULL, err, sizeof err);
     if (prc == 1) {
         cxm_opts_usage(stdout, "cxm-bench", "closed-loop gRPC load generator", opts, nopts);
+        cxm_bench_gens_usage(stdout);
         return 0;
     }
     if (prc != 0) {
         fprintf(stderr, "cxm-bench: %s (see --help)\n", err[0] ? err : "bad arguments");
         return 2;
     }
-
-    const cxm_bench_gen *gen = &cxm_bench_gen_raw;
-    if (!cfg.request_file) {
-        gen = cxm_bench_gen_find(cfg.generator);
-        if (!gen) {
-            fprintf(stderr, "cxm-bench: unknown --generator %s; known:", cfg.generator);
-            for (size_t i = 0; i < CXM_BENCH_NGENS; i++)
-                fprintf(stderr, " %s", cxm_bench_gens[i].name);
-            fputc('\n', stderr);
-            return 2;
-        }
-    }
-    if (!cfg.method)
-        cfg.method = gen->method ? gen->method : CXM_BENCH_DEFAULT_METHOD;
+    if (cxm_bench_parse_real("zipf", cfg.zipf_arg, 0, 10, &cfg.zipf_s) != 0 ||
+        cxm_bench_parse_real("read-ratio", cfg.read_arg, 0, 1, &cfg.read_ratio) != 0)
+        return 2;
+    const cxm_bench_gen *gen = cxm_bench_choose_gen(&cfg);
+    if (!gen)
+        return 2;
 
     grpc_byte_buffer *raw = NULL;
     if (cfg.request_file && cxm_bench_read_file(cfg.request_file, &raw) != 0)
         return 2;
 
     cxm_bench_run.cfg = &cfg;
-    cxm_bench_run.gen = gen;
+    cxm_bench_keys_init(&cxm_bench_run.keys, (uint64_t)cfg.customers, cfg.zipf_s);
     atomic_init(&cxm_bench_run.ok_total, 0);
     atomic_init(&cxm_bench_run.failed_total, 0);
     atomic_init(&cxm_bench_run.first_failure, -1);
     atomic_init(&cxm_bench_run.stop, false);
     atomic_init(&cxm_bench_run.stopped_at_ns, 0);
+    atomic_init(&cxm_bench_run.seed_next, 0);
     struct sigaction sa = {.sa_handler = cxm_bench_on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    int status = cxm_bench_run_all(&cfg, gen->name, raw);
+    int status = cxm_bench_run_all(&cfg, gen, raw);
     if (raw)
         grpc_byte_buffer_destroy(raw);
     return status;

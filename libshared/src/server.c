@@ -400,18 +400,31 @@ static void finish_with(cxm_call *c, grpc_status_code code, const char *details,
     call_unref(c); /* the handler's reference */
 }
 
+static void reply_too_big(cxm_call *c)
+{
+    cxm_call_finish(c, CXM_EINTERNAL,
+                    "the response is larger than the %zu-byte message limit; ask for less "
+                    "(smaller page size) or raise --max-message-bytes",
+                    c->w->srv->opts.max_message_bytes);
+}
+
 void cxm_call_reply(cxm_call *c, const ProtobufCMessage *resp)
 {
     size_t len;
     int err = 0;
     grpc_byte_buffer *bb = pack_message(resp, c->w->srv->opts.max_message_bytes, &len, &err);
-    if (!bb) {
-        cxm_call_finish(c, CXM_EINTERNAL,
-                        "the response is larger than the %zu-byte message limit; ask for less "
-                        "(smaller page size) or raise --max-message-bytes",
-                        c->w->srv->opts.max_message_bytes);
-        return;
-    }
+    if (!bb)
+        return reply_too_big(c);
+    finish_with(c, GRPC_STATUS_OK, NULL, bb, len);
+}
+
+void cxm_call_reply_bytes(cxm_call *c, const void *data, size_t len)
+{
+    if (len > c->w->srv->opts.max_message_bytes)
+        return reply_too_big(c);
+    grpc_slice s = grpc_slice_from_copied_buffer(data, len);
+    grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
+    grpc_slice_unref(s);
     finish_with(c, GRPC_STATUS_OK, NULL, bb, len);
 }
 

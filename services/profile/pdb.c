@@ -170,16 +170,24 @@ static int update_memberships(cxm_txn *t, const pdb *db, cxm_arena *a, prof_prof
     return 0;
 }
 
+/* Point every identity of p at it. A link already in place is only read:
+ * rewriting it would dirty its page and cost a page write at commit. */
 static int link_identities(cxm_txn *t, const pdb *db, const prof_profile *p)
 {
+    size_t idlen = strlen(p->customer_id);
     for (size_t i = 0; i < p->n_identities; i++) {
         uint8_t key[CXM_KEY_MAX];
-        size_t klen;
+        size_t klen, vlen;
+        const void *v;
         int rc = pdb_identity_key(p->identities[i]->identity, key, &klen);
-        if (rc == 0)
-            rc = cxm_txn_put(t, db->identities, key, klen, p->customer_id, strlen(p->customer_id),
-                             0);
         if (rc != 0)
+            return rc;
+        rc = cxm_txn_get_ref(t, db->identities, key, klen, &v, &vlen);
+        if (rc == 0 && vlen == idlen && memcmp(v, p->customer_id, idlen) == 0)
+            continue;
+        if (rc != 0 && rc != CXM_ENOTFOUND)
+            return rc;
+        if ((rc = cxm_txn_put(t, db->identities, key, klen, p->customer_id, idlen, 0)) != 0)
             return rc;
     }
     return 0;

@@ -164,8 +164,10 @@ static int ref_to_id(cxm_txn *t, cxm_arena *a, const Cxm__V1__CustomerRef *ref, 
         return rc;
     }
     rc = pdb_resolve_id(t, &ctx.db, ref->customer_id, a, id, redirected);
-    prof_profile *p;
-    if (rc == 0 && (rc = pdb_load(t, &ctx.db, *id, a, &p)) == CXM_ENOTFOUND)
+    const void *v;
+    size_t n;
+    if (rc == 0 &&
+        (rc = cxm_txn_get_ref(t, ctx.db.profiles, *id, strlen(*id), &v, &n)) == CXM_ENOTFOUND)
         snprintf(err, ERR_MAX, "no customer with id \"%s\"", ref->customer_id);
     return rc;
 }
@@ -369,6 +371,31 @@ static void on_resolve(cxm_call *call, const ProtobufCMessage *msg)
 
 /* ---- GetProfile ---- */
 
+/* GetProfileResponse spliced from the stored bytes: field 1 (profile) as a
+ * length-delimited copy, then field 2 (redirected). The stored profile is
+ * never decoded: a read costs one copy. */
+static uint8_t *get_response(cxm_arena *a, const void *profile, size_t n, bool redirected,
+                             size_t *len)
+{
+    uint8_t *buf = cxm_arena_alloc(a, n + 16), *p = buf;
+    if (!buf)
+        return NULL;
+    *p++ = 0x0a; /* field 1, wire type 2 */
+    for (size_t v = n;; v >>= 7) {
+        *p++ = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        if (v <= 0x7f)
+            break;
+    }
+    memcpy(p, profile, n);
+    p += n;
+    if (redirected) {
+        *p++ = 0x10; /* field 2, varint */
+        *p++ = 1;
+    }
+    *len = (size_t)(p - buf);
+    return buf;
+}
+
 static void on_get(cxm_call *call, const ProtobufCMessage *msg)
 {
     Cxm__V1__GetProfileRequest *req = (Cxm__V1__GetProfileRequest *)msg;
@@ -382,17 +409,18 @@ static void on_get(cxm_call *call, const ProtobufCMessage *msg)
         return finish_err(call, rc, "");
     const char *id;
     bool redirected;
-    prof_profile *p = NULL;
+    const void *stored;
+    size_t n, len = 0;
+    uint8_t *resp = NULL;
     rc = ref_to_id(t, a, req->customer, &id, &redirected, err);
     if (rc == 0)
-        rc = pdb_load(t, &ctx.db, id, a, &p);
+        rc = cxm_txn_get_ref(t, ctx.db.profiles, id, strlen(id), &stored, &n);
+    if (rc == 0 && !(resp = get_response(a, stored, n, redirected, &len)))
+        rc = CXM_ENOMEM;
     cxm_store_read_end(t);
     if (rc != 0)
         return finish_err(call, rc, err);
-    Cxm__V1__GetProfileResponse resp = CXM__V1__GET_PROFILE_RESPONSE__INIT;
-    resp.profile = p;
-    resp.redirected = redirected;
-    cxm_call_reply(call, &resp.base);
+    cxm_call_reply_bytes(call, resp, len);
 }
 
 /* ---- UpsertProfile ---- */

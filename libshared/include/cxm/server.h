@@ -128,6 +128,11 @@ bool cxm_call_cancelled(cxm_call *call);
 /* Unary: send resp and status OK, ending the call. */
 void cxm_call_reply(cxm_call *call, const ProtobufCMessage *resp);
 
+/* Unary: like cxm_call_reply with a response already serialized (e.g.
+ * stored bytes spliced into the response), skipping a decode and re-encode.
+ * The bytes are copied. */
+void cxm_call_reply_bytes(cxm_call *call, const void *data, size_t len);
+
 /* Streams: queue one response message (sent in order, one at a time). A
  * message sent after the call ended is dropped. Returns 0, or CXM_ENOMEM or
  * CXM_ETOOBIG (over max_message_bytes) without ending the call. */
