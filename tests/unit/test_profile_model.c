@@ -1,0 +1,303 @@
+/*
+ * test_profile_model.c - identity normalisation, attribute strategies,
+ * merge and unmerge, and segment conditions, without a server.
+ */
+#include "check.h"
+#include "cxm/err.h"
+#include "profile/ident.h"
+#include "profile/model.h"
+
+static cxm_arena arena;
+
+/* ---- identities ---- */
+
+static const char *norm(prof_ident_kind kind, const char *v, const prof_ident_config *cfg)
+{
+    static char out[PROF_IDENT_MAX + 1];
+    size_t n;
+    const char *why;
+    return prof_ident_normalize(cfg, kind, v, strlen(v), out, &n, &why) == 0 ? out : "<refused>";
+}
+
+static void test_normalize(void)
+{
+    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "  Ann@Example.COM\t", NULL), "ann@example.com");
+    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "ann@example", NULL), "<refused>");
+    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "@example.com", NULL), "<refused>");
+    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "a@@b.com", NULL), "<refused>");
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+82 10-1234-5678", NULL), "821012345678");
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "0044 (7700) 900.123", NULL), "447700900123");
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "010-1234-5678", NULL), "<refused>");
+    prof_ident_config kr = {.default_phone_country = "82"};
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "010-1234-5678", &kr), "821012345678");
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+1 555", NULL), "<refused>"); /* too short */
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+1 555 CALL NOW", NULL), "<refused>");
+    CHECK_EQ_STR(norm(PROF_IDENT_DEVICE_ID, " AbC-123 ", NULL), "AbC-123"); /* case kept */
+
+    const char *junk[] = {"",
+                          "   ",
+                          "null",
+                          "NULL",
+                          "undefined",
+                          "anonymous",
+                          "unknown",
+                          "0",
+                          "-1",
+                          "---",
+                          "00000000-0000-0000-0000-000000000000",
+                          "n/a"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
+        CHECK_EQ_STR(norm(PROF_IDENT_ANONYMOUS_ID, junk[i], NULL), "<refused>");
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+00 000 000 000", NULL), "<refused>");
+    const char *blocked[] = {"test@example.com"};
+    prof_ident_config bl = {.blocklist = blocked, .nblocklist = 1};
+    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "TEST@example.com", &bl), "<refused>");
+
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    CHECK_EQ_STR(norm(PROF_IDENT_CRM_ID, big, NULL), "<refused>");
+    CHECK(!prof_utf8_valid("\xc0\xaf", 2));                   /* overlong */
+    CHECK(!prof_utf8_valid("\xed\xa0\x80", 3));               /* surrogate */
+    CHECK(!prof_utf8_valid("a\0b", 3));                       /* NUL */
+    CHECK(prof_utf8_valid("고객 경험", strlen("고객 경험"))); /* Korean */
+    CHECK(prof_custom_type_valid("kakao_id") && !prof_custom_type_valid("Kakao"));
+}
+
+/* ---- attributes ---- */
+
+static prof_value *num(double d)
+{
+    prof_value *v = cxm_arena_alloc(&arena, sizeof *v);
+    cxm__v1__value__init(v);
+    v->kind_case = CXM__V1__VALUE__KIND_NUMBER_VALUE;
+    v->number_value = d;
+    return v;
+}
+
+static prof_value *str(const char *s)
+{
+    prof_value *v = cxm_arena_alloc(&arena, sizeof *v);
+    cxm__v1__value__init(v);
+    v->kind_case = CXM__V1__VALUE__KIND_STRING_VALUE;
+    v->string_value = (char *)s;
+    return v;
+}
+
+static int apply(prof_profile *p, const char *name, prof_value *v, Cxm__V1__MergeStrategy s,
+                 int64_t observed)
+{
+    Cxm__V1__AttributeUpdate u = CXM__V1__ATTRIBUTE_UPDATE__INIT;
+    u.name = (char *)name;
+    u.value = v;
+    u.strategy = s;
+    u.observed_at_unix_ms = observed;
+    bool changed;
+    char err[256];
+    return prof_attr_apply(&arena, p, &u, "test", 1000, &changed, err, sizeof err);
+}
+
+static double num_of(const prof_profile *p, const char *name)
+{
+    const Cxm__V1__Attribute *a = prof_attr_find(p, name);
+    return a ? a->value->number_value : -1;
+}
+
+static void test_strategies(void)
+{
+    prof_profile *p = prof_new(&arena, "c1", 1);
+    CHECK_EQ_INT(apply(p, "visits", num(1), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD, 0), 0);
+    CHECK_EQ_INT(apply(p, "visits", num(2), 0, 0), 0); /* remembered: ADD */
+    CHECK(num_of(p, "visits") == 3);
+    CHECK_EQ_INT(apply(p, "best", num(5), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_MAX, 0), 0);
+    CHECK_EQ_INT(apply(p, "best", num(4), 0, 0), 0);
+    CHECK(num_of(p, "best") == 5);
+    CHECK_EQ_INT(apply(p, "first", num(1), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_KEEP_FIRST, 500),
+                 0);
+    CHECK_EQ_INT(apply(p, "first", num(2), 0, 900), 0);
+    CHECK(num_of(p, "first") == 1);
+    CHECK_EQ_INT(
+        apply(p, "latest", num(1), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_KEEP_LATEST, 900), 0);
+    CHECK_EQ_INT(apply(p, "latest", num(2), 0, 500), 0); /* older: ignored */
+    CHECK(num_of(p, "latest") == 1);
+    CHECK_EQ_INT(apply(p, "name", str("x"), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD, 0),
+                 CXM_EINVAL);
+    /* Sorted by name, so equal content packs to equal bytes. */
+    for (size_t i = 1; i < p->n_attributes; i++)
+        CHECK(strcmp(p->attributes[i - 1]->name, p->attributes[i]->name) < 0);
+    /* The 201st attribute is refused. */
+    for (int i = 0; p->n_attributes < PROF_MAX_ATTRIBUTES; i++) {
+        char *name = cxm_arena_alloc(&arena, 16);
+        snprintf(name, 16, "n%03d", i);
+        apply(p, name, num(i), 0, 0);
+    }
+    CHECK_EQ_INT(apply(p, "one_more", num(1), 0, 0), CXM_ESTALE);
+}
+
+/* ---- merge and unmerge ---- */
+
+static void add_id(prof_profile *p, Cxm__V1__IdentityType t, const char *v)
+{
+    Cxm__V1__Identity id = CXM__V1__IDENTITY__INIT;
+    id.type = t;
+    id.custom_type = "";
+    id.value = (char *)v;
+    CHECK_EQ_INT(prof_identity_add(&arena, p, &id, "test", "", 1), 0);
+}
+
+static size_t packed(const prof_profile *p, uint8_t *buf)
+{
+    return cxm__v1__profile__pack(p, buf);
+}
+
+static void test_merge_unmerge(void)
+{
+    prof_profile *t = prof_new(&arena, "target", 1), *s = prof_new(&arena, "source", 1);
+    add_id(t, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL, "a@x.com");
+    add_id(t, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID, "crm-1");
+    add_id(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_PHONE, "447700900123");
+    apply(t, "tier", str("gold"), 0, 100);
+    apply(t, "visits", num(3), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD, 100);
+    apply(s, "visits", num(4), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD, 100);
+    apply(s, "tier", str("silver"), 0, 200);
+    apply(s, "city", str("Leeds"), 0, 100);
+
+    prof_unique_types unique = {{CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID}, 1};
+    char err[256] = "";
+    CHECK_EQ_INT(prof_merge_check(t, s, &unique, err, sizeof err), 0);
+    prof_profile *before = prof_copy(&arena, t);
+    CHECK_EQ_INT(prof_merge(&arena, t, s, "m1", 5, err, sizeof err), 0);
+    CHECK(num_of(t, "visits") == 7);
+    CHECK_EQ_STR(prof_attr_find(t, "tier")->value->string_value, "gold"); /* OVERWRITE: target */
+    CHECK_EQ_STR(prof_attr_find(t, "city")->value->string_value, "Leeds");
+    CHECK_EQ_INT(t->n_identities, 3);
+    prof_profile *after = prof_copy(&arena, t);
+
+    /* Nothing changed since: the target comes back byte for byte. */
+    prof_profile *undone = prof_unmerge(&arena, t, before, after, "m1");
+    uint8_t b1[2048], b2[2048];
+    size_t n1 = packed(before, b1), n2 = packed(undone, b2);
+    CHECK(n1 == n2 && memcmp(b1, b2, n1) == 0);
+
+    /* A change after the merge survives the unmerge; untouched merged-in
+     * values leave. */
+    apply(t, "tier", str("platinum"), 0, 300);
+    apply(t, "segment_hint", str("vip"), 0, 300);
+    undone = prof_unmerge(&arena, t, before, after, "m1");
+    CHECK_EQ_STR(prof_attr_find(undone, "tier")->value->string_value, "platinum");
+    CHECK(prof_attr_find(undone, "segment_hint") != NULL);
+    CHECK(prof_attr_find(undone, "city") == NULL);
+    CHECK(num_of(undone, "visits") == 3);
+    CHECK_EQ_INT(undone->n_identities, 2);
+
+    /* Unique types refuse two CRM ids. */
+    prof_profile *other = prof_new(&arena, "other", 1);
+    add_id(other, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID, "crm-2");
+    CHECK_EQ_INT(prof_merge_check(before, other, &unique, err, sizeof err), CXM_ESTALE);
+    CHECK(strstr(err, "crm-1") && strstr(err, "crm-2") && strstr(err, "unique"));
+}
+
+/* ---- conditions ---- */
+
+static Cxm__V1__SegmentCondition *leaf(const char *name, Cxm__V1__CompareOp op, prof_value *v)
+{
+    Cxm__V1__FieldCondition *f = cxm_arena_alloc(&arena, sizeof *f);
+    cxm__v1__field_condition__init(f);
+    f->kind = CXM__V1__FIELD_KIND__FIELD_KIND_ATTRIBUTE;
+    f->name = (char *)name;
+    f->op = op;
+    f->value = v;
+    Cxm__V1__SegmentCondition *c = cxm_arena_alloc(&arena, sizeof *c);
+    cxm__v1__segment_condition__init(c);
+    c->node_case = CXM__V1__SEGMENT_CONDITION__NODE_FIELD;
+    c->field = f;
+    return c;
+}
+
+static Cxm__V1__SegmentCondition *node_list(Cxm__V1__SegmentCondition__NodeCase kind,
+                                            Cxm__V1__SegmentCondition **kids, size_t n)
+{
+    Cxm__V1__SegmentCondition__And *l = cxm_arena_alloc(&arena, sizeof *l);
+    cxm__v1__segment_condition__and__init(l);
+    l->conditions = kids;
+    l->n_conditions = n;
+    Cxm__V1__SegmentCondition *c = cxm_arena_alloc(&arena, sizeof *c);
+    cxm__v1__segment_condition__init(c);
+    c->node_case = kind;
+    c->all = l;
+    return c;
+}
+
+static void test_conditions(void)
+{
+    prof_profile *p = prof_new(&arena, "c", 1);
+    apply(p, "tier", str("gold"), 0, 1);
+    apply(p, "age", num(41), 0, 1);
+    Cxm__V1__Consent c = CXM__V1__CONSENT__INIT;
+    c.scope = "marketing_email";
+    c.state = CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED;
+    bool applied;
+    prof_consent_set(&arena, p, &c, &applied);
+
+    Cxm__V1__SegmentCondition *kids[3] = {
+        leaf("tier", CXM__V1__COMPARE_OP__COMPARE_OP_EQ, str("gold")),
+        leaf("age", CXM__V1__COMPARE_OP__COMPARE_OP_GE, num(40)),
+        leaf("city", CXM__V1__COMPARE_OP__COMPARE_OP_NOT_EXISTS, NULL)};
+    Cxm__V1__SegmentCondition *all = node_list(CXM__V1__SEGMENT_CONDITION__NODE_ALL, kids, 3);
+    char err[256];
+    CHECK_EQ_INT(prof_condition_check(all, err, sizeof err), 0);
+    CHECK(prof_condition_eval(all, p));
+    kids[1] = leaf("age", CXM__V1__COMPARE_OP__COMPARE_OP_GT, num(41));
+    CHECK(!prof_condition_eval(all, p));
+    Cxm__V1__SegmentCondition *any = node_list(CXM__V1__SEGMENT_CONDITION__NODE_ANY, kids, 3);
+    CHECK(prof_condition_eval(any, p));
+    /* A string never equals a number; NE holds across types. */
+    CHECK(!prof_condition_eval(leaf("age", CXM__V1__COMPARE_OP__COMPARE_OP_EQ, str("41")), p));
+    CHECK(prof_condition_eval(leaf("age", CXM__V1__COMPARE_OP__COMPARE_OP_NE, str("41")), p));
+    CHECK(
+        prof_condition_eval(leaf("tier", CXM__V1__COMPARE_OP__COMPARE_OP_CONTAINS, str("OL")), p));
+
+    Cxm__V1__SegmentCondition__ConsentIs ci = CXM__V1__SEGMENT_CONDITION__CONSENT_IS__INIT;
+    Cxm__V1__ConsentState granted = CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED;
+    ci.scope = "marketing_email";
+    ci.states = &granted;
+    ci.n_states = 1;
+    Cxm__V1__SegmentCondition cons = CXM__V1__SEGMENT_CONDITION__INIT;
+    cons.node_case = CXM__V1__SEGMENT_CONDITION__NODE_CONSENT;
+    cons.consent = &ci;
+    CHECK(prof_condition_eval(&cons, p));
+    Cxm__V1__SegmentCondition neg = CXM__V1__SEGMENT_CONDITION__INIT;
+    neg.node_case = CXM__V1__SEGMENT_CONDITION__NODE_NEGATE;
+    neg.negate = &cons;
+    CHECK(!prof_condition_eval(&neg, p));
+
+    /* Well-known traits by field name. */
+    p->standard_traits->lifetime_value = 250;
+    Cxm__V1__SegmentCondition *ltv =
+        leaf("lifetime_value", CXM__V1__COMPARE_OP__COMPARE_OP_GE, num(100));
+    ltv->field->kind = CXM__V1__FIELD_KIND__FIELD_KIND_TRAIT;
+    CHECK(prof_condition_eval(ltv, p));
+
+    /* Validation: empty nodes, too deep. */
+    Cxm__V1__SegmentCondition empty = CXM__V1__SEGMENT_CONDITION__INIT;
+    CHECK_EQ_INT(prof_condition_check(&empty, err, sizeof err), CXM_EINVAL);
+    Cxm__V1__SegmentCondition chain[10];
+    for (int i = 0; i < 10; i++) {
+        cxm__v1__segment_condition__init(&chain[i]);
+        chain[i].node_case = CXM__V1__SEGMENT_CONDITION__NODE_NEGATE;
+        chain[i].negate = i < 9 ? &chain[i + 1] : &cons;
+    }
+    CHECK_EQ_INT(prof_condition_check(&chain[0], err, sizeof err), CXM_EINVAL);
+    CHECK(strstr(err, "8 deep") != NULL);
+}
+
+int main(void)
+{
+    cxm_arena_init(&arena, NULL, 0, 0);
+    test_normalize();
+    test_strategies();
+    test_merge_unmerge();
+    test_conditions();
+    cxm_arena_dispose(&arena);
+    return check_report();
+}
