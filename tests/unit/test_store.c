@@ -531,7 +531,6 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
     return remove(path);
 }
 
-
 /* ---- group commit ------------------------------------------------------ */
 
 #define SUBMITTERS 4

@@ -126,16 +126,19 @@ typedef struct cxm_write_job {
     cxm_write_done_fn done;
     void *user;
     int rc;
+    bool excluded;
     struct cxm_write_job *next;
 } cxm_write_job;
 
 /* Queue job for the store's writer thread, which runs every queued job in
- * one write transaction, each inside its own nested transaction (a failing
- * fn rolls back only its own writes), then commits once: many concurrent
- * writers share one fsync instead of paying one each. The map-full rule of
- * cxm_store_write applies: fn may run again from scratch. Thread-safe; never
- * blocks. The writer thread starts on first use and stops, after draining
- * its queue, when the store closes. */
+ * one write transaction and commits once: many concurrent writers share one
+ * fsync instead of paying one each. A job whose fn fails before writing
+ * anything is simply answered with its error; one that fails after writing
+ * makes the batch roll back and run again without it, so a failed job never
+ * leaves a trace. As with cxm_store_write, fn may therefore run more than
+ * once and must build its effects from scratch each time. Thread-safe;
+ * never blocks. The writer thread starts on first use and stops, after
+ * draining its queue, when the store closes. */
 void cxm_store_submit(cxm_store *store, cxm_write_job *job);
 
 /* Run fn in a read transaction; returns fn's result. */
