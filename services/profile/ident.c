@@ -61,10 +61,11 @@ static const char *const placeholders[] = {
     "null", "nil", "none", "undefined", "anonymous", "unknown",        "n/a",
     "na",   "0",   "-1",   "test",      "(null)",    "[object object]"};
 
-/* All dashes, or zeros (with any dashes, as in an all-zero UUID). */
+/* All dashes, or zeros (with any dashes, as in an all-zero UUID, or a
+ * leading "+", as in a normalised all-zero phone number). */
 static bool only_zeros_and_dashes(const char *s)
 {
-    for (; *s; s++)
+    for (s += *s == '+'; *s; s++)
         if (*s != '0' && *s != '-')
             return false;
     return true;
@@ -108,7 +109,7 @@ static int normalize_email(char *v, size_t *len, const char **why)
     return 0;
 }
 
-/* Digits only, led by the country code: "+82 10-1234-5678" -> 821012345678. */
+/* E.164: "+82 10-1234-5678" -> +821012345678. */
 static int normalize_phone(const prof_ident_config *cfg, char *v, size_t *len, const char **why)
 {
     const char *p = v;
@@ -132,6 +133,10 @@ static int normalize_phone(const prof_ident_config *cfg, char *v, size_t *len, c
         }
     }
     digits[n] = '\0';
+    if (n > 15) { /* also keeps the country prefix below inside digits[] */
+        *why = "is not a phone number (8 to 15 digits with the country code)";
+        return CXM_EINVAL;
+    }
     const char *country = cfg ? cfg->default_phone_country : NULL;
     if (!international) {
         if (!country || !*country || digits[0] != '0') {
@@ -144,12 +149,14 @@ static int normalize_phone(const prof_ident_config *cfg, char *v, size_t *len, c
         memcpy(digits, country, cl);
         n = n - 1 + cl;
     }
-    if (n < 7 || n > 15) {
-        *why = "is not a phone number (7 to 15 digits with the country code)";
+    if (n < 8 || n > 15) {
+        *why = "is not a phone number (8 to 15 digits with the country code)";
         return CXM_EINVAL;
     }
-    memcpy(v, digits, n + 1);
-    *len = n;
+    /* E.164: "+" and the digits. */
+    v[0] = '+';
+    memcpy(v + 1, digits, n + 1);
+    *len = n + 1;
     return 0;
 }
 

@@ -30,7 +30,7 @@ typedef enum prof_ident_kind {
 
 typedef struct prof_ident_config {
     /* Digits prepended to national phone numbers that start with a single 0
-     * trunk prefix ("82" turns 010-1234-5678 into 821012345678). NULL or ""
+     * trunk prefix ("82" turns 010-1234-5678 into +821012345678). NULL or ""
      * = numbers must carry their country prefix (+CC or 00CC). */
     const char *default_phone_country;
     /* Values refused for every kind, compared after normalisation. */

@@ -349,9 +349,11 @@ static void set_segment_id(cxm_arena *a, prof_profile *p, char *segment_id, bool
         size_t pos = 0;
         while (pos < w && strcmp(p->segment_ids[pos], segment_id) < 0)
             pos++;
-        memcpy(ids, p->segment_ids, pos * sizeof *ids);
+        if (pos)
+            memcpy(ids, p->segment_ids, pos * sizeof *ids);
         ids[pos] = segment_id;
-        memcpy(ids + pos + 1, p->segment_ids + pos, (w - pos) * sizeof *ids);
+        if (w > pos)
+            memcpy(ids + pos + 1, p->segment_ids + pos, (w - pos) * sizeof *ids);
         p->segment_ids = ids;
         p->n_segment_ids = w + 1;
     }

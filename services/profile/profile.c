@@ -283,7 +283,8 @@ static int merge_into(cxm_txn *t, op *o, prof_profile *target, prof_profile *sou
     if (!merges)
         return CXM_ENOMEM;
     merges[0] = r;
-    memcpy(merges + 1, target->merges, target->n_merges * sizeof *merges);
+    if (target->n_merges) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(merges + 1, target->merges, target->n_merges * sizeof *merges);
     target->merges = merges;
     target->n_merges++;
     if ((rc = pdb_remove(t, &ctx.db, source)) != 0 ||
@@ -1454,6 +1455,14 @@ static int prof_open(cxm_store *store, cxm_service *svc)
         return CXM_ENOMEM;
     ctx.ident.nblocklist = split_list(ctx.blocklist_copy, ctx.blocked, 64);
     ctx.ident.blocklist = ctx.blocked;
+    if (strlen(cfg_phone_country) > 4 ||
+        strspn(cfg_phone_country, "0123456789") != strlen(cfg_phone_country)) {
+        cxm_log_error("profile.config",
+                      "--profile-phone-country: \"%s\" is not a country code "
+                      "(1 to 4 digits, e.g. 82)",
+                      cfg_phone_country);
+        return CXM_EINVAL;
+    }
     ctx.ident.default_phone_country = cfg_phone_country;
     *svc = (cxm_service){.name = cxm__v1__profile_service__descriptor.name,
                          .methods = prof_methods,

@@ -25,11 +25,11 @@ static void test_normalize(void)
     CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "ann@example", NULL), "<refused>");
     CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "@example.com", NULL), "<refused>");
     CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "a@@b.com", NULL), "<refused>");
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+82 10-1234-5678", NULL), "821012345678");
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "0044 (7700) 900.123", NULL), "447700900123");
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+82 10-1234-5678", NULL), "+821012345678");
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "0044 (7700) 900.123", NULL), "+447700900123");
     CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "010-1234-5678", NULL), "<refused>");
     prof_ident_config kr = {.default_phone_country = "82"};
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "010-1234-5678", &kr), "821012345678");
+    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "010-1234-5678", &kr), "+821012345678");
     CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+1 555", NULL), "<refused>"); /* too short */
     CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+1 555 CALL NOW", NULL), "<refused>");
     CHECK_EQ_STR(norm(PROF_IDENT_DEVICE_ID, " AbC-123 ", NULL), "AbC-123"); /* case kept */
@@ -155,7 +155,7 @@ static void test_merge_unmerge(void)
     prof_profile *t = prof_new(&arena, "target", 1), *s = prof_new(&arena, "source", 1);
     add_id(t, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL, "a@x.com");
     add_id(t, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID, "crm-1");
-    add_id(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_PHONE, "447700900123");
+    add_id(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_PHONE, "+447700900123");
     apply(t, "tier", str("gold"), 0, 100);
     apply(t, "visits", num(3), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD, 100);
     apply(s, "visits", num(4), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD, 100);
