@@ -5,109 +5,227 @@
  *
  * Readable output by default, one JSON object per result with --json. Exits
  * 0 on success, 1 with the server's status and message on an RPC error, 2 on
- * bad usage.
+ * bad usage. This file holds dispatch, the global flags and the helpers every
+ * command uses; the profile commands are in profile_cmd.c, printing in
+ * print.c.
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cxm/client.h"
 #include "cxm/err.h"
 #include "cxm/opts.h"
+#include "cxmctl.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 
-typedef struct ctl {
-    const char *target;
-    bool json;
-    int64_t timeout_ms;
-    cxm_channel *ch;
-} ctl;
-
-typedef struct command {
-    const char *name;
-    const char *args;
-    const char *help;
-    int (*run)(ctl *c, int argc, char **argv);
-} command;
-
-static const char *status_name(grpc_status_code code)
+/* "NAME ARGS", without a trailing blank for a command that takes none. */
+static void name_args(FILE *out, const cxmctl_command *cmd, const char *args)
 {
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-    return (unsigned)code < sizeof names / sizeof names[0] ? names[code] : "UNKNOWN";
+    fprintf(out, "%s%s%s", cmd->name, *args ? " " : "", args);
 }
 
-/* Print an RPC failure the way scripts and people both can read; returns 1. */
-static int rpc_failed(const ctl *c, const char *what, const cxm_client_result *r)
+static void command_usage(FILE *out, const cxmctl_command *cmd)
 {
-    fprintf(stderr, "cxmctl: %s on %s failed: %s: %s\n", what, c->target, status_name(r->status),
-            r->details ? r->details : "");
-    return 1;
+    fputs("usage: cxmctl ", out);
+    name_args(out, cmd, cmd->args);
+    fprintf(out, "\n  %s\n  example: cxmctl ", cmd->help);
+    name_args(out, cmd, cmd->example);
+    fputc('\n', out);
+}
+
+int cxmctl_usage_error(const ctl *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "cxmctl: %s: ", c->cmd->name);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+    command_usage(stderr, c->cmd);
+    return CXMCTL_USAGE;
+}
+
+static cxmctl_flag *find_flag(cxmctl_flag *const *flags, size_t nflags, const char *name,
+                              size_t len)
+{
+    for (size_t i = 0; i < nflags; i++)
+        if (strlen(flags[i]->name) == len && memcmp(flags[i]->name, name, len) == 0)
+            return flags[i];
+    return NULL;
+}
+
+/* One "--name[=value]" at argv[*i]; may consume the next argument. Mirrors
+ * cxm_opts_parse(), which cannot collect a flag given many times. */
+static int parse_flag(ctl *c, int argc, char **argv, int *i, cxmctl_flag *const *flags,
+                      size_t nflags)
+{
+    const char *arg = argv[*i] + 2;
+    const char *eq = strchr(arg, '=');
+    size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+    cxmctl_flag *f = find_flag(flags, nflags, arg, len);
+    if (!f)
+        return cxmctl_usage_error(c, "unknown flag --%.*s", (int)len, arg);
+    if (f->n > 0 && !f->repeat)
+        return cxmctl_usage_error(c, "--%s given twice", f->name);
+    const char *value = eq ? eq + 1 : NULL;
+    if (!f->metavar && value)
+        return cxmctl_usage_error(c, "--%s takes no value", f->name);
+    if (!f->metavar)
+        value = "true";
+    /* "--reason --json" almost always means a forgotten value. */
+    if (!value && (*i + 1 >= argc || strncmp(argv[*i + 1], "--", 2) == 0))
+        return cxmctl_usage_error(c, "--%s needs a value %s", f->name, f->metavar);
+    if (!value)
+        value = argv[++*i];
+    if (!f->v && !(f->v = cxm_arena_calloc(&c->arena, (size_t)argc, sizeof *f->v)))
+        return cxmctl_usage_error(c, "out of memory");
+    f->v[f->n++] = value;
+    return CXMCTL_CONTINUE;
+}
+
+int cxmctl_parse(ctl *c, int argc, char **argv, cxmctl_flag *const *flags, size_t nflags,
+                 size_t min_pos, size_t max_pos, char ***pos, size_t *npos)
+{
+    char **out = cxm_arena_calloc(&c->arena, (size_t)argc + 1, sizeof *out);
+    if (!out)
+        return cxmctl_usage_error(c, "out of memory");
+    size_t n = 0;
+    bool only_positional = false;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int rc = CXMCTL_CONTINUE;
+        if (!only_positional && (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0))
+            return (command_usage(stdout, c->cmd), 0);
+        if (!only_positional && strcmp(a, "--") == 0)
+            only_positional = true;
+        else if (!only_positional && strncmp(a, "--", 2) == 0)
+            rc = parse_flag(c, argc, argv, &i, flags, nflags);
+        else
+            out[n++] = argv[i];
+        if (rc != CXMCTL_CONTINUE)
+            return rc;
+    }
+    if (n < min_pos || n > max_pos)
+        return cxmctl_usage_error(c, "expects %s%zu argument%s, got %zu",
+                                  min_pos == max_pos ? ""
+                                  : n < min_pos      ? "at least "
+                                                     : "at most ",
+                                  n < min_pos ? min_pos : max_pos,
+                                  (n < min_pos ? min_pos : max_pos) == 1 ? "" : "s", n);
+    *pos = out;
+    *npos = n;
+    return CXMCTL_CONTINUE;
+}
+
+int cxmctl_rpc_failed(const char *method, grpc_status_code status, const char *details)
+{
+    fprintf(stderr, "cxmctl: %s: %s: %s\n", method, cxm_status_name(status),
+            details ? details : "");
+    return CXMCTL_FAILED;
+}
+
+/* The channel is opened on the first call so that usage errors and --help
+ * never pay for grpc_init(). */
+static int open_channel(ctl *c)
+{
+    if (!c->ch && cxm_channel_open(c->target, NULL, &c->ch) != 0) {
+        fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c->target);
+        return CXMCTL_FAILED;
+    }
+    return 0;
+}
+
+int cxmctl_call(ctl *c, const ProtobufCServiceDescriptor *service, const char *method,
+                const ProtobufCMessage *req, ProtobufCMessage **resp)
+{
+    const ProtobufCMethodDescriptor *m =
+        protobuf_c_service_descriptor_get_method_by_name(service, method);
+    if (!m || m->input != req->descriptor) {
+        fprintf(stderr, "cxmctl: %s: no such method of %s taking %s\n", method, service->name,
+                req->descriptor->name);
+        return CXMCTL_FAILED;
+    }
+    if (open_channel(c) != 0)
+        return CXMCTL_FAILED;
+    char path[256];
+    snprintf(path, sizeof path, "/%s/%s", service->name, method);
+    cxm_client_result r = {0};
+    int rc = cxm_client_unary_pb(c->ch, path, req, m->output, &c->arena, c->timeout_ms, resp, &r);
+    int exit_code = 0;
+    if (rc != 0)
+        exit_code = (fprintf(stderr, "cxmctl: %s: %s\n", method, cxm_strerror(rc)), 1);
+    else if (r.status != GRPC_STATUS_OK)
+        exit_code = cxmctl_rpc_failed(method, r.status, r.details);
+    cxm_client_result_dispose(&r);
+    return exit_code;
+}
+
+static void print_message(const ctl *c, const ProtobufCMessage *m)
+{
+    if (c->json)
+        cxmctl_print_json(stdout, m);
+    else
+        cxmctl_print_text(stdout, m);
+}
+
+int cxmctl_call_print(ctl *c, const ProtobufCServiceDescriptor *service, const char *method,
+                      const ProtobufCMessage *req)
+{
+    ProtobufCMessage *resp = NULL;
+    int rc = cxmctl_call(c, service, method, req, &resp);
+    if (rc == 0)
+        print_message(c, resp);
+    return rc;
 }
 
 static int cmd_health(ctl *c, int argc, char **argv)
 {
+    char **pos;
+    size_t npos;
+    int rc = cxmctl_parse(c, argc, argv, NULL, 0, 0, 1, &pos, &npos);
+    if (rc != CXMCTL_CONTINUE)
+        return rc;
     Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
-    req.service = argc > 0 ? argv[0] : "";
-    cxm_arena arena;
-    cxm_arena_init(&arena, NULL, 0, 0);
+    req.service = npos > 0 ? pos[0] : "";
     ProtobufCMessage *resp = NULL;
-    cxm_client_result r = {0};
-    int rc = cxm_client_unary_pb(c->ch, "/grpc.health.v1.Health/Check", &req.base,
-                                 &grpc__health__v1__health_check_response__descriptor, &arena,
-                                 c->timeout_ms, &resp, &r);
-    int exit_code = 0;
-    if (rc != 0 || r.status != GRPC_STATUS_OK) {
-        exit_code = rpc_failed(c, "health check", &r);
+    rc = cxmctl_call(c, &grpc__health__v1__health__descriptor, "Check", &req.base, &resp);
+    if (rc != 0)
+        return rc;
+    const Grpc__Health__V1__HealthCheckResponse *h = (const void *)resp;
+    if (c->json) {
+        print_message(c, resp);
     } else {
-        const Grpc__Health__V1__HealthCheckResponse *h = (const void *)resp;
+        /* The full upper-case name, as scripts before --json parsed it. */
         const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(
             &grpc__health__v1__health_check_response__serving_status__descriptor, h->status);
-        const char *name = v ? v->name : "UNKNOWN";
-        if (c->json)
-            printf("{\"service\":\"%s\",\"status\":\"%s\"}\n", req.service, name);
-        else
-            printf("%s: %s\n", *req.service ? req.service : c->target, name);
-        exit_code =
-            h->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING ? 0 : 1;
+        printf("%s: %s\n", *req.service ? req.service : c->target, v ? v->name : "UNKNOWN");
     }
-    cxm_client_result_dispose(&r);
-    cxm_arena_dispose(&arena);
-    return exit_code;
+    return h->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+               ? 0
+               : CXMCTL_FAILED;
 }
 
 static void print_services(const ctl *c, const Grpc__Reflection__V1__ListServiceResponse *ls)
 {
-    if (c->json)
-        fputs("{\"services\":[", stdout);
-    for (size_t i = 0; i < ls->n_service; i++) {
-        if (c->json)
-            printf("%s\"%s\"", i ? "," : "", ls->service[i]->name);
-        else
-            printf("%s\n", ls->service[i]->name);
+    if (c->json) {
+        print_message(c, &ls->base);
+        return;
     }
-    if (c->json)
-        fputs("]}\n", stdout);
+    for (size_t i = 0; i < ls->n_service; i++)
+        printf("%s\n", ls->service[i]->name);
 }
+
+static const char reflection_method[] = "ServerReflectionInfo";
 
 static int cmd_services(ctl *c, int argc, char **argv)
 {
+    char **pos;
+    size_t npos;
+    int rc = cxmctl_parse(c, argc, argv, NULL, 0, 0, 0, &pos, &npos);
+    if (rc != CXMCTL_CONTINUE || (rc = open_channel(c)) != 0)
+        return rc;
     Grpc__Reflection__V1__ServerReflectionRequest req =
         GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
     req.message_request_case =
@@ -120,7 +238,7 @@ static int cmd_services(ctl *c, int argc, char **argv)
     if (cxm_client_stream_open(c->ch, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
                                c->timeout_ms, &s) != 0) {
         fprintf(stderr, "cxmctl: cannot open a reflection stream to %s\n", c->target);
-        return 1;
+        return CXMCTL_FAILED;
     }
     uint8_t *msg = NULL;
     size_t msg_len = 0;
@@ -131,10 +249,11 @@ static int cmd_services(ctl *c, int argc, char **argv)
     cxm_client_stream_finish(s, &r);
     int exit_code = 0;
     Grpc__Reflection__V1__ServerReflectionResponse *resp =
-        got == 1 ? grpc__reflection__v1__server_reflection_response__unpack(NULL, msg_len, msg)
+        got == 1 ? grpc__reflection__v1__server_reflection_response__unpack(
+                       cxm_arena_protobuf(&c->arena), msg_len, msg)
                  : NULL;
     if (r.status != GRPC_STATUS_OK)
-        exit_code = rpc_failed(c, "listing services", &r);
+        exit_code = cxmctl_rpc_failed(reflection_method, r.status, r.details);
     else if (
         !resp ||
         resp->message_response_case !=
@@ -142,25 +261,122 @@ static int cmd_services(ctl *c, int argc, char **argv)
         exit_code = (fprintf(stderr, "cxmctl: %s sent no service list\n", c->target), 1);
     else
         print_services(c, resp->list_services_response);
-    if (resp)
-        grpc__reflection__v1__server_reflection_response__free_unpacked(resp, NULL);
     free(msg);
     cxm_client_result_dispose(&r);
     return exit_code;
 }
 
-static const command commands[] = {
+static const cxmctl_command base_commands[] = {
     {"health", "[SERVICE]", "ask grpc.health.v1.Health/Check; exit 0 only when SERVING",
-     cmd_health},
-    {"services", "", "list the services the server offers (server reflection)", cmd_services},
+     "cxm.v1.ProfileService", cmd_health},
+    {"services", "", "list the services the server offers (server reflection)", "", cmd_services},
 };
-#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+/* Every command, in the order usage lists them. */
+static const struct {
+    const cxmctl_command *list;
+    const size_t *n;
+} groups[] = {
+    {base_commands, &(const size_t){sizeof base_commands / sizeof base_commands[0]}},
+    {cxmctl_profile_commands, &cxmctl_profile_ncommands},
+};
+#define NGROUPS (sizeof groups / sizeof groups[0])
+
+static const char syntax_help[] =
+    "\nsyntax:\n"
+    "  TYPE:VALUE     an identity; TYPE is email, phone, device, anonymous, crm, customer\n"
+    "                 or custom:NAME (custom:loyalty_card:L-1234)\n"
+    "  --set          NAME=TEXT sets a string, NAME:=LITERAL a number or bool (visits:=3,\n"
+    "                 vip:=true), NAME@=TIME a timestamp (RFC 3339 or unix ms)\n"
+    "  COND           attr.NAME or trait.NAME, an operator (= != < <= > >= ^= for a prefix,\n"
+    "                 ~= for contains) and a value, or NAME? for \"is set\". A value is a\n"
+    "                 number, true/false, @TIME, \"quoted\" text or else plain text\n"
+    "  TIME           2024-05-01T10:00:00Z, 2024-05-01T12:00:00.5+02:00, 2024-05-01 or\n"
+    "                 milliseconds since the epoch\n";
 
 static void usage(FILE *out, const cxm_opt *opts, size_t nopts)
 {
-    cxm_opts_usage(out, "cxmctl", "cxmctl: the cxm command-line client\n\ncommands:", opts, nopts);
-    for (size_t i = 0; i < NCOMMANDS; i++)
-        fprintf(out, "  %-10s %-12s %s\n", commands[i].name, commands[i].args, commands[i].help);
+    cxm_opts_usage(out, "cxmctl", "the cxm command-line client: cxmctl [options] COMMAND [ARGS]",
+                   opts, nopts);
+    fputs("\ncommands (global options may also follow the command):\n", out);
+    for (size_t g = 0; g < NGROUPS; g++)
+        for (size_t i = 0; i < *groups[g].n; i++) {
+            const cxmctl_command *cmd = &groups[g].list[i];
+            fputs("  ", out);
+            name_args(out, cmd, cmd->args);
+            fprintf(out, "\n      %s\n      e.g. cxmctl ", cmd->help);
+            name_args(out, cmd, cmd->example);
+            fputc('\n', out);
+        }
+    fputs(syntax_help, out);
+}
+
+/* A mistake before any command is known: the whole usage would bury it. */
+static int global_usage_error(void)
+{
+    fputs("cxmctl: run \"cxmctl --help\" for the commands and options\n", stderr);
+    return CXMCTL_USAGE;
+}
+
+/* "profile get" is matched against the first two words, "health" against
+ * the first; returns how many words named the command, 0 when none. */
+static int find_command(size_t argc, char **argv, const cxmctl_command **out)
+{
+    for (size_t g = 0; g < NGROUPS; g++)
+        for (size_t i = 0; i < *groups[g].n; i++) {
+            const char *name = groups[g].list[i].name, *sp = strchr(name, ' ');
+            bool two = sp != NULL;
+            size_t len = two ? (size_t)(sp - name) : strlen(name);
+            if (argc < 1 + (size_t)two || strlen(argv[0]) != len ||
+                memcmp(argv[0], name, len) != 0 || (two && strcmp(argv[1], sp + 1) != 0))
+                continue;
+            *out = &groups[g].list[i];
+            return 1 + two;
+        }
+    return 0;
+}
+
+/* Split argv into the global flags (wherever they stand, so that
+ * "cxmctl profile get X --json" works) and the rest, which names and feeds
+ * the command. A flag's separate value goes with it. */
+static void split_globals(const cxm_opt *opts, size_t nopts, int argc, char **argv, char **global,
+                          int *nglobal, char **rest, size_t *nrest)
+{
+    global[(*nglobal)++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const cxm_opt *o = NULL;
+        size_t len = strcspn(a + 2, "=");
+        for (size_t k = 0; strncmp(a, "--", 2) == 0 && k < nopts && !o; k++)
+            if (strlen(opts[k].name) == len && strncmp(opts[k].name, a + 2, len) == 0)
+                o = &opts[k];
+        if (strcmp(a, "--") == 0) {
+            while (i < argc)
+                rest[(*nrest)++] = argv[i++];
+        } else if (!o) {
+            rest[(*nrest)++] = argv[i];
+        } else {
+            global[(*nglobal)++] = argv[i];
+            if (o->type != CXM_OPT_BOOL && a[2 + len] != '=' && i + 1 < argc)
+                global[(*nglobal)++] = argv[++i];
+        }
+    }
+}
+
+static int run(ctl *c, size_t argc, char **argv, const cxm_opt *opts, size_t nopts)
+{
+    int words = argc > 0 ? find_command(argc, argv, &c->cmd) : 0;
+    if (words == 0 && argc > 0 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0))
+        return (usage(stdout, opts, nopts), 0);
+    if (words == 0) {
+        if (argc == 0)
+            fprintf(stderr, "cxmctl: no command given\n");
+        else
+            fprintf(stderr, "cxmctl: unknown command \"%s%s%s\"\n", argv[0], argc > 1 ? " " : "",
+                    argc > 1 ? argv[1] : "");
+        return global_usage_error();
+    }
+    return c->cmd->run(c, (int)argc - words, argv + words);
 }
 
 int main(int argc, char **argv)
@@ -172,31 +388,26 @@ int main(int argc, char **argv)
         {"timeout", CXM_OPT_MILLIS, &c.timeout_ms, 1, 3600000, "deadline of each call"},
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
-    const char *pos[16];
-    size_t npos = 16;
+    char **global = calloc((size_t)argc + 1, sizeof *global);
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    if (!global || !rest)
+        return (fprintf(stderr, "cxmctl: out of memory\n"), 1);
+    int nglobal = 0;
+    size_t nrest = 0;
+    split_globals(opts, nopts, argc, argv, global, &nglobal, rest, &nrest);
     char err[256];
-    int rc = cxm_opts_parse(opts, nopts, argc, argv, pos, &npos, err, sizeof err);
-    if (rc == 1) {
-        usage(stdout, opts, nopts);
-        return 0;
+    int rc = cxm_opts_parse(opts, nopts, nglobal, global, NULL, NULL, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "cxmctl: %s\n", err);
+        rc = global_usage_error();
+    } else {
+        cxm_arena_init(&c.arena, NULL, 0, 0);
+        rc = run(&c, nrest, rest, opts, nopts);
+        if (c.ch)
+            cxm_channel_close(c.ch);
+        cxm_arena_dispose(&c.arena);
     }
-    if (rc != 0 || npos == 0) {
-        fprintf(stderr, "cxmctl: %s\n", rc != 0 ? err : "no command given");
-        usage(stderr, opts, nopts);
-        return 2;
-    }
-    for (size_t i = 0; i < NCOMMANDS; i++) {
-        if (strcmp(pos[0], commands[i].name) != 0)
-            continue;
-        if (cxm_channel_open(c.target, NULL, &c.ch) != 0) {
-            fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c.target);
-            return 1;
-        }
-        rc = commands[i].run(&c, (int)npos - 1, (char **)pos + 1);
-        cxm_channel_close(c.ch);
-        return rc;
-    }
-    fprintf(stderr, "cxmctl: unknown command \"%s\"\n", pos[0]);
-    usage(stderr, opts, nopts);
-    return 2;
+    free(global);
+    free(rest);
+    return rc;
 }

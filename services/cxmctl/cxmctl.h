@@ -1,0 +1,112 @@
+/*
+ * cxmctl.h - what the parts of cxmctl share: the invocation state, the
+ * command table, argument parsing, calling an RPC, and printing messages.
+ *
+ * main.c owns dispatch, the global flags and the helpers below except
+ * printing; print.c prints any protobuf-c message as JSON or as aligned
+ * text; profile_cmd.c holds the `profile` commands.
+ */
+#ifndef CXMCTL_H
+#define CXMCTL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "cxm/arena.h"
+#include "cxm/client.h"
+
+/* Exit statuses: 1 for a failed RPC, 2 for bad usage. */
+enum { CXMCTL_FAILED = 1, CXMCTL_USAGE = 2 };
+
+/* Returned by cxmctl_parse() when the command should go on. */
+#define CXMCTL_CONTINUE (-1)
+
+struct cxmctl_command;
+
+/* One invocation. Everything a command allocates lives in arena and is
+ * released once when cxmctl exits. */
+typedef struct ctl {
+    const char *target;
+    bool json;
+    int64_t timeout_ms;
+    cxm_channel *ch; /* opened by the first call */
+    cxm_arena arena;
+    const struct cxmctl_command *cmd; /* the command running, for its usage */
+} ctl;
+
+typedef struct cxmctl_command {
+    const char *name; /* "health", "profile get", ... */
+    const char *args;
+    const char *help;
+    const char *example; /* arguments only; "cxmctl NAME" is prepended */
+    int (*run)(ctl *c, int argc, char **argv);
+} cxmctl_command;
+
+extern const cxmctl_command cxmctl_profile_commands[];
+extern const size_t cxmctl_profile_ncommands;
+
+/* A flag of one command. Declared by the command with name, metavar and
+ * repeat; cxmctl_parse() fills v and n. */
+typedef struct cxmctl_flag {
+    const char *name;    /* "identity" for --identity */
+    const char *metavar; /* NULL for a switch, which takes no value */
+    bool repeat;         /* may be given more than once */
+    const char **v;      /* the values in command-line order ("true" for a switch) */
+    size_t n;
+} cxmctl_flag;
+
+/* Parse the arguments of c->cmd: flags into flags[], the rest into *pos
+ * (*npos of them, between min_pos and max_pos). Prints the command's usage
+ * for --help (returns 0) and on a mistake (returns CXMCTL_USAGE); returns
+ * CXMCTL_CONTINUE when the command should run. */
+int cxmctl_parse(ctl *c, int argc, char **argv, cxmctl_flag *const *flags, size_t nflags,
+                 size_t min_pos, size_t max_pos, char ***pos, size_t *npos);
+
+/* Report a usage mistake in the running command, with its usage line;
+ * returns CXMCTL_USAGE. */
+int cxmctl_usage_error(const ctl *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Call service/method with req. Returns 0 with *resp (in c->arena) on
+ * status OK; otherwise prints "cxmctl: METHOD: STATUS: message" and
+ * returns CXMCTL_FAILED. */
+int cxmctl_call(ctl *c, const ProtobufCServiceDescriptor *service, const char *method,
+                const ProtobufCMessage *req, ProtobufCMessage **resp);
+
+/* cxmctl_call(), then print the response as --json says; an exit status. */
+int cxmctl_call_print(ctl *c, const ProtobufCServiceDescriptor *service, const char *method,
+                      const ProtobufCMessage *req);
+
+/* Print the failure of an RPC the one way scripts and people both read;
+ * returns CXMCTL_FAILED. */
+int cxmctl_rpc_failed(const char *method, grpc_status_code status, const char *details);
+
+/* --- print.c --- */
+
+/* One message as a single line of JSON, in the proto3 JSON mapping with the
+ * field names of the .proto (see print.c for the details). */
+void cxmctl_print_json(FILE *out, const ProtobufCMessage *m);
+
+/* One message as aligned "key  value" lines, nested messages indented. */
+void cxmctl_print_text(FILE *out, const ProtobufCMessage *m);
+
+/* The value of an enum as written on the command line and in text output:
+ * the value name without the prefix all the enum's names share, lower-case,
+ * '-' for '_' (MERGE_STRATEGY_KEEP_FIRST -> "keep-first"). */
+void cxmctl_enum_short(FILE *out, const ProtobufCEnumDescriptor *e, int value);
+
+/* The inverse of cxmctl_enum_short(); '_' is accepted for '-', case is
+ * ignored. The zero (UNSPECIFIED) value is never matched. 0 or -1. */
+int cxmctl_enum_parse(const ProtobufCEnumDescriptor *e, const char *word, int *value);
+
+/* The identity type words of TYPE:VALUE ("email", "custom", ...), indexed by
+ * Cxm__V1__IdentityType; NULL for UNSPECIFIED. */
+extern const char *const cxmctl_identity_types[];
+extern const size_t cxmctl_nidentity_types;
+
+/* Print a time in milliseconds since the epoch as RFC 3339 UTC. */
+void cxmctl_print_time(FILE *out, int64_t unix_ms);
+
+#endif
