@@ -24,6 +24,16 @@ done
 
 echo "== health";   "$bin/cxmctl" --target "$listen" health
 echo "== services (server reflection)"; "$bin/cxmctl" --target "$listen" services
+ctl() { echo "\$ cxmctl $*"; "$bin/cxmctl" --target "$listen" "$@"; }
+echo "== one customer across identities (profile service)"
+ctl profile upsert --identity email:Ann.Lee@Example.com --set tier=gold \
+  --set visits:=1 --strategy visits=add --source quickstart
+ctl profile upsert --identity phone:+82-10-1234-5678 --set city=Seoul --source app
+echo "# the app's phone profile and the web's email profile are one customer: link them"
+ctl profile upsert --identity email:ann.lee@example.com --identity phone:+821012345678 \
+  --set visits:=1 --source crm
+ctl profile consent --identity email:ann.lee@example.com marketing_email granted --source web_banner
+ctl profile get --identity phone:+821012345678
 echo "== 3 s of Health/Check load, 2 connections x 32 in flight"
 "$bin/cxm-bench" --target "$listen" --duration 3s --warmup 1s
 
