@@ -7,8 +7,15 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "cxm/err.h"
 #include "cxm/keyenc.h"
+
+static int salt_fn(cxm_txn *t, void *user);
+static int get_string(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
+                      const char **out);
 
 int pdb_open(cxm_store *store, pdb *db)
 {
@@ -16,10 +23,11 @@ int pdb_open(cxm_store *store, pdb *db)
         const char *name;
         MDB_dbi *dbi;
     } tables[] = {
-        {"profile.profiles", &db->profiles},   {"profile.identities", &db->identities},
-        {"profile.redirects", &db->redirects}, {"profile.merges", &db->merges},
-        {"profile.segments", &db->segments},   {"profile.members", &db->members},
-        {"profile.requests", &db->requests},   {"profile.receipts", &db->receipts},
+        {"profile.profiles", &db->profiles},     {"profile.identities", &db->identities},
+        {"profile.redirects", &db->redirects},   {"profile.merges", &db->merges},
+        {"profile.segments", &db->segments},     {"profile.members", &db->members},
+        {"profile.requests", &db->requests},     {"profile.receipts", &db->receipts},
+        {"profile.suppressed", &db->suppressed}, {"profile.meta", &db->meta},
     };
     db->store = store;
     for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
@@ -27,7 +35,52 @@ int pdb_open(cxm_store *store, pdb *db)
         if (rc != 0)
             return rc;
     }
-    return 0;
+    return cxm_store_write(store, salt_fn, db);
+}
+
+/* Load the salt, or make it: random, so hashes of erased identities cannot
+ * be matched against a dictionary without the data directory. */
+static int salt_fn(cxm_txn *t, void *user)
+{
+    pdb *db = user;
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, db->meta, "salt", 4, &v, &n);
+    if (rc == 0 && n == sizeof db->salt) {
+        memcpy(db->salt, v, n);
+        return 0;
+    }
+    if (rc != CXM_ENOTFOUND)
+        return rc == 0 ? CXM_ECORRUPT : rc;
+    if (getrandom(db->salt, sizeof db->salt, 0) != (ssize_t)sizeof db->salt)
+        return CXM_EIO;
+    return cxm_txn_put(t, db->meta, "salt", 4, db->salt, sizeof db->salt, 0);
+}
+
+static int suppress_key(const pdb *db, const Cxm__V1__Identity *id, uint8_t *out)
+{
+    uint8_t key[CXM_KEY_MAX];
+    size_t klen;
+    unsigned int outlen = 0;
+    int rc = pdb_identity_key(id, key, &klen);
+    if (rc == 0 && !HMAC(EVP_sha256(), db->salt, sizeof db->salt, key, klen, out, &outlen))
+        rc = CXM_EINTERNAL;
+    return rc;
+}
+
+int pdb_suppress(cxm_txn *t, const pdb *db, const Cxm__V1__Identity *id, const char *receipt_id)
+{
+    uint8_t h[32];
+    int rc = suppress_key(db, id, h);
+    return rc ? rc : cxm_txn_put(t, db->suppressed, h, sizeof h, receipt_id, strlen(receipt_id), 0);
+}
+
+int pdb_suppressed_by(cxm_txn *t, const pdb *db, const Cxm__V1__Identity *id, cxm_arena *a,
+                      const char **receipt_id)
+{
+    uint8_t h[32];
+    int rc = suppress_key(db, id, h);
+    return rc ? rc : get_string(t, db->suppressed, h, sizeof h, a, receipt_id);
 }
 
 void pdb_new_id(char prefix, char *out)

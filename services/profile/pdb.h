@@ -11,6 +11,10 @@
  *   profile.members     (segment id, customer id) -> ""
  *   profile.requests    UpsertProfile request id -> customer id
  *   profile.receipts    erased customer id -> packed cxm.v1.DeletionReceipt
+ *   profile.suppressed  HMAC-SHA256(salt, identity key) -> receipt id: identities
+ *                       erased with suppress_identities, kept without the
+ *                       personal data itself
+ *   profile.meta        "salt" -> 32 random bytes, made when the data is new
  *
  * pdb_save is the one way a profile is written: it stores the profile and
  * brings segment membership up to date in the same transaction, so a
@@ -30,9 +34,21 @@
 typedef struct pdb {
     cxm_store *store;
     MDB_dbi profiles, identities, redirects, merges, segments, members, requests, receipts;
+    MDB_dbi suppressed, meta;
+    uint8_t salt[32];
 } pdb;
 
+/* Open the tables (creating the salt on first use). */
 int pdb_open(cxm_store *store, pdb *db);
+
+/* Record that an identity was erased with suppression, under a keyed hash
+ * (the value itself is not kept). */
+int pdb_suppress(cxm_txn *t, const pdb *db, const Cxm__V1__Identity *id, const char *receipt_id);
+
+/* The receipt id that suppressed this identity (arena copy), or
+ * CXM_ENOTFOUND. */
+int pdb_suppressed_by(cxm_txn *t, const pdb *db, const Cxm__V1__Identity *id, cxm_arena *a,
+                      const char **receipt_id);
 
 /* A new random id with the given one-letter prefix ("c" customer, "m"
  * merge, "r" receipt) into out[PDB_ID_LEN]. */

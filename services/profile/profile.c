@@ -254,6 +254,23 @@ static prof_profile *create_profile(op *o, const char *source)
     return p;
 }
 
+/* An identity erased with suppress_identities may not come back. */
+static int check_not_suppressed(cxm_txn *t, op *o, const Cxm__V1__Identity *id)
+{
+    const char *receipt;
+    int rc = pdb_suppressed_by(t, &ctx.db, id, o->a, &receipt);
+    if (rc == CXM_ENOTFOUND)
+        return 0;
+    if (rc == 0) {
+        snprintf(o->err, ERR_MAX,
+                 "identity %s \"%s\" belongs to an erased customer whose identities are "
+                 "suppressed (receipt %s)",
+                 type_name(id->type), id->value, receipt);
+        rc = CXM_ESTALE;
+    }
+    return rc;
+}
+
 /* Merge source into target inside the transaction: snapshots, redirect,
  * record. linking may be NULL (an explicit MergeProfiles). */
 static int merge_into(cxm_txn *t, op *o, prof_profile *target, prof_profile *source,
@@ -313,6 +330,8 @@ static int resolve_create(cxm_txn *t, op *o)
     const char *owner;
     int rc = pdb_identity_owner(t, &ctx.db, req->identity, o->a, &owner);
     if (rc == CXM_ENOTFOUND) { /* still unknown inside the write: create */
+        if ((rc = check_not_suppressed(t, o, req->identity)) != 0)
+            return rc;
         prof_profile *p = create_profile(o, "resolve");
         if (!p || prof_identity_add(o->a, p, req->identity, "resolve", "", o->now) != 0)
             return CXM_ENOMEM;
@@ -535,6 +554,8 @@ static int link_one(cxm_txn *t, op *o, const Cxm__V1__UpsertProfileRequest *req,
     const char *owner;
     int rc = pdb_identity_owner(t, &ctx.db, id, o->a, &owner);
     if (rc == CXM_ENOTFOUND) {
+        if ((rc = check_not_suppressed(t, o, id)) != 0)
+            return rc;
         prof_profile alone = *p;
         prof_profile probe = CXM__V1__PROFILE__INIT;
         Cxm__V1__LinkedIdentity li = CXM__V1__LINKED_IDENTITY__INIT, *lip = &li;
@@ -915,6 +936,13 @@ static int delete_run(cxm_txn *t, op *o)
     cxm__v1__service_erasure__init(se);
     pdb_new_id('r', rid);
     uint64_t records = p->n_identities + p->n_attributes + p->n_traits + p->n_consents;
+    for (size_t i = 0; req->suppress_identities && i < p->n_identities; i++) {
+        const Cxm__V1__Identity *id = p->identities[i]->identity;
+        if (id->type != CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOMER_ID &&
+            (rc = pdb_suppress(t, &ctx.db, id, rid)) != 0)
+            return rc;
+    }
+    r->identities_suppressed = req->suppress_identities;
     if ((rc = erase_merges(t, o, p, r, &records)) != 0 || (rc = pdb_remove(t, &ctx.db, p)) != 0)
         return rc;
     r->receipt_id = rid;
@@ -946,12 +974,6 @@ static void on_delete(cxm_call *call, const ProtobufCMessage *msg)
     int rc = check_ref(cxm_call_arena(call), req->customer, "customer", err);
     if (rc == 0)
         rc = check_text(req->reason, 1, 1024, "reason", err);
-    if (rc == 0 && req->suppress_identities) {
-        snprintf(err, ERR_MAX,
-                 "suppress_identities: not supported by this server yet; erase "
-                 "without it");
-        rc = CXM_EUNIMPL;
-    }
     if (rc != 0)
         return finish_err(call, rc, err);
     submit(call, req, delete_run);
@@ -1301,6 +1323,8 @@ static int traits_run(cxm_txn *t, op *o)
     int rc = load_ref(t, o, req->customer, &p);
     if (rc == CXM_ENOTFOUND && req->customer->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY) {
         o->err[0] = '\0';
+        if ((rc = check_not_suppressed(t, o, req->customer->identity)) != 0)
+            return rc;
         p = create_profile(o, req->source);
         if (!p || prof_identity_add(o->a, p, req->customer->identity, req->source, "", o->now))
             return CXM_ENOMEM;

@@ -502,6 +502,27 @@ static void case_delete(cxm_channel *ch, test_server *srv)
     Cxm__V1__ResolveIdentityRequest rr = CXM__V1__RESOLVE_IDENTITY_REQUEST__INIT;
     rr.identity = ids[0];
     expect_error(ch, "ResolveIdentity", &rr, GRPC_STATUS_NOT_FOUND, "no customer");
+    /* Without suppression the identity is free to come back... */
+    rr.create_if_missing = true;
+    Cxm__V1__ResolveIdentityResponse *again;
+    CALL_OK(ch, ResolveIdentity, rr, cxm__v1__resolve_identity_response, again);
+    CHECK(again->created, "recreated");
+
+    /* ...with it, it is refused everywhere a profile could be created. */
+    ref.customer_id = again->customer_id;
+    dr.suppress_identities = true;
+    CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, r1);
+    CHECK(r1->receipt->identities_suppressed, "receipt says suppressed");
+    expect_error(ch, "ResolveIdentity", &rr, GRPC_STATUS_FAILED_PRECONDITION, "suppressed");
+    Cxm__V1__Identity *other[] = {ident(EMAIL, "fresh@example.com"), ids[0]};
+    Cxm__V1__UpsertProfileRequest ur = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    ur.identities = other;
+    ur.n_identities = 2;
+    expect_error(ch, "UpsertProfile", &ur, GRPC_STATUS_FAILED_PRECONDITION,
+                 r1->receipt->receipt_id);
+    rr.identity = other[0]; /* nothing of the refused upsert was stored */
+    rr.create_if_missing = false;
+    expect_error(ch, "ResolveIdentity", &rr, GRPC_STATUS_NOT_FOUND, "no customer");
 }
 
 /* ---- durability ---- */
