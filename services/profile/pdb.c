@@ -384,6 +384,14 @@ int pdb_segments(cxm_txn *t, const pdb *db, cxm_arena *a, Cxm__V1__Segment ***ou
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
+static bool has_segment(const prof_profile *p, const char *segment_id)
+{
+    for (size_t i = 0; i < p->n_segment_ids; i++)
+        if (strcmp(p->segment_ids[i], segment_id) == 0)
+            return true;
+    return false;
+}
+
 /* Replace id in the profile's segment list (kept sorted). */
 static void set_segment_id(cxm_arena *a, prof_profile *p, char *segment_id, bool member)
 {
@@ -450,6 +458,8 @@ int pdb_evaluate_segment(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1_
             break;
         bool member = prof_condition_eval(seg->condition, p);
         *members += member;
+        if (member == has_segment(p, seg->segment_id))
+            continue; /* unchanged: no page to dirty */
         set_segment_id(&scratch, p, seg->segment_id, member);
         if ((rc = set_member(t, db, seg->segment_id, p->customer_id, member)) == 0)
             rc = put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), &scratch,
