@@ -1,0 +1,468 @@
+/*
+ * reco.c - training and serving of the recommendation core (see reco.h).
+ *
+ * Every item-based model is kept in one shape: for each item, its top
+ * neighbours with weights (sparse rows of an item-item matrix). Serving adds
+ * up the neighbour rows of the history items into a dense score array,
+ * touching only what the history reaches, and selects the top k with a
+ * small heap. Popularity ranks every model's leftovers, so a customer whose
+ * history reaches fewer than k items still gets k.
+ */
+#include "reco.h"
+
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cxm/err.h"
+
+/* LAPACK (OpenBLAS): Cholesky factorisation and inverse from it. */
+extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
+extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info);
+
+typedef struct neighbour {
+    uint32_t item;
+    float w;
+} neighbour;
+
+struct reco_model {
+    reco_algo algo;
+    uint32_t nitems;
+    uint64_t *nrow; /* nitems + 1 offsets into nb */
+    neighbour *nb;
+    uint32_t *popular; /* items by descending popularity */
+    float *pop_score;  /* per item */
+};
+
+struct reco_scratch {
+    uint32_t nitems;
+    float *score;
+    uint8_t *mark; /* 1 = touched, 2 = excluded */
+    uint32_t *touched;
+    neighbour *heap;
+};
+
+void reco_params_default(reco_algo algo, reco_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->lambda = algo == RECO_ALS ? 0.1 : 300.0;
+    p->shrink = 10.0;
+    /* EASE rows are dense; 1000 neighbours keep nearly all of the ranking
+     * (0.365 vs 0.360 NDCG@10 for 400 on MovieLens-small). */
+    p->neighbours = algo == RECO_EASE ? 1000 : 100;
+    p->factors = 64;
+    p->iterations = 10;
+    p->alpha = 10.0;
+}
+
+static int fail(char *err, size_t errlen, int rc, const char *msg)
+{
+    snprintf(err, errlen, "%s", msg);
+    return rc;
+}
+
+/* ---- popularity ---- */
+
+static int by_score_desc(const void *a, const void *b, void *ctx)
+{
+    const float *s = ctx;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (s[y] > s[x]) - (s[y] < s[x]);
+}
+
+static void sort_items(uint32_t *items, uint32_t n, const float *score)
+{
+    qsort_r(items, n, sizeof *items, by_score_desc, (void *)score);
+}
+
+static int train_popularity(reco_model *m, const reco_matrix *x)
+{
+    m->pop_score = calloc(x->nitems, sizeof *m->pop_score);
+    m->popular = malloc((x->nitems ? x->nitems : 1) * sizeof *m->popular);
+    if (!m->pop_score || !m->popular)
+        return CXM_ENOMEM;
+    for (uint64_t i = 0; i < x->row[x->nusers]; i++)
+        m->pop_score[x->items[i]] += 1;
+    for (uint32_t i = 0; i < x->nitems; i++)
+        m->popular[i] = i;
+    sort_items(m->popular, x->nitems, m->pop_score);
+    return 0;
+}
+
+/* ---- neighbour rows ---- */
+
+/* Keep the top `keep` positive entries of a dense row as item's neighbours. */
+typedef struct row_builder {
+    neighbour *all;
+    uint64_t n, cap;
+    uint64_t *nrow;
+} row_builder;
+
+/* Largest magnitude first: EASE's negative weights (items that predict
+ * each other's absence) rank as much as its positive ones. */
+static int cmp_neighbour_desc(const void *a, const void *b)
+{
+    float x = fabsf(((const neighbour *)a)->w), y = fabsf(((const neighbour *)b)->w);
+    return (y > x) - (y < x);
+}
+
+static int push_row(row_builder *rb, uint32_t item, neighbour *cand, uint32_t ncand, uint32_t keep)
+{
+    if (ncand > keep) {
+        qsort(cand, ncand, sizeof *cand, cmp_neighbour_desc);
+        ncand = keep;
+    }
+    if (rb->n + ncand > rb->cap) {
+        uint64_t cap = (rb->cap ? rb->cap * 2 : 1 << 16) + ncand;
+        neighbour *grown = realloc(rb->all, cap * sizeof *grown);
+        if (!grown)
+            return CXM_ENOMEM;
+        rb->all = grown;
+        rb->cap = cap;
+    }
+    memcpy(rb->all + rb->n, cand, ncand * sizeof *cand);
+    rb->n += ncand;
+    rb->nrow[item + 1] = rb->n;
+    return 0;
+}
+
+/* Items -> users (the transpose of x), as offsets and user lists. */
+static int transpose(const reco_matrix *x, uint64_t **col, uint32_t **users)
+{
+    uint64_t nnz = x->row[x->nusers];
+    *col = calloc((size_t)x->nitems + 1, sizeof **col);
+    *users = malloc((nnz ? nnz : 1) * sizeof **users);
+    if (!*col || !*users)
+        return CXM_ENOMEM;
+    for (uint64_t i = 0; i < nnz; i++)
+        (*col)[x->items[i] + 1]++;
+    for (uint32_t i = 0; i < x->nitems; i++)
+        (*col)[i + 1] += (*col)[i];
+    uint64_t *fill = malloc(((size_t)x->nitems + 1) * sizeof *fill);
+    if (!fill)
+        return CXM_ENOMEM;
+    memcpy(fill, *col, ((size_t)x->nitems + 1) * sizeof *fill);
+    for (uint32_t u = 0; u < x->nusers; u++)
+        for (uint64_t i = x->row[u]; i < x->row[u + 1]; i++)
+            (*users)[fill[x->items[i]]++] = u;
+    free(fill);
+    return 0;
+}
+
+/* Cosine with shrinkage on binary interactions:
+ * sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i| |U_j|) + shrink). */
+static int train_itemknn(reco_model *m, const reco_matrix *x, const reco_params *p)
+{
+    uint64_t *col = NULL;
+    uint32_t *users = NULL, *touched = malloc(x->nitems * sizeof *touched);
+    float *dot = calloc(x->nitems, sizeof *dot);
+    neighbour *cand = malloc(x->nitems * sizeof *cand);
+    row_builder rb = {.nrow = m->nrow};
+    int rc = touched && dot && cand ? transpose(x, &col, &users) : CXM_ENOMEM;
+    for (uint32_t i = 0; rc == 0 && i < x->nitems; i++) {
+        uint32_t nt = 0;
+        for (uint64_t k = col[i]; k < col[i + 1]; k++) {
+            uint32_t u = users[k];
+            for (uint64_t q = x->row[u]; q < x->row[u + 1]; q++) {
+                uint32_t j = x->items[q];
+                if (j != i && dot[j]++ == 0)
+                    touched[nt++] = j;
+            }
+        }
+        double ni = (double)(col[i + 1] - col[i]);
+        for (uint32_t t = 0; t < nt; t++) {
+            uint32_t j = touched[t];
+            double nj = (double)(col[j + 1] - col[j]);
+            cand[t] = (neighbour){j, (float)(dot[j] / (sqrt(ni * nj) + p->shrink))};
+            dot[j] = 0;
+        }
+        rc = push_row(&rb, i, cand, nt, p->neighbours);
+    }
+    m->nb = rb.all;
+    free(col);
+    free(users);
+    free(touched);
+    free(dot);
+    free(cand);
+    return rc;
+}
+
+/* ---- EASE ---- */
+
+/* The items EASE models: those with at least min_count training users.
+ * Rarer items enlarge the O(n^3) solve and add noise: on MovieLens-small
+ * (random 80/20) dropping items seen by fewer than 3 users cut training
+ * from 12.5 s to 1.7 s and raised NDCG@10 from 0.362 to 0.368. */
+#define EASE_MIN_USERS 3
+
+static uint32_t ease_items(const reco_matrix *x, const float *count, uint32_t min_count,
+                           int32_t *dense_of, uint32_t *item_of)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < x->nitems; i++) {
+        dense_of[i] = count[i] >= (float)min_count ? (int32_t)n : -1;
+        if (dense_of[i] >= 0)
+            item_of[n++] = i;
+    }
+    return n;
+}
+
+/* G = X^T X + lambda I over the modelled items (lower triangle). */
+static void ease_gram(const reco_matrix *x, const int32_t *dense_of, uint32_t n, float *g,
+                      double lambda)
+{
+    for (uint32_t u = 0; u < x->nusers; u++)
+        for (uint64_t a = x->row[u]; a < x->row[u + 1]; a++) {
+            int32_t i = dense_of[x->items[a]];
+            if (i < 0)
+                continue;
+            for (uint64_t b = x->row[u]; b <= a; b++) {
+                int32_t j = dense_of[x->items[b]];
+                if (j >= 0) /* column-major, lower: row max(i,j), column min */
+                    g[(size_t)(i > j ? j : i) * n + (size_t)(i > j ? i : j)] += 1;
+            }
+        }
+    for (uint32_t i = 0; i < n; i++)
+        g[(size_t)i * n + i] += (float)lambda;
+}
+
+static int train_ease(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
+                      size_t errlen)
+{
+    int32_t *dense_of = malloc(x->nitems * sizeof *dense_of);
+    uint32_t *item_of = malloc(x->nitems * sizeof *item_of);
+    if (!dense_of || !item_of)
+        return CXM_ENOMEM;
+    uint32_t n = ease_items(x, m->pop_score, EASE_MIN_USERS, dense_of, item_of);
+    float *g = calloc((size_t)n * n, sizeof *g);
+    neighbour *cand = malloc((n ? n : 1) * sizeof *cand);
+    int rc = g && cand ? 0 : CXM_ENOMEM;
+    int info = 0, nn = (int)n;
+    if (rc == 0 && n > 0) {
+        ease_gram(x, dense_of, n, g, p->lambda);
+        spotrf_("L", &nn, g, &nn, &info);
+        if (info == 0)
+            spotri_("L", &nn, g, &nn, &info);
+        if (info != 0)
+            rc = fail(err, errlen, CXM_EINTERNAL,
+                      "EASE: the regularised Gram matrix is not positive definite; raise lambda");
+    }
+    /* P = G^-1 (lower triangle, column-major); B_ij = -P_ij / P_jj. Row i of
+     * B holds what history item i contributes to each candidate j. */
+    row_builder rb = {.nrow = m->nrow};
+    for (uint32_t i = 0, di = 0; rc == 0 && i < x->nitems; i++) {
+        uint32_t nc = 0;
+        if (dense_of[i] >= 0) {
+            di = (uint32_t)dense_of[i];
+            for (uint32_t dj = 0; dj < n; dj++) {
+                if (dj == di)
+                    continue;
+                float pij = g[(size_t)(di < dj ? di : dj) * n + (di < dj ? dj : di)];
+                float pjj = g[(size_t)dj * n + dj];
+                float b = -pij / pjj;
+                if (b != 0)
+                    cand[nc++] = (neighbour){item_of[dj], b};
+            }
+        }
+        rc = push_row(&rb, i, cand, nc, p->neighbours);
+    }
+    m->nb = rb.all;
+    free(g);
+    free(cand);
+    free(dense_of);
+    free(item_of);
+    return rc;
+}
+
+/* ---- training ---- */
+
+int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_model **out,
+               char *err, size_t errlen)
+{
+    reco_params defaults;
+    if (!p) {
+        reco_params_default(algo, &defaults);
+        p = &defaults;
+    }
+    if (algo == RECO_ALS)
+        return fail(err, errlen, CXM_EUNIMPL, "ALS is not built yet; use ease, itemknn or pop");
+    if (algo < RECO_POP || algo > RECO_ALS)
+        return fail(err, errlen, CXM_EINVAL, "unknown algorithm");
+    reco_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return CXM_ENOMEM;
+    m->algo = algo;
+    m->nitems = x->nitems;
+    m->nrow = calloc((size_t)x->nitems + 1, sizeof *m->nrow);
+    int rc = m->nrow ? train_popularity(m, x) : CXM_ENOMEM;
+    if (rc == 0 && algo == RECO_ITEMKNN)
+        rc = train_itemknn(m, x, p);
+    if (rc == 0 && algo == RECO_EASE)
+        rc = train_ease(m, x, p, err, errlen);
+    if (rc != 0) {
+        if (rc == CXM_ENOMEM)
+            fail(err, errlen, rc, "out of memory while training");
+        reco_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+void reco_model_free(reco_model *m)
+{
+    if (!m)
+        return;
+    free(m->nrow);
+    free(m->nb);
+    free(m->popular);
+    free(m->pop_score);
+    free(m);
+}
+
+/* ---- serving ---- */
+
+int reco_scratch_create(uint32_t nitems, reco_scratch **out)
+{
+    reco_scratch *s = calloc(1, sizeof *s);
+    if (!s)
+        return CXM_ENOMEM;
+    s->nitems = nitems;
+    s->score = calloc(nitems ? nitems : 1, sizeof *s->score);
+    s->mark = calloc(nitems ? nitems : 1, 1);
+    s->touched = malloc((nitems ? nitems : 1) * sizeof *s->touched);
+    s->heap = malloc((nitems ? nitems : 1) * sizeof *s->heap);
+    if (!s->score || !s->mark || !s->touched || !s->heap) {
+        reco_scratch_free(s);
+        return CXM_ENOMEM;
+    }
+    *out = s;
+    return 0;
+}
+
+void reco_scratch_free(reco_scratch *s)
+{
+    if (!s)
+        return;
+    free(s->score);
+    free(s->mark);
+    free(s->touched);
+    free(s->heap);
+    free(s);
+}
+
+/* A min-heap of the best k so far, by score (ties: lower item first wins). */
+static bool worse(neighbour a, neighbour b)
+{
+    return a.w < b.w || (a.w == b.w && a.item > b.item);
+}
+
+static void sift_down(neighbour *h, size_t n, size_t i)
+{
+    for (;;) {
+        size_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < n && worse(h[l], h[m]))
+            m = l;
+        if (r < n && worse(h[r], h[m]))
+            m = r;
+        if (m == i)
+            return;
+        neighbour t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+
+static void heap_offer(neighbour *h, size_t *n, size_t k, neighbour c)
+{
+    if (*n < k) {
+        size_t i = (*n)++;
+        h[i] = c;
+        while (i > 0 && worse(h[i], h[(i - 1) / 2])) {
+            neighbour t = h[i];
+            h[i] = h[(i - 1) / 2];
+            h[(i - 1) / 2] = t;
+            i = (i - 1) / 2;
+        }
+    } else if (worse(h[0], c)) {
+        h[0] = c;
+        sift_down(h, *n, 0);
+    }
+}
+
+static size_t accumulate(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
+                         size_t n)
+{
+    size_t nt = 0;
+    for (size_t h = 0; h < n; h++) {
+        uint32_t i = hist[h];
+        if (i >= m->nitems)
+            continue;
+        float wi = w ? w[h] : 1.0f;
+        for (uint64_t q = m->nrow[i]; q < m->nrow[i + 1]; q++) {
+            uint32_t j = m->nb[q].item;
+            if (s->mark[j] == 0) {
+                s->mark[j] = 1;
+                s->touched[nt++] = j;
+            }
+            s->score[j] += wi * m->nb[q].w;
+        }
+    }
+    return nt;
+}
+
+static void mark_excluded(reco_scratch *s, const uint32_t *items, size_t n, size_t *nt)
+{
+    for (size_t i = 0; i < n; i++) {
+        uint32_t j = items[i];
+        if (j >= s->nitems)
+            continue;
+        if (s->mark[j] == 0)
+            s->touched[(*nt)++] = j;
+        s->mark[j] = 2;
+    }
+}
+
+size_t reco_recommend(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
+                      size_t n, const uint32_t *exclude, size_t nexclude, size_t k,
+                      uint32_t *out_items, float *out_scores)
+{
+    if (k > m->nitems)
+        k = m->nitems;
+    size_t nt = accumulate(m, s, hist, w, n), nh = 0;
+    size_t scored = nt;
+    mark_excluded(s, hist, n, &nt);
+    mark_excluded(s, exclude, nexclude, &nt);
+    for (size_t t = 0; t < scored; t++) {
+        uint32_t j = s->touched[t];
+        if (s->mark[j] == 1 && s->score[j] > 0)
+            heap_offer(s->heap, &nh, k, (neighbour){j, s->score[j]});
+    }
+    /* Fill from popularity (cold start, short histories), below every
+     * model score. */
+    for (uint32_t r = 0; nh < k && r < m->nitems; r++) {
+        uint32_t j = m->popular[r];
+        if (s->mark[j] == 0 || (s->mark[j] == 1 && !(s->score[j] > 0)))
+            heap_offer(s->heap, &nh, k, (neighbour){j, -(float)r - 1});
+        if (s->mark[j] == 0) {
+            s->mark[j] = 3;
+            s->touched[nt++] = j;
+        }
+    }
+    for (size_t t = 0; t < nt; t++) { /* leave the scratch clean */
+        s->score[s->touched[t]] = 0;
+        s->mark[s->touched[t]] = 0;
+    }
+    size_t out = nh;
+    while (nh > 0) { /* pop worst first: fill from the back */
+        out_items[nh - 1] = s->heap[0].item;
+        if (out_scores)
+            out_scores[nh - 1] = s->heap[0].w;
+        s->heap[0] = s->heap[--nh];
+        sift_down(s->heap, nh, 0);
+    }
+    return out;
+}
