@@ -1,0 +1,474 @@
+/*
+ * cxm-eval: offline evaluation of the recommendation core (reco.h).
+ *
+ *   cxm-eval --train TRAIN.csv --test TEST.csv --algo ease|itemknn|als|pop
+ *            [--k 10] [--recs-out RECS.csv] [--json]
+ *   cxm-eval --ratings R.csv --split random|temporal --test-frac 0.2
+ *            --seed 42 --algo ... [--k 10]
+ *
+ * Trains one model on the training interactions, asks it for the top k of
+ * every user with at least one training and one test interaction (their
+ * training history excluded), and reports ranking metrics (evalmetrics.h),
+ * catalogue coverage, training time and per-user serving latency.
+ * Exit status: 0, 1 for data errors (a message naming file:line) and for a
+ * failed training or a model that breaks the reco.h contract, 2 for usage.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cxm/err.h"
+#include "cxm/opts.h"
+#include "personalisation/evalcsv.h"
+#include "personalisation/evalmetrics.h"
+#include "personalisation/reco.h"
+
+#define EVAL_EXIT_DATA 1
+#define EVAL_EXIT_USAGE 2
+
+typedef struct eval_cfg {
+    const char *train, *test, *ratings, *split, *test_frac, *algo, *recs_out;
+    const char *lambda, *shrink, *alpha; /* floats: opts.h has no float type */
+    int64_t k, seed, neighbours, factors, iterations;
+    bool json;
+} eval_cfg;
+
+/* Everything parsed and derived from the command line. */
+typedef struct eval_plan {
+    reco_algo algo;
+    reco_params params;
+    eval_split_kind split;
+    double test_frac;
+} eval_plan;
+
+typedef struct eval_data {
+    eval_ids users, items;
+    eval_log train, test;
+    uint32_t nusers_train, nitems_train; /* the model's users and catalogue */
+    reco_matrix trainm, testm;           /* testm spans every user and item */
+} eval_data;
+
+typedef struct eval_result {
+    eval_summary sum;
+    double train_seconds, p50_us, p99_us;
+} eval_result;
+
+static const struct {
+    const char *name;
+    reco_algo algo;
+} eval_algos[] = {
+    {"pop", RECO_POP}, {"itemknn", RECO_ITEMKNN}, {"ease", RECO_EASE}, {"als", RECO_ALS}};
+
+static double eval_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* ---- command line -------------------------------------------------------- */
+
+/* A float flag given as a string; min is inclusive. */
+static int eval_parse_float(const char *flag, const char *s, double min, double max, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!*s || *end || errno == ERANGE || !isfinite(v) || v < min || v > max) {
+        fprintf(stderr, "cxm-eval: --%s: \"%s\" is not a number in [%g, %g]\n", flag, s, min, max);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int eval_parse_algo(const char *name, reco_algo *out)
+{
+    for (size_t i = 0; i < sizeof eval_algos / sizeof eval_algos[0]; i++) {
+        if (strcmp(name, eval_algos[i].name) == 0) {
+            *out = eval_algos[i].algo;
+            return 0;
+        }
+    }
+    fprintf(stderr, "cxm-eval: --algo: \"%s\" is not one of ease, itemknn, als, pop\n", name);
+    return -1;
+}
+
+static const char *eval_algo_name(reco_algo algo)
+{
+    for (size_t i = 0; i < sizeof eval_algos / sizeof eval_algos[0]; i++)
+        if (eval_algos[i].algo == algo)
+            return eval_algos[i].name;
+    return "?";
+}
+
+/* reco_params_default, then whatever flags were given. */
+static int eval_params(const eval_cfg *c, eval_plan *plan)
+{
+    reco_params *p = &plan->params;
+    reco_params_default(plan->algo, p);
+    if ((c->lambda && eval_parse_float("lambda", c->lambda, 0, 1e12, &p->lambda)) ||
+        (c->shrink && eval_parse_float("shrink", c->shrink, 0, 1e12, &p->shrink)) ||
+        (c->alpha && eval_parse_float("alpha", c->alpha, 0, 1e12, &p->alpha)))
+        return -1;
+    /* 0 means "not given": the opts range check keeps given values >= 1. */
+    if (c->neighbours)
+        p->neighbours = (uint32_t)c->neighbours;
+    if (c->factors)
+        p->factors = (uint32_t)c->factors;
+    if (c->iterations)
+        p->iterations = (uint32_t)c->iterations;
+    return 0;
+}
+
+static int eval_usage_error(const char *msg)
+{
+    fprintf(stderr, "cxm-eval: %s (see --help)\n", msg);
+    return -1;
+}
+
+/* Check the combination of flags and parse the rest into plan. */
+static int eval_plan_make(const eval_cfg *c, eval_plan *plan)
+{
+    bool files = c->train || c->test;
+    if (!c->algo)
+        return eval_usage_error("--algo is required");
+    if (files && c->ratings)
+        return eval_usage_error("give either --train and --test, or --ratings, not both");
+    if (files && !(c->train && c->test))
+        return eval_usage_error("--train and --test go together");
+    if (!files && !c->ratings)
+        return eval_usage_error("give --train and --test, or --ratings");
+    if (eval_parse_algo(c->algo, &plan->algo))
+        return -1;
+    if (strcmp(c->split, "random") == 0)
+        plan->split = EVAL_SPLIT_RANDOM;
+    else if (strcmp(c->split, "temporal") == 0)
+        plan->split = EVAL_SPLIT_TEMPORAL;
+    else
+        return eval_usage_error("--split must be random or temporal");
+    if (eval_parse_float("test-frac", c->test_frac, 0, 1, &plan->test_frac))
+        return -1;
+    return eval_params(c, plan);
+}
+
+/* ---- data ---------------------------------------------------------------- */
+
+static int eval_read(const char *path, eval_data *d, eval_log *out)
+{
+    char err[512];
+    if (eval_csv_read(path, &d->users, &d->items, out, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "cxm-eval: %s\n", err);
+    return -1;
+}
+
+static int eval_load(const eval_cfg *c, const eval_plan *plan, eval_data *d)
+{
+    if (c->ratings) {
+        eval_log all = {0};
+        if (eval_read(c->ratings, d, &all)) {
+            eval_log_free(&all);
+            return -1;
+        }
+        eval_log_dedupe(&all);
+        int rc =
+            eval_split(&all, plan->split, plan->test_frac, (uint64_t)c->seed, &d->train, &d->test);
+        eval_log_free(&all);
+        if (rc)
+            fprintf(stderr, "cxm-eval: splitting %s: %s\n", c->ratings, cxm_strerror(rc));
+        return rc ? -1 : 0;
+    }
+    /* Train first, so that its ids take the low indices. */
+    if (eval_read(c->train, d, &d->train) || eval_read(c->test, d, &d->test))
+        return -1;
+    eval_log_dedupe(&d->train);
+    eval_log_dedupe(&d->test);
+    return 0;
+}
+
+static int eval_prepare(eval_data *d, const eval_cfg *c)
+{
+    const char *src = c->ratings ? c->ratings : c->train;
+    if (eval_reindex(&d->users, &d->items, &d->train, &d->test, &d->nusers_train,
+                     &d->nitems_train) ||
+        eval_matrix_build(&d->train, d->nusers_train, d->nitems_train, &d->trainm) ||
+        eval_matrix_build(&d->test, d->users.n, d->items.n, &d->testm)) {
+        fprintf(stderr, "cxm-eval: out of memory building the matrices\n");
+        return -1;
+    }
+    if (d->train.n == 0) {
+        fprintf(stderr, "cxm-eval: %s: no training interactions\n", src);
+        return -1;
+    }
+    return 0;
+}
+
+static void eval_data_free(eval_data *d)
+{
+    eval_ids_free(&d->users);
+    eval_ids_free(&d->items);
+    eval_log_free(&d->train);
+    eval_log_free(&d->test);
+    eval_matrix_free(&d->trainm);
+    eval_matrix_free(&d->testm);
+}
+
+/* ---- serving ------------------------------------------------------------- */
+
+static int eval_cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The reco.h promises the evaluator relies on: no more than k items, all in
+ * the catalogue, none from the history. A broken model fails the run rather
+ * than producing flattering numbers. */
+static int eval_check_recs(const eval_data *d, uint32_t u, const uint32_t *recs, size_t n, size_t k)
+{
+    const reco_matrix *t = &d->trainm;
+    const uint32_t *hist = t->items + t->row[u];
+    size_t nhist = (size_t)(t->row[u + 1] - t->row[u]);
+    for (size_t i = 0; i < n && n <= k; i++) {
+        if (recs[i] >= d->nitems_train ||
+            bsearch(&recs[i], hist, nhist, sizeof *hist, eval_cmp_u32)) {
+            fprintf(stderr,
+                    "cxm-eval: the model broke its contract: user %s got item index %" PRIu32
+                    " (%s)\n",
+                    d->users.names[u], recs[i],
+                    recs[i] >= d->nitems_train ? "outside the catalogue" : "already consumed");
+            return -1;
+        }
+    }
+    if (n > k) {
+        fprintf(stderr, "cxm-eval: the model returned %zu items for k = %zu\n", n, k);
+        return -1;
+    }
+    return 0;
+}
+
+/* Write errors are picked up once, by eval_close_recs. */
+static void eval_write_recs(FILE *f, const eval_data *d, uint32_t u, const uint32_t *recs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        fprintf(f, "%s,%s,%zu\n", d->users.names[u], d->items.names[recs[i]], i + 1);
+}
+
+/* Buffers of one serving pass. */
+typedef struct eval_serve_ctx {
+    const reco_model *model;
+    reco_scratch *scratch;
+    uint32_t *recs;
+    float *scores;
+    double *micros; /* one latency per evaluated user */
+    eval_acc acc;
+} eval_serve_ctx;
+
+/* Recommend for user u, time it and score it. */
+static int eval_serve_user(eval_serve_ctx *s, const eval_data *d, uint32_t u, size_t k, FILE *out)
+{
+    const reco_matrix *t = &d->trainm, *q = &d->testm;
+    const uint32_t *hist = t->items + t->row[u];
+    size_t nhist = (size_t)(t->row[u + 1] - t->row[u]);
+    size_t nrel = (size_t)(q->row[u + 1] - q->row[u]);
+    double t0 = eval_now();
+    size_t n = reco_recommend(s->model, s->scratch, hist, t->weights + t->row[u], nhist, NULL, 0, k,
+                              s->recs, s->scores);
+    s->micros[s->acc.users] = (eval_now() - t0) * 1e6;
+    if (eval_check_recs(d, u, s->recs, n, k))
+        return -1;
+    eval_user_metrics m;
+    eval_user_score(s->recs, n, q->items + q->row[u], nrel, k, &m);
+    eval_acc_add(&s->acc, s->recs, n, &m);
+    if (out)
+        eval_write_recs(out, d, u, s->recs, n);
+    return 0;
+}
+
+static int eval_serve_all(eval_serve_ctx *s, const eval_data *d, size_t k, FILE *out)
+{
+    for (uint32_t u = 0; u < d->nusers_train; u++) {
+        bool in_train = d->trainm.row[u + 1] > d->trainm.row[u];
+        bool in_test = d->testm.row[u + 1] > d->testm.row[u];
+        if (in_train && in_test && eval_serve_user(s, d, u, k, out))
+            return -1;
+    }
+    return 0;
+}
+
+static FILE *eval_open_recs(const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs("user,item,rank\n", f) < 0) {
+        fprintf(stderr, "cxm-eval: %s: %s\n", path, strerror(errno));
+        if (f)
+            fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+static int eval_close_recs(FILE *f, const char *path, int rc)
+{
+    if (!f)
+        return rc;
+    int failed = ferror(f) | fclose(f);
+    if (failed && rc == 0) {
+        fprintf(stderr, "cxm-eval: %s: write failed\n", path);
+        return -1;
+    }
+    return rc;
+}
+
+static int eval_serve(const eval_cfg *c, const eval_data *d, const reco_model *model,
+                      eval_result *res)
+{
+    size_t k = (size_t)c->k;
+    eval_serve_ctx s = {.model = model};
+    s.recs = malloc(k * sizeof *s.recs);
+    s.scores = malloc(k * sizeof *s.scores);
+    s.micros = malloc(((size_t)d->nusers_train + 1) * sizeof *s.micros);
+    int rc = !s.recs || !s.scores || !s.micros || eval_acc_init(&s.acc, d->nitems_train) ||
+                     reco_scratch_create(d->nitems_train, &s.scratch)
+                 ? -1
+                 : 0;
+    FILE *out = NULL;
+    if (rc)
+        fprintf(stderr, "cxm-eval: out of memory for serving\n");
+    else if (c->recs_out && !(out = eval_open_recs(c->recs_out)))
+        rc = -1;
+    if (rc == 0)
+        rc = eval_serve_all(&s, d, k, out);
+    rc = eval_close_recs(out, c->recs_out, rc);
+    eval_acc_summary(&s.acc, &res->sum);
+    res->p50_us = eval_quantile(s.micros, s.acc.users, 0.50);
+    res->p99_us = eval_quantile(s.micros, s.acc.users, 0.99);
+    reco_scratch_free(s.scratch);
+    eval_acc_free(&s.acc);
+    free(s.recs);
+    free(s.scores);
+    free(s.micros);
+    return rc;
+}
+
+/* ---- report -------------------------------------------------------------- */
+
+static void eval_report_text(const eval_cfg *c, const eval_plan *plan, const eval_data *d,
+                             const eval_result *r)
+{
+    const reco_params *p = &plan->params;
+    int k = (int)c->k;
+    printf("%-20s %s\n", "algorithm", eval_algo_name(plan->algo));
+    printf("%-20s lambda=%g shrink=%g neighbours=%" PRIu32 " factors=%" PRIu32
+           " iterations=%" PRIu32 " alpha=%g\n",
+           "params", p->lambda, p->shrink, p->neighbours, p->factors, p->iterations, p->alpha);
+    printf("%-20s %" PRIu64 "\n", "users evaluated", r->sum.users);
+    printf("%-20s %" PRIu32 "\n", "items", d->nitems_train);
+    printf("%-20s %zu\n", "train interactions", d->train.n);
+    printf("%-20s %zu\n", "test interactions", d->test.n);
+    printf("precision@%-10d %.6f\n", k, r->sum.precision);
+    printf("recall@%-13d %.6f\n", k, r->sum.recall);
+    printf("ndcg@%-15d %.6f\n", k, r->sum.ndcg);
+    printf("map@%-16d %.6f\n", k, r->sum.map);
+    printf("%-20s %.6f\n", "coverage", r->sum.coverage);
+    printf("%-20s %.3f\n", "training seconds", r->train_seconds);
+    printf("%-20s %.1f\n", "serve p50 us", r->p50_us);
+    printf("%-20s %.1f\n", "serve p99 us", r->p99_us);
+}
+
+static void eval_report_json(const eval_cfg *c, const eval_plan *plan, const eval_data *d,
+                             const eval_result *r)
+{
+    const reco_params *p = &plan->params;
+    printf("{\"algo\":\"%s\",\"k\":%" PRId64 ",\"users\":%" PRIu64 ",\"items\":%" PRIu32
+           ",\"train_interactions\":%zu,\"test_interactions\":%zu,\"precision\":%.6f,"
+           "\"recall\":%.6f,\"ndcg\":%.6f,\"map\":%.6f,\"coverage\":%.6f,"
+           "\"train_seconds\":%.6f,\"serve_p50_us\":%.3f,\"serve_p99_us\":%.3f,"
+           "\"params\":{\"lambda\":%.17g,\"shrink\":%.17g,\"neighbours\":%" PRIu32
+           ",\"factors\":%" PRIu32 ",\"iterations\":%" PRIu32 ",\"alpha\":%.17g}}\n",
+           eval_algo_name(plan->algo), c->k, r->sum.users, d->nitems_train, d->train.n, d->test.n,
+           r->sum.precision, r->sum.recall, r->sum.ndcg, r->sum.map, r->sum.coverage,
+           r->train_seconds, r->p50_us, r->p99_us, p->lambda, p->shrink, p->neighbours, p->factors,
+           p->iterations, p->alpha);
+}
+
+/* ---- main ---------------------------------------------------------------- */
+
+static int eval_train_and_serve(const eval_cfg *c, const eval_plan *plan, const eval_data *d)
+{
+    char err[512] = "";
+    reco_model *model = NULL;
+    eval_result res = {0};
+    double t0 = eval_now();
+    int rc = reco_train(plan->algo, &plan->params, &d->trainm, &model, err, sizeof err);
+    res.train_seconds = eval_now() - t0;
+    if (rc) {
+        fprintf(stderr, "cxm-eval: training %s failed: %s\n", eval_algo_name(plan->algo),
+                err[0] ? err : cxm_strerror(rc));
+        return EVAL_EXIT_DATA;
+    }
+    rc = eval_serve(c, d, model, &res);
+    reco_model_free(model);
+    if (rc)
+        return EVAL_EXIT_DATA;
+    if (c->json)
+        eval_report_json(c, plan, d, &res);
+    else
+        eval_report_text(c, plan, d, &res);
+    return fflush(stdout) == 0 ? 0 : EVAL_EXIT_DATA;
+}
+
+static const char eval_summary_text[] =
+    "cxm-eval: offline evaluation of the recommendation core. Either --train and --test "
+    "files, or --ratings with a per-user --split; CSV header user,item,rating,ts. "
+    "Metrics at k, binary relevance, over users with training and test interactions.";
+
+int main(int argc, char **argv)
+{
+    eval_cfg c = {.split = "random", .test_frac = "0.2", .k = 10, .seed = 42};
+    const cxm_opt opts[] = {
+        {"train", CXM_OPT_STR, &c.train, 0, 0, "training interactions (CSV)"},
+        {"test", CXM_OPT_STR, &c.test, 0, 0, "test interactions (CSV)"},
+        {"ratings", CXM_OPT_STR, &c.ratings, 0, 0, "all interactions (CSV), split per user"},
+        {"split", CXM_OPT_STR, &c.split, 0, 0, "with --ratings: random or temporal"},
+        {"test-frac", CXM_OPT_STR, &c.test_frac, 0, 0,
+         "with --ratings: share of each user in test"},
+        {"seed", CXM_OPT_INT, &c.seed, 0, 0, "seed of the random split"},
+        {"algo", CXM_OPT_STR, &c.algo, 0, 0, "ease, itemknn, als or pop"},
+        {"k", CXM_OPT_INT, &c.k, 1, 100000, "length of each recommendation list"},
+        {"recs-out", CXM_OPT_STR, &c.recs_out, 0, 0, "write user,item,rank CSV here"},
+        {"json", CXM_OPT_BOOL, &c.json, 0, 0, "report as one JSON line"},
+        {"lambda", CXM_OPT_STR, &c.lambda, 0, 0, "EASE/ALS regularisation (default: algo's)"},
+        {"shrink", CXM_OPT_STR, &c.shrink, 0, 0, "item-kNN shrinkage (default: algo's)"},
+        {"alpha", CXM_OPT_STR, &c.alpha, 0, 0, "ALS confidence scale (default: algo's)"},
+        {"neighbours", CXM_OPT_INT, &c.neighbours, 1, UINT32_MAX,
+         "neighbours per item (0: algo's)"},
+        {"factors", CXM_OPT_INT, &c.factors, 1, 100000, "ALS factors (0: algo's)"},
+        {"iterations", CXM_OPT_INT, &c.iterations, 1, 100000, "ALS iterations (0: algo's)"},
+    };
+    size_t nopts = sizeof opts / sizeof opts[0];
+    char err[512];
+    int rc = cxm_opts_parse(opts, nopts, argc, argv, NULL, NULL, err, sizeof err);
+    if (rc == 1) {
+        cxm_opts_usage(stdout, "cxm-eval", eval_summary_text, opts, nopts);
+        return 0;
+    }
+    if (rc) {
+        fprintf(stderr, "cxm-eval: %s\n", err);
+        return EVAL_EXIT_USAGE;
+    }
+    eval_plan plan = {0};
+    if (eval_plan_make(&c, &plan))
+        return EVAL_EXIT_USAGE;
+    eval_data d = {0};
+    rc = eval_load(&c, &plan, &d) || eval_prepare(&d, &c) ? EVAL_EXIT_DATA
+                                                          : eval_train_and_serve(&c, &plan, &d);
+    eval_data_free(&d);
+    return rc;
+}

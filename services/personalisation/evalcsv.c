@@ -1,0 +1,618 @@
+/*
+ * evalcsv.c - interaction files for cxm-eval (see evalcsv.h).
+ */
+#include "personalisation/evalcsv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cxm/err.h"
+
+/* ---- string ids ---------------------------------------------------------- */
+
+static uint64_t eval_hash(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a: short ids, no need for more */
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    return h;
+}
+
+/* The slot holding id, or the empty slot where it would go. */
+static uint32_t eval_ids_slot(const eval_ids *ids, const char *id, size_t len)
+{
+    uint32_t mask = ids->nslots - 1;
+    uint32_t i = (uint32_t)eval_hash(id, len) & mask;
+    for (;; i = (i + 1) & mask) {
+        uint32_t v = ids->slots[i];
+        if (v == 0)
+            return i;
+        const char *name = ids->names[v - 1];
+        if (strncmp(name, id, len) == 0 && name[len] == '\0')
+            return i;
+    }
+}
+
+/* Double the table, keeping the load factor under one half so that probe
+ * sequences stay short. */
+static int eval_ids_grow(eval_ids *ids)
+{
+    uint32_t nslots = ids->nslots ? ids->nslots * 2 : 64;
+    uint32_t *slots = calloc(nslots, sizeof *slots);
+    char **names = realloc(ids->names, (size_t)nslots / 2 * sizeof *names);
+    if (!slots || !names) {
+        free(slots);
+        if (names)
+            ids->names = names;
+        return CXM_ENOMEM;
+    }
+    free(ids->slots);
+    ids->names = names;
+    ids->cap = nslots / 2;
+    ids->slots = slots;
+    ids->nslots = nslots;
+    for (uint32_t k = 0; k < ids->n; k++)
+        slots[eval_ids_slot(ids, ids->names[k], strlen(ids->names[k]))] = k + 1;
+    return 0;
+}
+
+int eval_ids_intern(eval_ids *ids, const char *id, size_t len, uint32_t *out)
+{
+    if (ids->nslots) {
+        uint32_t i = eval_ids_slot(ids, id, len);
+        if (ids->slots[i]) {
+            *out = ids->slots[i] - 1;
+            return 0;
+        }
+    }
+    if (ids->n >= UINT32_MAX / 4)
+        return CXM_ETOOBIG;
+    if (ids->n + 1 > ids->cap) {
+        int rc = eval_ids_grow(ids);
+        if (rc)
+            return rc;
+    }
+    char *copy = strndup(id, len);
+    if (!copy)
+        return CXM_ENOMEM;
+    ids->names[ids->n] = copy;
+    ids->slots[eval_ids_slot(ids, id, len)] = ids->n + 1;
+    *out = ids->n++;
+    return 0;
+}
+
+uint32_t eval_ids_find(const eval_ids *ids, const char *id)
+{
+    if (!ids->nslots)
+        return UINT32_MAX;
+    uint32_t v = ids->slots[eval_ids_slot(ids, id, strlen(id))];
+    return v ? v - 1 : UINT32_MAX;
+}
+
+void eval_ids_free(eval_ids *ids)
+{
+    for (uint32_t k = 0; k < ids->n; k++)
+        free(ids->names[k]);
+    free(ids->names);
+    free(ids->slots);
+    *ids = (eval_ids){0};
+}
+
+/* ---- interaction logs ---------------------------------------------------- */
+
+int eval_log_push(eval_log *log, const eval_event *e)
+{
+    if (log->n == log->cap) {
+        size_t cap = log->cap ? log->cap * 2 : 1024;
+        eval_event *ev = realloc(log->ev, cap * sizeof *ev);
+        if (!ev)
+            return CXM_ENOMEM;
+        log->ev = ev;
+        log->cap = cap;
+    }
+    log->ev[log->n++] = *e;
+    return 0;
+}
+
+void eval_log_free(eval_log *log)
+{
+    free(log->ev);
+    *log = (eval_log){0};
+}
+
+static int eval_cmp_user_item(const void *a, const void *b)
+{
+    const eval_event *x = a, *y = b;
+    if (x->user != y->user)
+        return x->user < y->user ? -1 : 1;
+    return (x->item > y->item) - (x->item < y->item);
+}
+
+void eval_log_dedupe(eval_log *log)
+{
+    if (log->n == 0)
+        return;
+    qsort(log->ev, log->n, sizeof *log->ev, eval_cmp_user_item);
+    size_t w = 0;
+    for (size_t r = 1; r < log->n; r++) {
+        eval_event *keep = &log->ev[w], *e = &log->ev[r];
+        if (e->user == keep->user && e->item == keep->item) {
+            keep->rating = e->rating > keep->rating ? e->rating : keep->rating;
+            keep->ts = e->ts > keep->ts ? e->ts : keep->ts;
+        } else {
+            log->ev[++w] = *e;
+        }
+    }
+    log->n = w + 1;
+}
+
+/* ---- CSV ----------------------------------------------------------------- */
+
+static const char *const eval_columns[] = {"user", "item", "rating", "ts"};
+#define EVAL_NCOLUMNS 4
+
+/* A field of a line: [p, p + len). */
+typedef struct eval_field {
+    const char *p;
+    size_t len;
+} eval_field;
+
+static void eval_errf(char *err, size_t errlen, const char *path, size_t line, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    int n =
+        line ? snprintf(err, errlen, "%s:%zu: ", path, line) : snprintf(err, errlen, "%s: ", path);
+    if (n < 0 || (size_t)n >= errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+/* Split line (without its newline) at commas into at most max fields;
+ * returns the true field count, which may exceed max. */
+static size_t eval_split_fields(const char *line, size_t len, eval_field *f, size_t max)
+{
+    size_t nf = 0;
+    const char *start = line, *end = line + len;
+    for (const char *p = line;; p++) {
+        if (p == end || *p == ',') {
+            if (nf < max)
+                f[nf] = (eval_field){start, (size_t)(p - start)};
+            nf++;
+            if (p == end)
+                return nf;
+            start = p + 1;
+        }
+    }
+}
+
+static int eval_field_is(const eval_field *f, const char *s)
+{
+    return strlen(s) == f->len && memcmp(f->p, s, f->len) == 0;
+}
+
+/* Say which columns are unknown or missing, the usual cause of a bad header
+ * (e.g. MovieLens' userId,movieId,rating,timestamp). */
+static void eval_header_error(const eval_field *f, size_t nf, const char *path, char *err,
+                              size_t errlen)
+{
+    char what[512] = "";
+    size_t n = 0, shown = nf < 16 ? nf : 16;
+    for (size_t i = 0; i < shown; i++) {
+        int known = 0;
+        for (size_t c = 0; c < EVAL_NCOLUMNS; c++)
+            known |= eval_field_is(&f[i], eval_columns[c]);
+        if (!known && n < sizeof what)
+            n += (size_t)snprintf(what + n, sizeof what - n, "%sunknown column \"%.*s\"",
+                                  n ? ", " : "", (int)(f[i].len > 64 ? 64 : f[i].len), f[i].p);
+    }
+    for (size_t c = 0; c < EVAL_NCOLUMNS; c++) {
+        int present = 0;
+        for (size_t i = 0; i < shown; i++)
+            present |= eval_field_is(&f[i], eval_columns[c]);
+        if (!present && n < sizeof what)
+            n += (size_t)snprintf(what + n, sizeof what - n, "%smissing column \"%s\"",
+                                  n ? ", " : "", eval_columns[c]);
+    }
+    eval_errf(err, errlen, path, 1, "header must be exactly \"user,item,rating,ts\" (%s)",
+              n ? what : "columns repeated or out of order");
+}
+
+/* Copy a numeric field into buf as a C string; NULL when it is empty, too
+ * long or starts with a blank (strtod/strtoll would skip it; a strict reader
+ * does not). */
+static const char *eval_field_number(const eval_field *f, char *buf, size_t len)
+{
+    if (f->len == 0 || f->len >= len || f->p[0] == ' ' || f->p[0] == '\t')
+        return NULL;
+    memcpy(buf, f->p, f->len);
+    buf[f->len] = '\0';
+    errno = 0;
+    return buf;
+}
+
+/* 0, -1 (not a number) or -2 (not a finite number > 0 that fits a float). */
+static int eval_parse_rating(const eval_field *f, float *out)
+{
+    char buf[64], *end;
+    const char *s = eval_field_number(f, buf, sizeof buf);
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || *end || errno == ERANGE)
+        return -1;
+    if (!isfinite(v) || v <= 0 || v > 3.4e38)
+        return -2;
+    *out = (float)v;
+    return 0;
+}
+
+static int eval_parse_ts(const eval_field *f, int64_t *out)
+{
+    char buf[32], *end;
+    const char *s = eval_field_number(f, buf, sizeof buf);
+    long long v = s ? strtoll(s, &end, 10) : 0;
+    if (!s || *end || errno == ERANGE)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+/* Check an id field; returns an error message or NULL. */
+static const char *eval_check_id(const eval_field *f)
+{
+    if (f->len == 0)
+        return "is empty";
+    if (f->len > EVAL_ID_MAX)
+        return "is longer than 256 bytes";
+    return NULL;
+}
+
+/* Parse one data line into ids and an event. */
+static int eval_parse_line(const char *line, size_t len, const char *path, size_t lineno,
+                           eval_ids *users, eval_ids *items, eval_event *e, char *err,
+                           size_t errlen)
+{
+    if (memchr(line, '"', len)) {
+        eval_errf(err, errlen, path, lineno, "quoted fields are not supported");
+        return CXM_EINVAL;
+    }
+    eval_field f[EVAL_NCOLUMNS];
+    size_t nf = eval_split_fields(line, len, f, EVAL_NCOLUMNS);
+    if (nf != EVAL_NCOLUMNS) {
+        eval_errf(err, errlen, path, lineno, "expected 4 fields (user,item,rating,ts), found %zu",
+                  len ? nf : 0);
+        return CXM_EINVAL;
+    }
+    for (int c = 0; c < 2; c++) {
+        const char *why = eval_check_id(&f[c]);
+        if (why) {
+            eval_errf(err, errlen, path, lineno, "%s id %s", eval_columns[c], why);
+            return CXM_EINVAL;
+        }
+    }
+    int prc = eval_parse_rating(&f[2], &e->rating);
+    if (prc) {
+        eval_errf(err, errlen, path, lineno, "rating \"%.*s\" is %s",
+                  (int)(f[2].len > 64 ? 64 : f[2].len), f[2].p,
+                  prc == -1 ? "not a number" : "not a finite number > 0");
+        return CXM_EINVAL;
+    }
+    if (eval_parse_ts(&f[3], &e->ts)) {
+        eval_errf(err, errlen, path, lineno, "ts \"%.*s\" is not an integer",
+                  (int)(f[3].len > 64 ? 64 : f[3].len), f[3].p);
+        return CXM_EINVAL;
+    }
+    int rc = eval_ids_intern(users, f[0].p, f[0].len, &e->user);
+    if (!rc)
+        rc = eval_ids_intern(items, f[1].p, f[1].len, &e->item);
+    if (rc)
+        eval_errf(err, errlen, path, lineno, "cannot add id: %s", cxm_strerror(rc));
+    return rc;
+}
+
+static int eval_check_header(const char *line, size_t len, const char *path, char *err,
+                             size_t errlen)
+{
+    eval_field f[16];
+    size_t nf = eval_split_fields(line, len, f, 16);
+    if (nf == EVAL_NCOLUMNS && eval_field_is(&f[0], "user") && eval_field_is(&f[1], "item") &&
+        eval_field_is(&f[2], "rating") && eval_field_is(&f[3], "ts"))
+        return 0;
+    eval_header_error(f, nf, path, err, errlen);
+    return CXM_EINVAL;
+}
+
+/* Strip the line terminator ("\n" or "\r\n"); returns the content length. */
+static size_t eval_chomp(char *line, size_t len)
+{
+    if (len && line[len - 1] == '\n')
+        len--;
+    if (len && line[len - 1] == '\r')
+        len--;
+    line[len] = '\0';
+    return len;
+}
+
+static int eval_read_lines(FILE *f, const char *path, eval_ids *users, eval_ids *items,
+                           eval_log *out, char *err, size_t errlen)
+{
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t got;
+    int rc = 0;
+    while (rc == 0 && (got = getline(&line, &cap, f)) >= 0) {
+        size_t len = eval_chomp(line, (size_t)got);
+        if (memchr(line, '\0', len)) {
+            eval_errf(err, errlen, path, lineno + 1, "NUL byte in line");
+            rc = CXM_EINVAL;
+        } else if (++lineno == 1) {
+            rc = eval_check_header(line, len, path, err, errlen);
+        } else {
+            eval_event e;
+            rc = eval_parse_line(line, len, path, lineno, users, items, &e, err, errlen);
+            if (!rc && (rc = eval_log_push(out, &e)) != 0)
+                eval_errf(err, errlen, path, lineno, "out of memory");
+        }
+    }
+    free(line);
+    if (rc == 0 && ferror(f)) {
+        eval_errf(err, errlen, path, 0, "read error: %s", strerror(errno));
+        rc = CXM_EIO;
+    } else if (rc == 0 && lineno == 0) {
+        eval_errf(err, errlen, path, 0, "empty file (expected the header user,item,rating,ts)");
+        rc = CXM_EINVAL;
+    }
+    return rc;
+}
+
+int eval_csv_read(const char *path, eval_ids *users, eval_ids *items, eval_log *out, char *err,
+                  size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        eval_errf(err, errlen, path, 0, "cannot open: %s", strerror(errno));
+        return CXM_EIO;
+    }
+    int rc = eval_read_lines(f, path, users, items, out, err, errlen);
+    fclose(f);
+    return rc;
+}
+
+/* ---- splits -------------------------------------------------------------- */
+
+static uint64_t eval_splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Fisher-Yates; the modulo bias is below 2^-40 for any realistic history. */
+static void eval_shuffle(eval_event *ev, size_t n, uint64_t *state)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = (size_t)(eval_splitmix64(state) % i);
+        eval_event t = ev[i - 1];
+        ev[i - 1] = ev[j];
+        ev[j] = t;
+    }
+}
+
+static int eval_cmp_time(const void *a, const void *b)
+{
+    const eval_event *x = a, *y = b;
+    if (x->ts != y->ts)
+        return x->ts < y->ts ? -1 : 1;
+    return (x->item > y->item) - (x->item < y->item);
+}
+
+/* How many of a user's n interactions go to test: round(frac * n), but one
+ * always stays in train so that the user can be scored at all. */
+static size_t eval_test_count(size_t n, double frac)
+{
+    size_t t = (size_t)llround(frac * (double)n);
+    return n == 0 ? 0 : (t > n - 1 ? n - 1 : t);
+}
+
+/* Split one user's interactions (ev[0..n), reordered in place). */
+static int eval_split_user(eval_event *ev, size_t n, eval_split_kind kind, double frac,
+                           uint64_t *state, eval_log *train, eval_log *test)
+{
+    size_t ntest = eval_test_count(n, frac);
+    if (kind == EVAL_SPLIT_RANDOM)
+        eval_shuffle(ev, n, state);
+    else
+        qsort(ev, n, sizeof *ev, eval_cmp_time);
+    /* Random: the first ntest of the shuffle; temporal: the latest ntest. */
+    size_t test_from = kind == EVAL_SPLIT_RANDOM ? 0 : n - ntest;
+    for (size_t i = 0; i < n; i++) {
+        int in_test = i >= test_from && i < test_from + ntest;
+        int rc = eval_log_push(in_test ? test : train, &ev[i]);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int eval_split(const eval_log *all, eval_split_kind kind, double frac, uint64_t seed,
+               eval_log *train, eval_log *test)
+{
+    if (!(frac >= 0 && frac <= 1) || (kind != EVAL_SPLIT_RANDOM && kind != EVAL_SPLIT_TEMPORAL))
+        return CXM_EINVAL;
+    eval_event *group = malloc((all->n ? all->n : 1) * sizeof *group);
+    if (!group)
+        return CXM_ENOMEM;
+    uint64_t state = seed;
+    int rc = 0;
+    for (size_t i = 0, j; rc == 0 && i < all->n; i = j) {
+        for (j = i + 1; j < all->n && all->ev[j].user == all->ev[i].user;)
+            j++;
+        memcpy(group, all->ev + i, (j - i) * sizeof *group);
+        rc = eval_split_user(group, j - i, kind, frac, &state, train, test);
+    }
+    free(group);
+    return rc;
+}
+
+/* ---- re-indexing --------------------------------------------------------- */
+
+/* Give the next new index to every id of logs not yet numbered. */
+static void eval_number(uint32_t *map, uint32_t *next, const eval_log *log, int items)
+{
+    for (size_t i = 0; i < log->n; i++) {
+        uint32_t old = items ? log->ev[i].item : log->ev[i].user;
+        if (map[old] == UINT32_MAX)
+            map[old] = (*next)++;
+    }
+}
+
+/* Renumber one id space by map (old -> new), names and hash table included. */
+static int eval_ids_permute(eval_ids *ids, const uint32_t *map)
+{
+    char **names = malloc((ids->cap ? ids->cap : 1) * sizeof *names);
+    if (!names)
+        return CXM_ENOMEM;
+    for (uint32_t k = 0; k < ids->n; k++)
+        names[map[k]] = ids->names[k];
+    free(ids->names);
+    ids->names = names;
+    for (uint32_t s = 0; s < ids->nslots; s++)
+        if (ids->slots[s])
+            ids->slots[s] = map[ids->slots[s] - 1] + 1;
+    return 0;
+}
+
+static void eval_apply(eval_log *log, const uint32_t *map, int items)
+{
+    for (size_t i = 0; i < log->n; i++) {
+        uint32_t *v = items ? &log->ev[i].item : &log->ev[i].user;
+        *v = map[*v];
+    }
+}
+
+/* Renumber users (items == 0) or items so that train ids come first. */
+static int eval_reindex_one(eval_ids *ids, eval_log *train, eval_log *test, int items,
+                            uint32_t *ntrain)
+{
+    uint32_t *map = malloc((ids->n ? ids->n : 1) * sizeof *map);
+    if (!map)
+        return CXM_ENOMEM;
+    memset(map, 0xff, (size_t)ids->n * sizeof *map);
+    uint32_t next = 0;
+    eval_number(map, &next, train, items);
+    *ntrain = next;
+    eval_number(map, &next, test, items);
+    for (uint32_t k = 0; k < ids->n; k++)
+        if (map[k] == UINT32_MAX)
+            map[k] = next++; /* interned but in neither log: keep it, last */
+    int rc = eval_ids_permute(ids, map);
+    if (!rc) {
+        eval_apply(train, map, items);
+        eval_apply(test, map, items);
+    }
+    free(map);
+    return rc;
+}
+
+int eval_reindex(eval_ids *users, eval_ids *items, eval_log *train, eval_log *test,
+                 uint32_t *nusers_train, uint32_t *nitems_train)
+{
+    int rc = eval_reindex_one(users, train, test, 0, nusers_train);
+    return rc ? rc : eval_reindex_one(items, train, test, 1, nitems_train);
+}
+
+/* ---- matrices ------------------------------------------------------------ */
+
+/* (item, position) pairs sort a row while keeping weights and ts attached. */
+typedef struct eval_cell {
+    uint32_t item;
+    float weight;
+    int64_t ts;
+} eval_cell;
+
+static int eval_cmp_cell(const void *a, const void *b)
+{
+    const eval_cell *x = a, *y = b;
+    return (x->item > y->item) - (x->item < y->item);
+}
+
+static int eval_matrix_alloc(reco_matrix *m, uint32_t nusers, uint32_t nitems, size_t nnz)
+{
+    *m = (reco_matrix){.nusers = nusers, .nitems = nitems};
+    m->row = calloc((size_t)nusers + 1, sizeof *m->row);
+    m->items = malloc((nnz ? nnz : 1) * sizeof *m->items);
+    m->weights = malloc((nnz ? nnz : 1) * sizeof *m->weights);
+    m->ts = malloc((nnz ? nnz : 1) * sizeof *m->ts);
+    if (m->row && m->items && m->weights && m->ts)
+        return 0;
+    eval_matrix_free(m);
+    return CXM_ENOMEM;
+}
+
+/* Sort each row by item; a repeated item means the log was not de-duplicated. */
+static int eval_matrix_sort_rows(reco_matrix *m, eval_cell *cells)
+{
+    for (uint32_t u = 0; u < m->nusers; u++) {
+        uint64_t a = m->row[u], b = m->row[u + 1];
+        qsort(cells + a, b - a, sizeof *cells, eval_cmp_cell);
+        for (uint64_t i = a; i < b; i++) {
+            if (i > a && cells[i].item == cells[i - 1].item)
+                return CXM_EINVAL;
+            m->items[i] = cells[i].item;
+            m->weights[i] = cells[i].weight;
+            m->ts[i] = cells[i].ts;
+        }
+    }
+    return 0;
+}
+
+int eval_matrix_build(const eval_log *log, uint32_t nusers, uint32_t nitems, reco_matrix *out)
+{
+    for (size_t i = 0; i < log->n; i++)
+        if (log->ev[i].user >= nusers || log->ev[i].item >= nitems)
+            return CXM_EINVAL;
+    int rc = eval_matrix_alloc(out, nusers, nitems, log->n);
+    eval_cell *cells = rc ? NULL : malloc((log->n ? log->n : 1) * sizeof *cells);
+    if (!cells) {
+        eval_matrix_free(out);
+        return CXM_ENOMEM;
+    }
+    /* Counting sort by user, then each row by item. */
+    for (size_t i = 0; i < log->n; i++)
+        out->row[log->ev[i].user + 1]++;
+    for (uint32_t u = 0; u < nusers; u++)
+        out->row[u + 1] += out->row[u];
+    uint64_t *fill = malloc(((size_t)nusers + 1) * sizeof *fill);
+    if (!fill) {
+        free(cells);
+        eval_matrix_free(out);
+        return CXM_ENOMEM;
+    }
+    memcpy(fill, out->row, ((size_t)nusers + 1) * sizeof *fill);
+    for (size_t i = 0; i < log->n; i++) {
+        const eval_event *e = &log->ev[i];
+        cells[fill[e->user]++] = (eval_cell){e->item, e->rating, e->ts};
+    }
+    free(fill);
+    rc = eval_matrix_sort_rows(out, cells);
+    free(cells);
+    if (rc)
+        eval_matrix_free(out);
+    return rc;
+}
+
+void eval_matrix_free(reco_matrix *m)
+{
+    free(m->row);
+    free(m->items);
+    free(m->weights);
+    free(m->ts);
+    *m = (reco_matrix){0};
+}

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# eval_smoke.sh BIN_DIR - cxm-eval end to end: on synthetic interactions with
+# clustered tastes, collaborative filtering must clearly beat popularity
+# (item-kNN NDCG@10 > 1.2 x popularity's). If the MovieLens small set is
+# present next to the repository (../shared/data/movielens-latest-small), EASE
+# must beat popularity by 1.5x there; otherwise that part is skipped.
+set -euo pipefail
+
+BIN=${1:?usage: eval_smoke.sh BIN_DIR}
+EVAL=$BIN/cxm-eval
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+ML=$REPO/../shared/data/movielens-latest-small/ratings.csv
+
+if [[ ! -x $EVAL ]]; then
+    echo "eval_smoke: $EVAL is missing (was cxm-eval built?)" >&2
+    exit 1
+fi
+
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+# 300 users, 400 items in 10 taste clusters of 40. Each user picks ~25 items,
+# 85% from their own cluster (skewed towards its first items) and 15% from
+# anywhere, so popularity alone is weak and co-occurrence is strong.
+awk -v seed=7 'BEGIN {
+    srand(seed); print "user,item,rating,ts"
+    for (u = 0; u < 300; u++) {
+        c = u % 10; n = 15 + int(rand() * 20)
+        delete seen
+        for (j = 0; j < n; j++) {
+            if (rand() < 0.85) i = c * 40 + int(40 * rand() * rand())
+            else i = int(400 * rand())
+            if (i in seen) continue
+            seen[i] = 1
+            printf "u%d,i%d,%d,%d\n", u, i, 1 + int(rand() * 5), 1000000 + u * 100 + j
+        }
+    }
+}' >"$TMP/synthetic.csv"
+
+# run NAME CSV ALGO: run cxm-eval, keep its JSON line in $TMP/NAME.ALGO.json
+# and print its NDCG.
+run() {
+    local name=$1 csv=$2 algo=$3 out=$TMP/$1.$3.json
+    if ! "$EVAL" --ratings "$csv" --split random --test-frac 0.2 --seed 42 --algo "$algo" \
+        --k 10 --json >"$out" 2>"$TMP/err"; then
+        echo "eval_smoke: cxm-eval --algo $algo on $name failed:" >&2
+        cat "$TMP/err" >&2
+        exit 1
+    fi
+    echo "eval_smoke: $name $algo: $(cat "$out")" >&2
+    local ndcg
+    ndcg=$(sed -n 's/.*"ndcg":\([0-9.eE+-]*\).*/\1/p' "$out")
+    if [[ -z $ndcg ]]; then
+        echo "eval_smoke: no ndcg in the output of --algo $algo on $name" >&2
+        exit 1
+    fi
+    echo "$ndcg"
+}
+
+# better NAME A NDCG_A B NDCG_B FACTOR: fail unless NDCG_A > FACTOR x NDCG_B.
+better() {
+    if awk -v a="$3" -v b="$5" -v f="$6" 'BEGIN { exit !(a > f * b) }'; then
+        echo "eval_smoke: ok: $1 $2 ndcg $3 > $6 x $4 ndcg $5"
+    else
+        echo "eval_smoke: FAIL: $1 $2 ndcg $3 is not > $6 x $4 ndcg $5" >&2
+        exit 1
+    fi
+}
+
+pop=$(run synthetic "$TMP/synthetic.csv" pop)
+knn=$(run synthetic "$TMP/synthetic.csv" itemknn)
+ease=$(run synthetic "$TMP/synthetic.csv" ease)
+echo "eval_smoke: synthetic ndcg@10: pop $pop, itemknn $knn, ease $ease"
+better synthetic itemknn "$knn" pop "$pop" 1.2
+
+if [[ -r $ML ]]; then
+    # MovieLens' header names differ; the data lines are already user,item,rating,ts.
+    awk 'NR == 1 { print "user,item,rating,ts"; next } { print }' "$ML" >"$TMP/ml.csv"
+    mlpop=$(run movielens "$TMP/ml.csv" pop)
+    mlease=$(run movielens "$TMP/ml.csv" ease)
+    better movielens ease "$mlease" pop "$mlpop" 1.5
+else
+    echo "eval_smoke: $ML not found: skipping the MovieLens check"
+fi
+echo "eval_smoke: passed"
