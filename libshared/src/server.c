@@ -768,6 +768,14 @@ static void *worker_main(void *arg)
 
 /* ---- lifecycle ---- */
 
+/* A SIGTERM/SIGINT that reached a thread not blocking it. */
+static volatile sig_atomic_t noted_signal;
+
+static void note_signal(int sig)
+{
+    noted_signal = sig;
+}
+
 int cxm_server_create(const cxm_server_opts *opts, cxm_server **out)
 {
     cxm_server *s = calloc(1, sizeof *s);
@@ -789,12 +797,21 @@ int cxm_server_create(const cxm_server_opts *opts, cxm_server **out)
     pthread_cond_init(&s->cv, NULL);
 
     /* Signals are taken synchronously by cxm_server_run; block them before
-     * gRPC starts its own threads so that they inherit the mask. */
+     * gRPC starts its own threads so that they inherit the mask. Threads
+     * that started earlier (a BLAS library's pool starts before main) do
+     * not block them, so a handler also catches the signal there: it only
+     * records it, for cxm_server_run to see. */
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = note_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     grpc_init();
@@ -946,6 +963,8 @@ static void wait_for_signal(cxm_server *s)
     struct timespec poll = {0, 100 * 1000 * 1000};
     while (!atomic_load(&s->stop_requested)) {
         int sig = sigtimedwait(&set, NULL, &poll);
+        if (sig <= 0 && noted_signal)
+            sig = noted_signal;
         if (sig == SIGTERM || sig == SIGINT) {
             cxm_log_info("server.signal", "received %s; draining (grace %lld ms)",
                          sig == SIGTERM ? "SIGTERM" : "SIGINT", (long long)s->opts.grace_ms);
