@@ -48,10 +48,13 @@ void reco_params_default(reco_algo algo, reco_params *p)
 {
     memset(p, 0, sizeof *p);
     p->lambda = algo == RECO_ALS ? 0.1 : 300.0;
-    p->shrink = 10.0;
+    /* Item-kNN: strong shrinkage and few neighbours keep rare co-occurrences
+     * from dominating (MovieLens-small NDCG@10: shrink 10 / 100 neighbours
+     * 0.266, shrink 100 / 50 neighbours 0.276, / 20 neighbours 0.285). */
+    p->shrink = 100.0;
     /* EASE rows are dense; 1000 neighbours keep nearly all of the ranking
      * (0.365 vs 0.360 NDCG@10 for 400 on MovieLens-small). */
-    p->neighbours = algo == RECO_EASE ? 1000 : 100;
+    p->neighbours = algo == RECO_EASE ? 1000 : 50;
     p->factors = 64;
     p->iterations = 10;
     p->alpha = 10.0;
