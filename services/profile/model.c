@@ -89,6 +89,18 @@ prof_profile *prof_new(cxm_arena *a, const char *customer_id, int64_t now_ms)
     return p;
 }
 
+prof_profile *prof_unpack(cxm_arena *a, const void *buf, size_t n)
+{
+    prof_profile *p = cxm__v1__profile__unpack(cxm_arena_protobuf(a), n, buf);
+    if (p && !p->standard_traits) { /* an empty submessage is not packed */
+        p->standard_traits = cxm_arena_alloc(a, sizeof *p->standard_traits);
+        if (!p->standard_traits)
+            return NULL;
+        cxm__v1__standard_traits__init(p->standard_traits);
+    }
+    return p;
+}
+
 prof_profile *prof_copy(cxm_arena *a, const prof_profile *p)
 {
     size_t n = cxm__v1__profile__get_packed_size(p);
@@ -96,14 +108,7 @@ prof_profile *prof_copy(cxm_arena *a, const prof_profile *p)
     if (!buf)
         return NULL;
     cxm__v1__profile__pack(p, buf);
-    prof_profile *c = cxm__v1__profile__unpack(cxm_arena_protobuf(a), n, buf);
-    if (c && !c->standard_traits) {
-        c->standard_traits = cxm_arena_alloc(a, sizeof *c->standard_traits);
-        if (!c->standard_traits)
-            return NULL;
-        cxm__v1__standard_traits__init(c->standard_traits);
-    }
-    return c;
+    return prof_unpack(a, buf, n);
 }
 
 bool prof_value_equal(const prof_value *x, const prof_value *y)

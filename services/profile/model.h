@@ -33,6 +33,10 @@ typedef Cxm__V1__Value prof_value;
 /* A fresh empty profile. */
 prof_profile *prof_new(cxm_arena *a, const char *customer_id, int64_t now_ms);
 
+/* Decode a stored profile into a, standard_traits always set. NULL when the
+ * bytes are not a profile or out of memory. */
+prof_profile *prof_unpack(cxm_arena *a, const void *buf, size_t n);
+
 /* A deep copy (pack + unpack into a). NULL when out of memory. */
 prof_profile *prof_copy(cxm_arena *a, const prof_profile *p);
 

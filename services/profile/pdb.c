@@ -152,21 +152,15 @@ int pdb_load(cxm_txn *t, const pdb *db, const char *customer_id, cxm_arena *a, p
     int rc = cxm_txn_get_ref(t, db->profiles, customer_id, strlen(customer_id), &v, &n);
     if (rc != 0)
         return rc;
-    prof_profile *p = cxm__v1__profile__unpack(cxm_arena_protobuf(a), n, v);
+    prof_profile *p = prof_unpack(a, v, n);
     if (!p)
         return CXM_ECORRUPT;
-    if (!p->standard_traits) {
-        p->standard_traits = cxm_arena_alloc(a, sizeof *p->standard_traits);
-        if (!p->standard_traits)
-            return CXM_ENOMEM;
-        cxm__v1__standard_traits__init(p->standard_traits);
-    }
     *out = p;
     return 0;
 }
 
-static int put_message(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
-                       const ProtobufCMessage *m)
+int pdb_put_message(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
+                    const ProtobufCMessage *m)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = cxm_arena_alloc(a, n ? n : 1);
@@ -252,7 +246,7 @@ int pdb_save(cxm_txn *t, const pdb *db, cxm_arena *a, prof_profile *p)
     if (rc == 0)
         rc = link_identities(t, db, p);
     if (rc == 0)
-        rc = put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), a, &p->base);
+        rc = pdb_put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), a, &p->base);
     return rc;
 }
 
@@ -307,49 +301,40 @@ int pdb_put_snapshot(cxm_txn *t, const pdb *db, cxm_arena *a, const pdb_snapshot
                        0);
 }
 
-static const uint8_t *frame_get(const uint8_t *p, const uint8_t *end, cxm_arena *a,
-                                const ProtobufCMessageDescriptor *d, ProtobufCMessage **out)
+/* The next frame's bytes; NULL when the value is cut short. */
+static const uint8_t *frame_next(const uint8_t *p, const uint8_t *end, const uint8_t **data,
+                                 size_t *len)
 {
     uint32_t n;
-    if (end - p < 4)
+    if (!p || end - p < 4)
         return NULL;
     memcpy(&n, p, 4);
     if ((size_t)(end - p - 4) < n)
         return NULL;
-    *out = protobuf_c_message_unpack(d, cxm_arena_protobuf(a), n, p + 4);
-    return *out ? p + 4 + n : NULL;
+    *data = p + 4;
+    *len = n;
+    return p + 4 + n;
 }
 
 int pdb_get_snapshot(cxm_txn *t, const pdb *db, const char *merge_id, cxm_arena *a,
                      pdb_snapshot *out)
 {
-    void *v;
+    const void *v;
     size_t n;
-    int rc = cxm_txn_get(t, db->merges, merge_id, strlen(merge_id), a, &v, &n);
+    int rc = cxm_txn_get_ref(t, db->merges, merge_id, strlen(merge_id), &v, &n);
     if (rc != 0)
         return rc;
-    const uint8_t *p = v, *end = p + n;
-    p = frame_get(p, end, a, &cxm__v1__merge_record__descriptor, (ProtobufCMessage **)&out->record);
-    if (p)
-        p = frame_get(p, end, a, &cxm__v1__profile__descriptor,
-                      (ProtobufCMessage **)&out->target_before);
-    if (p)
-        p = frame_get(p, end, a, &cxm__v1__profile__descriptor,
-                      (ProtobufCMessage **)&out->source_before);
-    if (p)
-        p = frame_get(p, end, a, &cxm__v1__profile__descriptor,
-                      (ProtobufCMessage **)&out->target_after);
-    if (!p)
-        return CXM_ECORRUPT;
-    prof_profile *all[3] = {out->target_before, out->source_before, out->target_after};
-    for (int i = 0; i < 3; i++)
-        if (!all[i]->standard_traits) {
-            all[i]->standard_traits = cxm_arena_alloc(a, sizeof *all[i]->standard_traits);
-            if (!all[i]->standard_traits)
-                return CXM_ENOMEM;
-            cxm__v1__standard_traits__init(all[i]->standard_traits);
-        }
-    return 0;
+    const uint8_t *p = v, *end = p + n, *data;
+    size_t len;
+    prof_profile **profiles[3] = {&out->target_before, &out->source_before, &out->target_after};
+    p = frame_next(p, end, &data, &len);
+    out->record = p ? cxm__v1__merge_record__unpack(cxm_arena_protobuf(a), len, data) : NULL;
+    for (int i = 0; i < 3 && out->record; i++) {
+        p = frame_next(p, end, &data, &len);
+        if (!p || !(*profiles[i] = prof_unpack(a, data, len)))
+            return CXM_ECORRUPT;
+    }
+    return out->record ? 0 : CXM_ECORRUPT;
 }
 
 /* ---- segments ---- */
@@ -462,8 +447,8 @@ int pdb_evaluate_segment(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1_
             continue; /* unchanged: no page to dirty */
         set_segment_id(&scratch, p, seg->segment_id, member);
         if ((rc = set_member(t, db, seg->segment_id, p->customer_id, member)) == 0)
-            rc = put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), &scratch,
-                             &p->base);
+            rc = pdb_put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), &scratch,
+                                 &p->base);
     }
     cxm_arena_dispose(&scratch);
     return rc;

@@ -76,6 +76,10 @@ int pdb_save(cxm_txn *t, const pdb *db, cxm_arena *a, prof_profile *p);
 /* Remove a profile, its identity links and memberships (not redirects). */
 int pdb_remove(cxm_txn *t, const pdb *db, const prof_profile *p);
 
+/* Pack m into arena memory and store it under key. */
+int pdb_put_message(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
+                    const ProtobufCMessage *m);
+
 /* Merge snapshots: the four profiles a merge needs to be undone. */
 typedef struct pdb_snapshot {
     prof_profile *target_before, *source_before, *target_after;

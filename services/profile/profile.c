@@ -214,6 +214,18 @@ static void op_done(void *user, int rc)
         finish_err(o->call, rc ? rc : CXM_EINTERNAL, o->err);
 }
 
+/* The call's response, allocated in its arena and initialised; it is what
+ * op_done sends once the job committed. NULL when out of memory. */
+static void *op_response(op *o, const ProtobufCMessageDescriptor *d)
+{
+    ProtobufCMessage *m = cxm_arena_alloc(o->a, d->sizeof_message);
+    if (m) {
+        protobuf_c_message_init(d, m);
+        o->resp = m;
+    }
+    return m;
+}
+
 static void submit(cxm_call *call, const void *req, op_fn fn)
 {
     cxm_arena *a = cxm_call_arena(call);
@@ -322,10 +334,10 @@ static int merge_into(cxm_txn *t, op *o, prof_profile *target, prof_profile *sou
 static int resolve_create(cxm_txn *t, op *o)
 {
     const Cxm__V1__ResolveIdentityRequest *req = o->req;
-    Cxm__V1__ResolveIdentityResponse *resp = cxm_arena_alloc(o->a, sizeof *resp);
+    Cxm__V1__ResolveIdentityResponse *resp =
+        op_response(o, &cxm__v1__resolve_identity_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    cxm__v1__resolve_identity_response__init(resp);
     resp->normalized = req->identity;
     const char *owner;
     int rc = pdb_identity_owner(t, &ctx.db, req->identity, o->a, &owner);
@@ -343,7 +355,6 @@ static int resolve_create(cxm_txn *t, op *o)
         return rc;
     }
     resp->customer_id = (char *)owner;
-    o->resp = &resp->base;
     return 0;
 }
 
@@ -599,17 +610,16 @@ static int upsert_duplicate(cxm_txn *t, op *o, const char *customer_id,
     if (rc == 0)
         rc = pdb_load(t, &ctx.db, live, o->a, &resp->profile);
     resp->duplicate = true;
-    o->resp = &resp->base;
     return rc;
 }
 
 static int upsert_run(cxm_txn *t, op *o)
 {
     const Cxm__V1__UpsertProfileRequest *req = o->req;
-    Cxm__V1__UpsertProfileResponse *resp = cxm_arena_alloc(o->a, sizeof *resp);
+    Cxm__V1__UpsertProfileResponse *resp =
+        op_response(o, &cxm__v1__upsert_profile_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    cxm__v1__upsert_profile_response__init(resp);
     const char *rid = s_or_empty(req->request_id);
     const char *seen;
     if (*rid &&
@@ -650,7 +660,6 @@ static int upsert_run(cxm_txn *t, op *o)
     resp->n_merges = lr.nmerges;
     resp->skipped_identities = lr.skipped;
     resp->n_skipped_identities = lr.nskipped;
-    o->resp = &resp->base;
     return 0;
 }
 
@@ -698,21 +707,19 @@ static int merge_run(cxm_txn *t, op *o)
                  (unsigned long long)target->version);
         return CXM_ESTALE;
     }
-    Cxm__V1__MergeProfilesResponse *resp = cxm_arena_alloc(o->a, sizeof *resp);
+    Cxm__V1__MergeProfilesResponse *resp =
+        op_response(o, &cxm__v1__merge_profiles_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    cxm__v1__merge_profiles_response__init(resp);
     if (req->dry_run) {
         if ((rc = prof_merge_check(target, source, &ctx.unique, o->err, ERR_MAX)) != 0 ||
             (rc = prof_merge(o->a, target, source, "", o->now, o->err, ERR_MAX)) != 0)
             return rc;
         resp->profile = target; /* computed in memory only: nothing was written */
-        o->resp = &resp->base;
         return 0;
     }
     rc = merge_into(t, o, target, source, req->reason, NULL, &resp->merge);
     resp->profile = target;
-    o->resp = &resp->base;
     return rc;
 }
 
@@ -777,14 +784,13 @@ static int unmerge_run(cxm_txn *t, op *o)
         (rc = pdb_save(t, &ctx.db, o->a, source)) != 0 ||
         (rc = pdb_put_snapshot(t, &ctx.db, o->a, &s)) != 0)
         return rc;
-    Cxm__V1__UnmergeProfileResponse *resp = cxm_arena_alloc(o->a, sizeof *resp);
+    Cxm__V1__UnmergeProfileResponse *resp =
+        op_response(o, &cxm__v1__unmerge_profile_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    cxm__v1__unmerge_profile_response__init(resp);
     resp->target = target;
     resp->source = source;
     resp->merge = s.record;
-    o->resp = &resp->base;
     return 0;
 }
 
@@ -831,15 +837,13 @@ static int consent_run(cxm_txn *t, op *o)
         return CXM_ENOMEM;
     if (applied && (rc = commit_profile(t, o, p)) != 0)
         return rc;
-    Cxm__V1__SetConsentResponse *resp = cxm_arena_alloc(o->a, sizeof *resp);
+    Cxm__V1__SetConsentResponse *resp = op_response(o, &cxm__v1__set_consent_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    cxm__v1__set_consent_response__init(resp);
     resp->consent = cur;
     resp->applied = applied;
     resp->customer_id = p->customer_id;
     resp->version = p->version;
-    o->resp = &resp->base;
     return 0;
 }
 
@@ -909,11 +913,10 @@ static int erase_merges(cxm_txn *t, op *o, const prof_profile *p, Cxm__V1__Delet
 static int delete_run(cxm_txn *t, op *o)
 {
     const Cxm__V1__DeleteProfileRequest *req = o->req;
-    Cxm__V1__DeleteProfileResponse *resp = cxm_arena_alloc(o->a, sizeof *resp);
+    Cxm__V1__DeleteProfileResponse *resp =
+        op_response(o, &cxm__v1__delete_profile_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    cxm__v1__delete_profile_response__init(resp);
-    o->resp = &resp->base;
     if (req->customer->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID) {
         void *v;
         size_t n;
@@ -959,12 +962,8 @@ static int delete_run(cxm_txn *t, op *o)
     r->services[0] = se;
     r->n_services = 1;
     resp->receipt = r;
-    size_t n = cxm__v1__deletion_receipt__get_packed_size(r);
-    uint8_t *buf = cxm_arena_alloc(o->a, n ? n : 1);
-    if (!buf)
-        return CXM_ENOMEM;
-    cxm__v1__deletion_receipt__pack(r, buf);
-    return cxm_txn_put(t, ctx.db.receipts, p->customer_id, strlen(p->customer_id), buf, n, 0);
+    return pdb_put_message(t, ctx.db.receipts, p->customer_id, strlen(p->customer_id), o->a,
+                           &r->base);
 }
 
 static void on_delete(cxm_call *call, const ProtobufCMessage *msg)
@@ -1061,7 +1060,7 @@ static int search_scan(cxm_txn *t, cxm_arena *a, const Cxm__V1__SearchProfilesRe
     while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
         if (*after && it.klen == strlen(after) && memcmp(it.key, after, it.klen) == 0)
             continue;
-        prof_profile *p = cxm__v1__profile__unpack(cxm_arena_protobuf(a), it.vlen, it.val);
+        prof_profile *p = prof_unpack(a, it.val, it.vlen);
         if (!p) {
             rc = CXM_ECORRUPT;
             break;
@@ -1125,10 +1124,10 @@ static int segment_run(cxm_txn *t, op *o)
 {
     const Cxm__V1__UpsertSegmentRequest *req = o->req;
     Cxm__V1__Segment *seg = req->segment;
-    Cxm__V1__UpsertSegmentResponse *resp = cxm_arena_alloc(o->a, sizeof *resp);
+    Cxm__V1__UpsertSegmentResponse *resp =
+        op_response(o, &cxm__v1__upsert_segment_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    cxm__v1__upsert_segment_response__init(resp);
     void *v;
     size_t n;
     Cxm__V1__Segment *old = NULL;
@@ -1151,17 +1150,11 @@ static int segment_run(cxm_txn *t, op *o)
     if ((rc = pdb_evaluate_segment(t, &ctx.db, o->a, seg, &seg->member_count)) != 0)
         return rc;
     seg->evaluated_at_unix_ms = o->now;
-    n = cxm__v1__segment__get_packed_size(seg);
-    uint8_t *buf = cxm_arena_alloc(o->a, n ? n : 1);
-    if (!buf)
-        return CXM_ENOMEM;
-    cxm__v1__segment__pack(seg, buf);
-    if ((rc = cxm_txn_put(t, ctx.db.segments, seg->segment_id, strlen(seg->segment_id), buf, n,
-                          0)) != 0)
+    if ((rc = pdb_put_message(t, ctx.db.segments, seg->segment_id, strlen(seg->segment_id), o->a,
+                              &seg->base)) != 0)
         return rc;
     resp->segment = seg;
     resp->created = old == NULL;
-    o->resp = &resp->base;
     return 0;
 }
 
@@ -1315,10 +1308,10 @@ static int traits_apply(op *o, const Cxm__V1__WriteTraitsRequest *req, prof_prof
 static int traits_run(cxm_txn *t, op *o)
 {
     const Cxm__V1__WriteTraitsRequest *req = o->req;
-    Cxm__V1__WriteTraitsResponse *resp = cxm_arena_alloc(o->a, sizeof *resp);
+    Cxm__V1__WriteTraitsResponse *resp =
+        op_response(o, &cxm__v1__write_traits_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    cxm__v1__write_traits_response__init(resp);
     prof_profile *p;
     int rc = load_ref(t, o, req->customer, &p);
     if (rc == CXM_ENOTFOUND && req->customer->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY) {
@@ -1338,7 +1331,6 @@ static int traits_run(cxm_txn *t, op *o)
         return rc;
     resp->customer_id = p->customer_id;
     resp->version = p->version;
-    o->resp = &resp->base;
     return 0;
 }
 
