@@ -57,13 +57,17 @@ static int wait_for_port(test_server *s)
 void harness_start(test_server *s, const char *binary, const char *const *extra_args)
 {
     memset(s, 0, sizeof *s);
+    s->binary = binary;
+    s->extra_args = extra_args;
     snprintf(s->data_dir, sizeof s->data_dir, "/tmp/cxm-test-XXXXXX");
     CHECK(mkdtemp(s->data_dir) != NULL, "mkdtemp: %s", strerror(errno));
-    harness_restart(s, binary, extra_args);
+    harness_restart(s);
 }
 
-void harness_restart(test_server *s, const char *binary, const char *const *extra_args)
+void harness_restart(test_server *s)
 {
+    const char *binary = s->binary;
+    const char *const *extra_args = s->extra_args;
     snprintf(s->log_path, sizeof s->log_path, "%s/server.log", s->data_dir);
 
     const char *argv[32] = {binary, "--listen", "127.0.0.1:0", "--data", s->data_dir};
@@ -115,4 +119,33 @@ void harness_cleanup(test_server *s)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", s->data_dir);
     if (system(cmd) != 0)
         fprintf(stderr, "warning: could not remove %s\n", s->data_dir);
+}
+
+int harness_main(int argc, char **argv, const harness_case *cases, size_t ncases)
+{
+    CHECK(argc == 3, "usage: %s SERVER_BINARY CASE", argv[0]);
+    static const char *const args[] = {"--grace", "3s", "--workers", "2", NULL};
+    for (size_t i = 0; i < ncases; i++) {
+        if (strcmp(cases[i].name, argv[2]) != 0)
+            continue;
+        test_server srv;
+        harness_start(&srv, argv[1], args);
+        cxm_channel *ch;
+        CHECK(cxm_channel_open(srv.target, NULL, &ch) == 0, "channel to %s", srv.target);
+        cases[i].run(ch, &srv);
+        /* Close first: gRPC core drives a client connection only while some
+         * thread polls it, and the server's drain waits for the client to
+         * acknowledge its GOAWAY, so an idle, unpolled channel would hold the
+         * drain until the grace period ends. */
+        cxm_channel_close(ch);
+        if (srv.pid > 0) {
+            int code = harness_stop(&srv, SIGTERM, 10000);
+            CHECK(code == 0, "exit status %d after SIGTERM", code);
+        }
+        harness_cleanup(&srv);
+        printf("%s: ok\n", cases[i].name);
+        return 0;
+    }
+    CHECK(0, "unknown case %s", argv[2]);
+    return 1;
 }

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <sys/types.h>
 
+#include "cxm/client.h"
+
 #define CHECK(cond, ...)                                                                           \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
@@ -26,6 +28,8 @@
     } while (0)
 
 typedef struct test_server {
+    const char *binary;
+    const char *const *extra_args;
     pid_t pid;
     int port;
     char target[64];
@@ -37,8 +41,9 @@ typedef struct test_server {
  * up to 10 s for the listening line; exits the test on failure. */
 void harness_start(test_server *s, const char *binary, const char *const *extra_args);
 
-/* Start binary again on the data directory of a stopped server s. */
-void harness_restart(test_server *s, const char *binary, const char *const *extra_args);
+/* Start the server again, same binary and flags, on the data directory of
+ * the stopped server s. */
+void harness_restart(test_server *s);
 
 /* Send sig and wait up to timeout_ms for the process to exit. Returns its
  * exit status (0-255), 128+signal if killed by one, or -1 on time-out (the
@@ -50,6 +55,17 @@ void harness_cleanup(test_server *s);
 
 /* True when the server's log contains needle. */
 bool harness_log_contains(const test_server *s, const char *needle);
+
+/* One test case: runs against a freshly started server on channel ch. */
+typedef struct harness_case {
+    const char *name;
+    void (*run)(cxm_channel *ch, test_server *srv);
+} harness_case;
+
+/* main() of an integration test program, `PROG SERVER_BINARY CASE`: start
+ * the server, run the named case, stop it with SIGTERM expecting exit 0.
+ * Returns the exit status (failures exit through CHECK). */
+int harness_main(int argc, char **argv, const harness_case *cases, size_t ncases);
 
 /* Milliseconds on a monotonic clock. */
 double harness_now_ms(void);

@@ -16,7 +16,6 @@
 
 #define SVC "/cxm.v1.ProfileService/"
 
-static const char *server_binary;
 static cxm_arena arena; /* responses of the running case; freed at exit */
 
 /* One RPC; returns the status, *resp the decoded answer on OK. */
@@ -616,8 +615,7 @@ static void case_durability(cxm_channel *unused, test_server *srv)
         nacked += atomic_load(&acked[i]);
     CHECK(nacked > 20, "only %d writes were acknowledged before the kill", nacked);
 
-    static const char *const args[] = {"--grace", "3s", "--workers", "2", NULL};
-    harness_restart(srv, server_binary, args);
+    harness_restart(srv);
     cxm_channel *ch;
     CHECK(cxm_channel_open(srv->target, NULL, &ch) == 0, "channel");
     int lost = 0;
@@ -628,7 +626,7 @@ static void case_durability(cxm_channel *unused, test_server *srv)
     cxm_channel_close(ch);
 
     CHECK(harness_stop(srv, SIGTERM, 10000) == 0, "clean stop");
-    harness_restart(srv, server_binary, args);
+    harness_restart(srv);
     CHECK(cxm_channel_open(srv->target, NULL, &ch) == 0, "channel");
     for (int i = 0; i < MAX_KEYS; i++)
         if (atomic_load(&acked[i]) && seq_of(ch, i) != i)
@@ -638,10 +636,7 @@ static void case_durability(cxm_channel *unused, test_server *srv)
     printf("durability: %d acknowledged writes, all present after kill -9 and restart\n", nacked);
 }
 
-static const struct {
-    const char *name;
-    void (*run)(cxm_channel *ch, test_server *srv);
-} cases[] = {
+static const harness_case cases[] = {
     {"resolve", case_resolve},       {"upsert", case_upsert},
     {"merge", case_merge},           {"consent_traits", case_consent_traits},
     {"segments", case_segments},     {"delete", case_delete},
@@ -650,27 +645,8 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-    CHECK(argc == 3, "usage: %s SERVER_BINARY CASE", argv[0]);
-    server_binary = argv[1];
     cxm_arena_init(&arena, NULL, 0, 0);
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (strcmp(cases[i].name, argv[2]) != 0)
-            continue;
-        test_server srv;
-        static const char *const args[] = {"--grace", "3s", "--workers", "2", NULL};
-        harness_start(&srv, server_binary, args);
-        cxm_channel *ch;
-        CHECK(cxm_channel_open(srv.target, NULL, &ch) == 0, "channel to %s", srv.target);
-        cases[i].run(ch, &srv);
-        cxm_channel_close(ch); /* before the drain: see test_server.c */
-        if (srv.pid > 0) {
-            int code = harness_stop(&srv, SIGTERM, 10000);
-            CHECK(code == 0, "exit status %d after SIGTERM", code);
-        }
-        harness_cleanup(&srv);
-        cxm_arena_dispose(&arena);
-        printf("%s: ok\n", cases[i].name);
-        return 0;
-    }
-    CHECK(0, "unknown case %s", argv[2]);
+    int rc = harness_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
+    cxm_arena_dispose(&arena);
+    return rc;
 }

@@ -24,8 +24,6 @@ static const char *const cxm_services[] = {"cxm.v1.ProfileService", "cxm.v1.Jour
                                            "cxm.v1.PersonalisationService"};
 #define NCXM (sizeof cxm_services / sizeof cxm_services[0])
 
-static const char *server_binary;
-
 /* ---- helpers ---- */
 
 static grpc_status_code health_check(cxm_channel *ch, const char *service, int *serving,
@@ -377,12 +375,7 @@ static void case_drain(cxm_channel *ch, test_server *srv)
     cxm_client_result_dispose(&r);
 }
 
-typedef struct test_case {
-    const char *name;
-    void (*run)(cxm_channel *ch, test_server *srv);
-} test_case;
-
-static const test_case cases[] = {
+static const harness_case cases[] = {
     {"health", case_health},
     {"reflection", case_reflection},
     {"unimplemented", case_unimplemented},
@@ -393,29 +386,5 @@ static const test_case cases[] = {
 
 int main(int argc, char **argv)
 {
-    CHECK(argc == 3, "usage: %s SERVER_BINARY CASE", argv[0]);
-    server_binary = argv[1];
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        if (strcmp(cases[i].name, argv[2]) != 0)
-            continue;
-        test_server srv;
-        static const char *const args[] = {"--grace", "3s", "--workers", "2", NULL};
-        harness_start(&srv, server_binary, args);
-        cxm_channel *ch;
-        CHECK(cxm_channel_open(srv.target, NULL, &ch) == 0, "channel to %s", srv.target);
-        cases[i].run(ch, &srv);
-        /* Close first: gRPC core drives a client connection only while some
-         * thread polls it, and the server's drain waits for the client to
-         * acknowledge its GOAWAY, so an idle, unpolled channel would hold the
-         * drain until the grace period ends. */
-        cxm_channel_close(ch);
-        if (srv.pid > 0) {
-            int code = harness_stop(&srv, SIGTERM, 10000);
-            CHECK(code == 0, "exit status %d after SIGTERM", code);
-        }
-        harness_cleanup(&srv);
-        printf("%s: ok\n", cases[i].name);
-        return 0;
-    }
-    CHECK(0, "unknown case %s", argv[2]);
+    return harness_main(argc, argv, cases, sizeof cases / sizeof cases[0]);
 }
