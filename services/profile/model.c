@@ -507,23 +507,30 @@ static bool type_unique(const prof_unique_types *u, Cxm__V1__IdentityType t)
     return false;
 }
 
+int prof_unique_check(const prof_profile *target, const Cxm__V1__Identity *id,
+                      const prof_unique_types *unique, char *err, size_t errlen)
+{
+    if (!type_unique(unique, id->type))
+        return 0;
+    const Cxm__V1__Identity *tid = identity_of_type(target, id);
+    if (!tid || prof_identity_equal(tid, id))
+        return 0;
+    const ProtobufCEnumValue *ev =
+        protobuf_c_enum_descriptor_get_value(&cxm__v1__identity_type__descriptor, id->type);
+    snprintf(err, errlen,
+             "the merge would give customer %s two %s identities (\"%s\" and \"%s\"), and "
+             "that type is unique per customer",
+             target->customer_id, ev ? ev->name : "?", tid->value, id->value);
+    return CXM_ESTALE;
+}
+
 int prof_merge_check(const prof_profile *target, const prof_profile *source,
                      const prof_unique_types *unique, char *err, size_t errlen)
 {
     for (size_t i = 0; i < source->n_identities; i++) {
-        const Cxm__V1__Identity *sid = source->identities[i]->identity;
-        if (!type_unique(unique, sid->type))
-            continue;
-        const Cxm__V1__Identity *tid = identity_of_type(target, sid);
-        if (tid && !prof_identity_equal(tid, sid)) {
-            const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(
-                &cxm__v1__identity_type__descriptor, sid->type);
-            snprintf(err, errlen,
-                     "the merge would give customer %s two %s identities (\"%s\" and \"%s\"), and "
-                     "that type is unique per customer",
-                     target->customer_id, ev ? ev->name : "?", tid->value, sid->value);
-            return CXM_ESTALE;
-        }
+        int rc = prof_unique_check(target, source->identities[i]->identity, unique, err, errlen);
+        if (rc != 0)
+            return rc;
     }
     if (target->n_identities + source->n_identities > PROF_MAX_IDENTITIES) {
         snprintf(err, errlen, "the merged profile would hold more than %d identities",

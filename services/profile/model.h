@@ -92,8 +92,13 @@ typedef struct prof_unique_types {
     size_t n;
 } prof_unique_types;
 
+/* Whether adding id to target would give it two values of a unique type
+ * (CXM_ESTALE); err names the type and both values. */
+int prof_unique_check(const prof_profile *target, const Cxm__V1__Identity *id,
+                      const prof_unique_types *unique, char *err, size_t errlen);
+
 /* Whether merging source into target would give the result two values of
- * a unique type; err names the type and both values. */
+ * a unique type, or too many identities; err names the problem. */
 int prof_merge_check(const prof_profile *target, const prof_profile *source,
                      const prof_unique_types *unique, char *err, size_t errlen);
 

@@ -567,14 +567,7 @@ static int link_one(cxm_txn *t, op *o, const Cxm__V1__UpsertProfileRequest *req,
     if (rc == CXM_ENOTFOUND) {
         if ((rc = check_not_suppressed(t, o, id)) != 0)
             return rc;
-        prof_profile alone = *p;
-        prof_profile probe = CXM__V1__PROFILE__INIT;
-        Cxm__V1__LinkedIdentity li = CXM__V1__LINKED_IDENTITY__INIT, *lip = &li;
-        li.identity = id;
-        probe.identities = &lip;
-        probe.n_identities = 1;
-        probe.customer_id = p->customer_id;
-        if ((rc = prof_merge_check(&alone, &probe, &ctx.unique, o->err, ERR_MAX)) != 0)
+        if ((rc = prof_unique_check(p, id, &ctx.unique, o->err, ERR_MAX)) != 0)
             return rc;
         return prof_identity_add(o->a, p, id, s_or_empty(req->source), "", o->now);
     }

@@ -321,6 +321,13 @@ static void case_merge(cxm_channel *ch, test_server *srv)
     expect_error(ch, "MergeProfiles", &mr, GRPC_STATUS_FAILED_PRECONDITION, "unique");
     mr.source_customer_id = a->customer_id;
     expect_error(ch, "MergeProfiles", &mr, GRPC_STATUS_INVALID_ARGUMENT, "itself");
+    /* Linking a second, unowned CRM id is refused the same way. */
+    Cxm__V1__Identity *idn[] = {ident(CRM, "crm-9")};
+    Cxm__V1__UpsertProfileRequest link = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    link.customer_id = a->customer_id;
+    link.identities = idn;
+    link.n_identities = 1;
+    expect_error(ch, "UpsertProfile", &link, GRPC_STATUS_FAILED_PRECONDITION, "unique");
     /* An explicit merge, changed afterwards, keeps the later change when undone. */
     mr.source_customer_id = b->customer_id;
     Cxm__V1__MergeProfilesResponse *mresp;
