@@ -45,9 +45,9 @@ bool prof_utf8_valid(const char *str, size_t len)
     return true;
 }
 
-bool prof_custom_type_valid(const char *s)
+bool prof_slug_valid(const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = s ? strlen(s) : 0;
     if (n == 0 || n > PROF_CUSTOM_TYPE_MAX)
         return false;
     for (; *s; s++)

@@ -104,7 +104,7 @@ static int check_identity(cxm_arena *a, Cxm__V1__Identity *id, const char *field
     }
     bool custom = id->type == CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOM;
     if (custom != (id->custom_type && *id->custom_type) ||
-        (custom && !prof_custom_type_valid(id->custom_type))) {
+        (custom && !prof_slug_valid(id->custom_type))) {
         snprintf(err, ERR_MAX,
                  "%s.custom_type: required for IDENTITY_TYPE_CUSTOM ([a-z0-9_.-], 1 to 64 bytes) "
                  "and forbidden otherwise",
@@ -840,23 +840,12 @@ static int consent_run(cxm_txn *t, op *o)
     return 0;
 }
 
-static bool scope_valid(const char *s)
-{
-    size_t n = strlen(s_or_empty(s));
-    if (n == 0 || n > 64)
-        return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || strchr("_.-", *s)))
-            return false;
-    return true;
-}
-
 static void on_consent(cxm_call *call, const ProtobufCMessage *msg)
 {
     Cxm__V1__SetConsentRequest *req = (Cxm__V1__SetConsentRequest *)msg;
     char err[ERR_MAX] = "";
     int rc = check_ref(cxm_call_arena(call), req->customer, "customer", err);
-    if (rc == 0 && !scope_valid(req->scope)) {
+    if (rc == 0 && !prof_slug_valid(req->scope)) {
         snprintf(err, ERR_MAX, "scope: must be [a-z0-9_.-], 1 to 64 bytes");
         rc = CXM_EINVAL;
     }
@@ -1160,7 +1149,7 @@ static void on_upsert_segment(cxm_call *call, const ProtobufCMessage *msg)
     if (!s) {
         snprintf(err, ERR_MAX, "segment: required");
         rc = CXM_EINVAL;
-    } else if (!scope_valid(s->segment_id)) {
+    } else if (!prof_slug_valid(s->segment_id)) {
         snprintf(err, ERR_MAX, "segment.segment_id: must be [a-z0-9_.-], 1 to 64 bytes");
         rc = CXM_EINVAL;
     }
@@ -1216,7 +1205,7 @@ static void on_list_members(cxm_call *call, const ProtobufCMessage *msg)
     Cxm__V1__ListSegmentMembersRequest *req = (Cxm__V1__ListSegmentMembersRequest *)msg;
     cxm_arena *a = cxm_call_arena(call);
     char err[ERR_MAX] = "";
-    int rc = scope_valid(req->segment_id) ? 0 : CXM_EINVAL;
+    int rc = prof_slug_valid(req->segment_id) ? 0 : CXM_EINVAL;
     if (rc != 0)
         snprintf(err, ERR_MAX, "segment_id: must be [a-z0-9_.-], 1 to 64 bytes");
     int limit = rc == 0 ? page_size(req->page_size, 1000, err) : 0;

@@ -61,7 +61,7 @@ static void test_normalize(void)
     CHECK(!prof_utf8_valid("\xed\xa0\x80", 3));               /* surrogate */
     CHECK(!prof_utf8_valid("a\0b", 3));                       /* NUL */
     CHECK(prof_utf8_valid("고객 경험", strlen("고객 경험"))); /* Korean */
-    CHECK(prof_custom_type_valid("kakao_id") && !prof_custom_type_valid("Kakao"));
+    CHECK(prof_slug_valid("kakao_id") && !prof_slug_valid("Kakao") && !prof_slug_valid(NULL));
 }
 
 /* ---- attributes ---- */
