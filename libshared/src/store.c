@@ -406,44 +406,6 @@ MDB_env *cxm_store_env(cxm_store *s)
 
 /* ---- write transactions ----------------------------------------------- */
 
-/* One attempt: 0 = committed, 1 = grow-and-retry, else an error. */
-static int write_once(cxm_store *s, cxm_txn_fn fn, void *user, size_t *seen, bool *adopt)
-{
-    cxm_txn t = {.s = s, .write = true};
-    *seen = gate_enter(s);
-    int rc = mdb_txn_begin(s->env, NULL, 0, &t.t);
-    if (rc != 0) {
-        gate_leave(s);
-        *adopt = rc == MDB_MAP_RESIZED;
-        return *adopt ? 1 : mdb_fail(rc, "cannot begin a write transaction");
-    }
-    int frc = fn(&t, user);
-    if (t.map_full || frc != 0) {
-        mdb_txn_abort(t.t);
-        gate_leave(s);
-        return t.map_full ? 1 : frc;
-    }
-    rc = mdb_txn_commit(t.t);
-    gate_leave(s);
-    if (rc == MDB_MAP_FULL)
-        return 1;
-    return rc == 0 ? 0 : mdb_fail(rc, "cannot commit a write transaction");
-}
-
-int cxm_store_write(cxm_store *s, cxm_txn_fn fn, void *user)
-{
-    for (;;) {
-        size_t seen = 0;
-        bool adopt = false;
-        int rc = write_once(s, fn, user, &seen, &adopt);
-        if (rc != 1)
-            return rc;
-        rc = grow(s, seen, adopt);
-        if (rc != 0)
-            return rc;
-    }
-}
-
 /* ---- group commit ----------------------------------------------------- */
 
 #define BATCH_MAX 512 /* jobs per shared transaction */
@@ -468,8 +430,7 @@ static int batch_job(cxm_store *s, MDB_txn *txn, cxm_write_job *job)
 /* One attempt at a batch: JOB_OK = committed (or failed: *commit_rc),
  * JOB_GROW = grow the map and rerun, JOB_UNDO = rerun without a job that
  * failed after writing (now excluded). */
-static int batch_once(cxm_store *s, cxm_write_job *jobs, size_t *seen, bool *adopt,
-                      int *commit_rc)
+static int batch_once(cxm_store *s, cxm_write_job *jobs, size_t *seen, bool *adopt, int *commit_rc)
 {
     MDB_txn *txn;
     *seen = gate_enter(s);
@@ -517,6 +478,33 @@ static void run_batch(cxm_store *s, cxm_write_job *jobs)
         next = j->next; /* done may release the job's memory */
         j->done(j->user, j->rc != 0 ? j->rc : commit_rc);
     }
+}
+
+/* cxm_store_write is a batch of one, run on the calling thread: one commit
+ * protocol (map growth, undo of a failed job) for both paths. */
+typedef struct sync_write {
+    cxm_txn_fn fn;
+    void *user;
+    int rc;
+} sync_write;
+
+static int sync_fn(cxm_txn *t, void *user)
+{
+    sync_write *w = user;
+    return w->fn(t, w->user);
+}
+
+static void sync_done(void *user, int rc)
+{
+    ((sync_write *)user)->rc = rc;
+}
+
+int cxm_store_write(cxm_store *s, cxm_txn_fn fn, void *user)
+{
+    sync_write w = {fn, user, 0};
+    cxm_write_job job = {.fn = sync_fn, .done = sync_done, .user = &w};
+    run_batch(s, &job);
+    return w.rc;
 }
 
 /* Take up to BATCH_MAX queued jobs; NULL once stopping with an empty queue. */
