@@ -335,7 +335,7 @@ static int eval_serve(const eval_cfg *c, const eval_data *d, const reco_model *m
     s.scores = malloc(k * sizeof *s.scores);
     s.micros = malloc(((size_t)d->nusers_train + 1) * sizeof *s.micros);
     int rc = !s.recs || !s.scores || !s.micros || eval_acc_init(&s.acc, d->nitems_train) ||
-                     reco_scratch_create(d->nitems_train, &s.scratch)
+                     reco_scratch_create(model, &s.scratch)
                  ? -1
                  : 0;
     FILE *out = NULL;

@@ -16,33 +16,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cxm/arena.h"
 #include "cxm/err.h"
+#include "personalisation/reco_impl.h"
 
 /* LAPACK (OpenBLAS): Cholesky factorisation and inverse from it. */
 extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
 extern void spotri_(const char *uplo, const int *n, float *a, const int *lda, int *info);
 
-typedef struct neighbour {
-    uint32_t item;
-    float w;
-} neighbour;
-
-struct reco_model {
-    reco_algo algo;
-    uint32_t nitems;
-    uint64_t *nrow; /* nitems + 1 offsets into nb */
-    neighbour *nb;
-    uint32_t *popular; /* items by descending popularity */
-    float *pop_score;  /* per item */
-};
-
-struct reco_scratch {
-    uint32_t nitems;
-    float *score;
-    uint8_t *mark; /* 1 = touched, 2 = excluded */
-    uint32_t *touched;
-    neighbour *heap;
-};
+typedef reco_neighbour neighbour;
 
 void reco_params_default(reco_algo algo, reco_params *p)
 {
@@ -80,23 +62,39 @@ static void sort_items(uint32_t *items, uint32_t n, const float *score)
     qsort_r(items, n, sizeof *items, by_score_desc, (void *)score);
 }
 
-static int train_popularity(reco_model *m, const reco_matrix *x)
+/* How many customers interacted with each item, each counting
+ * 2^(-age / half_life) when the interactions carry times, so that what is
+ * popular now outranks what was popular once. */
+static void count_popularity(const reco_matrix *x, double half_life, float *score)
 {
-    m->pop_score = calloc(x->nitems, sizeof *m->pop_score);
-    m->popular = malloc((x->nitems ? x->nitems : 1) * sizeof *m->popular);
-    if (!m->pop_score || !m->popular)
+    uint64_t nnz = x->row[x->nusers];
+    int64_t newest = INT64_MIN;
+    for (uint64_t i = 0; x->ts && i < nnz; i++)
+        newest = x->ts[i] > newest ? x->ts[i] : newest;
+    for (uint64_t i = 0; i < nnz; i++) {
+        double age = x->ts && half_life > 0 ? (double)(newest - x->ts[i]) : 0;
+        score[x->items[i]] += (float)exp2(-age / (half_life > 0 ? half_life : 1));
+    }
+}
+
+static int train_popularity(reco_model *m, const reco_matrix *x, const reco_params *p)
+{
+    float *score = calloc(x->nitems ? x->nitems : 1, sizeof *score);
+    uint32_t *popular = malloc((x->nitems ? x->nitems : 1) * sizeof *popular);
+    m->pop_score = score;
+    m->popular = popular;
+    if (!score || !popular)
         return CXM_ENOMEM;
-    for (uint64_t i = 0; i < x->row[x->nusers]; i++)
-        m->pop_score[x->items[i]] += 1;
+    count_popularity(x, p->half_life, score);
     for (uint32_t i = 0; i < x->nitems; i++)
-        m->popular[i] = i;
-    sort_items(m->popular, x->nitems, m->pop_score);
+        popular[i] = i;
+    sort_items(popular, x->nitems, score);
     return 0;
 }
 
 /* ---- neighbour rows ---- */
 
-/* Keep the top `keep` positive entries of a dense row as item's neighbours. */
+/* Neighbour rows being built, one item at a time in item order. */
 typedef struct row_builder {
     neighbour *all;
     uint64_t n, cap;
@@ -111,12 +109,13 @@ static int cmp_neighbour_desc(const void *a, const void *b)
     return (y > x) - (y < x);
 }
 
+/* Keep item's `keep` largest candidates, largest first: serving may read
+ * only a prefix of each row. */
 static int push_row(row_builder *rb, uint32_t item, neighbour *cand, uint32_t ncand, uint32_t keep)
 {
-    if (ncand > keep) {
-        qsort(cand, ncand, sizeof *cand, cmp_neighbour_desc);
+    qsort(cand, ncand, sizeof *cand, cmp_neighbour_desc);
+    if (ncand > keep)
         ncand = keep;
-    }
     if (rb->n + ncand > rb->cap) {
         uint64_t cap = (rb->cap ? rb->cap * 2 : 1 << 16) + ncand;
         neighbour *grown = realloc(rb->all, cap * sizeof *grown);
@@ -156,13 +155,12 @@ static int transpose(const reco_matrix *x, uint64_t **col, uint32_t **users)
 
 /* Cosine with shrinkage on binary interactions:
  * sim(i, j) = |U_i ∩ U_j| / (sqrt(|U_i| |U_j|) + shrink). */
-static int train_itemknn(reco_model *m, const reco_matrix *x, const reco_params *p)
+static int train_itemknn(row_builder *rb, const reco_matrix *x, const reco_params *p)
 {
     uint64_t *col = NULL;
     uint32_t *users = NULL, *touched = malloc(x->nitems * sizeof *touched);
     float *dot = calloc(x->nitems, sizeof *dot);
     neighbour *cand = malloc(x->nitems * sizeof *cand);
-    row_builder rb = {.nrow = m->nrow};
     int rc = touched && dot && cand ? transpose(x, &col, &users) : CXM_ENOMEM;
     for (uint32_t i = 0; rc == 0 && i < x->nitems; i++) {
         uint32_t nt = 0;
@@ -181,9 +179,8 @@ static int train_itemknn(reco_model *m, const reco_matrix *x, const reco_params 
             cand[t] = (neighbour){j, (float)(dot[j] / (sqrt(ni * nj) + p->shrink))};
             dot[j] = 0;
         }
-        rc = push_row(&rb, i, cand, nt, p->neighbours);
+        rc = push_row(rb, i, cand, nt, p->neighbours);
     }
-    m->nb = rb.all;
     free(col);
     free(users);
     free(touched);
@@ -200,12 +197,15 @@ static int train_itemknn(reco_model *m, const reco_matrix *x, const reco_params 
  * from 12.5 s to 1.7 s and raised NDCG@10 from 0.362 to 0.368. */
 #define EASE_MIN_USERS 3
 
-static uint32_t ease_items(const reco_matrix *x, const float *count, uint32_t min_count,
-                           int32_t *dense_of, uint32_t *item_of)
+static uint32_t ease_items(const reco_matrix *x, uint32_t min_count, int32_t *dense_of,
+                           uint32_t *item_of)
 {
+    memset(dense_of, 0, x->nitems * sizeof *dense_of); /* first a count */
+    for (uint64_t i = 0; i < x->row[x->nusers]; i++)
+        dense_of[x->items[i]]++;
     uint32_t n = 0;
     for (uint32_t i = 0; i < x->nitems; i++) {
-        dense_of[i] = count[i] >= (float)min_count ? (int32_t)n : -1;
+        dense_of[i] = dense_of[i] >= (int32_t)min_count ? (int32_t)n : -1;
         if (dense_of[i] >= 0)
             item_of[n++] = i;
     }
@@ -231,14 +231,14 @@ static void ease_gram(const reco_matrix *x, const int32_t *dense_of, uint32_t n,
         g[(size_t)i * n + i] += (float)lambda;
 }
 
-static int train_ease(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
+static int train_ease(row_builder *rb, const reco_matrix *x, const reco_params *p, char *err,
                       size_t errlen)
 {
     int32_t *dense_of = malloc(x->nitems * sizeof *dense_of);
     uint32_t *item_of = malloc(x->nitems * sizeof *item_of);
     if (!dense_of || !item_of)
         return CXM_ENOMEM;
-    uint32_t n = ease_items(x, m->pop_score, EASE_MIN_USERS, dense_of, item_of);
+    uint32_t n = ease_items(x, EASE_MIN_USERS, dense_of, item_of);
     float *g = calloc((size_t)n * n, sizeof *g);
     neighbour *cand = malloc((n ? n : 1) * sizeof *cand);
     int rc = g && cand ? 0 : CXM_ENOMEM;
@@ -254,7 +254,6 @@ static int train_ease(reco_model *m, const reco_matrix *x, const reco_params *p,
     }
     /* P = G^-1 (lower triangle, column-major); B_ij = -P_ij / P_jj. Row i of
      * B holds what history item i contributes to each candidate j. */
-    row_builder rb = {.nrow = m->nrow};
     for (uint32_t i = 0, di = 0; rc == 0 && i < x->nitems; i++) {
         uint32_t nc = 0;
         if (dense_of[i] >= 0) {
@@ -269,9 +268,8 @@ static int train_ease(reco_model *m, const reco_matrix *x, const reco_params *p,
                     cand[nc++] = (neighbour){item_of[dj], b};
             }
         }
-        rc = push_row(&rb, i, cand, nc, p->neighbours);
+        rc = push_row(rb, i, cand, nc, p->neighbours);
     }
-    m->nb = rb.all;
     free(g);
     free(cand);
     free(dense_of);
@@ -281,6 +279,26 @@ static int train_ease(reco_model *m, const reco_matrix *x, const reco_params *p,
 
 /* ---- training ---- */
 
+static int train_model(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
+                       size_t errlen)
+{
+    int rc = train_popularity(m, x, p);
+    if (rc != 0 || m->algo == RECO_POP)
+        return rc;
+    if (m->algo == RECO_ALS)
+        return reco_als_train(m, x, p, err, errlen);
+    row_builder rb = {.nrow = calloc((size_t)x->nitems + 1, sizeof *rb.nrow)};
+    if (!rb.nrow)
+        return CXM_ENOMEM;
+    if (m->algo == RECO_ITEMKNN)
+        rc = train_itemknn(&rb, x, p);
+    else
+        rc = train_ease(&rb, x, p, err, errlen);
+    m->nrow = rb.nrow;
+    m->nb = rb.all;
+    return rc;
+}
+
 int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_model **out,
                char *err, size_t errlen)
 {
@@ -289,21 +307,13 @@ int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_
         reco_params_default(algo, &defaults);
         p = &defaults;
     }
-    if (algo == RECO_ALS)
-        return fail(err, errlen, CXM_EUNIMPL, "ALS is not built yet; use ease, itemknn or pop");
     if (algo < RECO_POP || algo > RECO_ALS)
         return fail(err, errlen, CXM_EINVAL, "unknown algorithm");
     reco_model *m = calloc(1, sizeof *m);
     if (!m)
         return CXM_ENOMEM;
-    m->algo = algo;
-    m->nitems = x->nitems;
-    m->nrow = calloc((size_t)x->nitems + 1, sizeof *m->nrow);
-    int rc = m->nrow ? train_popularity(m, x) : CXM_ENOMEM;
-    if (rc == 0 && algo == RECO_ITEMKNN)
-        rc = train_itemknn(m, x, p);
-    if (rc == 0 && algo == RECO_EASE)
-        rc = train_ease(m, x, p, err, errlen);
+    *m = (reco_model){.algo = algo, .nitems = x->nitems, .owned = true};
+    int rc = train_model(m, x, p, err, errlen);
     if (rc != 0) {
         if (rc == CXM_ENOMEM)
             fail(err, errlen, rc, "out of memory while training");
@@ -316,28 +326,200 @@ int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_
 
 void reco_model_free(reco_model *m)
 {
-    if (!m)
+    if (!m || !m->owned)
         return;
-    free(m->nrow);
-    free(m->nb);
-    free(m->popular);
-    free(m->pop_score);
+    free((void *)m->nrow);
+    free((void *)m->nb);
+    free((void *)m->popular);
+    free((void *)m->pop_score);
+    free((void *)m->item_factors);
+    free((void *)m->gram);
     free(m);
+}
+
+uint32_t reco_model_items(const reco_model *m)
+{
+    return m->nitems;
+}
+
+reco_algo reco_model_algo(const reco_model *m)
+{
+    return m->algo;
+}
+
+/* ---- the packed form ---- */
+
+/* Header, then each array in a fixed order, each starting 8-byte aligned. */
+#define RECO_MAGIC UINT64_C(0x314f434552584d43) /* "CXMRECO1", little-endian */
+
+typedef struct reco_blob_header {
+    uint64_t magic;
+    uint32_t algo, nitems, factors, pad;
+    uint64_t nnz;
+    float lambda, alpha;
+} reco_blob_header;
+
+typedef struct reco_layout {
+    size_t nrow, nb, popular, pop_score, item_factors, gram, total;
+} reco_layout;
+
+static size_t align8(size_t n)
+{
+    return (n + 7) & ~(size_t)7;
+}
+
+/* Offsets of every array; 0 for the ALS arrays of other models and the
+ * neighbour arrays of ALS and popularity. */
+static reco_layout layout_of(uint32_t nitems, uint64_t nnz, uint32_t factors, bool rows)
+{
+    reco_layout l = {0};
+    size_t at = align8(sizeof(reco_blob_header));
+    if (rows) {
+        l.nrow = at;
+        at += align8(((size_t)nitems + 1) * sizeof(uint64_t));
+        l.nb = at;
+        at += align8((size_t)nnz * sizeof(neighbour));
+    }
+    l.popular = at;
+    at += align8((size_t)nitems * sizeof(uint32_t));
+    l.pop_score = at;
+    at += align8((size_t)nitems * sizeof(float));
+    if (factors) {
+        l.item_factors = at;
+        at += align8((size_t)nitems * factors * sizeof(float));
+        l.gram = at;
+        at += align8((size_t)factors * factors * sizeof(float));
+    }
+    l.total = at;
+    return l;
+}
+
+static uint64_t model_nnz(const reco_model *m)
+{
+    return m->nrow ? m->nrow[m->nitems] : 0;
+}
+
+int reco_model_pack(const reco_model *m, void **out, size_t *len)
+{
+    uint64_t nnz = model_nnz(m);
+    reco_layout l = layout_of(m->nitems, nnz, m->factors, m->nrow != NULL);
+    char *b = calloc(1, l.total);
+    if (!b)
+        return CXM_ENOMEM;
+    reco_blob_header h = {RECO_MAGIC, (uint32_t)m->algo, m->nitems, m->factors, 0,
+                          nnz,        m->lambda,         m->alpha};
+    memcpy(b, &h, sizeof h);
+    if (m->nrow) {
+        memcpy(b + l.nrow, m->nrow, ((size_t)m->nitems + 1) * sizeof *m->nrow);
+        memcpy(b + l.nb, m->nb, (size_t)nnz * sizeof *m->nb);
+    }
+    memcpy(b + l.popular, m->popular, (size_t)m->nitems * sizeof *m->popular);
+    memcpy(b + l.pop_score, m->pop_score, (size_t)m->nitems * sizeof *m->pop_score);
+    if (m->factors) {
+        memcpy(b + l.item_factors, m->item_factors,
+               (size_t)m->nitems * m->factors * sizeof *m->item_factors);
+        memcpy(b + l.gram, m->gram, (size_t)m->factors * m->factors * sizeof *m->gram);
+    }
+    *out = b;
+    *len = l.total;
+    return 0;
+}
+
+static bool has_rows(reco_algo algo)
+{
+    return algo == RECO_ITEMKNN || algo == RECO_EASE;
+}
+
+int reco_model_view(const void *blob, size_t len, cxm_arena *a, const reco_model **out, char *err,
+                    size_t errlen)
+{
+    reco_blob_header h;
+    if (len < sizeof h)
+        return fail(err, errlen, CXM_EINVAL, "model blob shorter than its header");
+    memcpy(&h, blob, sizeof h);
+    bool known = h.algo >= RECO_POP && h.algo <= RECO_ALS;
+    if (h.magic != RECO_MAGIC || !known || (h.factors != 0) != (h.algo == RECO_ALS) ||
+        (h.nnz != 0 && !has_rows((reco_algo)h.algo)) || h.factors > 4096)
+        return fail(err, errlen, CXM_EINVAL, "not a model blob of this version");
+    reco_layout l = layout_of(h.nitems, h.nnz, h.factors, has_rows((reco_algo)h.algo));
+    if (l.total != len)
+        return fail(err, errlen, CXM_EINVAL, "model blob size does not match its header");
+    reco_model *m = cxm_arena_alloc(a, sizeof *m);
+    const char *b = blob;
+    if (m && ((uintptr_t)b & 7) != 0) { /* a small LMDB value: 2-byte aligned */
+        char *copy = cxm_arena_alloc(a, len);
+        if (copy)
+            memcpy(copy, b, len);
+        b = copy;
+    }
+    if (!m || !b)
+        return fail(err, errlen, CXM_ENOMEM, "out of memory for a model view");
+    *m = (reco_model){.algo = (reco_algo)h.algo,
+                      .nitems = h.nitems,
+                      .factors = h.factors,
+                      .lambda = h.lambda,
+                      .alpha = h.alpha};
+    if (l.nrow) {
+        m->nrow = (const uint64_t *)(const void *)(b + l.nrow);
+        m->nb = (const neighbour *)(const void *)(b + l.nb);
+        if (m->nrow[h.nitems] != h.nnz)
+            return fail(err, errlen, CXM_EINVAL, "model blob rows do not match its header");
+    }
+    m->popular = (const uint32_t *)(const void *)(b + l.popular);
+    m->pop_score = (const float *)(const void *)(b + l.pop_score);
+    if (l.item_factors) {
+        m->item_factors = (const float *)(const void *)(b + l.item_factors);
+        m->gram = (const float *)(const void *)(b + l.gram);
+    }
+    *out = m;
+    return 0;
 }
 
 /* ---- serving ---- */
 
-int reco_scratch_create(uint32_t nitems, reco_scratch **out)
+static size_t work_floats(uint32_t factors)
+{
+    return (size_t)factors * factors + 2 * (size_t)factors;
+}
+
+int reco_scratch_fit(reco_scratch *s, const reco_model *m)
+{
+    if (m->nitems > s->nitems) {
+        size_t n = m->nitems;
+        float *score = calloc(n, sizeof *score);
+        uint8_t *mark = calloc(n, 1);
+        uint32_t *touched = malloc(n * sizeof *touched);
+        neighbour *heap = malloc(n * sizeof *heap);
+        if (!score || !mark || !touched || !heap) {
+            free(score);
+            free(mark);
+            free(touched);
+            free(heap);
+            return CXM_ENOMEM;
+        }
+        free(s->score);
+        free(s->mark);
+        free(s->touched);
+        free(s->heap);
+        *s = (reco_scratch){m->nitems, s->factors, score, mark, touched, heap, s->work};
+    }
+    if (m->factors > s->factors) {
+        float *work = malloc(work_floats(m->factors) * sizeof *work);
+        if (!work)
+            return CXM_ENOMEM;
+        free(s->work);
+        s->work = work;
+        s->factors = m->factors;
+    }
+    return 0;
+}
+
+int reco_scratch_create(const reco_model *m, reco_scratch **out)
 {
     reco_scratch *s = calloc(1, sizeof *s);
     if (!s)
         return CXM_ENOMEM;
-    s->nitems = nitems;
-    s->score = calloc(nitems ? nitems : 1, sizeof *s->score);
-    s->mark = calloc(nitems ? nitems : 1, 1);
-    s->touched = malloc((nitems ? nitems : 1) * sizeof *s->touched);
-    s->heap = malloc((nitems ? nitems : 1) * sizeof *s->heap);
-    if (!s->score || !s->mark || !s->touched || !s->heap) {
+    if (reco_scratch_fit(s, m) != 0) {
         reco_scratch_free(s);
         return CXM_ENOMEM;
     }
@@ -353,6 +535,7 @@ void reco_scratch_free(reco_scratch *s)
     free(s->mark);
     free(s->touched);
     free(s->heap);
+    free(s->work);
     free(s);
 }
 
@@ -396,11 +579,11 @@ static void heap_offer(neighbour *h, size_t *n, size_t k, neighbour c)
     }
 }
 
-static size_t accumulate(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
-                         size_t n)
+static size_t accumulate_rows(const reco_model *m, reco_scratch *s, const uint32_t *hist,
+                              const float *w, size_t n)
 {
     size_t nt = 0;
-    for (size_t h = 0; h < n; h++) {
+    for (size_t h = 0; m->nrow && h < n; h++) {
         uint32_t i = hist[h];
         if (i >= m->nitems)
             continue;
@@ -433,15 +616,20 @@ size_t reco_recommend(const reco_model *m, reco_scratch *s, const uint32_t *hist
                       size_t n, const uint32_t *exclude, size_t nexclude, size_t k,
                       uint32_t *out_items, float *out_scores)
 {
+    if (s->nitems < m->nitems || s->factors < m->factors)
+        return 0;
     if (k > m->nitems)
         k = m->nitems;
-    size_t nt = accumulate(m, s, hist, w, n), nh = 0;
+    bool als = m->algo == RECO_ALS;
+    size_t nt = als ? reco_als_score(m, s, hist, w, n) : accumulate_rows(m, s, hist, w, n), nh = 0;
     size_t scored = nt;
     mark_excluded(s, hist, n, &nt);
     mark_excluded(s, exclude, nexclude, &nt);
+    /* Neighbour models score what the history reaches, and a score <= 0
+     * is evidence against; ALS scores every item, and ranks them all. */
     for (size_t t = 0; t < scored; t++) {
         uint32_t j = s->touched[t];
-        if (s->mark[j] == 1 && s->score[j] > 0)
+        if (s->mark[j] == 1 && (als || s->score[j] > 0))
             heap_offer(s->heap, &nh, k, (neighbour){j, s->score[j]});
     }
     /* Fill from popularity (cold start, short histories), below every

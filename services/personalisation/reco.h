@@ -47,6 +47,8 @@ typedef struct reco_params {
     uint32_t factors;    /* ALS */
     uint32_t iterations; /* ALS */
     double alpha;        /* ALS confidence scale */
+    double half_life;    /* popularity: weight halves every half_life ts
+                            units before the newest interaction; 0 = none */
 } reco_params;
 
 /* Defaults that work for the algorithm. */
@@ -58,9 +60,30 @@ int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *train, r
                char *err, size_t errlen);
 void reco_model_free(reco_model *m);
 
-/* Per-thread working memory for one catalogue size. */
+/* The model as one self-contained blob (native byte order), for storing.
+ * *out is malloc'ed; the caller frees it. Returns 0 or CXM_ENOMEM. */
+int reco_model_pack(const reco_model *m, void **out, size_t *len);
+
+/* A model that reads a packed blob in place, without copying it (only a
+ * blob that is not 8-byte aligned, such as a small LMDB value, is copied).
+ * The struct and any copy come from the arena, and the view stays valid as
+ * long as both the blob and the arena do; there is nothing to free. The
+ * check is O(1) (header, sizes): blobs are trusted output of
+ * reco_model_pack. Returns 0, CXM_EINVAL (not a model blob, with a
+ * sentence in err) or CXM_ENOMEM. */
+struct cxm_arena;
+int reco_model_view(const void *blob, size_t len, struct cxm_arena *a, const reco_model **out,
+                    char *err, size_t errlen);
+
+uint32_t reco_model_items(const reco_model *m);
+reco_algo reco_model_algo(const reco_model *m);
+
+/* Per-thread working memory, sized for the model (and any smaller one). */
 typedef struct reco_scratch reco_scratch;
-int reco_scratch_create(uint32_t nitems, reco_scratch **out);
+int reco_scratch_create(const reco_model *m, reco_scratch **out);
+/* Grow s, if needed, to serve m: call when the model may have changed
+ * (a new version). Returns 0 or CXM_ENOMEM (s is then unchanged). */
+int reco_scratch_fit(reco_scratch *s, const reco_model *m);
 void reco_scratch_free(reco_scratch *s);
 
 /* Score a history (items hist[0..n) with weights w, NULL = all 1) and write

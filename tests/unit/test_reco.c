@@ -46,7 +46,7 @@ static void check_algo(reco_algo algo, const reco_matrix *x)
     char err[128] = "";
     CHECK_EQ_INT(reco_train(algo, NULL, x, &m, err, sizeof err), 0);
     reco_scratch *s;
-    CHECK_EQ_INT(reco_scratch_create(x->nitems, &s), 0);
+    CHECK_EQ_INT(reco_scratch_create(m, &s), 0);
     uint32_t out[9];
     float score[9];
     /* User 12 saw item 0: its group's items come first, never item 0. */

@@ -1,0 +1,56 @@
+/*
+ * reco_impl.h - private to the recommendation core (reco.c, recoals.c):
+ * the model layout and the scratch, shared by the algorithm files. Nothing
+ * outside services/personalisation/reco*.c includes this.
+ */
+#ifndef CXM_RECO_IMPL_H
+#define CXM_RECO_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "personalisation/reco.h"
+
+typedef struct reco_neighbour {
+    uint32_t item;
+    float w;
+} reco_neighbour;
+
+/* A model either owns its arrays (trained here, freed by reco_model_free)
+ * or views a packed blob (reco_model_view; nothing to free). */
+struct reco_model {
+    reco_algo algo;
+    uint32_t nitems;
+    uint32_t factors;          /* ALS: factors per item, else 0 */
+    float lambda, alpha;       /* ALS: fold-in regularisation, confidence */
+    const uint64_t *nrow;      /* nitems + 1 offsets into nb */
+    const reco_neighbour *nb;  /* neighbour rows, largest |w| first */
+    const uint32_t *popular;   /* nitems, by descending pop_score */
+    const float *pop_score;    /* nitems */
+    const float *item_factors; /* ALS: nitems x factors, row-major */
+    const float *gram;         /* ALS: Y^T Y, factors x factors */
+    bool owned;
+};
+
+struct reco_scratch {
+    uint32_t nitems, factors; /* the largest model fitted so far */
+    float *score;
+    uint8_t *mark; /* 1 = touched, 2 = excluded, 3 = seen by the fill */
+    uint32_t *touched;
+    reco_neighbour *heap;
+    float *work; /* ALS fold-in: factors * factors + 2 * factors floats */
+};
+
+/* ALS (recoals.c). reco_als_train sets m->factors, lambda, alpha and owned
+ * item_factors and gram; popularity is already trained. */
+int reco_als_train(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
+                   size_t errlen);
+/* Fold the history into a user vector and score every item into s->score,
+ * listing each in s->touched with s->mark 1; returns how many were listed
+ * (m->nitems, or 0 when the history reaches no modelled item). Allocates
+ * nothing: s->work holds the fold-in system. */
+size_t reco_als_score(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
+                      size_t n);
+
+#endif
