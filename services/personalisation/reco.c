@@ -10,6 +10,7 @@
  */
 #include "reco.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -488,7 +489,7 @@ int reco_scratch_fit(reco_scratch *s, const reco_model *m)
         size_t n = m->nitems;
         float *score = calloc(n, sizeof *score);
         uint8_t *mark = calloc(n, 1);
-        uint32_t *touched = malloc(n * sizeof *touched);
+        uint32_t *touched = malloc((n + 1) * sizeof *touched); /* add_row writes one past */
         neighbour *heap = malloc(n * sizeof *heap);
         if (!score || !mark || !touched || !heap) {
             free(score);
@@ -579,38 +580,120 @@ static void heap_offer(neighbour *h, size_t *n, size_t k, neighbour c)
     }
 }
 
-static size_t accumulate_rows(const reco_model *m, reco_scratch *s, const uint32_t *hist,
-                              const float *w, size_t n)
+/* score += wi * row, listing each item the first time it is reached.
+ * Branch-free: whether an item was reached before is unpredictable, and a
+ * mispredicted branch per neighbour cost more than the arithmetic. */
+static void add_row(const neighbour *q, const neighbour *end, float wi, float *restrict score,
+                    uint8_t *restrict mark, uint32_t *restrict touched, size_t *nt)
 {
-    size_t nt = 0;
-    for (size_t h = 0; m->nrow && h < n; h++) {
+    size_t n = *nt;
+    for (; q < end; q++) {
+        uint32_t j = q->item;
+        touched[n] = j;
+        n += mark[j] == 0;
+        mark[j] = 1;
+        score[j] += wi * q->w;
+    }
+    *nt = n;
+}
+
+/* How many neighbour entries the history's rows hold. */
+static uint64_t row_entries(const reco_model *m, const uint32_t *hist, size_t n)
+{
+    uint64_t e = 0;
+    for (size_t h = 0; h < n; h++)
+        if (hist[h] < m->nitems)
+            e += m->nrow[hist[h] + 1] - m->nrow[hist[h]];
+    return e;
+}
+
+/* Dense: score += the history's rows, nothing else. The caller then scans
+ * the whole catalogue, which costs less than tracking what was reached
+ * when the rows reach a good part of it anyway. */
+static void add_rows_dense(const reco_model *m, float *restrict score, const uint32_t *hist,
+                           const float *w, size_t n)
+{
+    for (size_t h = 0; h < n; h++) {
         uint32_t i = hist[h];
         if (i >= m->nitems)
             continue;
         float wi = w ? w[h] : 1.0f;
-        for (uint64_t q = m->nrow[i]; q < m->nrow[i + 1]; q++) {
-            uint32_t j = m->nb[q].item;
-            if (s->mark[j] == 0) {
-                s->mark[j] = 1;
-                s->touched[nt++] = j;
-            }
-            s->score[j] += wi * m->nb[q].w;
-        }
+        for (const neighbour *q = m->nb + m->nrow[i], *end = m->nb + m->nrow[i + 1]; q < end; q++)
+            score[q->item] += wi * q->w;
+    }
+}
+
+/* Sparse: also list each item reached (mark 1) in s->touched. */
+static size_t add_rows_sparse(const reco_model *m, reco_scratch *s, const uint32_t *hist,
+                              const float *w, size_t n)
+{
+    size_t nt = 0;
+    for (size_t h = 0; h < n; h++) {
+        uint32_t i = hist[h];
+        if (i >= m->nitems)
+            continue;
+        float wi = w ? w[h] : 1.0f;
+        add_row(m->nb + m->nrow[i], m->nb + m->nrow[i + 1], wi, s->score, s->mark, s->touched, &nt);
     }
     return nt;
 }
 
-static void mark_excluded(reco_scratch *s, const uint32_t *items, size_t n, size_t *nt)
+static void mark_items(reco_scratch *s, const uint32_t *items, size_t n, uint8_t mark)
 {
-    for (size_t i = 0; i < n; i++) {
-        uint32_t j = items[i];
-        if (j >= s->nitems)
-            continue;
-        if (s->mark[j] == 0)
-            s->touched[(*nt)++] = j;
-        s->mark[j] = 2;
+    for (size_t i = 0; i < n; i++)
+        if (items[i] < s->nitems)
+            s->mark[items[i]] = mark;
+}
+
+/* Offer every listed (or, when list is NULL, every) item that is neither
+ * consumed nor excluded. Neighbour models offer only positive scores: a
+ * score <= 0 is evidence against, ranked below popularity. ALS scores
+ * every item and ranks them all. */
+static void offer_scored(const reco_model *m, reco_scratch *s, const uint32_t *list, size_t n,
+                         size_t k, size_t *nh)
+{
+    /* Below the heap's worst, nothing gets in: most items stop at that
+     * one comparison. */
+    float floor = m->algo == RECO_ALS ? -INFINITY : FLT_MIN;
+    for (size_t t = 0; t < n; t++) {
+        uint32_t j = list ? list[t] : (uint32_t)t;
+        float sc = s->score[j];
+        if (sc >= floor && s->mark[j] != 2) {
+            heap_offer(s->heap, nh, k, (neighbour){j, sc});
+            if (*nh == k && s->heap[0].w > floor)
+                floor = s->heap[0].w;
+        }
     }
 }
+
+/* Fill from popularity (cold start, short histories), below every model
+ * score: items not excluded and not already offered. */
+static void offer_popular(const reco_model *m, reco_scratch *s, size_t k, size_t *nh)
+{
+    for (uint32_t r = 0; *nh < k && r < m->nitems; r++) {
+        uint32_t j = m->popular[r];
+        if (s->mark[j] != 2 && !(s->score[j] > 0))
+            heap_offer(s->heap, nh, k, (neighbour){j, -(float)r - 1});
+    }
+}
+
+/* The best nh, best first (the heap pops worst first: fill from the back). */
+static size_t drain_heap(reco_scratch *s, size_t nh, uint32_t *out_items, float *out_scores)
+{
+    size_t out = nh;
+    while (nh > 0) {
+        out_items[nh - 1] = s->heap[0].item;
+        if (out_scores)
+            out_scores[nh - 1] = s->heap[0].w;
+        s->heap[0] = s->heap[--nh];
+        sift_down(s->heap, nh, 0);
+    }
+    return out;
+}
+
+/* Scanning the catalogue costs about this many neighbour entries per item
+ * less than listing reached items (measured on a 9.7k-item catalogue). */
+#define RECO_DENSE_RATIO 16
 
 size_t reco_recommend(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
                       size_t n, const uint32_t *exclude, size_t nexclude, size_t k,
@@ -620,40 +703,28 @@ size_t reco_recommend(const reco_model *m, reco_scratch *s, const uint32_t *hist
         return 0;
     if (k > m->nitems)
         k = m->nitems;
-    bool als = m->algo == RECO_ALS;
-    size_t nt = als ? reco_als_score(m, s, hist, w, n) : accumulate_rows(m, s, hist, w, n), nh = 0;
-    size_t scored = nt;
-    mark_excluded(s, hist, n, &nt);
-    mark_excluded(s, exclude, nexclude, &nt);
-    /* Neighbour models score what the history reaches, and a score <= 0
-     * is evidence against; ALS scores every item, and ranks them all. */
-    for (size_t t = 0; t < scored; t++) {
-        uint32_t j = s->touched[t];
-        if (s->mark[j] == 1 && (als || s->score[j] > 0))
-            heap_offer(s->heap, &nh, k, (neighbour){j, s->score[j]});
-    }
-    /* Fill from popularity (cold start, short histories), below every
-     * model score. */
-    for (uint32_t r = 0; nh < k && r < m->nitems; r++) {
-        uint32_t j = m->popular[r];
-        if (s->mark[j] == 0 || (s->mark[j] == 1 && !(s->score[j] > 0)))
-            heap_offer(s->heap, &nh, k, (neighbour){j, -(float)r - 1});
-        if (s->mark[j] == 0) {
-            s->mark[j] = 3;
-            s->touched[nt++] = j;
-        }
-    }
-    for (size_t t = 0; t < nt; t++) { /* leave the scratch clean */
+    size_t nh = 0, nt = 0;
+    bool als = m->algo == RECO_ALS, rows = m->nrow != NULL;
+    bool dense = rows && RECO_DENSE_RATIO * row_entries(m, hist, n) >= m->nitems;
+    if (dense)
+        add_rows_dense(m, s->score, hist, w, n);
+    else if (rows)
+        nt = add_rows_sparse(m, s, hist, w, n);
+    else if (als)
+        nt = reco_als_score(m, s, hist, w, n);
+    mark_items(s, hist, n, 2);
+    mark_items(s, exclude, nexclude, 2);
+    offer_scored(m, s, dense ? NULL : s->touched, dense ? m->nitems : nt, k, &nh);
+    if (!(als && nt > 0)) /* ALS offered every item it scored */
+        offer_popular(m, s, k, &nh);
+    /* Leave the scratch clean for the next call. */
+    if (dense)
+        memset(s->score, 0, m->nitems * sizeof *s->score);
+    for (size_t t = 0; t < nt; t++) {
         s->score[s->touched[t]] = 0;
         s->mark[s->touched[t]] = 0;
     }
-    size_t out = nh;
-    while (nh > 0) { /* pop worst first: fill from the back */
-        out_items[nh - 1] = s->heap[0].item;
-        if (out_scores)
-            out_scores[nh - 1] = s->heap[0].w;
-        s->heap[0] = s->heap[--nh];
-        sift_down(s->heap, nh, 0);
-    }
-    return out;
+    mark_items(s, hist, n, 0);
+    mark_items(s, exclude, nexclude, 0);
+    return drain_heap(s, nh, out_items, out_scores);
 }
