@@ -35,7 +35,7 @@ typedef struct eval_cfg {
     const char *train, *test, *ratings, *split, *test_frac, *algo, *recs_out;
     const char *lambda, *shrink, *alpha; /* floats: opts.h has no float type */
     int64_t k, seed, neighbours, factors, iterations;
-    bool json;
+    bool json, bm25;
 } eval_cfg;
 
 /* Everything parsed and derived from the command line. */
@@ -119,6 +119,8 @@ static int eval_params(const eval_cfg *c, eval_plan *plan)
     /* 0 means "not given": the opts range check keeps given values >= 1. */
     if (c->neighbours)
         p->neighbours = (uint32_t)c->neighbours;
+    if (c->bm25)
+        p->knn_weighting = RECO_KNN_BM25;
     if (c->factors)
         p->factors = (uint32_t)c->factors;
     if (c->iterations)
@@ -359,15 +361,21 @@ static int eval_serve(const eval_cfg *c, const eval_data *d, const reco_model *m
 
 /* ---- report -------------------------------------------------------------- */
 
+static const char *eval_weighting_name(const reco_params *p)
+{
+    return p->knn_weighting == RECO_KNN_BM25 ? "bm25" : "cosine";
+}
+
 static void eval_report_text(const eval_cfg *c, const eval_plan *plan, const eval_data *d,
                              const eval_result *r)
 {
     const reco_params *p = &plan->params;
     int k = (int)c->k;
     printf("%-20s %s\n", "algorithm", eval_algo_name(plan->algo));
-    printf("%-20s lambda=%g shrink=%g neighbours=%" PRIu32 " factors=%" PRIu32
+    printf("%-20s lambda=%g shrink=%g weighting=%s neighbours=%" PRIu32 " factors=%" PRIu32
            " iterations=%" PRIu32 " alpha=%g\n",
-           "params", p->lambda, p->shrink, p->neighbours, p->factors, p->iterations, p->alpha);
+           "params", p->lambda, p->shrink, eval_weighting_name(p), p->neighbours, p->factors,
+           p->iterations, p->alpha);
     printf("%-20s %" PRIu64 "\n", "users evaluated", r->sum.users);
     printf("%-20s %" PRIu32 "\n", "items", d->nitems_train);
     printf("%-20s %zu\n", "train interactions", d->train.n);
@@ -390,12 +398,13 @@ static void eval_report_json(const eval_cfg *c, const eval_plan *plan, const eva
            ",\"train_interactions\":%zu,\"test_interactions\":%zu,\"precision\":%.6f,"
            "\"recall\":%.6f,\"ndcg\":%.6f,\"map\":%.6f,\"coverage\":%.6f,"
            "\"train_seconds\":%.6f,\"serve_p50_us\":%.3f,\"serve_p99_us\":%.3f,"
-           "\"params\":{\"lambda\":%.17g,\"shrink\":%.17g,\"neighbours\":%" PRIu32
-           ",\"factors\":%" PRIu32 ",\"iterations\":%" PRIu32 ",\"alpha\":%.17g}}\n",
+           "\"params\":{\"lambda\":%.17g,\"shrink\":%.17g,\"weighting\":\"%s\","
+           "\"neighbours\":%" PRIu32 ",\"factors\":%" PRIu32 ",\"iterations\":%" PRIu32
+           ",\"alpha\":%.17g}}\n",
            eval_algo_name(plan->algo), c->k, r->sum.users, d->nitems_train, d->train.n, d->test.n,
            r->sum.precision, r->sum.recall, r->sum.ndcg, r->sum.map, r->sum.coverage,
-           r->train_seconds, r->p50_us, r->p99_us, p->lambda, p->shrink, p->neighbours, p->factors,
-           p->iterations, p->alpha);
+           r->train_seconds, r->p50_us, r->p99_us, p->lambda, p->shrink, eval_weighting_name(p),
+           p->neighbours, p->factors, p->iterations, p->alpha);
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -446,6 +455,7 @@ int main(int argc, char **argv)
         {"json", CXM_OPT_BOOL, &c.json, 0, 0, "report as one JSON line"},
         {"lambda", CXM_OPT_STR, &c.lambda, 0, 0, "EASE/ALS regularisation (default: algo's)"},
         {"shrink", CXM_OPT_STR, &c.shrink, 0, 0, "item-kNN shrinkage (default: algo's)"},
+        {"bm25", CXM_OPT_BOOL, &c.bm25, 0, 0, "item-kNN: BM25-weighted instead of cosine"},
         {"alpha", CXM_OPT_STR, &c.alpha, 0, 0, "ALS confidence scale (default: algo's)"},
         {"neighbours", CXM_OPT_INT, &c.neighbours, 1, UINT32_MAX,
          "neighbours per item (0: algo's)"},

@@ -6,7 +6,8 @@
  * serving scores one customer's history against it and returns the top k
  * items not yet consumed and not excluded. Algorithms:
  *   RECO_POP      popularity (the cold-start fallback), optionally time-decayed;
- *   RECO_ITEMKNN  item-item cosine with shrinkage, top-N neighbours per item;
+ *   RECO_ITEMKNN  item-item cosine with shrinkage, or BM25-weighted
+ *                 co-occurrence; top-N neighbours per item;
  *   RECO_EASE     closed-form EASE (Cholesky of the regularised Gram matrix,
  *                 LAPACK), kept as top-N neighbours per item;
  *   RECO_ALS      implicit ALS with conjugate-gradient updates.
@@ -40,9 +41,15 @@ typedef enum reco_algo {
     RECO_ALS,
 } reco_algo;
 
+typedef enum reco_knn_weighting {
+    RECO_KNN_COSINE = 0, /* cosine with shrinkage */
+    RECO_KNN_BM25,       /* BM25-weighted co-occurrence */
+} reco_knn_weighting;
+
 typedef struct reco_params {
-    double lambda;       /* EASE/ALS regularisation */
-    double shrink;       /* item-kNN similarity shrinkage */
+    double lambda; /* EASE/ALS regularisation */
+    double shrink; /* item-kNN cosine shrinkage */
+    reco_knn_weighting knn_weighting;
     uint32_t neighbours; /* item-kNN / EASE: neighbours kept per item */
     uint32_t factors;    /* ALS */
     uint32_t iterations; /* ALS */
