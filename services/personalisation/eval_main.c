@@ -33,7 +33,7 @@
 
 typedef struct eval_cfg {
     const char *train, *test, *ratings, *split, *test_frac, *algo, *recs_out;
-    const char *lambda, *shrink, *alpha; /* floats: opts.h has no float type */
+    const char *lambda, *shrink, *alpha, *half_life; /* floats: opts.h has no float type */
     int64_t k, seed, neighbours, factors, iterations;
     bool json, bm25;
 } eval_cfg;
@@ -42,6 +42,7 @@ typedef struct eval_cfg {
 typedef struct eval_plan {
     reco_algo algo;
     reco_params params;
+    double half_life; /* recency decay of history weights, in ts units; 0 = none */
     eval_split_kind split;
     double test_frac;
 } eval_plan;
@@ -114,7 +115,8 @@ static int eval_params(const eval_cfg *c, eval_plan *plan)
     reco_params_default(plan->algo, p);
     if ((c->lambda && eval_parse_float("lambda", c->lambda, 0, 1e12, &p->lambda)) ||
         (c->shrink && eval_parse_float("shrink", c->shrink, 0, 1e12, &p->shrink)) ||
-        (c->alpha && eval_parse_float("alpha", c->alpha, 0, 1e12, &p->alpha)))
+        (c->alpha && eval_parse_float("alpha", c->alpha, 0, 1e12, &p->alpha)) ||
+        (c->half_life && eval_parse_float("half-life", c->half_life, 0, 1e18, &plan->half_life)))
         return -1;
     /* 0 means "not given": the opts range check keeps given values >= 1. */
     if (c->neighbours)
@@ -265,12 +267,32 @@ static void eval_write_recs(FILE *f, const eval_data *d, uint32_t u, const uint3
 /* Buffers of one serving pass. */
 typedef struct eval_serve_ctx {
     const reco_model *model;
+    double half_life;
+    float *w; /* decayed history weights, one per training item */
     reco_scratch *scratch;
     uint32_t *recs;
     float *scores;
     double *micros; /* one latency per evaluated user */
     eval_acc acc;
 } eval_serve_ctx;
+
+/* User u's history weights: the ratings, each halved for every half_life
+ * it is older than u's latest training interaction (the user's "now"), as
+ * a serving layer decays by age. Part of the timed serving work. */
+static const float *eval_history_weights(eval_serve_ctx *s, const reco_matrix *t, uint32_t u)
+{
+    const float *rating = t->weights + t->row[u];
+    if (!(s->half_life > 0))
+        return rating;
+    const int64_t *ts = t->ts + t->row[u];
+    size_t n = (size_t)(t->row[u + 1] - t->row[u]);
+    int64_t latest = INT64_MIN;
+    for (size_t i = 0; i < n; i++)
+        latest = ts[i] > latest ? ts[i] : latest;
+    for (size_t i = 0; i < n; i++)
+        s->w[i] = rating[i] * (float)exp2(-(double)(latest - ts[i]) / s->half_life);
+    return s->w;
+}
 
 /* Recommend for user u, time it and score it. */
 static int eval_serve_user(eval_serve_ctx *s, const eval_data *d, uint32_t u, size_t k, FILE *out)
@@ -280,8 +302,8 @@ static int eval_serve_user(eval_serve_ctx *s, const eval_data *d, uint32_t u, si
     size_t nhist = (size_t)(t->row[u + 1] - t->row[u]);
     size_t nrel = (size_t)(q->row[u + 1] - q->row[u]);
     double t0 = eval_now();
-    size_t n = reco_recommend(s->model, s->scratch, hist, t->weights + t->row[u], nhist, NULL, 0, k,
-                              s->recs, s->scores);
+    size_t n = reco_recommend(s->model, s->scratch, hist, eval_history_weights(s, t, u), nhist,
+                              NULL, 0, k, s->recs, s->scores);
     s->micros[s->acc.users] = (eval_now() - t0) * 1e6;
     if (eval_check_recs(d, u, s->recs, n, k))
         return -1;
@@ -328,15 +350,16 @@ static int eval_close_recs(FILE *f, const char *path, int rc)
     return rc;
 }
 
-static int eval_serve(const eval_cfg *c, const eval_data *d, const reco_model *model,
-                      eval_result *res)
+static int eval_serve(const eval_cfg *c, const eval_plan *plan, const eval_data *d,
+                      const reco_model *model, eval_result *res)
 {
     size_t k = (size_t)c->k;
-    eval_serve_ctx s = {.model = model};
+    eval_serve_ctx s = {.model = model, .half_life = plan->half_life};
+    s.w = malloc(((size_t)d->nitems_train + 1) * sizeof *s.w);
     s.recs = malloc(k * sizeof *s.recs);
     s.scores = malloc(k * sizeof *s.scores);
     s.micros = malloc(((size_t)d->nusers_train + 1) * sizeof *s.micros);
-    int rc = !s.recs || !s.scores || !s.micros || eval_acc_init(&s.acc, d->nitems_train) ||
+    int rc = !s.w || !s.recs || !s.scores || !s.micros || eval_acc_init(&s.acc, d->nitems_train) ||
                      reco_scratch_create(model, &s.scratch)
                  ? -1
                  : 0;
@@ -353,6 +376,7 @@ static int eval_serve(const eval_cfg *c, const eval_data *d, const reco_model *m
     res->p99_us = eval_quantile(s.micros, s.acc.users, 0.99);
     reco_scratch_free(s.scratch);
     eval_acc_free(&s.acc);
+    free(s.w);
     free(s.recs);
     free(s.scores);
     free(s.micros);
@@ -422,7 +446,7 @@ static int eval_train_and_serve(const eval_cfg *c, const eval_plan *plan, const 
                 err[0] ? err : cxm_strerror(rc));
         return EVAL_EXIT_DATA;
     }
-    rc = eval_serve(c, d, model, &res);
+    rc = eval_serve(c, plan, d, model, &res);
     reco_model_free(model);
     if (rc)
         return EVAL_EXIT_DATA;
@@ -457,6 +481,8 @@ int main(int argc, char **argv)
         {"shrink", CXM_OPT_STR, &c.shrink, 0, 0, "item-kNN shrinkage (default: algo's)"},
         {"bm25", CXM_OPT_BOOL, &c.bm25, 0, 0, "item-kNN: BM25-weighted instead of cosine"},
         {"alpha", CXM_OPT_STR, &c.alpha, 0, 0, "ALS confidence scale (default: algo's)"},
+        {"half-life", CXM_OPT_STR, &c.half_life, 0, 0,
+         "decay history weights by age, halving every this many ts units (default: none)"},
         {"neighbours", CXM_OPT_INT, &c.neighbours, 1, UINT32_MAX,
          "neighbours per item (0: algo's)"},
         {"factors", CXM_OPT_INT, &c.factors, 1, 100000, "ALS factors (0: algo's)"},
