@@ -3,8 +3,10 @@
  */
 #include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "check.h"
+#include "cxm/arena.h"
 #include "cxm/err.h"
 #include "personalisation/reco.h"
 
@@ -40,11 +42,11 @@ static bool contains(const uint32_t *items, size_t n, uint32_t item)
     return false;
 }
 
-static void check_algo(reco_algo algo, const reco_matrix *x)
+static void check_algo_with(reco_algo algo, const reco_params *p, const reco_matrix *x)
 {
     reco_model *m;
     char err[128] = "";
-    CHECK_EQ_INT(reco_train(algo, NULL, x, &m, err, sizeof err), 0);
+    CHECK_EQ_INT(reco_train(algo, p, x, &m, err, sizeof err), 0);
     reco_scratch *s;
     CHECK_EQ_INT(reco_scratch_create(m, &s), 0);
     uint32_t out[9];
@@ -79,12 +81,117 @@ static void check_algo(reco_algo algo, const reco_matrix *x)
     reco_model_free(m);
 }
 
+static void check_algo(reco_algo algo, const reco_matrix *x)
+{
+    check_algo_with(algo, NULL, x);
+}
+
+/* Recommendations of two models agree for every one-item history. */
+static void check_same(const reco_model *a, const reco_model *b, uint32_t nitems)
+{
+    reco_scratch *s;
+    CHECK_EQ_INT(reco_scratch_create(a, &s), 0);
+    for (uint32_t i = 0; i < nitems; i++) {
+        uint32_t x[9], y[9];
+        float sx[9], sy[9];
+        size_t nx = reco_recommend(a, s, &i, NULL, 1, NULL, 0, 9, x, sx);
+        size_t ny = reco_recommend(b, s, &i, NULL, 1, NULL, 0, 9, y, sy);
+        CHECK(nx == ny && memcmp(x, y, nx * sizeof *x) == 0 &&
+              memcmp(sx, sy, nx * sizeof *sx) == 0);
+    }
+    reco_scratch_free(s);
+}
+
+/* A packed model viewed in place (aligned, and copied when misaligned)
+ * serves exactly as the trained one; damaged blobs are refused. */
+static void check_pack_view(reco_algo algo, const reco_matrix *x)
+{
+    reco_model *m;
+    char err[128] = "";
+    CHECK_EQ_INT(reco_train(algo, NULL, x, &m, err, sizeof err), 0);
+    void *blob;
+    size_t len;
+    CHECK_EQ_INT(reco_model_pack(m, &blob, &len), 0);
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    const reco_model *v;
+    CHECK_EQ_INT(reco_model_view(blob, len, &a, &v, err, sizeof err), 0);
+    CHECK_EQ_INT(reco_model_algo(v), algo);
+    CHECK_EQ_INT(reco_model_items(v), x->nitems);
+    check_same(m, v, x->nitems);
+    char *odd = malloc(len + 2); /* LMDB gives small values 2-byte alignment */
+    memcpy(odd + 2, blob, len);
+    CHECK_EQ_INT(reco_model_view(odd + 2, len, &a, &v, err, sizeof err), 0);
+    check_same(m, v, x->nitems);
+    CHECK_EQ_INT(reco_model_view(blob, len - 1, &a, &v, err, sizeof err), CXM_EINVAL);
+    CHECK(strstr(err, "size") != NULL);
+    CHECK_EQ_INT(reco_model_view(blob, 8, &a, &v, err, sizeof err), CXM_EINVAL);
+    ((char *)blob)[0] ^= 1;
+    CHECK_EQ_INT(reco_model_view(blob, len, &a, &v, err, sizeof err), CXM_EINVAL);
+    free(odd);
+    free(blob);
+    cxm_arena_dispose(&a);
+    reco_model_free(m);
+}
+
+static void check_bad_params(const reco_matrix *x)
+{
+    reco_model *m;
+    reco_params p;
+    char err[128] = "";
+    reco_params_default(RECO_EASE, &p);
+    p.lambda = 0;
+    CHECK_EQ_INT(reco_train(RECO_EASE, &p, x, &m, err, sizeof err), CXM_EINVAL);
+    CHECK(strstr(err, "lambda") != NULL);
+    reco_params_default(RECO_ITEMKNN, &p);
+    p.neighbours = 0;
+    CHECK_EQ_INT(reco_train(RECO_ITEMKNN, &p, x, &m, err, sizeof err), CXM_EINVAL);
+    CHECK(strstr(err, "neighbours") != NULL);
+    reco_params_default(RECO_ITEMKNN, &p);
+    p.shrink = -1;
+    CHECK_EQ_INT(reco_train(RECO_ITEMKNN, &p, x, &m, err, sizeof err), CXM_EINVAL);
+    CHECK_EQ_INT(reco_train((reco_algo)99, NULL, x, &m, err, sizeof err), CXM_EINVAL);
+}
+
+/* A scratch too small for a model returns nothing until fitted. */
+static void check_scratch_fit(const reco_matrix *x)
+{
+    reco_matrix small = *x;
+    small.nusers = 1; /* user 0 and their first three items: 1, 2, 3 */
+    small.nitems = 4;
+    static uint64_t row[2] = {0, 3};
+    small.row = row;
+    reco_model *ms, *m;
+    char err[128] = "";
+    CHECK_EQ_INT(reco_train(RECO_POP, NULL, &small, &ms, err, sizeof err), 0);
+    CHECK_EQ_INT(reco_train(RECO_POP, NULL, x, &m, err, sizeof err), 0);
+    reco_scratch *s;
+    CHECK_EQ_INT(reco_scratch_create(ms, &s), 0);
+    uint32_t out[3];
+    CHECK_EQ_INT(reco_recommend(m, s, NULL, NULL, 0, NULL, 0, 3, out, NULL), 0);
+    CHECK_EQ_INT(reco_scratch_fit(s, m), 0);
+    CHECK_EQ_INT(reco_recommend(m, s, NULL, NULL, 0, NULL, 0, 3, out, NULL), 3);
+    CHECK_EQ_INT(out[0], 8);
+    reco_scratch_free(s);
+    reco_model_free(ms);
+    reco_model_free(m);
+}
+
 int main(void)
 {
     reco_matrix x = build();
     check_algo(RECO_POP, &x);
     check_algo(RECO_ITEMKNN, &x);
     check_algo(RECO_EASE, &x);
+    reco_params bm25;
+    reco_params_default(RECO_ITEMKNN, &bm25);
+    bm25.knn_weighting = RECO_KNN_BM25;
+    check_algo_with(RECO_ITEMKNN, &bm25, &x);
+    check_pack_view(RECO_POP, &x);
+    check_pack_view(RECO_ITEMKNN, &x);
+    check_pack_view(RECO_EASE, &x);
+    check_bad_params(&x);
+    check_scratch_fit(&x);
     reco_model *m;
     char err[128] = "";
     CHECK_EQ_INT(reco_train(RECO_ALS, NULL, &x, &m, err, sizeof err), CXM_EUNIMPL);
