@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # eval_smoke.sh BIN_DIR - cxm-eval end to end: on synthetic interactions with
 # clustered tastes, collaborative filtering must clearly beat popularity
-# (item-kNN NDCG@10 > 1.2 x popularity's). If the MovieLens small set is
+# (item-kNN, EASE and ALS NDCG@10 > 1.2 x popularity's). If the MovieLens small set is
 # present next to the repository (../shared/data/movielens-latest-small), EASE
 # must beat popularity by 1.5x there and reach NDCG@10 0.375; otherwise that
 # part is skipped.
@@ -81,8 +81,11 @@ atleast() {
 pop=$(run synthetic "$TMP/synthetic.csv" pop)
 knn=$(run synthetic "$TMP/synthetic.csv" itemknn)
 ease=$(run synthetic "$TMP/synthetic.csv" ease)
-echo "eval_smoke: synthetic ndcg@10: pop $pop, itemknn $knn, ease $ease"
+als=$(run synthetic "$TMP/synthetic.csv" als)
+echo "eval_smoke: synthetic ndcg@10: pop $pop, itemknn $knn, ease $ease, als $als"
 better synthetic itemknn "$knn" pop "$pop" 1.2
+better synthetic ease "$ease" pop "$pop" 1.2
+better synthetic als "$als" pop "$pop" 1.2
 
 if [[ -r $ML ]]; then
     # MovieLens' header names differ; the data lines are already user,item,rating,ts.

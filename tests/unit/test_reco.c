@@ -151,6 +151,14 @@ static void check_bad_params(const reco_matrix *x)
     p.shrink = -1;
     CHECK_EQ_INT(reco_train(RECO_ITEMKNN, &p, x, &m, err, sizeof err), CXM_EINVAL);
     CHECK_EQ_INT(reco_train((reco_algo)99, NULL, x, &m, err, sizeof err), CXM_EINVAL);
+    reco_params_default(RECO_ALS, &p);
+    p.factors = 0;
+    CHECK_EQ_INT(reco_train(RECO_ALS, &p, x, &m, err, sizeof err), CXM_EINVAL);
+    CHECK(strstr(err, "factors") != NULL);
+    reco_params_default(RECO_ALS, &p);
+    p.alpha = -1;
+    CHECK_EQ_INT(reco_train(RECO_ALS, &p, x, &m, err, sizeof err), CXM_EINVAL);
+    CHECK(strstr(err, "alpha") != NULL);
 }
 
 /* A scratch too small for a model returns nothing until fitted. */
@@ -192,9 +200,7 @@ int main(void)
     check_pack_view(RECO_EASE, &x);
     check_bad_params(&x);
     check_scratch_fit(&x);
-    reco_model *m;
-    char err[128] = "";
-    CHECK_EQ_INT(reco_train(RECO_ALS, NULL, &x, &m, err, sizeof err), CXM_EUNIMPL);
-    CHECK(strstr(err, "ALS") != NULL);
+    check_algo(RECO_ALS, &x);
+    check_pack_view(RECO_ALS, &x);
     return check_report();
 }
