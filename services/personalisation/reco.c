@@ -437,6 +437,20 @@ static int ease_rows(const ease_ctx *e, row_builder *rb, uint32_t nitems, float 
     return rc;
 }
 
+uint64_t reco_ease_bytes(const reco_matrix *x)
+{
+    uint32_t *count = calloc((size_t)x->nitems + 1, sizeof *count);
+    if (!count)
+        return UINT64_MAX;
+    for (uint64_t i = 0; i < x->row[x->nusers]; i++)
+        count[x->items[i]]++;
+    uint64_t n = 0;
+    for (uint32_t i = 0; i < x->nitems; i++)
+        n += count[i] >= EASE_MIN_USERS;
+    free(count);
+    return n * n * sizeof(float);
+}
+
 static int train_ease(row_builder *rb, const reco_matrix *x, const reco_params *p, char *err,
                       size_t errlen)
 {
@@ -721,7 +735,7 @@ int reco_scratch_create(const reco_model *m, reco_scratch **out)
     reco_scratch *s = calloc(1, sizeof *s);
     if (!s)
         return CXM_ENOMEM;
-    if (reco_scratch_fit(s, m) != 0) {
+    if (m && reco_scratch_fit(s, m) != 0) {
         reco_scratch_free(s);
         return CXM_ENOMEM;
     }

@@ -63,6 +63,10 @@ void reco_params_default(reco_algo algo, reco_params *p);
 
 typedef struct reco_model reco_model;
 
+/* Bytes EASE's dense solve needs for this data (the Gram matrix over the
+ * items it models): the trainer picks EASE when this fits its budget. */
+uint64_t reco_ease_bytes(const reco_matrix *x);
+
 int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *train, reco_model **out,
                char *err, size_t errlen);
 void reco_model_free(reco_model *m);
@@ -85,7 +89,8 @@ int reco_model_view(const void *blob, size_t len, struct cxm_arena *a, const rec
 uint32_t reco_model_items(const reco_model *m);
 reco_algo reco_model_algo(const reco_model *m);
 
-/* Per-thread working memory, sized for the model (and any smaller one). */
+/* Per-thread working memory, sized for the model (and any smaller one);
+ * m NULL = empty, to be fitted before use. */
 typedef struct reco_scratch reco_scratch;
 int reco_scratch_create(const reco_model *m, reco_scratch **out);
 /* Grow s, if needed, to serve m: call when the model may have changed

@@ -1,0 +1,135 @@
+/*
+ * recodb.h - the recommendation core's LMDB side: the interaction log,
+ * versioned models with an atomic switch and rollback, and serving from a
+ * read transaction.
+ *
+ * Interaction log: (customer, item, weight, ts) events, appended online;
+ * recodb_append returns only after its batch is committed. One customer's
+ * events are contiguous and in time order, so serving reads the most
+ * recent ones with one backward cursor walk.
+ *
+ * Models: recodb_train reads the whole log in one read transaction, trains
+ * (reco.h) and writes, in ONE write transaction, the packed model, the
+ * version's item table (item id <-> model index), and the switch of
+ * `current` to the new version, keeping the old one as `previous` and
+ * deleting anything older. LMDB's transactions make the switch atomic: a
+ * reader sees the old version or the new one, never a mix, and a read
+ * transaction that began before the switch keeps its version to its end.
+ * recodb_rollback makes `previous` current again (and drops the version it
+ * replaces).
+ *
+ * Serving: recodb_recommend, in one read transaction: the current model is
+ * read in place from the map (no copy), the customer's latest
+ * opts.max_history interactions are weighted by weight x
+ * 2^(-age / recency_half_life), mapped to model indices (items newer than
+ * the model are skipped), and scored; what they consumed and what the caller
+ * excludes never comes back. Nothing is allocated but from the caller's
+ * arena, and the reader's scratch grows only when a new model has a larger
+ * catalogue. No locks: LMDB readers do not block writers or each other.
+ *
+ * Cold start: a customer without history gets the model's time-decayed
+ * popularity (opts.popularity_half_life).
+ *
+ * Business-rules hook: items nobody has interacted with yet (a new
+ * experience) are not in any model. The caller passes them, with scores, as
+ * recodb_query.extra: they are merged into the top k with the model's
+ * results (a consumed or excluded id never passes). Model scores are
+ * positive for what the history predicts and negative for the popularity
+ * fill (-1 for the most popular, -2 for the next, ...), so an extra item
+ * with score 0 ranks below every prediction and above every fill, and
+ * INFINITY pins it first. The Recommend RPC's business rules (a later
+ * issue) build this list.
+ *
+ * Threading: every call is thread-safe except that a recodb_reader belongs
+ * to one thread at a time. Training and appends may run while others serve.
+ * Errors: 0 or a negative CXM_E* code with a sentence in err: CXM_EINVAL
+ * (bad input, naming the field), CXM_ENOTFOUND (no model yet, no previous
+ * version), CXM_ENOMEM, or a store error.
+ */
+#ifndef CXM_RECODB_H
+#define CXM_RECODB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cxm/arena.h"
+#include "cxm/store.h"
+#include "personalisation/reco.h"
+
+#define RECODB_ID_MAX 256 /* longest customer or item id, in bytes */
+#define RECODB_K_MAX 1000 /* longest recommendation list */
+#define RECODB_EXCLUDE_MAX 1000
+#define RECODB_EXTRA_MAX 100
+
+typedef struct recodb recodb;
+
+typedef struct recodb_opts {
+    uint32_t max_history;        /* latest interactions scored; 0 = 200 */
+    double recency_half_life;    /* seconds; 0 = 365 days; < 0 = no decay */
+    double popularity_half_life; /* seconds; 0 = 14 days; < 0 = no decay */
+    uint64_t ease_budget;        /* bytes EASE may use; 0 = 2 GiB */
+} recodb_opts;
+
+/* Open the log and model tables in store (opts NULL = defaults). */
+int recodb_open(cxm_store *store, const recodb_opts *opts, recodb **out);
+void recodb_close(recodb *db);
+
+typedef struct recodb_event {
+    const char *customer; /* 1..RECODB_ID_MAX bytes, no control bytes */
+    const char *item;     /* likewise */
+    float weight;         /* finite, > 0 */
+    int64_t ts;           /* seconds since the epoch, >= 0 */
+} recodb_event;
+
+/* Validate all n events, then commit them in one transaction; a bad event
+ * fails the call with nothing written ("event 3: item is longer than 256
+ * bytes"). The same (customer, item, ts) again overwrites, so a retried
+ * batch does not count twice. */
+int recodb_append(recodb *db, const recodb_event *ev, size_t n, char *err, size_t errlen);
+
+typedef struct recodb_train_report {
+    uint64_t version;
+    reco_algo algo;
+    uint32_t customers, items;
+    uint64_t interactions; /* distinct (customer, item) pairs */
+    double seconds;        /* reading, training and writing */
+} recodb_train_report;
+
+/* Train on the whole log and switch to the new version. algo 0 picks EASE
+ * when reco_ease_bytes fits opts.ease_budget, item-kNN otherwise. Repeated
+ * (customer, item) events count once, with their largest weight and latest
+ * time. An empty log is CXM_EINVAL; a failure writes nothing. */
+int recodb_train(recodb *db, reco_algo algo, recodb_train_report *rep, char *err, size_t errlen);
+
+/* Make the previous version current again; its number goes to *version. */
+int recodb_rollback(recodb *db, uint64_t *version, char *err, size_t errlen);
+
+/* The current and previous versions (0 = none). */
+int recodb_versions(recodb *db, uint64_t *current, uint64_t *previous);
+
+/* Per-thread serving state. */
+typedef struct recodb_reader recodb_reader;
+int recodb_reader_create(const recodb *db, recodb_reader **out);
+void recodb_reader_free(recodb_reader *r);
+
+typedef struct recodb_rec {
+    const char *item;
+    float score;
+} recodb_rec;
+
+typedef struct recodb_query {
+    const char *customer;
+    int64_t now;                /* seconds since the epoch; 0 = the clock */
+    const char *const *exclude; /* ids never to return */
+    size_t nexclude;            /* <= RECODB_EXCLUDE_MAX */
+    const recodb_rec *extra;    /* business-rules candidates (see above) */
+    size_t nextra;              /* <= RECODB_EXTRA_MAX */
+    size_t k;                   /* 1..RECODB_K_MAX */
+} recodb_query;
+
+/* The best q->k items for q->customer, best first, in arena memory; *version
+ * (may be NULL) is the model version that answered. */
+int recodb_recommend(recodb *db, recodb_reader *r, cxm_arena *a, const recodb_query *q,
+                     recodb_rec **out, size_t *nout, uint64_t *version, char *err, size_t errlen);
+
+#endif
