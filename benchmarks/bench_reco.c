@@ -1,0 +1,386 @@
+/*
+ * cxm-bench-reco: in-process serving time of the recommendation core.
+ *
+ *   cxm-bench-reco [--ratings PATH] [--algo auto|ease|itemknn|als|pop]
+ *                  [--history 200] [--calls 20000] [--k 10]
+ *
+ * Loads interactions (a MovieLens-style CSV "user,item,rating,timestamp"
+ * with a header line, or, without --ratings, a seeded synthetic set of the
+ * same shape: 610 customers, 9.7k items, ~100k interactions), appends them
+ * to a fresh LMDB log, trains, and then asks for the top k of customers
+ * with at least --history interactions, round-robin:
+ *   recodb   recodb_recommend end to end: read transaction, model view,
+ *            the latest --history interactions, scoring, ids out;
+ *   reco     reco_recommend alone on the same histories, already indexed;
+ *   floor    a fixed busy loop as long as the recodb median, timed in the
+ *            same rounds: what this machine's scheduling alone does to a
+ *            call of that length (these VMs are shared and noisy).
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cxm/err.h"
+#include "cxm/opts.h"
+#include "cxm/store.h"
+#include "personalisation/evalcsv.h"
+#include "personalisation/reco.h"
+#include "personalisation/recodb.h"
+
+typedef struct bench_cfg {
+    const char *ratings, *algo;
+    int64_t history, calls, k;
+} bench_cfg;
+
+typedef struct bench_data {
+    eval_ids customers, items;
+    eval_log log;
+} bench_data;
+
+static double now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e6 + (double)t.tv_nsec * 1e-3;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double quantile(double *v, size_t n, double q)
+{
+    qsort(v, n, sizeof *v, cmp_double);
+    return n ? v[(size_t)(q * (double)(n - 1))] : 0;
+}
+
+/* ---- data ---- */
+
+static int add_event(bench_data *d, const char *customer, size_t clen, const char *item,
+                     size_t ilen, float weight, int64_t ts)
+{
+    eval_event e = {.rating = weight, .ts = ts};
+    int rc = eval_ids_intern(&d->customers, customer, clen, &e.user);
+    if (rc == 0)
+        rc = eval_ids_intern(&d->items, item, ilen, &e.item);
+    return rc ? rc : eval_log_push(&d->log, &e);
+}
+
+/* user,item,rating,timestamp after a header line; ids as strings. */
+static int load_csv(const char *path, bench_data *d)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "cxm-bench-reco: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char line[1024];
+    int rc = 0;
+    for (long no = 1; rc == 0 && fgets(line, sizeof line, f); no++) {
+        char *u = line, *i = strchr(u, ','), *r = i ? strchr(i + 1, ',') : NULL;
+        char *t = r ? strchr(r + 1, ',') : NULL;
+        if (no == 1)
+            continue;
+        if (!t) {
+            fprintf(stderr, "cxm-bench-reco: %s:%ld: not user,item,rating,timestamp\n", path, no);
+            rc = -1;
+            break;
+        }
+        rc = add_event(d, u, (size_t)(i - u), i + 1, (size_t)(r - i - 1), strtof(r + 1, NULL),
+                       strtoll(t + 1, NULL, 10));
+    }
+    fclose(f);
+    return rc;
+}
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
+    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
+    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
+    return z ^ (z >> 31);
+}
+
+/* 610 customers in 20 taste groups over 9,700 items with a popularity skew;
+ * one in six has 300 interactions, the rest 20-200. */
+static int synthesise(bench_data *d)
+{
+    uint64_t seed = 42;
+    for (int c = 0; c < 610; c++) {
+        char customer[16], item[16];
+        int n = c % 6 == 0 ? 300 : 20 + (int)(splitmix(&seed) % 181), group = c % 20;
+        snprintf(customer, sizeof customer, "c%d", c);
+        for (int j = 0; j < n; j++) {
+            double u = (double)(splitmix(&seed) >> 11) / 9007199254740992.0;
+            int it =
+                splitmix(&seed) % 10 < 7 ? group * 485 + (int)(485 * u * u) : (int)(9700 * u * u);
+            snprintf(item, sizeof item, "i%d", it);
+            int rc = add_event(d, customer, strlen(customer), item, strlen(item), 1.0f,
+                               1600000000 + c * 1000 + j);
+            if (rc)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- the three measurements ---- */
+
+static int append_all(recodb *db, const bench_data *d)
+{
+    char err[256];
+    recodb_event batch[1000];
+    size_t n = 0;
+    for (size_t i = 0; i < d->log.n; i++) {
+        const eval_event *e = &d->log.ev[i];
+        batch[n++] =
+            (recodb_event){d->customers.names[e->user], d->items.names[e->item], e->rating, e->ts};
+        if (n == 1000 || i + 1 == d->log.n) {
+            if (recodb_append(db, batch, n, err, sizeof err)) {
+                fprintf(stderr, "cxm-bench-reco: append: %s\n", err);
+                return -1;
+            }
+            n = 0;
+        }
+    }
+    return 0;
+}
+
+/* Customers with at least h interactions. */
+static size_t heavy_customers(const reco_matrix *x, uint32_t h, uint32_t *out)
+{
+    size_t n = 0;
+    for (uint32_t u = 0; u < x->nusers; u++)
+        if (x->row[u + 1] - x->row[u] >= h)
+            out[n++] = u;
+    return n;
+}
+
+/* A customer's latest h items, by ts. */
+static void latest(const reco_matrix *x, uint32_t u, uint32_t h, uint32_t *items)
+{
+    uint64_t a = x->row[u], n = x->row[u + 1] - a;
+    uint64_t *order = malloc(n * sizeof *order);
+    for (uint64_t i = 0; i < n; i++)
+        order[i] = i;
+    for (uint64_t i = 1; i < n; i++) /* insertion sort by ts, newest first */
+        for (uint64_t j = i; j > 0 && x->ts[a + order[j]] > x->ts[a + order[j - 1]]; j--) {
+            uint64_t t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    for (uint32_t i = 0; i < h; i++)
+        items[i] = x->items[a + order[i]];
+    free(order);
+}
+
+static volatile double sink;
+
+static void busy(long iterations)
+{
+    double x = 0;
+    for (long i = 0; i < iterations; i++)
+        x += (double)i * 0.5;
+    sink = x;
+}
+
+/* Iterations of busy() that take about us microseconds. */
+static long calibrate(double us)
+{
+    long it = 1000;
+    for (;;) {
+        double t0 = now_us();
+        busy(it);
+        double took = now_us() - t0;
+        if (took > 200)
+            return (long)((double)it * us / took);
+        it *= 2;
+    }
+}
+
+static void report(const char *name, double *v, size_t n)
+{
+    double p50 = quantile(v, n, 0.50), p90 = quantile(v, n, 0.90), p99 = quantile(v, n, 0.99);
+    printf("%-8s %10.1f %10.1f %10.1f %10.1f\n", name, p50, p90, p99, v[n - 1]);
+}
+
+typedef struct bench_run {
+    recodb *db;
+    recodb_reader *reader;
+    const reco_model *model;
+    reco_scratch *scratch;
+    const uint32_t *who;  /* customers served */
+    const uint32_t *hist; /* their latest h items, h per customer */
+    size_t nwho;
+} bench_run;
+
+static int serve_rounds(const bench_cfg *c, const bench_run *b, const bench_data *d)
+{
+    size_t calls = (size_t)c->calls, h = (size_t)c->history, k = (size_t)c->k;
+    double *t_db = malloc(calls * sizeof *t_db), *t_reco = malloc(calls * sizeof *t_reco);
+    double *t_floor = malloc(calls * sizeof *t_floor);
+    uint32_t out[1000];
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    char err[256];
+    long floor_it = 0;
+    int rc = t_db && t_reco && t_floor ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < calls; i++) {
+        if (i == calls / 10) /* size the floor loop once the median is known */
+            floor_it = calibrate(quantile(memcpy(t_floor, t_db, i * sizeof *t_db), i, 0.5));
+        size_t w = i % b->nwho;
+        recodb_query q = {.customer = d->customers.names[b->who[w]], .now = 1900000000, .k = k};
+        recodb_rec *recs;
+        size_t n;
+        double t0 = now_us();
+        rc = recodb_recommend(b->db, b->reader, &a, &q, &recs, &n, NULL, err, sizeof err);
+        double t1 = now_us();
+        reco_recommend(b->model, b->scratch, b->hist + w * h, NULL, h, NULL, 0, k, out, NULL);
+        double t2 = now_us();
+        busy(floor_it);
+        t_db[i] = t1 - t0;
+        t_reco[i] = t2 - t1;
+        t_floor[i] = now_us() - t2;
+        cxm_arena_reset(&a);
+    }
+    if (rc != 0)
+        fprintf(stderr, "cxm-bench-reco: recommend: %s\n", err);
+    else {
+        size_t skip = calls / 10; /* the floor starts once calibrated */
+        printf("\n%zu calls, %zu customers with %zu-item histories, top %zu\n", calls, b->nwho, h,
+               k);
+        printf("%-8s %10s %10s %10s %10s   (microseconds)\n", "", "p50", "p90", "p99", "max");
+        report("recodb", t_db, calls);
+        report("reco", t_reco, calls);
+        report("floor", t_floor + skip, calls - skip);
+    }
+    cxm_arena_dispose(&a);
+    free(t_db);
+    free(t_reco);
+    free(t_floor);
+    return rc;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+static reco_algo parse_algo(const char *name)
+{
+    static const char *names[] = {"auto", "pop", "itemknn", "ease", "als"};
+    for (int i = 0; i < 5; i++)
+        if (strcmp(name, names[i]) == 0)
+            return (reco_algo)i;
+    return (reco_algo)-1;
+}
+
+/* Train the same algorithm in process (for the reco row) and pick the
+ * customers and their latest histories. */
+static int prepare_reco(const bench_cfg *c, reco_algo algo, bench_data *d, reco_matrix *x,
+                        reco_model **model, uint32_t **who, uint32_t **hist, size_t *nwho)
+{
+    char err[256];
+    eval_log_dedupe(&d->log);
+    if (eval_matrix_build(&d->log, d->customers.n, d->items.n, x) ||
+        reco_train(algo, NULL, x, model, err, sizeof err)) {
+        fprintf(stderr, "cxm-bench-reco: training in process failed\n");
+        return -1;
+    }
+    *who = malloc(((size_t)x->nusers + 1) * sizeof **who);
+    *nwho = heavy_customers(x, (uint32_t)c->history, *who);
+    *hist = malloc((*nwho * (size_t)c->history + 1) * sizeof **hist);
+    if (*nwho == 0) {
+        fprintf(stderr, "cxm-bench-reco: no customer has %" PRId64 " interactions\n", c->history);
+        return -1;
+    }
+    for (size_t i = 0; i < *nwho; i++)
+        latest(x, (*who)[i], (uint32_t)c->history, *hist + i * (size_t)c->history);
+    return 0;
+}
+
+static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *dir)
+{
+    cxm_store *store;
+    cxm_store_opts so = {.nosync = true};
+    recodb *db = NULL;
+    recodb_reader *reader = NULL;
+    if (cxm_store_open(dir, &so, &store) || recodb_open(store, NULL, &db) ||
+        recodb_reader_create(db, &reader) || append_all(db, d))
+        return -1;
+    char err[256];
+    recodb_train_report rep;
+    if (recodb_train(db, algo, &rep, err, sizeof err)) {
+        fprintf(stderr, "cxm-bench-reco: train: %s\n", err);
+        return -1;
+    }
+    printf("trained version %" PRIu64 ": algorithm %d (1 pop, 2 itemknn, 3 ease, 4 als), "
+           "%" PRIu32 " customers, %" PRIu32 " items, %" PRIu64 " interactions, %.2f s\n",
+           rep.version, (int)rep.algo, rep.customers, rep.items, rep.interactions, rep.seconds);
+    reco_matrix x = {0};
+    reco_model *model = NULL;
+    uint32_t *who = NULL, *hist = NULL;
+    size_t nwho = 0;
+    int rc = prepare_reco(c, rep.algo, d, &x, &model, &who, &hist, &nwho);
+    bench_run b = {db, reader, model, NULL, who, hist, nwho};
+    if (rc == 0 && reco_scratch_create(model, &b.scratch) == 0)
+        rc = serve_rounds(c, &b, d);
+    reco_scratch_free(b.scratch);
+    reco_model_free(model);
+    eval_matrix_free(&x);
+    free(who);
+    free(hist);
+    recodb_reader_free(reader);
+    recodb_close(db);
+    cxm_store_close(store);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    bench_cfg c = {.algo = "auto", .history = 200, .calls = 20000, .k = 10};
+    cxm_opt opts[] = {
+        {"ratings", CXM_OPT_STR, &c.ratings, 0, 0, "user,item,rating,timestamp CSV (header line)"},
+        {"algo", CXM_OPT_STR, &c.algo, 0, 0, "auto, ease, itemknn, als or pop"},
+        {"history", CXM_OPT_INT, &c.history, 1, 10000, "interactions per served customer"},
+        {"calls", CXM_OPT_INT, &c.calls, 10, 100000000, "recommendations to time"},
+        {"k", CXM_OPT_INT, &c.k, 1, 1000, "length of each list"},
+    };
+    size_t nopts = sizeof opts / sizeof opts[0];
+    char err[512];
+    int rc = cxm_opts_parse(opts, nopts, argc, argv, NULL, NULL, err, sizeof err);
+    if (rc == 1) {
+        cxm_opts_usage(stdout, "cxm-bench-reco",
+                       "in-process serving time of the recommendation core", opts, nopts);
+        return 0;
+    }
+    reco_algo algo = parse_algo(c.algo);
+    if (rc || (int)algo < 0) {
+        fprintf(stderr, "cxm-bench-reco: %s\n",
+                rc ? err : "--algo: not auto, ease, itemknn, als or pop");
+        return 2;
+    }
+    bench_data d = {0};
+    if (c.ratings ? load_csv(c.ratings, &d) : synthesise(&d))
+        return 1;
+    printf("%zu interactions from %s\n", d.log.n, c.ratings ? c.ratings : "the synthetic set");
+    char dir[] = "/tmp/cxm-bench-reco-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("cxm-bench-reco: mkdtemp");
+        return 1;
+    }
+    rc = run(&c, algo, &d, dir);
+    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    eval_ids_free(&d.customers);
+    eval_ids_free(&d.items);
+    eval_log_free(&d.log);
+    return rc ? 1 : 0;
+}
