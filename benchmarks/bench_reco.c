@@ -2,7 +2,7 @@
  * cxm-bench-reco: in-process serving time of the recommendation core.
  *
  *   cxm-bench-reco [--ratings PATH] [--algo auto|ease|itemknn|als|pop]
- *                  [--history 200] [--calls 20000] [--k 10]
+ *                  [--history 200] [--calls 20000] [--k 10] [--neighbours N]
  *
  * Loads interactions (a MovieLens-style CSV "user,item,rating,timestamp"
  * with a header line, or, without --ratings, a seeded synthetic set of the
@@ -15,6 +15,10 @@
  *   floor    a fixed busy loop as long as the recodb median, timed in the
  *            same rounds: what this machine's scheduling alone does to a
  *            call of that length (these VMs are shared and noisy).
+ * Last, one second of reading the clock in a loop counts how often and for
+ * how long the CPU was taken away (gaps over 5 us): a call of length d is
+ * hit with probability about rate * d, which sets the p99 a call of that
+ * length can reach on this machine at all.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -34,7 +38,7 @@
 
 typedef struct bench_cfg {
     const char *ratings, *algo;
-    int64_t history, calls, k;
+    int64_t history, calls, k, neighbours;
 } bench_cfg;
 
 typedef struct bench_data {
@@ -205,6 +209,24 @@ static long calibrate(double us)
     }
 }
 
+/* Read the clock for one second; gaps over 5 us are times the CPU was
+ * taken away from this thread (interrupts, other tenants of the host). */
+static void report_steal(void)
+{
+    double start = now_us(), prev = start, stolen = 0;
+    long gaps = 0;
+    while (prev - start < 1e6) {
+        double t = now_us();
+        if (t - prev > 5) {
+            gaps++;
+            stolen += t - prev;
+        }
+        prev = t;
+    }
+    printf("\nthis machine: CPU taken away %ld times in 1 s (gaps > 5 us), mean %.1f us\n", gaps,
+           gaps ? stolen / (double)gaps : 0.0);
+}
+
 static void report(const char *name, double *v, size_t n)
 {
     double p50 = quantile(v, n, 0.50), p90 = quantile(v, n, 0.90), p99 = quantile(v, n, 0.99);
@@ -260,6 +282,7 @@ static int serve_rounds(const bench_cfg *c, const bench_run *b, const bench_data
         report("recodb", t_db, calls);
         report("reco", t_reco, calls);
         report("floor", t_floor + skip, calls - skip);
+        report_steal();
     }
     cxm_arena_dispose(&a);
     free(t_db);
@@ -285,13 +308,14 @@ static reco_algo parse_algo(const char *name)
 
 /* Train the same algorithm in process (for the reco row) and pick the
  * customers and their latest histories. */
-static int prepare_reco(const bench_cfg *c, reco_algo algo, bench_data *d, reco_matrix *x,
-                        reco_model **model, uint32_t **who, uint32_t **hist, size_t *nwho)
+static int prepare_reco(const bench_cfg *c, reco_algo algo, const reco_params *p, bench_data *d,
+                        reco_matrix *x, reco_model **model, uint32_t **who, uint32_t **hist,
+                        size_t *nwho)
 {
     char err[256];
     eval_log_dedupe(&d->log);
     if (eval_matrix_build(&d->log, d->customers.n, d->items.n, x) ||
-        reco_train(algo, NULL, x, model, err, sizeof err)) {
+        reco_train(algo, p, x, model, err, sizeof err)) {
         fprintf(stderr, "cxm-bench-reco: training in process failed\n");
         return -1;
     }
@@ -311,9 +335,10 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
 {
     cxm_store *store;
     cxm_store_opts so = {.nosync = true};
+    recodb_opts ro = {.neighbours = (uint32_t)c->neighbours};
     recodb *db = NULL;
     recodb_reader *reader = NULL;
-    if (cxm_store_open(dir, &so, &store) || recodb_open(store, NULL, &db) ||
+    if (cxm_store_open(dir, &so, &store) || recodb_open(store, &ro, &db) ||
         recodb_reader_create(db, &reader) || append_all(db, d))
         return -1;
     char err[256];
@@ -323,13 +348,18 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
         return -1;
     }
     printf("trained version %" PRIu64 ": algorithm %d (1 pop, 2 itemknn, 3 ease, 4 als), "
-           "%" PRIu32 " customers, %" PRIu32 " items, %" PRIu64 " interactions, %.2f s\n",
-           rep.version, (int)rep.algo, rep.customers, rep.items, rep.interactions, rep.seconds);
+           "%" PRIu32 " customers, %" PRIu32 " items, %" PRIu64 " interactions, %.1f MiB, %.2f s\n",
+           rep.version, (int)rep.algo, rep.customers, rep.items, rep.interactions,
+           (double)rep.model_bytes / (1 << 20), rep.seconds);
     reco_matrix x = {0};
     reco_model *model = NULL;
     uint32_t *who = NULL, *hist = NULL;
     size_t nwho = 0;
-    int rc = prepare_reco(c, rep.algo, d, &x, &model, &who, &hist, &nwho);
+    reco_params p;
+    reco_params_default(rep.algo, &p);
+    if (c->neighbours)
+        p.neighbours = (uint32_t)c->neighbours;
+    int rc = prepare_reco(c, rep.algo, &p, d, &x, &model, &who, &hist, &nwho);
     bench_run b = {db, reader, model, NULL, who, hist, nwho};
     if (rc == 0 && reco_scratch_create(model, &b.scratch) == 0)
         rc = serve_rounds(c, &b, d);
@@ -353,6 +383,8 @@ int main(int argc, char **argv)
         {"history", CXM_OPT_INT, &c.history, 1, 10000, "interactions per served customer"},
         {"calls", CXM_OPT_INT, &c.calls, 10, 100000000, "recommendations to time"},
         {"k", CXM_OPT_INT, &c.k, 1, 1000, "length of each list"},
+        {"neighbours", CXM_OPT_INT, &c.neighbours, 0, 100000,
+         "item-kNN / EASE neighbours per item (0: the algorithm's default)"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     char err[512];

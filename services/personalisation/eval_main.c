@@ -484,9 +484,10 @@ int main(int argc, char **argv)
         {"half-life", CXM_OPT_STR, &c.half_life, 0, 0,
          "decay history weights by age, halving every this many ts units (default: none)"},
         {"neighbours", CXM_OPT_INT, &c.neighbours, 1, UINT32_MAX,
-         "neighbours per item (0: algo's)"},
-        {"factors", CXM_OPT_INT, &c.factors, 1, 100000, "ALS factors (0: algo's)"},
-        {"iterations", CXM_OPT_INT, &c.iterations, 1, 100000, "ALS iterations (0: algo's)"},
+         "neighbours per item (unset: the algorithm's)"},
+        {"factors", CXM_OPT_INT, &c.factors, 1, 100000, "ALS factors (unset: the algorithm's)"},
+        {"iterations", CXM_OPT_INT, &c.iterations, 1, 100000,
+         "ALS iterations (unset: the algorithm's)"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     char err[512];

@@ -440,6 +440,8 @@ static int train_model(recodb *db, reco_algo algo, train_data *d, reco_matrix *x
     rep->algo = pick_algo(db, algo, x);
     reco_params_default(rep->algo, &p);
     p.half_life = db->opts.popularity_half_life > 0 ? db->opts.popularity_half_life : 0;
+    if (db->opts.neighbours)
+        p.neighbours = db->opts.neighbours;
     rep->customers = d->customers.n;
     rep->items = d->items.n;
     rep->interactions = d->log.n;
@@ -467,6 +469,7 @@ int recodb_train(recodb *db, reco_algo algo, recodb_train_report *rep, char *err
             fail(err, errlen, rc, "writing the model: %s", cxm_store_last_error());
     }
     rep->version = rc == 0 ? j.version : 0;
+    rep->model_bytes = rc == 0 ? j.model_len : 0;
     rep->seconds = now_seconds() - t0;
     free(mblob);
     free(iblob);

@@ -68,6 +68,9 @@ typedef struct recodb_opts {
     double recency_half_life;    /* seconds; 0 = 365 days; < 0 = no decay */
     double popularity_half_life; /* seconds; 0 = 14 days; < 0 = no decay */
     uint64_t ease_budget;        /* bytes EASE may use; 0 = 2 GiB */
+    uint32_t neighbours;         /* item-kNN / EASE model size; 0 = the
+                                    algorithm's default. Serving time grows
+                                    with it (benchmarks/README.md). */
 } recodb_opts;
 
 /* Open the log and model tables in store (opts NULL = defaults). */
@@ -92,6 +95,7 @@ typedef struct recodb_train_report {
     reco_algo algo;
     uint32_t customers, items;
     uint64_t interactions; /* distinct (customer, item) pairs */
+    uint64_t model_bytes;  /* the stored model, without the item table */
     double seconds;        /* reading, training and writing */
 } recodb_train_report;
 

@@ -267,12 +267,19 @@ int main(void)
     check_snapshot(store, db);
     check_rollback(db, r, &a);
 
-    /* A tiny EASE budget makes the automatic choice item-kNN. */
+    /* A tiny EASE budget makes the automatic choice item-kNN; fewer
+     * neighbours make a smaller model. */
     recodb *small;
     recodb_opts o = {.ease_budget = 1};
     CHECK_EQ_INT(recodb_open(store, &o, &small), 0);
     CHECK_EQ_INT(recodb_train(small, 0, &rep, err, sizeof err), 0);
     CHECK_EQ_INT(rep.algo, RECO_ITEMKNN);
+    uint64_t full_bytes = rep.model_bytes;
+    recodb_close(small);
+    o.neighbours = 1;
+    CHECK_EQ_INT(recodb_open(store, &o, &small), 0);
+    CHECK_EQ_INT(recodb_train(small, 0, &rep, err, sizeof err), 0);
+    CHECK(rep.model_bytes > 0 && rep.model_bytes < full_bytes);
     recodb_close(small);
 
     /* Versions survive closing and reopening the store. */
