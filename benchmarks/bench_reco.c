@@ -33,6 +33,7 @@
 #include "cxm/opts.h"
 #include "cxm/store.h"
 #include "personalisation/evalcsv.h"
+#include "personalisation/evalmetrics.h"
 #include "personalisation/reco.h"
 #include "personalisation/recodb.h"
 
@@ -51,18 +52,6 @@ static double now_us(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec * 1e6 + (double)t.tv_nsec * 1e-3;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double quantile(double *v, size_t n, double q)
-{
-    qsort(v, n, sizeof *v, cmp_double);
-    return n ? v[(size_t)(q * (double)(n - 1))] : 0;
 }
 
 /* ---- data ---- */
@@ -104,14 +93,6 @@ static int load_csv(const char *path, bench_data *d)
     return rc;
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 /* 610 customers in 20 taste groups over 9,700 items with a popularity skew;
  * one in six has 300 interactions, the rest 20-200. */
 static int synthesise(bench_data *d)
@@ -119,12 +100,12 @@ static int synthesise(bench_data *d)
     uint64_t seed = 42;
     for (int c = 0; c < 610; c++) {
         char customer[16], item[16];
-        int n = c % 6 == 0 ? 300 : 20 + (int)(splitmix(&seed) % 181), group = c % 20;
+        int n = c % 6 == 0 ? 300 : 20 + (int)(eval_splitmix64(&seed) % 181), group = c % 20;
         snprintf(customer, sizeof customer, "c%d", c);
         for (int j = 0; j < n; j++) {
-            double u = (double)(splitmix(&seed) >> 11) / 9007199254740992.0;
-            int it =
-                splitmix(&seed) % 10 < 7 ? group * 485 + (int)(485 * u * u) : (int)(9700 * u * u);
+            double u = (double)(eval_splitmix64(&seed) >> 11) / 9007199254740992.0;
+            int it = eval_splitmix64(&seed) % 10 < 7 ? group * 485 + (int)(485 * u * u)
+                                                     : (int)(9700 * u * u);
             snprintf(item, sizeof item, "i%d", it);
             int rc = add_event(d, customer, strlen(customer), item, strlen(item), 1.0f,
                                1600000000 + c * 1000 + j);
@@ -229,7 +210,8 @@ static void report_steal(void)
 
 static void report(const char *name, double *v, size_t n)
 {
-    double p50 = quantile(v, n, 0.50), p90 = quantile(v, n, 0.90), p99 = quantile(v, n, 0.99);
+    double p50 = eval_quantile(v, n, 0.50), p90 = eval_quantile(v, n, 0.90),
+           p99 = eval_quantile(v, n, 0.99);
     printf("%-8s %10.1f %10.1f %10.1f %10.1f\n", name, p50, p90, p99, v[n - 1]);
 }
 
@@ -256,7 +238,7 @@ static int serve_rounds(const bench_cfg *c, const bench_run *b, const bench_data
     int rc = t_db && t_reco && t_floor ? 0 : -1;
     for (size_t i = 0; rc == 0 && i < calls; i++) {
         if (i == calls / 10) /* size the floor loop once the median is known */
-            floor_it = calibrate(quantile(memcpy(t_floor, t_db, i * sizeof *t_db), i, 0.5));
+            floor_it = calibrate(eval_quantile(memcpy(t_floor, t_db, i * sizeof *t_db), i, 0.5));
         size_t w = i % b->nwho;
         recodb_query q = {.customer = d->customers.names[b->who[w]], .now = 1900000000, .k = k};
         recodb_rec *recs;

@@ -179,6 +179,16 @@ void *cxm_arena_calloc(cxm_arena *a, size_t n, size_t size)
     return p;
 }
 
+const void *cxm_arena_aligned(cxm_arena *a, const void *p, size_t len, size_t align)
+{
+    if (((uintptr_t)p & (align - 1)) == 0)
+        return p;
+    void *copy = cxm_arena_alloc(a, len);
+    if (copy)
+        memcpy(copy, p, len);
+    return copy;
+}
+
 char *cxm_arena_strndup(cxm_arena *a, const char *s, size_t len)
 {
     if (len == SIZE_MAX)

@@ -386,7 +386,7 @@ int eval_csv_read(const char *path, eval_ids *users, eval_ids *items, eval_log *
 
 /* ---- splits -------------------------------------------------------------- */
 
-static uint64_t eval_splitmix64(uint64_t *state)
+uint64_t eval_splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;

@@ -87,6 +87,10 @@ typedef enum eval_split_kind {
 int eval_split(const eval_log *all, eval_split_kind kind, double frac, uint64_t seed,
                eval_log *train, eval_log *test);
 
+/* The next value of the splitmix64 sequence in *state: the splits' (and
+ * the synthetic benchmark data's) seeded random numbers. */
+uint64_t eval_splitmix64(uint64_t *state);
+
 /* Renumber users and items so that those seen in train come first (in order
  * of first appearance in train, then in test): the model's catalogue is then
  * 0..*nitems_train-1, and test-only items keep indices >= it, relevant but

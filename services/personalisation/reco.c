@@ -56,6 +56,12 @@ static int fail(char *err, size_t errlen, int rc, const char *msg)
     return rc;
 }
 
+/* Models made of neighbour rows (the others: popularity, ALS). */
+static bool has_rows(reco_algo algo)
+{
+    return algo == RECO_ITEMKNN || algo == RECO_EASE;
+}
+
 /* ---- popularity ---- */
 
 static int by_score_desc(const void *a, const void *b, void *ctx)
@@ -126,26 +132,26 @@ static int push_row(row_builder *rb, uint32_t item, const neighbour *cand, uint3
     return 0;
 }
 
-/* Items -> users (the transpose of x), as offsets and user lists. */
-static int transpose(const reco_matrix *x, uint64_t **col, uint32_t **users)
+int reco_transpose(const reco_matrix *x, uint64_t **col, uint32_t **users, float **weights)
 {
     uint64_t nnz = x->row[x->nusers];
-    *col = calloc((size_t)x->nitems + 1, sizeof **col);
-    *users = malloc((nnz ? nnz : 1) * sizeof **users);
-    if (!*col || !*users)
+    *col = calloc((size_t)x->nitems + 2, sizeof **col);
+    *users = malloc((nnz + 1) * sizeof **users);
+    if (weights)
+        *weights = malloc((nnz + 1) * sizeof **weights);
+    if (!*col || !*users || (weights && !*weights))
         return CXM_ENOMEM;
-    for (uint64_t i = 0; i < nnz; i++)
-        (*col)[x->items[i] + 1]++;
+    for (uint64_t q = 0; q < nnz; q++)
+        (*col)[x->items[q] + 2]++;
     for (uint32_t i = 0; i < x->nitems; i++)
-        (*col)[i + 1] += (*col)[i];
-    uint64_t *fill = malloc(((size_t)x->nitems + 1) * sizeof *fill);
-    if (!fill)
-        return CXM_ENOMEM;
-    memcpy(fill, *col, ((size_t)x->nitems + 1) * sizeof *fill);
-    for (uint32_t u = 0; u < x->nusers; u++)
-        for (uint64_t i = x->row[u]; i < x->row[u + 1]; i++)
-            (*users)[fill[x->items[i]]++] = u;
-    free(fill);
+        (*col)[i + 2] += (*col)[i + 1];
+    for (uint32_t u = 0; u < x->nusers; u++) /* col[i + 1] is i's fill point */
+        for (uint64_t q = x->row[u]; q < x->row[u + 1]; q++) {
+            uint64_t at = (*col)[x->items[q] + 1]++;
+            (*users)[at] = u;
+            if (weights)
+                (*weights)[at] = x->weights[q];
+        }
     return 0;
 }
 
@@ -294,7 +300,8 @@ static int train_itemknn(row_builder *rb, const reco_matrix *x, const reco_param
     k.dot = calloc((size_t)x->nitems + 1, sizeof *k.dot);
     k.touched = malloc(((size_t)x->nitems + 1) * sizeof *k.touched);
     k.cand = malloc(((size_t)x->nitems + 1) * sizeof *k.cand);
-    int rc = k.uw && k.dot && k.touched && k.cand ? transpose(x, &k.col, &k.users) : CXM_ENOMEM;
+    int rc = k.uw && k.dot && k.touched && k.cand ? reco_transpose(x, &k.col, &k.users, NULL)
+                                                  : CXM_ENOMEM;
     for (uint32_t u = 0; rc == 0 && u < x->nusers; u++)
         k.uw[u] = knn_user_weight(&k, u);
     if (rc == 0)
@@ -518,8 +525,7 @@ int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_
     }
     if (algo < RECO_POP || algo > RECO_ALS)
         return fail(err, errlen, CXM_EINVAL, "unknown algorithm");
-    bool rows = algo == RECO_ITEMKNN || algo == RECO_EASE;
-    if (rows && p->neighbours == 0)
+    if (has_rows(algo) && p->neighbours == 0)
         return fail(err, errlen, CXM_EINVAL, "neighbours must be at least 1");
     if (algo == RECO_EASE && !(p->lambda > 0 && isfinite(p->lambda)))
         return fail(err, errlen, CXM_EINVAL, "EASE lambda must be a finite number > 0");
@@ -641,11 +647,6 @@ int reco_model_pack(const reco_model *m, void **out, size_t *len)
     return 0;
 }
 
-static bool has_rows(reco_algo algo)
-{
-    return algo == RECO_ITEMKNN || algo == RECO_EASE;
-}
-
 int reco_model_view(const void *blob, size_t len, cxm_arena *a, const reco_model **out, char *err,
                     size_t errlen)
 {
@@ -661,13 +662,7 @@ int reco_model_view(const void *blob, size_t len, cxm_arena *a, const reco_model
     if (l.total != len)
         return fail(err, errlen, CXM_EINVAL, "model blob size does not match its header");
     reco_model *m = cxm_arena_alloc(a, sizeof *m);
-    const char *b = blob;
-    if (m && ((uintptr_t)b & 7) != 0) { /* a small LMDB value: 2-byte aligned */
-        char *copy = cxm_arena_alloc(a, len);
-        if (copy)
-            memcpy(copy, b, len);
-        b = copy;
-    }
+    const char *b = cxm_arena_aligned(a, blob, len, 8);
     if (!m || !b)
         return fail(err, errlen, CXM_ENOMEM, "out of memory for a model view");
     *m = (reco_model){.algo = (reco_algo)h.algo,
@@ -928,11 +923,11 @@ size_t reco_recommend(const reco_model *m, reco_scratch *s, const uint32_t *hist
     else if (rows)
         nt = add_rows_sparse(m, s, hist, w, n);
     else if (als)
-        nt = reco_als_score(m, s, hist, w, n);
+        dense = reco_als_score(m, s, hist, w, n); /* every item, or none */
     mark_items(s, hist, n, 2);
     mark_items(s, exclude, nexclude, 2);
     offer_scored(m, s, dense ? NULL : s->touched, dense ? m->nitems : nt, k, &nh);
-    if (!(als && nt > 0)) /* ALS offered every item it scored */
+    if (!(als && dense)) /* ALS offered every item it scored */
         offer_popular(m, s, k, &nh);
     /* Leave the scratch clean for the next call. */
     if (dense)

@@ -25,7 +25,7 @@ struct reco_model {
     uint32_t factors;          /* ALS: factors per item, else 0 */
     float lambda, alpha;       /* ALS: fold-in regularisation, confidence */
     const uint64_t *nrow;      /* nitems + 1 offsets into nb */
-    const reco_neighbour *nb;  /* neighbour rows, largest |w| first */
+    const reco_neighbour *nb;  /* neighbour rows, in no particular order */
     const uint32_t *popular;   /* nitems, by descending pop_score */
     const float *pop_score;    /* nitems */
     const float *item_factors; /* ALS: nitems x factors, row-major */
@@ -36,7 +36,7 @@ struct reco_model {
 struct reco_scratch {
     uint32_t nitems, factors; /* the largest model fitted so far */
     float *score;
-    uint8_t *mark; /* 1 = touched, 2 = excluded, 3 = seen by the fill */
+    uint8_t *mark; /* 1 = reached by the rows, 2 = consumed or excluded */
     uint32_t *touched;
     reco_neighbour *heap;
     float *work; /* ALS fold-in: factors * factors + 2 * factors floats */
@@ -46,11 +46,15 @@ struct reco_scratch {
  * item_factors and gram; popularity is already trained. */
 int reco_als_train(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
                    size_t errlen);
-/* Fold the history into a user vector and score every item into s->score,
- * listing each in s->touched with s->mark 1; returns how many were listed
- * (m->nitems, or 0 when the history reaches no modelled item). Allocates
- * nothing: s->work holds the fold-in system. */
-size_t reco_als_score(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
-                      size_t n);
+/* Fold the history into a user vector and score every item into s->score;
+ * false, with nothing written, when the history reaches no modelled item.
+ * Allocates nothing: s->work holds the fold-in system. */
+bool reco_als_score(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
+                    size_t n);
+
+/* Items -> users (the transpose of x): col[i] .. col[i + 1] index item i's
+ * users, in ascending order, and (when weights is not NULL) their weights.
+ * col has nitems + 2 entries. On failure the caller frees what is set. */
+int reco_transpose(const reco_matrix *x, uint64_t **col, uint32_t **users, float **weights);
 
 #endif

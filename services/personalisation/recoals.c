@@ -49,8 +49,8 @@ typedef struct als_side {
 typedef struct als_work {
     uint32_t f;
     float lambda, alpha;
-    float *gram;            /* f x f: other^T other */
-    float *r, *p, *ap, *yp; /* f each */
+    float *gram;       /* f x f: other^T other */
+    float *r, *p, *ap; /* f each */
 } als_work;
 
 static float dot(const float *a, const float *b, uint32_t f)
@@ -141,28 +141,6 @@ static void init_factors(float *v, size_t n, uint64_t seed)
     }
 }
 
-/* Items -> (users, weights), the transpose the item side reads. */
-static int als_transpose(const reco_matrix *x, uint64_t **off, uint32_t **idx, float **weight)
-{
-    uint64_t nnz = x->row[x->nusers];
-    *off = calloc((size_t)x->nitems + 2, sizeof **off);
-    *idx = malloc((nnz + 1) * sizeof **idx);
-    *weight = malloc((nnz + 1) * sizeof **weight);
-    if (!*off || !*idx || !*weight)
-        return CXM_ENOMEM;
-    for (uint64_t q = 0; q < nnz; q++)
-        (*off)[x->items[q] + 2]++;
-    for (uint32_t i = 0; i < x->nitems; i++)
-        (*off)[i + 2] += (*off)[i + 1];
-    for (uint32_t u = 0; u < x->nusers; u++) /* off[i + 1] is i's fill point */
-        for (uint64_t q = x->row[u]; q < x->row[u + 1]; q++) {
-            uint64_t at = (*off)[x->items[q] + 1]++;
-            (*idx)[at] = u;
-            (*weight)[at] = x->weights[q];
-        }
-    return 0;
-}
-
 static int als_check(const reco_params *p, const reco_matrix *x, char *err, size_t errlen)
 {
     const char *why = NULL;
@@ -192,17 +170,16 @@ int reco_als_train(reco_model *m, const reco_matrix *x, const reco_params *p, ch
     als_work w = {.f = f, .lambda = (float)p->lambda, .alpha = (float)p->alpha};
     float *users = malloc(((size_t)x->nusers * f + 1) * sizeof *users);
     float *items = malloc(((size_t)x->nitems * f + 1) * sizeof *items);
-    float *buf = malloc(((size_t)f * f + 4 * (size_t)f) * sizeof *buf);
+    float *buf = malloc(((size_t)f * f + 3 * (size_t)f) * sizeof *buf);
     uint64_t *ioff = NULL;
     uint32_t *iidx = NULL;
     float *iw = NULL;
-    rc = users && items && buf ? als_transpose(x, &ioff, &iidx, &iw) : CXM_ENOMEM;
+    rc = users && items && buf ? reco_transpose(x, &ioff, &iidx, &iw) : CXM_ENOMEM;
     if (rc == 0) {
         w.gram = buf;
         w.r = buf + (size_t)f * f;
         w.p = w.r + f;
         w.ap = w.p + f;
-        w.yp = w.ap + f;
         init_factors(users, (size_t)x->nusers * f, 1);
         init_factors(items, (size_t)x->nitems * f, 2);
         als_side us = {x->nusers, x->row, x->items, x->weights, users, items};
@@ -228,8 +205,8 @@ int reco_als_train(reco_model *m, const reco_matrix *x, const reco_params *p, ch
     return rc;
 }
 
-size_t reco_als_score(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
-                      size_t n)
+bool reco_als_score(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
+                    size_t n)
 {
     int f = (int)m->factors, one = 1, info = 0;
     float *a = s->work, *b = s->work + (size_t)f * f;
@@ -248,19 +225,15 @@ size_t reco_als_score(const reco_model *m, reco_scratch *s, const uint32_t *hist
         used++;
     }
     if (used == 0)
-        return 0;
+        return false;
     spotrf_("U", &f, a, &f, &info);
     if (info == 0)
         spotrs_("U", &f, &one, a, &f, b, &f, &info);
     if (info != 0)
-        return 0;
+        return false;
     /* scores = Y b: Y is row-major nitems x f, i.e. column-major f x nitems. */
     int cols = (int)m->nitems;
     float unit = 1, zero = 0;
     sgemv_("T", &f, &cols, &unit, m->item_factors, &f, b, &one, &zero, s->score, &one);
-    for (uint32_t j = 0; j < m->nitems; j++) {
-        s->mark[j] = 1;
-        s->touched[j] = j;
-    }
-    return m->nitems;
+    return true;
 }

@@ -534,20 +534,9 @@ static int query_check(const recodb_query *q, char *err, size_t errlen)
     return 0;
 }
 
-/* A blob from the map, copied into the arena when not 4-byte aligned. */
-static const void *aligned(const void *p, size_t len, cxm_arena *a)
-{
-    if (((uintptr_t)p & 3) == 0)
-        return p;
-    void *copy = cxm_arena_alloc(a, len);
-    if (copy)
-        memcpy(copy, p, len);
-    return copy;
-}
-
 static int items_view(const void *blob, size_t len, cxm_arena *a, item_table *t)
 {
-    const uint8_t *b = aligned(blob, len, a);
+    const uint8_t *b = cxm_arena_aligned(a, blob, len, 4);
     uint64_t magic;
     if (!b)
         return CXM_ENOMEM;

@@ -195,6 +195,12 @@ static void test_calloc_strndup(void)
     char *s = cxm_arena_strndup(&a, "hello world", 5);
     CHECK_EQ_STR(s, "hello");
     CHECK_EQ_STR(cxm_arena_strndup(&a, NULL, 0), "");
+    /* Aligned memory is used in place; otherwise it is copied, aligned. */
+    static const alignas(8) char blob[16] = "0123456789abcde";
+    CHECK(cxm_arena_aligned(&a, blob, 8, 8) == blob);
+    const char *moved = cxm_arena_aligned(&a, blob + 1, 8, 8);
+    CHECK(moved != blob + 1 && ((uintptr_t)moved & 7) == 0 && memcmp(moved, "12345678", 8) == 0);
+    CHECK(cxm_arena_aligned(&a, blob + 2, 8, 2) == blob + 2);
     /* Zero-size requests still return distinct pointers. */
     char *z1 = cxm_arena_alloc(&a, 0), *z2 = cxm_arena_alloc(&a, 0);
     CHECK(z1 != NULL && z2 != NULL && z1 != z2);

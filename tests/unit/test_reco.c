@@ -134,31 +134,35 @@ static void check_pack_view(reco_algo algo, const reco_matrix *x)
     reco_model_free(m);
 }
 
-static void check_bad_params(const reco_matrix *x)
+/* Training algo with p refuses, naming field. */
+static void expect_bad_param(const reco_matrix *x, reco_algo algo, const reco_params *p,
+                             const char *field)
 {
     reco_model *m;
-    reco_params p;
     char err[128] = "";
+    CHECK_EQ_INT(reco_train(algo, p, x, &m, err, sizeof err), CXM_EINVAL);
+    CHECK(strstr(err, field) != NULL);
+}
+
+static void check_bad_params(const reco_matrix *x)
+{
+    reco_params p;
     reco_params_default(RECO_EASE, &p);
     p.lambda = 0;
-    CHECK_EQ_INT(reco_train(RECO_EASE, &p, x, &m, err, sizeof err), CXM_EINVAL);
-    CHECK(strstr(err, "lambda") != NULL);
+    expect_bad_param(x, RECO_EASE, &p, "lambda");
     reco_params_default(RECO_ITEMKNN, &p);
     p.neighbours = 0;
-    CHECK_EQ_INT(reco_train(RECO_ITEMKNN, &p, x, &m, err, sizeof err), CXM_EINVAL);
-    CHECK(strstr(err, "neighbours") != NULL);
+    expect_bad_param(x, RECO_ITEMKNN, &p, "neighbours");
     reco_params_default(RECO_ITEMKNN, &p);
     p.shrink = -1;
-    CHECK_EQ_INT(reco_train(RECO_ITEMKNN, &p, x, &m, err, sizeof err), CXM_EINVAL);
-    CHECK_EQ_INT(reco_train((reco_algo)99, NULL, x, &m, err, sizeof err), CXM_EINVAL);
+    expect_bad_param(x, RECO_ITEMKNN, &p, "shrink");
+    expect_bad_param(x, (reco_algo)99, NULL, "algorithm");
     reco_params_default(RECO_ALS, &p);
     p.factors = 0;
-    CHECK_EQ_INT(reco_train(RECO_ALS, &p, x, &m, err, sizeof err), CXM_EINVAL);
-    CHECK(strstr(err, "factors") != NULL);
+    expect_bad_param(x, RECO_ALS, &p, "factors");
     reco_params_default(RECO_ALS, &p);
     p.alpha = -1;
-    CHECK_EQ_INT(reco_train(RECO_ALS, &p, x, &m, err, sizeof err), CXM_EINVAL);
-    CHECK(strstr(err, "alpha") != NULL);
+    expect_bad_param(x, RECO_ALS, &p, "alpha");
 }
 
 /* A scratch too small for a model returns nothing until fitted. */

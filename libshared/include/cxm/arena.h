@@ -53,6 +53,12 @@ void *cxm_arena_calloc(cxm_arena *a, size_t n, size_t size);
 /* A NUL-terminated copy of len bytes of s (s need not be terminated). */
 char *cxm_arena_strndup(cxm_arena *a, const char *s, size_t len);
 
+/* p itself when it is aligned to align (a power of two, at most
+ * alignof(max_align_t)), else a copy of its len bytes in the arena (NULL
+ * when out of memory): for reading structures in place from LMDB values,
+ * which are only 2-byte aligned. */
+const void *cxm_arena_aligned(cxm_arena *a, const void *p, size_t len, size_t align);
+
 /* A ProtobufCAllocator that allocates from this arena and whose free does
  * nothing: messages unpacked with it need no protobuf_c_message_free_unpacked.
  * The pointer stays valid as long as the arena. */
