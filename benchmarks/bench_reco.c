@@ -32,10 +32,11 @@
 #include "cxm/err.h"
 #include "cxm/opts.h"
 #include "cxm/store.h"
-#include "personalisation/evalcsv.h"
-#include "personalisation/evalmetrics.h"
-#include "personalisation/reco.h"
-#include "personalisation/recodb.h"
+#include "personalisation/eval/evalcsv.h"
+#include "personalisation/eval/evalmetrics.h"
+#include "personalisation/reco/reco.h"
+#include "personalisation/reco/recodb.h"
+#include "personalisation/reco/recomatrix.h"
 
 typedef struct bench_cfg {
     const char *ratings, *algo;
@@ -43,8 +44,8 @@ typedef struct bench_cfg {
 } bench_cfg;
 
 typedef struct bench_data {
-    eval_ids customers, items;
-    eval_log log;
+    recoids customers, items;
+    recolog log;
 } bench_data;
 
 static double now_us(void)
@@ -59,11 +60,11 @@ static double now_us(void)
 static int add_event(bench_data *d, const char *customer, size_t clen, const char *item,
                      size_t ilen, float weight, int64_t ts)
 {
-    eval_event e = {.rating = weight, .ts = ts};
-    int rc = eval_ids_intern(&d->customers, customer, clen, &e.user);
+    recolog_event e = {.rating = weight, .ts = ts};
+    int rc = recoids_intern(&d->customers, customer, clen, &e.user);
     if (rc == 0)
-        rc = eval_ids_intern(&d->items, item, ilen, &e.item);
-    return rc ? rc : eval_log_push(&d->log, &e);
+        rc = recoids_intern(&d->items, item, ilen, &e.item);
+    return rc ? rc : recolog_push(&d->log, &e);
 }
 
 /* user,item,rating,timestamp after a header line; ids as strings. */
@@ -124,7 +125,7 @@ static int append_all(recodb *db, const bench_data *d)
     recodb_event batch[1000];
     size_t n = 0;
     for (size_t i = 0; i < d->log.n; i++) {
-        const eval_event *e = &d->log.ev[i];
+        const recolog_event *e = &d->log.ev[i];
         batch[n++] =
             (recodb_event){d->customers.names[e->user], d->items.names[e->item], e->rating, e->ts};
         if (n == 1000 || i + 1 == d->log.n) {
@@ -295,8 +296,8 @@ static int prepare_reco(const bench_cfg *c, reco_algo algo, const reco_params *p
                         size_t *nwho)
 {
     char err[256];
-    eval_log_dedupe(&d->log);
-    if (eval_matrix_build(&d->log, d->customers.n, d->items.n, x) ||
+    recolog_dedupe(&d->log);
+    if (recomatrix_build(&d->log, d->customers.n, d->items.n, x) ||
         reco_train(algo, p, x, model, err, sizeof err)) {
         fprintf(stderr, "cxm-bench-reco: training in process failed\n");
         return -1;
@@ -347,7 +348,7 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
         rc = serve_rounds(c, &b, d);
     reco_scratch_free(b.scratch);
     reco_model_free(model);
-    eval_matrix_free(&x);
+    recomatrix_free(&x);
     free(who);
     free(hist);
     recodb_reader_free(reader);
@@ -393,8 +394,8 @@ int main(int argc, char **argv)
     }
     rc = run(&c, algo, &d, dir);
     nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-    eval_ids_free(&d.customers);
-    eval_ids_free(&d.items);
-    eval_log_free(&d.log);
+    recoids_free(&d.customers);
+    recoids_free(&d.items);
+    recolog_free(&d.log);
     return rc ? 1 : 0;
 }

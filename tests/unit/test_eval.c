@@ -1,6 +1,6 @@
 /*
  * test_eval.c - the offline evaluator's pieces: metrics on hand-computed
- * cases, strict CSV errors, id mapping and de-duplication, and the splits.
+ * cases, strict CSV reading and its errors, the splits and the renumbering.
  */
 #include <math.h>
 #include <stdio.h>
@@ -10,8 +10,8 @@
 
 #include "check.h"
 #include "cxm/err.h"
-#include "personalisation/evalcsv.h"
-#include "personalisation/evalmetrics.h"
+#include "personalisation/eval/evalcsv.h"
+#include "personalisation/eval/evalmetrics.h"
 
 #define NEAR(a, b) (fabs((a) - (b)) < 1e-12)
 
@@ -81,8 +81,8 @@ static const char *write_tmp(const char *text)
 }
 
 /* Read text as a CSV; returns the code, err gets the message. */
-static int read_text(const char *text, char *err, size_t errlen, eval_log *log, eval_ids *users,
-                     eval_ids *items)
+static int read_text(const char *text, char *err, size_t errlen, recolog *log, recoids *users,
+                     recoids *items)
 {
     const char *path = write_tmp(text);
     err[0] = '\0';
@@ -94,8 +94,8 @@ static int read_text(const char *text, char *err, size_t errlen, eval_log *log, 
 /* The error of a bad file; also checks it names file:line when line > 0. */
 static void expect_error(const char *text, int line, const char *fragment)
 {
-    eval_ids users = {0}, items = {0};
-    eval_log log = {0};
+    recoids users = {0}, items = {0};
+    recolog log = {0};
     char err[512];
     CHECK_EQ_INT(read_text(text, err, sizeof err, &log, &users, &items), CXM_EINVAL);
     if (!strstr(err, fragment))
@@ -105,9 +105,9 @@ static void expect_error(const char *text, int line, const char *fragment)
     snprintf(where, sizeof where, ":%d: ", line);
     CHECK(line == 0 || strstr(err, where) != NULL);
     CHECK(strstr(err, "/tmp/test_eval_") == err);
-    eval_log_free(&log);
-    eval_ids_free(&users);
-    eval_ids_free(&items);
+    recolog_free(&log);
+    recoids_free(&users);
+    recoids_free(&items);
 }
 
 static void test_csv_errors(void)
@@ -142,10 +142,10 @@ static void test_csv_errors(void)
     expect_error(big, 2, "longer than 256 bytes");
 }
 
-static void test_csv_read_and_dedupe(void)
+static void test_csv_read(void)
 {
-    eval_ids users = {0}, items = {0};
-    eval_log log = {0};
+    recoids users = {0}, items = {0};
+    recolog log = {0};
     char err[512];
     const char *text = "user,item,rating,ts\r\nalice,x,1,10\r\nbob,y,2.5,3\r\n"
                        "alice,x,4,7\r\nalice,z,1,1\r\n";
@@ -154,60 +154,28 @@ static void test_csv_read_and_dedupe(void)
     CHECK_EQ_INT(users.n, 2);
     CHECK_EQ_INT(items.n, 3);
     CHECK_EQ_STR(users.names[1], "bob");
-    CHECK_EQ_INT(eval_ids_find(&items, "z"), 2);
-    CHECK_EQ_INT(eval_ids_find(&items, "nope"), UINT32_MAX);
-    eval_log_dedupe(&log);
-    CHECK_EQ_INT(log.n, 3);
-    /* alice,x: the max rating (4) and the latest ts (10). */
-    CHECK_EQ_INT(log.ev[0].user, 0);
-    CHECK_EQ_INT(log.ev[0].item, 0);
-    CHECK(log.ev[0].rating == 4.0f);
-    CHECK_EQ_INT(log.ev[0].ts, 10);
-    reco_matrix m;
-    CHECK_EQ_INT(eval_matrix_build(&log, users.n, items.n, &m), 0);
-    CHECK_EQ_INT(m.row[1], 2);
-    CHECK_EQ_INT(m.row[2], 3);
-    CHECK_EQ_INT(m.items[1], 2);
-    CHECK_EQ_INT(m.items[2], 1);
-    CHECK(m.weights[2] == 2.5f);
-    eval_matrix_free(&m);
-    eval_log_free(&log);
-    eval_ids_free(&users);
-    eval_ids_free(&items);
-}
-
-static void test_ids_many(void)
-{
-    eval_ids ids = {0};
-    char name[32];
-    int ok = 1;
-    for (uint32_t i = 0; i < 5000; i++) {
-        uint32_t got;
-        snprintf(name, sizeof name, "id%u", i);
-        ok &= eval_ids_intern(&ids, name, strlen(name), &got) == 0 && got == i;
-    }
-    for (uint32_t i = 0; i < 5000; i++) {
-        snprintf(name, sizeof name, "id%u", i);
-        ok &= eval_ids_find(&ids, name) == i;
-    }
-    CHECK(ok);
-    eval_ids_free(&ids);
+    CHECK_EQ_INT(recoids_find(&items, "z"), 2);
+    CHECK(log.ev[1].user == 1 && log.ev[1].item == 1 && log.ev[1].rating == 2.5f);
+    CHECK_EQ_INT(log.ev[3].ts, 1);
+    recolog_free(&log);
+    recoids_free(&users);
+    recoids_free(&items);
 }
 
 /* n users, user u with u + 1 interactions (item i at ts 100 - i). */
-static void make_log(eval_log *log, uint32_t nusers)
+static void make_log(recolog *log, uint32_t nusers)
 {
     for (uint32_t u = 0; u < nusers; u++)
         for (uint32_t i = 0; i <= u; i++)
-            eval_log_push(log, &(eval_event){u, i, 1, 100 - (int64_t)i});
+            recolog_push(log, &(recolog_event){u, i, 1, 100 - (int64_t)i});
 }
 
-static int same_log(const eval_log *a, const eval_log *b)
+static int same_log(const recolog *a, const recolog *b)
 {
     return a->n == b->n && memcmp(a->ev, b->ev, a->n * sizeof *a->ev) == 0;
 }
 
-static size_t count_user(const eval_log *log, uint32_t u)
+static size_t count_user(const recolog *log, uint32_t u)
 {
     size_t n = 0;
     for (size_t i = 0; i < log->n; i++)
@@ -217,7 +185,7 @@ static size_t count_user(const eval_log *log, uint32_t u)
 
 static void test_split_random(void)
 {
-    eval_log all = {0}, tr1 = {0}, te1 = {0}, tr2 = {0}, te2 = {0}, tr3 = {0}, te3 = {0};
+    recolog all = {0}, tr1 = {0}, te1 = {0}, tr2 = {0}, te2 = {0}, tr3 = {0}, te3 = {0};
     make_log(&all, 20);
     CHECK_EQ_INT(eval_split(&all, EVAL_SPLIT_RANDOM, 0.2, 42, &tr1, &te1), 0);
     CHECK_EQ_INT(eval_split(&all, EVAL_SPLIT_RANDOM, 0.2, 42, &tr2, &te2), 0);
@@ -230,18 +198,18 @@ static void test_split_random(void)
     CHECK_EQ_INT(count_user(&te1, 0), 0);
     CHECK_EQ_INT(count_user(&te1, 9), 2);
     /* frac 1: everything but one per user in test. */
-    eval_log tr4 = {0}, te4 = {0};
+    recolog tr4 = {0}, te4 = {0};
     CHECK_EQ_INT(eval_split(&all, EVAL_SPLIT_RANDOM, 1.0, 1, &tr4, &te4), 0);
     CHECK_EQ_INT(tr4.n, 20);
     CHECK_EQ_INT(eval_split(&all, EVAL_SPLIT_RANDOM, 1.5, 1, &tr4, &te4), CXM_EINVAL);
-    eval_log *logs[] = {&all, &tr1, &te1, &tr2, &te2, &tr3, &te3, &tr4, &te4};
+    recolog *logs[] = {&all, &tr1, &te1, &tr2, &te2, &tr3, &te3, &tr4, &te4};
     for (size_t i = 0; i < sizeof logs / sizeof logs[0]; i++)
-        eval_log_free(logs[i]);
+        recolog_free(logs[i]);
 }
 
 static void test_split_temporal(void)
 {
-    eval_log all = {0}, tr = {0}, te = {0};
+    recolog all = {0}, tr = {0}, te = {0};
     make_log(&all, 10);
     CHECK_EQ_INT(eval_split(&all, EVAL_SPLIT_TEMPORAL, 0.3, 0, &tr, &te), 0);
     /* User 9: 10 interactions, the latest 3 (ts 100..98 = items 0..2) in test. */
@@ -255,39 +223,39 @@ static void test_split_temporal(void)
     /* User 1: round(0.3 * 2) = 1 in test, one left in train. */
     CHECK_EQ_INT(count_user(&te, 1), 1);
     CHECK_EQ_INT(count_user(&tr, 1), 1);
-    eval_log_free(&all);
-    eval_log_free(&tr);
-    eval_log_free(&te);
+    recolog_free(&all);
+    recolog_free(&tr);
+    recolog_free(&te);
 }
 
 static void test_reindex(void)
 {
     /* Item "b" appears only in test: it must get the index after the train
      * catalogue, and user indices follow train too. */
-    eval_ids users = {0}, items = {0};
-    eval_log train = {0}, test = {0};
+    recoids users = {0}, items = {0};
+    recolog train = {0}, test = {0};
     uint32_t u0, u1, ia, ib, ic;
-    eval_ids_intern(&users, "u0", 2, &u0);
-    eval_ids_intern(&users, "u1", 2, &u1);
-    eval_ids_intern(&items, "a", 1, &ia);
-    eval_ids_intern(&items, "b", 1, &ib);
-    eval_ids_intern(&items, "c", 1, &ic);
-    eval_log_push(&train, &(eval_event){u1, ic, 1, 0});
-    eval_log_push(&train, &(eval_event){u0, ia, 1, 0});
-    eval_log_push(&test, &(eval_event){u0, ib, 1, 0});
+    recoids_intern(&users, "u0", 2, &u0);
+    recoids_intern(&users, "u1", 2, &u1);
+    recoids_intern(&items, "a", 1, &ia);
+    recoids_intern(&items, "b", 1, &ib);
+    recoids_intern(&items, "c", 1, &ic);
+    recolog_push(&train, &(recolog_event){u1, ic, 1, 0});
+    recolog_push(&train, &(recolog_event){u0, ia, 1, 0});
+    recolog_push(&test, &(recolog_event){u0, ib, 1, 0});
     uint32_t nu, ni;
     CHECK_EQ_INT(eval_reindex(&users, &items, &train, &test, &nu, &ni), 0);
     CHECK_EQ_INT(nu, 2);
     CHECK_EQ_INT(ni, 2);
     CHECK_EQ_STR(items.names[0], "c");
     CHECK_EQ_STR(items.names[2], "b");
-    CHECK_EQ_INT(eval_ids_find(&items, "b"), 2);
+    CHECK_EQ_INT(recoids_find(&items, "b"), 2);
     CHECK_EQ_INT(test.ev[0].item, 2);
     CHECK_EQ_STR(users.names[train.ev[0].user], "u1");
-    eval_log_free(&train);
-    eval_log_free(&test);
-    eval_ids_free(&users);
-    eval_ids_free(&items);
+    recolog_free(&train);
+    recolog_free(&test);
+    recoids_free(&users);
+    recoids_free(&items);
 }
 
 int main(void)
@@ -296,8 +264,7 @@ int main(void)
     test_metrics_partial();
     test_accumulate_and_quantile();
     test_csv_errors();
-    test_csv_read_and_dedupe();
-    test_ids_many();
+    test_csv_read();
     test_split_random();
     test_split_temporal();
     test_reindex();

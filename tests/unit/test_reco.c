@@ -1,14 +1,19 @@
 /*
- * test_reco.c - the recommendation core on small hand-made data.
+ * test_reco.c - the recommendation core on small hand-made data, and the
+ * ids, logs and matrices it is trained from.
  */
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
 #include "cxm/arena.h"
 #include "cxm/err.h"
-#include "personalisation/reco.h"
+#include "personalisation/reco/reco.h"
+#include "personalisation/reco/recoids.h"
+#include "personalisation/reco/recolog.h"
+#include "personalisation/reco/recomatrix.h"
 
 /* Two taste groups: users 0-5 like items 0-3, users 6-11 like items 4-7;
  * item 8 is liked by everyone (the popular one). User 12 has only item 0. */
@@ -189,6 +194,67 @@ static void check_scratch_fit(const reco_matrix *x)
     reco_model_free(m);
 }
 
+static void check_ids(void)
+{
+    recoids ids = {0};
+    char name[32];
+    int ok = 1;
+    for (uint32_t i = 0; i < 5000; i++) {
+        uint32_t got;
+        snprintf(name, sizeof name, "id%u", i);
+        ok &= recoids_intern(&ids, name, strlen(name), &got) == 0 && got == i;
+    }
+    uint32_t again;
+    ok &= recoids_intern(&ids, "id42 and more", 4, &again) == 0 && again == 42;
+    for (uint32_t i = 0; i < 5000; i++) {
+        snprintf(name, sizeof name, "id%u", i);
+        ok &= recoids_find(&ids, name) == i;
+    }
+    CHECK(ok);
+    CHECK_EQ_INT(ids.n, 5000);
+    CHECK_EQ_INT(recoids_find(&ids, "id5000"), UINT32_MAX);
+    /* Reverse the numbering: names and lookups follow. */
+    uint32_t *map = malloc(5000 * sizeof *map);
+    for (uint32_t i = 0; i < 5000; i++)
+        map[i] = 4999 - i;
+    CHECK_EQ_INT(recoids_permute(&ids, map), 0);
+    CHECK_EQ_STR(ids.names[0], "id4999");
+    CHECK_EQ_INT(recoids_find(&ids, "id0"), 4999);
+    free(map);
+    recoids_free(&ids);
+    CHECK_EQ_INT(recoids_find(&ids, "id0"), UINT32_MAX);
+}
+
+static void check_log_matrix(void)
+{
+    recolog log = {0};
+    const recolog_event ev[] = {{0, 0, 1, 10}, {1, 1, 2.5f, 3}, {0, 0, 4, 7}, {0, 2, 1, 1}};
+    for (size_t i = 0; i < sizeof ev / sizeof ev[0]; i++)
+        CHECK_EQ_INT(recolog_push(&log, &ev[i]), 0);
+    reco_matrix m;
+    /* A repeated (user, item) pair is refused before de-duplication. */
+    CHECK_EQ_INT(recomatrix_build(&log, 2, 3, &m), CXM_EINVAL);
+    CHECK(m.row == NULL);
+    recolog_dedupe(&log);
+    CHECK_EQ_INT(log.n, 3);
+    /* (0, 0): the max rating (4) and the latest ts (10); sorted by user, item. */
+    CHECK(log.ev[0].user == 0 && log.ev[0].item == 0 && log.ev[0].rating == 4.0f);
+    CHECK_EQ_INT(log.ev[0].ts, 10);
+    CHECK(log.ev[1].user == 0 && log.ev[1].item == 2 && log.ev[2].user == 1);
+    CHECK_EQ_INT(recomatrix_build(&log, 2, 2, &m), CXM_EINVAL); /* item 2 out of bounds */
+    CHECK_EQ_INT(recomatrix_build(&log, 3, 3, &m), 0);
+    CHECK(m.nusers == 3 && m.nitems == 3);
+    CHECK(m.row[1] == 2 && m.row[2] == 3 && m.row[3] == 3); /* user 2: an empty row */
+    CHECK(m.items[0] == 0 && m.items[1] == 2 && m.items[2] == 1);
+    CHECK(m.weights[0] == 4.0f && m.weights[2] == 2.5f);
+    CHECK(m.ts[0] == 10 && m.ts[1] == 1);
+    recomatrix_free(&m);
+    recolog_free(&log);
+    CHECK_EQ_INT(recomatrix_build(&log, 1, 1, &m), 0); /* an empty log */
+    CHECK_EQ_INT(m.row[1], 0);
+    recomatrix_free(&m);
+}
+
 int main(void)
 {
     reco_matrix x = build();
@@ -206,5 +272,7 @@ int main(void)
     check_scratch_fit(&x);
     check_algo(RECO_ALS, &x);
     check_pack_view(RECO_ALS, &x);
+    check_ids();
+    check_log_matrix();
     return check_report();
 }

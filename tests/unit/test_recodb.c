@@ -13,7 +13,7 @@
 #include "check.h"
 #include "cxm/err.h"
 #include "cxm/store.h"
-#include "personalisation/recodb.h"
+#include "personalisation/reco/recodb.h"
 
 #define NOW INT64_C(1800000000)
 #define YEAR INT64_C(31536000)

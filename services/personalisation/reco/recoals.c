@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "cxm/err.h"
-#include "personalisation/reco_impl.h"
+#include "personalisation/reco/reco_impl.h"
 
 /* BLAS and LAPACK (OpenBLAS), column-major. */
 extern void ssyr_(const char *uplo, const int *n, const float *alpha, const float *x,

@@ -54,7 +54,7 @@
 
 #include "cxm/arena.h"
 #include "cxm/store.h"
-#include "personalisation/reco.h"
+#include "personalisation/reco/reco.h"
 
 #define RECODB_ID_MAX 256 /* longest customer or item id, in bytes */
 #define RECODB_K_MAX 1000 /* longest recommendation list */

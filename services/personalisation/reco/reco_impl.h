@@ -1,7 +1,7 @@
 /*
  * reco_impl.h - private to the recommendation core (reco.c, recoals.c):
  * the model layout and the scratch, shared by the algorithm files. Nothing
- * outside services/personalisation/reco*.c includes this.
+ * outside services/personalisation/reco/reco*.c includes this.
  */
 #ifndef CXM_RECO_IMPL_H
 #define CXM_RECO_IMPL_H
@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "personalisation/reco.h"
+#include "personalisation/reco/reco.h"
 
 typedef struct reco_neighbour {
     uint32_t item;

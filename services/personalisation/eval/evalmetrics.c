@@ -1,7 +1,7 @@
 /*
  * evalmetrics.c - ranking metrics at k (see evalmetrics.h).
  */
-#include "personalisation/evalmetrics.h"
+#include "personalisation/eval/evalmetrics.h"
 
 #include <math.h>
 #include <stdlib.h>

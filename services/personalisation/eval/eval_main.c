@@ -24,9 +24,10 @@
 
 #include "cxm/err.h"
 #include "cxm/opts.h"
-#include "personalisation/evalcsv.h"
-#include "personalisation/evalmetrics.h"
-#include "personalisation/reco.h"
+#include "personalisation/eval/evalcsv.h"
+#include "personalisation/eval/evalmetrics.h"
+#include "personalisation/reco/reco.h"
+#include "personalisation/reco/recomatrix.h"
 
 #define EVAL_EXIT_DATA 1
 #define EVAL_EXIT_USAGE 2
@@ -48,8 +49,8 @@ typedef struct eval_plan {
 } eval_plan;
 
 typedef struct eval_data {
-    eval_ids users, items;
-    eval_log train, test;
+    recoids users, items;
+    recolog train, test;
     uint32_t nusers_train, nitems_train; /* the model's users and catalogue */
     reco_matrix trainm, testm;           /* testm spans every user and item */
 } eval_data;
@@ -163,7 +164,7 @@ static int eval_plan_make(const eval_cfg *c, eval_plan *plan)
 
 /* ---- data ---------------------------------------------------------------- */
 
-static int eval_read(const char *path, eval_data *d, eval_log *out)
+static int eval_read(const char *path, eval_data *d, recolog *out)
 {
     char err[512];
     if (eval_csv_read(path, &d->users, &d->items, out, err, sizeof err) == 0)
@@ -175,15 +176,15 @@ static int eval_read(const char *path, eval_data *d, eval_log *out)
 static int eval_load(const eval_cfg *c, const eval_plan *plan, eval_data *d)
 {
     if (c->ratings) {
-        eval_log all = {0};
+        recolog all = {0};
         if (eval_read(c->ratings, d, &all)) {
-            eval_log_free(&all);
+            recolog_free(&all);
             return -1;
         }
-        eval_log_dedupe(&all);
+        recolog_dedupe(&all);
         int rc =
             eval_split(&all, plan->split, plan->test_frac, (uint64_t)c->seed, &d->train, &d->test);
-        eval_log_free(&all);
+        recolog_free(&all);
         if (rc)
             fprintf(stderr, "cxm-eval: splitting %s: %s\n", c->ratings, cxm_strerror(rc));
         return rc ? -1 : 0;
@@ -191,8 +192,8 @@ static int eval_load(const eval_cfg *c, const eval_plan *plan, eval_data *d)
     /* Train first, so that its ids take the low indices. */
     if (eval_read(c->train, d, &d->train) || eval_read(c->test, d, &d->test))
         return -1;
-    eval_log_dedupe(&d->train);
-    eval_log_dedupe(&d->test);
+    recolog_dedupe(&d->train);
+    recolog_dedupe(&d->test);
     return 0;
 }
 
@@ -201,8 +202,8 @@ static int eval_prepare(eval_data *d, const eval_cfg *c)
     const char *src = c->ratings ? c->ratings : c->train;
     if (eval_reindex(&d->users, &d->items, &d->train, &d->test, &d->nusers_train,
                      &d->nitems_train) ||
-        eval_matrix_build(&d->train, d->nusers_train, d->nitems_train, &d->trainm) ||
-        eval_matrix_build(&d->test, d->users.n, d->items.n, &d->testm)) {
+        recomatrix_build(&d->train, d->nusers_train, d->nitems_train, &d->trainm) ||
+        recomatrix_build(&d->test, d->users.n, d->items.n, &d->testm)) {
         fprintf(stderr, "cxm-eval: out of memory building the matrices\n");
         return -1;
     }
@@ -215,12 +216,12 @@ static int eval_prepare(eval_data *d, const eval_cfg *c)
 
 static void eval_data_free(eval_data *d)
 {
-    eval_ids_free(&d->users);
-    eval_ids_free(&d->items);
-    eval_log_free(&d->train);
-    eval_log_free(&d->test);
-    eval_matrix_free(&d->trainm);
-    eval_matrix_free(&d->testm);
+    recoids_free(&d->users);
+    recoids_free(&d->items);
+    recolog_free(&d->train);
+    recolog_free(&d->test);
+    recomatrix_free(&d->trainm);
+    recomatrix_free(&d->testm);
 }
 
 /* ---- serving ------------------------------------------------------------- */

@@ -1,7 +1,7 @@
 /*
  * evalcsv.c - interaction files for cxm-eval (see evalcsv.h).
  */
-#include "personalisation/evalcsv.h"
+#include "personalisation/eval/evalcsv.h"
 
 #include <errno.h>
 #include <math.h>
@@ -11,144 +11,6 @@
 #include <string.h>
 
 #include "cxm/err.h"
-
-/* ---- string ids ---------------------------------------------------------- */
-
-static uint64_t eval_hash(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a: short ids, no need for more */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
-
-/* The slot holding id, or the empty slot where it would go. */
-static uint32_t eval_ids_slot(const eval_ids *ids, const char *id, size_t len)
-{
-    uint32_t mask = ids->nslots - 1;
-    uint32_t i = (uint32_t)eval_hash(id, len) & mask;
-    for (;; i = (i + 1) & mask) {
-        uint32_t v = ids->slots[i];
-        if (v == 0)
-            return i;
-        const char *name = ids->names[v - 1];
-        if (strncmp(name, id, len) == 0 && name[len] == '\0')
-            return i;
-    }
-}
-
-/* Double the table, keeping the load factor under one half so that probe
- * sequences stay short. */
-static int eval_ids_grow(eval_ids *ids)
-{
-    uint32_t nslots = ids->nslots ? ids->nslots * 2 : 64;
-    uint32_t *slots = calloc(nslots, sizeof *slots);
-    char **names = realloc(ids->names, (size_t)nslots / 2 * sizeof *names);
-    if (!slots || !names) {
-        free(slots);
-        if (names)
-            ids->names = names;
-        return CXM_ENOMEM;
-    }
-    free(ids->slots);
-    ids->names = names;
-    ids->cap = nslots / 2;
-    ids->slots = slots;
-    ids->nslots = nslots;
-    for (uint32_t k = 0; k < ids->n; k++)
-        slots[eval_ids_slot(ids, ids->names[k], strlen(ids->names[k]))] = k + 1;
-    return 0;
-}
-
-int eval_ids_intern(eval_ids *ids, const char *id, size_t len, uint32_t *out)
-{
-    if (ids->nslots) {
-        uint32_t i = eval_ids_slot(ids, id, len);
-        if (ids->slots[i]) {
-            *out = ids->slots[i] - 1;
-            return 0;
-        }
-    }
-    if (ids->n >= UINT32_MAX / 4)
-        return CXM_ETOOBIG;
-    if (ids->n + 1 > ids->cap) {
-        int rc = eval_ids_grow(ids);
-        if (rc)
-            return rc;
-    }
-    char *copy = strndup(id, len);
-    if (!copy)
-        return CXM_ENOMEM;
-    ids->names[ids->n] = copy;
-    ids->slots[eval_ids_slot(ids, id, len)] = ids->n + 1;
-    *out = ids->n++;
-    return 0;
-}
-
-uint32_t eval_ids_find(const eval_ids *ids, const char *id)
-{
-    if (!ids->nslots)
-        return UINT32_MAX;
-    uint32_t v = ids->slots[eval_ids_slot(ids, id, strlen(id))];
-    return v ? v - 1 : UINT32_MAX;
-}
-
-void eval_ids_free(eval_ids *ids)
-{
-    for (uint32_t k = 0; k < ids->n; k++)
-        free(ids->names[k]);
-    free(ids->names);
-    free(ids->slots);
-    *ids = (eval_ids){0};
-}
-
-/* ---- interaction logs ---------------------------------------------------- */
-
-int eval_log_push(eval_log *log, const eval_event *e)
-{
-    if (log->n == log->cap) {
-        size_t cap = log->cap ? log->cap * 2 : 1024;
-        eval_event *ev = realloc(log->ev, cap * sizeof *ev);
-        if (!ev)
-            return CXM_ENOMEM;
-        log->ev = ev;
-        log->cap = cap;
-    }
-    log->ev[log->n++] = *e;
-    return 0;
-}
-
-void eval_log_free(eval_log *log)
-{
-    free(log->ev);
-    *log = (eval_log){0};
-}
-
-static int eval_cmp_user_item(const void *a, const void *b)
-{
-    const eval_event *x = a, *y = b;
-    if (x->user != y->user)
-        return x->user < y->user ? -1 : 1;
-    return (x->item > y->item) - (x->item < y->item);
-}
-
-void eval_log_dedupe(eval_log *log)
-{
-    if (log->n == 0)
-        return;
-    qsort(log->ev, log->n, sizeof *log->ev, eval_cmp_user_item);
-    size_t w = 0;
-    for (size_t r = 1; r < log->n; r++) {
-        eval_event *keep = &log->ev[w], *e = &log->ev[r];
-        if (e->user == keep->user && e->item == keep->item) {
-            keep->rating = e->rating > keep->rating ? e->rating : keep->rating;
-            keep->ts = e->ts > keep->ts ? e->ts : keep->ts;
-        } else {
-            log->ev[++w] = *e;
-        }
-    }
-    log->n = w + 1;
-}
 
 /* ---- CSV ----------------------------------------------------------------- */
 
@@ -275,7 +137,7 @@ static const char *eval_check_id(const eval_field *f)
 
 /* Parse one data line into ids and an event. */
 static int eval_parse_line(const char *line, size_t len, const char *path, size_t lineno,
-                           eval_ids *users, eval_ids *items, eval_event *e, char *err,
+                           recoids *users, recoids *items, recolog_event *e, char *err,
                            size_t errlen)
 {
     if (memchr(line, '"', len)) {
@@ -308,9 +170,9 @@ static int eval_parse_line(const char *line, size_t len, const char *path, size_
                   (int)(f[3].len > 64 ? 64 : f[3].len), f[3].p);
         return CXM_EINVAL;
     }
-    int rc = eval_ids_intern(users, f[0].p, f[0].len, &e->user);
+    int rc = recoids_intern(users, f[0].p, f[0].len, &e->user);
     if (!rc)
-        rc = eval_ids_intern(items, f[1].p, f[1].len, &e->item);
+        rc = recoids_intern(items, f[1].p, f[1].len, &e->item);
     if (rc)
         eval_errf(err, errlen, path, lineno, "cannot add id: %s", cxm_strerror(rc));
     return rc;
@@ -339,8 +201,8 @@ static size_t eval_chomp(char *line, size_t len)
     return len;
 }
 
-static int eval_read_lines(FILE *f, const char *path, eval_ids *users, eval_ids *items,
-                           eval_log *out, char *err, size_t errlen)
+static int eval_read_lines(FILE *f, const char *path, recoids *users, recoids *items, recolog *out,
+                           char *err, size_t errlen)
 {
     char *line = NULL;
     size_t cap = 0, lineno = 0;
@@ -354,9 +216,9 @@ static int eval_read_lines(FILE *f, const char *path, eval_ids *users, eval_ids 
         } else if (++lineno == 1) {
             rc = eval_check_header(line, len, path, err, errlen);
         } else {
-            eval_event e;
+            recolog_event e;
             rc = eval_parse_line(line, len, path, lineno, users, items, &e, err, errlen);
-            if (!rc && (rc = eval_log_push(out, &e)) != 0)
+            if (!rc && (rc = recolog_push(out, &e)) != 0)
                 eval_errf(err, errlen, path, lineno, "out of memory");
         }
     }
@@ -371,7 +233,7 @@ static int eval_read_lines(FILE *f, const char *path, eval_ids *users, eval_ids 
     return rc;
 }
 
-int eval_csv_read(const char *path, eval_ids *users, eval_ids *items, eval_log *out, char *err,
+int eval_csv_read(const char *path, recoids *users, recoids *items, recolog *out, char *err,
                   size_t errlen)
 {
     FILE *f = fopen(path, "r");
@@ -395,11 +257,11 @@ uint64_t eval_splitmix64(uint64_t *state)
 }
 
 /* Fisher-Yates; the modulo bias is below 2^-40 for any realistic history. */
-static void eval_shuffle(eval_event *ev, size_t n, uint64_t *state)
+static void eval_shuffle(recolog_event *ev, size_t n, uint64_t *state)
 {
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(eval_splitmix64(state) % i);
-        eval_event t = ev[i - 1];
+        recolog_event t = ev[i - 1];
         ev[i - 1] = ev[j];
         ev[j] = t;
     }
@@ -407,7 +269,7 @@ static void eval_shuffle(eval_event *ev, size_t n, uint64_t *state)
 
 static int eval_cmp_time(const void *a, const void *b)
 {
-    const eval_event *x = a, *y = b;
+    const recolog_event *x = a, *y = b;
     if (x->ts != y->ts)
         return x->ts < y->ts ? -1 : 1;
     return (x->item > y->item) - (x->item < y->item);
@@ -422,8 +284,8 @@ static size_t eval_test_count(size_t n, double frac)
 }
 
 /* Split one user's interactions (ev[0..n), reordered in place). */
-static int eval_split_user(eval_event *ev, size_t n, eval_split_kind kind, double frac,
-                           uint64_t *state, eval_log *train, eval_log *test)
+static int eval_split_user(recolog_event *ev, size_t n, eval_split_kind kind, double frac,
+                           uint64_t *state, recolog *train, recolog *test)
 {
     size_t ntest = eval_test_count(n, frac);
     if (kind == EVAL_SPLIT_RANDOM)
@@ -434,19 +296,19 @@ static int eval_split_user(eval_event *ev, size_t n, eval_split_kind kind, doubl
     size_t test_from = kind == EVAL_SPLIT_RANDOM ? 0 : n - ntest;
     for (size_t i = 0; i < n; i++) {
         int in_test = i >= test_from && i < test_from + ntest;
-        int rc = eval_log_push(in_test ? test : train, &ev[i]);
+        int rc = recolog_push(in_test ? test : train, &ev[i]);
         if (rc)
             return rc;
     }
     return 0;
 }
 
-int eval_split(const eval_log *all, eval_split_kind kind, double frac, uint64_t seed,
-               eval_log *train, eval_log *test)
+int eval_split(const recolog *all, eval_split_kind kind, double frac, uint64_t seed, recolog *train,
+               recolog *test)
 {
     if (!(frac >= 0 && frac <= 1) || (kind != EVAL_SPLIT_RANDOM && kind != EVAL_SPLIT_TEMPORAL))
         return CXM_EINVAL;
-    eval_event *group = malloc((all->n ? all->n : 1) * sizeof *group);
+    recolog_event *group = malloc((all->n ? all->n : 1) * sizeof *group);
     if (!group)
         return CXM_ENOMEM;
     uint64_t state = seed;
@@ -464,7 +326,7 @@ int eval_split(const eval_log *all, eval_split_kind kind, double frac, uint64_t 
 /* ---- re-indexing --------------------------------------------------------- */
 
 /* Give the next new index to every id of logs not yet numbered. */
-static void eval_number(uint32_t *map, uint32_t *next, const eval_log *log, int items)
+static void eval_number(uint32_t *map, uint32_t *next, const recolog *log, int items)
 {
     for (size_t i = 0; i < log->n; i++) {
         uint32_t old = items ? log->ev[i].item : log->ev[i].user;
@@ -473,23 +335,7 @@ static void eval_number(uint32_t *map, uint32_t *next, const eval_log *log, int 
     }
 }
 
-/* Renumber one id space by map (old -> new), names and hash table included. */
-static int eval_ids_permute(eval_ids *ids, const uint32_t *map)
-{
-    char **names = malloc((ids->cap ? ids->cap : 1) * sizeof *names);
-    if (!names)
-        return CXM_ENOMEM;
-    for (uint32_t k = 0; k < ids->n; k++)
-        names[map[k]] = ids->names[k];
-    free(ids->names);
-    ids->names = names;
-    for (uint32_t s = 0; s < ids->nslots; s++)
-        if (ids->slots[s])
-            ids->slots[s] = map[ids->slots[s] - 1] + 1;
-    return 0;
-}
-
-static void eval_apply(eval_log *log, const uint32_t *map, int items)
+static void eval_apply(recolog *log, const uint32_t *map, int items)
 {
     for (size_t i = 0; i < log->n; i++) {
         uint32_t *v = items ? &log->ev[i].item : &log->ev[i].user;
@@ -498,7 +344,7 @@ static void eval_apply(eval_log *log, const uint32_t *map, int items)
 }
 
 /* Renumber users (items == 0) or items so that train ids come first. */
-static int eval_reindex_one(eval_ids *ids, eval_log *train, eval_log *test, int items,
+static int eval_reindex_one(recoids *ids, recolog *train, recolog *test, int items,
                             uint32_t *ntrain)
 {
     uint32_t *map = malloc((ids->n ? ids->n : 1) * sizeof *map);
@@ -512,7 +358,7 @@ static int eval_reindex_one(eval_ids *ids, eval_log *train, eval_log *test, int 
     for (uint32_t k = 0; k < ids->n; k++)
         if (map[k] == UINT32_MAX)
             map[k] = next++; /* interned but in neither log: keep it, last */
-    int rc = eval_ids_permute(ids, map);
+    int rc = recoids_permute(ids, map);
     if (!rc) {
         eval_apply(train, map, items);
         eval_apply(test, map, items);
@@ -521,98 +367,9 @@ static int eval_reindex_one(eval_ids *ids, eval_log *train, eval_log *test, int 
     return rc;
 }
 
-int eval_reindex(eval_ids *users, eval_ids *items, eval_log *train, eval_log *test,
+int eval_reindex(recoids *users, recoids *items, recolog *train, recolog *test,
                  uint32_t *nusers_train, uint32_t *nitems_train)
 {
     int rc = eval_reindex_one(users, train, test, 0, nusers_train);
     return rc ? rc : eval_reindex_one(items, train, test, 1, nitems_train);
-}
-
-/* ---- matrices ------------------------------------------------------------ */
-
-/* (item, position) pairs sort a row while keeping weights and ts attached. */
-typedef struct eval_cell {
-    uint32_t item;
-    float weight;
-    int64_t ts;
-} eval_cell;
-
-static int eval_cmp_cell(const void *a, const void *b)
-{
-    const eval_cell *x = a, *y = b;
-    return (x->item > y->item) - (x->item < y->item);
-}
-
-static int eval_matrix_alloc(reco_matrix *m, uint32_t nusers, uint32_t nitems, size_t nnz)
-{
-    *m = (reco_matrix){.nusers = nusers, .nitems = nitems};
-    m->row = calloc((size_t)nusers + 1, sizeof *m->row);
-    m->items = malloc((nnz ? nnz : 1) * sizeof *m->items);
-    m->weights = malloc((nnz ? nnz : 1) * sizeof *m->weights);
-    m->ts = malloc((nnz ? nnz : 1) * sizeof *m->ts);
-    if (m->row && m->items && m->weights && m->ts)
-        return 0;
-    eval_matrix_free(m);
-    return CXM_ENOMEM;
-}
-
-/* Sort each row by item; a repeated item means the log was not de-duplicated. */
-static int eval_matrix_sort_rows(reco_matrix *m, eval_cell *cells)
-{
-    for (uint32_t u = 0; u < m->nusers; u++) {
-        uint64_t a = m->row[u], b = m->row[u + 1];
-        qsort(cells + a, b - a, sizeof *cells, eval_cmp_cell);
-        for (uint64_t i = a; i < b; i++) {
-            if (i > a && cells[i].item == cells[i - 1].item)
-                return CXM_EINVAL;
-            m->items[i] = cells[i].item;
-            m->weights[i] = cells[i].weight;
-            m->ts[i] = cells[i].ts;
-        }
-    }
-    return 0;
-}
-
-int eval_matrix_build(const eval_log *log, uint32_t nusers, uint32_t nitems, reco_matrix *out)
-{
-    for (size_t i = 0; i < log->n; i++)
-        if (log->ev[i].user >= nusers || log->ev[i].item >= nitems)
-            return CXM_EINVAL;
-    int rc = eval_matrix_alloc(out, nusers, nitems, log->n);
-    eval_cell *cells = rc ? NULL : malloc((log->n ? log->n : 1) * sizeof *cells);
-    if (!cells) {
-        eval_matrix_free(out);
-        return CXM_ENOMEM;
-    }
-    /* Counting sort by user, then each row by item. */
-    for (size_t i = 0; i < log->n; i++)
-        out->row[log->ev[i].user + 1]++;
-    for (uint32_t u = 0; u < nusers; u++)
-        out->row[u + 1] += out->row[u];
-    uint64_t *fill = malloc(((size_t)nusers + 1) * sizeof *fill);
-    if (!fill) {
-        free(cells);
-        eval_matrix_free(out);
-        return CXM_ENOMEM;
-    }
-    memcpy(fill, out->row, ((size_t)nusers + 1) * sizeof *fill);
-    for (size_t i = 0; i < log->n; i++) {
-        const eval_event *e = &log->ev[i];
-        cells[fill[e->user]++] = (eval_cell){e->item, e->rating, e->ts};
-    }
-    free(fill);
-    rc = eval_matrix_sort_rows(out, cells);
-    free(cells);
-    if (rc)
-        eval_matrix_free(out);
-    return rc;
-}
-
-void eval_matrix_free(reco_matrix *m)
-{
-    free(m->row);
-    free(m->items);
-    free(m->weights);
-    free(m->ts);
-    *m = (reco_matrix){0};
 }

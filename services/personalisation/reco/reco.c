@@ -8,7 +8,7 @@
  * small heap. Popularity ranks every model's leftovers, so a customer whose
  * history reaches fewer than k items still gets k.
  */
-#include "reco.h"
+#include "personalisation/reco/reco.h"
 
 #include <float.h>
 #include <math.h>
@@ -19,7 +19,7 @@
 
 #include "cxm/arena.h"
 #include "cxm/err.h"
-#include "personalisation/reco_impl.h"
+#include "personalisation/reco/reco_impl.h"
 
 /* LAPACK (OpenBLAS): Cholesky factorisation and inverse from it. */
 extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);

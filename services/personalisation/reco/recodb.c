@@ -15,7 +15,7 @@
  * empty) in an open-addressing table on the id's FNV-1a hash, so serving
  * maps an id to its index with one or two probes, reading the map in place.
  */
-#include "personalisation/recodb.h"
+#include "personalisation/reco/recodb.h"
 
 #include <math.h>
 #include <stdarg.h>
@@ -26,7 +26,9 @@
 #include <time.h>
 
 #include "cxm/err.h"
-#include "personalisation/evalcsv.h"
+#include "personalisation/reco/recoids.h"
+#include "personalisation/reco/recolog.h"
+#include "personalisation/reco/recomatrix.h"
 
 #define DAY_SECONDS 86400.0
 #define ITEMS_MAGIC UINT64_C(0x314d455449584d43) /* "CXMITEM1", little-endian */
@@ -331,8 +333,8 @@ int recodb_versions(recodb *db, uint64_t *current, uint64_t *previous)
 /* ---- training ---- */
 
 typedef struct train_data {
-    eval_ids customers, items;
-    eval_log log;
+    recoids customers, items;
+    recolog log;
 } train_data;
 
 static int scan_event(const void *key, size_t klen, const void *val, size_t vlen, void *user)
@@ -349,13 +351,13 @@ static int scan_event(const void *key, size_t klen, const void *val, size_t vlen
     cxm_keyread_u64(&r, &hash);
     if (cxm_keyread_end(&r) != 0 || vlen <= sizeof(float) || vlen > sizeof(float) + RECODB_ID_MAX)
         return CXM_ECORRUPT;
-    eval_event e = {.ts = ts};
+    recolog_event e = {.ts = ts};
     memcpy(&e.rating, val, sizeof e.rating);
-    int rc = eval_ids_intern(&d->customers, customer, clen, &e.user);
+    int rc = recoids_intern(&d->customers, customer, clen, &e.user);
     if (rc == 0)
-        rc = eval_ids_intern(&d->items, (const char *)val + sizeof(float), vlen - sizeof(float),
-                             &e.item);
-    return rc ? rc : eval_log_push(&d->log, &e);
+        rc = recoids_intern(&d->items, (const char *)val + sizeof(float), vlen - sizeof(float),
+                            &e.item);
+    return rc ? rc : recolog_push(&d->log, &e);
 }
 
 typedef struct scan_job {
@@ -371,13 +373,13 @@ static int scan_fn(cxm_txn *t, void *user)
 
 static void train_data_free(train_data *d)
 {
-    eval_ids_free(&d->customers);
-    eval_ids_free(&d->items);
-    eval_log_free(&d->log);
+    recoids_free(&d->customers);
+    recoids_free(&d->items);
+    recolog_free(&d->log);
 }
 
 /* The item table blob of ids[0..n) (see the top of this file). */
-static int items_pack(const eval_ids *ids, void **out, size_t *len)
+static int items_pack(const recoids *ids, void **out, size_t *len)
 {
     uint32_t n = ids->n, nslots = 16;
     while (nslots < 2 * (uint64_t)n)
@@ -433,8 +435,8 @@ static int train_model(recodb *db, reco_algo algo, train_data *d, reco_matrix *x
         return fail(err, errlen, rc, "reading the interaction log: %s", cxm_strerror(rc));
     if (d->log.n == 0)
         return fail(err, errlen, CXM_EINVAL, "no interactions to train on; append some first");
-    eval_log_dedupe(&d->log);
-    if ((rc = eval_matrix_build(&d->log, d->customers.n, d->items.n, x)) != 0)
+    recolog_dedupe(&d->log);
+    if ((rc = recomatrix_build(&d->log, d->customers.n, d->items.n, x)) != 0)
         return fail(err, errlen, rc, "building the interaction matrix: %s", cxm_strerror(rc));
     reco_params p;
     rep->algo = pick_algo(db, algo, x);
@@ -474,7 +476,7 @@ int recodb_train(recodb *db, reco_algo algo, recodb_train_report *rep, char *err
     free(mblob);
     free(iblob);
     reco_model_free(model);
-    eval_matrix_free(&x);
+    recomatrix_free(&x);
     train_data_free(&d);
     return rc;
 }
