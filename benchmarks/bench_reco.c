@@ -4,8 +4,9 @@
  *   cxm-bench-reco [--ratings PATH] [--algo auto|ease|itemknn|als|pop]
  *                  [--history 200] [--calls 20000] [--k 10] [--neighbours N]
  *
- * Loads interactions (a MovieLens-style CSV "user,item,rating,timestamp"
- * with a header line, or, without --ratings, a seeded synthetic set of the
+ * Loads interactions (a CSV with the header user,item,rating,ts or
+ * MovieLens' userId,movieId,rating,timestamp, read as cxm-eval reads it,
+ * or, without --ratings, a seeded synthetic set of the
  * same shape: 610 customers, 9.7k items, ~100k interactions), appends them
  * to a fresh LMDB log, trains, and then asks for the top k of customers
  * with at least --history interactions, round-robin:
@@ -20,7 +21,6 @@
  * hit with probability about rate * d, which sets the p99 a call of that
  * length can reach on this machine at all.
  */
-#include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <stdbool.h>
@@ -67,31 +67,14 @@ static int add_event(bench_data *d, const char *customer, size_t clen, const cha
     return rc ? rc : recolog_push(&d->log, &e);
 }
 
-/* user,item,rating,timestamp after a header line; ids as strings. */
+/* A CSV in cxm-eval's strict format (evalcsv.h), e.g. MovieLens' ratings.csv. */
 static int load_csv(const char *path, bench_data *d)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        fprintf(stderr, "cxm-bench-reco: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    char line[1024];
-    int rc = 0;
-    for (long no = 1; rc == 0 && fgets(line, sizeof line, f); no++) {
-        char *u = line, *i = strchr(u, ','), *r = i ? strchr(i + 1, ',') : NULL;
-        char *t = r ? strchr(r + 1, ',') : NULL;
-        if (no == 1)
-            continue;
-        if (!t) {
-            fprintf(stderr, "cxm-bench-reco: %s:%ld: not user,item,rating,timestamp\n", path, no);
-            rc = -1;
-            break;
-        }
-        rc = add_event(d, u, (size_t)(i - u), i + 1, (size_t)(r - i - 1), strtof(r + 1, NULL),
-                       strtoll(t + 1, NULL, 10));
-    }
-    fclose(f);
-    return rc;
+    char err[512];
+    if (eval_csv_read(path, &d->customers, &d->items, &d->log, err, sizeof err) == 0)
+        return 0;
+    fprintf(stderr, "cxm-bench-reco: %s\n", err);
+    return -1;
 }
 
 /* 610 customers in 20 taste groups over 9,700 items with a popularity skew;
@@ -361,7 +344,7 @@ int main(int argc, char **argv)
 {
     bench_cfg c = {.algo = "auto", .history = 200, .calls = 20000, .k = 10};
     cxm_opt opts[] = {
-        {"ratings", CXM_OPT_STR, &c.ratings, 0, 0, "user,item,rating,timestamp CSV (header line)"},
+        {"ratings", CXM_OPT_STR, &c.ratings, 0, 0, "user,item,rating,ts or MovieLens ratings CSV"},
         {"algo", CXM_OPT_STR, &c.algo, 0, 0, "auto, ease, itemknn, als or pop"},
         {"history", CXM_OPT_INT, &c.history, 1, 10000, "interactions per served customer"},
         {"calls", CXM_OPT_INT, &c.calls, 10, 100000000, "recommendations to time"},

@@ -1,6 +1,7 @@
 /*
  * test_eval.c - the offline evaluator's pieces: metrics on hand-computed
- * cases, strict CSV reading and its errors, the splits and the renumbering.
+ * cases, strict CSV reading (both accepted headers) and its errors, the
+ * splits and the renumbering.
  */
 #include <math.h>
 #include <stdio.h>
@@ -118,8 +119,10 @@ static void test_csv_errors(void)
         const char *fragment;
     } cases[] = {
         {"", 0, "empty file"},
-        {"userId,movieId,rating,timestamp\n", 1, "unknown column \"userId\""},
+        {"userId,movieId,rating,ts\n", 1, "unknown column \"ts\", missing column \"timestamp\""},
         {"user,item,rating\n", 1, "missing column \"ts\""},
+        {"user,movie,rating,ts\n", 1, "or MovieLens' \"userId,movieId,rating,timestamp\""},
+        {"userId,movieId,rating,timestamp\n1,31,x,964982703\n", 2, "rating \"x\" is not a number"},
         {"item,user,rating,ts\n", 1, "out of order"},
         {"user,item,rating,ts\nu1,i1,1,5\nu2,i2,x,6\n", 3, "rating \"x\" is not a number"},
         {"user,item,rating,ts\nu1,i1,0,5\n", 2, "not a finite number > 0"},
@@ -157,6 +160,26 @@ static void test_csv_read(void)
     CHECK_EQ_INT(recoids_find(&items, "z"), 2);
     CHECK(log.ev[1].user == 1 && log.ev[1].item == 1 && log.ev[1].rating == 2.5f);
     CHECK_EQ_INT(log.ev[3].ts, 1);
+    recolog_free(&log);
+    recoids_free(&users);
+    recoids_free(&items);
+}
+
+/* MovieLens' ratings.csv reads as it is: its header, seconds as ts. */
+static void test_csv_movielens(void)
+{
+    recoids users = {0}, items = {0};
+    recolog log = {0};
+    char err[512];
+    const char *text = "userId,movieId,rating,timestamp\n1,1,4.0,964982703\n"
+                       "1,3,4.0,964981247\n2,318,3.5,1445714835\n";
+    CHECK_EQ_INT(read_text(text, err, sizeof err, &log, &users, &items), 0);
+    CHECK_EQ_INT(log.n, 3);
+    CHECK_EQ_INT(users.n, 2);
+    CHECK_EQ_INT(items.n, 3);
+    CHECK_EQ_STR(items.names[2], "318");
+    CHECK(log.ev[2].rating == 3.5f);
+    CHECK_EQ_INT(log.ev[2].ts, 1445714835);
     recolog_free(&log);
     recoids_free(&users);
     recoids_free(&items);
@@ -265,6 +288,7 @@ int main(void)
     test_accumulate_and_quantile();
     test_csv_errors();
     test_csv_read();
+    test_csv_movielens();
     test_split_random();
     test_split_temporal();
     test_reindex();

@@ -460,7 +460,8 @@ static int eval_train_and_serve(const eval_cfg *c, const eval_plan *plan, const 
 
 static const char eval_summary_text[] =
     "cxm-eval: offline evaluation of the recommendation core. Either --train and --test "
-    "files, or --ratings with a per-user --split; CSV header user,item,rating,ts. "
+    "files, or --ratings with a per-user --split; CSV header user,item,rating,ts "
+    "(or MovieLens' userId,movieId,rating,timestamp). "
     "Metrics at k, binary relevance, over users with training and test interactions.";
 
 int main(int argc, char **argv)

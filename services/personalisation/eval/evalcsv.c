@@ -14,8 +14,15 @@
 
 /* ---- CSV ----------------------------------------------------------------- */
 
-static const char *const eval_columns[] = {"user", "item", "rating", "ts"};
 #define EVAL_NCOLUMNS 4
+
+/* The accepted headers: the same four columns under two sets of names. */
+static const char *const eval_headers[][EVAL_NCOLUMNS] = {
+    {"user", "item", "rating", "ts"},
+    {"userId", "movieId", "rating", "timestamp"}, /* MovieLens' ratings.csv */
+};
+#define EVAL_NHEADERS (sizeof eval_headers / sizeof eval_headers[0])
+static const char *const *const eval_columns = eval_headers[0];
 
 /* A field of a line: [p, p + len). */
 typedef struct eval_field {
@@ -60,30 +67,54 @@ static int eval_field_is(const eval_field *f, const char *s)
     return strlen(s) == f->len && memcmp(f->p, s, f->len) == 0;
 }
 
-/* Say which columns are unknown or missing, the usual cause of a bad header
- * (e.g. MovieLens' userId,movieId,rating,timestamp). */
+/* Whether f names one of the columns of header h. */
+static int eval_is_column(const eval_field *f, const char *const *h)
+{
+    int known = 0;
+    for (size_t c = 0; c < EVAL_NCOLUMNS; c++)
+        known |= eval_field_is(f, h[c]);
+    return known;
+}
+
+/* The accepted header that fields f[0..n) come closest to (most known
+ * columns), to explain a bad header against the form its author meant. */
+static const char *const *eval_closest_header(const eval_field *f, size_t n)
+{
+    size_t best = 0, best_known = 0;
+    for (size_t h = 0; h < EVAL_NHEADERS; h++) {
+        size_t known = 0;
+        for (size_t i = 0; i < n; i++)
+            known += (size_t)eval_is_column(&f[i], eval_headers[h]);
+        if (known > best_known) {
+            best = h;
+            best_known = known;
+        }
+    }
+    return eval_headers[best];
+}
+
+/* Say which columns are unknown or missing, the usual cause of a bad header. */
 static void eval_header_error(const eval_field *f, size_t nf, const char *path, char *err,
                               size_t errlen)
 {
     char what[512] = "";
     size_t n = 0, shown = nf < 16 ? nf : 16;
-    for (size_t i = 0; i < shown; i++) {
-        int known = 0;
-        for (size_t c = 0; c < EVAL_NCOLUMNS; c++)
-            known |= eval_field_is(&f[i], eval_columns[c]);
-        if (!known && n < sizeof what)
+    const char *const *h = eval_closest_header(f, shown);
+    for (size_t i = 0; i < shown; i++)
+        if (!eval_is_column(&f[i], h) && n < sizeof what)
             n += (size_t)snprintf(what + n, sizeof what - n, "%sunknown column \"%.*s\"",
                                   n ? ", " : "", (int)(f[i].len > 64 ? 64 : f[i].len), f[i].p);
-    }
     for (size_t c = 0; c < EVAL_NCOLUMNS; c++) {
         int present = 0;
         for (size_t i = 0; i < shown; i++)
-            present |= eval_field_is(&f[i], eval_columns[c]);
+            present |= eval_field_is(&f[i], h[c]);
         if (!present && n < sizeof what)
             n += (size_t)snprintf(what + n, sizeof what - n, "%smissing column \"%s\"",
-                                  n ? ", " : "", eval_columns[c]);
+                                  n ? ", " : "", h[c]);
     }
-    eval_errf(err, errlen, path, 1, "header must be exactly \"user,item,rating,ts\" (%s)",
+    eval_errf(err, errlen, path, 1,
+              "header must be exactly \"user,item,rating,ts\" or MovieLens' "
+              "\"userId,movieId,rating,timestamp\" (%s)",
               n ? what : "columns repeated or out of order");
 }
 
@@ -183,9 +214,13 @@ static int eval_check_header(const char *line, size_t len, const char *path, cha
 {
     eval_field f[16];
     size_t nf = eval_split_fields(line, len, f, 16);
-    if (nf == EVAL_NCOLUMNS && eval_field_is(&f[0], "user") && eval_field_is(&f[1], "item") &&
-        eval_field_is(&f[2], "rating") && eval_field_is(&f[3], "ts"))
-        return 0;
+    for (size_t h = 0; nf == EVAL_NCOLUMNS && h < EVAL_NHEADERS; h++) {
+        int same = 1;
+        for (size_t c = 0; c < EVAL_NCOLUMNS; c++)
+            same &= eval_field_is(&f[c], eval_headers[h][c]);
+        if (same)
+            return 0;
+    }
     eval_header_error(f, nf, path, err, errlen);
     return CXM_EINVAL;
 }

@@ -5,12 +5,14 @@
  *
  * File format, checked strictly so that a bad export fails loudly instead of
  * skewing the numbers:
- *   - the first line is exactly "user,item,rating,ts" (a trailing '\r' is
- *     accepted on every line, so CRLF files read);
+ *   - the first line is exactly "user,item,rating,ts", or MovieLens' own
+ *     "userId,movieId,rating,timestamp" (same columns, so a MovieLens
+ *     ratings.csv reads as it is); a trailing '\r' is accepted on every
+ *     line, so CRLF files read;
  *   - every other line has exactly four comma-separated fields; user and item
  *     are non-empty strings of at most EVAL_ID_MAX bytes; rating is a finite
  *     number > 0 (strtod syntax), used as the interaction weight; ts is a
- *     decimal integer (any unit, larger = later);
+ *     decimal integer (any unit, larger = later; MovieLens: seconds);
  *   - quoted fields are not supported: a '"' anywhere is an error, because a
  *     quoted comma would otherwise be silently mis-split;
  *   - blank lines are errors too, except a single final newline.
