@@ -319,6 +319,11 @@ void *cxm_call_service_ctx(const cxm_call *c)
     return c->rm->svc->ctx;
 }
 
+size_t cxm_call_max_message_bytes(const cxm_call *c)
+{
+    return c->w->srv->opts.max_message_bytes;
+}
+
 cxm_arena *cxm_call_arena(cxm_call *c)
 {
     return &c->arena;

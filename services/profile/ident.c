@@ -8,53 +8,7 @@
 #include <strings.h>
 
 #include "cxm/err.h"
-
-bool prof_utf8_valid(const char *str, size_t len)
-{
-    const unsigned char *s = (const unsigned char *)str, *end = s + len;
-    while (s < end) {
-        unsigned c = *s;
-        size_t n;
-        unsigned min;
-        if (c == 0)
-            return false;
-        if (c < 0x80) {
-            s++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            n = 1, min = 0x80, c &= 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            n = 2, min = 0x800, c &= 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            n = 3, min = 0x10000, c &= 0x07;
-        } else {
-            return false;
-        }
-        if ((size_t)(end - s) <= n)
-            return false;
-        for (size_t i = 1; i <= n; i++) {
-            if ((s[i] & 0xc0) != 0x80)
-                return false;
-            c = (c << 6) | (s[i] & 0x3f);
-        }
-        /* Overlong forms, surrogates and values past U+10FFFF are invalid. */
-        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-            return false;
-        s += n + 1;
-    }
-    return true;
-}
-
-bool prof_slug_valid(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > PROF_CUSTOM_TYPE_MAX)
-        return false;
-    for (; *s; s++)
-        if (!islower((unsigned char)*s) && !isdigit((unsigned char)*s) && !strchr("_.-", *s))
-            return false;
-    return true;
-}
+#include "cxm/svc.h"
 
 /* Values that clients send when they have no identity at all. */
 static const char *const placeholders[] = {
@@ -167,7 +121,7 @@ int prof_ident_normalize(const prof_ident_config *cfg, prof_ident_kind kind, con
         *why = "is longer than 256 bytes";
         return CXM_EINVAL;
     }
-    if (!prof_utf8_valid(value, len)) {
+    if (!cxm_svc_utf8_valid(value, len)) {
         *why = "is not valid UTF-8";
         return CXM_EINVAL;
     }

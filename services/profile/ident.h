@@ -38,13 +38,6 @@ typedef struct prof_ident_config {
     size_t nblocklist;
 } prof_ident_config;
 
-/* True when s[0..len) is well-formed UTF-8 without NUL bytes. */
-bool prof_utf8_valid(const char *s, size_t len);
-
-/* True for the lower-case names callers choose for custom identity types,
- * consent scopes and segment ids: [a-z0-9_.-], 1..64 bytes. NULL is not. */
-bool prof_slug_valid(const char *s);
-
 /* Normalise value (len bytes) of the given kind into out (PROF_IDENT_MAX + 1
  * bytes, NUL-terminated). Returns 0, or CXM_EINVAL with *why set to a
  * sentence naming the problem ("is not an email address", "is a placeholder

@@ -10,6 +10,7 @@
 #include <strings.h>
 
 #include "cxm/err.h"
+#include "cxm/svc.h"
 #include "ident.h"
 
 /* ---- small arena helpers ---- */
@@ -186,7 +187,7 @@ int prof_value_check(const prof_value *v, const char *field, char *err, size_t e
         size_t n = strlen(str_or_empty(v->string_value));
         if (n > PROF_MAX_VALUE_BYTES)
             why = "a string value is limited to 8 KiB";
-        else if (!prof_utf8_valid(v->string_value ? v->string_value : "", n))
+        else if (!cxm_svc_utf8_valid(v->string_value ? v->string_value : "", n))
             why = "the string is not valid UTF-8";
     } else if (v->kind_case == CXM__V1__VALUE__KIND_NUMBER_VALUE && !isfinite(v->number_value))
         why = "numbers must be finite (no NaN or infinity)";
@@ -238,16 +239,16 @@ static const prof_value *combine(cxm_arena *a, Cxm__V1__MergeStrategy s, const p
     }
 }
 
-static int strategy_fits(Cxm__V1__MergeStrategy s, const prof_value *v, const char *name, char *err,
-                         size_t errlen)
+static int strategy_fits(Cxm__V1__MergeStrategy s, const prof_value *v, const char *field,
+                         char *err, size_t errlen)
 {
     if (s == CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_MAX && !numeric(v)) {
-        snprintf(err, errlen, "attributes[%s].strategy: MAX needs a number or timestamp", name);
+        snprintf(err, errlen, "%s.strategy: MAX needs a number or timestamp", field);
         return CXM_EINVAL;
     }
     if (s == CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD &&
         v->kind_case != CXM__V1__VALUE__KIND_NUMBER_VALUE) {
-        snprintf(err, errlen, "attributes[%s].strategy: ADD needs a number", name);
+        snprintf(err, errlen, "%s.strategy: ADD needs a number", field);
         return CXM_EINVAL;
     }
     return 0;
@@ -274,7 +275,8 @@ static int attr_unset(prof_profile *p, const char *name, bool *changed)
 }
 
 int prof_attr_apply(cxm_arena *a, prof_profile *p, const Cxm__V1__AttributeUpdate *u,
-                    const char *source, int64_t now_ms, bool *changed, char *err, size_t errlen)
+                    const char *field, const char *source, int64_t now_ms, bool *changed, char *err,
+                    size_t errlen)
 {
     *changed = false;
     if (u->unset)
@@ -285,7 +287,7 @@ int prof_attr_apply(cxm_arena *a, prof_profile *p, const Cxm__V1__AttributeUpdat
     Cxm__V1__MergeStrategy s = u->strategy ? u->strategy
                                : at        ? at->strategy
                                            : CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE;
-    int rc = strategy_fits(s, u->value, u->name, err, errlen);
+    int rc = strategy_fits(s, u->value, field, err, errlen);
     if (rc != 0)
         return rc;
     int64_t obs = u->observed_at_unix_ms ? u->observed_at_unix_ms : now_ms;
@@ -299,8 +301,8 @@ int prof_attr_apply(cxm_arena *a, prof_profile *p, const Cxm__V1__AttributeUpdat
         }
     } else {
         if (p->n_attributes >= PROF_MAX_ATTRIBUTES) {
-            snprintf(err, errlen, "attributes[%s]: the profile already holds %d attributes",
-                     u->name, PROF_MAX_ATTRIBUTES);
+            snprintf(err, errlen, "%s: the profile already holds %d attributes", field,
+                     PROF_MAX_ATTRIBUTES);
             return CXM_ESTALE;
         }
         if (!(at = new_attr(a, u->name)) ||
@@ -559,7 +561,9 @@ static int merge_attributes(cxm_arena *a, prof_profile *t, const prof_profile *s
         u.strategy = strat;
         u.observed_at_unix_ms = sa->observed_at_unix_ms;
         bool changed;
-        int rc = prof_attr_apply(a, t, &u, sa->source, now_ms, &changed, err, errlen);
+        char field[48]; /* the attribute's place in the merged-away profile */
+        snprintf(field, sizeof field, "source.attributes[%zu]", i);
+        int rc = prof_attr_apply(a, t, &u, field, sa->source, now_ms, &changed, err, errlen);
         if (rc != 0)
             return rc;
     }

@@ -60,9 +60,11 @@ Cxm__V1__Attribute *prof_attr_find(const prof_profile *p, const char *name);
 /* Apply one update (validated) at time now_ms with source. Returns 0 when
  * applied or ignored by its strategy (*changed says which), CXM_EINVAL
  * when the strategy does not fit the value's type, CXM_ESTALE when the
- * profile would exceed PROF_MAX_ATTRIBUTES. */
+ * profile would exceed PROF_MAX_ATTRIBUTES; err then names field, the
+ * update's path in its request ("attributes[3]"). */
 int prof_attr_apply(cxm_arena *a, prof_profile *p, const Cxm__V1__AttributeUpdate *u,
-                    const char *source, int64_t now_ms, bool *changed, char *err, size_t errlen);
+                    const char *field, const char *source, int64_t now_ms, bool *changed, char *err,
+                    size_t errlen);
 
 /* Set or unset a generic trait; an update observed before the stored one is
  * ignored (*applied false). */

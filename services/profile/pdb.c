@@ -10,15 +10,30 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <stdlib.h>
+
 #include "cxm/err.h"
 #include "cxm/keyenc.h"
+
+struct pdb {
+    cxm_store *store;
+    MDB_dbi profiles, identities, redirects, merges, segments, members, requests, receipts;
+    MDB_dbi suppressed, meta;
+    uint8_t salt[32];
+};
 
 static int salt_fn(cxm_txn *t, void *user);
 static int get_string(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
                       const char **out);
+static int identity_key(const Cxm__V1__Identity *id, uint8_t *buf, size_t *len);
+static int put_message(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
+                       const ProtobufCMessage *m);
 
-int pdb_open(cxm_store *store, pdb *db)
+int pdb_open(cxm_store *store, pdb **out)
 {
+    pdb *db = calloc(1, sizeof *db);
+    if (!db)
+        return CXM_ENOMEM;
     struct {
         const char *name;
         MDB_dbi *dbi;
@@ -30,12 +45,27 @@ int pdb_open(cxm_store *store, pdb *db)
         {"profile.suppressed", &db->suppressed}, {"profile.meta", &db->meta},
     };
     db->store = store;
-    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++) {
-        int rc = cxm_store_dbi(store, tables[i].name, 0, tables[i].dbi);
-        if (rc != 0)
-            return rc;
+    int rc = 0;
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0] && rc == 0; i++)
+        rc = cxm_store_dbi(store, tables[i].name, 0, tables[i].dbi);
+    if (rc == 0)
+        rc = cxm_store_write(store, salt_fn, db);
+    if (rc != 0) {
+        free(db);
+        return rc;
     }
-    return cxm_store_write(store, salt_fn, db);
+    *out = db;
+    return 0;
+}
+
+void pdb_close(pdb *db)
+{
+    free(db);
+}
+
+cxm_store *pdb_store(const pdb *db)
+{
+    return db->store;
 }
 
 /* Load the salt, or make it: random, so hashes of erased identities cannot
@@ -62,7 +92,7 @@ static int suppress_key(const pdb *db, const Cxm__V1__Identity *id, uint8_t *out
     uint8_t key[CXM_KEY_MAX];
     size_t klen;
     unsigned int outlen = 0;
-    int rc = pdb_identity_key(id, key, &klen);
+    int rc = identity_key(id, key, &klen);
     if (rc == 0 && !HMAC(EVP_sha256(), db->salt, sizeof db->salt, key, klen, out, &outlen))
         rc = CXM_EINTERNAL;
     return rc;
@@ -92,7 +122,7 @@ void pdb_new_id(char prefix, char *out)
     snprintf(out, PDB_ID_LEN, "%c%016llx", prefix, (unsigned long long)r);
 }
 
-int pdb_identity_key(const Cxm__V1__Identity *id, uint8_t *buf, size_t *len)
+static int identity_key(const Cxm__V1__Identity *id, uint8_t *buf, size_t *len)
 {
     cxm_key k;
     cxm_key_init(&k, buf, CXM_KEY_MAX);
@@ -139,7 +169,7 @@ int pdb_identity_owner(cxm_txn *t, const pdb *db, const Cxm__V1__Identity *id, c
 {
     uint8_t key[CXM_KEY_MAX];
     size_t klen;
-    int rc = pdb_identity_key(id, key, &klen);
+    int rc = identity_key(id, key, &klen);
     if (rc != 0)
         return rc;
     return get_string(t, db->identities, key, klen, a, customer_id);
@@ -159,8 +189,8 @@ int pdb_load(cxm_txn *t, const pdb *db, const char *customer_id, cxm_arena *a, p
     return 0;
 }
 
-int pdb_put_message(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
-                    const ProtobufCMessage *m)
+static int put_message(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
+                       const ProtobufCMessage *m)
 {
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = cxm_arena_alloc(a, n ? n : 1);
@@ -226,7 +256,7 @@ static int link_identities(cxm_txn *t, const pdb *db, const prof_profile *p)
         uint8_t key[CXM_KEY_MAX];
         size_t klen, vlen;
         const void *v;
-        int rc = pdb_identity_key(p->identities[i]->identity, key, &klen);
+        int rc = identity_key(p->identities[i]->identity, key, &klen);
         if (rc != 0)
             return rc;
         rc = cxm_txn_get_ref(t, db->identities, key, klen, &v, &vlen);
@@ -246,7 +276,7 @@ int pdb_save(cxm_txn *t, const pdb *db, cxm_arena *a, prof_profile *p)
     if (rc == 0)
         rc = link_identities(t, db, p);
     if (rc == 0)
-        rc = pdb_put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), a, &p->base);
+        rc = put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), a, &p->base);
     return rc;
 }
 
@@ -255,7 +285,7 @@ int pdb_remove(cxm_txn *t, const pdb *db, const prof_profile *p)
     for (size_t i = 0; i < p->n_identities; i++) {
         uint8_t key[CXM_KEY_MAX];
         size_t klen;
-        int rc = pdb_identity_key(p->identities[i]->identity, key, &klen);
+        int rc = identity_key(p->identities[i]->identity, key, &klen);
         if (rc == 0)
             rc = cxm_txn_del(t, db->identities, key, klen);
         if (rc != 0 && rc != CXM_ENOTFOUND)
@@ -447,9 +477,183 @@ int pdb_evaluate_segment(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1_
             continue; /* unchanged: no page to dirty */
         set_segment_id(&scratch, p, seg->segment_id, member);
         if ((rc = set_member(t, db, seg->segment_id, p->customer_id, member)) == 0)
-            rc = pdb_put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), &scratch,
-                                 &p->base);
+            rc = put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), &scratch,
+                             &p->base);
     }
     cxm_arena_dispose(&scratch);
+    return rc;
+}
+
+/* ---- lookups the handlers need (the store is sealed) ---- */
+
+int pdb_exists(cxm_txn *t, const pdb *db, const char *customer_id)
+{
+    const void *v;
+    size_t n;
+    return cxm_txn_get_ref(t, db->profiles, customer_id, strlen(customer_id), &v, &n);
+}
+
+int pdb_load_packed(cxm_txn *t, const pdb *db, const char *customer_id, const void **bytes,
+                    size_t *len)
+{
+    return cxm_txn_get_ref(t, db->profiles, customer_id, strlen(customer_id), bytes, len);
+}
+
+int pdb_scan(cxm_txn *t, const pdb *db, cxm_arena *a, const char *after, pdb_profile_fn fn,
+             void *user)
+{
+    cxm_iter it;
+    size_t alen = strlen(after);
+    int rc = cxm_iter_range(t, db->profiles, after, alen, NULL, 0, false, &it);
+    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+        if (alen && it.klen == alen && memcmp(it.key, after, alen) == 0)
+            continue;
+        prof_profile *p = prof_unpack(a, it.val, it.vlen);
+        rc = p ? fn(p, it.vlen, user) : CXM_ECORRUPT;
+    }
+    cxm_iter_close(&it);
+    return rc == CXM_ENOTFOUND || rc > 0 ? 0 : rc;
+}
+
+int pdb_redirect_set(cxm_txn *t, const pdb *db, const char *from, const char *to)
+{
+    return cxm_txn_put(t, db->redirects, from, strlen(from), to, strlen(to), 0);
+}
+
+int pdb_redirect_clear(cxm_txn *t, const pdb *db, const char *from)
+{
+    return cxm_txn_del(t, db->redirects, from, strlen(from));
+}
+
+int pdb_erase_snapshot(cxm_txn *t, const pdb *db, const char *merge_id)
+{
+    return cxm_txn_del(t, db->merges, merge_id, strlen(merge_id));
+}
+
+int pdb_latest_merge_of(cxm_txn *t, const pdb *db, const char *customer_id, cxm_arena *a,
+                        const char **merge_id)
+{
+    const char *prev = customer_id, *next;
+    int rc = get_string(t, db->redirects, prev, strlen(prev), a, &next);
+    if (rc != 0)
+        return rc;
+    /* Chains are short (a merge of a merge); the bound stops a corrupt loop. */
+    for (int hops = 0; rc == 0 && hops < 32; hops++) {
+        const char *after;
+        rc = get_string(t, db->redirects, next, strlen(next), a, &after);
+        if (rc == CXM_ENOTFOUND)
+            break;
+        prev = next;
+        next = after;
+    }
+    prof_profile *live;
+    if (rc != CXM_ENOTFOUND)
+        return rc == 0 ? CXM_ECORRUPT : rc;
+    if ((rc = pdb_load(t, db, next, a, &live)) != 0)
+        return rc;
+    for (size_t i = 0; i < live->n_merges; i++) {
+        const Cxm__V1__MergeRecord *m = live->merges[i];
+        if (!m->unmerged_at_unix_ms && strcmp(m->source_customer_id, prev) == 0) {
+            *merge_id = m->merge_id;
+            return 0;
+        }
+    }
+    return CXM_ECORRUPT;
+}
+
+int pdb_receipt_get(cxm_txn *t, const pdb *db, const char *customer_id, cxm_arena *a,
+                    Cxm__V1__DeletionReceipt **out)
+{
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, db->receipts, customer_id, strlen(customer_id), &v, &n);
+    if (rc != 0)
+        return rc;
+    Cxm__V1__DeletionReceipt *r = cxm__v1__deletion_receipt__unpack(cxm_arena_protobuf(a), n, v);
+    if (!r)
+        return CXM_ECORRUPT;
+    *out = r;
+    return 0;
+}
+
+int pdb_receipt_put(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1__DeletionReceipt *r)
+{
+    return put_message(t, db->receipts, r->customer_id, strlen(r->customer_id), a, &r->base);
+}
+
+int pdb_request_get(cxm_txn *t, const pdb *db, const char *request_id, cxm_arena *a,
+                    const char **customer_id)
+{
+    return get_string(t, db->requests, request_id, strlen(request_id), a, customer_id);
+}
+
+int pdb_request_put(cxm_txn *t, const pdb *db, const char *request_id, const char *customer_id)
+{
+    return cxm_txn_put(t, db->requests, request_id, strlen(request_id), customer_id,
+                       strlen(customer_id), 0);
+}
+
+int pdb_segment_get(cxm_txn *t, const pdb *db, const char *segment_id, cxm_arena *a,
+                    Cxm__V1__Segment **out)
+{
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, db->segments, segment_id, strlen(segment_id), &v, &n);
+    if (rc != 0)
+        return rc;
+    Cxm__V1__Segment *s = cxm__v1__segment__unpack(cxm_arena_protobuf(a), n, v);
+    if (!s)
+        return CXM_ECORRUPT;
+    *out = s;
+    return 0;
+}
+
+int pdb_segment_put(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1__Segment *seg)
+{
+    return put_message(t, db->segments, seg->segment_id, strlen(seg->segment_id), a, &seg->base);
+}
+
+/* Walk the segment's member keys, counting all, keeping those after `after`. */
+static int members_walk(cxm_iter *it, size_t plen, cxm_arena *a, const char *after, size_t limit,
+                        pdb_members_page *out)
+{
+    size_t alen = strlen(after);
+    int rc;
+    while ((rc = cxm_iter_next(it)) == 0) {
+        const char *id = (const char *)it->key + plen;
+        size_t idlen = it->klen - plen;
+        out->total++;
+        int c = memcmp(id, after, idlen < alen ? idlen : alen);
+        if (alen && (c < 0 || (c == 0 && idlen <= alen)))
+            continue;
+        if (out->n == limit) {
+            out->more = true;
+            continue; /* keep counting for the total */
+        }
+        if (!(out->ids[out->n++] = cxm_arena_strndup(a, id, idlen)))
+            return CXM_ENOMEM;
+    }
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+int pdb_members(cxm_txn *t, const pdb *db, cxm_arena *a, const char *segment_id, const char *after,
+                size_t limit, pdb_members_page *out)
+{
+    uint8_t prefix[CXM_KEY_MAX];
+    size_t plen;
+    cxm_key k;
+    cxm_key_init(&k, prefix, sizeof prefix);
+    cxm_key_str(&k, segment_id);
+    int rc = cxm_key_finish(&k, &plen);
+    pdb_members_page page = {cxm_arena_alloc(a, (limit ? limit : 1) * sizeof(char *)), 0, 0, false};
+    if (rc != 0 || !page.ids)
+        return rc ? rc : CXM_ENOMEM;
+    cxm_iter it;
+    if ((rc = cxm_iter_prefix(t, db->members, prefix, plen, false, &it)) != 0)
+        return rc;
+    rc = members_walk(&it, plen, a, after, limit, &page);
+    cxm_iter_close(&it);
+    if (rc == 0)
+        *out = page;
     return rc;
 }

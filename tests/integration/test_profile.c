@@ -236,7 +236,16 @@ static void case_upsert(cxm_channel *ch, test_server *srv)
     Cxm__V1__AttributeUpdate *bad_add[] = {
         attr("tier", str_value("x"), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD)};
     req.attributes = bad_add;
-    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_INVALID_ARGUMENT, "ADD needs a number");
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_INVALID_ARGUMENT,
+                 "attributes[0].strategy: ADD needs a number");
+    Cxm__V1__AttributeUpdate *second_bad[] = {
+        attr("visits", num_value(1), 0),
+        attr("tier", str_value("x"), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_MAX)};
+    req.attributes = second_bad;
+    req.n_attributes = 2;
+    expect_error(ch, "UpsertProfile", &req, GRPC_STATUS_INVALID_ARGUMENT,
+                 "attributes[1].strategy: MAX needs a number or timestamp");
+    req.n_attributes = 1;
     Cxm__V1__AttributeUpdate **many = cxm_arena_alloc(&arena, 201 * sizeof *many);
     for (int i = 0; i < 201; i++) {
         char *name = cxm_arena_alloc(&arena, 16);
@@ -252,6 +261,21 @@ static void case_upsert(cxm_channel *ch, test_server *srv)
     Cxm__V1__Profile *after = get_by_id(ch, p->customer_id, NULL);
     CHECK(after->version == 4, "bad requests changed the profile (version %llu)",
           (unsigned long long)after->version);
+
+    /* A version expected of a customer not known yet: say so, name no id. */
+    Cxm__V1__Identity *fresh[] = {ident(EMAIL, "new-one@example.com")};
+    Cxm__V1__UpsertProfileRequest nreq = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    nreq.identities = fresh;
+    nreq.n_identities = 1;
+    nreq.expected_version = 3;
+    expect_error(ch, "UpsertProfile", &nreq, GRPC_STATUS_FAILED_PRECONDITION, "does not exist yet");
+    char d[512];
+    call(ch, "UpsertProfile", &nreq.base, &cxm__v1__upsert_profile_response__descriptor, NULL, d);
+    CHECK(!strstr(d, "customer c"), "the message names a customer that does not exist: %s", d);
+    nreq.expected_version = 0;
+    Cxm__V1__UpsertProfileResponse *nresp;
+    CALL_OK(ch, UpsertProfile, nreq, cxm__v1__upsert_profile_response, nresp);
+    CHECK(nresp->created, "created once expected_version is unset");
 }
 
 /* The content two profiles must share byte for byte after an unmerge:
@@ -308,6 +332,14 @@ static void case_merge(cxm_channel *ch, test_server *srv)
     CHECK(content(get_by_id(ch, b->customer_id, &redirected), now_b) == lb &&
               memcmp(now_b, before_b, lb) == 0 && !redirected,
           "source not restored byte for byte");
+    /* The merge record is listed on both profiles it involved. */
+    const Cxm__V1__Profile *src = get_by_id(ch, b->customer_id, NULL);
+    CHECK(src->n_merges == 1 && strcmp(src->merges[0]->merge_id, un.merge_id) == 0 &&
+              src->merges[0]->unmerged_at_unix_ms > 0,
+          "the restored source does not list the undone merge (%zu merges)", src->n_merges);
+    CHECK(strcmp(unr->source->merges[0]->merge_id, un.merge_id) == 0, "response's source");
+    const Cxm__V1__Profile *tgt = get_by_id(ch, a->customer_id, NULL);
+    CHECK(tgt->n_merges == 1 && tgt->merges[0]->unmerged_at_unix_ms > 0, "target's record");
     expect_error(ch, "UnmergeProfile", &un, GRPC_STATUS_FAILED_PRECONDITION, "already undone");
     un.merge_id = "m-unknown";
     expect_error(ch, "UnmergeProfile", &un, GRPC_STATUS_NOT_FOUND, "no merge");
@@ -339,6 +371,30 @@ static void case_merge(cxm_channel *ch, test_server *srv)
     CHECK(strcmp(find_attr(unr->target, "tier")->value->string_value, "platinum") == 0,
           "a change after the merge was lost");
     CHECK(!find_attr(unr->target, "city"), "the source's attribute stayed on the target");
+
+    /* Out of order: x into y (m1), then y into z (m2); undoing m1 first
+     * names m2, the merge to undo first. */
+    Cxm__V1__Identity *ix[] = {ident(EMAIL, "x@example.com")},
+                      *iy[] = {ident(EMAIL, "y@example.com")},
+                      *iz[] = {ident(EMAIL, "z@example.com")};
+    Cxm__V1__Profile *x = upsert(ch, NULL, ix, 1, NULL, 0), *y = upsert(ch, NULL, iy, 1, NULL, 0),
+                     *z = upsert(ch, NULL, iz, 1, NULL, 0);
+    Cxm__V1__MergeProfilesResponse *m1, *m2;
+    mr.target_customer_id = y->customer_id;
+    mr.source_customer_id = x->customer_id;
+    CALL_OK(ch, MergeProfiles, mr, cxm__v1__merge_profiles_response, m1);
+    mr.target_customer_id = z->customer_id;
+    mr.source_customer_id = y->customer_id;
+    CALL_OK(ch, MergeProfiles, mr, cxm__v1__merge_profiles_response, m2);
+    un.merge_id = m1->merge->merge_id;
+    char want[128];
+    snprintf(want, sizeof want, "undo merge %s first", m2->merge->merge_id);
+    expect_error(ch, "UnmergeProfile", &un, GRPC_STATUS_FAILED_PRECONDITION, want);
+    un.merge_id = m2->merge->merge_id;
+    CALL_OK(ch, UnmergeProfile, un, cxm__v1__unmerge_profile_response, unr);
+    un.merge_id = m1->merge->merge_id;
+    CALL_OK(ch, UnmergeProfile, un, cxm__v1__unmerge_profile_response, unr);
+    CHECK(strcmp(unr->source->customer_id, x->customer_id) == 0, "x is back");
 }
 
 static void case_consent_traits(cxm_channel *ch, test_server *srv)
@@ -643,11 +699,106 @@ static void case_durability(cxm_channel *unused, test_server *srv)
     printf("durability: %d acknowledged writes, all present after kill -9 and restart\n", nacked);
 }
 
+/* Restart srv on its data with another message limit; a new channel. */
+static cxm_channel *restart_with_limit(test_server *srv, const char *const *args)
+{
+    CHECK(harness_stop(srv, SIGTERM, 10000) == 0, "clean stop");
+    srv->extra_args = args;
+    harness_restart(srv);
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(srv->target, NULL, &ch) == 0, "channel");
+    return ch;
+}
+
+/* A profile of n attributes blob0.. of 7000 bytes each, found by email. */
+static Cxm__V1__Profile *big_profile(cxm_channel *ch, const char *email, int n)
+{
+    Cxm__V1__AttributeUpdate **attrs = cxm_arena_alloc(&arena, (size_t)n * sizeof *attrs);
+    for (int i = 0; i < n; i++) {
+        char *name = cxm_arena_alloc(&arena, 16), *text = cxm_arena_alloc(&arena, 7001);
+        snprintf(name, 16, "blob%d", i);
+        memset(text, 'a' + i % 26, 7000);
+        text[7000] = '\0';
+        attrs[i] = attr(name, str_value(text), 0);
+    }
+    Cxm__V1__Identity *ids[] = {ident(EMAIL, email)};
+    return upsert(ch, NULL, ids, 1, attrs, (size_t)n);
+}
+
+/* Replies over the message limit: never INTERNAL, never after a committed
+ * write. Run with a 256 KiB limit so the profiles stay small. */
+static void case_limits(cxm_channel *unused, test_server *srv)
+{
+    (void)unused;
+    static const char *const k256[] = {"--grace", "3s", "--workers", "2", "--max-message-bytes",
+                                       "262144",  NULL};
+    static const char *const k64[] = {"--grace", "3s", "--workers", "2", "--max-message-bytes",
+                                      "65536",   NULL};
+    cxm_channel *ch = restart_with_limit(srv, k256);
+
+    /* Two ~133 KB profiles with the same attribute names: the merged one
+     * fits, but an unmerge answers with both and must be refused unwritten. */
+    Cxm__V1__Profile *a = big_profile(ch, "big-a@example.com", 19);
+    Cxm__V1__Profile *b = big_profile(ch, "big-b@example.com", 19);
+    Cxm__V1__MergeProfilesRequest mr = CXM__V1__MERGE_PROFILES_REQUEST__INIT;
+    mr.target_customer_id = a->customer_id;
+    mr.source_customer_id = b->customer_id;
+    Cxm__V1__MergeProfilesResponse *m;
+    CALL_OK(ch, MergeProfiles, mr, cxm__v1__merge_profiles_response, m);
+    Cxm__V1__UnmergeProfileRequest un = CXM__V1__UNMERGE_PROFILE_REQUEST__INIT;
+    un.merge_id = m->merge->merge_id;
+    expect_error(ch, "UnmergeProfile", &un, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "message limit of 262144 bytes");
+    expect_error(ch, "UnmergeProfile", &un, GRPC_STATUS_RESOURCE_EXHAUSTED, "nothing was written");
+    bool redirected = false;
+    Cxm__V1__Profile *via_b = get_by_id(ch, b->customer_id, &redirected);
+    CHECK(redirected && strcmp(via_b->customer_id, a->customer_id) == 0,
+          "the refused unmerge was committed anyway");
+    CHECK(via_b->n_merges == 1 && via_b->merges[0]->unmerged_at_unix_ms == 0, "record changed");
+
+    /* Search, page_size 50 over ~100 KB profiles: shorter pages, each at
+     * least one profile, every profile once. */
+    const char *more[] = {"big-c@example.com", "big-d@example.com", "big-e@example.com"};
+    for (int i = 0; i < 3; i++)
+        big_profile(ch, more[i], 14);
+    Cxm__V1__FieldCondition *cond[] = {field(CXM__V1__FIELD_KIND__FIELD_KIND_ATTRIBUTE, "blob0",
+                                             CXM__V1__COMPARE_OP__COMPARE_OP_EXISTS, NULL)};
+    Cxm__V1__SearchProfilesRequest sr = CXM__V1__SEARCH_PROFILES_REQUEST__INIT;
+    sr.conditions = cond;
+    sr.n_conditions = 1;
+    sr.page_size = 50;
+    int pages = 0, found = 0;
+    do {
+        Cxm__V1__SearchProfilesResponse *resp;
+        CALL_OK(ch, SearchProfiles, sr, cxm__v1__search_profiles_response, resp);
+        CHECK(resp->n_profiles >= 1 && resp->n_profiles <= 2, "page of %zu", resp->n_profiles);
+        pages++;
+        found += (int)resp->n_profiles;
+        sr.page_token = resp->next_page_token;
+    } while (sr.page_token && *sr.page_token && pages < 10);
+    CHECK(found == 4 && pages >= 2, "%d profiles in %d pages", found, pages);
+    cxm_channel_close(ch);
+
+    /* One profile alone over the limit (the limit was lowered since). */
+    ch = restart_with_limit(srv, k64);
+    sr.page_token = "";
+    expect_error(ch, "SearchProfiles", &sr, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "message limit of 65536 bytes");
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = a->customer_id;
+    Cxm__V1__GetProfileRequest gr = CXM__V1__GET_PROFILE_REQUEST__INIT;
+    gr.customer = &ref;
+    expect_error(ch, "GetProfile", &gr, GRPC_STATUS_RESOURCE_EXHAUSTED,
+                 "message limit of 65536 bytes");
+    cxm_channel_close(ch);
+}
+
 static const harness_case cases[] = {
     {"resolve", case_resolve},       {"upsert", case_upsert},
     {"merge", case_merge},           {"consent_traits", case_consent_traits},
     {"segments", case_segments},     {"delete", case_delete},
-    {"durability", case_durability},
+    {"durability", case_durability}, {"limits", case_limits},
 };
 
 int main(int argc, char **argv)

@@ -57,11 +57,6 @@ static void test_normalize(void)
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     CHECK_EQ_STR(norm(PROF_IDENT_CRM_ID, big, NULL), "<refused>");
-    CHECK(!prof_utf8_valid("\xc0\xaf", 2));                   /* overlong */
-    CHECK(!prof_utf8_valid("\xed\xa0\x80", 3));               /* surrogate */
-    CHECK(!prof_utf8_valid("a\0b", 3));                       /* NUL */
-    CHECK(prof_utf8_valid("고객 경험", strlen("고객 경험"))); /* Korean */
-    CHECK(prof_slug_valid("kakao_id") && !prof_slug_valid("Kakao") && !prof_slug_valid(NULL));
 }
 
 /* ---- attributes ---- */
@@ -84,6 +79,8 @@ static prof_value *str(const char *s)
     return v;
 }
 
+static char last_err[256]; /* the message of the latest apply() */
+
 static int apply(prof_profile *p, const char *name, prof_value *v, Cxm__V1__MergeStrategy s,
                  int64_t observed)
 {
@@ -93,8 +90,8 @@ static int apply(prof_profile *p, const char *name, prof_value *v, Cxm__V1__Merg
     u.strategy = s;
     u.observed_at_unix_ms = observed;
     bool changed;
-    char err[256];
-    return prof_attr_apply(&arena, p, &u, "test", 1000, &changed, err, sizeof err);
+    return prof_attr_apply(&arena, p, &u, "attributes[0]", "test", 1000, &changed, last_err,
+                           sizeof last_err);
 }
 
 static double num_of(const prof_profile *p, const char *name)
@@ -122,6 +119,8 @@ static void test_strategies(void)
     CHECK(num_of(p, "latest") == 1);
     CHECK_EQ_INT(apply(p, "name", str("x"), CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_ADD, 0),
                  CXM_EINVAL);
+    /* Errors name the update by its index in the request, like every other error. */
+    CHECK_EQ_STR(last_err, "attributes[0].strategy: ADD needs a number");
     /* Sorted by name, so equal content packs to equal bytes. */
     for (size_t i = 1; i < p->n_attributes; i++)
         CHECK(strcmp(p->attributes[i - 1]->name, p->attributes[i]->name) < 0);
@@ -132,6 +131,7 @@ static void test_strategies(void)
         apply(p, name, num(i), 0, 0);
     }
     CHECK_EQ_INT(apply(p, "one_more", num(1), 0, 0), CXM_ESTALE);
+    CHECK(strncmp(last_err, "attributes[0]: the profile already holds", 40) == 0);
 }
 
 /* ---- merge and unmerge ---- */

@@ -122,6 +122,10 @@ const char *cxm_call_path(const cxm_call *call);
  * <= 0 means expired: give up and finish with CXM_EDEADLINE. */
 int64_t cxm_call_remaining_ms(const cxm_call *call);
 
+/* The server's message limit (--max-message-bytes): a response packed
+ * larger than this cannot be sent. */
+size_t cxm_call_max_message_bytes(const cxm_call *call);
+
 /* True once the call was cancelled or its deadline passed. */
 bool cxm_call_cancelled(cxm_call *call);
 

@@ -1,0 +1,292 @@
+/*
+ * svc.c - the service kit (see svc.h).
+ */
+#include "cxm/svc.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cxm/err.h"
+
+/* ---- errors and field paths ---- */
+
+int cxm_svc_errf(char *err, int rc, const char *field, const char *fmt, ...)
+{
+    int n = 0;
+    if (field && *field)
+        n = snprintf(err, CXM_SVC_ERR_MAX, "%s: ", field);
+    if (n < 0 || n >= CXM_SVC_ERR_MAX)
+        return rc;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err + n, CXM_SVC_ERR_MAX - (size_t)n, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+const char *cxm_svc_index(cxm_svc_path *p, const char *base, size_t index)
+{
+    snprintf(p->s, sizeof p->s, "%s[%zu]", base, index);
+    return p->s;
+}
+
+const char *cxm_svc_member(cxm_svc_path *p, const char *base, const char *name)
+{
+    if (base && *base)
+        snprintf(p->s, sizeof p->s, "%s.%s", base, name);
+    else
+        snprintf(p->s, sizeof p->s, "%s", name);
+    return p->s;
+}
+
+void cxm_svc_finish(cxm_call *call, int rc, const char *err)
+{
+    const char *method = cxm_call_path(call) + 1; /* without the leading '/' */
+    if (err && err[0])
+        cxm_call_finish(call, rc, "%s: %s", method, err);
+    else
+        cxm_call_finish(call, rc, "%s: %s (%s)", method, cxm_strerror(rc), cxm_store_last_error());
+}
+
+/* ---- checks ---- */
+
+bool cxm_svc_utf8_valid(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str, *end = s + len;
+    while (s < end) {
+        unsigned c = *s;
+        size_t n;
+        unsigned min;
+        if (c == 0)
+            return false;
+        if (c < 0x80) {
+            s++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            n = 1, min = 0x80, c &= 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            n = 2, min = 0x800, c &= 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            n = 3, min = 0x10000, c &= 0x07;
+        } else {
+            return false;
+        }
+        if ((size_t)(end - s) <= n)
+            return false;
+        for (size_t i = 1; i <= n; i++) {
+            if ((s[i] & 0xc0) != 0x80)
+                return false;
+            c = (c << 6) | (s[i] & 0x3f);
+        }
+        /* Overlong forms, surrogates and values past U+10FFFF are invalid. */
+        if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+            return false;
+        s += n + 1;
+    }
+    return true;
+}
+
+bool cxm_svc_slug_valid(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > CXM_SVC_SLUG_MAX)
+        return false;
+    for (; *s; s++)
+        if (!(*s >= 'a' && *s <= 'z') && !(*s >= '0' && *s <= '9') && !strchr("_.-", *s))
+            return false;
+    return true;
+}
+
+int cxm_svc_check_text(const char *s, size_t min, size_t max, const char *field, char *err)
+{
+    s = s ? s : "";
+    size_t n = strlen(s);
+    if (n < min)
+        return cxm_svc_errf(err, CXM_EINVAL, field, "required");
+    if (n > max)
+        return cxm_svc_errf(err, CXM_EINVAL, field, "at most %zu bytes (got %zu)", max, n);
+    if (!cxm_svc_utf8_valid(s, n))
+        return cxm_svc_errf(err, CXM_EINVAL, field, "not valid UTF-8");
+    return 0;
+}
+
+int cxm_svc_check_slug(const char *s, const char *field, char *err)
+{
+    if (cxm_svc_slug_valid(s))
+        return 0;
+    return cxm_svc_errf(err, CXM_EINVAL, field, "must be [a-z0-9_.-], 1 to %d bytes",
+                        CXM_SVC_SLUG_MAX);
+}
+
+int cxm_svc_page_size(int32_t asked, int32_t dflt, int32_t max, int *limit, char *err)
+{
+    if (asked < 0)
+        return cxm_svc_errf(err, CXM_EINVAL, "page_size", "must not be negative");
+    *limit = asked == 0 ? dflt : asked > max ? max : asked;
+    return 0;
+}
+
+/* ---- page tokens: "<16 hex digits of the filter hash>:<key after>" ---- */
+
+uint64_t cxm_svc_hash(uint64_t h, const void *p, size_t n)
+{
+    const uint8_t *b = p;
+    while (n--)
+        h = (h ^ *b++) * 1099511628211ull;
+    return h;
+}
+
+uint64_t cxm_svc_hash_messages(cxm_arena *a, const ProtobufCMessage *const *msgs, size_t n)
+{
+    uint64_t h = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = protobuf_c_message_get_packed_size(msgs[i]);
+        uint8_t *buf = cxm_arena_alloc(a, len ? len : 1);
+        if (!buf)
+            return 0;
+        protobuf_c_message_pack(msgs[i], buf);
+        h = h * 31 + cxm_svc_hash(CXM_SVC_HASH_INIT, buf, len);
+    }
+    return h;
+}
+
+char *cxm_svc_token_make(cxm_arena *a, uint64_t filters, const char *after, size_t len)
+{
+    char *t = cxm_arena_alloc(a, 18 + len);
+    if (t)
+        snprintf(t, 18 + len, "%016llx:%.*s", (unsigned long long)filters, (int)len, after);
+    return t;
+}
+
+int cxm_svc_token_parse(const char *token, uint64_t filters, const char **after, char *err)
+{
+    *after = "";
+    if (!token || !*token)
+        return 0;
+    char *end;
+    uint64_t h = strtoull(token, &end, 16);
+    if (end != token + 16 || *end != ':' || h != filters)
+        return cxm_svc_errf(err, CXM_EINVAL, "page_token",
+                            "malformed, or issued for other filters; start again without it");
+    *after = end + 1;
+    return 0;
+}
+
+/* ---- replies and the message limit ---- */
+
+size_t cxm_svc_field_size(size_t body_len)
+{
+    size_t n = 1 + body_len; /* tag */
+    do {
+        n++;
+        body_len >>= 7;
+    } while (body_len);
+    return n;
+}
+
+size_t cxm_svc_reply_budget(const cxm_call *call, size_t reserve)
+{
+    size_t limit = cxm_call_max_message_bytes(call);
+    return limit > reserve ? limit - reserve : 0;
+}
+
+int cxm_svc_too_big(const cxm_call *call, size_t size, const char *what, char *err)
+{
+    return cxm_svc_errf(err, CXM_ENOMEM, NULL,
+                        "%s would take %zu bytes, over this server's message limit of %zu bytes "
+                        "(raise --max-message-bytes)",
+                        what, size, cxm_call_max_message_bytes(call));
+}
+
+void cxm_svc_reply(cxm_call *call, const ProtobufCMessage *resp)
+{
+    size_t n = protobuf_c_message_get_packed_size(resp);
+    if (n <= cxm_call_max_message_bytes(call))
+        return cxm_call_reply(call, resp);
+    char err[CXM_SVC_ERR_MAX];
+    cxm_svc_finish(call, cxm_svc_too_big(call, n, "the reply", err), err);
+}
+
+/* ---- write jobs ---- */
+
+static int job_run(cxm_txn *t, void *user)
+{
+    cxm_svc_job *j = user;
+    j->err[0] = '\0';
+    j->resp = NULL;
+    int rc = j->fn(t, j);
+    if (rc != 0 || !j->resp)
+        return rc;
+    /* Checked here, not after the commit: failing now rolls the write back,
+     * so a client never gets an error for a write that happened. */
+    size_t n = protobuf_c_message_get_packed_size(j->resp);
+    if (n <= j->limit)
+        return 0;
+    rc = cxm_svc_too_big(j->call, n, "the reply", j->err);
+    size_t len = strlen(j->err);
+    snprintf(j->err + len, sizeof j->err - len, "; nothing was written");
+    return rc;
+}
+
+static void job_done(void *user, int rc)
+{
+    cxm_svc_job *j = user;
+    if (rc == 0 && j->resp)
+        cxm_call_reply(j->call, j->resp);
+    else
+        cxm_svc_finish(j->call, rc ? rc : CXM_EINTERNAL, j->err);
+}
+
+void cxm_svc_submit(cxm_call *call, cxm_store *store, const void *req, cxm_svc_job_fn fn)
+{
+    cxm_arena *a = cxm_call_arena(call);
+    cxm_svc_job *j = cxm_arena_calloc(a, 1, sizeof *j);
+    if (!j)
+        return cxm_call_finish(call, CXM_ENOMEM, "out of memory");
+    j->call = call;
+    j->a = a;
+    j->ctx = cxm_call_service_ctx(call);
+    j->req = req;
+    j->now = cxm_svc_now_ms();
+    j->fn = fn;
+    j->limit = cxm_call_max_message_bytes(call);
+    j->wj = (cxm_write_job){.fn = job_run, .done = job_done, .user = j};
+    cxm_store_submit(store, &j->wj);
+}
+
+void *cxm_svc_response(cxm_svc_job *j, const ProtobufCMessageDescriptor *d)
+{
+    ProtobufCMessage *m = cxm_arena_alloc(j->a, d->sizeof_message);
+    if (m) {
+        protobuf_c_message_init(d, m);
+        j->resp = m;
+    }
+    return m;
+}
+
+/* ---- configuration ---- */
+
+int cxm_svc_split(char *s, const char **out, size_t max, size_t *n)
+{
+    size_t k = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(s, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (!*tok)
+            continue;
+        if (k == max)
+            return CXM_ETOOBIG;
+        out[k++] = tok;
+    }
+    *n = k;
+    return 0;
+}
+
+int64_t cxm_svc_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,51 @@
+/*
+ * prof_check.h - validation of every ProfileService request, done on the
+ * worker thread before any work is queued.
+ *
+ * Each function checks one request (or part) in place: identity values are
+ * replaced by their normalised copies in arena a, so later steps match on
+ * the stored spelling. Each returns 0, or a CXM_E* code with a message in
+ * err (CXM_SVC_ERR_MAX bytes) that starts with the field path
+ * ("identities[2].value: ...") and says what to do. Pure apart from that;
+ * thread-safe.
+ */
+#ifndef CXM_PROFILE_CHECK_H
+#define CXM_PROFILE_CHECK_H
+
+#include <stdint.h>
+
+#include "cxm/arena.h"
+#include "cxm/v1/profile.pb-c.h"
+#include "ident.h"
+
+#define PROF_MAX_LINK 50       /* identities one UpsertProfile may link */
+#define PROF_MAX_CONDITIONS 16 /* conditions of one SearchProfiles */
+
+/* The enum name of an identity type ("IDENTITY_TYPE_EMAIL"), for messages. */
+const char *prof_type_name(Cxm__V1__IdentityType t);
+
+/* An identity (type, custom type, value), normalised in place. */
+int prof_check_identity(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__Identity *id,
+                        const char *field, char *err);
+
+/* A CustomerRef: exactly one of customer_id or identity, valid. */
+int prof_check_ref(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__CustomerRef *ref,
+                   const char *field, char *err);
+
+/* One per RPC. now_ms bounds timestamps that must not lie in the future. */
+int prof_check_resolve(const prof_ident_config *cfg, cxm_arena *a,
+                       Cxm__V1__ResolveIdentityRequest *req, char *err);
+int prof_check_upsert(const prof_ident_config *cfg, cxm_arena *a,
+                      Cxm__V1__UpsertProfileRequest *req, int64_t now_ms, char *err);
+int prof_check_merge(const Cxm__V1__MergeProfilesRequest *req, char *err);
+int prof_check_unmerge(const Cxm__V1__UnmergeProfileRequest *req, char *err);
+int prof_check_consent(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__SetConsentRequest *req,
+                       int64_t now_ms, char *err);
+int prof_check_delete(const prof_ident_config *cfg, cxm_arena *a,
+                      Cxm__V1__DeleteProfileRequest *req, char *err);
+int prof_check_search(const Cxm__V1__SearchProfilesRequest *req, char *err);
+int prof_check_segment(const Cxm__V1__UpsertSegmentRequest *req, char *err);
+int prof_check_traits(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__WriteTraitsRequest *req,
+                      char *err);
+
+#endif

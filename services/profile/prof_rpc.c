@@ -1,0 +1,981 @@
+/*
+ * prof_rpc.c - the ProfileService handlers (see prof_rpc.h).
+ *
+ * Each write RPC is a handler (check, then cxm_svc_submit) and one *_job
+ * function that runs inside the write transaction with the profile loaded
+ * before it changes and saved after: the place where what else a write
+ * must do in the same transaction goes.
+ */
+#include "prof_rpc.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "cxm/err.h"
+#include "cxm/svc.h"
+#include "prof_check.h"
+
+static const char *s_or_empty(const char *s)
+{
+    return s ? s : "";
+}
+
+/* ---- reading ---- */
+
+/* The live customer id a CustomerRef names, or CXM_ENOTFOUND. */
+static int ref_to_id(cxm_txn *t, const prof_ctx *ctx, cxm_arena *a, const Cxm__V1__CustomerRef *ref,
+                     const char **id, bool *redirected, char *err)
+{
+    int rc;
+    *redirected = false;
+    if (ref->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY) {
+        rc = pdb_identity_owner(t, ctx->db, ref->identity, a, id);
+        if (rc == CXM_ENOTFOUND)
+            cxm_svc_errf(err, rc, NULL, "no customer has the identity %s \"%s\"",
+                         prof_type_name(ref->identity->type), ref->identity->value);
+        return rc;
+    }
+    rc = pdb_resolve_id(t, ctx->db, ref->customer_id, a, id, redirected);
+    if (rc == 0 && (rc = pdb_exists(t, ctx->db, *id)) == CXM_ENOTFOUND)
+        cxm_svc_errf(err, rc, NULL, "no customer with id \"%s\"", ref->customer_id);
+    return rc;
+}
+
+/* ---- the write path ---- */
+
+/* Save p as a new version. */
+static int save_profile(cxm_txn *t, cxm_svc_job *j, prof_profile *p)
+{
+    const prof_ctx *ctx = j->ctx;
+    p->version++;
+    p->updated_at_unix_ms = j->now;
+    return pdb_save(t, ctx->db, j->a, p);
+}
+
+/* A new profile holding its own CUSTOMER_ID identity. */
+static prof_profile *create_profile(cxm_svc_job *j, const char *source)
+{
+    char id[PDB_ID_LEN];
+    pdb_new_id('c', id);
+    prof_profile *p = prof_new(j->a, id, j->now);
+    Cxm__V1__Identity self = CXM__V1__IDENTITY__INIT;
+    self.type = CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOMER_ID;
+    self.custom_type = "";
+    self.value = id;
+    if (!p || prof_identity_add(j->a, p, &self, source, "", j->now) != 0)
+        return NULL;
+    return p;
+}
+
+/* An identity erased with suppress_identities may not come back. */
+static int check_not_suppressed(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__Identity *id)
+{
+    const prof_ctx *ctx = j->ctx;
+    const char *receipt;
+    int rc = pdb_suppressed_by(t, ctx->db, id, j->a, &receipt);
+    if (rc == CXM_ENOTFOUND)
+        return 0;
+    if (rc == 0)
+        rc = cxm_svc_errf(j->err, CXM_ESTALE, NULL,
+                          "identity %s \"%s\" belongs to an erased customer whose identities are "
+                          "suppressed (receipt %s)",
+                          prof_type_name(id->type), id->value, receipt);
+    return rc;
+}
+
+/* A new profile for a customer first seen through identity id. */
+static int create_for(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__Identity *id, const char *source,
+                      prof_profile **out)
+{
+    int rc = check_not_suppressed(t, j, id);
+    if (rc != 0)
+        return rc;
+    prof_profile *p = create_profile(j, source);
+    if (!p || prof_identity_add(j->a, p, id, source, "", j->now) != 0)
+        return CXM_ENOMEM;
+    *out = p;
+    return 0;
+}
+
+/* Prepend r to p's merge log (newest first). */
+static int log_merge(cxm_arena *a, prof_profile *p, Cxm__V1__MergeRecord *r)
+{
+    Cxm__V1__MergeRecord **merges = cxm_arena_alloc(a, (p->n_merges + 1) * sizeof *merges);
+    if (!merges)
+        return CXM_ENOMEM;
+    merges[0] = r;
+    if (p->n_merges) /* memcpy from NULL is undefined even for 0 bytes */
+        memcpy(merges + 1, p->merges, p->n_merges * sizeof *merges);
+    p->merges = merges;
+    p->n_merges++;
+    return 0;
+}
+
+static Cxm__V1__MergeRecord *new_record(cxm_svc_job *j, const prof_profile *target,
+                                        const prof_profile *source, const char *reason,
+                                        const Cxm__V1__Identity *linking)
+{
+    Cxm__V1__MergeRecord *r = cxm_arena_calloc(j->a, 1, sizeof *r);
+    char *merge_id = cxm_arena_alloc(j->a, PDB_ID_LEN);
+    if (!r || !merge_id)
+        return NULL;
+    pdb_new_id('m', merge_id);
+    cxm__v1__merge_record__init(r);
+    r->merge_id = merge_id;
+    r->source_customer_id = source->customer_id;
+    r->target_customer_id = target->customer_id;
+    r->merged_at_unix_ms = j->now;
+    r->reason = (char *)s_or_empty(reason);
+    r->linking_identity = (Cxm__V1__Identity *)linking;
+    return r;
+}
+
+/* Merge source into target inside the transaction: snapshots, redirect,
+ * record. linking may be NULL (an explicit MergeProfiles). */
+static int merge_into(cxm_txn *t, cxm_svc_job *j, prof_profile *target, prof_profile *source,
+                      const char *reason, const Cxm__V1__Identity *linking,
+                      Cxm__V1__MergeRecord **record)
+{
+    const prof_ctx *ctx = j->ctx;
+    int rc = prof_merge_check(target, source, &ctx->unique, j->err, sizeof j->err);
+    if (rc != 0)
+        return rc;
+    pdb_snapshot snap = {prof_copy(j->a, target), prof_copy(j->a, source), NULL, NULL};
+    Cxm__V1__MergeRecord *r = new_record(j, target, source, reason, linking);
+    if (!snap.target_before || !snap.source_before || !r)
+        return CXM_ENOMEM;
+    if ((rc = prof_merge(j->a, target, source, r->merge_id, j->now, j->err, sizeof j->err)) != 0 ||
+        (rc = log_merge(j->a, target, r)) != 0)
+        return rc;
+    if ((rc = pdb_remove(t, ctx->db, source)) != 0 ||
+        (rc = pdb_redirect_set(t, ctx->db, source->customer_id, target->customer_id)) != 0 ||
+        (rc = save_profile(t, j, target)) != 0)
+        return rc;
+    snap.target_after = prof_copy(j->a, target);
+    snap.record = r;
+    if (!snap.target_after)
+        return CXM_ENOMEM;
+    *record = r;
+    return pdb_put_snapshot(t, ctx->db, j->a, &snap);
+}
+
+/* Resolve and load the profile a CustomerRef names inside a write. */
+static int load_ref(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__CustomerRef *ref, prof_profile **p)
+{
+    const prof_ctx *ctx = j->ctx;
+    const char *id;
+    bool redirected;
+    int rc = ref_to_id(t, ctx, j->a, ref, &id, &redirected, j->err);
+    return rc == 0 ? pdb_load(t, ctx->db, id, j->a, p) : rc;
+}
+
+/* Resolve a customer id and load its live profile; field names it in errors. */
+static int load_live(cxm_txn *t, cxm_svc_job *j, const char *id, const char *field,
+                     prof_profile **p)
+{
+    const prof_ctx *ctx = j->ctx;
+    const char *live;
+    bool redirected;
+    int rc = pdb_resolve_id(t, ctx->db, id, j->a, &live, &redirected);
+    if (rc == 0)
+        rc = pdb_load(t, ctx->db, live, j->a, p);
+    if (rc == CXM_ENOTFOUND)
+        cxm_svc_errf(j->err, rc, field, "no customer with id \"%s\"", id);
+    return rc;
+}
+
+/* ---- ResolveIdentity ---- */
+
+static int resolve_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const prof_ctx *ctx = j->ctx;
+    const Cxm__V1__ResolveIdentityRequest *req = j->req;
+    Cxm__V1__ResolveIdentityResponse *resp =
+        cxm_svc_response(j, &cxm__v1__resolve_identity_response__descriptor);
+    if (!resp)
+        return CXM_ENOMEM;
+    resp->normalized = req->identity;
+    const char *owner;
+    int rc = pdb_identity_owner(t, ctx->db, req->identity, j->a, &owner);
+    if (rc == CXM_ENOTFOUND) { /* still unknown inside the write: create */
+        prof_profile *p;
+        if ((rc = create_for(t, j, req->identity, "resolve", &p)) != 0 ||
+            (rc = save_profile(t, j, p)) != 0)
+            return rc;
+        owner = p->customer_id;
+        resp->created = true;
+    } else if (rc != 0) {
+        return rc;
+    }
+    resp->customer_id = (char *)owner;
+    return 0;
+}
+
+/* The owner of a known identity (a CUSTOMER_ID identity follows merges). */
+static int resolve_read(const prof_ctx *ctx, cxm_arena *a, const Cxm__V1__Identity *id,
+                        const char **owner, char *err)
+{
+    cxm_txn *t;
+    int rc = cxm_store_read_begin(pdb_store(ctx->db), &t);
+    if (rc != 0)
+        return rc;
+    bool redirected = false;
+    if (id->type == CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOMER_ID) {
+        Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+        ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+        ref.customer_id = id->value;
+        rc = ref_to_id(t, ctx, a, &ref, owner, &redirected, err);
+    } else {
+        rc = pdb_identity_owner(t, ctx->db, id, a, owner);
+    }
+    cxm_store_read_end(t);
+    return rc;
+}
+
+static void on_resolve(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__ResolveIdentityRequest *req = (Cxm__V1__ResolveIdentityRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    cxm_arena *a = cxm_call_arena(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_resolve(&ctx->ident, a, req, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    const char *owner = NULL;
+    rc = resolve_read(ctx, a, req->identity, &owner, err);
+    if (rc == CXM_ENOTFOUND && req->create_if_missing)
+        return cxm_svc_submit(call, pdb_store(ctx->db), req, resolve_job);
+    if (rc == CXM_ENOTFOUND && !err[0])
+        cxm_svc_errf(err, rc, NULL, "no customer has the identity %s \"%s\"",
+                     prof_type_name(req->identity->type), req->identity->value);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    Cxm__V1__ResolveIdentityResponse resp = CXM__V1__RESOLVE_IDENTITY_RESPONSE__INIT;
+    resp.customer_id = (char *)owner;
+    resp.normalized = req->identity;
+    cxm_svc_reply(call, &resp.base);
+}
+
+/* ---- GetProfile ---- */
+
+/* GetProfileResponse spliced from the stored bytes: field 1 (profile) as a
+ * length-delimited copy, then field 2 (redirected). The stored profile is
+ * never decoded: a read costs one copy. */
+static uint8_t *get_response(cxm_arena *a, const void *profile, size_t n, bool redirected,
+                             size_t *len)
+{
+    uint8_t *buf = cxm_arena_alloc(a, n + 16), *p = buf;
+    if (!buf)
+        return NULL;
+    *p++ = 0x0a; /* field 1, wire type 2 */
+    for (size_t v = n;; v >>= 7) {
+        *p++ = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        if (v <= 0x7f)
+            break;
+    }
+    memcpy(p, profile, n);
+    p += n;
+    if (redirected) {
+        *p++ = 0x10; /* field 2, varint */
+        *p++ = 1;
+    }
+    *len = (size_t)(p - buf);
+    return buf;
+}
+
+static void on_get(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__GetProfileRequest *req = (Cxm__V1__GetProfileRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    cxm_arena *a = cxm_call_arena(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_ref(&ctx->ident, a, req->customer, "customer", err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_txn *t;
+    if ((rc = cxm_store_read_begin(pdb_store(ctx->db), &t)) != 0)
+        return cxm_svc_finish(call, rc, "");
+    const char *id;
+    bool redirected;
+    const void *stored;
+    size_t n = 0, len = 0;
+    uint8_t *resp = NULL;
+    rc = ref_to_id(t, ctx, a, req->customer, &id, &redirected, err);
+    if (rc == 0)
+        rc = pdb_load_packed(t, ctx->db, id, &stored, &n);
+    if (rc == 0 && cxm_svc_field_size(n) + 2 > cxm_call_max_message_bytes(call))
+        rc = cxm_svc_too_big(call, cxm_svc_field_size(n) + 2, "the profile", err);
+    if (rc == 0 && !(resp = get_response(a, stored, n, redirected, &len)))
+        rc = CXM_ENOMEM;
+    cxm_store_read_end(t);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_call_reply_bytes(call, resp, len);
+}
+
+/* ---- UpsertProfile ---- */
+
+/* The profile an upsert writes to: by id, by the first identity that
+ * resolves, or new. */
+static int upsert_target(cxm_txn *t, cxm_svc_job *j, prof_profile **p, bool *created)
+{
+    const prof_ctx *ctx = j->ctx;
+    const Cxm__V1__UpsertProfileRequest *req = j->req;
+    const char *id = NULL;
+    int rc = CXM_ENOTFOUND;
+    *created = false;
+    if (*s_or_empty(req->customer_id))
+        return load_live(t, j, req->customer_id, "customer_id", p);
+    for (size_t i = 0; i < req->n_identities && rc == CXM_ENOTFOUND; i++)
+        rc = pdb_identity_owner(t, ctx->db, req->identities[i], j->a, &id);
+    if (rc == 0)
+        return pdb_load(t, ctx->db, id, j->a, p);
+    if (rc != CXM_ENOTFOUND)
+        return rc;
+    *created = true;
+    *p = create_profile(j, s_or_empty(req->source));
+    return *p ? 0 : CXM_ENOMEM;
+}
+
+static int check_expected(cxm_svc_job *j, const prof_profile *p, bool created)
+{
+    const Cxm__V1__UpsertProfileRequest *req = j->req;
+    if (!req->expected_version || req->expected_version == p->version)
+        return 0;
+    if (created)
+        return cxm_svc_errf(
+            j->err, CXM_ESTALE, NULL,
+            "expected_version %llu is stale: the customer does not exist yet (none of its "
+            "identities is known), so expected_version must be 0 or unset",
+            (unsigned long long)req->expected_version);
+    return cxm_svc_errf(
+        j->err, CXM_ESTALE, NULL, "expected_version %llu is stale: customer %s is at version %llu",
+        (unsigned long long)req->expected_version, p->customer_id, (unsigned long long)p->version);
+}
+
+typedef struct link_result {
+    Cxm__V1__MergeRecord **merges;
+    size_t nmerges;
+    Cxm__V1__Identity **skipped;
+    size_t nskipped;
+} link_result;
+
+static int link_one(cxm_txn *t, cxm_svc_job *j, prof_profile *p, Cxm__V1__Identity *id,
+                    link_result *lr)
+{
+    const prof_ctx *ctx = j->ctx;
+    const Cxm__V1__UpsertProfileRequest *req = j->req;
+    const char *owner;
+    int rc = pdb_identity_owner(t, ctx->db, id, j->a, &owner);
+    if (rc == CXM_ENOTFOUND) {
+        if ((rc = check_not_suppressed(t, j, id)) != 0)
+            return rc;
+        if ((rc = prof_unique_check(p, id, &ctx->unique, j->err, sizeof j->err)) != 0)
+            return rc;
+        return prof_identity_add(j->a, p, id, s_or_empty(req->source), "", j->now);
+    }
+    if (rc != 0 || strcmp(owner, p->customer_id) == 0)
+        return rc;
+    if (req->link_policy == CXM__V1__LINK_POLICY__LINK_POLICY_FAIL)
+        return cxm_svc_errf(j->err, CXM_ESTALE, NULL,
+                            "identity %s \"%s\" belongs to customer %s (link_policy FAIL)",
+                            prof_type_name(id->type), id->value, owner);
+    if (req->link_policy == CXM__V1__LINK_POLICY__LINK_POLICY_SKIP) {
+        lr->skipped[lr->nskipped++] = id;
+        return 0;
+    }
+    prof_profile *other;
+    if ((rc = pdb_load(t, ctx->db, owner, j->a, &other)) != 0)
+        return rc;
+    char reason[CXM_SVC_ERR_MAX];
+    snprintf(reason, sizeof reason, "identity %s linked by UpsertProfile",
+             prof_type_name(id->type));
+    Cxm__V1__MergeRecord *r;
+    rc = merge_into(t, j, p, other, cxm_arena_strndup(j->a, reason, strlen(reason)), id, &r);
+    if (rc == 0)
+        lr->merges[lr->nmerges++] = r;
+    return rc;
+}
+
+/* A request id seen before: answer with the profile it was applied to. */
+static int upsert_duplicate(cxm_txn *t, cxm_svc_job *j, const char *customer_id,
+                            Cxm__V1__UpsertProfileResponse *resp)
+{
+    const prof_ctx *ctx = j->ctx;
+    const char *live;
+    bool redirected;
+    int rc = pdb_resolve_id(t, ctx->db, customer_id, j->a, &live, &redirected);
+    if (rc == 0)
+        rc = pdb_load(t, ctx->db, live, j->a, &resp->profile);
+    resp->duplicate = true;
+    return rc;
+}
+
+static int upsert_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const prof_ctx *ctx = j->ctx;
+    const Cxm__V1__UpsertProfileRequest *req = j->req;
+    Cxm__V1__UpsertProfileResponse *resp =
+        cxm_svc_response(j, &cxm__v1__upsert_profile_response__descriptor);
+    if (!resp)
+        return CXM_ENOMEM;
+    const char *rid = s_or_empty(req->request_id), *seen;
+    if (*rid && pdb_request_get(t, ctx->db, rid, j->a, &seen) == 0)
+        return upsert_duplicate(t, j, seen, resp);
+    prof_profile *p;
+    bool created;
+    int rc = upsert_target(t, j, &p, &created);
+    if (rc != 0 || (rc = check_expected(j, p, created)) != 0)
+        return rc;
+    link_result lr = {cxm_arena_alloc(j->a, (req->n_identities + 1) * sizeof(void *)), 0,
+                      cxm_arena_alloc(j->a, (req->n_identities + 1) * sizeof(void *)), 0};
+    if (!lr.merges || !lr.skipped)
+        return CXM_ENOMEM;
+    for (size_t i = 0; i < req->n_identities && rc == 0; i++)
+        rc = link_one(t, j, p, req->identities[i], &lr);
+    cxm_svc_path f;
+    for (size_t i = 0; i < req->n_attributes && rc == 0; i++) {
+        bool changed;
+        rc = prof_attr_apply(j->a, p, req->attributes[i], cxm_svc_index(&f, "attributes", i),
+                             s_or_empty(req->source), j->now, &changed, j->err, sizeof j->err);
+    }
+    if (rc == 0)
+        rc = save_profile(t, j, p);
+    if (rc == 0 && *rid)
+        rc = pdb_request_put(t, ctx->db, rid, p->customer_id);
+    if (rc != 0)
+        return rc;
+    resp->profile = p;
+    resp->created = created;
+    resp->merges = lr.merges;
+    resp->n_merges = lr.nmerges;
+    resp->skipped_identities = lr.skipped;
+    resp->n_skipped_identities = lr.nskipped;
+    return 0;
+}
+
+static void on_upsert(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__UpsertProfileRequest *req = (Cxm__V1__UpsertProfileRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_upsert(&ctx->ident, cxm_call_arena(call), req, cxm_svc_now_ms(), err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_svc_submit(call, pdb_store(ctx->db), req, upsert_job);
+}
+
+/* ---- MergeProfiles / UnmergeProfile ---- */
+
+static int merge_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const prof_ctx *ctx = j->ctx;
+    const Cxm__V1__MergeProfilesRequest *req = j->req;
+    prof_profile *target, *source;
+    int rc = load_live(t, j, req->target_customer_id, "target_customer_id", &target);
+    if (rc == 0)
+        rc = load_live(t, j, req->source_customer_id, "source_customer_id", &source);
+    if (rc != 0)
+        return rc;
+    if (strcmp(target->customer_id, source->customer_id) == 0)
+        return cxm_svc_errf(j->err, CXM_EINVAL, "source_customer_id",
+                            "customer %s is already part of %s", req->source_customer_id,
+                            target->customer_id);
+    if (req->expected_target_version && req->expected_target_version != target->version)
+        return cxm_svc_errf(j->err, CXM_ESTALE, NULL,
+                            "expected_target_version %llu is stale: the target is at %llu",
+                            (unsigned long long)req->expected_target_version,
+                            (unsigned long long)target->version);
+    Cxm__V1__MergeProfilesResponse *resp =
+        cxm_svc_response(j, &cxm__v1__merge_profiles_response__descriptor);
+    if (!resp)
+        return CXM_ENOMEM;
+    resp->profile = target;
+    if (!req->dry_run)
+        return merge_into(t, j, target, source, req->reason, NULL, &resp->merge);
+    /* Computed in memory only: nothing is written. */
+    rc = prof_merge_check(target, source, &ctx->unique, j->err, sizeof j->err);
+    return rc ? rc : prof_merge(j->a, target, source, "", j->now, j->err, sizeof j->err);
+}
+
+static void on_merge(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__MergeProfilesRequest *req = (Cxm__V1__MergeProfilesRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_merge(req, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_svc_submit(call, pdb_store(ctx->db), req, merge_job);
+}
+
+/* The merge's target must be live: if it was merged away since, the merge
+ * that did so must be undone first, and the error names it. */
+static int unmerge_target(cxm_txn *t, cxm_svc_job *j, const pdb_snapshot *s, prof_profile **current)
+{
+    const prof_ctx *ctx = j->ctx;
+    const char *target = s->record->target_customer_id, *later;
+    int rc = pdb_latest_merge_of(t, ctx->db, target, j->a, &later);
+    if (rc == 0)
+        return cxm_svc_errf(j->err, CXM_ESTALE, NULL,
+                            "customer %s was merged away after merge %s; undo merge %s first",
+                            target, s->record->merge_id, later);
+    if (rc != CXM_ENOTFOUND)
+        return rc;
+    return pdb_load(t, ctx->db, target, j->a, current);
+}
+
+static int unmerge_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const prof_ctx *ctx = j->ctx;
+    const Cxm__V1__UnmergeProfileRequest *req = j->req;
+    pdb_snapshot s;
+    int rc = pdb_get_snapshot(t, ctx->db, req->merge_id, j->a, &s);
+    if (rc == CXM_ENOTFOUND)
+        return cxm_svc_errf(j->err, rc, "merge_id", "no merge \"%s\" (unknown, or erased)",
+                            req->merge_id);
+    if (rc != 0)
+        return rc;
+    if (s.record->unmerged_at_unix_ms)
+        return cxm_svc_errf(j->err, CXM_ESTALE, NULL, "merge %s was already undone", req->merge_id);
+    prof_profile *current;
+    if ((rc = unmerge_target(t, j, &s, &current)) != 0)
+        return rc;
+    prof_profile *target =
+        prof_unmerge(j->a, current, s.target_before, s.target_after, req->merge_id);
+    if (!target)
+        return CXM_ENOMEM;
+    s.record->unmerged_at_unix_ms = j->now;
+    for (size_t i = 0; i < target->n_merges; i++)
+        if (strcmp(target->merges[i]->merge_id, req->merge_id) == 0)
+            target->merges[i] = s.record;
+    target->version = current->version;
+    /* The source comes back as it was, its log now listing the undone merge. */
+    prof_profile *source = s.source_before;
+    if ((rc = pdb_put_snapshot(t, ctx->db, j->a, &s)) != 0 ||
+        (rc = log_merge(j->a, source, s.record)) != 0 || (rc = save_profile(t, j, target)) != 0 ||
+        (rc = pdb_redirect_clear(t, ctx->db, source->customer_id)) != 0 ||
+        (rc = save_profile(t, j, source)) != 0)
+        return rc;
+    Cxm__V1__UnmergeProfileResponse *resp =
+        cxm_svc_response(j, &cxm__v1__unmerge_profile_response__descriptor);
+    if (!resp)
+        return CXM_ENOMEM;
+    resp->target = target;
+    resp->source = source;
+    resp->merge = s.record;
+    return 0;
+}
+
+static void on_unmerge(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__UnmergeProfileRequest *req = (Cxm__V1__UnmergeProfileRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_unmerge(req, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_svc_submit(call, pdb_store(ctx->db), req, unmerge_job);
+}
+
+/* ---- SetConsent ---- */
+
+static int consent_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const Cxm__V1__SetConsentRequest *req = j->req;
+    prof_profile *p;
+    int rc = load_ref(t, j, req->customer, &p);
+    if (rc != 0)
+        return rc;
+    Cxm__V1__Consent c = CXM__V1__CONSENT__INIT;
+    c.scope = req->scope;
+    c.state = req->state;
+    c.decided_at_unix_ms = req->decided_at_unix_ms ? req->decided_at_unix_ms : j->now;
+    c.source = req->source;
+    c.policy_version = req->policy_version;
+    c.recorded_at_unix_ms = j->now;
+    bool applied;
+    Cxm__V1__Consent *cur = prof_consent_set(j->a, p, &c, &applied);
+    if (!cur)
+        return CXM_ENOMEM;
+    if (applied && (rc = save_profile(t, j, p)) != 0)
+        return rc;
+    Cxm__V1__SetConsentResponse *resp =
+        cxm_svc_response(j, &cxm__v1__set_consent_response__descriptor);
+    if (!resp)
+        return CXM_ENOMEM;
+    resp->consent = cur;
+    resp->applied = applied;
+    resp->customer_id = p->customer_id;
+    resp->version = p->version;
+    return 0;
+}
+
+static void on_consent(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__SetConsentRequest *req = (Cxm__V1__SetConsentRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_consent(&ctx->ident, cxm_call_arena(call), req, cxm_svc_now_ms(), err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_svc_submit(call, pdb_store(ctx->db), req, consent_job);
+}
+
+/* ---- DeleteProfile ---- */
+
+static int erase_merges(cxm_txn *t, cxm_svc_job *j, const prof_profile *p,
+                        Cxm__V1__DeletionReceipt *r, uint64_t *records)
+{
+    const prof_ctx *ctx = j->ctx;
+    r->merged_customer_ids = cxm_arena_alloc(j->a, (p->n_merges + 1) * sizeof(char *));
+    if (!r->merged_customer_ids)
+        return CXM_ENOMEM;
+    for (size_t i = 0; i < p->n_merges; i++) {
+        const Cxm__V1__MergeRecord *m = p->merges[i];
+        int rc = pdb_erase_snapshot(t, ctx->db, m->merge_id);
+        if (rc != 0 && rc != CXM_ENOTFOUND)
+            return rc;
+        *records += rc == 0;
+        if (m->unmerged_at_unix_ms)
+            continue;
+        rc = pdb_redirect_clear(t, ctx->db, m->source_customer_id);
+        if (rc != 0 && rc != CXM_ENOTFOUND)
+            return rc;
+        r->merged_customer_ids[r->n_merged_customer_ids++] = m->source_customer_id;
+    }
+    return 0;
+}
+
+/* A receipt for p's erasure, done by this service at now. */
+static Cxm__V1__DeletionReceipt *new_receipt(cxm_svc_job *j, const prof_profile *p)
+{
+    const Cxm__V1__DeleteProfileRequest *req = j->req;
+    Cxm__V1__DeletionReceipt *r = cxm_arena_alloc(j->a, sizeof *r);
+    Cxm__V1__ServiceErasure *se = cxm_arena_alloc(j->a, sizeof *se);
+    char *rid = cxm_arena_alloc(j->a, PDB_ID_LEN);
+    Cxm__V1__ServiceErasure **services = cxm_arena_alloc(j->a, sizeof *services);
+    if (!r || !se || !rid || !services)
+        return NULL;
+    cxm__v1__deletion_receipt__init(r);
+    cxm__v1__service_erasure__init(se);
+    pdb_new_id('r', rid);
+    r->receipt_id = rid;
+    r->customer_id = p->customer_id;
+    r->reason = req->reason;
+    r->identities_suppressed = req->suppress_identities;
+    r->requested_at_unix_ms = r->completed_at_unix_ms = j->now;
+    se->service = "profile";
+    se->state = CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE;
+    se->completed_at_unix_ms = j->now;
+    services[0] = se;
+    r->services = services;
+    r->n_services = 1;
+    return r;
+}
+
+static int delete_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const prof_ctx *ctx = j->ctx;
+    const Cxm__V1__DeleteProfileRequest *req = j->req;
+    Cxm__V1__DeleteProfileResponse *resp =
+        cxm_svc_response(j, &cxm__v1__delete_profile_response__descriptor);
+    if (!resp)
+        return CXM_ENOMEM;
+    int rc;
+    if (req->customer->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID &&
+        (rc = pdb_receipt_get(t, ctx->db, req->customer->customer_id, j->a, &resp->receipt)) !=
+            CXM_ENOTFOUND)
+        return rc; /* 0: erased before, answered with the same receipt */
+    prof_profile *p;
+    rc = load_ref(t, j, req->customer, &p);
+    if (rc != 0)
+        return rc;
+    Cxm__V1__DeletionReceipt *r = new_receipt(j, p);
+    if (!r)
+        return CXM_ENOMEM;
+    uint64_t records = p->n_identities + p->n_attributes + p->n_traits + p->n_consents;
+    for (size_t i = 0; req->suppress_identities && i < p->n_identities; i++) {
+        const Cxm__V1__Identity *id = p->identities[i]->identity;
+        if (id->type != CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOMER_ID &&
+            (rc = pdb_suppress(t, ctx->db, id, r->receipt_id)) != 0)
+            return rc;
+    }
+    if ((rc = erase_merges(t, j, p, r, &records)) != 0 || (rc = pdb_remove(t, ctx->db, p)) != 0)
+        return rc;
+    r->services[0]->records_erased = records;
+    resp->receipt = r;
+    return pdb_receipt_put(t, ctx->db, j->a, r);
+}
+
+static void on_delete(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__DeleteProfileRequest *req = (Cxm__V1__DeleteProfileRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_delete(&ctx->ident, cxm_call_arena(call), req, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_svc_submit(call, pdb_store(ctx->db), req, delete_job);
+}
+
+/* ---- SearchProfiles ---- */
+
+/* Bytes kept free in a paged reply for its token and counters. */
+#define PAGE_RESERVE (2 * PROF_IDENT_MAX + 64)
+
+typedef struct search_page {
+    const Cxm__V1__SearchProfilesRequest *req;
+    const cxm_call *call;
+    Cxm__V1__SearchProfilesResponse *resp;
+    size_t limit, budget, used;
+    bool more;
+    char *err;
+} search_page;
+
+/* Keep p when it matches, until the page is full by count or by bytes. */
+static int search_one(prof_profile *p, size_t stored_len, void *user)
+{
+    search_page *pg = user;
+    (void)stored_len;
+    for (size_t i = 0; i < pg->req->n_conditions; i++)
+        if (!prof_field_eval(pg->req->conditions[i], p))
+            return 0;
+    size_t item = cxm_svc_field_size(protobuf_c_message_get_packed_size(&p->base));
+    if (pg->resp->n_profiles == pg->limit ||
+        (pg->resp->n_profiles > 0 && pg->used + item > pg->budget)) {
+        pg->more = true;
+        return 1;
+    }
+    if (item > pg->budget)
+        return cxm_svc_too_big(pg->call, item, "one matching profile alone", pg->err);
+    pg->used += item;
+    pg->resp->profiles[pg->resp->n_profiles++] = p;
+    return 0;
+}
+
+static void on_search(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__SearchProfilesRequest *req = (Cxm__V1__SearchProfilesRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    cxm_arena *a = cxm_call_arena(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int limit = 0;
+    int rc = prof_check_search(req, err);
+    if (rc == 0)
+        rc = cxm_svc_page_size(req->page_size, 50, 1000, &limit, err);
+    uint64_t h = cxm_svc_hash_messages(a, (const ProtobufCMessage *const *)req->conditions,
+                                       req->n_conditions);
+    const char *after = "";
+    if (rc == 0)
+        rc = cxm_svc_token_parse(req->page_token, h, &after, err);
+    Cxm__V1__SearchProfilesResponse resp = CXM__V1__SEARCH_PROFILES_RESPONSE__INIT;
+    search_page pg = {req, call,  &resp, (size_t)limit, cxm_svc_reply_budget(call, PAGE_RESERVE),
+                      0,   false, err};
+    if (rc == 0 && !(resp.profiles = cxm_arena_alloc(a, (size_t)limit * sizeof *resp.profiles)))
+        rc = CXM_ENOMEM;
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_txn *t;
+    if ((rc = cxm_store_read_begin(pdb_store(ctx->db), &t)) != 0)
+        return cxm_svc_finish(call, rc, "");
+    rc = pdb_scan(t, ctx->db, a, after, search_one, &pg);
+    cxm_store_read_end(t);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    if (pg.more) {
+        const char *last = resp.profiles[resp.n_profiles - 1]->customer_id;
+        resp.next_page_token = cxm_svc_token_make(a, h, last, strlen(last));
+    }
+    cxm_svc_reply(call, &resp.base);
+}
+
+/* ---- segments ---- */
+
+static int segment_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const prof_ctx *ctx = j->ctx;
+    const Cxm__V1__UpsertSegmentRequest *req = j->req;
+    Cxm__V1__Segment *seg = req->segment, *old = NULL;
+    Cxm__V1__UpsertSegmentResponse *resp =
+        cxm_svc_response(j, &cxm__v1__upsert_segment_response__descriptor);
+    if (!resp)
+        return CXM_ENOMEM;
+    int rc = pdb_segment_get(t, ctx->db, seg->segment_id, j->a, &old);
+    if (rc != 0 && rc != CXM_ENOTFOUND)
+        return rc;
+    uint64_t version = old ? old->version : 0;
+    if (req->expected_version && req->expected_version != version)
+        return cxm_svc_errf(j->err, CXM_ESTALE, NULL,
+                            "expected_version %llu is stale: segment %s is at version %llu",
+                            (unsigned long long)req->expected_version, seg->segment_id,
+                            (unsigned long long)version);
+    seg->version = version + 1;
+    seg->created_at_unix_ms = old ? old->created_at_unix_ms : j->now;
+    seg->updated_at_unix_ms = j->now;
+    if ((rc = pdb_evaluate_segment(t, ctx->db, j->a, seg, &seg->member_count)) != 0)
+        return rc;
+    seg->evaluated_at_unix_ms = j->now;
+    if ((rc = pdb_segment_put(t, ctx->db, j->a, seg)) != 0)
+        return rc;
+    resp->segment = seg;
+    resp->created = old == NULL;
+    return 0;
+}
+
+static void on_upsert_segment(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__UpsertSegmentRequest *req = (Cxm__V1__UpsertSegmentRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_segment(req, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_svc_submit(call, pdb_store(ctx->db), req, segment_job);
+}
+
+/* Trim a page of member ids to the reply's byte budget. */
+static int members_fit(const cxm_call *call, pdb_members_page *page, char *err)
+{
+    size_t budget = cxm_svc_reply_budget(call, PAGE_RESERVE), used = 0;
+    for (size_t i = 0; i < page->n; i++) {
+        used += cxm_svc_field_size(strlen(page->ids[i]));
+        if (used > budget) {
+            page->n = i;
+            page->more = true;
+            return i ? 0 : cxm_svc_too_big(call, used, "one member id alone", err);
+        }
+    }
+    return 0;
+}
+
+static void on_list_members(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__ListSegmentMembersRequest *req = (Cxm__V1__ListSegmentMembersRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    cxm_arena *a = cxm_call_arena(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int limit = 0;
+    int rc = cxm_svc_check_slug(req->segment_id, "segment_id", err);
+    if (rc == 0)
+        rc = cxm_svc_page_size(req->page_size, 1000, 1000, &limit, err);
+    uint64_t h = rc ? 0 : cxm_svc_hash(CXM_SVC_HASH_INIT, req->segment_id, strlen(req->segment_id));
+    const char *after = "";
+    if (rc == 0)
+        rc = cxm_svc_token_parse(req->page_token, h, &after, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_txn *t;
+    if ((rc = cxm_store_read_begin(pdb_store(ctx->db), &t)) != 0)
+        return cxm_svc_finish(call, rc, "");
+    Cxm__V1__Segment *seg = NULL;
+    pdb_members_page page = {0};
+    rc = pdb_segment_get(t, ctx->db, req->segment_id, a, &seg);
+    if (rc == 0)
+        rc = pdb_members(t, ctx->db, a, req->segment_id, after, (size_t)limit, &page);
+    cxm_store_read_end(t);
+    if (rc == CXM_ENOTFOUND)
+        cxm_svc_errf(err, rc, "segment_id", "no segment \"%s\"", req->segment_id);
+    if (rc == 0)
+        rc = members_fit(call, &page, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    Cxm__V1__ListSegmentMembersResponse resp = CXM__V1__LIST_SEGMENT_MEMBERS_RESPONSE__INIT;
+    resp.customer_ids = page.ids;
+    resp.n_customer_ids = page.n;
+    resp.total_size = page.total;
+    resp.evaluated_at_unix_ms = seg->evaluated_at_unix_ms;
+    if (page.more) {
+        const char *last = page.ids[page.n - 1];
+        resp.next_page_token = cxm_svc_token_make(a, h, last, strlen(last));
+    }
+    cxm_svc_reply(call, &resp.base);
+}
+
+/* ---- WriteTraits ---- */
+
+static int traits_apply(cxm_svc_job *j, prof_profile *p, int64_t observed,
+                        Cxm__V1__WriteTraitsResponse *resp)
+{
+    const Cxm__V1__WriteTraitsRequest *req = j->req;
+    resp->ignored_traits = cxm_arena_alloc(j->a, (req->n_traits + 1) * sizeof(char *));
+    if (!resp->ignored_traits)
+        return CXM_ENOMEM;
+    for (size_t i = 0; i < req->n_traits; i++) {
+        const Cxm__V1__WriteTraitsRequest__TraitsEntry *e = req->traits[i];
+        for (size_t k = 0; k < p->n_traits; k++)
+            if (strcmp(p->traits[k]->name, e->key) == 0 &&
+                strcmp(p->traits[k]->source, req->source) != 0)
+                return cxm_svc_errf(j->err, CXM_EPERM, NULL, "traits[%s]: owned by %s, not %s",
+                                    e->key, p->traits[k]->source, req->source);
+        bool applied;
+        int rc = prof_trait_set(j->a, p, e->key, e->value, req->source, observed, j->now, &applied);
+        if (rc == CXM_ESTALE)
+            cxm_svc_errf(j->err, rc, "traits", "a profile holds at most %d traits",
+                         PROF_MAX_TRAITS);
+        if (rc != 0)
+            return rc;
+        if (!applied)
+            resp->ignored_traits[resp->n_ignored_traits++] = e->key;
+    }
+    for (size_t i = 0; i < req->n_unset_traits; i++)
+        prof_trait_unset(p, req->unset_traits[i]);
+    if (req->standard)
+        prof_standard_apply(j->a, p, req->standard, observed);
+    return 0;
+}
+
+static int traits_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const Cxm__V1__WriteTraitsRequest *req = j->req;
+    Cxm__V1__WriteTraitsResponse *resp =
+        cxm_svc_response(j, &cxm__v1__write_traits_response__descriptor);
+    if (!resp)
+        return CXM_ENOMEM;
+    prof_profile *p;
+    int rc = load_ref(t, j, req->customer, &p);
+    if (rc == CXM_ENOTFOUND && req->customer->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY) {
+        j->err[0] = '\0';
+        if ((rc = create_for(t, j, req->customer->identity, req->source, &p)) != 0)
+            return rc;
+        resp->created = true;
+    }
+    if (rc != 0)
+        return rc;
+    int64_t observed = req->observed_at_unix_ms ? req->observed_at_unix_ms : j->now;
+    if ((rc = traits_apply(j, p, observed, resp)) != 0 || (rc = save_profile(t, j, p)) != 0)
+        return rc;
+    resp->customer_id = p->customer_id;
+    resp->version = p->version;
+    return 0;
+}
+
+static void on_traits(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__WriteTraitsRequest *req = (Cxm__V1__WriteTraitsRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_traits(&ctx->ident, cxm_call_arena(call), req, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_svc_submit(call, pdb_store(ctx->db), req, traits_job);
+}
+
+/* ---- the method table ---- */
+
+const cxm_method prof_methods[] = {
+    {"UpsertProfile", CXM_UNARY, &cxm__v1__upsert_profile_request__descriptor, on_upsert},
+    {"GetProfile", CXM_UNARY, &cxm__v1__get_profile_request__descriptor, on_get},
+    {"ResolveIdentity", CXM_UNARY, &cxm__v1__resolve_identity_request__descriptor, on_resolve},
+    {"MergeProfiles", CXM_UNARY, &cxm__v1__merge_profiles_request__descriptor, on_merge},
+    {"UnmergeProfile", CXM_UNARY, &cxm__v1__unmerge_profile_request__descriptor, on_unmerge},
+    {"SetConsent", CXM_UNARY, &cxm__v1__set_consent_request__descriptor, on_consent},
+    {"DeleteProfile", CXM_UNARY, &cxm__v1__delete_profile_request__descriptor, on_delete},
+    {"SearchProfiles", CXM_UNARY, &cxm__v1__search_profiles_request__descriptor, on_search},
+    {"UpsertSegment", CXM_UNARY, &cxm__v1__upsert_segment_request__descriptor, on_upsert_segment},
+    {"ListSegmentMembers", CXM_UNARY, &cxm__v1__list_segment_members_request__descriptor,
+     on_list_members},
+    {"WriteTraits", CXM_UNARY, &cxm__v1__write_traits_request__descriptor, on_traits},
+};
+
+const size_t prof_nmethods = sizeof prof_methods / sizeof prof_methods[0];

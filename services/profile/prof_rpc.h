@@ -1,0 +1,33 @@
+/*
+ * prof_rpc.h - the ProfileService handlers: the method table, and the state
+ * every handler reaches through its call (cxm_call_service_ctx).
+ *
+ * Reads (GetProfile, ResolveIdentity of a known identity, SearchProfiles,
+ * ListSegmentMembers) run on the worker thread in an LMDB read transaction.
+ * Every write is checked on the worker (prof_check.h), then runs as one
+ * write job (svc.h) inside the store's group commit: the job loads the
+ * profile, changes it, saves it through the store (pdb.h) and builds the
+ * response, all in the transaction; the call is answered after the commit.
+ */
+#ifndef CXM_PROFILE_RPC_H
+#define CXM_PROFILE_RPC_H
+
+#include <stddef.h>
+
+#include "cxm/server.h"
+#include "ident.h"
+#include "model.h"
+#include "pdb.h"
+
+/* The profile service's state, made by the module's open (profile.c) and
+ * read-only while it serves. */
+typedef struct prof_ctx {
+    pdb *db;
+    prof_ident_config ident;
+    prof_unique_types unique;
+} prof_ctx;
+
+extern const cxm_method prof_methods[];
+extern const size_t prof_nmethods;
+
+#endif
