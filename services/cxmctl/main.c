@@ -56,10 +56,10 @@ static cxmctl_flag *find_flag(cxmctl_flag *const *flags, size_t nflags, const ch
     return NULL;
 }
 
-/* "unknown option --NAME", with the command's flag or global option it
- * most likely meant. */
-static int unknown_option(const ctl *c, const char *name, size_t len, cxmctl_flag *const *flags,
-                          size_t nflags)
+/* The command's flag or global option that the len bytes at name most
+ * likely meant, or NULL. */
+static const char *guess_option(const ctl *c, cxmctl_flag *const *flags, size_t nflags,
+                                const char *name, size_t len)
 {
     const char *names[64];
     size_t n = 0;
@@ -67,10 +67,7 @@ static int unknown_option(const ctl *c, const char *name, size_t len, cxmctl_fla
         names[n++] = flags[i]->name;
     for (size_t i = 0; i < c->nopts && n < 64; i++)
         names[n++] = c->opts[i].name;
-    const char *guess = cxmctl_suggest(name, len, names, n);
-    return cxmctl_usage_error(c, "unknown option --%.*s%s%s%s", (int)len, name,
-                              guess ? "; did you mean --" : "", guess ? guess : "",
-                              guess ? "?" : "");
+    return cxmctl_suggest(name, len, names, n);
 }
 
 /* One "--name[=value]" at argv[*i]; may consume the next argument. Mirrors
@@ -82,8 +79,11 @@ static int parse_flag(ctl *c, int argc, char **argv, int *i, cxmctl_flag *const 
     const char *eq = strchr(arg, '=');
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
     cxmctl_flag *f = find_flag(flags, nflags, arg, len);
+    const char *guess = f ? NULL : guess_option(c, flags, nflags, arg, len);
     if (!f)
-        return unknown_option(c, arg, len, flags, nflags);
+        return cxmctl_usage_error(c, "unknown option --%.*s%s%s%s", (int)len, arg,
+                                  guess ? "; did you mean --" : "", guess ? guess : "",
+                                  guess ? "?" : "");
     if (f->n > 0 && !f->repeat)
         return cxmctl_usage_error(c, "--%s given twice", f->name);
     const char *value = eq ? eq + 1 : NULL;
@@ -387,13 +387,9 @@ static void unknown_command(const char *group, const char *word)
 /* An option that is neither global nor after a command: "--tagret". */
 static int unknown_global_option(const ctl *c, const char *arg)
 {
-    const char *names[16];
-    size_t n = 0;
-    for (size_t i = 0; i < c->nopts && n < 16; i++)
-        names[n++] = c->opts[i].name;
     const char *name = arg + strspn(arg, "-");
     size_t len = strcspn(name, "=");
-    const char *guess = cxmctl_suggest(name, len, names, n);
+    const char *guess = guess_option(c, NULL, 0, name, len);
     fprintf(stderr, "cxmctl: unknown option %.*s%s%s%s\n", (int)(name - arg + len), arg,
             guess ? "; did you mean --" : "", guess ? guess : "", guess ? "?" : "");
     return global_usage_error();
@@ -522,7 +518,7 @@ int main(int argc, char **argv)
     if (rc != 0) {
         fprintf(stderr, "cxmctl: %s\n", err);
         rc = global_usage_error();
-    } else if ((rc = parse_timeout(&c, timeout)) == 0) {
+    } else if ((nrest > 0 && is_help(rest[0])) || (rc = parse_timeout(&c, timeout)) == 0) {
         cxm_arena_init(&c.arena, NULL, 0, 0);
         rc = run(&c, nrest, rest);
         if (c.ch)
