@@ -4,7 +4,8 @@
  *
  * main.c owns dispatch, the global flags and the helpers below except
  * printing; print.c prints any protobuf-c message as JSON or as aligned
- * text; profile_cmd.c holds the `profile` commands.
+ * text; profile_cmd.c holds the `profile` commands; suggest.c finds what a
+ * mistyped word meant and reads durations.
  */
 #ifndef CXMCTL_H
 #define CXMCTL_H
@@ -17,6 +18,7 @@
 
 #include "cxm/arena.h"
 #include "cxm/client.h"
+#include "cxm/opts.h"
 
 /* Exit statuses: 1 for a failed RPC, 2 for bad usage. */
 enum { CXMCTL_FAILED = 1, CXMCTL_USAGE = 2 };
@@ -35,6 +37,8 @@ typedef struct ctl {
     cxm_channel *ch; /* opened by the first call */
     cxm_arena arena;
     const struct cxmctl_command *cmd; /* the command running, for its usage */
+    const cxm_opt *opts;              /* the global options, for suggestions */
+    size_t nopts;
 } ctl;
 
 typedef struct cxmctl_command {
@@ -108,5 +112,18 @@ extern const size_t cxmctl_nidentity_types;
 
 /* Print a time in milliseconds since the epoch as RFC 3339 UTC. */
 void cxmctl_print_time(FILE *out, int64_t unix_ms);
+
+/* --- suggest.c --- */
+
+/* The candidate closest to the len bytes at word ("tagret" -> "target"),
+ * or NULL when none is within one edit per three characters (at least one)
+ * and the mistake is better reported without a guess. A candidate ends at
+ * its first blank, so "profile get" stands for "profile". */
+const char *cxmctl_suggest(const char *word, size_t len, const char *const *candidates, size_t n);
+
+/* A duration with its unit, "200ms", "5s", "2m" or "1h", into *ms; 0, or -1
+ * for anything else. A bare number is refused: it reads as seconds to some
+ * and milliseconds to others. */
+int cxmctl_duration_parse(const char *s, int64_t *ms);
 
 #endif

@@ -56,6 +56,20 @@ static cxmctl_flag *find_flag(cxmctl_flag *const *flags, size_t nflags, const ch
     return NULL;
 }
 
+/* The command's flag or global option that the len bytes at name most
+ * likely meant, or NULL. */
+static const char *guess_option(const ctl *c, cxmctl_flag *const *flags, size_t nflags,
+                                const char *name, size_t len)
+{
+    const char *names[64];
+    size_t n = 0;
+    for (size_t i = 0; i < nflags && n < 64; i++)
+        names[n++] = flags[i]->name;
+    for (size_t i = 0; i < c->nopts && n < 64; i++)
+        names[n++] = c->opts[i].name;
+    return cxmctl_suggest(name, len, names, n);
+}
+
 /* One "--name[=value]" at argv[*i]; may consume the next argument. Mirrors
  * cxm_opts_parse(), which cannot collect a flag given many times. */
 static int parse_flag(ctl *c, int argc, char **argv, int *i, cxmctl_flag *const *flags,
@@ -65,8 +79,11 @@ static int parse_flag(ctl *c, int argc, char **argv, int *i, cxmctl_flag *const 
     const char *eq = strchr(arg, '=');
     size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
     cxmctl_flag *f = find_flag(flags, nflags, arg, len);
+    const char *guess = f ? NULL : guess_option(c, flags, nflags, arg, len);
     if (!f)
-        return cxmctl_usage_error(c, "unknown flag --%.*s", (int)len, arg);
+        return cxmctl_usage_error(c, "unknown option --%.*s%s%s%s", (int)len, arg,
+                                  guess ? "; did you mean --" : "", guess ? guess : "",
+                                  guess ? "?" : "");
     if (f->n > 0 && !f->repeat)
         return cxmctl_usage_error(c, "--%s given twice", f->name);
     const char *value = eq ? eq + 1 : NULL;
@@ -294,20 +311,53 @@ static const char syntax_help[] =
     "  TIME           2024-05-01T10:00:00Z, 2024-05-01T12:00:00.5+02:00, 2024-05-01 or\n"
     "                 milliseconds since the epoch\n";
 
-static void usage(FILE *out, const cxm_opt *opts, size_t nopts)
+/* Whether name is a command of group: "profile get" of "profile". */
+static bool in_group(const char *name, const char *group)
 {
-    cxm_opts_usage(out, "cxmctl", "the cxm command-line client: cxmctl [options] COMMAND [ARGS]",
-                   opts, nopts);
-    fputs("\ncommands (global options may also follow the command):\n", out);
+    size_t len = strcspn(name, " ");
+    return name[len] && strlen(group) == len && strncmp(name, group, len) == 0;
+}
+
+/* The words naming commands, each ending at a blank or the end: the first
+ * word of every command when group is NULL ("health", "profile get", ...),
+ * else the second word of the commands of group ("get", "upsert", ...).
+ * Returns how many were stored in out. */
+static size_t command_words(const char *group, const char **out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t g = 0; g < NGROUPS; g++)
+        for (size_t i = 0; i < *groups[g].n && n < cap; i++) {
+            const char *name = groups[g].list[i].name;
+            if (!group)
+                out[n++] = name;
+            else if (in_group(name, group))
+                out[n++] = name + strcspn(name, " ") + 1;
+        }
+    return n;
+}
+
+/* Every command of group (every command when NULL), as usage lists them. */
+static void list_commands(FILE *out, const char *group)
+{
     for (size_t g = 0; g < NGROUPS; g++)
         for (size_t i = 0; i < *groups[g].n; i++) {
             const cxmctl_command *cmd = &groups[g].list[i];
+            if (group && !in_group(cmd->name, group))
+                continue;
             fputs("  ", out);
             name_args(out, cmd, cmd->args);
             fprintf(out, "\n      %s\n      e.g. cxmctl ", cmd->help);
             name_args(out, cmd, cmd->example);
             fputc('\n', out);
         }
+}
+
+static void usage(FILE *out, const ctl *c)
+{
+    cxm_opts_usage(out, "cxmctl", "the cxm command-line client: cxmctl [options] COMMAND [ARGS]",
+                   c->opts, c->nopts);
+    fputs("\ncommands (global options may also follow the command):\n", out);
+    list_commands(out, NULL);
     fputs(syntax_help, out);
 }
 
@@ -316,6 +366,55 @@ static int global_usage_error(void)
 {
     fputs("cxmctl: run \"cxmctl --help\" for the commands and options\n", stderr);
     return CXMCTL_USAGE;
+}
+
+/* word was not a command (in group, when not NULL): say so, with the
+ * command it most likely meant. */
+static void unknown_command(const char *group, const char *word)
+{
+    const char *words[64];
+    size_t n = command_words(group, words, 64);
+    const char *guess = cxmctl_suggest(word, strlen(word), words, n);
+    int glen = guess ? (int)strcspn(guess, " ") : 0;
+    fprintf(stderr, "cxmctl: unknown command \"%s%s%s\"", group ? group : "", group ? " " : "",
+            word);
+    if (guess)
+        fprintf(stderr, "; did you mean \"%s%s%.*s\"?", group ? group : "", group ? " " : "", glen,
+                guess);
+    fputc('\n', stderr);
+}
+
+/* An option that is neither global nor after a command: "--tagret". */
+static int unknown_global_option(const ctl *c, const char *arg)
+{
+    const char *name = arg + strspn(arg, "-");
+    size_t len = strcspn(name, "=");
+    const char *guess = guess_option(c, NULL, 0, name, len);
+    fprintf(stderr, "cxmctl: unknown option %.*s%s%s%s\n", (int)(name - arg + len), arg,
+            guess ? "; did you mean --" : "", guess ? guess : "", guess ? "?" : "");
+    return global_usage_error();
+}
+
+static bool is_help(const char *a)
+{
+    return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
+}
+
+/* "cxmctl profile" alone or with --help lists the profile commands. */
+static int group_usage(const ctl *c, size_t argc, char **argv)
+{
+    if (argc > 1 && !is_help(argv[1])) {
+        if (argv[1][0] == '-')
+            return unknown_global_option(c, argv[1]);
+        unknown_command(argv[0], argv[1]);
+        fprintf(stderr, "cxmctl: run \"cxmctl %s\" for its commands\n", argv[0]);
+        return CXMCTL_USAGE;
+    }
+    printf("usage: cxmctl %s COMMAND [ARGS] (\"cxmctl %s COMMAND --help\" for one)\n\n"
+           "%s commands:\n",
+           argv[0], argv[0], argv[0]);
+    list_commands(stdout, argv[0]);
+    return 0;
 }
 
 /* "profile get" is matched against the first two words, "health" against
@@ -363,46 +462,65 @@ static void split_globals(const cxm_opt *opts, size_t nopts, int argc, char **ar
     }
 }
 
-static int run(ctl *c, size_t argc, char **argv, const cxm_opt *opts, size_t nopts)
+static int run(ctl *c, size_t argc, char **argv)
 {
-    int words = argc > 0 ? find_command(argc, argv, &c->cmd) : 0;
-    if (words == 0 && argc > 0 && (strcmp(argv[0], "--help") == 0 || strcmp(argv[0], "-h") == 0))
-        return (usage(stdout, opts, nopts), 0);
-    if (words == 0) {
-        if (argc == 0)
-            fprintf(stderr, "cxmctl: no command given\n");
-        else
-            fprintf(stderr, "cxmctl: unknown command \"%s%s%s\"\n", argv[0], argc > 1 ? " " : "",
-                    argc > 1 ? argv[1] : "");
-        return global_usage_error();
-    }
-    return c->cmd->run(c, (int)argc - words, argv + words);
+    if (argc == 0)
+        return (fputs("cxmctl: no command given\n", stderr), global_usage_error());
+    int words = find_command(argc, argv, &c->cmd);
+    const char *group_words[1];
+    if (words > 0)
+        return c->cmd->run(c, (int)argc - words, argv + words);
+    if (is_help(argv[0]))
+        return (usage(stdout, c), 0);
+    if (argv[0][0] == '-')
+        return unknown_global_option(c, argv[0]);
+    if (command_words(argv[0], group_words, 1) > 0)
+        return group_usage(c, argc, argv);
+    unknown_command(NULL, argv[0]);
+    return global_usage_error();
+}
+
+/* --timeout, parsed here rather than as a CXM_OPT_MILLIS so that a bare
+ * number, which that reads as milliseconds, is refused. */
+static int parse_timeout(ctl *c, const char *value)
+{
+    if (cxmctl_duration_parse(value, &c->timeout_ms) == 0 && c->timeout_ms >= 1 &&
+        c->timeout_ms <= 3600000)
+        return 0;
+    fprintf(stderr,
+            "cxmctl: --timeout \"%s\" (or CXM_TIMEOUT): give a duration from 1ms to 1h with "
+            "its unit, such as 200ms, 5s or 2m\n",
+            value);
+    return global_usage_error();
 }
 
 int main(int argc, char **argv)
 {
-    ctl c = {.target = "127.0.0.1:7400", .timeout_ms = 5000};
+    const char *timeout = "5s";
+    ctl c = {.target = "127.0.0.1:7400"};
     const cxm_opt opts[] = {
         {"target", CXM_OPT_STR, &c.target, 0, 0, "server address HOST:PORT"},
         {"json", CXM_OPT_BOOL, &c.json, 0, 0, "print results as JSON"},
-        {"timeout", CXM_OPT_MILLIS, &c.timeout_ms, 1, 3600000, "deadline of each call"},
+        {"timeout", CXM_OPT_STR, &timeout, 0, 0,
+         "deadline of each call, with its unit: 200ms, 5s, 2m (a bare number is refused)"},
     };
-    const size_t nopts = sizeof opts / sizeof opts[0];
+    c.opts = opts;
+    c.nopts = sizeof opts / sizeof opts[0];
     char **global = calloc((size_t)argc + 1, sizeof *global);
     char **rest = calloc((size_t)argc + 1, sizeof *rest);
     if (!global || !rest)
         return (fprintf(stderr, "cxmctl: out of memory\n"), 1);
     int nglobal = 0;
     size_t nrest = 0;
-    split_globals(opts, nopts, argc, argv, global, &nglobal, rest, &nrest);
+    split_globals(opts, c.nopts, argc, argv, global, &nglobal, rest, &nrest);
     char err[256];
-    int rc = cxm_opts_parse(opts, nopts, nglobal, global, NULL, NULL, err, sizeof err);
+    int rc = cxm_opts_parse(opts, c.nopts, nglobal, global, NULL, NULL, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "cxmctl: %s\n", err);
         rc = global_usage_error();
-    } else {
+    } else if ((nrest > 0 && is_help(rest[0])) || (rc = parse_timeout(&c, timeout)) == 0) {
         cxm_arena_init(&c.arena, NULL, 0, 0);
-        rc = run(&c, nrest, rest, opts, nopts);
+        rc = run(&c, nrest, rest);
         if (c.ch)
             cxm_channel_close(c.ch);
         cxm_arena_dispose(&c.arena);

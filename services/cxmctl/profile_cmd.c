@@ -528,19 +528,19 @@ const cxmctl_command cxmctl_profile_commands[] = {
      cmd_resolve},
     {"profile merge", "TARGET_ID SOURCE_ID [--reason R] [--expected-version N] [--dry-run]",
      "merge SOURCE into TARGET (reversible with unmerge)",
-     "c_7Jq2 c_9Kx1 --reason \"same person, verified by agent\"", cmd_merge},
-    {"profile unmerge", "MERGE_ID [--reason R]", "undo a merge", "m_3Fz8", cmd_unmerge},
+     "c4f1e2a9b07d3c586 c90b3d5e17a2f4c68 --reason \"same person, verified by agent\"", cmd_merge},
+    {"profile unmerge", "MERGE_ID [--reason R]", "undo a merge", "m2d7a91c4e0f5b36a", cmd_unmerge},
     {"profile consent",
      "(ID | --identity TYPE:VALUE) SCOPE granted|denied|revoked --source S\n"
      "      [--policy-version V] [--decided-at TIME]",
-     "record a consent decision", "c_7Jq2 marketing_email granted --source web_banner",
+     "record a consent decision", "c4f1e2a9b07d3c586 marketing_email granted --source web_banner",
      cmd_consent},
     {"profile delete", "(ID | --identity TYPE:VALUE) --reason R [--suppress-identities]",
      "erase a customer everywhere (right to be forgotten)",
-     "c_7Jq2 --reason \"GDPR art. 17 request #123\"", cmd_delete},
+     "c4f1e2a9b07d3c586 --reason \"GDPR art. 17 request #123\"", cmd_delete},
     {"profile search", "COND... [--page-size N] [--page-token T]",
      "profiles matching every condition, in customer id order",
-     "attr.tier=gold 'trait.lifetime_value>=100' 'attr.age<30' attr.email?", cmd_search},
+     "attr.tier=gold 'trait.lifetime_value>=100' 'attr.visits<3' attr.birthday?", cmd_search},
 };
 const size_t cxmctl_profile_ncommands =
     sizeof cxmctl_profile_commands / sizeof cxmctl_profile_commands[0];

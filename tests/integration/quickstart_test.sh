@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# deploy/quickstart.sh twice on one port, on binaries already built: the
+# second run, with the first's cxmd kept running, must stop before touching
+# anything and say who holds the port and what to do; each run starts on a
+# fresh data directory unless --keep-data, and never wipes one it did not make.
+#   quickstart_test.sh BIN_DIR
+set -euo pipefail
+bin=$1
+quickstart=$(cd "$(dirname "$0")/../.." && pwd)/deploy/quickstart.sh
+dir=$(mktemp -d /tmp/cxm-quickstart-test-XXXXXX)
+kept=""
+cleanup() { [ -n "$kept" ] && kill -TERM "$kept" 2>/dev/null; rm -rf "$dir"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; [ -e "$dir/out" ] && cat "$dir/out" >&2; exit 1; }
+
+# run STATUS ARGS...: quickstart ARGS exits STATUS; its output in $dir/out.
+# A file, not a pipe: a kept cxmd holds its output open.
+run() {
+  local want=$1 status=0
+  shift
+  CXM_DATA=$dir/data bash "$quickstart" --bin "$bin" "$@" >"$dir/out" 2>&1 || status=$?
+  ((status == want)) || fail "quickstart $*: exit $status, wanted $want"
+}
+has() { grep -qF -- "$1" "$dir/out" || fail "no \"$1\" in the output"; }
+
+port=""
+for _ in $(seq 50); do
+  p=$((20000 + RANDOM % 40000))
+  (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { port=$p; break; }
+done
+[ -n "$port" ] || fail "no free port found"
+
+# A data directory of an earlier run is wiped.
+mkdir "$dir/data"
+touch "$dir/data/.quickstart" "$dir/data/stale"
+run 0 --port "$port" --keep
+has "SERVING"
+has "cxm.v1.ProfileService"
+kept=$(sed -n 's/^cxmd keeps running as pid \([0-9]*\);.*/\1/p' "$dir/out")
+[ -n "$kept" ] && kill -0 "$kept" || fail "no kept cxmd"
+[ ! -e "$dir/data/stale" ] || fail "the earlier run's data was not wiped"
+
+# The port is taken by the kept cxmd: exit 3, say by whom and what to do.
+touch "$dir/data/mark"
+CXM_PORT=$port run 3
+has "port $port is already taken by"
+if command -v ss >/dev/null; then
+  has "cxmd (pid $kept)"
+  has "kill $kept"
+fi
+has "--port $((port + 1))"
+has "CXM_PORT="
+[ -e "$dir/data/mark" ] || fail "a refused run touched the data directory"
+kill -0 "$kept" || fail "a refused run stopped the kept cxmd"
+kill -TERM "$kept"
+for _ in $(seq 200); do kill -0 "$kept" 2>/dev/null || break; sleep 0.025; done
+kill -0 "$kept" 2>/dev/null && fail "the kept cxmd did not stop on SIGTERM"
+kept=""
+
+# --keep-data runs on the data as it is, and stops cxmd gracefully.
+run 0 --port "$port" --keep-data
+has "cxmd drained and exited 0"
+[ -e "$dir/data/mark" ] || fail "--keep-data wiped the data directory"
+
+# A directory quickstart did not make is refused, not wiped.
+mkdir "$dir/other"
+touch "$dir/other/precious"
+CXM_DATA=$dir/other bash "$quickstart" --bin "$bin" --port "$port" >"$dir/out" 2>&1 &&
+  fail "quickstart ran on a directory it did not make" || status=$?
+((status == 2)) || fail "exit $status on a directory quickstart did not make, wanted 2"
+has "was not made by quickstart"
+has "--keep-data"
+[ -e "$dir/other/precious" ] || fail "quickstart wiped a directory it did not make"
+echo "quickstart: ok"
