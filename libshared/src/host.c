@@ -149,8 +149,12 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     memset(svcs, 0, sizeof svcs);
     size_t opened = 0;
     int rc = cxm_store_open(cfg.data, NULL, &store);
-    if (rc == 0)
+    bool bad_flags = false;
+    if (rc == 0) {
         rc = open_modules(store, modules, nmodules, svcs, &opened);
+        /* A module refusing its flags is bad usage like a bad common flag. */
+        bad_flags = rc == CXM_EINVAL;
+    }
     if (rc == 0)
         rc = serve(&cfg, svcs, nmodules, &started);
     while (opened > 0) {
@@ -160,5 +164,5 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     }
     if (store)
         cxm_store_close(store);
-    return rc == 0 ? 0 : 1;
+    return rc == 0 ? 0 : bad_flags ? 2 : 1;
 }

@@ -24,7 +24,8 @@
 typedef struct cxm_module {
     const char *name; /* "profile": used in logs */
     /* Fill *svc (name, methods, contract, ctx, on_drain) using the shared
-     * store. Returns 0 or a CXM_E* code after logging what went wrong. */
+     * store. Returns 0 or a CXM_E* code after logging what went wrong;
+     * CXM_EINVAL means its flags are bad (the process exits 2). */
     int (*open)(cxm_store *store, cxm_service *svc);
     /* Release what open acquired; called after the server stopped. */
     void (*close)(cxm_service *svc);
@@ -34,8 +35,8 @@ typedef struct cxm_module {
     size_t nopts;
 } cxm_module;
 
-/* Returns the process exit status: 0 after a clean drain, 2 for bad flags,
- * 1 when start-up failed (the reason is logged). */
+/* Returns the process exit status: 0 after a clean drain, 2 for bad flags
+ * (common or a module's), 1 when start-up failed (the reason is logged). */
 int cxm_host_main(int argc, char **argv, const char *summary, const char *default_listen,
                   const cxm_module *modules, size_t nmodules);
 
