@@ -14,15 +14,17 @@
 
 #include "cxm/err.h"
 #include "cxm/keyenc.h"
+#include "cxm/svc.h"
 
 struct pdb {
     cxm_store *store;
     MDB_dbi profiles, identities, redirects, merges, segments, members, requests, receipts;
-    MDB_dbi suppressed, meta;
+    MDB_dbi receipt_ids, suppressed, meta;
     uint8_t salt[32];
 };
 
 static int salt_fn(cxm_txn *t, void *user);
+static int index_receipts_fn(cxm_txn *t, void *user);
 static int get_string(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a,
                       const char **out);
 static int identity_key(const Cxm__V1__Identity *id, uint8_t *buf, size_t *len);
@@ -38,11 +40,12 @@ int pdb_open(cxm_store *store, pdb **out)
         const char *name;
         MDB_dbi *dbi;
     } tables[] = {
-        {"profile.profiles", &db->profiles},     {"profile.identities", &db->identities},
-        {"profile.redirects", &db->redirects},   {"profile.merges", &db->merges},
-        {"profile.segments", &db->segments},     {"profile.members", &db->members},
-        {"profile.requests", &db->requests},     {"profile.receipts", &db->receipts},
-        {"profile.suppressed", &db->suppressed}, {"profile.meta", &db->meta},
+        {"profile.profiles", &db->profiles},       {"profile.identities", &db->identities},
+        {"profile.redirects", &db->redirects},     {"profile.merges", &db->merges},
+        {"profile.segments", &db->segments},       {"profile.members", &db->members},
+        {"profile.requests", &db->requests},       {"profile.receipts", &db->receipts},
+        {"profile.suppressed", &db->suppressed},   {"profile.meta", &db->meta},
+        {"profile.receipt_ids", &db->receipt_ids},
     };
     db->store = store;
     int rc = 0;
@@ -50,6 +53,8 @@ int pdb_open(cxm_store *store, pdb **out)
         rc = cxm_store_dbi(store, tables[i].name, 0, tables[i].dbi);
     if (rc == 0)
         rc = cxm_store_write(store, salt_fn, db);
+    if (rc == 0)
+        rc = cxm_store_write(store, index_receipts_fn, db);
     if (rc != 0) {
         free(db);
         return rc;
@@ -576,9 +581,124 @@ int pdb_receipt_get(cxm_txn *t, const pdb *db, const char *customer_id, cxm_aren
     return 0;
 }
 
+int pdb_receipt_by_id(cxm_txn *t, const pdb *db, const char *receipt_id, cxm_arena *a,
+                      Cxm__V1__DeletionReceipt **out)
+{
+    const char *customer_id = NULL;
+    int rc = get_string(t, db->receipt_ids, receipt_id, strlen(receipt_id), a, &customer_id);
+    if (rc == 0)
+        rc = pdb_receipt_get(t, db, customer_id, a, out);
+    /* The index names a receipt that is not there: the tables disagree. */
+    return rc == CXM_ENOTFOUND && customer_id ? CXM_ECORRUPT : rc;
+}
+
+static int index_receipt(cxm_txn *t, const pdb *db, const Cxm__V1__DeletionReceipt *r)
+{
+    return cxm_txn_put(t, db->receipt_ids, r->receipt_id, strlen(r->receipt_id), r->customer_id,
+                       strlen(r->customer_id), 0);
+}
+
 int pdb_receipt_put(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1__DeletionReceipt *r)
 {
-    return put_message(t, db->receipts, r->customer_id, strlen(r->customer_id), a, &r->base);
+    int rc = put_message(t, db->receipts, r->customer_id, strlen(r->customer_id), a, &r->base);
+    return rc ? rc : index_receipt(t, db, r);
+}
+
+/* Index the receipts of a store made before profile.receipt_ids existed,
+ * once: the "receipt_ids" mark in profile.meta says it was done. */
+static int index_receipts_fn(cxm_txn *t, void *user)
+{
+    const pdb *db = user;
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, db->meta, "receipt_ids", 11, &v, &n);
+    if (rc != CXM_ENOTFOUND)
+        return rc;
+    cxm_iter it;
+    cxm_arena scratch;
+    cxm_arena_init(&scratch, NULL, 0, 0);
+    rc = cxm_iter_prefix(t, db->receipts, NULL, 0, false, &it);
+    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+        cxm_arena_reset(&scratch);
+        Cxm__V1__DeletionReceipt *r =
+            cxm__v1__deletion_receipt__unpack(cxm_arena_protobuf(&scratch), it.vlen, it.val);
+        rc = r ? index_receipt(t, db, r) : CXM_ECORRUPT;
+    }
+    cxm_iter_close(&it);
+    cxm_arena_dispose(&scratch);
+    if (rc == CXM_ENOTFOUND)
+        rc = cxm_txn_put(t, db->meta, "receipt_ids", 11, "1", 1, 0);
+    return rc;
+}
+
+static Cxm__V1__ServiceErasure *find_service(const Cxm__V1__DeletionReceipt *r, const char *service)
+{
+    for (size_t i = 0; i < r->n_services; i++)
+        if (strcmp(r->services[i]->service, service) == 0)
+            return r->services[i];
+    return NULL;
+}
+
+/* A new entry for service at the end of r's list. */
+static Cxm__V1__ServiceErasure *add_service(cxm_arena *a, Cxm__V1__DeletionReceipt *r,
+                                            const char *service)
+{
+    Cxm__V1__ServiceErasure **list = cxm_arena_alloc(a, (r->n_services + 1) * sizeof *list);
+    Cxm__V1__ServiceErasure *se = cxm_arena_alloc(a, sizeof *se);
+    if (!list || !se)
+        return NULL;
+    cxm__v1__service_erasure__init(se);
+    se->service = (char *)service;
+    if (r->n_services)
+        memcpy(list, r->services, r->n_services * sizeof *list);
+    list[r->n_services] = se;
+    r->services = list;
+    r->n_services++;
+    return se;
+}
+
+/* Complete r when every service is DONE, at the latest of their times. */
+static void complete_if_done(Cxm__V1__DeletionReceipt *r)
+{
+    int64_t last = r->requested_at_unix_ms;
+    for (size_t i = 0; i < r->n_services; i++) {
+        if (r->services[i]->state != CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE)
+            return;
+        if (r->services[i]->completed_at_unix_ms > last)
+            last = r->services[i]->completed_at_unix_ms;
+    }
+    r->completed_at_unix_ms = last;
+}
+
+int pdb_receipt_confirm(cxm_txn *t, const pdb *db, const char *receipt_id, const char *service,
+                        uint64_t records_erased, int64_t at_ms, const char *detail, cxm_arena *a,
+                        bool *changed)
+{
+    detail = detail ? detail : "";
+    size_t dlen = strlen(detail);
+    if (!cxm_svc_slug_valid(service) || at_ms <= 0 || dlen > PDB_DETAIL_MAX ||
+        !cxm_svc_utf8_valid(detail, dlen))
+        return CXM_EINVAL;
+    Cxm__V1__DeletionReceipt *r;
+    int rc = pdb_receipt_by_id(t, db, receipt_id, a, &r);
+    if (rc != 0)
+        return rc;
+    Cxm__V1__ServiceErasure *se = find_service(r, service);
+    if (se && se->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE) {
+        *changed = false;
+        return 0;
+    }
+    if (!se && !(se = add_service(a, r, service)))
+        return CXM_ENOMEM;
+    se->state = CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE;
+    se->records_erased = records_erased;
+    se->completed_at_unix_ms = at_ms;
+    se->detail = (char *)detail;
+    complete_if_done(r);
+    rc = put_message(t, db->receipts, r->customer_id, strlen(r->customer_id), a, &r->base);
+    if (rc == 0)
+        *changed = true;
+    return rc;
 }
 
 int pdb_request_get(cxm_txn *t, const pdb *db, const char *request_id, cxm_arena *a,

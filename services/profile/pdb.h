@@ -11,6 +11,8 @@
  *   profile.members     (segment id, customer id) -> ""
  *   profile.requests    UpsertProfile request id -> customer id
  *   profile.receipts    erased customer id -> packed cxm.v1.DeletionReceipt
+ *   profile.receipt_ids receipt id -> erased customer id (filled for receipts
+ *                       made before it existed when the store opens)
  *   profile.suppressed  HMAC-SHA256(salt, identity key) -> receipt id: identities
  *                       erased with suppress_identities, kept without the
  *                       personal data itself
@@ -131,8 +133,26 @@ int pdb_suppressed_by(cxm_txn *t, const pdb *db, const Cxm__V1__Identity *id, cx
 /* The deletion receipt of an erased customer id, or CXM_ENOTFOUND. */
 int pdb_receipt_get(cxm_txn *t, const pdb *db, const char *customer_id, cxm_arena *a,
                     Cxm__V1__DeletionReceipt **out);
-/* Keep r under r->customer_id. */
+/* The deletion receipt with this receipt id, or CXM_ENOTFOUND. */
+int pdb_receipt_by_id(cxm_txn *t, const pdb *db, const char *receipt_id, cxm_arena *a,
+                      Cxm__V1__DeletionReceipt **out);
+/* Keep r under r->customer_id, findable by r->receipt_id too. */
 int pdb_receipt_put(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1__DeletionReceipt *r);
+
+/* Record that `service` finished erasing the receipt's customer: its entry
+ * becomes DONE with records_erased, at_ms and detail (NULL = ""), and once
+ * every service on the receipt is DONE the receipt's completed_at is set
+ * to the latest of their times. A service not on the receipt is added as
+ * DONE (one enabled after the erasure still counts). Idempotent: a service
+ * already DONE is left as it was, *changed false and nothing written; the
+ * bus subscriber can apply a redelivered event safely.
+ * CXM_ENOTFOUND for an unknown receipt id; CXM_EINVAL when service is not
+ * a slug name (cxm_svc_slug_valid), at_ms is not positive, or detail is
+ * not UTF-8 of at most PDB_DETAIL_MAX bytes. Needs a write transaction. */
+#define PDB_DETAIL_MAX 1024
+int pdb_receipt_confirm(cxm_txn *t, const pdb *db, const char *receipt_id, const char *service,
+                        uint64_t records_erased, int64_t at_ms, const char *detail, cxm_arena *a,
+                        bool *changed);
 
 /* ---- idempotent upserts ---- */
 

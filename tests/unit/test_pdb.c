@@ -1,7 +1,9 @@
 /*
  * test_pdb.c - the profile store on its own, on real LMDB files: profiles
  * with their identity links, redirects and the merge that made them,
- * request ids, receipts, segments and members, scans; a group-commit batch
+ * request ids, receipts and their confirmation by the other services (and
+ * the receipt id index of an older store rebuilt), segments and members,
+ * scans; a group-commit batch
  * that outgrows a tiny map midway; and a batch in which one job fails after
  * writing, leaving no trace while its neighbours commit.
  */
@@ -318,6 +320,153 @@ static void test_segments_and_scan(void)
     cxm_store_read_end(t);
 }
 
+/* ---- erasure receipts ---- */
+
+static Cxm__V1__DeletionReceipt *got;        /* what the last read found */
+static bool confirmed;                       /* the last confirm changed the receipt */
+static const char *confirm_service = "";     /* what confirm_job confirms: */
+static const char *confirm_receipt = "r900"; /* service, receipt, time (idx) */
+
+/* Customer c0900 erased: profile done, journey and feedback pending. */
+static int receipt_job(cxm_txn *t, tjob *j)
+{
+    static Cxm__V1__ServiceErasure se[3];
+    static Cxm__V1__ServiceErasure *list[] = {&se[0], &se[1], &se[2]};
+    static const char *names[] = {"profile", "journey", "feedback"};
+    for (int i = 0; i < 3; i++) {
+        cxm__v1__service_erasure__init(&se[i]);
+        se[i].service = (char *)names[i];
+        se[i].state = i ? CXM__V1__ERASURE_STATE__ERASURE_STATE_PENDING
+                        : CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE;
+    }
+    se[0].completed_at_unix_ms = 1000;
+    Cxm__V1__DeletionReceipt r = CXM__V1__DELETION_RECEIPT__INIT;
+    r.receipt_id = "r900";
+    r.customer_id = "c0900";
+    r.requested_at_unix_ms = 1000;
+    r.services = list;
+    r.n_services = 3;
+    return pdb_receipt_put(t, db, &j->a, &r);
+}
+
+static int confirm_job(cxm_txn *t, tjob *j)
+{
+    return pdb_receipt_confirm(t, db, confirm_receipt, confirm_service, 7, j->idx, "purged", &j->a,
+                               &confirmed);
+}
+
+/* Confirm service at time at; the job's code. */
+static int confirm(const char *service, int at)
+{
+    static tjob j;
+    confirm_service = service;
+    confirmed = false;
+    submit(&j, confirm_job, at);
+    wait_for(1);
+    cxm_arena_dispose(&j.a);
+    return j.rc;
+}
+
+/* The receipt by id into got. */
+static int read_receipt(const char *receipt_id)
+{
+    cxm_txn *t;
+    int rc = cxm_store_read_begin(store, &t);
+    if (rc == 0)
+        rc = pdb_receipt_by_id(t, db, receipt_id, &arena, &got);
+    cxm_store_read_end(t);
+    return rc;
+}
+
+static const Cxm__V1__ServiceErasure *service_of(const char *name)
+{
+    for (size_t i = 0; i < got->n_services; i++)
+        if (strcmp(got->services[i]->service, name) == 0)
+            return got->services[i];
+    return NULL;
+}
+
+static void test_receipts(void)
+{
+    static tjob j;
+    submit(&j, receipt_job, 0);
+    wait_for(1);
+    CHECK_EQ_INT(j.rc, 0);
+    cxm_arena_dispose(&j.a);
+    CHECK_EQ_INT(read_receipt("r900"), 0);
+    CHECK_EQ_STR(got->customer_id, "c0900");
+    CHECK_EQ_INT(read_receipt("r901"), CXM_ENOTFOUND);
+
+    /* The first confirmation marks journey DONE; feedback still pending. */
+    CHECK_EQ_INT(confirm("journey", 3000), 0);
+    CHECK(confirmed);
+    CHECK_EQ_INT(read_receipt("r900"), 0);
+    const Cxm__V1__ServiceErasure *se = service_of("journey");
+    CHECK(se && se->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE);
+    CHECK(se && se->records_erased == 7 && se->completed_at_unix_ms == 3000);
+    CHECK_EQ_STR(se->detail, "purged");
+    CHECK_EQ_INT(got->completed_at_unix_ms, 0);
+
+    /* A redelivered confirmation changes nothing, not even the time. */
+    CHECK_EQ_INT(confirm("journey", 4000), 0);
+    CHECK(!confirmed);
+    CHECK_EQ_INT(read_receipt("r900"), 0);
+    CHECK_EQ_INT(service_of("journey")->completed_at_unix_ms, 3000);
+
+    /* A service not listed at erasure time is added, DONE. */
+    CHECK_EQ_INT(confirm("loyalty", 2500), 0);
+    CHECK(confirmed);
+    CHECK_EQ_INT(read_receipt("r900"), 0);
+    CHECK_EQ_INT(got->n_services, 4);
+    CHECK(service_of("loyalty")->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE);
+    CHECK_EQ_INT(got->completed_at_unix_ms, 0);
+
+    /* The last one completes the receipt at the latest of the services'
+     * times, whatever order they came in. */
+    CHECK_EQ_INT(confirm("feedback", 2000), 0);
+    CHECK(confirmed);
+    CHECK_EQ_INT(read_receipt("r900"), 0);
+    CHECK_EQ_INT(got->completed_at_unix_ms, 3000);
+    CHECK_EQ_STR(got->receipt_id, "r900"); /* the rest of it is kept */
+    CHECK(got->n_services == 4 && got->services[0]->records_erased == 0);
+
+    /* Refused: bad names and times, unknown receipts; nothing written. */
+    CHECK_EQ_INT(confirm("Journey", 5000), CXM_EINVAL);
+    CHECK_EQ_INT(confirm("", 5000), CXM_EINVAL);
+    CHECK_EQ_INT(confirm("search", 0), CXM_EINVAL);
+    confirm_receipt = "r901";
+    CHECK_EQ_INT(confirm("journey", 5000), CXM_ENOTFOUND);
+    confirm_receipt = "r900";
+    CHECK_EQ_INT(read_receipt("r900"), 0);
+    CHECK_EQ_INT(got->n_services, 4);
+}
+
+static MDB_dbi ids_dbi, meta_dbi; /* pdb's own tables, opened by the test */
+
+/* Forget the receipt id index, as in a store made before it existed. */
+static int forget_index_job(cxm_txn *t, tjob *j)
+{
+    (void)j;
+    int rc = cxm_txn_del(t, ids_dbi, "r900", 4);
+    return rc ? rc : cxm_txn_del(t, meta_dbi, "receipt_ids", 11);
+}
+
+static void test_receipt_index_rebuilt(void)
+{
+    static tjob j;
+    CHECK_EQ_INT(cxm_store_dbi(store, "profile.receipt_ids", 0, &ids_dbi), 0);
+    CHECK_EQ_INT(cxm_store_dbi(store, "profile.meta", 0, &meta_dbi), 0);
+    submit(&j, forget_index_job, 0);
+    wait_for(1);
+    CHECK_EQ_INT(j.rc, 0);
+    cxm_arena_dispose(&j.a);
+    CHECK_EQ_INT(read_receipt("r900"), CXM_ENOTFOUND);
+    pdb_close(db);
+    CHECK_EQ_INT(pdb_open(store, &db), 0);
+    CHECK_EQ_INT(read_receipt("r900"), 0);
+    CHECK_EQ_STR(got->customer_id, "c0900");
+}
+
 int main(void)
 {
     char dir[] = "/tmp/cxm-test-pdb-XXXXXX";
@@ -331,6 +480,8 @@ int main(void)
     test_failed_job_in_batch();
     test_merges_and_requests();
     test_segments_and_scan();
+    test_receipts();
+    test_receipt_index_rebuilt();
     cxm_arena_dispose(&arena);
     pdb_close(db);
     cxm_store_close(store);
