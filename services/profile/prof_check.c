@@ -9,6 +9,7 @@
 #include "cxm/err.h"
 #include "cxm/svc.h"
 #include "model.h"
+#include "pdb.h"
 
 #define FUTURE_SLACK_MS (5 * 60 * 1000)
 
@@ -206,6 +207,32 @@ int prof_check_delete(const prof_ident_config *cfg, cxm_arena *a,
 {
     int rc = prof_check_ref(cfg, a, req->customer, "customer", err);
     return rc ? rc : cxm_svc_check_text(req->reason, 1, 1024, "reason", err);
+}
+
+/* ---- GetDeletionReceipt ---- */
+
+/* "r" and 16 lower-case hex digits, as pdb_new_id makes them. */
+static bool receipt_id_valid(const char *s)
+{
+    return s && s[0] == 'r' && strlen(s) == PDB_ID_LEN - 1 &&
+           strspn(s + 1, "0123456789abcdef") == PDB_ID_LEN - 2;
+}
+
+int prof_check_get_receipt(const Cxm__V1__GetDeletionReceiptRequest *req, char *err)
+{
+    switch (req->key_case) {
+    case CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_RECEIPT_ID:
+        if (!receipt_id_valid(req->receipt_id))
+            return cxm_svc_errf(err, CXM_EINVAL, "receipt_id",
+                                "\"%.64s\" is not a receipt id: \"r\" and 16 hex digits, as "
+                                "DeleteProfile returned it",
+                                s_or_empty(req->receipt_id));
+        return 0;
+    case CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_CUSTOMER_ID:
+        return check_customer_id(req->customer_id, "customer_id", err);
+    default:
+        return cxm_svc_errf(err, CXM_EINVAL, NULL, "a receipt_id or a customer_id is required");
+    }
 }
 
 /* ---- SearchProfiles / UpsertSegment ---- */

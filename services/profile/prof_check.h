@@ -43,6 +43,7 @@ int prof_check_consent(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__SetC
                        int64_t now_ms, char *err);
 int prof_check_delete(const prof_ident_config *cfg, cxm_arena *a,
                       Cxm__V1__DeleteProfileRequest *req, char *err);
+int prof_check_get_receipt(const Cxm__V1__GetDeletionReceiptRequest *req, char *err);
 int prof_check_search(const Cxm__V1__SearchProfilesRequest *req, char *err);
 int prof_check_segment(const Cxm__V1__UpsertSegmentRequest *req, char *err);
 int prof_check_traits(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__WriteTraitsRequest *req,

@@ -647,30 +647,37 @@ static int erase_merges(cxm_txn *t, cxm_svc_job *j, const prof_profile *p,
     return 0;
 }
 
-/* A receipt for p's erasure, done by this service at now. */
+/* A receipt for p's erasure: done by this service at now, pending in each
+ * configured other service, complete at once only when there is none. */
 static Cxm__V1__DeletionReceipt *new_receipt(cxm_svc_job *j, const prof_profile *p)
 {
+    const prof_ctx *ctx = j->ctx;
     const Cxm__V1__DeleteProfileRequest *req = j->req;
+    size_t n = 1 + ctx->nerasure_services;
     Cxm__V1__DeletionReceipt *r = cxm_arena_alloc(j->a, sizeof *r);
-    Cxm__V1__ServiceErasure *se = cxm_arena_alloc(j->a, sizeof *se);
+    Cxm__V1__ServiceErasure *se = cxm_arena_alloc(j->a, n * sizeof *se);
     char *rid = cxm_arena_alloc(j->a, PDB_ID_LEN);
-    Cxm__V1__ServiceErasure **services = cxm_arena_alloc(j->a, sizeof *services);
+    Cxm__V1__ServiceErasure **services = cxm_arena_alloc(j->a, n * sizeof *services);
     if (!r || !se || !rid || !services)
         return NULL;
     cxm__v1__deletion_receipt__init(r);
-    cxm__v1__service_erasure__init(se);
     pdb_new_id('r', rid);
     r->receipt_id = rid;
     r->customer_id = p->customer_id;
     r->reason = req->reason;
     r->identities_suppressed = req->suppress_identities;
-    r->requested_at_unix_ms = r->completed_at_unix_ms = j->now;
-    se->service = "profile";
-    se->state = CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE;
-    se->completed_at_unix_ms = j->now;
-    services[0] = se;
+    r->requested_at_unix_ms = j->now;
+    r->completed_at_unix_ms = n == 1 ? j->now : 0;
+    for (size_t i = 0; i < n; i++) {
+        cxm__v1__service_erasure__init(&se[i]);
+        se[i].service = i ? (char *)ctx->erasure_services[i - 1] : "profile";
+        se[i].state = i ? CXM__V1__ERASURE_STATE__ERASURE_STATE_PENDING
+                        : CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE;
+        services[i] = &se[i];
+    }
+    se[0].completed_at_unix_ms = j->now;
     r->services = services;
-    r->n_services = 1;
+    r->n_services = n;
     return r;
 }
 
@@ -717,6 +724,36 @@ static void on_delete(cxm_call *call, const ProtobufCMessage *msg)
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     cxm_svc_submit(call, pdb_store(ctx->db), req, delete_job);
+}
+
+/* ---- GetDeletionReceipt ---- */
+
+static void on_get_receipt(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__GetDeletionReceiptRequest *req = (Cxm__V1__GetDeletionReceiptRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    cxm_arena *a = cxm_call_arena(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = prof_check_get_receipt(req, err);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_txn *t;
+    if ((rc = cxm_store_read_begin(pdb_store(ctx->db), &t)) != 0)
+        return cxm_svc_finish(call, rc, "");
+    bool by_id = req->key_case == CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_RECEIPT_ID;
+    Cxm__V1__GetDeletionReceiptResponse resp = CXM__V1__GET_DELETION_RECEIPT_RESPONSE__INIT;
+    rc = by_id ? pdb_receipt_by_id(t, ctx->db, req->receipt_id, a, &resp.receipt)
+               : pdb_receipt_get(t, ctx->db, req->customer_id, a, &resp.receipt);
+    cxm_store_read_end(t);
+    if (rc == CXM_ENOTFOUND && by_id)
+        cxm_svc_errf(err, rc, "receipt_id", "no erasure has the receipt id \"%s\"",
+                     req->receipt_id);
+    else if (rc == CXM_ENOTFOUND)
+        cxm_svc_errf(err, rc, "customer_id", "customer \"%s\" was never erased (or is unknown)",
+                     req->customer_id);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    cxm_svc_reply(call, &resp.base);
 }
 
 /* ---- SearchProfiles ---- */
@@ -971,6 +1008,8 @@ const cxm_method prof_methods[] = {
     {"UnmergeProfile", CXM_UNARY, &cxm__v1__unmerge_profile_request__descriptor, on_unmerge},
     {"SetConsent", CXM_UNARY, &cxm__v1__set_consent_request__descriptor, on_consent},
     {"DeleteProfile", CXM_UNARY, &cxm__v1__delete_profile_request__descriptor, on_delete},
+    {"GetDeletionReceipt", CXM_UNARY, &cxm__v1__get_deletion_receipt_request__descriptor,
+     on_get_receipt},
     {"SearchProfiles", CXM_UNARY, &cxm__v1__search_profiles_request__descriptor, on_search},
     {"UpsertSegment", CXM_UNARY, &cxm__v1__upsert_segment_request__descriptor, on_upsert_segment},
     {"ListSegmentMembers", CXM_UNARY, &cxm__v1__list_segment_members_request__descriptor,

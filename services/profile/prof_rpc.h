@@ -3,7 +3,7 @@
  * every handler reaches through its call (cxm_call_service_ctx).
  *
  * Reads (GetProfile, ResolveIdentity of a known identity, SearchProfiles,
- * ListSegmentMembers) run on the worker thread in an LMDB read transaction.
+ * ListSegmentMembers, GetDeletionReceipt) run on the worker thread in an LMDB read transaction.
  * Every write is checked on the worker (prof_check.h), then runs as one
  * write job (svc.h) inside the store's group commit: the job loads the
  * profile, changes it, saves it through the store (pdb.h) and builds the
@@ -25,6 +25,10 @@ typedef struct prof_ctx {
     pdb *db;
     prof_ident_config ident;
     prof_unique_types unique;
+    /* The other services that must confirm an erasure: a receipt lists
+     * each as PENDING until it does (pdb_receipt_confirm). */
+    const char *const *erasure_services;
+    size_t nerasure_services;
 } prof_ctx;
 
 extern const cxm_method prof_methods[];

@@ -17,12 +17,14 @@
 #include "prof_rpc.h"
 
 #define MAX_BLOCKED 64
+#define MAX_ERASURE_SERVICES 16
 
 /* ---- configuration (module flags) ---- */
 
 static const char *cfg_unique = "crm_id";
 static const char *cfg_blocklist = "";
 static const char *cfg_phone_country = "";
+static const char *cfg_erasure = "journey,feedback,personalisation";
 
 static const cxm_opt prof_opts[] = {
     {"profile-unique-types", CXM_OPT_STR, &cfg_unique, 0, 0,
@@ -32,6 +34,9 @@ static const cxm_opt prof_opts[] = {
      "identity values refused as junk in addition to the built-in list, comma-separated"},
     {"profile-phone-country", CXM_OPT_STR, &cfg_phone_country, 0, 0,
      "country code given to national phone numbers (0-prefixed), e.g. 82; empty: refuse them"},
+    {"profile-erasure-services", CXM_OPT_STR, &cfg_erasure, 0, 0,
+     "services that must confirm an erasure before its receipt is complete, comma-separated; "
+     "empty: the profile service alone"},
 };
 
 /* What open allocates besides the store: the context handed to handlers,
@@ -40,6 +45,8 @@ typedef struct prof_module_state {
     prof_ctx ctx;
     char *blocklist_copy;
     const char *blocked[MAX_BLOCKED];
+    char *erasure_copy;
+    const char *erasure[MAX_ERASURE_SERVICES];
 } prof_module_state;
 
 static int parse_unique(prof_unique_types *unique)
@@ -91,6 +98,37 @@ static int parse_ident(prof_module_state *st)
     return 0;
 }
 
+/* --profile-erasure-services: distinct slug names, none of them "profile"
+ * (this service's own erasure is done before DeleteProfile answers). */
+static int parse_erasure(prof_module_state *st)
+{
+    if (!(st->erasure_copy = strdup(cfg_erasure)))
+        return CXM_ENOMEM;
+    size_t n;
+    if (cxm_svc_split(st->erasure_copy, st->erasure, MAX_ERASURE_SERVICES, &n) != 0) {
+        cxm_log_error("profile.config", "--profile-erasure-services: at most %d services",
+                      MAX_ERASURE_SERVICES);
+        return CXM_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *s = st->erasure[i], *why = NULL;
+        if (!cxm_svc_slug_valid(s))
+            why = "is not a service name ([a-z0-9_.-], 1 to 64 bytes)";
+        else if (strcmp(s, "profile") == 0)
+            why = "is this service, whose erasure is done at once: list only the others";
+        for (size_t k = 0; k < i && !why; k++)
+            if (strcmp(st->erasure[k], s) == 0)
+                why = "is listed twice";
+        if (why) {
+            cxm_log_error("profile.config", "--profile-erasure-services: \"%s\" %s", s, why);
+            return CXM_EINVAL;
+        }
+    }
+    st->ctx.erasure_services = st->erasure;
+    st->ctx.nerasure_services = n;
+    return 0;
+}
+
 static void prof_close(cxm_service *svc)
 {
     prof_module_state *st = svc->ctx;
@@ -98,6 +136,7 @@ static void prof_close(cxm_service *svc)
         return;
     pdb_close(st->ctx.db);
     free(st->blocklist_copy);
+    free(st->erasure_copy);
     free(st);
     svc->ctx = NULL;
 }
@@ -117,6 +156,8 @@ static int prof_open(cxm_store *store, cxm_service *svc)
     int rc = parse_unique(&st->ctx.unique);
     if (rc == 0)
         rc = parse_ident(st);
+    if (rc == 0)
+        rc = parse_erasure(st);
     if (rc == 0)
         rc = pdb_open(store, &st->ctx.db);
     if (rc != 0)

@@ -1,18 +1,24 @@
 /*
  * test_profile.c - every ProfileService RPC over gRPC against the real
- * cxmd, restart persistence, and kill -9 during acknowledged writes.
+ * cxmd, restart persistence, kill -9 during acknowledged writes, and
+ * --profile-erasure-services refused at start-up when it is wrong.
  *
  *   test_profile PATH_TO_SERVER CASE
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <spawn.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cxm/client.h"
 #include "cxm/v1/profile.pb-c.h"
 #include "harness.h"
+
+extern char **environ;
 
 #define SVC "/cxm.v1.ProfileService/"
 
@@ -540,6 +546,74 @@ static void case_segments(cxm_channel *ch, test_server *srv)
     expect_error(ch, "SearchProfiles", &sr, GRPC_STATUS_INVALID_ARGUMENT, "conditions");
 }
 
+/* GetDeletionReceipt by receipt id (by_id) or customer id; the status. */
+static grpc_status_code get_receipt(cxm_channel *ch, bool by_id, const char *id,
+                                    Cxm__V1__DeletionReceipt **out, char *details)
+{
+    Cxm__V1__GetDeletionReceiptRequest req = CXM__V1__GET_DELETION_RECEIPT_REQUEST__INIT;
+    req.key_case = by_id ? CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_RECEIPT_ID
+                         : CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_CUSTOMER_ID;
+    *(by_id ? &req.receipt_id : &req.customer_id) = (char *)id;
+    Cxm__V1__GetDeletionReceiptResponse *resp = NULL;
+    grpc_status_code st = call(ch, "GetDeletionReceipt", &req,
+                               &cxm__v1__get_deletion_receipt_response__descriptor, &resp, details);
+    *out = resp ? resp->receipt : NULL;
+    return st;
+}
+
+/* Both ways of asking give back exactly the receipt DeleteProfile gave. */
+static void expect_receipt(cxm_channel *ch, const Cxm__V1__DeletionReceipt *want)
+{
+    uint8_t a[4096], b[4096];
+    size_t n = cxm__v1__deletion_receipt__get_packed_size(want);
+    CHECK(n <= sizeof a, "receipt of %zu bytes", n);
+    cxm__v1__deletion_receipt__pack(want, a);
+    for (int by_id = 0; by_id < 2; by_id++) {
+        Cxm__V1__DeletionReceipt *got;
+        char d[512];
+        const char *id = by_id ? want->receipt_id : want->customer_id;
+        grpc_status_code st = get_receipt(ch, by_id, id, &got, d);
+        CHECK(st == GRPC_STATUS_OK, "GetDeletionReceipt %s: status %d: %s", id, st, d);
+        CHECK(cxm__v1__deletion_receipt__get_packed_size(got) == n &&
+                  (cxm__v1__deletion_receipt__pack(got, b), memcmp(a, b, n) == 0),
+              "GetDeletionReceipt %s differs from DeleteProfile's receipt", id);
+    }
+}
+
+/* GetDeletionReceipt refused with status want, the message naming needle. */
+static void expect_receipt_error(cxm_channel *ch, bool by_id, const char *id, grpc_status_code want,
+                                 const char *needle)
+{
+    Cxm__V1__DeletionReceipt *got;
+    char d[512];
+    grpc_status_code st = get_receipt(ch, by_id, id, &got, d);
+    CHECK(st == want, "GetDeletionReceipt \"%s\": status %d (%s), want %d", id, st, d, want);
+    CHECK(strstr(d, needle), "GetDeletionReceipt: message \"%s\" lacks \"%s\"", d, needle);
+}
+
+/* The receipt of an erasure under the default --profile-erasure-services:
+ * profile DONE with its records, each other service PENDING, incomplete. */
+static void check_pending_receipt(const Cxm__V1__DeletionReceipt *r, uint64_t records)
+{
+    static const char *const others[] = {"journey", "feedback", "personalisation"};
+    CHECK(r->n_services == 4, "%zu services on the receipt", r->n_services);
+    const Cxm__V1__ServiceErasure *p = r->services[0];
+    CHECK(strcmp(p->service, "profile") == 0 &&
+              p->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE &&
+              p->records_erased == records && p->completed_at_unix_ms == r->requested_at_unix_ms,
+          "profile's part: %s state %d, %llu records", p->service, p->state,
+          (unsigned long long)p->records_erased);
+    for (size_t i = 0; i < 3; i++) {
+        const Cxm__V1__ServiceErasure *se = r->services[i + 1];
+        CHECK(strcmp(se->service, others[i]) == 0 &&
+                  se->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_PENDING &&
+                  se->completed_at_unix_ms == 0,
+              "services[%zu]: %s state %d", i + 1, se->service, se->state);
+    }
+    CHECK(r->requested_at_unix_ms > 0 && r->completed_at_unix_ms == 0,
+          "incomplete receipt completed at %lld", (long long)r->completed_at_unix_ms);
+}
+
 static void case_delete(cxm_channel *ch, test_server *srv)
 {
     Cxm__V1__Identity *ids[] = {ident(EMAIL, "ed@example.com")};
@@ -554,10 +628,27 @@ static void case_delete(cxm_channel *ch, test_server *srv)
     dr.reason = "GDPR art. 17 request #1";
     Cxm__V1__DeleteProfileResponse *r1, *r2;
     CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, r1);
-    CHECK(r1->receipt->n_services == 1 && r1->receipt->services[0]->records_erased == 3,
-          "receipt counts (%llu)", (unsigned long long)r1->receipt->services[0]->records_erased);
+    check_pending_receipt(r1->receipt, 3);
     CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, r2);
     CHECK(strcmp(r1->receipt->receipt_id, r2->receipt->receipt_id) == 0, "same receipt");
+    expect_receipt(ch, r1->receipt);
+
+    /* Ids that cannot be, and ids no erasure has. */
+    expect_receipt_error(ch, true, "x", GRPC_STATUS_INVALID_ARGUMENT, "receipt_id: \"x\"");
+    expect_receipt_error(ch, true, "R0123456789abcdef", GRPC_STATUS_INVALID_ARGUMENT,
+                         "receipt_id:");
+    expect_receipt_error(ch, true, "", GRPC_STATUS_INVALID_ARGUMENT, "receipt_id:");
+    expect_receipt_error(ch, false, "", GRPC_STATUS_INVALID_ARGUMENT, "customer_id:");
+    Cxm__V1__GetDeletionReceiptRequest none = CXM__V1__GET_DELETION_RECEIPT_REQUEST__INIT;
+    expect_error(ch, "GetDeletionReceipt", &none, GRPC_STATUS_INVALID_ARGUMENT,
+                 "a receipt_id or a customer_id is required");
+    expect_receipt_error(ch, true, "r0123456789abcdef", GRPC_STATUS_NOT_FOUND,
+                         "receipt_id: no erasure has the receipt id \"r0123456789abcdef\"");
+    expect_receipt_error(ch, false, "c0123456789abcdef", GRPC_STATUS_NOT_FOUND,
+                         "customer_id: customer \"c0123456789abcdef\" was never erased");
+    Cxm__V1__Identity *live_ids[] = {ident(EMAIL, "alive@example.com")};
+    Cxm__V1__Profile *alive = upsert(ch, NULL, live_ids, 1, NULL, 0);
+    expect_receipt_error(ch, false, alive->customer_id, GRPC_STATUS_NOT_FOUND, alive->customer_id);
     Cxm__V1__GetProfileRequest g = CXM__V1__GET_PROFILE_REQUEST__INIT;
     g.customer = &ref;
     expect_error(ch, "GetProfile", &g, GRPC_STATUS_NOT_FOUND, p->customer_id);
@@ -794,11 +885,96 @@ static void case_limits(cxm_channel *unused, test_server *srv)
     cxm_channel_close(ch);
 }
 
+/* ---- --profile-erasure-services ---- */
+
+/* cxmd with args (and env added to the environment, when not NULL) on a
+ * fresh data directory must refuse to start: exit 2, its log saying why. */
+static void expect_refused(const test_server *srv, const char *const *args, const char *env,
+                           const char *needle)
+{
+    test_server r = {0};
+    char data[300];
+    snprintf(data, sizeof data, "%s/refused", srv->data_dir);
+    snprintf(r.log_path, sizeof r.log_path, "%s/refused.log", srv->data_dir);
+    const char *argv[16] = {srv->binary, "--listen", "127.0.0.1:0", "--data", data};
+    int argc = 5;
+    for (int i = 0; args[i] && argc < 15; i++)
+        argv[argc++] = args[i];
+    size_t nenv = 0;
+    while (environ[nenv])
+        nenv++;
+    char **envp = calloc(nenv + 2, sizeof *envp);
+    CHECK(envp, "out of memory");
+    memcpy(envp, environ, nenv * sizeof *envp);
+    envp[nenv] = (char *)env; /* NULL: the environment as it is */
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 2, r.log_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    int rc = posix_spawn(&r.pid, srv->binary, &fa, NULL, (char *const *)argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    free(envp);
+    CHECK(rc == 0, "cannot start %s: %s", srv->binary, strerror(rc));
+    /* harness_stop with signal 0 only waits: a cxmd that does start is
+     * killed after 10 s and reported. */
+    int code = harness_stop(&r, 0, 10000);
+    CHECK(code == 2, "%s %s: exit %d, want 2", args[0], args[1] ? args[1] : "", code);
+    CHECK(harness_log_contains(&r, needle), "the log of a refused start lacks \"%s\"", needle);
+}
+
+static void case_receipts(cxm_channel *unused, test_server *srv)
+{
+    (void)unused;
+    static const char *const dup[] = {"--profile-erasure-services", "journey,feedback,journey",
+                                      NULL};
+    static const char *const self[] = {"--profile-erasure-services", "journey,profile", NULL};
+    static const char *const bad[] = {"--profile-erasure-services", "journey,Feed back", NULL};
+    static const char *const none[] = {NULL};
+    expect_refused(srv, dup, NULL, "--profile-erasure-services: \"journey\" is listed twice");
+    expect_refused(srv, self, NULL, "\"profile\" is this service");
+    expect_refused(srv, bad, NULL, "\"Feed back\" is not a service name");
+    expect_refused(srv, none, "CXM_PROFILE_ERASURE_SERVICES=feedback,,feedback",
+                   "\"feedback\" is listed twice");
+
+    /* An empty list: the profile service alone, complete at once. */
+    static const char *const alone[] = {"--grace", "3s", "--profile-erasure-services", "", NULL};
+    cxm_channel *ch = restart_with_limit(srv, alone);
+    Cxm__V1__Identity *ids[] = {ident(EMAIL, "solo@example.com")};
+    Cxm__V1__Profile *p = upsert(ch, NULL, ids, 1, NULL, 0);
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = p->customer_id;
+    Cxm__V1__DeleteProfileRequest dr = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
+    dr.customer = &ref;
+    dr.reason = "GDPR art. 17 request #2";
+    Cxm__V1__DeleteProfileResponse *solo;
+    CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, solo);
+    CHECK(solo->receipt->n_services == 1 &&
+              solo->receipt->completed_at_unix_ms == solo->receipt->requested_at_unix_ms,
+          "alone: %zu services, completed at %lld", solo->receipt->n_services,
+          (long long)solo->receipt->completed_at_unix_ms);
+    cxm_channel_close(ch);
+
+    /* Back to the default list: new erasures wait for the others, the one
+     * before stays as it was, and both are found after the restart. */
+    static const char *const dflt[] = {"--grace", "3s", NULL};
+    ch = restart_with_limit(srv, dflt);
+    ids[0] = ident(EMAIL, "many@example.com");
+    ref.customer_id = upsert(ch, NULL, ids, 1, NULL, 0)->customer_id;
+    Cxm__V1__DeleteProfileResponse *many;
+    CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, many);
+    check_pending_receipt(many->receipt, 2);
+    expect_receipt(ch, solo->receipt);
+    expect_receipt(ch, many->receipt);
+    cxm_channel_close(ch);
+}
+
 static const harness_case cases[] = {
     {"resolve", case_resolve},       {"upsert", case_upsert},
     {"merge", case_merge},           {"consent_traits", case_consent_traits},
     {"segments", case_segments},     {"delete", case_delete},
     {"durability", case_durability}, {"limits", case_limits},
+    {"receipts", case_receipts},
 };
 
 int main(int argc, char **argv)
