@@ -1,7 +1,8 @@
 /*
  * profile_cmd.c - `cxmctl profile ...`: one command per cxm.v1.ProfileService
  * RPC a person runs by hand (UpsertProfile, GetProfile, ResolveIdentity,
- * MergeProfiles, UnmergeProfile, SetConsent, DeleteProfile, SearchProfiles).
+ * MergeProfiles, UnmergeProfile, SetConsent, DeleteProfile,
+ * GetDeletionReceipt, SearchProfiles).
  *
  * Each command turns its arguments into the request and leaves every rule of
  * the contract (limits, normalisation, which fields combine) to the server,
@@ -439,6 +440,29 @@ static int cmd_delete(ctl *c, int argc, char **argv)
     return cxmctl_call_print(c, PROFILE_SERVICE, "DeleteProfile", &req.base);
 }
 
+/* ID is the receipt's id ("r...") or the erased customer's ("c..."): the
+ * letter every cxm id starts with says which field it goes in. */
+static int cmd_receipt(ctl *c, int argc, char **argv)
+{
+    char **pos;
+    size_t npos;
+    int rc = cxmctl_parse(c, argc, argv, NULL, 0, 1, 1, &pos, &npos);
+    if (rc != CXMCTL_CONTINUE)
+        return rc;
+    Cxm__V1__GetDeletionReceiptRequest req = CXM__V1__GET_DELETION_RECEIPT_REQUEST__INIT;
+    if (pos[0][0] == 'r') {
+        req.key_case = CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_RECEIPT_ID;
+        req.receipt_id = pos[0];
+    } else if (pos[0][0] == 'c') {
+        req.key_case = CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_CUSTOMER_ID;
+        req.customer_id = pos[0];
+    } else {
+        return cxmctl_usage_error(
+            c, "\"%s\" is neither a receipt id (r...) nor a customer id (c...)", pos[0]);
+    }
+    return cxmctl_call_print(c, PROFILE_SERVICE, "GetDeletionReceipt", &req.base);
+}
+
 /* Longer operators first, so that "<=" is not read as "<" and "=...". */
 static const struct {
     const char *text;
@@ -538,6 +562,9 @@ const cxmctl_command cxmctl_profile_commands[] = {
     {"profile delete", "(ID | --identity TYPE:VALUE) --reason R [--suppress-identities]",
      "erase a customer everywhere (right to be forgotten)",
      "c4f1e2a9b07d3c586 --reason \"GDPR art. 17 request #123\"", cmd_delete},
+    {"profile receipt", "ID",
+     "an erasure's receipt by receipt or customer id: which services have confirmed it",
+     "r3c1d5a7e9b2f4068", cmd_receipt},
     {"profile search", "COND... [--page-size N] [--page-token T]",
      "profiles matching every condition, in customer id order",
      "attr.tier=gold 'trait.lifetime_value>=100' 'attr.visits<3' attr.birthday?", cmd_search},

@@ -28,7 +28,7 @@ expect 2 'unknown option --identiy; did you mean --identity?' profile get --iden
 expect 2 'unknown command "profle"; did you mean "profile"?' profle get
 expect 2 'unknown command "profile gte"; did you mean "profile get"?' profile gte
 expect 2 'unknown command "xyzzy"' xyzzy
-for sub in upsert get resolve merge unmerge consent delete search; do
+for sub in upsert get resolve merge unmerge consent delete receipt search; do
   expect 0 "profile $sub " profile
   expect 0 "profile $sub " profile --help
 done
@@ -51,6 +51,27 @@ target=127.0.0.1:$port
 expect 0 SERVING --target "$target" --timeout 5s health
 expect 0 SERVING --target "$target" --timeout=200ms health
 CXM_TIMEOUT=2m expect 0 cxm.v1.ProfileService --target "$target" services
+
+# An erasure's receipt, by customer id and by receipt id, text and JSON: the
+# other services pending until they confirm.
+"$bin/cxmctl" --target "$target" --json profile upsert --identity email:gone@example.com >"$dir/out"
+cid=$(grep -o '"customer_id":"c[0-9a-f]*"' "$dir/out" | head -1 | cut -d'"' -f4)
+[ -n "$cid" ] || fail "no customer id in: $(cat "$dir/out")"
+expect 0 "customer_id          $cid" --target "$target" profile delete "$cid" --reason "test #1"
+expect 0 'journey pending' --target "$target" profile receipt "$cid"
+"$bin/cxmctl" --target "$target" --json profile receipt "$cid" >"$dir/out"
+rid=$(grep -o '"receipt_id":"r[0-9a-f]*"' "$dir/out" | cut -d'"' -f4)
+[ -n "$rid" ] || fail "no receipt id in: $(cat "$dir/out")"
+expect 0 '{"service":"personalisation","state":"ERASURE_STATE_PENDING"}' \
+  --target "$target" --json profile receipt "$rid"
+expect 0 "customer_id          $cid" --target "$target" profile receipt "$rid"
+expect 1 'NOT_FOUND: cxm.v1.ProfileService/GetDeletionReceipt: receipt_id: no erasure' \
+  --target "$target" profile receipt r0123456789abcdef
+expect 1 'INVALID_ARGUMENT: cxm.v1.ProfileService/GetDeletionReceipt: receipt_id: "r12"' \
+  --target "$target" profile receipt r12
+expect 2 '"x1" is neither a receipt id (r...) nor a customer id (c...)' \
+  --target "$target" profile receipt x1
+expect 2 'expects 1 argument, got 0' --target "$target" profile receipt
 
 # Every example of the help, in its order: none may be refused as bad usage,
 # and made-up ids may only be unknown to the server.
