@@ -18,6 +18,7 @@
 
 #define MAX_BLOCKED 64
 #define MAX_ERASURE_SERVICES 16
+#define ERASURE_FLAG "--profile-erasure-services (or CXM_PROFILE_ERASURE_SERVICES)"
 
 /* ---- configuration (module flags) ---- */
 
@@ -106,8 +107,7 @@ static int parse_erasure(prof_module_state *st)
         return CXM_ENOMEM;
     size_t n;
     if (cxm_svc_split(st->erasure_copy, st->erasure, MAX_ERASURE_SERVICES, &n) != 0) {
-        cxm_log_error("profile.config", "--profile-erasure-services: at most %d services",
-                      MAX_ERASURE_SERVICES);
+        cxm_log_error("profile.config", ERASURE_FLAG ": at most %d services", MAX_ERASURE_SERVICES);
         return CXM_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
@@ -120,7 +120,7 @@ static int parse_erasure(prof_module_state *st)
             if (strcmp(st->erasure[k], s) == 0)
                 why = "is listed twice";
         if (why) {
-            cxm_log_error("profile.config", "--profile-erasure-services: \"%s\" %s", s, why);
+            cxm_log_error("profile.config", ERASURE_FLAG ": \"%.80s\" %s", s, why);
             return CXM_EINVAL;
         }
     }

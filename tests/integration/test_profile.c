@@ -930,7 +930,9 @@ static void case_receipts(cxm_channel *unused, test_server *srv)
     static const char *const self[] = {"--profile-erasure-services", "journey,profile", NULL};
     static const char *const bad[] = {"--profile-erasure-services", "journey,Feed back", NULL};
     static const char *const none[] = {NULL};
-    expect_refused(srv, dup, NULL, "--profile-erasure-services: \"journey\" is listed twice");
+    expect_refused(srv, dup, NULL,
+                   "--profile-erasure-services (or CXM_PROFILE_ERASURE_SERVICES): "
+                   "\"journey\" is listed twice");
     expect_refused(srv, self, NULL, "\"profile\" is this service");
     expect_refused(srv, bad, NULL, "\"Feed back\" is not a service name");
     expect_refused(srv, none, "CXM_PROFILE_ERASURE_SERVICES=feedback,,feedback",
