@@ -312,24 +312,32 @@ static void customer_init(sim *s, uint32_t n)
 
 /* ---------- events ---------- */
 
+/* Properties beyond GEN_MAX_PROPS are dropped (none of the events here
+ * has that many). */
+static void prop(gen__event *e, gen__prop p)
+{
+    if (e->nprops < GEN_MAX_PROPS)
+        e->props[e->nprops++] = p;
+}
+
 static void prop_s(gen__event *e, const char *name, const char *v)
 {
-    e->props[e->nprops++] = (gen__prop){.name = name, .kind = 's', .s = v};
+    prop(e, (gen__prop){.name = name, .kind = 's', .s = v});
 }
 
 static void prop_n(gen__event *e, const char *name, double v)
 {
-    e->props[e->nprops++] = (gen__prop){.name = name, .kind = 'n', .n = v};
+    prop(e, (gen__prop){.name = name, .kind = 'n', .n = v});
 }
 
 static void prop_b(gen__event *e, const char *name, bool v)
 {
-    e->props[e->nprops++] = (gen__prop){.name = name, .kind = 'b', .n = v};
+    prop(e, (gen__prop){.name = name, .kind = 'b', .n = v});
 }
 
 static void prop_t(gen__event *e, const char *name, int64_t v)
 {
-    e->props[e->nprops++] = (gen__prop){.name = name, .kind = 't', .t = v};
+    prop(e, (gen__prop){.name = name, .kind = 't', .t = v});
 }
 
 /* Move the clock by ms; false (and the world is over) past its end. */
@@ -805,7 +813,7 @@ static void use(sim *s, bool online, bool first)
     if (!s->over)
         help_and_support(s);
     if (!s->over && s->eseq && gen__chance(&s->rng, first ? 0.45 : 0.2))
-        survey(s, GEN_SURVEY_NPS, &s->ev, CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_USE);
+        survey(s, GEN_SURVEY_NPS, &s->ev, s->c.stage);
 }
 
 static void retention(sim *s)
@@ -837,7 +845,7 @@ static void advocacy(sim *s)
         with_item(s, e, (uint32_t)s->item);
         prop_n(e, "rating", stars);
         emit(s, e);
-        interaction(s, e, "review", 0.6 * stars);
+        interaction(s, e, "review", stars / 2);
     } else {
         prop_s(e, "network", PICK(&s->rng, networks));
         emit(s, e);
