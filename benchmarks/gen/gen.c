@@ -365,15 +365,15 @@ static Cxm__V1__Channel channel_for(sim *s, int tp)
     return t->channel;
 }
 
-/* A new event at touchpoint tp a little after the previous one, or NULL
- * when the world's time ran out. */
-static gen__event *event(sim *s, int tp)
+/* A new event at touchpoint tp through channel ch a little after the
+ * previous one, or NULL when the world's time ran out. */
+static gen__event *event_on(sim *s, int tp, Cxm__V1__Channel ch)
 {
     if (!advance(s, 20000 + gen__expo(&s->rng, 90000)))
         return NULL;
     gen__event *e = &s->ev;
     e->tp = tp;
-    e->channel = channel_for(s, tp);
+    e->channel = ch;
     e->event_type = gen__tps[tp].event_type;
     e->at = s->t;
     e->value = 0;
@@ -387,6 +387,11 @@ static gen__event *event(sim *s, int tp)
     else if (e->channel == CXM__V1__CHANNEL__CHANNEL_APP)
         prop_s(e, "os", s->c.n % 2 ? "android" : "ios");
     return e;
+}
+
+static gen__event *event(sim *s, int tp)
+{
+    return event_on(s, tp, channel_for(s, tp));
 }
 
 static void with_item(sim *s, gen__event *e, uint32_t k)
@@ -607,10 +612,9 @@ static void maybe_new_cookie(sim *s)
     c->nanon++;
     if (!c->signed_up)
         return;
-    gen__event *e = event(s, TP_ACCOUNT);
+    gen__event *e = event_on(s, TP_ACCOUNT, CXM__V1__CHANNEL__CHANNEL_WEB);
     if (!e)
         return;
-    e->channel = CXM__V1__CHANNEL__CHANNEL_WEB;
     e->who = ident(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL, c->email, e->channel);
     e->link[e->nlink++] = ident(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_ANONYMOUS_ID,
                                 c->anon[c->nanon - 1], e->channel);
@@ -886,8 +890,10 @@ static void customer_life(sim *s)
             c->churned = true;
             return;
         }
-        if (session(s, 3.0))
+        if (session(s, 3.0)) {
+            maybe_new_cookie(s);
             browse_event(s);
+        }
         if (s->over)
             return;
     }

@@ -5,6 +5,7 @@
  * the counts as one JSON line for gen_smoke.sh to compare with truth.json.
  * Exit 1 on the first malformed stream or message, naming it.
  */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,8 +19,6 @@
 typedef struct counts {
     long long messages, items;
 } counts;
-
-typedef int (*check_fn)(const uint8_t *buf, size_t len, counts *c);
 
 static int bad(const char *what)
 {
@@ -37,136 +36,127 @@ static int check_ref(const Cxm__V1__CustomerRef *r)
     return 0;
 }
 
-static int check_track(const uint8_t *buf, size_t len, counts *c)
+/* Each check returns the items the message holds (events, interactions,
+ * rules, or 1), or -1 naming what is wrong. */
+static long long check_track(const ProtobufCMessage *msg)
 {
-    Cxm__V1__TrackRequest *m = cxm__v1__track_request__unpack(NULL, len, buf);
-    int rc = m ? 0 : bad("track.pb: message does not decode as TrackRequest");
-    if (m && (m->n_events < 1 || m->n_events > 1000))
-        rc = bad("track.pb: a TrackRequest must hold 1 to 1000 events");
-    for (size_t i = 0; m && rc == 0 && i < m->n_events; i++) {
+    const Cxm__V1__TrackRequest *m = (const Cxm__V1__TrackRequest *)msg;
+    if (m->n_events < 1 || m->n_events > 1000)
+        return bad("track.pb: a TrackRequest must hold 1 to 1000 events");
+    for (size_t i = 0; i < m->n_events; i++) {
         const Cxm__V1__TouchpointEvent *e = m->events[i];
-        rc = check_ref(e->customer);
-        if (rc == 0 && (!e->event_id[0] || !e->touchpoint[0] || !e->event_type[0] ||
-                        e->channel == CXM__V1__CHANNEL__CHANNEL_UNSPECIFIED ||
-                        e->occurred_at_unix_ms <= 0 || e->n_properties > 64 ||
-                        e->n_link_identities > 10 || (e->value != 0) != (e->currency[0] != 0)))
-            rc = bad("track.pb: an event misses a required field");
+        if (check_ref(e->customer) != 0)
+            return -1;
+        if (!e->event_id[0] || !e->touchpoint[0] || !e->event_type[0] ||
+            e->channel == CXM__V1__CHANNEL__CHANNEL_UNSPECIFIED || e->occurred_at_unix_ms <= 0 ||
+            e->n_properties > 64 || e->n_link_identities > 10 ||
+            (e->value != 0) != (e->currency[0] != 0))
+            return bad("track.pb: an event misses a required field");
     }
-    if (m)
-        c->items += (long long)m->n_events;
-    cxm__v1__track_request__free_unpacked(m, NULL);
-    return rc;
+    return (long long)m->n_events;
 }
 
-static int check_profile(const uint8_t *buf, size_t len, counts *c)
+static long long check_profile(const ProtobufCMessage *msg)
 {
-    Cxm__V1__UpsertProfileRequest *m = cxm__v1__upsert_profile_request__unpack(NULL, len, buf);
-    int rc = m ? 0 : bad("profiles.pb: message does not decode as UpsertProfileRequest");
-    if (m && (m->n_identities < 1 || m->n_identities > 50 || !m->request_id[0] || !m->source[0] ||
-              m->n_attributes < 1))
-        rc = bad("profiles.pb: identities, attributes, source and request_id are required");
-    for (size_t i = 0; m && rc == 0 && i < m->n_attributes; i++)
+    const Cxm__V1__UpsertProfileRequest *m = (const Cxm__V1__UpsertProfileRequest *)msg;
+    if (m->n_identities < 1 || m->n_identities > 50 || !m->request_id[0] || !m->source[0] ||
+        m->n_attributes < 1)
+        return bad("profiles.pb: identities, attributes, source and request_id are required");
+    for (size_t i = 0; i < m->n_attributes; i++)
         if (!m->attributes[i]->value ||
             m->attributes[i]->value->kind_case == CXM__V1__VALUE__KIND__NOT_SET)
-            rc = bad("profiles.pb: an attribute has no value");
-    c->items += m != NULL;
-    cxm__v1__upsert_profile_request__free_unpacked(m, NULL);
-    return rc;
+            return bad("profiles.pb: an attribute has no value");
+    return 1;
 }
 
-static int check_scale(const char *survey, double score)
+static bool on_scale(const char *survey, double score)
 {
     double hi = !strcmp(survey, "nps_relationship") ? 10
                 : !strcmp(survey, "csat_support")   ? 5
                 : !strcmp(survey, "ces_checkout")   ? 7
                                                     : -1;
-    double lo = hi == 10 ? 0 : 1;
-    return hi > 0 && score >= lo && score <= hi && score == (int)score
-               ? 0
-               : bad("responses.pb: bad score");
+    return hi > 0 && score >= (hi == 10 ? 0 : 1) && score <= hi && score == (int)score;
 }
 
-static int check_response(const uint8_t *buf, size_t len, counts *c)
+static long long check_response(const ProtobufCMessage *msg)
 {
-    Cxm__V1__SubmitResponseRequest *m = cxm__v1__submit_response_request__unpack(NULL, len, buf);
-    int rc = m ? check_ref(m->customer) : bad("responses.pb: does not decode");
-    if (rc == 0 && (!m->response_id[0] || m->submitted_at_unix_ms <= 0 || m->n_ratings > 20))
-        rc = bad("responses.pb: response_id, submitted_at and at most 20 ratings");
-    if (rc == 0)
-        rc = check_scale(m->survey_id, m->score);
-    for (size_t i = 0; rc == 0 && i < m->n_ratings; i++) {
+    const Cxm__V1__SubmitResponseRequest *m = (const Cxm__V1__SubmitResponseRequest *)msg;
+    if (check_ref(m->customer) != 0)
+        return -1;
+    if (!m->response_id[0] || m->submitted_at_unix_ms <= 0 || m->n_ratings > 20)
+        return bad("responses.pb: response_id, submitted_at and at most 20 ratings");
+    if (!on_scale(m->survey_id, m->score))
+        return bad("responses.pb: a score is off its survey's scale");
+    for (size_t i = 0; i < m->n_ratings; i++) {
         const Cxm__V1__ExpectationRating *r = m->ratings[i];
         if (!r->touchpoint[0] || r->expectation < 1 || r->expectation > 7 || r->experience < 1 ||
             r->experience > 7)
-            rc = bad("responses.pb: a rating is off the 1-7 scale");
+            return bad("responses.pb: a rating is off the 1-7 scale");
     }
-    c->items += m != NULL;
-    cxm__v1__submit_response_request__free_unpacked(m, NULL);
-    return rc;
+    return 1;
 }
 
-static int check_interactions(const uint8_t *buf, size_t len, counts *c)
+static long long check_interactions(const ProtobufCMessage *msg)
 {
-    Cxm__V1__RecordInteractionsRequest *m =
-        cxm__v1__record_interactions_request__unpack(NULL, len, buf);
-    int rc = m ? 0 : bad("interactions.pb: does not decode");
-    if (m && (m->n_interactions < 1 || m->n_interactions > 1000 || strcmp(m->source, "journey")))
-        rc = bad("interactions.pb: 1 to 1000 interactions from source journey");
-    for (size_t i = 0; m && rc == 0 && i < m->n_interactions; i++) {
+    const Cxm__V1__RecordInteractionsRequest *m = (const Cxm__V1__RecordInteractionsRequest *)msg;
+    if (m->n_interactions < 1 || m->n_interactions > 1000 || strcmp(m->source, "journey"))
+        return bad("interactions.pb: 1 to 1000 interactions from source journey");
+    for (size_t i = 0; i < m->n_interactions; i++) {
         const Cxm__V1__Interaction *it = m->interactions[i];
-        rc = check_ref(it->customer);
-        if (rc == 0 && (!it->interaction_id[0] || !it->item_id[0] || !(it->weight > 0) ||
-                        !it->interaction_type[0] || it->occurred_at_unix_ms <= 0))
-            rc = bad("interactions.pb: an interaction misses a required field");
+        if (check_ref(it->customer) != 0)
+            return -1;
+        if (!it->interaction_id[0] || !it->item_id[0] || !(it->weight > 0) ||
+            !it->interaction_type[0] || it->occurred_at_unix_ms <= 0)
+            return bad("interactions.pb: an interaction misses a required field");
     }
-    if (m)
-        c->items += (long long)m->n_interactions;
-    cxm__v1__record_interactions_request__free_unpacked(m, NULL);
-    return rc;
+    return (long long)m->n_interactions;
 }
 
-static int check_survey(const uint8_t *buf, size_t len, counts *c)
+static long long check_survey(const ProtobufCMessage *msg)
 {
-    Cxm__V1__UpsertSurveyRequest *m = cxm__v1__upsert_survey_request__unpack(NULL, len, buf);
-    int rc = m && m->survey && m->survey->kind && m->survey->n_questions >= 1 &&
-                     m->survey->n_questions <= 20 && m->survey->active
-                 ? 0
-                 : bad("surveys.pb: a survey needs a kind, 1 to 20 questions and to be active");
-    c->items += m != NULL;
-    cxm__v1__upsert_survey_request__free_unpacked(m, NULL);
-    return rc;
+    const Cxm__V1__Survey *s = ((const Cxm__V1__UpsertSurveyRequest *)msg)->survey;
+    if (!s || !s->kind || s->n_questions < 1 || s->n_questions > 20 || !s->active)
+        return bad("surveys.pb: a survey needs a kind, 1 to 20 questions and to be active");
+    return 1;
 }
 
-static int check_experience(const uint8_t *buf, size_t len, counts *c)
+static long long check_experience(const ProtobufCMessage *msg)
 {
-    Cxm__V1__UpsertExperienceRequest *m =
-        cxm__v1__upsert_experience_request__unpack(NULL, len, buf);
-    int rc = m && m->experience && m->experience->experience_id[0] && m->experience->kind
-                 ? 0
-                 : bad("experiences.pb: an experience needs an id and a kind");
-    c->items += m != NULL;
-    cxm__v1__upsert_experience_request__free_unpacked(m, NULL);
-    return rc;
+    const Cxm__V1__Experience *e = ((const Cxm__V1__UpsertExperienceRequest *)msg)->experience;
+    if (!e || !e->experience_id[0] || !e->kind)
+        return bad("experiences.pb: an experience needs an id and a kind");
+    return 1;
 }
 
-static int check_rules(const uint8_t *buf, size_t len, counts *c)
+static long long check_rules(const ProtobufCMessage *msg)
 {
-    Cxm__V1__UpsertStageRulesRequest *m =
-        cxm__v1__upsert_stage_rules_request__unpack(NULL, len, buf);
-    int rc = m ? 0 : bad("stage_rules.pb: does not decode");
-    for (size_t i = 0; m && rc == 0 && i < m->n_rules; i++)
+    const Cxm__V1__UpsertStageRulesRequest *m = (const Cxm__V1__UpsertStageRulesRequest *)msg;
+    for (size_t i = 0; i < m->n_rules; i++)
         if (!m->rules[i]->rule_id[0] || !m->rules[i]->stage)
-            rc = bad("stage_rules.pb: a rule needs an id and a stage");
-    if (m)
-        c->items += (long long)m->n_rules;
-    cxm__v1__upsert_stage_rules_request__free_unpacked(m, NULL);
-    return rc;
+            return bad("stage_rules.pb: a rule needs an id and a stage");
+    return (long long)m->n_rules;
 }
 
-static int decode(const char *dir, const char *name, check_fn check, counts *c)
+typedef struct stream {
+    const char *file;
+    const ProtobufCMessageDescriptor *desc;
+    long long (*check)(const ProtobufCMessage *m);
+} stream;
+
+static long long check_one(const stream *s, const uint8_t *buf, size_t len)
+{
+    ProtobufCMessage *m = protobuf_c_message_unpack(s->desc, NULL, len, buf);
+    if (!m)
+        return bad("a message does not decode as its request type");
+    long long items = s->check(m);
+    protobuf_c_message_free_unpacked(m, NULL);
+    return items;
+}
+
+static int decode(const char *dir, const stream *s, counts *c)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
+    snprintf(path, sizeof path, "%s/%s", dir, s->file);
     FILE *f = fopen(path, "rb");
     if (!f) {
         fprintf(stderr, "gen_decode: cannot open %s\n", path);
@@ -174,36 +164,41 @@ static int decode(const char *dir, const char *name, check_fn check, counts *c)
     }
     uint8_t *buf = NULL;
     size_t cap = 0, len;
+    long long items = 0;
     int rc;
-    while ((rc = cxm_delim_read(f, &buf, &cap, &len)) == 1 && (rc = check(buf, len, c)) == 0)
+    while ((rc = cxm_delim_read(f, &buf, &cap, &len)) == 1 &&
+           (items = check_one(s, buf, len)) >= 0) {
         c->messages++;
-    if (rc < 0)
+        c->items += items;
+    }
+    if (rc < 0 || items < 0)
         fprintf(stderr, "gen_decode: %s: stream damaged or message %lld invalid\n", path,
                 c->messages);
     free(buf);
     fclose(f);
-    return rc;
+    return rc < 0 || items < 0 ? -1 : 0;
 }
 
 int main(int argc, char **argv)
 {
-    static const struct {
-        const char *file;
-        check_fn check;
-    } files[] = {{"profiles.pb", check_profile},   {"track.pb", check_track},
-                 {"responses.pb", check_response}, {"interactions.pb", check_interactions},
-                 {"surveys.pb", check_survey},     {"experiences.pb", check_experience},
-                 {"stage_rules.pb", check_rules}};
+    static const stream streams[] = {
+        {"profiles.pb", &cxm__v1__upsert_profile_request__descriptor, check_profile},
+        {"track.pb", &cxm__v1__track_request__descriptor, check_track},
+        {"responses.pb", &cxm__v1__submit_response_request__descriptor, check_response},
+        {"interactions.pb", &cxm__v1__record_interactions_request__descriptor, check_interactions},
+        {"surveys.pb", &cxm__v1__upsert_survey_request__descriptor, check_survey},
+        {"experiences.pb", &cxm__v1__upsert_experience_request__descriptor, check_experience},
+        {"stage_rules.pb", &cxm__v1__upsert_stage_rules_request__descriptor, check_rules}};
     if (argc != 2) {
         fprintf(stderr, "usage: gen_decode DIR\n");
         return 2;
     }
     printf("{");
-    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    for (size_t i = 0; i < sizeof streams / sizeof streams[0]; i++) {
         counts c = {0, 0};
-        if (decode(argv[1], files[i].file, files[i].check, &c) != 0)
+        if (decode(argv[1], &streams[i], &c) != 0)
             return 1;
-        printf("%s\"%s\": {\"messages\": %lld, \"items\": %lld}", i ? ", " : "", files[i].file,
+        printf("%s\"%s\": {\"messages\": %lld, \"items\": %lld}", i ? ", " : "", streams[i].file,
                c.messages, c.items);
     }
     printf("}\n");

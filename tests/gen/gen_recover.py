@@ -66,8 +66,10 @@ for tp, g in gaps.items():
     mean = sum(g) / len(g)
     expect(abs(mean - by_tp[tp]["observed_gap"]) < 1e-3, f"{tp}: observed gap differs from truth")
     if len(g) >= 100:
-        expect(abs(mean - by_tp[tp]["gap"]) < 0.2,
-               f"{tp}: gap {mean:.3f} from {len(g)} ratings, planted {by_tp[tp]['gap']}")
+        # Four standard errors, and 0.05 for the clipping of the 1-7 scale.
+        se = (sum((x - mean) ** 2 for x in g) / (len(g) - 1) / len(g)) ** 0.5
+        expect(abs(mean - by_tp[tp]["gap"]) < 4 * se + 0.05,
+               f"{tp}: gap {mean:.3f} +- {se:.3f}, planted {by_tp[tp]['gap']}")
 planted = {t["touchpoint"]: t for t in truth["planted"]["gap_touchpoints"]}
 common = [tp for tp in gaps if len(gaps[tp]) >= 100]
 worst = sorted(common, key=lambda tp: -sum(gaps[tp]) / len(gaps[tp]))[:len(planted)]

@@ -29,6 +29,11 @@ done
 
 counts=$("$decode" "$dir/a")
 python3 "$here/gen_recover.py" "$dir/a" "$counts"
+# A stream cut inside a record is reported as damaged.
+cp -r "$dir/a" "$dir/cut"
+head -c -3 "$dir/a/track.pb" >"$dir/cut/track.pb"
+if "$decode" "$dir/cut" >/dev/null 2>"$dir/out"; then echo "a cut track.pb decoded"; exit 1; fi
+grep -q "track.pb: stream damaged" "$dir/out"
 
 # Bad flags: exit 2 and a message naming the flag.
 refuse() {
