@@ -349,9 +349,20 @@ static bool advance(sim *s, double ms)
     return !s->over;
 }
 
+/* Where a session starting ms from now really starts: most that would
+ * start between midnight and 7 am (KST, UTC+9) move to a time between 7 am
+ * and 10 pm of that day. */
+static double daytime(sim *s, double ms)
+{
+    int64_t hour_ms = (s->t + (int64_t)ms + 9 * HOUR_MS) % GEN_DAY_MS;
+    if (hour_ms < 7 * HOUR_MS && gen__chance(&s->rng, 0.85))
+        ms += (double)(7 * HOUR_MS - hour_ms) + gen__unit(&s->rng) * 15 * HOUR_MS;
+    return ms;
+}
+
 static bool session(sim *s, double mean_days)
 {
-    if (!advance(s, gen__expo(&s->rng, mean_days * GEN_DAY_MS) + 5 * MIN_MS))
+    if (!advance(s, daytime(s, gen__expo(&s->rng, mean_days * GEN_DAY_MS) + 5 * MIN_MS)))
         return false;
     snprintf(s->session, sizeof s->session, "s%u-%u", s->c.n + 1, ++s->sseq);
     return true;

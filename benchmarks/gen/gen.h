@@ -35,11 +35,13 @@
  * A .pb file is a stream of messages, each preceded by its length as a
  * protobuf base-128 varint (delim.h reads and writes that framing).
  *
- * Records come out customer by customer, each customer's in time order.
+ * Records come out customer by customer: a customer's events in time
+ * order, each response and interaction after the event that caused it.
  * Reproducible: the same parameters give byte-identical files with the same
- * build (the random numbers depend only on seed and customer number, and not
- * on which formats are written). Every customer draws from their own
- * generator, so a world with more customers keeps the first ones unchanged.
+ * build. Each customer draws from a stream seeded by the seed and the
+ * customer's number, so the formats written change nothing, and a world with
+ * more customers (and otherwise the same flags) keeps the first ones as they
+ * were.
  *
  * Not thread-safe per run; separate runs share nothing.
  */
