@@ -717,7 +717,8 @@ static bool consideration(sim *s)
     return false;
 }
 
-/* Signing up links every identity seen so far to the email. */
+/* Signing up gives the email, phone and CRM id, and links every identity
+ * seen so far to the email. */
 static void sign_up(sim *s)
 {
     gen__customer *c = &s->c;
@@ -728,11 +729,11 @@ static void sign_up(sim *s)
     c->signup_at = e->at;
     c->signup_channel = e->channel;
     e->who = ident(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL, c->email, e->channel);
+    seen(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_PHONE, c->phone, e->channel);
+    seen(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID, c->crm, e->channel);
     for (int i = 0; i < c->nseen; i++)
         if (c->seen[i].id.type != CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL)
             e->link[e->nlink++] = c->seen[i].id;
-    e->link[e->nlink++] =
-        ident(s, CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID, c->crm, e->channel);
     prop_s(e, "method", gen__chance(&s->rng, 0.4) ? "kakao" : "email");
     prop_b(e, "marketing_opt_in", c->marketing);
     prop_t(e, "first_seen", c->first_seen);
