@@ -267,40 +267,48 @@ static void pb_response(gen__out *o, const gen__response *r)
     put_msg(o, F_RESPONSES, &m.base);
 }
 
-static void attr(Cxm__V1__AttributeUpdate *a, Cxm__V1__Value *v, const gen__prop *p,
-                 Cxm__V1__MergeStrategy strategy, int64_t at)
+/* One attribute of the profile import, with how it merges and when it was
+ * true. */
+typedef struct attr_spec {
+    gen__prop value;
+    Cxm__V1__MergeStrategy strategy;
+    int64_t at;
+} attr_spec;
+
+static void attr(Cxm__V1__AttributeUpdate *a, Cxm__V1__Value *v, const attr_spec *spec)
 {
     cxm__v1__attribute_update__init(a);
-    set_value(v, p);
-    a->name = (char *)p->name;
+    set_value(v, &spec->value);
+    a->name = (char *)spec->value.name;
     a->value = v;
-    a->strategy = strategy;
-    a->observed_at_unix_ms = at;
+    a->strategy = spec->strategy;
+    a->observed_at_unix_ms = spec->at;
 }
+
+#define OVERWRITE CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE
+#define KEEP_FIRST CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_KEEP_FIRST
+#define KEEP_LATEST CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_KEEP_LATEST
 
 /* The CRM's record of a signed-up customer, as of sign-up (the tier as of
  * the last activity). */
 static void pb_profile(gen__out *o, const gen__customer *c)
 {
     const char *tier = c->purchases >= 5 ? "gold" : c->purchases >= 2 ? "silver" : "bronze";
-    const gen__prop props[] = {{"name", 's', c->name, 0, 0},
-                               {"locale", 's', c->locale, 0, 0},
-                               {"city", 's', c->city, 0, 0},
-                               {"birth_year", 'n', NULL, c->birth_year, 0},
-                               {"marketing_opt_in", 'b', NULL, c->marketing, 0},
-                               {"signup_channel", 's', gen__channel_name(c->signup_channel), 0, 0},
-                               {"signup_at", 't', NULL, 0, c->signup_at},
-                               {"tier", 's', tier, 0, 0}};
-    enum { NATTR = sizeof props / sizeof props[0] };
+    const int64_t at = c->signup_at;
+    const attr_spec specs[] = {
+        {{"name", 's', c->name, 0, 0}, OVERWRITE, at},
+        {{"locale", 's', c->locale, 0, 0}, OVERWRITE, at},
+        {{"city", 's', c->city, 0, 0}, KEEP_LATEST, at},
+        {{"birth_year", 'n', NULL, c->birth_year, 0}, OVERWRITE, at},
+        {{"marketing_opt_in", 'b', NULL, c->marketing, 0}, OVERWRITE, at},
+        {{"signup_channel", 's', gen__channel_name(c->signup_channel), 0, 0}, OVERWRITE, at},
+        {{"signup_at", 't', NULL, 0, at}, KEEP_FIRST, at},
+        {{"tier", 's', tier, 0, 0}, KEEP_LATEST, c->last_seen}};
+    enum { NATTR = sizeof specs / sizeof specs[0] };
     Cxm__V1__AttributeUpdate a[NATTR], *ap[NATTR];
     Cxm__V1__Value v[NATTR];
     for (int i = 0; i < NATTR; i++) {
-        bool keep_first = i == 6, latest = i == 2 || i == 7;
-        attr(&a[i], &v[i], &props[i],
-             keep_first ? CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_KEEP_FIRST
-             : latest   ? CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_KEEP_LATEST
-                        : CXM__V1__MERGE_STRATEGY__MERGE_STRATEGY_OVERWRITE,
-             i == 7 ? c->last_seen : c->signup_at);
+        attr(&a[i], &v[i], &specs[i]);
         ap[i] = &a[i];
     }
     const gen__ident ids[] = {
