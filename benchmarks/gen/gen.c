@@ -612,8 +612,8 @@ static const char *const payments[] = {"card", "kakaopay", "naverpay", "bank_tra
 static const char *const articles[] = {"returns_policy", "delivery_times", "warranty",
                                        "change_password", "track_order"};
 
-/* A new cookie (another browser, cleared cookies) while known: the login
- * event links it to the customer. */
+/* Now and then a new cookie (another browser, cleared cookies); once the
+ * customer has signed up, a login event links it to the email. */
 static void maybe_new_cookie(sim *s)
 {
     gen__customer *c = &s->c;
