@@ -49,10 +49,12 @@ struct cxm_nats_sub {
     char durable[NAME_MAX_LEN + 1];
 };
 
-/* The batch's messages and the arrays cxm_nats_batch points into. */
+/* The batch's messages; the arrays cxm_nats_batch points into follow it in
+ * the same allocation. */
 typedef struct batch_priv {
-    natsMsgList list;
     cxm_nats_sub *s;
+    size_t count, cap;
+    natsMsg **msgs;
 } batch_priv;
 
 static _Thread_local char last_error[512];
@@ -245,6 +247,12 @@ static natsStatus set_options(natsOptions *o, const cxm_nats_opts *opts, cxm_nat
         s = natsOptions_SetMaxReconnect(o, -1);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectWait(o, RECONNECT_WAIT_MS);
+    /* Write each message at once: libnats' flusher otherwise waits 1 ms to
+     * coalesce, which costs every small batch and every pull request a
+     * millisecond (measured: batches of 16 at 5,000/s, p50 1.3 -> 0.8 ms;
+     * batches of 256 lose ~15% publish rate). */
+    if (s == NATS_OK)
+        s = natsOptions_SetSendAsap(o, true);
     if (s == NATS_OK)
         s = natsOptions_SetDisconnectedCB(o, on_disconnected, n);
     if (s == NATS_OK)
@@ -545,17 +553,18 @@ void cxm_nats_unsubscribe(cxm_nats_sub *s)
     free(s);
 }
 
-/* Fill b's arrays from the fetched list; the arrays live after priv. */
+/* Point b's arrays at p's messages; the arrays live after the message
+ * pointers, after p. */
 static int batch_fill(cxm_nats_batch *b, batch_priv *p)
 {
-    size_t count = (size_t)p->list.Count;
-    char *mem = (char *)(p + 1);
+    size_t cap = p->cap;
+    char *mem = (char *)(p->msgs + cap);
     b->data = (const void **)mem;
-    b->msg_id = (const char **)(mem + count * sizeof(void *));
-    b->len = (size_t *)(mem + 2 * count * sizeof(void *));
-    b->stream_seq = (uint64_t *)(mem + 2 * count * sizeof(void *) + count * sizeof(size_t));
-    for (size_t i = 0; i < count; i++) {
-        natsMsg *m = p->list.Msgs[i];
+    b->msg_id = (const char **)(mem + cap * sizeof(void *));
+    b->len = (size_t *)(mem + 2 * cap * sizeof(void *));
+    b->stream_seq = (uint64_t *)(mem + 2 * cap * sizeof(void *) + cap * sizeof(size_t));
+    for (size_t i = 0; i < p->count; i++) {
+        natsMsg *m = p->msgs[i];
         jsMsgMetaData *meta = NULL;
         natsStatus s = natsMsg_GetMetaData(&meta, m);
         if (s != NATS_OK)
@@ -567,8 +576,38 @@ static int batch_fill(cxm_nats_batch *b, batch_priv *p)
         const char *id = NULL;
         b->msg_id[i] = natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id ? id : "";
     }
-    b->count = count;
+    b->count = p->count;
     return 0;
+}
+
+/* One pull request, as nats-server 2.9 reads {batch, no_wait, expires}:
+ * deliver what is there now, up to the batch, and end the request; if
+ * nothing is, wait up to expires and deliver as soon as something comes.
+ * (libnats' natsSubscription_Fetch instead waits for the whole batch once
+ * the stream is drained, holding a lone event for the full timeout.)
+ *
+ * Messages a timed-out request delivered late wait in the subscription;
+ * libnats 3.4.1 miscounts a request that starts with such leftovers (it
+ * can read past its batch), so when there are any, take just them. */
+static natsStatus pull(batch_priv *p, int timeout_ms)
+{
+    int queued = 0;
+    natsSubscription_GetPending(p->s->sub, &queued, NULL);
+    jsFetchRequest req;
+    jsFetchRequest_Init(&req);
+    req.Batch = queued > 0 && (size_t)queued < p->cap ? queued : (int)p->cap;
+    req.NoWait = true;
+    req.Expires = (int64_t)timeout_ms * MS_TO_NS;
+    natsMsgList list = {0};
+    natsStatus s = natsSubscription_FetchRequest(&list, p->s->sub, &req);
+    for (int i = 0; i < list.Count && p->count < p->cap; i++) {
+        p->msgs[p->count++] = list.Msgs[i];
+        list.Msgs[i] = NULL; /* kept: natsMsgList_Destroy skips NULLs */
+    }
+    natsMsgList_Destroy(&list);
+    if (p->count > 0)
+        return NATS_OK;
+    return s == NATS_TIMEOUT || s == NATS_NOT_FOUND ? NATS_OK : s;
 }
 
 int cxm_nats_fetch(cxm_nats_sub *s, size_t max, int timeout_ms, cxm_nats_batch *b)
@@ -579,27 +618,21 @@ int cxm_nats_fetch(cxm_nats_sub *s, size_t max, int timeout_ms, cxm_nats_batch *
                     "fetch of %zu messages in %d ms: max must be 1-%d and "
                     "timeout_ms > 0",
                     max, timeout_ms, MAX_FETCH);
-    natsMsgList list = {0};
-    jsErrCode j = 0;
-    natsStatus st = natsSubscription_Fetch(&list, s->sub, (int)max, timeout_ms, &j);
-    if (st == NATS_TIMEOUT && list.Count == 0)
-        return 0;
-    if (st != NATS_OK && list.Count == 0) {
+    size_t per = 3 * sizeof(void *) + sizeof(size_t) + sizeof(uint64_t);
+    batch_priv *p = calloc(1, sizeof *p + max * per);
+    if (!p)
+        return fail(CXM_ENOMEM, "out of memory for a batch of %zu messages", max);
+    p->s = s;
+    p->cap = max;
+    p->msgs = (natsMsg **)(p + 1);
+    b->priv_ = p;
+    natsStatus st = pull(p, timeout_ms);
+    if (st != NATS_OK) {
         char what[300];
         snprintf(what, sizeof what, "cannot fetch from consumer %s of stream %s at %s", s->durable,
                  s->stream, s->n->url);
-        return fail_nats(st, j, what);
+        return fail_nats(st, 0, what);
     }
-    size_t count = (size_t)list.Count;
-    size_t per = 2 * sizeof(void *) + sizeof(size_t) + sizeof(uint64_t);
-    batch_priv *p = calloc(1, sizeof *p + count * per);
-    if (!p) {
-        natsMsgList_Destroy(&list);
-        return fail(CXM_ENOMEM, "out of memory for a batch of %zu messages", count);
-    }
-    p->list = list;
-    p->s = s;
-    b->priv_ = p;
     return batch_fill(b, p);
 }
 
@@ -612,9 +645,9 @@ int cxm_nats_ack(cxm_nats_batch *b)
     jsErrCode j = 0;
     size_t last = b->count - 1, i = 0;
     for (; i < last && st == NATS_OK; i++)
-        st = natsMsg_Ack(p->list.Msgs[i], NULL);
+        st = natsMsg_Ack(p->msgs[i], NULL);
     if (st == NATS_OK)
-        st = natsMsg_AckSync(p->list.Msgs[last], NULL, &j);
+        st = natsMsg_AckSync(p->msgs[last], NULL, &j);
     if (st != NATS_OK) {
         char what[300];
         snprintf(what, sizeof what,
@@ -630,7 +663,8 @@ void cxm_nats_batch_free(cxm_nats_batch *b)
 {
     batch_priv *p = b->priv_;
     if (p) {
-        natsMsgList_Destroy(&p->list);
+        for (size_t i = 0; i < p->count; i++)
+            natsMsg_Destroy(p->msgs[i]);
         free(p);
     }
     memset(b, 0, sizeof *b);

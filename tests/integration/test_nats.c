@@ -4,6 +4,7 @@
  * when nats-server is not installed.
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,19 +48,19 @@ static cxm_nats *open_nats(int ack_wait_ms)
     return n;
 }
 
-/* Messages from..to-1: subject cxm.test.Event.<i>, id test:<i>, 200 bytes
+/* Messages from..to-1: subject cxm.<producer>.Event.<i>, id <producer>:<i>, 200 bytes
  * starting with "<i>". Strings live in the caller's arrays. */
 typedef struct batch_buf {
     cxm_nats_msg msgs[1024];
     char subj[1024][48], id[1024][32], data[1024][MSG_LEN];
 } batch_buf;
 
-static size_t fill(batch_buf *bb, int from, int to)
+static size_t fill(batch_buf *bb, const char *producer, int from, int to)
 {
     size_t k = 0;
     for (int i = from; i < to; i++, k++) {
-        snprintf(bb->subj[k], sizeof bb->subj[k], "cxm.%s.Event.%d", PRODUCER, i);
-        snprintf(bb->id[k], sizeof bb->id[k], "%s:%d", PRODUCER, i);
+        snprintf(bb->subj[k], sizeof bb->subj[k], "cxm.%s.Event.%d", producer, i);
+        snprintf(bb->id[k], sizeof bb->id[k], "%s:%d", producer, i);
         memset(bb->data[k], 'x', MSG_LEN);
         snprintf(bb->data[k], MSG_LEN, "%d", i);
         bb->msgs[k] = (cxm_nats_msg){bb->subj[k], bb->id[k], bb->data[k], MSG_LEN};
@@ -72,7 +73,7 @@ static int publish_range(cxm_nats *n, int from, int to, int per_batch)
     static batch_buf bb;
     for (int i = from; i < to; i += per_batch) {
         int end = i + per_batch < to ? i + per_batch : to;
-        int rc = cxm_nats_publish(n, bb.msgs, fill(&bb, i, end), 5000);
+        int rc = cxm_nats_publish(n, bb.msgs, fill(&bb, PRODUCER, i, end), 5000);
         if (rc)
             return rc;
     }
@@ -165,7 +166,7 @@ static void case_batch(void)
 {
     cxm_nats *n = open_nats(0);
     static batch_buf bb;
-    CHECK(cxm_nats_publish(n, bb.msgs, fill(&bb, 0, 1000), 5000) == 0, "publish 1000");
+    CHECK(cxm_nats_publish(n, bb.msgs, fill(&bb, PRODUCER, 0, 1000), 5000) == 0, "publish 1000");
     cxm_nats_sub *s = subscribe(n, "batch");
     expect_range(s, 0, 1000, 1);
     cxm_nats_batch b;
@@ -309,14 +310,127 @@ static void case_pending(void)
     cxm_nats_close(n);
 }
 
+/* Throughput and latency on loopback, printed (asserts only correctness).
+ * Messages carry their publish time (CLOCK_MONOTONIC ms, same process). */
+typedef struct pipe_state {
+    cxm_nats_sub *s;
+    int total, got;
+    double *lat;
+} pipe_state;
+
+static void *consume(void *arg)
+{
+    pipe_state *p = arg;
+    while (p->got < p->total) {
+        cxm_nats_batch b;
+        CHECK(cxm_nats_fetch(p->s, 1000, 2000, &b) == 0 && b.count > 0, "fetch at %d", p->got);
+        CHECK(cxm_nats_ack(&b) == 0, "ack");
+        double now = now_ms();
+        for (size_t k = 0; k < b.count; k++) {
+            double sent;
+            memcpy(&sent, b.data[k], sizeof sent);
+            p->lat[p->got++] = now - sent;
+        }
+        cxm_nats_batch_free(&b);
+    }
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Publish total messages on producer's own stream in batches of
+ * per_batch, at most rate messages/s (0: as fast as possible), while a
+ * consumer thread fetches and acks; latency is publish call to
+ * fetched-and-acked. */
+static void pipeline(cxm_nats *n, const char *producer, int total, int per_batch, double rate)
+{
+    static batch_buf bb;
+    cxm_nats_sub *s = NULL;
+    CHECK(cxm_nats_stream(n, producer) == 0, "stream %s", producer);
+    CHECK(cxm_nats_subscribe(n, producer, "pipe", NULL, &s) == 0, "subscribe %s", producer);
+    pipe_state p = {s, total, 0, calloc((size_t)total, sizeof(double))};
+    pthread_t th;
+    pthread_create(&th, NULL, consume, &p);
+    double t0 = now_ms();
+    for (int i = 0; i < total; i += per_batch) {
+        if (rate > 0) /* on schedule, not sleeping a fixed time after each batch */
+            while (now_ms() < t0 + i * 1e3 / rate)
+                usleep(100);
+        int end = i + per_batch < total ? i + per_batch : total;
+        size_t count = fill(&bb, producer, i, end);
+        double sent = now_ms();
+        for (size_t k = 0; k < count; k++)
+            memcpy(bb.data[k], &sent, sizeof sent);
+        CHECK(cxm_nats_publish(n, bb.msgs, count, 5000) == 0, "publish");
+    }
+    pthread_join(th, NULL);
+    double secs = (now_ms() - t0) / 1e3;
+    qsort(p.lat, (size_t)total, sizeof(double), cmp_double);
+    printf("  end to end, batches of %4d, offered %6.0f/s: %8.0f msg/s, publish-to-acked p50 "
+           "%.2f ms, p99 %.2f ms\n",
+           per_batch, rate, total / secs, p.lat[total / 2], p.lat[total * 99 / 100]);
+    free(p.lat);
+    cxm_nats_unsubscribe(s);
+}
+
+static void case_throughput(void)
+{
+    cxm_nats *n = open_nats(0);
+    static batch_buf bb;
+    int next = 0;
+    printf("nats transport on loopback, %d-byte messages:\n", MSG_LEN);
+    static const int sizes[] = {1, 16, 64, 256, 1024};
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        int sent = 0;
+        double t0 = now_ms();
+        while (now_ms() - t0 < 500 || sent < 1000) { /* about half a second per size */
+            size_t count = fill(&bb, PRODUCER, next, next + sizes[i]);
+            CHECK(cxm_nats_publish(n, bb.msgs, count, 5000) == 0, "publish");
+            next += sizes[i];
+            sent += sizes[i];
+        }
+        printf("  publish, batches of %4d: %8.0f msg/s\n", sizes[i],
+               sent / ((now_ms() - t0) / 1e3));
+    }
+    static const int fetches[] = {64, 256, 1000};
+    for (size_t i = 0; i < sizeof fetches / sizeof fetches[0]; i++) {
+        char durable[32];
+        snprintf(durable, sizeof durable, "fetch%d", fetches[i]);
+        cxm_nats_sub *s = subscribe(n, durable);
+        int got = 0, want = next < 50000 ? next : 50000;
+        double t0 = now_ms();
+        while (got < want) {
+            cxm_nats_batch b;
+            CHECK(cxm_nats_fetch(s, (size_t)fetches[i], 2000, &b) == 0 && b.count, "fetch");
+            CHECK(cxm_nats_ack(&b) == 0, "ack");
+            got += (int)b.count;
+            cxm_nats_batch_free(&b);
+        }
+        printf("  fetch+ack, batches of %4d: %8.0f msg/s (%d messages)\n", fetches[i],
+               got / ((now_ms() - t0) / 1e3), got);
+        cxm_nats_unsubscribe(s);
+    }
+    pipeline(n, "max256", 25000, 256, 0);
+    pipeline(n, "rate256", 25000, 256, 50000);
+    pipeline(n, "rate64", 25000, 64, 50000);
+    pipeline(n, "rate16", 5000, 16, 5000);
+    pipeline(n, "rate1", 1000, 1, 1000);
+    cxm_nats_close(n);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
         void (*fn)(void);
-    } cases[] = {{"stream", case_stream},       {"batch", case_batch}, {"dedup", case_dedup},
-                 {"redeliver", case_redeliver}, {"acked", case_acked}, {"kill9", case_kill9},
-                 {"pending", case_pending}};
+    } cases[] = {{"stream", case_stream},   {"batch", case_batch},
+                 {"dedup", case_dedup},     {"redeliver", case_redeliver},
+                 {"acked", case_acked},     {"kill9", case_kill9},
+                 {"pending", case_pending}, {"throughput", case_throughput}};
     if (argc != 2) {
         fprintf(stderr, "usage: test_nats CASE\n");
         return 2;
