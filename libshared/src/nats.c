@@ -134,6 +134,7 @@ static int err_from_nats(natsStatus s, jsErrCode j)
     case NATS_MAX_PAYLOAD:
         return CXM_ETOOBIG;
     case NATS_SLOW_CONSUMER:
+    case NATS_INSUFFICIENT_BUFFER: /* the reconnect buffer is full */
         return CXM_EBUSY;
     case NATS_NO_SERVER:
     case NATS_CONNECTION_CLOSED:

@@ -98,9 +98,11 @@ typedef struct cxm_nats_batch {
     void *priv_;
 } cxm_nats_batch;
 
-/* Fetch up to max (1..1000000) messages in stream order, waiting at most
- * timeout_ms (> 0) for them. Returns 0 with b->count == 0 when none came.
- * Always free b with cxm_nats_batch_free, after a failure too. */
+/* Fetch up to max (1..1000000) messages in stream order (redeliveries
+ * first). Returns as soon as any are there, with all that are there then,
+ * up to max; waits at most timeout_ms (> 0) for the first one. Returns 0
+ * with b->count == 0 when none came. Always free b with
+ * cxm_nats_batch_free, after a failure too. */
 int cxm_nats_fetch(cxm_nats_sub *s, size_t max, int timeout_ms, cxm_nats_batch *b);
 
 /* Ack every message of the batch (after the caller committed their effects)
