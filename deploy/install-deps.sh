@@ -13,6 +13,8 @@ packages=(
   libopenblas-dev liblapack-dev
   # the C++ gRPC peer the benchmarks compare against, and h2load
   libgrpc++-dev protobuf-compiler-grpc nghttp2-client
+  # cxm-gen's test recovers the planted structure with a standard-library script
+  python3
 )
 # buf (proto lint) comes from the npm registry; a machine with Node.js
 # installed some other way needs no Debian npm.
