@@ -32,6 +32,7 @@
 
 #include "cxm/err.h"
 #include "cxm/log.h"
+#include "cxm/wire.h"
 #include "server_internal.h"
 
 #define CALL_ARENA_INITIAL 2048
@@ -213,20 +214,29 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg, size_t limit,
     return bb;
 }
 
-/* Decode bb with the given allocator; NULL when the bytes are not a valid
- * message of that type (or do not fit the allocator's limit). */
-static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
-                                        ProtobufCAllocator *alloc)
+/* Decode bb with the given allocator. The bytes are walked first with
+ * cxm_wire_check, because protobuf-c recurses without limit and a deeply
+ * nested request would overflow the worker's stack. Returns 0, CXM_ETOOBIG
+ * when the message nests deeper than CXM_WIRE_MAX_DEPTH, or CXM_EINVAL when
+ * the bytes are not a valid message of that type (or do not fit the
+ * allocator's limit). */
+static int unpack_message(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
+                          ProtobufCAllocator *alloc, ProtobufCMessage **out)
 {
     grpc_byte_buffer_reader r;
     if (!grpc_byte_buffer_reader_init(&r, bb))
-        return NULL; /* e.g. a compressed message that does not decompress */
+        return CXM_EINVAL; /* e.g. a compressed message that does not decompress */
     grpc_slice s = grpc_byte_buffer_reader_readall(&r);
     grpc_byte_buffer_reader_destroy(&r);
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(d, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    const uint8_t *data = GRPC_SLICE_START_PTR(s);
+    size_t len = GRPC_SLICE_LENGTH(s);
+    int rc = cxm_wire_check(d, data, len, CXM_WIRE_MAX_DEPTH);
+    if (rc == 0) {
+        *out = protobuf_c_message_unpack(d, alloc, len, data);
+        rc = *out ? 0 : CXM_EINVAL;
+    }
     grpc_slice_unref(s);
-    return m;
+    return rc;
 }
 
 /* ---- sending (call mutex held) ---- */
@@ -453,10 +463,20 @@ static void start_recv(cxm_call *c)
     start_batch(c, &op, 1, &c->t_recv);
 }
 
-static void bad_request(cxm_call *c, const char *why)
+/* Decode a request message, or end the call with INVALID_ARGUMENT saying
+ * why it cannot be decoded. what: "the request" or "a stream message". */
+static ProtobufCMessage *decode_request(cxm_call *c, grpc_byte_buffer *bb,
+                                        ProtobufCAllocator *alloc, const char *what)
 {
-    cxm_call_finish(c, CXM_EINVAL, "%s: %s (expected a serialized %s)", c->rm->path, why,
-                    c->rm->m->request->name);
+    ProtobufCMessage *req = NULL;
+    int rc = unpack_message(bb, c->rm->m->request, alloc, &req);
+    if (rc == CXM_ETOOBIG)
+        cxm_call_finish(c, CXM_EINVAL, "%s: %s nests messages deeper than %d levels", c->rm->path,
+                        what, CXM_WIRE_MAX_DEPTH);
+    else if (rc != 0)
+        cxm_call_finish(c, CXM_EINVAL, "%s: %s is not a valid message (expected a serialized %s)",
+                        c->rm->path, what, c->rm->m->request->name);
+    return req;
 }
 
 /* Unary and server-streaming: the request came with the match. The decoded
@@ -464,18 +484,17 @@ static void bad_request(cxm_call *c, const char *why)
 static void dispatch_initial(cxm_call *c)
 {
     if (!c->payload) {
-        bad_request(c, "the request carried no message");
+        cxm_call_finish(c, CXM_EINVAL,
+                        "%s: the request carried no message (expected a serialized %s)",
+                        c->rm->path, c->rm->m->request->name);
         return;
     }
     ProtobufCMessage *req =
-        unpack_message(c->payload, c->rm->m->request, cxm_arena_protobuf(&c->arena));
+        decode_request(c, c->payload, cxm_arena_protobuf(&c->arena), "the request");
     grpc_byte_buffer_destroy(c->payload);
     c->payload = NULL;
-    if (!req) {
-        bad_request(c, "the request is not a valid message");
-        return;
-    }
-    c->rm->m->on_message(c, req);
+    if (req)
+        c->rm->m->on_message(c, req);
 }
 
 /* One message of a client- or bidi-stream. It is decoded on the heap and
@@ -497,11 +516,9 @@ static void on_recv(cxm_call *c, bool ok)
         else
             cxm_call_finish(c, 0, NULL);
     } else {
-        ProtobufCMessage *req = unpack_message(bb, c->rm->m->request, NULL);
+        ProtobufCMessage *req = decode_request(c, bb, NULL, "a stream message");
         grpc_byte_buffer_destroy(bb);
-        if (!req) {
-            bad_request(c, "a stream message is not a valid message");
-        } else {
+        if (req) {
             c->rm->m->on_message(c, req);
             protobuf_c_message_free_unpacked(req, NULL);
             pthread_mutex_lock(&c->mu);

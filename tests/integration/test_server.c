@@ -330,6 +330,74 @@ static void case_bad_input(cxm_channel *ch, test_server *srv)
         expect_serving(ch, "");
 }
 
+/* Write v as a varint ending just before *at, moving *at back. */
+static void prepend_varint(uint8_t **at, size_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        tmp[n++] = (uint8_t)(v | 0x80);
+    tmp[n++] = (uint8_t)v;
+    *at -= n;
+    memcpy(*at, tmp, n);
+}
+
+/* Wrap the bytes [*at, end) as length-delimited field tag, in place. */
+static void wrap_field(uint8_t **at, const uint8_t *end, uint8_t tag)
+{
+    prepend_varint(at, (size_t)(end - *at));
+    *--*at = tag;
+}
+
+/* An UpsertSegmentRequest whose condition is `levels` SegmentConditions,
+ * each the negate (field 3) of the one above it, built by hand from the
+ * inside out: the request nests levels + 1 messages below itself. */
+static uint8_t *deep_upsert(size_t levels, uint8_t **start, size_t *len)
+{
+    size_t cap = levels * 6 + 64;
+    uint8_t *buf = malloc(cap);
+    CHECK(buf, "malloc");
+    uint8_t *end = buf + cap, *at = end;
+    for (size_t i = 1; i < levels; i++)
+        wrap_field(&at, end, 0x1a);                            /* SegmentCondition.negate */
+    wrap_field(&at, end, 0x22);                                /* Segment.condition */
+    static const uint8_t id[] = {0x0a, 4, 'd', 'e', 'e', 'p'}; /* Segment.segment_id */
+    at -= sizeof id;
+    memcpy(at, id, sizeof id);
+    wrap_field(&at, end, 0x0a); /* UpsertSegmentRequest.segment */
+    *start = at;
+    *len = (size_t)(end - at);
+    return buf;
+}
+
+/* No request crashes the server by nesting: too deep is INVALID_ARGUMENT
+ * before anything decodes it; just inside the limit reaches the handler. */
+static void case_deep_request(cxm_channel *ch, test_server *srv)
+{
+    static const struct {
+        size_t levels;
+        const char *want;
+    } tries[] = {
+        {100000, "nests messages deeper than 64 levels"},
+        {100, "nests messages deeper than 64 levels"},
+        {64, "nests messages deeper than 64 levels"},
+        {63, "nested at most 8 deep"}, /* depth 64: the handler's own rule */
+    };
+    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+        uint8_t *req;
+        size_t len;
+        uint8_t *buf = deep_upsert(tries[i].levels, &req, &len);
+        cxm_client_result r = {0};
+        raw_call(ch, "/cxm.v1.ProfileService/UpsertSegment", req, len, 10000, &r);
+        free(buf);
+        CHECK(r.status == GRPC_STATUS_INVALID_ARGUMENT && strstr(r.details, tries[i].want),
+              "%zu levels: status %d (%s), want INVALID_ARGUMENT \"%s\"", tries[i].levels, r.status,
+              r.details, tries[i].want);
+        cxm_client_result_dispose(&r);
+    }
+    expect_serving(ch, "");
+}
+
 /* SIGTERM: watchers hear NOT_SERVING and end, new calls are refused, the
  * process exits 0 well inside the grace period. */
 static void case_drain(cxm_channel *ch, test_server *srv)
@@ -382,6 +450,7 @@ static const harness_case cases[] = {
     {"deadline", case_deadline},
     {"bad_input", case_bad_input},
     {"drain", case_drain},
+    {"deep_request", case_deep_request},
 };
 
 int main(int argc, char **argv)
