@@ -42,6 +42,7 @@
 /* A bidi stream stops reading while this much of its output is queued, so a
  * client that sends without reading cannot grow our memory. */
 #define SEND_QUEUE_HIGH_WATER (4u << 20)
+#define DRAIN_TICK_MS 100
 
 enum tag_kind {
     TAG_MATCHED,
@@ -128,6 +129,10 @@ struct cxm_server {
     cxm__health *health;
     cxm__reflection *reflection;
     tag t_shutdown;
+    /* Calls allocated and not yet freed: posted requests and running RPCs.
+     * Once draining, posted ones are failed by gRPC, so zero means every
+     * RPC is over. */
+    atomic_int live_calls;
     int port;
     atomic_bool started, draining, stop_requested;
     pthread_mutex_t mu;
@@ -137,6 +142,7 @@ struct cxm_server {
 
 static void post_call(worker *w, const reg_method *rm);
 static void post_unknown(worker *w);
+static void unknown_free(unknown_call *u);
 static void start_recv(cxm_call *c);
 
 /* ---- time ---- */
@@ -156,8 +162,26 @@ int64_t cxm_call_remaining_ms(const cxm_call *c)
 
 /* ---- call lifetime ---- */
 
+/* A call (registered or unknown) was freed, maybe on a service's thread.
+ * While draining the count drops under the mutex, so the drain, which reads
+ * it under the mutex, cannot go on to free the server before this is done
+ * with it. A drop that raced with the start of the drain may miss the
+ * wake-up; the drain re-checks every DRAIN_TICK_MS. */
+static void live_call_gone(cxm_server *s)
+{
+    if (!atomic_load(&s->draining)) {
+        atomic_fetch_sub(&s->live_calls, 1);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (atomic_fetch_sub(&s->live_calls, 1) == 1)
+        pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void call_free(cxm_call *c)
 {
+    cxm_server *s = c->w->srv;
     for (out_msg *m = c->queue_head, *next; m; m = next) {
         next = m->next;
         grpc_byte_buffer_destroy(m->bb);
@@ -174,6 +198,7 @@ static void call_free(cxm_call *c)
     cxm_arena_dispose(&c->arena);
     pthread_mutex_destroy(&c->mu);
     free(c);
+    live_call_gone(s);
 }
 
 static void call_unref(cxm_call *c)
@@ -615,6 +640,7 @@ static void post_call(worker *w, const reg_method *rm)
     c->t_closed = (tag){TAG_CLOSED, c};
     c->t_recv = (tag){TAG_RECV, c};
     c->t_send = (tag){TAG_SEND, c};
+    atomic_fetch_add(&w->srv->live_calls, 1);
     c->w = w;
     c->rm = rm;
     c->status_details = grpc_empty_slice();
@@ -673,26 +699,26 @@ static void post_unknown(worker *w)
         return;
     u->t_matched = (tag){TAG_UNKNOWN, u};
     u->t_done = (tag){TAG_UNKNOWN_DONE, u};
+    atomic_fetch_add(&w->srv->live_calls, 1);
     u->w = w;
     u->status_details = grpc_empty_slice();
     grpc_call_details_init(&u->details);
     grpc_metadata_array_init(&u->md);
     if (grpc_server_request_call(w->srv->server, &u->call, &u->details, &u->md, w->cq, w->cq,
-                                 &u->t_matched) != GRPC_CALL_OK) {
-        grpc_call_details_destroy(&u->details);
-        grpc_metadata_array_destroy(&u->md);
-        free(u);
-    }
+                                 &u->t_matched) != GRPC_CALL_OK)
+        unknown_free(u);
 }
 
 static void unknown_free(unknown_call *u)
 {
+    cxm_server *s = u->w->srv;
     grpc_slice_unref(u->status_details);
     grpc_call_details_destroy(&u->details);
     grpc_metadata_array_destroy(&u->md);
     if (u->call)
         grpc_call_unref(u->call);
     free(u);
+    live_call_gone(s);
 }
 
 static void on_unknown(unknown_call *u, bool ok)
@@ -990,19 +1016,52 @@ static void wait_for_signal(cxm_server *s)
     }
 }
 
-/* Wait for the shutdown tag until deadline; false on time-out. */
-static bool wait_shutdown_done(cxm_server *s, const struct timespec *deadline)
+/* CLOCK_REALTIME (what pthread_cond_timedwait uses) ms from now. */
+static struct timespec realtime_in(int64_t ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Wait until the shutdown tag came or, with calls_only, until no call is
+ * left either; false when deadline (NULL: none) passed first. */
+static bool wait_drained(cxm_server *s, const struct timespec *deadline, bool calls_only)
 {
     pthread_mutex_lock(&s->mu);
-    int rc = 0;
-    while (!s->shutdown_done && rc != ETIMEDOUT)
-        rc = deadline ? pthread_cond_timedwait(&s->cv, &s->mu, deadline)
-                      : pthread_cond_wait(&s->cv, &s->mu);
-    bool done = s->shutdown_done;
+    bool done;
+    while (!(done = s->shutdown_done || (calls_only && atomic_load(&s->live_calls) == 0))) {
+        if (!deadline) {
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        struct timespec tick = realtime_in(DRAIN_TICK_MS);
+        bool last = !before(&tick, deadline);
+        if (pthread_cond_timedwait(&s->cv, &s->mu, last ? deadline : &tick) == ETIMEDOUT && last)
+            break;
+    }
     pthread_mutex_unlock(&s->mu);
     return done;
 }
 
+/* Shutdown sends every connection a GOAWAY and fails the posted requests;
+ * the shutdown tag then waits for the connections to close. A client that
+ * holds an idle channel may never read the GOAWAY (gRPC core reads a client
+ * connection only while some thread polls it), so waiting for the tag would
+ * hold the exit to the full grace period. The drain therefore waits for the
+ * calls, not the connections: once the last RPC is over (or the grace period
+ * ends) grpc_server_cancel_all_calls closes whatever connections remain. */
 static void drain(cxm_server *s)
 {
     atomic_store(&s->draining, true);
@@ -1011,21 +1070,13 @@ static void drain(cxm_server *s)
             s->services[i]->on_drain(s->services[i]->ctx);
     grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->t_shutdown);
 
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += s->opts.grace_ms / 1000;
-    deadline.tv_nsec += (s->opts.grace_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
-    if (!wait_shutdown_done(s, &deadline)) {
+    struct timespec deadline = realtime_in(s->opts.grace_ms);
+    if (!wait_drained(s, &deadline, true))
         cxm_log_warn("server.grace_expired",
                      "calls still running after the %lld ms grace period are being cancelled",
                      (long long)s->opts.grace_ms);
-        grpc_server_cancel_all_calls(s->server);
-        wait_shutdown_done(s, NULL);
-    }
+    grpc_server_cancel_all_calls(s->server);
+    wait_drained(s, NULL, false);
 }
 
 /* After the shutdown tag: destroy the server, then stop every queue. A queue
@@ -1062,7 +1113,7 @@ static void abandon(cxm_server *s)
         grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->t_shutdown);
         grpc_server_cancel_all_calls(s->server);
         if (s->workers[0].started)
-            wait_shutdown_done(s, NULL);
+            wait_drained(s, NULL, false);
         else
             while (!s->shutdown_done)
                 handle_event(grpc_completion_queue_next(s->workers[0].cq,

@@ -6,8 +6,13 @@
  * Each case starts its own server on a free loopback port and stops it with
  * SIGTERM, expecting exit status 0.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cxm/client.h"
@@ -443,6 +448,80 @@ static void case_drain(cxm_channel *ch, test_server *srv)
     cxm_client_result_dispose(&r);
 }
 
+/* The process is still running (not yet reaped). */
+static bool still_running(const test_server *srv)
+{
+    return waitpid(srv->pid, NULL, WNOHANG) == 0;
+}
+
+/* An HTTP/2 connection that says hello (preface and SETTINGS) and then
+ * never reads: a client that will not acknowledge the GOAWAY. gRPC channels
+ * of this process would, whenever any thread polls any of them. */
+static int silent_http2_client(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s",
+          strerror(errno));
+    static const char hello[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                "\0\0\0\4\0\0\0\0\0"; /* empty SETTINGS frame */
+    CHECK(write(fd, hello, sizeof hello - 1) == (ssize_t)(sizeof hello - 1), "write");
+    return fd;
+}
+
+/* SIGTERM while clients hold idle connections, one of which never reads the
+ * GOAWAY: the drain waits for the call in flight, which still completes,
+ * and exits as soon as it is done instead of at the end of the grace
+ * period (3 s, set by harness_main). */
+static void case_drain_idle(cxm_channel *idle, test_server *srv)
+{
+    expect_serving(idle, ""); /* connected, then idle */
+    int silent = silent_http2_client(srv->port);
+    expect_serving(idle, ""); /* the silent connection is surely accepted by now */
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(srv->target, NULL, &ch) == 0, "second channel");
+    Grpc__Reflection__V1__ServerReflectionRequest req =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+    req.message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
+    req.list_services = "*";
+    uint8_t buf[64];
+    size_t len = grpc__reflection__v1__server_reflection_request__pack(&req, buf);
+    cxm_client_stream *s;
+    CHECK(cxm_client_stream_open(ch, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                 10000, &s) == 0,
+          "open");
+    uint8_t *msg;
+    size_t mlen;
+    CHECK(cxm_client_stream_send(s, buf, len) == 0 && cxm_client_stream_recv(s, &msg, &mlen) == 1,
+          "first answer");
+    free(msg);
+
+    double t0 = harness_now_ms();
+    kill(srv->pid, SIGTERM);
+    usleep(300 * 1000);
+    CHECK(still_running(srv), "the server exited with a call in flight");
+    CHECK(cxm_client_stream_send(s, buf, len) == 0 && cxm_client_stream_recv(s, &msg, &mlen) == 1,
+          "the call in flight got no answer after SIGTERM");
+    free(msg);
+    cxm_client_stream_close_send(s);
+    CHECK(cxm_client_stream_recv(s, &msg, &mlen) == 0, "more than one answer");
+    cxm_client_result r = {0};
+    cxm_client_stream_finish(s, &r);
+    expect_status(&r, GRPC_STATUS_OK, NULL);
+    double t1 = harness_now_ms();
+
+    int code = harness_stop(srv, 0, 10000); /* signal 0: just wait */
+    double t2 = harness_now_ms();
+    CHECK(code == 0, "exit status %d after SIGTERM", code);
+    CHECK(t2 - t1 < 1000, "exit took %.0f ms after the last call ended (grace 3000 ms)", t2 - t1);
+    CHECK(t2 - t0 < 2000, "drain took %.0f ms (grace 3000 ms)", t2 - t0);
+    CHECK(!harness_log_contains(srv, "server.grace_expired"), "the grace period ran out");
+    cxm_channel_close(ch);
+    close(silent);
+}
+
 static const harness_case cases[] = {
     {"health", case_health},
     {"reflection", case_reflection},
@@ -451,6 +530,7 @@ static const harness_case cases[] = {
     {"bad_input", case_bad_input},
     {"drain", case_drain},
     {"deep_request", case_deep_request},
+    {"drain_idle", case_drain_idle},
 };
 
 int main(int argc, char **argv)
