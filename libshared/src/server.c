@@ -14,7 +14,10 @@
  */
 #include "cxm/server.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,12 +25,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "cxm/err.h"
@@ -947,6 +952,158 @@ static int start_workers(cxm_server *s)
     return 0;
 }
 
+/* ---- the listening address ---- */
+
+/* Split "HOST:PORT" or "[V6]:PORT" into host (brackets removed) and port
+ * digits; the grammar only, no lookup. */
+static int split_listen(const char *addr, char *host, size_t hlen, char *port, size_t plen,
+                        char *err, size_t errlen)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr) {
+        snprintf(err, errlen, "expected HOST:PORT, e.g. 127.0.0.1:7400");
+        return CXM_EINVAL;
+    }
+    const char *h = addr, *hend = colon;
+    if (*h == '[') {
+        if (hend[-1] != ']') {
+            snprintf(err, errlen, "an IPv6 address in brackets ends with ']' before the port");
+            return CXM_EINVAL;
+        }
+        h++, hend--;
+    }
+    size_t n = (size_t)(hend - h), pn = strlen(colon + 1);
+    if (n == 0 || n >= hlen || pn == 0 || pn >= plen) {
+        snprintf(err, errlen,
+                 n == 0 ? "the host is missing; 0.0.0.0 listens on every interface"
+                        : "expected HOST:PORT, e.g. 127.0.0.1:7400");
+        return CXM_EINVAL;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    memcpy(port, colon + 1, pn + 1);
+    return 0;
+}
+
+/* A host name (letters, digits, '-' and '.'), an IPv4 address, or an IPv6
+ * address that came in brackets. */
+static bool host_valid(const char *host, bool bracketed)
+{
+    struct in6_addr a6;
+    if (bracketed)
+        return inet_pton(AF_INET6, host, &a6) == 1;
+    for (const char *p = host; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+            return false;
+    return host[0] != '-' && host[0] != '.';
+}
+
+int cxm_server_check_listen(const char *addr, char *err, size_t errlen)
+{
+    char host[256], port[16];
+    int rc = split_listen(addr, host, sizeof host, port, sizeof port, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (!host_valid(host, addr[0] == '[')) {
+        snprintf(err, errlen,
+                 strchr(host, ':') && addr[0] != '['
+                     ? "put an IPv6 address in brackets, e.g. [::1]:7400"
+                     : "\"%s\" is not a host name or an IP address",
+                 host);
+        return CXM_EINVAL;
+    }
+    char *end;
+    errno = 0;
+    unsigned long p = strtoul(port, &end, 10);
+    if (!isdigit((unsigned char)port[0]) || *end || errno || p > 65535) {
+        snprintf(err, errlen, "port \"%s\" is not a number from 0 to 65535", port);
+        return CXM_EINVAL;
+    }
+    return 0;
+}
+
+/* Why bind(2) refused host:port, in words a person can act on. */
+static void describe_bind_error(int e, const char *host, const char *port, char *err, size_t errlen)
+{
+    char buf[128];
+    if (e == EADDRINUSE)
+        snprintf(err, errlen,
+                 "port %s is already in use on %s; stop the other process or pick another port",
+                 port, host);
+    else if (e == EADDRNOTAVAIL)
+        snprintf(err, errlen,
+                 "%s is not an address of this machine; use one of its own, 127.0.0.1 or "
+                 "0.0.0.0",
+                 host);
+    else if (e == EACCES || e == EPERM)
+        snprintf(err, errlen,
+                 "permission denied: port %s needs privileges (CAP_NET_BIND_SERVICE); pick a "
+                 "port from 1024 up",
+                 port);
+    else
+        snprintf(err, errlen, "bind: %s", strerror_r(e, buf, sizeof buf));
+}
+
+/* Bind each address host resolves to, as gRPC will (SO_REUSEADDR, success
+ * when any binds), and close it again: gRPC core reports a failed bind only
+ * as a multi-line dump on stderr, so the reason is found here first. */
+static int probe_listen(const char *addr, char *err, size_t errlen)
+{
+    char host[256], port[16];
+    if (split_listen(addr, host, sizeof host, port, sizeof port, err, errlen) != 0)
+        return CXM_EINVAL;
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM}, *res;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0) {
+        snprintf(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(g));
+        return CXM_EINVAL;
+    }
+    int first = 0;
+    bool bound = false;
+    for (struct addrinfo *ai = res; ai && !bound; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        int one = 1;
+        if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            bound = true;
+        else if (!first)
+            first = errno;
+        if (fd >= 0)
+            close(fd);
+    }
+    freeaddrinfo(res);
+    if (bound)
+        return 0;
+    describe_bind_error(first, host, port, err, errlen);
+    return CXM_EIO;
+}
+
+/* gRPC core's own report of a failed bind: replaced by ours. */
+static void drop_grpc_log(gpr_log_func_args *args)
+{
+    (void)args;
+}
+
+static int listen_on(cxm_server *s)
+{
+    char why[DETAILS_MAX];
+    int rc = cxm_server_check_listen(s->opts.listen, why, sizeof why);
+    if (rc == 0)
+        rc = probe_listen(s->opts.listen, why, sizeof why);
+    if (rc == 0) {
+        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+        gpr_set_log_function(drop_grpc_log);
+        s->port = grpc_server_add_http2_port(s->server, s->opts.listen, creds);
+        gpr_set_log_function(NULL);
+        grpc_server_credentials_release(creds);
+        snprintf(why, sizeof why, "gRPC could not bind it (was the port taken just now?)");
+        rc = s->port > 0 ? 0 : CXM_EIO;
+    }
+    if (rc != 0)
+        cxm_log_error("server.bind_failed", "cannot listen on %s: %s", s->opts.listen, why);
+    return rc;
+}
+
 int cxm_server_start(cxm_server *s)
 {
     int rc = add_builtin_services(s);
@@ -968,16 +1125,9 @@ int cxm_server_start(cxm_server *s)
                       cxm_strerror(rc));
         return rc;
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    s->port = grpc_server_add_http2_port(s->server, s->opts.listen, creds);
-    grpc_server_credentials_release(creds);
-    if (s->port == 0) {
-        cxm_log_error("server.bind_failed",
-                      "cannot listen on %s: the address is malformed, not local, or the port "
-                      "is taken; pick another with --listen HOST:PORT",
-                      s->opts.listen);
-        return CXM_EIO;
-    }
+    rc = listen_on(s);
+    if (rc != 0)
+        return rc;
     grpc_server_start(s->server);
     atomic_store(&s->started, true);
     rc = start_workers(s);

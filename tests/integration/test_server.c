@@ -8,10 +8,13 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <spawn.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +23,8 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "harness.h"
+
+extern char **environ;
 
 #define CHECK_PATH "/grpc.health.v1.Health/Check"
 #define WATCH_PATH "/grpc.health.v1.Health/Watch"
@@ -522,6 +527,99 @@ static void case_drain_idle(cxm_channel *idle, test_server *srv)
     close(silent);
 }
 
+/* Run binary with argv to its exit (10 s at most) with stderr captured
+ * into err; returns the exit status. */
+static int run_to_exit(const char *const *argv, char *err, size_t cap)
+{
+    char path[] = "/tmp/cxm-test-stderr-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    CHECK(rc == 0, "cannot start %s: %s", argv[0], strerror(rc));
+    int status = -1;
+    for (double end = harness_now_ms() + 10000; harness_now_ms() < end; usleep(5000))
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+    if (!WIFEXITED(status)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        CHECK(0, "%s did not exit by itself", argv[0]);
+    }
+    ssize_t n = pread(fd, err, cap - 1, 0);
+    err[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    return WEXITSTATUS(status);
+}
+
+/* Start the server binary with --listen addr on a fresh data directory
+ * open to every user and expect it to exit with status want and one line
+ * on stderr containing needle. wrap: a command (setpriv ... --) to run it
+ * under, or NULL. */
+static void expect_listen_refused(const test_server *srv, const char *const *wrap, const char *addr,
+                                  int want, const char *needle)
+{
+    char dir[] = "/tmp/cxm-test-XXXXXX";
+    CHECK(mkdtemp(dir) && chmod(dir, 0777) == 0, "mkdtemp");
+    const char *argv[16];
+    int argc = 0;
+    for (; wrap && wrap[argc]; argc++)
+        argv[argc] = wrap[argc];
+    const char *tail[] = {srv->binary, "--listen", addr, "--data", dir, NULL};
+    memcpy(argv + argc, tail, sizeof tail);
+    char err[4096];
+    int code = run_to_exit(argv, err, sizeof err);
+    char *nl = strchr(err, '\n');
+    CHECK(code == want && strstr(err, needle) && nl && nl[1] == '\0',
+          "--listen %s: exit %d (want %d), stderr:\n%s(want one line with \"%s\")", addr, code,
+          want, err, needle);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "%s", cmd);
+}
+
+/* Listening addresses: bad ones are refused as bad flags (exit 2), ones
+ * that cannot be bound (exit 1) say why, each in one line. */
+static void case_listen(cxm_channel *ch, test_server *srv)
+{
+    expect_listen_refused(srv, NULL, "127.0.0.1:99999", 2, "port \"99999\" is not a number");
+    expect_listen_refused(srv, NULL, "127.0.0.1:-1", 2, "is not a number from 0 to 65535");
+    expect_listen_refused(srv, NULL, "127.0.0.1", 2, "expected HOST:PORT");
+    expect_listen_refused(srv, NULL, "no host:7000", 2, "is not a host name or an IP address");
+    expect_listen_refused(srv, NULL, "::1:7000", 2, "put an IPv6 address in brackets");
+    char busy[64];
+    snprintf(busy, sizeof busy, "127.0.0.1:%d", srv->port); /* the running server's */
+    expect_listen_refused(srv, NULL, busy, 1, "is already in use on 127.0.0.1");
+    /* 192.0.2.0/24 is reserved for documentation: never this machine's. */
+    expect_listen_refused(srv, NULL, "192.0.2.1:0", 1,
+                          "192.0.2.1 is not an address of this machine");
+    /* Port 1 needs privileges; as root, drop them for the attempt. */
+    static const char *const as_nobody[] = {
+        "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", NULL};
+    expect_listen_refused(srv, geteuid() == 0 ? as_nobody : NULL, "127.0.0.1:1", 1,
+                          "permission denied: port 1 needs privileges");
+    expect_serving(ch, "");
+}
+
+/* A second server on the same data directory is refused, naming the
+ * directory and the first server's pid. */
+static void case_data_in_use(cxm_channel *ch, test_server *srv)
+{
+    const char *argv[] = {srv->binary, "--listen", "127.0.0.1:0", "--data", srv->data_dir, NULL};
+    char err[4096], pid[32];
+    int code = run_to_exit(argv, err, sizeof err);
+    snprintf(pid, sizeof pid, "(pid %ld)", (long)srv->pid);
+    CHECK(code == 1 && strstr(err, srv->data_dir) && strstr(err, pid) && strstr(err, "in use"),
+          "second server: exit %d, stderr:\n%s", code, err);
+    expect_serving(ch, "");
+}
+
 static const harness_case cases[] = {
     {"health", case_health},
     {"reflection", case_reflection},
@@ -531,6 +629,8 @@ static const harness_case cases[] = {
     {"drain", case_drain},
     {"deep_request", case_deep_request},
     {"drain_idle", case_drain_idle},
+    {"listen", case_listen},
+    {"data_in_use", case_data_in_use},
 };
 
 int main(int argc, char **argv)
