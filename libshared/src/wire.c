@@ -30,13 +30,23 @@ static int read_varint(const uint8_t *data, size_t *pos, size_t end, uint64_t *o
 }
 
 /* The message type of field number id in d, or NULL when the field is not a
- * message (or unknown, which the decoder keeps as bytes without descending). */
+ * message (or unknown, which the decoder keeps as bytes without descending).
+ * protoc-c emits fields in ascending number order, which protobuf-c's own
+ * lookup relies on too. */
 static const ProtobufCMessageDescriptor *submessage(const ProtobufCMessageDescriptor *d,
                                                     uint64_t id)
 {
-    for (unsigned i = 0; i < d->n_fields; i++)
-        if (d->fields[i].id == id)
-            return d->fields[i].type == PROTOBUF_C_TYPE_MESSAGE ? d->fields[i].descriptor : NULL;
+    unsigned lo = 0, hi = d->n_fields;
+    while (lo < hi) {
+        unsigned mid = lo + (hi - lo) / 2;
+        const ProtobufCFieldDescriptor *f = &d->fields[mid];
+        if (f->id == id)
+            return f->type == PROTOBUF_C_TYPE_MESSAGE ? f->descriptor : NULL;
+        if (f->id < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
     return NULL;
 }
 
