@@ -558,11 +558,15 @@ static void note_write_failure(cxm_store *s, const char *msg)
         f->suppressed++;
     }
     pthread_mutex_unlock(&s->mu);
-    if (log && suppressed)
-        cxm_log_error("store.write_failed", "%s (%u more since the last report, not logged)", msg,
-                      suppressed);
-    else if (log)
-        cxm_log_error("store.write_failed", "%s", msg);
+    if (!log)
+        return;
+    char repeats[80] = "";
+    if (suppressed)
+        snprintf(repeats, sizeof repeats, " (%u more since the last report, not logged)",
+                 suppressed);
+    bool named = strstr(msg, s->path) != NULL; /* LMDB's own errors do not name it */
+    cxm_log_error("store.write_failed", "%s%s%s%s", named ? "" : s->path, named ? "" : ": ", msg,
+                  repeats);
 }
 
 static void run_batch(cxm_store *s, cxm_write_job *jobs)
