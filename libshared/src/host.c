@@ -60,7 +60,7 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
     for (size_t m = 0; m < nmodules; m++)
         for (size_t i = 0; i < modules[m].nopts && n < MAX_OPTS; i++)
             opts[n++] = modules[m].opts[i];
-    char err[256];
+    char err[512];
     int rc = cxm_opts_parse(opts, n, argc, argv, NULL, NULL, err, sizeof err);
     if (rc == 1) {
         cxm_opts_usage(stdout, argv[0], summary, opts, n);
@@ -75,6 +75,11 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
     }
     if (rc == 0 && strcmp(cfg->log_format, "text") != 0 && strcmp(cfg->log_format, "json") != 0) {
         snprintf(err, sizeof err, "--log-format: \"%s\" is not text or json", cfg->log_format);
+        rc = CXM_EINVAL;
+    }
+    char why[200];
+    if (rc == 0 && cxm_server_check_listen(cfg->listen, why, sizeof why) != 0) {
+        snprintf(err, sizeof err, "--listen \"%s\": %s", cfg->listen, why);
         rc = CXM_EINVAL;
     }
     if (rc != 0) {

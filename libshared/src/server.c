@@ -14,7 +14,10 @@
  */
 #include "cxm/server.h"
 
+#include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
+#include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -22,16 +25,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc.h>
 #include <grpc/grpc_security.h>
+#include <grpc/support/log.h>
 #include <grpc/support/time.h>
 
 #include "cxm/err.h"
 #include "cxm/log.h"
+#include "cxm/wire.h"
 #include "server_internal.h"
 
 #define CALL_ARENA_INITIAL 2048
@@ -41,6 +47,7 @@
 /* A bidi stream stops reading while this much of its output is queued, so a
  * client that sends without reading cannot grow our memory. */
 #define SEND_QUEUE_HIGH_WATER (4u << 20)
+#define DRAIN_TICK_MS 100
 
 enum tag_kind {
     TAG_MATCHED,
@@ -127,6 +134,10 @@ struct cxm_server {
     cxm__health *health;
     cxm__reflection *reflection;
     tag t_shutdown;
+    /* Calls allocated and not yet freed: posted requests and running RPCs.
+     * Once draining, posted ones are failed by gRPC, so zero means every
+     * RPC is over. */
+    atomic_int live_calls;
     int port;
     atomic_bool started, draining, stop_requested;
     pthread_mutex_t mu;
@@ -136,6 +147,7 @@ struct cxm_server {
 
 static void post_call(worker *w, const reg_method *rm);
 static void post_unknown(worker *w);
+static void unknown_free(unknown_call *u);
 static void start_recv(cxm_call *c);
 
 /* ---- time ---- */
@@ -155,8 +167,26 @@ int64_t cxm_call_remaining_ms(const cxm_call *c)
 
 /* ---- call lifetime ---- */
 
+/* A call (registered or unknown) was freed, maybe on a service's thread.
+ * While draining the count drops under the mutex, so the drain, which reads
+ * it under the mutex, cannot go on to free the server before this is done
+ * with it. A drop that raced with the start of the drain may miss the
+ * wake-up; the drain re-checks every DRAIN_TICK_MS. */
+static void live_call_gone(cxm_server *s)
+{
+    if (!atomic_load(&s->draining)) {
+        atomic_fetch_sub(&s->live_calls, 1);
+        return;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (atomic_fetch_sub(&s->live_calls, 1) == 1)
+        pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+}
+
 static void call_free(cxm_call *c)
 {
+    cxm_server *s = c->w->srv;
     for (out_msg *m = c->queue_head, *next; m; m = next) {
         next = m->next;
         grpc_byte_buffer_destroy(m->bb);
@@ -173,6 +203,7 @@ static void call_free(cxm_call *c)
     cxm_arena_dispose(&c->arena);
     pthread_mutex_destroy(&c->mu);
     free(c);
+    live_call_gone(s);
 }
 
 static void call_unref(cxm_call *c)
@@ -213,20 +244,29 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg, size_t limit,
     return bb;
 }
 
-/* Decode bb with the given allocator; NULL when the bytes are not a valid
- * message of that type (or do not fit the allocator's limit). */
-static ProtobufCMessage *unpack_message(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
-                                        ProtobufCAllocator *alloc)
+/* Decode bb with the given allocator. The bytes are walked first with
+ * cxm_wire_check, because protobuf-c recurses without limit and a deeply
+ * nested request would overflow the worker's stack. Returns 0, CXM_ETOOBIG
+ * when the message nests deeper than CXM_WIRE_MAX_DEPTH, or CXM_EINVAL when
+ * the bytes are not a valid message of that type (or do not fit the
+ * allocator's limit). */
+static int unpack_message(grpc_byte_buffer *bb, const ProtobufCMessageDescriptor *d,
+                          ProtobufCAllocator *alloc, ProtobufCMessage **out)
 {
     grpc_byte_buffer_reader r;
     if (!grpc_byte_buffer_reader_init(&r, bb))
-        return NULL; /* e.g. a compressed message that does not decompress */
+        return CXM_EINVAL; /* e.g. a compressed message that does not decompress */
     grpc_slice s = grpc_byte_buffer_reader_readall(&r);
     grpc_byte_buffer_reader_destroy(&r);
-    ProtobufCMessage *m =
-        protobuf_c_message_unpack(d, alloc, GRPC_SLICE_LENGTH(s), GRPC_SLICE_START_PTR(s));
+    const uint8_t *data = GRPC_SLICE_START_PTR(s);
+    size_t len = GRPC_SLICE_LENGTH(s);
+    int rc = cxm_wire_check(d, data, len, CXM_WIRE_MAX_DEPTH);
+    if (rc == 0) {
+        *out = protobuf_c_message_unpack(d, alloc, len, data);
+        rc = *out ? 0 : CXM_EINVAL;
+    }
     grpc_slice_unref(s);
-    return m;
+    return rc;
 }
 
 /* ---- sending (call mutex held) ---- */
@@ -458,10 +498,20 @@ static void start_recv(cxm_call *c)
     start_batch(c, &op, 1, &c->t_recv);
 }
 
-static void bad_request(cxm_call *c, const char *why)
+/* Decode a request message, or end the call with INVALID_ARGUMENT saying
+ * why it cannot be decoded. what: "the request" or "a stream message". */
+static ProtobufCMessage *decode_request(cxm_call *c, grpc_byte_buffer *bb,
+                                        ProtobufCAllocator *alloc, const char *what)
 {
-    cxm_call_finish(c, CXM_EINVAL, "%s: %s (expected a serialized %s)", c->rm->path, why,
-                    c->rm->m->request->name);
+    ProtobufCMessage *req = NULL;
+    int rc = unpack_message(bb, c->rm->m->request, alloc, &req);
+    if (rc == CXM_ETOOBIG)
+        cxm_call_finish(c, CXM_EINVAL, "%s: %s nests messages deeper than %d levels", c->rm->path,
+                        what, CXM_WIRE_MAX_DEPTH);
+    else if (rc != 0)
+        cxm_call_finish(c, CXM_EINVAL, "%s: %s is not a valid message (expected a serialized %s)",
+                        c->rm->path, what, c->rm->m->request->name);
+    return req;
 }
 
 /* Unary and server-streaming: the request came with the match. The decoded
@@ -469,18 +519,17 @@ static void bad_request(cxm_call *c, const char *why)
 static void dispatch_initial(cxm_call *c)
 {
     if (!c->payload) {
-        bad_request(c, "the request carried no message");
+        cxm_call_finish(c, CXM_EINVAL,
+                        "%s: the request carried no message (expected a serialized %s)",
+                        c->rm->path, c->rm->m->request->name);
         return;
     }
     ProtobufCMessage *req =
-        unpack_message(c->payload, c->rm->m->request, cxm_arena_protobuf(&c->arena));
+        decode_request(c, c->payload, cxm_arena_protobuf(&c->arena), "the request");
     grpc_byte_buffer_destroy(c->payload);
     c->payload = NULL;
-    if (!req) {
-        bad_request(c, "the request is not a valid message");
-        return;
-    }
-    c->rm->m->on_message(c, req);
+    if (req)
+        c->rm->m->on_message(c, req);
 }
 
 /* One message of a client- or bidi-stream. It is decoded on the heap and
@@ -502,11 +551,9 @@ static void on_recv(cxm_call *c, bool ok)
         else
             cxm_call_finish(c, 0, NULL);
     } else {
-        ProtobufCMessage *req = unpack_message(bb, c->rm->m->request, NULL);
+        ProtobufCMessage *req = decode_request(c, bb, NULL, "a stream message");
         grpc_byte_buffer_destroy(bb);
-        if (!req) {
-            bad_request(c, "a stream message is not a valid message");
-        } else {
+        if (req) {
             c->rm->m->on_message(c, req);
             protobuf_c_message_free_unpacked(req, NULL);
             pthread_mutex_lock(&c->mu);
@@ -603,6 +650,7 @@ static void post_call(worker *w, const reg_method *rm)
     c->t_closed = (tag){TAG_CLOSED, c};
     c->t_recv = (tag){TAG_RECV, c};
     c->t_send = (tag){TAG_SEND, c};
+    atomic_fetch_add(&w->srv->live_calls, 1);
     c->w = w;
     c->rm = rm;
     c->status_details = grpc_empty_slice();
@@ -661,26 +709,26 @@ static void post_unknown(worker *w)
         return;
     u->t_matched = (tag){TAG_UNKNOWN, u};
     u->t_done = (tag){TAG_UNKNOWN_DONE, u};
+    atomic_fetch_add(&w->srv->live_calls, 1);
     u->w = w;
     u->status_details = grpc_empty_slice();
     grpc_call_details_init(&u->details);
     grpc_metadata_array_init(&u->md);
     if (grpc_server_request_call(w->srv->server, &u->call, &u->details, &u->md, w->cq, w->cq,
-                                 &u->t_matched) != GRPC_CALL_OK) {
-        grpc_call_details_destroy(&u->details);
-        grpc_metadata_array_destroy(&u->md);
-        free(u);
-    }
+                                 &u->t_matched) != GRPC_CALL_OK)
+        unknown_free(u);
 }
 
 static void unknown_free(unknown_call *u)
 {
+    cxm_server *s = u->w->srv;
     grpc_slice_unref(u->status_details);
     grpc_call_details_destroy(&u->details);
     grpc_metadata_array_destroy(&u->md);
     if (u->call)
         grpc_call_unref(u->call);
     free(u);
+    live_call_gone(s);
 }
 
 static void on_unknown(unknown_call *u, bool ok)
@@ -909,6 +957,158 @@ static int start_workers(cxm_server *s)
     return 0;
 }
 
+/* ---- the listening address ---- */
+
+/* Split "HOST:PORT" or "[V6]:PORT" into host (brackets removed) and port
+ * digits; the grammar only, no lookup. */
+static int split_listen(const char *addr, char *host, size_t hlen, char *port, size_t plen,
+                        char *err, size_t errlen)
+{
+    const char *colon = strrchr(addr, ':');
+    if (!colon || colon == addr) {
+        snprintf(err, errlen, "expected HOST:PORT, e.g. 127.0.0.1:7400");
+        return CXM_EINVAL;
+    }
+    const char *h = addr, *hend = colon;
+    if (*h == '[') {
+        if (hend[-1] != ']') {
+            snprintf(err, errlen, "an IPv6 address in brackets ends with ']' before the port");
+            return CXM_EINVAL;
+        }
+        h++, hend--;
+    }
+    size_t n = (size_t)(hend - h), pn = strlen(colon + 1);
+    if (n == 0 || n >= hlen || pn == 0 || pn >= plen) {
+        snprintf(err, errlen,
+                 n == 0 ? "the host is missing; 0.0.0.0 listens on every interface"
+                        : "expected HOST:PORT, e.g. 127.0.0.1:7400");
+        return CXM_EINVAL;
+    }
+    memcpy(host, h, n);
+    host[n] = '\0';
+    memcpy(port, colon + 1, pn + 1);
+    return 0;
+}
+
+/* A host name (letters, digits, '-' and '.'), an IPv4 address, or an IPv6
+ * address that came in brackets. */
+static bool host_valid(const char *host, bool bracketed)
+{
+    struct in6_addr a6;
+    if (bracketed)
+        return inet_pton(AF_INET6, host, &a6) == 1;
+    for (const char *p = host; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '-' && *p != '.')
+            return false;
+    return host[0] != '-' && host[0] != '.';
+}
+
+int cxm_server_check_listen(const char *addr, char *err, size_t errlen)
+{
+    char host[256], port[16];
+    int rc = split_listen(addr, host, sizeof host, port, sizeof port, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (!host_valid(host, addr[0] == '[')) {
+        snprintf(err, errlen,
+                 strchr(host, ':') && addr[0] != '['
+                     ? "put an IPv6 address in brackets, e.g. [::1]:7400"
+                     : "\"%s\" is not a host name or an IP address",
+                 host);
+        return CXM_EINVAL;
+    }
+    char *end;
+    errno = 0;
+    unsigned long p = strtoul(port, &end, 10);
+    if (!isdigit((unsigned char)port[0]) || *end || errno || p > 65535) {
+        snprintf(err, errlen, "port \"%s\" is not a number from 0 to 65535", port);
+        return CXM_EINVAL;
+    }
+    return 0;
+}
+
+/* Why bind(2) refused host:port, in words a person can act on. */
+static void describe_bind_error(int e, const char *host, const char *port, char *err, size_t errlen)
+{
+    char buf[128];
+    if (e == EADDRINUSE)
+        snprintf(err, errlen,
+                 "port %s is already in use on %s; stop the other process or pick another port",
+                 port, host);
+    else if (e == EADDRNOTAVAIL)
+        snprintf(err, errlen,
+                 "%s is not an address of this machine; use one of its own, 127.0.0.1 or "
+                 "0.0.0.0",
+                 host);
+    else if (e == EACCES || e == EPERM)
+        snprintf(err, errlen,
+                 "permission denied: port %s needs privileges (CAP_NET_BIND_SERVICE); pick a "
+                 "port from 1024 up",
+                 port);
+    else
+        snprintf(err, errlen, "bind: %s", strerror_r(e, buf, sizeof buf));
+}
+
+/* Bind each address host resolves to, as gRPC will (SO_REUSEADDR, success
+ * when any binds), and close it again: gRPC core reports a failed bind only
+ * as a multi-line dump on stderr, so the reason is found here first. */
+static int probe_listen(const char *addr, char *err, size_t errlen)
+{
+    char host[256], port[16];
+    if (split_listen(addr, host, sizeof host, port, sizeof port, err, errlen) != 0)
+        return CXM_EINVAL;
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM}, *res;
+    int g = getaddrinfo(host, port, &hints, &res);
+    if (g != 0) {
+        snprintf(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(g));
+        return CXM_EINVAL;
+    }
+    int first = 0;
+    bool bound = false;
+    for (struct addrinfo *ai = res; ai && !bound; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+        int one = 1;
+        if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+            bind(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+            bound = true;
+        else if (!first)
+            first = errno;
+        if (fd >= 0)
+            close(fd);
+    }
+    freeaddrinfo(res);
+    if (bound)
+        return 0;
+    describe_bind_error(first, host, port, err, errlen);
+    return CXM_EIO;
+}
+
+/* gRPC core's own report of a failed bind: replaced by ours. */
+static void drop_grpc_log(gpr_log_func_args *args)
+{
+    (void)args;
+}
+
+static int listen_on(cxm_server *s)
+{
+    char why[DETAILS_MAX];
+    int rc = cxm_server_check_listen(s->opts.listen, why, sizeof why);
+    if (rc == 0)
+        rc = probe_listen(s->opts.listen, why, sizeof why);
+    if (rc == 0) {
+        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+        gpr_set_log_function(drop_grpc_log);
+        s->port = grpc_server_add_http2_port(s->server, s->opts.listen, creds);
+        gpr_set_log_function(NULL);
+        grpc_server_credentials_release(creds);
+        snprintf(why, sizeof why, "gRPC could not bind it (was the port taken just now?)");
+        rc = s->port > 0 ? 0 : CXM_EIO;
+    }
+    if (rc != 0)
+        cxm_log_error("server.bind_failed", "cannot listen on %s: %s", s->opts.listen, why);
+    return rc;
+}
+
 int cxm_server_start(cxm_server *s)
 {
     int rc = add_builtin_services(s);
@@ -930,16 +1130,9 @@ int cxm_server_start(cxm_server *s)
                       cxm_strerror(rc));
         return rc;
     }
-    grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-    s->port = grpc_server_add_http2_port(s->server, s->opts.listen, creds);
-    grpc_server_credentials_release(creds);
-    if (s->port == 0) {
-        cxm_log_error("server.bind_failed",
-                      "cannot listen on %s: the address is malformed, not local, or the port "
-                      "is taken; pick another with --listen HOST:PORT",
-                      s->opts.listen);
-        return CXM_EIO;
-    }
+    rc = listen_on(s);
+    if (rc != 0)
+        return rc;
     grpc_server_start(s->server);
     atomic_store(&s->started, true);
     rc = start_workers(s);
@@ -978,19 +1171,52 @@ static void wait_for_signal(cxm_server *s)
     }
 }
 
-/* Wait for the shutdown tag until deadline; false on time-out. */
-static bool wait_shutdown_done(cxm_server *s, const struct timespec *deadline)
+/* CLOCK_REALTIME (what pthread_cond_timedwait uses) ms from now. */
+static struct timespec realtime_in(int64_t ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (ms % 1000) * 1000000L;
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static bool before(const struct timespec *a, const struct timespec *b)
+{
+    return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* Wait until the shutdown tag came or, with calls_only, until no call is
+ * left either; false when deadline (NULL: none) passed first. */
+static bool wait_drained(cxm_server *s, const struct timespec *deadline, bool calls_only)
 {
     pthread_mutex_lock(&s->mu);
-    int rc = 0;
-    while (!s->shutdown_done && rc != ETIMEDOUT)
-        rc = deadline ? pthread_cond_timedwait(&s->cv, &s->mu, deadline)
-                      : pthread_cond_wait(&s->cv, &s->mu);
-    bool done = s->shutdown_done;
+    bool done;
+    while (!(done = s->shutdown_done || (calls_only && atomic_load(&s->live_calls) == 0))) {
+        if (!deadline) {
+            pthread_cond_wait(&s->cv, &s->mu);
+            continue;
+        }
+        struct timespec tick = realtime_in(DRAIN_TICK_MS);
+        bool last = !before(&tick, deadline);
+        if (pthread_cond_timedwait(&s->cv, &s->mu, last ? deadline : &tick) == ETIMEDOUT && last)
+            break;
+    }
     pthread_mutex_unlock(&s->mu);
     return done;
 }
 
+/* Shutdown sends every connection a GOAWAY and fails the posted requests;
+ * the shutdown tag then waits for the connections to close. A client that
+ * holds an idle channel may never read the GOAWAY (gRPC core reads a client
+ * connection only while some thread polls it), so waiting for the tag would
+ * hold the exit to the full grace period. The drain therefore waits for the
+ * calls, not the connections: once the last RPC is over (or the grace period
+ * ends) grpc_server_cancel_all_calls closes whatever connections remain. */
 static void drain(cxm_server *s)
 {
     atomic_store(&s->draining, true);
@@ -999,21 +1225,13 @@ static void drain(cxm_server *s)
             s->services[i]->on_drain(s->services[i]->ctx);
     grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->t_shutdown);
 
-    struct timespec deadline;
-    clock_gettime(CLOCK_REALTIME, &deadline);
-    deadline.tv_sec += s->opts.grace_ms / 1000;
-    deadline.tv_nsec += (s->opts.grace_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
-    if (!wait_shutdown_done(s, &deadline)) {
+    struct timespec deadline = realtime_in(s->opts.grace_ms);
+    if (!wait_drained(s, &deadline, true))
         cxm_log_warn("server.grace_expired",
                      "calls still running after the %lld ms grace period are being cancelled",
                      (long long)s->opts.grace_ms);
-        grpc_server_cancel_all_calls(s->server);
-        wait_shutdown_done(s, NULL);
-    }
+    grpc_server_cancel_all_calls(s->server);
+    wait_drained(s, NULL, false);
 }
 
 /* After the shutdown tag: destroy the server, then stop every queue. A queue
@@ -1050,7 +1268,7 @@ static void abandon(cxm_server *s)
         grpc_server_shutdown_and_notify(s->server, s->workers[0].cq, &s->t_shutdown);
         grpc_server_cancel_all_calls(s->server);
         if (s->workers[0].started)
-            wait_shutdown_done(s, NULL);
+            wait_drained(s, NULL, false);
         else
             while (!s->shutdown_done)
                 handle_event(grpc_completion_queue_next(s->workers[0].cq,

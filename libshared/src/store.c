@@ -13,13 +13,16 @@
 #include "cxm/store.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cxm/err.h"
@@ -29,7 +32,9 @@
 #define DEFAULT_MAX_MAP ((size_t)16 << 30)
 #define DEFAULT_MAX_DBS 64u
 #define DEFAULT_MAX_READERS 512u
-#define READ_POOL_MAX 64 /* reset read txns kept for renewal */
+#define READ_POOL_MAX 64    /* reset read txns kept for renewal */
+#define FAIL_LOG_CAUSES 4   /* distinct write failures rate-limited apart */
+#define FAIL_LOG_EVERY_S 60 /* at most one line per cause this often */
 
 struct cxm_txn {
     cxm_store *s;
@@ -40,6 +45,13 @@ struct cxm_txn {
     size_t seen_map; /* map size when the txn began, to detect a concurrent growth */
     cxm_txn *next;   /* read txn pool link */
 };
+
+/* One cause of failed writes (its message) and when it may be logged again. */
+typedef struct fail_note {
+    char msg[320];
+    long long next_log_s; /* CLOCK_MONOTONIC seconds */
+    unsigned suppressed;  /* failures since the last line */
+} fail_note;
 
 typedef struct dbi_entry {
     char *name;
@@ -52,6 +64,7 @@ struct cxm_store {
     char *path;
     MDB_env *env;
     size_t max_map;
+    int lock_fd; /* DIR/cxm.lock, flock'ed while this process has it open */
 
     pthread_mutex_t mu; /* gate, map size and read pool */
     pthread_cond_t cv;
@@ -60,6 +73,8 @@ struct cxm_store {
     bool growing;  /* a growth is pending or running */
     cxm_txn *pool; /* reset read txns */
     int pooled;
+
+    fail_note fails[FAIL_LOG_CAUSES]; /* under mu */
 
     pthread_mutex_t dbi_mu;
     dbi_entry *dbis;
@@ -240,6 +255,45 @@ static size_t page_round(size_t n)
     return n < page ? page : n / page * page;
 }
 
+/* The holder's pid as written in the lock file, or 0. */
+static long lock_holder(int fd)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+    buf[n > 0 ? n : 0] = '\0';
+    return strtol(buf, NULL, 10);
+}
+
+/* LMDB lets two processes share an environment, but two servers on one data
+ * directory would each believe they own it (one writer thread each, one
+ * segment evaluator each...). The first process takes an exclusive flock on
+ * DIR/cxm.lock and writes its pid there; the lock goes with the process, so
+ * a crash never leaves it behind. */
+static int lock_dir(cxm_store *s)
+{
+    char path[PATH_MAX + 16], buf[128];
+    snprintf(path, sizeof path, "%s/cxm.lock", s->path);
+    s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (s->lock_fd < 0)
+        return fail(cxm_err_from_errno(errno), "cannot open the lock file \"%s\": %s", path,
+                    strerror_r(errno, buf, sizeof buf));
+    if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK)
+            return fail(cxm_err_from_errno(errno), "cannot lock \"%s\": %s", path,
+                        strerror_r(errno, buf, sizeof buf));
+        long pid = lock_holder(s->lock_fd);
+        return fail(CXM_EBUSY,
+                    "data directory \"%s\" is in use by another process (pid %ld); stop it or "
+                    "choose another data directory",
+                    s->path, pid);
+    }
+    int n = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+    if (ftruncate(s->lock_fd, 0) != 0 || pwrite(s->lock_fd, buf, (size_t)n, 0) != n)
+        return fail(cxm_err_from_errno(errno), "cannot write the lock file \"%s\": %s", path,
+                    strerror_r(errno, buf, sizeof buf));
+    return 0;
+}
+
 static int env_open(cxm_store *s, const cxm_store_opts *o)
 {
     size_t initial = page_round(o->initial_map_size ? o->initial_map_size : DEFAULT_MAP);
@@ -279,6 +333,8 @@ static void store_free(cxm_store *s)
     }
     if (s->env)
         mdb_env_close(s->env);
+    if (s->lock_fd >= 0)
+        close(s->lock_fd); /* releases the flock */
     for (size_t i = 0; i < s->ndbis; i++)
         free(s->dbis[i].name);
     free(s->dbis);
@@ -310,13 +366,16 @@ static int store_create(char *real, const cxm_store_opts *opts, cxm_store **out)
     }
     s->path = real;
     s->refs = 1;
+    s->lock_fd = -1;
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->dbi_mu, NULL);
     pthread_mutex_init(&s->wq_mu, NULL);
     pthread_cond_init(&s->wq_cv, NULL);
     pthread_cond_init(&s->cv, NULL);
     cxm_store_opts defaults = {0};
-    int rc = env_open(s, opts ? opts : &defaults);
+    int rc = lock_dir(s);
+    if (rc == 0)
+        rc = env_open(s, opts ? opts : &defaults);
     if (rc != 0) {
         store_free(s);
         return rc;
@@ -462,6 +521,54 @@ static int batch_once(cxm_store *s, cxm_write_job *jobs, size_t *seen, bool *ado
     return JOB_OK;
 }
 
+/* The slot for msg: its own, else an empty one, else the one logged
+ * longest ago. s->mu held. */
+static fail_note *fail_slot(cxm_store *s, const char *msg)
+{
+    fail_note *pick = &s->fails[0];
+    for (int i = 0; i < FAIL_LOG_CAUSES; i++) {
+        fail_note *f = &s->fails[i];
+        if (strcmp(f->msg, msg) == 0)
+            return f;
+        if (pick->msg[0] && (!f->msg[0] || f->next_log_s < pick->next_log_s))
+            pick = f;
+    }
+    snprintf(pick->msg, sizeof pick->msg, "%s", msg);
+    pick->next_log_s = 0;
+    pick->suppressed = 0;
+    return pick;
+}
+
+/* A write failed for a reason of the store's own (full map or disk, I/O):
+ * the caller answers its client, and operators hear of it here, once per
+ * cause per FAIL_LOG_EVERY_S with a count of the repeats not logged, so a
+ * full disk under load is one line a minute rather than one per request. */
+static void note_write_failure(cxm_store *s, const char *msg)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    pthread_mutex_lock(&s->mu);
+    fail_note *f = fail_slot(s, msg);
+    bool log = now.tv_sec >= f->next_log_s;
+    unsigned suppressed = f->suppressed;
+    if (log) {
+        f->next_log_s = now.tv_sec + FAIL_LOG_EVERY_S;
+        f->suppressed = 0;
+    } else {
+        f->suppressed++;
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (!log)
+        return;
+    char repeats[80] = "";
+    if (suppressed)
+        snprintf(repeats, sizeof repeats, " (%u more since the last report, not logged)",
+                 suppressed);
+    bool named = strstr(msg, s->path) != NULL; /* LMDB's own errors do not name it */
+    cxm_log_error("store.write_failed", "%s%s%s%s", named ? "" : s->path, named ? "" : ": ", msg,
+                  repeats);
+}
+
 static void run_batch(cxm_store *s, cxm_write_job *jobs)
 {
     int commit_rc = 0;
@@ -474,6 +581,8 @@ static void run_batch(cxm_store *s, cxm_write_job *jobs)
         if (r == JOB_GROW && (commit_rc = grow(s, seen, adopt)) != 0)
             break;
     }
+    if (commit_rc != 0)
+        note_write_failure(s, tls_err[0] ? tls_err : cxm_strerror(commit_rc));
     for (cxm_write_job *j = jobs, *next; j; j = next) {
         next = j->next; /* done may release the job's memory */
         j->done(j->user, j->rc != 0 ? j->rc : commit_rc);

@@ -6,8 +6,16 @@
  * Each case starts its own server on a free loopback port and stops it with
  * SIGTERM, expecting exit status 0.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <spawn.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cxm/client.h"
@@ -15,6 +23,8 @@
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
 #include "harness.h"
+
+extern char **environ;
 
 #define CHECK_PATH "/grpc.health.v1.Health/Check"
 #define WATCH_PATH "/grpc.health.v1.Health/Watch"
@@ -330,6 +340,74 @@ static void case_bad_input(cxm_channel *ch, test_server *srv)
         expect_serving(ch, "");
 }
 
+/* Write v as a varint ending just before *at, moving *at back. */
+static void prepend_varint(uint8_t **at, size_t v)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7)
+        tmp[n++] = (uint8_t)(v | 0x80);
+    tmp[n++] = (uint8_t)v;
+    *at -= n;
+    memcpy(*at, tmp, n);
+}
+
+/* Wrap the bytes [*at, end) as length-delimited field tag, in place. */
+static void wrap_field(uint8_t **at, const uint8_t *end, uint8_t tag)
+{
+    prepend_varint(at, (size_t)(end - *at));
+    *--*at = tag;
+}
+
+/* An UpsertSegmentRequest whose condition is `levels` SegmentConditions,
+ * each the negate (field 3) of the one above it, built by hand from the
+ * inside out: the request nests levels + 1 messages below itself. */
+static uint8_t *deep_upsert(size_t levels, uint8_t **start, size_t *len)
+{
+    size_t cap = levels * 6 + 64;
+    uint8_t *buf = malloc(cap);
+    CHECK(buf, "malloc");
+    uint8_t *end = buf + cap, *at = end;
+    for (size_t i = 1; i < levels; i++)
+        wrap_field(&at, end, 0x1a);                            /* SegmentCondition.negate */
+    wrap_field(&at, end, 0x22);                                /* Segment.condition */
+    static const uint8_t id[] = {0x0a, 4, 'd', 'e', 'e', 'p'}; /* Segment.segment_id */
+    at -= sizeof id;
+    memcpy(at, id, sizeof id);
+    wrap_field(&at, end, 0x0a); /* UpsertSegmentRequest.segment */
+    *start = at;
+    *len = (size_t)(end - at);
+    return buf;
+}
+
+/* No request crashes the server by nesting: too deep is INVALID_ARGUMENT
+ * before anything decodes it; just inside the limit reaches the handler. */
+static void case_deep_request(cxm_channel *ch, test_server *srv)
+{
+    static const struct {
+        size_t levels;
+        const char *want;
+    } tries[] = {
+        {100000, "nests messages deeper than 64 levels"},
+        {100, "nests messages deeper than 64 levels"},
+        {64, "nests messages deeper than 64 levels"},
+        {63, "nested at most 8 deep"}, /* depth 64: the handler's own rule */
+    };
+    for (size_t i = 0; i < sizeof tries / sizeof tries[0]; i++) {
+        uint8_t *req;
+        size_t len;
+        uint8_t *buf = deep_upsert(tries[i].levels, &req, &len);
+        cxm_client_result r = {0};
+        raw_call(ch, "/cxm.v1.ProfileService/UpsertSegment", req, len, 10000, &r);
+        free(buf);
+        CHECK(r.status == GRPC_STATUS_INVALID_ARGUMENT && strstr(r.details, tries[i].want),
+              "%zu levels: status %d (%s), want INVALID_ARGUMENT \"%s\"", tries[i].levels, r.status,
+              r.details, tries[i].want);
+        cxm_client_result_dispose(&r);
+    }
+    expect_serving(ch, "");
+}
+
 /* SIGTERM: watchers hear NOT_SERVING and end, new calls are refused, the
  * process exits 0 well inside the grace period. */
 static void case_drain(cxm_channel *ch, test_server *srv)
@@ -375,6 +453,173 @@ static void case_drain(cxm_channel *ch, test_server *srv)
     cxm_client_result_dispose(&r);
 }
 
+/* The process is still running (not yet reaped). */
+static bool still_running(const test_server *srv)
+{
+    return waitpid(srv->pid, NULL, WNOHANG) == 0;
+}
+
+/* An HTTP/2 connection that says hello (preface and SETTINGS) and then
+ * never reads: a client that will not acknowledge the GOAWAY. gRPC channels
+ * of this process would, whenever any thread polls any of them. */
+static int silent_http2_client(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0, "connect: %s",
+          strerror(errno));
+    static const char hello[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+                                "\0\0\0\4\0\0\0\0\0"; /* empty SETTINGS frame */
+    CHECK(write(fd, hello, sizeof hello - 1) == (ssize_t)(sizeof hello - 1), "write");
+    return fd;
+}
+
+/* SIGTERM while clients hold idle connections, one of which never reads the
+ * GOAWAY: the drain waits for the call in flight, which still completes,
+ * and exits as soon as it is done instead of at the end of the grace
+ * period (3 s, set by harness_main). */
+static void case_drain_idle(cxm_channel *idle, test_server *srv)
+{
+    expect_serving(idle, ""); /* connected, then idle */
+    int silent = silent_http2_client(srv->port);
+    expect_serving(idle, ""); /* the silent connection is surely accepted by now */
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(srv->target, NULL, &ch) == 0, "second channel");
+    Grpc__Reflection__V1__ServerReflectionRequest req =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
+    req.message_request_case =
+        GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__MESSAGE_REQUEST_LIST_SERVICES;
+    req.list_services = "*";
+    uint8_t buf[64];
+    size_t len = grpc__reflection__v1__server_reflection_request__pack(&req, buf);
+    cxm_client_stream *s;
+    CHECK(cxm_client_stream_open(ch, "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                 10000, &s) == 0,
+          "open");
+    uint8_t *msg;
+    size_t mlen;
+    CHECK(cxm_client_stream_send(s, buf, len) == 0 && cxm_client_stream_recv(s, &msg, &mlen) == 1,
+          "first answer");
+    free(msg);
+
+    double t0 = harness_now_ms();
+    kill(srv->pid, SIGTERM);
+    usleep(300 * 1000);
+    CHECK(still_running(srv), "the server exited with a call in flight");
+    CHECK(cxm_client_stream_send(s, buf, len) == 0 && cxm_client_stream_recv(s, &msg, &mlen) == 1,
+          "the call in flight got no answer after SIGTERM");
+    free(msg);
+    cxm_client_stream_close_send(s);
+    CHECK(cxm_client_stream_recv(s, &msg, &mlen) == 0, "more than one answer");
+    cxm_client_result r = {0};
+    cxm_client_stream_finish(s, &r);
+    expect_status(&r, GRPC_STATUS_OK, NULL);
+    double t1 = harness_now_ms();
+
+    int code = harness_stop(srv, 0, 10000); /* signal 0: just wait */
+    double t2 = harness_now_ms();
+    CHECK(code == 0, "exit status %d after SIGTERM", code);
+    CHECK(t2 - t1 < 1000, "exit took %.0f ms after the last call ended (grace 3000 ms)", t2 - t1);
+    CHECK(t2 - t0 < 2000, "drain took %.0f ms (grace 3000 ms)", t2 - t0);
+    CHECK(!harness_log_contains(srv, "server.grace_expired"), "the grace period ran out");
+    cxm_channel_close(ch);
+    close(silent);
+}
+
+/* Run binary with argv to its exit (10 s at most) with stderr captured
+ * into err; returns the exit status. */
+static int run_to_exit(const char *const *argv, char *err, size_t cap)
+{
+    char path[] = "/tmp/cxm-test-stderr-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0, "mkstemp");
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fd, 2);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    pid_t pid;
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    CHECK(rc == 0, "cannot start %s: %s", argv[0], strerror(rc));
+    int status = -1;
+    for (double end = harness_now_ms() + 10000; harness_now_ms() < end; usleep(5000))
+        if (waitpid(pid, &status, WNOHANG) == pid)
+            break;
+    if (!WIFEXITED(status)) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        CHECK(0, "%s did not exit by itself", argv[0]);
+    }
+    ssize_t n = pread(fd, err, cap - 1, 0);
+    err[n > 0 ? n : 0] = '\0';
+    close(fd);
+    unlink(path);
+    return WEXITSTATUS(status);
+}
+
+/* Start the server binary with --listen addr on a fresh data directory
+ * open to every user and expect it to exit with status want and one line
+ * on stderr containing needle. wrap: a command (setpriv ... --) to run it
+ * under, or NULL. */
+static void expect_listen_refused(const test_server *srv, const char *const *wrap, const char *addr,
+                                  int want, const char *needle)
+{
+    char dir[] = "/tmp/cxm-test-XXXXXX";
+    CHECK(mkdtemp(dir) && chmod(dir, 0777) == 0, "mkdtemp");
+    const char *argv[16];
+    int argc = 0;
+    for (; wrap && wrap[argc]; argc++)
+        argv[argc] = wrap[argc];
+    const char *tail[] = {srv->binary, "--listen", addr, "--data", dir, NULL};
+    memcpy(argv + argc, tail, sizeof tail);
+    char err[4096];
+    int code = run_to_exit(argv, err, sizeof err);
+    char *nl = strchr(err, '\n');
+    CHECK(code == want && strstr(err, needle) && nl && nl[1] == '\0',
+          "--listen %s: exit %d (want %d), stderr:\n%s(want one line with \"%s\")", addr, code,
+          want, err, needle);
+    char cmd[64];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    CHECK(system(cmd) == 0, "%s", cmd);
+}
+
+/* Listening addresses: bad ones are refused as bad flags (exit 2), ones
+ * that cannot be bound (exit 1) say why, each in one line. */
+static void case_listen(cxm_channel *ch, test_server *srv)
+{
+    expect_listen_refused(srv, NULL, "127.0.0.1:99999", 2, "port \"99999\" is not a number");
+    expect_listen_refused(srv, NULL, "127.0.0.1:-1", 2, "is not a number from 0 to 65535");
+    expect_listen_refused(srv, NULL, "127.0.0.1", 2, "expected HOST:PORT");
+    expect_listen_refused(srv, NULL, "no host:7000", 2, "is not a host name or an IP address");
+    expect_listen_refused(srv, NULL, "::1:7000", 2, "put an IPv6 address in brackets");
+    char busy[64];
+    snprintf(busy, sizeof busy, "127.0.0.1:%d", srv->port); /* the running server's */
+    expect_listen_refused(srv, NULL, busy, 1, "is already in use on 127.0.0.1");
+    /* 192.0.2.0/24 is reserved for documentation: never this machine's. */
+    expect_listen_refused(srv, NULL, "192.0.2.1:0", 1,
+                          "192.0.2.1 is not an address of this machine");
+    /* Port 1 needs privileges; as root, drop them for the attempt. */
+    static const char *const as_nobody[] = {
+        "/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--", NULL};
+    expect_listen_refused(srv, geteuid() == 0 ? as_nobody : NULL, "127.0.0.1:1", 1,
+                          "permission denied: port 1 needs privileges");
+    expect_serving(ch, "");
+}
+
+/* A second server on the same data directory is refused, naming the
+ * directory and the first server's pid. */
+static void case_data_in_use(cxm_channel *ch, test_server *srv)
+{
+    const char *argv[] = {srv->binary, "--listen", "127.0.0.1:0", "--data", srv->data_dir, NULL};
+    char err[4096], pid[32];
+    int code = run_to_exit(argv, err, sizeof err);
+    snprintf(pid, sizeof pid, "(pid %ld)", (long)srv->pid);
+    CHECK(code == 1 && strstr(err, srv->data_dir) && strstr(err, pid) && strstr(err, "in use"),
+          "second server: exit %d, stderr:\n%s", code, err);
+    expect_serving(ch, "");
+}
+
 static const harness_case cases[] = {
     {"health", case_health},
     {"reflection", case_reflection},
@@ -382,6 +627,10 @@ static const harness_case cases[] = {
     {"deadline", case_deadline},
     {"bad_input", case_bad_input},
     {"drain", case_drain},
+    {"deep_request", case_deep_request},
+    {"drain_idle", case_drain_idle},
+    {"listen", case_listen},
+    {"data_in_use", case_data_in_use},
 };
 
 int main(int argc, char **argv)

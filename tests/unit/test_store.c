@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -629,6 +630,101 @@ static void test_group_commit(void)
     cxm_store_close(s); /* joins the writer thread */
 }
 
+/* Another process holds the directory: the open is refused, naming the
+ * directory and that process's pid; once it exits, the directory is free. */
+static void test_one_owner(void)
+{
+    char dir[256];
+    path_in(dir, sizeof dir, "owned");
+    int ready[2], hold[2];
+    CHECK(pipe(ready) == 0 && pipe(hold) == 0);
+    pid_t child = fork();
+    if (child == 0) {
+        close(hold[1]);
+        cxm_store *s = NULL;
+        char ok = cxm_store_open(dir, NULL, &s) == 0 ? 'y' : 'n';
+        (void)!write(ready[1], &ok, 1);
+        char c;
+        (void)!read(hold[0], &c, 1); /* until the parent closes its end */
+        cxm_store_close(s);
+        _exit(0);
+    }
+    close(ready[1]);
+    close(hold[0]);
+    char ok = 0;
+    CHECK(read(ready[0], &ok, 1) == 1 && ok == 'y');
+
+    cxm_store *s = NULL;
+    CHECK_EQ_INT(cxm_store_open(dir, NULL, &s), CXM_EBUSY);
+    char want[64], *real = realpath(dir, NULL);
+    snprintf(want, sizeof want, "(pid %ld)", (long)child);
+    CHECK(real && strstr(cxm_store_last_error(), real));
+    CHECK(strstr(cxm_store_last_error(), want));
+    free(real);
+
+    close(hold[1]);
+    int status;
+    CHECK(waitpid(child, &status, 0) == child && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    close(ready[0]);
+    CHECK_EQ_INT(cxm_store_open(dir, NULL, &s), 0);
+    cxm_store_close(s);
+}
+
+/* Run n writes of 16 KiB each with stderr captured into log; returns how
+ * many failed because the map was full. */
+static int full_writes(cxm_store *s, MDB_dbi dbi, int n, char *log, size_t cap)
+{
+    static char big[16 << 10];
+    memset(big, 'x', sizeof big - 1);
+    fflush(stderr);
+    FILE *f = tmpfile();
+    int saved = dup(STDERR_FILENO);
+    dup2(fileno(f), STDERR_FILENO);
+    int full = 0;
+    for (int i = 0; i < n; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "k%d", i);
+        full += put(s, dbi, key, big) == CXM_EFULL;
+    }
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    rewind(f);
+    size_t len = fread(log, 1, cap - 1, f);
+    log[len] = '\0';
+    fclose(f);
+    return full;
+}
+
+static int count_lines_with(const char *log, const char *needle)
+{
+    int n = 0;
+    for (const char *p = log; (p = strstr(p, needle)); p++)
+        n++;
+    return n;
+}
+
+/* A store that cannot take a write says so in the log, once per cause, not
+ * once per failed request. */
+static void test_write_failure_logged(void)
+{
+    char dir[256];
+    path_in(dir, sizeof dir, "full");
+    cxm_store_opts o = {.initial_map_size = 64 << 10, .max_map_size = 64 << 10};
+    cxm_store *s = NULL;
+    CHECK_EQ_INT(cxm_store_open(dir, &o, &s), 0);
+    if (!s)
+        return;
+    MDB_dbi dbi;
+    CHECK_EQ_INT(cxm_store_dbi(s, "x", 0, &dbi), 0);
+    static char log[16384];
+    int failed = full_writes(s, dbi, 30, log, sizeof log);
+    CHECK(failed >= 20);
+    CHECK_EQ_INT(count_lines_with(log, "store.write_failed"), 1);
+    CHECK(strstr(log, "full at its cap") != NULL);
+    CHECK(strstr(log, cxm_store_path(s)) != NULL);
+    cxm_store_close(s);
+}
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -638,8 +734,13 @@ int main(void)
     test_basic();
     test_iteration();
     test_growth();
+    /* Before test_sharing, whose read txn ends on another thread and so
+     * leaves this thread counted as inside a transaction (which forbids
+     * growing the map). */
+    test_write_failure_logged();
     test_sharing();
     test_open_errors();
+    test_one_owner();
     test_group_commit();
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return check_report();

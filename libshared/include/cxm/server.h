@@ -84,9 +84,18 @@ int cxm_server_create(const cxm_server_opts *opts, cxm_server **out);
  * the server. Returns CXM_EEXIST for a duplicate name, CXM_EINVAL after start. */
 int cxm_server_add_service(cxm_server *s, const cxm_service *svc);
 
-/* Bind, start the workers and mark every service SERVING. Returns CXM_EIO
- * (logged with the address) when the address cannot be bound. */
+/* Bind, start the workers and mark every service SERVING. Returns
+ * CXM_EINVAL for an address cxm_server_check_listen refuses or a host that
+ * does not resolve, CXM_EIO when the address cannot be bound; either is
+ * logged as one line ("server.bind_failed") saying why: port in use, not an
+ * address of this machine, permission. */
 int cxm_server_start(cxm_server *s);
+
+/* Check the grammar of a listening address: HOST:PORT with a host name, an
+ * IPv4 address or a bracketed IPv6 address, and a decimal port from 0 to
+ * 65535 (gRPC itself would silently take port 99999 modulo 65536). Returns 0,
+ * or CXM_EINVAL with a sentence in err saying what is wrong. */
+int cxm_server_check_listen(const char *addr, char *err, size_t errlen);
 
 /* The port actually bound (useful with port 0). */
 int cxm_server_port(const cxm_server *s);

@@ -10,7 +10,10 @@
  * environment once per process: a second open of the same directory (same
  * realpath) returns the same cxm_store with a reference added, because LMDB
  * must not open one environment twice in a process. Each open needs a
- * cxm_store_close.
+ * cxm_store_close. Across processes a directory has one owner: the first
+ * open takes an exclusive lock on DIR/cxm.lock (holding its pid) until the
+ * last close or the process's exit, and an open from another process fails
+ * with CXM_EBUSY, naming the directory and the holder's pid.
  *
  * Writing: cxm_store_write(store, fn, user) runs fn in a write transaction
  * and commits; the call returns only after the commit is durable (fsync),
