@@ -5,8 +5,10 @@
  * type before the first call, so that a wrong or damaged file fails at once
  * with the record at fault rather than as a stream of server errors.
  *
- * Loaded once on the main thread; read-only afterwards, so every loop thread
- * shares one (sending a record takes a reference, not a copy).
+ * The whole file is held in memory, a little over its size, so that sending
+ * costs no I/O. Loaded once on the main thread; read-only afterwards, so
+ * every loop thread shares one (sending a record takes a reference, not a
+ * copy).
  */
 #ifndef CXM_BENCH_REPLAY_H
 #define CXM_BENCH_REPLAY_H
