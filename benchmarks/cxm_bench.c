@@ -16,7 +16,9 @@
  *
  * Requests come from a generator (--generator, see cxm_bench_gens) that
  * builds a fresh request per call, and may pick a different method for each
- * (profile-mixed), or from --request-file (the same raw bytes every call).
+ * (profile-mixed), from --request-file (the same raw bytes every call), or
+ * from --requests (a recorded stream, each record once in file order, or
+ * round and round with --loop; see bench_replay.h).
  *
  * A run has up to two phases on the same connections and threads: with
  * --seed-customers, every synthetic customer is upserted once, as fast as the
@@ -44,6 +46,7 @@
 #include "grpc/health/v1/health.pb-c.h"
 
 #include "bench_profile.h"
+#include "bench_replay.h"
 
 #define CXM_BENCH_DEFAULT_METHOD "/grpc.health.v1.Health/Check"
 
@@ -61,6 +64,8 @@ typedef struct cxm_bench_cfg {
     const char *zipf_arg, *read_arg; /* as given; parsed into the two below */
     double zipf_s, read_ratio;       /* 0 = uniform keys; share of reads in mixed */
     bool seed;                       /* --seed-customers */
+    const char *requests;            /* --requests FILE, or NULL */
+    bool loop;                       /* --loop: replay the records round and round */
 } cxm_bench_cfg;
 
 /* ---- request generators ----
@@ -78,14 +83,16 @@ typedef struct cxm_bench_cfg {
 #define CXM_BENCH_EXHAUSTED 1
 
 typedef struct cxm_bench_gen_ctx {
-    unsigned thread;            /* index of the loop thread */
-    uint64_t seq;               /* calls made by this thread so far */
-    uint64_t rng;               /* per-thread xorshift state; see cxm_bench_rand */
-    grpc_byte_buffer *raw;      /* --request-file payload, or NULL */
-    const cxm_bench_keys *keys; /* which customer a profile call is about */
-    double read_ratio;          /* --read-ratio */
-    atomic_uint_fast64_t *next; /* seeding: the next customer, shared by all threads */
-    uint64_t customers;         /* seeding: where it ends */
+    unsigned thread;                /* index of the loop thread */
+    uint64_t seq;                   /* calls made by this thread so far */
+    uint64_t rng;                   /* per-thread xorshift state; see cxm_bench_rand */
+    grpc_byte_buffer *raw;          /* --request-file payload, or NULL */
+    const cxm_bench_keys *keys;     /* which customer a profile call is about */
+    double read_ratio;              /* --read-ratio */
+    atomic_uint_fast64_t *next;     /* the next customer to seed or record to replay, shared */
+    uint64_t customers;             /* seeding: where it ends */
+    const cxm_bench_replay *replay; /* --requests records, or NULL */
+    bool loop;                      /* --loop */
 } cxm_bench_gen_ctx;
 
 typedef struct cxm_bench_gen {
@@ -157,6 +164,20 @@ static int cxm_bench_make_seed(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, u
     return cxm_bench_profile_upsert(i, cxm_bench_rand(ctx), out);
 }
 
+/* --requests: the records in file order across all threads, each once, or
+ * round again with --loop. */
+static int cxm_bench_make_replay(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    uint64_t i = atomic_fetch_add_explicit(ctx->next, 1, memory_order_relaxed);
+    if (i >= ctx->replay->n) {
+        if (!ctx->loop)
+            return CXM_BENCH_EXHAUSTED;
+        i %= ctx->replay->n;
+    }
+    *out = grpc_byte_buffer_copy(ctx->replay->records[i]);
+    return *out ? 0 : CXM_ENOMEM;
+}
+
 static const cxm_bench_gen cxm_bench_gens[] = {
     {"health",
      {CXM_BENCH_DEFAULT_METHOD},
@@ -183,6 +204,9 @@ static const cxm_bench_gen cxm_bench_gens[] = {
 
 static const cxm_bench_gen cxm_bench_gen_raw = {
     "file", {NULL}, "--request-file bytes", cxm_bench_make_raw};
+
+static const cxm_bench_gen cxm_bench_gen_replay = {
+    "replay", {NULL}, "--requests records", cxm_bench_make_replay};
 
 static const cxm_bench_gen cxm_bench_gen_seed = {
     "seed", {CXM_BENCH_METHOD_UPSERT}, "every customer once", cxm_bench_make_seed};
@@ -362,9 +386,10 @@ static struct {
     size_t nmethods;
     char label[256]; /* the methods joined by ",", for reports */
     cxm_bench_keys keys;
-    atomic_uint_fast64_t seed_next; /* next customer to seed */
-    double seed_s;                  /* how long seeding took; 0 = no seeding */
-    uint64_t seeded;                /* customers upserted OK while seeding */
+    cxm_bench_replay replay;   /* --requests */
+    atomic_uint_fast64_t next; /* next customer to seed or record to replay */
+    double seed_s;             /* how long seeding took; 0 = no seeding */
+    uint64_t seeded;           /* customers upserted OK while seeding */
     uint64_t measure_start_ns, measure_end_ns;
     uint64_t give_up_ns;           /* no OK answer by then: the target is not serving */
     atomic_uint_fast64_t ok_total; /* OK answers in every phase */
@@ -597,8 +622,10 @@ static int cxm_bench_setup_thread(cxm_bench_thread *t, unsigned index, size_t nt
                                      .raw = raw,
                                      .keys = &cxm_bench_run.keys,
                                      .read_ratio = cfg->read_ratio,
-                                     .next = &cxm_bench_run.seed_next,
-                                     .customers = (uint64_t)cfg->customers};
+                                     .next = &cxm_bench_run.next,
+                                     .customers = (uint64_t)cfg->customers,
+                                     .replay = &cxm_bench_run.replay,
+                                     .loop = cfg->loop};
     size_t nconns = 0;
     for (size_t c = index; c < (size_t)cfg->connections; c += nthreads)
         nconns++;
@@ -684,7 +711,14 @@ static void cxm_bench_print_json(FILE *out, const cxm_bench_cfg *cfg, const char
     cxm_bench_json_str(out, cxm_bench_run.label);
     fputs(",\"generator\":", out);
     cxm_bench_json_str(out, gen);
-    fprintf(out, ",\"customers\":%" PRId64, cfg->customers);
+    if (!cfg->requests)
+        fprintf(out, ",\"customers\":%" PRId64, cfg->customers);
+    else {
+        fputs(",\"requests\":", out);
+        cxm_bench_json_str(out, cfg->requests);
+        fprintf(out, ",\"records\":%zu,\"loop\":%s", cxm_bench_run.replay.n,
+                cfg->loop ? "true" : "false");
+    }
     if (cfg->seed)
         fprintf(out, ",\"seeded\":%" PRIu64 ",\"seed_s\":%.3f,\"seed_per_s\":%.1f",
                 cxm_bench_run.seeded, cxm_bench_run.seed_s,
@@ -768,10 +802,35 @@ static void cxm_bench_explain_no_ok(const cxm_bench_cfg *cfg, const cxm_bench_th
                                       : "an unknown status");
     if (first == GRPC_STATUS_UNIMPLEMENTED)
         fputs(" The server does not implement this method (yet).\n", stderr);
+    else if (cfg->requests)
+        fprintf(stderr, " Are the records of %s requests of this method?\n", cfg->requests);
     else if (first == GRPC_STATUS_NOT_FOUND && !cfg->seed)
         fputs(" The customers do not exist: add --seed-customers to create them first.\n", stderr);
     else
         fputs(" Is the server running, and does it serve this method?\n", stderr);
+}
+
+/* --requests: how much of the file went through. Played once, the run
+ * succeeds only if every record was answered OK (a load must be complete);
+ * with --loop, like any other run. 0 or the exit status 1. */
+static int cxm_bench_report_replay(const cxm_bench_cfg *cfg, const cxm_bench_stats *s)
+{
+    FILE *out = cfg->json ? stderr : stdout;
+    size_t n = cxm_bench_run.replay.n;
+    if (cfg->loop) {
+        fprintf(out, "  records    %zu in %s, sent round and round (--loop)\n", n, cfg->requests);
+        return 0;
+    }
+    uint64_t ok = s->by_status[GRPC_STATUS_OK];
+    fprintf(out, "  records    %zu in %s: %" PRIu64 " sent, %" PRIu64 " OK\n", n, cfg->requests,
+            s->completed, ok);
+    if (ok == n)
+        return 0;
+    fflush(out);
+    fprintf(stderr, "cxm-bench: %" PRIu64 " of the %zu records of %s were not answered OK%s\n",
+            (uint64_t)n - ok, n, cfg->requests,
+            s->completed < n ? " (the run stopped before the end of the file)" : "");
+    return 1;
 }
 
 /* Report and choose the exit status. */
@@ -787,7 +846,8 @@ static int cxm_bench_report(const cxm_bench_cfg *cfg, const char *gen, cxm_bench
     if (cfg->json)
         cxm_bench_print_json(stdout, cfg, gen, nthreads, total, secs, errors);
     fflush(stdout);
-    if (total->by_status[GRPC_STATUS_NOT_FOUND] && !cfg->seed)
+    int replay_status = cfg->requests ? cxm_bench_report_replay(cfg, total) : 0;
+    if (total->by_status[GRPC_STATUS_NOT_FOUND] && !cfg->seed && !cfg->requests)
         fprintf(stderr,
                 "cxm-bench: %" PRIu64 " calls were NOT_FOUND; --seed-customers creates the "
                 "customers before the run\n",
@@ -795,7 +855,7 @@ static int cxm_bench_report(const cxm_bench_cfg *cfg, const char *gen, cxm_bench
     free(total);
 
     if (atomic_load(&cxm_bench_run.ok_total) > 0)
-        return 0;
+        return replay_status;
     cxm_bench_explain_no_ok(cfg, threads);
     return 1;
 }
@@ -894,7 +954,7 @@ static int cxm_bench_phase(cxm_bench_thread *threads, size_t nthreads, uint64_t 
 static int cxm_bench_seed(const cxm_bench_cfg *cfg, cxm_bench_conn *conns,
                           cxm_bench_thread *threads, size_t nthreads)
 {
-    atomic_store(&cxm_bench_run.seed_next, 0);
+    atomic_store(&cxm_bench_run.next, 0);
     int rc = cxm_bench_use_gen(cfg, conns, &cxm_bench_gen_seed, CXM_BENCH_METHOD_UPSERT);
     uint64_t t0 = cxm_bench_now_ns();
     if (rc == 0)
@@ -909,10 +969,17 @@ static int cxm_bench_seed(const cxm_bench_cfg *cfg, cxm_bench_conn *conns,
 static int cxm_bench_measure(const cxm_bench_cfg *cfg, const cxm_bench_gen *gen,
                              cxm_bench_conn *conns, cxm_bench_thread *threads, size_t nthreads)
 {
+    uint64_t warm_ns = (uint64_t)cfg->warmup_ms * 1000000ULL;
+    uint64_t duration_ns = (uint64_t)cfg->duration_ms * 1000000ULL;
+    /* Each record once: every call counts, and the run ends with the file. */
+    if (cfg->requests && !cfg->loop)
+        warm_ns = 0, duration_ns = CXM_BENCH_UNBOUNDED_NS;
+    atomic_store(&cxm_bench_run.next, 0);
     int rc = cxm_bench_use_gen(cfg, conns, gen, cfg->method);
     if (rc == 0)
-        rc = cxm_bench_phase(threads, nthreads, (uint64_t)cfg->warmup_ms * 1000000ULL,
-                             (uint64_t)cfg->duration_ms * 1000000ULL);
+        rc = cxm_bench_phase(threads, nthreads, warm_ns, duration_ns);
+    if (duration_ns == CXM_BENCH_UNBOUNDED_NS) /* the window ends with the last record */
+        cxm_bench_run.measure_end_ns = cxm_bench_now_ns();
     if (rc != 0) {
         fprintf(stderr, "cxm-bench: %s\n", cxm_strerror(rc));
         return 1;
@@ -967,6 +1034,21 @@ static int cxm_bench_parse_real(const char *flag, const char *arg, double min, d
  * message) when they do not fit together. */
 static const cxm_bench_gen *cxm_bench_choose_gen(cxm_bench_cfg *cfg)
 {
+    if (cfg->requests) {
+        if (cfg->request_file || !cfg->method) {
+            fprintf(stderr, "cxm-bench: %s\n",
+                    cfg->request_file
+                        ? "--requests and --request-file exclude each other: choose one"
+                        : "--requests needs --method, the method its records are requests of "
+                          "(e.g. " CXM_BENCH_METHOD_UPSERT " for cxm-gen's profiles.pb)");
+            return NULL;
+        }
+        return &cxm_bench_gen_replay;
+    }
+    if (cfg->loop) {
+        fprintf(stderr, "cxm-bench: --loop applies only to --requests\n");
+        return NULL;
+    }
     if (cfg->request_file) {
         if (!cfg->method)
             cfg->method = CXM_BENCH_DEFAULT_METHOD;
@@ -1037,6 +1119,12 @@ int main(int argc, char **argv)
          "share of reads in profile-mixed (0 to 1)"},
         {"seed-customers", CXM_OPT_BOOL, &cfg.seed, 0, 0,
          "upsert every customer once before the measured run, so that reads find them"},
+        {"requests", CXM_OPT_STR, &cfg.requests, 0, 0,
+         "replay a stream of length-delimited requests (cxm-gen's .pb files) to --method, "
+         "each once in file order (--warmup and --duration then do not apply); exits 1 "
+         "unless every record is answered OK"},
+        {"loop", CXM_OPT_BOOL, &cfg.loop, 0, 0,
+         "with --requests: go round the file again until --duration ends"},
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
     char err[256] = "";
@@ -1060,6 +1148,8 @@ int main(int argc, char **argv)
     grpc_byte_buffer *raw = NULL;
     if (cfg.request_file && cxm_bench_read_file(cfg.request_file, &raw) != 0)
         return 2;
+    if (cfg.requests && cxm_bench_replay_load(&cxm_bench_run.replay, cfg.requests, cfg.method) != 0)
+        return 2;
 
     cxm_bench_run.cfg = &cfg;
     cxm_bench_keys_init(&cxm_bench_run.keys, (uint64_t)cfg.customers, cfg.zipf_s);
@@ -1068,7 +1158,7 @@ int main(int argc, char **argv)
     atomic_init(&cxm_bench_run.first_failure, -1);
     atomic_init(&cxm_bench_run.stop, false);
     atomic_init(&cxm_bench_run.stopped_at_ns, 0);
-    atomic_init(&cxm_bench_run.seed_next, 0);
+    atomic_init(&cxm_bench_run.next, 0);
     struct sigaction sa = {.sa_handler = cxm_bench_on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -1077,5 +1167,6 @@ int main(int argc, char **argv)
     int status = cxm_bench_run_all(&cfg, gen, raw);
     if (raw)
         grpc_byte_buffer_destroy(raw);
+    cxm_bench_replay_dispose(&cxm_bench_run.replay);
     return status;
 }

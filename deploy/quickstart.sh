@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: install what is missing, build, start
-# cxmd (every service, one port, one data directory), and show it answering.
+# cxmd (every service, one port, one data directory), show it answering, and
+# load the CRM profiles of a small generated world (cxm-gen) into it.
 #   deploy/quickstart.sh              demo on a fresh ./cxm-data, then a graceful stop
 #   deploy/quickstart.sh --keep       leave cxmd running afterwards
 #   deploy/quickstart.sh --keep-data  run on the data of the previous run
@@ -84,7 +85,13 @@ fi
 echo "== starting cxmd on $listen (data in $data)"
 "$bin/cxmd" --listen "$listen" --data "$data" &
 pid=$!
-trap '[ -n "${pid:-}" ] && kill -TERM $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+world=""
+cleanup() {
+  [ -n "$world" ] && rm -rf "$world"
+  [ -n "${pid:-}" ] && kill -TERM $pid 2>/dev/null
+  wait $pid 2>/dev/null || true
+}
+trap cleanup EXIT
 for _ in $(seq 100); do
   kill -0 $pid 2>/dev/null || die "cxmd exited; see its log above"
   "$bin/cxmctl" --target "$listen" --timeout 200ms health >/dev/null 2>&1 && break
@@ -103,6 +110,20 @@ ctl profile upsert --identity email:ann.lee@example.com --identity phone:+821012
   --set visits:=1 --source crm
 ctl profile consent --identity email:ann.lee@example.com marketing_email granted --source web_banner
 ctl profile get --identity phone:+821012345678
+echo "== a generated world: 2000 customers over 30 days (cxm-gen), its CRM profiles replayed"
+# Only the profile import: the journey, feedback and personalisation RPCs
+# its other files feed are not built yet (they answer UNIMPLEMENTED).
+world=$(mktemp -d "${TMPDIR:-/tmp}/cxm-quickstart-world-XXXXXX")
+"$bin/cxm-gen" --seed 1 --customers 2000 --days 30 --formats pb,csv --out "$world"
+"$bin/cxm-bench" --target "$listen" --requests "$world/profiles.pb" \
+  --method /cxm.v1.ProfileService/UpsertProfile
+# identities.csv: customer_id,identity_type,identity_value,... (no free text,
+# so no quoted commas). The first two customers who signed up:
+for email in $(awk -F, '$2 == "email" { print $3 }' "$world/identities.csv" | head -n 2); do
+  ctl profile get --identity "email:$email"
+done
+rm -rf "$world"
+world=""
 echo "== 3 s of Health/Check load, 2 connections x 32 in flight"
 "$bin/cxm-bench" --target "$listen" --duration 3s --warmup 1s
 

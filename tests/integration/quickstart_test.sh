@@ -3,6 +3,7 @@
 # second run, with the first's cxmd kept running, must stop before touching
 # anything and say who holds the port and what to do; each run starts on a
 # fresh data directory unless --keep-data, and never wipes one it did not make.
+# The first run loads a generated world's profiles, all of them.
 #   quickstart_test.sh BIN_DIR
 set -euo pipefail
 bin=$1
@@ -18,11 +19,13 @@ fail() { echo "FAIL: $*" >&2; [ -e "$dir/out" ] && cat "$dir/out" >&2; exit 1; }
 run() {
   local want=$1 status=0
   shift
-  CXM_DATA=$dir/data bash "$quickstart" --bin "$bin" "$@" >"$dir/out" 2>&1 || status=$?
+  CXM_DATA=$dir/data TMPDIR=$dir/tmp bash "$quickstart" --bin "$bin" "$@" >"$dir/out" 2>&1 ||
+    status=$?
   ((status == want)) || fail "quickstart $*: exit $status, wanted $want"
 }
 has() { grep -qF -- "$1" "$dir/out" || fail "no \"$1\" in the output"; }
 
+mkdir "$dir/tmp"
 port=""
 for _ in $(seq 50); do
   p=$((20000 + RANDOM % 40000))
@@ -39,6 +42,19 @@ has "cxm.v1.ProfileService"
 kept=$(sed -n 's/^cxmd keeps running as pid \([0-9]*\);.*/\1/p' "$dir/out")
 [ -n "$kept" ] && kill -0 "$kept" || fail "no kept cxmd"
 [ ! -e "$dir/data/stale" ] || fail "the earlier run's data was not wiped"
+
+# The generated world's profiles were all loaded: every record OK, the first
+# customer shown, and the last one there in the kept cxmd.
+"$bin/cxm-gen" --seed 1 --customers 2000 --days 30 --formats csv --out "$dir/world" 2>/dev/null
+n=$(sed -n 's/.*"signed_up": \([0-9]*\).*/\1/p' "$dir/world/truth.json")
+has "$n sent, $n OK"
+first=$(awk -F, '$2 == "email" { print $3; exit }' "$dir/world/identities.csv")
+last=$(awk -F, '$2 == "email" { e = $3 } END { print e }' "$dir/world/identities.csv")
+has "email:$first"
+"$bin/cxmctl" --target "127.0.0.1:$port" profile get --identity "email:$last" >"$dir/out" 2>&1 ||
+  fail "the last generated customer ($last) is not in cxmd"
+has "crm:CRM-"
+[ -z "$(ls -A "$dir/tmp")" ] || fail "quickstart left its world behind in TMPDIR"
 
 # The port is taken by the kept cxmd: exit 3, say by whom and what to do.
 touch "$dir/data/mark"
