@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,10 +41,11 @@ struct cxm_txn {
     cxm_store *s;
     MDB_txn *t;
     bool write;
-    bool map_full;   /* a put/del hit MDB_MAP_FULL: grow and rerun */
-    bool dirty;      /* a put/del was attempted: a failing job must be undone */
-    size_t seen_map; /* map size when the txn began, to detect a concurrent growth */
-    cxm_txn *next;   /* read txn pool link */
+    bool map_full;          /* a put/del hit MDB_MAP_FULL: grow and rerun */
+    bool dirty;             /* a put/del was attempted: a failing job must be undone */
+    size_t seen_map;        /* map size when the txn began, to detect a concurrent growth */
+    atomic_int *owner_txns; /* the beginning thread's tls_txns (a read txn may end elsewhere) */
+    cxm_txn *next;          /* read txn pool link */
 };
 
 /* One cause of failed writes (its message) and when it may be logged again. */
@@ -93,8 +95,10 @@ static cxm_store *registry;
 
 static _Thread_local char tls_err[320];
 /* Transactions this thread began and has not ended: such a thread must not
- * wait for a growth (that waits for its own transaction). */
-static _Thread_local int tls_txns;
+ * wait for a growth (that waits for its own transaction). Atomic because a
+ * read transaction handed to another thread is ended there, and its end must
+ * still count against the thread that began it (see gate_leave). */
+static _Thread_local atomic_int tls_txns;
 
 /* ---- errors ----------------------------------------------------------- */
 
@@ -137,7 +141,8 @@ const char *cxm_store_last_error(void)
 
 /* ---- the gate and map growth ----------------------------------------- */
 
-static size_t gate_enter(cxm_store *s)
+/* Enter the gate; *owner is where the transaction's end is counted. */
+static size_t gate_enter(cxm_store *s, atomic_int **owner)
 {
     pthread_mutex_lock(&s->mu);
     /* A thread already inside a transaction passes: growth waits for it. */
@@ -147,17 +152,19 @@ static size_t gate_enter(cxm_store *s)
     size_t seen = s->map_size;
     pthread_mutex_unlock(&s->mu);
     tls_txns++;
+    *owner = &tls_txns;
     return seen;
 }
 
-static void gate_leave(cxm_store *s)
+/* Leave the gate, counting the end against the thread that entered (owner:
+ * from gate_enter; worker threads outlive the transactions they begin). */
+static void gate_leave(cxm_store *s, atomic_int *owner)
 {
     pthread_mutex_lock(&s->mu);
     if (--s->active == 0 && s->growing)
         pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    if (tls_txns > 0) /* may be 0 when a read txn ends on another thread */
-        tls_txns--;
+    atomic_fetch_sub(owner, 1);
 }
 
 static size_t env_map_size(MDB_env *env)
@@ -492,10 +499,11 @@ static int batch_job(cxm_store *s, MDB_txn *txn, cxm_write_job *job)
 static int batch_once(cxm_store *s, cxm_write_job *jobs, size_t *seen, bool *adopt, int *commit_rc)
 {
     MDB_txn *txn;
-    *seen = gate_enter(s);
+    atomic_int *owner;
+    *seen = gate_enter(s, &owner);
     int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
     if (rc != 0) {
-        gate_leave(s);
+        gate_leave(s, owner);
         *adopt = rc == MDB_MAP_RESIZED;
         if (*adopt)
             return JOB_GROW;
@@ -509,12 +517,12 @@ static int batch_once(cxm_store *s, cxm_write_job *jobs, size_t *seen, bool *ado
         if (r != JOB_OK) {
             j->excluded = r == JOB_UNDO;
             mdb_txn_abort(txn);
-            gate_leave(s);
+            gate_leave(s, owner);
             return r;
         }
     }
     rc = mdb_txn_commit(txn);
-    gate_leave(s);
+    gate_leave(s, owner);
     if (rc == MDB_MAP_FULL)
         return JOB_GROW;
     *commit_rc = rc == 0 ? 0 : mdb_fail(rc, "cannot commit a write transaction");
@@ -720,13 +728,15 @@ static int read_begin_once(cxm_store *s, cxm_txn **out)
 int cxm_store_read_begin(cxm_store *s, cxm_txn **out)
 {
     for (;;) {
-        size_t seen = gate_enter(s);
+        atomic_int *owner;
+        size_t seen = gate_enter(s, &owner);
         int rc = read_begin_once(s, out);
         if (rc == 0) {
             (*out)->seen_map = seen;
+            (*out)->owner_txns = owner;
             return 0;
         }
-        gate_leave(s);
+        gate_leave(s, owner);
         if (rc != 1)
             return rc;
         if ((rc = grow(s, seen, true)) != 0)
@@ -739,6 +749,7 @@ void cxm_store_read_end(cxm_txn *t)
     if (!t)
         return;
     cxm_store *s = t->s;
+    atomic_int *owner = t->owner_txns; /* t may be reused once pooled */
     mdb_txn_reset(t->t);
     pthread_mutex_lock(&s->mu);
     bool keep = s->pooled < READ_POOL_MAX;
@@ -750,7 +761,7 @@ void cxm_store_read_end(cxm_txn *t)
     pthread_mutex_unlock(&s->mu);
     if (!keep)
         read_discard(t);
-    gate_leave(s);
+    gate_leave(s, owner);
 }
 
 int cxm_store_read(cxm_store *s, cxm_txn_fn fn, void *user)

@@ -496,6 +496,31 @@ static void test_sharing(void)
     cxm_store_close(b);
 }
 
+/* A read txn begun here and ended on another thread no longer counts as
+ * held by this thread, so this thread's next write may still grow the map. */
+static void test_read_ended_elsewhere(void)
+{
+    char dir[256];
+    path_in(dir, sizeof dir, "elsewhere");
+    cxm_store_opts o = {.initial_map_size = 64 << 10, .max_map_size = 8 << 20};
+    cxm_store *s = NULL;
+    CHECK_EQ_INT(cxm_store_open(dir, &o, &s), 0);
+    if (!s)
+        return;
+    MDB_dbi dbi;
+    CHECK_EQ_INT(cxm_store_dbi(s, "x", 0, &dbi), 0);
+    cxm_txn *t;
+    CHECK_EQ_INT(cxm_store_read_begin(s, &t), 0);
+    pthread_t th;
+    pthread_create(&th, NULL, end_elsewhere, t);
+    pthread_join(th, NULL);
+    static char big[200 << 10];
+    memset(big, 'x', sizeof big - 1);
+    CHECK_EQ_INT(put(s, dbi, "big", big), 0);
+    CHECK(cxm_store_map_size(s) > (size_t)(64 << 10));
+    cxm_store_close(s);
+}
+
 static void test_open_errors(void)
 {
     char file[256], dir[300];
@@ -734,11 +759,9 @@ int main(void)
     test_basic();
     test_iteration();
     test_growth();
-    /* Before test_sharing, whose read txn ends on another thread and so
-     * leaves this thread counted as inside a transaction (which forbids
-     * growing the map). */
-    test_write_failure_logged();
     test_sharing();
+    test_read_ended_elsewhere();
+    test_write_failure_logged();
     test_open_errors();
     test_one_owner();
     test_group_commit();
