@@ -7,6 +7,8 @@ packages=(
   build-essential cmake pkg-config git
   libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler libprotobuf-dev
   liblmdb-dev libjemalloc-dev libssl-dev
+  # the event bus between separate service binaries: NATS JetStream
+  libnats-dev nats-server
   # EASE solves with LAPACK on OpenBLAS
   libopenblas-dev liblapack-dev
   # the C++ gRPC peer the benchmarks compare against, and h2load

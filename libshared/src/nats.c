@@ -1,0 +1,653 @@
+/*
+ * nats.c - the JetStream transport on libnats (see cxm/nats.h).
+ *
+ * libnats statuses and JetStream error codes become CXM_E* codes in one
+ * place, err_from_nats(); every failure path goes through fail() or
+ * fail_nats(), which write the thread's sentence.
+ */
+#include "cxm/nats.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <nats/nats.h>
+
+#include "cxm/err.h"
+#include "cxm/log.h"
+
+#define DEFAULT_TIMEOUT_MS 2000
+#define DEFAULT_DUP_WINDOW_MS 120000
+#define DEFAULT_ACK_WAIT_MS 30000
+#define RECONNECT_WAIT_MS 250
+#define MAX_ACK_PENDING 65536
+#define MAX_FETCH 1000000
+#define NAME_MAX_LEN 64
+#define MS_TO_NS 1000000LL
+
+struct cxm_nats {
+    natsConnection *nc;
+    jsCtx *js;
+    char *url;
+    int timeout_ms, dup_window_ms, ack_wait_ms;
+    pthread_mutex_t pub_mu; /* one publish batch at a time */
+    /* The first PubAck error of the running batch, written by libnats'
+     * callback thread; the batch's count of failures is pub_failed. */
+    pthread_mutex_t err_mu;
+    size_t pub_failed;
+    int pub_err;
+    char pub_text[256];
+};
+
+struct cxm_nats_sub {
+    cxm_nats *n;
+    natsSubscription *sub;
+    char stream[NAME_MAX_LEN + 8];
+    char durable[NAME_MAX_LEN + 1];
+};
+
+/* The batch's messages and the arrays cxm_nats_batch points into. */
+typedef struct batch_priv {
+    natsMsgList list;
+    cxm_nats_sub *s;
+} batch_priv;
+
+static _Thread_local char last_error[512];
+
+const char *cxm_nats_last_error(void)
+{
+    return last_error;
+}
+
+static int fail(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fail(int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+static int err_from_js(jsErrCode j)
+{
+    switch (j) {
+    case JSStreamNotFoundErr:
+    case JSConsumerNotFoundErr:
+    case JSNoMessageFoundErr:
+        return CXM_ENOTFOUND;
+    case JSStreamNameExistErr:
+    case JSConsumerNameExistErr:
+        return CXM_EEXIST;
+    case JSStorageResourcesExceededErr:
+    case JSMemoryResourcesExceededErr:
+    case JSAccountResourcesExceededErr:
+    case JSInsufficientResourcesErr:
+    case JSMaximumStreamsLimitErr:
+    case JSMaximumConsumersLimitErr:
+    case JSStreamLimitsErr:
+        return CXM_EFULL;
+    case JSStreamMessageExceedsMaximumErr:
+        return CXM_ETOOBIG;
+    case JSNotEnabledErr:
+    case JSNotEnabledForAccountErr:
+    case JSClusterNotAvailErr:
+    case JSClusterNoPeersErr:
+    case JSClusterNotLeaderErr:
+        return CXM_EUNAVAIL;
+    case JSBadRequestErr:
+    case JSStreamSubjectOverlapErr:
+    case JSStreamMismatchErr:
+        return CXM_EINVAL;
+    default:
+        return CXM_EIO;
+    }
+}
+
+/* The one translation of libnats results into CXM_E* codes. */
+static int err_from_nats(natsStatus s, jsErrCode j)
+{
+    switch (s) {
+    case NATS_OK:
+        return 0;
+    case NATS_ERR:
+        return j ? err_from_js(j) : CXM_EIO;
+    case NATS_TIMEOUT:
+        return CXM_EDEADLINE;
+    case NATS_NO_MEMORY:
+        return CXM_ENOMEM;
+    case NATS_INVALID_ARG:
+    case NATS_INVALID_SUBJECT:
+    case NATS_ADDRESS_MISSING:
+    case NATS_INVALID_TIMEOUT:
+        return CXM_EINVAL;
+    case NATS_NOT_FOUND:
+        return CXM_ENOTFOUND;
+    case NATS_NOT_PERMITTED:
+    case NATS_CONNECTION_AUTH_FAILED:
+        return CXM_EPERM;
+    case NATS_MAX_PAYLOAD:
+        return CXM_ETOOBIG;
+    case NATS_SLOW_CONSUMER:
+        return CXM_EBUSY;
+    case NATS_NO_SERVER:
+    case NATS_CONNECTION_CLOSED:
+    case NATS_CONNECTION_DISCONNECTED:
+    case NATS_STALE_CONNECTION:
+    case NATS_NO_RESPONDERS:
+    case NATS_NOT_YET_CONNECTED:
+    case NATS_IO_ERROR:
+    case NATS_SSL_ERROR:
+    case NATS_DRAINING:
+        return CXM_EUNAVAIL;
+    default:
+        return CXM_EIO;
+    }
+}
+
+/* Fail with libnats' own text for s appended to what the caller was doing
+ * (what), and advice fitting the mapped code. */
+static int fail_nats(natsStatus s, jsErrCode j, const char *what)
+{
+    int code = err_from_nats(s, j);
+    natsStatus last = NATS_OK;
+    const char *detail = nats_GetLastError(&last);
+    if (last != s) /* libnats does not set a text for every status */
+        detail = natsStatus_GetText(s);
+    const char *advice = code == CXM_EUNAVAIL    ? "check that nats-server runs with -js and is "
+                                                   "reachable; the client keeps reconnecting"
+                         : code == CXM_EDEADLINE ? "the server did not answer in time; retry (with "
+                                                   "the same msg ids when publishing)"
+                         : code == CXM_EPERM     ? "check the credentials in the options"
+                         : code == CXM_EFULL     ? "JetStream storage or limits are exhausted; "
+                                                   "free space or raise the server's limits"
+                                                 : "see the server log";
+    return fail(code, "%s: %s (jetstream error %d): %s", what, detail, (int)j, advice);
+}
+
+/* 1-64 characters, each allowed by ok_char. */
+static int check_name(const char *field, const char *v, int (*ok_char)(int))
+{
+    if (!v || !*v || strlen(v) > NAME_MAX_LEN)
+        return fail(CXM_EINVAL, "%s must be 1-%d characters", field, NAME_MAX_LEN);
+    for (const char *p = v; *p; p++)
+        if (!ok_char((unsigned char)*p))
+            return fail(CXM_EINVAL,
+                        "%s \"%s\" has the character '%c'; use [a-z0-9_-] (durable "
+                        "names also A-Z)",
+                        field, v, *p);
+    return 0;
+}
+
+static int producer_char(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-';
+}
+
+static int durable_char(int c)
+{
+    return producer_char(c) || (c >= 'A' && c <= 'Z');
+}
+
+/* "profile" -> "CXM_PROFILE"; the producer was checked. */
+static void stream_name(const char *producer, char *out, size_t cap)
+{
+    size_t i = (size_t)snprintf(out, cap, "CXM_");
+    for (const char *p = producer; *p && i + 1 < cap; p++)
+        out[i++] = (*p >= 'a' && *p <= 'z') ? (char)(*p - 'a' + 'A') : *p;
+    out[i] = '\0';
+}
+
+static void on_disconnected(natsConnection *nc, void *closure)
+{
+    cxm_nats *n = closure;
+    if (natsConnection_IsClosed(nc)) /* cxm_nats_close, not a failure */
+        return;
+    cxm_log_warn("nats.disconnected",
+                 "lost the connection to NATS at %s; reconnecting every %d ms, publishes are "
+                 "buffered meanwhile",
+                 n->url, RECONNECT_WAIT_MS);
+}
+
+static void on_reconnected(natsConnection *nc, void *closure)
+{
+    char url[256] = "";
+    (void)closure;
+    natsConnection_GetConnectedUrl(nc, url, sizeof url);
+    cxm_log_info("nats.reconnected", "reconnected to NATS at %s", url);
+}
+
+/* Runs on libnats' reply thread for each message of a batch the server
+ * refused (or answered with no responders); the batch reads it after
+ * js_PublishAsyncComplete, which returns only after these callbacks. */
+static void on_pub_error(jsCtx *js, jsPubAckErr *pae, void *closure)
+{
+    (void)js;
+    cxm_nats *n = closure;
+    pthread_mutex_lock(&n->err_mu);
+    if (n->pub_failed++ == 0) {
+        n->pub_err = err_from_nats(pae->Err, pae->ErrCode);
+        snprintf(n->pub_text, sizeof n->pub_text, "%s: %s (jetstream error %d)",
+                 natsMsg_GetSubject(pae->Msg), pae->ErrText ? pae->ErrText : "", (int)pae->ErrCode);
+    }
+    pthread_mutex_unlock(&n->err_mu);
+}
+
+static natsStatus set_options(natsOptions *o, const cxm_nats_opts *opts, cxm_nats *n)
+{
+    natsStatus s = natsOptions_SetURL(o, opts->url);
+    if (s == NATS_OK)
+        s = natsOptions_SetTimeout(o, n->timeout_ms);
+    if (s == NATS_OK)
+        s = natsOptions_SetMaxReconnect(o, -1);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectWait(o, RECONNECT_WAIT_MS);
+    if (s == NATS_OK)
+        s = natsOptions_SetDisconnectedCB(o, on_disconnected, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetReconnectedCB(o, on_reconnected, n);
+    if (s == NATS_OK && opts->creds_file)
+        s = natsOptions_SetUserCredentialsFromFiles(o, opts->creds_file, NULL);
+    if (s == NATS_OK && (opts->user || opts->password))
+        s = natsOptions_SetUserInfo(o, opts->user, opts->password);
+    if (s == NATS_OK && opts->token)
+        s = natsOptions_SetToken(o, opts->token);
+    return s;
+}
+
+static int check_opts(const cxm_nats_opts *opts)
+{
+    if (!opts || !opts->url || !*opts->url)
+        return fail(CXM_EINVAL, "opts.url is required, e.g. \"nats://127.0.0.1:4222\"");
+    if (opts->timeout_ms < 0 || opts->dup_window_ms < 0 || opts->ack_wait_ms < 0)
+        return fail(CXM_EINVAL, "opts.timeout_ms, dup_window_ms and ack_wait_ms must be >= 0 "
+                                "(0 = default)");
+    return 0;
+}
+
+static int connect_js(cxm_nats *n, const cxm_nats_opts *opts)
+{
+    natsOptions *o = NULL;
+    natsStatus s = natsOptions_Create(&o);
+    if (s == NATS_OK)
+        s = set_options(o, opts, n);
+    if (s != NATS_OK) {
+        natsOptions_Destroy(o);
+        return fail_nats(s, 0, "cannot set the NATS connection options (opts.url, credentials)");
+    }
+    s = natsConnection_Connect(&n->nc, o);
+    natsOptions_Destroy(o);
+    if (s != NATS_OK) {
+        char what[320];
+        snprintf(what, sizeof what, "cannot connect to NATS at %s", n->url);
+        return fail_nats(s, 0, what);
+    }
+    jsOptions jo;
+    jsOptions_Init(&jo);
+    jo.Wait = n->timeout_ms;
+    jo.PublishAsync.ErrHandler = on_pub_error;
+    jo.PublishAsync.ErrHandlerClosure = n;
+    s = natsConnection_JetStream(&n->js, n->nc, &jo);
+    if (s != NATS_OK)
+        return fail_nats(s, 0, "cannot create the JetStream context");
+    return 0;
+}
+
+int cxm_nats_open(const cxm_nats_opts *opts, cxm_nats **out)
+{
+    int rc = check_opts(opts);
+    if (rc)
+        return rc;
+    cxm_nats *n = calloc(1, sizeof *n);
+    if (!n || !(n->url = strdup(opts->url))) {
+        free(n);
+        return fail(CXM_ENOMEM, "out of memory opening the NATS connection");
+    }
+    n->timeout_ms = opts->timeout_ms ? opts->timeout_ms : DEFAULT_TIMEOUT_MS;
+    n->dup_window_ms = opts->dup_window_ms ? opts->dup_window_ms : DEFAULT_DUP_WINDOW_MS;
+    n->ack_wait_ms = opts->ack_wait_ms ? opts->ack_wait_ms : DEFAULT_ACK_WAIT_MS;
+    pthread_mutex_init(&n->pub_mu, NULL);
+    pthread_mutex_init(&n->err_mu, NULL);
+    rc = connect_js(n, opts);
+    if (rc) {
+        cxm_nats_close(n);
+        return rc;
+    }
+    *out = n;
+    return 0;
+}
+
+void cxm_nats_close(cxm_nats *n)
+{
+    if (!n)
+        return;
+    jsCtx_Destroy(n->js);
+    if (n->nc) {
+        natsConnection_Close(n->nc);
+        natsConnection_Destroy(n->nc);
+    }
+    pthread_mutex_destroy(&n->pub_mu);
+    pthread_mutex_destroy(&n->err_mu);
+    free(n->url);
+    free(n);
+}
+
+int cxm_nats_stream(cxm_nats *n, const char *producer)
+{
+    int rc = check_name("producer", producer, producer_char);
+    if (rc)
+        return rc;
+    char name[NAME_MAX_LEN + 8], subject[NAME_MAX_LEN + 8];
+    stream_name(producer, name, sizeof name);
+    snprintf(subject, sizeof subject, "cxm.%s.>", producer);
+    const char *subjects[] = {subject};
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = name;
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = js_LimitsPolicy;
+    cfg.Duplicates = (int64_t)n->dup_window_ms * MS_TO_NS;
+
+    jsStreamInfo *si = NULL;
+    jsErrCode j = 0;
+    natsStatus s = js_AddStream(&si, n->js, &cfg, NULL, &j);
+    if (s == NATS_ERR && j == JSStreamNameExistErr) /* exists with other settings */
+        s = js_UpdateStream(&si, n->js, &cfg, NULL, &j);
+    jsStreamInfo_Destroy(si);
+    if (s != NATS_OK) {
+        char what[200];
+        snprintf(what, sizeof what, "cannot create or update stream %s on %s", name, n->url);
+        return fail_nats(s, j, what);
+    }
+    return 0;
+}
+
+static int check_msgs(const cxm_nats_msg *msgs, size_t count)
+{
+    if (count && !msgs)
+        return fail(CXM_EINVAL, "msgs is NULL with count %zu", count);
+    for (size_t i = 0; i < count; i++) {
+        const cxm_nats_msg *m = &msgs[i];
+        if (!m->subject || !*m->subject)
+            return fail(CXM_EINVAL, "msgs[%zu].subject is empty; give \"cxm.<producer>....\"", i);
+        if (!m->msg_id || !*m->msg_id)
+            return fail(CXM_EINVAL,
+                        "msgs[%zu].msg_id is empty; every message needs a unique "
+                        "id for deduplication",
+                        i);
+        if (m->len > INT_MAX || (m->len && !m->data))
+            return fail(CXM_EINVAL, "msgs[%zu].data: len %zu with data %p", i, m->len, m->data);
+    }
+    return 0;
+}
+
+/* Take back the messages still awaiting a PubAck, so that late acks of a
+ * failed batch are dropped instead of counted in the next one. */
+static void drop_pending(cxm_nats *n)
+{
+    natsMsgList pending;
+    if (js_PublishAsyncGetPendingList(&pending, n->js) == NATS_OK)
+        natsMsgList_Destroy(&pending);
+}
+
+static natsStatus publish_one(cxm_nats *n, const cxm_nats_msg *m)
+{
+    natsMsg *msg = NULL;
+    natsStatus s = natsMsg_Create(&msg, m->subject, NULL, m->data, (int)m->len);
+    if (s == NATS_OK) {
+        jsPubOptions po;
+        jsPubOptions_Init(&po);
+        po.MsgId = m->msg_id;
+        s = js_PublishMsgAsync(n->js, &msg, &po);
+    }
+    natsMsg_Destroy(msg); /* NULL when libnats took it */
+    return s;
+}
+
+static int publish_batch(cxm_nats *n, const cxm_nats_msg *msgs, size_t count, int timeout_ms)
+{
+    char what[400];
+    for (size_t i = 0; i < count; i++) {
+        natsStatus s = publish_one(n, &msgs[i]);
+        if (s != NATS_OK) {
+            snprintf(what, sizeof what, "cannot publish msgs[%zu] (%s) to %s", i, msgs[i].subject,
+                     n->url);
+            return fail_nats(s, 0, what);
+        }
+    }
+    jsPubOptions po;
+    jsPubOptions_Init(&po);
+    po.MaxWait = timeout_ms;
+    natsStatus s = js_PublishAsyncComplete(n->js, &po);
+    if (s != NATS_OK) {
+        snprintf(what, sizeof what, "%zu messages to %s: not every PubAck came in %d ms", count,
+                 n->url, timeout_ms);
+        return fail_nats(s, 0, what);
+    }
+    pthread_mutex_lock(&n->err_mu);
+    int rc = 0;
+    if (n->pub_failed)
+        rc = fail(n->pub_err ? n->pub_err : CXM_EIO,
+                  "JetStream at %s refused %zu of %zu messages, first %s; check that the "
+                  "subjects belong to a stream (cxm_nats_stream) and publish the same ids again",
+                  n->url, n->pub_failed, count, n->pub_text);
+    pthread_mutex_unlock(&n->err_mu);
+    return rc;
+}
+
+int cxm_nats_publish(cxm_nats *n, const cxm_nats_msg *msgs, size_t count, int timeout_ms)
+{
+    if (timeout_ms <= 0)
+        return fail(CXM_EINVAL, "timeout_ms is %d; give the wait for the PubAcks, > 0", timeout_ms);
+    int rc = check_msgs(msgs, count);
+    if (rc || count == 0)
+        return rc;
+    pthread_mutex_lock(&n->pub_mu);
+    pthread_mutex_lock(&n->err_mu);
+    n->pub_failed = 0;
+    pthread_mutex_unlock(&n->err_mu);
+    rc = publish_batch(n, msgs, count, timeout_ms);
+    if (rc)
+        drop_pending(n);
+    pthread_mutex_unlock(&n->pub_mu);
+    return rc;
+}
+
+/* Create the durable if missing; with other settings, update it. */
+static int add_consumer(cxm_nats_sub *s, const char *filter)
+{
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = s->durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.AckWait = (int64_t)s->n->ack_wait_ms * MS_TO_NS;
+    cc.MaxAckPending = MAX_ACK_PENDING;
+    cc.FilterSubject = filter;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode j = 0;
+    natsStatus st = js_AddConsumer(&ci, s->n->js, s->stream, &cc, NULL, &j);
+    if (st == NATS_ERR && j == JSConsumerNameExistErr)
+        st = js_UpdateConsumer(&ci, s->n->js, s->stream, &cc, NULL, &j);
+    jsConsumerInfo_Destroy(ci);
+    if (st != NATS_OK) {
+        char what[300];
+        snprintf(what, sizeof what,
+                 "cannot create consumer %s on stream %s at %s (create the stream first with "
+                 "cxm_nats_stream)",
+                 s->durable, s->stream, s->n->url);
+        return fail_nats(st, j, what);
+    }
+    return 0;
+}
+
+static int bind_consumer(cxm_nats_sub *s, const char *filter)
+{
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = s->stream;
+    so.Consumer = s->durable;
+    jsErrCode j = 0;
+    natsStatus st = js_PullSubscribe(&s->sub, s->n->js, filter, s->durable, NULL, &so, &j);
+    if (st != NATS_OK) {
+        char what[300];
+        snprintf(what, sizeof what, "cannot subscribe to consumer %s of stream %s at %s",
+                 s->durable, s->stream, s->n->url);
+        return fail_nats(st, j, what);
+    }
+    return 0;
+}
+
+int cxm_nats_subscribe(cxm_nats *n, const char *producer, const char *durable,
+                       const char *filter_subject, cxm_nats_sub **out)
+{
+    int rc = check_name("producer", producer, producer_char);
+    if (!rc)
+        rc = check_name("durable", durable, durable_char);
+    if (rc)
+        return rc;
+    if (filter_subject && !*filter_subject)
+        return fail(CXM_EINVAL, "filter_subject is empty; give NULL for the whole stream");
+    cxm_nats_sub *s = calloc(1, sizeof *s);
+    if (!s)
+        return fail(CXM_ENOMEM, "out of memory subscribing %s", durable);
+    s->n = n;
+    stream_name(producer, s->stream, sizeof s->stream);
+    snprintf(s->durable, sizeof s->durable, "%s", durable);
+    char all[NAME_MAX_LEN + 8];
+    snprintf(all, sizeof all, "cxm.%s.>", producer);
+    const char *filter = filter_subject ? filter_subject : all;
+    /* Created here rather than by js_PullSubscribe, because libnats deletes
+     * a consumer it created itself when the subscription is unsubscribed. */
+    rc = add_consumer(s, filter);
+    if (!rc)
+        rc = bind_consumer(s, filter);
+    if (rc) {
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void cxm_nats_unsubscribe(cxm_nats_sub *s)
+{
+    if (!s)
+        return;
+    /* Destroy without Unsubscribe: since libnats 3.4 this keeps the
+     * consumer, and the consumer was not created by libnats anyway. */
+    natsSubscription_Destroy(s->sub);
+    free(s);
+}
+
+/* Fill b's arrays from the fetched list; the arrays live after priv. */
+static int batch_fill(cxm_nats_batch *b, batch_priv *p)
+{
+    size_t count = (size_t)p->list.Count;
+    char *mem = (char *)(p + 1);
+    b->data = (const void **)mem;
+    b->msg_id = (const char **)(mem + count * sizeof(void *));
+    b->len = (size_t *)(mem + 2 * count * sizeof(void *));
+    b->stream_seq = (uint64_t *)(mem + 2 * count * sizeof(void *) + count * sizeof(size_t));
+    for (size_t i = 0; i < count; i++) {
+        natsMsg *m = p->list.Msgs[i];
+        jsMsgMetaData *meta = NULL;
+        natsStatus s = natsMsg_GetMetaData(&meta, m);
+        if (s != NATS_OK)
+            return fail_nats(s, 0, "a fetched message has no JetStream metadata");
+        b->stream_seq[i] = meta->Sequence.Stream;
+        jsMsgMetaData_Destroy(meta);
+        b->data[i] = natsMsg_GetData(m);
+        b->len[i] = (size_t)natsMsg_GetDataLength(m);
+        const char *id = NULL;
+        b->msg_id[i] = natsMsgHeader_Get(m, "Nats-Msg-Id", &id) == NATS_OK && id ? id : "";
+    }
+    b->count = count;
+    return 0;
+}
+
+int cxm_nats_fetch(cxm_nats_sub *s, size_t max, int timeout_ms, cxm_nats_batch *b)
+{
+    memset(b, 0, sizeof *b);
+    if (max == 0 || max > MAX_FETCH || timeout_ms <= 0)
+        return fail(CXM_EINVAL,
+                    "fetch of %zu messages in %d ms: max must be 1-%d and "
+                    "timeout_ms > 0",
+                    max, timeout_ms, MAX_FETCH);
+    natsMsgList list = {0};
+    jsErrCode j = 0;
+    natsStatus st = natsSubscription_Fetch(&list, s->sub, (int)max, timeout_ms, &j);
+    if (st == NATS_TIMEOUT && list.Count == 0)
+        return 0;
+    if (st != NATS_OK && list.Count == 0) {
+        char what[300];
+        snprintf(what, sizeof what, "cannot fetch from consumer %s of stream %s at %s", s->durable,
+                 s->stream, s->n->url);
+        return fail_nats(st, j, what);
+    }
+    size_t count = (size_t)list.Count;
+    size_t per = 2 * sizeof(void *) + sizeof(size_t) + sizeof(uint64_t);
+    batch_priv *p = calloc(1, sizeof *p + count * per);
+    if (!p) {
+        natsMsgList_Destroy(&list);
+        return fail(CXM_ENOMEM, "out of memory for a batch of %zu messages", count);
+    }
+    p->list = list;
+    p->s = s;
+    b->priv_ = p;
+    return batch_fill(b, p);
+}
+
+int cxm_nats_ack(cxm_nats_batch *b)
+{
+    batch_priv *p = b->priv_;
+    if (!p || b->count == 0)
+        return 0;
+    natsStatus st = NATS_OK;
+    jsErrCode j = 0;
+    size_t last = b->count - 1, i = 0;
+    for (; i < last && st == NATS_OK; i++)
+        st = natsMsg_Ack(p->list.Msgs[i], NULL);
+    if (st == NATS_OK)
+        st = natsMsg_AckSync(p->list.Msgs[last], NULL, &j);
+    if (st != NATS_OK) {
+        char what[300];
+        snprintf(what, sizeof what,
+                 "cannot ack a batch of %zu messages to consumer %s of stream %s; the "
+                 "unacked ones come again after the ack wait",
+                 b->count, p->s->durable, p->s->stream);
+        return fail_nats(st, j, what);
+    }
+    return 0;
+}
+
+void cxm_nats_batch_free(cxm_nats_batch *b)
+{
+    batch_priv *p = b->priv_;
+    if (p) {
+        natsMsgList_Destroy(&p->list);
+        free(p);
+    }
+    memset(b, 0, sizeof *b);
+}
+
+int cxm_nats_pending(cxm_nats_sub *s, uint64_t *pending)
+{
+    jsConsumerInfo *ci = NULL;
+    jsErrCode j = 0;
+    natsStatus st = js_GetConsumerInfo(&ci, s->n->js, s->stream, s->durable, NULL, &j);
+    if (st != NATS_OK) {
+        char what[300];
+        snprintf(what, sizeof what, "cannot read consumer %s of stream %s at %s", s->durable,
+                 s->stream, s->n->url);
+        return fail_nats(st, j, what);
+    }
+    *pending = ci->NumPending + (uint64_t)ci->NumAckPending;
+    jsConsumerInfo_Destroy(ci);
+    return 0;
+}
