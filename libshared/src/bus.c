@@ -29,6 +29,7 @@
 
 #include "cxm/err.h"
 #include "cxm/log.h"
+#include "cxm/nats.h"
 
 #define DEFAULT_BATCH 512
 #define DEFAULT_REPORT_MS 10000
@@ -39,17 +40,25 @@
 #define CUSTOMER_ID_MAX 256
 #define TYPE_MAX 64
 #define ERR_LEN 256
-#define CLEANUP_MAX 4096 /* outbox deletions per transaction */
+#define CLEANUP_MAX 4096 /* outbox deletions per transaction, and the largest batch */
+#define PUBLISH_TIMEOUT_MS 5000
+#define FETCH_WAIT_MS 250 /* also bounds how long stopping waits for a fetch */
+#define PENDING_EVERY_MS 1000
+#define DEFAULT_ACK_WAIT_MS 5000
 
 struct cxm_bus_producer {
     cxm_bus *bus;
     char name[NAME_MAX_LEN + 1];
+    bool stream_ready; /* NATS: its stream exists */
+    int64_t retry_at;  /* NATS: monotonic ms before which publishing waits */
+    int backoff_ms;
     cxm_bus_producer *next;
 };
 
 /* One subscription. The relay-state fields are the relay's (or the
  * subscription's fetch thread's); last_error is read under bus->mu. */
 typedef struct sub {
+    cxm_bus *bus;
     char name[NAME_MAX_LEN + 1];
     char producer[NAME_MAX_LEN + 1];
     const char *const *types;
@@ -61,6 +70,10 @@ typedef struct sub {
     int backoff_ms;    /* next retry delay after a failure */
     uint64_t reported; /* backlog at the previous report */
     char last_error[ERR_LEN];
+    uint64_t pending; /* NATS: held by the server for us (under bus->mu) */
+    cxm_nats_sub *ns; /* NATS: the durable consumer, once attached */
+    pthread_t thread; /* NATS: the fetching thread */
+    bool thread_started;
     struct sub *next;
 } sub;
 
@@ -77,6 +90,7 @@ struct cxm_bus {
     pthread_cond_t cv;
     bool wake, stopping, started;
     pthread_t relay;
+    cxm_nats *nats; /* NULL: in-process delivery */
 
     cxm_method method;
     cxm_service svc;
@@ -558,6 +572,302 @@ static bool relay_pass(cxm_bus *bus, relay_batch *b)
     return moved;
 }
 
+/* ---- delivery through NATS JetStream ------------------------------------ */
+
+static bool is_stopping(cxm_bus *bus)
+{
+    pthread_mutex_lock(&bus->mu);
+    bool v = bus->stopping;
+    pthread_mutex_unlock(&bus->mu);
+    return v;
+}
+
+/* Sleep up to ms, less if the bus stops. */
+static void nap(cxm_bus *bus, int64_t ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += ms / 1000;
+    until.tv_nsec += (long)(ms % 1000) * 1000000;
+    until.tv_sec += until.tv_nsec / 1000000000;
+    until.tv_nsec %= 1000000000;
+    pthread_mutex_lock(&bus->mu);
+    while (!bus->stopping)
+        if (pthread_cond_timedwait(&bus->cv, &bus->mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&bus->mu);
+}
+
+__attribute__((format(printf, 2, 3))) static char *arena_printf(cxm_arena *a, const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return n < 0 ? NULL : cxm_arena_strndup(a, buf, (size_t)n);
+}
+
+/* One publish batch: the oldest outbox entries of a producer, copied out of
+ * the read transaction. */
+typedef struct pub_batch {
+    cxm_bus *bus;
+    cxm_bus_producer *p;
+    cxm_arena arena;
+    cxm_nats_msg *msgs;
+    size_t n;
+    uint64_t last;
+} pub_batch;
+
+static int pub_add(pub_batch *pb, const cxm_iter *it, size_t plen)
+{
+    cxm_arena *a = &pb->arena;
+    Cxm__V1__Event *ev = cxm__v1__event__unpack(cxm_arena_protobuf(a), it->vlen, it->val);
+    void *data = cxm_arena_alloc(a, it->vlen ? it->vlen : 1);
+    if (!ev || it->klen != plen + 8)
+        return fail(CXM_ECORRUPT, "an outbox entry of %s is not an Event", pb->p->name);
+    uint64_t seq = get_be64((const uint8_t *)it->key + plen);
+    cxm_nats_msg *m = &pb->msgs[pb->n];
+    m->subject =
+        arena_printf(a, "cxm.%s.%s.%u", pb->p->name, ev->type, cxm_bus_shard(ev->customer_id));
+    m->msg_id = arena_printf(a, "%s:%" PRIu64, pb->p->name, seq);
+    if (!data || !m->subject || !m->msg_id)
+        return fail(CXM_ENOMEM, "out of memory for a publish batch");
+    memcpy(data, it->val, it->vlen);
+    m->data = data;
+    m->len = it->vlen;
+    pb->last = seq;
+    pb->n++;
+    return 0;
+}
+
+static int pub_read_fn(cxm_txn *txn, void *user)
+{
+    pub_batch *pb = user;
+    uint8_t prefix[CXM_KEY_MAX];
+    size_t plen = name_key(prefix, pb->p->name, NULL);
+    pb->n = 0;
+    pb->msgs = cxm_arena_calloc(&pb->arena, pb->bus->batch_max, sizeof *pb->msgs);
+    if (!pb->msgs)
+        return fail(CXM_ENOMEM, "out of memory for a publish batch");
+    cxm_iter it;
+    int rc = cxm_iter_prefix(txn, pb->bus->outbox, prefix, plen, false, &it);
+    while (rc == 0 && pb->n < pb->bus->batch_max && (rc = cxm_iter_next(&it)) == 0)
+        rc = pub_add(pb, &it, plen);
+    cxm_iter_close(&it);
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+static int pub_trim_fn(cxm_txn *txn, void *user)
+{
+    pub_batch *pb = user;
+    return outbox_trim(pb->bus, txn, pb->p->name, pb->last);
+}
+
+/* Publish one batch of p's outbox and delete it once JetStream has it.
+ * Returns the number published, or < 0 with the reason in *why. */
+static int publish_once(pub_batch *pb, const char **why)
+{
+    cxm_bus *bus = pb->bus;
+    cxm_arena_reset(&pb->arena);
+    int rc = 0;
+    if (!pb->p->stream_ready && (rc = cxm_nats_stream(bus->nats, pb->p->name)) != 0)
+        return (*why = cxm_nats_last_error(), rc);
+    pb->p->stream_ready = true;
+    if ((rc = cxm_store_read(bus->store, pub_read_fn, pb)) != 0)
+        return (*why = *tls_err ? tls_err : cxm_store_last_error(), rc);
+    if (pb->n == 0)
+        return 0;
+    if ((rc = cxm_nats_publish(bus->nats, pb->msgs, pb->n, PUBLISH_TIMEOUT_MS)) != 0)
+        return (*why = cxm_nats_last_error(), rc);
+    /* A lost deletion only republishes: JetStream drops the repeat within
+     * its duplicate window and subscribers skip it after. */
+    if ((rc = cxm_store_write_flags(bus->store, CXM_WRITE_NOMETASYNC, pub_trim_fn, pb)) != 0)
+        return (*why = cxm_store_last_error(), rc);
+    return (int)pb->n;
+}
+
+/* Publish p's outbox until it is empty or publishing fails. */
+static bool publish_producer(pub_batch *pb)
+{
+    cxm_bus_producer *p = pb->p;
+    const char *why = "";
+    int n, total = 0;
+    while ((n = publish_once(pb, &why)) > 0) {
+        total += n;
+        if ((size_t)n < pb->bus->batch_max)
+            break;
+    }
+    if (n < 0) {
+        cxm_log_warn("bus.publish_failed",
+                     "producer %s: cannot hand events to NATS (%s: %s); retrying in %d ms", p->name,
+                     cxm_strerror(n), why, p->backoff_ms);
+        p->retry_at = clock_ms(CLOCK_MONOTONIC) + p->backoff_ms;
+        p->backoff_ms = p->backoff_ms * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : p->backoff_ms * 2;
+    } else if (p->backoff_ms != RETRY_MIN_MS) {
+        p->backoff_ms = RETRY_MIN_MS;
+        cxm_log_info("bus.publish_resumed", "producer %s hands events to NATS again", p->name);
+    }
+    return total > 0;
+}
+
+static bool publish_pass(cxm_bus *bus, pub_batch *pb)
+{
+    bool moved = false;
+    int64_t now = clock_ms(CLOCK_MONOTONIC);
+    for (cxm_bus_producer *p = bus->producers; p; p = p->next) {
+        pb->p = p;
+        if (p->retry_at <= now && publish_producer(pb))
+            moved = true;
+    }
+    return moved;
+}
+
+/* One fetched batch applied in one durable transaction. done counts the
+ * messages to acknowledge: applied or already applied, up to the first gap. */
+typedef struct fetch_batch {
+    sub *s;
+    cxm_nats_batch b;
+    cxm_arena arena;
+    size_t done;
+    uint64_t mark;
+} fetch_batch;
+
+/* Whether ev comes next: the one after the mark, or the first message of a
+ * stream when nothing was applied yet (the stream may begin after 1). */
+static bool in_order(const Cxm__V1__Event *ev, uint64_t mark, uint64_t stream_seq)
+{
+    return ev->sequence <= mark + 1 || (mark == 0 && stream_seq == 1);
+}
+
+static int fetch_apply_fn(cxm_txn *txn, void *user)
+{
+    fetch_batch *f = user;
+    sub *s = f->s;
+    cxm_arena_reset(&f->arena);
+    f->done = 0;
+    uint64_t mark, start;
+    int rc = applied_mark(s->bus, txn, s, &mark);
+    start = mark;
+    for (size_t i = 0; rc == 0 && i < f->b.count; i++) {
+        Cxm__V1__Event *ev =
+            cxm__v1__event__unpack(cxm_arena_protobuf(&f->arena), f->b.len[i], f->b.data[i]);
+        if (!ev || strcmp(ev->producer, s->producer) != 0) {
+            cxm_log_error("bus.bad_message",
+                          "subscriber %s: message %s on %s's stream is not "
+                          "an event of %s; skipped",
+                          s->name, f->b.msg_id[i], s->producer, s->producer);
+        } else if (!in_order(ev, mark, f->b.stream_seq[i])) {
+            break; /* its predecessors come back after the ack wait */
+        } else if ((rc = apply_one(s, txn, ev, &mark)) != 0) {
+            break;
+        }
+        f->done = i + 1;
+    }
+    if (rc == 0 && mark != start)
+        rc = save_mark(s->bus, txn, s, mark);
+    f->mark = mark;
+    return rc;
+}
+
+static void refresh_pending(sub *s, int64_t *next)
+{
+    uint64_t pending;
+    int64_t now = clock_ms(CLOCK_MONOTONIC);
+    if (now < *next || cxm_nats_pending(s->ns, &pending) != 0)
+        return;
+    *next = now + PENDING_EVERY_MS;
+    pthread_mutex_lock(&s->bus->mu);
+    s->pending = pending;
+    pthread_mutex_unlock(&s->bus->mu);
+}
+
+/* Fetch, apply durably, then acknowledge. */
+static void fetch_round(sub *s, fetch_batch *f)
+{
+    cxm_bus *bus = s->bus;
+    int rc = cxm_nats_fetch(s->ns, bus->batch_max, FETCH_WAIT_MS, &f->b);
+    if (rc != 0) {
+        batch_failed(bus, s, rc, cxm_nats_last_error());
+    } else if (f->b.count > 0) {
+        tls_err[0] = '\0';
+        rc = cxm_store_write(bus->store, fetch_apply_fn, f);
+        if (rc != 0)
+            batch_failed(bus, s, rc, *tls_err ? tls_err : cxm_store_last_error());
+    }
+    if (rc == 0 && f->b.count > 0) {
+        f->b.count = f->done; /* acknowledge the applied prefix only */
+        if (f->done && cxm_nats_ack(&f->b) != 0)
+            cxm_log_warn("bus.ack_failed", "subscriber %s: %s", s->name, cxm_nats_last_error());
+        batch_done(bus, s, f->mark);
+    }
+    cxm_nats_batch_free(&f->b);
+}
+
+static int attach(sub *s)
+{
+    int rc = cxm_nats_stream(s->bus->nats, s->producer);
+    if (rc == 0)
+        rc = cxm_nats_subscribe(s->bus->nats, s->producer, s->name, NULL, &s->ns);
+    if (rc != 0)
+        batch_failed(s->bus, s, rc, cxm_nats_last_error());
+    return rc;
+}
+
+static void *fetch_main(void *arg)
+{
+    sub *s = arg;
+    fetch_batch f = {.s = s};
+    cxm_arena_init(&f.arena, NULL, 0, 0);
+    int64_t next_pending = 0;
+    while (!is_stopping(s->bus)) {
+        int64_t wait = s->retry_at - clock_ms(CLOCK_MONOTONIC);
+        if (wait > 0) {
+            nap(s->bus, wait);
+            continue;
+        }
+        if (!s->ns && attach(s) != 0)
+            continue;
+        fetch_round(s, &f);
+        refresh_pending(s, &next_pending);
+    }
+    cxm_nats_unsubscribe(s->ns);
+    s->ns = NULL;
+    cxm_arena_dispose(&f.arena);
+    return NULL;
+}
+
+static int nats_connect(cxm_bus *bus, const cxm_bus_opts *o)
+{
+    cxm_nats_opts no = {.url = o->nats_url,
+                        .creds_file = o->nats_creds,
+                        .ack_wait_ms =
+                            o->nats_ack_wait_ms ? o->nats_ack_wait_ms : DEFAULT_ACK_WAIT_MS};
+    int rc = cxm_nats_open(&no, &bus->nats);
+    if (rc != 0)
+        fail(rc, "%s", cxm_nats_last_error());
+    return rc;
+}
+
+static int start_fetchers(cxm_bus *bus)
+{
+    for (sub *s = bus->subs; s; s = s->next) {
+        if (pthread_create(&s->thread, NULL, fetch_main, s) != 0)
+            return fail(CXM_EBUSY, "cannot start the fetching thread of subscriber %s", s->name);
+        s->thread_started = true;
+    }
+    return 0;
+}
+
+static void join_fetchers(cxm_bus *bus)
+{
+    for (sub *s = bus->subs; s; s = s->next)
+        if (s->thread_started) {
+            pthread_join(s->thread, NULL);
+            s->thread_started = false;
+        }
+}
+
 static void report(cxm_bus *bus);
 
 static bool wait_wake(cxm_bus *bus, int ms)
@@ -581,18 +891,22 @@ static void *relay_main(void *arg)
 {
     cxm_bus *bus = arg;
     relay_batch b = {.bus = bus};
+    pub_batch pb = {.bus = bus};
     cxm_arena_init(&b.arena, NULL, 0, 0);
+    cxm_arena_init(&pb.arena, NULL, 0, 0);
     int64_t next_report = clock_ms(CLOCK_MONOTONIC) + bus->report_ms;
     bool go = true;
     while (go) {
         /* Keep going while batches move; sleep only when a pass was idle. */
-        go = relay_pass(bus, &b) ? wait_wake(bus, 0) : wait_wake(bus, TICK_MS);
+        bool moved = bus->nats ? publish_pass(bus, &pb) : relay_pass(bus, &b);
+        go = wait_wake(bus, moved ? 0 : TICK_MS);
         if (clock_ms(CLOCK_MONOTONIC) >= next_report) {
             report(bus);
             next_report = clock_ms(CLOCK_MONOTONIC) + bus->report_ms;
         }
     }
     cxm_arena_dispose(&b.arena);
+    cxm_arena_dispose(&pb.arena);
     return NULL;
 }
 
@@ -617,7 +931,7 @@ static size_t producer_names(cxm_bus *bus, cxm_arena *a, const char ***out)
         return 0;
     for (cxm_bus_producer *p = bus->producers; p; p = p->next)
         names[n++] = p->name;
-    for (sub *s = bus->subs; s; s = s->next) {
+    for (sub *s = bus->nats ? NULL : bus->subs; s; s = s->next) {
         size_t i = 0;
         while (i < n && strcmp(names[i], s->producer) != 0)
             i++;
@@ -654,7 +968,7 @@ static int sub_status(status_ctx *c, cxm_txn *txn, sub *s, int64_t now,
     ss->subscriber = s->name;
     ss->producer = s->producer;
     int rc = applied_mark(c->bus, txn, s, &ss->applied_sequence);
-    if (rc == 0)
+    if (rc == 0 && !c->bus->nats)
         rc = last_sequence(c->bus, txn, s->producer, &last);
     if (rc == 0 && last > ss->applied_sequence) {
         ss->backlog = last - ss->applied_sequence;
@@ -663,6 +977,8 @@ static int sub_status(status_ctx *c, cxm_txn *txn, sub *s, int64_t now,
             ss->oldest_unapplied_age_ms = now > recorded ? now - recorded : 0;
     }
     pthread_mutex_lock(&c->bus->mu);
+    if (c->bus->nats)
+        ss->backlog = s->pending;
     ss->last_error = cxm_arena_strndup(c->a, s->last_error, strlen(s->last_error));
     pthread_mutex_unlock(&c->bus->mu);
     return rc == 0 && !ss->last_error ? CXM_ENOMEM : rc;
@@ -702,7 +1018,7 @@ int cxm_bus_status(cxm_bus *bus, cxm_arena *a, Cxm__V1__GetBusStatusResponse **o
     if (!r)
         return fail(CXM_ENOMEM, "out of memory for the bus status");
     cxm__v1__get_bus_status_response__init(r);
-    r->mode = CXM__V1__BUS_MODE__BUS_MODE_IN_PROCESS;
+    r->mode = bus->nats ? CXM__V1__BUS_MODE__BUS_MODE_NATS : CXM__V1__BUS_MODE__BUS_MODE_IN_PROCESS;
     status_ctx c = {bus, a, r};
     int rc = cxm_store_read(bus->store, status_fn, &c);
     if (rc == 0)
@@ -830,14 +1146,19 @@ int cxm_bus_create(cxm_store *store, const cxm_bus_opts *opts, cxm_bus **out)
         return fail(CXM_ENOMEM, "out of memory creating the bus");
     bus->store = store;
     bus->batch_max = o->batch_max ? o->batch_max : DEFAULT_BATCH;
+    if (bus->batch_max > CLEANUP_MAX)
+        bus->batch_max = CLEANUP_MAX;
     bus->report_ms = o->report_ms ? o->report_ms : DEFAULT_REPORT_MS;
     pthread_mutex_init(&bus->mu, NULL);
     pthread_cond_init(&bus->cv, NULL);
     init_service(bus);
     int rc = open_tables(bus);
+    if (rc == 0 && o->nats_url && *o->nats_url)
+        rc = nats_connect(bus, o);
     if (rc == 0)
         rc = register_bus(bus);
     if (rc != 0) {
+        cxm_nats_close(bus->nats);
         pthread_mutex_destroy(&bus->mu);
         pthread_cond_destroy(&bus->cv);
         free(bus);
@@ -855,6 +1176,7 @@ void cxm_bus_destroy(cxm_bus *bus)
     cxm_bus_stop(bus);
     cxm_store_on_commit(bus->store, NULL, NULL);
     unregister_bus(bus);
+    cxm_nats_close(bus->nats);
     while (bus->producers) {
         cxm_bus_producer *p = bus->producers;
         bus->producers = p->next;
@@ -885,6 +1207,7 @@ int cxm_bus_producer_open(cxm_bus *bus, const char *name, cxm_bus_producer **out
     if (!p->bus) {
         p->bus = bus;
         snprintf(p->name, sizeof p->name, "%s", name);
+        p->backoff_ms = RETRY_MIN_MS;
         p->next = bus->producers;
         bus->producers = p;
     }
@@ -922,6 +1245,7 @@ int cxm_bus_subscribe(cxm_bus *bus, const char *subscriber, const char *producer
     sub *s = calloc(1, sizeof *s);
     if (!s)
         return fail(CXM_ENOMEM, "out of memory subscribing %s", subscriber);
+    s->bus = bus;
     snprintf(s->name, sizeof s->name, "%s", subscriber);
     snprintf(s->producer, sizeof s->producer, "%s", producer);
     s->types = types;
@@ -958,7 +1282,9 @@ int cxm_bus_start(cxm_bus *bus)
     if (pthread_create(&bus->relay, NULL, relay_main, bus) != 0)
         return fail(CXM_EBUSY, "cannot start the bus relay thread");
     bus->started = true;
-    return 0;
+    if (bus->nats && (rc = start_fetchers(bus)) != 0)
+        cxm_bus_stop(bus);
+    return rc;
 }
 
 void cxm_bus_stop(cxm_bus *bus)
@@ -970,5 +1296,6 @@ void cxm_bus_stop(cxm_bus *bus)
     pthread_cond_broadcast(&bus->cv);
     pthread_mutex_unlock(&bus->mu);
     pthread_join(bus->relay, NULL);
+    join_fetchers(bus);
     bus->started = false;
 }
