@@ -363,8 +363,7 @@ static bool wanted(const sub *s, const char *type)
  * both delivery modes. *mark advances to the event's sequence. */
 static int apply_one(sub *s, cxm_txn *txn, const Cxm__V1__Event *ev, uint64_t *mark)
 {
-    if (ev->sequence <= *mark)
-        return 0;
+
     int rc = wanted(s, ev->type) ? s->apply(txn, ev, s->user) : 0;
     if (rc == 0)
         *mark = ev->sequence;
