@@ -42,6 +42,7 @@ extern char **environ;
 
 static nf_server srv;
 static char root[] = "/tmp/cxm-test-busnats-XXXXXX";
+static struct proc *running[2]; /* of the current trial, killed if a check fails */
 
 typedef struct proc {
     const char *name;
@@ -150,6 +151,8 @@ static void trial(const char *producer_bin, const char *consumer_bin, int t)
     snprintf(count, sizeof count, "%d", COUNT);
     proc prod = {"producer", {(char *)producer_bin, pdir, srv.url, name, count, NULL}};
     proc cons = {"consumer", {(char *)consumer_bin, cdir, srv.url, name, "checker", count, NULL}};
+    running[0] = &prod;
+    running[1] = &cons;
     spawn(&prod);
     spawn(&cons);
     int kills = 0, server_kills = 0;
@@ -166,10 +169,21 @@ static void trial(const char *producer_bin, const char *consumer_bin, int t)
               "trial %d: not done after %d ms (producer %s, consumer %s)", t, TRIAL_DEADLINE_MS,
               prod.done ? "done" : "running", cons.done ? "done" : "running");
     }
+    running[0] = running[1] = NULL;
     check_consumer(cdir, t);
     printf("trial %d: %d events exactly once and in order in %.0f ms; %d kills (nats-server "
            "%d), producer started %d times, consumer %d\n",
            t, COUNT, now_ms() - start, kills, server_kills, prod.starts, cons.starts);
+}
+
+/* A failed check exits: leave no process behind. */
+static void cleanup(void)
+{
+    for (int i = 0; i < 2; i++)
+        if (running[i] && running[i]->pid > 0 && kill(running[i]->pid, SIGKILL) == 0)
+            waitpid(running[i]->pid, NULL, 0);
+    if (srv.pid > 0)
+        nf_stop(&srv);
 }
 
 static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
@@ -190,10 +204,10 @@ int main(int argc, char **argv)
     if (rc == -1)
         return NF_SKIP;
     CHECK(rc == 0, "nats-server did not start");
+    atexit(cleanup);
     CHECK(mkdtemp(root) != NULL, "mkdtemp: %s", strerror(errno));
     for (int t = 0; t < TRIALS; t++)
         trial(argv[1], argv[2], t);
-    nf_stop(&srv);
     nftw(root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
     return 0;
 }
