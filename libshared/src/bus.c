@@ -41,7 +41,7 @@
 #define TYPE_MAX 64
 #define ERR_LEN 256
 #define CLEANUP_MAX 4096 /* outbox deletions per transaction, and the largest batch */
-#define PUBLISH_TIMEOUT_MS 5000
+#define PUBLISH_TIMEOUT_MS 2000
 #define FETCH_WAIT_MS 250 /* also bounds how long stopping waits for a fetch */
 #define PENDING_EVERY_MS 1000
 #define DEFAULT_ACK_WAIT_MS 5000
@@ -363,7 +363,8 @@ static bool wanted(const sub *s, const char *type)
  * both delivery modes. *mark advances to the event's sequence. */
 static int apply_one(sub *s, cxm_txn *txn, const Cxm__V1__Event *ev, uint64_t *mark)
 {
-
+    if (ev->sequence <= *mark)
+        return 0;
     int rc = wanted(s, ev->type) ? s->apply(txn, ev, s->user) : 0;
     if (rc == 0)
         *mark = ev->sequence;
