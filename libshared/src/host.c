@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cxm/bus.h"
 #include "cxm/err.h"
 #include "cxm/log.h"
 #include "cxm/opts.h"
@@ -23,6 +24,8 @@ typedef struct host_config {
     int64_t requests_per_method;
     uint64_t max_message_bytes;
     int64_t grace_ms;
+    const char *nats_url;
+    const char *nats_creds;
 } host_config;
 
 static double elapsed_ms(const struct timespec *since)
@@ -52,6 +55,9 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
          "on SIGTERM, how long in-flight calls may finish before they are cancelled"},
         {"log-format", CXM_OPT_STR, &cfg->log_format, 0, 0, "text or json"},
         {"log-level", CXM_OPT_STR, &cfg->log_level, 0, 0, "debug, info, warn or error"},
+        {"nats-url", CXM_OPT_STR, &cfg->nats_url, 0, 0,
+         "relay the event bus through NATS JetStream at this URL; empty: in process"},
+        {"nats-creds", CXM_OPT_STR, &cfg->nats_creds, 0, 0, "NATS credentials file (JWT + seed)"},
     };
     /* The common flags, then each module's own. */
     cxm_opt opts[MAX_OPTS];
@@ -91,6 +97,16 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
     return 0;
 }
 
+/* The bus exists before the modules, which find it with cxm_bus_of(store). */
+static int open_bus(cxm_store *store, const host_config *cfg, cxm_bus **out)
+{
+    cxm_bus_opts o = {.nats_url = cfg->nats_url, .nats_creds = cfg->nats_creds};
+    int rc = cxm_bus_create(store, &o, out);
+    if (rc != 0)
+        cxm_log_error("host.bus_failed", "cannot create the event bus: %s", cxm_bus_last_error());
+    return rc;
+}
+
 static int open_modules(cxm_store *store, const cxm_module *modules, size_t n, cxm_service *svcs,
                         size_t *opened)
 {
@@ -105,7 +121,7 @@ static int open_modules(cxm_store *store, const cxm_module *modules, size_t n, c
     return 0;
 }
 
-static int serve(const host_config *cfg, cxm_service *svcs, size_t n,
+static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *bus,
                  const struct timespec *started)
 {
     cxm_server_opts so = {.listen = cfg->listen,
@@ -117,6 +133,8 @@ static int serve(const host_config *cfg, cxm_service *svcs, size_t n,
     int rc = cxm_server_create(&so, &srv);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = cxm_server_add_service(srv, &svcs[i]);
+    if (rc == 0)
+        rc = cxm_server_add_service(srv, cxm_bus_service(bus));
     if (rc == 0)
         rc = cxm_server_start(srv);
     if (rc == 0) {
@@ -153,20 +171,27 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     cxm_service svcs[MAX_MODULES];
     memset(svcs, 0, sizeof svcs);
     size_t opened = 0;
+    cxm_bus *bus = NULL;
     int rc = cxm_store_open(cfg.data, NULL, &store);
     bool bad_flags = false;
+    if (rc == 0)
+        rc = open_bus(store, &cfg, &bus);
     if (rc == 0) {
         rc = open_modules(store, modules, nmodules, svcs, &opened);
         /* A module refusing its flags is bad usage like a bad common flag. */
         bad_flags = rc == CXM_EINVAL;
     }
+    if (rc == 0 && (rc = cxm_bus_start(bus)) != 0)
+        cxm_log_error("host.bus_failed", "cannot start the event bus: %s", cxm_bus_last_error());
     if (rc == 0)
-        rc = serve(&cfg, svcs, nmodules, &started);
+        rc = serve(&cfg, svcs, nmodules, bus, &started);
+    cxm_bus_stop(bus); /* no delivery into closing modules */
     while (opened > 0) {
         opened--;
         if (modules[opened].close)
             modules[opened].close(&svcs[opened]);
     }
+    cxm_bus_destroy(bus);
     if (store)
         cxm_store_close(store);
     return rc == 0 ? 0 : bad_flags ? 2 : 1;

@@ -88,6 +88,11 @@ struct cxm_store {
     cxm_write_job *wq_head, *wq_tail;
     pthread_t writer;
     bool writer_started, writer_stop;
+
+    /* post-commit hook (cxm_store_on_commit) */
+    pthread_mutex_t hook_mu;
+    cxm_commit_fn hook;
+    void *hook_user;
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -348,6 +353,7 @@ static void store_free(cxm_store *s)
     pthread_mutex_destroy(&s->mu);
     pthread_mutex_destroy(&s->dbi_mu);
     pthread_mutex_destroy(&s->wq_mu);
+    pthread_mutex_destroy(&s->hook_mu);
     pthread_cond_destroy(&s->wq_cv);
     pthread_cond_destroy(&s->cv);
     free(s->path);
@@ -377,6 +383,7 @@ static int store_create(char *real, const cxm_store_opts *opts, cxm_store **out)
     pthread_mutex_init(&s->mu, NULL);
     pthread_mutex_init(&s->dbi_mu, NULL);
     pthread_mutex_init(&s->wq_mu, NULL);
+    pthread_mutex_init(&s->hook_mu, NULL);
     pthread_cond_init(&s->wq_cv, NULL);
     pthread_cond_init(&s->cv, NULL);
     cxm_store_opts defaults = {0};
@@ -484,6 +491,23 @@ MDB_env *cxm_store_env(cxm_store *s)
  * batch roll back and run again without it. */
 enum { JOB_OK, JOB_GROW, JOB_UNDO };
 
+/* The hook runs under hook_mu so that removing it waits for a running call. */
+static void commit_hook(cxm_store *s)
+{
+    pthread_mutex_lock(&s->hook_mu);
+    if (s->hook)
+        s->hook(s->hook_user);
+    pthread_mutex_unlock(&s->hook_mu);
+}
+
+void cxm_store_on_commit(cxm_store *s, cxm_commit_fn fn, void *user)
+{
+    pthread_mutex_lock(&s->hook_mu);
+    s->hook = fn;
+    s->hook_user = user;
+    pthread_mutex_unlock(&s->hook_mu);
+}
+
 static int batch_job(cxm_store *s, MDB_txn *txn, cxm_write_job *job)
 {
     cxm_txn t = {.s = s, .t = txn, .write = true};
@@ -496,12 +520,13 @@ static int batch_job(cxm_store *s, MDB_txn *txn, cxm_write_job *job)
 /* One attempt at a batch: JOB_OK = committed (or failed: *commit_rc),
  * JOB_GROW = grow the map and rerun, JOB_UNDO = rerun without a job that
  * failed after writing (now excluded). */
-static int batch_once(cxm_store *s, cxm_write_job *jobs, size_t *seen, bool *adopt, int *commit_rc)
+static int batch_once(cxm_store *s, cxm_write_job *jobs, unsigned flags, size_t *seen, bool *adopt,
+                      int *commit_rc)
 {
     MDB_txn *txn;
     atomic_int *owner;
     *seen = gate_enter(s, &owner);
-    int rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+    int rc = mdb_txn_begin(s->env, NULL, flags, &txn);
     if (rc != 0) {
         gate_leave(s, owner);
         *adopt = rc == MDB_MAP_RESIZED;
@@ -577,19 +602,21 @@ static void note_write_failure(cxm_store *s, const char *msg)
                   repeats);
 }
 
-static void run_batch(cxm_store *s, cxm_write_job *jobs)
+static void run_batch(cxm_store *s, cxm_write_job *jobs, unsigned flags)
 {
     int commit_rc = 0;
     for (;;) {
         size_t seen = 0;
         bool adopt = false;
-        int r = batch_once(s, jobs, &seen, &adopt, &commit_rc);
+        int r = batch_once(s, jobs, flags, &seen, &adopt, &commit_rc);
         if (r == JOB_OK)
             break;
         if (r == JOB_GROW && (commit_rc = grow(s, seen, adopt)) != 0)
             break;
     }
-    if (commit_rc != 0)
+    if (commit_rc == 0)
+        commit_hook(s);
+    else
         note_write_failure(s, tls_err[0] ? tls_err : cxm_strerror(commit_rc));
     for (cxm_write_job *j = jobs, *next; j; j = next) {
         next = j->next; /* done may release the job's memory */
@@ -616,12 +643,17 @@ static void sync_done(void *user, int rc)
     ((sync_write *)user)->rc = rc;
 }
 
-int cxm_store_write(cxm_store *s, cxm_txn_fn fn, void *user)
+int cxm_store_write_flags(cxm_store *s, unsigned flags, cxm_txn_fn fn, void *user)
 {
     sync_write w = {fn, user, 0};
     cxm_write_job job = {.fn = sync_fn, .done = sync_done, .user = &w};
-    run_batch(s, &job);
+    run_batch(s, &job, flags & CXM_WRITE_NOMETASYNC);
     return w.rc;
+}
+
+int cxm_store_write(cxm_store *s, cxm_txn_fn fn, void *user)
+{
+    return cxm_store_write_flags(s, 0, fn, user);
 }
 
 /* Take up to BATCH_MAX queued jobs; NULL once stopping with an empty queue. */
@@ -647,7 +679,7 @@ static void *writer_main(void *arg)
 {
     cxm_store *s = arg;
     for (cxm_write_job *jobs; (jobs = take_batch(s));)
-        run_batch(s, jobs);
+        run_batch(s, jobs, 0);
     return NULL;
 }
 

@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cxm/err.h"
+#include "cxm/log.h"
 
 /* ---- errors and field paths ---- */
 
@@ -282,6 +283,58 @@ int cxm_svc_split(char *s, const char **out, size_t max, size_t *n)
     }
     *n = k;
     return 0;
+}
+
+/* ---- the erasure cascade ---- */
+
+static const char *const deleted_types[] = {"CustomerDeleted"};
+
+static int erasure_apply(cxm_txn *txn, const Cxm__V1__Event *ev, void *user)
+{
+    const cxm_svc_erasure *e = user;
+    const Cxm__V1__CustomerDeleted *d = ev->customer_deleted;
+    if (ev->payload_case != CXM__V1__EVENT__PAYLOAD_CUSTOMER_DELETED || !d->receipt_id ||
+        !*d->receipt_id) {
+        /* Nothing to answer: retrying would stop the subscription for good. */
+        cxm_log_warn("svc.erasure_skipped",
+                     "%s: event %s:%llu of type %s has no CustomerDeleted receipt; skipped",
+                     e->service, ev->producer, (unsigned long long)ev->sequence, ev->type);
+        return 0;
+    }
+    uint64_t records = 0;
+    int rc = e->erase(txn, ev->customer_id, d->merged_customer_ids, d->n_merged_customer_ids,
+                      &records, e->user);
+    if (rc != 0)
+        return rc;
+    Cxm__V1__ErasureCompleted done = CXM__V1__ERASURE_COMPLETED__INIT;
+    done.service = (char *)e->service;
+    done.receipt_id = d->receipt_id;
+    done.records_erased = records;
+    Cxm__V1__Event out = CXM__V1__EVENT__INIT;
+    out.customer_id = ev->customer_id;
+    out.payload_case = CXM__V1__EVENT__PAYLOAD_ERASURE_COMPLETED;
+    out.erasure_completed = &done;
+    return cxm_bus_emit(e->producer, txn, &out);
+}
+
+int cxm_svc_erasure_subscribe(cxm_bus *bus, const char *service, cxm_svc_erase_fn erase, void *user,
+                              cxm_svc_erasure *e)
+{
+    if (!bus) {
+        cxm_log_error("svc.erasure_failed",
+                      "the %s service needs the event bus to take part in erasures, and its "
+                      "store has none (open it through cxm_host_main)",
+                      service);
+        return CXM_EUNAVAIL;
+    }
+    *e = (cxm_svc_erasure){.service = service, .erase = erase, .user = user};
+    int rc = cxm_bus_producer_open(bus, service, &e->producer);
+    if (rc == 0)
+        rc = cxm_bus_subscribe(bus, service, "profile", deleted_types, 1, erasure_apply, e);
+    if (rc != 0)
+        cxm_log_error("svc.erasure_failed", "the %s service cannot join the erasure cascade: %s",
+                      service, cxm_bus_last_error());
+    return rc;
 }
 
 int64_t cxm_svc_now_ms(void)

@@ -51,6 +51,8 @@ typedef struct cxmctl_command {
 
 extern const cxmctl_command cxmctl_profile_commands[];
 extern const size_t cxmctl_profile_ncommands;
+extern const cxmctl_command cxmctl_bus_commands[];
+extern const size_t cxmctl_bus_ncommands;
 
 /* A flag of one command. Declared by the command with name, metavar and
  * repeat; cxmctl_parse() fills v and n. */

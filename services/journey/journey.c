@@ -1,15 +1,56 @@
 /*
  * journey.c - the journey service module.
+ *
+ * It takes part in the erasure cascade (svc.h): it stores no customer data yet, so an erasure
+ * erases nothing and is confirmed at once.
  */
 #include "journey.h"
 
+#include <stdlib.h>
+
+#include "cxm/bus.h"
+#include "cxm/err.h"
+#include "cxm/svc.h"
 #include "cxm/v1/journey.pb-c.h"
 
-static int jrn_open(cxm_store *store, cxm_service *svc)
+/* What open allocates: the service's membership of the erasure cascade. */
+typedef struct jrn_state {
+    cxm_svc_erasure erasure;
+} jrn_state;
+
+/* Erase a customer's journey records: none are stored yet. When the service
+ * gets its tables (touchpoint events, journey stages), delete the rows of
+ * customer_id and of every merged id here and count them in *records. */
+static int jrn_erase(cxm_txn *txn, const char *customer_id, char *const *merged, size_t nmerged,
+                     uint64_t *records, void *user)
 {
-    *svc = (cxm_service){.name = cxm__v1__journey_service__descriptor.name,
-                         .contract = &cxm__v1__journey_service__descriptor};
+    (void)txn;
+    (void)customer_id;
+    (void)merged;
+    (void)nmerged;
+    (void)user;
+    *records = 0;
     return 0;
 }
 
-const cxm_module jrn_module = {"journey", jrn_open, NULL};
+static void jrn_close(cxm_service *svc)
+{
+    free(svc->ctx);
+    svc->ctx = NULL;
+}
+
+static int jrn_open(cxm_store *store, cxm_service *svc)
+{
+    jrn_state *st = calloc(1, sizeof *st);
+    if (!st)
+        return CXM_ENOMEM;
+    *svc = (cxm_service){.name = cxm__v1__journey_service__descriptor.name,
+                         .contract = &cxm__v1__journey_service__descriptor,
+                         .ctx = st};
+    int rc = cxm_svc_erasure_subscribe(cxm_bus_of(store), "journey", jrn_erase, st, &st->erasure);
+    if (rc != 0)
+        jrn_close(svc);
+    return rc;
+}
+
+const cxm_module jrn_module = {"journey", jrn_open, jrn_close};

@@ -749,6 +749,78 @@ prof_profile *prof_unmerge(cxm_arena *a, const prof_profile *current, const prof
     return r;
 }
 
+/* ---- what a change did ---- */
+
+Cxm__V1__Trait **prof_traits_keep(cxm_arena *a, const prof_profile *p, size_t *n)
+{
+    *n = 0;
+    if (!p->n_traits)
+        return NULL;
+    Cxm__V1__Trait **arr = cxm_arena_alloc(a, p->n_traits * sizeof *arr);
+    Cxm__V1__Trait *copies = cxm_arena_alloc(a, p->n_traits * sizeof *copies);
+    if (!arr || !copies)
+        return NULL;
+    for (size_t i = 0; i < p->n_traits; i++) {
+        copies[i] = *p->traits[i];
+        arr[i] = &copies[i];
+    }
+    *n = p->n_traits;
+    return arr;
+}
+
+/* Walk two name-sorted lists together: cmp < 0 is a name only in the
+ * first, > 0 only in the second, 0 in both. */
+static int name_cmp(const char *x, const char *y)
+{
+    return !x ? 1 : !y ? -1 : strcmp(x, y);
+}
+
+int prof_traits_diff(cxm_arena *a, Cxm__V1__Trait *const *before, size_t nbefore,
+                     const prof_profile *p, Cxm__V1__TraitsChanged *out)
+{
+    out->traits = cxm_arena_alloc(a, (p->n_traits + 1) * sizeof *out->traits);
+    out->removed_trait_names = cxm_arena_alloc(a, (nbefore + 1) * sizeof(char *));
+    if (!out->traits || !out->removed_trait_names)
+        return CXM_ENOMEM;
+    out->n_traits = out->n_removed_trait_names = 0;
+    size_t i = 0, k = 0;
+    while (i < nbefore || k < p->n_traits) {
+        const Cxm__V1__Trait *b = i < nbefore ? before[i] : NULL;
+        Cxm__V1__Trait *now = k < p->n_traits ? p->traits[k] : NULL;
+        int c = name_cmp(b ? b->name : NULL, now ? now->name : NULL);
+        if (c < 0)
+            out->removed_trait_names[out->n_removed_trait_names++] = b->name;
+        else if (c > 0 || !prof_value_equal(b->value, now->value))
+            out->traits[out->n_traits++] = now;
+        i += c <= 0;
+        k += c >= 0;
+    }
+    return 0;
+}
+
+int prof_segments_diff(cxm_arena *a, char *const *before, size_t nbefore, const prof_profile *p,
+                       Cxm__V1__SegmentMembershipChanged *out)
+{
+    out->entered_segment_ids = cxm_arena_alloc(a, (p->n_segment_ids + 1) * sizeof(char *));
+    out->left_segment_ids = cxm_arena_alloc(a, (nbefore + 1) * sizeof(char *));
+    if (!out->entered_segment_ids || !out->left_segment_ids)
+        return CXM_ENOMEM;
+    out->n_entered_segment_ids = out->n_left_segment_ids = 0;
+    size_t i = 0, k = 0;
+    while (i < nbefore || k < p->n_segment_ids) {
+        char *b = i < nbefore ? before[i] : NULL;
+        char *now = k < p->n_segment_ids ? p->segment_ids[k] : NULL;
+        int c = name_cmp(b, now);
+        if (c < 0)
+            out->left_segment_ids[out->n_left_segment_ids++] = b;
+        else if (c > 0)
+            out->entered_segment_ids[out->n_entered_segment_ids++] = now;
+        i += c <= 0;
+        k += c >= 0;
+    }
+    return 0;
+}
+
 /* ---- conditions ---- */
 
 /* The value a field condition reads: an attribute, a generic trait, or a

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "cxm/arena.h"
+#include "cxm/v1/events.pb-c.h"
 #include "cxm/v1/profile.pb-c.h"
 
 #define PROF_MAX_ATTRIBUTES 200
@@ -118,6 +119,27 @@ int prof_merge(cxm_arena *a, prof_profile *target, const prof_profile *source, c
  * content; with no change since the merge it equals before exactly. */
 prof_profile *prof_unmerge(cxm_arena *a, const prof_profile *current, const prof_profile *before,
                            const prof_profile *after, const char *merge_id);
+
+/* ---- what a change did, for the events profile publishes ---- */
+
+/* The traits of p as they are now, for prof_traits_diff after p changes:
+ * shallow copies of each Trait (prof_trait_set gives a changed trait a new
+ * value instead of changing the old one in place, so the copies keep the
+ * old values). NULL when out of memory (or p has no traits: then *n is 0). */
+Cxm__V1__Trait **prof_traits_keep(cxm_arena *a, const prof_profile *p, size_t *n);
+
+/* The generic traits that changed from before[0..nbefore) (sorted by name,
+ * as a profile keeps them) to p: out->traits gets p's traits that are new
+ * or hold another value, out->removed_trait_names the names p no longer
+ * has. Pointers into p and before. 0 or CXM_ENOMEM. */
+int prof_traits_diff(cxm_arena *a, Cxm__V1__Trait *const *before, size_t nbefore,
+                     const prof_profile *p, Cxm__V1__TraitsChanged *out);
+
+/* The segments entered and left from before[0..nbefore) to p->segment_ids
+ * (both sorted, as pdb keeps them). Pointers into both lists. 0 or
+ * CXM_ENOMEM. */
+int prof_segments_diff(cxm_arena *a, char *const *before, size_t nbefore, const prof_profile *p,
+                       Cxm__V1__SegmentMembershipChanged *out);
 
 /* Segment conditions: validate a tree (depth <= 8, nodes <= 64, every node
  * set), and evaluate it against a profile. */

@@ -441,7 +441,7 @@ static void set_segment_id(cxm_arena *a, prof_profile *p, char *segment_id, bool
 }
 
 int pdb_evaluate_segment(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1__Segment *seg,
-                         uint64_t *members)
+                         uint64_t *members, pdb_member_fn on_change, void *user)
 {
     *members = 0;
     /* Collect ids first: the profiles are rewritten while we walk. */
@@ -484,6 +484,8 @@ int pdb_evaluate_segment(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1_
         if ((rc = set_member(t, db, seg->segment_id, p->customer_id, member)) == 0)
             rc = put_message(t, db->profiles, p->customer_id, strlen(p->customer_id), &scratch,
                              &p->base);
+        if (rc == 0 && on_change)
+            rc = on_change(t, p->customer_id, member, user);
     }
     cxm_arena_dispose(&scratch);
     return rc;

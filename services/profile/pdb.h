@@ -173,10 +173,16 @@ int pdb_segment_put(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1__Segm
 /* Every stored segment, in id order. */
 int pdb_segments(cxm_txn *t, const pdb *db, cxm_arena *a, Cxm__V1__Segment ***out, size_t *n);
 
+/* Called by pdb_evaluate_segment, in its transaction, for each profile
+ * that entered (entered true) or left the segment; customer_id is valid
+ * during the call only. 0 = go on, else the evaluation stops with it. */
+typedef int (*pdb_member_fn)(cxm_txn *t, const char *customer_id, bool entered, void *user);
+
 /* Re-evaluate one segment over every profile (after its definition
- * changed); returns the member count. */
+ * changed); returns the member count, and calls on_change (may be NULL)
+ * for each profile whose membership changed. */
 int pdb_evaluate_segment(cxm_txn *t, const pdb *db, cxm_arena *a, const Cxm__V1__Segment *seg,
-                         uint64_t *members);
+                         uint64_t *members, pdb_member_fn on_change, void *user);
 
 /* A page of a segment's member ids in id order: up to limit ids after
  * `after` ("" = from the first) into *ids (arena), *more when others

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cxm/err.h"
+#include "cxm/log.h"
 #include "cxm/svc.h"
 #include "prof_check.h"
 
@@ -41,15 +42,63 @@ static int ref_to_id(cxm_txn *t, const prof_ctx *ctx, cxm_arena *a, const Cxm__V
     return rc;
 }
 
+/* ---- events ---- */
+
+/* Record ev about customer_id in the job's transaction (bus.h): it exists
+ * exactly when the change commits, and a job that fails leaves none. */
+static int publish(cxm_txn *t, cxm_svc_job *j, const char *customer_id, Cxm__V1__Event *ev)
+{
+    const prof_ctx *ctx = j->ctx;
+    ev->customer_id = (char *)customer_id;
+    ev->occurred_at_unix_ms = j->now;
+    int rc = cxm_bus_emit(ctx->events, t, ev);
+    if (rc == CXM_EINVAL) /* an event we built is wrong: our bug, not the caller's */
+        rc = cxm_svc_errf(j->err, CXM_EINTERNAL, NULL, "cannot publish the change: %s",
+                          cxm_bus_last_error());
+    return rc;
+}
+
+/* SegmentMembershipChanged when p's segments differ from before. */
+static int publish_segments(cxm_txn *t, cxm_svc_job *j, const prof_profile *p, char *const *before,
+                            size_t nbefore)
+{
+    Cxm__V1__SegmentMembershipChanged c = CXM__V1__SEGMENT_MEMBERSHIP_CHANGED__INIT;
+    int rc = prof_segments_diff(j->a, before, nbefore, p, &c);
+    if (rc != 0 || (!c.n_entered_segment_ids && !c.n_left_segment_ids))
+        return rc;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_SEGMENT_MEMBERSHIP_CHANGED;
+    ev.segment_membership_changed = &c;
+    return publish(t, j, p->customer_id, &ev);
+}
+
+/* TraitsChanged when p's generic traits differ from before. */
+static int publish_traits(cxm_txn *t, cxm_svc_job *j, const prof_profile *p,
+                          Cxm__V1__Trait *const *before, size_t nbefore)
+{
+    Cxm__V1__TraitsChanged c = CXM__V1__TRAITS_CHANGED__INIT;
+    int rc = prof_traits_diff(j->a, before, nbefore, p, &c);
+    if (rc != 0 || (!c.n_traits && !c.n_removed_trait_names))
+        return rc;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_TRAITS_CHANGED;
+    ev.traits_changed = &c;
+    return publish(t, j, p->customer_id, &ev);
+}
+
 /* ---- the write path ---- */
 
-/* Save p as a new version. */
+/* Save p as a new version, and publish the change of its segments (from
+ * the ones p lists, which must be those stored for it). */
 static int save_profile(cxm_txn *t, cxm_svc_job *j, prof_profile *p)
 {
     const prof_ctx *ctx = j->ctx;
+    char **before = p->segment_ids; /* pdb_save gives p a new list */
+    size_t nbefore = p->n_segment_ids;
     p->version++;
     p->updated_at_unix_ms = j->now;
-    return pdb_save(t, ctx->db, j->a, p);
+    int rc = pdb_save(t, ctx->db, j->a, p);
+    return rc ? rc : publish_segments(t, j, p, before, nbefore);
 }
 
 /* A new profile holding its own CUSTOMER_ID identity. */
@@ -130,6 +179,25 @@ static Cxm__V1__MergeRecord *new_record(cxm_svc_job *j, const prof_profile *targ
     return r;
 }
 
+/* CustomerMerged for r, and the source's memberships gone with it (its
+ * profile was removed). */
+static int publish_merged(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__MergeRecord *r,
+                          const prof_profile *source)
+{
+    Cxm__V1__CustomerMerged m = CXM__V1__CUSTOMER_MERGED__INIT;
+    m.merge_id = r->merge_id;
+    m.source_customer_id = r->source_customer_id;
+    m.target_customer_id = r->target_customer_id;
+    m.reason = r->reason;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_CUSTOMER_MERGED;
+    ev.customer_merged = &m;
+    prof_profile gone = *source;
+    gone.n_segment_ids = 0;
+    int rc = publish(t, j, r->target_customer_id, &ev);
+    return rc ? rc : publish_segments(t, j, &gone, source->segment_ids, source->n_segment_ids);
+}
+
 /* Merge source into target inside the transaction: snapshots, redirect,
  * record. linking may be NULL (an explicit MergeProfiles). */
 static int merge_into(cxm_txn *t, cxm_svc_job *j, prof_profile *target, prof_profile *source,
@@ -149,7 +217,10 @@ static int merge_into(cxm_txn *t, cxm_svc_job *j, prof_profile *target, prof_pro
         return rc;
     if ((rc = pdb_remove(t, ctx->db, source)) != 0 ||
         (rc = pdb_redirect_set(t, ctx->db, source->customer_id, target->customer_id)) != 0 ||
-        (rc = save_profile(t, j, target)) != 0)
+        (rc = publish_merged(t, j, r, snap.source_before)) != 0 ||
+        (rc = save_profile(t, j, target)) != 0 ||
+        (rc = publish_traits(t, j, target, snap.target_before->traits,
+                             snap.target_before->n_traits)) != 0)
         return rc;
     snap.target_after = prof_copy(j->a, target);
     snap.record = r;
@@ -525,6 +596,18 @@ static int unmerge_target(cxm_txn *t, cxm_svc_job *j, const pdb_snapshot *s, pro
     return pdb_load(t, ctx->db, target, j->a, current);
 }
 
+static int publish_unmerged(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__MergeRecord *r)
+{
+    Cxm__V1__CustomerUnmerged u = CXM__V1__CUSTOMER_UNMERGED__INIT;
+    u.merge_id = r->merge_id;
+    u.source_customer_id = r->source_customer_id;
+    u.target_customer_id = r->target_customer_id;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_CUSTOMER_UNMERGED;
+    ev.customer_unmerged = &u;
+    return publish(t, j, r->target_customer_id, &ev);
+}
+
 static int unmerge_job(cxm_txn *t, cxm_svc_job *j)
 {
     const prof_ctx *ctx = j->ctx;
@@ -550,10 +633,17 @@ static int unmerge_job(cxm_txn *t, cxm_svc_job *j)
         if (strcmp(target->merges[i]->merge_id, req->merge_id) == 0)
             target->merges[i] = s.record;
     target->version = current->version;
-    /* The source comes back as it was, its log now listing the undone merge. */
+    /* The segments stored for it now, for the change save_profile publishes. */
+    target->segment_ids = current->segment_ids;
+    target->n_segment_ids = current->n_segment_ids;
+    /* The source comes back as it was, its log now listing the undone merge;
+     * merged away it was in no segment. */
     prof_profile *source = s.source_before;
+    source->n_segment_ids = 0;
     if ((rc = pdb_put_snapshot(t, ctx->db, j->a, &s)) != 0 ||
-        (rc = log_merge(j->a, source, s.record)) != 0 || (rc = save_profile(t, j, target)) != 0 ||
+        (rc = log_merge(j->a, source, s.record)) != 0 ||
+        (rc = publish_unmerged(t, j, s.record)) != 0 || (rc = save_profile(t, j, target)) != 0 ||
+        (rc = publish_traits(t, j, target, current->traits, current->n_traits)) != 0 ||
         (rc = pdb_redirect_clear(t, ctx->db, source->customer_id)) != 0 ||
         (rc = save_profile(t, j, source)) != 0)
         return rc;
@@ -580,6 +670,34 @@ static void on_unmerge(cxm_call *call, const ProtobufCMessage *msg)
 
 /* ---- SetConsent ---- */
 
+/* The scope's decision in force, or NULL. prof_consent_set replaces a
+ * decision rather than changing it, so this stays the previous one. */
+static const Cxm__V1__Consent *consent_of(const prof_profile *p, const char *scope)
+{
+    for (size_t i = 0; i < p->n_consents; i++)
+        if (strcmp(p->consents[i]->scope, scope) == 0)
+            return p->consents[i];
+    return NULL;
+}
+
+/* ConsentChanged when the decision in force says something else than
+ * before (another state or policy version): a newer decision repeating
+ * the old one changes nothing a subscriber acts on. */
+static int publish_consent(cxm_txn *t, cxm_svc_job *j, const char *customer_id,
+                           const Cxm__V1__Consent *prev, Cxm__V1__Consent *cur)
+{
+    if (prev && prev->state == cur->state &&
+        strcmp(s_or_empty(prev->policy_version), s_or_empty(cur->policy_version)) == 0)
+        return 0;
+    Cxm__V1__ConsentChanged c = CXM__V1__CONSENT_CHANGED__INIT;
+    c.consent = cur;
+    c.previous_state = prev ? prev->state : CXM__V1__CONSENT_STATE__CONSENT_STATE_UNSPECIFIED;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_CONSENT_CHANGED;
+    ev.consent_changed = &c;
+    return publish(t, j, customer_id, &ev);
+}
+
 static int consent_job(cxm_txn *t, cxm_svc_job *j)
 {
     const Cxm__V1__SetConsentRequest *req = j->req;
@@ -594,11 +712,13 @@ static int consent_job(cxm_txn *t, cxm_svc_job *j)
     c.source = req->source;
     c.policy_version = req->policy_version;
     c.recorded_at_unix_ms = j->now;
+    const Cxm__V1__Consent *prev = consent_of(p, c.scope);
     bool applied;
     Cxm__V1__Consent *cur = prof_consent_set(j->a, p, &c, &applied);
     if (!cur)
         return CXM_ENOMEM;
-    if (applied && (rc = save_profile(t, j, p)) != 0)
+    if (applied && ((rc = save_profile(t, j, p)) != 0 ||
+                    (rc = publish_consent(t, j, p->customer_id, prev, cur)) != 0))
         return rc;
     Cxm__V1__SetConsentResponse *resp =
         cxm_svc_response(j, &cxm__v1__set_consent_response__descriptor);
@@ -681,6 +801,21 @@ static Cxm__V1__DeletionReceipt *new_receipt(cxm_svc_job *j, const prof_profile 
     return r;
 }
 
+/* CustomerDeleted: every other service erases what it holds and answers
+ * with ErasureCompleted (svc.h, cxm_svc_erasure_subscribe). */
+static int publish_deleted(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__DeletionReceipt *r)
+{
+    Cxm__V1__CustomerDeleted d = CXM__V1__CUSTOMER_DELETED__INIT;
+    d.receipt_id = r->receipt_id;
+    d.merged_customer_ids = r->merged_customer_ids;
+    d.n_merged_customer_ids = r->n_merged_customer_ids;
+    d.identities_suppressed = r->identities_suppressed;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_CUSTOMER_DELETED;
+    ev.customer_deleted = &d;
+    return publish(t, j, r->customer_id, &ev);
+}
+
 static int delete_job(cxm_txn *t, cxm_svc_job *j)
 {
     const prof_ctx *ctx = j->ctx;
@@ -712,7 +847,7 @@ static int delete_job(cxm_txn *t, cxm_svc_job *j)
         return rc;
     r->services[0]->records_erased = records;
     resp->receipt = r;
-    return pdb_receipt_put(t, ctx->db, j->a, r);
+    return (rc = pdb_receipt_put(t, ctx->db, j->a, r)) != 0 ? rc : publish_deleted(t, j, r);
 }
 
 static void on_delete(cxm_call *call, const ProtobufCMessage *msg)
@@ -754,6 +889,35 @@ static void on_get_receipt(cxm_call *call, const ProtobufCMessage *msg)
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     cxm_svc_reply(call, &resp.base);
+}
+
+/* ---- ErasureCompleted from the other services ---- */
+
+int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
+{
+    const prof_ctx *ctx = user;
+    const Cxm__V1__ErasureCompleted *e = ev->erasure_completed;
+    if (ev->payload_case != CXM__V1__EVENT__PAYLOAD_ERASURE_COMPLETED ||
+        strcmp(s_or_empty(e->service), ev->producer) != 0) {
+        cxm_log_warn("profile.erasure_skipped",
+                     "event %s:%llu is not an ErasureCompleted of %s itself; skipped", ev->producer,
+                     (unsigned long long)ev->sequence, ev->producer);
+        return 0;
+    }
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    bool changed;
+    int rc = pdb_receipt_confirm(t, ctx->db, s_or_empty(e->receipt_id), e->service,
+                                 e->records_erased, ev->occurred_at_unix_ms, "", &a, &changed);
+    cxm_arena_dispose(&a);
+    if (rc == CXM_ENOTFOUND || rc == CXM_EINVAL) {
+        cxm_log_warn("profile.erasure_skipped",
+                     "%s confirmed erasing customer %s under receipt \"%.40s\", which %s; skipped",
+                     e->service, ev->customer_id, s_or_empty(e->receipt_id),
+                     rc == CXM_ENOTFOUND ? "no erasure has" : "cannot be recorded");
+        return 0;
+    }
+    return rc;
 }
 
 /* ---- SearchProfiles ---- */
@@ -829,6 +993,24 @@ static void on_search(cxm_call *call, const ProtobufCMessage *msg)
 
 /* ---- segments ---- */
 
+/* A profile entered or left the segment a job (re)defines. */
+typedef struct segment_change {
+    cxm_svc_job *j;
+    char *segment_id;
+} segment_change;
+
+static int publish_member(cxm_txn *t, const char *customer_id, bool entered, void *user)
+{
+    segment_change *sc = user;
+    Cxm__V1__SegmentMembershipChanged c = CXM__V1__SEGMENT_MEMBERSHIP_CHANGED__INIT;
+    *(entered ? &c.entered_segment_ids : &c.left_segment_ids) = &sc->segment_id;
+    *(entered ? &c.n_entered_segment_ids : &c.n_left_segment_ids) = 1;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_SEGMENT_MEMBERSHIP_CHANGED;
+    ev.segment_membership_changed = &c;
+    return publish(t, sc->j, customer_id, &ev);
+}
+
 static int segment_job(cxm_txn *t, cxm_svc_job *j)
 {
     const prof_ctx *ctx = j->ctx;
@@ -850,7 +1032,9 @@ static int segment_job(cxm_txn *t, cxm_svc_job *j)
     seg->version = version + 1;
     seg->created_at_unix_ms = old ? old->created_at_unix_ms : j->now;
     seg->updated_at_unix_ms = j->now;
-    if ((rc = pdb_evaluate_segment(t, ctx->db, j->a, seg, &seg->member_count)) != 0)
+    segment_change sc = {j, seg->segment_id};
+    if ((rc = pdb_evaluate_segment(t, ctx->db, j->a, seg, &seg->member_count, publish_member,
+                                   &sc)) != 0)
         return rc;
     seg->evaluated_at_unix_ms = j->now;
     if ((rc = pdb_segment_put(t, ctx->db, j->a, seg)) != 0)
@@ -980,7 +1164,12 @@ static int traits_job(cxm_txn *t, cxm_svc_job *j)
     if (rc != 0)
         return rc;
     int64_t observed = req->observed_at_unix_ms ? req->observed_at_unix_ms : j->now;
-    if ((rc = traits_apply(j, p, observed, resp)) != 0 || (rc = save_profile(t, j, p)) != 0)
+    size_t nbefore;
+    Cxm__V1__Trait **before = prof_traits_keep(j->a, p, &nbefore);
+    if (!before && p->n_traits)
+        return CXM_ENOMEM;
+    if ((rc = traits_apply(j, p, observed, resp)) != 0 || (rc = save_profile(t, j, p)) != 0 ||
+        (rc = publish_traits(t, j, p, before, nbefore)) != 0)
         return rc;
     resp->customer_id = p->customer_id;
     resp->version = p->version;

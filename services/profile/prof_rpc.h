@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 
+#include "cxm/bus.h"
 #include "cxm/server.h"
 #include "ident.h"
 #include "model.h"
@@ -29,7 +30,18 @@ typedef struct prof_ctx {
      * each as PENDING until it does (pdb_receipt_confirm). */
     const char *const *erasure_services;
     size_t nerasure_services;
+    /* Where the events of every change go, in the change's transaction
+     * (bus.h): CustomerMerged, CustomerUnmerged, CustomerDeleted,
+     * ConsentChanged, SegmentMembershipChanged, TraitsChanged. */
+    cxm_bus_producer *events;
 } prof_ctx;
+
+/* The bus subscription's apply (bus.h) for the ErasureCompleted events of
+ * the erasure services, user = the prof_ctx: the service's entry on the
+ * receipt becomes DONE (pdb_receipt_confirm). An event naming another
+ * service than its producer, or an unknown receipt, is logged and skipped:
+ * retrying could never succeed. */
+int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
 
 extern const cxm_method prof_methods[];
 extern const size_t prof_nmethods;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cxm/bus.h"
 #include "cxm/err.h"
 #include "cxm/log.h"
 #include "cxm/svc.h"
@@ -129,6 +130,30 @@ static int parse_erasure(prof_module_state *st)
     return 0;
 }
 
+static const char *const completed_types[] = {"ErasureCompleted"};
+
+/* The producer of profile's events, and the ErasureCompleted events of each
+ * erasure service. Without a bus no change could be published, and
+ * subscribers would silently miss it: refuse to open. */
+static int open_events(cxm_store *store, prof_ctx *ctx)
+{
+    cxm_bus *bus = cxm_bus_of(store);
+    if (!bus) {
+        cxm_log_error("profile.bus_missing",
+                      "the profile service publishes its changes on the event bus, and its store "
+                      "has none (open it through cxm_host_main)");
+        return CXM_EUNAVAIL;
+    }
+    int rc = cxm_bus_producer_open(bus, "profile", &ctx->events);
+    for (size_t i = 0; rc == 0 && i < ctx->nerasure_services; i++)
+        rc = cxm_bus_subscribe(bus, "profile", ctx->erasure_services[i], completed_types, 1,
+                               prof_erasure_completed, ctx);
+    if (rc != 0)
+        cxm_log_error("profile.bus_failed", "the profile service cannot use the event bus: %s",
+                      cxm_bus_last_error());
+    return rc;
+}
+
 static void prof_close(cxm_service *svc)
 {
     prof_module_state *st = svc->ctx;
@@ -160,6 +185,8 @@ static int prof_open(cxm_store *store, cxm_service *svc)
         rc = parse_erasure(st);
     if (rc == 0)
         rc = pdb_open(store, &st->ctx.db);
+    if (rc == 0)
+        rc = open_events(store, &st->ctx);
     if (rc != 0)
         prof_close(svc);
     return rc;

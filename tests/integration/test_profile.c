@@ -1,7 +1,9 @@
 /*
  * test_profile.c - every ProfileService RPC over gRPC against the real
- * cxmd, restart persistence, kill -9 during acknowledged writes, and
- * --profile-erasure-services refused at start-up when it is wrong.
+ * cxmd, restart persistence, kill -9 during acknowledged writes,
+ * --profile-erasure-services refused at start-up when it is wrong, the
+ * erasure cascade through the other modules and the events each change
+ * publishes (counted through cxm.v1.BusService).
  *
  *   test_profile PATH_TO_SERVER CASE
  */
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "cxm/client.h"
+#include "cxm/v1/bus.pb-c.h"
 #include "cxm/v1/profile.pb-c.h"
 #include "harness.h"
 
@@ -561,7 +564,35 @@ static grpc_status_code get_receipt(cxm_channel *ch, bool by_id, const char *id,
     return st;
 }
 
-/* Both ways of asking give back exactly the receipt DeleteProfile gave. */
+/* The receipt once every service confirmed its erasure through the bus
+ * (the cascade: CustomerDeleted, then each module's ErasureCompleted),
+ * polled for up to 2 s; each service DONE, completed_at the latest. */
+static Cxm__V1__DeletionReceipt *wait_completed(cxm_channel *ch, const char *receipt_id)
+{
+    double start = harness_now_ms();
+    Cxm__V1__DeletionReceipt *r = NULL;
+    char d[512];
+    for (;;) {
+        CHECK(get_receipt(ch, true, receipt_id, &r, d) == GRPC_STATUS_OK, "receipt: %s", d);
+        if (r->completed_at_unix_ms || harness_now_ms() - start > 2000)
+            break;
+        usleep(5000);
+    }
+    CHECK(r->completed_at_unix_ms, "receipt %s still incomplete after 2 s", receipt_id);
+    int64_t latest = 0;
+    for (size_t i = 0; i < r->n_services; i++) {
+        const Cxm__V1__ServiceErasure *se = r->services[i];
+        CHECK(se->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE, "%s: state %d", se->service,
+              se->state);
+        latest = se->completed_at_unix_ms > latest ? se->completed_at_unix_ms : latest;
+    }
+    CHECK(r->completed_at_unix_ms == latest, "completed at %lld, the last service at %lld",
+          (long long)r->completed_at_unix_ms, (long long)latest);
+    fprintf(stderr, "receipt %s complete after %.0f ms\n", receipt_id, harness_now_ms() - start);
+    return r;
+}
+
+/* Both ways of asking give back exactly this receipt. */
 static void expect_receipt(cxm_channel *ch, const Cxm__V1__DeletionReceipt *want)
 {
     uint8_t a[4096], b[4096];
@@ -631,7 +662,18 @@ static void case_delete(cxm_channel *ch, test_server *srv)
     check_pending_receipt(r1->receipt, 3);
     CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, r2);
     CHECK(strcmp(r1->receipt->receipt_id, r2->receipt->receipt_id) == 0, "same receipt");
-    expect_receipt(ch, r1->receipt);
+    /* The other modules erase and confirm: the receipt completes. */
+    Cxm__V1__DeletionReceipt *done = wait_completed(ch, r1->receipt->receipt_id);
+    CHECK(strcmp(done->customer_id, r1->receipt->customer_id) == 0 &&
+              done->requested_at_unix_ms == r1->receipt->requested_at_unix_ms &&
+              done->n_services == 4 && done->services[0]->records_erased == 3,
+          "the completed receipt is the one DeleteProfile gave");
+    for (size_t i = 1; i < 4; i++)
+        CHECK(strcmp(done->services[i]->service, r1->receipt->services[i]->service) == 0 &&
+                  done->services[i]->records_erased == 0,
+              "%s erased %llu records (it stores none)", done->services[i]->service,
+              (unsigned long long)done->services[i]->records_erased);
+    expect_receipt(ch, done);
 
     /* Ids that cannot be, and ids no erasure has. */
     expect_receipt_error(ch, true, "x", GRPC_STATUS_INVALID_ARGUMENT, "receipt_id: \"x\"");
@@ -676,6 +718,193 @@ static void case_delete(cxm_channel *ch, test_server *srv)
     rr.identity = other[0]; /* nothing of the refused upsert was stored */
     rr.create_if_missing = false;
     expect_error(ch, "ResolveIdentity", &rr, GRPC_STATUS_NOT_FOUND, "no customer");
+}
+
+/* ---- events ---- */
+
+/* cxm.v1.BusService/GetBusStatus. */
+static Cxm__V1__GetBusStatusResponse *bus_status(cxm_channel *ch)
+{
+    Cxm__V1__GetBusStatusRequest req = CXM__V1__GET_BUS_STATUS_REQUEST__INIT;
+    ProtobufCMessage *out = NULL;
+    cxm_client_result r = {0};
+    CHECK(cxm_client_unary_pb(ch, "/cxm.v1.BusService/GetBusStatus", &req.base,
+                              &cxm__v1__get_bus_status_response__descriptor, &arena, 10000, &out,
+                              &r) == 0 &&
+              r.status == GRPC_STATUS_OK,
+          "GetBusStatus: %d %s", r.status, r.details ? r.details : "");
+    cxm_client_result_dispose(&r);
+    return (Cxm__V1__GetBusStatusResponse *)out;
+}
+
+/* The last sequence producer emitted (0: none). */
+static uint64_t last_sequence(cxm_channel *ch, const char *producer)
+{
+    Cxm__V1__GetBusStatusResponse *st = bus_status(ch);
+    for (size_t i = 0; i < st->n_producers; i++)
+        if (strcmp(st->producers[i]->producer, producer) == 0)
+            return st->producers[i]->last_sequence;
+    return 0;
+}
+
+/* The change just made published `more` events (they commit with it, so
+ * they are counted as soon as the call is answered). */
+static void expect_events(cxm_channel *ch, uint64_t *seq, uint64_t more, const char *what)
+{
+    uint64_t now = last_sequence(ch, "profile");
+    CHECK(now == *seq + more, "%s: %llu events, want %llu", what, (unsigned long long)(now - *seq),
+          (unsigned long long)more);
+    *seq = now;
+}
+
+static Cxm__V1__SetConsentResponse *consent(cxm_channel *ch, const char *id,
+                                            Cxm__V1__ConsentState state, int64_t at)
+{
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = (char *)id;
+    Cxm__V1__SetConsentRequest sc = CXM__V1__SET_CONSENT_REQUEST__INIT;
+    sc.customer = &ref;
+    sc.scope = "marketing_email";
+    sc.state = state;
+    sc.decided_at_unix_ms = at;
+    sc.source = "web_banner";
+    Cxm__V1__SetConsentResponse *cr;
+    CALL_OK(ch, SetConsent, sc, cxm__v1__set_consent_response, cr);
+    return cr;
+}
+
+/* Set trait "score" (v non-NULL) or unset it, observed at `at`. */
+static void score(cxm_channel *ch, const char *id, Cxm__V1__Value *v, int64_t at)
+{
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = (char *)id;
+    Cxm__V1__WriteTraitsRequest wt = CXM__V1__WRITE_TRAITS_REQUEST__INIT;
+    wt.customer = &ref;
+    wt.source = "feedback";
+    wt.observed_at_unix_ms = at;
+    Cxm__V1__WriteTraitsRequest__TraitsEntry e = CXM__V1__WRITE_TRAITS_REQUEST__TRAITS_ENTRY__INIT,
+                                             *ep = &e;
+    char *unset = "score";
+    e.key = "score";
+    e.value = v;
+    if (v) {
+        wt.traits = &ep;
+        wt.n_traits = 1;
+    } else {
+        wt.unset_traits = &unset;
+        wt.n_unset_traits = 1;
+    }
+    Cxm__V1__WriteTraitsResponse *wr;
+    CALL_OK(ch, WriteTraits, wt, cxm__v1__write_traits_response, wr);
+}
+
+/* Each kind of change publishes its events in process, a change that
+ * changes nothing and a failed write publish none, and an erasure
+ * cascades through journey, feedback and personalisation. */
+static void case_events(cxm_channel *ch, test_server *srv)
+{
+    uint64_t seq = last_sequence(ch, "profile");
+    Cxm__V1__Identity *ids_a[] = {ident(EMAIL, "ev-a@example.com"), ident(CRM, "A1")};
+    Cxm__V1__Identity *ids_b[] = {ident(EMAIL, "ev-b@example.com")};
+    Cxm__V1__Profile *a = upsert(ch, NULL, ids_a, 2, NULL, 0);
+    Cxm__V1__Profile *b = upsert(ch, NULL, ids_b, 1, NULL, 0);
+    expect_events(ch, &seq, 0, "two new profiles in no segment");
+
+    Cxm__V1__MergeProfilesRequest mr = CXM__V1__MERGE_PROFILES_REQUEST__INIT;
+    mr.target_customer_id = a->customer_id;
+    mr.source_customer_id = b->customer_id;
+    mr.dry_run = true;
+    Cxm__V1__MergeProfilesResponse *m;
+    CALL_OK(ch, MergeProfiles, mr, cxm__v1__merge_profiles_response, m);
+    expect_events(ch, &seq, 0, "a dry-run merge");
+    mr.dry_run = false;
+    CALL_OK(ch, MergeProfiles, mr, cxm__v1__merge_profiles_response, m);
+    expect_events(ch, &seq, 1, "MergeProfiles (CustomerMerged)");
+
+    consent(ch, a->customer_id, CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED, 1000);
+    expect_events(ch, &seq, 1, "a first consent (ConsentChanged)");
+    CHECK(consent(ch, a->customer_id, CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED, 2000)->applied,
+          "a newer decision is applied");
+    expect_events(ch, &seq, 0, "the same decision again");
+    consent(ch, a->customer_id, CXM__V1__CONSENT_STATE__CONSENT_STATE_DENIED, 3000);
+    expect_events(ch, &seq, 1, "consent denied (ConsentChanged)");
+
+    score(ch, a->customer_id, num_value(7), 1000);
+    expect_events(ch, &seq, 1, "a new trait (TraitsChanged)");
+    score(ch, a->customer_id, num_value(7), 2000);
+    expect_events(ch, &seq, 0, "the same trait value again");
+
+    Cxm__V1__UpsertSegmentRequest sr = CXM__V1__UPSERT_SEGMENT_REQUEST__INIT;
+    Cxm__V1__Segment seg = CXM__V1__SEGMENT__INIT;
+    Cxm__V1__SegmentCondition c = CXM__V1__SEGMENT_CONDITION__INIT;
+    c.node_case = CXM__V1__SEGMENT_CONDITION__NODE_FIELD;
+    c.field = field(CXM__V1__FIELD_KIND__FIELD_KIND_TRAIT, "score",
+                    CXM__V1__COMPARE_OP__COMPARE_OP_EXISTS, NULL);
+    seg.segment_id = "scored";
+    seg.display_name = "scored";
+    seg.condition = &c;
+    sr.segment = &seg;
+    Cxm__V1__UpsertSegmentResponse *sresp;
+    CALL_OK(ch, UpsertSegment, sr, cxm__v1__upsert_segment_response, sresp);
+    expect_events(ch, &seq, 1, "a new segment one customer is in (SegmentMembershipChanged)");
+    score(ch, a->customer_id, NULL, 3000);
+    expect_events(ch, &seq, 2, "a trait removed, and with it the segment left");
+
+    /* An upsert that merges c into a, then fails to merge d (two crm ids):
+     * rolled back, so the first merge's event is gone with it. */
+    Cxm__V1__Identity *ids_c[] = {ident(EMAIL, "ev-c@example.com")};
+    Cxm__V1__Identity *ids_d[] = {ident(EMAIL, "ev-d@example.com"), ident(CRM, "D1")};
+    Cxm__V1__Profile *pc = upsert(ch, NULL, ids_c, 1, NULL, 0);
+    upsert(ch, NULL, ids_d, 2, NULL, 0);
+    expect_events(ch, &seq, 0, "two more profiles");
+    Cxm__V1__Identity *both[] = {ids_c[0], ids_d[0]};
+    Cxm__V1__UpsertProfileRequest ur = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    ur.customer_id = a->customer_id;
+    ur.identities = both;
+    ur.n_identities = 2;
+    expect_error(ch, "UpsertProfile", &ur, GRPC_STATUS_FAILED_PRECONDITION, "D1");
+    expect_events(ch, &seq, 0, "a failed write");
+    bool redirected = true;
+    get_by_id(ch, pc->customer_id, &redirected);
+    CHECK(!redirected, "the failed upsert's first merge was rolled back");
+
+    Cxm__V1__UnmergeProfileRequest un = CXM__V1__UNMERGE_PROFILE_REQUEST__INIT;
+    un.merge_id = m->merge->merge_id;
+    Cxm__V1__UnmergeProfileResponse *unr;
+    CALL_OK(ch, UnmergeProfile, un, cxm__v1__unmerge_profile_response, unr);
+    expect_events(ch, &seq, 1, "UnmergeProfile (CustomerUnmerged)");
+
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = a->customer_id;
+    Cxm__V1__DeleteProfileRequest dr = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
+    dr.customer = &ref;
+    dr.reason = "events test";
+    Cxm__V1__DeleteProfileResponse *del;
+    CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, del);
+    expect_events(ch, &seq, 1, "DeleteProfile (CustomerDeleted)");
+    wait_completed(ch, del->receipt->receipt_id);
+    /* Each module answered once; profile applied each answer and every
+     * module saw every profile event (the others advance its mark). */
+    Cxm__V1__GetBusStatusResponse *st = bus_status(ch);
+    CHECK(st->mode == CXM__V1__BUS_MODE__BUS_MODE_IN_PROCESS, "mode %d", st->mode);
+    for (size_t i = 0; i < st->n_producers; i++)
+        CHECK(st->producers[i]->last_sequence ==
+                  (strcmp(st->producers[i]->producer, "profile") ? 1 : seq),
+              "%s emitted %llu", st->producers[i]->producer,
+              (unsigned long long)st->producers[i]->last_sequence);
+    CHECK(st->n_subscribers == 6, "%zu subscriptions", st->n_subscribers);
+    for (size_t i = 0; i < st->n_subscribers; i++) {
+        const Cxm__V1__BusSubscriberStatus *s = st->subscribers[i];
+        uint64_t want = strcmp(s->producer, "profile") ? 1 : seq;
+        for (double end = harness_now_ms() + 2000;
+             s->applied_sequence < want && harness_now_ms() < end; usleep(5000))
+            s = bus_status(ch)->subscribers[i];
+        CHECK(s->applied_sequence == want && !*s->last_error, "%s of %s applied %llu: %s",
+              s->subscriber, s->producer, (unsigned long long)s->applied_sequence, s->last_error);
+    }
 }
 
 /* ---- durability ---- */
@@ -957,8 +1186,9 @@ static void case_receipts(cxm_channel *unused, test_server *srv)
           (long long)solo->receipt->completed_at_unix_ms);
     cxm_channel_close(ch);
 
-    /* Back to the default list: new erasures wait for the others, the one
-     * before stays as it was, and both are found after the restart. */
+    /* Back to the default list: new erasures wait for the others (which
+     * confirm through the bus), the one before stays complete, and both are
+     * found after the restart. */
     static const char *const dflt[] = {"--grace", "3s", NULL};
     ch = restart_with_limit(srv, dflt);
     ids[0] = ident(EMAIL, "many@example.com");
@@ -966,8 +1196,14 @@ static void case_receipts(cxm_channel *unused, test_server *srv)
     Cxm__V1__DeleteProfileResponse *many;
     CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, many);
     check_pending_receipt(many->receipt, 2);
-    expect_receipt(ch, solo->receipt);
-    expect_receipt(ch, many->receipt);
+    Cxm__V1__DeletionReceipt *before;
+    char d[512];
+    CHECK(get_receipt(ch, false, solo->receipt->customer_id, &before, d) == GRPC_STATUS_OK &&
+              strcmp(before->receipt_id, solo->receipt->receipt_id) == 0 &&
+              before->completed_at_unix_ms &&
+              before->services[0]->records_erased == solo->receipt->services[0]->records_erased,
+          "the erasure made alone is still complete: %s", d);
+    expect_receipt(ch, wait_completed(ch, many->receipt->receipt_id));
     cxm_channel_close(ch);
 }
 
@@ -976,7 +1212,7 @@ static const harness_case cases[] = {
     {"merge", case_merge},           {"consent_traits", case_consent_traits},
     {"segments", case_segments},     {"delete", case_delete},
     {"durability", case_durability}, {"limits", case_limits},
-    {"receipts", case_receipts},
+    {"receipts", case_receipts},     {"events", case_events},
 };
 
 int main(int argc, char **argv)

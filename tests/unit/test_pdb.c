@@ -269,9 +269,24 @@ static void test_merges_and_requests(void)
     cxm_store_read_end(t);
 }
 
+/* Membership changes pdb_evaluate_segment reported in its last run. */
+static size_t seg_entered, seg_left;
+static char seg_first[16];
+
+static int on_member(cxm_txn *t, const char *customer_id, bool entered, void *user)
+{
+    (void)t;
+    (void)user;
+    if (!seg_entered && !seg_left)
+        snprintf(seg_first, sizeof seg_first, "%s", customer_id);
+    *(entered ? &seg_entered : &seg_left) += 1;
+    return 0;
+}
+
 /* A segment over the attribute blob0 existing, evaluated over every profile. */
 static int segment_job(cxm_txn *t, tjob *j)
 {
+    seg_entered = seg_left = 0; /* the job may run again */
     static Cxm__V1__FieldCondition f = CXM__V1__FIELD_CONDITION__INIT;
     static Cxm__V1__SegmentCondition c = CXM__V1__SEGMENT_CONDITION__INIT;
     static Cxm__V1__Segment seg = CXM__V1__SEGMENT__INIT;
@@ -282,7 +297,7 @@ static int segment_job(cxm_txn *t, tjob *j)
     c.field = &f;
     seg.segment_id = "has-blob";
     seg.condition = &c;
-    int rc = pdb_evaluate_segment(t, db, &j->a, &seg, &seg.member_count);
+    int rc = pdb_evaluate_segment(t, db, &j->a, &seg, &seg.member_count, on_member, NULL);
     return rc ? rc : pdb_segment_put(t, db, &j->a, &seg);
 }
 
@@ -304,6 +319,10 @@ static void test_segments_and_scan(void)
     Cxm__V1__Segment *seg = NULL;
     CHECK_EQ_INT(pdb_segment_get(t, db, "has-blob", &arena, &seg), 0);
     CHECK_EQ_INT(seg->member_count, 43); /* c0000..c0039, c0100, c0102, c0202 */
+    /* Every member is new to the segment: 43 entered, in id order. */
+    CHECK_EQ_INT(seg_entered, 43);
+    CHECK_EQ_INT(seg_left, 0);
+    CHECK_EQ_STR(seg_first, "c0000");
     pdb_members_page page;
     CHECK_EQ_INT(pdb_members(t, db, &arena, "has-blob", "", 10, &page), 0);
     CHECK(page.n == 10 && page.more && page.total == 43);

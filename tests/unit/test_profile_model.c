@@ -1,6 +1,7 @@
 /*
  * test_profile_model.c - identity normalisation, attribute strategies,
- * merge and unmerge, and segment conditions, without a server.
+ * merge and unmerge, segment conditions, and the trait and segment
+ * changes profile's events report, without a server.
  */
 #include "check.h"
 #include "cxm/err.h"
@@ -291,6 +292,68 @@ static void test_conditions(void)
     CHECK(strstr(err, "8 deep") != NULL);
 }
 
+/* ---- what a change did ---- */
+
+static void set_trait(prof_profile *p, const char *name, Cxm__V1__Value *v, int64_t at)
+{
+    bool applied;
+    CHECK_EQ_INT(prof_trait_set(&arena, p, name, v, "test", at, at, &applied), 0);
+    CHECK(applied);
+}
+
+static void test_traits_diff(void)
+{
+    prof_profile *p = prof_new(&arena, "c1", 1);
+    set_trait(p, "b", num(1), 1);
+    set_trait(p, "c", str("x"), 1);
+    set_trait(p, "d", num(4), 1);
+    size_t n;
+    Cxm__V1__Trait **before = prof_traits_keep(&arena, p, &n);
+    CHECK(before && n == 3);
+    Cxm__V1__TraitsChanged c = CXM__V1__TRAITS_CHANGED__INIT;
+    CHECK_EQ_INT(prof_traits_diff(&arena, before, n, p, &c), 0);
+    CHECK(c.n_traits == 0 && c.n_removed_trait_names == 0); /* nothing changed */
+    /* a new, b the same value again (a newer observation), c changed, d gone. */
+    set_trait(p, "a", num(0), 2);
+    set_trait(p, "b", num(1), 2);
+    set_trait(p, "c", str("y"), 2);
+    CHECK(prof_trait_unset(p, "d"));
+    CHECK_EQ_INT(prof_traits_diff(&arena, before, n, p, &c), 0);
+    CHECK_EQ_INT(c.n_traits, 2);
+    CHECK_EQ_STR(c.traits[0]->name, "a");
+    CHECK_EQ_STR(c.traits[1]->name, "c");
+    CHECK_EQ_STR(c.traits[1]->value->string_value, "y");
+    CHECK_EQ_INT(c.n_removed_trait_names, 1);
+    CHECK_EQ_STR(c.removed_trait_names[0], "d");
+    /* The kept copy still holds the old value. */
+    CHECK_EQ_STR(before[1]->value->string_value, "x");
+    /* From no traits at all: every trait is new. */
+    CHECK_EQ_INT(prof_traits_diff(&arena, NULL, 0, p, &c), 0);
+    CHECK(c.n_traits == 3 && c.n_removed_trait_names == 0);
+}
+
+static void test_segments_diff(void)
+{
+    prof_profile *p = prof_new(&arena, "c1", 1);
+    char *before[] = {"a", "c", "e"}, *after[] = {"b", "c", "d", "f"};
+    p->segment_ids = after;
+    p->n_segment_ids = 4;
+    Cxm__V1__SegmentMembershipChanged c = CXM__V1__SEGMENT_MEMBERSHIP_CHANGED__INIT;
+    CHECK_EQ_INT(prof_segments_diff(&arena, before, 3, p, &c), 0);
+    CHECK_EQ_INT(c.n_entered_segment_ids, 3);
+    CHECK_EQ_STR(c.entered_segment_ids[0], "b");
+    CHECK_EQ_STR(c.entered_segment_ids[1], "d");
+    CHECK_EQ_STR(c.entered_segment_ids[2], "f");
+    CHECK_EQ_INT(c.n_left_segment_ids, 2);
+    CHECK_EQ_STR(c.left_segment_ids[0], "a");
+    CHECK_EQ_STR(c.left_segment_ids[1], "e");
+    p->n_segment_ids = 0; /* left everything */
+    CHECK_EQ_INT(prof_segments_diff(&arena, before, 3, p, &c), 0);
+    CHECK(c.n_entered_segment_ids == 0 && c.n_left_segment_ids == 3);
+    CHECK_EQ_INT(prof_segments_diff(&arena, NULL, 0, p, &c), 0);
+    CHECK(c.n_entered_segment_ids == 0 && c.n_left_segment_ids == 0);
+}
+
 int main(void)
 {
     cxm_arena_init(&arena, NULL, 0, 0);
@@ -298,6 +361,8 @@ int main(void)
     test_strategies();
     test_merge_unmerge();
     test_conditions();
+    test_traits_diff();
+    test_segments_diff();
     cxm_arena_dispose(&arena);
     return check_report();
 }

@@ -3,7 +3,9 @@
  * checks, page tokens, comma lists, and write jobs on a real server and
  * store in this process (answered after the commit; a failed job or one
  * whose reply is over the message limit leaves no trace and is answered
- * with the right status).
+ * with the right status), and the erasure cascade on a real store and
+ * in-process bus (erase and ErasureCompleted in one transaction, retried
+ * after a failure, an event without a receipt skipped).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -325,6 +327,102 @@ static void test_write_jobs(void)
     CHECK_EQ_INT(system(cmd), 0);
 }
 
+/* ---- the erasure cascade ---- */
+
+static atomic_int erase_calls;
+static char erased_id[32];
+static size_t erased_merged;
+
+/* Fails its first call (after the bus rolled nothing in yet), then erases
+ * "one record per id". */
+static int erase_fn(cxm_txn *txn, const char *customer_id, char *const *merged, size_t nmerged,
+                    uint64_t *records, void *user)
+{
+    (void)txn;
+    (void)merged;
+    CHECK(user == &erase_calls);
+    if (atomic_fetch_add(&erase_calls, 1) == 0)
+        return CXM_EBUSY;
+    snprintf(erased_id, sizeof erased_id, "%s", customer_id);
+    erased_merged = nmerged;
+    *records = 1 + nmerged;
+    return 0;
+}
+
+static atomic_int completed;
+static char got_service[32], got_receipt[32], got_customer[32];
+static uint64_t got_records;
+
+/* What the "audit" subscriber saw of journey's ErasureCompleted (copied:
+ * the event is gone after apply). */
+static int audit_fn(cxm_txn *txn, const Cxm__V1__Event *ev, void *user)
+{
+    (void)txn;
+    (void)user;
+    const Cxm__V1__ErasureCompleted *done = ev->erasure_completed;
+    snprintf(got_service, sizeof got_service, "%s", done->service);
+    snprintf(got_receipt, sizeof got_receipt, "%s", done->receipt_id);
+    snprintf(got_customer, sizeof got_customer, "%s", ev->customer_id);
+    got_records = done->records_erased;
+    atomic_fetch_add(&completed, 1);
+    return 0;
+}
+
+/* CustomerDeleted without a receipt (to be skipped), then one for c1. */
+static int deleted_fn(cxm_txn *txn, void *user)
+{
+    static char *merged[] = {"c2", "c3"};
+    Cxm__V1__CustomerDeleted bad = CXM__V1__CUSTOMER_DELETED__INIT, d = bad;
+    d.receipt_id = "r1";
+    d.merged_customer_ids = merged;
+    d.n_merged_customer_ids = 2;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.customer_id = "c0";
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_CUSTOMER_DELETED;
+    ev.customer_deleted = &bad;
+    int rc = cxm_bus_emit(user, txn, &ev);
+    ev = (Cxm__V1__Event)CXM__V1__EVENT__INIT;
+    ev.customer_id = "c1";
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_CUSTOMER_DELETED;
+    ev.customer_deleted = &d;
+    return rc ? rc : cxm_bus_emit(user, txn, &ev);
+}
+
+static void test_erasure_cascade(void)
+{
+    char dir[] = "/tmp/cxm-test-svc-erasure-XXXXXX";
+    CHECK(mkdtemp(dir) != NULL);
+    cxm_store *st;
+    cxm_bus *bus;
+    cxm_bus_producer *profile;
+    cxm_svc_erasure e;
+    static const char *const completed_types[] = {"ErasureCompleted"};
+    CHECK_EQ_INT(cxm_svc_erasure_subscribe(NULL, "journey", erase_fn, NULL, &e), CXM_EUNAVAIL);
+    CHECK_EQ_INT(cxm_store_open(dir, &(cxm_store_opts){.nosync = true}, &st), 0);
+    CHECK_EQ_INT(cxm_bus_create(st, NULL, &bus), 0);
+    CHECK_EQ_INT(cxm_bus_producer_open(bus, "profile", &profile), 0);
+    CHECK_EQ_INT(cxm_svc_erasure_subscribe(bus, "journey", erase_fn, &erase_calls, &e), 0);
+    CHECK_EQ_INT(cxm_bus_subscribe(bus, "audit", "journey", completed_types, 1, audit_fn, NULL), 0);
+    CHECK_EQ_INT(cxm_bus_start(bus), 0);
+    CHECK_EQ_INT(cxm_store_write(st, deleted_fn, profile), 0);
+    for (int i = 0; i < 300 && atomic_load(&completed) == 0; i++)
+        usleep(10000); /* the retry comes after 0.1 s */
+    usleep(100000);    /* time for a second, wrong, answer */
+    CHECK_EQ_INT(atomic_load(&completed), 1);
+    CHECK_EQ_INT(atomic_load(&erase_calls), 2); /* failed once, then erased; c0 skipped */
+    CHECK_EQ_STR(erased_id, "c1");
+    CHECK_EQ_INT(erased_merged, 2);
+    CHECK_EQ_STR(got_service, "journey");
+    CHECK_EQ_STR(got_receipt, "r1");
+    CHECK_EQ_STR(got_customer, "c1");
+    CHECK_EQ_INT(got_records, 3);
+    cxm_bus_destroy(bus);
+    cxm_store_close(st);
+    char cmd[80];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK_EQ_INT(system(cmd), 0);
+}
+
 int main(void)
 {
     test_paths_and_errors();
@@ -332,5 +430,6 @@ int main(void)
     test_tokens();
     test_split_and_sizes();
     test_write_jobs();
+    test_erasure_cascade();
     return check_report();
 }

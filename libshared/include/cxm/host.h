@@ -10,7 +10,13 @@
  *
  * Common flags (each also an environment variable, see opts.h):
  *   --listen HOST:PORT, --data DIR, --workers N, --max-message-bytes N,
- *   --grace DURATION, --log-format text|json, --log-level LEVEL
+ *   --grace DURATION, --log-format text|json, --log-level LEVEL,
+ *   --nats-url URL, --nats-creds FILE (the event bus, see bus.h)
+ *
+ * The event bus of the store is created before the modules open (they find
+ * it with cxm_bus_of(store) to open producers and subscribe), started once
+ * every module opened, and stopped after the server drained, before the
+ * modules close. cxm.v1.BusService is served next to the modules.
  */
 #ifndef CXM_HOST_H
 #define CXM_HOST_H

@@ -115,6 +115,21 @@ typedef int (*cxm_txn_fn)(cxm_txn *txn, void *user);
 /* Run fn in a write transaction and commit (see above for the retry). */
 int cxm_store_write(cxm_store *store, cxm_txn_fn fn, void *user);
 
+/* cxm_store_write with LMDB's per-transaction durability flags:
+ * CXM_WRITE_NOMETASYNC flushes the data but not the meta page, so an OS
+ * crash may undo this commit (never corrupt: integrity holds); the next
+ * durable commit makes it durable too. 0 = as cxm_store_write. */
+enum { CXM_WRITE_NOMETASYNC = MDB_NOMETASYNC };
+int cxm_store_write_flags(cxm_store *store, unsigned flags, cxm_txn_fn fn, void *user);
+
+/* Called on the committing thread after every successful write commit (of
+ * cxm_store_write* and of each group-commit batch), before the writers hear
+ * of it. Must be quick and must not start a transaction: it is meant to wake
+ * a thread. One hook per store; fn NULL removes it. Thread-safe: once this
+ * returns, the previous hook is no longer running or called. */
+typedef void (*cxm_commit_fn)(void *user);
+void cxm_store_on_commit(cxm_store *store, cxm_commit_fn fn, void *user);
+
 /* ---- group commit ---------------------------------------------------- */
 
 /* Called on the store's writer thread after the shared transaction

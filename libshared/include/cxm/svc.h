@@ -18,6 +18,9 @@
  *     RESOURCE_EXHAUSTED naming the limit (never INTERNAL), and paged reads
  *     use cxm_svc_reply_budget to return a shorter page instead.
  *   - Comma-separated flag values: cxm_svc_split.
+ *   - The erasure cascade: cxm_svc_erasure_subscribe joins a service to
+ *     profile's CustomerDeleted events and answers each with
+ *     ErasureCompleted.
  *
  * Handlers reach their service state through the call
  * (cxm_call_service_ctx, or job->ctx inside a write job); the kit keeps no
@@ -36,6 +39,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "cxm/arena.h"
+#include "cxm/bus.h"
 #include "cxm/server.h"
 #include "cxm/store.h"
 
@@ -167,6 +171,40 @@ void cxm_svc_submit(cxm_call *call, cxm_store *store, const void *req, cxm_svc_j
 /* The job's response, allocated in the call's arena and initialised, to be
  * filled by fn; NULL when out of memory. */
 void *cxm_svc_response(cxm_svc_job *job, const ProtobufCMessageDescriptor *d);
+
+/* ---- the erasure cascade ---------------------------------------------- */
+
+/* Erase what the service holds about customer_id and the customer ids
+ * merged into it earlier (merged[0..nmerged)), through txn only (it runs in
+ * the service's bus subscription, see bus.h: it may run again after a
+ * rollback, and must not keep pointers into its arguments). Sets *records
+ * to the number of records erased; returns 0 or a CXM_E* code, which rolls
+ * the erasure back and has the bus retry it with backoff. */
+typedef int (*cxm_svc_erase_fn)(cxm_txn *txn, const char *customer_id, char *const *merged,
+                                size_t nmerged, uint64_t *records, void *user);
+
+/* A service's membership of the cascade, in the caller's storage (its
+ * module state), which must outlive the bus's delivery (the host stops the
+ * bus before it closes the modules). */
+typedef struct cxm_svc_erasure {
+    const char *service;
+    cxm_svc_erase_fn erase;
+    void *user;
+    cxm_bus_producer *producer; /* the service's own: ErasureCompleted */
+} cxm_svc_erasure;
+
+/* Join service ("journey": a producer name, see bus.h) to the erasure
+ * cascade: subscribe it to the "profile" producer's CustomerDeleted events,
+ * and for each run erase(txn, customer_id, merged ids, &records, user) and
+ * emit ErasureCompleted {service, receipt_id, records_erased} from the
+ * service's producer in the same transaction, so that an erasure is
+ * confirmed exactly when it committed. The profile service completes the
+ * receipt from these (its --profile-erasure-services). Call from the
+ * module's open, with cxm_bus_of(store): a NULL bus is CXM_EUNAVAIL (the
+ * service cannot erase anything without it); bus errors as they are, with
+ * cxm_bus_last_error(). `service` must outlive the bus. */
+int cxm_svc_erasure_subscribe(cxm_bus *bus, const char *service, cxm_svc_erase_fn erase, void *user,
+                              cxm_svc_erasure *e);
 
 /* ---- configuration --------------------------------------------------- */
 

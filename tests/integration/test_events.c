@@ -1,0 +1,524 @@
+/*
+ * test_events.c - profile's events and the erasure cascade between separate
+ * processes through a real nats-server with JetStream: cxm-profile,
+ * cxm-journey, cxm-feedback and cxm-personalisation, each with its own data
+ * directory and --nats-url.
+ *
+ *   test_events BIN_DIR cascade     an erasure completes on every service;
+ *                                   with cxm-journey stopped it stays
+ *                                   PENDING for journey alone, and
+ *                                   completes once journey is back
+ *   test_events BIN_DIR subscriber  this process subscribes to profile's
+ *                                   events through NATS: a scripted run of
+ *                                   profile RPCs arrives once each, in
+ *                                   order, with the right payloads
+ *
+ * Exits 77 (SKIPPED) without nats-server. At exit (a failed check
+ * included) every process started is killed and every directory removed.
+ */
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cxm/bus.h"
+#include "cxm/client.h"
+#include "cxm/err.h"
+#include "cxm/log.h"
+#include "cxm/v1/profile.pb-c.h"
+#include "harness.h"
+#include "nats_fixture.h"
+
+#define SVC "/cxm.v1.ProfileService/"
+#define EMAIL CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL
+#define CRM CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID
+#define NSERVICES 4
+
+static const char *const services[NSERVICES] = {"profile", "journey", "feedback",
+                                                "personalisation"};
+static nf_server nats;
+static bool nats_up;
+static test_server srv[NSERVICES]; /* the service binaries, in services' order */
+static char bus_args[2][64];       /* "--nats-url", URL */
+static char paths[NSERVICES][512]; /* the binaries (harness_restart needs them) */
+static char sub_dir[] = "/tmp/cxm-test-events-XXXXXX"; /* case subscriber's store */
+static cxm_arena arena;
+
+static void cleanup(void)
+{
+    for (int i = 0; i < NSERVICES; i++) {
+        if (srv[i].pid > 0)
+            harness_stop(&srv[i], SIGKILL, 5000);
+        if (srv[i].data_dir[0])
+            harness_cleanup(&srv[i]);
+    }
+    if (nats_up)
+        nf_stop(&nats);
+    if (!strstr(sub_dir, "XXXXXX")) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", sub_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "warning: could not remove %s\n", sub_dir);
+    }
+}
+
+/* One ProfileService RPC; returns the status, *resp the answer on OK. */
+static grpc_status_code call(cxm_channel *ch, const char *method, const ProtobufCMessage *req,
+                             const ProtobufCMessageDescriptor *resp_desc, void *resp, char *details)
+{
+    char path[128];
+    snprintf(path, sizeof path, SVC "%s", method);
+    ProtobufCMessage *out = NULL;
+    cxm_client_result r = {0};
+    CHECK(cxm_client_unary_pb(ch, path, req, resp_desc, &arena, 10000, &out, &r) == 0,
+          "%s could not start", method);
+    grpc_status_code st = r.status;
+    snprintf(details, 512, "%s", r.details ? r.details : "");
+    if (resp)
+        *(ProtobufCMessage **)resp = out;
+    cxm_client_result_dispose(&r);
+    return st;
+}
+
+#define CALL_OK(ch, method, req, type, resp)                                                       \
+    do {                                                                                           \
+        char d_[512];                                                                              \
+        grpc_status_code s_ = call(ch, #method, &(req).base, &type##__descriptor, &(resp), d_);    \
+        CHECK(s_ == GRPC_STATUS_OK, #method ": status %d: %s", s_, d_);                            \
+    } while (0)
+
+static Cxm__V1__Identity *ident(Cxm__V1__IdentityType type, const char *value)
+{
+    Cxm__V1__Identity *id = cxm_arena_calloc(&arena, 1, sizeof *id);
+    cxm__v1__identity__init(id);
+    id->type = type;
+    id->value = (char *)value;
+    return id;
+}
+
+static Cxm__V1__CustomerRef *by_id(const char *customer_id)
+{
+    Cxm__V1__CustomerRef *ref = cxm_arena_calloc(&arena, 1, sizeof *ref);
+    cxm__v1__customer_ref__init(ref);
+    ref->key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref->customer_id = (char *)customer_id;
+    return ref;
+}
+
+static const char *upsert(cxm_channel *ch, Cxm__V1__Identity **ids, size_t n)
+{
+    Cxm__V1__UpsertProfileRequest req = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    req.identities = ids;
+    req.n_identities = n;
+    Cxm__V1__UpsertProfileResponse *resp;
+    CALL_OK(ch, UpsertProfile, req, cxm__v1__upsert_profile_response, resp);
+    return resp->profile->customer_id;
+}
+
+static Cxm__V1__DeletionReceipt *delete_customer(cxm_channel *ch, const char *id, bool suppress)
+{
+    Cxm__V1__DeleteProfileRequest dr = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
+    dr.customer = by_id(id);
+    dr.reason = "test_events";
+    dr.suppress_identities = suppress;
+    Cxm__V1__DeleteProfileResponse *resp;
+    CALL_OK(ch, DeleteProfile, dr, cxm__v1__delete_profile_response, resp);
+    return resp->receipt;
+}
+
+static Cxm__V1__DeletionReceipt *get_receipt(cxm_channel *ch, const char *receipt_id)
+{
+    Cxm__V1__GetDeletionReceiptRequest req = CXM__V1__GET_DELETION_RECEIPT_REQUEST__INIT;
+    req.key_case = CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_RECEIPT_ID;
+    req.receipt_id = (char *)receipt_id;
+    Cxm__V1__GetDeletionReceiptResponse *resp;
+    CALL_OK(ch, GetDeletionReceipt, req, cxm__v1__get_deletion_receipt_response, resp);
+    return resp->receipt;
+}
+
+static Cxm__V1__ErasureState state_of(const Cxm__V1__DeletionReceipt *r, const char *service)
+{
+    for (size_t i = 0; i < r->n_services; i++)
+        if (strcmp(r->services[i]->service, service) == 0)
+            return r->services[i]->state;
+    return CXM__V1__ERASURE_STATE__ERASURE_STATE_UNSPECIFIED;
+}
+
+/* The receipt once complete (every service DONE), polled up to 10 s. */
+static Cxm__V1__DeletionReceipt *wait_completed(cxm_channel *ch, const char *receipt_id)
+{
+    double start = harness_now_ms();
+    Cxm__V1__DeletionReceipt *r = get_receipt(ch, receipt_id);
+    while (!r->completed_at_unix_ms && harness_now_ms() - start < 10000) {
+        usleep(10000);
+        r = get_receipt(ch, receipt_id);
+    }
+    CHECK(r->completed_at_unix_ms, "receipt %s incomplete after 10 s", receipt_id);
+    for (int i = 0; i < NSERVICES; i++)
+        CHECK(state_of(r, services[i]) == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE, "%s not DONE",
+              services[i]);
+    fprintf(stderr, "receipt %s complete after %.0f ms\n", receipt_id, harness_now_ms() - start);
+    return r;
+}
+
+static void start_nats(void)
+{
+    int rc = nf_start(&nats);
+    if (rc == -1) {
+        fprintf(stderr, "nats-server not installed: skipped\n");
+        exit(NF_SKIP);
+    }
+    CHECK(rc == 0, "nats-server would not start");
+    nats_up = true;
+    snprintf(bus_args[0], sizeof bus_args[0], "--nats-url");
+    snprintf(bus_args[1], sizeof bus_args[1], "%s", nats.url);
+}
+
+/* ---- cascade ---- */
+
+static void case_cascade(const char *bin)
+{
+    static const char *a[] = {NULL, NULL, "--grace", "2s", "--workers", "2", NULL};
+    a[0] = bus_args[0];
+    a[1] = bus_args[1];
+    for (int i = 0; i < NSERVICES; i++) {
+        snprintf(paths[i], sizeof paths[i], "%s/cxm-%s", bin, services[i]);
+        harness_start(&srv[i], paths[i], a);
+    }
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(srv[0].target, NULL, &ch) == 0, "channel");
+    Cxm__V1__Identity *ids[] = {ident(EMAIL, "cascade-1@example.com")};
+    Cxm__V1__DeletionReceipt *r = delete_customer(ch, upsert(ch, ids, 1), false);
+    wait_completed(ch, r->receipt_id);
+
+    /* journey down: the others confirm, journey's part waits for it. */
+    test_server *journey = &srv[1];
+    CHECK(harness_stop(journey, SIGTERM, 10000) == 0, "cxm-journey drains");
+    ids[0] = ident(EMAIL, "cascade-2@example.com");
+    r = delete_customer(ch, upsert(ch, ids, 1), false);
+    double end = harness_now_ms() + 10000;
+    Cxm__V1__DeletionReceipt *now = get_receipt(ch, r->receipt_id);
+    while ((state_of(now, "feedback") != CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE ||
+            state_of(now, "personalisation") != CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE) &&
+           harness_now_ms() < end) {
+        usleep(10000);
+        now = get_receipt(ch, r->receipt_id);
+    }
+    CHECK(state_of(now, "feedback") == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE &&
+              state_of(now, "personalisation") == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE,
+          "feedback and personalisation confirm while journey is down");
+    usleep(500000); /* time journey's confirmation would have needed */
+    now = get_receipt(ch, r->receipt_id);
+    CHECK(state_of(now, "journey") == CXM__V1__ERASURE_STATE__ERASURE_STATE_PENDING &&
+              !now->completed_at_unix_ms,
+          "journey PENDING and the receipt incomplete while journey is down");
+    harness_restart(journey);
+    Cxm__V1__DeletionReceipt *done = wait_completed(ch, r->receipt_id);
+    CHECK(done->completed_at_unix_ms >= now->requested_at_unix_ms, "completed after the request");
+    cxm_channel_close(ch);
+    for (int i = 0; i < NSERVICES; i++) {
+        CHECK(harness_stop(&srv[i], SIGTERM, 10000) == 0, "%s drains", services[i]);
+    }
+}
+
+/* ---- subscriber ---- */
+
+/* What this process received: table test.events, big-endian sequence ->
+ * packed Event; "dup" counts events delivered to apply a second time. */
+typedef struct received {
+    cxm_store *store;
+    MDB_dbi dbi;
+    Cxm__V1__Event **evs;
+    size_t n;
+    uint64_t dups;
+} received;
+
+static int record(cxm_txn *txn, const Cxm__V1__Event *ev, void *user)
+{
+    received *rcv = user;
+    uint8_t key[8], buf[4096];
+    for (int i = 0; i < 8; i++)
+        key[i] = (uint8_t)(ev->sequence >> (56 - 8 * i));
+    size_t n = cxm__v1__event__get_packed_size(ev);
+    if (n > sizeof buf)
+        return CXM_ETOOBIG;
+    cxm__v1__event__pack(ev, buf);
+    int rc = cxm_txn_put(txn, rcv->dbi, key, 8, buf, n, CXM_PUT_NOOVERWRITE);
+    if (rc != CXM_EEXIST)
+        return rc;
+    uint64_t dups = 0;
+    const void *v;
+    size_t vlen;
+    if (cxm_txn_get_ref(txn, rcv->dbi, "dup", 3, &v, &vlen) == 0 && vlen == sizeof dups)
+        memcpy(&dups, v, sizeof dups);
+    dups++;
+    return cxm_txn_put(txn, rcv->dbi, "dup", 3, &dups, sizeof dups, 0);
+}
+
+static int read_received(cxm_txn *txn, void *user)
+{
+    received *rcv = user;
+    cxm_iter it;
+    rcv->n = 0;
+    int rc = cxm_iter_prefix(txn, rcv->dbi, NULL, 0, false, &it);
+    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+        if (it.klen == 3) {
+            memcpy(&rcv->dups, it.val, sizeof rcv->dups);
+            continue;
+        }
+        Cxm__V1__Event *ev =
+            cxm__v1__event__unpack(cxm_arena_protobuf(&arena), it.vlen, (const uint8_t *)it.val);
+        CHECK(ev, "a recorded event does not decode");
+        rcv->evs[rcv->n++] = ev;
+    }
+    cxm_iter_close(&it);
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+/* Wait until want events arrived (10 s), and a moment for any extra one. */
+static void wait_received(received *rcv, size_t want)
+{
+    double end = harness_now_ms() + 10000;
+    do {
+        usleep(20000);
+        CHECK(cxm_store_read(rcv->store, read_received, rcv) == 0, "read the received events");
+    } while (rcv->n < want && harness_now_ms() < end);
+    usleep(300000);
+    CHECK(cxm_store_read(rcv->store, read_received, rcv) == 0, "read the received events");
+    CHECK(rcv->n == want && rcv->dups == 0, "%zu events received (%llu twice), want %zu", rcv->n,
+          (unsigned long long)rcv->dups, want);
+}
+
+static void strs_are(char **got, size_t n, const char *want, const char *what)
+{
+    char joined[256] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(joined + strlen(joined), sizeof joined - strlen(joined), "%s%s", i ? "," : "",
+                 got[i]);
+    CHECK(strcmp(joined, want) == 0, "%s: [%s], want [%s]", what, joined, want);
+}
+
+/* The ids the script uses, filled as it runs. */
+typedef struct script_ids {
+    const char *a, *b, *c, *merge_ab, *merge_ac, *receipt;
+} script_ids;
+
+static void set_consent(cxm_channel *ch, const char *id, Cxm__V1__ConsentState state, int64_t at)
+{
+    Cxm__V1__SetConsentRequest sc = CXM__V1__SET_CONSENT_REQUEST__INIT;
+    sc.customer = by_id(id);
+    sc.scope = "marketing_email";
+    sc.state = state;
+    sc.decided_at_unix_ms = at;
+    sc.source = "web_banner";
+    Cxm__V1__SetConsentResponse *cr;
+    CALL_OK(ch, SetConsent, sc, cxm__v1__set_consent_response, cr);
+}
+
+static void write_score(cxm_channel *ch, const char *id, bool set, int64_t at)
+{
+    Cxm__V1__WriteTraitsRequest wt = CXM__V1__WRITE_TRAITS_REQUEST__INIT;
+    wt.customer = by_id(id);
+    wt.source = "feedback";
+    wt.observed_at_unix_ms = at;
+    Cxm__V1__Value v = CXM__V1__VALUE__INIT;
+    v.kind_case = CXM__V1__VALUE__KIND_NUMBER_VALUE;
+    v.number_value = 7;
+    Cxm__V1__WriteTraitsRequest__TraitsEntry e = CXM__V1__WRITE_TRAITS_REQUEST__TRAITS_ENTRY__INIT,
+                                             *ep = &e;
+    char *unset = "score";
+    e.key = "score";
+    e.value = &v;
+    wt.traits = set ? &ep : NULL;
+    wt.n_traits = set;
+    wt.unset_traits = set ? NULL : &unset;
+    wt.n_unset_traits = !set;
+    Cxm__V1__WriteTraitsResponse *wr;
+    CALL_OK(ch, WriteTraits, wt, cxm__v1__write_traits_response, wr);
+}
+
+static const char *merge(cxm_channel *ch, const char *target, const char *source)
+{
+    Cxm__V1__MergeProfilesRequest mr = CXM__V1__MERGE_PROFILES_REQUEST__INIT;
+    mr.target_customer_id = (char *)target;
+    mr.source_customer_id = (char *)source;
+    mr.reason = "same person";
+    Cxm__V1__MergeProfilesResponse *m;
+    CALL_OK(ch, MergeProfiles, mr, cxm__v1__merge_profiles_response, m);
+    return m->merge->merge_id;
+}
+
+static void upsert_segment(cxm_channel *ch)
+{
+    Cxm__V1__FieldCondition f = CXM__V1__FIELD_CONDITION__INIT;
+    f.kind = CXM__V1__FIELD_KIND__FIELD_KIND_TRAIT;
+    f.name = "score";
+    f.op = CXM__V1__COMPARE_OP__COMPARE_OP_EXISTS;
+    Cxm__V1__SegmentCondition c = CXM__V1__SEGMENT_CONDITION__INIT;
+    c.node_case = CXM__V1__SEGMENT_CONDITION__NODE_FIELD;
+    c.field = &f;
+    Cxm__V1__Segment seg = CXM__V1__SEGMENT__INIT;
+    seg.segment_id = "scored";
+    seg.condition = &c;
+    Cxm__V1__UpsertSegmentRequest sr = CXM__V1__UPSERT_SEGMENT_REQUEST__INIT;
+    sr.segment = &seg;
+    Cxm__V1__UpsertSegmentResponse *resp;
+    CALL_OK(ch, UpsertSegment, sr, cxm__v1__upsert_segment_response, resp);
+}
+
+/* The RPCs whose events the subscriber must see; returns their count. */
+static size_t run_script(cxm_channel *ch, script_ids *s)
+{
+    Cxm__V1__Identity *ia[] = {ident(EMAIL, "sub-a@example.com"), ident(CRM, "A1")};
+    Cxm__V1__Identity *ib[] = {ident(EMAIL, "sub-b@example.com")};
+    Cxm__V1__Identity *ic[] = {ident(EMAIL, "sub-c@example.com")};
+    Cxm__V1__Identity *id[] = {ident(EMAIL, "sub-d@example.com"), ident(CRM, "D1")};
+    s->a = upsert(ch, ia, 2);
+    s->b = upsert(ch, ib, 1);
+    s->c = upsert(ch, ic, 1);
+    upsert(ch, id, 2);
+    s->merge_ab = merge(ch, s->a, s->b);                                        /* 1 */
+    set_consent(ch, s->a, CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED, 1000); /* 2 */
+    set_consent(ch, s->a, CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED, 2000); /* none */
+    set_consent(ch, s->a, CXM__V1__CONSENT_STATE__CONSENT_STATE_DENIED, 3000);  /* 3 */
+    write_score(ch, s->a, true, 1000);                                          /* 4 */
+    upsert_segment(ch);                                                         /* 5 */
+    write_score(ch, s->a, false, 2000);                                         /* 6, 7 */
+    /* Merges c, then fails on d's second crm id: rolled back, no event. */
+    Cxm__V1__Identity *both[] = {ic[0], id[0]};
+    Cxm__V1__UpsertProfileRequest ur = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    ur.customer_id = (char *)s->a;
+    ur.identities = both;
+    ur.n_identities = 2;
+    char d[512];
+    CHECK(call(ch, "UpsertProfile", &ur.base, &cxm__v1__upsert_profile_response__descriptor, NULL,
+               d) == GRPC_STATUS_FAILED_PRECONDITION,
+          "the upsert linking two crm ids fails: %s", d);
+    Cxm__V1__UnmergeProfileRequest un = CXM__V1__UNMERGE_PROFILE_REQUEST__INIT;
+    un.merge_id = (char *)s->merge_ab;
+    Cxm__V1__UnmergeProfileResponse *unr;
+    CALL_OK(ch, UnmergeProfile, un, cxm__v1__unmerge_profile_response, unr); /* 8 */
+    s->merge_ac = merge(ch, s->a, s->c);                                     /* 9 */
+    s->receipt = delete_customer(ch, s->a, true)->receipt_id;                /* 10 */
+    return 10;
+}
+
+/* Event i is about customer with a payload of this case. */
+static const Cxm__V1__Event *event_is(const received *rcv, size_t i, const char *customer,
+                                      Cxm__V1__Event__PayloadCase pc)
+{
+    const Cxm__V1__Event *ev = rcv->evs[i];
+    CHECK(ev->sequence == i + 1 && strcmp(ev->producer, "profile") == 0, "event %zu: %s:%llu", i,
+          ev->producer, (unsigned long long)ev->sequence);
+    CHECK(strcmp(ev->customer_id, customer) == 0 && ev->payload_case == pc,
+          "event %llu (%s) about %s, want payload %d about %s", (unsigned long long)ev->sequence,
+          ev->type, ev->customer_id, pc, customer);
+    CHECK(ev->occurred_at_unix_ms > 0 && ev->recorded_at_unix_ms >= ev->occurred_at_unix_ms,
+          "event %llu times", (unsigned long long)ev->sequence);
+    uint8_t buf[4096];
+    size_t n = cxm__v1__event__pack(ev, buf);
+    CHECK(!memmem(buf, n, "@example.com", 12), "event %llu carries an email",
+          (unsigned long long)ev->sequence);
+    return ev;
+}
+
+static void check_merged(const Cxm__V1__Event *ev, const char *merge_id, const char *source,
+                         const char *target)
+{
+    const Cxm__V1__CustomerMerged *m = ev->customer_merged;
+    CHECK(strcmp(m->merge_id, merge_id) == 0 && strcmp(m->source_customer_id, source) == 0 &&
+              strcmp(m->target_customer_id, target) == 0 && strcmp(m->reason, "same person") == 0,
+          "CustomerMerged %s %s -> %s", m->merge_id, m->source_customer_id, m->target_customer_id);
+}
+
+static void check_script(const received *rcv, const script_ids *s)
+{
+    typedef Cxm__V1__Event__PayloadCase pc;
+    const pc merged = CXM__V1__EVENT__PAYLOAD_CUSTOMER_MERGED,
+             consent = CXM__V1__EVENT__PAYLOAD_CONSENT_CHANGED,
+             traits = CXM__V1__EVENT__PAYLOAD_TRAITS_CHANGED,
+             segs = CXM__V1__EVENT__PAYLOAD_SEGMENT_MEMBERSHIP_CHANGED;
+    check_merged(event_is(rcv, 0, s->a, merged), s->merge_ab, s->b, s->a);
+    const Cxm__V1__ConsentChanged *c = event_is(rcv, 1, s->a, consent)->consent_changed;
+    CHECK(c->consent->state == CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED &&
+              strcmp(c->consent->scope, "marketing_email") == 0 &&
+              c->previous_state == CXM__V1__CONSENT_STATE__CONSENT_STATE_UNSPECIFIED,
+          "first consent");
+    c = event_is(rcv, 2, s->a, consent)->consent_changed;
+    CHECK(c->consent->state == CXM__V1__CONSENT_STATE__CONSENT_STATE_DENIED &&
+              c->consent->decided_at_unix_ms == 3000 &&
+              c->previous_state == CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED,
+          "consent denied after granted");
+    const Cxm__V1__TraitsChanged *t = event_is(rcv, 3, s->a, traits)->traits_changed;
+    CHECK(t->n_traits == 1 && strcmp(t->traits[0]->name, "score") == 0 &&
+              t->traits[0]->value->number_value == 7 && t->n_removed_trait_names == 0,
+          "trait score set");
+    const Cxm__V1__SegmentMembershipChanged *m =
+        event_is(rcv, 4, s->a, segs)->segment_membership_changed;
+    strs_are(m->entered_segment_ids, m->n_entered_segment_ids, "scored", "segment entered");
+    strs_are(m->left_segment_ids, m->n_left_segment_ids, "", "segment left");
+    m = event_is(rcv, 5, s->a, segs)->segment_membership_changed;
+    strs_are(m->left_segment_ids, m->n_left_segment_ids, "scored", "trait gone: segment left");
+    t = event_is(rcv, 6, s->a, traits)->traits_changed;
+    strs_are(t->removed_trait_names, t->n_removed_trait_names, "score", "trait removed");
+    CHECK(t->n_traits == 0, "no trait set");
+    const Cxm__V1__CustomerUnmerged *u =
+        event_is(rcv, 7, s->a, CXM__V1__EVENT__PAYLOAD_CUSTOMER_UNMERGED)->customer_unmerged;
+    CHECK(strcmp(u->merge_id, s->merge_ab) == 0 && strcmp(u->source_customer_id, s->b) == 0 &&
+              strcmp(u->target_customer_id, s->a) == 0,
+          "CustomerUnmerged");
+    check_merged(event_is(rcv, 8, s->a, merged), s->merge_ac, s->c, s->a);
+    const Cxm__V1__CustomerDeleted *d =
+        event_is(rcv, 9, s->a, CXM__V1__EVENT__PAYLOAD_CUSTOMER_DELETED)->customer_deleted;
+    CHECK(strcmp(d->receipt_id, s->receipt) == 0 && d->identities_suppressed, "CustomerDeleted");
+    /* b was unmerged before: only c went with a. */
+    strs_are(d->merged_customer_ids, d->n_merged_customer_ids, s->c, "merged ids erased");
+}
+
+static void case_subscriber(const char *bin)
+{
+    static const char *a[] = {NULL, NULL, "--profile-erasure-services", "", "--workers", "2", NULL};
+    a[0] = bus_args[0];
+    a[1] = bus_args[1];
+    snprintf(paths[0], sizeof paths[0], "%s/cxm-profile", bin);
+    harness_start(&srv[0], paths[0], a);
+
+    CHECK(mkdtemp(sub_dir), "mkdtemp");
+    received rcv = {.evs = cxm_arena_alloc(&arena, 64 * sizeof(Cxm__V1__Event *))};
+    cxm_bus *bus;
+    cxm_bus_opts o = {.nats_url = nats.url, .nats_ack_wait_ms = 1000};
+    CHECK(cxm_store_open(sub_dir, NULL, &rcv.store) == 0 &&
+              cxm_store_dbi(rcv.store, "test.events", 0, &rcv.dbi) == 0,
+          "the subscriber's store");
+    CHECK(cxm_bus_create(rcv.store, &o, &bus) == 0 &&
+              cxm_bus_subscribe(bus, "events_test", "profile", NULL, 0, record, &rcv) == 0 &&
+              cxm_bus_start(bus) == 0,
+          "subscribe: %s", cxm_bus_last_error());
+
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(srv[0].target, NULL, &ch) == 0, "channel");
+    script_ids s;
+    size_t n = run_script(ch, &s);
+    wait_received(&rcv, n);
+    check_script(&rcv, &s);
+    cxm_channel_close(ch);
+    cxm_bus_destroy(bus);
+    cxm_store_close(rcv.store);
+    CHECK(harness_stop(&srv[0], SIGTERM, 10000) == 0, "cxm-profile drains");
+}
+
+int main(int argc, char **argv)
+{
+    CHECK(argc == 3, "usage: test_events BIN_DIR cascade|subscriber");
+    cxm_log_configure(false, CXM_LOG_WARN);
+    cxm_arena_init(&arena, NULL, 0, 0);
+    start_nats();
+    atexit(cleanup);
+    if (strcmp(argv[2], "cascade") == 0)
+        case_cascade(argv[1]);
+    else if (strcmp(argv[2], "subscriber") == 0)
+        case_subscriber(argv[1]);
+    else
+        CHECK(false, "unknown case %s", argv[2]);
+    cxm_arena_dispose(&arena);
+    return 0;
+}
