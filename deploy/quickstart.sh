@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: install what is missing, build, start
 # cxmd (every service, one port, one data directory), show it answering, and
-# load the CRM profiles of a small generated world (cxm-gen) into it.
+# run the demo (deploy/demo.sh): a customer across identities, a small
+# generated world's CRM profiles, an erasure confirmed by every service.
+# deploy/distributed.sh runs the same demo on the services as separate
+# processes with a NATS JetStream bus.
 #   deploy/quickstart.sh              demo on a fresh ./cxm-data, then a graceful stop
 #   deploy/quickstart.sh --keep       leave cxmd running afterwards
 #   deploy/quickstart.sh --keep-data  run on the data of the previous run
@@ -18,7 +21,7 @@ bin=""
 keep=false
 keep_data=false
 
-usage() { sed -n '2,11s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,/^[^#]/s/^# \{0,1\}//p' "$0"; }
 die() { echo "quickstart: $1" >&2; exit "${2:-1}"; }
 value() { (($# >= 2)) || die "$1 needs a value" 2; echo "$2"; }
 while (($#)); do
@@ -85,9 +88,7 @@ fi
 echo "== starting cxmd on $listen (data in $data)"
 "$bin/cxmd" --listen "$listen" --data "$data" &
 pid=$!
-world=""
 cleanup() {
-  [ -n "$world" ] && rm -rf "$world"
   [ -n "${pid:-}" ] && kill -TERM $pid 2>/dev/null
   wait $pid 2>/dev/null || true
 }
@@ -100,30 +101,7 @@ done
 
 echo "== health";   "$bin/cxmctl" --target "$listen" health
 echo "== services (server reflection)"; "$bin/cxmctl" --target "$listen" services
-ctl() { echo "\$ cxmctl $*"; "$bin/cxmctl" --target "$listen" "$@"; }
-echo "== one customer across identities (profile service)"
-ctl profile upsert --identity email:Ann.Lee@Example.com --set tier=gold \
-  --set visits:=1 --strategy visits=add --source quickstart
-ctl profile upsert --identity phone:+82-10-1234-5678 --set city=Seoul --source app
-echo "# the app's phone profile and the web's email profile are one customer: link them"
-ctl profile upsert --identity email:ann.lee@example.com --identity phone:+821012345678 \
-  --set visits:=1 --source crm
-ctl profile consent --identity email:ann.lee@example.com marketing_email granted --source web_banner
-ctl profile get --identity phone:+821012345678
-echo "== a generated world: 2000 customers over 30 days (cxm-gen), its CRM profiles replayed"
-# Only the profile import: the journey, feedback and personalisation RPCs
-# its other files feed are not built yet (they answer UNIMPLEMENTED).
-world=$(mktemp -d "${TMPDIR:-/tmp}/cxm-quickstart-world-XXXXXX")
-"$bin/cxm-gen" --seed 1 --customers 2000 --days 30 --formats pb,csv --out "$world"
-"$bin/cxm-bench" --target "$listen" --requests "$world/profiles.pb" \
-  --method /cxm.v1.ProfileService/UpsertProfile
-# identities.csv: customer_id,identity_type,identity_value,... (no free text,
-# so no quoted commas). The first two customers who signed up:
-for email in $(awk -F, '$2 == "email" { print $3 }' "$world/identities.csv" | head -n 2); do
-  ctl profile get --identity "email:$email"
-done
-rm -rf "$world"
-world=""
+bash "$root/deploy/demo.sh" "$bin" "$listen"
 echo "== 3 s of Health/Check load, 2 connections x 32 in flight"
 "$bin/cxm-bench" --target "$listen" --duration 3s --warmup 1s
 

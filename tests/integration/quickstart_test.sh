@@ -42,6 +42,7 @@ has "cxm.v1.ProfileService"
 kept=$(sed -n 's/^cxmd keeps running as pid \([0-9]*\);.*/\1/p' "$dir/out")
 [ -n "$kept" ] && kill -0 "$kept" || fail "no kept cxmd"
 [ ! -e "$dir/data/stale" ] || fail "the earlier run's data was not wiped"
+grep -q "^  completed_at" "$dir/out" || fail "the erasure receipt did not complete"
 
 # The generated world's profiles were all loaded: every record OK, the first
 # customer shown, and the last one there in the kept cxmd.

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# deploy/distributed.sh on binaries already built: nats-server and the four
+# services as separate processes, the demo against them, the erasure
+# confirmed by every service through JetStream, everything stopped after.
+#   distributed_test.sh BIN_DIR   (exits 77, a skip, without nats-server)
+set -euo pipefail
+bin=$1
+script=$(cd "$(dirname "$0")/../.." && pwd)/deploy/distributed.sh
+command -v nats-server >/dev/null || { echo "SKIP: nats-server is not installed"; exit 77; }
+dir=$(mktemp -d /tmp/cxm-distributed-test-XXXXXX)
+trap 'rm -rf "$dir"' EXIT
+fail() { echo "FAIL: $*" >&2; cat "$dir/out" >&2; exit 1; }
+has() { grep -qE -- "$1" "$dir/out" || fail "no \"$1\" in the output"; }
+
+port=""
+for _ in $(seq 50); do
+  p=$((20000 + RANDOM % 40000))
+  free=true
+  for q in $(seq "$p" $((p + 4))); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$q") 2>/dev/null && free=false
+  done
+  $free && { port=$p; break; }
+done
+[ -n "$port" ] || fail "no five free ports found"
+
+status=0
+TMPDIR=$dir bash "$script" --bin "$bin" --dir "$dir/run" --port "$port" >"$dir/out" 2>&1 || status=$?
+((status == 0)) || fail "distributed.sh exited $status"
+has "records +[0-9]+ in .*: ([0-9]+) sent, \\1 OK"
+has "^  completed_at"
+for svc in journey feedback personalisation; do has "^ +$svc done"; done
+has "^mode  nats"
+has "all stopped cleanly"
+for svc in profile journey feedback personalisation; do
+  pgrep -f "cxm-$svc --listen 127.0.0.1:" >/dev/null && fail "cxm-$svc still runs"
+done
+pgrep -f "nats-server .* -p $((port + 4))" >/dev/null && fail "nats-server still runs"
+
+# A taken port is refused before anything starts.
+(exec 3<>"/dev/tcp/127.0.0.1/$((port + 4))") 2>/dev/null && fail "port $((port + 4)) unexpectedly taken"
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(5)' \
+  "$((port + 2))" &
+holder=$!
+sleep 0.3
+status=0
+bash "$script" --bin "$bin" --dir "$dir/run2" --port "$port" >"$dir/out" 2>&1 || status=$?
+kill "$holder" 2>/dev/null || true
+((status == 3)) || fail "with port $((port + 2)) taken: exit $status, wanted 3"
+has "port $((port + 2)) is already taken"
+[ ! -e "$dir/run2" ] || fail "it made $dir/run2 before finding the port taken"
+echo "distributed: ok"
