@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@
 #define FETCH_WAIT_MS 250 /* also bounds how long stopping waits for a fetch */
 #define PENDING_EVERY_MS 1000
 #define DEFAULT_ACK_WAIT_MS 5000
+#define TRIM_EVERY_MS 100 /* NATS: published outbox entries are deleted this often */
 
 struct cxm_bus_producer {
     cxm_bus *bus;
@@ -52,6 +54,12 @@ struct cxm_bus_producer {
     bool stream_ready; /* NATS: its stream exists */
     int64_t retry_at;  /* NATS: monotonic ms before which publishing waits */
     int backoff_ms;
+    /* NATS: the last sequence JetStream acknowledged in this run (0: none
+     * yet, start from the oldest entry) and the last one deleted. Deleting
+     * is deferred (see maybe_trim); a crash before it only republishes. */
+    _Atomic uint64_t published;
+    uint64_t trimmed;
+    int64_t trim_at;
     cxm_bus_producer *next;
 };
 
@@ -378,13 +386,17 @@ static int save_mark(cxm_bus *bus, cxm_txn *txn, const sub *s, uint64_t mark)
 }
 
 /* Delete producer's outbox entries up to and including `upto` (at most
- * CLEANUP_MAX of them). */
-static int outbox_trim(cxm_bus *bus, cxm_txn *txn, const char *producer, uint64_t upto)
+ * CLEANUP_MAX of them); *through (may be NULL) is the last sequence covered. */
+static int outbox_trim(cxm_bus *bus, cxm_txn *txn, const char *producer, uint64_t upto,
+                       uint64_t *through)
 {
     uint64_t first;
     int rc = outbox_first(bus, txn, producer, 0, &first, NULL);
-    for (uint64_t seq = first; rc == 0 && first && seq <= upto && seq - first < CLEANUP_MAX;
-         seq++) {
+    bool some = rc == 0 && first && first <= upto;
+    uint64_t end = some && upto - first >= CLEANUP_MAX ? first + CLEANUP_MAX - 1 : upto;
+    if (through)
+        *through = end;
+    for (uint64_t seq = first; some && rc == 0 && seq <= end; seq++) {
         uint8_t key[CXM_KEY_MAX];
         rc = cxm_txn_del(txn, bus->outbox, key, outbox_key(key, producer, seq));
         if (rc == CXM_ENOTFOUND)
@@ -465,7 +477,7 @@ static int relay_apply_fn(cxm_txn *txn, void *user)
     if (rc == 0)
         rc = lowest_mark(b->bus, txn, b->s->producer, b->s, mark, &low);
     if (rc == 0)
-        rc = outbox_trim(b->bus, txn, b->s->producer, low);
+        rc = outbox_trim(b->bus, txn, b->s->producer, low, NULL);
     b->applied = n;
     b->mark = mark;
     return rc;
@@ -531,7 +543,7 @@ typedef struct trim_job {
 static int trim_fn(cxm_txn *txn, void *user)
 {
     trim_job *j = user;
-    return outbox_trim(j->bus, txn, j->producer, UINT64_MAX);
+    return outbox_trim(j->bus, txn, j->producer, UINT64_MAX, NULL);
 }
 
 static bool has_subs(const cxm_bus *bus, const char *producer)
@@ -617,6 +629,7 @@ typedef struct pub_batch {
     cxm_nats_msg *msgs;
     size_t n;
     uint64_t last;
+    uint64_t through; /* trimmed through, from pub_trim_fn */
 } pub_batch;
 
 static int pub_add(pub_batch *pb, const cxm_iter *it, size_t plen)
@@ -644,14 +657,16 @@ static int pub_add(pub_batch *pb, const cxm_iter *it, size_t plen)
 static int pub_read_fn(cxm_txn *txn, void *user)
 {
     pub_batch *pb = user;
-    uint8_t prefix[CXM_KEY_MAX];
-    size_t plen = name_key(prefix, pb->p->name, NULL);
+    uint8_t prefix[CXM_KEY_MAX], start[CXM_KEY_MAX], end[CXM_KEY_MAX];
+    size_t plen = name_key(prefix, pb->p->name, NULL), elen = 0;
+    size_t slen = outbox_key(start, pb->p->name, atomic_load(&pb->p->published) + 1);
+    cxm_key_successor(prefix, plen, end, &elen);
     pb->n = 0;
     pb->msgs = cxm_arena_calloc(&pb->arena, pb->bus->batch_max, sizeof *pb->msgs);
     if (!pb->msgs)
         return fail(CXM_ENOMEM, "out of memory for a publish batch");
     cxm_iter it;
-    int rc = cxm_iter_prefix(txn, pb->bus->outbox, prefix, plen, false, &it);
+    int rc = cxm_iter_range(txn, pb->bus->outbox, start, slen, end, elen, false, &it);
     while (rc == 0 && pb->n < pb->bus->batch_max && (rc = cxm_iter_next(&it)) == 0)
         rc = pub_add(pb, &it, plen);
     cxm_iter_close(&it);
@@ -661,10 +676,31 @@ static int pub_read_fn(cxm_txn *txn, void *user)
 static int pub_trim_fn(cxm_txn *txn, void *user)
 {
     pub_batch *pb = user;
-    return outbox_trim(pb->bus, txn, pb->p->name, pb->last);
+    return outbox_trim(pb->bus, txn, pb->p->name, atomic_load(&pb->p->published), &pb->through);
 }
 
-/* Publish one batch of p's outbox and delete it once JetStream has it.
+/* Delete what JetStream acknowledged, at most every TRIM_EVERY_MS or when
+ * much is waiting: a write transaction per published batch would hold
+ * LMDB's writer lock through an fdatasync each time and halve the
+ * producer's own write rate. A lost deletion only republishes: JetStream
+ * drops the repeat within its duplicate window and subscribers skip it. */
+static int maybe_trim(pub_batch *pb, const char **why)
+{
+    cxm_bus_producer *p = pb->p;
+    uint64_t published = atomic_load(&p->published);
+    int64_t now = clock_ms(CLOCK_MONOTONIC);
+    if (published <= p->trimmed ||
+        (now - p->trim_at < TRIM_EVERY_MS && published - p->trimmed < CLEANUP_MAX / 2))
+        return 0;
+    int rc = cxm_store_write_flags(pb->bus->store, CXM_WRITE_NOMETASYNC, pub_trim_fn, pb);
+    if (rc != 0)
+        return (*why = cxm_store_last_error(), rc);
+    p->trimmed = pb->through;
+    p->trim_at = now;
+    return 0;
+}
+
+/* Publish the next batch of p's outbox; deletion follows (maybe_trim).
  * Returns the number published, or < 0 with the reason in *why. */
 static int publish_once(pub_batch *pb, const char **why)
 {
@@ -676,15 +712,12 @@ static int publish_once(pub_batch *pb, const char **why)
     pb->p->stream_ready = true;
     if ((rc = cxm_store_read(bus->store, pub_read_fn, pb)) != 0)
         return (*why = *tls_err ? tls_err : cxm_store_last_error(), rc);
-    if (pb->n == 0)
-        return 0;
-    if ((rc = cxm_nats_publish(bus->nats, pb->msgs, pb->n, PUBLISH_TIMEOUT_MS)) != 0)
+    if (pb->n > 0 && (rc = cxm_nats_publish(bus->nats, pb->msgs, pb->n, PUBLISH_TIMEOUT_MS)) != 0)
         return (*why = cxm_nats_last_error(), rc);
-    /* A lost deletion only republishes: JetStream drops the repeat within
-     * its duplicate window and subscribers skip it after. */
-    if ((rc = cxm_store_write_flags(bus->store, CXM_WRITE_NOMETASYNC, pub_trim_fn, pb)) != 0)
-        return (*why = cxm_store_last_error(), rc);
-    return (int)pb->n;
+    if (pb->n > 0)
+        atomic_store(&pb->p->published, pb->last);
+    rc = maybe_trim(pb, why);
+    return rc != 0 ? rc : (int)pb->n;
 }
 
 /* Publish p's outbox until it is empty or publishing fails. */
@@ -952,6 +985,12 @@ static int producer_status(status_ctx *c, cxm_txn *txn, const char *name, int64_
     int rc = last_sequence(c->bus, txn, name, &ps->last_sequence);
     if (rc == 0)
         rc = outbox_first(c->bus, txn, name, 0, &first, &recorded);
+    uint64_t published = 0;
+    for (cxm_bus_producer *p = c->bus->nats ? c->bus->producers : NULL; p; p = p->next)
+        if (strcmp(p->name, name) == 0)
+            published = atomic_load(&p->published);
+    if (rc == 0 && first && published >= first) /* the rest awaits deletion only */
+        rc = outbox_first(c->bus, txn, name, published + 1, &first, &recorded);
     if (rc == 0 && first) {
         ps->outbox_backlog = ps->last_sequence - first + 1;
         ps->oldest_outbox_age_ms = now > recorded ? now - recorded : 0;
