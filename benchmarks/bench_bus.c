@@ -3,7 +3,7 @@
  * NATS JetStream on loopback.
  *
  *   cxm-bench-bus [--mode all|inproc|nats] [--nats-url URL] [--samples 2000]
- *                 [--events 200000] [--per-job 100] [--window 64]
+ *                 [--events 200000] [--per-job 100] [--window 64] [--duration 2s]
  *
  * Data directories are fresh, under /tmp, durable (fsync per commit) like a
  * server's. Per mode:
@@ -15,7 +15,7 @@
  *               the last;
  *   producer    --window write jobs kept in flight through the store's group
  *               commit, each one state row and one event (the shape of a
- *               service's write), for 2 s, with no subscriber and then with
+ *               service's write), for --duration, with no subscriber and then with
  *               one attached: writes per second and their ratio.
  * In process, producer and subscriber share one LMDB environment (as in
  * cxmd). Through NATS (needs --nats-url of a `nats-server -js`), they are two
@@ -40,7 +40,7 @@
 
 typedef struct bench_cfg {
     const char *mode, *nats_url;
-    int64_t samples, events, per_job, window;
+    int64_t samples, events, per_job, window, duration_ms;
 } bench_cfg;
 
 /* One side of the bench: a store, its bus, and a table for state rows. */
@@ -281,7 +281,8 @@ static void slot_done(void *user, int rc)
     cxm_store_submit(s->pr->r->prod.st, &s->w);
 }
 
-static double producer_rate(const char *nats_url, bool subscribed, int64_t window)
+static double producer_rate(const char *nats_url, bool subscribed, int64_t window,
+                            int64_t duration_ms)
 {
     rig r;
     rig_open(&r, subscribed ? "with" : "alone", nats_url, subscribed);
@@ -295,7 +296,7 @@ static double producer_rate(const char *nats_url, bool subscribed, int64_t windo
                           .pr = &pr};
         cxm_store_submit(r.prod.st, &slots[i].w);
     }
-    usleep(2000000);
+    usleep((useconds_t)duration_ms * 1000);
     atomic_store(&pr.stop, true);
     while (atomic_load(&pr.inflight) > 0)
         usleep(1000);
@@ -305,10 +306,10 @@ static double producer_rate(const char *nats_url, bool subscribed, int64_t windo
     return rate;
 }
 
-static void producer(const char *mode, const char *nats_url, int64_t window)
+static void producer(const char *mode, const char *nats_url, int64_t window, int64_t duration_ms)
 {
-    double alone = producer_rate(nats_url, false, window);
-    double with = producer_rate(nats_url, true, window);
+    double alone = producer_rate(nats_url, false, window, duration_ms);
+    double with = producer_rate(nats_url, true, window, duration_ms);
     printf("%-8s producer    %.0f writes/s alone, %.0f with a subscriber: %.0f%% (%" PRId64
            " writes in flight, group-committed; one state row + one event each)\n",
            mode, alone, with, with / alone * 100, window);
@@ -318,12 +319,17 @@ static void run(const char *mode, const char *nats_url, const bench_cfg *c)
 {
     latency(mode, nats_url, c->samples);
     throughput(mode, nats_url, c->events, c->per_job);
-    producer(mode, nats_url, c->window);
+    producer(mode, nats_url, c->window, c->duration_ms);
 }
 
 int main(int argc, char **argv)
 {
-    bench_cfg c = {.mode = "all", .samples = 2000, .events = 200000, .per_job = 100, .window = 64};
+    bench_cfg c = {.mode = "all",
+                   .samples = 2000,
+                   .events = 200000,
+                   .per_job = 100,
+                   .window = 64,
+                   .duration_ms = 2000};
     cxm_opt opts[] = {
         {"mode", CXM_OPT_STR, &c.mode, 0, 0, "all, inproc or nats"},
         {"nats-url", CXM_OPT_STR, &c.nats_url, 0, 0, "a nats-server -js (needed for nats)"},
@@ -331,6 +337,7 @@ int main(int argc, char **argv)
         {"events", CXM_OPT_INT, &c.events, 1, 100000000, "events of the throughput run"},
         {"per-job", CXM_OPT_INT, &c.per_job, 1, 4096, "events per write job (throughput)"},
         {"window", CXM_OPT_INT, &c.window, 1, 4096, "writes in flight (producer run)"},
+        {"duration", CXM_OPT_MILLIS, &c.duration_ms, 10, 600000, "each producer run"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     char err[256];

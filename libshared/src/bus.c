@@ -232,30 +232,48 @@ static int applied_mark(cxm_bus *bus, cxm_txn *txn, const sub *s, uint64_t *out)
     return get_u64(txn, bus->applied, key, name_key(key, s->name, s->producer), out);
 }
 
-/* The first outbox entry of producer: its sequence (0 when the outbox is
- * empty) and, when rec is given, its recorded time. */
+/* A walk over producer's outbox from sequence `from` on, in order; the
+ * struct keeps the bounds alive while it.key/val are read. Close with
+ * cxm_iter_close(&w->it). */
+typedef struct outbox_walk {
+    cxm_iter it;
+    uint8_t start[CXM_KEY_MAX], end[CXM_KEY_MAX];
+} outbox_walk;
+
+static int outbox_walk_begin(cxm_bus *bus, cxm_txn *txn, const char *producer, uint64_t from,
+                             outbox_walk *w)
+{
+    size_t elen = 0, plen = name_key(w->end, producer, NULL);
+    cxm_key_successor(w->end, plen, w->end, &elen);
+    size_t slen = outbox_key(w->start, producer, from);
+    return cxm_iter_range(txn, bus->outbox, w->start, slen, w->end, elen, false, &w->it);
+}
+
+/* The next event of the walk, unpacked with allocator a (NULL: malloc). */
+static int outbox_walk_next(outbox_walk *w, ProtobufCAllocator *a, Cxm__V1__Event **ev)
+{
+    int rc = cxm_iter_next(&w->it);
+    if (rc == 0 && !(*ev = cxm__v1__event__unpack(a, w->it.vlen, w->it.val)))
+        rc = fail(CXM_ECORRUPT, "an outbox entry is not an Event");
+    return rc;
+}
+
+/* The first outbox entry of producer at or after `from`: its sequence (0
+ * when none) and, when recorded is given, its recorded time. */
 static int outbox_first(cxm_bus *bus, cxm_txn *txn, const char *producer, uint64_t from,
                         uint64_t *seq, int64_t *recorded)
 {
-    uint8_t prefix[CXM_KEY_MAX], start[CXM_KEY_MAX];
-    size_t plen = name_key(prefix, producer, NULL), slen = outbox_key(start, producer, from);
-    uint8_t end[CXM_KEY_MAX];
-    size_t elen = 0;
-    cxm_key_successor(prefix, plen, end, &elen);
-    cxm_iter it;
-    int rc = cxm_iter_range(txn, bus->outbox, start, slen, end, elen, false, &it);
+    outbox_walk w;
+    Cxm__V1__Event *ev = NULL;
+    int rc = outbox_walk_begin(bus, txn, producer, from, &w);
     if (rc == 0)
-        rc = cxm_iter_next(&it);
-    *seq = 0;
-    if (rc == 0 && it.klen == plen + 8) {
-        *seq = get_be64((const uint8_t *)it.key + plen);
-        if (recorded) {
-            Cxm__V1__Event *ev = cxm__v1__event__unpack(NULL, it.vlen, it.val);
-            *recorded = ev ? ev->recorded_at_unix_ms : 0;
-            cxm__v1__event__free_unpacked(ev, NULL);
-        }
-    }
-    cxm_iter_close(&it);
+        rc = outbox_walk_next(&w, NULL, &ev);
+    cxm_iter_close(&w.it);
+    *seq = ev ? ev->sequence : 0;
+    if (recorded)
+        *recorded = ev ? ev->recorded_at_unix_ms : 0;
+    if (ev)
+        cxm__v1__event__free_unpacked(ev, NULL);
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
@@ -436,23 +454,16 @@ typedef struct relay_batch {
 static int read_events(relay_batch *b, cxm_txn *txn, uint64_t after, Cxm__V1__Event ***out,
                        size_t *n)
 {
-    cxm_bus *bus = b->bus;
-    uint8_t prefix[CXM_KEY_MAX], start[CXM_KEY_MAX], end[CXM_KEY_MAX];
-    size_t plen = name_key(prefix, b->s->producer, NULL), elen = 0;
-    size_t slen = outbox_key(start, b->s->producer, after + 1);
-    cxm_key_successor(prefix, plen, end, &elen);
-    Cxm__V1__Event **evs = cxm_arena_alloc(&b->arena, bus->batch_max * sizeof *evs);
+    Cxm__V1__Event **evs = cxm_arena_alloc(&b->arena, b->bus->batch_max * sizeof *evs);
     if (!evs)
         return fail(CXM_ENOMEM, "out of memory for a batch of events");
-    cxm_iter it;
-    int rc = cxm_iter_range(txn, bus->outbox, start, slen, end, elen, false, &it);
+    outbox_walk w;
+    int rc = outbox_walk_begin(b->bus, txn, b->s->producer, after + 1, &w);
     *n = 0;
-    while (rc == 0 && *n < bus->batch_max && (rc = cxm_iter_next(&it)) == 0) {
-        evs[*n] = cxm__v1__event__unpack(cxm_arena_protobuf(&b->arena), it.vlen, it.val);
-        if (!evs[(*n)++])
-            rc = fail(CXM_ECORRUPT, "an outbox entry of %s is not an Event", b->s->producer);
-    }
-    cxm_iter_close(&it);
+    while (rc == 0 && *n < b->bus->batch_max &&
+           (rc = outbox_walk_next(&w, cxm_arena_protobuf(&b->arena), &evs[*n])) == 0)
+        (*n)++;
+    cxm_iter_close(&w.it);
     *out = evs;
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
@@ -632,24 +643,20 @@ typedef struct pub_batch {
     uint64_t through; /* trimmed through, from pub_trim_fn */
 } pub_batch;
 
-static int pub_add(pub_batch *pb, const cxm_iter *it, size_t plen)
+static int pub_add(pub_batch *pb, const cxm_iter *it, const Cxm__V1__Event *ev)
 {
     cxm_arena *a = &pb->arena;
-    Cxm__V1__Event *ev = cxm__v1__event__unpack(cxm_arena_protobuf(a), it->vlen, it->val);
-    void *data = cxm_arena_alloc(a, it->vlen ? it->vlen : 1);
-    if (!ev || it->klen != plen + 8)
-        return fail(CXM_ECORRUPT, "an outbox entry of %s is not an Event", pb->p->name);
-    uint64_t seq = get_be64((const uint8_t *)it->key + plen);
     cxm_nats_msg *m = &pb->msgs[pb->n];
+    void *data = cxm_arena_alloc(a, it->vlen ? it->vlen : 1);
     m->subject =
         arena_printf(a, "cxm.%s.%s.%u", pb->p->name, ev->type, cxm_bus_shard(ev->customer_id));
-    m->msg_id = arena_printf(a, "%s:%" PRIu64, pb->p->name, seq);
+    m->msg_id = arena_printf(a, "%s:%" PRIu64, pb->p->name, ev->sequence);
     if (!data || !m->subject || !m->msg_id)
         return fail(CXM_ENOMEM, "out of memory for a publish batch");
     memcpy(data, it->val, it->vlen);
     m->data = data;
     m->len = it->vlen;
-    pb->last = seq;
+    pb->last = ev->sequence;
     pb->n++;
     return 0;
 }
@@ -657,19 +664,18 @@ static int pub_add(pub_batch *pb, const cxm_iter *it, size_t plen)
 static int pub_read_fn(cxm_txn *txn, void *user)
 {
     pub_batch *pb = user;
-    uint8_t prefix[CXM_KEY_MAX], start[CXM_KEY_MAX], end[CXM_KEY_MAX];
-    size_t plen = name_key(prefix, pb->p->name, NULL), elen = 0;
-    size_t slen = outbox_key(start, pb->p->name, atomic_load(&pb->p->published) + 1);
-    cxm_key_successor(prefix, plen, end, &elen);
     pb->n = 0;
     pb->msgs = cxm_arena_calloc(&pb->arena, pb->bus->batch_max, sizeof *pb->msgs);
     if (!pb->msgs)
         return fail(CXM_ENOMEM, "out of memory for a publish batch");
-    cxm_iter it;
-    int rc = cxm_iter_range(txn, pb->bus->outbox, start, slen, end, elen, false, &it);
-    while (rc == 0 && pb->n < pb->bus->batch_max && (rc = cxm_iter_next(&it)) == 0)
-        rc = pub_add(pb, &it, plen);
-    cxm_iter_close(&it);
+    outbox_walk w;
+    Cxm__V1__Event *ev;
+    uint64_t from = atomic_load(&pb->p->published) + 1;
+    int rc = outbox_walk_begin(pb->bus, txn, pb->p->name, from, &w);
+    while (rc == 0 && pb->n < pb->bus->batch_max &&
+           (rc = outbox_walk_next(&w, cxm_arena_protobuf(&pb->arena), &ev)) == 0)
+        rc = pub_add(pb, &w.it, ev);
+    cxm_iter_close(&w.it);
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
