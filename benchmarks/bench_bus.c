@@ -4,6 +4,7 @@
  *
  *   cxm-bench-bus [--mode all|inproc|nats] [--nats-url URL] [--samples 2000]
  *                 [--events 200000] [--per-job 100] [--window 64] [--duration 2s]
+ *                 [--batch 512]
  *
  * Data directories are fresh, under /tmp, durable (fsync per commit) like a
  * server's. Per mode:
@@ -40,8 +41,11 @@
 
 typedef struct bench_cfg {
     const char *mode, *nats_url;
-    int64_t samples, events, per_job, window, duration_ms;
+    int64_t samples, events, per_job, window, duration_ms, batch;
 } bench_cfg;
+
+/* --batch, for every bus of the run. */
+static int64_t batch_max;
 
 /* One side of the bench: a store, its bus, and a table for state rows. */
 typedef struct side {
@@ -104,12 +108,14 @@ static int seen_fn(cxm_txn *txn, void *user)
     return cxm_txn_get_ref(txn, c->rows, k, sizeof k, &v, &n);
 }
 
-/* Spin (yielding) until the subscriber committed sequence seq. */
-static void wait_applied(rig *r, uint64_t seq)
+/* Until the subscriber committed sequence seq: spinning (yielding) for the
+ * latency, sleeping between looks for the throughput, where a spinning
+ * poller would take one of the machine's cores from the bus. */
+static void wait_applied(rig *r, uint64_t seq, bool spin)
 {
     seen_ctx c = {r->cons->rows, seq};
     while (cxm_store_read(r->cons->st, seen_fn, &c) != 0)
-        sched_yield();
+        spin ? (void)sched_yield() : (void)usleep(1000);
 }
 
 /* ---- the producer's write jobs ---- */
@@ -149,7 +155,7 @@ static int emit_fn(cxm_txn *txn, void *user)
 static void side_open(side *s, const char *name, const char *nats_url)
 {
     snprintf(s->dir, sizeof s->dir, "/tmp/cxm-bench-bus-%d-%s", (int)getpid(), name);
-    cxm_bus_opts o = {.nats_url = nats_url};
+    cxm_bus_opts o = {.nats_url = nats_url, .batch_max = (size_t)batch_max};
     if (cxm_store_open(s->dir, NULL, &s->st) != 0 ||
         cxm_store_dbi(s->st, "bench.rows", 0, &s->rows) != 0)
         die("store");
@@ -218,7 +224,7 @@ static void latency(const char *mode, const char *nats_url, int64_t samples)
         if (cxm_store_write(r.prod.st, emit_fn, &j) != 0)
             die("emit");
         double t0 = now_us();
-        wait_applied(&r, j.last_seq);
+        wait_applied(&r, j.last_seq, true);
         if (i >= 0)
             lat[i] = now_us() - t0;
     }
@@ -240,7 +246,7 @@ static void throughput(const char *mode, const char *nats_url, int64_t events, i
         if (cxm_store_write(r.prod.st, emit_fn, &j) != 0)
             die("emit");
     double produced = now_us() - t0;
-    wait_applied(&r, j.last_seq);
+    wait_applied(&r, j.last_seq, false);
     double all = now_us() - t0;
     printf("%-8s throughput  %.0f events/s through the bus (%" PRIu64 " events, %" PRId64
            " per job; producing alone took %.0f ms of %.0f ms)\n",
@@ -338,6 +344,7 @@ int main(int argc, char **argv)
         {"per-job", CXM_OPT_INT, &c.per_job, 1, 4096, "events per write job (throughput)"},
         {"window", CXM_OPT_INT, &c.window, 1, 4096, "writes in flight (producer run)"},
         {"duration", CXM_OPT_MILLIS, &c.duration_ms, 10, 600000, "each producer run"},
+        {"batch", CXM_OPT_INT, &c.batch, 0, 4096, "bus batch_max (0: the default, 512)"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     char err[256];
@@ -357,6 +364,7 @@ int main(int argc, char **argv)
         return 2;
     }
     cxm_log_configure(false, CXM_LOG_WARN);
+    batch_max = c.batch;
     if (inproc)
         run("inproc", NULL, &c);
     if (nats && c.nats_url && *c.nats_url)

@@ -797,6 +797,10 @@ static int fetch_apply_fn(cxm_txn *txn, void *user)
                           "an event of %s; skipped",
                           s->name, f->b.msg_id[i], s->producer, s->producer);
         } else if (!in_order(ev, mark, f->b.stream_seq[i])) {
+            cxm_log_debug("bus.gap",
+                          "subscriber %s: %s sequence %" PRIu64 " came after %" PRIu64
+                          "; the ones between come back after the ack wait",
+                          s->name, s->producer, ev->sequence, mark);
             break; /* its predecessors come back after the ack wait */
         } else if ((rc = apply_one(s, txn, ev, &mark)) != 0) {
             break;
