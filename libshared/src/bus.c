@@ -132,6 +132,18 @@ static int64_t clock_ms(clockid_t clock)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Now + ms on the clock pthread_cond_timedwait uses. */
+static struct timespec deadline_in(int64_t ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000;
+    t.tv_sec += t.tv_nsec / 1000000000;
+    t.tv_nsec %= 1000000000;
+    return t;
+}
+
 unsigned cxm_bus_shard(const char *customer_id)
 {
     uint32_t h = 2166136261u;
@@ -608,12 +620,7 @@ static bool is_stopping(cxm_bus *bus)
 /* Sleep up to ms, less if the bus stops. */
 static void nap(cxm_bus *bus, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    until.tv_sec += until.tv_nsec / 1000000000;
-    until.tv_nsec %= 1000000000;
+    struct timespec until = deadline_in(ms);
     pthread_mutex_lock(&bus->mu);
     while (!bus->stopping)
         if (pthread_cond_timedwait(&bus->cv, &bus->mu, &until) != 0)
@@ -628,7 +635,7 @@ __attribute__((format(printf, 2, 3))) static char *arena_printf(cxm_arena *a, co
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    return n < 0 ? NULL : cxm_arena_strndup(a, buf, (size_t)n);
+    return n < 0 || (size_t)n >= sizeof buf ? NULL : cxm_arena_strndup(a, buf, (size_t)n);
 }
 
 /* One publish batch: the oldest outbox entries of a producer, copied out of
@@ -915,11 +922,7 @@ static void report(cxm_bus *bus);
 
 static bool wait_wake(cxm_bus *bus, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)ms * 1000000;
-    until.tv_sec += until.tv_nsec / 1000000000;
-    until.tv_nsec %= 1000000000;
+    struct timespec until = deadline_in(ms);
     pthread_mutex_lock(&bus->mu);
     while (!bus->wake && !bus->stopping)
         if (pthread_cond_timedwait(&bus->cv, &bus->mu, &until) != 0)
