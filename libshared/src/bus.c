@@ -21,6 +21,7 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,7 @@
 #define FETCH_WAIT_MS 250 /* also bounds how long stopping waits for a fetch */
 #define PENDING_EVERY_MS 1000
 #define DEFAULT_ACK_WAIT_MS 5000
+#define TRIM_EVERY_MS 100 /* NATS: published outbox entries are deleted this often */
 
 struct cxm_bus_producer {
     cxm_bus *bus;
@@ -52,6 +54,12 @@ struct cxm_bus_producer {
     bool stream_ready; /* NATS: its stream exists */
     int64_t retry_at;  /* NATS: monotonic ms before which publishing waits */
     int backoff_ms;
+    /* NATS: the last sequence JetStream acknowledged in this run (0: none
+     * yet, start from the oldest entry) and the last one deleted. Deleting
+     * is deferred (see maybe_trim); a crash before it only republishes. */
+    _Atomic uint64_t published;
+    uint64_t trimmed;
+    int64_t trim_at;
     cxm_bus_producer *next;
 };
 
@@ -122,6 +130,18 @@ static int64_t clock_ms(clockid_t clock)
     struct timespec ts;
     clock_gettime(clock, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Now + ms on the clock pthread_cond_timedwait uses. */
+static struct timespec deadline_in(int64_t ms)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    t.tv_sec += ms / 1000;
+    t.tv_nsec += (long)(ms % 1000) * 1000000;
+    t.tv_sec += t.tv_nsec / 1000000000;
+    t.tv_nsec %= 1000000000;
+    return t;
 }
 
 unsigned cxm_bus_shard(const char *customer_id)
@@ -224,30 +244,48 @@ static int applied_mark(cxm_bus *bus, cxm_txn *txn, const sub *s, uint64_t *out)
     return get_u64(txn, bus->applied, key, name_key(key, s->name, s->producer), out);
 }
 
-/* The first outbox entry of producer: its sequence (0 when the outbox is
- * empty) and, when rec is given, its recorded time. */
+/* A walk over producer's outbox from sequence `from` on, in order; the
+ * struct keeps the bounds alive while it.key/val are read. Close with
+ * cxm_iter_close(&w->it). */
+typedef struct outbox_walk {
+    cxm_iter it;
+    uint8_t start[CXM_KEY_MAX], end[CXM_KEY_MAX];
+} outbox_walk;
+
+static int outbox_walk_begin(cxm_bus *bus, cxm_txn *txn, const char *producer, uint64_t from,
+                             outbox_walk *w)
+{
+    size_t elen = 0, plen = name_key(w->end, producer, NULL);
+    cxm_key_successor(w->end, plen, w->end, &elen);
+    size_t slen = outbox_key(w->start, producer, from);
+    return cxm_iter_range(txn, bus->outbox, w->start, slen, w->end, elen, false, &w->it);
+}
+
+/* The next event of the walk, unpacked with allocator a (NULL: malloc). */
+static int outbox_walk_next(outbox_walk *w, ProtobufCAllocator *a, Cxm__V1__Event **ev)
+{
+    int rc = cxm_iter_next(&w->it);
+    if (rc == 0 && !(*ev = cxm__v1__event__unpack(a, w->it.vlen, w->it.val)))
+        rc = fail(CXM_ECORRUPT, "an outbox entry is not an Event");
+    return rc;
+}
+
+/* The first outbox entry of producer at or after `from`: its sequence (0
+ * when none) and, when recorded is given, its recorded time. */
 static int outbox_first(cxm_bus *bus, cxm_txn *txn, const char *producer, uint64_t from,
                         uint64_t *seq, int64_t *recorded)
 {
-    uint8_t prefix[CXM_KEY_MAX], start[CXM_KEY_MAX];
-    size_t plen = name_key(prefix, producer, NULL), slen = outbox_key(start, producer, from);
-    uint8_t end[CXM_KEY_MAX];
-    size_t elen = 0;
-    cxm_key_successor(prefix, plen, end, &elen);
-    cxm_iter it;
-    int rc = cxm_iter_range(txn, bus->outbox, start, slen, end, elen, false, &it);
+    outbox_walk w;
+    Cxm__V1__Event *ev = NULL;
+    int rc = outbox_walk_begin(bus, txn, producer, from, &w);
     if (rc == 0)
-        rc = cxm_iter_next(&it);
-    *seq = 0;
-    if (rc == 0 && it.klen == plen + 8) {
-        *seq = get_be64((const uint8_t *)it.key + plen);
-        if (recorded) {
-            Cxm__V1__Event *ev = cxm__v1__event__unpack(NULL, it.vlen, it.val);
-            *recorded = ev ? ev->recorded_at_unix_ms : 0;
-            cxm__v1__event__free_unpacked(ev, NULL);
-        }
-    }
-    cxm_iter_close(&it);
+        rc = outbox_walk_next(&w, NULL, &ev);
+    cxm_iter_close(&w.it);
+    *seq = ev ? ev->sequence : 0;
+    if (recorded)
+        *recorded = ev ? ev->recorded_at_unix_ms : 0;
+    if (ev)
+        cxm__v1__event__free_unpacked(ev, NULL);
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
@@ -378,13 +416,17 @@ static int save_mark(cxm_bus *bus, cxm_txn *txn, const sub *s, uint64_t mark)
 }
 
 /* Delete producer's outbox entries up to and including `upto` (at most
- * CLEANUP_MAX of them). */
-static int outbox_trim(cxm_bus *bus, cxm_txn *txn, const char *producer, uint64_t upto)
+ * CLEANUP_MAX of them); *through (may be NULL) is the last sequence covered. */
+static int outbox_trim(cxm_bus *bus, cxm_txn *txn, const char *producer, uint64_t upto,
+                       uint64_t *through)
 {
     uint64_t first;
     int rc = outbox_first(bus, txn, producer, 0, &first, NULL);
-    for (uint64_t seq = first; rc == 0 && first && seq <= upto && seq - first < CLEANUP_MAX;
-         seq++) {
+    bool some = rc == 0 && first && first <= upto;
+    uint64_t end = some && upto - first >= CLEANUP_MAX ? first + CLEANUP_MAX - 1 : upto;
+    if (through)
+        *through = end;
+    for (uint64_t seq = first; some && rc == 0 && seq <= end; seq++) {
         uint8_t key[CXM_KEY_MAX];
         rc = cxm_txn_del(txn, bus->outbox, key, outbox_key(key, producer, seq));
         if (rc == CXM_ENOTFOUND)
@@ -424,23 +466,16 @@ typedef struct relay_batch {
 static int read_events(relay_batch *b, cxm_txn *txn, uint64_t after, Cxm__V1__Event ***out,
                        size_t *n)
 {
-    cxm_bus *bus = b->bus;
-    uint8_t prefix[CXM_KEY_MAX], start[CXM_KEY_MAX], end[CXM_KEY_MAX];
-    size_t plen = name_key(prefix, b->s->producer, NULL), elen = 0;
-    size_t slen = outbox_key(start, b->s->producer, after + 1);
-    cxm_key_successor(prefix, plen, end, &elen);
-    Cxm__V1__Event **evs = cxm_arena_alloc(&b->arena, bus->batch_max * sizeof *evs);
+    Cxm__V1__Event **evs = cxm_arena_alloc(&b->arena, b->bus->batch_max * sizeof *evs);
     if (!evs)
         return fail(CXM_ENOMEM, "out of memory for a batch of events");
-    cxm_iter it;
-    int rc = cxm_iter_range(txn, bus->outbox, start, slen, end, elen, false, &it);
+    outbox_walk w;
+    int rc = outbox_walk_begin(b->bus, txn, b->s->producer, after + 1, &w);
     *n = 0;
-    while (rc == 0 && *n < bus->batch_max && (rc = cxm_iter_next(&it)) == 0) {
-        evs[*n] = cxm__v1__event__unpack(cxm_arena_protobuf(&b->arena), it.vlen, it.val);
-        if (!evs[(*n)++])
-            rc = fail(CXM_ECORRUPT, "an outbox entry of %s is not an Event", b->s->producer);
-    }
-    cxm_iter_close(&it);
+    while (rc == 0 && *n < b->bus->batch_max &&
+           (rc = outbox_walk_next(&w, cxm_arena_protobuf(&b->arena), &evs[*n])) == 0)
+        (*n)++;
+    cxm_iter_close(&w.it);
     *out = evs;
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
@@ -465,7 +500,7 @@ static int relay_apply_fn(cxm_txn *txn, void *user)
     if (rc == 0)
         rc = lowest_mark(b->bus, txn, b->s->producer, b->s, mark, &low);
     if (rc == 0)
-        rc = outbox_trim(b->bus, txn, b->s->producer, low);
+        rc = outbox_trim(b->bus, txn, b->s->producer, low, NULL);
     b->applied = n;
     b->mark = mark;
     return rc;
@@ -531,7 +566,7 @@ typedef struct trim_job {
 static int trim_fn(cxm_txn *txn, void *user)
 {
     trim_job *j = user;
-    return outbox_trim(j->bus, txn, j->producer, UINT64_MAX);
+    return outbox_trim(j->bus, txn, j->producer, UINT64_MAX, NULL);
 }
 
 static bool has_subs(const cxm_bus *bus, const char *producer)
@@ -585,12 +620,7 @@ static bool is_stopping(cxm_bus *bus)
 /* Sleep up to ms, less if the bus stops. */
 static void nap(cxm_bus *bus, int64_t ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    until.tv_sec += until.tv_nsec / 1000000000;
-    until.tv_nsec %= 1000000000;
+    struct timespec until = deadline_in(ms);
     pthread_mutex_lock(&bus->mu);
     while (!bus->stopping)
         if (pthread_cond_timedwait(&bus->cv, &bus->mu, &until) != 0)
@@ -605,7 +635,7 @@ __attribute__((format(printf, 2, 3))) static char *arena_printf(cxm_arena *a, co
     va_start(ap, fmt);
     int n = vsnprintf(buf, sizeof buf, fmt, ap);
     va_end(ap);
-    return n < 0 ? NULL : cxm_arena_strndup(a, buf, (size_t)n);
+    return n < 0 || (size_t)n >= sizeof buf ? NULL : cxm_arena_strndup(a, buf, (size_t)n);
 }
 
 /* One publish batch: the oldest outbox entries of a producer, copied out of
@@ -617,26 +647,23 @@ typedef struct pub_batch {
     cxm_nats_msg *msgs;
     size_t n;
     uint64_t last;
+    uint64_t through; /* trimmed through, from pub_trim_fn */
 } pub_batch;
 
-static int pub_add(pub_batch *pb, const cxm_iter *it, size_t plen)
+static int pub_add(pub_batch *pb, const cxm_iter *it, const Cxm__V1__Event *ev)
 {
     cxm_arena *a = &pb->arena;
-    Cxm__V1__Event *ev = cxm__v1__event__unpack(cxm_arena_protobuf(a), it->vlen, it->val);
-    void *data = cxm_arena_alloc(a, it->vlen ? it->vlen : 1);
-    if (!ev || it->klen != plen + 8)
-        return fail(CXM_ECORRUPT, "an outbox entry of %s is not an Event", pb->p->name);
-    uint64_t seq = get_be64((const uint8_t *)it->key + plen);
     cxm_nats_msg *m = &pb->msgs[pb->n];
+    void *data = cxm_arena_alloc(a, it->vlen ? it->vlen : 1);
     m->subject =
         arena_printf(a, "cxm.%s.%s.%u", pb->p->name, ev->type, cxm_bus_shard(ev->customer_id));
-    m->msg_id = arena_printf(a, "%s:%" PRIu64, pb->p->name, seq);
+    m->msg_id = arena_printf(a, "%s:%" PRIu64, pb->p->name, ev->sequence);
     if (!data || !m->subject || !m->msg_id)
         return fail(CXM_ENOMEM, "out of memory for a publish batch");
     memcpy(data, it->val, it->vlen);
     m->data = data;
     m->len = it->vlen;
-    pb->last = seq;
+    pb->last = ev->sequence;
     pb->n++;
     return 0;
 }
@@ -644,27 +671,49 @@ static int pub_add(pub_batch *pb, const cxm_iter *it, size_t plen)
 static int pub_read_fn(cxm_txn *txn, void *user)
 {
     pub_batch *pb = user;
-    uint8_t prefix[CXM_KEY_MAX];
-    size_t plen = name_key(prefix, pb->p->name, NULL);
     pb->n = 0;
     pb->msgs = cxm_arena_calloc(&pb->arena, pb->bus->batch_max, sizeof *pb->msgs);
     if (!pb->msgs)
         return fail(CXM_ENOMEM, "out of memory for a publish batch");
-    cxm_iter it;
-    int rc = cxm_iter_prefix(txn, pb->bus->outbox, prefix, plen, false, &it);
-    while (rc == 0 && pb->n < pb->bus->batch_max && (rc = cxm_iter_next(&it)) == 0)
-        rc = pub_add(pb, &it, plen);
-    cxm_iter_close(&it);
+    outbox_walk w;
+    Cxm__V1__Event *ev;
+    uint64_t from = atomic_load(&pb->p->published) + 1;
+    int rc = outbox_walk_begin(pb->bus, txn, pb->p->name, from, &w);
+    while (rc == 0 && pb->n < pb->bus->batch_max &&
+           (rc = outbox_walk_next(&w, cxm_arena_protobuf(&pb->arena), &ev)) == 0)
+        rc = pub_add(pb, &w.it, ev);
+    cxm_iter_close(&w.it);
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
 static int pub_trim_fn(cxm_txn *txn, void *user)
 {
     pub_batch *pb = user;
-    return outbox_trim(pb->bus, txn, pb->p->name, pb->last);
+    return outbox_trim(pb->bus, txn, pb->p->name, atomic_load(&pb->p->published), &pb->through);
 }
 
-/* Publish one batch of p's outbox and delete it once JetStream has it.
+/* Delete what JetStream acknowledged, at most every TRIM_EVERY_MS or when
+ * much is waiting: a write transaction per published batch would hold
+ * LMDB's writer lock through an fdatasync each time and halve the
+ * producer's own write rate. A lost deletion only republishes: JetStream
+ * drops the repeat within its duplicate window and subscribers skip it. */
+static int maybe_trim(pub_batch *pb, const char **why)
+{
+    cxm_bus_producer *p = pb->p;
+    uint64_t published = atomic_load(&p->published);
+    int64_t now = clock_ms(CLOCK_MONOTONIC);
+    if (published <= p->trimmed ||
+        (now - p->trim_at < TRIM_EVERY_MS && published - p->trimmed < CLEANUP_MAX / 2))
+        return 0;
+    int rc = cxm_store_write_flags(pb->bus->store, CXM_WRITE_NOMETASYNC, pub_trim_fn, pb);
+    if (rc != 0)
+        return (*why = cxm_store_last_error(), rc);
+    p->trimmed = pb->through;
+    p->trim_at = now;
+    return 0;
+}
+
+/* Publish the next batch of p's outbox; deletion follows (maybe_trim).
  * Returns the number published, or < 0 with the reason in *why. */
 static int publish_once(pub_batch *pb, const char **why)
 {
@@ -676,15 +725,12 @@ static int publish_once(pub_batch *pb, const char **why)
     pb->p->stream_ready = true;
     if ((rc = cxm_store_read(bus->store, pub_read_fn, pb)) != 0)
         return (*why = *tls_err ? tls_err : cxm_store_last_error(), rc);
-    if (pb->n == 0)
-        return 0;
-    if ((rc = cxm_nats_publish(bus->nats, pb->msgs, pb->n, PUBLISH_TIMEOUT_MS)) != 0)
+    if (pb->n > 0 && (rc = cxm_nats_publish(bus->nats, pb->msgs, pb->n, PUBLISH_TIMEOUT_MS)) != 0)
         return (*why = cxm_nats_last_error(), rc);
-    /* A lost deletion only republishes: JetStream drops the repeat within
-     * its duplicate window and subscribers skip it after. */
-    if ((rc = cxm_store_write_flags(bus->store, CXM_WRITE_NOMETASYNC, pub_trim_fn, pb)) != 0)
-        return (*why = cxm_store_last_error(), rc);
-    return (int)pb->n;
+    if (pb->n > 0)
+        atomic_store(&pb->p->published, pb->last);
+    rc = maybe_trim(pb, why);
+    return rc != 0 ? rc : (int)pb->n;
 }
 
 /* Publish p's outbox until it is empty or publishing fails. */
@@ -758,6 +804,10 @@ static int fetch_apply_fn(cxm_txn *txn, void *user)
                           "an event of %s; skipped",
                           s->name, f->b.msg_id[i], s->producer, s->producer);
         } else if (!in_order(ev, mark, f->b.stream_seq[i])) {
+            cxm_log_debug("bus.gap",
+                          "subscriber %s: %s sequence %" PRIu64 " came after %" PRIu64
+                          "; the ones between come back after the ack wait",
+                          s->name, s->producer, ev->sequence, mark);
             break; /* its predecessors come back after the ack wait */
         } else if ((rc = apply_one(s, txn, ev, &mark)) != 0) {
             break;
@@ -872,11 +922,7 @@ static void report(cxm_bus *bus);
 
 static bool wait_wake(cxm_bus *bus, int ms)
 {
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_nsec += (long)ms * 1000000;
-    until.tv_sec += until.tv_nsec / 1000000000;
-    until.tv_nsec %= 1000000000;
+    struct timespec until = deadline_in(ms);
     pthread_mutex_lock(&bus->mu);
     while (!bus->wake && !bus->stopping)
         if (pthread_cond_timedwait(&bus->cv, &bus->mu, &until) != 0)
@@ -952,6 +998,12 @@ static int producer_status(status_ctx *c, cxm_txn *txn, const char *name, int64_
     int rc = last_sequence(c->bus, txn, name, &ps->last_sequence);
     if (rc == 0)
         rc = outbox_first(c->bus, txn, name, 0, &first, &recorded);
+    uint64_t published = 0;
+    for (cxm_bus_producer *p = c->bus->nats ? c->bus->producers : NULL; p; p = p->next)
+        if (strcmp(p->name, name) == 0)
+            published = atomic_load(&p->published);
+    if (rc == 0 && first && published >= first) /* the rest awaits deletion only */
+        rc = outbox_first(c->bus, txn, name, published + 1, &first, &recorded);
     if (rc == 0 && first) {
         ps->outbox_backlog = ps->last_sequence - first + 1;
         ps->oldest_outbox_age_ms = now > recorded ? now - recorded : 0;

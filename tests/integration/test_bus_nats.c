@@ -35,7 +35,7 @@
 
 #define TRIALS 3
 #define KILLS 5 /* per trial */
-#define COUNT 5000
+#define COUNT 20000
 #define TRIAL_DEADLINE_MS 30000
 
 extern char **environ;

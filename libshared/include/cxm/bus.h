@@ -58,15 +58,35 @@
  * JetStream, in-process subscribers included (same handler code, same
  * guarantees). The relay publishes each producer's outbox to its stream
  * CXM_<PRODUCER> on subject cxm.<producer>.<type>.<shard>, shard =
- * cxm_bus_shard(customer_id), message id "<producer>:<sequence>" (JetStream
- * drops a repeat within its duplicate window), and deletes an entry only
- * once JetStream acknowledged it. Each subscription has a durable pull
- * consumer named after the subscriber on the producer's stream; a batch is
- * applied in one transaction committed durably (the outbox is elsewhere, so
- * nothing could replay a lost apply) and acknowledged only after that
- * commit. A sequence beyond the next expected one (its predecessors were
- * fetched by a crashed run and await redelivery) is left unacknowledged and
- * comes back after the ack wait, keeping the per-producer order.
+ * cxm_bus_shard(customer_id), message id "<producer>:<sequence>"
+ * (JetStream drops a repeat within its duplicate window), and deletes
+ * entries only after JetStream acknowledged them, every 100 ms rather than
+ * per batch (a write per batch costs the producer half its write rate); a
+ * crash before the deletion republishes, which the duplicate window and the
+ * subscribers' records absorb. Each subscription has a durable pull consumer
+ * named after the subscriber on the producer's stream; a batch is applied in
+ * one transaction committed durably (the outbox is elsewhere, so nothing
+ * could replay a lost apply) and acknowledged only after that commit. An
+ * event beyond the next expected sequence (its predecessors were fetched by
+ * a run that crashed before acknowledging, and await redelivery) is left
+ * unacknowledged and comes back after the ack wait (opts.nats_ack_wait_ms),
+ * which keeps the order. A subscriber that applied nothing yet also accepts
+ * the first message of a stream as its start, so a stream that begins after
+ * sequence 1 (the producer ran in process before) is not a gap.
+ *
+ * Using it from a service (profile's delete, for instance):
+ *
+ *   at module open:   cxm_bus_producer_open(cxm_bus_of(store), "profile", &p);
+ *   in the write job: Cxm__V1__CustomerDeleted d = CXM__V1__CUSTOMER_DELETED__INIT;
+ *                     Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+ *                     d.receipt_id = receipt_id;
+ *                     ev.customer_id = customer_id;
+ *                     ev.payload_case = CXM__V1__EVENT__PAYLOAD_CUSTOMER_DELETED;
+ *                     ev.customer_deleted = &d;
+ *                     rc = cxm_bus_emit(p, txn, &ev);   (return rc on failure)
+ *   a subscriber:     static const char *const types[] = {"CustomerDeleted"};
+ *                     cxm_bus_subscribe(bus, "journey", "profile", types, 1,
+ *                                       journey_apply, journey_state);
  *
  * Threading: create, producer_open, subscribe, start, stop and destroy are
  * for the host's start-up and shut-down thread. cxm_bus_emit is called from
