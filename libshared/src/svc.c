@@ -317,6 +317,13 @@ static int erasure_apply(cxm_txn *txn, const Cxm__V1__Event *ev, void *user)
     return cxm_bus_emit(e->producer, txn, &out);
 }
 
+int cxm_svc_erase_nothing(cxm_txn *txn, const char *customer_id, char *const *merged,
+                          size_t nmerged, uint64_t *records, void *user)
+{
+    *records = 0;
+    return 0;
+}
+
 int cxm_svc_erasure_subscribe(cxm_bus *bus, const char *service, cxm_svc_erase_fn erase, void *user,
                               cxm_svc_erasure *e)
 {

@@ -18,27 +18,16 @@ typedef struct fb_state {
     cxm_svc_erasure erasure;
 } fb_state;
 
-/* Erase a customer's feedback records: none are stored yet. When the service
- * gets its tables (survey responses, follow-ups), delete the rows of
- * customer_id and of every merged id here and count them in *records. */
-static int fb_erase(cxm_txn *txn, const char *customer_id, char *const *merged, size_t nmerged,
-                    uint64_t *records, void *user)
-{
-    (void)txn;
-    (void)customer_id;
-    (void)merged;
-    (void)nmerged;
-    (void)user;
-    *records = 0;
-    return 0;
-}
-
 static void fb_close(cxm_service *svc)
 {
     free(svc->ctx);
     svc->ctx = NULL;
 }
 
+/* Erasure: the service stores no customer data yet, so
+ * cxm_svc_erase_nothing confirms at once. When it gets its tables
+ * (survey responses, follow-ups), its own erase function deletes the rows of
+ * customer_id and of every merged id and counts them. */
 static int fb_open(cxm_store *store, cxm_service *svc)
 {
     fb_state *st = calloc(1, sizeof *st);
@@ -47,7 +36,8 @@ static int fb_open(cxm_store *store, cxm_service *svc)
     *svc = (cxm_service){.name = cxm__v1__feedback_service__descriptor.name,
                          .contract = &cxm__v1__feedback_service__descriptor,
                          .ctx = st};
-    int rc = cxm_svc_erasure_subscribe(cxm_bus_of(store), "feedback", fb_erase, st, &st->erasure);
+    int rc = cxm_svc_erasure_subscribe(cxm_bus_of(store), "feedback", cxm_svc_erase_nothing, st,
+                                       &st->erasure);
     if (rc != 0)
         fb_close(svc);
     return rc;

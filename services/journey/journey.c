@@ -18,27 +18,16 @@ typedef struct jrn_state {
     cxm_svc_erasure erasure;
 } jrn_state;
 
-/* Erase a customer's journey records: none are stored yet. When the service
- * gets its tables (touchpoint events, journey stages), delete the rows of
- * customer_id and of every merged id here and count them in *records. */
-static int jrn_erase(cxm_txn *txn, const char *customer_id, char *const *merged, size_t nmerged,
-                     uint64_t *records, void *user)
-{
-    (void)txn;
-    (void)customer_id;
-    (void)merged;
-    (void)nmerged;
-    (void)user;
-    *records = 0;
-    return 0;
-}
-
 static void jrn_close(cxm_service *svc)
 {
     free(svc->ctx);
     svc->ctx = NULL;
 }
 
+/* Erasure: the service stores no customer data yet, so
+ * cxm_svc_erase_nothing confirms at once. When it gets its tables
+ * (touchpoint events, journey stages), its own erase function deletes the rows of
+ * customer_id and of every merged id and counts them. */
 static int jrn_open(cxm_store *store, cxm_service *svc)
 {
     jrn_state *st = calloc(1, sizeof *st);
@@ -47,7 +36,8 @@ static int jrn_open(cxm_store *store, cxm_service *svc)
     *svc = (cxm_service){.name = cxm__v1__journey_service__descriptor.name,
                          .contract = &cxm__v1__journey_service__descriptor,
                          .ctx = st};
-    int rc = cxm_svc_erasure_subscribe(cxm_bus_of(store), "journey", jrn_erase, st, &st->erasure);
+    int rc = cxm_svc_erasure_subscribe(cxm_bus_of(store), "journey", cxm_svc_erase_nothing, st,
+                                       &st->erasure);
     if (rc != 0)
         jrn_close(svc);
     return rc;

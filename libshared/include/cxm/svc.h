@@ -183,6 +183,11 @@ void *cxm_svc_response(cxm_svc_job *job, const ProtobufCMessageDescriptor *d);
 typedef int (*cxm_svc_erase_fn)(cxm_txn *txn, const char *customer_id, char *const *merged,
                                 size_t nmerged, uint64_t *records, void *user);
 
+/* The erase function of a service that stores no customer data yet: it
+ * erases nothing (*records = 0), so the erasure is confirmed at once. */
+int cxm_svc_erase_nothing(cxm_txn *txn, const char *customer_id, char *const *merged,
+                          size_t nmerged, uint64_t *records, void *user);
+
 /* A service's membership of the cascade, in the caller's storage (its
  * module state), which must outlive the bus's delivery (the host stops the
  * bus before it closes the modules). */
