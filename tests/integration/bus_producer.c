@@ -33,7 +33,7 @@ typedef struct producer {
     cxm_bus_producer *p;
     MDB_dbi progress;
     long count;
-    bool report; /* print start and acked lines */
+    bool inproc; /* no NATS: subscribe "checker" here, print start and acked lines */
     pthread_mutex_t mu;
     pthread_cond_t answered;
 } producer;
@@ -101,7 +101,7 @@ static void *writer_main(void *arg)
         pthread_mutex_lock(&pr->mu);
         while (!w->answered)
             pthread_cond_wait(&pr->answered, &pr->mu);
-        if (w->rc == 0 && pr->report) {
+        if (w->rc == 0 && pr->inproc) {
             printf("acked %ld\n", w->done);
             fflush(stdout);
         }
@@ -160,7 +160,7 @@ int main(int argc, char **argv)
         return 2;
     }
     cxm_log_configure(false, CXM_LOG_WARN);
-    producer pr = {.count = atol(argv[4]), .report = strcmp(argv[2], "inproc") == 0};
+    producer pr = {.count = atol(argv[4]), .inproc = strcmp(argv[2], "inproc") == 0};
     pthread_mutex_init(&pr.mu, NULL);
     pthread_cond_init(&pr.answered, NULL);
     cxm_bus *bus;
@@ -169,15 +169,15 @@ int main(int argc, char **argv)
         cxm_store_dbi(pr.st, "test.progress", 0, &pr.progress) != 0 ||
         cxm_store_dbi(pr.st, BUS_TABLE, 0, &r.table) != 0)
         return 1;
-    cxm_bus_opts o = {.nats_url = pr.report ? NULL : argv[2], .batch_max = 256};
+    cxm_bus_opts o = {.nats_url = pr.inproc ? NULL : argv[2], .batch_max = 256};
     if (cxm_bus_create(pr.st, &o, &bus) != 0) {
         fprintf(stderr, "bus_producer: %s\n", cxm_bus_last_error());
         return 1; /* NATS is down: the test starts us again */
     }
     int rc = cxm_bus_producer_open(bus, argv[3], &pr.p);
-    if (rc == 0 && pr.report)
+    if (rc == 0 && pr.inproc)
         rc = cxm_bus_subscribe(bus, "checker", argv[3], NULL, 0, bus_table_apply, &r.table);
-    if (rc == 0 && pr.report && (rc = cxm_store_read(pr.st, read_resume, &r)) == 0) {
+    if (rc == 0 && pr.inproc && (rc = cxm_store_read(pr.st, read_resume, &r)) == 0) {
         printf("start %ld %ld\n", r.done, r.applied);
         fflush(stdout);
     }
