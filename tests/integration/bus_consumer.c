@@ -6,8 +6,7 @@
  *
  *   bus_consumer DATA_DIR NATS_URL PRODUCER SUBSCRIBER COUNT
  *
- * Table test.applied: "n<number>" -> "" per event, "last" -> the latest
- * number, "bad" -> violations (see bus_check in test_bus_nats.c).
+ * The table and its checks: bus_table.h.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,39 +16,7 @@
 #include "cxm/bus.h"
 #include "cxm/err.h"
 #include "cxm/log.h"
-
-static long get_long(cxm_txn *txn, MDB_dbi dbi, const char *key)
-{
-    const void *v;
-    size_t vlen;
-    long n = 0;
-    if (cxm_txn_get_ref(txn, dbi, key, strlen(key), &v, &vlen) == 0 && vlen == sizeof n)
-        memcpy(&n, v, sizeof n);
-    return n;
-}
-
-static int put_long(cxm_txn *txn, MDB_dbi dbi, const char *key, long n)
-{
-    return cxm_txn_put(txn, dbi, key, strlen(key), &n, sizeof n, 0);
-}
-
-static int apply(cxm_txn *txn, const Cxm__V1__Event *ev, void *user)
-{
-    MDB_dbi dbi = *(MDB_dbi *)user;
-    long n = atol(ev->customer_id + 1), last = get_long(txn, dbi, "last");
-    long bad = get_long(txn, dbi, "bad") + (n != last + 1 || (long)ev->sequence != n);
-    int rc =
-        cxm_txn_put(txn, dbi, ev->customer_id, strlen(ev->customer_id), "", 0, CXM_PUT_NOOVERWRITE);
-    if (rc == CXM_EEXIST) {
-        bad++;
-        rc = 0;
-    }
-    if (rc == 0)
-        rc = put_long(txn, dbi, "last", n);
-    if (rc == 0)
-        rc = put_long(txn, dbi, "bad", bad);
-    return rc;
-}
+#include "bus_table.h"
 
 typedef struct last_ctx {
     MDB_dbi dbi;
@@ -59,7 +26,7 @@ typedef struct last_ctx {
 static int read_last(cxm_txn *txn, void *user)
 {
     last_ctx *c = user;
-    c->last = get_long(txn, c->dbi, "last");
+    c->last = bus_table_last(txn, c->dbi);
     return 0;
 }
 
@@ -73,8 +40,7 @@ int main(int argc, char **argv)
     cxm_store *st;
     cxm_bus *bus;
     last_ctx c = {0};
-    if (cxm_store_open(argv[1], NULL, &st) != 0 ||
-        cxm_store_dbi(st, "test.applied", 0, &c.dbi) != 0)
+    if (cxm_store_open(argv[1], NULL, &st) != 0 || cxm_store_dbi(st, BUS_TABLE, 0, &c.dbi) != 0)
         return 1;
     /* A short ack wait: events fetched by a killed run come back quickly. */
     cxm_bus_opts o = {.nats_url = argv[2], .batch_max = 256, .nats_ack_wait_ms = 1000};
@@ -82,7 +48,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bus_consumer: %s\n", cxm_bus_last_error());
         return 1;
     }
-    int rc = cxm_bus_subscribe(bus, argv[4], argv[3], NULL, 0, apply, &c.dbi);
+    int rc = cxm_bus_subscribe(bus, argv[4], argv[3], NULL, 0, bus_table_apply, &c.dbi);
     if (rc == 0)
         rc = cxm_bus_start(bus);
     long count = atol(argv[5]);

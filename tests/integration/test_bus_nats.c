@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cxm/store.h"
+#include "bus_table.h"
 #include "nats_fixture.h"
 
 #define CHECK(cond, ...)                                                                           \
@@ -104,39 +104,12 @@ static void random_kill(proc *prod, proc *cons, int *server_kills)
     }
 }
 
-typedef struct verdict {
-    MDB_dbi dbi;
-    long rows, last, bad;
-} verdict;
-
-static int count_row(const void *k, size_t kl, const void *v, size_t vl, void *user)
-{
-    verdict *r = user;
-    if (kl > 1 && ((const char *)k)[0] == 'n')
-        r->rows++;
-    else if (kl == 4 && memcmp(k, "last", 4) == 0 && vl == sizeof r->last)
-        memcpy(&r->last, v, sizeof r->last);
-    else if (kl == 3 && memcmp(k, "bad", 3) == 0 && vl == sizeof r->bad)
-        memcpy(&r->bad, v, sizeof r->bad);
-    return 0;
-}
-
-static int verdict_fn(cxm_txn *txn, void *user)
-{
-    verdict *r = user;
-    return cxm_txn_scan_prefix(txn, r->dbi, NULL, 0, false, count_row, r);
-}
-
 /* Every number applied once (one row each), in order (no violation), up to
  * COUNT. */
 static void check_consumer(const char *dir, int trial)
 {
-    cxm_store *st;
-    verdict r = {0};
-    CHECK(cxm_store_open(dir, NULL, &st) == 0, "open %s", dir);
-    CHECK(cxm_store_dbi(st, "test.applied", 0, &r.dbi) == 0, "table");
-    CHECK(cxm_store_read(st, verdict_fn, &r) == 0, "scan");
-    cxm_store_close(st);
+    bus_verdict r;
+    CHECK(bus_table_verdict(dir, &r) == 0, "read the table of %s", dir);
     CHECK(r.rows == COUNT && r.last == COUNT && r.bad == 0,
           "trial %d: %ld rows, last %ld, %ld out of order or repeated (want %d, %d, 0)", trial,
           r.rows, r.last, r.bad, COUNT, COUNT);

@@ -3,7 +3,8 @@
  * cxmd, restart persistence, kill -9 during acknowledged writes,
  * --profile-erasure-services refused at start-up when it is wrong, the
  * erasure cascade through the other modules and the events each change
- * publishes (counted through cxm.v1.BusService).
+ * publishes (counted through cxm.v1.BusService), and erasures that complete
+ * although cxmd is killed -9 amid a stream of them.
  *
  *   test_profile PATH_TO_SERVER CASE
  */
@@ -1207,12 +1208,166 @@ static void case_receipts(cxm_channel *unused, test_server *srv)
     cxm_channel_close(ch);
 }
 
+/* ---- erasures under kill -9 ---- */
+
+enum { DK_CUSTOMERS = 400, DK_DELETERS = 2, DK_KILLS = 5 };
+
+typedef struct deleter {
+    const char *target;
+    char **ids;      /* customer ids; ids[i] for i = first, first + step, ... */
+    char **receipts; /* receipts[i] once customer i's DeleteProfile was acknowledged */
+    bool *sent;      /* a DeleteProfile for customer i was sent */
+    int first, step;
+    atomic_int *acked; /* across deleters */
+    atomic_bool *stop;
+} deleter;
+
+/* DeleteProfile for each of this deleter's customers not acknowledged yet,
+ * until the server dies or stop is set. */
+static void *deleter_main(void *arg)
+{
+    deleter *d = arg;
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(d->target, NULL, &ch) == 0, "channel");
+    for (int i = d->first; i < DK_CUSTOMERS && !atomic_load(d->stop); i += d->step) {
+        if (d->receipts[i])
+            continue;
+        Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+        ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+        ref.customer_id = d->ids[i];
+        Cxm__V1__DeleteProfileRequest req = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
+        req.customer = &ref;
+        req.reason = "kill -9 test";
+        cxm_arena a;
+        cxm_arena_init(&a, NULL, 0, 0);
+        ProtobufCMessage *out;
+        cxm_client_result r = {0};
+        d->sent[i] = true;
+        int rc =
+            cxm_client_unary_pb(ch, SVC "DeleteProfile", &req.base,
+                                &cxm__v1__delete_profile_response__descriptor, &a, 2000, &out, &r);
+        bool ok = rc == 0 && r.status == GRPC_STATUS_OK;
+        if (ok)
+            d->receipts[i] = strdup(((Cxm__V1__DeleteProfileResponse *)out)->receipt->receipt_id);
+        cxm_client_result_dispose(&r);
+        cxm_arena_dispose(&a);
+        if (!ok)
+            break; /* the server died */
+        atomic_fetch_add(d->acked, 1);
+    }
+    cxm_channel_close(ch);
+    return NULL;
+}
+
+/* DK_CUSTOMERS customers with a consent each; every fourth is the merge of
+ * two (an upsert naming an identity of each), so profile has emitted
+ * CustomerMerged and ConsentChanged events before the erasures. */
+static void dk_customers(cxm_channel *ch, char **ids)
+{
+    for (int i = 0; i < DK_CUSTOMERS; i++) {
+        char email[48], phone[24];
+        snprintf(email, sizeof email, "dk%d@example.com", i);
+        snprintf(phone, sizeof phone, "+4470000%05d", i);
+        Cxm__V1__Identity *both[] = {ident(EMAIL, cxm_arena_strndup(&arena, email, strlen(email))),
+                                     ident(PHONE, cxm_arena_strndup(&arena, phone, strlen(phone)))};
+        Cxm__V1__Profile *p = upsert(ch, NULL, both, 1, NULL, 0);
+        if (i % 4 == 0) {
+            upsert(ch, NULL, &both[1], 1, NULL, 0);
+            p = upsert(ch, NULL, both, 2, NULL, 0);
+        }
+        ids[i] = p->customer_id;
+        consent(ch, ids[i], CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED, 1000 + i);
+    }
+}
+
+/* Every subscriber caught up with its producer, none failing, every outbox
+ * empty, within 5 s. */
+static void expect_bus_caught_up(cxm_channel *ch)
+{
+    double end = harness_now_ms() + 5000;
+    for (;;) {
+        Cxm__V1__GetBusStatusResponse *st = bus_status(ch);
+        const char *behind = NULL;
+        for (size_t i = 0; i < st->n_producers; i++)
+            if (st->producers[i]->outbox_backlog)
+                behind = st->producers[i]->producer;
+        for (size_t i = 0; i < st->n_subscribers; i++) {
+            const Cxm__V1__BusSubscriberStatus *s = st->subscribers[i];
+            CHECK(!*s->last_error, "%s of %s: %s", s->subscriber, s->producer, s->last_error);
+            if (s->applied_sequence != last_sequence(ch, s->producer) || s->backlog)
+                behind = s->subscriber;
+        }
+        if (!behind)
+            return;
+        CHECK(harness_now_ms() < end, "%s still behind after 5 s", behind);
+        usleep(10000);
+    }
+}
+
+/* A stream of DeleteProfile calls from two clients; cxmd is killed -9 in
+ * its middle DK_KILLS times and restarted on the same data. Afterwards every
+ * acknowledged erasure's receipt completes (each service DONE), one that was
+ * in flight has either not happened or completes too, and the bus shows
+ * every subscriber caught up with nothing pending. */
+static void case_delete_kill9(cxm_channel *first, test_server *srv)
+{
+    static char *ids[DK_CUSTOMERS], *receipts[DK_CUSTOMERS];
+    static bool sent[DK_CUSTOMERS];
+    dk_customers(first, ids);
+    atomic_int acked = 0;
+    for (int k = 0; k < DK_KILLS; k++) {
+        atomic_bool stop = false;
+        pthread_t threads[DK_DELETERS];
+        deleter d[DK_DELETERS];
+        int before = atomic_load(&acked);
+        for (int i = 0; i < DK_DELETERS; i++) {
+            d[i] = (deleter){srv->target, ids, receipts, sent, i, DK_DELETERS, &acked, &stop};
+            pthread_create(&threads[i], NULL, deleter_main, &d[i]);
+        }
+        for (double end = harness_now_ms() + 10000; atomic_load(&acked) < before + 20; usleep(1000))
+            CHECK(harness_now_ms() < end, "%d erasures acknowledged in 10 s", acked - before);
+        usleep((useconds_t)(rand() % 50) * 1000);
+        CHECK(harness_stop(srv, SIGKILL, 5000) == 128 + SIGKILL, "kill -9");
+        atomic_store(&stop, true);
+        for (int i = 0; i < DK_DELETERS; i++)
+            pthread_join(threads[i], NULL);
+        harness_restart(srv);
+    }
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(srv->target, NULL, &ch) == 0, "channel");
+    int done = 0, in_flight = 0;
+    for (int i = 0; i < DK_CUSTOMERS; i++) {
+        Cxm__V1__DeletionReceipt *r = NULL;
+        char d[512];
+        if (receipts[i]) {
+            wait_completed(ch, receipts[i]);
+            done++;
+        } else if (sent[i] && get_receipt(ch, false, ids[i], &r, d) == GRPC_STATUS_OK) {
+            wait_completed(ch, r->receipt_id);
+            in_flight++;
+        }
+        free(receipts[i]);
+    }
+    CHECK(done == atomic_load(&acked), "%d receipts for %d acknowledged erasures", done,
+          atomic_load(&acked));
+    expect_bus_caught_up(ch);
+    cxm_channel_close(ch);
+    printf("delete_kill9: %d acknowledged erasures (and %d in flight) completed after %d kills\n",
+           done, in_flight, DK_KILLS);
+}
+
 static const harness_case cases[] = {
-    {"resolve", case_resolve},       {"upsert", case_upsert},
-    {"merge", case_merge},           {"consent_traits", case_consent_traits},
-    {"segments", case_segments},     {"delete", case_delete},
-    {"durability", case_durability}, {"limits", case_limits},
-    {"receipts", case_receipts},     {"events", case_events},
+    {"resolve", case_resolve},
+    {"upsert", case_upsert},
+    {"merge", case_merge},
+    {"consent_traits", case_consent_traits},
+    {"segments", case_segments},
+    {"delete", case_delete},
+    {"durability", case_durability},
+    {"limits", case_limits},
+    {"receipts", case_receipts},
+    {"events", case_events},
+    {"delete_kill9", case_delete_kill9},
 };
 
 int main(int argc, char **argv)
