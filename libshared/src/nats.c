@@ -574,10 +574,9 @@ int cxm_nats_subscribe(cxm_nats *n, const char *producer, const char *durable,
     /* Created here rather than by js_PullSubscribe, because libnats deletes
      * a consumer it created itself when the subscription is unsubscribed.
      * The whole stream goes without a filter: nats-server 2.9 serves a
-     * filtered consumer through its per-subject index, and once a consumer
-     * fell behind (message block caches expired) that took ~2.5 ms of server
-     * CPU per message (measured: 5,000 events/s for 40 s, nats-server at
-     * 100% of a core); unfiltered, it reads messages by sequence. */
+     * filtered consumer through its per-subject state, which measured
+     * twice the server CPU per message of reading by sequence
+     * (benchmarks/README.md, "Event bus"). */
     rc = add_consumer(s, filter_subject);
     if (!rc)
         rc = bind_consumer(s, filter_subject ? filter_subject : all);
