@@ -846,8 +846,7 @@ static void fetch_round(sub *s, fetch_batch *f)
             batch_failed(bus, s, rc, *tls_err ? tls_err : cxm_store_last_error());
     }
     if (rc == 0 && f->b.count > 0) {
-        f->b.count = f->done; /* acknowledge the applied prefix only */
-        if (f->done && cxm_nats_ack(&f->b) != 0)
+        if (cxm_nats_ack_upto(&f->b, f->done) != 0) /* the applied prefix only */
             cxm_log_warn("bus.ack_failed", "subscriber %s: %s", s->name, cxm_nats_last_error());
         batch_done(bus, s, f->mark);
     }

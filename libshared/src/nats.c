@@ -7,6 +7,7 @@
  */
 #include "cxm/nats.h"
 
+#include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -467,22 +468,62 @@ int cxm_nats_publish(cxm_nats *n, const cxm_nats_msg *msgs, size_t count, int ti
     return rc;
 }
 
+static void consumer_config(cxm_nats_sub *s, const char *filter, jsConsumerConfig *cc)
+{
+    jsConsumerConfig_Init(cc);
+    cc->Durable = s->durable;
+    cc->AckPolicy = js_AckAll;
+    cc->DeliverPolicy = js_DeliverAll;
+    cc->AckWait = (int64_t)s->n->ack_wait_ms * MS_TO_NS;
+    cc->MaxAckPending = MAX_ACK_PENDING;
+    cc->FilterSubject = filter;
+}
+
+/* nats-server 2.9 refuses to change a consumer's ack policy or filter in
+ * place (consumers of earlier versions of this module ack explicitly and
+ * filter on the whole stream): delete it and create it again from the first
+ * message it had not seen acknowledged. What the subscriber applied past that
+ * comes again and is skipped by sequence. */
+static natsStatus recreate_consumer(cxm_nats_sub *s, const char *filter, jsErrCode *j)
+{
+    jsConsumerInfo *ci = NULL;
+    natsStatus st = js_GetConsumerInfo(&ci, s->n->js, s->stream, s->durable, NULL, j);
+    if (st != NATS_OK)
+        return st;
+    uint64_t floor = ci->AckFloor.Stream;
+    jsConsumerInfo_Destroy(ci);
+    st = js_DeleteConsumer(s->n->js, s->stream, s->durable, NULL, j);
+    if (st != NATS_OK)
+        return st;
+    jsConsumerConfig cc;
+    consumer_config(s, filter, &cc);
+    if (floor > 0) {
+        cc.DeliverPolicy = js_DeliverByStartSequence;
+        cc.OptStartSeq = floor + 1;
+    }
+    cxm_log_info("nats.consumer_recreated",
+                 "consumer %s of stream %s had other settings; created again from stream "
+                 "sequence %" PRIu64,
+                 s->durable, s->stream, floor + 1);
+    st = js_AddConsumer(&ci, s->n->js, s->stream, &cc, NULL, j);
+    jsConsumerInfo_Destroy(ci);
+    return st;
+}
+
 /* Create the durable if missing; with other settings, update it. */
 static int add_consumer(cxm_nats_sub *s, const char *filter)
 {
     jsConsumerConfig cc;
-    jsConsumerConfig_Init(&cc);
-    cc.Durable = s->durable;
-    cc.AckPolicy = js_AckExplicit;
-    cc.DeliverPolicy = js_DeliverAll;
-    cc.AckWait = (int64_t)s->n->ack_wait_ms * MS_TO_NS;
-    cc.MaxAckPending = MAX_ACK_PENDING;
-    cc.FilterSubject = filter;
+    consumer_config(s, filter, &cc);
     jsConsumerInfo *ci = NULL;
     jsErrCode j = 0;
     natsStatus st = js_AddConsumer(&ci, s->n->js, s->stream, &cc, NULL, &j);
     if (st == NATS_ERR && j == JSConsumerNameExistErr)
         st = js_UpdateConsumer(&ci, s->n->js, s->stream, &cc, NULL, &j);
+    /* 10012 is also the code of "ack policy can not be updated", which
+     * 2.9 answers to creating an existing durable with another policy. */
+    if (st == NATS_ERR && j == JSConsumerCreateErr)
+        st = recreate_consumer(s, filter, &j);
     jsConsumerInfo_Destroy(ci);
     if (st != NATS_OK) {
         char what[300];
@@ -530,12 +571,15 @@ int cxm_nats_subscribe(cxm_nats *n, const char *producer, const char *durable,
     snprintf(s->durable, sizeof s->durable, "%s", durable);
     char all[NAME_MAX_LEN + 8];
     snprintf(all, sizeof all, "cxm.%s.>", producer);
-    const char *filter = filter_subject ? filter_subject : all;
     /* Created here rather than by js_PullSubscribe, because libnats deletes
-     * a consumer it created itself when the subscription is unsubscribed. */
-    rc = add_consumer(s, filter);
+     * a consumer it created itself when the subscription is unsubscribed.
+     * The whole stream goes without a filter: nats-server 2.9 serves a
+     * filtered consumer through its per-subject state, which measured
+     * twice the server CPU per message of reading by sequence
+     * (benchmarks/README.md, "Event bus"). */
+    rc = add_consumer(s, filter_subject);
     if (!rc)
-        rc = bind_consumer(s, filter);
+        rc = bind_consumer(s, filter_subject ? filter_subject : all);
     if (rc) {
         free(s);
         return rc;
@@ -637,27 +681,31 @@ int cxm_nats_fetch(cxm_nats_sub *s, size_t max, int timeout_ms, cxm_nats_batch *
     return batch_fill(b, p);
 }
 
-int cxm_nats_ack(cxm_nats_batch *b)
+int cxm_nats_ack_upto(cxm_nats_batch *b, size_t n)
 {
     batch_priv *p = b->priv_;
-    if (!p || b->count == 0)
+    if (n > b->count)
+        return fail(CXM_EINVAL, "ack of %zu messages in a batch of %zu", n, b->count);
+    if (!p || n == 0)
         return 0;
-    natsStatus st = NATS_OK;
+    /* One ack: the consumer's AckAll policy extends it to every message
+     * before it, and AckSync waits for the server's confirmation. */
     jsErrCode j = 0;
-    size_t last = b->count - 1, i = 0;
-    for (; i < last && st == NATS_OK; i++)
-        st = natsMsg_Ack(p->msgs[i], NULL);
-    if (st == NATS_OK)
-        st = natsMsg_AckSync(p->msgs[last], NULL, &j);
+    natsStatus st = natsMsg_AckSync(p->msgs[n - 1], NULL, &j);
     if (st != NATS_OK) {
         char what[300];
         snprintf(what, sizeof what,
-                 "cannot ack a batch of %zu messages to consumer %s of stream %s; the "
-                 "unacked ones come again after the ack wait",
-                 b->count, p->s->durable, p->s->stream);
+                 "cannot ack %zu messages to consumer %s of stream %s; the unacked ones come "
+                 "again after the ack wait",
+                 n, p->s->durable, p->s->stream);
         return fail_nats(st, j, what);
     }
     return 0;
+}
+
+int cxm_nats_ack(cxm_nats_batch *b)
+{
+    return cxm_nats_ack_upto(b, b->count);
 }
 
 void cxm_nats_batch_free(cxm_nats_batch *b)

@@ -11,6 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <nats/nats.h>
+
 #include "cxm/err.h"
 #include "cxm/nats.h"
 #include "nats_fixture.h"
@@ -233,6 +235,68 @@ static void case_acked(void)
     cxm_nats_close(n);
 }
 
+/* Acking a prefix: the rest of the batch comes again after the ack wait,
+ * alone; an n past the batch is refused. */
+static void case_ack_upto(void)
+{
+    cxm_nats *n = open_nats(500);
+    CHECK(publish_range(n, 0, 10, 10) == 0, "publish");
+    cxm_nats_sub *s = subscribe(n, "upto");
+    cxm_nats_batch b;
+    CHECK(cxm_nats_fetch(s, 100, 1000, &b) == 0 && b.count == 10, "fetch 10");
+    CHECK(cxm_nats_ack_upto(&b, 11) == CXM_EINVAL, "ack of 11 in a batch of 10");
+    CHECK(cxm_nats_ack_upto(&b, 6) == 0, "ack 6");
+    cxm_nats_batch_free(&b);
+    CHECK(pending(s) == 4, "pending %" PRIu64 ", expected 4", pending(s));
+    usleep(600 * 1000);
+    expect_range(s, 6, 4, 1);
+    CHECK(pending(s) == 0, "pending %" PRIu64 " after acking all", pending(s));
+    cxm_nats_unsubscribe(s);
+    cxm_nats_close(n);
+}
+
+/* A durable as earlier versions made it (explicit acks, the whole stream as
+ * its filter), 4 of 10 messages acked: subscribing replaces it with an
+ * AckAll consumer without a filter that goes on from message 4. */
+static void case_upgrade(void)
+{
+    cxm_nats *n = open_nats(500);
+    CHECK(publish_range(n, 0, 10, 10) == 0, "publish");
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    CHECK(natsConnection_ConnectTo(&nc, srv.url) == NATS_OK, "connect");
+    CHECK(natsConnection_JetStream(&js, nc, NULL) == NATS_OK, "jetstream");
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = "old";
+    cc.AckPolicy = js_AckExplicit;
+    cc.FilterSubject = "cxm." PRODUCER ".>";
+    CHECK(js_AddConsumer(NULL, js, "CXM_TEST", &cc, NULL, NULL) == NATS_OK, "old consumer");
+    natsSubscription *sub = NULL;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = "CXM_TEST";
+    so.Consumer = "old";
+    CHECK(js_PullSubscribe(&sub, js, cc.FilterSubject, "old", NULL, &so, NULL) == NATS_OK, "bind");
+    natsMsgList list = {0};
+    CHECK(natsSubscription_Fetch(&list, sub, 4, 2000, NULL) == NATS_OK && list.Count == 4, "old 4");
+    for (int i = 0; i < list.Count; i++)
+        CHECK(natsMsg_AckSync(list.Msgs[i], NULL, NULL) == NATS_OK, "old ack %d", i);
+    natsMsgList_Destroy(&list);
+    natsSubscription_Destroy(sub);
+
+    cxm_nats_sub *s = subscribe(n, "old");
+    jsConsumerInfo *ci = NULL;
+    CHECK(js_GetConsumerInfo(&ci, js, "CXM_TEST", "old", NULL, NULL) == NATS_OK, "info");
+    CHECK(ci->Config->AckPolicy == js_AckAll && !ci->Config->FilterSubject, "new settings");
+    jsConsumerInfo_Destroy(ci);
+    expect_range(s, 4, 6, 1);
+    cxm_nats_unsubscribe(s);
+    jsCtx_Destroy(js);
+    natsConnection_Destroy(nc);
+    cxm_nats_close(n);
+}
+
 static void *restart_later(void *arg)
 {
     (void)arg;
@@ -439,10 +503,11 @@ int main(int argc, char **argv)
     static const struct {
         const char *name;
         void (*fn)(void);
-    } cases[] = {{"stream", case_stream},   {"batch", case_batch},
-                 {"dedup", case_dedup},     {"redeliver", case_redeliver},
-                 {"acked", case_acked},     {"kill9", case_kill9},
-                 {"pending", case_pending}, {"throughput", case_throughput}};
+    } cases[] = {{"stream", case_stream},     {"batch", case_batch},
+                 {"dedup", case_dedup},       {"redeliver", case_redeliver},
+                 {"acked", case_acked},       {"kill9", case_kill9},
+                 {"pending", case_pending},   {"throughput", case_throughput},
+                 {"ack_upto", case_ack_upto}, {"upgrade", case_upgrade}};
     if (argc != 2) {
         fprintf(stderr, "usage: test_nats CASE\n");
         return 2;

@@ -6,9 +6,13 @@
  * subjects "cxm.<producer>.>" in file storage. Producers publish batches with
  * a Nats-Msg-Id per message, so a batch that failed half way can be published
  * again with the same ids: JetStream stores each id once within the duplicate
- * window. Consumers are durable pull consumers with explicit acks: a message
- * fetched but not acked within the ack wait is delivered again, so the bus is
- * at-least-once and appliers must be idempotent by msg_id.
+ * window. Consumers are durable pull consumers with cumulative acks
+ * (JetStream's AckAll policy: acking a message acks every one before it in
+ * the stream): a message fetched but not acked within the ack wait is
+ * delivered again, so the bus is at-least-once and appliers must be
+ * idempotent by msg_id. Acking cumulatively presumes that a consumer has
+ * dealt with every message before the one it acks, i.e. applies in stream
+ * order, as the bus does.
  *
  * Errors: every function returns 0 or a negative CXM_E* code (err.h), and on
  * failure leaves a sentence in cxm_nats_last_error() naming the URL, stream
@@ -76,9 +80,12 @@ typedef struct cxm_nats_msg {
 int cxm_nats_publish(cxm_nats *n, const cxm_nats_msg *msgs, size_t count, int timeout_ms);
 
 /* A durable pull consumer on a producer's stream: created if missing
- * (explicit acks, deliver all, ack wait from the options, up to 65536
- * messages awaiting ack), bound to if it exists. durable: 1-64 characters of
- * [A-Za-z0-9_-]. filter_subject NULL means "cxm.<producer>.>". */
+ * (AckAll, deliver all, ack wait from the options, up to 65536 messages
+ * awaiting ack), bound to if it exists; one with other settings (an earlier
+ * version's explicit acks) is created again from its ack floor. durable:
+ * 1-64 characters of [A-Za-z0-9_-]. filter_subject NULL means the whole
+ * stream, "cxm.<producer>.>", served without a filter (much cheaper for the
+ * server than the same as a filter). */
 typedef struct cxm_nats_sub cxm_nats_sub;
 int cxm_nats_subscribe(cxm_nats *n, const char *producer, const char *durable,
                        const char *filter_subject, cxm_nats_sub **out);
@@ -105,9 +112,14 @@ typedef struct cxm_nats_batch {
  * cxm_nats_batch_free, after a failure too. */
 int cxm_nats_fetch(cxm_nats_sub *s, size_t max, int timeout_ms, cxm_nats_batch *b);
 
-/* Ack every message of the batch (after the caller committed their effects)
- * and wait for the server to confirm the last one, which confirms all since
- * the server handles one connection's acks in order. */
+/* Ack messages 0..n-1 of the batch (n <= b->count), after the caller
+ * committed their effects and those of every message before them in the
+ * stream: one ack of message n-1, which the AckAll policy extends to all
+ * before it, and wait for the server's confirmation. Messages n.. stay
+ * unacked and come again after the ack wait. n == 0 does nothing;
+ * CXM_EINVAL if n > b->count. */
+int cxm_nats_ack_upto(cxm_nats_batch *b, size_t n);
+/* cxm_nats_ack_upto(b, b->count). */
 int cxm_nats_ack(cxm_nats_batch *b);
 void cxm_nats_batch_free(cxm_nats_batch *b);
 
