@@ -88,7 +88,7 @@ typedef struct sub {
 struct cxm_bus {
     cxm_store *store;
     cxm_bus *next; /* registry link */
-    MDB_dbi outbox, seqs, applied;
+    MDB_dbi outbox, seqs, applied, early;
     size_t batch_max;
     int report_ms;
     cxm_bus_producer *producers;
@@ -786,6 +786,61 @@ static bool in_order(const Cxm__V1__Event *ev, uint64_t mark, uint64_t stream_se
     return ev->sequence <= mark + 1 || (mark == 0 && stream_seq == 1);
 }
 
+/* The key of an event that came before its predecessors, kept in bus.early
+ * until they are applied. */
+static size_t early_key(uint8_t *buf, const sub *s, uint64_t seq)
+{
+    cxm_key k;
+    size_t len = 0;
+    cxm_key_init(&k, buf, CXM_KEY_MAX);
+    cxm_key_str(&k, s->name);
+    cxm_key_str(&k, s->producer);
+    cxm_key_u64(&k, seq);
+    cxm_key_finish(&k, &len);
+    return len;
+}
+
+/* Apply the kept early events that the mark has now reached, in order,
+ * deleting each as it is applied. */
+static int apply_early(fetch_batch *f, cxm_txn *txn, uint64_t *mark)
+{
+    sub *s = f->s;
+    for (;;) {
+        uint8_t key[CXM_KEY_MAX];
+        size_t klen = early_key(key, s, *mark + 1);
+        const void *v;
+        size_t vlen;
+        int rc = cxm_txn_get_ref(txn, s->bus->early, key, klen, &v, &vlen);
+        if (rc == CXM_ENOTFOUND)
+            return 0;
+        Cxm__V1__Event *ev =
+            rc ? NULL : cxm__v1__event__unpack(cxm_arena_protobuf(&f->arena), vlen, v);
+        if (rc == 0 && !ev)
+            rc = fail(CXM_ECORRUPT, "a kept early event of %s is not an event", s->producer);
+        if (rc == 0)
+            rc = apply_one(s, txn, ev, mark);
+        if (rc == 0)
+            rc = cxm_txn_del(txn, s->bus->early, key, klen);
+        if (rc != 0)
+            return rc;
+    }
+}
+
+/* Apply the fetched messages in sequence order: the next one is applied
+ * (with any kept early events it unblocks), a repeat is skipped, and one that
+ * came before its predecessors is kept in bus.early in this same transaction.
+ * The stream's order can differ from the sequence order (a publish batch
+ * that failed part-way is published again after later events were stored),
+ * so stopping at the first early event and waiting for it to be delivered
+ * again in the same order could wait forever.
+ *
+ * f->done is the prefix of the batch that may be acknowledged: the consumer
+ * acknowledges cumulatively (AckAll), which also acknowledges every earlier
+ * message of the stream, including predecessors the server delivered to a
+ * run that was killed before applying them. So only a prefix whose events
+ * are all applied (at or below the new mark) is acknowledged; kept early
+ * events come again after the ack wait, together with their predecessors,
+ * and are then repeats. */
 static int fetch_apply_fn(cxm_txn *txn, void *user)
 {
     fetch_batch *f = user;
@@ -793,27 +848,34 @@ static int fetch_apply_fn(cxm_txn *txn, void *user)
     cxm_arena_reset(&f->arena);
     f->done = 0;
     uint64_t mark, start;
-    int rc = applied_mark(s->bus, txn, s, &mark);
+    uint64_t *seq = cxm_arena_calloc(&f->arena, f->b.count, sizeof *seq); /* 0: not an event */
+    int rc = seq ? applied_mark(s->bus, txn, s, &mark) : CXM_ENOMEM;
     start = mark;
     for (size_t i = 0; rc == 0 && i < f->b.count; i++) {
         Cxm__V1__Event *ev =
             cxm__v1__event__unpack(cxm_arena_protobuf(&f->arena), f->b.len[i], f->b.data[i]);
+        if (ev)
+            seq[i] = ev->sequence;
         if (!ev || strcmp(ev->producer, s->producer) != 0) {
+            seq[i] = 0;
             cxm_log_error("bus.bad_message",
                           "subscriber %s: message %s on %s's stream is not "
                           "an event of %s; skipped",
                           s->name, f->b.msg_id[i], s->producer, s->producer);
         } else if (!in_order(ev, mark, f->b.stream_seq[i])) {
-            cxm_log_debug("bus.gap",
+            uint8_t key[CXM_KEY_MAX];
+            cxm_log_debug("bus.early",
                           "subscriber %s: %s sequence %" PRIu64 " came after %" PRIu64
-                          "; the ones between come back after the ack wait",
+                          "; kept until the ones between arrive",
                           s->name, s->producer, ev->sequence, mark);
-            break; /* its predecessors come back after the ack wait */
-        } else if ((rc = apply_one(s, txn, ev, &mark)) != 0) {
-            break;
+            rc = cxm_txn_put(txn, s->bus->early, key, early_key(key, s, ev->sequence), f->b.data[i],
+                             f->b.len[i], 0);
+        } else if ((rc = apply_one(s, txn, ev, &mark)) == 0) {
+            rc = apply_early(f, txn, &mark);
         }
-        f->done = i + 1;
     }
+    while (rc == 0 && f->done < f->b.count && seq[f->done] <= mark)
+        f->done++;
     if (rc == 0 && mark != start)
         rc = save_mark(s->bus, txn, s, mark);
     f->mark = mark;
@@ -846,7 +908,7 @@ static void fetch_round(sub *s, fetch_batch *f)
             batch_failed(bus, s, rc, *tls_err ? tls_err : cxm_store_last_error());
     }
     if (rc == 0 && f->b.count > 0) {
-        if (cxm_nats_ack_upto(&f->b, f->done) != 0) /* the applied prefix only */
+        if (cxm_nats_ack_upto(&f->b, f->done) != 0) /* the applied prefix */
             cxm_log_warn("bus.ack_failed", "subscriber %s: %s", s->name, cxm_nats_last_error());
         batch_done(bus, s, f->mark);
     }
@@ -1170,6 +1232,8 @@ static int open_tables(cxm_bus *bus)
         rc = cxm_store_dbi(bus->store, "bus.sequence", 0, &bus->seqs);
     if (rc == 0)
         rc = cxm_store_dbi(bus->store, "bus.applied", 0, &bus->applied);
+    if (rc == 0)
+        rc = cxm_store_dbi(bus->store, "bus.early", 0, &bus->early);
     if (rc != 0)
         fail(rc, "cannot open the bus tables: %s", cxm_store_last_error());
     return rc;
