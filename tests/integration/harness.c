@@ -147,3 +147,22 @@ int harness_main(int argc, char **argv, const harness_case *cases, size_t ncases
     CHECK(0, "unknown case %s", argv[2]);
     return 1;
 }
+
+grpc_status_code harness_call(cxm_channel *ch, const char *service_path, const char *method,
+                              const void *req, const ProtobufCMessageDescriptor *resp_desc,
+                              cxm_arena *arena, void *resp, char *details)
+{
+    char path[160];
+    snprintf(path, sizeof path, "%s%s", service_path, method);
+    ProtobufCMessage *out = NULL;
+    cxm_client_result r = {0};
+    CHECK(cxm_client_unary_pb(ch, path, req, resp_desc, arena, 10000, &out, &r) == 0,
+          "%s could not start", path);
+    grpc_status_code st = r.status;
+    if (details)
+        snprintf(details, 512, "%s", r.details ? r.details : "");
+    if (resp)
+        *(ProtobufCMessage **)resp = out;
+    cxm_client_result_dispose(&r);
+    return st;
+}

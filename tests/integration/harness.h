@@ -67,6 +67,25 @@ typedef struct harness_case {
  * Returns the exit status (failures exit through CHECK). */
 int harness_main(int argc, char **argv, const harness_case *cases, size_t ncases);
 
+/* One unary RPC, service_path + method ("/cxm.v1.ProfileService/" +
+ * "GetProfile"), with a 10 s deadline. Returns the status; on OK *resp (a
+ * ProtobufCMessage pointer, may be NULL) is the answer decoded in arena;
+ * details (512 bytes, may be NULL) gets the status message. Exits the test
+ * when the call cannot even start. */
+grpc_status_code harness_call(cxm_channel *ch, const char *service_path, const char *method,
+                              const void *req, const ProtobufCMessageDescriptor *resp_desc,
+                              cxm_arena *arena, void *resp, char *details);
+
+/* Call `method` through the test file's own call(ch, method, req, desc,
+ * resp, details) (a harness_call bound to its service and arena) and fail
+ * the test unless it answers OK. */
+#define CALL_OK(ch, method, req, type, resp)                                                       \
+    do {                                                                                           \
+        char d_[512];                                                                              \
+        grpc_status_code s_ = call(ch, #method, &(req).base, &type##__descriptor, &(resp), d_);    \
+        CHECK(s_ == GRPC_STATUS_OK, #method ": status %d: %s", s_, d_);                            \
+    } while (0)
+
 /* Milliseconds on a monotonic clock. */
 double harness_now_ms(void);
 

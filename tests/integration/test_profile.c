@@ -28,31 +28,12 @@ extern char **environ;
 
 static cxm_arena arena; /* responses of the running case; freed at exit */
 
-/* One RPC; returns the status, *resp the decoded answer on OK. */
+/* One ProfileService RPC (see harness_call). */
 static grpc_status_code call(cxm_channel *ch, const char *method, const void *req,
                              const ProtobufCMessageDescriptor *resp_desc, void *resp, char *details)
 {
-    char path[128];
-    snprintf(path, sizeof path, SVC "%s", method);
-    ProtobufCMessage *out = NULL;
-    cxm_client_result r = {0};
-    CHECK(cxm_client_unary_pb(ch, path, req, resp_desc, &arena, 10000, &out, &r) == 0,
-          "%s could not start", method);
-    grpc_status_code st = r.status;
-    if (details)
-        snprintf(details, 512, "%s", r.details ? r.details : "");
-    if (resp)
-        *(ProtobufCMessage **)resp = out;
-    cxm_client_result_dispose(&r);
-    return st;
+    return harness_call(ch, SVC, method, req, resp_desc, &arena, resp, details);
 }
-
-#define CALL_OK(ch, method, req, type, resp)                                                       \
-    do {                                                                                           \
-        char d_[512];                                                                              \
-        grpc_status_code s_ = call(ch, #method, &(req).base, &type##__descriptor, &(resp), d_);    \
-        CHECK(s_ == GRPC_STATUS_OK, #method ": status %d: %s", s_, d_);                            \
-    } while (0)
 
 static void expect_error(cxm_channel *ch, const char *method, const void *req,
                          grpc_status_code want, const char *needle)
