@@ -20,18 +20,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "bus_table.h"
 #include "nats_fixture.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define TRIALS 3
 #define KILLS 5 /* per trial */

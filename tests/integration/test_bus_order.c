@@ -14,19 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "check.h"
 #include "bus_table.h"
 #include "cxm/nats.h"
 #include "nats_fixture.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fputc('\n', stderr);                                                                   \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 /* Stream order of sequences 1..10: 1 first (a stream's first message starts
  * a subscriber that applied nothing), then two runs out of order. */

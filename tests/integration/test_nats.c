@@ -13,19 +13,10 @@
 
 #include <nats/nats.h>
 
+#include "check.h"
 #include "cxm/err.h"
 #include "cxm/nats.h"
 #include "nats_fixture.h"
-
-#define CHECK(cond, ...)                                                                           \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #cond);               \
-            fprintf(stderr, __VA_ARGS__);                                                          \
-            fprintf(stderr, " [last error: %s]\n", cxm_nats_last_error());                         \
-            exit(1);                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define PRODUCER "test"
 #define MSG_LEN 200
