@@ -67,10 +67,13 @@
  * named after the subscriber on the producer's stream; a batch is applied in
  * one transaction committed durably (the outbox is elsewhere, so nothing
  * could replay a lost apply) and acknowledged only after that commit. An
- * event beyond the next expected sequence (its predecessors were fetched by
- * a run that crashed before acknowledging, and await redelivery) is left
- * unacknowledged and comes back after the ack wait (opts.nats_ack_wait_ms),
- * which keeps the order. A subscriber that applied nothing yet also accepts
+ * event beyond the next expected sequence (its predecessors await
+ * redelivery after a crashed run, or come later in the stream because a
+ * publish batch failed part-way and was published again) is kept in the
+ * subscriber's bus.early table in that transaction and applied as soon as
+ * the gap fills; only the prefix of a batch whose events are all applied is
+ * acknowledged (the ack is cumulative), so the rest comes back after the ack
+ * wait (opts.nats_ack_wait_ms) and is then a repeat. A subscriber that applied nothing yet also accepts
  * the first message of a stream as its start, so a stream that begins after
  * sequence 1 (the producer ran in process before) is not a gap.
  *
