@@ -3,6 +3,7 @@
 # print a parseable JSON line. Not a performance test (see benchmarks/).
 #   bench_smoke.sh BIN_DIR [cxmd|peer]
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 bin=$1
 which=${2:-cxmd}
 dir=$(mktemp -d /tmp/cxm-bench-smoke-XXXXXX)
@@ -10,19 +11,10 @@ pid=""
 cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$dir"; }
 trap cleanup EXIT
 
-if [ "$which" = peer ]; then
-  "$bin/cxm-cpp-health-peer" --listen 127.0.0.1:0 >"$dir/log" 2>&1 &
-else
-  "$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data" >"$dir/log" 2>&1 &
-fi
-pid=$!
-port=""
-for _ in $(seq 200); do
-  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$dir/log" | head -1 | sed 's/.*://') || true
-  [ -n "$port" ] && break
-  sleep 0.025
-done
-[ -n "$port" ] || { echo "server did not start:"; cat "$dir/log"; exit 1; }
+server=("$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data")
+[ "$which" = peer ] && server=("$bin/cxm-cpp-health-peer" --listen 127.0.0.1:0)
+start_server "$dir/log" 200 "${server[@]}" ||
+  { echo "server did not start:"; cat "$dir/log"; exit 1; }
 
 out=$("$bin/cxm-bench" --target "127.0.0.1:$port" --connections 2 --inflight 8 \
       --duration 1s --warmup 200ms --json)

@@ -4,6 +4,7 @@
 # every example in --help runs against a real cxmd without a usage error.
 #   cxmctl_cli.sh BIN_DIR
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 bin=$1
 dir=$(mktemp -d /tmp/cxm-cxmctl-cli-XXXXXX)
 pid=""
@@ -37,15 +38,8 @@ expect 2 'CXM_TIMEOUT' --timeout=0s health
 CXM_TIMEOUT=5 expect 2 '--timeout "5" (or CXM_TIMEOUT)' health
 expect 0 'default 5s' --help
 
-"$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data" >"$dir/log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 200); do
-  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$dir/log" | head -1 | sed 's/.*://') || true
-  [ -n "$port" ] && break
-  sleep 0.025
-done
-[ -n "$port" ] || fail "cxmd did not start: $(cat "$dir/log")"
+start_server "$dir/log" 200 "$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data" ||
+  fail "cxmd did not start: $(cat "$dir/log")"
 target=127.0.0.1:$port
 
 expect 0 SERVING --target "$target" --timeout 5s health

@@ -4,6 +4,7 @@
 # confirmed by every service through JetStream, everything stopped after.
 #   distributed_test.sh BIN_DIR   (exits 77, a skip, without nats-server)
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 bin=$1
 script=$(cd "$(dirname "$0")/../.." && pwd)/deploy/distributed.sh
 command -v nats-server >/dev/null || { echo "SKIP: nats-server is not installed"; exit 77; }
@@ -12,15 +13,7 @@ trap 'rm -rf "$dir"' EXIT
 fail() { echo "FAIL: $*" >&2; cat "$dir/out" >&2; exit 1; }
 has() { grep -qE -- "$1" "$dir/out" || fail "no \"$1\" in the output"; }
 
-port=""
-for _ in $(seq 50); do
-  p=$((20000 + RANDOM % 40000))
-  free=true
-  for q in $(seq "$p" $((p + 4))); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$q") 2>/dev/null && free=false
-  done
-  $free && { port=$p; break; }
-done
+port=$(free_ports 5)
 [ -n "$port" ] || fail "no five free ports found"
 
 status=0

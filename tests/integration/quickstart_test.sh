@@ -6,6 +6,7 @@
 # The first run loads a generated world's profiles, all of them.
 #   quickstart_test.sh BIN_DIR
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 bin=$1
 quickstart=$(cd "$(dirname "$0")/../.." && pwd)/deploy/quickstart.sh
 dir=$(mktemp -d /tmp/cxm-quickstart-test-XXXXXX)
@@ -26,11 +27,7 @@ run() {
 has() { grep -qF -- "$1" "$dir/out" || fail "no \"$1\" in the output"; }
 
 mkdir "$dir/tmp"
-port=""
-for _ in $(seq 50); do
-  p=$((20000 + RANDOM % 40000))
-  (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { port=$p; break; }
-done
+port=$(free_ports 1)
 [ -n "$port" ] || fail "no free port found"
 
 # A data directory of an earlier run is wiped.

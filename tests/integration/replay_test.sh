@@ -7,6 +7,7 @@
 # file and the record.
 #   replay_test.sh BIN_DIR
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 bin=$1
 dir=$(mktemp -d /tmp/cxm-replay-test-XXXXXX)
 pid=""
@@ -28,15 +29,8 @@ awk -F, 'NR > 1 && ($2 == "email" || $2 == "phone" || $2 == "crm_id") { v[$1, $2
   "$dir/w/identities.csv" | sort >"$dir/customers"
 (($(wc -l <"$dir/customers") == n)) || fail "identities.csv does not hold $n signed-up customers"
 
-"$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data" >"$dir/log" 2>&1 &
-pid=$!
-port=""
-for _ in $(seq 400); do
-  port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$dir/log" | head -1 | sed 's/.*://') || true
-  [ -n "$port" ] && break
-  sleep 0.025
-done
-[ -n "$port" ] || fail "cxmd did not start: $(cat "$dir/log")"
+start_server "$dir/log" 400 "$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data" ||
+  fail "cxmd did not start: $(cat "$dir/log")"
 target=127.0.0.1:$port
 method=/cxm.v1.ProfileService/UpsertProfile
 

@@ -1,0 +1,34 @@
+# lib.sh - what the integration shell scripts share; source it.
+
+# start_server LOG TRIES CMD...: run CMD, a server told to listen on
+# 127.0.0.1:0, in the background with its output in LOG, and wait up to TRIES
+# x 25 ms for its "listening on" line. Sets pid, and port once it listens;
+# returns 1 when it did not start in time.
+start_server() {
+  local log=$1 tries=$2
+  shift 2
+  "$@" >"$log" 2>&1 &
+  pid=$!
+  port=""
+  for _ in $(seq "$tries"); do
+    port=$(grep -o 'listening on 127.0.0.1:[0-9]*' "$log" | head -1 | sed 's/.*://') || true
+    [ -n "$port" ] && return 0
+    sleep 0.025
+  done
+  return 1
+}
+
+# free_ports N: print the first of N consecutive loopback ports that nothing
+# listens on (random, 20000-59999, 50 tries); print nothing when none found.
+free_ports() {
+  local n=$1 p q free
+  for _ in $(seq 50); do
+    p=$((20000 + RANDOM % 40000))
+    free=true
+    for q in $(seq "$p" $((p + n - 1))); do
+      (exec 3<>"/dev/tcp/127.0.0.1/$q") 2>/dev/null && free=false
+    done
+    $free && { echo "$p"; return 0; }
+  done
+  return 0
+}
