@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "cxm/err.h"
+#include "cxm/hash.h"
 #include "cxm/log.h"
 
 /* ---- errors and field paths ---- */
@@ -132,14 +133,6 @@ int cxm_svc_page_size(int32_t asked, int32_t dflt, int32_t max, int *limit, char
 
 /* ---- page tokens: "<16 hex digits of the filter hash>:<key after>" ---- */
 
-uint64_t cxm_svc_hash(uint64_t h, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n--)
-        h = (h ^ *b++) * 1099511628211ull;
-    return h;
-}
-
 uint64_t cxm_svc_hash_messages(cxm_arena *a, const ProtobufCMessage *const *msgs, size_t n)
 {
     uint64_t h = 0;
@@ -149,7 +142,7 @@ uint64_t cxm_svc_hash_messages(cxm_arena *a, const ProtobufCMessage *const *msgs
         if (!buf)
             return 0;
         protobuf_c_message_pack(msgs[i], buf);
-        h = h * 31 + cxm_svc_hash(CXM_SVC_HASH_INIT, buf, len);
+        h = h * 31 + cxm_hash(CXM_HASH_INIT, buf, len);
     }
     return h;
 }

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cxm/err.h"
+#include "cxm/hash.h"
 #include "cxm/log.h"
 #include "cxm/svc.h"
 #include "prof_check.h"
@@ -1080,7 +1081,7 @@ static void on_list_members(cxm_call *call, const ProtobufCMessage *msg)
     int rc = cxm_svc_check_slug(req->segment_id, "segment_id", err);
     if (rc == 0)
         rc = cxm_svc_page_size(req->page_size, 1000, 1000, &limit, err);
-    uint64_t h = rc ? 0 : cxm_svc_hash(CXM_SVC_HASH_INIT, req->segment_id, strlen(req->segment_id));
+    uint64_t h = rc ? 0 : cxm_hash(CXM_HASH_INIT, req->segment_id, strlen(req->segment_id));
     const char *after = "";
     if (rc == 0)
         rc = cxm_svc_token_parse(req->page_token, h, &after, err);

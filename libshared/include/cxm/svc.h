@@ -96,11 +96,7 @@ int cxm_svc_page_size(int32_t asked, int32_t dflt, int32_t max, int *limit, char
 
 /* ---- page tokens ----------------------------------------------------- */
 
-/* FNV-1a over n bytes, continuing from h (start with CXM_SVC_HASH_INIT). */
-#define CXM_SVC_HASH_INIT 14695981039346656037ull
-uint64_t cxm_svc_hash(uint64_t h, const void *p, size_t n);
-
-/* A hash of the request's filter messages (packed, in order), to bind
+/* A hash (hash.h) of the request's filter messages (packed, in order), to bind
  * tokens to. Packing uses scratch memory from a; 0 when out of memory. */
 uint64_t cxm_svc_hash_messages(cxm_arena *a, const ProtobufCMessage *const *msgs, size_t n);
 

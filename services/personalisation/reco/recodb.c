@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "cxm/err.h"
+#include "cxm/hash.h"
 #include "personalisation/reco/recoids.h"
 #include "personalisation/reco/recolog.h"
 #include "personalisation/reco/recomatrix.h"
@@ -65,14 +66,6 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
     return rc;
-}
-
-static uint64_t fnv1a(const char *s, size_t n)
-{
-    uint64_t h = UINT64_C(0xcbf29ce484222325);
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * UINT64_C(0x100000001b3);
-    return h;
 }
 
 /* NULL when id is acceptable, else what is wrong with it. */
@@ -132,7 +125,7 @@ static int event_key(uint8_t *buf, const char *customer, int64_t ts, const char 
     cxm_key_init(&k, buf, CXM_KEY_MAX);
     cxm_key_str(&k, customer);
     cxm_key_i64(&k, ts);
-    cxm_key_u64(&k, fnv1a(item, strlen(item)));
+    cxm_key_u64(&k, cxm_hash(CXM_HASH_INIT, item, strlen(item)));
     return cxm_key_finish(&k, len);
 }
 
@@ -401,7 +394,7 @@ static int items_pack(const recoids *ids, void **out, size_t *len)
         size_t l = strlen(ids->names[i]);
         memcpy(text + off[i], ids->names[i], l);
         off[i + 1] = off[i] + (uint32_t)l;
-        uint32_t s = (uint32_t)fnv1a(ids->names[i], l) & (nslots - 1);
+        uint32_t s = (uint32_t)cxm_hash(CXM_HASH_INIT, ids->names[i], l) & (nslots - 1);
         while (slot[s])
             s = (s + 1) & (nslots - 1);
         slot[s] = i + 1;
@@ -558,7 +551,8 @@ static int items_view(const void *blob, size_t len, cxm_arena *a, item_table *t)
 
 static uint32_t items_find(const item_table *t, const char *id, size_t len)
 {
-    for (uint32_t s = (uint32_t)fnv1a(id, len) & (t->nslots - 1);; s = (s + 1) & (t->nslots - 1)) {
+    for (uint32_t s = (uint32_t)cxm_hash(CXM_HASH_INIT, id, len) & (t->nslots - 1);;
+         s = (s + 1) & (t->nslots - 1)) {
         uint32_t i = t->slot[s];
         if (i == 0)
             return UINT32_MAX;

@@ -7,20 +7,13 @@
 #include <string.h>
 
 #include "cxm/err.h"
-
-static uint64_t hash(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a: short ids, no need for more */
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
-}
+#include "cxm/hash.h"
 
 /* The slot holding id, or the empty slot where it would go. */
 static uint32_t slot_of(const recoids *ids, const char *id, size_t len)
 {
     uint32_t mask = ids->nslots - 1;
-    uint32_t i = (uint32_t)hash(id, len) & mask;
+    uint32_t i = (uint32_t)cxm_hash(CXM_HASH_INIT, id, len) & mask;
     for (;; i = (i + 1) & mask) {
         uint32_t v = ids->slots[i];
         if (v == 0)
