@@ -11,13 +11,6 @@
 
 extern char **environ;
 
-double harness_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static char *read_log(const test_server *s)
 {
     FILE *f = fopen(s->log_path, "r");
@@ -40,7 +33,7 @@ bool harness_log_contains(const test_server *s, const char *needle)
 
 static int wait_for_port(test_server *s)
 {
-    for (double end = harness_now_ms() + 10000; harness_now_ms() < end;) {
+    for (double end = test_now_ms() + 10000; test_now_ms() < end;) {
         char *log = read_log(s);
         const char *p = log ? strstr(log, "listening on 127.0.0.1:") : NULL;
         int port = p ? atoi(p + strlen("listening on 127.0.0.1:")) : 0;
@@ -99,7 +92,7 @@ int harness_stop(test_server *s, int sig, int timeout_ms)
     if (s->pid <= 0)
         return -1;
     kill(s->pid, sig);
-    for (double end = harness_now_ms() + timeout_ms; harness_now_ms() < end;) {
+    for (double end = test_now_ms() + timeout_ms; test_now_ms() < end;) {
         int status;
         if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
             s->pid = 0;

@@ -77,7 +77,4 @@ grpc_status_code harness_call(cxm_channel *ch, const char *service_path, const c
         CHECK(s_ == GRPC_STATUS_OK, #method ": status %d: %s", s_, d_);                            \
     } while (0)
 
-/* Milliseconds on a monotonic clock. */
-double harness_now_ms(void);
-
 #endif

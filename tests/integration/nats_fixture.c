@@ -3,6 +3,7 @@
  * nats_fixture.h). posix_spawn, not fork: the test process runs libnats
  * threads.
  */
+#include "check.h"
 #include "nats_fixture.h"
 
 #include <arpa/inet.h>
@@ -23,13 +24,6 @@
 #include <unistd.h>
 
 extern char **environ;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static int find_binary(char *out, size_t cap)
 {
@@ -141,7 +135,7 @@ static int spawn(nf_server *s)
  * stayed silent (then it is killed). */
 static int wait_ready(nf_server *s)
 {
-    for (double end = now_ms() + 10000; now_ms() < end; usleep(20000)) {
+    for (double end = test_now_ms() + 10000; test_now_ms() < end; usleep(20000)) {
         if (waitpid(s->pid, NULL, WNOHANG) == s->pid) {
             s->pid = 0;
             return -2;
@@ -207,9 +201,9 @@ void nf_stop(nf_server *s)
 {
     if (s->pid > 0) {
         kill(s->pid, SIGTERM);
-        double end = now_ms() + 5000;
+        double end = test_now_ms() + 5000;
         while (waitpid(s->pid, NULL, WNOHANG) != s->pid) {
-            if (now_ms() > end) {
+            if (test_now_ms() > end) {
                 nf_kill9(s);
                 break;
             }

@@ -36,13 +36,6 @@ extern char **environ;
 static char root[] = "/tmp/cxm-test-businproc-XXXXXX";
 static pid_t running; /* the producer of the current trial, killed if a check fails */
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 /* Start the producer with its stdout appended to acks (one file for every
  * run of a trial, so the lines stay in the order they were written). */
 static void spawn(char *const *argv, const char *acks)
@@ -122,7 +115,7 @@ static void trial(const char *producer_bin, int t)
     snprintf(name, sizeof name, "trial%d", t);
     snprintf(count, sizeof count, "%d", COUNT);
     char *argv[] = {(char *)producer_bin, dir, "inproc", name, count, NULL};
-    double start = now_ms();
+    double start = test_now_ms();
     int kills = 0, status;
     spawn(argv, acks);
     for (;;) {
@@ -138,7 +131,7 @@ static void trial(const char *producer_bin, int t)
                   "trial %d: the producer failed (status %#x)", t, status);
             spawn(argv, acks);
         }
-        CHECK(now_ms() - start < TRIAL_DEADLINE_MS, "trial %d: not done after %d ms", t,
+        CHECK(test_now_ms() - start < TRIAL_DEADLINE_MS, "trial %d: not done after %d ms", t,
               TRIAL_DEADLINE_MS);
     }
     running = 0;
@@ -151,7 +144,7 @@ static void trial(const char *producer_bin, int t)
     check_bus(dir, name, t);
     printf("trial %d: %d events exactly once and in order in %.0f ms; %d kills, %d runs (%d "
            "resumed part way, %d with events to apply)\n",
-           t, COUNT, now_ms() - start, kills, runs, mid, behind);
+           t, COUNT, test_now_ms() - start, kills, runs, mid, behind);
 }
 
 /* A failed check exits: leave no process behind. */

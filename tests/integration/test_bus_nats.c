@@ -43,13 +43,6 @@ typedef struct proc {
     int starts; /* restarts included */
 } proc;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static void spawn(proc *p)
 {
     int rc = posix_spawn(&p->pid, p->argv[0], NULL, NULL, p->argv, environ);
@@ -120,7 +113,7 @@ static void trial(const char *producer_bin, const char *consumer_bin, int t)
     spawn(&prod);
     spawn(&cons);
     int kills = 0, server_kills = 0;
-    double start = now_ms();
+    double start = test_now_ms();
     while (!(prod.done && cons.done)) {
         usleep((useconds_t)(50 + rand() % 300) * 1000);
         reap(&prod);
@@ -129,7 +122,7 @@ static void trial(const char *producer_bin, const char *consumer_bin, int t)
             random_kill(&prod, &cons, &server_kills);
             kills++;
         }
-        CHECK(now_ms() - start < TRIAL_DEADLINE_MS,
+        CHECK(test_now_ms() - start < TRIAL_DEADLINE_MS,
               "trial %d: not done after %d ms (producer %s, consumer %s)", t, TRIAL_DEADLINE_MS,
               prod.done ? "done" : "running", cons.done ? "done" : "running");
     }
@@ -137,7 +130,7 @@ static void trial(const char *producer_bin, const char *consumer_bin, int t)
     check_consumer(cdir, t);
     printf("trial %d: %d events exactly once and in order in %.0f ms; %d kills (nats-server "
            "%d), producer started %d times, consumer %d\n",
-           t, COUNT, now_ms() - start, kills, server_kills, prod.starts, cons.starts);
+           t, COUNT, test_now_ms() - start, kills, server_kills, prod.starts, cons.starts);
 }
 
 /* A failed check exits: leave no process behind. */

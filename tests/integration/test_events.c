@@ -128,9 +128,9 @@ static Cxm__V1__ErasureState state_of(const Cxm__V1__DeletionReceipt *r, const c
 /* The receipt once complete (every service DONE), polled up to 10 s. */
 static Cxm__V1__DeletionReceipt *wait_completed(cxm_channel *ch, const char *receipt_id)
 {
-    double start = harness_now_ms();
+    double start = test_now_ms();
     Cxm__V1__DeletionReceipt *r = get_receipt(ch, receipt_id);
-    while (!r->completed_at_unix_ms && harness_now_ms() - start < 10000) {
+    while (!r->completed_at_unix_ms && test_now_ms() - start < 10000) {
         usleep(10000);
         r = get_receipt(ch, receipt_id);
     }
@@ -138,7 +138,7 @@ static Cxm__V1__DeletionReceipt *wait_completed(cxm_channel *ch, const char *rec
     for (int i = 0; i < NSERVICES; i++)
         CHECK(state_of(r, services[i]) == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE, "%s not DONE",
               services[i]);
-    fprintf(stderr, "receipt %s complete after %.0f ms\n", receipt_id, harness_now_ms() - start);
+    fprintf(stderr, "receipt %s complete after %.0f ms\n", receipt_id, test_now_ms() - start);
     return r;
 }
 
@@ -177,11 +177,11 @@ static void case_cascade(const char *bin)
     CHECK(harness_stop(journey, SIGTERM, 10000) == 0, "cxm-journey drains");
     ids[0] = ident(EMAIL, "cascade-2@example.com");
     r = delete_customer(ch, upsert(ch, ids, 1), false);
-    double end = harness_now_ms() + 10000;
+    double end = test_now_ms() + 10000;
     Cxm__V1__DeletionReceipt *now = get_receipt(ch, r->receipt_id);
     while ((state_of(now, "feedback") != CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE ||
             state_of(now, "personalisation") != CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE) &&
-           harness_now_ms() < end) {
+           test_now_ms() < end) {
         usleep(10000);
         now = get_receipt(ch, r->receipt_id);
     }
@@ -259,11 +259,11 @@ static int read_received(cxm_txn *txn, void *user)
 /* Wait until want events arrived (10 s), and a moment for any extra one. */
 static void wait_received(received *rcv, size_t want)
 {
-    double end = harness_now_ms() + 10000;
+    double end = test_now_ms() + 10000;
     do {
         usleep(20000);
         CHECK(cxm_store_read(rcv->store, read_received, rcv) == 0, "read the received events");
-    } while (rcv->n < want && harness_now_ms() < end);
+    } while (rcv->n < want && test_now_ms() < end);
     usleep(300000);
     CHECK(cxm_store_read(rcv->store, read_received, rcv) == 0, "read the received events");
     CHECK(rcv->n == want && rcv->dups == 0, "%zu events received (%llu twice), want %zu", rcv->n,

@@ -23,13 +23,6 @@
 
 static nf_server srv;
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
 static cxm_nats *open_nats(int ack_wait_ms)
 {
     cxm_nats_opts o = {.url = srv.url, .ack_wait_ms = ack_wait_ms};
@@ -301,7 +294,7 @@ static int publish_until_acked(cxm_nats *n, int from, int to, double deadline_ms
 {
     int tries = 1;
     while (publish_range(n, from, to, 256) != 0) {
-        CHECK(now_ms() < deadline_ms, "publish never succeeded after the restart");
+        CHECK(test_now_ms() < deadline_ms, "publish never succeeded after the restart");
         usleep(100 * 1000);
         tries++;
     }
@@ -323,14 +316,14 @@ static void case_kill9(void)
     /* Publish while the server is down; it comes back 300 ms later. */
     pthread_t th;
     pthread_create(&th, NULL, restart_later, NULL);
-    double t0 = now_ms();
-    int tries = publish_until_acked(n, 700, 1000, now_ms() + 15000);
-    double resumed_ms = now_ms() - t0;
+    double t0 = test_now_ms();
+    int tries = publish_until_acked(n, 700, 1000, test_now_ms() + 15000);
+    double resumed_ms = test_now_ms() - t0;
     pthread_join(th, NULL);
     static char seen[1000];
     int distinct = 0, again = 0;
-    for (double end = now_ms() + 15000; distinct < 800;) {
-        CHECK(now_ms() < end, "only %d of 800 unacked messages after the restart", distinct);
+    for (double end = test_now_ms() + 15000; distinct < 800;) {
+        CHECK(test_now_ms() < end, "only %d of 800 unacked messages after the restart", distinct);
         cxm_nats_batch b;
         if (cxm_nats_fetch(s, 1000, 1000, &b) == 0) {
             for (size_t k = 0; k < b.count; k++) {
@@ -389,7 +382,7 @@ static void *consume(void *arg)
         cxm_nats_batch b;
         CHECK(cxm_nats_fetch(p->s, 1000, 2000, &b) == 0 && b.count > 0, "fetch at %d", p->got);
         CHECK(cxm_nats_ack(&b) == 0, "ack");
-        double now = now_ms();
+        double now = test_now_ms();
         for (size_t k = 0; k < b.count; k++) {
             double sent;
             memcpy(&sent, b.data[k], sizeof sent);
@@ -420,20 +413,20 @@ static void pipeline(cxm_nats *n, const char *producer, int total, int per_batch
     pipe_state p = {s, total, 0, calloc((size_t)total, sizeof(double))};
     pthread_t th;
     pthread_create(&th, NULL, consume, &p);
-    double t0 = now_ms();
+    double t0 = test_now_ms();
     for (int i = 0; i < total; i += per_batch) {
         if (rate > 0) /* on schedule, not sleeping a fixed time after each batch */
-            while (now_ms() < t0 + i * 1e3 / rate)
+            while (test_now_ms() < t0 + i * 1e3 / rate)
                 usleep(100);
         int end = i + per_batch < total ? i + per_batch : total;
         size_t count = fill(&bb, producer, i, end);
-        double sent = now_ms();
+        double sent = test_now_ms();
         for (size_t k = 0; k < count; k++)
             memcpy(bb.data[k], &sent, sizeof sent);
         CHECK(cxm_nats_publish(n, bb.msgs, count, 5000) == 0, "publish");
     }
     pthread_join(th, NULL);
-    double secs = (now_ms() - t0) / 1e3;
+    double secs = (test_now_ms() - t0) / 1e3;
     qsort(p.lat, (size_t)total, sizeof(double), cmp_double);
     printf("  end to end, batches of %4d, offered %6.0f/s: %8.0f msg/s, publish-to-acked p50 "
            "%.2f ms, p99 %.2f ms\n",
@@ -452,15 +445,15 @@ static void case_throughput(void)
     static const int sizes[] = {1, 16, 64, 256, 1024};
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         int sent = 0;
-        double t0 = now_ms();
-        while (now_ms() - t0 < 500 || sent < 1000) { /* about half a second per size */
+        double t0 = test_now_ms();
+        while (test_now_ms() - t0 < 500 || sent < 1000) { /* about half a second per size */
             size_t count = fill(&bb, PRODUCER, next, next + sizes[i]);
             CHECK(cxm_nats_publish(n, bb.msgs, count, 5000) == 0, "publish");
             next += sizes[i];
             sent += sizes[i];
         }
         printf("  publish, batches of %4d: %8.0f msg/s\n", sizes[i],
-               sent / ((now_ms() - t0) / 1e3));
+               sent / ((test_now_ms() - t0) / 1e3));
     }
     static const int fetches[] = {64, 256, 1000};
     for (size_t i = 0; i < sizeof fetches / sizeof fetches[0]; i++) {
@@ -468,7 +461,7 @@ static void case_throughput(void)
         snprintf(durable, sizeof durable, "fetch%d", fetches[i]);
         cxm_nats_sub *s = subscribe(n, durable);
         int got = 0, want = next < 50000 ? next : 50000;
-        double t0 = now_ms();
+        double t0 = test_now_ms();
         while (got < want) {
             cxm_nats_batch b;
             CHECK(cxm_nats_fetch(s, (size_t)fetches[i], 2000, &b) == 0 && b.count, "fetch");
@@ -477,7 +470,7 @@ static void case_throughput(void)
             cxm_nats_batch_free(&b);
         }
         printf("  fetch+ack, batches of %4d: %8.0f msg/s (%d messages)\n", fetches[i],
-               got / ((now_ms() - t0) / 1e3), got);
+               got / ((test_now_ms() - t0) / 1e3), got);
         cxm_nats_unsubscribe(s);
     }
     pipeline(n, "max256", 25000, 256, 0);

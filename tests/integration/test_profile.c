@@ -551,12 +551,12 @@ static grpc_status_code get_receipt(cxm_channel *ch, bool by_id, const char *id,
  * polled for up to 2 s; each service DONE, completed_at the latest. */
 static Cxm__V1__DeletionReceipt *wait_completed(cxm_channel *ch, const char *receipt_id)
 {
-    double start = harness_now_ms();
+    double start = test_now_ms();
     Cxm__V1__DeletionReceipt *r = NULL;
     char d[512];
     for (;;) {
         CHECK(get_receipt(ch, true, receipt_id, &r, d) == GRPC_STATUS_OK, "receipt: %s", d);
-        if (r->completed_at_unix_ms || harness_now_ms() - start > 2000)
+        if (r->completed_at_unix_ms || test_now_ms() - start > 2000)
             break;
         usleep(5000);
     }
@@ -570,7 +570,7 @@ static Cxm__V1__DeletionReceipt *wait_completed(cxm_channel *ch, const char *rec
     }
     CHECK(r->completed_at_unix_ms == latest, "completed at %lld, the last service at %lld",
           (long long)r->completed_at_unix_ms, (long long)latest);
-    fprintf(stderr, "receipt %s complete after %.0f ms\n", receipt_id, harness_now_ms() - start);
+    fprintf(stderr, "receipt %s complete after %.0f ms\n", receipt_id, test_now_ms() - start);
     return r;
 }
 
@@ -881,8 +881,8 @@ static void case_events(cxm_channel *ch, test_server *srv)
     for (size_t i = 0; i < st->n_subscribers; i++) {
         const Cxm__V1__BusSubscriberStatus *s = st->subscribers[i];
         uint64_t want = strcmp(s->producer, "profile") ? 1 : seq;
-        for (double end = harness_now_ms() + 2000;
-             s->applied_sequence < want && harness_now_ms() < end; usleep(5000))
+        for (double end = test_now_ms() + 2000; s->applied_sequence < want && test_now_ms() < end;
+             usleep(5000))
             s = bus_status(ch)->subscribers[i];
         CHECK(s->applied_sequence == want && !*s->last_error, "%s of %s applied %llu: %s",
               s->subscriber, s->producer, (unsigned long long)s->applied_sequence, s->last_error);
@@ -1265,7 +1265,7 @@ static void dk_customers(cxm_channel *ch, char **ids)
  * empty, within 5 s. */
 static void expect_bus_caught_up(cxm_channel *ch)
 {
-    double end = harness_now_ms() + 5000;
+    double end = test_now_ms() + 5000;
     for (;;) {
         Cxm__V1__GetBusStatusResponse *st = bus_status(ch);
         const char *behind = NULL;
@@ -1280,7 +1280,7 @@ static void expect_bus_caught_up(cxm_channel *ch)
         }
         if (!behind)
             return;
-        CHECK(harness_now_ms() < end, "%s still behind after 5 s", behind);
+        CHECK(test_now_ms() < end, "%s still behind after 5 s", behind);
         usleep(10000);
     }
 }
@@ -1305,8 +1305,8 @@ static void case_delete_kill9(cxm_channel *first, test_server *srv)
             d[i] = (deleter){srv->target, ids, receipts, sent, i, DK_DELETERS, &acked, &stop};
             pthread_create(&threads[i], NULL, deleter_main, &d[i]);
         }
-        for (double end = harness_now_ms() + 10000; atomic_load(&acked) < before + 20; usleep(1000))
-            CHECK(harness_now_ms() < end, "%d erasures acknowledged in 10 s", acked - before);
+        for (double end = test_now_ms() + 10000; atomic_load(&acked) < before + 20; usleep(1000))
+            CHECK(test_now_ms() < end, "%d erasures acknowledged in 10 s", acked - before);
         usleep((useconds_t)(rand() % 50) * 1000);
         CHECK(harness_stop(srv, SIGKILL, 5000) == 128 + SIGKILL, "kill -9");
         atomic_store(&stop, true);

@@ -250,10 +250,10 @@ static void case_reflection(cxm_channel *ch, test_server *srv)
 static void case_unimplemented(cxm_channel *ch, test_server *srv)
 {
     cxm_client_result r = {0};
-    double t0 = harness_now_ms();
+    double t0 = test_now_ms();
     /* A method of the contract that this build does not serve yet. */
     raw_call(ch, "/cxm.v1.JourneyService/Funnel", "", 0, 10000, &r);
-    double took = harness_now_ms() - t0;
+    double took = test_now_ms() - t0;
     expect_status(&r, GRPC_STATUS_UNIMPLEMENTED,
                   "cxm.v1.JourneyService/Funnel is not implemented yet");
     /* "At once": far inside the 10 s deadline, not at it. */
@@ -424,7 +424,7 @@ static void case_drain(cxm_channel *ch, test_server *srv)
     CHECK(cxm_client_stream_recv(s, &msg, &mlen) == 1, "first status");
     free(msg);
 
-    double t0 = harness_now_ms();
+    double t0 = test_now_ms();
     kill(srv->pid, SIGTERM);
     int last = -1, got;
     while ((got = cxm_client_stream_recv(s, &msg, &mlen)) == 1) {
@@ -442,7 +442,7 @@ static void case_drain(cxm_channel *ch, test_server *srv)
     expect_status(&r, GRPC_STATUS_UNAVAILABLE, "shutting down");
 
     int code = harness_stop(srv, SIGTERM, 10000);
-    double took = harness_now_ms() - t0;
+    double took = test_now_ms() - t0;
     CHECK(code == 0, "exit status %d after SIGTERM", code);
     CHECK(took < 4000, "drain took %.0f ms with nothing in flight", took);
     CHECK(harness_log_contains(srv, "server.stopped"), "no stop line in the log");
@@ -503,7 +503,7 @@ static void case_drain_idle(cxm_channel *idle, test_server *srv)
           "first answer");
     free(msg);
 
-    double t0 = harness_now_ms();
+    double t0 = test_now_ms();
     kill(srv->pid, SIGTERM);
     usleep(300 * 1000);
     CHECK(still_running(srv), "the server exited with a call in flight");
@@ -515,10 +515,10 @@ static void case_drain_idle(cxm_channel *idle, test_server *srv)
     cxm_client_result r = {0};
     cxm_client_stream_finish(s, &r);
     expect_status(&r, GRPC_STATUS_OK, NULL);
-    double t1 = harness_now_ms();
+    double t1 = test_now_ms();
 
     int code = harness_stop(srv, 0, 10000); /* signal 0: just wait */
-    double t2 = harness_now_ms();
+    double t2 = test_now_ms();
     CHECK(code == 0, "exit status %d after SIGTERM", code);
     CHECK(t2 - t1 < 1000, "exit took %.0f ms after the last call ended (grace 3000 ms)", t2 - t1);
     CHECK(t2 - t0 < 2000, "drain took %.0f ms (grace 3000 ms)", t2 - t0);
@@ -543,7 +543,7 @@ static int run_to_exit(const char *const *argv, char *err, size_t cap)
     posix_spawn_file_actions_destroy(&fa);
     CHECK(rc == 0, "cannot start %s: %s", argv[0], strerror(rc));
     int status = -1;
-    for (double end = harness_now_ms() + 10000; harness_now_ms() < end; usleep(5000))
+    for (double end = test_now_ms() + 10000; test_now_ms() < end; usleep(5000))
         if (waitpid(pid, &status, WNOHANG) == pid)
             break;
     if (!WIFEXITED(status)) {
