@@ -232,6 +232,7 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg, size_t limit,
                                       int *err)
 {
     size_t n = protobuf_c_message_get_packed_size(msg);
+    *len = n; /* also when too big: the caller names the size */
     if (n > limit) {
         *err = CXM_ETOOBIG;
         return NULL;
@@ -240,7 +241,6 @@ static grpc_byte_buffer *pack_message(const ProtobufCMessage *msg, size_t limit,
     protobuf_c_message_pack(msg, GRPC_SLICE_START_PTR(s));
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
     grpc_slice_unref(s);
-    *len = n;
     return bb;
 }
 
@@ -445,12 +445,14 @@ static void finish_with(cxm_call *c, grpc_status_code code, const char *details,
     call_unref(c); /* the handler's reference */
 }
 
-static void reply_too_big(cxm_call *c)
+/* Not INTERNAL: the client can ask for less, or the operator raise the
+ * limit; the status says so. */
+static void reply_too_big(cxm_call *c, size_t size)
 {
-    cxm_call_finish(c, CXM_EINTERNAL,
-                    "the response is larger than the %zu-byte message limit; ask for less "
-                    "(smaller page size) or raise --max-message-bytes",
-                    c->w->srv->opts.max_message_bytes);
+    cxm_call_finish(c, CXM_ENOMEM,
+                    "%s: the reply would take %zu bytes, over this server's message limit of %zu "
+                    "bytes; ask for less (a smaller page) or raise --max-message-bytes",
+                    c->rm->path + 1, size, c->w->srv->opts.max_message_bytes);
 }
 
 void cxm_call_reply(cxm_call *c, const ProtobufCMessage *resp)
@@ -459,14 +461,14 @@ void cxm_call_reply(cxm_call *c, const ProtobufCMessage *resp)
     int err = 0;
     grpc_byte_buffer *bb = pack_message(resp, c->w->srv->opts.max_message_bytes, &len, &err);
     if (!bb)
-        return reply_too_big(c);
+        return reply_too_big(c, len);
     finish_with(c, GRPC_STATUS_OK, NULL, bb, len);
 }
 
 void cxm_call_reply_bytes(cxm_call *c, const void *data, size_t len)
 {
     if (len > c->w->srv->opts.max_message_bytes)
-        return reply_too_big(c);
+        return reply_too_big(c, len);
     grpc_slice s = grpc_slice_from_copied_buffer(data, len);
     grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&s, 1);
     grpc_slice_unref(s);

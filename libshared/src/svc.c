@@ -195,15 +195,6 @@ int cxm_svc_too_big(const cxm_call *call, size_t size, const char *what, char *e
                         what, size, cxm_call_max_message_bytes(call));
 }
 
-void cxm_svc_reply(cxm_call *call, const ProtobufCMessage *resp)
-{
-    size_t n = protobuf_c_message_get_packed_size(resp);
-    if (n <= cxm_call_max_message_bytes(call))
-        return cxm_call_reply(call, resp);
-    char err[CXM_SVC_ERR_MAX];
-    cxm_svc_finish(call, cxm_svc_too_big(call, n, "the reply", err), err);
-}
-
 /* ---- write jobs ---- */
 
 static int job_run(cxm_txn *t, void *user)

@@ -325,7 +325,7 @@ static void on_resolve(cxm_call *call, const ProtobufCMessage *msg)
     Cxm__V1__ResolveIdentityResponse resp = CXM__V1__RESOLVE_IDENTITY_RESPONSE__INIT;
     resp.customer_id = (char *)owner;
     resp.normalized = req->identity;
-    cxm_svc_reply(call, &resp.base);
+    cxm_call_reply(call, &resp.base);
 }
 
 /* ---- GetProfile ---- */
@@ -889,7 +889,7 @@ static void on_get_receipt(cxm_call *call, const ProtobufCMessage *msg)
                      req->customer_id);
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
-    cxm_svc_reply(call, &resp.base);
+    cxm_call_reply(call, &resp.base);
 }
 
 /* ---- ErasureCompleted from the other services ---- */
@@ -989,7 +989,7 @@ static void on_search(cxm_call *call, const ProtobufCMessage *msg)
         const char *last = resp.profiles[resp.n_profiles - 1]->customer_id;
         resp.next_page_token = cxm_svc_token_make(a, h, last, strlen(last));
     }
-    cxm_svc_reply(call, &resp.base);
+    cxm_call_reply(call, &resp.base);
 }
 
 /* ---- segments ---- */
@@ -1111,7 +1111,7 @@ static void on_list_members(cxm_call *call, const ProtobufCMessage *msg)
         const char *last = page.ids[page.n - 1];
         resp.next_page_token = cxm_svc_token_make(a, h, last, strlen(last));
     }
-    cxm_svc_reply(call, &resp.base);
+    cxm_call_reply(call, &resp.base);
 }
 
 /* ---- WriteTraits ---- */

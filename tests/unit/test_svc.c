@@ -191,7 +191,7 @@ static void on_put(cxm_call *call, const ProtobufCMessage *msg)
     cxm_svc_submit(call, ks->store, msg, put_job);
 }
 
-/* Get: the stored reason of merge_id, through cxm_svc_reply. */
+/* Get: the stored reason of merge_id, answered with cxm_call_reply. */
 static void on_get(cxm_call *call, const ProtobufCMessage *msg)
 {
     const kit_svc *ks = cxm_call_service_ctx(call);
@@ -212,7 +212,7 @@ static void on_get(cxm_call *call, const ProtobufCMessage *msg)
         return cxm_svc_finish(call, rc, err);
     Cxm__V1__ResolveIdentityResponse resp = CXM__V1__RESOLVE_IDENTITY_RESPONSE__INIT;
     resp.customer_id = v;
-    cxm_svc_reply(call, &resp.base);
+    cxm_call_reply(call, &resp.base);
 }
 
 static const cxm_method kit_methods[] = {
@@ -307,7 +307,7 @@ static void test_write_jobs(void)
                  GRPC_STATUS_RESOURCE_EXHAUSTED);
     CHECK(strstr(details, "message limit of 4096 bytes") && strstr(details, "nothing was written"));
     CHECK_EQ_INT(kit_call(ch, "Get", "k3", "", &a, &answer, details), GRPC_STATUS_NOT_FOUND);
-    /* The same size once is fine; a reply of it through cxm_svc_reply too. */
+    /* The same size once is fine; a reply of it through cxm_call_reply too. */
     big[0] = 'y';
     CHECK_EQ_INT(kit_call(ch, "Put", "k4", big, &a, &answer, details), GRPC_STATUS_OK);
     CHECK_EQ_INT(kit_call(ch, "Get", "k4", "", &a, &answer, details), GRPC_STATUS_OK);

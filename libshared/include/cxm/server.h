@@ -138,7 +138,9 @@ size_t cxm_call_max_message_bytes(const cxm_call *call);
 /* True once the call was cancelled or its deadline passed. */
 bool cxm_call_cancelled(cxm_call *call);
 
-/* Unary: send resp and status OK, ending the call. */
+/* Unary: send resp and status OK, ending the call. A response over
+ * max_message_bytes is answered RESOURCE_EXHAUSTED instead, naming its size
+ * and the limit (the client can ask for less; nothing is INTERNAL). */
 void cxm_call_reply(cxm_call *call, const ProtobufCMessage *resp);
 
 /* Unary: like cxm_call_reply with a response already serialized (e.g.

@@ -14,9 +14,10 @@
  *   - Checks: text (UTF-8, length), slug names, page sizes.
  *   - Page tokens: opaque to clients, bound to a hash of the request's
  *     filters, so a token cannot be replayed with other filters.
- *   - Replies over the message limit: cxm_svc_reply answers
- *     RESOURCE_EXHAUSTED naming the limit (never INTERNAL), and paged reads
- *     use cxm_svc_reply_budget to return a shorter page instead.
+ *   - Replies over the message limit: the runtime answers them
+ *     RESOURCE_EXHAUSTED naming the limit (server.h, never INTERNAL), a
+ *     write job refuses one before it commits, and paged reads use
+ *     cxm_svc_reply_budget to return a shorter page instead.
  *   - Comma-separated flag values: cxm_svc_split.
  *   - The erasure cascade: cxm_svc_erasure_subscribe joins a service to
  *     profile's CustomerDeleted events and answers each with
@@ -126,10 +127,6 @@ size_t cxm_svc_reply_budget(const cxm_call *call, size_t reserve);
 /* Write into err why a reply of `size` bytes cannot be sent, naming the
  * limit and what to do, and return CXM_ENOMEM (RESOURCE_EXHAUSTED). */
 int cxm_svc_too_big(const cxm_call *call, size_t size, const char *what, char *err);
-
-/* cxm_call_reply, except that a response over the call's message limit is
- * answered RESOURCE_EXHAUSTED naming the limit. */
-void cxm_svc_reply(cxm_call *call, const ProtobufCMessage *resp);
 
 /* ---- write jobs ------------------------------------------------------ */
 
