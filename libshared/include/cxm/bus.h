@@ -73,9 +73,9 @@
  * subscriber's bus.early table in that transaction and applied as soon as
  * the gap fills; only the prefix of a batch whose events are all applied is
  * acknowledged (the ack is cumulative), so the rest comes back after the ack
- * wait (opts.nats_ack_wait_ms) and is then a repeat. A subscriber that applied nothing yet also accepts
- * the first message of a stream as its start, so a stream that begins after
- * sequence 1 (the producer ran in process before) is not a gap.
+ * wait (opts.nats_ack_wait_ms) and is then a repeat. A subscriber that applied nothing yet also
+ * accepts the first message of a stream as its start, so a stream that begins after sequence 1 (the
+ * producer ran in process before) is not a gap.
  *
  * Using it from a service (profile's delete, for instance):
  *
