@@ -99,7 +99,7 @@ struct cxm_call {
     out_msg *queue_head, *queue_tail;
     size_t queued_bytes;
     int close_cancelled;
-    bool initial_md_sent, send_in_flight, finished, recv_deferred, status_pending;
+    bool initial_md_sent, send_in_flight, finished, recv_deferred, recv_held, status_pending;
     /* RECV_CLOSE_ON_SERVER was started, in its own batch or (close_in_send)
      * folded into the final send batch: a unary handler that answers at once
      * costs one batch and one completion less. */
@@ -323,7 +323,7 @@ static void pump_locked(cxm_call *c)
         c->status_pending = false;
         fill_status_ops(c, ops, &n);
     } else {
-        if (c->recv_deferred && !c->finished) {
+        if (c->recv_deferred && !c->recv_held && !c->finished) {
             c->recv_deferred = false;
             start_recv(c);
         }
@@ -491,6 +491,25 @@ void cxm_call_finish(cxm_call *c, int err, const char *fmt, ...)
 
 /* ---- receiving ---- */
 
+void cxm_call_hold_recv(cxm_call *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->recv_held = true;
+    pthread_mutex_unlock(&c->mu);
+}
+
+void cxm_call_resume_recv(cxm_call *c)
+{
+    pthread_mutex_lock(&c->mu);
+    c->recv_held = false;
+    /* Still deferred by a full send queue: on_send_done reads on. */
+    if (c->recv_deferred && !c->send_in_flight && !c->finished && !atomic_load(&c->closed)) {
+        c->recv_deferred = false;
+        start_recv(c);
+    }
+    pthread_mutex_unlock(&c->mu);
+}
+
 static void start_recv(cxm_call *c)
 {
     grpc_op op;
@@ -560,7 +579,8 @@ static void on_recv(cxm_call *c, bool ok)
             protobuf_c_message_free_unpacked(req, NULL);
             pthread_mutex_lock(&c->mu);
             if (!c->finished && !atomic_load(&c->closed)) {
-                if (c->send_in_flight && c->queued_bytes >= SEND_QUEUE_HIGH_WATER)
+                if (c->recv_held ||
+                    (c->send_in_flight && c->queued_bytes >= SEND_QUEUE_HIGH_WATER))
                     c->recv_deferred = true;
                 else
                     start_recv(c);

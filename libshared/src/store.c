@@ -917,8 +917,8 @@ int cxm_txn_get_ref(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, const
 int cxm_txn_get(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_arena *a, void **val,
                 size_t *vlen)
 {
-    const void *ref;
-    size_t n;
+    const void *ref = NULL;
+    size_t n = 0;
     int rc = cxm_txn_get_ref(t, dbi, key, klen, &ref, &n);
     if (rc != 0)
         return rc;

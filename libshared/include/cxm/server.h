@@ -148,6 +148,17 @@ void cxm_call_reply(cxm_call *call, const ProtobufCMessage *resp);
  * The bytes are copied. */
 void cxm_call_reply_bytes(cxm_call *call, const void *data, size_t len);
 
+/* Client- and bidi-streams, flow control: after the current on_message
+ * returns, read no further message until cxm_call_resume_recv, so a
+ * handler whose work on earlier messages is still queued (a write not yet
+ * committed) makes the client wait instead of piling messages up in
+ * memory. Call from on_message. */
+void cxm_call_hold_recv(cxm_call *call);
+
+/* Read on after cxm_call_hold_recv; any thread; a no-op when not held or
+ * once the call ended. The call must still be live (not finished). */
+void cxm_call_resume_recv(cxm_call *call);
+
 /* Streams: queue one response message (sent in order, one at a time). A
  * message sent after the call ended is dropped. Returns 0, or CXM_ENOMEM or
  * CXM_ETOOBIG (over max_message_bytes) without ending the call. */
