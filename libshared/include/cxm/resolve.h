@@ -1,0 +1,83 @@
+/*
+ * resolve.h - identities to customer ids through the profile service, for
+ * the services that take events about customers (journey, feedback).
+ *
+ * Why a module: every event names its customer by some identity (a cookie,
+ * an email, a customer id), and the profile service alone decides which
+ * customer that is (creating one for a new identity, as Segment's identify
+ * does, and merging profiles when an event links identities). Asking once
+ * per event would make ingest as slow as the profile service; so answers
+ * are cached, and what is not cached goes in one batched RPC
+ * (ProfileService/ResolveIdentities) per call here.
+ *
+ * The caller never loses an event to an absent profile service: a failed
+ * call returns CXM_EUNAVAIL and the caller keeps its events (journey keeps
+ * them in its pending queue) and tries again later, in order.
+ *
+ * Threading: one resolver may be used by one thread at a time for
+ * cxm_resolver_resolve; cxm_resolver_invalidate is thread-safe (bus apply
+ * threads call it).
+ */
+#ifndef CXM_RESOLVE_H
+#define CXM_RESOLVE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cxm/arena.h"
+#include "cxm/v1/common.pb-c.h"
+
+typedef struct cxm_resolver cxm_resolver;
+
+typedef struct cxm_resolver_opts {
+    /* "host:port" of the profile service; required. A function may supply it
+     * instead (addr_fn, called on each connect) when the address is known
+     * only once the server started, as in cxmd where profile is the
+     * process itself. */
+    const char *profile_addr;
+    const char *(*addr_fn)(void *ctx);
+    void *addr_ctx;
+    size_t cache_entries; /* identities remembered; 0 = 1,000,000 */
+    int64_t timeout_ms;   /* per batch RPC; 0 = 5000 */
+} cxm_resolver_opts;
+
+int cxm_resolver_open(const cxm_resolver_opts *opts, cxm_resolver **out);
+void cxm_resolver_close(cxm_resolver *r);
+
+/* One customer reference to resolve, with the identities seen together
+ * with it (a login event carries the anonymous id and the email). */
+typedef struct cxm_resolve_item {
+    /* in: validated and normalised (cxm/ident.h) */
+    const Cxm__V1__CustomerRef *customer;
+    Cxm__V1__Identity *const *links;
+    size_t nlinks;
+    /* out */
+    const char *customer_id; /* in the caller's arena; NULL when rc != 0 */
+    int rc;                  /* 0, CXM_ENOTFOUND (unknown customer id), CXM_EINVAL
+                                (the profile service refused the item: why) */
+    const char *why;         /* a sentence, in the arena, when rc != 0 */
+} cxm_resolve_item;
+
+/* Resolve every item: unknown identities get a new profile, links are
+ * linked (which may merge profiles: the profile service publishes that on
+ * the bus). Items answered by the cache need no RPC; the others go in
+ * batches of at most 1000. Returns 0 when every item has its answer (rc per
+ * item), CXM_EUNAVAIL when the profile service could not be reached or
+ * failed as a whole (the sentence in cxm_resolver_last_error(); nothing is
+ * half done from the caller's view: retry the same items later). */
+int cxm_resolver_resolve(cxm_resolver *r, cxm_resolve_item *items, size_t n, cxm_arena *a);
+
+/* Forget every cached answer: after an unmerge or an erasure, an identity
+ * may resolve elsewhere. */
+void cxm_resolver_invalidate(cxm_resolver *r);
+
+/* Counters for status and benchmarks. */
+typedef struct cxm_resolver_stats {
+    uint64_t hits, misses, rpcs, failures;
+} cxm_resolver_stats;
+void cxm_resolver_stats_get(cxm_resolver *r, cxm_resolver_stats *out);
+
+/* A sentence about this thread's latest failure ("" if none). */
+const char *cxm_resolver_last_error(void);
+
+#endif
