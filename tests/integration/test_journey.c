@@ -185,6 +185,19 @@ static void expect_error(cxm_channel *ch, const char *method, const void *req,
     CHECK(!needle || strstr(d, needle), "%s: message \"%s\" lacks \"%s\"", method, d, needle);
 }
 
+/* Events accepted but not yet resolved, over every customer. */
+static uint64_t global_pending(cxm_channel *ch)
+{
+    Cxm__V1__TouchpointStatsRequest req = CXM__V1__TOUCHPOINT_STATS_REQUEST__INIT;
+    Cxm__V1__TimeRange range = CXM__V1__TIME_RANGE__INIT;
+    range.from_unix_ms = t0 - DAY_MS;
+    range.to_unix_ms = t0 + DAY_MS;
+    req.range = &range;
+    Cxm__V1__TouchpointStatsResponse *resp;
+    CALL_OK(ch, TouchpointStats, req, cxm__v1__touchpoint_stats_response, resp);
+    return resp->pending_events;
+}
+
 /* ---- cases ---- */
 
 /* Bad events are rejected one by one with their index and field path; the
@@ -596,19 +609,6 @@ static void *streamer_main(void *arg)
     return NULL;
 }
 
-/* Events accepted but not yet resolved, over every customer. */
-static uint64_t global_pending(cxm_channel *ch)
-{
-    Cxm__V1__TouchpointStatsRequest req = CXM__V1__TOUCHPOINT_STATS_REQUEST__INIT;
-    Cxm__V1__TimeRange range = CXM__V1__TIME_RANGE__INIT;
-    range.from_unix_ms = t0 - DAY_MS;
-    range.to_unix_ms = t0 + DAY_MS;
-    req.range = &range;
-    Cxm__V1__TouchpointStatsResponse *resp;
-    CALL_OK(ch, TouchpointStats, req, cxm__v1__touchpoint_stats_response, resp);
-    return resp->pending_events;
-}
-
 static void case_kill9(cxm_channel *first, test_server *srv)
 {
     (void)first;
@@ -654,9 +654,56 @@ static void case_kill9(cxm_channel *first, test_server *srv)
     cxm_channel_close(ch);
 }
 
+/* The binary next to cxmd: "cxm-profile", "cxm-journey". */
+static const char *sibling(const test_server *srv, const char *name)
+{
+    const char *slash = strrchr(srv->binary, '/');
+    int dir = slash ? (int)(slash - srv->binary) + 1 : 0;
+    return fmt("%.*s%s", dir, srv->binary, name);
+}
+
+/* cxm-journey on its own with its profile service down: events are
+ * accepted and wait, then resolve in order once profile is back. */
+static void case_profile_down(cxm_channel *unused, test_server *srv)
+{
+    (void)unused;
+    test_server prof, jrn;
+    harness_start(&prof, sibling(srv, "cxm-profile"), NULL);
+    const char *profile_addr = fmt("127.0.0.1:%d", prof.port);
+    CHECK(harness_stop(&prof, SIGTERM, 5000) == 0, "profile stopped");
+    const char *prof_args[] = {"--listen", profile_addr, NULL};
+    prof.extra_args = prof_args;
+    const char *jrn_args[] = {"--profile-addr", profile_addr, NULL};
+    harness_start(&jrn, sibling(srv, "cxm-journey"), jrn_args);
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(jrn.target, NULL, &ch) == 0, "channel");
+
+    Cxm__V1__TouchpointEvent *evs[50];
+    for (int i = 0; i < 50; i++)
+        evs[i] = event(fmt("pd-%d", i), "anon-pd", "home", WEB, "page_view", t0 + i);
+    Cxm__V1__TrackResponse *r = track(ch, evs, 50);
+    CHECK(r->accepted == 50, "%u accepted with profile down", r->accepted);
+    usleep(300000);
+    CHECK(global_pending(ch) == 50, "%" PRIu64 " pending", global_pending(ch));
+
+    harness_restart(&prof);
+    wait_events(ch, by_identity(ANON, "anon-pd"), 50);
+    CHECK(global_pending(ch) == 0, "pending left");
+    cxm_channel_close(ch);
+    CHECK(harness_stop(&jrn, SIGTERM, 10000) == 0, "journey drained");
+    CHECK(harness_stop(&prof, SIGTERM, 10000) == 0, "profile drained");
+    harness_cleanup(&jrn);
+    harness_cleanup(&prof);
+}
+
 static const harness_case cases[] = {
-    {"validation", case_validation}, {"timeline", case_timeline}, {"identity", case_identity},
-    {"stages", case_stages},         {"erasure", case_erasure},   {"stream", case_stream},
+    {"profile_down", case_profile_down},
+    {"validation", case_validation},
+    {"timeline", case_timeline},
+    {"identity", case_identity},
+    {"stages", case_stages},
+    {"erasure", case_erasure},
+    {"stream", case_stream},
     {"kill9", case_kill9},
 };
 
