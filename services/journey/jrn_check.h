@@ -28,8 +28,9 @@ typedef struct jrn_limits {
 } jrn_limits;
 
 /* A batch as a whole (Track, and each TrackStream message): 1 to
- * JRN_MAX_BATCH events, else CXM_ETOOBIG naming "events" and the limit
- * (RESOURCE_EXHAUSTED: the whole batch is refused). */
+ * JRN_MAX_BATCH events. None is CXM_EINVAL; more is CXM_ENOMEM naming
+ * "events" and the limit (RESOURCE_EXHAUSTED: the whole batch is refused;
+ * CXM_ETOOBIG would answer INVALID_ARGUMENT, see cxm/err.h). */
 int jrn_check_batch_size(size_t n, char *err);
 
 /* One event of a batch, in place: every field (event_id, customer ref,

@@ -62,7 +62,9 @@ bool jrules_conditions_hold(Cxm__V1__PropertyCondition *const *conds, size_t n,
 
 /* How strongly an event type says the customer wants the event's item
  * (TouchpointTracked.strength): purchase/order 5, add_to_cart 3, wishlist
- * 3, compare/click 2, view 1, dismiss/return -1, unknown 1. */
+ * 3, compare/click 2, view 1, dismiss/return/cancel/refund -1, unknown 1
+ * (words found anywhere in the name, case-insensitive, negative ones
+ * first: "order_cancelled" is -1). */
 double jrules_strength(const char *event_type);
 
 #endif
