@@ -82,7 +82,8 @@ static void add_prop(Cxm__V1__TouchpointEvent *e, const char *k, Cxm__V1__Value 
 {
     Cxm__V1__TouchpointEvent__PropertiesEntry **ps =
         cxm_arena_alloc(&arena, (e->n_properties + 1) * sizeof *ps);
-    memcpy(ps, e->properties, e->n_properties * sizeof *ps);
+    if (e->n_properties)
+        memcpy(ps, e->properties, e->n_properties * sizeof *ps);
     ps[e->n_properties] = cxm_arena_alloc(&arena, sizeof **ps);
     cxm__v1__touchpoint_event__properties_entry__init(ps[e->n_properties]);
     ps[e->n_properties]->key = (char *)k;

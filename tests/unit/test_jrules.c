@@ -1,4 +1,4 @@
-#define _DEFAULT_SOURCE /* strdup, strsep */
+#define _DEFAULT_SOURCE /* strdup, strsep, clock_gettime */
 /*
  * test_jrules.c - journey stage rules: the defaults on cxm-gen's event
  * types, precedence, regression, every condition op and type mismatch,
@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "journey/jrn_check.h"
@@ -496,6 +497,8 @@ static int agreement(const char *path)
      * state equals the furthest stage cxm-gen reached. */
     size_t rule_ok = 0, state_ok = 0, customers = 0, final_ok = 0;
     int cur = 0, furthest = 0;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; i < n; i++) {
         if (i == 0 || strcmp(rows[i].customer, rows[i - 1].customer) != 0)
             cur = 0, furthest = 0, customers++;
@@ -509,7 +512,10 @@ static int agreement(const char *path)
         if (i + 1 == n || strcmp(rows[i].customer, rows[i + 1].customer) != 0)
             final_ok += cur == furthest;
     }
-    printf("events %zu, customers %zu\n", n, customers);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ns = (double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec);
+    printf("events %zu, customers %zu, %.0f ns per event for two applies and the tally\n", n,
+           customers, ns / (double)n);
     printf("rule stage == gen stage:        %zu (%.2f%%)\n", rule_ok, 100.0 * rule_ok / n);
     printf("stage after event == gen stage: %zu (%.2f%%)\n", state_ok, 100.0 * state_ok / n);
     printf("final stage == furthest stage:  %zu of %zu customers (%.2f%%)\n", final_ok, customers,
