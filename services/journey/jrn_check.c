@@ -245,9 +245,9 @@ static int jrn_check_identity(cxm_arena *a, Cxm__V1__Identity *id, const char *f
     if (rc != 0)
         return rc;
     /* >>> cxm/ident.h normalisation plugs in here (type-specific rules,
-     * junk values, block list). <<< */
-    if (id->type != CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOM)
-        id->custom_type = (char *)"";
+     * junk values, block list). Replace only pointers into arena a: the
+     * event may have been decoded with the heap allocator and be freed
+     * with protobuf-c's free_unpacked. <<< */
     return 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -133,13 +134,17 @@ static Cxm__V1__StageRule default_rules[] = {
 #define NDEFAULTS (sizeof default_rules / sizeof default_rules[0])
 
 static Cxm__V1__StageRule *default_ptrs[NDEFAULTS];
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
-/* Filled on every call (idempotent), so no once-flag is needed: each
- * thread writes the same pointers. */
-Cxm__V1__StageRule *const *jrules_defaults(size_t *n)
+static void default_init(void)
 {
     for (size_t i = 0; i < NDEFAULTS; i++)
         default_ptrs[i] = &default_rules[i];
+}
+
+Cxm__V1__StageRule *const *jrules_defaults(size_t *n)
+{
+    pthread_once(&default_once, default_init);
     *n = NDEFAULTS;
     return default_ptrs;
 }

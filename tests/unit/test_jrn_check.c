@@ -14,6 +14,7 @@
 #include "cxm/err.h"
 #include "cxm/svc.h"
 #include "journey/jrn_check.h"
+#include "journey/jrules.h"
 
 #define DAY INT64_C(86400000)
 #define HOUR INT64_C(3600000)
@@ -722,6 +723,41 @@ static void test_touchpoints(void)
     OK(jrn_check_touchpoints(&t, NOW, err));
 }
 
+/* Mangled wire bytes of a valid event: whatever decodes is checked and,
+ * when accepted, classified, without a crash (ASan/UBSan watch). */
+static void test_mangled(void)
+{
+    Cxm__V1__TouchpointEvent *e = event();
+    size_t len = cxm__v1__touchpoint_event__get_packed_size(e);
+    uint8_t *good = cxm_arena_alloc(&arena, len), *buf = cxm_arena_alloc(&arena, len);
+    cxm__v1__touchpoint_event__pack(e, good);
+    size_t nd;
+    Cxm__V1__StageRule *const *d = jrules_defaults(&nd);
+    jrules *r = jrules_compile(d, nd, 0);
+    unsigned seed = 12345, decoded = 0, accepted = 0;
+    for (int i = 0; i < 20000; i++) {
+        memcpy(buf, good, len);
+        for (int k = 0; k < 1 + i % 4; k++) {
+            seed = seed * 1103515245u + 12345u;
+            buf[(seed >> 8) % len] = (uint8_t)(seed >> 20);
+        }
+        Cxm__V1__TouchpointEvent *m = cxm__v1__touchpoint_event__unpack(NULL, len, buf);
+        if (!m)
+            continue;
+        decoded++;
+        cxm_arena scratch;
+        cxm_arena_init(&scratch, NULL, 0, 0);
+        if (jrn_check_event(&limits, &scratch, m, NOW, err) == 0) {
+            accepted++;
+            (void)jrules_apply(r, m, 0);
+        }
+        cxm_arena_dispose(&scratch);
+        cxm__v1__touchpoint_event__free_unpacked(m, NULL);
+    }
+    CHECK(decoded > 1000 && accepted > 0 && accepted < decoded);
+    jrules_free(r);
+}
+
 int main(void)
 {
     cxm_arena_init(&arena, NULL, 0, 0);
@@ -736,6 +772,7 @@ int main(void)
     test_funnel();
     test_paths();
     test_touchpoints();
+    test_mangled();
     cxm_arena_dispose(&arena);
     return check_report();
 }
