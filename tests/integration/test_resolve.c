@@ -145,6 +145,24 @@ static void case_create(cxm_channel *ch, test_server *srv)
           "bad item: %u %s", resp->results[0]->code, resp->results[0]->message);
     CHECK(resp->results[1]->code == 0 && resp->results[1]->created, "good item created");
 
+    /* A later item sees an earlier one: the new email's profile is found
+     * through the link and takes the anonymous id, without a merge. */
+    Cxm__V1__Identity *links[] = {ident(EMAIL, "new@example.com")};
+    a.customer = by_identity(links[0]);
+    b.customer = by_identity(ident(ANON, "anon-3"));
+    b.link_identities = links;
+    b.n_link_identities = 1;
+    CALL_OK(ch, ResolveIdentities, req, cxm__v1__resolve_identities_response, resp);
+    CHECK(resp->results[0]->created && !resp->results[1]->created &&
+              strcmp(resp->results[0]->customer_id, resp->results[1]->customer_id) == 0,
+          "one customer for the email and its anonymous id");
+    Cxm__V1__GetProfileRequest get = CXM__V1__GET_PROFILE_REQUEST__INIT;
+    get.customer = by_identity(b.customer->identity);
+    Cxm__V1__GetProfileResponse *p = NULL;
+    CALL_OK(ch, GetProfile, get, cxm__v1__get_profile_response, p);
+    CHECK(p->profile->n_merges == 0 && p->profile->n_identities == 3, "no merge: %zu identities",
+          p->profile->n_identities);
+
     /* The batch as a whole: no items, or too many. */
     char d[512];
     req.n_items = 0;
@@ -152,6 +170,48 @@ static void case_create(cxm_channel *ch, test_server *srv)
                NULL, d) == GRPC_STATUS_INVALID_ARGUMENT &&
               strstr(d, "items"),
           "no items: %s", d);
+    static Cxm__V1__ResolveIdentitiesItem *many[1001];
+    for (size_t i = 0; i < 1001; i++)
+        many[i] = &a;
+    req.items = many;
+    req.n_items = 1001;
+    CHECK(call(ch, "ResolveIdentities", &req, &cxm__v1__resolve_identities_response__descriptor,
+               NULL, d) == GRPC_STATUS_INVALID_ARGUMENT &&
+              strstr(d, "1 to 1000"),
+          "too many items: %s", d);
+    cxm_resolver_close(r);
+}
+
+/* A cache of 4 entries stays correct as the clock evicts. */
+static void case_evict(cxm_channel *ch, test_server *srv)
+{
+    cxm_resolver_opts o = {.addr_fn = target_of, .addr_ctx = srv, .cache_entries = 4};
+    cxm_resolver *r = NULL;
+    CHECK(cxm_resolver_open(&o, &r) == 0, "resolver");
+    enum { N = 12 };
+    cxm_resolve_item it[N];
+    const char *first[N];
+    for (int round = 0; round < 3; round++)
+        for (int i = 0; i < N; i++) {
+            char v[32];
+            snprintf(v, sizeof v, "evict-%d", i);
+            it[i] = (cxm_resolve_item){
+                .customer = by_identity(ident(ANON, cxm_arena_strndup(&arena, v, strlen(v))))};
+            resolve_ok(r, &it[i], 1);
+            if (round == 0)
+                first[i] = it[i].customer_id;
+            CHECK(strcmp(it[i].customer_id, first[i]) == 0, "round %d item %d", round, i);
+        }
+    cxm_resolver_stats st;
+    cxm_resolver_stats_get(r, &st);
+    CHECK(st.misses > N && st.hits + st.misses == 3 * N, "evictions: hits %llu misses %llu",
+          (unsigned long long)st.hits, (unsigned long long)st.misses);
+    /* The last four are still cached. */
+    uint64_t before = rpcs(r);
+    resolve_ok(r, &it[N - 1], 1);
+    CHECK(rpcs(r) == before, "the newest entry is cached");
+    cxm_resolver_opts none = {0};
+    CHECK(cxm_resolver_open(&none, &r) == CXM_EINVAL, "an address is required");
     cxm_resolver_close(r);
 }
 
@@ -309,8 +369,12 @@ static void case_rate(cxm_channel *ch, test_server *srv)
 }
 
 static const harness_case cases[] = {
-    {"create", case_create},           {"links", case_links}, {"notfound", case_notfound},
-    {"unavailable", case_unavailable}, {"rate", case_rate},
+    {"create", case_create},
+    {"evict", case_evict},
+    {"links", case_links},
+    {"notfound", case_notfound},
+    {"unavailable", case_unavailable},
+    {"rate", case_rate},
 };
 
 int main(int argc, char **argv)
