@@ -11,7 +11,7 @@
 
 #include "cxm/err.h"
 #include "cxm/svc.h"
-#include "ident.h"
+#include "cxm/ident.h"
 
 /* ---- small arena helpers ---- */
 

@@ -18,58 +18,6 @@ static const char *s_or_empty(const char *s)
     return s ? s : "";
 }
 
-const char *prof_type_name(Cxm__V1__IdentityType t)
-{
-    const ProtobufCEnumValue *v =
-        protobuf_c_enum_descriptor_get_value(&cxm__v1__identity_type__descriptor, (int)t);
-    return v ? v->name : "?";
-}
-
-int prof_check_identity(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__Identity *id,
-                        const char *field, char *err)
-{
-    cxm_svc_path f;
-    if (!id || id->type <= CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_UNSPECIFIED ||
-        id->type > CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOM)
-        return cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&f, field, "type"),
-                            "an identity type is required (EMAIL, PHONE, ...)");
-    bool custom = id->type == CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOM;
-    if (custom != (id->custom_type && *id->custom_type) ||
-        (custom && !cxm_svc_slug_valid(id->custom_type)))
-        return cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&f, field, "custom_type"),
-                            "required for IDENTITY_TYPE_CUSTOM ([a-z0-9_.-], 1 to 64 bytes) "
-                            "and forbidden otherwise");
-    char *norm = cxm_arena_alloc(a, PROF_IDENT_MAX + 1);
-    size_t n;
-    const char *why = NULL;
-    if (!norm)
-        return CXM_ENOMEM;
-    const char *v = s_or_empty(id->value);
-    if (prof_ident_normalize(cfg, (prof_ident_kind)id->type, v, strlen(v), norm, &n, &why))
-        return cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&f, field, "value"), "\"%.64s\" %s", v,
-                            why);
-    id->value = norm;
-    if (!custom)
-        id->custom_type = "";
-    return 0;
-}
-
-static int check_customer_id(const char *id, const char *field, char *err)
-{
-    return cxm_svc_check_text(id, 1, PROF_IDENT_MAX, field, err);
-}
-
-int prof_check_ref(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__CustomerRef *ref,
-                   const char *field, char *err)
-{
-    cxm_svc_path f;
-    if (!ref || ref->key_case == CXM__V1__CUSTOMER_REF__KEY__NOT_SET)
-        return cxm_svc_errf(err, CXM_EINVAL, field, "a customer_id or an identity is required");
-    if (ref->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID)
-        return check_customer_id(ref->customer_id, cxm_svc_member(&f, field, "customer_id"), err);
-    return prof_check_identity(cfg, a, ref->identity, cxm_svc_member(&f, field, "identity"), err);
-}
-
 /* A timestamp a client reports: not negative, not in the future. */
 static int check_past(int64_t t, int64_t now_ms, const char *field, char *err)
 {
@@ -80,15 +28,55 @@ static int check_past(int64_t t, int64_t now_ms, const char *field, char *err)
 
 /* ---- ResolveIdentity ---- */
 
-int prof_check_resolve(const prof_ident_config *cfg, cxm_arena *a,
+int prof_check_resolve(const cxm_ident_config *cfg, cxm_arena *a,
                        Cxm__V1__ResolveIdentityRequest *req, char *err)
 {
-    int rc = prof_check_identity(cfg, a, req->identity, "identity", err);
+    int rc = cxm_ident_check(cfg, a, req->identity, "identity", err);
     if (rc == 0 && req->create_if_missing &&
         req->identity->type == CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOMER_ID)
         rc = cxm_svc_errf(err, CXM_EINVAL, "identity.type",
                           "CUSTOMER_ID ids are assigned by cxm and cannot be created through "
                           "create_if_missing");
+    return rc;
+}
+
+/* ---- ResolveIdentities ---- */
+
+int prof_check_resolve_batch(const Cxm__V1__ResolveIdentitiesRequest *req, char *err)
+{
+    if (req->n_items == 0 || req->n_items > PROF_MAX_RESOLVE)
+        return cxm_svc_errf(err, CXM_EINVAL, "items", "1 to %d items are required (got %zu)",
+                            PROF_MAX_RESOLVE, req->n_items);
+    return cxm_svc_check_text(req->source, 0, 128, "source", err);
+}
+
+int prof_check_resolve_item(const cxm_ident_config *cfg, cxm_arena *a,
+                            Cxm__V1__ResolveIdentitiesItem *it, size_t i, char *err)
+{
+    cxm_svc_path item, f, link, type;
+    cxm_svc_index(&item, "items", i);
+    int rc = cxm_ident_check_ref(cfg, a, it->customer, cxm_svc_member(&f, item.s, "customer"), err);
+    if (rc != 0)
+        return rc;
+    Cxm__V1__CustomerRef *ref = it->customer;
+    if (ref->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY &&
+        ref->identity->type == CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOMER_ID) {
+        ref->key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+        ref->customer_id = ref->identity->value;
+    }
+    cxm_svc_member(&f, item.s, "link_identities");
+    if (it->n_link_identities > PROF_MAX_RESOLVE_LINKS)
+        return cxm_svc_errf(err, CXM_EINVAL, f.s, "too many (%zu; at most %d)",
+                            it->n_link_identities, PROF_MAX_RESOLVE_LINKS);
+    for (size_t k = 0; k < it->n_link_identities && rc == 0; k++) {
+        Cxm__V1__Identity *id = it->link_identities[k];
+        cxm_svc_index(&link, f.s, k);
+        rc = cxm_ident_check(cfg, a, id, link.s, err);
+        if (rc == 0 && id->type == CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOMER_ID)
+            rc = cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&type, link.s, "type"),
+                              "CUSTOMER_ID ids are assigned by cxm and cannot be linked; link "
+                              "the customer's other identities");
+    }
     return rc;
 }
 
@@ -131,15 +119,15 @@ static int check_attributes(const Cxm__V1__UpsertProfileRequest *req, int64_t no
     return rc;
 }
 
-int prof_check_upsert(const prof_ident_config *cfg, cxm_arena *a,
-                      Cxm__V1__UpsertProfileRequest *req, int64_t now_ms, char *err)
+int prof_check_upsert(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__UpsertProfileRequest *req,
+                      int64_t now_ms, char *err)
 {
     int rc = 0;
     bool has_id = *s_or_empty(req->customer_id);
     if (!has_id && req->n_identities == 0)
         return cxm_svc_errf(err, CXM_EINVAL, "customer_id",
                             "a customer_id or at least one identity is required");
-    if (has_id && (rc = check_customer_id(req->customer_id, "customer_id", err)) != 0)
+    if (has_id && (rc = cxm_ident_check_customer_id(req->customer_id, "customer_id", err)) != 0)
         return rc;
     if (req->n_identities > PROF_MAX_LINK)
         return cxm_svc_errf(err, CXM_EINVAL, "identities", "too many (at most %d)", PROF_MAX_LINK);
@@ -148,8 +136,7 @@ int prof_check_upsert(const prof_ident_config *cfg, cxm_arena *a,
                             PROF_MAX_ATTRIBUTES);
     cxm_svc_path f;
     for (size_t i = 0; i < req->n_identities && rc == 0; i++)
-        rc = prof_check_identity(cfg, a, req->identities[i], cxm_svc_index(&f, "identities", i),
-                                 err);
+        rc = cxm_ident_check(cfg, a, req->identities[i], cxm_svc_index(&f, "identities", i), err);
     if (rc == 0)
         rc = check_attributes(req, now_ms, err);
     if (rc == 0 && (unsigned)req->link_policy > CXM__V1__LINK_POLICY__LINK_POLICY_SKIP)
@@ -165,9 +152,9 @@ int prof_check_upsert(const prof_ident_config *cfg, cxm_arena *a,
 
 int prof_check_merge(const Cxm__V1__MergeProfilesRequest *req, char *err)
 {
-    int rc = check_customer_id(req->target_customer_id, "target_customer_id", err);
+    int rc = cxm_ident_check_customer_id(req->target_customer_id, "target_customer_id", err);
     if (rc == 0)
-        rc = check_customer_id(req->source_customer_id, "source_customer_id", err);
+        rc = cxm_ident_check_customer_id(req->source_customer_id, "source_customer_id", err);
     if (rc == 0)
         rc = cxm_svc_check_text(req->reason, 0, 1024, "reason", err);
     if (rc == 0 && strcmp(req->target_customer_id, req->source_customer_id) == 0)
@@ -184,10 +171,10 @@ int prof_check_unmerge(const Cxm__V1__UnmergeProfileRequest *req, char *err)
 
 /* ---- SetConsent / DeleteProfile ---- */
 
-int prof_check_consent(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__SetConsentRequest *req,
+int prof_check_consent(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__SetConsentRequest *req,
                        int64_t now_ms, char *err)
 {
-    int rc = prof_check_ref(cfg, a, req->customer, "customer", err);
+    int rc = cxm_ident_check_ref(cfg, a, req->customer, "customer", err);
     if (rc == 0)
         rc = cxm_svc_check_slug(req->scope, "scope", err);
     if (rc == 0 && (req->state < CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED ||
@@ -202,10 +189,10 @@ int prof_check_consent(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__SetC
     return rc;
 }
 
-int prof_check_delete(const prof_ident_config *cfg, cxm_arena *a,
-                      Cxm__V1__DeleteProfileRequest *req, char *err)
+int prof_check_delete(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__DeleteProfileRequest *req,
+                      char *err)
 {
-    int rc = prof_check_ref(cfg, a, req->customer, "customer", err);
+    int rc = cxm_ident_check_ref(cfg, a, req->customer, "customer", err);
     return rc ? rc : cxm_svc_check_text(req->reason, 1, 1024, "reason", err);
 }
 
@@ -229,7 +216,7 @@ int prof_check_get_receipt(const Cxm__V1__GetDeletionReceiptRequest *req, char *
                                 s_or_empty(req->receipt_id));
         return 0;
     case CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_CUSTOMER_ID:
-        return check_customer_id(req->customer_id, "customer_id", err);
+        return cxm_ident_check_customer_id(req->customer_id, "customer_id", err);
     default:
         return cxm_svc_errf(err, CXM_EINVAL, NULL, "a receipt_id or a customer_id is required");
     }
@@ -316,10 +303,10 @@ static int check_trait_entries(const Cxm__V1__WriteTraitsRequest *req, char *err
     return rc;
 }
 
-int prof_check_traits(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__WriteTraitsRequest *req,
+int prof_check_traits(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__WriteTraitsRequest *req,
                       char *err)
 {
-    int rc = prof_check_ref(cfg, a, req->customer, "customer", err);
+    int rc = cxm_ident_check_ref(cfg, a, req->customer, "customer", err);
     if (rc != 0)
         return rc;
     const char *source = s_or_empty(req->source);

@@ -16,37 +16,36 @@
 
 #include "cxm/arena.h"
 #include "cxm/v1/profile.pb-c.h"
-#include "ident.h"
+#include "cxm/ident.h"
 
-#define PROF_MAX_LINK 50       /* identities one UpsertProfile may link */
-#define PROF_MAX_CONDITIONS 16 /* conditions of one SearchProfiles */
-
-/* The enum name of an identity type ("IDENTITY_TYPE_EMAIL"), for messages. */
-const char *prof_type_name(Cxm__V1__IdentityType t);
-
-/* An identity (type, custom type, value), normalised in place. */
-int prof_check_identity(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__Identity *id,
-                        const char *field, char *err);
-
-/* A CustomerRef: exactly one of customer_id or identity, valid. */
-int prof_check_ref(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__CustomerRef *ref,
-                   const char *field, char *err);
+#define PROF_MAX_LINK 50          /* identities one UpsertProfile may link */
+#define PROF_MAX_CONDITIONS 16    /* conditions of one SearchProfiles */
+#define PROF_MAX_RESOLVE 1000     /* items of one ResolveIdentities */
+#define PROF_MAX_RESOLVE_LINKS 10 /* link_identities of one of its items */
 
 /* One per RPC. now_ms bounds timestamps that must not lie in the future. */
-int prof_check_resolve(const prof_ident_config *cfg, cxm_arena *a,
+int prof_check_resolve(const cxm_ident_config *cfg, cxm_arena *a,
                        Cxm__V1__ResolveIdentityRequest *req, char *err);
-int prof_check_upsert(const prof_ident_config *cfg, cxm_arena *a,
-                      Cxm__V1__UpsertProfileRequest *req, int64_t now_ms, char *err);
+/* ResolveIdentities as a whole (item count, source); the items are checked
+ * one by one with prof_check_resolve_item, so that a bad one fails alone. */
+int prof_check_resolve_batch(const Cxm__V1__ResolveIdentitiesRequest *req, char *err);
+/* Item i of ResolveIdentities, normalised in place; err's field path starts
+ * with "items[i]". An identity of type CUSTOMER_ID in customer becomes the
+ * customer_id case (a customer id is never created). */
+int prof_check_resolve_item(const cxm_ident_config *cfg, cxm_arena *a,
+                            Cxm__V1__ResolveIdentitiesItem *it, size_t i, char *err);
+int prof_check_upsert(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__UpsertProfileRequest *req,
+                      int64_t now_ms, char *err);
 int prof_check_merge(const Cxm__V1__MergeProfilesRequest *req, char *err);
 int prof_check_unmerge(const Cxm__V1__UnmergeProfileRequest *req, char *err);
-int prof_check_consent(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__SetConsentRequest *req,
+int prof_check_consent(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__SetConsentRequest *req,
                        int64_t now_ms, char *err);
-int prof_check_delete(const prof_ident_config *cfg, cxm_arena *a,
-                      Cxm__V1__DeleteProfileRequest *req, char *err);
+int prof_check_delete(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__DeleteProfileRequest *req,
+                      char *err);
 int prof_check_get_receipt(const Cxm__V1__GetDeletionReceiptRequest *req, char *err);
 int prof_check_search(const Cxm__V1__SearchProfilesRequest *req, char *err);
 int prof_check_segment(const Cxm__V1__UpsertSegmentRequest *req, char *err);
-int prof_check_traits(const prof_ident_config *cfg, cxm_arena *a, Cxm__V1__WriteTraitsRequest *req,
+int prof_check_traits(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__WriteTraitsRequest *req,
                       char *err);
 
 #endif

@@ -34,7 +34,7 @@ static int ref_to_id(cxm_txn *t, const prof_ctx *ctx, cxm_arena *a, const Cxm__V
         rc = pdb_identity_owner(t, ctx->db, ref->identity, a, id);
         if (rc == CXM_ENOTFOUND)
             cxm_svc_errf(err, rc, NULL, "no customer has the identity %s \"%s\"",
-                         prof_type_name(ref->identity->type), ref->identity->value);
+                         cxm_ident_type_name(ref->identity->type), ref->identity->value);
         return rc;
     }
     rc = pdb_resolve_id(t, ctx->db, ref->customer_id, a, id, redirected);
@@ -129,7 +129,7 @@ static int check_not_suppressed(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__Ident
         rc = cxm_svc_errf(j->err, CXM_ESTALE, NULL,
                           "identity %s \"%s\" belongs to an erased customer whose identities are "
                           "suppressed (receipt %s)",
-                          prof_type_name(id->type), id->value, receipt);
+                          cxm_ident_type_name(id->type), id->value, receipt);
     return rc;
 }
 
@@ -319,7 +319,7 @@ static void on_resolve(cxm_call *call, const ProtobufCMessage *msg)
         return cxm_svc_submit(call, pdb_store(ctx->db), req, resolve_job);
     if (rc == CXM_ENOTFOUND && !err[0])
         cxm_svc_errf(err, rc, NULL, "no customer has the identity %s \"%s\"",
-                     prof_type_name(req->identity->type), req->identity->value);
+                     cxm_ident_type_name(req->identity->type), req->identity->value);
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     Cxm__V1__ResolveIdentityResponse resp = CXM__V1__RESOLVE_IDENTITY_RESPONSE__INIT;
@@ -361,7 +361,7 @@ static void on_get(cxm_call *call, const ProtobufCMessage *msg)
     const prof_ctx *ctx = cxm_call_service_ctx(call);
     cxm_arena *a = cxm_call_arena(call);
     char err[CXM_SVC_ERR_MAX] = "";
-    int rc = prof_check_ref(&ctx->ident, a, req->customer, "customer", err);
+    int rc = cxm_ident_check_ref(&ctx->ident, a, req->customer, "customer", err);
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     cxm_txn *t;
@@ -425,6 +425,17 @@ static int check_expected(cxm_svc_job *j, const prof_profile *p, bool created)
         (unsigned long long)req->expected_version, p->customer_id, (unsigned long long)p->version);
 }
 
+/* Add id to p; a profile full of identities is refused with a sentence. */
+static int add_identity(cxm_svc_job *j, prof_profile *p, const Cxm__V1__Identity *id,
+                        const char *source)
+{
+    int rc = prof_identity_add(j->a, p, id, source, "", j->now);
+    if (rc == CXM_ESTALE)
+        cxm_svc_errf(j->err, rc, NULL, "customer %s already holds %d identities, the most allowed",
+                     p->customer_id, PROF_MAX_IDENTITIES);
+    return rc;
+}
+
 typedef struct link_result {
     Cxm__V1__MergeRecord **merges;
     size_t nmerges;
@@ -432,11 +443,14 @@ typedef struct link_result {
     size_t nskipped;
 } link_result;
 
+/* Link identity id to p as UpsertProfile does (ResolveIdentities too): an
+ * unknown one is added, one of another profile merges that profile into p
+ * or not, as policy says. Every refusal for the caller's reasons
+ * (CXM_ESTALE: suppressed, unique type, limits) comes before any write. */
 static int link_one(cxm_txn *t, cxm_svc_job *j, prof_profile *p, Cxm__V1__Identity *id,
-                    link_result *lr)
+                    const char *source, Cxm__V1__LinkPolicy policy, link_result *lr)
 {
     const prof_ctx *ctx = j->ctx;
-    const Cxm__V1__UpsertProfileRequest *req = j->req;
     const char *owner;
     int rc = pdb_identity_owner(t, ctx->db, id, j->a, &owner);
     if (rc == CXM_ENOTFOUND) {
@@ -444,15 +458,15 @@ static int link_one(cxm_txn *t, cxm_svc_job *j, prof_profile *p, Cxm__V1__Identi
             return rc;
         if ((rc = prof_unique_check(p, id, &ctx->unique, j->err, sizeof j->err)) != 0)
             return rc;
-        return prof_identity_add(j->a, p, id, s_or_empty(req->source), "", j->now);
+        return add_identity(j, p, id, source);
     }
     if (rc != 0 || strcmp(owner, p->customer_id) == 0)
         return rc;
-    if (req->link_policy == CXM__V1__LINK_POLICY__LINK_POLICY_FAIL)
+    if (policy == CXM__V1__LINK_POLICY__LINK_POLICY_FAIL)
         return cxm_svc_errf(j->err, CXM_ESTALE, NULL,
                             "identity %s \"%s\" belongs to customer %s (link_policy FAIL)",
-                            prof_type_name(id->type), id->value, owner);
-    if (req->link_policy == CXM__V1__LINK_POLICY__LINK_POLICY_SKIP) {
+                            cxm_ident_type_name(id->type), id->value, owner);
+    if (policy == CXM__V1__LINK_POLICY__LINK_POLICY_SKIP) {
         lr->skipped[lr->nskipped++] = id;
         return 0;
     }
@@ -461,7 +475,7 @@ static int link_one(cxm_txn *t, cxm_svc_job *j, prof_profile *p, Cxm__V1__Identi
         return rc;
     char reason[CXM_SVC_ERR_MAX];
     snprintf(reason, sizeof reason, "identity %s linked by UpsertProfile",
-             prof_type_name(id->type));
+             cxm_ident_type_name(id->type));
     Cxm__V1__MergeRecord *r;
     rc = merge_into(t, j, p, other, cxm_arena_strndup(j->a, reason, strlen(reason)), id, &r);
     if (rc == 0)
@@ -504,7 +518,7 @@ static int upsert_job(cxm_txn *t, cxm_svc_job *j)
     if (!lr.merges || !lr.skipped)
         return CXM_ENOMEM;
     for (size_t i = 0; i < req->n_identities && rc == 0; i++)
-        rc = link_one(t, j, p, req->identities[i], &lr);
+        rc = link_one(t, j, p, req->identities[i], s_or_empty(req->source), req->link_policy, &lr);
     cxm_svc_path f;
     for (size_t i = 0; i < req->n_attributes && rc == 0; i++) {
         bool changed;
@@ -535,6 +549,251 @@ static void on_upsert(cxm_call *call, const ProtobufCMessage *msg)
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     cxm_svc_submit(call, pdb_store(ctx->db), req, upsert_job);
+}
+
+/* ---- ResolveIdentities ---- */
+
+/* The request with what its handler learnt about each item: a check error
+ * (rc, msg), and the read pass's answer when no write is needed. */
+typedef struct batch_item {
+    int rc;
+    char *msg;
+} batch_item;
+
+typedef struct batch_req {
+    Cxm__V1__ResolveIdentitiesRequest *req;
+    batch_item *items;
+    const char *source;
+} batch_req;
+
+/* Give res the error rc of item i (its message from err, which it clears). */
+static int item_failed(cxm_arena *a, Cxm__V1__ResolveIdentitiesResult *res, int rc, char *err)
+{
+    res->code = (uint32_t)cxm_err_status(rc);
+    res->message = cxm_arena_strndup(a, err, strlen(err));
+    res->customer_id = "";
+    err[0] = '\0';
+    return res->message ? 0 : CXM_ENOMEM;
+}
+
+/* Item it's profile inside the write: by customer id, else by its identity,
+ * else by its first known link (*add_ref: the identity joins it), else new
+ * when the item allows. CXM_ENOTFOUND / CXM_ESTALE with j->err: the item's
+ * own failure, before any write. */
+static int item_target(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__ResolveIdentitiesItem *it,
+                       const char *field, prof_profile **p, bool *created, bool *add_ref)
+{
+    const prof_ctx *ctx = j->ctx;
+    const batch_req *b = j->req;
+    const Cxm__V1__CustomerRef *ref = it->customer;
+    cxm_svc_path f;
+    if (ref->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID)
+        return load_live(t, j, ref->customer_id, cxm_svc_member(&f, field, "customer.customer_id"),
+                         p);
+    const char *owner;
+    int rc = pdb_identity_owner(t, ctx->db, ref->identity, j->a, &owner);
+    for (size_t k = 0; rc == CXM_ENOTFOUND && k < it->n_link_identities; k++)
+        if ((rc = pdb_identity_owner(t, ctx->db, it->link_identities[k], j->a, &owner)) == 0)
+            *add_ref = true;
+    if (rc == 0)
+        return pdb_load(t, ctx->db, owner, j->a, p);
+    if (rc != CXM_ENOTFOUND)
+        return rc;
+    if (!it->create_if_missing)
+        return cxm_svc_errf(j->err, rc, cxm_svc_member(&f, field, "customer.identity"),
+                            "no customer has the identity %s \"%s\" (set create_if_missing to "
+                            "create one)",
+                            cxm_ident_type_name(ref->identity->type), ref->identity->value);
+    *created = true;
+    return create_for(t, j, ref->identity, b->source, p);
+}
+
+/* Link the item's identities to p; a link refused for the caller's reasons
+ * is listed in res->unlinked, and the item still resolves. */
+static int item_links(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__ResolveIdentitiesItem *it,
+                      prof_profile *p, Cxm__V1__ResolveIdentitiesResult *res, size_t *nmerges)
+{
+    const batch_req *b = j->req;
+    size_t n = it->n_link_identities;
+    Cxm__V1__MergeRecord *merges[PROF_MAX_RESOLVE_LINKS];
+    link_result lr = {merges, 0, NULL, 0};
+    res->unlinked = cxm_arena_alloc(j->a, (n + 1) * sizeof *res->unlinked);
+    res->unlinked_reasons = cxm_arena_alloc(j->a, (n + 1) * sizeof(char *));
+    if (!res->unlinked || !res->unlinked_reasons)
+        return CXM_ENOMEM;
+    for (size_t k = 0; k < n; k++) {
+        int rc = link_one(t, j, p, it->link_identities[k], b->source,
+                          CXM__V1__LINK_POLICY__LINK_POLICY_MERGE, &lr);
+        if (rc != CXM_ESTALE && rc != 0)
+            return rc;
+        if (rc == CXM_ESTALE) {
+            res->unlinked[res->n_unlinked++] = (uint32_t)k;
+            res->unlinked_reasons[res->n_unlinked_reasons++] =
+                cxm_arena_strndup(j->a, j->err, strlen(j->err));
+            j->err[0] = '\0';
+        }
+    }
+    *nmerges = lr.nmerges;
+    return 0;
+}
+
+/* Item i inside the write job: its answer in res, or its own error there. */
+static int item_resolve(cxm_txn *t, cxm_svc_job *j, size_t i, Cxm__V1__ResolveIdentitiesResult *res)
+{
+    const batch_req *b = j->req;
+    const Cxm__V1__ResolveIdentitiesItem *it = b->req->items[i];
+    cxm_svc_path field;
+    cxm_svc_index(&field, "items", i);
+    prof_profile *p = NULL;
+    bool created = false, add_ref = false;
+    int rc = item_target(t, j, it, field.s, &p, &created, &add_ref);
+    if (rc == 0 && add_ref && (rc = check_not_suppressed(t, j, it->customer->identity)) == 0 &&
+        (rc = prof_unique_check(p, it->customer->identity, &((const prof_ctx *)j->ctx)->unique,
+                                j->err, sizeof j->err)) == 0)
+        rc = add_identity(j, p, it->customer->identity, b->source);
+    if (rc == CXM_ENOTFOUND || rc == CXM_ESTALE) /* nothing written for the item yet */
+        return item_failed(j->a, res, rc, j->err);
+    size_t before = rc == 0 ? p->n_identities : 0, nmerges = 0;
+    if (rc == 0)
+        rc = item_links(t, j, it, p, res, &nmerges);
+    /* Only a real change is saved: a known customer costs no write. */
+    if (rc == 0 && (created || add_ref || nmerges || p->n_identities != before))
+        rc = save_profile(t, j, p);
+    if (rc != 0)
+        return rc;
+    res->customer_id = p->customer_id;
+    res->created = created;
+    return 0;
+}
+
+static int resolve_batch_job(cxm_txn *t, cxm_svc_job *j)
+{
+    const batch_req *b = j->req;
+    Cxm__V1__ResolveIdentitiesResponse *resp =
+        cxm_svc_response(j, &cxm__v1__resolve_identities_response__descriptor);
+    size_t n = b->req->n_items;
+    Cxm__V1__ResolveIdentitiesResult *res = cxm_arena_alloc(j->a, n * sizeof *res);
+    if (!resp || !res || !(resp->results = cxm_arena_alloc(j->a, n * sizeof(void *))))
+        return CXM_ENOMEM;
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        cxm__v1__resolve_identities_result__init(&res[i]);
+        resp->results[resp->n_results++] = &res[i];
+        if (b->items[i].rc) {
+            res[i].code = (uint32_t)cxm_err_status(b->items[i].rc);
+            res[i].message = b->items[i].msg;
+            continue;
+        }
+        rc = item_resolve(t, j, i, &res[i]);
+    }
+    return rc;
+}
+
+/* The read pass: answer item i from the snapshot when that needs no write
+ * (a known customer whose links are all its own already, or an unknown one
+ * the item does not create). Returns 1 when the item needs the write job. */
+static int item_read(cxm_txn *t, const prof_ctx *ctx, cxm_arena *a,
+                     const Cxm__V1__ResolveIdentitiesItem *it, size_t i,
+                     Cxm__V1__ResolveIdentitiesResult *res)
+{
+    char err[CXM_SVC_ERR_MAX] = "";
+    cxm_svc_path f, g;
+    const char *id = NULL, *owner;
+    bool redirected;
+    int rc = ref_to_id(t, ctx, a, it->customer, &id, &redirected, err);
+    bool by_id = it->customer->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    if (rc == CXM_ENOTFOUND && (by_id || (!it->create_if_missing && !it->n_link_identities))) {
+        cxm_svc_errf(err, rc,
+                     cxm_svc_member(&f, cxm_svc_index(&g, "items", i),
+                                    by_id ? "customer.customer_id" : "customer.identity"),
+                     by_id ? "no customer with id \"%s\""
+                           : "no customer has the identity \"%s\" (set create_if_missing to "
+                             "create one)",
+                     by_id ? it->customer->customer_id : it->customer->identity->value);
+        return item_failed(a, res, rc, err);
+    }
+    if (rc == CXM_ENOTFOUND)
+        return 1;
+    for (size_t k = 0; rc == 0 && k < it->n_link_identities; k++) {
+        rc = pdb_identity_owner(t, ctx->db, it->link_identities[k], a, &owner);
+        if (rc == CXM_ENOTFOUND || (rc == 0 && strcmp(owner, id) != 0))
+            return 1;
+    }
+    if (rc != 0)
+        return rc;
+    res->customer_id = (char *)id;
+    return 0;
+}
+
+/* Answer every item from a read snapshot if none needs a write; *need_write
+ * otherwise (the job then does every item again, in order). */
+static int batch_read(const prof_ctx *ctx, cxm_arena *a, const batch_req *b,
+                      Cxm__V1__ResolveIdentitiesResponse *resp, bool *need_write)
+{
+    size_t n = b->req->n_items;
+    Cxm__V1__ResolveIdentitiesResult *res = cxm_arena_alloc(a, n * sizeof *res);
+    if (!res || !(resp->results = cxm_arena_alloc(a, n * sizeof(void *))))
+        return CXM_ENOMEM;
+    cxm_txn *t;
+    int rc = cxm_store_read_begin(pdb_store(ctx->db), &t);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < n && rc == 0 && !*need_write; i++) {
+        cxm__v1__resolve_identities_result__init(&res[i]);
+        resp->results[resp->n_results++] = &res[i];
+        if (b->items[i].rc) {
+            res[i].code = (uint32_t)cxm_err_status(b->items[i].rc);
+            res[i].message = b->items[i].msg;
+            continue;
+        }
+        rc = item_read(t, ctx, a, b->req->items[i], i, &res[i]);
+        *need_write = rc == 1;
+        rc = rc == 1 ? 0 : rc;
+    }
+    cxm_store_read_end(t);
+    return rc;
+}
+
+/* Check the request and each item: a bad item gets its error, not the call. */
+static int batch_check(const prof_ctx *ctx, cxm_arena *a, Cxm__V1__ResolveIdentitiesRequest *req,
+                       batch_req *b, char *err)
+{
+    int rc = prof_check_resolve_batch(req, err);
+    if (rc != 0)
+        return rc;
+    b->req = req;
+    b->source = *s_or_empty(req->source) ? req->source : "resolve";
+    if (!(b->items = cxm_arena_calloc(a, req->n_items, sizeof *b->items)))
+        return CXM_ENOMEM;
+    for (size_t i = 0; i < req->n_items; i++) {
+        char item_err[CXM_SVC_ERR_MAX] = "";
+        rc = prof_check_resolve_item(&ctx->ident, a, req->items[i], i, item_err);
+        if (rc == CXM_ENOMEM)
+            return rc;
+        b->items[i].rc = rc;
+        if (rc && !(b->items[i].msg = cxm_arena_strndup(a, item_err, strlen(item_err))))
+            return CXM_ENOMEM;
+    }
+    return 0;
+}
+
+static void on_resolve_batch(cxm_call *call, const ProtobufCMessage *msg)
+{
+    Cxm__V1__ResolveIdentitiesRequest *req = (Cxm__V1__ResolveIdentitiesRequest *)msg;
+    const prof_ctx *ctx = cxm_call_service_ctx(call);
+    cxm_arena *a = cxm_call_arena(call);
+    char err[CXM_SVC_ERR_MAX] = "";
+    batch_req *b = cxm_arena_calloc(a, 1, sizeof *b);
+    int rc = b ? batch_check(ctx, a, req, b, err) : CXM_ENOMEM;
+    Cxm__V1__ResolveIdentitiesResponse resp = CXM__V1__RESOLVE_IDENTITIES_RESPONSE__INIT;
+    bool need_write = false;
+    if (rc == 0)
+        rc = batch_read(ctx, a, b, &resp, &need_write);
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    if (need_write)
+        return cxm_svc_submit(call, pdb_store(ctx->db), b, resolve_batch_job);
+    cxm_call_reply(call, &resp.base);
 }
 
 /* ---- MergeProfiles / UnmergeProfile ---- */
@@ -924,7 +1183,7 @@ int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
 /* ---- SearchProfiles ---- */
 
 /* Bytes kept free in a paged reply for its token and counters. */
-#define PAGE_RESERVE (2 * PROF_IDENT_MAX + 64)
+#define PAGE_RESERVE (2 * CXM_IDENT_MAX + 64)
 
 typedef struct search_page {
     const Cxm__V1__SearchProfilesRequest *req;
@@ -1194,6 +1453,8 @@ const cxm_method prof_methods[] = {
     {"UpsertProfile", CXM_UNARY, &cxm__v1__upsert_profile_request__descriptor, on_upsert},
     {"GetProfile", CXM_UNARY, &cxm__v1__get_profile_request__descriptor, on_get},
     {"ResolveIdentity", CXM_UNARY, &cxm__v1__resolve_identity_request__descriptor, on_resolve},
+    {"ResolveIdentities", CXM_UNARY, &cxm__v1__resolve_identities_request__descriptor,
+     on_resolve_batch},
     {"MergeProfiles", CXM_UNARY, &cxm__v1__merge_profiles_request__descriptor, on_merge},
     {"UnmergeProfile", CXM_UNARY, &cxm__v1__unmerge_profile_request__descriptor, on_unmerge},
     {"SetConsent", CXM_UNARY, &cxm__v1__set_consent_request__descriptor, on_consent},

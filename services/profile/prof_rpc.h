@@ -16,7 +16,7 @@
 
 #include "cxm/bus.h"
 #include "cxm/server.h"
-#include "ident.h"
+#include "cxm/ident.h"
 #include "model.h"
 #include "pdb.h"
 
@@ -24,7 +24,7 @@
  * read-only while it serves. */
 typedef struct prof_ctx {
     pdb *db;
-    prof_ident_config ident;
+    cxm_ident_config ident;
     prof_unique_types unique;
     /* The other services that must confirm an erasure: a receipt lists
      * each as PENDING until it does (pdb_receipt_confirm). */

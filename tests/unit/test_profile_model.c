@@ -1,64 +1,13 @@
 /*
- * test_profile_model.c - identity normalisation, attribute strategies,
- * merge and unmerge, segment conditions, and the trait and segment
- * changes profile's events report, without a server.
+ * test_profile_model.c - attribute strategies, merge and unmerge, segment
+ * conditions, and the trait and segment changes profile's events report,
+ * without a server. (Identity normalisation: test_ident.c.)
  */
 #include "check.h"
 #include "cxm/err.h"
-#include "profile/ident.h"
 #include "profile/model.h"
 
 static cxm_arena arena;
-
-/* ---- identities ---- */
-
-static const char *norm(prof_ident_kind kind, const char *v, const prof_ident_config *cfg)
-{
-    static char out[PROF_IDENT_MAX + 1];
-    size_t n;
-    const char *why;
-    return prof_ident_normalize(cfg, kind, v, strlen(v), out, &n, &why) == 0 ? out : "<refused>";
-}
-
-static void test_normalize(void)
-{
-    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "  Ann@Example.COM\t", NULL), "ann@example.com");
-    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "ann@example", NULL), "<refused>");
-    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "@example.com", NULL), "<refused>");
-    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "a@@b.com", NULL), "<refused>");
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+82 10-1234-5678", NULL), "+821012345678");
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "0044 (7700) 900.123", NULL), "+447700900123");
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "010-1234-5678", NULL), "<refused>");
-    prof_ident_config kr = {.default_phone_country = "82"};
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "010-1234-5678", &kr), "+821012345678");
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+1 555", NULL), "<refused>"); /* too short */
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+1 555 CALL NOW", NULL), "<refused>");
-    CHECK_EQ_STR(norm(PROF_IDENT_DEVICE_ID, " AbC-123 ", NULL), "AbC-123"); /* case kept */
-
-    const char *junk[] = {"",
-                          "   ",
-                          "null",
-                          "NULL",
-                          "undefined",
-                          "anonymous",
-                          "unknown",
-                          "0",
-                          "-1",
-                          "---",
-                          "00000000-0000-0000-0000-000000000000",
-                          "n/a"};
-    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++)
-        CHECK_EQ_STR(norm(PROF_IDENT_ANONYMOUS_ID, junk[i], NULL), "<refused>");
-    CHECK_EQ_STR(norm(PROF_IDENT_PHONE, "+00 000 000 000", NULL), "<refused>");
-    const char *blocked[] = {"test@example.com"};
-    prof_ident_config bl = {.blocklist = blocked, .nblocklist = 1};
-    CHECK_EQ_STR(norm(PROF_IDENT_EMAIL, "TEST@example.com", &bl), "<refused>");
-
-    char big[300];
-    memset(big, 'x', sizeof big - 1);
-    big[sizeof big - 1] = '\0';
-    CHECK_EQ_STR(norm(PROF_IDENT_CRM_ID, big, NULL), "<refused>");
-}
 
 /* ---- attributes ---- */
 
@@ -357,7 +306,6 @@ static void test_segments_diff(void)
 int main(void)
 {
     cxm_arena_init(&arena, NULL, 0, 0);
-    test_normalize();
     test_strategies();
     test_merge_unmerge();
     test_conditions();

@@ -21,6 +21,7 @@
 #ifndef CXM_RESOLVE_H
 #define CXM_RESOLVE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,9 @@ typedef struct cxm_resolver_opts {
     const char *profile_addr;
     const char *(*addr_fn)(void *ctx);
     void *addr_ctx;
+    /* Who resolves ("journey", "feedback"): the profile service stores it as
+     * the source of the identities it links. NULL = "resolve". */
+    const char *source;
     size_t cache_entries; /* identities remembered; 0 = 1,000,000 */
     int64_t timeout_ms;   /* per batch RPC; 0 = 5000 */
 } cxm_resolver_opts;
@@ -51,6 +55,10 @@ typedef struct cxm_resolve_item {
     const Cxm__V1__CustomerRef *customer;
     Cxm__V1__Identity *const *links;
     size_t nlinks;
+    /* in: resolve without creating or linking anything (reads, such as
+     * journey's GetTimeline by identity): an unknown identity is
+     * CXM_ENOTFOUND. links must be empty then. */
+    bool no_create;
     /* out */
     const char *customer_id; /* in the caller's arena; NULL when rc != 0 */
     int rc;                  /* 0, CXM_ENOTFOUND (unknown customer id), CXM_EINVAL
@@ -58,17 +66,25 @@ typedef struct cxm_resolve_item {
     const char *why;         /* a sentence, in the arena, when rc != 0 */
 } cxm_resolve_item;
 
-/* Resolve every item: unknown identities get a new profile, links are
+/* Resolve every item: unknown identities get a new profile (unless
+ * no_create), links are
  * linked (which may merge profiles: the profile service publishes that on
  * the bus). Items answered by the cache need no RPC; the others go in
  * batches of at most 1000. Returns 0 when every item has its answer (rc per
  * item), CXM_EUNAVAIL when the profile service could not be reached or
  * failed as a whole (the sentence in cxm_resolver_last_error(); nothing is
- * half done from the caller's view: retry the same items later). */
+ * half done from the caller's view: retry the same items later), CXM_ENOMEM
+ * when the arena refused. Only answers the profile service gave are
+ * cached: a customer id per identity (of the customer and of the links it
+ * linked), never a NOT_FOUND. A link that the profile service left out
+ * (suppressed, a unique type) does not fail the item. */
 int cxm_resolver_resolve(cxm_resolver *r, cxm_resolve_item *items, size_t n, cxm_arena *a);
 
 /* Forget every cached answer: after an unmerge or an erasure, an identity
- * may resolve elsewhere. */
+ * may resolve elsewhere (after a merge the old answers still name the
+ * merged-away id, which the profile service redirects; invalidate then too
+ * when the live id matters). An RPC in flight while this runs caches
+ * nothing. */
 void cxm_resolver_invalidate(cxm_resolver *r);
 
 /* Counters for status and benchmarks. */

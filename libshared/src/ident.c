@@ -1,7 +1,8 @@
 /*
- * ident.c - identity normalisation and junk detection (see ident.h).
+ * ident.c - identity normalisation, junk detection and the checks of
+ * Identity and CustomerRef messages (see ident.h).
  */
-#include "ident.h"
+#include "cxm/ident.h"
 
 #include <ctype.h>
 #include <string.h>
@@ -25,7 +26,7 @@ static bool only_zeros_and_dashes(const char *s)
     return true;
 }
 
-static bool is_junk(const prof_ident_config *cfg, const char *v)
+static bool is_junk(const cxm_ident_config *cfg, const char *v)
 {
     for (size_t i = 0; i < sizeof placeholders / sizeof placeholders[0]; i++)
         if (strcasecmp(v, placeholders[i]) == 0)
@@ -64,7 +65,7 @@ static int normalize_email(char *v, size_t *len, const char **why)
 }
 
 /* E.164: "+82 10-1234-5678" -> +821012345678. */
-static int normalize_phone(const prof_ident_config *cfg, char *v, size_t *len, const char **why)
+static int normalize_phone(const cxm_ident_config *cfg, char *v, size_t *len, const char **why)
 {
     const char *p = v;
     bool international = false;
@@ -75,7 +76,7 @@ static int normalize_phone(const prof_ident_config *cfg, char *v, size_t *len, c
         international = true;
         p += 2;
     }
-    char digits[PROF_IDENT_MAX + 1];
+    char digits[CXM_IDENT_MAX + 1];
     size_t n = 0;
     for (; *p; p++) {
         if (isdigit((unsigned char)*p))
@@ -114,10 +115,10 @@ static int normalize_phone(const prof_ident_config *cfg, char *v, size_t *len, c
     return 0;
 }
 
-int prof_ident_normalize(const prof_ident_config *cfg, prof_ident_kind kind, const char *value,
-                         size_t len, char *out, size_t *out_len, const char **why)
+int cxm_ident_normalize(const cxm_ident_config *cfg, cxm_ident_kind kind, const char *value,
+                        size_t len, char *out, size_t *out_len, const char **why)
 {
-    if (len > PROF_IDENT_MAX) {
+    if (len > CXM_IDENT_MAX) {
         *why = "is longer than 256 bytes";
         return CXM_EINVAL;
     }
@@ -131,9 +132,9 @@ int prof_ident_normalize(const prof_ident_config *cfg, prof_ident_kind kind, con
         return CXM_EINVAL;
     }
     int rc = 0;
-    if (kind == PROF_IDENT_EMAIL)
+    if (kind == CXM_IDENT_EMAIL)
         rc = normalize_email(out, &n, why);
-    else if (kind == PROF_IDENT_PHONE)
+    else if (kind == CXM_IDENT_PHONE)
         rc = normalize_phone(cfg, out, &n, why);
     if (rc != 0)
         return rc;
@@ -143,4 +144,57 @@ int prof_ident_normalize(const prof_ident_config *cfg, prof_ident_kind kind, con
     }
     *out_len = n;
     return 0;
+}
+
+const char *cxm_ident_type_name(Cxm__V1__IdentityType t)
+{
+    const ProtobufCEnumValue *v =
+        protobuf_c_enum_descriptor_get_value(&cxm__v1__identity_type__descriptor, (int)t);
+    return v ? v->name : "?";
+}
+
+int cxm_ident_check(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__Identity *id,
+                    const char *field, char *err)
+{
+    cxm_svc_path f;
+    if (!id || id->type <= CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_UNSPECIFIED ||
+        id->type > CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOM)
+        return cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&f, field, "type"),
+                            "an identity type is required (EMAIL, PHONE, ...)");
+    bool custom = id->type == CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOM;
+    if (custom != (id->custom_type && *id->custom_type) ||
+        (custom && !cxm_svc_slug_valid(id->custom_type)))
+        return cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&f, field, "custom_type"),
+                            "required for IDENTITY_TYPE_CUSTOM ([a-z0-9_.-], 1 to 64 bytes) "
+                            "and forbidden otherwise");
+    char *norm = cxm_arena_alloc(a, CXM_IDENT_MAX + 1);
+    size_t n;
+    const char *why = NULL;
+    if (!norm)
+        return CXM_ENOMEM;
+    const char *v = id->value ? id->value : "";
+    if (cxm_ident_normalize(cfg, (cxm_ident_kind)id->type, v, strlen(v), norm, &n, &why))
+        return cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&f, field, "value"), "\"%.64s\" %s", v,
+                            why);
+    id->value = norm;
+    if (!custom)
+        id->custom_type = "";
+    return 0;
+}
+
+int cxm_ident_check_customer_id(const char *id, const char *field, char *err)
+{
+    return cxm_svc_check_text(id, 1, CXM_IDENT_MAX, field, err);
+}
+
+int cxm_ident_check_ref(const cxm_ident_config *cfg, cxm_arena *a, Cxm__V1__CustomerRef *ref,
+                        const char *field, char *err)
+{
+    cxm_svc_path f;
+    if (!ref || ref->key_case == CXM__V1__CUSTOMER_REF__KEY__NOT_SET)
+        return cxm_svc_errf(err, CXM_EINVAL, field, "a customer_id or an identity is required");
+    if (ref->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID)
+        return cxm_ident_check_customer_id(ref->customer_id,
+                                           cxm_svc_member(&f, field, "customer_id"), err);
+    return cxm_ident_check(cfg, a, ref->identity, cxm_svc_member(&f, field, "identity"), err);
 }
