@@ -255,7 +255,7 @@ static int64_t quantile(int64_t *v, size_t n, uint64_t num, uint64_t den)
  * session j is order[off[j] .. off[j + 1]). */
 typedef struct jan_cut {
     uint32_t *sid, *off, *order;
-    size_t cap_rec, cap_sess, nsess;
+    size_t cap_sid, cap_order, cap_off, nsess;
     /* session id hash -> session number, valid for slots stamped with the
      * current customer */
     uint64_t *hkey;
@@ -301,8 +301,8 @@ static uint32_t cut_named(jan_cut *s, uint64_t key)
 static int cut_sessions(cxm_arena *a, jan_cut *s, const jrec *const *v, size_t n)
 {
     int rc;
-    if ((rc = VEC_GROW(a, s->sid, s->cap_rec, n)) || (rc = VEC_GROW(a, s->order, s->cap_rec, n)) ||
-        (rc = cut_table(a, s, n)))
+    if ((rc = VEC_GROW(a, s->sid, s->cap_sid, n)) ||
+        (rc = VEC_GROW(a, s->order, s->cap_order, n)) || (rc = cut_table(a, s, n)))
         return rc;
     s->nsess = 0;
     uint32_t gap_sess = UINT32_MAX;
@@ -318,7 +318,7 @@ static int cut_sessions(cxm_arena *a, jan_cut *s, const jrec *const *v, size_t n
         s->sid[i] = gap_sess;
     }
     /* counting sort by session, stable: time order within a session */
-    if ((rc = VEC_GROW(a, s->off, s->cap_sess, s->nsess + 1)))
+    if ((rc = VEC_GROW(a, s->off, s->cap_off, s->nsess + 1)))
         return rc;
     memset(s->off, 0, (s->nsess + 1) * sizeof *s->off);
     for (size_t i = 0; i < n; i++)
