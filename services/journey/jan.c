@@ -362,8 +362,10 @@ typedef struct fun {
     /* one customer: the view (records in [from, to - 1 + win] after the
      * channels filter), each record's step mask, and scratch */
     const jrec **v;
+    int64_t *at; /* v[i]->at_ms, packed: the walks touch nothing else */
     uint32_t *mask, *gmask;
-    size_t capv, capm, capg;
+    size_t capv, capa, capm, capg;
+    bool types_only; /* every step matches on event_type alone */
     size_t ptr[JAN_MAX_STEPS];
     /* the customer's attempt: depth, step times, first-step record */
     size_t depth;
@@ -393,6 +395,10 @@ static int fun_init(fun *f, const Cxm__V1__FunnelRequest *req, const jdict *dict
         o->conds = s->conditions;
         o->nconds = s->n_conditions;
     }
+    f->types_only = true;
+    for (size_t k = 0; k < f->m; k++)
+        f->types_only &=
+            f->st[k].type && !f->st[k].never && !f->st[k].tp && !f->st[k].chan && !f->st[k].nconds;
     f->order = req->order ? (int)req->order : CXM__V1__FUNNEL_ORDER__FUNNEL_ORDER_ORDERED;
     f->breakdown = (int)req->breakdown;
     f->win = req->window_ms > 0 ? req->window_ms : 14 * DAY_MS;
@@ -425,6 +431,15 @@ static int fun_mask(const fun *f, const jsource *src, const jcust *c, const jrec
     return 0;
 }
 
+/* fun_mask for steps on event_type alone, the common funnel: no branches. */
+static uint32_t fun_mask_types(const fun *f, const jrec *r)
+{
+    uint32_t mask = 0;
+    for (size_t k = 0; k < f->m; k++)
+        mask |= (uint32_t)(f->st[k].type == r->type) << k;
+    return mask;
+}
+
 /* Fill the view of c: records from range.from up to the last time a step
  * can count, after the channels filter, with their step masks. Sets *starts
  * when some record could start an attempt. */
@@ -436,6 +451,7 @@ static int fun_view(fun *f, cxm_arena *a, const jsource *src, const jcust *c, si
     bool in_range = false;
     int rc;
     if ((rc = VEC_GROW(a, f->v, f->capv, c->n - lo)) ||
+        (rc = VEC_GROW(a, f->at, f->capa, c->n - lo)) ||
         (rc = VEC_GROW(a, f->mask, f->capm, c->n - lo)) ||
         (rc = VEC_GROW(a, f->gmask, f->capg, c->n - lo)))
         return rc;
@@ -445,7 +461,10 @@ static int fun_view(fun *f, cxm_arena *a, const jsource *src, const jcust *c, si
         if (!chan_keep(f->cmask, r))
             continue;
         f->v[n] = r;
-        if ((rc = fun_mask(f, src, c, r, &f->mask[n])))
+        f->at[n] = r->at_ms;
+        if (f->types_only)
+            f->mask[n] = fun_mask_types(f, r);
+        else if ((rc = fun_mask(f, src, c, r, &f->mask[n])))
             return rc;
         if (r->at_ms < f->to) {
             in_range = true;
@@ -485,23 +504,22 @@ static void fun_ordered(fun *f, size_t n)
     bool tried = false;
     for (size_t k = 0; k < f->m; k++)
         f->ptr[k] = 0;
-    for (size_t s = 0; s < n && f->v[s]->at_ms < f->to; s++) {
+    for (size_t s = 0; s < n && f->at[s] < f->to; s++) {
         /* another start at the same millisecond has the same steps */
-        if (!(f->mask[s] & 1) || (tried && f->v[s]->at_ms == prev))
+        if (!(f->mask[s] & 1) || (tried && f->at[s] == prev))
             continue;
         tried = true;
-        prev = t[0] = f->v[s]->at_ms;
+        prev = t[0] = f->at[s];
         int64_t end = add_sat(t[0], f->win);
         size_t d = 1;
         for (size_t k = 1; k < f->m; k++) {
             size_t i = f->ptr[k];
-            while (i < n && f->v[i]->at_ms <= end &&
-                   (f->v[i]->at_ms <= t[k - 1] || !(f->mask[i] >> k & 1)))
+            while (i < n && f->at[i] <= end && (f->at[i] <= t[k - 1] || !(f->mask[i] >> k & 1)))
                 i++;
             f->ptr[k] = i;
-            if (i == n || f->v[i]->at_ms > end)
+            if (i == n || f->at[i] > end)
                 break;
-            t[d++] = f->v[i]->at_ms;
+            t[d++] = f->at[i];
         }
         if (fun_keep(f, t, d, f->v[s]))
             return;
@@ -516,7 +534,7 @@ static void fun_strict(fun *f, size_t n)
 {
     for (size_t i = 0, j; i < n; i = j) {
         uint32_t g = 0;
-        for (j = i; j < n && f->v[j]->at_ms == f->v[i]->at_ms; j++)
+        for (j = i; j < n && f->at[j] == f->at[i]; j++)
             g |= f->mask[j];
         for (size_t k = i; k < j; k++)
             f->gmask[k] = g;
@@ -525,21 +543,21 @@ static void fun_strict(fun *f, size_t n)
     bool tried = false;
     for (size_t k = 0; k < f->m; k++)
         f->ptr[k] = 0;
-    for (size_t s = 0; s < n && f->v[s]->at_ms < f->to; s++) {
-        if (!(f->mask[s] & 1) || (tried && f->v[s]->at_ms == prev))
+    for (size_t s = 0; s < n && f->at[s] < f->to; s++) {
+        if (!(f->mask[s] & 1) || (tried && f->at[s] == prev))
             continue;
         tried = true;
-        prev = t[0] = f->v[s]->at_ms;
+        prev = t[0] = f->at[s];
         int64_t end = add_sat(t[0], f->win);
         size_t d = 1;
         for (size_t k = 1; k < f->m; k++) {
             size_t i = f->ptr[k]; /* monotone like ORDERED's */
-            while (i < n && f->v[i]->at_ms <= t[k - 1])
+            while (i < n && f->at[i] <= t[k - 1])
                 i++;
             f->ptr[k] = i;
-            if (i == n || f->v[i]->at_ms > end || !(f->gmask[i] >> k & 1))
+            if (i == n || f->at[i] > end || !(f->gmask[i] >> k & 1))
                 break;
-            t[d++] = f->v[i]->at_ms;
+            t[d++] = f->at[i];
         }
         if (fun_keep(f, t, d, f->v[s]))
             return;
@@ -555,24 +573,23 @@ static void fun_any(fun *f, size_t n)
     bool tried = false;
     for (size_t k = 0; k < f->m; k++)
         f->ptr[k] = 0;
-    for (size_t s = 0; s < n && f->v[s]->at_ms < f->to; s++) {
-        if (!(f->mask[s] & 1) || (tried && f->v[s]->at_ms == prev))
+    for (size_t s = 0; s < n && f->at[s] < f->to; s++) {
+        if (!(f->mask[s] & 1) || (tried && f->at[s] == prev))
             continue;
         tried = true;
-        int64_t t1 = prev = f->v[s]->at_ms, end = add_sat(t1, f->win);
+        int64_t t1 = prev = f->at[s], end = add_sat(t1, f->win);
         size_t d = 0;
         for (size_t k = 0; k < f->m; k++) {
             size_t i = f->ptr[k];
-            while (i < n && f->v[i]->at_ms <= end &&
-                   (f->v[i]->at_ms < t1 || !(f->mask[i] >> k & 1)))
+            while (i < n && f->at[i] <= end && (f->at[i] < t1 || !(f->mask[i] >> k & 1)))
                 i++;
             f->ptr[k] = i;
-            if (i == n || f->v[i]->at_ms > end)
+            if (i == n || f->at[i] > end)
                 continue;
             size_t p = d++; /* insertion sort: at most 32 times */
-            for (; p > 0 && t[p - 1] > f->v[i]->at_ms; p--)
+            for (; p > 0 && t[p - 1] > f->at[i]; p--)
                 t[p] = t[p - 1];
-            t[p] = f->v[i]->at_ms;
+            t[p] = f->at[i];
         }
         if (fun_keep(f, t, d, f->v[s]))
             return;
