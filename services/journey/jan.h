@@ -7,9 +7,14 @@
  * jsource and a jdict, and gets the response message built in arena a.
  * The request must have passed jrn_check_* (defaults filled in). Every
  * function walks the source once; memory is O(distinct keys of the answer
- * + one customer's records), never O(events).
+ * + one customer's records), never O(events); Funnel also keeps one time per
+ * customer and step for its exact quantiles. segment_id is the source's to
+ * apply (it hands out only the segment's customers); pending_events is the
+ * caller's to fill in.
  *
- * Returns 0, CXM_ENOMEM, or the source's error.
+ * Returns 0, CXM_ENOMEM, CXM_EINVAL for a request no check would pass (more
+ * than 32 funnel steps, over 1000 buckets, a path length of 1 or over 10),
+ * or the source's error.
  */
 #ifndef CXM_JAN_H
 #define CXM_JAN_H
