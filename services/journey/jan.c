@@ -85,7 +85,7 @@ static uint32_t chan_mask(const Cxm__V1__Channel *ch, size_t n)
 
 static bool chan_keep(uint32_t mask, const jrec *r)
 {
-    return r->channel < 32 && (mask >> r->channel & 1);
+    return mask == UINT32_MAX || (r->channel < 32 && (mask >> r->channel & 1));
 }
 
 /* [from, to) with an unset side open (the checks require both sides; this
@@ -94,6 +94,10 @@ static void range_get(const Cxm__V1__TimeRange *r, int64_t *from, int64_t *to)
 {
     *from = r && r->from_unix_ms ? r->from_unix_ms : INT64_MIN;
     *to = r && r->to_unix_ms ? r->to_unix_ms : INT64_MAX;
+    if (*to <= *from) { /* an empty range, with to - 1 representable */
+        *from = *from == INT64_MAX ? INT64_MAX : *from + 1;
+        *to = *from;
+    }
 }
 
 /* The first record at or after t (records are in time order). */
@@ -1134,7 +1138,7 @@ static int tps_init(tps *t, cxm_arena *a, const Cxm__V1__TouchpointStatsRequest 
         int64_t nb = bucket_of(t->bucket, t->to - 1) - t->b0 + 1;
         if (nb > JAN_MAX_BUCKETS)
             return CXM_EINVAL;
-        t->nb = (size_t)nb;
+        t->nb = nb > 0 ? (size_t)nb : 0;
     }
     t->listed = req->n_touchpoints > 0;
     for (size_t i = 0; i < req->n_touchpoints; i++) {

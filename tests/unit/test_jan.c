@@ -826,6 +826,82 @@ static void test_touchpoint_buckets(void)
     w_free(&w);
 }
 
+/* ==== Bad input, failures ================================================ */
+
+static int s_fail(void *ctx, jcust *out)
+{
+    return CXM_EIO;
+}
+
+static void test_bad_input(void)
+{
+    world w = {0};
+    funnel_world(&w);
+    jsource s = w_src(&w);
+    Cxm__V1__FunnelResponse *fr = NULL;
+    Cxm__V1__FunnelRequest *q = four_steps(0, M(0), M(1000));
+    q->n_steps = 0;
+    CHECK_EQ_INT(jan_funnel(q, &dict, &s, &A, &fr), CXM_EINVAL);
+    q->n_steps = 33;
+    CHECK_EQ_INT(jan_funnel(q, &dict, &s, &A, &fr), CXM_EINVAL);
+    /* to before from, open sides, huge windows: empty or whole, no crash */
+    q = four_steps(0, M(100), M(0));
+    fr = run_funnel(&w, q);
+    CHECK(fr && fr->steps[0]->customers == 0 && fr->customers_considered == 0);
+    q = four_steps(0, 0, 0);
+    q->window_ms = INT64_MAX;
+    fr = run_funnel(&w, q);
+    CHECK(fr && fr->steps[0]->customers == 6);
+    q->range->from_unix_ms = INT64_MIN;
+    q->range->to_unix_ms = INT64_MIN;
+    fr = run_funnel(&w, q);
+    CHECK(fr && fr->steps[0]->customers == 0);
+
+    Cxm__V1__PathsResponse *pr = NULL;
+    Cxm__V1__PathsRequest *pq = paths_req("home", FROM, 1, M(0), M(10));
+    CHECK_EQ_INT(jan_paths(pq, &dict, &s, &A, &pr), CXM_EINVAL);
+    pq->max_length = 11;
+    CHECK_EQ_INT(jan_paths(pq, &dict, &s, &A, &pr), CXM_EINVAL);
+
+    Cxm__V1__TouchpointStatsResponse *tr = NULL;
+    Cxm__V1__TouchpointStatsRequest *tq =
+        tps_req(BASE, BASE + 1001 * 3600000LL, CXM__V1__TIME_BUCKET__TIME_BUCKET_HOUR, NULL, 0);
+    CHECK_EQ_INT(jan_touchpoints(tq, &dict, &s, NULL, NULL, &A, &tr), CXM_EINVAL);
+    tq = tps_req(0, 0, CXM__V1__TIME_BUCKET__TIME_BUCKET_DAY, NULL, 0);
+    CHECK_EQ_INT(jan_touchpoints(tq, &dict, &s, NULL, NULL, &A, &tr), CXM_EINVAL);
+
+    /* the source's error comes back as it is */
+    jsource bad = {&w, s_fail, s_props};
+    CHECK_EQ_INT(jan_funnel(four_steps(0, M(0), M(1000)), &dict, &bad, &A, &fr), CXM_EIO);
+    CHECK_EQ_INT(jan_paths(paths_req("home", FROM, 0, M(0), M(10)), &dict, &bad, &A, &pr), CXM_EIO);
+    CHECK_EQ_INT(
+        jan_touchpoints(tps_req(M(0), M(10), 0, NULL, 0), &dict, &bad, NULL, NULL, &A, &tr),
+        CXM_EIO);
+
+    /* an arena that runs out at every size on the way: ENOMEM, never a crash */
+    int enomem = 0, ok = 0;
+    for (size_t limit = 1024; limit < (1u << 20); limit += limit / 4) {
+        cxm_arena small;
+        cxm_arena_init(&small, NULL, 0, limit);
+        s = w_src(&w);
+        int rc = jan_funnel(four_steps(CXM__V1__FUNNEL_ORDER__FUNNEL_ORDER_ANY, M(0), M(1000)),
+                            &dict, &s, &small, &fr);
+        s = w_src(&w);
+        int rc2 = jan_paths(paths_req("home", FROM, 0, M(0), M(1000)), &dict, &s, &small, &pr);
+        s = w_src(&w);
+        int rc3 = jan_touchpoints(
+            tps_req(BASE, BASE + 3 * DAY_MS, CXM__V1__TIME_BUCKET__TIME_BUCKET_HOUR, "purchase", 0),
+            &dict, &s, fb_home, NULL, &small, &tr);
+        CHECK((rc == 0 || rc == CXM_ENOMEM) && (rc2 == 0 || rc2 == CXM_ENOMEM) &&
+              (rc3 == 0 || rc3 == CXM_ENOMEM));
+        enomem += rc == CXM_ENOMEM || rc2 == CXM_ENOMEM || rc3 == CXM_ENOMEM;
+        ok += rc == 0 && rc2 == 0 && rc3 == 0;
+        cxm_arena_dispose(&small);
+    }
+    CHECK(enomem > 0 && ok > 0);
+    w_free(&w);
+}
+
 /* ==== The naive reference ================================================
  * Written from the proto's sentences with no shared code and no cleverness:
  * strings compared as strings, every attempt walked from scratch, sessions
@@ -1604,6 +1680,7 @@ int main(int argc, char **argv)
     test_paths_repeats();
     test_touchpoints();
     test_touchpoint_buckets();
+    test_bad_input();
     cxm_arena_reset(&A);
     test_random(argc > 1 ? atoi(argv[1]) : 300);
     cxm_arena_dispose(&A);
