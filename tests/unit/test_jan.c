@@ -1658,6 +1658,22 @@ static int bench(void)
         CHECK_EQ_INT(jan_funnel(q, &dict, &src, &A, &r), 0);
         printf("funnel %s: %.2f ms\n", order == 2 ? "STRICT" : "ANY", now_ms() - t0);
     }
+    Cxm__V1__PathsResponse *pr = NULL;
+    b.pos = 0;
+    double t0 = now_ms();
+    CHECK_EQ_INT(
+        jan_paths(paths_req("home", FROM, 5, BASE, BASE + 40 * DAY_MS), &dict, &src, &A, &pr), 0);
+    printf("paths FROM home, length 5: %.2f ms (%llu sessions, %llu paths)\n", now_ms() - t0,
+           (unsigned long long)pr->sessions_considered, (unsigned long long)pr->distinct_paths);
+    Cxm__V1__TouchpointStatsResponse *tr = NULL;
+    b.pos = 0;
+    t0 = now_ms();
+    CHECK_EQ_INT(jan_touchpoints(tps_req(BASE, BASE + 40 * DAY_MS,
+                                         CXM__V1__TIME_BUCKET__TIME_BUCKET_DAY, "purchase", 0),
+                                 &dict, &src, NULL, NULL, &A, &tr),
+                 0);
+    printf("touchpoints, day buckets, goal purchase in 7 days: %.2f ms (%zu touchpoints)\n",
+           now_ms() - t0, tr->n_stats);
     free(recs);
     return check_report();
 }
