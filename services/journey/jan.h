@@ -26,8 +26,8 @@
 int jan_funnel(const Cxm__V1__FunnelRequest *req, const jdict *dict, const jsource *src,
                cxm_arena *a, Cxm__V1__FunnelResponse **out);
 
-int jan_paths(const Cxm__V1__PathsRequest *req, const jdict *dict, const jsource *src,
-              cxm_arena *a, Cxm__V1__PathsResponse **out);
+int jan_paths(const Cxm__V1__PathsRequest *req, const jdict *dict, const jsource *src, cxm_arena *a,
+              Cxm__V1__PathsResponse **out);
 
 /* Feedback scores per touchpoint come from the caller (they are not in the
  * records): fb(ctx, touchpoint id, out) fills the touchpoint's scores in
