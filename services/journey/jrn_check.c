@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "cxm/err.h"
+#include "cxm/ident.h"
 #include "cxm/svc.h"
 #include "jrules.h"
 
@@ -229,25 +230,32 @@ static int identity_shape(const Cxm__V1__Identity *id, const char *field, char *
 }
 
 /*
- * An identity, checked and (once the shared rules land) normalised in
- * place. THE single call site of identity normalisation in journey: when
- * cxm/ident.h (moved from services/profile/ident.h) is in libshared, this
- * function calls its normaliser here, writing the normalised copy into
- * arena a and replacing id->value, exactly as prof_check_identity does, so
- * resolution keys match the profile service's stored spellings. Until then
- * only the kind-independent shape is checked and the profile service
- * normalises when it resolves.
+ * An identity, checked and normalised with the profile service's own rules
+ * (cxm/ident.h), so that resolution keys match its stored spellings and a
+ * placeholder value ("null", "0") is refused here, at the edge, instead of
+ * being dropped later by the profile service. A value that changes is
+ * replaced by a copy in arena a, so the caller owns the event in a (a
+ * TrackStream message decoded on the heap must be copied first: its free
+ * would meet the arena's string).
  */
 static int jrn_check_identity(cxm_arena *a, Cxm__V1__Identity *id, const char *field, char *err)
 {
-    (void)a; /* for the normalised copy */
     int rc = identity_shape(id, field, err);
     if (rc != 0)
         return rc;
-    /* >>> cxm/ident.h normalisation plugs in here (type-specific rules,
-     * junk values, block list). Replace only pointers into arena a: the
-     * event may have been decoded with the heap allocator and be freed
-     * with protobuf-c's free_unpacked. <<< */
+    char out[CXM_IDENT_MAX + 1];
+    size_t len = 0, have = strlen(id->value);
+    const char *why = NULL;
+    cxm_svc_path f;
+    if (cxm_ident_normalize(NULL, (cxm_ident_kind)id->type, id->value, have, out, &len, &why) != 0)
+        return cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&f, field, "value"), "%s",
+                            why ? why : "is not a valid identity of its type");
+    if (len == have && memcmp(out, id->value, len) == 0)
+        return 0;
+    char *copy = cxm_arena_strndup(a, out, len);
+    if (!copy)
+        return cxm_svc_errf(err, CXM_ENOMEM, field, "out of memory normalising the identity");
+    id->value = copy;
     return 0;
 }
 
