@@ -7,6 +7,7 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${1:?usage: setup.sh CACHE (directory to install DuckDB into)}
+mkdir -p "$cache" && cache=$(cd "$cache" && pwd) || exit 2
 version=$(sed -n 's/.*"@duckdb\/node-api": *"\([^"]*\)".*/\1/p' "$here/package.json")
 
 works() {
@@ -20,12 +21,11 @@ works() {
     await c.run('SELECT 1');" 2>/dev/null
 }
 
-command -v node >/dev/null && command -v npm >/dev/null || {
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   echo "setup.sh: SKIP: node or npm is missing (deploy/install-deps.sh installs them)" >&2
   exit 77
-}
+fi
 works && exit 0
-mkdir -p "$cache"
 cp "$here/package.json" "$cache/package.json"
 if ! npm install --silent --no-audit --no-fund --prefix "$cache" >"$cache/npm.log" 2>&1; then
   echo "setup.sh: SKIP: npm could not install @duckdb/node-api@$version (see $cache/npm.log)" >&2
