@@ -4,7 +4,8 @@
 // by plainly written SQL, the answer printed as JSON shaped like the proto
 // response (proto field names, enums by their full names).
 //
-//   node journey_ref.mjs --cache DIR --events events.csv [--identities] QUESTION...
+//   node journey_ref.mjs --cache DIR --events events.csv [--identities] [--repeat N]
+//                        QUESTION...
 //
 // DIR is where tests/reference/setup.sh installed @duckdb/node-api. Each
 // QUESTION is a JSON object: {"kind": "funnel"|"paths"|"touchpoints", ...}
@@ -13,7 +14,8 @@
 // rules array of a GetStageRulesResponse, as `cxmctl --json journey rules`
 // prints it) for the stage mix, and "base_currency" (default KRW, cxm-gen's
 // currency) for total_value. One JSON line per question, with duckdb_ms:
-// the second of two runs of the question's query (warm, data loaded).
+// the second of two runs of the question's query (warm, data loaded), or
+// with --repeat N the median of N runs after the first.
 // --identities first prints how the identity components compare with
 // cxm-gen's customer_id column.
 //
@@ -498,12 +500,19 @@ async function rows(con, text) {
     return reader.getRowObjectsJS().map(plain);
 }
 
-// The query twice; the second (warm) time is reported.
+// The query once to warm up, then `repeat` times (1 unless --repeat N); the
+// median of the warm runs is reported (with one run: the second time).
+let repeat = 1;
 async function timed(con, text) {
-    await rows(con, text);
-    const t0 = process.hrtime.bigint();
-    const r = await rows(con, text);
-    return { rows: r, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+    let r = await rows(con, text);
+    const times = [];
+    for (let i = 0; i < repeat; i++) {
+        const t0 = process.hrtime.bigint();
+        r = await rows(con, text);
+        times.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    times.sort((a, b) => a - b);
+    return { rows: r, ms: times[(times.length - 1) >> 1] };
 }
 
 async function answer(con, q) {
@@ -554,6 +563,10 @@ async function main() {
         if (args[i] === '--cache') cache = args[++i];
         else if (args[i] === '--events') events = args[++i];
         else if (args[i] === '--identities') identities = true;
+        else if (args[i] === '--repeat') {
+            repeat = Number(args[++i]);
+            if (!Number.isInteger(repeat) || repeat < 1 || repeat > 1000) die('--repeat: 1 to 1000');
+        }
         else {
             try {
                 questions.push(JSON.parse(args[i]));
