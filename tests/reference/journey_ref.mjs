@@ -172,26 +172,30 @@ SELECT r.event_id, c.cust, r.customer_id AS gen_customer, r.touchpoint, r.channe
        row_number() OVER (PARTITION BY c.cust ORDER BY r.occurred_at_unix_ms, r.event_id) AS rn
 FROM raw r
 JOIN ident_comp c ON c.id = r.identity_type || ':' || r.identity_value
-JOIN channel_names n ON n.name = r.channel;
+JOIN channel_names n ON n.name = r.channel
+ORDER BY c.cust, rn;
 `;
 
 // ---------- queries ----------
 
-// Filtered events with their session key: (customer, session_id), or for
-// session-less events a gap of more than 30 minutes starts a new one.
-function sessionsCte(filter, src = 'ev') {
+// The columns the analytics read (not the properties).
+const COLS = 'cust, rn, t, touchpoint, channel, channel_num, event_type, session_id, value, currency';
+
+// Filtered events with their session, the key (cust, session_id, gap):
+// events with a session_id have gap 0; session-less ones are numbered from 1
+// by gaps of more than 30 minutes between them.
+function sessionsCte(filter, src = 'ev', extra = '') {
     return `
-fe AS (SELECT * FROM ${src} WHERE ${filter}),
-gap AS (
-    SELECT *, CASE WHEN t - lag(t) OVER (PARTITION BY cust ORDER BY t, event_id) <= 1800000
+fe AS (SELECT ${COLS}${extra} FROM ${src} WHERE ${filter}),
+gapped AS (
+    SELECT *, CASE WHEN t - lag(t) OVER (PARTITION BY cust ORDER BY rn) <= 1800000
                    THEN 0 ELSE 1 END AS new_session
     FROM fe WHERE session_id = ''),
 sfe AS (
-    SELECT *, 'id:' || session_id AS sk FROM fe WHERE session_id <> ''
+    SELECT *, 0 AS gap FROM fe WHERE session_id <> ''
     UNION ALL
-    SELECT * EXCLUDE (new_session),
-           'gap:' || sum(new_session) OVER (PARTITION BY cust ORDER BY t, event_id) AS sk
-    FROM gap)`;
+    SELECT * EXCLUDE (new_session), sum(new_session) OVER (PARTITION BY cust ORDER BY rn) AS gap
+    FROM gapped)`;
 }
 
 function funnelSql(q) {
@@ -206,7 +210,7 @@ function funnelSql(q) {
     const range = rangeSql(q, 't', 'range');
     const n = steps.length;
     const ctes = [`
-m AS (SELECT *, ${steps.map((s, i) => `(${stepSql(s, i)}) AS m${i + 1}`).join(', ')}
+m AS (SELECT cust, rn, t, channel, touchpoint, ${steps.map((s, i) => `(${stepSql(s, i)}) AS m${i + 1}`).join(', ')}
       FROM ev WHERE ${channelsSql(q)}),
 a1 AS (SELECT cust, rn AS rn1, channel AS ch1, t AS t1 FROM m WHERE m1 AND ${range.cond})`];
     for (let k = 2; k <= n; k++) {
@@ -310,14 +314,14 @@ function pathsSql(q) {
     const slice = dir === 1 ? `list_slice(els, pos, pos + ${max - 1})`
         : `list_slice(els, greatest(1, pos - ${max - 1}), pos)`;
     return `WITH ${sessionsCte(channelsSql(q))},
-considered AS (SELECT DISTINCT cust, sk FROM sfe WHERE ${el} = ${sql(anchor)} AND ${range.cond}),
+considered AS (SELECT DISTINCT cust, session_id, gap FROM sfe WHERE ${el} = ${sql(anchor)} AND ${range.cond}),
 seq_el AS (
-    SELECT cust, sk, t, event_id, ${el} AS el,
-           lag(${el}) OVER (PARTITION BY cust, sk ORDER BY t, event_id) AS prev
-    FROM sfe SEMI JOIN considered USING (cust, sk)),
+    SELECT cust, session_id, gap, rn, ${el} AS el,
+           lag(${el}) OVER (PARTITION BY cust, session_id, gap ORDER BY rn) AS prev
+    FROM sfe SEMI JOIN considered USING (cust, session_id, gap)),
 seq AS (
-    SELECT cust, sk, list(el ORDER BY t, event_id) AS els FROM seq_el
-    WHERE ${q.keep_repeats ? 'true' : 'prev IS DISTINCT FROM el'} GROUP BY cust, sk),
+    SELECT cust, list(el ORDER BY rn) AS els FROM seq_el
+    WHERE ${q.keep_repeats ? 'true' : 'prev IS DISTINCT FROM el'} GROUP BY cust, session_id, gap),
 path AS (
     SELECT cust, ${slice} AS elements
     FROM (SELECT *, list_position(els, ${sql(anchor)}) AS pos FROM seq)),
@@ -389,9 +393,8 @@ function touchpointsSql(q) {
         ? `WHERE touchpoint IN (${q.touchpoints.map(sql).join(', ')})` : '';
     const goal = q.goal_event_type ? sql(q.goal_event_type) : null;
     const ctes = [`
-staged AS (SELECT *, ${stage ?? 0} AS stage_num FROM ev),
-fe_all AS (SELECT * FROM staged WHERE ${channelsSql(q)}),
-${sessionsCte(`${channelsSql(q)} AND ${range.cond}`, 'staged').trim()},
+staged AS (SELECT ${COLS}, ${stage ?? 0} AS stage_num FROM ev),
+${sessionsCte(`${channelsSql(q)} AND ${range.cond}`, 'staged', ', stage_num').trim()},
 inr AS (SELECT * FROM sfe),
 active AS (SELECT count(DISTINCT cust) AS n FROM inr),
 tp AS (
@@ -399,11 +402,11 @@ tp AS (
            sum(value) FILTER (currency = ${base} OR (currency = '' AND ${base} = '')) AS total_value
     FROM inr ${only} GROUP BY touchpoint ORDER BY events DESC, touchpoint LIMIT 1000),
 last_ev AS (
-    SELECT cust, sk, touchpoint AS tp FROM inr
-    QUALIFY row_number() OVER (PARTITION BY cust, sk ORDER BY t DESC, event_id DESC) = 1),
+    SELECT cust, session_id, gap, arg_max(touchpoint, rn) AS tp FROM inr GROUP BY ALL),
 exits AS (
     SELECT s.touchpoint, count(*) AS sessions, count(*) FILTER (l.tp = s.touchpoint) AS exited
-    FROM (SELECT DISTINCT touchpoint, cust, sk FROM inr) s JOIN last_ev l USING (cust, sk)
+    FROM (SELECT DISTINCT touchpoint, cust, session_id, gap FROM inr) s
+    JOIN last_ev l USING (cust, session_id, gap)
     GROUP BY s.touchpoint),
 channels AS (
     SELECT touchpoint, list({'channel': channel_num, 'events': events}
@@ -420,8 +423,8 @@ stages AS (
 firsts AS (SELECT touchpoint, cust, min(t) AS t0 FROM inr GROUP BY ALL),
 goals AS (
     SELECT f.touchpoint, count(*) AS n FROM firsts f
-    WHERE EXISTS (SELECT 1 FROM fe_all g WHERE g.cust = f.cust AND g.event_type = ${goal}
-                  AND g.t > f.t0 AND g.t <= f.t0 + ${goalWin})
+    WHERE EXISTS (SELECT 1 FROM ev g WHERE g.cust = f.cust AND g.event_type = ${goal}
+                  AND ${channelsSql(q)} AND g.t > f.t0 AND g.t <= f.t0 + ${goalWin})
     GROUP BY f.touchpoint)` : `
 goals AS (SELECT NULL::VARCHAR AS touchpoint, 0 AS n WHERE false)`);
     ctes.push(bucket ? `
