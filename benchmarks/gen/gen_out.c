@@ -208,6 +208,7 @@ static void pb_event(gen__out *o, const gen__event *e)
     m.value = e->value;
     m.currency = e->value ? "KRW" : "";
     m.session_id = (char *)e->session;
+    m.item_id = (char *)e->item; /* "" (unset) unless the event concerns an item */
     batch_add(o, &o->track, F_TRACK, &m.base);
     if (o->track.n == o->p->batch)
         batch_flush(o, &o->track, F_TRACK, NULL, 0);

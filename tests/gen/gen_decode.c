@@ -36,6 +36,21 @@ static int check_ref(const Cxm__V1__CustomerRef *r)
     return 0;
 }
 
+/* An event concerns an item exactly when it carries the item_id property,
+ * and then item_id (field 15) names that item: what the journey service
+ * forwards to personalisation. */
+static int check_item(const Cxm__V1__TouchpointEvent *e)
+{
+    const char *prop = NULL;
+    for (size_t i = 0; i < e->n_properties; i++)
+        if (!strcmp(e->properties[i]->key, "item_id") && e->properties[i]->value &&
+            e->properties[i]->value->kind_case == CXM__V1__VALUE__KIND_STRING_VALUE)
+            prop = e->properties[i]->value->string_value;
+    if (!prop != !e->item_id[0] || (prop && strcmp(prop, e->item_id)))
+        return bad("track.pb: item_id differs from the item_id property");
+    return 0;
+}
+
 /* Each check returns the items the message holds (events, interactions,
  * rules, or 1), or -1 naming what is wrong. */
 static long long check_track(const ProtobufCMessage *msg)
@@ -52,6 +67,8 @@ static long long check_track(const ProtobufCMessage *msg)
             e->n_properties > 64 || e->n_link_identities > 10 ||
             (e->value != 0) != (e->currency[0] != 0))
             return bad("track.pb: an event misses a required field");
+        if (check_item(e) != 0)
+            return -1;
     }
     return (long long)m->n_events;
 }
