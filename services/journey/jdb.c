@@ -34,7 +34,7 @@ typedef struct dict_staged {
 struct jdb {
     cxm_store *store;
     MDB_dbi dedup, pending, tl, cols, dict, merged, members, state, segments, csegs, feedback,
-        rules, meta;
+        rules, meta, idents;
     pthread_rwlock_t lock; /* guards cache */
     dict_cache cache;
     dict_staged *staged; /* made by the writer, not yet committed */
@@ -275,6 +275,7 @@ int jdb_open(cxm_store *store, jdb **out)
         {"journey.feedback", &db->feedback},
         {"journey.rules", &db->rules},
         {"journey.meta", &db->meta},
+        {"journey.idents", &db->idents},
     };
     db->store = store;
     pthread_rwlock_init(&db->lock, NULL);
@@ -402,6 +403,17 @@ int jdb_pending_append(cxm_txn *t, jdb *db, cxm_arena *a, const Cxm__V1__Touchpo
     uint8_t k[8];
     be64(k, seq + 1);
     return put_msg(t, db->pending, k, 8, a, &ev->base);
+}
+
+int jdb_pending_append_packed(cxm_txn *t, jdb *db, const void *packed, size_t len)
+{
+    uint64_t seq;
+    int rc = jdb_meta_get(t, db, META_SEQ, &seq);
+    if (rc != 0 || (rc = jdb_meta_put(t, db, META_SEQ, seq + 1)) != 0)
+        return rc;
+    uint8_t k[8];
+    be64(k, seq + 1);
+    return cxm_txn_put(t, db->pending, k, 8, packed, len, 0);
 }
 
 int jdb_pending_oldest(cxm_txn *t, jdb *db, cxm_arena *a, size_t max, jdb_pending *out, size_t *n)
@@ -943,6 +955,46 @@ int jdb_known(cxm_txn *t, jdb *db, const char *id, bool *known)
     return 0;
 }
 
+static size_t key_ident(uint8_t *buf, const Cxm__V1__Identity *id)
+{
+    cxm_key k;
+    cxm_key_init(&k, buf, CXM_KEY_MAX);
+    cxm_key_u32(&k, (uint32_t)id->type);
+    cxm_key_str(&k, id->custom_type ? id->custom_type : "");
+    cxm_key_str(&k, id->value ? id->value : "");
+    size_t n = 0;
+    return cxm_key_finish(&k, &n) == 0 ? n : 0;
+}
+
+int jdb_ident_put(cxm_txn *t, jdb *db, const Cxm__V1__Identity *id, const char *customer_id)
+{
+    uint8_t k[CXM_KEY_MAX];
+    size_t klen = key_ident(k, id);
+    if (!klen)
+        return CXM_ETOOBIG;
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, db->idents, k, klen, &v, &n);
+    if (rc == 0 && n == strlen(customer_id) && memcmp(v, customer_id, n) == 0)
+        return 0; /* the usual case: no write */
+    return cxm_txn_put(t, db->idents, k, klen, customer_id, strlen(customer_id), 0);
+}
+
+int jdb_ident_get(cxm_txn *t, jdb *db, cxm_arena *a, const Cxm__V1__Identity *id,
+                  const char **customer_id)
+{
+    uint8_t k[CXM_KEY_MAX];
+    size_t klen = key_ident(k, id);
+    if (!klen)
+        return CXM_ETOOBIG;
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, db->idents, k, klen, &v, &n);
+    if (rc == 0 && !(*customer_id = cxm_arena_strndup(a, v, n)))
+        rc = CXM_ENOMEM;
+    return rc;
+}
+
 /* ---- state and rules ---- */
 
 int jdb_state_get(cxm_txn *t, jdb *db, cxm_arena *a, const char *root,
@@ -968,6 +1020,16 @@ int jdb_state_put(cxm_txn *t, jdb *db, cxm_arena *a, const char *root,
         return rc == CXM_ENOTFOUND ? 0 : rc;
     }
     return put_msg(t, db->state, k, klen, a, &s->base);
+}
+
+int jdb_state_count(cxm_txn *t, jdb *db, uint64_t *n)
+{
+    MDB_stat st;
+    int rc = mdb_stat(cxm_txn_mdb(t), db->state, &st);
+    if (rc != 0)
+        return cxm_err_from_mdb(rc);
+    *n = st.ms_entries;
+    return 0;
 }
 
 int jdb_rules_get(cxm_txn *t, jdb *db, cxm_arena *a, Cxm__V1__GetStageRulesResponse **out)

@@ -23,6 +23,9 @@
  *                     score i32 BE
  *   journey.rules     "current" -> packed GetStageRulesResponse (rules,
  *                     version, updated_at)
+ *   journey.idents    (type, custom type, value) -> customer id an identity
+ *                     ref was resolved to here: reads by identity use it
+ *                     (they must not create profiles)
  *   journey.meta      counters: "seq" (pending), "dict" (next id),
  *                     "sweep" (dedup sweep position), "dropped", and the
  *                     recomputation's progress
@@ -74,6 +77,10 @@ int jdb_dedup_sweep(cxm_txn *t, jdb *db, int64_t before, size_t max, size_t *rem
 /* Append ev (validated, received_at and occurred_at set) to the pending
  * queue under the next sequence number. */
 int jdb_pending_append(cxm_txn *t, jdb *db, cxm_arena *a, const Cxm__V1__TouchpointEvent *ev);
+
+/* The same with ev already packed (the ingest path packs once, off the
+ * writer thread). */
+int jdb_pending_append_packed(cxm_txn *t, jdb *db, const void *packed, size_t len);
 
 typedef struct jdb_pending {
     uint64_t seq;
@@ -150,12 +157,21 @@ int jdb_group_recs(cxm_txn *t, jdb *db, cxm_arena *a, const char *const *homes, 
 /* True when id has events stored under it or is a merge target. */
 int jdb_known(cxm_txn *t, jdb *db, const char *id, bool *known);
 
+/* Remember that identity id was resolved to customer_id; and look it up
+ * (CXM_ENOTFOUND when never seen here). */
+int jdb_ident_put(cxm_txn *t, jdb *db, const Cxm__V1__Identity *id, const char *customer_id);
+int jdb_ident_get(cxm_txn *t, jdb *db, cxm_arena *a, const Cxm__V1__Identity *id,
+                  const char **customer_id);
+
 /* ---- state and rules ---- */
 
 int jdb_state_get(cxm_txn *t, jdb *db, cxm_arena *a, const char *root,
                   Cxm__V1__GetJourneyStateResponse **out);
 int jdb_state_put(cxm_txn *t, jdb *db, cxm_arena *a, const char *root,
                   const Cxm__V1__GetJourneyStateResponse *s);
+
+/* How many roots have a state row (the roots with events). */
+int jdb_state_count(cxm_txn *t, jdb *db, uint64_t *n);
 
 /* The stored rule set, or CXM_ENOTFOUND (the defaults are in force). */
 int jdb_rules_get(cxm_txn *t, jdb *db, cxm_arena *a, Cxm__V1__GetStageRulesResponse **out);
