@@ -280,6 +280,17 @@ static void stream_fail(jstream *s, int rc, const char *msg)
     s->held = true;
 }
 
+static Cxm__V1__TrackStreamRequest *copy_message(cxm_arena *a,
+                                                 const Cxm__V1__TrackStreamRequest *req)
+{
+    size_t len = protobuf_c_message_get_packed_size(&req->base);
+    uint8_t *buf = cxm_arena_alloc(a, len ? len : 1);
+    if (!buf)
+        return NULL;
+    protobuf_c_message_pack(&req->base, buf);
+    return cxm__v1__track_stream_request__unpack(cxm_arena_protobuf(a), len, buf);
+}
+
 static void on_stream_message(cxm_call *call, const ProtobufCMessage *msg)
 {
     Cxm__V1__TrackStreamRequest *req = (Cxm__V1__TrackStreamRequest *)msg;
@@ -297,7 +308,15 @@ static void on_stream_message(cxm_call *call, const ProtobufCMessage *msg)
     ingest *g = NULL;
     if (rc == 0 && !(g = ingest_new(s->ctx, call)))
         rc = CXM_ENOMEM;
-    if (rc == 0 && (rc = ingest_prepare(g, req->events, req->n_events, index)) != 0)
+    /* The checks normalise identities in place with arena copies, and the
+     * runtime frees the decoded message with the heap allocator after this
+     * returns: work on a copy the job owns. */
+    Cxm__V1__TrackStreamRequest *own = NULL;
+    if (rc == 0 && !(own = copy_message(&g->a, req)))
+        rc = CXM_ENOMEM;
+    if (rc == 0)
+        rc = ingest_prepare(g, own->events, own->n_events, index);
+    if (rc != 0 && !err[0])
         snprintf(err, sizeof err, "out of memory");
     pthread_mutex_lock(&s->mu);
     if (rc != 0) {
