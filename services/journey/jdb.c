@@ -1498,6 +1498,45 @@ static int erase_pending(cxm_txn *t, jdb *db, const char *const *ids, size_t nid
     return rc;
 }
 
+/* Identity rows leading to one of ids: the identities are personal data. A
+ * scan, as there is no index by customer; erasures are rare. */
+static int erase_idents(cxm_txn *t, jdb *db, const char *const *ids, size_t nids, uint64_t *count)
+{
+    uint8_t(*keys)[CXM_KEY_MAX] = NULL;
+    size_t *lens = NULL, n = 0, cap = 0;
+    cxm_iter it;
+    int rc = cxm_iter_prefix(t, db->idents, NULL, 0, false, &it);
+    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+        bool hit = false;
+        for (size_t i = 0; i < nids && !hit; i++)
+            hit = it.vlen == strlen(ids[i]) && memcmp(it.val, ids[i], it.vlen) == 0;
+        if (!hit || it.klen > CXM_KEY_MAX)
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            void *k = realloc(keys, cap * sizeof *keys), *l = realloc(lens, cap * sizeof *lens);
+            if (k)
+                keys = k;
+            if (l)
+                lens = l;
+            if (!k || !l) {
+                rc = CXM_ENOMEM;
+                break;
+            }
+        }
+        memcpy(keys[n], it.key, it.klen);
+        lens[n++] = it.klen;
+    }
+    cxm_iter_close(&it);
+    if (rc == CXM_ENOTFOUND)
+        rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = del_counted(t, db->idents, keys[i], lens[i], count);
+    free(keys);
+    free(lens);
+    return rc;
+}
+
 int jdb_erase(cxm_txn *t, jdb *db, const char *id, char *const *merged, size_t n, uint64_t *count)
 {
     *count = 0;
@@ -1519,5 +1558,7 @@ int jdb_erase(cxm_txn *t, jdb *db, const char *id, char *const *merged, size_t n
             (rc = erase_segments(t, db, ids[i], count)) == 0)
             rc = erase_merges(t, db, ids[i], count);
     }
+    if (rc == 0)
+        rc = erase_idents(t, db, ids, nids, count);
     return rc ? rc : erase_pending(t, db, ids, nids, count);
 }

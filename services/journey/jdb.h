@@ -211,7 +211,8 @@ jsource jdb_source(jdb_src *s);
 /* ---- erasure ---- */
 
 /* Delete every row of id and of merged[0..n) (timeline, records, state,
- * segments, merges, pending events naming them); *count counts them. */
+ * segments, merges, identities resolved to them, pending events naming
+ * them); *count counts them. */
 int jdb_erase(cxm_txn *t, jdb *db, const char *id, char *const *merged, size_t n, uint64_t *count);
 
 #endif

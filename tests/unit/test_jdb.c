@@ -3,7 +3,7 @@
  * window and its sweep, the pending queue's order and counts, late events
  * taking their place in a customer's records, the dictionary (and a
  * rolled-back intern leaving nothing), merges followed transitively and
- * undone, the analytics source handing out merged customers (and fast), and
+ * undone, identities remembered, the analytics source handing out merged customers (and fast), and
  * erasure counting what it deleted.
  */
 #include <stdio.h>
@@ -451,10 +451,21 @@ static int erase_fn(cxm_txn *t, void *user)
     return jdb_erase(t, db, e->id, e->merged, e->n, &e->count);
 }
 
+static Cxm__V1__Identity email = {PROTOBUF_C_MESSAGE_INIT(&cxm__v1__identity__descriptor),
+                                  CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL, "", "a@example.com"};
+
 static int pend_one(cxm_txn *t, void *user)
 {
     erase_case *e = user;
-    return jdb_pending_append(t, db, &e->a, event(&e->a, "px", "m1", "view", "home", 1));
+    int rc = jdb_pending_append(t, db, &e->a, event(&e->a, "px", "m1", "view", "home", 1));
+    return rc ? rc : jdb_ident_put(t, db, &email, "m1");
+}
+
+static int ident_fn(cxm_txn *t, void *user)
+{
+    erase_case *e = user;
+    const char *id;
+    return jdb_ident_get(t, db, &e->a, &email, &id);
 }
 
 static void test_erase(void)
@@ -463,8 +474,10 @@ static void test_erase(void)
     erase_case e = {.id = "m2", .merged = {"m1"}, .n = 1};
     cxm_arena_init(&e.a, NULL, 0, 0);
     CHECK_EQ_INT(write(pend_one, &e), 0);
+    CHECK_EQ_INT(cxm_store_read(store, ident_fn, &e), 0);
     CHECK_EQ_INT(write(erase_fn, &e), 0);
-    CHECK_EQ_INT(e.count, 2 + 1 + 1 + 1);
+    CHECK_EQ_INT(e.count, 2 + 1 + 1 + 1 + 1); /* events, segment, merge, identity, pending */
+    CHECK_EQ_INT(cxm_store_read(store, ident_fn, &e), CXM_ENOTFOUND);
     check_root("m1", "m1", 1, 0);
     pending_case p;
     cxm_arena_init(&p.a, NULL, 0, 0);
