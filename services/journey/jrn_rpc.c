@@ -185,12 +185,15 @@ struct jstream {
     char fail_msg[CXM_SVC_ERR_MAX];
 };
 
+/* In the call's arena: released with the call, however it ends (the
+ * runtime itself ends a stream whose message does not decode). Allocated
+ * on the worker thread only. */
 static jstream *stream_of(cxm_call *call)
 {
     jstream *s = cxm_call_user(call);
     if (s)
         return s;
-    if (!(s = calloc(1, sizeof *s)))
+    if (!(s = cxm_arena_calloc(cxm_call_arena(call), 1, sizeof *s)))
         return NULL;
     pthread_mutex_init(&s->mu, NULL);
     s->call = call;
@@ -199,24 +202,38 @@ static jstream *stream_of(cxm_call *call)
     return s;
 }
 
-/* Finish the call when nothing is in flight and it is over (mutex held).
- * Returns true when finished: the caller frees s after unlocking. */
-static bool stream_maybe_finish(jstream *s)
+/* The end of a stream, decided under the mutex and carried out after it is
+ * released: once cxm_call_finish returns, s (in the call's arena) may be
+ * gone. */
+typedef struct stream_fin {
+    bool go;
+    cxm_call *call;
+    int rc;
+    char msg[CXM_SVC_ERR_MAX];
+} stream_fin;
+
+/* Decide whether the call ends now: nothing in flight and the client
+ * half-closed, cancelled, or a message failed (mutex held). */
+static void stream_maybe_finish(jstream *s, stream_fin *f)
 {
+    f->go = false;
     if (s->finished || s->inflight > 0 || !(s->half_closed || s->cancelled || s->fail_rc))
-        return false;
+        return;
     s->finished = true;
-    if (s->fail_rc)
-        cxm_call_finish(s->call, s->fail_rc, "%s: %s", cxm_call_path(s->call), s->fail_msg);
-    else
-        cxm_call_finish(s->call, 0, NULL);
-    return true;
+    f->go = true;
+    f->call = s->call;
+    f->rc = s->fail_rc;
+    snprintf(f->msg, sizeof f->msg, "%s", s->fail_msg);
 }
 
-static void stream_free(jstream *s)
+static void stream_finish(const stream_fin *f)
 {
-    pthread_mutex_destroy(&s->mu);
-    free(s);
+    if (!f->go)
+        return;
+    if (f->rc)
+        cxm_call_finish(f->call, f->rc, "%s: %s", cxm_call_path(f->call), f->msg);
+    else
+        cxm_call_finish(f->call, 0, NULL);
 }
 
 /* Send every ack that is next in order (mutex held). */
@@ -258,10 +275,10 @@ static void stream_done(void *user, int rc)
     g->rc = rc;
     s->done[g->index % STREAM_WINDOW] = g;
     stream_flush(s);
-    bool fin = stream_maybe_finish(s);
+    stream_fin fin;
+    stream_maybe_finish(s, &fin);
     pthread_mutex_unlock(&s->mu);
-    if (fin)
-        stream_free(s);
+    stream_finish(&fin);
     if (woke)
         jrn_pipe_wake(ctx->pipe);
 }
@@ -324,10 +341,10 @@ static void on_stream_message(cxm_call *call, const ProtobufCMessage *msg)
             ingest_free(g);
         snprintf(full, sizeof full, "message %u: %s", index, err);
         stream_fail(s, rc, full);
-        bool fin = stream_maybe_finish(s);
+        stream_fin fin;
+        stream_maybe_finish(s, &fin);
         pthread_mutex_unlock(&s->mu);
-        if (fin)
-            stream_free(s);
+        stream_finish(&fin);
         return;
     }
     g->stream = s;
@@ -353,10 +370,10 @@ static void stream_end(cxm_call *call, bool cancelled)
         s->cancelled = true;
     else
         s->half_closed = true;
-    bool fin = stream_maybe_finish(s);
+    stream_fin fin;
+    stream_maybe_finish(s, &fin);
     pthread_mutex_unlock(&s->mu);
-    if (fin)
-        stream_free(s);
+    stream_finish(&fin);
 }
 
 static void on_stream_half_close(cxm_call *call)
