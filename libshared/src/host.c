@@ -4,6 +4,7 @@
 #include "cxm/host.h"
 
 #include <stdio.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -121,6 +122,24 @@ static int open_modules(cxm_store *store, const cxm_module *modules, size_t n, c
     return 0;
 }
 
+static char self_addr[300];
+static atomic_bool self_addr_set;
+
+const char *cxm_host_self_addr(void)
+{
+    return atomic_load(&self_addr_set) ? self_addr : NULL;
+}
+
+/* Remember where this process serves: host of listen (loopback for a
+ * wildcard) and the bound port. */
+static void set_self_addr(const char *host, int port)
+{
+    bool wild = !*host || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0 ||
+                strcmp(host, "::") == 0;
+    snprintf(self_addr, sizeof self_addr, "%s:%d", wild ? "127.0.0.1" : host, port);
+    atomic_store(&self_addr_set, true);
+}
+
 static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *bus,
                  const struct timespec *started)
 {
@@ -142,6 +161,7 @@ static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *b
         const char *colon = strrchr(cfg->listen, ':');
         int hlen = colon ? (int)(colon - cfg->listen) : (int)strlen(cfg->listen);
         snprintf(host, sizeof host, "%.*s", hlen, cfg->listen);
+        set_self_addr(host, cxm_server_port(srv));
         cxm_log_info("server.listening", "listening on %s:%d (data %s, ready in %.1f ms)", host,
                      cxm_server_port(srv), cfg->data, elapsed_ms(started));
         rc = cxm_server_run(srv);

@@ -17,9 +17,9 @@
 #include "cxm/arena.h"
 #include "cxm/v1/journey.pb-c.h"
 
-#define JRN_MAX_BATCH 1000       /* events per Track / TrackStream message */
-#define JRN_MAX_PROPS 64         /* properties per event */
-#define JRN_MAX_LINKS 10         /* link_identities per event */
+#define JRN_MAX_BATCH 1000 /* events per Track / TrackStream message */
+#define JRN_MAX_PROPS 64   /* properties per event */
+#define JRN_MAX_LINKS 10   /* link_identities per event */
 #define JRN_FUTURE_MS (5 * 60 * 1000)
 
 /* Limits that come from flags. */

@@ -46,4 +46,11 @@ typedef struct cxm_module {
 int cxm_host_main(int argc, char **argv, const char *summary, const char *default_listen,
                   const cxm_module *modules, size_t nmodules);
 
+/* "HOST:PORT" this process serves on, once its server started (NULL
+ * before): the bound port, and 127.0.0.1 for a wildcard listen address
+ * (0.0.0.0, [::] or empty host). How a module calls a service hosted in the
+ * same process (journey resolving through the profile service in cxmd).
+ * Thread-safe. */
+const char *cxm_host_self_addr(void);
+
 #endif
