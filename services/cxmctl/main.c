@@ -296,6 +296,7 @@ static const struct {
 } groups[] = {
     {base_commands, &(const size_t){sizeof base_commands / sizeof base_commands[0]}},
     {cxmctl_profile_commands, &cxmctl_profile_ncommands},
+    {cxmctl_journey_commands, &cxmctl_journey_ncommands},
     {cxmctl_bus_commands, &cxmctl_bus_ncommands},
 };
 #define NGROUPS (sizeof groups / sizeof groups[0])
