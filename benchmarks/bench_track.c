@@ -40,6 +40,7 @@
 #include "cxm/client.h"
 #include "cxm/err.h"
 #include "cxm/opts.h"
+#include "cxm/pipe.h"
 #include "cxm/v1/journey.pb-c.h"
 
 #define TRACK_STREAM "/cxm.v1.JourneyService/TrackStream"
@@ -182,7 +183,7 @@ static int on_ack(track_stream *s, const uint8_t *msg, size_t len)
     return counted ? record_latency(s, t - s->sent_ns[slot]) : 0;
 }
 
-static int send_one(track_stream *s, cxm_client_stream *st, bool *done)
+static int send_one(track_stream *s, cxm_pipe *st, bool *done)
 {
     size_t len;
     uint64_t events;
@@ -195,12 +196,12 @@ static int send_one(track_stream *s, cxm_client_stream *st, bool *done)
     s->sent_ns[slot] = now_ns();
     s->sent_events[slot] = events;
     s->sent++;
-    return cxm_client_stream_send(st, s->buf, len);
+    return cxm_pipe_send(st, s->buf, len);
 }
 
 /* Keep --inflight messages unacknowledged until the window (or the file)
  * ends, then half-close and drain. */
-static int pump(track_stream *s, cxm_client_stream *st)
+static int pump(track_stream *s, cxm_pipe *st)
 {
     bool done = false;
     int rc = 0;
@@ -211,13 +212,13 @@ static int pump(track_stream *s, cxm_client_stream *st)
             else
                 rc = send_one(s, st, &done);
         }
-        if (rc == 0 && done && (rc = cxm_client_stream_close_send(st)) != 0)
+        if (rc == 0 && done && (rc = cxm_pipe_close_send(st)) != 0)
             break;
         if (rc != 0 || s->acked == s->sent)
             break;
         uint8_t *msg = NULL;
         size_t len = 0;
-        int got = cxm_client_stream_recv(st, &msg, &len);
+        int got = cxm_pipe_recv(st, &msg, &len);
         rc = got == 1 ? on_ack(s, msg, len) : got == 0 ? CXM_EUNAVAIL : got;
         free(msg);
     }
@@ -227,21 +228,21 @@ static int pump(track_stream *s, cxm_client_stream *st)
 static void *stream_main(void *arg)
 {
     track_stream *s = arg;
-    cxm_client_stream *st = NULL;
+    cxm_pipe *st = NULL;
     /* The deadline only guards against a server that hangs for good. */
     int64_t deadline = run.cfg->warmup_ms + run.cfg->duration_ms + 60000;
     if (run.replay.n && !run.cfg->loop)
         deadline = 24 * 3600 * 1000LL;
-    int rc = cxm_client_stream_open(s->ch, TRACK_STREAM, deadline, &st);
+    int rc = cxm_pipe_open(s->ch, TRACK_STREAM, deadline, &st);
     if (rc != 0) {
         snprintf(s->error, sizeof s->error, "cannot open the stream: %s", cxm_strerror(rc));
         return NULL;
     }
     rc = pump(s, st);
     if (rc != 0 && rc != CXM_EUNAVAIL)
-        cxm_client_stream_cancel(st);
+        cxm_pipe_cancel(st);
     cxm_client_result r = {0};
-    cxm_client_stream_finish(st, &r);
+    cxm_pipe_finish(st, &r);
     if (r.status != GRPC_STATUS_OK)
         snprintf(s->error, sizeof s->error, "TrackStream: %s: %s", cxm_status_name(r.status),
                  r.details ? r.details : "");

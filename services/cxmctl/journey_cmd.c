@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cxm/pipe.h"
 #include "cxm/v1/journey.pb-c.h"
 #include "cxmctl.h"
 #include "delim.h"
@@ -464,7 +465,7 @@ static int import_ack(ctl *c, import *im, const uint8_t *msg, size_t len)
     return 0;
 }
 
-static int import_send_next(import *im, cxm_client_stream *s)
+static int import_send_next(import *im, cxm_pipe *s)
 {
     size_t len;
     if (cxm_delim_read(im->f, &im->buf, &im->cap, &len) != 1)
@@ -473,13 +474,13 @@ static int import_send_next(import *im, cxm_client_stream *s)
     /* A TrackRequest and a TrackStreamRequest share their wire form: the
      * records go out as they are. */
     im->sent++;
-    return cxm_client_stream_send(s, im->buf, len) == 0 ? 0 : -1;
+    return cxm_pipe_send(s, im->buf, len) == 0 ? 0 : -1;
 }
 
 /* Send with up to window messages unacknowledged; returns 0 when every
  * message was acknowledged, -1 when the stream ended early (its status
  * says why), or an exit status. */
-static int import_pump(ctl *c, import *im, cxm_client_stream *s, uint64_t window)
+static int import_pump(ctl *c, import *im, cxm_pipe *s, uint64_t window)
 {
     while (im->acked < im->messages) {
         while (im->sent < im->messages && im->sent - im->acked < window) {
@@ -487,11 +488,11 @@ static int import_pump(ctl *c, import *im, cxm_client_stream *s, uint64_t window
             if (rc)
                 return rc;
         }
-        if (im->sent == im->messages && cxm_client_stream_close_send(s) != 0)
+        if (im->sent == im->messages && cxm_pipe_close_send(s) != 0)
             return -1;
         uint8_t *msg = NULL;
         size_t len = 0;
-        int got = cxm_client_stream_recv(s, &msg, &len);
+        int got = cxm_pipe_recv(s, &msg, &len);
         int rc = got == 1 ? import_ack(c, im, msg, len) : -1;
         free(msg);
         if (rc)
@@ -541,17 +542,17 @@ static int import_run(ctl *c, import *im, uint64_t window)
     int rc = import_scan(im);
     if (rc)
         return rc;
-    cxm_client_stream *s = NULL;
+    cxm_pipe *s = NULL;
     if (!c->ch && cxm_channel_open(c->target, NULL, &c->ch) != 0)
         return (fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c->target), 1);
-    if (cxm_client_stream_open(c->ch, TRACK_STREAM_PATH, import_deadline(c, im, window), &s) != 0)
+    if (cxm_pipe_open(c->ch, TRACK_STREAM_PATH, import_deadline(c, im, window), &s) != 0)
         return (fprintf(stderr, "cxmctl: cannot open a stream to %s\n", c->target), 1);
     im->t0 = mono_s();
     rc = import_pump(c, im, s, window);
     if (rc > 0)
-        cxm_client_stream_cancel(s);
+        cxm_pipe_cancel(s);
     cxm_client_result r = {0};
-    cxm_client_stream_finish(s, &r);
+    cxm_pipe_finish(s, &r);
     double secs = mono_s() - im->t0;
     import_draw(im, true);
     if (rc == 0 && r.status != GRPC_STATUS_OK)
@@ -774,12 +775,9 @@ static int parse_step(ctl *c, const char *s, Cxm__V1__FunnelStep *st)
     st->name = (char *)s;
     st->event_type = cxm_arena_strndup(&c->arena, s, tlen);
     st->touchpoint = at ? cxm_arena_strndup(&c->arena, at, alen) : (char *)nothing;
-    int rc = hash ? channel_word(c, "step channel", hash + 1, &st->channel) : 0;
-    if (rc)
-        return rc;
-    if (!tlen && !alen && !hash)
+    if (!tlen && !alen && (!hash || !hash[1]))
         return cxmctl_usage_error(c, "--step \"%s\": expected TYPE[@TOUCHPOINT][#CHANNEL]", s);
-    return 0;
+    return hash ? channel_word(c, "step channel", hash + 1, &st->channel) : 0;
 }
 
 /* The bar of one step: its share of step 1's customers filled, the rest
