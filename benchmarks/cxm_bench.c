@@ -45,6 +45,7 @@
 #include "cxm/opts.h"
 #include "grpc/health/v1/health.pb-c.h"
 
+#include "bench_journey.h"
 #include "bench_profile.h"
 #include "bench_replay.h"
 
@@ -66,6 +67,8 @@ typedef struct cxm_bench_cfg {
     bool seed;                       /* --seed-customers */
     const char *requests;            /* --requests FILE, or NULL */
     bool loop;                       /* --loop: replay the records round and round */
+    int64_t batch;                   /* events per Track call of track-batch */
+    int64_t from_ms, to_ms;          /* the analytics' range; 0 = the last 30 days */
 } cxm_bench_cfg;
 
 /* ---- request generators ----
@@ -93,6 +96,9 @@ typedef struct cxm_bench_gen_ctx {
     uint64_t customers;             /* seeding: where it ends */
     const cxm_bench_replay *replay; /* --requests records, or NULL */
     bool loop;                      /* --loop */
+    cxm_bench_events events;        /* this thread's new touchpoint events */
+    size_t batch;                   /* --batch */
+    int64_t from_ms, to_ms;         /* the analytics' range */
 } cxm_bench_gen_ctx;
 
 typedef struct cxm_bench_gen {
@@ -178,6 +184,34 @@ static int cxm_bench_make_replay(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out,
     return *out ? 0 : CXM_ENOMEM;
 }
 
+static int cxm_bench_make_track_one(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out,
+                                    unsigned *method)
+{
+    return cxm_bench_track(&ctx->events, 1, out);
+}
+
+static int cxm_bench_make_track_batch(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out,
+                                      unsigned *method)
+{
+    return cxm_bench_track(&ctx->events, ctx->batch, out);
+}
+
+static int cxm_bench_make_funnel(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    return cxm_bench_funnel(ctx->from_ms, ctx->to_ms, out);
+}
+
+static int cxm_bench_make_paths(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    return cxm_bench_paths(ctx->from_ms, ctx->to_ms, out);
+}
+
+static int cxm_bench_make_touchpoints(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out,
+                                      unsigned *method)
+{
+    return cxm_bench_touchpoints(ctx->from_ms, ctx->to_ms, out);
+}
+
 static const cxm_bench_gen cxm_bench_gens[] = {
     {"health",
      {CXM_BENCH_DEFAULT_METHOD},
@@ -199,6 +233,27 @@ static const cxm_bench_gen cxm_bench_gens[] = {
      {CXM_BENCH_METHOD_GET, CXM_BENCH_METHOD_UPSERT},
      "profile-get with probability --read-ratio, else profile-upsert",
      cxm_bench_make_mixed},
+    {"track-one",
+     {CXM_BENCH_METHOD_TRACK},
+     "Track of one new event of a random customer (cxm-gen's touchpoints, ~250 bytes)",
+     cxm_bench_make_track_one},
+    {"track-batch",
+     {CXM_BENCH_METHOD_TRACK},
+     "Track of --batch new events of random customers",
+     cxm_bench_make_track_batch},
+    {"journey-funnel",
+     {CXM_BENCH_METHOD_FUNNEL},
+     "Funnel page_view > product_view > add_to_cart > purchase, 7-day window, over "
+     "--from-ms .. --to-ms",
+     cxm_bench_make_funnel},
+    {"journey-paths",
+     {CXM_BENCH_METHOD_PATHS},
+     "Paths of up to 5 touchpoints from product_page, top 20, over the same range",
+     cxm_bench_make_paths},
+    {"journey-touchpoints",
+     {CXM_BENCH_METHOD_TOUCHPOINTS},
+     "TouchpointStats of every touchpoint, goal purchase within 7 days, over the same range",
+     cxm_bench_make_touchpoints},
 };
 #define CXM_BENCH_NGENS (sizeof cxm_bench_gens / sizeof cxm_bench_gens[0])
 
@@ -240,7 +295,10 @@ static void cxm_bench_gens_usage(FILE *out)
     fprintf(out, "\nProfile workloads pick customer i of --customers uniformly (or Zipf with "
                  "--zipf S),\nidentified as user<i>@example.com, +8210<i as 8 digits>, crm-<i>. "
                  "Reads of customers\nthat do not exist count as NOT_FOUND errors: "
-                 "--seed-customers creates them first.\n");
+                 "--seed-customers creates them first.\n"
+                 "Track workloads send new event ids on every run (b<start time>-<thread>-<n>),\n"
+                 "so every event is stored; a customer unknown to the service is created.\n"
+                 "TrackStream is measured by cxm-bench-track.\n");
 }
 
 /* ---- log-linear latency histogram (nanoseconds) ----
@@ -397,6 +455,7 @@ static struct {
     atomic_int first_failure; /* status of the first failed call, -1 = none */
     atomic_bool stop;
     atomic_uint_fast64_t stopped_at_ns; /* when stop was first set, 0 = not set */
+    uint64_t nonce;                     /* the run's start time: event ids new to the server */
 } cxm_bench_run;
 
 static uint64_t cxm_bench_now_ns(void)
@@ -625,7 +684,14 @@ static int cxm_bench_setup_thread(cxm_bench_thread *t, unsigned index, size_t nt
                                      .next = &cxm_bench_run.next,
                                      .customers = (uint64_t)cfg->customers,
                                      .replay = &cxm_bench_run.replay,
-                                     .loop = cfg->loop};
+                                     .loop = cfg->loop,
+                                     .batch = (size_t)cfg->batch,
+                                     .from_ms = cfg->from_ms,
+                                     .to_ms = cfg->to_ms};
+    int rc = cxm_bench_events_init(&t->gen_ctx.events, cxm_bench_run.nonce, index,
+                                   (size_t)cfg->batch, &cxm_bench_run.keys);
+    if (rc != 0)
+        return rc;
     size_t nconns = 0;
     for (size_t c = index; c < (size_t)cfg->connections; c += nthreads)
         nconns++;
@@ -1007,6 +1073,7 @@ static int cxm_bench_run_all(const cxm_bench_cfg *cfg, const cxm_bench_gen *gen,
     for (size_t i = 0; threads && i < nthreads; i++) {
         cxm_client_loop_destroy(threads[i].loop); /* cancels any straggler */
         free(threads[i].slots);
+        cxm_bench_events_dispose(&threads[i].gen_ctx.events);
     }
     for (int64_t i = 0; conns && i < cfg->connections; i++)
         cxm_channel_close(conns[i].ch);
@@ -1028,6 +1095,25 @@ static int cxm_bench_parse_real(const char *flag, const char *arg, double min, d
     }
     *out = v;
     return 0;
+}
+
+/* The analytics' range: the last 30 days unless the flags say otherwise;
+ * also the run's nonce. 0 or CXM_EINVAL with a message. */
+static int cxm_bench_settle_range(cxm_bench_cfg *cfg)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    cxm_bench_run.nonce = (uint64_t)now;
+    if (!cfg->to_ms)
+        cfg->to_ms = now;
+    if (!cfg->from_ms)
+        cfg->from_ms = cfg->to_ms > 30 * 86400000LL ? cfg->to_ms - 30 * 86400000LL : 1;
+    if (cfg->from_ms < cfg->to_ms)
+        return 0;
+    fprintf(stderr, "cxm-bench: --from-ms %" PRId64 " must be before --to-ms %" PRId64 "\n",
+            cfg->from_ms, cfg->to_ms);
+    return CXM_EINVAL;
 }
 
 /* The generator the flags ask for, with cfg->method settled; NULL (after a
@@ -1091,6 +1177,7 @@ int main(int argc, char **argv)
         .customers = 100000,
         .zipf_arg = "0",
         .read_arg = "0.9",
+        .batch = 500,
     };
     const cxm_opt opts[] = {
         {"target", CXM_OPT_STR, &cfg.target, 0, 0, "server address, HOST:PORT"},
@@ -1125,6 +1212,12 @@ int main(int argc, char **argv)
          "unless every record is answered OK"},
         {"loop", CXM_OPT_BOOL, &cfg.loop, 0, 0,
          "with --requests: go round the file again until --duration ends"},
+        {"batch", CXM_OPT_INT, &cfg.batch, 1, CXM_BENCH_MAX_BATCH,
+         "events per Track call of track-batch"},
+        {"from-ms", CXM_OPT_INT, &cfg.from_ms, 0, INT64_MAX,
+         "start of the analytics' range, Unix ms (0 = 30 days before --to-ms)"},
+        {"to-ms", CXM_OPT_INT, &cfg.to_ms, 0, INT64_MAX,
+         "end of the analytics' range, Unix ms (0 = now)"},
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
     char err[256] = "";
@@ -1142,7 +1235,7 @@ int main(int argc, char **argv)
         cxm_bench_parse_real("read-ratio", cfg.read_arg, 0, 1, &cfg.read_ratio) != 0)
         return 2;
     const cxm_bench_gen *gen = cxm_bench_choose_gen(&cfg);
-    if (!gen)
+    if (!gen || cxm_bench_settle_range(&cfg) != 0)
         return 2;
 
     grpc_byte_buffer *raw = NULL;

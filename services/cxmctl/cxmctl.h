@@ -19,6 +19,7 @@
 #include "cxm/arena.h"
 #include "cxm/client.h"
 #include "cxm/opts.h"
+#include "cxm/v1/common.pb-c.h"
 
 /* Exit statuses: 1 for a failed RPC, 2 for bad usage. */
 enum { CXMCTL_FAILED = 1, CXMCTL_USAGE = 2 };
@@ -53,6 +54,8 @@ extern const cxmctl_command cxmctl_profile_commands[];
 extern const size_t cxmctl_profile_ncommands;
 extern const cxmctl_command cxmctl_bus_commands[];
 extern const size_t cxmctl_bus_ncommands;
+extern const cxmctl_command cxmctl_journey_commands[];
+extern const size_t cxmctl_journey_ncommands;
 
 /* A flag of one command. Declared by the command with name, metavar and
  * repeat; cxmctl_parse() fills v and n. */
@@ -89,11 +92,73 @@ int cxmctl_call_print(ctl *c, const ProtobufCServiceDescriptor *service, const c
  * returns CXMCTL_FAILED. */
 int cxmctl_rpc_failed(const char *method, grpc_status_code status, const char *details);
 
+/* --- args.c: the argument syntax the commands share --- */
+
+/* Characters of caller-chosen names ([A-Za-z0-9_.-]). */
+extern const char cxmctl_name_chars[];
+
+/* A message of type d, or an array of n elements of size bytes (zeroed), in
+ * the invocation's arena. Running out of memory in a command-line tool
+ * leaves nothing to recover, so both exit. */
+void *cxmctl_new_message(ctl *c, const ProtobufCMessageDescriptor *d);
+void *cxmctl_new_array(ctl *c, size_t n, size_t size);
+
+/* The flag's first value, NULL when it was not given. */
+const char *cxmctl_flag_value(const cxmctl_flag *f);
+
+/* 0 when f was given, else a usage error saying it is required. */
+int cxmctl_require(const ctl *c, const cxmctl_flag *f);
+
+/* An unsigned decimal no larger than max, all of s; 0 or a usage error
+ * naming what. */
+int cxmctl_parse_uint(const ctl *c, const char *what, const char *s, uint64_t max, uint64_t *out);
+
+/* Milliseconds since the epoch, or RFC 3339 ("2024-05-01T10:00:00.5+02:00",
+ * "2024-05-01T10:00:00Z"), or a date alone meaning its midnight UTC. 0 or
+ * -1, without a message. */
+int cxmctl_parse_time(const char *s, int64_t *out);
+
+/* A finite number, all of s. 0 or -1. */
+int cxmctl_parse_number(const char *s, double *out);
+
+/* A number or true/false into v. 0 or -1. */
+int cxmctl_parse_literal(const char *s, Cxm__V1__Value *v);
+
+/* A time (as cxmctl_parse_time) into v as a timestamp. 0 or -1. */
+int cxmctl_parse_timestamp_value(const char *s, Cxm__V1__Value *v);
+
+/* The len bytes at s, copied, into v as a string. */
+void cxmctl_string_value(ctl *c, const char *s, size_t len, Cxm__V1__Value *v);
+
+/* A value typed by its look: @TIME a timestamp, "text" a string, a number,
+ * true/false, else plain text. 0 or -1. */
+int cxmctl_typed_value(ctl *c, const char *s, Cxm__V1__Value *v);
+
+/* TYPE:VALUE (custom:NAME:VALUE) into id; 0 or a usage error. */
+int cxmctl_parse_identity(ctl *c, const char *s, Cxm__V1__Identity *id);
+
+/* A new identity parsed from s; *rc is 0 or a usage error's status. */
+Cxm__V1__Identity *cxmctl_new_identity(ctl *c, const char *s, int *rc);
+
+/* The customer a command names: the ID argument (consumed from *pos when
+ * there are more than nother positional arguments), or --identity. 0 or a
+ * usage error. */
+int cxmctl_customer_ref(ctl *c, const cxmctl_flag *identity, char ***pos, size_t *npos,
+                        size_t nother, Cxm__V1__CustomerRef **out);
+
+/* An enum value from its short word (cxmctl_enum_parse); on a mistake,
+ * prints the words it takes and returns CXMCTL_USAGE. */
+int cxmctl_parse_enum(const ctl *c, const ProtobufCEnumDescriptor *e, const char *what,
+                      const char *word, int *value);
+
 /* --- print.c --- */
 
 /* One message as a single line of JSON, in the proto3 JSON mapping with the
  * field names of the .proto (see print.c for the details). */
 void cxmctl_print_json(FILE *out, const ProtobufCMessage *m);
+
+/* The same JSON object without the line end, to embed in a larger one. */
+void cxmctl_print_json_object(FILE *out, const ProtobufCMessage *m);
 
 /* One message as aligned "key  value" lines, nested messages indented. */
 void cxmctl_print_text(FILE *out, const ProtobufCMessage *m);

@@ -296,6 +296,7 @@ static const struct {
 } groups[] = {
     {base_commands, &(const size_t){sizeof base_commands / sizeof base_commands[0]}},
     {cxmctl_profile_commands, &cxmctl_profile_ncommands},
+    {cxmctl_journey_commands, &cxmctl_journey_ncommands},
     {cxmctl_bus_commands, &cxmctl_bus_ncommands},
 };
 #define NGROUPS (sizeof groups / sizeof groups[0])
@@ -310,7 +311,13 @@ static const char syntax_help[] =
     "                 ~= for contains) and a value, or NAME? for \"is set\". A value is a\n"
     "                 number, true/false, @TIME, \"quoted\" text or else plain text\n"
     "  TIME           2024-05-01T10:00:00Z, 2024-05-01T12:00:00.5+02:00, 2024-05-01 or\n"
-    "                 milliseconds since the epoch\n";
+    "                 milliseconds since the epoch; journey's --from, --to and --at also\n"
+    "                 take a DURATION meaning that long ago (--from 30d)\n"
+    "  DURATION       500ms, 30s, 5m, 2h, and for journey 7d or 2w\n"
+    "  --prop         NAME=VALUE, the value typed by its look as in COND (price=59000,\n"
+    "                 gift=true, note=\"42\")\n"
+    "  STEP           a funnel step TYPE[@TOUCHPOINT][#CHANNEL]: page_view@product_page,\n"
+    "                 purchase#web, @checkout\n";
 
 /* Whether name is a command of group: "profile get" of "profile". */
 static bool in_group(const char *name, const char *group)

@@ -396,6 +396,11 @@ static void json_message(FILE *out, const ProtobufCMessage *m)
     fputc('}', out);
 }
 
+void cxmctl_print_json_object(FILE *out, const ProtobufCMessage *m)
+{
+    json_message(out, m);
+}
+
 void cxmctl_print_json(FILE *out, const ProtobufCMessage *m)
 {
     json_message(out, m);

@@ -20,230 +20,23 @@
 
 #define PROFILE_SERVICE (&cxm__v1__profile_service__descriptor)
 
-/* Characters of attribute, trait and scope names ([A-Za-z0-9_.-]). */
-static const char name_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-";
-
-/* A message of type d in the invocation's arena. Running out of memory in a
- * command-line tool leaves nothing to recover, so it exits. */
-static void *new_message(ctl *c, const ProtobufCMessageDescriptor *d)
-{
-    ProtobufCMessage *m = cxm_arena_alloc(&c->arena, d->sizeof_message);
-    if (!m) {
-        fprintf(stderr, "cxmctl: out of memory\n");
-        exit(CXMCTL_FAILED);
-    }
-    protobuf_c_message_init(d, m);
-    return m;
-}
-
-static void *new_array(ctl *c, size_t n, size_t size)
-{
-    void *p = cxm_arena_calloc(&c->arena, n ? n : 1, size);
-    if (!p) {
-        fprintf(stderr, "cxmctl: out of memory\n");
-        exit(CXMCTL_FAILED);
-    }
-    return p;
-}
-
-static const char *flag_value(const cxmctl_flag *f)
-{
-    return f->n ? f->v[0] : NULL;
-}
-
-static int require(const ctl *c, const cxmctl_flag *f)
-{
-    return f->n ? 0 : cxmctl_usage_error(c, "--%s %s is required", f->name, f->metavar);
-}
-
-/* An unsigned decimal no larger than max, all of s. */
-static int parse_uint(const ctl *c, const char *what, const char *s, uint64_t max, uint64_t *out)
-{
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (*s < '0' || *s > '9' || *end || errno == ERANGE || v > max)
-        return cxmctl_usage_error(c, "%s: \"%s\" is not a whole number from 0 to %llu", what, s,
-                                  (unsigned long long)max);
-    *out = v;
-    return 0;
-}
-
-/* Milliseconds since the epoch, or RFC 3339 ("2024-05-01T10:00:00.5+02:00",
- * "2024-05-01T10:00:00Z"), or a date alone meaning its midnight UTC. */
-static int parse_time(const char *s, int64_t *out)
-{
-    uint64_t ms;
-    char *end;
-    if (*s >= '0' && *s <= '9' && (ms = strtoull(s, &end, 10), *end == '\0') &&
-        ms <= (uint64_t)INT64_MAX) {
-        *out = (int64_t)ms;
-        return 0;
-    }
-    struct tm tm = {0};
-    const char *p = strptime(s, "%Y-%m-%d", &tm);
-    int64_t frac_ms = 0, offset_s = 0;
-    if (p && (*p == 'T' || *p == 't' || *p == ' '))
-        p = strptime(p + 1, "%H:%M:%S", &tm);
-    if (p && *p == '.') {
-        int digits = 0;
-        for (p++; *p >= '0' && *p <= '9'; p++, digits++)
-            if (digits < 3)
-                frac_ms = frac_ms * 10 + (*p - '0');
-        for (; digits > 0 && digits < 3; digits++)
-            frac_ms *= 10;
-    }
-    if (p && (*p == 'Z' || *p == 'z')) {
-        p++;
-    } else if (p && (*p == '+' || *p == '-')) {
-        int hh, mm, n = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5)
-            return -1;
-        offset_s = (*p == '-' ? -1 : 1) * (hh * 3600 + mm * 60);
-        p += 1 + n;
-    }
-    if (!p || *p)
-        return -1;
-    *out = ((int64_t)timegm(&tm) - offset_s) * 1000 + frac_ms;
-    return 0;
-}
-
-static int parse_number(const char *s, double *out)
-{
-    char *end;
-    errno = 0;
-    double d = strtod(s, &end);
-    if (!*s || *end || errno == ERANGE || !isfinite(d))
-        return -1;
-    *out = d;
-    return 0;
-}
-
-/* A number or true/false, as after NAME:= in --set. */
-static int parse_literal(const char *s, Cxm__V1__Value *v)
-{
-    if (strcmp(s, "true") == 0 || strcmp(s, "false") == 0) {
-        v->kind_case = CXM__V1__VALUE__KIND_BOOL_VALUE;
-        v->bool_value = s[0] == 't';
-        return 0;
-    }
-    v->kind_case = CXM__V1__VALUE__KIND_NUMBER_VALUE;
-    return parse_number(s, &v->number_value);
-}
-
-static int parse_timestamp_value(const char *s, Cxm__V1__Value *v)
-{
-    v->kind_case = CXM__V1__VALUE__KIND_TIMESTAMP_UNIX_MS;
-    return parse_time(s, &v->timestamp_unix_ms);
-}
-
-static void string_value(ctl *c, const char *s, size_t len, Cxm__V1__Value *v)
-{
-    v->kind_case = CXM__V1__VALUE__KIND_STRING_VALUE;
-    v->string_value = cxm_arena_strndup(&c->arena, s, len);
-}
-
-/* The value of a search condition, typed by its look: @TIME, "text",
- * a number, true/false, else plain text. */
-static int parse_condition_value(ctl *c, const char *s, Cxm__V1__Value *v)
-{
-    size_t len = strlen(s);
-    if (s[0] == '@')
-        return parse_timestamp_value(s + 1, v);
-    if (len >= 2 && s[0] == '"' && s[len - 1] == '"')
-        string_value(c, s + 1, len - 2, v);
-    else if (parse_literal(s, v) != 0)
-        string_value(c, s, len, v);
-    return 0;
-}
-
-/* TYPE:VALUE, TYPE one of cxmctl_identity_types; custom:NAME:VALUE. */
-static int parse_identity(ctl *c, const char *s, Cxm__V1__Identity *id)
-{
-    const char *colon = strchr(s, ':');
-    size_t len = colon ? (size_t)(colon - s) : 0;
-    for (size_t t = 0; colon && t < cxmctl_nidentity_types; t++) {
-        const char *word = cxmctl_identity_types[t];
-        if (!word || strlen(word) != len || strncmp(s, word, len) != 0)
-            continue;
-        id->type = (Cxm__V1__IdentityType)t;
-        id->value = (char *)colon + 1;
-        if (id->type != CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CUSTOM)
-            return 0;
-        const char *second = strchr(colon + 1, ':');
-        if (!second)
-            break;
-        id->custom_type = cxm_arena_strndup(&c->arena, colon + 1, (size_t)(second - colon - 1));
-        id->value = (char *)second + 1;
-        return 0;
-    }
-    return cxmctl_usage_error(c,
-                              "identity \"%s\": expected TYPE:VALUE with TYPE email, phone, "
-                              "device, anonymous, crm, customer or custom:NAME",
-                              s);
-}
-
-static Cxm__V1__Identity *new_identity(ctl *c, const char *s, int *rc)
-{
-    Cxm__V1__Identity *id = new_message(c, &cxm__v1__identity__descriptor);
-    *rc = parse_identity(c, s, id);
-    return id;
-}
-
-/* The customer a command names: the ID argument, or --identity. Consumes
- * the ID from *pos when there is one. */
-static int customer_ref(ctl *c, const cxmctl_flag *identity, char ***pos, size_t *npos,
-                        size_t nother, Cxm__V1__CustomerRef **out)
-{
-    bool by_id = *npos > nother;
-    if (by_id == (identity->n > 0))
-        return cxmctl_usage_error(c, "name the customer by ID or by --identity, not %s",
-                                  by_id ? "both" : "neither");
-    Cxm__V1__CustomerRef *ref = new_message(c, &cxm__v1__customer_ref__descriptor);
-    int rc = 0;
-    if (by_id) {
-        ref->key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
-        ref->customer_id = (*pos)[0];
-        ++*pos, --*npos;
-    } else {
-        ref->key_case = CXM__V1__CUSTOMER_REF__KEY_IDENTITY;
-        ref->identity = new_identity(c, flag_value(identity), &rc);
-    }
-    *out = ref;
-    return rc;
-}
-
-static int parse_enum(const ctl *c, const ProtobufCEnumDescriptor *e, const char *what,
-                      const char *word, int *value)
-{
-    if (cxmctl_enum_parse(e, word, value) == 0)
-        return 0;
-    fprintf(stderr, "cxmctl: %s: %s \"%s\" is none of:", c->cmd->name, what, word);
-    for (unsigned i = 0; i < e->n_values; i++)
-        if (e->values[i].value != 0)
-            fputc(' ', stderr), cxmctl_enum_short(stderr, e, e->values[i].value);
-    fputc('\n', stderr);
-    return CXMCTL_USAGE;
-}
-
 /* --- profile upsert --- */
 
 /* NAME=TEXT, NAME:=LITERAL or NAME@=TIME into u. */
 static int parse_set(ctl *c, const char *arg, Cxm__V1__AttributeUpdate *u)
 {
-    size_t len = strspn(arg, name_chars);
+    size_t len = strspn(arg, cxmctl_name_chars);
     const char *op = arg + len;
     const char *s = op[0] == '=' ? op + 1 : op[0] && op[1] == '=' ? op + 2 : NULL;
     u->name = cxm_arena_strndup(&c->arena, arg, len);
-    u->value = new_message(c, &cxm__v1__value__descriptor);
+    u->value = cxmctl_new_message(c, &cxm__v1__value__descriptor);
     int bad = len == 0 || !s;
     if (!bad && op[0] == '=')
-        string_value(c, s, strlen(s), u->value);
+        cxmctl_string_value(c, s, strlen(s), u->value);
     else if (!bad && op[0] == ':')
-        bad = parse_literal(s, u->value);
+        bad = cxmctl_parse_literal(s, u->value);
     else if (!bad && op[0] == '@')
-        bad = parse_timestamp_value(s, u->value);
+        bad = cxmctl_parse_timestamp_value(s, u->value);
     else
         bad = 1;
     return bad ? cxmctl_usage_error(c,
@@ -262,7 +55,7 @@ static int apply_strategy(ctl *c, const char *arg, Cxm__V1__AttributeUpdate **u,
         if (strlen(u[i]->name) != len || strncmp(u[i]->name, arg, len) != 0)
             continue;
         int v;
-        int rc = parse_enum(c, &cxm__v1__merge_strategy__descriptor, "strategy", eq + 1, &v);
+        int rc = cxmctl_parse_enum(c, &cxm__v1__merge_strategy__descriptor, "strategy", eq + 1, &v);
         u[i]->strategy = (Cxm__V1__MergeStrategy)v;
         return rc;
     }
@@ -273,10 +66,10 @@ static int build_attributes(ctl *c, const cxmctl_flag *set, const cxmctl_flag *u
                             const cxmctl_flag *strategy, Cxm__V1__UpsertProfileRequest *req)
 {
     req->n_attributes = set->n + unset->n;
-    req->attributes = new_array(c, req->n_attributes, sizeof *req->attributes);
+    req->attributes = cxmctl_new_array(c, req->n_attributes, sizeof *req->attributes);
     int rc = 0;
     for (size_t i = 0; i < req->n_attributes && rc == 0; i++) {
-        Cxm__V1__AttributeUpdate *u = new_message(c, &cxm__v1__attribute_update__descriptor);
+        Cxm__V1__AttributeUpdate *u = cxmctl_new_message(c, &cxm__v1__attribute_update__descriptor);
         req->attributes[i] = u;
         if (i < set->n) {
             rc = parse_set(c, set->v[i], u);
@@ -294,10 +87,10 @@ static int build_identities(ctl *c, const cxmctl_flag *identity, Cxm__V1__Identi
                             size_t *n)
 {
     *n = identity->n;
-    *out = new_array(c, identity->n, sizeof **out);
+    *out = cxmctl_new_array(c, identity->n, sizeof **out);
     int rc = 0;
     for (size_t i = 0; i < identity->n && rc == 0; i++)
-        (*out)[i] = new_identity(c, identity->v[i], &rc);
+        (*out)[i] = cxmctl_new_identity(c, identity->v[i], &rc);
     return rc;
 }
 
@@ -322,10 +115,10 @@ static int cmd_upsert(ctl *c, int argc, char **argv)
     int lp = 0;
     if ((rc = build_identities(c, &identity, &req.identities, &req.n_identities)) != 0 ||
         (rc = build_attributes(c, &set, &unset, &strategy, &req)) != 0 ||
-        (version.n && (rc = parse_uint(c, "--expected-version", version.v[0], UINT64_MAX,
-                                       &req.expected_version)) != 0) ||
-        (policy.n && (rc = parse_enum(c, &cxm__v1__link_policy__descriptor, "--link-policy",
-                                      policy.v[0], &lp)) != 0))
+        (version.n && (rc = cxmctl_parse_uint(c, "--expected-version", version.v[0], UINT64_MAX,
+                                              &req.expected_version)) != 0) ||
+        (policy.n && (rc = cxmctl_parse_enum(c, &cxm__v1__link_policy__descriptor, "--link-policy",
+                                             policy.v[0], &lp)) != 0))
         return rc;
     req.link_policy = (Cxm__V1__LinkPolicy)lp;
     return cxmctl_call_print(c, PROFILE_SERVICE, "UpsertProfile", &req.base);
@@ -341,7 +134,8 @@ static int cmd_get(ctl *c, int argc, char **argv)
     size_t npos;
     int rc = cxmctl_parse(c, argc, argv, flags, 1, 0, 1, &pos, &npos);
     Cxm__V1__GetProfileRequest req = CXM__V1__GET_PROFILE_REQUEST__INIT;
-    if (rc != CXMCTL_CONTINUE || (rc = customer_ref(c, &identity, &pos, &npos, 0, &req.customer)))
+    if (rc != CXMCTL_CONTINUE ||
+        (rc = cxmctl_customer_ref(c, &identity, &pos, &npos, 0, &req.customer)))
         return rc;
     return cxmctl_call_print(c, PROFILE_SERVICE, "GetProfile", &req.base);
 }
@@ -356,7 +150,7 @@ static int cmd_resolve(ctl *c, int argc, char **argv)
     if (rc != CXMCTL_CONTINUE)
         return rc;
     Cxm__V1__ResolveIdentityRequest req = CXM__V1__RESOLVE_IDENTITY_REQUEST__INIT;
-    req.identity = new_identity(c, pos[0], &rc);
+    req.identity = cxmctl_new_identity(c, pos[0], &rc);
     req.create_if_missing = create.n > 0;
     return rc ? rc : cxmctl_call_print(c, PROFILE_SERVICE, "ResolveIdentity", &req.base);
 }
@@ -376,8 +170,8 @@ static int cmd_merge(ctl *c, int argc, char **argv)
     req.source_customer_id = pos[1];
     req.reason = reason.n ? (char *)reason.v[0] : "";
     req.dry_run = dry_run.n > 0;
-    if (version.n && (rc = parse_uint(c, "--expected-version", version.v[0], UINT64_MAX,
-                                      &req.expected_target_version)) != 0)
+    if (version.n && (rc = cxmctl_parse_uint(c, "--expected-version", version.v[0], UINT64_MAX,
+                                             &req.expected_target_version)) != 0)
         return rc;
     return cxmctl_call_print(c, PROFILE_SERVICE, "MergeProfiles", &req.base);
 }
@@ -406,15 +200,16 @@ static int cmd_consent(ctl *c, int argc, char **argv)
     size_t npos;
     int rc = cxmctl_parse(c, argc, argv, flags, 4, 2, 3, &pos, &npos);
     Cxm__V1__SetConsentRequest req = CXM__V1__SET_CONSENT_REQUEST__INIT;
-    if (rc != CXMCTL_CONTINUE || (rc = require(c, &source)) != 0 ||
-        (rc = customer_ref(c, &identity, &pos, &npos, 2, &req.customer)) != 0)
+    if (rc != CXMCTL_CONTINUE || (rc = cxmctl_require(c, &source)) != 0 ||
+        (rc = cxmctl_customer_ref(c, &identity, &pos, &npos, 2, &req.customer)) != 0)
         return rc;
     if (npos != 2)
         return cxmctl_usage_error(c, "expects SCOPE and STATE after the customer");
     int state;
-    if ((rc = parse_enum(c, &cxm__v1__consent_state__descriptor, "state", pos[1], &state)) != 0)
+    if ((rc = cxmctl_parse_enum(c, &cxm__v1__consent_state__descriptor, "state", pos[1], &state)) !=
+        0)
         return rc;
-    if (decided.n && parse_time(decided.v[0], &req.decided_at_unix_ms) != 0)
+    if (decided.n && cxmctl_parse_time(decided.v[0], &req.decided_at_unix_ms) != 0)
         return cxmctl_usage_error(c, "--decided-at \"%s\" is not a time", decided.v[0]);
     req.scope = pos[0];
     req.state = (Cxm__V1__ConsentState)state;
@@ -432,8 +227,8 @@ static int cmd_delete(ctl *c, int argc, char **argv)
     size_t npos;
     int rc = cxmctl_parse(c, argc, argv, flags, 3, 0, 1, &pos, &npos);
     Cxm__V1__DeleteProfileRequest req = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
-    if (rc != CXMCTL_CONTINUE || (rc = require(c, &reason)) != 0 ||
-        (rc = customer_ref(c, &identity, &pos, &npos, 0, &req.customer)) != 0)
+    if (rc != CXMCTL_CONTINUE || (rc = cxmctl_require(c, &reason)) != 0 ||
+        (rc = cxmctl_customer_ref(c, &identity, &pos, &npos, 0, &req.customer)) != 0)
         return rc;
     req.reason = (char *)reason.v[0];
     req.suppress_identities = suppress.n > 0;
@@ -487,7 +282,7 @@ static int parse_condition(ctl *c, const char *s, Cxm__V1__FieldCondition *fc)
         fc->kind = CXM__V1__FIELD_KIND__FIELD_KIND_ATTRIBUTE, p += sizeof attr - 1;
     else if (strncmp(p, trait, sizeof trait - 1) == 0)
         fc->kind = CXM__V1__FIELD_KIND__FIELD_KIND_TRAIT, p += sizeof trait - 1;
-    size_t len = strspn(p, name_chars);
+    size_t len = strspn(p, cxmctl_name_chars);
     fc->name = cxm_arena_strndup(&c->arena, p, len);
     p += len;
     bool ok = fc->kind && len > 0;
@@ -500,8 +295,8 @@ static int parse_condition(ctl *c, const char *s, Cxm__V1__FieldCondition *fc)
         if (strncmp(p, compare_ops[i].text, oplen) != 0)
             continue;
         fc->op = compare_ops[i].op;
-        fc->value = new_message(c, &cxm__v1__value__descriptor);
-        if (parse_condition_value(c, p + oplen, fc->value) == 0)
+        fc->value = cxmctl_new_message(c, &cxm__v1__value__descriptor);
+        if (cxmctl_typed_value(c, p + oplen, fc->value) == 0)
             return 0;
         break;
     }
@@ -522,14 +317,15 @@ static int cmd_search(ctl *c, int argc, char **argv)
         return rc;
     Cxm__V1__SearchProfilesRequest req = CXM__V1__SEARCH_PROFILES_REQUEST__INIT;
     req.n_conditions = npos;
-    req.conditions = new_array(c, npos, sizeof *req.conditions);
+    req.conditions = cxmctl_new_array(c, npos, sizeof *req.conditions);
     for (size_t i = 0; i < npos; i++) {
-        req.conditions[i] = new_message(c, &cxm__v1__field_condition__descriptor);
+        req.conditions[i] = cxmctl_new_message(c, &cxm__v1__field_condition__descriptor);
         if (parse_condition(c, pos[i], req.conditions[i]) != 0)
             return CXMCTL_USAGE;
     }
     uint64_t size = 0;
-    if (page_size.n && (rc = parse_uint(c, "--page-size", page_size.v[0], INT32_MAX, &size)) != 0)
+    if (page_size.n &&
+        (rc = cxmctl_parse_uint(c, "--page-size", page_size.v[0], INT32_MAX, &size)) != 0)
         return rc;
     req.page_size = (int32_t)size;
     req.page_token = page_token.n ? (char *)page_token.v[0] : "";

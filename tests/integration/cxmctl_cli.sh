@@ -38,6 +38,52 @@ expect 2 'CXM_TIMEOUT' --timeout=0s health
 CXM_TIMEOUT=5 expect 2 '--timeout "5" (or CXM_TIMEOUT)' health
 expect 0 'default 5s' --help
 
+# journey: mistakes in the command line are caught before any call (exit 2,
+# naming the flag), so these need no server.
+for sub in track timeline state rules set-rules funnel paths touchpoints; do
+  expect 0 "journey $sub" journey
+  expect 0 "journey $sub" journey "$sub" --help
+done
+expect 2 'unknown option --stpe; did you mean --step?' journey funnel --stpe a
+expect 2 '--step: give 2 to 20 steps, in order (got 1)' journey funnel --step a --from 1d
+expect 2 'step channel "webb" is none of: web app' journey funnel --step a --step 'b@cart#webb' --from 1d
+expect 2 '--from TIME is required' journey funnel --step a --step b
+expect 2 '--window "7x": give a duration with its unit' journey funnel --step a --step b --from 1d --window 7x
+expect 2 '--order "random" is none of: ordered strict any' journey funnel --step a --step b --from 1d --order random
+expect 2 '--breakdown "device" is none of: channel first-touchpoint' journey funnel --step a --step b --from 1d --breakdown device
+expect 2 '--breakdown-limit: "101" is not a whole number from 0 to 100' journey funnel --step a --step b --from 1d --breakdown-limit 101
+expect 2 '--step "@#": expected TYPE[@TOUCHPOINT][#CHANNEL]' journey funnel --step '@#' --step b --from 1d
+expect 2 '--direction "sideways" is none of: from to' journey paths --anchor cart --direction sideways --from 1d
+expect 2 '--anchor X is required' journey paths --direction from --from 1d
+expect 2 '--max-length: "11" is not a whole number from 0 to 10' journey paths --anchor cart --direction to --from 1d --max-length 11
+expect 2 '--element "page" is none of: touchpoint event-type' journey paths --anchor cart --direction to --from 1d --element page
+expect 2 '--bucket "fortnight" is none of: hour day week month' journey touchpoints --from 1d --bucket fortnight
+expect 2 '--goal-window needs --goal EVENT_TYPE' journey touchpoints --from 1d --goal-window 7d
+expect 2 '--channel "fax" is none of' journey touchpoints --from 1d --channel fax
+expect 2 '--from "yesterday": give a time' journey timeline c1 --from yesterday
+expect 2 'name the customer by ID or by --identity, not neither' journey timeline
+expect 2 '--limit: "5000" is not a whole number from 0 to 1000' journey timeline c1 --limit 5000
+expect 2 'name the customer by ID or by --identity, not both' journey state c1 --identity email:a@b.co
+expect 2 'expects 0 arguments, got 1' journey rules extra
+track=(--identity email:a@b.co --touchpoint cart --channel web --type add_to_cart)
+expect 2 'by --customer-id or by --identity, not both' journey track --customer-id c1 "${track[@]}"
+expect 2 '--touchpoint T is required' journey track --identity email:a@b.co --channel web --type x
+expect 2 '--channel "webb" is none of' journey track "${track[@]:0:4}" --channel webb --type x
+expect 2 '--prop "price": expected NAME=VALUE' journey track "${track[@]}" --prop price
+expect 2 '--value "abc" is not a finite number' journey track "${track[@]}" --value abc
+expect 2 '--at "soon": give a time' journey track "${track[@]}" --at soon
+expect 2 'identity "mail:a": expected TYPE:VALUE' journey track "${track[@]}" --link mail:a
+expect 2 '--window applies only to --file' journey track "${track[@]}" --window 4
+expect 2 '--type describes one event; it does not combine with --file' journey track --file x.pb --type t
+expect 2 'cannot open --file /nonexistent/track.pb' journey track --file /nonexistent/track.pb
+expect 2 '--window: give 1 to 1000 messages in flight' journey track --file x.pb --window 0
+printf '\003abc' >"$dir/garbage.pb"
+expect 2 'record 1 is not a TrackRequest' journey track --file "$dir/garbage.pb"
+printf '\005ab' >"$dir/short.pb"
+expect 2 'damaged: a record is cut short' journey track --file "$dir/short.pb"
+expect 2 'expected one length-delimited UpsertStageRulesRequest' journey set-rules --file "$dir/short.pb"
+expect 2 '--file FILE.pb is required' journey set-rules
+
 start_server "$dir/log" 200 "$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data" ||
   fail "cxmd did not start: $(cat "$dir/log")"
 target=127.0.0.1:$port
@@ -73,12 +119,35 @@ expect 2 '"x1" is neither a receipt id (r...) nor a customer id (c...)' \
   --target "$target" profile receipt x1
 expect 2 'expects 1 argument, got 0' --target "$target" profile receipt
 
+# A small world from cxm-gen, recent enough for the lateness bound: the
+# journey examples read its stage_rules.pb from the working directory.
+"$bin/cxm-gen" --customers 50 --days 5 --start-ms $(( ($(date +%s) - 7 * 86400) * 1000 )) \
+  --formats pb --out "$dir/world" >/dev/null || fail "cxm-gen failed"
+cd "$dir/world"
+# The journey service is built in parallel with these commands: until the
+# server implements it, its examples and the import cannot run (usage is
+# checked above either way).
+journey=true
+"$bin/cxmctl" --target "$target" journey rules >"$dir/out" 2>&1 || true
+if grep -q UNIMPLEMENTED "$dir/out"; then
+  journey=false
+  echo "note: the server does not implement JourneyService yet; its examples are skipped"
+fi
+if $journey; then
+  expect 0 'accepted ' --target "$target" --timeout 30s journey track --file track.pb
+  expect 0 ', duplicates ' --target "$target" --timeout 30s journey track --file track.pb --window 1
+  "$bin/cxmctl" --target "$target" --json journey track --file track.pb >"$dir/out"
+  grep -q '"accepted":0,' "$dir/out" || fail "a second import stored events again: $(cat "$dir/out")"
+  grep -q '"rejected":0,' "$dir/out" || fail "a second import rejected events: $(cat "$dir/out")"
+fi
+
 # Every example of the help, in its order: none may be refused as bad usage,
 # and made-up ids may only be unknown to the server.
 "$bin/cxmctl" --help | sed -n 's/^ *e\.g\. cxmctl //p' >"$dir/examples"
 (($(wc -l <"$dir/examples") >= 10)) || fail "too few examples in --help"
 while read -r example; do
   eval "set -- $example"
+  [ "$1" = journey ] && ! $journey && continue
   status=0
   "$bin/cxmctl" --target "$target" "$@" </dev/null >"$dir/out" 2>&1 || status=$?
   ((status == 0)) || { ((status == 1)) && grep -q NOT_FOUND "$dir/out"; } ||
