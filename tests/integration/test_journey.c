@@ -111,7 +111,8 @@ static void add_prop(Cxm__V1__TouchpointEvent *e, const char *name, Cxm__V1__Val
 {
     Cxm__V1__TouchpointEvent__PropertiesEntry **props =
         cxm_arena_alloc(&arena, (e->n_properties + 1) * sizeof *props);
-    memcpy(props, e->properties, e->n_properties * sizeof *props);
+    if (e->n_properties)
+        memcpy(props, e->properties, e->n_properties * sizeof *props);
     Cxm__V1__TouchpointEvent__PropertiesEntry *p = cxm_arena_alloc(&arena, sizeof *p);
     cxm__v1__touchpoint_event__properties_entry__init(p);
     p->key = (char *)name;
