@@ -31,8 +31,8 @@ typedef struct unit {
 static const unit byte_units[] = {{"", 1},          {"K", 1 << 10},   {"KiB", 1 << 10},
                                   {"M", 1 << 20},   {"MiB", 1 << 20}, {"G", 1 << 30},
                                   {"GiB", 1 << 30}, {NULL, 0}};
-static const unit millis_units[] = {{"", 1},      {"ms", 1},      {"s", 1000},
-                                    {"m", 60000}, {"h", 3600000}, {NULL, 0}};
+static const unit millis_units[] = {{"", 1},        {"ms", 1},       {"s", 1000},      {"m", 60000},
+                                    {"h", 3600000}, {"d", 86400000}, {"w", 604800000}, {NULL, 0}};
 static const unit no_units[] = {{"", 1}, {NULL, 0}};
 
 static bool parse_scaled(const char *s, const unit *units, int64_t *out)
@@ -76,7 +76,7 @@ static const char *expected_form(cxm_opt_type t)
     case CXM_OPT_BYTES:
         return "a size such as 4096, 64K or 4M";
     case CXM_OPT_MILLIS:
-        return "a duration such as 250ms, 5s or 2m";
+        return "a duration such as 250ms, 5s, 2m or 7d";
     case CXM_OPT_BOOL:
         return "true or false (or 1/0, yes/no, on/off)";
     default:
@@ -106,8 +106,8 @@ static const char *value_name(cxm_opt_type t)
 static void format_number(cxm_opt_type t, int64_t v, char *buf, size_t len)
 {
     static const unit bytes_out[] = {{"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {NULL, 0}};
-    static const unit millis_out[] = {
-        {"h", 3600000}, {"m", 60000}, {"s", 1000}, {"ms", 1}, {NULL, 0}};
+    static const unit millis_out[] = {{"d", 86400000}, {"h", 3600000}, {"m", 60000},
+                                      {"s", 1000},     {"ms", 1},      {NULL, 0}};
     const unit *units = t == CXM_OPT_BYTES ? bytes_out : t == CXM_OPT_MILLIS ? millis_out : NULL;
     for (const unit *u = units; v != 0 && u && u->suffix; u++)
         if (v % u->mult == 0) {

@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "cxm/err.h"
@@ -40,6 +41,7 @@ struct jdb {
     dict_staged *staged; /* made by the writer, not yet committed */
     size_t nstaged, cap_staged;
     atomic_bool full_logged;
+    char base_currency[4]; /* "" or an ISO 4217 code */
 };
 
 /* ---- small helpers ---- */
@@ -645,6 +647,16 @@ jdict jdb_dict(jdb_dict_ctx *ctx)
 
 /* ---- timeline ---- */
 
+void jdb_set_base_currency(jdb *db, const char *code)
+{
+    snprintf(db->base_currency, sizeof db->base_currency, "%s", code ? code : "");
+}
+
+static bool base_currency(const jdb *db, const char *code)
+{
+    return !code || !*code || (db->base_currency[0] && strcmp(code, db->base_currency) == 0);
+}
+
 int jdb_make_rec(cxm_txn *t, jdb *db, const Cxm__V1__TouchpointEvent *ev, jrec *out)
 {
     jrec r = {0};
@@ -655,7 +667,7 @@ int jdb_make_rec(cxm_txn *t, jdb *db, const Cxm__V1__TouchpointEvent *ev, jrec *
         r.session = 1; /* the one hash that would read as "none" */
     r.eid = str_hash(ev->event_id);
     r.channel = (uint8_t)ev->channel;
-    r.flags = (uint8_t)((!ev->currency || !*ev->currency ? JREC_BASE_CURRENCY : 0) |
+    r.flags = (uint8_t)((base_currency(db, ev->currency) ? JREC_BASE_CURRENCY : 0) |
                         (ev->n_properties ? JREC_HAS_PROPS : 0));
     int rc = jdb_dict_intern(t, db, ev->event_type, &r.type);
     if (rc == 0)

@@ -62,6 +62,11 @@ int jdb_open(cxm_store *store, jdb **out);
 void jdb_close(jdb *db);
 cxm_store *jdb_store(const jdb *db);
 
+/* The deployment's base currency (ISO 4217, or "" for none): an event's
+ * value counts in totals when its currency is empty or this one. Set once
+ * after open, before any event is stored. */
+void jdb_set_base_currency(jdb *db, const char *code);
+
 /* ---- ingest ---- */
 
 /* Record event_id as received at now, unless a copy was received within

@@ -9,7 +9,9 @@
  */
 #include "journey.h"
 
+#include <ctype.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cxm/bus.h"
 #include "cxm/err.h"
@@ -26,6 +28,7 @@
 static int64_t cfg_dedup_window = 7 * DAY_MS;
 static int64_t cfg_max_lateness = 30 * DAY_MS;
 static const char *cfg_profile_addr = "";
+static const char *cfg_base_currency = "";
 
 static const cxm_opt jrn_opts[] = {
     {"journey-dedup-window", CXM_OPT_MILLIS, &cfg_dedup_window, 1, 365 * DAY_MS,
@@ -33,6 +36,9 @@ static const cxm_opt jrn_opts[] = {
      "604800s)"},
     {"journey-max-lateness", CXM_OPT_MILLIS, &cfg_max_lateness, 1, 3650 * DAY_MS,
      "events that occurred longer ago than this are rejected"},
+    {"journey-base-currency", CXM_OPT_STR, &cfg_base_currency, 0, 0,
+     "ISO 4217 code (KRW, EUR, ...) whose event values count in totals along with values sent "
+     "without a currency; empty: only those"},
     {"profile-addr", CXM_OPT_STR, &cfg_profile_addr, 0, 0,
      "HOST:PORT of the profile service resolving customers; empty: this process's own server "
      "(cxmd)"},
@@ -93,6 +99,13 @@ static int open_events(cxm_store *store, jrn_ctx *ctx)
 
 static int jrn_open(cxm_store *store, cxm_service *svc)
 {
+    if (*cfg_base_currency && (strlen(cfg_base_currency) != 3 || !isupper(cfg_base_currency[0]) ||
+                               !isupper(cfg_base_currency[1]) || !isupper(cfg_base_currency[2]))) {
+        cxm_log_error("journey.bad_flag",
+                      "--journey-base-currency \"%s\" is not an ISO 4217 code such as KRW or EUR",
+                      cfg_base_currency);
+        return CXM_EINVAL;
+    }
     jrn_ctx *ctx = calloc(1, sizeof *ctx);
     if (!ctx)
         return CXM_ENOMEM;
@@ -109,6 +122,8 @@ static int jrn_open(cxm_store *store, cxm_service *svc)
     int rc = (ctx->rules = jrules_compile(defaults, n, 0)) ? 0 : CXM_ENOMEM;
     if (rc == 0)
         rc = jdb_open(store, &ctx->db);
+    if (rc == 0)
+        jdb_set_base_currency(ctx->db, cfg_base_currency);
     if (rc == 0)
         rc = open_events(store, ctx);
     if (rc == 0) {

@@ -42,7 +42,7 @@ if ((only)); then
   echo '{"rules":null}' >"$dir/rules.json"
 else
   start_server "$dir/log" 800 "$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data" \
-    --journey-max-lateness 3650d || fail "cxmd did not start: $(cat "$dir/log")"
+    --journey-max-lateness 3650d --journey-base-currency KRW || fail "cxmd did not start: $(cat "$dir/log")"
   target=127.0.0.1:$port
   ctl() { "$bin/cxmctl" --target "$target" --json --timeout 60s "$@"; }
 
