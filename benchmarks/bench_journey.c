@@ -241,6 +241,7 @@ int cxm_bench_touchpoints(int64_t from_ms, int64_t to_ms, grpc_byte_buffer **out
     range.from_unix_ms = from_ms, range.to_unix_ms = to_ms;
     Cxm__V1__TouchpointStatsRequest req = CXM__V1__TOUCHPOINT_STATS_REQUEST__INIT;
     req.range = &range;
+    req.bucket = CXM__V1__TIME_BUCKET__TIME_BUCKET_DAY;
     req.goal_event_type = "purchase";
     req.goal_window_ms = CXM_BENCH_WEEK_MS;
     return cxm_bench_pack(&req.base, out);

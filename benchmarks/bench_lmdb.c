@@ -6,7 +6,8 @@
  * Writes what the ingest writes per event, with nothing else: the packed
  * TouchpointEvent of a cxm-gen-like event (bench_journey.h) with the fields
  * the service fills in (customer_id, stage, received_at; about 200 bytes)
- * under a per-customer time-ordered key, and a dedup entry under its
+ * under a per-customer time-ordered key (or, --layout append, under one
+ * growing sequence as journey's pending queue does), and a dedup entry under its
  * event id - two puts per event - --batch events per write transaction,
  * each committed durably (fsync), into a fresh environment opened with the
  * flags cxm's store uses (libshared/src/store.c: MDB_NOTLS, synchronous
@@ -36,6 +37,7 @@ typedef struct lmdb_cfg {
     const char *dir;
     int64_t events, batch, customers;
     bool json, keep;
+    const char *layout; /* "customer" or "append" */
 } lmdb_cfg;
 
 /* One event as the ingest stores it. */
@@ -69,7 +71,7 @@ static void put_be64(uint8_t *p, uint64_t v)
 
 /* Split one packed TrackRequest of n events into its events, each packed
  * alone as the store keeps it. */
-static int split_events(const uint8_t *req, size_t len, packed_event *out, size_t *n,
+static int split_events(const uint8_t *req, size_t len, bool append, packed_event *out, size_t *n,
                         uint64_t *bytes)
 {
     Cxm__V1__TrackRequest *r = cxm__v1__track_request__unpack(NULL, len, req);
@@ -95,9 +97,14 @@ static int split_events(const uint8_t *req, size_t len, packed_event *out, size_
         if (!p->value || !p->event_id)
             return (cxm__v1__track_request__free_unpacked(r, NULL), -1);
         *bytes += p->value_len;
-        put_be64(p->key, fnv1a(cid));
-        put_be64(p->key + 8, (uint64_t)e->occurred_at_unix_ms);
-        put_be64(p->key + 16, fnv1a(e->event_id));
+        if (append) { /* the ingest's pending queue: one growing sequence */
+            memset(p->key, 0, 16);
+            put_be64(p->key + 16, (uint64_t)*n);
+        } else {
+            put_be64(p->key, fnv1a(cid));
+            put_be64(p->key + 8, (uint64_t)e->occurred_at_unix_ms);
+            put_be64(p->key + 16, fnv1a(e->event_id));
+        }
     }
     cxm__v1__track_request__free_unpacked(r, NULL);
     return 0;
@@ -119,7 +126,7 @@ static packed_event *make_events(const lmdb_cfg *cfg, uint64_t *bytes)
                                                                     : CXM_BENCH_MAX_BATCH;
         rc = cxm_bench_track_bytes(&gen, want, &buf, &cap, &len);
         if (rc == 0)
-            rc = split_events(buf, len, ev, &n, bytes);
+            rc = split_events(buf, len, strcmp(cfg->layout, "append") == 0, ev, &n, bytes);
     }
     free(buf);
     cxm_bench_events_dispose(&gen);
@@ -263,7 +270,7 @@ static int bench(const lmdb_cfg *cfg)
 
 int main(int argc, char **argv)
 {
-    lmdb_cfg cfg = {.events = 200000, .batch = 500, .customers = 100000};
+    lmdb_cfg cfg = {.events = 200000, .batch = 500, .customers = 100000, .layout = "customer"};
     const cxm_opt opts[] = {
         {"dir", CXM_OPT_STR, &cfg.dir, 0, 0,
          "where to create the environment: a directory that does not exist yet (default: a new "
@@ -272,6 +279,10 @@ int main(int argc, char **argv)
         {"batch", CXM_OPT_INT, &cfg.batch, 1, 100000, "events per durable transaction"},
         {"customers", CXM_OPT_INT, &cfg.customers, 1, CXM_BENCH_MAX_CUSTOMERS,
          "customers the events are spread over"},
+        {"layout", CXM_OPT_STR, &cfg.layout, 0, 0,
+         "customer: events under per-customer time-ordered keys (random places, as a store "
+         "that orders by customer at ingest); append: under one growing sequence (as journey's "
+         "pending queue)"},
         {"json", CXM_OPT_BOOL, &cfg.json, 0, 0,
          "print one JSON line on stdout (the summary goes to stderr)"},
         {"keep", CXM_OPT_BOOL, &cfg.keep, 0, 0, "leave the environment on disk afterwards"},
@@ -286,6 +297,10 @@ int main(int argc, char **argv)
     }
     if (rc != 0) {
         fprintf(stderr, "cxm-bench-lmdb: %s (see --help)\n", err[0] ? err : "bad arguments");
+        return 2;
+    }
+    if (strcmp(cfg.layout, "customer") != 0 && strcmp(cfg.layout, "append") != 0) {
+        fprintf(stderr, "cxm-bench-lmdb: --layout \"%s\": use customer or append\n", cfg.layout);
         return 2;
     }
     return bench(&cfg);

@@ -519,19 +519,19 @@ static void start_recv(cxm_call *c)
     start_batch(c, &op, 1, &c->t_recv);
 }
 
-/* Decode a request message, or end the call with INVALID_ARGUMENT saying
- * why it cannot be decoded. what: "the request" or "a stream message". */
+/* Decode a request message, or write into why (DETAILS_MAX bytes) why it
+ * cannot be decoded. what: "the request" or "a stream message". */
 static ProtobufCMessage *decode_request(cxm_call *c, grpc_byte_buffer *bb,
-                                        ProtobufCAllocator *alloc, const char *what)
+                                        ProtobufCAllocator *alloc, const char *what, char *why)
 {
     ProtobufCMessage *req = NULL;
     int rc = unpack_message(bb, c->rm->m->request, alloc, &req);
     if (rc == CXM_ETOOBIG)
-        cxm_call_finish(c, CXM_EINVAL, "%s: %s nests messages deeper than %d levels", c->rm->path,
-                        what, CXM_WIRE_MAX_DEPTH);
+        snprintf(why, DETAILS_MAX, "%s: %s nests messages deeper than %d levels", c->rm->path, what,
+                 CXM_WIRE_MAX_DEPTH);
     else if (rc != 0)
-        cxm_call_finish(c, CXM_EINVAL, "%s: %s is not a valid message (expected a serialized %s)",
-                        c->rm->path, what, c->rm->m->request->name);
+        snprintf(why, DETAILS_MAX, "%s: %s is not a valid message (expected a serialized %s)",
+                 c->rm->path, what, c->rm->m->request->name);
     return req;
 }
 
@@ -545,16 +545,20 @@ static void dispatch_initial(cxm_call *c)
                         c->rm->path, c->rm->m->request->name);
         return;
     }
+    char why[DETAILS_MAX];
     ProtobufCMessage *req =
-        decode_request(c, c->payload, cxm_arena_protobuf(&c->arena), "the request");
+        decode_request(c, c->payload, cxm_arena_protobuf(&c->arena), "the request", why);
     grpc_byte_buffer_destroy(c->payload);
     c->payload = NULL;
     if (req)
         c->rm->m->on_message(c, req);
+    else
+        cxm_call_finish(c, CXM_EINVAL, "%s", why);
 }
 
 /* One message of a client- or bidi-stream. It is decoded on the heap and
- * freed after the handler returns, so a long stream does not grow the arena. */
+ * freed after the handler returns, so a long stream does not grow the arena
+ * (or with the method's stream_allocator, for the handler to keep). */
 static void on_recv(cxm_call *c, bool ok)
 {
     grpc_byte_buffer *bb = c->payload;
@@ -572,15 +576,27 @@ static void on_recv(cxm_call *c, bool ok)
         else
             cxm_call_finish(c, 0, NULL);
     } else {
-        ProtobufCMessage *req = decode_request(c, bb, NULL, "a stream message");
+        const cxm_method *m = c->rm->m;
+        ProtobufCAllocator *alloc = m->stream_allocator ? m->stream_allocator(c) : NULL;
+        char why[DETAILS_MAX];
+        ProtobufCMessage *req = m->stream_allocator && !alloc
+                                    ? NULL
+                                    : decode_request(c, bb, alloc, "a stream message", why);
+        if (m->stream_allocator && !alloc)
+            snprintf(why, sizeof why, "%s: out of memory for a stream message", c->rm->path);
         grpc_byte_buffer_destroy(bb);
-        if (req) {
-            c->rm->m->on_message(c, req);
-            protobuf_c_message_free_unpacked(req, NULL);
+        if (!req) {
+            if (m->on_bad_message)
+                m->on_bad_message(c, why);
+            else
+                cxm_call_finish(c, CXM_EINVAL, "%s", why);
+        } else {
+            m->on_message(c, req);
+            if (!alloc)
+                protobuf_c_message_free_unpacked(req, NULL);
             pthread_mutex_lock(&c->mu);
             if (!c->finished && !atomic_load(&c->closed)) {
-                if (c->recv_held ||
-                    (c->send_in_flight && c->queued_bytes >= SEND_QUEUE_HIGH_WATER))
+                if (c->recv_held || (c->send_in_flight && c->queued_bytes >= SEND_QUEUE_HIGH_WATER))
                     c->recv_deferred = true;
                 else
                     start_recv(c);

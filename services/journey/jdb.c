@@ -513,7 +513,10 @@ int jdb_pending_count(cxm_txn *t, jdb *db, const char *customer_id, uint64_t *n)
     cxm_iter it;
     uint64_t k = 0;
     int rc = cxm_iter_prefix(t, db->pending, NULL, 0, false, &it);
-    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0)
+    /* Bounded: a state read must stay cheap while a backlog of millions
+     * waits for the profile service. */
+    for (size_t seen = 0; rc == 0 && seen < JDB_PENDING_SCAN_MAX && (rc = cxm_iter_next(&it)) == 0;
+         seen++)
         k += packed_ref_is(it.val, it.vlen, customer_id);
     cxm_iter_close(&it);
     if (rc != CXM_ENOTFOUND && rc != 0)

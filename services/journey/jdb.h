@@ -97,7 +97,9 @@ int jdb_pending_oldest(cxm_txn *t, jdb *db, cxm_arena *a, size_t max, jdb_pendin
 int jdb_pending_del(cxm_txn *t, jdb *db, uint64_t seq);
 
 /* Pending events in all (customer_id NULL: O(1)) or whose customer ref is
- * exactly customer_id (a scan: cheap while the queue is short). */
+ * exactly customer_id, among the oldest JDB_PENDING_SCAN_MAX (a bounded
+ * scan, so a long backlog never makes a read slow). */
+#define JDB_PENDING_SCAN_MAX 65536
 int jdb_pending_count(cxm_txn *t, jdb *db, const char *customer_id, uint64_t *n);
 
 /* ---- timeline ---- */

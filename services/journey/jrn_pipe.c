@@ -4,19 +4,27 @@
  */
 #include "jrn_pipe.h"
 
+#include <errno.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cxm/err.h"
 #include "cxm/hash.h"
 #include "cxm/log.h"
 
-#define RECOMPUTE_BATCH 500 /* roots per write transaction of a rule change */
-#define SWEEP_MAX 4000      /* dedup entries deleted per round */
-#define MAX_TRANSITIONS 50  /* kept in the state row */
+#define PIPE_NICE 10             /* the pipeline thread's nice value: below ingest */
+#define PIPE_INGEST_QUIET_MS 100 /* ingest counts as busy this long after a commit */
+#define PIPE_DEBT_MAX 2000000    /* pending events past which the pipeline stops yielding */
+#define PIPE_PAUSE_MAX_MS 500    /* longest pause between two rounds */
+#define RECOMPUTE_BATCH 500      /* roots per write transaction of a rule change */
+#define SWEEP_MAX 4000           /* dedup entries deleted per round */
+#define MAX_TRANSITIONS 50       /* kept in the state row */
 #define POLL_MS 250
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -30,8 +38,9 @@ struct jrn_pipe {
     bool stop, woken;
     atomic_bool invalidate;
     atomic_uint_fast64_t dropped;
-    cxm_arena a;  /* a round's events and resolutions */
-    cxm_arena ta; /* a write transaction's scratch (reset on each run) */
+    atomic_int_fast64_t ingest_at; /* monotonic ms of the latest ingest commit */
+    cxm_arena a;                   /* a round's events and resolutions */
+    cxm_arena ta;                  /* a write transaction's scratch (reset on each run) */
     /* the round in the write transaction */
     jdb_pending *batch;
     size_t n;
@@ -46,6 +55,13 @@ struct jrn_pipe {
     size_t rc_n;
     bool outage; /* the profile service is away (logged once) */
 };
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* ---- rules ---- */
 
@@ -406,23 +422,38 @@ static int make_items(jrn_pipe *p)
     return 0;
 }
 
-static int add_root(cxm_arena *a, const char ***roots, size_t *n, size_t *cap, const char *root)
+/* The distinct roots of a round, in first-seen order, with an open-addressing
+ * set over them (a round holds up to JRN_PIPE_BATCH events). */
+typedef struct root_set {
+    const char **roots;
+    size_t n;
+    size_t *slots, mask;
+} root_set;
+
+static int root_set_init(cxm_arena *a, root_set *s, size_t max)
 {
-    for (size_t i = 0; i < *n; i++)
-        if (strcmp((*roots)[i], root) == 0)
-            return 0;
-    if (*n == *cap) {
-        size_t nc = *cap ? *cap * 2 : 64;
-        const char **r = cxm_arena_alloc(a, nc * sizeof *r);
-        if (!r)
-            return CXM_ENOMEM;
-        if (*n)
-            memcpy(r, *roots, *n * sizeof *r);
-        *roots = r;
-        *cap = nc;
-    }
-    (*roots)[(*n)++] = root;
+    size_t nslots = 2;
+    while (nslots < max * 2)
+        nslots *= 2;
+    s->roots = cxm_arena_alloc(a, max * sizeof *s->roots);
+    s->slots = cxm_arena_alloc(a, nslots * sizeof *s->slots);
+    if (!s->roots || !s->slots)
+        return CXM_ENOMEM;
+    for (size_t i = 0; i < nslots; i++)
+        s->slots[i] = SIZE_MAX;
+    s->n = 0;
+    s->mask = nslots - 1;
     return 0;
+}
+
+static void root_set_add(root_set *s, const char *root)
+{
+    size_t i = cxm_hash(CXM_HASH_INIT, root, strlen(root)) & s->mask;
+    for (; s->slots[i] != SIZE_MAX; i = (i + 1) & s->mask)
+        if (strcmp(s->roots[s->slots[i]], root) == 0)
+            return;
+    s->slots[i] = s->n;
+    s->roots[s->n++] = root;
 }
 
 static int emit_tracked(cxm_txn *t, jrn_ctx *ctx, cxm_arena *a, const Cxm__V1__TouchpointEvent *ev,
@@ -473,9 +504,9 @@ static int round_txn(cxm_txn *t, void *user)
     cxm_arena_reset(&p->ta);
     jdb_dict_rollback(ctx->db);
     p->ndropped = 0;
-    const char **roots = NULL, **root_of = cxm_arena_alloc(&p->ta, p->n * sizeof *root_of);
-    size_t nroots = 0, cap = 0;
-    if (!root_of)
+    const char **root_of = cxm_arena_alloc(&p->ta, (p->n ? p->n : 1) * sizeof *root_of);
+    root_set roots;
+    if (!root_of || root_set_init(&p->ta, &roots, p->n ? p->n : 1) != 0)
         return CXM_ENOMEM;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < p->n; i++) {
@@ -485,15 +516,15 @@ static int round_txn(cxm_txn *t, void *user)
             p->ndropped++;
         } else if ((rc = store_event(t, p, p->batch[i].ev, it->customer_id)) == 0 &&
                    (rc = jdb_root(t, ctx->db, &p->ta, it->customer_id, &root_of[i])) == 0) {
-            rc = add_root(&p->ta, &roots, &nroots, &cap, root_of[i]);
+            root_set_add(&roots, root_of[i]);
         }
         if (rc == 0)
             rc = jdb_pending_del(t, ctx->db, p->batch[i].seq);
     }
     /* Roots a merge made non-roots since (a target that was merged away
      * meanwhile) are handled by their root: jdb_root above follows merges. */
-    for (size_t i = 0; rc == 0 && i < nroots; i++)
-        rc = jrn_recompute(t, ctx, &p->ta, roots[i], now);
+    for (size_t i = 0; rc == 0 && i < roots.n; i++)
+        rc = jrn_recompute(t, ctx, &p->ta, roots.roots[i], now);
     for (size_t i = 0; rc == 0 && i < p->n; i++) {
         const Cxm__V1__TouchpointEvent *ev = p->batch[i].ev;
         if (root_of[i] && ev->item_id && *ev->item_id)
@@ -544,7 +575,11 @@ static int run_round(jrn_pipe *p, bool *did)
     rc = cxm_resolver_resolve(p->resolver, p->items, p->nitems, &p->a);
     if (rc != 0)
         return rc;
-    rc = cxm_store_write(jdb_store(ctx->db), round_txn, p);
+    /* Data flushed, meta page not (one fdatasync instead of two): an OS
+     * crash may undo this commit, and with it the deletion of its pending
+     * events, which the next round then moves again. The events themselves
+     * were committed durably by ingest. */
+    rc = cxm_store_write_flags(jdb_store(ctx->db), CXM_WRITE_NOMETASYNC, round_txn, p);
     if (rc != 0) {
         jdb_dict_rollback(ctx->db);
         return rc;
@@ -663,12 +698,46 @@ static bool stopping(jrn_pipe *p)
     return s;
 }
 
+/* While ingest is busy, hold LMDB's one writer lock for at most a quarter
+ * of the time: a round of the pipeline writes a page per event into
+ * customer-ordered tables (random places) and so holds the lock far
+ * longer per event than ingest, which appends; without this a burst is
+ * acknowledged at a third of the rate. The backlog this builds is bounded:
+ * past PIPE_DEBT_MAX pending events the pipeline runs flat out and ingest
+ * shares the lock with it again. */
+static void yield_to_ingest(jrn_pipe *p, int64_t round_ms)
+{
+    if (mono_ms() - atomic_load(&p->ingest_at) > PIPE_INGEST_QUIET_MS)
+        return;
+    cxm_txn *t;
+    uint64_t backlog = 0;
+    if (cxm_store_read_begin(jdb_store(p->ctx->db), &t) == 0) {
+        jdb_pending_count(t, p->ctx->db, NULL, &backlog);
+        cxm_store_read_end(t);
+    }
+    if (backlog > PIPE_DEBT_MAX)
+        return;
+    int64_t pause = round_ms * 3;
+    if (pause > PIPE_PAUSE_MAX_MS)
+        pause = PIPE_PAUSE_MAX_MS;
+    struct timespec ts = {pause / 1000, (long)(pause % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
 static void *pipe_main(void *arg)
 {
     jrn_pipe *p = arg;
     int64_t backoff = BACKOFF_MIN_MS;
+    /* Ingest comes first: acknowledging events is what callers wait for,
+     * resolving them may lag in a burst (pending_events shows by how much)
+     * and catches up when the burst ends. On 2 cores an equal share would
+     * halve the ingest rate. */
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), PIPE_NICE) != 0)
+        cxm_log_warn("journey.nice_failed", "the pipeline runs at normal priority: %s",
+                     strerror(errno));
     while (!stopping(p)) {
         bool did = false;
+        int64_t round_start = mono_ms();
         int rc = reload_rules(p);
         if (rc == 0)
             rc = run_round(p, &did);
@@ -693,6 +762,8 @@ static void *pipe_main(void *arg)
             wait_ms(p, 1000);
             continue;
         }
+        if (did)
+            yield_to_ingest(p, mono_ms() - round_start);
         if ((rc = recompute_step(p)) != 0)
             cxm_log_error("journey.recompute_failed", "stage recomputation failed: %s (%s)",
                           cxm_strerror(rc), cxm_store_last_error());
@@ -747,6 +818,7 @@ void jrn_pipe_wake(jrn_pipe *p)
 {
     if (!p)
         return;
+    atomic_store(&p->ingest_at, mono_ms());
     pthread_mutex_lock(&p->mu);
     p->woken = true;
     pthread_cond_signal(&p->cv);

@@ -183,6 +183,7 @@ struct jstream {
     bool held, half_closed, cancelled, finished;
     int fail_rc;
     char fail_msg[CXM_SVC_ERR_MAX];
+    ingest *next; /* made by stream_allocator for the message being decoded */
 };
 
 /* In the call's arena: released with the call, however it ends (the
@@ -297,15 +298,39 @@ static void stream_fail(jstream *s, int rc, const char *msg)
     s->held = true;
 }
 
-static Cxm__V1__TrackStreamRequest *copy_message(cxm_arena *a,
-                                                 const Cxm__V1__TrackStreamRequest *req)
+/* The runtime decodes each stream message straight into the arena of the
+ * job it starts (the method's stream_allocator): the job owns its events,
+ * checks may put normalised copies beside them, and nothing is copied. */
+static ProtobufCAllocator *stream_allocator(cxm_call *call)
 {
-    size_t len = protobuf_c_message_get_packed_size(&req->base);
-    uint8_t *buf = cxm_arena_alloc(a, len ? len : 1);
-    if (!buf)
+    jstream *s = stream_of(call);
+    if (!s)
         return NULL;
-    protobuf_c_message_pack(&req->base, buf);
-    return cxm__v1__track_stream_request__unpack(cxm_arena_protobuf(a), len, buf);
+    if (!s->next && !(s->next = ingest_new(s->ctx, call)))
+        return NULL;
+    return cxm_arena_protobuf(&s->next->a);
+}
+
+/* A message that does not decode ends the stream once the acknowledgements
+ * of the messages before it are sent (their writes may still be in flight:
+ * the call must outlive them). */
+static void on_stream_bad_message(cxm_call *call, const char *why)
+{
+    jstream *s = stream_of(call);
+    if (!s)
+        return cxm_call_finish(call, CXM_EINVAL, "%s", why);
+    pthread_mutex_lock(&s->mu);
+    if (s->next) {
+        ingest_free(s->next);
+        s->next = NULL;
+    }
+    char msg[CXM_SVC_ERR_MAX];
+    snprintf(msg, sizeof msg, "message %u: %s", s->next_index, why);
+    stream_fail(s, CXM_EINVAL, msg);
+    stream_fin fin;
+    stream_maybe_finish(s, &fin);
+    pthread_mutex_unlock(&s->mu);
+    stream_finish(&fin);
 }
 
 static void on_stream_message(cxm_call *call, const ProtobufCMessage *msg)
@@ -314,25 +339,22 @@ static void on_stream_message(cxm_call *call, const ProtobufCMessage *msg)
     jstream *s = stream_of(call);
     if (!s)
         return cxm_call_finish(call, CXM_ENOMEM, "out of memory");
+    /* req lives in g's arena (stream_allocator): g owns it from here. */
+    ingest *g = s->next;
+    s->next = NULL;
     pthread_mutex_lock(&s->mu);
     uint32_t index = s->next_index++;
     bool over = s->finished || s->fail_rc;
     pthread_mutex_unlock(&s->mu);
-    if (over)
+    if (over) {
+        if (g)
+            ingest_free(g);
         return;
+    }
     char err[CXM_SVC_ERR_MAX] = "", full[CXM_SVC_ERR_MAX + 32];
-    int rc = check_batch(req->n_events, err);
-    ingest *g = NULL;
-    if (rc == 0 && !(g = ingest_new(s->ctx, call)))
-        rc = CXM_ENOMEM;
-    /* The checks normalise identities in place with arena copies, and the
-     * runtime frees the decoded message with the heap allocator after this
-     * returns: work on a copy the job owns. */
-    Cxm__V1__TrackStreamRequest *own = NULL;
-    if (rc == 0 && !(own = copy_message(&g->a, req)))
-        rc = CXM_ENOMEM;
+    int rc = g ? check_batch(req->n_events, err) : CXM_ENOMEM;
     if (rc == 0)
-        rc = ingest_prepare(g, own->events, own->n_events, index);
+        rc = ingest_prepare(g, req->events, req->n_events, index);
     if (rc != 0 && !err[0])
         snprintf(err, sizeof err, "out of memory");
     pthread_mutex_lock(&s->mu);
@@ -952,7 +974,8 @@ int jrn_erase(cxm_txn *t, const char *customer_id, char *const *merged, size_t n
 const cxm_method jrn_methods[] = {
     {"Track", CXM_UNARY, &cxm__v1__track_request__descriptor, on_track, NULL, NULL},
     {"TrackStream", CXM_BIDI_STREAMING, &cxm__v1__track_stream_request__descriptor,
-     on_stream_message, on_stream_half_close, on_stream_cancel},
+     on_stream_message, on_stream_half_close, on_stream_cancel, stream_allocator,
+     on_stream_bad_message},
     {"GetTimeline", CXM_UNARY, &cxm__v1__get_timeline_request__descriptor, on_timeline, NULL, NULL},
     {"GetJourneyState", CXM_UNARY, &cxm__v1__get_journey_state_request__descriptor, on_state, NULL,
      NULL},

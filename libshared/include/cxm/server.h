@@ -54,6 +54,18 @@ typedef struct cxm_method {
     /* Optional: the call ended early (cancelled, deadline, connection lost).
      * Runs on the call's worker thread; stop work and finish the call. */
     void (*on_cancel)(cxm_call *call);
+    /* Optional, client- and bidi-streams: the allocator to decode the next
+     * message with (an arena of the work the message starts, say). The
+     * handler then owns the decoded message and the runtime frees nothing
+     * of it: what must outlive on_message needs no copy. Without it each
+     * message is decoded on the heap and freed after on_message. */
+    ProtobufCAllocator *(*stream_allocator)(cxm_call *call);
+    /* Optional, client- and bidi-streams: a message did not decode. The
+     * runtime reads no further message and leaves ending the call to the
+     * handler (which may have work in flight that still answers), why
+     * being the sentence to end it INVALID_ARGUMENT with. Without it the
+     * runtime ends the call itself. */
+    void (*on_bad_message)(cxm_call *call, const char *why);
 } cxm_method;
 
 typedef struct cxm_service {
