@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The demo both layouts run, against a cxm that is already up: one customer
 # across identities, consent, a small generated world's CRM profiles
-# (cxm-gen, replayed with cxm-bench), and an erasure that every service
+# (cxm-gen, replayed with cxm-bench) and its touchpoint events (a funnel
+# with drop-off, the touchpoint table), and an erasure that every service
 # confirms through the event bus.
-#   deploy/demo.sh BIN_DIR PROFILE_TARGET
+#   deploy/demo.sh BIN_DIR PROFILE_TARGET [JOURNEY_TARGET]
 # PROFILE_TARGET is the address of the profile service: cxmd's port on the
 # embedded default (quickstart.sh), cxm-profile's in the distributed layout
-# (distributed.sh). Exits 1 when a step fails.
+# (distributed.sh); JOURNEY_TARGET the journey service's (default: the
+# same). Exits 1 when a step fails.
 set -euo pipefail
 bin=$1
 target=$2
+journey=${3:-$2}
 world=""
 trap '[ -n "$world" ] && rm -rf "$world"' EXIT
 
@@ -24,11 +27,12 @@ ctl profile upsert --identity email:ann.lee@example.com --identity phone:+821012
 ctl profile consent --identity email:ann.lee@example.com marketing_email granted --source web_banner
 ctl profile get --identity phone:+821012345678
 
-echo "== a generated world: 2000 customers over 30 days (cxm-gen), its CRM profiles replayed"
-# Only the profile import: the journey, feedback and personalisation RPCs
-# its other files feed are not built yet (they answer UNIMPLEMENTED).
+echo "== a generated world: 2000 customers over the last 30 days (cxm-gen), its CRM profiles replayed"
 world=$(mktemp -d "${TMPDIR:-/tmp}/cxm-demo-world-XXXXXX")
-"$bin/cxm-gen" --seed 1 --customers 2000 --days 30 --formats pb,csv --out "$world"
+# It ends now: the journey service refuses events older than 30 days.
+start_ms=$(($(date +%s) * 1000 - 30 * 86400000 + 3600000))
+"$bin/cxm-gen" --seed 1 --customers 2000 --days 30 --start-ms "$start_ms" --formats pb,csv \
+  --out "$world"
 "$bin/cxm-bench" --target "$target" --requests "$world/profiles.pb" \
   --method /cxm.v1.ProfileService/UpsertProfile
 # identities.csv: customer_id,identity_type,identity_value,... (no free text,
@@ -36,6 +40,19 @@ world=$(mktemp -d "${TMPDIR:-/tmp}/cxm-demo-world-XXXXXX")
 for email in $(awk -F, '$2 == "email" { print $3 }' "$world/identities.csv" | head -n 2); do
   ctl profile get --identity "email:$email"
 done
+
+echo "== the world's touchpoint events (journey service): a funnel and the touchpoint table"
+jctl() { echo "\$ cxmctl $*"; "$bin/cxmctl" --target "$journey" "$@"; }
+jctl journey track --file "$world/track.pb"
+# Identities resolve to customers in the background: wait until none is pending.
+for _ in $(seq 200); do
+  "$bin/cxmctl" --target "$journey" --json journey touchpoints --from 31d |
+    grep -q '"pending_events"' || break
+  sleep 0.05
+done
+jctl journey funnel --step page_view --step product_view --step add_to_cart --step purchase \
+  --window 7d --from 31d
+jctl journey touchpoints --from 31d --goal purchase --goal-window 7d
 
 echo "== erasure: profile erases, publishes CustomerDeleted, every service confirms on the bus"
 echo "\$ cxmctl profile delete --identity phone:+821012345678 --reason \"GDPR art. 17 request #123\""

@@ -79,7 +79,11 @@ for i in "${!services[@]}"; do
   svc=${services[$i]}
   listen=127.0.0.1:$((port + i))
   echo "== cxm-$svc on $listen (data in $dir/$svc, log in $dir/$svc.log)"
-  "$bin/cxm-$svc" --listen "$listen" --data "$dir/$svc" --nats-url "$nats" >"$dir/$svc.log" 2>&1 &
+  extra=()
+  # journey resolves customers through the profile service (the first port).
+  [ "$svc" = journey ] && extra=(--profile-addr "127.0.0.1:$port")
+  "$bin/cxm-$svc" --listen "$listen" --data "$dir/$svc" --nats-url "$nats" "${extra[@]}" \
+    >"$dir/$svc.log" 2>&1 &
   pids+=($!)
 done
 for i in "${!services[@]}"; do
@@ -91,7 +95,7 @@ for i in "${!services[@]}"; do
   done
 done
 
-bash "$root/deploy/demo.sh" "$bin" "127.0.0.1:$port"
+bash "$root/deploy/demo.sh" "$bin" "127.0.0.1:$port" "127.0.0.1:$((port + 1))"
 echo "== the bus, as each service sees it"
 for i in "${!services[@]}"; do
   echo "\$ cxmctl --target 127.0.0.1:$((port + i)) bus status   # cxm-${services[$i]}"

@@ -34,8 +34,8 @@ typedef struct dict_staged {
 
 struct jdb {
     cxm_store *store;
-    MDB_dbi dedup, pending, tl, cols, dict, merged, members, state, segments, csegs, feedback,
-        rules, meta, idents;
+    MDB_dbi dedup, pending, tl, cols, dict, merged, members, groups, state, segments, csegs,
+        feedback, rules, meta, idents;
     pthread_rwlock_t lock; /* guards cache */
     dict_cache cache;
     dict_staged *staged; /* made by the writer, not yet committed */
@@ -264,19 +264,13 @@ int jdb_open(cxm_store *store, jdb **out)
         const char *name;
         MDB_dbi *dbi;
     } tables[] = {
-        {"journey.dedup", &db->dedup},
-        {"journey.pending", &db->pending},
-        {"journey.tl", &db->tl},
-        {"journey.cols", &db->cols},
-        {"journey.dict", &db->dict},
-        {"journey.merged", &db->merged},
-        {"journey.members", &db->members},
-        {"journey.state", &db->state},
-        {"journey.segments", &db->segments},
-        {"journey.csegs", &db->csegs},
-        {"journey.feedback", &db->feedback},
-        {"journey.rules", &db->rules},
-        {"journey.meta", &db->meta},
+        {"journey.dedup", &db->dedup},     {"journey.pending", &db->pending},
+        {"journey.tl", &db->tl},           {"journey.cols", &db->cols},
+        {"journey.dict", &db->dict},       {"journey.merged", &db->merged},
+        {"journey.members", &db->members}, {"journey.groups", &db->groups},
+        {"journey.state", &db->state},     {"journey.segments", &db->segments},
+        {"journey.csegs", &db->csegs},     {"journey.feedback", &db->feedback},
+        {"journey.rules", &db->rules},     {"journey.meta", &db->meta},
         {"journey.idents", &db->idents},
     };
     db->store = store;
@@ -946,6 +940,91 @@ int jdb_group_recs(cxm_txn *t, jdb *db, cxm_arena *a, const char *const *homes, 
     return 0;
 }
 
+#define GROUP_ALIGN 8
+
+int jdb_group_save(cxm_txn *t, jdb *db, const char *root, const char *const *homes, size_t nhomes,
+                   const jrec *recs, size_t n)
+{
+    if (nhomes <= 1)
+        return jdb_group_drop(t, db, root);
+    uint8_t k[CXM_KEY_MAX];
+    size_t klen = key_str(k, root), head = 4;
+    if (!klen)
+        return CXM_ETOOBIG;
+    for (size_t i = 0; i < nhomes; i++)
+        head += 2 + strlen(homes[i]);
+    head = (head + GROUP_ALIGN - 1) / GROUP_ALIGN * GROUP_ALIGN;
+    size_t len = head + n * sizeof *recs;
+    uint8_t *v = malloc(len);
+    if (!v)
+        return CXM_ENOMEM;
+    memset(v, 0, head);
+    v[0] = (uint8_t)(nhomes >> 24), v[1] = (uint8_t)(nhomes >> 16);
+    v[2] = (uint8_t)(nhomes >> 8), v[3] = (uint8_t)nhomes;
+    size_t off = 4;
+    for (size_t i = 0; i < nhomes; i++) {
+        size_t l = strlen(homes[i]);
+        v[off] = (uint8_t)(l >> 8), v[off + 1] = (uint8_t)l;
+        memcpy(v + off + 2, homes[i], l);
+        off += 2 + l;
+    }
+    memcpy(v + head, recs, n * sizeof *recs);
+    int rc = cxm_txn_put(t, db->groups, k, klen, v, len, 0);
+    free(v);
+    return rc;
+}
+
+int jdb_group_drop(cxm_txn *t, jdb *db, const char *id)
+{
+    uint8_t k[CXM_KEY_MAX];
+    size_t klen = key_str(k, id);
+    if (!klen)
+        return CXM_ETOOBIG;
+    int rc = cxm_txn_del(t, db->groups, k, klen);
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+/* root's saved group, in a (CXM_ENOTFOUND when none is saved). */
+static int group_load(cxm_txn *t, jdb *db, cxm_arena *a, const char *root, const char ***homes,
+                      size_t *nhomes, const jrec **recs, size_t *n)
+{
+    uint8_t k[CXM_KEY_MAX];
+    size_t klen = key_str(k, root);
+    if (!klen)
+        return CXM_ETOOBIG;
+    const uint8_t *v;
+    size_t vlen;
+    int rc = cxm_txn_get_ref(t, db->groups, k, klen, (const void **)&v, &vlen);
+    if (rc != 0)
+        return rc;
+    if (vlen < 4)
+        return CXM_ECORRUPT;
+    size_t nh = (size_t)v[0] << 24 | (size_t)v[1] << 16 | (size_t)v[2] << 8 | v[3], off = 4;
+    if (nh < 2 || nh > JDB_MAX_HOMES)
+        return CXM_ECORRUPT;
+    const char **h = cxm_arena_alloc(a, nh * sizeof *h);
+    if (!h)
+        return CXM_ENOMEM;
+    for (size_t i = 0; i < nh; i++) {
+        if (off + 2 > vlen)
+            return CXM_ECORRUPT;
+        size_t l = (size_t)v[off] << 8 | v[off + 1];
+        if (off + 2 + l > vlen || !(h[i] = cxm_arena_strndup(a, (const char *)v + off + 2, l)))
+            return off + 2 + l > vlen ? CXM_ECORRUPT : CXM_ENOMEM;
+        off += 2 + l;
+    }
+    off = (off + GROUP_ALIGN - 1) / GROUP_ALIGN * GROUP_ALIGN;
+    if (off > vlen || (vlen - off) % sizeof(jrec))
+        return CXM_ECORRUPT;
+    *n = (vlen - off) / sizeof(jrec);
+    *recs = *n ? cxm_arena_aligned(a, v + off, vlen - off, _Alignof(jrec)) : NULL;
+    if (*n && !*recs)
+        return CXM_ENOMEM;
+    *homes = h;
+    *nhomes = nh;
+    return 0;
+}
+
 int jdb_known(cxm_txn *t, jdb *db, const char *id, bool *known)
 {
     uint8_t k[CXM_KEY_MAX];
@@ -1172,6 +1251,8 @@ struct jdb_src {
     size_t after_len;
     cxm_arena a; /* per customer: reset by next */
     const char *home0;
+    const void *cval; /* the candidate's cols value (valid for the txn) */
+    size_t cvlen;
 };
 
 /* Length of the first encoded string field of key (through its 0x00 0x01
@@ -1288,8 +1369,11 @@ static int next_candidate(jdb_src *s, uint8_t *k, size_t *klen, bool *has_member
         *has_cols = c <= 0;
         *has_members = c >= 0;
         int rc = 0;
-        if (c <= 0)
+        if (c <= 0) {
+            s->cval = s->cols.val; /* read-only txn: stays mapped after the step */
+            s->cvlen = s->cols.vlen;
             rc = step(&s->cols, &s->cols_ok);
+        }
         while (rc == 0 && c >= 0 && s->members_ok &&
                bytes_cmp(s->members.key, s->mprefix, k, len) == 0)
             rc = step_members(s);
@@ -1329,17 +1413,27 @@ static int src_next(void *ctx, jcust *out)
             if (!in)
                 continue;
         }
-        if (!has_members) { /* the common case: the stored array as it is */
-            const jrec *recs;
-            size_t n;
-            if ((rc = jdb_cols_get(s->t, s->db, &s->a, id, &recs, &n)) != 0)
-                return rc;
+        if (!has_members) { /* the common case: the stored array as it is, no lookup */
+            if (s->cvlen % sizeof(jrec))
+                return CXM_ECORRUPT;
+            const jrec *recs =
+                s->cvlen ? cxm_arena_aligned(&s->a, s->cval, s->cvlen, _Alignof(jrec)) : NULL;
+            if (s->cvlen && !recs)
+                return CXM_ENOMEM;
             s->home0 = id;
-            *out = (jcust){id, recs, n, &s->home0, 1};
+            *out = (jcust){id, recs, s->cvlen / sizeof(jrec), &s->home0, 1};
             return 1;
         }
         const char **homes;
         size_t nhomes, n;
+        const jrec *saved;
+        rc = group_load(s->t, s->db, &s->a, id, &homes, &nhomes, &saved, &n);
+        if (rc == 0) {
+            *out = (jcust){id, saved, n, homes, nhomes};
+            return 1;
+        }
+        if (rc != CXM_ENOTFOUND) /* not saved yet (data from before groups): walk the merges */
+            return rc;
         jrec *recs;
         if ((rc = jdb_group(s->t, s->db, &s->a, id, &homes, &nhomes)) != 0 ||
             (rc = jdb_group_recs(s->t, s->db, &s->a, homes, nhomes, &recs, &n)) != 0)
@@ -1570,6 +1664,7 @@ int jdb_erase(cxm_txn *t, jdb *db, const char *id, char *const *merged, size_t n
         if ((rc = del_prefix(t, db->tl, k, klen, count)) == 0 &&
             (rc = del_counted(t, db->cols, k, klen, &ignored)) == 0 &&
             (rc = del_counted(t, db->state, k, klen, count)) == 0 &&
+            (rc = jdb_group_drop(t, db, ids[i])) == 0 &&
             (rc = erase_segments(t, db, ids[i], count)) == 0)
             rc = erase_merges(t, db, ids[i], count);
     }

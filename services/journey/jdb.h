@@ -14,6 +14,12 @@
  *   journey.dict      "s" + string -> u32 id; "i" + u32 BE -> string
  *   journey.merged    source customer id -> target customer id
  *   journey.members   (target, source) -> ""
+ *   journey.groups    root with merged ids -> its group as the analytics
+ *                     read it: u32 nhomes, each home as u16 length + bytes,
+ *                     zero padding to 8, then the merged jrec array (home
+ *                     set). Derived, kept by jdb_group_save on every
+ *                     recomputation, so a query reads one value per merged
+ *                     customer instead of walking its merges
  *   journey.state     root customer id -> packed GetJourneyStateResponse
  *                     (stage, since, transitions (latest 50), count,
  *                     time_in_stage up to the latest transition, version)
@@ -160,6 +166,14 @@ int jdb_group(cxm_txn *t, jdb *db, cxm_arena *a, const char *root, const char **
  * into homes. */
 int jdb_group_recs(cxm_txn *t, jdb *db, cxm_arena *a, const char *const *homes, size_t nhomes,
                    jrec **recs, size_t *n);
+
+/* Keep (nhomes > 1) or drop (nhomes <= 1) root's row in journey.groups:
+ * the group and its records with their stages, as jrn_recompute made them. */
+int jdb_group_save(cxm_txn *t, jdb *db, const char *root, const char *const *homes, size_t nhomes,
+                   const jrec *recs, size_t n);
+
+/* Drop id's row in journey.groups (id was merged into another customer). */
+int jdb_group_drop(cxm_txn *t, jdb *db, const char *id);
 
 /* True when id has events stored under it or is a merge target. */
 int jdb_known(cxm_txn *t, jdb *db, const char *id, bool *known);

@@ -334,8 +334,10 @@ int jrn_recompute(cxm_txn *t, jrn_ctx *ctx, cxm_arena *a, const char *root, int6
     if (rc != 0 && rc != CXM_ENOTFOUND)
         return rc;
     int from = old ? old->stage : 0;
-    if (n == 0) /* nothing left (an erasure, an unmerge took it all) */
-        return jdb_state_put(t, ctx->db, a, root, NULL);
+    if (n == 0) { /* nothing left (an erasure, an unmerge took it all) */
+        rc = jdb_group_drop(t, ctx->db, root);
+        return rc ? rc : jdb_state_put(t, ctx->db, a, root, NULL);
+    }
     transition *tr;
     size_t ntr;
     uint64_t version;
@@ -343,6 +345,8 @@ int jrn_recompute(cxm_txn *t, jrn_ctx *ctx, cxm_arena *a, const char *root, int6
         return rc;
     Cxm__V1__GetJourneyStateResponse s;
     rc = write_stages(t, ctx, a, homes, nhomes, recs, n);
+    if (rc == 0)
+        rc = jdb_group_save(t, ctx->db, root, homes, nhomes, recs, n);
     if (rc == 0)
         rc = build_state(t, ctx, a, root, homes, recs, tr, ntr, version, &s);
     free(tr);

@@ -892,9 +892,12 @@ static int apply_merged(cxm_txn *t, jrn_ctx *ctx, cxm_arena *a, const Cxm__V1__C
                      m->source_customer_id, m->target_customer_id, cxm_strerror(rc));
         return 0;
     }
-    /* The source is no root any more: its state goes, the root's is redone. */
+    /* The source is no root any more: its state and saved group go, the
+     * root's are redone. */
     if (rc == 0)
         rc = jdb_state_put(t, ctx->db, a, m->source_customer_id, NULL);
+    if (rc == 0)
+        rc = jdb_group_drop(t, ctx->db, m->source_customer_id);
     return rc ? rc : recompute_root_of(t, ctx, a, m->target_customer_id);
 }
 
