@@ -27,11 +27,13 @@ ctl profile upsert --identity email:ann.lee@example.com --identity phone:+821012
 ctl profile consent --identity email:ann.lee@example.com marketing_email granted --source web_banner
 ctl profile get --identity phone:+821012345678
 
-echo "== a generated world: 2000 customers over the last 30 days (cxm-gen), its CRM profiles replayed"
+echo "== a generated world: 2000 customers over 28 days up to yesterday (cxm-gen), its CRM profiles replayed"
 world=$(mktemp -d "${TMPDIR:-/tmp}/cxm-demo-world-XXXXXX")
-# It ends now: the journey service refuses events older than 30 days.
-start_ms=$(($(date +%s) * 1000 - 30 * 86400000 + 3600000))
-"$bin/cxm-gen" --seed 1 --customers 2000 --days 30 --start-ms "$start_ms" --formats pb,csv \
+# Recent and past: the journey service refuses events older than 30 days,
+# and both services times more than 5 minutes ahead. Starting at midnight
+# UTC makes the world the same all day (quickstart_test.sh regenerates it).
+start_ms=$((($(date +%s) / 86400 - 29) * 86400000))
+"$bin/cxm-gen" --seed 1 --customers 2000 --days 28 --start-ms "$start_ms" --formats pb,csv \
   --out "$world"
 "$bin/cxm-bench" --target "$target" --requests "$world/profiles.pb" \
   --method /cxm.v1.ProfileService/UpsertProfile

@@ -86,7 +86,8 @@ if [ -z "$bin" ]; then
 fi
 
 echo "== starting cxmd on $listen (data in $data)"
-"$bin/cxmd" --listen "$listen" --data "$data" &
+# The demo's generated world is priced in KRW: let its values count.
+"$bin/cxmd" --listen "$listen" --data "$data" --journey-base-currency KRW &
 pid=$!
 cleanup() {
   [ -n "${pid:-}" ] && kill -TERM $pid 2>/dev/null

@@ -43,9 +43,16 @@ grep -q "^  completed_at" "$dir/out" || fail "the erasure receipt did not comple
 
 # The generated world's profiles were all loaded: every record OK, the first
 # customer shown, and the last one there in the kept cxmd.
-"$bin/cxm-gen" --seed 1 --customers 2000 --days 30 --formats csv --out "$dir/world" 2>/dev/null
+start_ms=$((($(date +%s) / 86400 - 29) * 86400000)) # as deploy/demo.sh makes it
+"$bin/cxm-gen" --seed 1 --customers 2000 --days 28 --start-ms "$start_ms" --formats csv \
+  --out "$dir/world" 2>/dev/null
 n=$(sed -n 's/.*"signed_up": \([0-9]*\).*/\1/p' "$dir/world/truth.json")
 has "$n sent, $n OK"
+# Its touchpoint events, every one accepted, then a funnel and the table.
+grep -Eq "accepted ([0-9]+), duplicates 0, rejected 0 of \1 events" "$dir/out" ||
+  fail "not every touchpoint event of the world was accepted"
+has "4 purchase"
+has "customers active"
 first=$(awk -F, '$2 == "email" { print $3; exit }' "$dir/world/identities.csv")
 last=$(awk -F, '$2 == "email" { e = $3 } END { print e }' "$dir/world/identities.csv")
 has "email:$first"
