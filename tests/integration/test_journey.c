@@ -561,6 +561,107 @@ static void case_stream(cxm_channel *ch, test_server *srv)
     cxm_client_result_dispose(&res);
 }
 
+/* A client that goes away mid-stream loses only what was not acknowledged:
+ * every event of the acknowledged messages is there, and the server goes
+ * on serving. */
+static void case_disconnect(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    cxm_client_stream *s;
+    CHECK(cxm_client_stream_open(ch, SVC "TrackStream", 30000, &s) == 0, "open");
+    for (int i = 0; i < 6; i++) {
+        size_t len;
+        uint8_t *m = stream_message("dc", i * 500, 500, "anon-dc", &len);
+        CHECK(cxm_client_stream_send(s, m, len) == 0, "send %d", i);
+    }
+    int acked = 0;
+    for (; acked < 3; acked++)
+        CHECK(recv_ack(s), "ack %d", acked);
+    cxm_client_stream_cancel(s);
+    cxm_client_result res;
+    cxm_client_stream_finish(s, &res);
+    cxm_client_result_dispose(&res);
+    double end = test_now_ms() + 10000;
+    for (;;) {
+        grpc_status_code st;
+        Cxm__V1__GetJourneyStateResponse *js = state_of(ch, by_identity(ANON, "anon-dc"), &st);
+        if (st == GRPC_STATUS_OK && js->event_count >= (uint64_t)acked * 500 &&
+            global_pending(ch) == 0) {
+            js = state_of(ch, by_identity(ANON, "anon-dc"), &st);
+            CHECK(js->event_count % 500 == 0 && js->event_count <= 3000,
+                  "%" PRIu64 " events after the disconnect", js->event_count);
+            break;
+        }
+        CHECK(test_now_ms() < end, "acknowledged events missing after the disconnect");
+        usleep(20000);
+    }
+    Cxm__V1__TouchpointEvent *e = event("dc-after", "anon-dc2", "home", WEB, "page_view", t0);
+    CHECK(track(ch, &e, 1)->accepted == 1, "serving after the disconnect");
+}
+
+/* A funnel over one segment counts only its members: segment membership
+ * comes from the profile service over the bus. */
+static void case_segment(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    const char *who[5] = {"seg0@example.com", "seg1@example.com", "seg2@example.com", "anon-seg3",
+                          "anon-seg4"};
+    Cxm__V1__TouchpointEvent *evs[10];
+    for (int i = 0; i < 5; i++) {
+        evs[2 * i] = event(fmt("sg-%d-a", i), who[i], "home", WEB, "page_view", t0 + i * 10);
+        evs[2 * i + 1] =
+            event(fmt("sg-%d-b", i), who[i], "checkout", WEB, "purchase", t0 + i * 10 + 60000);
+        if (i < 3)
+            evs[2 * i]->customer = evs[2 * i + 1]->customer = by_identity(EMAIL, who[i]);
+    }
+    track(ch, evs, 10);
+    for (int i = 0; i < 5; i++)
+        wait_events(ch, i < 3 ? by_identity(EMAIL, who[i]) : by_identity(ANON, who[i]), 2);
+
+    Cxm__V1__SegmentCondition__HasIdentity has = CXM__V1__SEGMENT_CONDITION__HAS_IDENTITY__INIT;
+    has.type = EMAIL;
+    Cxm__V1__SegmentCondition cond = CXM__V1__SEGMENT_CONDITION__INIT;
+    cond.node_case = CXM__V1__SEGMENT_CONDITION__NODE_HAS_IDENTITY;
+    cond.has_identity = &has;
+    Cxm__V1__Segment seg = CXM__V1__SEGMENT__INIT;
+    seg.segment_id = "known";
+    seg.condition = &cond;
+    Cxm__V1__UpsertSegmentRequest us = CXM__V1__UPSERT_SEGMENT_REQUEST__INIT;
+    us.segment = &seg;
+    Cxm__V1__UpsertSegmentResponse *ur;
+    char d[512];
+    CHECK(pcall(ch, "UpsertSegment", &us.base, &cxm__v1__upsert_segment_response__descriptor, &ur,
+                d) == GRPC_STATUS_OK,
+          "UpsertSegment: %s", d);
+
+    Cxm__V1__FunnelStep s1 = CXM__V1__FUNNEL_STEP__INIT, s2 = CXM__V1__FUNNEL_STEP__INIT;
+    s1.event_type = "page_view";
+    s2.event_type = "purchase";
+    Cxm__V1__FunnelStep *steps[] = {&s1, &s2};
+    Cxm__V1__TimeRange range = CXM__V1__TIME_RANGE__INIT;
+    range.from_unix_ms = t0 - 1000;
+    range.to_unix_ms = wall_ms();
+    Cxm__V1__FunnelRequest fr = CXM__V1__FUNNEL_REQUEST__INIT;
+    fr.steps = steps;
+    fr.n_steps = 2;
+    fr.range = &range;
+    Cxm__V1__FunnelResponse *all, *known;
+    CALL_OK(ch, Funnel, fr, cxm__v1__funnel_response, all);
+    CHECK(all->steps[0]->customers == 5 && all->steps[1]->customers == 5, "everyone: %" PRIu64,
+          all->steps[0]->customers);
+    fr.segment_id = "known";
+    double end = test_now_ms() + 10000;
+    for (;;) {
+        CALL_OK(ch, Funnel, fr, cxm__v1__funnel_response, known);
+        if (known->steps[0]->customers == 3)
+            break;
+        CHECK(test_now_ms() < end, "segment funnel: %" PRIu64 " customers, want 3",
+              known->steps[0]->customers);
+        usleep(20000);
+    }
+    CHECK(known->steps[1]->customers == 3 && known->steps[1]->conversion == 1.0, "converted");
+}
+
 /* One streaming client per trial; cxmd is killed -9 while it streams and
  * restarted on the same data. Every event of every acknowledged message is
  * in the customer's journey afterwards. */
@@ -706,6 +807,8 @@ static const harness_case cases[] = {
     {"erasure", case_erasure},
     {"stream", case_stream},
     {"kill9", case_kill9},
+    {"disconnect", case_disconnect},
+    {"segment", case_segment},
 };
 
 int main(int argc, char **argv)
