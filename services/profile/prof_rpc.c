@@ -1180,6 +1180,51 @@ int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
     return rc;
 }
 
+/* ---- StageChanged from the journey service ---- */
+
+/* The customer's journey stage becomes the standard trait journey_stage
+ * (owner journey), as if journey had written it with WriteTraits: a change
+ * older than the stored one is ignored, a real change is published as
+ * TraitsChanged. A customer erased meanwhile is skipped. */
+static int stage_changed(cxm_txn *t, const Cxm__V1__Event *ev, const prof_ctx *ctx)
+{
+    const Cxm__V1__StageChanged *sc = ev->stage_changed;
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    cxm_svc_job j = {.a = &a, .ctx = (void *)ctx, .now = cxm_svc_now_ms()};
+    prof_profile *p;
+    int rc = load_live(t, &j, s_or_empty(ev->customer_id), "customer_id", &p);
+    if (rc == CXM_ENOTFOUND) {
+        cxm_log_info("profile.stage_skipped",
+                     "journey stage of customer %s not recorded: no such customer (erased?)",
+                     s_or_empty(ev->customer_id));
+        rc = 0;
+    } else if (rc == 0) {
+        size_t nbefore;
+        Cxm__V1__Trait **before = prof_traits_keep(&a, p, &nbefore);
+        Cxm__V1__StandardTraitsUpdate u = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
+        u.journey_stage = sc->to_stage;
+        u.journey_stage_since_unix_ms = sc->since_unix_ms;
+        int64_t observed = sc->since_unix_ms ? sc->since_unix_ms : ev->occurred_at_unix_ms;
+        if (!before && p->n_traits)
+            rc = CXM_ENOMEM;
+        if (rc == 0) {
+            prof_standard_apply(&a, p, &u, observed);
+            if ((rc = save_profile(t, &j, p)) == 0)
+                rc = publish_traits(t, &j, p, before, nbefore);
+        }
+    }
+    cxm_arena_dispose(&a);
+    return rc;
+}
+
+int prof_journey_event(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
+{
+    if (ev->payload_case == CXM__V1__EVENT__PAYLOAD_STAGE_CHANGED)
+        return stage_changed(t, ev, user);
+    return prof_erasure_completed(t, ev, user);
+}
+
 /* ---- SearchProfiles ---- */
 
 /* Bytes kept free in a paged reply for its token and counters. */

@@ -43,6 +43,10 @@ typedef struct prof_ctx {
  * retrying could never succeed. */
 int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
 
+/* Bus apply for the journey service's events: its ErasureCompleted, and
+ * StageChanged, which sets the customer's standard trait journey_stage. */
+int prof_journey_event(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
+
 extern const cxm_method prof_methods[];
 extern const size_t prof_nmethods;
 

@@ -131,6 +131,7 @@ static int parse_erasure(prof_module_state *st)
 }
 
 static const char *const completed_types[] = {"ErasureCompleted"};
+static const char *const journey_types[] = {"ErasureCompleted", "StageChanged"};
 
 /* The producer of profile's events, and the ErasureCompleted events of each
  * erasure service. Without a bus no change could be published, and
@@ -145,9 +146,14 @@ static int open_events(cxm_store *store, prof_ctx *ctx)
         return CXM_EUNAVAIL;
     }
     int rc = cxm_bus_producer_open(bus, "profile", &ctx->events);
-    for (size_t i = 0; rc == 0 && i < ctx->nerasure_services; i++)
-        rc = cxm_bus_subscribe(bus, "profile", ctx->erasure_services[i], completed_types, 1,
-                               prof_erasure_completed, ctx);
+    for (size_t i = 0; rc == 0 && i < ctx->nerasure_services; i++) {
+        /* One subscription per producer: journey's also carries the stages
+         * (a deployment without journey has none to hear). */
+        bool j = strcmp(ctx->erasure_services[i], "journey") == 0;
+        rc = cxm_bus_subscribe(bus, "profile", ctx->erasure_services[i],
+                               j ? journey_types : completed_types, j ? 2 : 1,
+                               j ? prof_journey_event : prof_erasure_completed, ctx);
+    }
     if (rc != 0)
         cxm_log_error("profile.bus_failed", "the profile service cannot use the event bus: %s",
                       cxm_bus_last_error());

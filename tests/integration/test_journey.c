@@ -403,6 +403,27 @@ static void case_stages(cxm_channel *ch, test_server *srv)
     CHECK(s->time_in_stage[0]->total_ms == 60000, "awareness lasted %" PRId64,
           s->time_in_stage[0]->total_ms);
 
+    /* The profile hears of it over the bus: the standard trait. */
+    double until = test_now_ms() + 10000;
+    for (;;) {
+        Cxm__V1__GetProfileRequest gp = CXM__V1__GET_PROFILE_REQUEST__INIT;
+        gp.customer = by_id(s->customer_id);
+        Cxm__V1__GetProfileResponse *prof;
+        char d[512];
+        CHECK(pcall(ch, "GetProfile", &gp.base, &cxm__v1__get_profile_response__descriptor, &prof,
+                    d) == GRPC_STATUS_OK,
+              "GetProfile: %s", d);
+        const Cxm__V1__StandardTraits *st = prof->profile->standard_traits;
+        if (st && st->journey_stage == CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_PURCHASE) {
+            CHECK(st->journey_stage_since_unix_ms == t0 + 120000, "trait since %" PRId64,
+                  st->journey_stage_since_unix_ms);
+            break;
+        }
+        CHECK(test_now_ms() < until, "profile's journey_stage trait is %d",
+              st ? (int)st->journey_stage : -1);
+        usleep(20000);
+    }
+
     /* New rules: only purchases count, as RETENTION. */
     Cxm__V1__GetStageRulesRequest gr = CXM__V1__GET_STAGE_RULES_REQUEST__INIT;
     Cxm__V1__GetStageRulesResponse *cur;
