@@ -252,7 +252,8 @@ static const cxm_bench_gen cxm_bench_gens[] = {
      cxm_bench_make_paths},
     {"journey-touchpoints",
      {CXM_BENCH_METHOD_TOUCHPOINTS},
-     "TouchpointStats of every touchpoint, day buckets, goal purchase within 7 days, over the same range",
+     "TouchpointStats of every touchpoint, day buckets, goal purchase within 7 days, over the same "
+     "range",
      cxm_bench_make_touchpoints},
 };
 #define CXM_BENCH_NGENS (sizeof cxm_bench_gens / sizeof cxm_bench_gens[0])

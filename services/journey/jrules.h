@@ -57,8 +57,7 @@ jrules_step jrules_apply(const jrules *r, const Cxm__V1__TouchpointEvent *ev, in
  * PREFIX is case-sensitive, CONTAINS case-insensitive (ASCII). n = 0 is
  * true. */
 bool jrules_conditions_hold(Cxm__V1__PropertyCondition *const *conds, size_t n,
-                            Cxm__V1__TouchpointEvent__PropertiesEntry *const *props,
-                            size_t nprops);
+                            Cxm__V1__TouchpointEvent__PropertiesEntry *const *props, size_t nprops);
 
 /* How strongly an event type says the customer wants the event's item
  * (TouchpointTracked.strength): purchase/order 5, add_to_cart 3, wishlist

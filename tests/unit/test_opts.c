@@ -196,7 +196,8 @@ static void test_bad_values(void)
     expect_error("--listen", NULL, "needs a value");
     expect_error("stray", NULL, "unexpected argument");
     /* Messages name the flag, quote the value and say what is accepted. */
-    expect_error("--grace", "soon", "--grace: \"soon\" is not a duration such as 250ms, 5s, 2m or 7d");
+    expect_error("--grace", "soon",
+                 "--grace: \"soon\" is not a duration such as 250ms, 5s, 2m or 7d");
     expect_error("--grace", "1h", "--grace: 1h is out of range; use 0ms to 10m");
     expect_error("--grace", "1.5s", "duration");
     expect_error("--grace", "5 s", "duration");
