@@ -21,7 +21,7 @@
 #include "cxm/resolve.h"
 #include "jrn_rpc.h"
 
-#define JRN_PIPE_BATCH 2000
+#define JRN_PIPE_BATCH 5000
 
 /* Start the thread. opts is copied (its strings must outlive the pipe). */
 int jrn_pipe_start(jrn_ctx *ctx, const cxm_resolver_opts *opts, jrn_pipe **out);
