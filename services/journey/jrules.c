@@ -315,18 +315,70 @@ static const Cxm__V1__Value *find_prop(const char *name, jr_prop *const *props, 
     return NULL;
 }
 
-/* ASCII case-insensitive substring search; an empty needle is found. */
-static bool contains_ci(const char *hay, const char *needle)
+static int lower(char c)
 {
-    size_t hl = strlen(hay), nl = strlen(needle);
+    return tolower((unsigned char)c);
+}
+
+/* Knuth-Morris-Pratt's table of the needle (case folded): f[i] is the
+ * length of the longest proper border of needle[0..i]. */
+static void kmp_table(const char *needle, size_t nl, size_t *f)
+{
+    f[0] = 0;
+    for (size_t i = 1, k = 0; i < nl; i++) {
+        while (k && lower(needle[i]) != lower(needle[k]))
+            k = f[k - 1];
+        k += lower(needle[i]) == lower(needle[k]);
+        f[i] = k;
+    }
+}
+
+static bool kmp_find(const char *hay, size_t hl, const char *needle, size_t nl, const size_t *f)
+{
+    for (size_t i = 0, k = 0; i < hl; i++) {
+        while (k && lower(hay[i]) != lower(needle[k]))
+            k = f[k - 1];
+        if (lower(hay[i]) == lower(needle[k]) && ++k == nl)
+            return true;
+    }
+    return false;
+}
+
+/* The plain scan, for a needle whose table did not fit in memory. */
+static bool scan_ci(const char *hay, size_t hl, const char *needle, size_t nl)
+{
     for (size_t at = 0; at + nl <= hl; at++) {
         size_t i = 0;
-        while (i < nl && tolower((unsigned char)hay[at + i]) == tolower((unsigned char)needle[i]))
+        while (i < nl && lower(hay[at + i]) == lower(needle[i]))
             i++;
         if (i == nl)
             return true;
     }
     return false;
+}
+
+#define KMP_STACK 256 /* needles up to this long keep their table on the stack */
+
+/* ASCII case-insensitive substring search; an empty needle is found.
+ * Linear in both lengths: the plain scan costs their product, and both are
+ * the caller's (8 KiB values in a stage rule run on every tracked event, or
+ * in every funnel step). */
+static bool contains_ci(const char *hay, const char *needle)
+{
+    size_t hl = strlen(hay), nl = strlen(needle);
+    if (nl == 0)
+        return true;
+    if (nl > hl)
+        return false;
+    size_t small[KMP_STACK];
+    size_t *f = nl <= KMP_STACK ? small : malloc(nl * sizeof *f);
+    if (!f)
+        return scan_ci(hay, hl, needle, nl);
+    kmp_table(needle, nl, f);
+    bool found = kmp_find(hay, hl, needle, nl, f);
+    if (f != small)
+        free(f);
+    return found;
 }
 
 /* -1, 0 or 1 comparing two values of one kind; 2 when they do not order

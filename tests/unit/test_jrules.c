@@ -398,6 +398,59 @@ static void test_conditions(void)
     CHECK(jrules_conditions_hold(NULL, 0, NULL, 0));
 }
 
+/* CONTAINS where a search must fall back on what it already matched
+ * (overlapping prefixes), in the stack and the heap table sizes. */
+static void test_contains_overlaps(void)
+{
+    prop *ps[] = {pr("s", vstr("aaAb abAbAC xyz")), pr("e", vstr(""))};
+    CHECK(holds1("s", CONTAINS, vstr("AAB"), ps, 2));    /* restarts inside "aaA" */
+    CHECK(holds1("s", CONTAINS, vstr("ababac"), ps, 2)); /* a border of "abab" */
+    CHECK(holds1("s", CONTAINS, vstr("XYZ"), ps, 2) && !holds1("s", CONTAINS, vstr("xyzz"), ps, 2));
+    CHECK(holds1("s", CONTAINS, vstr("abac x"), ps, 2) &&
+          !holds1("s", CONTAINS, vstr("abac y"), ps, 2));
+    CHECK(holds1("e", CONTAINS, vstr(""), ps, 2) && !holds1("e", CONTAINS, vstr("a"), ps, 2));
+    /* Only ASCII folds: other bytes compare as they are. */
+    prop *us[] = {pr("u", vstr("caf\xc3\xa9 CR\xc3\x88ME"))};
+    CHECK(holds1("u", CONTAINS, vstr("CAF\xc3\xa9"), us, 1));
+    CHECK(!holds1("u", CONTAINS, vstr("cr\xc3\xa8me"), us, 1));
+
+    /* Needles over the stack table: "a" * 999 + "b" in "a" * 2000 + "b". */
+    static char hay[2002], needle[1001];
+    memset(hay, 'a', 2000);
+    hay[2000] = 'B';
+    memset(needle, 'A', 999);
+    needle[999] = 'b';
+    prop *ls[] = {pr("l", vstr(hay))};
+    CHECK(holds1("l", CONTAINS, vstr(needle), ls, 1));
+    needle[999] = 'c';
+    CHECK(!holds1("l", CONTAINS, vstr(needle), ls, 1));
+}
+
+/* CONTAINS costs time linear in the strings, not their product: 8 KiB of
+ * "a" searched for "a" * 4095 + "b" (the worst case of a plain scan, 17
+ * million compares a search) 200 times is well under a second. */
+static void test_contains_linear(void)
+{
+    static char hay[8193], needle[4097];
+    memset(hay, 'a', 8192);
+    memset(needle, 'a', 4095);
+    needle[4095] = 'b';
+    prop *ps[] = {pr("s", vstr(hay))};
+    Cxm__V1__PropertyCondition c = cond("s", CONTAINS, vstr(needle));
+    Cxm__V1__PropertyCondition *cs[] = {&c};
+    struct timespec t0, t1;
+    bool any = false;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < 200; i++)
+        any |= jrules_conditions_hold(cs, 1, ps, 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+    CHECK(!any);
+    CHECK(s < 0.5);
+    if (s >= 0.5)
+        fprintf(stderr, "200 worst-case CONTAINS searches took %.3f s\n", s);
+}
+
 static void test_strength(void)
 {
     CHECK(jrules_strength("purchase") == 5 && jrules_strength("order_completed") == 5);
@@ -533,6 +586,8 @@ int main(int argc, char **argv)
     test_precedence();
     test_matchers();
     test_conditions();
+    test_contains_overlaps();
+    test_contains_linear();
     test_strength();
     return check_report();
 }
