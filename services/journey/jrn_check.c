@@ -701,9 +701,9 @@ static int64_t bucket_count(Cxm__V1__TimeBucket b, int64_t from, int64_t to)
         return floor_div(last, HOUR_MS) - floor_div(from, HOUR_MS) + 1;
     case CXM__V1__TIME_BUCKET__TIME_BUCKET_DAY:
         return floor_div(last, DAY_MS) - floor_div(from, DAY_MS) + 1;
-    case CXM__V1__TIME_BUCKET__TIME_BUCKET_WEEK:
-        return floor_div(last + 3 * DAY_MS, 7 * DAY_MS) - floor_div(from + 3 * DAY_MS, 7 * DAY_MS) +
-               1;
+    case CXM__V1__TIME_BUCKET__TIME_BUCKET_WEEK: /* on days: to - 1 + 3 days could overflow */
+        return floor_div(floor_div(last, DAY_MS) + 3, 7) -
+               floor_div(floor_div(from, DAY_MS) + 3, 7) + 1;
     case CXM__V1__TIME_BUCKET__TIME_BUCKET_MONTH:
         return month_index(floor_div(last, DAY_MS)) - month_index(floor_div(from, DAY_MS)) + 1;
     default:

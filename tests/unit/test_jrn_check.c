@@ -710,6 +710,15 @@ static void test_touchpoints(void)
     BAD(jrn_check_touchpoints(&t, NOW, err), "bucket");
     t.range = range(mon - 999 * 7 * DAY + DAY, mon + 6 * DAY); /* Tuesday to Sunday */
     OK(jrn_check_touchpoints(&t, NOW, err));
+    /* A range to the end of time is too many buckets of any size, without
+     * overflowing on the way (UBSan watches). */
+    for (int b = CXM__V1__TIME_BUCKET__TIME_BUCKET_HOUR;
+         b <= CXM__V1__TIME_BUCKET__TIME_BUCKET_MONTH; b++) {
+        t.bucket = (Cxm__V1__TimeBucket)b;
+        t.range = range(mon, INT64_MAX);
+        BAD(jrn_check_touchpoints(&t, NOW, err), "bucket");
+    }
+    t.bucket = CXM__V1__TIME_BUCKET__TIME_BUCKET_WEEK;
     /* Months: 1000 of them from January 1975. */
     t.bucket = CXM__V1__TIME_BUCKET__TIME_BUCKET_MONTH;
     int64_t from = utc(1975, 1, 1), to = utc(2058, 5, 1); /* 83 years and 4 months */
