@@ -493,6 +493,30 @@ static bool fun_keep(fun *f, const int64_t *t, size_t d, const jrec *start)
     return f->depth == f->m; /* nothing can be deeper */
 }
 
+/* One order's attempt from a start at t0: fills the step times t and
+ * returns the depth reached. Each order keeps one pointer per step in
+ * f->ptr that only moves forward from start to start. */
+typedef size_t (*fun_attempt)(fun *f, size_t n, int64_t t0, int64_t *t);
+
+/* Every start in range, in time order, until an attempt completes the
+ * funnel; a start at the same millisecond as the last one tried has the
+ * same steps and is skipped. */
+static inline void fun_walk(fun *f, size_t n, fun_attempt attempt)
+{
+    int64_t t[JAN_MAX_STEPS], prev = 0;
+    bool tried = false;
+    for (size_t k = 0; k < f->m; k++)
+        f->ptr[k] = 0;
+    for (size_t s = 0; s < n && f->at[s] < f->to; s++) {
+        if (!(f->mask[s] & 1) || (tried && f->at[s] == prev))
+            continue;
+        tried = true;
+        prev = f->at[s];
+        if (fun_keep(f, t, attempt(f, n, prev, t), f->v[s]))
+            return;
+    }
+}
+
 /*
  * ORDERED. Greedy step times are monotone in the start time: a later start
  * has each step at the same event or a later one. So one pointer per step
@@ -502,39 +526,45 @@ static bool fun_keep(fun *f, const int64_t *t, size_t d, const jrec *start)
  * previous step (still true for any later start, whose previous step is no
  * earlier) or do not match the step.
  */
-static void fun_ordered(fun *f, size_t n)
+static size_t fun_ordered(fun *f, size_t n, int64_t t0, int64_t *t)
 {
-    int64_t t[JAN_MAX_STEPS], prev = 0;
-    bool tried = false;
-    for (size_t k = 0; k < f->m; k++)
-        f->ptr[k] = 0;
-    for (size_t s = 0; s < n && f->at[s] < f->to; s++) {
-        /* another start at the same millisecond has the same steps */
-        if (!(f->mask[s] & 1) || (tried && f->at[s] == prev))
-            continue;
-        tried = true;
-        prev = t[0] = f->at[s];
-        int64_t end = add_sat(t[0], f->win);
-        size_t d = 1;
-        for (size_t k = 1; k < f->m; k++) {
-            size_t i = f->ptr[k];
-            while (i < n && f->at[i] <= end && (f->at[i] <= t[k - 1] || !(f->mask[i] >> k & 1)))
-                i++;
-            f->ptr[k] = i;
-            if (i == n || f->at[i] > end)
-                break;
-            t[d++] = f->at[i];
-        }
-        if (fun_keep(f, t, d, f->v[s]))
-            return;
+    int64_t end = add_sat(t0, f->win);
+    size_t d = 1;
+    t[0] = t0;
+    for (size_t k = 1; k < f->m; k++) {
+        size_t i = f->ptr[k];
+        while (i < n && f->at[i] <= end && (f->at[i] <= t[k - 1] || !(f->mask[i] >> k & 1)))
+            i++;
+        f->ptr[k] = i;
+        if (i == n || f->at[i] > end)
+            break;
+        t[d++] = f->at[i];
     }
+    return d;
 }
 
 /* STRICT works on milliseconds: events at the same millisecond are neither
  * before nor after each other, so step k is matched when any event at the
  * customer's next millisecond after step k-1's matches it. gmask holds the
- * union of the step masks of each record's millisecond. */
-static void fun_strict(fun *f, size_t n)
+ * union of the step masks of each record's millisecond (fun_strict_masks). */
+static size_t fun_strict(fun *f, size_t n, int64_t t0, int64_t *t)
+{
+    int64_t end = add_sat(t0, f->win);
+    size_t d = 1;
+    t[0] = t0;
+    for (size_t k = 1; k < f->m; k++) {
+        size_t i = f->ptr[k]; /* monotone like ORDERED's */
+        while (i < n && f->at[i] <= t[k - 1])
+            i++;
+        f->ptr[k] = i;
+        if (i == n || f->at[i] > end || !(f->gmask[i] >> k & 1))
+            break;
+        t[d++] = f->at[i];
+    }
+    return d;
+}
+
+static void fun_strict_masks(fun *f, size_t n)
 {
     for (size_t i = 0, j; i < n; i = j) {
         uint32_t g = 0;
@@ -543,61 +573,28 @@ static void fun_strict(fun *f, size_t n)
         for (size_t k = i; k < j; k++)
             f->gmask[k] = g;
     }
-    int64_t t[JAN_MAX_STEPS], prev = 0;
-    bool tried = false;
-    for (size_t k = 0; k < f->m; k++)
-        f->ptr[k] = 0;
-    for (size_t s = 0; s < n && f->at[s] < f->to; s++) {
-        if (!(f->mask[s] & 1) || (tried && f->at[s] == prev))
-            continue;
-        tried = true;
-        prev = t[0] = f->at[s];
-        int64_t end = add_sat(t[0], f->win);
-        size_t d = 1;
-        for (size_t k = 1; k < f->m; k++) {
-            size_t i = f->ptr[k]; /* monotone like ORDERED's */
-            while (i < n && f->at[i] <= t[k - 1])
-                i++;
-            f->ptr[k] = i;
-            if (i == n || f->at[i] > end || !(f->gmask[i] >> k & 1))
-                break;
-            t[d++] = f->at[i];
-        }
-        if (fun_keep(f, t, d, f->v[s]))
-            return;
-    }
 }
 
 /* ANY: per step a pointer to its first match at or after the start's
  * millisecond (monotone in the start); the attempt's step times are the
  * sorted first-match times inside the window. */
-static void fun_any(fun *f, size_t n)
+static size_t fun_any(fun *f, size_t n, int64_t t0, int64_t *t)
 {
-    int64_t t[JAN_MAX_STEPS], prev = 0;
-    bool tried = false;
-    for (size_t k = 0; k < f->m; k++)
-        f->ptr[k] = 0;
-    for (size_t s = 0; s < n && f->at[s] < f->to; s++) {
-        if (!(f->mask[s] & 1) || (tried && f->at[s] == prev))
+    int64_t end = add_sat(t0, f->win);
+    size_t d = 0;
+    for (size_t k = 0; k < f->m; k++) {
+        size_t i = f->ptr[k];
+        while (i < n && f->at[i] <= end && (f->at[i] < t0 || !(f->mask[i] >> k & 1)))
+            i++;
+        f->ptr[k] = i;
+        if (i == n || f->at[i] > end)
             continue;
-        tried = true;
-        int64_t t1 = prev = f->at[s], end = add_sat(t1, f->win);
-        size_t d = 0;
-        for (size_t k = 0; k < f->m; k++) {
-            size_t i = f->ptr[k];
-            while (i < n && f->at[i] <= end && (f->at[i] < t1 || !(f->mask[i] >> k & 1)))
-                i++;
-            f->ptr[k] = i;
-            if (i == n || f->at[i] > end)
-                continue;
-            size_t p = d++; /* insertion sort: at most 32 times */
-            for (; p > 0 && t[p - 1] > f->at[i]; p--)
-                t[p] = t[p - 1];
-            t[p] = f->at[i];
-        }
-        if (fun_keep(f, t, d, f->v[s]))
-            return;
+        size_t p = d++; /* insertion sort: at most 32 times */
+        for (; p > 0 && t[p - 1] > f->at[i]; p--)
+            t[p] = t[p - 1];
+        t[p] = f->at[i];
     }
+    return d;
 }
 
 static int fagg_push(cxm_arena *a, fagg *g, size_t k, int64_t dt)
@@ -662,12 +659,14 @@ static int fun_customer(fun *f, cxm_arena *a, const jdict *dict, const jsource *
     if (rc || !starts)
         return rc;
     f->depth = 0;
-    if (f->order == CXM__V1__FUNNEL_ORDER__FUNNEL_ORDER_STRICT)
-        fun_strict(f, n);
-    else if (f->order == CXM__V1__FUNNEL_ORDER__FUNNEL_ORDER_ANY)
-        fun_any(f, n);
-    else
-        fun_ordered(f, n);
+    if (f->order == CXM__V1__FUNNEL_ORDER__FUNNEL_ORDER_STRICT) {
+        fun_strict_masks(f, n);
+        fun_walk(f, n, fun_strict);
+    } else if (f->order == CXM__V1__FUNNEL_ORDER__FUNNEL_ORDER_ANY) {
+        fun_walk(f, n, fun_any);
+    } else {
+        fun_walk(f, n, fun_ordered);
+    }
     if ((rc = fagg_add(a, &f->total, f)) || !f->breakdown)
         return rc;
     fagg *g;
