@@ -93,7 +93,8 @@ static void on_signal(int sig)
     atomic_store(&run.stop, true);
 }
 
-/* The events of a TrackRequest in its wire form (field 1 entries). */
+/* The events of a packed TrackRequest (decoded to count them: a record of
+ * --requests, once per send). */
 static uint64_t count_events(const uint8_t *p, size_t len)
 {
     Cxm__V1__TrackRequest *r = cxm__v1__track_request__unpack(NULL, len, p);
