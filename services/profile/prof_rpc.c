@@ -1183,12 +1183,23 @@ int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
 /* ---- StageChanged from the journey service ---- */
 
 /* The customer's journey stage becomes the standard trait journey_stage
- * (owner journey), as if journey had written it with WriteTraits: a change
- * older than the stored one is ignored, a real change is published as
- * TraitsChanged. A customer erased meanwhile is skipped. */
+ * (owner journey), as if journey had written it with WriteTraits. Journey's
+ * events apply in its order and a later one is the truth even when its
+ * stage is older (a late event, a merge or new rules rewrote the history),
+ * so no time comparison: the latest wins. A real change is saved and
+ * published as TraitsChanged; the stage already stored writes nothing (no
+ * version bump). A customer erased meanwhile, or a stage this build does
+ * not know, is skipped: failing would stop the subscription for good. */
 static int stage_changed(cxm_txn *t, const Cxm__V1__Event *ev, const prof_ctx *ctx)
 {
     const Cxm__V1__StageChanged *sc = ev->stage_changed;
+    if (sc->to_stage <= CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_UNSPECIFIED ||
+        sc->to_stage > CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_ADVOCACY) {
+        cxm_log_warn("profile.stage_skipped",
+                     "journey stage %d of customer %s not recorded: not a known stage",
+                     (int)sc->to_stage, s_or_empty(ev->customer_id));
+        return 0;
+    }
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
     cxm_svc_job j = {.a = &a, .ctx = (void *)ctx, .now = cxm_svc_now_ms()};
@@ -1199,7 +1210,7 @@ static int stage_changed(cxm_txn *t, const Cxm__V1__Event *ev, const prof_ctx *c
                      "journey stage of customer %s not recorded: no such customer (erased?)",
                      s_or_empty(ev->customer_id));
         rc = 0;
-    } else if (rc == 0) {
+    } else if (rc == 0 && p->standard_traits->journey_stage != sc->to_stage) {
         size_t nbefore;
         Cxm__V1__Trait **before = prof_traits_keep(&a, p, &nbefore);
         Cxm__V1__StandardTraitsUpdate u = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
