@@ -1,7 +1,8 @@
 /*
  * bench_lmdb.c - cxm-bench-lmdb: the bare LMDB baseline of journey ingest.
  *
- *   cxm-bench-lmdb [--dir DIR] [--events 200000] [--batch 500] [--customers N] [--json]
+ *   cxm-bench-lmdb [--dir DIR] [--events 200000] [--batch 500] [--customers N]
+ *                  [--layout customer|append] [--keep] [--json]
  *
  * Writes what the ingest writes per event, with nothing else: the packed
  * TouchpointEvent of a cxm-gen-like event (bench_journey.h) with the fields
@@ -219,7 +220,7 @@ static int bench(const lmdb_cfg *cfg)
     char dir[4096];
     if (fresh_dir(cfg, dir, sizeof dir) != 0)
         return 1;
-    MDB_env *env;
+    MDB_env *env = NULL;
     /* The store's flags (store.c env_open); a map big enough from the start. */
     size_t map = (size_t)64 << 20;
     while (map < 4 * (bytes + (uint64_t)cfg->events * 96))
@@ -233,8 +234,13 @@ static int bench(const lmdb_cfg *cfg)
         rc = mdb_env_set_mapsize(env, map);
     if (rc == 0)
         rc = mdb_env_open(env, dir, MDB_NOTLS, 0640);
-    if (rc != 0)
+    if (rc != 0) {
+        if (env)
+            mdb_env_close(env);
+        if (!cfg->keep)
+            remove_env(dir); /* the directory made above, not left behind */
         return fail("cannot open the environment", rc);
+    }
     double secs = 0;
     int status = write_all(cfg, env, ev, &secs);
     MDB_envinfo info;

@@ -93,7 +93,8 @@ static void on_signal(int sig)
     atomic_store(&run.stop, true);
 }
 
-/* The events of a TrackRequest in its wire form (field 1 entries). */
+/* The events of a packed TrackRequest (decoded to count them: a record of
+ * --requests, once per send). */
 static uint64_t count_events(const uint8_t *p, size_t len)
 {
     Cxm__V1__TrackRequest *r = cxm__v1__track_request__unpack(NULL, len, p);
@@ -158,9 +159,13 @@ static int record_latency(track_stream *s, uint64_t ns)
 static int on_ack(track_stream *s, const uint8_t *msg, size_t len)
 {
     Cxm__V1__TrackStreamResponse *r = cxm__v1__track_stream_response__unpack(NULL, len, msg);
-    if (!r || r->message_index != s->acked) {
+    /* An ack of a message not sent yet would read an unset send time and
+     * wrap sent - acked (the send window would stall). */
+    if (!r || r->message_index != s->acked || s->acked >= s->sent) {
         snprintf(s->error, sizeof s->error, "acknowledgement %" PRIu64 " %s", s->acked,
-                 r ? "out of order" : "does not decode");
+                 !r                    ? "does not decode"
+                 : s->acked >= s->sent ? "of a message not sent yet"
+                                       : "out of order");
         cxm__v1__track_stream_response__free_unpacked(r, NULL);
         return CXM_ECORRUPT;
     }

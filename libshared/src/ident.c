@@ -51,7 +51,7 @@ static size_t trim_copy(const char *s, size_t len, char *out)
     return len;
 }
 
-static int normalize_email(char *v, size_t *len, const char **why)
+static int normalize_email(char *v, const char **why)
 {
     for (char *p = v; *p; p++)
         *p = (char)tolower((unsigned char)*p);
@@ -88,18 +88,20 @@ static int normalize_phone(const cxm_ident_config *cfg, char *v, size_t *len, co
         }
     }
     digits[n] = '\0';
-    if (n > 15) { /* also keeps the country prefix below inside digits[] */
+    if (n > 15) { /* with a country code of at most 4 digits, digits[] holds both */
         *why = "is not a phone number (8 to 15 digits with the country code)";
         return CXM_EINVAL;
     }
     const char *country = cfg ? cfg->default_phone_country : NULL;
+    size_t cl = country ? strnlen(country, 5) : 0;
     if (!international) {
-        if (!country || !*country || digits[0] != '0') {
+        /* A country code is 1 to 4 digits; a longer configured one must not
+         * run past digits[]. */
+        if (cl == 0 || cl > 4 || strspn(country, "0123456789") != cl || digits[0] != '0') {
             *why = "has no country prefix; write it as +CC... (or configure a default country)";
             return CXM_EINVAL;
         }
         /* National form: the trunk 0 gives way to the country code. */
-        size_t cl = strlen(country);
         memmove(digits + cl, digits + 1, n); /* n - 1 digits and the NUL */
         memcpy(digits, country, cl);
         n = n - 1 + cl;
@@ -133,7 +135,7 @@ int cxm_ident_normalize(const cxm_ident_config *cfg, cxm_ident_kind kind, const 
     }
     int rc = 0;
     if (kind == CXM_IDENT_EMAIL)
-        rc = normalize_email(out, &n, why);
+        rc = normalize_email(out, why);
     else if (kind == CXM_IDENT_PHONE)
         rc = normalize_phone(cfg, out, &n, why);
     if (rc != 0)

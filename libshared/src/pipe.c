@@ -165,7 +165,9 @@ static int to_heap(grpc_byte_buffer *bb, uint8_t **msg, size_t *len)
 
 int cxm_pipe_recv(cxm_pipe *p, uint8_t **msg, size_t *len)
 {
-    while (!p->ready && !p->recv_ended)
+    /* Without a receive outstanding (open could not start one) no
+     * completion would ever end the wait. */
+    while (!p->ready && !p->recv_ended && p->busy[PIPE_RECV])
         pump(p);
     if (!p->ready)
         return 0;

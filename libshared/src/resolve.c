@@ -13,6 +13,7 @@
 #include "cxm/resolve.h"
 
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,9 +62,12 @@ const char *cxm_resolver_last_error(void)
     return last_err;
 }
 
-static int fail(int rc, const char *fmt, const char *a, const char *b)
+__attribute__((format(printf, 2, 3))) static int fail(int rc, const char *fmt, ...)
 {
-    snprintf(last_err, sizeof last_err, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_err, sizeof last_err, fmt, ap);
+    va_end(ap);
     return rc;
 }
 
@@ -209,10 +213,11 @@ void cxm_resolver_stats_get(cxm_resolver *r, cxm_resolver_stats *out)
 int cxm_resolver_open(const cxm_resolver_opts *opts, cxm_resolver **out)
 {
     if (!opts || (!opts->addr_fn && (!opts->profile_addr || !*opts->profile_addr)))
-        return fail(CXM_EINVAL, "%s%s", "the profile service's address is required", "");
+        return fail(CXM_EINVAL, "the profile service's address is required");
     cxm_resolver *r = calloc(1, sizeof *r);
     if (!r)
         return CXM_ENOMEM;
+    pthread_mutex_init(&r->mu, NULL); /* first: close destroys it */
     r->max = opts->cache_entries ? opts->cache_entries : DEFAULT_ENTRIES;
     r->max = r->max > UINT32_MAX - 1 ? UINT32_MAX - 1 : r->max;
     for (r->nbuckets = 16; r->nbuckets < r->max; r->nbuckets *= 2)
@@ -227,7 +232,6 @@ int cxm_resolver_open(const cxm_resolver_opts *opts, cxm_resolver **out)
         cxm_resolver_close(r);
         return CXM_ENOMEM;
     }
-    pthread_mutex_init(&r->mu, NULL);
     *out = r;
     return 0;
 }
@@ -238,10 +242,9 @@ void cxm_resolver_close(cxm_resolver *r)
         return;
     if (r->ch)
         cxm_channel_close(r->ch);
-    if (r->buckets) {
+    if (r->buckets)
         forget_all(r);
-        pthread_mutex_destroy(&r->mu);
-    }
+    pthread_mutex_destroy(&r->mu);
     free(r->e);
     free(r->buckets);
     free(r->addr);
@@ -257,7 +260,7 @@ static int channel(cxm_resolver *r, cxm_channel **ch)
     if (!r->ch) {
         const char *addr = r->addr_fn ? r->addr_fn(r->addr_ctx) : r->addr;
         if (!addr || !*addr)
-            return fail(CXM_EUNAVAIL, "%s%s", "the profile service's address is not known yet", "");
+            return fail(CXM_EUNAVAIL, "the profile service's address is not known yet");
         int rc = cxm_channel_open(addr, NULL, &r->ch);
         if (rc != 0)
             return fail(CXM_EUNAVAIL, "cannot open a channel to the profile service at %s: %s",
@@ -265,6 +268,18 @@ static int channel(cxm_resolver *r, cxm_channel **ch)
     }
     *ch = r->ch;
     return 0;
+}
+
+/* Every resolved result names its customer: an empty id would file the
+ * caller's events under no one (a broken profile service, not an item's
+ * fault: the caller retries the batch). */
+static bool answers_named(const Cxm__V1__ResolveIdentitiesResponse *resp)
+{
+    for (size_t k = 0; k < resp->n_results; k++)
+        if (resp->results[k]->code == 0 &&
+            (!resp->results[k]->customer_id || !*resp->results[k]->customer_id))
+            return false;
+    return true;
 }
 
 /* One ResolveIdentities for the items at idx[0..n): the results in *resp. */
@@ -288,7 +303,7 @@ static int call_batch(cxm_resolver *r, cxm_resolve_item *items, const size_t *id
     req.items = ptrs;
     req.n_items = n;
     req.source = r->source;
-    cxm_channel *ch;
+    cxm_channel *ch = NULL;
     int rc = channel(r, &ch);
     if (rc != 0)
         return rc;
@@ -298,13 +313,15 @@ static int call_batch(cxm_resolver *r, cxm_resolve_item *items, const size_t *id
                              (ProtobufCMessage **)resp, &res);
     grpc_status_code st = rc == 0 ? res.status : GRPC_STATUS_UNAVAILABLE;
     if (rc != 0)
-        rc = fail(CXM_EUNAVAIL, "cannot call the profile service: %s%s", cxm_strerror(rc), "");
+        rc = fail(CXM_EUNAVAIL, "cannot call the profile service: %s", cxm_strerror(rc));
     else if (st != GRPC_STATUS_OK)
         rc = fail(CXM_EUNAVAIL, "the profile service failed ResolveIdentities: %s: %s",
                   cxm_status_name(st), res.details);
     else if ((*resp)->n_results != n)
-        rc = fail(CXM_EUNAVAIL, "%s%s", "the profile service answered the wrong number of items",
-                  "");
+        rc = fail(CXM_EUNAVAIL, "the profile service answered %zu items for %zu",
+                  (*resp)->n_results, n);
+    else if (!answers_named(*resp))
+        rc = fail(CXM_EUNAVAIL, "the profile service resolved an item to no customer id");
     /* Unreachable or too slow: connect afresh next time (a restarted
      * service, or one whose address changed). */
     if ((st == GRPC_STATUS_UNAVAILABLE || st == GRPC_STATUS_DEADLINE_EXCEEDED) && r->ch) {
@@ -335,18 +352,59 @@ static bool from_cache(cxm_resolver *r, cxm_resolve_item *it, cxm_arena *a, int 
     return true;
 }
 
-/* An item the resolver refuses itself, as the contract says. */
+/* Text of 1 to max bytes: what fits a cache key whole. */
+static bool text_fits(const char *s, size_t max)
+{
+    return s && *s && strnlen(s, max + 1) <= max;
+}
+
+/* An identity whose key is exact: a longer value or custom type would be
+ * cut to fit KEY_MAX, and two identities alike up to the cut would share
+ * one cached customer. */
+static bool identity_fits(const Cxm__V1__Identity *id)
+{
+    return id && text_fits(id->value, CXM_IDENT_MAX) &&
+           (!id->custom_type ||
+            strnlen(id->custom_type, CXM_IDENT_CUSTOM_TYPE_MAX + 1) <= CXM_IDENT_CUSTOM_TYPE_MAX);
+}
+
+static bool ref_fits(const Cxm__V1__CustomerRef *ref)
+{
+    if (!ref)
+        return false;
+    if (ref->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID)
+        return text_fits(ref->customer_id, CXM_IDENT_MAX);
+    return ref->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY && identity_fits(ref->identity);
+}
+
+/* An item the resolver refuses itself, as the contract says: one that is
+ * not validated (cxm/ident.h) as the caller promised. */
 static bool refused(cxm_resolve_item *it)
 {
-    if (!it->customer || it->customer->key_case == CXM__V1__CUSTOMER_REF__KEY__NOT_SET ||
-        (it->customer->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY && !it->customer->identity))
-        it->why = "customer: a customer_id or an identity is required";
+    bool links_fit = it->nlinks == 0 || it->links;
+    for (size_t k = 0; links_fit && k < it->nlinks; k++)
+        links_fit = identity_fits(it->links[k]);
+    if (!ref_fits(it->customer))
+        it->why = "customer: a customer_id or an identity (value of 1 to 256 bytes) is required";
+    else if (!links_fit)
+        it->why = "links: every link must be an identity with a value of 1 to 256 bytes";
     else if (it->no_create && it->nlinks)
         it->why = "links: linking writes, so it needs a resolve that may create (no_create is set)";
     else
         return false;
     it->rc = CXM_EINVAL;
     return true;
+}
+
+/* Whether link k is among the links res says were left out (in any order:
+ * the contract does not promise one, and caching a link left out would
+ * answer for the wrong customer). */
+static bool unlinked(const Cxm__V1__ResolveIdentitiesResult *res, size_t k)
+{
+    for (size_t u = 0; u < res->n_unlinked; u++)
+        if (res->unlinked[u] == k)
+            return true;
+    return false;
 }
 
 /* Item it's answer from res, cached when it is one. r->mu held. */
@@ -363,13 +421,9 @@ static int take_answer(cxm_resolver *r, cxm_resolve_item *it,
         return 0;
     char key[KEY_MAX];
     int rc = remember(r, key, key_of_ref(key, it->customer), res->customer_id);
-    for (size_t k = 0, u = 0; rc == 0 && k < it->nlinks; k++) {
-        if (u < res->n_unlinked && res->unlinked[u] == k) { /* it belongs elsewhere */
-            u++;
-            continue;
-        }
-        rc = remember(r, key, key_of_identity(key, it->links[k]), res->customer_id);
-    }
+    for (size_t k = 0; rc == 0 && k < it->nlinks; k++)
+        if (!unlinked(res, k)) /* an unlinked one belongs elsewhere */
+            rc = remember(r, key, key_of_identity(key, it->links[k]), res->customer_id);
     return rc;
 }
 

@@ -88,11 +88,16 @@ int cxmctl_parse_time(const char *s, int64_t *out)
     if (p && (*p == 'Z' || *p == 'z')) {
         p++;
     } else if (p && (*p == '+' || *p == '-')) {
-        int hh, mm, n = 0;
-        if (sscanf(p + 1, "%2d:%2d%n", &hh, &mm, &n) != 2 || n != 5)
+        /* Exactly HH:MM (sscanf's %2d would also take " 5", "-3" or 99). */
+        const char *o = p + 1;
+        bool digits = o[0] >= '0' && o[0] <= '9' && o[1] >= '0' && o[1] <= '9' && o[2] == ':' &&
+                      o[3] >= '0' && o[3] <= '9' && o[4] >= '0' && o[4] <= '9';
+        int hh = digits ? (o[0] - '0') * 10 + (o[1] - '0') : 0;
+        int mm = digits ? (o[3] - '0') * 10 + (o[4] - '0') : 0;
+        if (!digits || hh > 23 || mm > 59)
             return -1;
         offset_s = (*p == '-' ? -1 : 1) * (hh * 3600 + mm * 60);
-        p += 1 + n;
+        p += 6;
     }
     if (!p || *p)
         return -1;

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cxm/err.h"
 #include "cxm/pipe.h"
 #include "cxm/v1/journey.pb-c.h"
 #include "cxmctl.h"
@@ -171,12 +172,10 @@ static void print_duration(FILE *out, int64_t ms)
 
 static void print_cell_duration(int width, int64_t ms)
 {
-    char buf[32];
+    char buf[32] = ""; /* kept empty if fmemopen fails: the column stays */
     FILE *f = fmemopen(buf, sizeof buf, "w");
-    if (!f)
-        return;
-    print_duration(f, ms);
-    fclose(f);
+    if (f)
+        print_duration(f, ms), fclose(f);
     printf("%*s", width, buf);
 }
 
@@ -450,9 +449,13 @@ static int import_ack(ctl *c, import *im, const uint8_t *msg, size_t len)
 {
     Cxm__V1__TrackStreamResponse *r =
         cxm__v1__track_stream_response__unpack(cxm_arena_protobuf(&c->arena), len, msg);
-    if (!r || r->message_index != im->acked) {
+    /* An ack of a message not sent yet would wrap sent - acked and stall
+     * the send window until the deadline. */
+    if (!r || r->message_index != im->acked || im->acked >= im->sent) {
         fprintf(stderr, "cxmctl: journey track: acknowledgement %" PRIu64 " %s\n", im->acked,
-                r ? "is out of order" : "does not decode");
+                !r                      ? "does not decode"
+                : im->acked >= im->sent ? "is of a message not sent yet"
+                                        : "is out of order");
         return CXMCTL_FAILED;
     }
     im->acked_events += im->message_events[im->acked++];
@@ -474,7 +477,10 @@ static int import_send_next(import *im, cxm_pipe *s)
     /* A TrackRequest and a TrackStreamRequest share their wire form: the
      * records go out as they are. */
     im->sent++;
-    return cxm_pipe_send(s, im->buf, len) == 0 ? 0 : -1;
+    int rc = cxm_pipe_send(s, im->buf, len);
+    if (rc == CXM_ENOMEM) /* the call goes on: a positive status cancels it */
+        return (fputs("cxmctl: out of memory\n", stderr), CXMCTL_FAILED);
+    return rc == 0 ? 0 : -1; /* the call is over: its status says why */
 }
 
 /* Send with up to window messages unacknowledged; returns 0 when every
@@ -634,7 +640,7 @@ static void print_events(const Cxm__V1__GetTimelineResponse *r, bool header)
                "EVENT_TYPE", "STAGE", "VALUE", "EVENT_ID");
     for (size_t i = 0; i < r->n_events; i++) {
         const Cxm__V1__TouchpointEvent *e = r->events[i];
-        char when[40], ch[32], st[32];
+        char when[40] = "", ch[32] = "", st[32] = ""; /* kept empty if fmemopen fails */
         FILE *f = fmemopen(when, sizeof when, "w");
         if (f)
             cxmctl_print_time(f, e->occurred_at_unix_ms), fclose(f);

@@ -666,26 +666,43 @@ static int item_resolve(cxm_txn *t, cxm_svc_job *j, size_t i, Cxm__V1__ResolveId
     return 0;
 }
 
+/* Room in resp for a result per item: the results array, NULL when out of
+ * memory. */
+static Cxm__V1__ResolveIdentitiesResult *results_new(cxm_arena *a, const batch_req *b,
+                                                     Cxm__V1__ResolveIdentitiesResponse *resp)
+{
+    size_t n = b->req->n_items;
+    Cxm__V1__ResolveIdentitiesResult *res = cxm_arena_alloc(a, n * sizeof *res);
+    resp->results = res ? cxm_arena_alloc(a, n * sizeof *resp->results) : NULL;
+    return resp->results ? res : NULL;
+}
+
+/* Add item i's result to resp: false when the item failed its checks (the
+ * result then holds that error), true when it is to be resolved. */
+static bool result_next(const batch_req *b, Cxm__V1__ResolveIdentitiesResponse *resp,
+                        Cxm__V1__ResolveIdentitiesResult *res, size_t i)
+{
+    cxm__v1__resolve_identities_result__init(&res[i]);
+    resp->results[resp->n_results++] = &res[i];
+    if (!b->items[i].rc)
+        return true;
+    res[i].code = (uint32_t)cxm_err_status(b->items[i].rc);
+    res[i].message = b->items[i].msg;
+    return false;
+}
+
 static int resolve_batch_job(cxm_txn *t, cxm_svc_job *j)
 {
     const batch_req *b = j->req;
     Cxm__V1__ResolveIdentitiesResponse *resp =
         cxm_svc_response(j, &cxm__v1__resolve_identities_response__descriptor);
-    size_t n = b->req->n_items;
-    Cxm__V1__ResolveIdentitiesResult *res = cxm_arena_alloc(j->a, n * sizeof *res);
-    if (!resp || !res || !(resp->results = cxm_arena_alloc(j->a, n * sizeof(void *))))
+    Cxm__V1__ResolveIdentitiesResult *res = resp ? results_new(j->a, b, resp) : NULL;
+    if (!res)
         return CXM_ENOMEM;
     int rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        cxm__v1__resolve_identities_result__init(&res[i]);
-        resp->results[resp->n_results++] = &res[i];
-        if (b->items[i].rc) {
-            res[i].code = (uint32_t)cxm_err_status(b->items[i].rc);
-            res[i].message = b->items[i].msg;
-            continue;
-        }
-        rc = item_resolve(t, j, i, &res[i]);
-    }
+    for (size_t i = 0; i < b->req->n_items && rc == 0; i++)
+        if (result_next(b, resp, res, i))
+            rc = item_resolve(t, j, i, &res[i]);
     return rc;
 }
 
@@ -730,22 +747,16 @@ static int item_read(cxm_txn *t, const prof_ctx *ctx, cxm_arena *a,
 static int batch_read(const prof_ctx *ctx, cxm_arena *a, const batch_req *b,
                       Cxm__V1__ResolveIdentitiesResponse *resp, bool *need_write)
 {
-    size_t n = b->req->n_items;
-    Cxm__V1__ResolveIdentitiesResult *res = cxm_arena_alloc(a, n * sizeof *res);
-    if (!res || !(resp->results = cxm_arena_alloc(a, n * sizeof(void *))))
+    Cxm__V1__ResolveIdentitiesResult *res = results_new(a, b, resp);
+    if (!res)
         return CXM_ENOMEM;
     cxm_txn *t;
     int rc = cxm_store_read_begin(pdb_store(ctx->db), &t);
     if (rc != 0)
         return rc;
-    for (size_t i = 0; i < n && rc == 0 && !*need_write; i++) {
-        cxm__v1__resolve_identities_result__init(&res[i]);
-        resp->results[resp->n_results++] = &res[i];
-        if (b->items[i].rc) {
-            res[i].code = (uint32_t)cxm_err_status(b->items[i].rc);
-            res[i].message = b->items[i].msg;
+    for (size_t i = 0; i < b->req->n_items && rc == 0 && !*need_write; i++) {
+        if (!result_next(b, resp, res, i))
             continue;
-        }
         rc = item_read(t, ctx, a, b->req->items[i], i, &res[i]);
         *need_write = rc == 1;
         rc = rc == 1 ? 0 : rc;
@@ -1183,12 +1194,23 @@ int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
 /* ---- StageChanged from the journey service ---- */
 
 /* The customer's journey stage becomes the standard trait journey_stage
- * (owner journey), as if journey had written it with WriteTraits: a change
- * older than the stored one is ignored, a real change is published as
- * TraitsChanged. A customer erased meanwhile is skipped. */
+ * (owner journey), as if journey had written it with WriteTraits. Journey's
+ * events apply in its order and a later one is the truth even when its
+ * stage is older (a late event, a merge or new rules rewrote the history),
+ * so no time comparison: the latest wins. A real change is saved and
+ * published as TraitsChanged; the stage already stored writes nothing (no
+ * version bump). A customer erased meanwhile, or a stage this build does
+ * not know, is skipped: failing would stop the subscription for good. */
 static int stage_changed(cxm_txn *t, const Cxm__V1__Event *ev, const prof_ctx *ctx)
 {
     const Cxm__V1__StageChanged *sc = ev->stage_changed;
+    if (sc->to_stage <= CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_UNSPECIFIED ||
+        sc->to_stage > CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_ADVOCACY) {
+        cxm_log_warn("profile.stage_skipped",
+                     "journey stage %d of customer %s not recorded: not a known stage",
+                     (int)sc->to_stage, s_or_empty(ev->customer_id));
+        return 0;
+    }
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
     cxm_svc_job j = {.a = &a, .ctx = (void *)ctx, .now = cxm_svc_now_ms()};
@@ -1199,7 +1221,7 @@ static int stage_changed(cxm_txn *t, const Cxm__V1__Event *ev, const prof_ctx *c
                      "journey stage of customer %s not recorded: no such customer (erased?)",
                      s_or_empty(ev->customer_id));
         rc = 0;
-    } else if (rc == 0) {
+    } else if (rc == 0 && p->standard_traits->journey_stage != sc->to_stage) {
         size_t nbefore;
         Cxm__V1__Trait **before = prof_traits_keep(&a, p, &nbefore);
         Cxm__V1__StandardTraitsUpdate u = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;

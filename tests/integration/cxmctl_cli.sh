@@ -61,6 +61,8 @@ expect 2 '--bucket "fortnight" is none of: hour day week month' journey touchpoi
 expect 2 '--goal-window needs --goal EVENT_TYPE' journey touchpoints --from 1d --goal-window 7d
 expect 2 '--channel "fax" is none of' journey touchpoints --from 1d --channel fax
 expect 2 '--from "yesterday": give a time' journey timeline c1 --from yesterday
+expect 2 '--from "2025-01-01T10:00:00+-5:00": give a time' journey timeline c1 --from '2025-01-01T10:00:00+-5:00'
+expect 2 '--from "2025-01-01T10:00:00+24:00": give a time' journey timeline c1 --from '2025-01-01T10:00:00+24:00'
 expect 2 'name the customer by ID or by --identity, not neither' journey timeline
 expect 2 '--limit: "5000" is not a whole number from 0 to 1000' journey timeline c1 --limit 5000
 expect 2 'name the customer by ID or by --identity, not both' journey state c1 --identity email:a@b.co

@@ -288,7 +288,28 @@ static void case_notfound(cxm_channel *ch, test_server *srv)
     CHECK(it[1].rc == CXM_ENOTFOUND && !it[1].customer_id, "unknown identity, no create");
     CHECK(it[2].rc == 0, "the neighbour resolves");
     CHECK(it[3].rc == CXM_EINVAL, "links need a creating resolve");
+    /* Ids and values over 256 bytes are refused before the cache (which
+     * would cut their keys and confuse two alike up to the cut). */
+    char long_id[300];
+    memset(long_id, 'c', sizeof long_id - 1);
+    long_id[sizeof long_id - 1] = '\0';
+    Cxm__V1__Identity long_link = CXM__V1__IDENTITY__INIT;
+    long_link.type = ANON;
+    long_link.value = long_id;
+    Cxm__V1__Identity *long_links[] = {&long_link};
+    cxm_resolve_item over[2] = {
+        {.customer = by_id(long_id)},
+        {.customer = by_identity(ident(EMAIL, "some@example.com")),
+         .links = long_links,
+         .nlinks = 1},
+    };
     uint64_t before = rpcs(r);
+    resolve_ok(r, over, 2);
+    CHECK(over[0].rc == CXM_EINVAL && strstr(over[0].why, "customer"), "long id: %s",
+          over[0].why ? over[0].why : "");
+    CHECK(over[1].rc == CXM_EINVAL && strstr(over[1].why, "links"), "long link: %s",
+          over[1].why ? over[1].why : "");
+    CHECK(rpcs(r) == before, "refused without an RPC");
     resolve_ok(r, it, 2);
     CHECK(rpcs(r) == before + 1, "NOT_FOUND is never cached");
     /* The lookup created nothing. */

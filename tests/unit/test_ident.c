@@ -30,6 +30,16 @@ static void test_normalize(void)
     CHECK_EQ_STR(norm(CXM_IDENT_PHONE, "010-1234-5678", NULL), "<refused>");
     cxm_ident_config kr = {.default_phone_country = "82"};
     CHECK_EQ_STR(norm(CXM_IDENT_PHONE, "010-1234-5678", &kr), "+821012345678");
+    /* A configured country that is no country code counts as none (a long
+     * one used to run past the digits buffer). */
+    char huge[300];
+    memset(huge, '9', sizeof huge - 1);
+    huge[sizeof huge - 1] = '\0';
+    cxm_ident_config bad[] = {{.default_phone_country = huge},
+                              {.default_phone_country = "12345"},
+                              {.default_phone_country = "8x"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ_STR(norm(CXM_IDENT_PHONE, "010-1234-5678", &bad[i]), "<refused>");
     CHECK_EQ_STR(norm(CXM_IDENT_PHONE, "+1 555", NULL), "<refused>"); /* too short */
     CHECK_EQ_STR(norm(CXM_IDENT_PHONE, "+1 555 CALL NOW", NULL), "<refused>");
     CHECK_EQ_STR(norm(CXM_IDENT_PHONE, "+1234567890123456", NULL), "<refused>"); /* 16 digits */

@@ -39,8 +39,9 @@ typedef enum cxm_ident_kind {
 
 typedef struct cxm_ident_config {
     /* Digits prepended to national phone numbers that start with a single 0
-     * trunk prefix ("82" turns 010-1234-5678 into +821012345678). NULL or ""
-     * = numbers must carry their country prefix (+CC or 00CC). */
+     * trunk prefix ("82" turns 010-1234-5678 into +821012345678): 1 to 4
+     * digits. NULL, "" (or anything else) = numbers must carry their country
+     * prefix (+CC or 00CC). */
     const char *default_phone_country;
     /* Values refused for every kind, compared after normalisation. */
     const char *const *blocklist;

@@ -62,7 +62,8 @@ typedef struct cxm_resolve_item {
     /* out */
     const char *customer_id; /* in the caller's arena; NULL when rc != 0 */
     int rc;                  /* 0, CXM_ENOTFOUND (unknown customer id), CXM_EINVAL
-                                (the profile service refused the item: why) */
+                                (the profile service, or the resolver for an item
+                                that is not validated, refused the item: why) */
     const char *why;         /* a sentence, in the arena, when rc != 0 */
 } cxm_resolve_item;
 
