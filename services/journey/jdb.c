@@ -82,6 +82,11 @@ static void be64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
 }
 
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static uint64_t rd64(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -241,7 +246,7 @@ static int load_dict_fn(cxm_txn *t, void *user)
         if (it.klen != 5)
             continue;
         const uint8_t *k = it.key;
-        uint32_t id = (uint32_t)k[1] << 24 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 8 | k[4];
+        uint32_t id = rd32(k + 1);
         if (id == 0 || id > JDB_DICT_MAX + 1) { /* 0 marks an empty slot; more would be huge */
             rc = CXM_ECORRUPT;
             break;
@@ -558,8 +563,7 @@ int jdb_dict_intern(cxm_txn *t, jdb *db, const char *s, uint32_t *id)
     size_t n;
     int rc = cxm_txn_get_ref(t, db->dict, k, len + 1, &v, &n);
     if (rc == 0 && n == 4) { /* made earlier in this transaction */
-        const uint8_t *b = v;
-        *id = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        *id = rd32(v);
         return 0;
     }
     if (rc != CXM_ENOTFOUND)
@@ -633,8 +637,7 @@ static uint32_t dict_id_fn(void *ctx, const char *s)
     memcpy(k + 1, s, len);
     if (cxm_txn_get_ref(c->t, c->db->dict, k, len + 1, &v, &n) != 0 || n != 4)
         return 0;
-    const uint8_t *b = v;
-    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    return rd32(v);
 }
 
 static const char *dict_name_fn(void *ctx, uint32_t id)
@@ -1049,7 +1052,7 @@ static int group_load(cxm_txn *t, jdb *db, cxm_arena *a, const char *root, const
         return rc;
     if (vlen < 4)
         return CXM_ECORRUPT;
-    size_t nh = (size_t)v[0] << 24 | (size_t)v[1] << 16 | (size_t)v[2] << 8 | v[3], off = 4;
+    size_t nh = rd32(v), off = 4;
     if (nh < 2 || nh > JDB_MAX_HOMES)
         return CXM_ECORRUPT;
     const char **h = cxm_arena_alloc(a, nh * sizeof *h);
@@ -1260,8 +1263,7 @@ int jdb_feedback_scores(cxm_txn *t, jdb *db, const char *touchpoint, int64_t fro
         if (it.vlen != 5)
             continue;
         const uint8_t *v = it.val;
-        int32_t score =
-            (int32_t)((uint32_t)v[1] << 24 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 8 | v[4]);
+        int32_t score = (int32_t)rd32(v + 1);
         if (v[0] == 1) { /* SURVEY_KIND_NPS */
             nps++;
             prom += score >= 9;
