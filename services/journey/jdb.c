@@ -82,6 +82,11 @@ static void be64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)v;
 }
 
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
 static uint64_t rd64(const uint8_t *p)
 {
     uint64_t v = 0;
@@ -114,6 +119,13 @@ static int get_msg(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen, cxm_ar
         return CXM_ECORRUPT;
     *out = m;
     return 0;
+}
+
+/* Delete key; an absent key is no error. */
+static int del_quiet(cxm_txn *t, MDB_dbi dbi, const void *key, size_t klen)
+{
+    int rc = cxm_txn_del(t, dbi, key, klen);
+    return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
 /* Delete key, counting it when it was there. */
@@ -234,7 +246,11 @@ static int load_dict_fn(cxm_txn *t, void *user)
         if (it.klen != 5)
             continue;
         const uint8_t *k = it.key;
-        uint32_t id = (uint32_t)k[1] << 24 | (uint32_t)k[2] << 16 | (uint32_t)k[3] << 8 | k[4];
+        uint32_t id = rd32(k + 1);
+        if (id == 0 || id > JDB_DICT_MAX + 1) { /* 0 marks an empty slot; more would be huge */
+            rc = CXM_ECORRUPT;
+            break;
+        }
         char *name = strndup(it.val, it.vlen);
         if (!name || cache_add(&db->cache, id, name) != 0) {
             free(name);
@@ -383,10 +399,8 @@ int jdb_dedup_sweep(cxm_txn *t, jdb *db, int64_t before, size_t max, size_t *rem
     free(dlens);
     if (rc != 0)
         return rc;
-    if (wrapped) {
-        rc = cxm_txn_del(t, db->meta, META_SWEEP, strlen(META_SWEEP));
-        return rc == CXM_ENOTFOUND ? 0 : rc;
-    }
+    if (wrapped)
+        return del_quiet(t, db->meta, META_SWEEP, strlen(META_SWEEP));
     return cxm_txn_put(t, db->meta, META_SWEEP, strlen(META_SWEEP), pos, plen, 0);
 }
 
@@ -443,12 +457,11 @@ int jdb_pending_del(cxm_txn *t, jdb *db, uint64_t seq)
     return cxm_txn_del(t, db->pending, k, 8);
 }
 
-/* Does a packed TouchpointEvent name customer_id as its ref? Decoding the
- * whole event would allocate; the ref is field 2 (a CustomerRef whose
- * field 1 is the id), so it is found by walking the top-level fields. */
-static bool packed_ref_is(const uint8_t *p, size_t n, const char *customer_id)
+/* The customer ref (field 2, a CustomerRef) of a packed TouchpointEvent,
+ * unpacked alone with malloc (the caller frees it): decoding the whole
+ * event would allocate far more. NULL when absent or malformed. */
+static Cxm__V1__CustomerRef *packed_ref(const uint8_t *p, size_t n)
 {
-    Cxm__V1__CustomerRef *ref = NULL;
     size_t i = 0;
     while (i < n) {
         uint64_t tag = 0;
@@ -471,7 +484,7 @@ static bool packed_ref_is(const uint8_t *p, size_t n, const char *customer_id)
             continue;
         }
         if (wt != 2)
-            return false;
+            return NULL;
         shift = 0;
         while (i < n && shift < 64) {
             len |= (uint64_t)(p[i] & 0x7f) << shift;
@@ -480,18 +493,27 @@ static bool packed_ref_is(const uint8_t *p, size_t n, const char *customer_id)
                 break;
         }
         if (len > n - i)
-            return false;
-        if (tag >> 3 == 2) {
-            ref = cxm__v1__customer_ref__unpack(NULL, len, p + i);
-            bool is = ref && ref->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID &&
-                      strcmp(ref->customer_id, customer_id) == 0;
-            if (ref)
-                cxm__v1__customer_ref__free_unpacked(ref, NULL);
-            return is;
-        }
+            return NULL;
+        if (tag >> 3 == 2)
+            return cxm__v1__customer_ref__unpack(NULL, len, p + i);
         i += len;
     }
-    return false;
+    return NULL;
+}
+
+/* The customer id a packed TouchpointEvent's ref names, copied into buf
+ * (CXM_KEY_MAX + 1 bytes); false when it names none (or one too long to be
+ * stored). */
+static bool packed_ref_id(const uint8_t *p, size_t n, char *buf)
+{
+    Cxm__V1__CustomerRef *ref = packed_ref(p, n);
+    bool is = ref && ref->key_case == CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID &&
+              strlen(ref->customer_id) <= CXM_KEY_MAX;
+    if (is)
+        strcpy(buf, ref->customer_id);
+    if (ref)
+        cxm__v1__customer_ref__free_unpacked(ref, NULL);
+    return is;
 }
 
 int jdb_pending_count(cxm_txn *t, jdb *db, const char *customer_id, uint64_t *n)
@@ -509,9 +531,10 @@ int jdb_pending_count(cxm_txn *t, jdb *db, const char *customer_id, uint64_t *n)
     int rc = cxm_iter_prefix(t, db->pending, NULL, 0, false, &it);
     /* Bounded: a state read must stay cheap while a backlog of millions
      * waits for the profile service. */
+    char ref[CXM_KEY_MAX + 1];
     for (size_t seen = 0; rc == 0 && seen < JDB_PENDING_SCAN_MAX && (rc = cxm_iter_next(&it)) == 0;
          seen++)
-        k += packed_ref_is(it.val, it.vlen, customer_id);
+        k += packed_ref_id(it.val, it.vlen, ref) && strcmp(ref, customer_id) == 0;
     cxm_iter_close(&it);
     if (rc != CXM_ENOTFOUND && rc != 0)
         return rc;
@@ -540,8 +563,7 @@ int jdb_dict_intern(cxm_txn *t, jdb *db, const char *s, uint32_t *id)
     size_t n;
     int rc = cxm_txn_get_ref(t, db->dict, k, len + 1, &v, &n);
     if (rc == 0 && n == 4) { /* made earlier in this transaction */
-        const uint8_t *b = v;
-        *id = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+        *id = rd32(v);
         return 0;
     }
     if (rc != CXM_ENOTFOUND)
@@ -615,8 +637,7 @@ static uint32_t dict_id_fn(void *ctx, const char *s)
     memcpy(k + 1, s, len);
     if (cxm_txn_get_ref(c->t, c->db->dict, k, len + 1, &v, &n) != 0 || n != 4)
         return 0;
-    const uint8_t *b = v;
-    return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+    return rd32(v);
 }
 
 static const char *dict_name_fn(void *ctx, uint32_t id)
@@ -764,14 +785,37 @@ int jdb_cols_put(cxm_txn *t, jdb *db, const char *home, const jrec *recs, size_t
     size_t klen = key_str(k, home);
     if (!klen)
         return CXM_ETOOBIG;
-    if (!n) {
-        int rc = cxm_txn_del(t, db->cols, k, klen);
-        return rc == CXM_ENOTFOUND ? 0 : rc;
-    }
+    if (!n)
+        return del_quiet(t, db->cols, k, klen);
     return cxm_txn_put(t, db->cols, k, klen, recs, n * sizeof *recs, 0);
 }
 
 /* ---- merges ---- */
+
+/* When source (key k) is merged into another id than target: delete that
+ * id's members row of source and its saved group, which still counts it. */
+static int forget_old_target(cxm_txn *t, jdb *db, const char *source, const uint8_t *k, size_t klen,
+                             const char *target)
+{
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, db->merged, k, klen, &v, &n);
+    if (rc == CXM_ENOTFOUND || (rc == 0 && n == strlen(target) && memcmp(v, target, n) == 0))
+        return 0;
+    if (rc != 0)
+        return rc;
+    if (n > CXM_KEY_MAX)
+        return CXM_ECORRUPT;
+    char old[CXM_KEY_MAX + 1];
+    memcpy(old, v, n);
+    old[n] = 0;
+    uint8_t mk[CXM_KEY_MAX];
+    size_t mklen = key_str2(mk, old, source);
+    if (!mklen)
+        return CXM_ECORRUPT;
+    rc = del_quiet(t, db->members, mk, mklen);
+    return rc ? rc : jdb_group_drop(t, db, old);
+}
 
 int jdb_merge_set(cxm_txn *t, jdb *db, const char *source, const char *target)
 {
@@ -787,6 +831,8 @@ int jdb_merge_set(cxm_txn *t, jdb *db, const char *source, const char *target)
             return CXM_EINVAL;
         uint8_t rk[CXM_KEY_MAX];
         size_t rklen = key_str(rk, r);
+        if (!rklen)
+            return CXM_ECORRUPT; /* a stored target too long to be a key */
         const void *v;
         size_t n;
         int rc = cxm_txn_get_ref(t, db->merged, rk, rklen, &v, &n);
@@ -801,11 +847,15 @@ int jdb_merge_set(cxm_txn *t, jdb *db, const char *source, const char *target)
         buf[n] = 0;
         r = buf;
     }
-    int rc = cxm_txn_put(t, db->merged, k, klen, target, strlen(target), 0);
     uint8_t mk[CXM_KEY_MAX];
     size_t mklen = key_str2(mk, target, source);
     if (!mklen)
         return CXM_ETOOBIG;
+    /* Merged elsewhere before (no unmerge seen): that target's members row
+     * goes, or source would count in two groups. */
+    int rc = forget_old_target(t, db, source, k, klen, target);
+    if (rc == 0)
+        rc = cxm_txn_put(t, db->merged, k, klen, target, strlen(target), 0);
     return rc ? rc : cxm_txn_put(t, db->members, mk, mklen, "", 0, 0);
 }
 
@@ -824,8 +874,7 @@ int jdb_merge_clear(cxm_txn *t, jdb *db, const char *source, const char *target)
         return CXM_ENOTFOUND;
     if ((rc = cxm_txn_del(t, db->merged, k, klen)) != 0)
         return rc;
-    rc = cxm_txn_del(t, db->members, mk, mklen);
-    return rc == CXM_ENOTFOUND ? 0 : rc;
+    return del_quiet(t, db->members, mk, mklen);
 }
 
 int jdb_root(cxm_txn *t, jdb *db, cxm_arena *a, const char *id, const char **root)
@@ -949,10 +998,15 @@ int jdb_group_save(cxm_txn *t, jdb *db, const char *root, const char *const *hom
         return jdb_group_drop(t, db, root);
     uint8_t k[CXM_KEY_MAX];
     size_t klen = key_str(k, root), head = 4;
-    if (!klen)
+    /* group_load refuses more homes (and a home must fit its u16 length). */
+    if (!klen || nhomes > JDB_MAX_HOMES)
         return CXM_ETOOBIG;
-    for (size_t i = 0; i < nhomes; i++)
-        head += 2 + strlen(homes[i]);
+    for (size_t i = 0; i < nhomes; i++) {
+        size_t l = strlen(homes[i]);
+        if (l > UINT16_MAX)
+            return CXM_ETOOBIG;
+        head += 2 + l;
+    }
     head = (head + GROUP_ALIGN - 1) / GROUP_ALIGN * GROUP_ALIGN;
     size_t len = head + n * sizeof *recs;
     uint8_t *v = malloc(len);
@@ -980,8 +1034,7 @@ int jdb_group_drop(cxm_txn *t, jdb *db, const char *id)
     size_t klen = key_str(k, id);
     if (!klen)
         return CXM_ETOOBIG;
-    int rc = cxm_txn_del(t, db->groups, k, klen);
-    return rc == CXM_ENOTFOUND ? 0 : rc;
+    return del_quiet(t, db->groups, k, klen);
 }
 
 /* root's saved group, in a (CXM_ENOTFOUND when none is saved). */
@@ -999,7 +1052,7 @@ static int group_load(cxm_txn *t, jdb *db, cxm_arena *a, const char *root, const
         return rc;
     if (vlen < 4)
         return CXM_ECORRUPT;
-    size_t nh = (size_t)v[0] << 24 | (size_t)v[1] << 16 | (size_t)v[2] << 8 | v[3], off = 4;
+    size_t nh = rd32(v), off = 4;
     if (nh < 2 || nh > JDB_MAX_HOMES)
         return CXM_ECORRUPT;
     const char **h = cxm_arena_alloc(a, nh * sizeof *h);
@@ -1109,10 +1162,8 @@ int jdb_state_put(cxm_txn *t, jdb *db, cxm_arena *a, const char *root,
     size_t klen = key_str(k, root);
     if (!klen)
         return CXM_ETOOBIG;
-    if (!s) {
-        int rc = cxm_txn_del(t, db->state, k, klen);
-        return rc == CXM_ENOTFOUND ? 0 : rc;
-    }
+    if (!s)
+        return del_quiet(t, db->state, k, klen);
     return put_msg(t, db->state, k, klen, a, &s->base);
 }
 
@@ -1212,8 +1263,7 @@ int jdb_feedback_scores(cxm_txn *t, jdb *db, const char *touchpoint, int64_t fro
         if (it.vlen != 5)
             continue;
         const uint8_t *v = it.val;
-        int32_t score =
-            (int32_t)((uint32_t)v[1] << 24 | (uint32_t)v[2] << 16 | (uint32_t)v[3] << 8 | v[4]);
+        int32_t score = (int32_t)rd32(v + 1);
         if (v[0] == 1) { /* SURVEY_KIND_NPS */
             nps++;
             prom += score >= 9;
@@ -1494,34 +1544,56 @@ static int del_prefix(cxm_txn *t, MDB_dbi dbi, const uint8_t *p, size_t plen, ui
     }
 }
 
+/* The second string field of the first key with prefix p in dbi (an index
+ * row (id, other)), in a; CXM_ENOTFOUND when none is left. */
+static int first_other(cxm_txn *t, MDB_dbi dbi, const uint8_t *p, size_t plen, cxm_arena *a,
+                       char **other)
+{
+    cxm_iter it;
+    int rc = cxm_iter_prefix(t, dbi, p, plen, false, &it);
+    if (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+        cxm_keyreader kr;
+        cxm_keyreader_init(&kr, it.key, it.klen);
+        cxm_keyread_skip_bytes(&kr);
+        rc = cxm_keyread_bytes_arena(&kr, a, other, NULL);
+    }
+    cxm_iter_close(&it);
+    return rc;
+}
+
 /* The segment rows of id, through its csegs index. */
 static int erase_segments(cxm_txn *t, jdb *db, const char *id, uint64_t *count)
 {
     uint8_t p[CXM_KEY_MAX];
     size_t plen = key_str(p, id);
     for (;;) {
-        cxm_iter it;
-        char *seg = NULL;
+        char *seg;
         cxm_arena a;
         cxm_arena_init(&a, NULL, 0, 0);
-        int rc = cxm_iter_prefix(t, db->csegs, p, plen, false, &it);
-        if (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
-            cxm_keyreader kr;
-            cxm_keyreader_init(&kr, it.key, it.klen);
-            cxm_keyread_skip_bytes(&kr);
-            rc = cxm_keyread_bytes_arena(&kr, &a, &seg, NULL);
-        }
-        cxm_iter_close(&it);
-        if (rc == 0) {
-            rc = jdb_segment_set(t, db, seg, id, false);
+        int rc = first_other(t, db->csegs, p, plen, &a, &seg);
+        if (rc == 0 && (rc = jdb_segment_set(t, db, seg, id, false)) == 0)
             (*count)++;
-        }
         cxm_arena_dispose(&a);
         if (rc == CXM_ENOTFOUND)
             return 0;
         if (rc != 0)
             return rc;
     }
+}
+
+/* id (key k) merged into target: the merge goes, and so does the saved
+ * group of target's root, which holds id's home and records (analytics
+ * walk the merges until the root is recomputed). */
+static int erase_merged_into(cxm_txn *t, jdb *db, const char *id, const char *target)
+{
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    const char *root;
+    int rc = jdb_root(t, db, &a, target, &root);
+    if (rc == 0)
+        rc = jdb_group_drop(t, db, root);
+    cxm_arena_dispose(&a);
+    return rc ? rc : jdb_merge_clear(t, db, id, target);
 }
 
 /* Merge rows naming id as source or target. */
@@ -1538,7 +1610,7 @@ static int erase_merges(cxm_txn *t, jdb *db, const char *id, uint64_t *count)
             return CXM_ECORRUPT;
         memcpy(target, v, n);
         target[n] = 0;
-        if ((rc = jdb_merge_clear(t, db, id, target)) != 0)
+        if ((rc = erase_merged_into(t, db, id, target)) != 0)
             return rc;
         (*count)++;
     } else if (rc != CXM_ENOTFOUND) {
@@ -1547,18 +1619,10 @@ static int erase_merges(cxm_txn *t, jdb *db, const char *id, uint64_t *count)
     /* Ids merged into id are erased by their own turn (they are among the
      * merged ids of the erasure); their rows pointing here go now. */
     for (;;) {
-        cxm_iter it;
         cxm_arena a;
-        char *src = NULL;
+        char *src;
         cxm_arena_init(&a, NULL, 0, 0);
-        rc = cxm_iter_prefix(t, db->members, k, klen, false, &it);
-        if (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
-            cxm_keyreader kr;
-            cxm_keyreader_init(&kr, it.key, it.klen);
-            cxm_keyread_skip_bytes(&kr);
-            rc = cxm_keyread_bytes_arena(&kr, &a, &src, NULL);
-        }
-        cxm_iter_close(&it);
+        rc = first_other(t, db->members, k, klen, &a, &src);
         if (rc == 0 && (rc = jdb_merge_clear(t, db, src, id)) == CXM_ENOTFOUND) {
             uint8_t mk[CXM_KEY_MAX]; /* a members row without its merged row */
             rc = cxm_txn_del(t, db->members, mk, key_str2(mk, id, src));
@@ -1579,12 +1643,16 @@ static int erase_pending(cxm_txn *t, jdb *db, const char *const *ids, size_t nid
     uint64_t *seqs = NULL;
     size_t n = 0, cap = 0;
     cxm_iter it;
+    char ref[CXM_KEY_MAX + 1];
     int rc = cxm_iter_prefix(t, db->pending, NULL, 0, false, &it);
     while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+        /* The ref is decoded once per event, not once per id. */
+        if (it.klen != 8 || !packed_ref_id(it.val, it.vlen, ref))
+            continue;
         bool hit = false;
         for (size_t i = 0; i < nids && !hit; i++)
-            hit = packed_ref_is(it.val, it.vlen, ids[i]);
-        if (!hit || it.klen != 8)
+            hit = strcmp(ref, ids[i]) == 0;
+        if (!hit)
             continue;
         if (n == cap) {
             cap = cap ? cap * 2 : 64;
@@ -1649,26 +1717,35 @@ static int erase_idents(cxm_txn *t, jdb *db, const char *const *ids, size_t nids
 int jdb_erase(cxm_txn *t, jdb *db, const char *id, char *const *merged, size_t n, uint64_t *count)
 {
     *count = 0;
-    const char *ids[JDB_MAX_HOMES + 1];
+    /* Every id is erased: a long list of merged ids is no reason to keep
+     * some of them. */
+    if (n > SIZE_MAX / sizeof(char *) - 1)
+        return CXM_ETOOBIG;
+    const char **ids = malloc((n + 1) * sizeof *ids);
+    if (!ids)
+        return CXM_ENOMEM;
     size_t nids = 0;
     ids[nids++] = id;
-    for (size_t i = 0; i < n && nids < JDB_MAX_HOMES + 1; i++)
+    for (size_t i = 0; i < n; i++)
         ids[nids++] = merged[i];
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < nids; i++) {
         uint8_t k[CXM_KEY_MAX];
         size_t klen = key_str(k, ids[i]);
-        if (!klen)
-            return CXM_ETOOBIG;
         uint64_t ignored = 0;
-        if ((rc = del_prefix(t, db->tl, k, klen, count)) == 0 &&
-            (rc = del_counted(t, db->cols, k, klen, &ignored)) == 0 &&
-            (rc = del_counted(t, db->state, k, klen, count)) == 0 &&
-            (rc = jdb_group_drop(t, db, ids[i])) == 0 &&
-            (rc = erase_segments(t, db, ids[i], count)) == 0)
+        if (!klen)
+            rc = CXM_ETOOBIG;
+        else if ((rc = del_prefix(t, db->tl, k, klen, count)) == 0 &&
+                 (rc = del_counted(t, db->cols, k, klen, &ignored)) == 0 &&
+                 (rc = del_counted(t, db->state, k, klen, count)) == 0 &&
+                 (rc = jdb_group_drop(t, db, ids[i])) == 0 &&
+                 (rc = erase_segments(t, db, ids[i], count)) == 0)
             rc = erase_merges(t, db, ids[i], count);
     }
     if (rc == 0)
         rc = erase_idents(t, db, ids, nids, count);
-    return rc ? rc : erase_pending(t, db, ids, nids, count);
+    if (rc == 0)
+        rc = erase_pending(t, db, ids, nids, count);
+    free(ids);
+    return rc;
 }

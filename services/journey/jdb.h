@@ -151,6 +151,9 @@ jdict jdb_dict(jdb_dict_ctx *ctx);
 
 /* ---- merges ---- */
 
+/* source merged into target. When source was merged into another id
+ * before (no unmerge seen), that id's members row of source and its saved
+ * group go (its root must be recomputed by the caller). */
 int jdb_merge_set(cxm_txn *t, jdb *db, const char *source, const char *target);
 /* CXM_ENOTFOUND when source was not merged into target. */
 int jdb_merge_clear(cxm_txn *t, jdb *db, const char *source, const char *target);
@@ -233,7 +236,8 @@ jsource jdb_source(jdb_src *s);
 
 /* Delete every row of id and of merged[0..n) (timeline, records, state,
  * segments, merges, identities resolved to them, pending events naming
- * them); *count counts them. */
+ * them); *count counts them. The saved group of a root one of them was
+ * merged into goes too (uncounted: derived), as it holds their records. */
 int jdb_erase(cxm_txn *t, jdb *db, const char *id, char *const *merged, size_t n, uint64_t *count);
 
 #endif

@@ -3,8 +3,9 @@
  * window and its sweep, the pending queue's order and counts, late events
  * taking their place in a customer's records, the dictionary (and a
  * rolled-back intern leaving nothing), merges followed transitively and
- * undone, identities remembered, the analytics source handing out merged customers (and fast), and
- * erasure counting what it deleted.
+ * undone, identities remembered, the analytics source handing out merged customers (and fast),
+ * erasure counting what it deleted, and saved groups: read by the source,
+ * dropped, refused when too big or corrupt, and gone with an erasure.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "check.h"
 #include "cxm/err.h"
+#include "cxm/keyenc.h"
 #include "journey/jdb.h"
 
 static cxm_store *store;
@@ -317,6 +319,7 @@ typedef struct walk {
     char first[64];
     char ids[16][32];
     size_t homes[16];
+    int stage[16]; /* of the first record: tells a saved group from a walked one */
     int rc;
 } walk;
 
@@ -341,6 +344,7 @@ static int walk_fn(cxm_txn *t, void *user)
         if (w->customers < 16) {
             snprintf(w->ids[w->customers], sizeof w->ids[0], "%s", c.customer_id);
             w->homes[w->customers] = c.nhomes;
+            w->stage[w->customers] = c.n ? c.recs[0].stage : -1;
         }
         for (size_t i = 1; i < c.n; i++)
             if (c.recs[i - 1].at_ms > c.recs[i].at_ms)
@@ -490,6 +494,183 @@ static void test_erase(void)
     cxm_arena_dispose(&e.a);
 }
 
+/* ---- saved groups (journey.groups) ---- */
+
+#define SAVED_STAGE 3 /* a stage no put_event writes: seen only in a saved group */
+
+typedef struct group_case {
+    const char *root;
+    size_t nhomes; /* of the group as jdb_group finds it; overridden when set */
+    size_t force_nhomes;
+    bool drop;
+} group_case;
+
+/* Save root's group as a recomputation would, its records marked. */
+static int group_save_fn(cxm_txn *t, void *user)
+{
+    group_case *g = user;
+    if (g->drop)
+        return jdb_group_drop(t, db, g->root);
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    const char **homes;
+    size_t nhomes, n;
+    jrec *recs;
+    int rc = jdb_group(t, db, &a, g->root, &homes, &nhomes);
+    if (rc == 0)
+        rc = jdb_group_recs(t, db, &a, homes, nhomes, &recs, &n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        recs[i].stage = SAVED_STAGE;
+    if (rc == 0 && g->force_nhomes) { /* more homes than a group may have */
+        const char **many = cxm_arena_alloc(&a, g->force_nhomes * sizeof *many);
+        for (size_t i = 0; many && i < g->force_nhomes; i++)
+            many[i] = g->root;
+        homes = many;
+        nhomes = g->force_nhomes;
+    }
+    if (rc == 0)
+        rc = jdb_group_save(t, db, g->root, homes, nhomes, recs, n);
+    g->nhomes = nhomes;
+    cxm_arena_dispose(&a);
+    return rc;
+}
+
+static int group_save(const char *root, size_t force_nhomes, bool drop)
+{
+    group_case g = {.root = root, .force_nhomes = force_nhomes, .drop = drop};
+    return write(group_save_fn, &g);
+}
+
+/* Raw access to the table, to see rows and plant corrupt ones. */
+typedef struct raw_case {
+    MDB_dbi dbi;
+    const char *id;
+    const void *val;
+    size_t vlen;
+    bool put, found;
+} raw_case;
+
+static int raw_fn(cxm_txn *t, void *user)
+{
+    raw_case *r = user;
+    uint8_t k[CXM_KEY_MAX];
+    cxm_key kb;
+    size_t klen = 0;
+    cxm_key_init(&kb, k, sizeof k);
+    cxm_key_str(&kb, r->id);
+    if (cxm_key_finish(&kb, &klen) != 0)
+        return CXM_ETOOBIG;
+    if (r->put)
+        return cxm_txn_put(t, r->dbi, k, klen, r->val, r->vlen, 0);
+    const void *v;
+    size_t n;
+    int rc = cxm_txn_get_ref(t, r->dbi, k, klen, &v, &n);
+    r->found = rc == 0;
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+static bool group_row(MDB_dbi dbi, const char *id)
+{
+    raw_case r = {.dbi = dbi, .id = id};
+    CHECK_EQ_INT(cxm_store_read(store, raw_fn, &r), 0);
+    return r.found;
+}
+
+/* The q* customers as the analytics source hands them out. */
+static walk walk_q(void)
+{
+    walk w = {.after = "q"};
+    w.rc = cxm_store_read(store, walk_fn, &w);
+    return w;
+}
+
+static void test_groups(void)
+{
+    MDB_dbi groups;
+    CHECK_EQ_INT(cxm_store_dbi(store, "journey.groups", 0, &groups), 0);
+    put_event("q1", "qa", "page_view", "home", 10);
+    put_event("q2", "qb", "page_view", "home", 20);
+    put_event("q3", "qc", "page_view", "home", 30);
+    merge_case m = {"q2", "q1", false, 0};
+    CHECK_EQ_INT(write(merge_fn, &m), 0);
+
+    /* Not saved yet: the source walks the merges. */
+    walk w = walk_q();
+    CHECK_EQ_INT(w.rc, 0);
+    CHECK_EQ_STR(w.ids[0], "q1");
+    CHECK_EQ_INT(w.homes[0], 2);
+    CHECK_EQ_INT(w.stage[0], 0);
+
+    /* Saved: the source reads the row, stages and homes as saved. */
+    CHECK_EQ_INT(group_save("q1", 0, false), 0);
+    CHECK(group_row(groups, "q1"));
+    w = walk_q();
+    CHECK_EQ_INT(w.rc, 0);
+    CHECK_EQ_STR(w.ids[0], "q1");
+    CHECK_EQ_INT(w.homes[0], 2);
+    CHECK_EQ_INT(w.stage[0], SAVED_STAGE);
+    CHECK_EQ_STR(w.ids[1], "q3"); /* q2 is merged away, not a root */
+    CHECK_EQ_INT(w.stage[1], 0);
+
+    /* A group too big to load again is refused, the saved row kept. */
+    CHECK_EQ_INT(group_save("q1", JDB_MAX_HOMES + 1, false), CXM_ETOOBIG);
+    CHECK(group_row(groups, "q1"));
+
+    /* Dropped: walked again. A one-home save drops too. */
+    CHECK_EQ_INT(group_save("q1", 0, true), 0);
+    CHECK(!group_row(groups, "q1"));
+    CHECK_EQ_INT(walk_q().stage[0], 0);
+    CHECK_EQ_INT(group_save("q1", 0, false), 0);
+    CHECK_EQ_INT(group_save("q3", 0, false), 0); /* q3 alone: nothing kept */
+    CHECK(!group_row(groups, "q3"));
+
+    /* Corrupt rows are reported, never read past their end. */
+    uint8_t bad[][12] = {{0, 0, 0, 2}, {0, 0, 1, 44}, {0, 0, 0, 2, 0, 9, 'q'}};
+    size_t badlen[] = {4, 4, 7};
+    for (size_t i = 0; i < 3; i++) {
+        raw_case r = {.dbi = groups, .id = "q1", .val = bad[i], .vlen = badlen[i], .put = true};
+        CHECK_EQ_INT(write(raw_fn, &r), 0);
+        CHECK_EQ_INT(walk_q().rc, CXM_ECORRUPT);
+    }
+    CHECK_EQ_INT(group_save("q1", 0, false), 0);
+
+    /* Merged into q3 without an unmerge: q1's group no longer counts q2. */
+    m = (merge_case){"q2", "q3", false, 0};
+    CHECK_EQ_INT(write(merge_fn, &m), 0);
+    CHECK(!group_row(groups, "q1"));
+    check_root("q1", "q1", 1, 1);
+    check_root("q2", "q3", 2, 2);
+    m = (merge_case){"q2", "q1", false, 0}; /* and back */
+    CHECK_EQ_INT(write(merge_fn, &m), 0);
+    check_root("q3", "q3", 1, 1);
+    CHECK_EQ_INT(group_save("q1", 0, false), 0);
+
+    /* Erasing a merged-away id alone takes its records out of the root's
+     * saved group: the source walks the merges again. */
+    erase_case e = {.id = "q2"};
+    CHECK_EQ_INT(write(erase_fn, &e), 0);
+    CHECK_EQ_INT(e.count, 1 + 1); /* its event, its merge */
+    CHECK(!group_row(groups, "q1"));
+    w = walk_q();
+    CHECK_EQ_INT(w.rc, 0);
+    CHECK_EQ_STR(w.ids[0], "q1");
+    CHECK_EQ_INT(w.homes[0], 1);
+    CHECK_EQ_INT(w.stage[0], 0);
+
+    /* Erasing a root with its merged ids deletes its saved group. */
+    m = (merge_case){"q3", "q1", false, 0};
+    CHECK_EQ_INT(write(merge_fn, &m), 0);
+    CHECK_EQ_INT(group_save("q1", 0, false), 0);
+    CHECK(group_row(groups, "q1"));
+    e = (erase_case){.id = "q1", .merged = {"q3"}, .n = 1};
+    CHECK_EQ_INT(write(erase_fn, &e), 0);
+    CHECK_EQ_INT(e.count, 2 + 1); /* events, merge */
+    CHECK(!group_row(groups, "q1"));
+    w = walk_q();
+    CHECK_EQ_INT(w.rc, 0);
+    CHECK(w.customers == 0 || strncmp(w.ids[0], "q", 1) != 0);
+}
+
 int main(void)
 {
     char dir[] = "/tmp/test_jdb.XXXXXX";
@@ -502,6 +683,7 @@ int main(void)
     test_merges();
     test_source();
     test_erase();
+    test_groups();
     test_source_speed();
     jdb_close(db);
     /* Reopen: the dictionary comes back from the store. */
