@@ -119,7 +119,7 @@ static int jrn_open(cxm_store *store, cxm_service *svc)
                          .ctx = ctx};
     size_t n = 0;
     Cxm__V1__StageRule *const *defaults = jrules_defaults(&n);
-    int rc = (ctx->rules = jrules_compile(defaults, n, 0)) ? 0 : CXM_ENOMEM;
+    int rc = jrn_rules_install(ctx, defaults, n, 0);
     if (rc == 0)
         rc = jdb_open(store, &ctx->db);
     if (rc == 0)

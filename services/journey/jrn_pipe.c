@@ -65,6 +65,23 @@ static int64_t mono_ms(void)
 
 /* ---- rules ---- */
 
+int jrn_rules_install(jrn_ctx *ctx, Cxm__V1__StageRule *const *rules, size_t n, uint64_t version)
+{
+    jrules *compiled = jrules_compile(rules, n, version);
+    if (!compiled)
+        return CXM_ENOMEM;
+    bool props = false;
+    for (size_t i = 0; i < n; i++)
+        props = props || rules[i]->n_conditions;
+    pthread_rwlock_wrlock(&ctx->rules_lock);
+    jrules *old = ctx->rules;
+    ctx->rules = compiled;
+    ctx->rules_need_props = props;
+    pthread_rwlock_unlock(&ctx->rules_lock);
+    jrules_free(old);
+    return 0;
+}
+
 /* Compile the stored rule set (or the defaults) when its version differs
  * from the one in force, and start recomputing stored stages under it. */
 static int reload_rules(jrn_pipe *p)
@@ -97,20 +114,7 @@ static int reload_rules(jrn_pipe *p)
         Cxm__V1__StageRule *const *rules = stored ? stored->rules : jrules_defaults(&n);
         if (stored)
             n = stored->n_rules;
-        jrules *compiled = jrules_compile(rules, n, version);
-        bool props = false;
-        for (size_t i = 0; i < n; i++)
-            props = props || rules[i]->n_conditions;
-        if (!compiled) {
-            rc = CXM_ENOMEM;
-        } else {
-            pthread_rwlock_wrlock(&ctx->rules_lock);
-            jrules *old = ctx->rules;
-            ctx->rules = compiled;
-            ctx->rules_need_props = props;
-            pthread_rwlock_unlock(&ctx->rules_lock);
-            jrules_free(old);
-        }
+        rc = jrn_rules_install(ctx, rules, n, version);
     }
     /* A version whose recomputation is not complete (new, or interrupted
      * by a restart) is walked from the first root. */

@@ -34,6 +34,11 @@ void jrn_pipe_wake(jrn_pipe *p);
 /* Forget cached resolutions (after an unmerge or an erasure). Any thread. */
 void jrn_pipe_invalidate(jrn_pipe *p);
 
+/* Compile rules (version: the stored set's, 0 for the defaults) and put
+ * them in force, with ctx->rules_need_props telling whether any rule looks
+ * at event properties (replays then read the stored events). */
+int jrn_rules_install(jrn_ctx *ctx, Cxm__V1__StageRule *const *rules, size_t n, uint64_t version);
+
 /* Recompute the stage history of root (a root customer id) from its group's
  * records under the rules in force, inside t: per-record stages written back
  * where they changed, the state row rewritten, StageChanged emitted when the
