@@ -933,7 +933,9 @@ int jrn_apply_profile(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
     int rc = 0;
-    jdb_dict_rollback(ctx->db); /* recompute interns nothing; keep staging clean */
+    /* No jdb_dict_rollback here: the staged names belong to the pipeline
+     * thread, which commits them after its transaction, outside the writer
+     * lock this runs under; recompute interns nothing. */
     switch (ev->payload_case) {
     case CXM__V1__EVENT__PAYLOAD_CUSTOMER_MERGED:
         rc = apply_merged(t, ctx, &a, ev->customer_merged);
