@@ -109,16 +109,21 @@ static int reload_rules(jrn_pipe *p)
     pthread_rwlock_rdlock(&ctx->rules_lock);
     bool same = ctx->rules && jrules_version(ctx->rules) == version;
     pthread_rwlock_unlock(&ctx->rules_lock);
+    bool replaced = false;
     if (rc == 0 && !same) {
         size_t n = 0;
         Cxm__V1__StageRule *const *rules = stored ? stored->rules : jrules_defaults(&n);
         if (stored)
             n = stored->n_rules;
         rc = jrn_rules_install(ctx, rules, n, version);
+        replaced = rc == 0;
     }
     /* A version whose recomputation is not complete (new, or interrupted
-     * by a restart) is walked from the first root. */
-    if (rc == 0 && !p->recomputing && (rc_version != version || rc_done < rc_total)) {
+     * by a restart) is walked from the first root; so is a new version
+     * arriving mid-walk, or the roots already walked would keep stages of
+     * the old rules while rc_version names the new ones. */
+    if (rc == 0 && ((replaced && p->recomputing) ||
+                    (!p->recomputing && (rc_version != version || rc_done < rc_total)))) {
         p->recomputing = true;
         p->rc_after[0] = 0;
     }
