@@ -36,7 +36,6 @@ struct jrn_pipe {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, woken;
-    atomic_bool invalidate;
     atomic_uint_fast64_t dropped;
     atomic_int_fast64_t ingest_at; /* monotonic ms of the latest ingest commit */
     cxm_arena a;                   /* a round's events and resolutions */
@@ -571,8 +570,6 @@ static int run_round(jrn_pipe *p, bool *did)
     jrn_ctx *ctx = p->ctx;
     *did = false;
     cxm_arena_reset(&p->a);
-    if (atomic_exchange(&p->invalidate, false))
-        cxm_resolver_invalidate(p->resolver);
     if (!p->batch && !(p->batch = malloc(JRN_PIPE_BATCH * sizeof *p->batch)))
         return CXM_ENOMEM;
     cxm_txn *t;
@@ -840,8 +837,8 @@ void jrn_pipe_wake(jrn_pipe *p)
 
 void jrn_pipe_invalidate(jrn_pipe *p)
 {
-    if (p)
-        atomic_store(&p->invalidate, true);
+    if (p) /* thread-safe: a resolution in flight caches nothing */
+        cxm_resolver_invalidate(p->resolver);
 }
 
 uint64_t jrn_pipe_dropped(jrn_pipe *p)
