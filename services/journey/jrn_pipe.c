@@ -81,6 +81,15 @@ int jrn_rules_install(jrn_ctx *ctx, Cxm__V1__StageRule *const *rules, size_t n, 
     return 0;
 }
 
+int jrn_recompute_progress(cxm_txn *t, jrn_ctx *ctx, uint64_t *version, uint64_t *done,
+                           uint64_t *total)
+{
+    int rc = jdb_meta_get(t, ctx->db, "rc_version", version);
+    if (rc == 0)
+        rc = jdb_meta_get(t, ctx->db, "rc_done", done);
+    return rc ? rc : jdb_meta_get(t, ctx->db, "rc_total", total);
+}
+
 /* Compile the stored rule set (or the defaults) when its version differs
  * from the one in force, and start recomputing stored stages under it. */
 static int reload_rules(jrn_pipe *p)
@@ -98,11 +107,7 @@ static int reload_rules(jrn_pipe *p)
     if (rc == CXM_ENOTFOUND)
         rc = 0;
     if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_version", &rc_version);
-    if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_done", &rc_done);
-    if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_total", &rc_total);
+        rc = jrn_recompute_progress(t, ctx, &rc_version, &rc_done, &rc_total);
     cxm_store_read_end(t);
     uint64_t version = stored ? stored->version : 0;
     pthread_rwlock_rdlock(&ctx->rules_lock);

@@ -39,6 +39,11 @@ void jrn_pipe_invalidate(jrn_pipe *p);
  * at event properties (replays then read the stored events). */
 int jrn_rules_install(jrn_ctx *ctx, Cxm__V1__StageRule *const *rules, size_t n, uint64_t version);
 
+/* The recomputation after a rule change, as stored: the rule version it
+ * last completed, and roots done out of total in the walk under way. */
+int jrn_recompute_progress(cxm_txn *t, jrn_ctx *ctx, uint64_t *version, uint64_t *done,
+                           uint64_t *total);
+
 /* Recompute the stage history of root (a root customer id) from its group's
  * records under the rules in force, inside t: per-record stages written back
  * where they changed, the state row rewritten, StageChanged emitted when the

@@ -746,11 +746,7 @@ static int rules_answer(cxm_txn *t, jrn_ctx *ctx, cxm_arena *a,
     }
     uint64_t done = 0, total = 0, version = 0;
     if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_done", &done);
-    if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_total", &total);
-    if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_version", &version);
+        rc = jrn_recompute_progress(t, ctx, &version, &done, &total);
     if (rc != 0)
         return rc;
     if (version == r->version && done >= total)
