@@ -99,8 +99,9 @@ static int open_events(cxm_store *store, jrn_ctx *ctx)
 
 static int jrn_open(cxm_store *store, cxm_service *svc)
 {
-    if (*cfg_base_currency && (strlen(cfg_base_currency) != 3 || !isupper(cfg_base_currency[0]) ||
-                               !isupper(cfg_base_currency[1]) || !isupper(cfg_base_currency[2]))) {
+    const unsigned char *cur = (const unsigned char *)cfg_base_currency;
+    if (*cur && (strlen(cfg_base_currency) != 3 || !isupper(cur[0]) || !isupper(cur[1]) ||
+                 !isupper(cur[2]))) {
         cxm_log_error("journey.bad_flag",
                       "--journey-base-currency \"%s\" is not an ISO 4217 code such as KRW or EUR",
                       cfg_base_currency);
@@ -119,7 +120,7 @@ static int jrn_open(cxm_store *store, cxm_service *svc)
                          .ctx = ctx};
     size_t n = 0;
     Cxm__V1__StageRule *const *defaults = jrules_defaults(&n);
-    int rc = (ctx->rules = jrules_compile(defaults, n, 0)) ? 0 : CXM_ENOMEM;
+    int rc = jrn_rules_install(ctx, defaults, n, 0);
     if (rc == 0)
         rc = jdb_open(store, &ctx->db);
     if (rc == 0)

@@ -36,7 +36,6 @@ struct jrn_pipe {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop, woken;
-    atomic_bool invalidate;
     atomic_uint_fast64_t dropped;
     atomic_int_fast64_t ingest_at; /* monotonic ms of the latest ingest commit */
     cxm_arena a;                   /* a round's events and resolutions */
@@ -65,6 +64,32 @@ static int64_t mono_ms(void)
 
 /* ---- rules ---- */
 
+int jrn_rules_install(jrn_ctx *ctx, Cxm__V1__StageRule *const *rules, size_t n, uint64_t version)
+{
+    jrules *compiled = jrules_compile(rules, n, version);
+    if (!compiled)
+        return CXM_ENOMEM;
+    bool props = false;
+    for (size_t i = 0; i < n; i++)
+        props = props || rules[i]->n_conditions;
+    pthread_rwlock_wrlock(&ctx->rules_lock);
+    jrules *old = ctx->rules;
+    ctx->rules = compiled;
+    ctx->rules_need_props = props;
+    pthread_rwlock_unlock(&ctx->rules_lock);
+    jrules_free(old);
+    return 0;
+}
+
+int jrn_recompute_progress(cxm_txn *t, jrn_ctx *ctx, uint64_t *version, uint64_t *done,
+                           uint64_t *total)
+{
+    int rc = jdb_meta_get(t, ctx->db, "rc_version", version);
+    if (rc == 0)
+        rc = jdb_meta_get(t, ctx->db, "rc_done", done);
+    return rc ? rc : jdb_meta_get(t, ctx->db, "rc_total", total);
+}
+
 /* Compile the stored rule set (or the defaults) when its version differs
  * from the one in force, and start recomputing stored stages under it. */
 static int reload_rules(jrn_pipe *p)
@@ -82,39 +107,27 @@ static int reload_rules(jrn_pipe *p)
     if (rc == CXM_ENOTFOUND)
         rc = 0;
     if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_version", &rc_version);
-    if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_done", &rc_done);
-    if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_total", &rc_total);
+        rc = jrn_recompute_progress(t, ctx, &rc_version, &rc_done, &rc_total);
     cxm_store_read_end(t);
     uint64_t version = stored ? stored->version : 0;
     pthread_rwlock_rdlock(&ctx->rules_lock);
     bool same = ctx->rules && jrules_version(ctx->rules) == version;
     pthread_rwlock_unlock(&ctx->rules_lock);
+    bool replaced = false;
     if (rc == 0 && !same) {
         size_t n = 0;
         Cxm__V1__StageRule *const *rules = stored ? stored->rules : jrules_defaults(&n);
         if (stored)
             n = stored->n_rules;
-        jrules *compiled = jrules_compile(rules, n, version);
-        bool props = false;
-        for (size_t i = 0; i < n; i++)
-            props = props || rules[i]->n_conditions;
-        if (!compiled) {
-            rc = CXM_ENOMEM;
-        } else {
-            pthread_rwlock_wrlock(&ctx->rules_lock);
-            jrules *old = ctx->rules;
-            ctx->rules = compiled;
-            ctx->rules_need_props = props;
-            pthread_rwlock_unlock(&ctx->rules_lock);
-            jrules_free(old);
-        }
+        rc = jrn_rules_install(ctx, rules, n, version);
+        replaced = rc == 0;
     }
     /* A version whose recomputation is not complete (new, or interrupted
-     * by a restart) is walked from the first root. */
-    if (rc == 0 && !p->recomputing && (rc_version != version || rc_done < rc_total)) {
+     * by a restart) is walked from the first root; so is a new version
+     * arriving mid-walk, or the roots already walked would keep stages of
+     * the old rules while rc_version names the new ones. */
+    if (rc == 0 && ((replaced && p->recomputing) ||
+                    (!p->recomputing && (rc_version != version || rc_done < rc_total)))) {
         p->recomputing = true;
         p->rc_after[0] = 0;
     }
@@ -562,8 +575,6 @@ static int run_round(jrn_pipe *p, bool *did)
     jrn_ctx *ctx = p->ctx;
     *did = false;
     cxm_arena_reset(&p->a);
-    if (atomic_exchange(&p->invalidate, false))
-        cxm_resolver_invalidate(p->resolver);
     if (!p->batch && !(p->batch = malloc(JRN_PIPE_BATCH * sizeof *p->batch)))
         return CXM_ENOMEM;
     cxm_txn *t;
@@ -831,8 +842,8 @@ void jrn_pipe_wake(jrn_pipe *p)
 
 void jrn_pipe_invalidate(jrn_pipe *p)
 {
-    if (p)
-        atomic_store(&p->invalidate, true);
+    if (p) /* thread-safe: a resolution in flight caches nothing */
+        cxm_resolver_invalidate(p->resolver);
 }
 
 uint64_t jrn_pipe_dropped(jrn_pipe *p)

@@ -34,6 +34,16 @@ void jrn_pipe_wake(jrn_pipe *p);
 /* Forget cached resolutions (after an unmerge or an erasure). Any thread. */
 void jrn_pipe_invalidate(jrn_pipe *p);
 
+/* Compile rules (version: the stored set's, 0 for the defaults) and put
+ * them in force, with ctx->rules_need_props telling whether any rule looks
+ * at event properties (replays then read the stored events). */
+int jrn_rules_install(jrn_ctx *ctx, Cxm__V1__StageRule *const *rules, size_t n, uint64_t version);
+
+/* The recomputation after a rule change, as stored: the rule version it
+ * last completed, and roots done out of total in the walk under way. */
+int jrn_recompute_progress(cxm_txn *t, jrn_ctx *ctx, uint64_t *version, uint64_t *done,
+                           uint64_t *total);
+
 /* Recompute the stage history of root (a root customer id) from its group's
  * records under the rules in force, inside t: per-record stages written back
  * where they changed, the state row rewritten, StageChanged emitted when the

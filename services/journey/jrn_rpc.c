@@ -746,11 +746,7 @@ static int rules_answer(cxm_txn *t, jrn_ctx *ctx, cxm_arena *a,
     }
     uint64_t done = 0, total = 0, version = 0;
     if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_done", &done);
-    if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_total", &total);
-    if (rc == 0)
-        rc = jdb_meta_get(t, ctx->db, "rc_version", &version);
+        rc = jrn_recompute_progress(t, ctx, &version, &done, &total);
     if (rc != 0)
         return rc;
     if (version == r->version && done >= total)
@@ -933,7 +929,9 @@ int jrn_apply_profile(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
     int rc = 0;
-    jdb_dict_rollback(ctx->db); /* recompute interns nothing; keep staging clean */
+    /* No jdb_dict_rollback here: the staged names belong to the pipeline
+     * thread, which commits them after its transaction, outside the writer
+     * lock this runs under; recompute interns nothing. */
     switch (ev->payload_case) {
     case CXM__V1__EVENT__PAYLOAD_CUSTOMER_MERGED:
         rc = apply_merged(t, ctx, &a, ev->customer_merged);

@@ -130,6 +130,15 @@ static Cxm__V1__Value *num(double d)
     return v;
 }
 
+static Cxm__V1__Value *boolean(bool b)
+{
+    Cxm__V1__Value *v = cxm_arena_alloc(&arena, sizeof *v);
+    cxm__v1__value__init(v);
+    v->kind_case = CXM__V1__VALUE__KIND_BOOL_VALUE;
+    v->bool_value = b;
+    return v;
+}
+
 static Cxm__V1__TrackResponse *track(cxm_channel *ch, Cxm__V1__TouchpointEvent **evs, size_t n)
 {
     Cxm__V1__TrackRequest req = CXM__V1__TRACK_REQUEST__INIT;
@@ -402,6 +411,18 @@ static void case_stages(cxm_channel *ch, test_server *srv)
     CHECK(s->n_time_in_stage == 3, "%zu stages timed", s->n_time_in_stage);
     CHECK(s->time_in_stage[0]->total_ms == 60000, "awareness lasted %" PRId64,
           s->time_in_stage[0]->total_ms);
+
+    /* A default rule with a property condition: a purchase flagged
+     * repeat=true is RETENTION. */
+    Cxm__V1__TouchpointEvent *rep[2];
+    rep[0] = event("r-1", "anon-r", "checkout", WEB, "purchase", t0);
+    rep[1] = event("r-2", "anon-r", "checkout", WEB, "purchase", t0 + 60000);
+    add_prop(rep[1], "repeat", boolean(true));
+    track(ch, rep, 2);
+    Cxm__V1__GetJourneyStateResponse *rs = wait_events(ch, by_identity(ANON, "anon-r"), 2);
+    CHECK(rs->stage == CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_RETENTION && rs->n_transitions == 2 &&
+              strcmp(rs->transitions[0]->rule_id, "retention.repeat-purchase") == 0,
+          "repeat purchase: stage %d after %zu transitions", rs->stage, rs->n_transitions);
 
     /* The profile hears of it over the bus: the standard trait. */
     double until = test_now_ms() + 10000;
