@@ -887,6 +887,14 @@ int cxm_store_dbi(cxm_store *s, const char *name, unsigned flags, MDB_dbi *out)
     return rc;
 }
 
+int cxm_store_dbis(cxm_store *store, const cxm_store_table *tables, size_t n)
+{
+    int rc = 0;
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = cxm_store_dbi(store, tables[i].name, 0, tables[i].dbi);
+    return rc;
+}
+
 /* ---- get / put / del -------------------------------------------------- */
 
 static int check_key(cxm_txn *t, size_t klen)

@@ -276,10 +276,7 @@ int jdb_open(cxm_store *store, jdb **out)
     jdb *db = calloc(1, sizeof *db);
     if (!db)
         return CXM_ENOMEM;
-    struct {
-        const char *name;
-        MDB_dbi *dbi;
-    } tables[] = {
+    const cxm_store_table tables[] = {
         {"journey.dedup", &db->dedup},     {"journey.pending", &db->pending},
         {"journey.tl", &db->tl},           {"journey.cols", &db->cols},
         {"journey.dict", &db->dict},       {"journey.merged", &db->merged},
@@ -291,9 +288,7 @@ int jdb_open(cxm_store *store, jdb **out)
     };
     db->store = store;
     pthread_rwlock_init(&db->lock, NULL);
-    int rc = 0;
-    for (size_t i = 0; i < sizeof tables / sizeof tables[0] && rc == 0; i++)
-        rc = cxm_store_dbi(store, tables[i].name, 0, tables[i].dbi);
+    int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc == 0)
         rc = cxm_store_read(store, load_dict_fn, db);
     if (rc == 0 && !cache_find(&db->cache, JDB_DICT_OTHER)) {

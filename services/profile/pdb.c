@@ -36,10 +36,7 @@ int pdb_open(cxm_store *store, pdb **out)
     pdb *db = calloc(1, sizeof *db);
     if (!db)
         return CXM_ENOMEM;
-    struct {
-        const char *name;
-        MDB_dbi *dbi;
-    } tables[] = {
+    const cxm_store_table tables[] = {
         {"profile.profiles", &db->profiles},       {"profile.identities", &db->identities},
         {"profile.redirects", &db->redirects},     {"profile.merges", &db->merges},
         {"profile.segments", &db->segments},       {"profile.members", &db->members},
@@ -48,9 +45,7 @@ int pdb_open(cxm_store *store, pdb **out)
         {"profile.receipt_ids", &db->receipt_ids},
     };
     db->store = store;
-    int rc = 0;
-    for (size_t i = 0; i < sizeof tables / sizeof tables[0] && rc == 0; i++)
-        rc = cxm_store_dbi(store, tables[i].name, 0, tables[i].dbi);
+    int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc == 0)
         rc = cxm_store_write(store, salt_fn, db);
     if (rc == 0)

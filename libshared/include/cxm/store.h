@@ -108,6 +108,16 @@ const char *cxm_store_last_error(void);
  * decides them. Cached and thread-safe, but see the threading rules above. */
 int cxm_store_dbi(cxm_store *store, const char *name, unsigned flags, MDB_dbi *out);
 
+/* A service's tables: each name and where its handle goes. */
+typedef struct cxm_store_table {
+    const char *name;
+    MDB_dbi *dbi;
+} cxm_store_table;
+
+/* cxm_store_dbi (flags 0) for each of tables[0..n), stopping at the first
+ * failure, whose code it returns. */
+int cxm_store_dbis(cxm_store *store, const cxm_store_table *tables, size_t n);
+
 /* ---- transactions ---------------------------------------------------- */
 
 typedef int (*cxm_txn_fn)(cxm_txn *txn, void *user);
