@@ -1,0 +1,33 @@
+/*
+ * fbctx.h - the feedback service's state, shared by its modules' handlers
+ * (cxm_call_service_ctx returns it).
+ */
+#ifndef CXM_FBCTX_H
+#define CXM_FBCTX_H
+
+#include <pthread.h>
+
+#include "cxm/bus.h"
+#include "cxm/resolve.h"
+#include "cxm/store.h"
+#include "cxm/svc.h"
+#include "senti/fsent.h"
+
+typedef struct fdb fdb; /* responses, surveys, replicas: fdb.h */
+typedef struct ffu ffu; /* follow-ups: ffu.h */
+
+typedef struct fb_ctx {
+    cxm_store *store;
+    fdb *db;
+    ffu *fu;
+    const fsent_model *senti; /* fsent_builtin() or --feedback-sentiment-model */
+    fsent_model *senti_owned; /* the loaded file, freed on close */
+    cxm_bus_producer *events; /* "feedback": FeedbackReceived, FollowUpChanged */
+    /* Customers are resolved through profile (resolve.h); the resolver is
+     * used by one thread at a time. */
+    pthread_mutex_t resolve_lock;
+    cxm_resolver *resolver;
+    cxm_svc_erasure erasure;
+} fb_ctx;
+
+#endif
