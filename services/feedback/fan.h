@@ -5,7 +5,10 @@
  * The computation is kept apart from the store: the caller hands a source
  * (fan_src) that scans records in answer-time order and names dictionary
  * ids, so the same code runs over the service's LMDB tables and over the
- * in-memory records of the unit and reference tests.
+ * in-memory records of the unit and reference tests. When the source also
+ * hands the incremental aggregates (fagg.h), a query they can answer (no
+ * segment filter, a zone whose offsets are whole hours) reads them instead
+ * of the records; the two paths give the same numbers.
  *
  * Validation: each function first checks its request and answers
  * CXM_EINVAL with a message naming the field (svc.h conventions) in err.
@@ -21,6 +24,7 @@
 #include "cxm/arena.h"
 #include "cxm/svc.h"
 #include "cxm/v1/feedback.pb-c.h"
+#include "fagg.h"
 #include "frec.h"
 
 /* Called for each record; nonzero stops the scan and is returned. */
@@ -40,6 +44,10 @@ typedef struct fan_src {
      * request's segment now? NULL when the request has no segment_id. */
     bool (*in_segment)(void *src, uint64_t customer);
     void *src;
+    /* The aggregates kept in step with the records, and the read
+     * transaction to read them in; agg NULL = scan the records only. */
+    const fagg *agg;
+    cxm_txn *txn;
 } fan_src;
 
 /* GetScoresRequest -> GetScoresResponse. */
