@@ -949,6 +949,108 @@ int jrn_apply_profile(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
     return rc;
 }
 
+/* ---- survey responses as touchpoint events ---- */
+
+typedef struct prop_set {
+    Cxm__V1__TouchpointEvent__PropertiesEntry *e[5], entries[5];
+    Cxm__V1__Value v[5];
+    size_t n;
+} prop_set;
+
+static Cxm__V1__Value *prop_add(prop_set *ps, const char *key)
+{
+    size_t i = ps->n++;
+    cxm__v1__touchpoint_event__properties_entry__init(&ps->entries[i]);
+    cxm__v1__value__init(&ps->v[i]);
+    ps->entries[i].key = (char *)key;
+    ps->entries[i].value = &ps->v[i];
+    ps->e[i] = &ps->entries[i];
+    return &ps->v[i];
+}
+
+static void prop_str(prop_set *ps, const char *key, const char *s)
+{
+    Cxm__V1__Value *v = prop_add(ps, key);
+    v->kind_case = CXM__V1__VALUE__KIND_STRING_VALUE;
+    v->string_value = (char *)s;
+}
+
+/* The lower-case name of enum value n after its prefix ("SURVEY_KIND_NPS"
+ * -> "nps"), in a; NULL for UNSPECIFIED or a value this build does not know. */
+static const char *enum_word(cxm_arena *a, const ProtobufCEnumDescriptor *d, int n,
+                             const char *prefix)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(d, n);
+    if (!v || n == 0 || strncmp(v->name, prefix, strlen(prefix)) != 0)
+        return NULL;
+    char *w = cxm_arena_strndup(a, v->name + strlen(prefix), strlen(v->name) - strlen(prefix));
+    for (char *c = w; c && *c; c++)
+        *c = (char)(*c >= 'A' && *c <= 'Z' ? *c + 32 : *c);
+    return w;
+}
+
+/* The properties a survey_response event carries: kind, score, and the NPS
+ * category and sentiment of the text when there are. */
+static void survey_props(cxm_arena *a, const Cxm__V1__FeedbackReceived *f, prop_set *ps)
+{
+    const char *kind = enum_word(a, &cxm__v1__survey_kind__descriptor, f->kind, "SURVEY_KIND_");
+    const char *cat =
+        enum_word(a, &cxm__v1__nps_category__descriptor, f->nps_category, "NPS_CATEGORY_");
+    const char *sent =
+        enum_word(a, &cxm__v1__sentiment_label__descriptor, f->sentiment, "SENTIMENT_LABEL_");
+    if (kind)
+        prop_str(ps, "kind", kind);
+    Cxm__V1__Value *score = prop_add(ps, "score");
+    score->kind_case = CXM__V1__VALUE__KIND_NUMBER_VALUE;
+    score->number_value = f->score;
+    if (cat)
+        prop_str(ps, "nps_category", cat);
+    if (sent)
+        prop_str(ps, "sentiment", sent);
+    if (f->survey_id && *f->survey_id)
+        prop_str(ps, "survey_id", f->survey_id);
+}
+
+/* The response becomes an event of the customer's journey at the survey's
+ * touchpoint, through the pending queue like a tracked event: the pipeline
+ * thread resolves its customer id (following merges), stores it in the
+ * timeline, recomputes the stage and interns its names (the dictionary's
+ * staged names belong to that thread, so this bus apply must not store it
+ * itself). Its event id is "fb:" + the response id and its time the answer's,
+ * so a redelivered response lands on the same (at_ms, eid) and replaces
+ * itself; erasure takes it with the customer's other events. */
+static int queue_survey_event(cxm_txn *t, jrn_ctx *ctx, const Cxm__V1__Event *ev)
+{
+    const Cxm__V1__FeedbackReceived *f = ev->feedback_received;
+    if (!ev->customer_id || !*ev->customer_id || f->channel == 0)
+        return 0; /* no one, or nowhere, to put it */
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = ev->customer_id;
+    Cxm__V1__TouchpointEvent te = CXM__V1__TOUCHPOINT_EVENT__INIT;
+    size_t idlen = strlen(f->response_id) + 4;
+    if ((te.event_id = cxm_arena_alloc(&a, idlen)) != NULL)
+        snprintf(te.event_id, idlen, "fb:%s", f->response_id);
+    te.customer = &ref;
+    te.touchpoint = f->touchpoint;
+    te.channel = f->channel;
+    te.event_type = "survey_response";
+    te.occurred_at_unix_ms =
+        f->answered_at_unix_ms ? f->answered_at_unix_ms : ev->occurred_at_unix_ms;
+    te.received_at_unix_ms = cxm_svc_now_ms();
+    prop_set ps = {.n = 0};
+    survey_props(&a, f, &ps);
+    te.properties = ps.e;
+    te.n_properties = ps.n;
+    int rc = te.event_id ? jdb_pending_append(t, ctx->db, &a, &te) : CXM_ENOMEM;
+    cxm_arena_dispose(&a);
+    if (rc == 0)
+        jrn_pipe_wake(ctx->pipe);
+    return rc;
+}
+
 int jrn_apply_feedback(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
 {
     jrn_ctx *ctx = user;
@@ -959,7 +1061,9 @@ int jrn_apply_feedback(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
         return 0; /* not about a touchpoint: nothing to count */
     int rc = jdb_feedback_put(t, ctx->db, f->touchpoint, f->answered_at_unix_ms, f->response_id,
                               f->kind, f->score);
-    return rc == CXM_ETOOBIG ? 0 : rc;
+    if (rc == CXM_ETOOBIG)
+        return 0;
+    return rc ? rc : queue_survey_event(t, ctx, ev);
 }
 
 int jrn_erase(cxm_txn *t, const char *customer_id, char *const *merged, size_t nmerged,

@@ -398,11 +398,21 @@ void prof_standard_apply(cxm_arena *a, prof_profile *p, const Cxm__V1__StandardT
         st->last_seen_unix_ms = u->last_seen_unix_ms;
     if (u->lifetime_value_update_case)
         st->lifetime_value = u->lifetime_value;
-    if (u->last_nps_update_case) {
+    /* Feedback's answers: a later answer replaces an earlier one, never the
+     * reverse, so a late or redelivered response cannot roll a trait back. */
+    if (u->last_nps_update_case && observed_ms >= st->last_nps_at_unix_ms) {
         st->last_nps = u->last_nps;
         st->last_nps_category =
             u->last_nps_category ? u->last_nps_category : nps_category(u->last_nps);
         st->last_nps_at_unix_ms = observed_ms;
+    }
+    if (u->last_csat_update_case && observed_ms >= st->last_csat_at_unix_ms) {
+        st->last_csat = u->last_csat;
+        st->last_csat_at_unix_ms = observed_ms;
+    }
+    if (u->last_ces_update_case && observed_ms >= st->last_ces_at_unix_ms) {
+        st->last_ces = u->last_ces;
+        st->last_ces_at_unix_ms = observed_ms;
     }
     if (u->open_follow_ups_update_case)
         st->open_follow_ups = u->open_follow_ups;
@@ -603,6 +613,14 @@ static void merge_standard(prof_profile *t, const prof_profile *s)
         ts->last_nps = ss->last_nps;
         ts->last_nps_category = ss->last_nps_category;
         ts->last_nps_at_unix_ms = ss->last_nps_at_unix_ms;
+    }
+    if (ss->last_csat_at_unix_ms > ts->last_csat_at_unix_ms) {
+        ts->last_csat = ss->last_csat;
+        ts->last_csat_at_unix_ms = ss->last_csat_at_unix_ms;
+    }
+    if (ss->last_ces_at_unix_ms > ts->last_ces_at_unix_ms) {
+        ts->last_ces = ss->last_ces;
+        ts->last_ces_at_unix_ms = ss->last_ces_at_unix_ms;
     }
     ts->open_follow_ups += ss->open_follow_ups;
 }

@@ -73,7 +73,9 @@ int prof_trait_set(cxm_arena *a, prof_profile *p, const char *name, const prof_v
                    const char *source, int64_t observed_ms, int64_t now_ms, bool *applied);
 bool prof_trait_unset(prof_profile *p, const char *name);
 
-/* Apply a StandardTraitsUpdate with the monotonic rules of the contract. */
+/* Apply a StandardTraitsUpdate with the monotonic rules of the contract.
+ * Feedback's answers (last_nps, last_csat, last_ces) are stamped with
+ * observed_ms and replace the stored one only when not older than it. */
 void prof_standard_apply(cxm_arena *a, prof_profile *p, const Cxm__V1__StandardTraitsUpdate *u,
                          int64_t observed_ms);
 

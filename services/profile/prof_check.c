@@ -259,8 +259,8 @@ static const char *standard_owner(const Cxm__V1__StandardTraitsUpdate *u)
 {
     bool journey = u->journey_stage || u->first_seen_unix_ms || u->last_seen_unix_ms ||
                    u->lifetime_value_update_case || u->n_channel_mix;
-    bool feedback =
-        u->last_nps_update_case || u->open_follow_ups_update_case || u->last_nps_category;
+    bool feedback = u->last_nps_update_case || u->open_follow_ups_update_case ||
+                    u->last_nps_category || u->last_csat_update_case || u->last_ces_update_case;
     return journey && feedback ? "mixed" : journey ? "journey" : feedback ? "feedback" : NULL;
 }
 
@@ -273,6 +273,13 @@ static int check_standard(const Cxm__V1__StandardTraitsUpdate *u, const char *so
                             strcmp(owner, "mixed") == 0 ? "journey and feedback" : owner, source);
     if (u->last_nps_update_case && (u->last_nps < 0 || u->last_nps > 10))
         return cxm_svc_errf(err, CXM_EINVAL, "standard.last_nps", "0 to 10 (got %d)", u->last_nps);
+    if (u->last_csat_update_case && (u->last_csat < 1 || u->last_csat > 5))
+        return cxm_svc_errf(err, CXM_EINVAL, "standard.last_csat", "1 to 5 (got %d)", u->last_csat);
+    if (u->last_ces_update_case && (u->last_ces < 1 || u->last_ces > 7))
+        return cxm_svc_errf(err, CXM_EINVAL, "standard.last_ces", "1 to 7 (got %d)", u->last_ces);
+    if ((unsigned)u->last_nps_category > CXM__V1__NPS_CATEGORY__NPS_CATEGORY_PROMOTER)
+        return cxm_svc_errf(err, CXM_EINVAL, "standard.last_nps_category", "unknown category %d",
+                            u->last_nps_category);
     if (u->lifetime_value_update_case && !(u->lifetime_value >= 0 && u->lifetime_value < 1e300))
         return cxm_svc_errf(err, CXM_EINVAL, "standard.lifetime_value", "a finite amount >= 0");
     if ((unsigned)u->journey_stage > CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_ADVOCACY)

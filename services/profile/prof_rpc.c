@@ -1247,6 +1247,106 @@ int prof_journey_event(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
     return prof_erasure_completed(t, ev, user);
 }
 
+/* ---- FeedbackReceived and FollowUpChanged from the feedback service ---- */
+
+/* The update a FeedbackReceived makes: the score of its kind, stamped with
+ * when the customer answered. false (logged) for a score off its survey's
+ * scale or a kind this build does not know: skipped, as failing would stop
+ * the subscription for good. */
+static bool feedback_update(const Cxm__V1__Event *ev, Cxm__V1__StandardTraitsUpdate *u,
+                            int64_t *observed)
+{
+    const Cxm__V1__FeedbackReceived *f = ev->feedback_received;
+    int lo = 1, hi = 0;
+    switch (f->kind) {
+    case CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS:
+        lo = 0, hi = 10;
+        u->last_nps_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_NPS_UPDATE_LAST_NPS;
+        u->last_nps = f->score;
+        if ((unsigned)f->nps_category <= CXM__V1__NPS_CATEGORY__NPS_CATEGORY_PROMOTER)
+            u->last_nps_category = f->nps_category;
+        break;
+    case CXM__V1__SURVEY_KIND__SURVEY_KIND_CSAT:
+        hi = 5;
+        u->last_csat_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_CSAT_UPDATE_LAST_CSAT;
+        u->last_csat = f->score;
+        break;
+    case CXM__V1__SURVEY_KIND__SURVEY_KIND_CES:
+        hi = 7;
+        u->last_ces_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_CES_UPDATE_LAST_CES;
+        u->last_ces = f->score;
+        break;
+    default:
+        break;
+    }
+    if (f->score < lo || f->score > hi) {
+        cxm_log_warn("profile.feedback_skipped",
+                     "response %.64s of customer %s not recorded: kind %d, score %d off its scale",
+                     s_or_empty(f->response_id), s_or_empty(ev->customer_id), (int)f->kind,
+                     (int)f->score);
+        return false;
+    }
+    *observed = f->answered_at_unix_ms ? f->answered_at_unix_ms : ev->occurred_at_unix_ms;
+    return true;
+}
+
+/* Whether the traits feedback owns are the same in x and y. */
+static bool feedback_traits_same(const Cxm__V1__StandardTraits *x, const Cxm__V1__StandardTraits *y)
+{
+    return x->last_nps == y->last_nps && x->last_nps_category == y->last_nps_category &&
+           x->last_nps_at_unix_ms == y->last_nps_at_unix_ms && x->last_csat == y->last_csat &&
+           x->last_csat_at_unix_ms == y->last_csat_at_unix_ms && x->last_ces == y->last_ces &&
+           x->last_ces_at_unix_ms == y->last_ces_at_unix_ms &&
+           x->open_follow_ups == y->open_follow_ups;
+}
+
+/* Apply u to the customer's standard traits as feedback (their owner) would
+ * with WriteTraits; saved only when a trait changed, so a redelivered or
+ * older answer writes nothing (no version bump). A customer erased
+ * meanwhile is skipped. */
+static int feedback_apply(cxm_txn *t, const Cxm__V1__Event *ev, const prof_ctx *ctx,
+                          const Cxm__V1__StandardTraitsUpdate *u, int64_t observed)
+{
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    cxm_svc_job j = {.a = &a, .ctx = (void *)ctx, .now = cxm_svc_now_ms()};
+    prof_profile *p;
+    int rc = load_live(t, &j, s_or_empty(ev->customer_id), "customer_id", &p);
+    if (rc == CXM_ENOTFOUND) {
+        cxm_log_info("profile.feedback_skipped",
+                     "feedback of customer %s not recorded: no such customer (erased?)",
+                     s_or_empty(ev->customer_id));
+        rc = 0;
+    } else if (rc == 0) {
+        Cxm__V1__StandardTraits before = *p->standard_traits;
+        prof_standard_apply(&a, p, u, observed);
+        if (!feedback_traits_same(&before, p->standard_traits))
+            rc = save_profile(t, &j, p);
+    }
+    cxm_arena_dispose(&a);
+    return rc;
+}
+
+int prof_feedback_event(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
+{
+    Cxm__V1__StandardTraitsUpdate u = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
+    int64_t observed = ev->occurred_at_unix_ms;
+    switch (ev->payload_case) {
+    case CXM__V1__EVENT__PAYLOAD_FEEDBACK_RECEIVED:
+        if (!feedback_update(ev, &u, &observed))
+            return 0;
+        return feedback_apply(t, ev, user, &u, observed);
+    case CXM__V1__EVENT__PAYLOAD_FOLLOW_UP_CHANGED:
+        /* The count after the change, in feedback's order: the latest wins. */
+        u.open_follow_ups_update_case =
+            CXM__V1__STANDARD_TRAITS_UPDATE__OPEN_FOLLOW_UPS_UPDATE_OPEN_FOLLOW_UPS;
+        u.open_follow_ups = ev->follow_up_changed->open_follow_ups;
+        return feedback_apply(t, ev, user, &u, observed);
+    default:
+        return prof_erasure_completed(t, ev, user);
+    }
+}
+
 /* ---- SearchProfiles ---- */
 
 /* Bytes kept free in a paged reply for its token and counters. */

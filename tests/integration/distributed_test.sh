@@ -31,10 +31,17 @@ pgrep -f "nats-server .* -p $((port + 4))" >/dev/null && fail "nats-server still
 
 # A taken port is refused before anything starts.
 (exec 3<>"/dev/tcp/127.0.0.1/$((port + 4))") 2>/dev/null && fail "port $((port + 4)) unexpectedly taken"
-python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(5)' \
+python3 -c 'import socket,sys,time; s=socket.socket(); s.bind(("127.0.0.1",int(sys.argv[1]))); s.listen(); time.sleep(60)' \
   "$((port + 2))" &
 holder=$!
-sleep 0.3
+# Under load python takes a while to start: wait (at most 20 s) until the
+# port really accepts connections rather than for a fixed time.
+for _ in $(seq 200); do
+  (exec 3<>"/dev/tcp/127.0.0.1/$((port + 2))") 2>/dev/null && break
+  kill -0 "$holder" 2>/dev/null || fail "the port holder on $((port + 2)) exited"
+  sleep 0.1
+done
+(exec 3<>"/dev/tcp/127.0.0.1/$((port + 2))") 2>/dev/null || fail "the port holder never listened on $((port + 2))"
 status=0
 bash "$script" --bin "$bin" --dir "$dir/run2" --port "$port" >"$dir/out" 2>&1 || status=$?
 kill "$holder" 2>/dev/null || true

@@ -1,11 +1,17 @@
 /*
  * test_profile_model.c - attribute strategies, merge and unmerge, segment
- * conditions, and the trait and segment changes profile's events report,
+ * conditions, the trait and segment changes profile's events report, and
+ * the standard traits feedback owns (newer answers win, scales checked),
  * without a server. (Identity normalisation: test_ident.c.)
  */
 #include "check.h"
 #include "cxm/err.h"
 #include "profile/model.h"
+#include "profile/prof_check.h"
+
+#include <string.h>
+
+#include "cxm/svc.h"
 
 static cxm_arena arena;
 
@@ -303,6 +309,95 @@ static void test_segments_diff(void)
     CHECK(c.n_entered_segment_ids == 0 && c.n_left_segment_ids == 0);
 }
 
+/* ---- standard traits owned by feedback ---- */
+
+static Cxm__V1__StandardTraitsUpdate nps_update(int score)
+{
+    Cxm__V1__StandardTraitsUpdate u = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
+    u.last_nps_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_NPS_UPDATE_LAST_NPS;
+    u.last_nps = score;
+    return u;
+}
+
+static void test_feedback_traits(void)
+{
+    prof_profile *p = prof_new(&arena, "c1", 1);
+    Cxm__V1__StandardTraits *st = p->standard_traits;
+    Cxm__V1__StandardTraitsUpdate u = nps_update(3);
+    prof_standard_apply(&arena, p, &u, 2000);
+    CHECK(st->last_nps == 3 && st->last_nps_at_unix_ms == 2000);
+    CHECK_EQ_INT(st->last_nps_category, CXM__V1__NPS_CATEGORY__NPS_CATEGORY_DETRACTOR);
+    u = nps_update(10); /* answered earlier, delivered later: not applied */
+    prof_standard_apply(&arena, p, &u, 1500);
+    CHECK(st->last_nps == 3 && st->last_nps_at_unix_ms == 2000);
+    u = nps_update(8);
+    prof_standard_apply(&arena, p, &u, 2500);
+    CHECK(st->last_nps == 8 && st->last_nps_at_unix_ms == 2500);
+    CHECK_EQ_INT(st->last_nps_category, CXM__V1__NPS_CATEGORY__NPS_CATEGORY_PASSIVE);
+
+    Cxm__V1__StandardTraitsUpdate c = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
+    c.last_csat_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_CSAT_UPDATE_LAST_CSAT;
+    c.last_csat = 2;
+    c.last_ces_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_CES_UPDATE_LAST_CES;
+    c.last_ces = 6;
+    prof_standard_apply(&arena, p, &c, 3000);
+    CHECK(st->last_csat == 2 && st->last_csat_at_unix_ms == 3000);
+    CHECK(st->last_ces == 6 && st->last_ces_at_unix_ms == 3000);
+    CHECK(st->last_nps == 8); /* untouched by the CSAT/CES update */
+    c.last_csat = 5, c.last_ces = 1;
+    prof_standard_apply(&arena, p, &c, 2999);
+    CHECK(st->last_csat == 2 && st->last_ces == 6);
+    c.last_ces_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_CES_UPDATE__NOT_SET;
+    prof_standard_apply(&arena, p, &c, 3001);
+    CHECK(st->last_csat == 5 && st->last_ces == 6);
+
+    /* A merge keeps the later answer of each kind. */
+    prof_profile *q = prof_new(&arena, "c2", 1);
+    u = nps_update(10);
+    prof_standard_apply(&arena, q, &u, 9000);
+    c.last_csat = 4;
+    prof_standard_apply(&arena, q, &c, 100);
+    char err[256];
+    CHECK_EQ_INT(prof_merge(&arena, p, q, "m1", 10000, err, sizeof err), 0);
+    CHECK(p->standard_traits->last_nps == 10 && p->standard_traits->last_csat == 5);
+}
+
+static int check_standard_of(Cxm__V1__StandardTraitsUpdate *u, const char *source, char *err)
+{
+    static const cxm_ident_config cfg = {0};
+    Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+    ref.key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    ref.customer_id = "c1";
+    Cxm__V1__WriteTraitsRequest req = CXM__V1__WRITE_TRAITS_REQUEST__INIT;
+    req.customer = &ref;
+    req.source = (char *)source;
+    req.standard = u;
+    return prof_check_traits(&cfg, &arena, &req, err);
+}
+
+static void test_feedback_traits_check(void)
+{
+    char err[CXM_SVC_ERR_MAX];
+    Cxm__V1__StandardTraitsUpdate u = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
+    u.last_csat_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_CSAT_UPDATE_LAST_CSAT;
+    u.last_csat = 5;
+    CHECK_EQ_INT(check_standard_of(&u, "feedback", err), 0);
+    CHECK_EQ_INT(check_standard_of(&u, "journey", err), CXM_EPERM);
+    u.last_csat = 6;
+    CHECK_EQ_INT(check_standard_of(&u, "feedback", err), CXM_EINVAL);
+    CHECK(strstr(err, "standard.last_csat") != NULL);
+    u.last_csat = 0;
+    CHECK_EQ_INT(check_standard_of(&u, "feedback", err), CXM_EINVAL);
+    u = (Cxm__V1__StandardTraitsUpdate)CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
+    u.last_ces_update_case = CXM__V1__STANDARD_TRAITS_UPDATE__LAST_CES_UPDATE_LAST_CES;
+    u.last_ces = 7;
+    CHECK_EQ_INT(check_standard_of(&u, "feedback", err), 0);
+    CHECK_EQ_INT(check_standard_of(&u, "journey", err), CXM_EPERM);
+    u.last_ces = 8;
+    CHECK_EQ_INT(check_standard_of(&u, "feedback", err), CXM_EINVAL);
+    CHECK(strstr(err, "standard.last_ces") != NULL);
+}
+
 int main(void)
 {
     cxm_arena_init(&arena, NULL, 0, 0);
@@ -311,6 +406,8 @@ int main(void)
     test_conditions();
     test_traits_diff();
     test_segments_diff();
+    test_feedback_traits();
+    test_feedback_traits_check();
     cxm_arena_dispose(&arena);
     return check_report();
 }
