@@ -4,6 +4,8 @@
  * identities, customers and enum words.
  */
 #include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -221,4 +223,111 @@ int cxmctl_parse_enum(const ctl *c, const ProtobufCEnumDescriptor *e, const char
             fputc(' ', stderr), cxmctl_enum_short(stderr, e, e->values[i].value);
     fputc('\n', stderr);
     return CXMCTL_USAGE;
+}
+
+/* Milliseconds since the epoch, now. */
+int64_t cxmctl_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* --- durations, times and flags the analytics share --- */
+
+/* A duration as cxmctl_duration_parse() reads it, or whole days ("7d") or
+ * weeks ("2w"), which windows are usually counted in. 0 or -1. */
+int cxmctl_window_parse(const char *s, int64_t *ms)
+{
+    size_t len = strlen(s);
+    int64_t unit = len > 1 && s[len - 1] == 'd'   ? 86400000
+                   : len > 1 && s[len - 1] == 'w' ? 7 * 86400000LL
+                                                  : 0;
+    if (!unit)
+        return cxmctl_duration_parse(s, ms);
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (*s < '0' || *s > '9' || end != s + len - 1 || v > INT64_MAX / unit)
+        return -1;
+    *ms = v * unit;
+    return 0;
+}
+
+int cxmctl_duration_flag(const ctl *c, const cxmctl_flag *f, int64_t *ms)
+{
+    if (!f->n || cxmctl_window_parse(f->v[0], ms) == 0)
+        return 0;
+    return cxmctl_usage_error(c,
+                              "--%s \"%s\": give a duration with its unit: 500ms, 30s, 5m, 2h, "
+                              "7d or 2w",
+                              f->name, f->v[0]);
+}
+
+/* A time, or a duration meaning that long ago ("--at 5m"). */
+int cxmctl_time_flag(const ctl *c, const cxmctl_flag *f, bool ago, int64_t *out)
+{
+    int64_t d;
+    if (!f->n || cxmctl_parse_time(f->v[0], out) == 0)
+        return 0;
+    if (ago && cxmctl_window_parse(f->v[0], &d) == 0) {
+        *out = cxmctl_wall_ms() - d;
+        return 0;
+    }
+    return cxmctl_usage_error(c,
+                              "--%s \"%s\": give a time: 2025-01-01, 2025-01-01T10:00:00Z or "
+                              "milliseconds since the epoch%s",
+                              f->name, f->v[0], ago ? ", or a duration ago such as 5m or 2d" : "");
+}
+
+/* --from (required) and --to (default now) into a TimeRange. */
+int cxmctl_range_flags(ctl *c, const cxmctl_flag *from, const cxmctl_flag *to, bool need,
+                       Cxm__V1__TimeRange **out)
+{
+    int rc = need ? cxmctl_require(c, from) : 0;
+    Cxm__V1__TimeRange *r = cxmctl_new_message(c, &cxm__v1__time_range__descriptor);
+    if (rc || (rc = cxmctl_time_flag(c, from, true, &r->from_unix_ms)) ||
+        (rc = cxmctl_time_flag(c, to, true, &r->to_unix_ms)))
+        return rc;
+    /* The analytics want both sides; "up to now" is what a person means. */
+    if (need && !to->n)
+        r->to_unix_ms = cxmctl_wall_ms();
+    *out = from->n || to->n ? r : NULL;
+    return 0;
+}
+
+int cxmctl_channel_word(const ctl *c, const char *what, const char *word, Cxm__V1__Channel *out)
+{
+    int v = 0;
+    int rc = cxmctl_parse_enum(c, &cxm__v1__channel__descriptor, what, word, &v);
+    *out = (Cxm__V1__Channel)v;
+    return rc;
+}
+
+int cxmctl_channels_flag(ctl *c, const cxmctl_flag *f, Cxm__V1__Channel **out, size_t *n)
+{
+    *n = f->n;
+    *out = cxmctl_new_array(c, f->n, sizeof **out);
+    int rc = 0;
+    for (size_t i = 0; i < f->n && rc == 0; i++)
+        rc = cxmctl_channel_word(c, "--channel", f->v[i], &(*out)[i]);
+    return rc;
+}
+
+int cxmctl_enum_flag(const ctl *c, const cxmctl_flag *f, const ProtobufCEnumDescriptor *e, int *v)
+{
+    char what[64];
+    snprintf(what, sizeof what, "--%s", f->name);
+    return f->n ? cxmctl_parse_enum(c, e, what, f->v[0], v) : 0;
+}
+
+int cxmctl_uint_flag(const ctl *c, const cxmctl_flag *f, uint64_t max, uint64_t *out)
+{
+    char what[64];
+    snprintf(what, sizeof what, "--%s", f->name);
+    return f->n ? cxmctl_parse_uint(c, what, f->v[0], max, out) : 0;
+}
+
+char **cxmctl_strings_flag(const cxmctl_flag *f)
+{
+    return (char **)f->v;
 }

@@ -4,7 +4,8 @@
  *
  * main.c owns dispatch, the global flags and the helpers below except
  * printing; print.c prints any protobuf-c message as JSON or as aligned
- * text; profile_cmd.c holds the `profile` commands; suggest.c finds what a
+ * text; profile_cmd.c, journey_cmd.c and feedback_cmd.c hold the commands
+ * of their service; suggest.c finds what a
  * mistyped word meant and reads durations.
  */
 #ifndef CXMCTL_H
@@ -56,6 +57,8 @@ extern const cxmctl_command cxmctl_bus_commands[];
 extern const size_t cxmctl_bus_ncommands;
 extern const cxmctl_command cxmctl_journey_commands[];
 extern const size_t cxmctl_journey_ncommands;
+extern const cxmctl_command cxmctl_feedback_commands[];
+extern const size_t cxmctl_feedback_ncommands;
 
 /* A flag of one command. Declared by the command with name, metavar and
  * repeat; cxmctl_parse() fills v and n. */
@@ -150,6 +153,34 @@ int cxmctl_customer_ref(ctl *c, const cxmctl_flag *identity, char ***pos, size_t
  * prints the words it takes and returns CXMCTL_USAGE. */
 int cxmctl_parse_enum(const ctl *c, const ProtobufCEnumDescriptor *e, const char *what,
                       const char *word, int *value);
+
+/* --- args.c: times, windows and the flags journey and feedback share --- */
+
+/* Milliseconds since the epoch, now. */
+int64_t cxmctl_wall_ms(void);
+
+/* A duration as cxmctl_duration_parse() reads it, or whole days ("7d") or
+ * weeks ("2w"), which windows are usually counted in. 0 or -1. */
+int cxmctl_window_parse(const char *s, int64_t *ms);
+
+/* Flag f (when given) as a window duration, a time (ago: or a duration that
+ * long ago), a uint no larger than max, an enum word; 0 or a usage error. */
+int cxmctl_duration_flag(const ctl *c, const cxmctl_flag *f, int64_t *ms);
+int cxmctl_time_flag(const ctl *c, const cxmctl_flag *f, bool ago, int64_t *out);
+int cxmctl_uint_flag(const ctl *c, const cxmctl_flag *f, uint64_t max, uint64_t *out);
+int cxmctl_enum_flag(const ctl *c, const cxmctl_flag *f, const ProtobufCEnumDescriptor *e, int *v);
+
+/* --from and --to into a TimeRange (NULL when neither is given); need:
+ * --from is required and --to defaults to now. 0 or a usage error. */
+int cxmctl_range_flags(ctl *c, const cxmctl_flag *from, const cxmctl_flag *to, bool need,
+                       Cxm__V1__TimeRange **out);
+
+/* A channel word, and every value of a repeated --channel. */
+int cxmctl_channel_word(const ctl *c, const char *what, const char *word, Cxm__V1__Channel *out);
+int cxmctl_channels_flag(ctl *c, const cxmctl_flag *f, Cxm__V1__Channel **out, size_t *n);
+
+/* The values of a repeated flag as a protobuf-c string array. */
+char **cxmctl_strings_flag(const cxmctl_flag *f);
 
 /* --- print.c --- */
 

@@ -33,117 +33,11 @@
 
 static const char *const nothing = "";
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static double mono_s(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-/* --- durations and times --- */
-
-/* A duration as cxmctl_duration_parse() reads it, or whole days ("7d") or
- * weeks ("2w"), which windows are usually counted in. 0 or -1. */
-static int journey_duration(const char *s, int64_t *ms)
-{
-    size_t len = strlen(s);
-    int64_t unit = len > 1 && s[len - 1] == 'd'   ? 86400000
-                   : len > 1 && s[len - 1] == 'w' ? 7 * 86400000LL
-                                                  : 0;
-    if (!unit)
-        return cxmctl_duration_parse(s, ms);
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    if (*s < '0' || *s > '9' || end != s + len - 1 || v > INT64_MAX / unit)
-        return -1;
-    *ms = v * unit;
-    return 0;
-}
-
-static int duration_flag(const ctl *c, const cxmctl_flag *f, int64_t *ms)
-{
-    if (!f->n || journey_duration(f->v[0], ms) == 0)
-        return 0;
-    return cxmctl_usage_error(c,
-                              "--%s \"%s\": give a duration with its unit: 500ms, 30s, 5m, 2h, "
-                              "7d or 2w",
-                              f->name, f->v[0]);
-}
-
-/* A time, or a duration meaning that long ago ("--at 5m"). */
-static int time_flag(const ctl *c, const cxmctl_flag *f, bool ago, int64_t *out)
-{
-    int64_t d;
-    if (!f->n || cxmctl_parse_time(f->v[0], out) == 0)
-        return 0;
-    if (ago && journey_duration(f->v[0], &d) == 0) {
-        *out = wall_ms() - d;
-        return 0;
-    }
-    return cxmctl_usage_error(c,
-                              "--%s \"%s\": give a time: 2025-01-01, 2025-01-01T10:00:00Z or "
-                              "milliseconds since the epoch%s",
-                              f->name, f->v[0], ago ? ", or a duration ago such as 5m or 2d" : "");
-}
-
-/* --from (required) and --to (default now) into a TimeRange. */
-static int range_flags(ctl *c, const cxmctl_flag *from, const cxmctl_flag *to, bool need,
-                       Cxm__V1__TimeRange **out)
-{
-    int rc = need ? cxmctl_require(c, from) : 0;
-    Cxm__V1__TimeRange *r = cxmctl_new_message(c, &cxm__v1__time_range__descriptor);
-    if (rc || (rc = time_flag(c, from, true, &r->from_unix_ms)) ||
-        (rc = time_flag(c, to, true, &r->to_unix_ms)))
-        return rc;
-    /* The analytics want both sides; "up to now" is what a person means. */
-    if (need && !to->n)
-        r->to_unix_ms = wall_ms();
-    *out = from->n || to->n ? r : NULL;
-    return 0;
-}
-
-static int channel_word(const ctl *c, const char *what, const char *word, Cxm__V1__Channel *out)
-{
-    int v = 0;
-    int rc = cxmctl_parse_enum(c, &cxm__v1__channel__descriptor, what, word, &v);
-    *out = (Cxm__V1__Channel)v;
-    return rc;
-}
-
-static int channels_flag(ctl *c, const cxmctl_flag *f, Cxm__V1__Channel **out, size_t *n)
-{
-    *n = f->n;
-    *out = cxmctl_new_array(c, f->n, sizeof **out);
-    int rc = 0;
-    for (size_t i = 0; i < f->n && rc == 0; i++)
-        rc = channel_word(c, "--channel", f->v[i], &(*out)[i]);
-    return rc;
-}
-
-static int enum_flag(const ctl *c, const cxmctl_flag *f, const ProtobufCEnumDescriptor *e, int *v)
-{
-    char what[64];
-    snprintf(what, sizeof what, "--%s", f->name);
-    return f->n ? cxmctl_parse_enum(c, e, what, f->v[0], v) : 0;
-}
-
-static int uint_flag(const ctl *c, const cxmctl_flag *f, uint64_t max, uint64_t *out)
-{
-    char what[64];
-    snprintf(what, sizeof what, "--%s", f->name);
-    return f->n ? cxmctl_parse_uint(c, what, f->v[0], max, out) : 0;
-}
-
-static char **strings_flag(const cxmctl_flag *f)
-{
-    return (char **)f->v;
 }
 
 /* --- printing helpers --- */
@@ -218,7 +112,7 @@ static const char *new_event_id(ctl *c)
     if (f)
         fclose(f);
     char buf[64];
-    snprintf(buf, sizeof buf, "ctl-%" PRId64 "-%016" PRIx64, wall_ms(), r);
+    snprintf(buf, sizeof buf, "ctl-%" PRId64 "-%016" PRIx64, cxmctl_wall_ms(), r);
     return cxm_arena_strndup(&c->arena, buf, strlen(buf));
 }
 
@@ -274,8 +168,8 @@ static int build_event(ctl *c, track_flags *f, Cxm__V1__TouchpointEvent *ev)
     int rc, ch = 0;
     if ((rc = cxmctl_require(c, &f->touchpoint)) || (rc = cxmctl_require(c, &f->type)) ||
         (rc = cxmctl_require(c, &f->channel)) ||
-        (rc = enum_flag(c, &f->channel, &cxm__v1__channel__descriptor, &ch)) ||
-        (rc = time_flag(c, &f->at, true, &ev->occurred_at_unix_ms)))
+        (rc = cxmctl_enum_flag(c, &f->channel, &cxm__v1__channel__descriptor, &ch)) ||
+        (rc = cxmctl_time_flag(c, &f->at, true, &ev->occurred_at_unix_ms)))
         return rc;
     if (f->value.n && cxmctl_parse_number(f->value.v[0], &ev->value) != 0)
         return cxmctl_usage_error(c, "--value \"%s\" is not a finite number", f->value.v[0]);
@@ -574,7 +468,7 @@ static int import_run(ctl *c, import *im, uint64_t window)
 static int track_file(ctl *c, track_flags *f)
 {
     uint64_t window = JOURNEY_WINDOW;
-    int rc = uint_flag(c, &f->window, 1000, &window);
+    int rc = cxmctl_uint_flag(c, &f->window, 1000, &window);
     if (rc)
         return rc;
     if (window == 0)
@@ -673,12 +567,12 @@ static int cmd_timeline(ctl *c, int argc, char **argv)
     Cxm__V1__GetTimelineRequest req = CXM__V1__GET_TIMELINE_REQUEST__INIT;
     if (rc != CXMCTL_CONTINUE ||
         (rc = cxmctl_customer_ref(c, &identity, &pos, &npos, 0, &req.customer)) ||
-        (rc = range_flags(c, &from, &to, false, &req.range)) ||
-        (rc = channels_flag(c, &channel, &req.channels, &req.n_channels)) ||
-        (rc = uint_flag(c, &limit, 1000, &size)))
+        (rc = cxmctl_range_flags(c, &from, &to, false, &req.range)) ||
+        (rc = cxmctl_channels_flag(c, &channel, &req.channels, &req.n_channels)) ||
+        (rc = cxmctl_uint_flag(c, &limit, 1000, &size)))
         return rc;
-    req.touchpoints = strings_flag(&tp), req.n_touchpoints = tp.n;
-    req.event_types = strings_flag(&type), req.n_event_types = type.n;
+    req.touchpoints = cxmctl_strings_flag(&tp), req.n_touchpoints = tp.n;
+    req.event_types = cxmctl_strings_flag(&type), req.n_event_types = type.n;
     req.oldest_first = oldest.n > 0;
     req.page_size = (int32_t)size;
     req.page_token = (char *)(token.n ? token.v[0] : nothing);
@@ -764,7 +658,7 @@ static int cmd_set_rules(ctl *c, int argc, char **argv)
     if (rc != CXMCTL_CONTINUE || (rc = cxmctl_require(c, &file)) ||
         (rc = read_rules(c, file.v[0], &req)))
         return rc;
-    if ((rc = uint_flag(c, &version, UINT64_MAX, &req->expected_version)))
+    if ((rc = cxmctl_uint_flag(c, &version, UINT64_MAX, &req->expected_version)))
         return rc;
     return cxmctl_call_print(c, JOURNEY_SERVICE, "UpsertStageRules", &req->base);
 }
@@ -783,7 +677,7 @@ static int parse_step(ctl *c, const char *s, Cxm__V1__FunnelStep *st)
     st->touchpoint = at ? cxm_arena_strndup(&c->arena, at, alen) : (char *)nothing;
     if (!tlen && !alen && (!hash || !hash[1]))
         return cxmctl_usage_error(c, "--step \"%s\": expected TYPE[@TOUCHPOINT][#CHANNEL]", s);
-    return hash ? channel_word(c, "step channel", hash + 1, &st->channel) : 0;
+    return hash ? cxmctl_channel_word(c, "step channel", hash + 1, &st->channel) : 0;
 }
 
 /* The bar of one step: its share of step 1's customers filled, the rest
@@ -833,12 +727,12 @@ static int cmd_funnel(ctl *c, int argc, char **argv)
     uint64_t groups = 0;
     int rc = cxmctl_parse(c, argc, argv, flags, sizeof flags / sizeof flags[0], 0, 0, &pos, &npos);
     Cxm__V1__FunnelRequest req = CXM__V1__FUNNEL_REQUEST__INIT;
-    if (rc != CXMCTL_CONTINUE || (rc = range_flags(c, &from, &to, true, &req.range)) ||
-        (rc = duration_flag(c, &window, &req.window_ms)) ||
-        (rc = enum_flag(c, &order, &cxm__v1__funnel_order__descriptor, &ord)) ||
-        (rc = enum_flag(c, &breakdown, &cxm__v1__funnel_breakdown__descriptor, &by)) ||
-        (rc = channels_flag(c, &channel, &req.channels, &req.n_channels)) ||
-        (rc = uint_flag(c, &limit, 100, &groups)))
+    if (rc != CXMCTL_CONTINUE || (rc = cxmctl_range_flags(c, &from, &to, true, &req.range)) ||
+        (rc = cxmctl_duration_flag(c, &window, &req.window_ms)) ||
+        (rc = cxmctl_enum_flag(c, &order, &cxm__v1__funnel_order__descriptor, &ord)) ||
+        (rc = cxmctl_enum_flag(c, &breakdown, &cxm__v1__funnel_breakdown__descriptor, &by)) ||
+        (rc = cxmctl_channels_flag(c, &channel, &req.channels, &req.n_channels)) ||
+        (rc = cxmctl_uint_flag(c, &limit, 100, &groups)))
         return rc;
     if (step.n < 2 || step.n > 20)
         return cxmctl_usage_error(c, "--step: give 2 to 20 steps, in order (got %zu)", step.n);
@@ -895,11 +789,12 @@ static int cmd_paths(ctl *c, int argc, char **argv)
     Cxm__V1__PathsRequest req = CXM__V1__PATHS_REQUEST__INIT;
     if (rc != CXMCTL_CONTINUE || (rc = cxmctl_require(c, &anchor)) ||
         (rc = cxmctl_require(c, &direction)) ||
-        (rc = enum_flag(c, &direction, &cxm__v1__path_direction__descriptor, &dir)) ||
-        (rc = enum_flag(c, &element, &cxm__v1__path_element__descriptor, &el)) ||
-        (rc = uint_flag(c, &max_len, 10, &ml)) || (rc = uint_flag(c, &limit, 100, &lim)) ||
-        (rc = range_flags(c, &from, &to, true, &req.range)) ||
-        (rc = channels_flag(c, &channel, &req.channels, &req.n_channels)))
+        (rc = cxmctl_enum_flag(c, &direction, &cxm__v1__path_direction__descriptor, &dir)) ||
+        (rc = cxmctl_enum_flag(c, &element, &cxm__v1__path_element__descriptor, &el)) ||
+        (rc = cxmctl_uint_flag(c, &max_len, 10, &ml)) ||
+        (rc = cxmctl_uint_flag(c, &limit, 100, &lim)) ||
+        (rc = cxmctl_range_flags(c, &from, &to, true, &req.range)) ||
+        (rc = cxmctl_channels_flag(c, &channel, &req.channels, &req.n_channels)))
         return rc;
     req.anchor = (char *)anchor.v[0];
     req.direction = (Cxm__V1__PathDirection)dir;
@@ -971,16 +866,16 @@ static int cmd_touchpoints(ctl *c, int argc, char **argv)
     int b = 0;
     int rc = cxmctl_parse(c, argc, argv, flags, sizeof flags / sizeof flags[0], 0, 0, &pos, &npos);
     Cxm__V1__TouchpointStatsRequest req = CXM__V1__TOUCHPOINT_STATS_REQUEST__INIT;
-    if (rc != CXMCTL_CONTINUE || (rc = range_flags(c, &from, &to, true, &req.range)) ||
-        (rc = enum_flag(c, &bucket, &cxm__v1__time_bucket__descriptor, &b)) ||
-        (rc = duration_flag(c, &goal_window, &req.goal_window_ms)) ||
-        (rc = channels_flag(c, &channel, &req.channels, &req.n_channels)))
+    if (rc != CXMCTL_CONTINUE || (rc = cxmctl_range_flags(c, &from, &to, true, &req.range)) ||
+        (rc = cxmctl_enum_flag(c, &bucket, &cxm__v1__time_bucket__descriptor, &b)) ||
+        (rc = cxmctl_duration_flag(c, &goal_window, &req.goal_window_ms)) ||
+        (rc = cxmctl_channels_flag(c, &channel, &req.channels, &req.n_channels)))
         return rc;
     if (goal_window.n && !goal.n)
         return cxmctl_usage_error(c, "--goal-window needs --goal EVENT_TYPE");
     req.bucket = (Cxm__V1__TimeBucket)b;
     req.goal_event_type = (char *)(goal.n ? goal.v[0] : nothing);
-    req.touchpoints = strings_flag(&tp), req.n_touchpoints = tp.n;
+    req.touchpoints = cxmctl_strings_flag(&tp), req.n_touchpoints = tp.n;
     ProtobufCMessage *resp;
     if ((rc = cxmctl_call(c, JOURNEY_SERVICE, "TouchpointStats", &req.base, &resp)) != 0 ||
         c->json) {

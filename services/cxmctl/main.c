@@ -297,6 +297,7 @@ static const struct {
     {base_commands, &(const size_t){sizeof base_commands / sizeof base_commands[0]}},
     {cxmctl_profile_commands, &cxmctl_profile_ncommands},
     {cxmctl_journey_commands, &cxmctl_journey_ncommands},
+    {cxmctl_feedback_commands, &cxmctl_feedback_ncommands},
     {cxmctl_bus_commands, &cxmctl_bus_ncommands},
 };
 #define NGROUPS (sizeof groups / sizeof groups[0])
@@ -425,20 +426,30 @@ static int group_usage(const ctl *c, size_t argc, char **argv)
     return 0;
 }
 
-/* "profile get" is matched against the first two words, "health" against
- * the first; returns how many words named the command, 0 when none. */
+/* Words of name matched against argv ("profile get" the first two,
+ * "feedback survey get" three); 0 when they differ. */
+static int match_words(const char *name, size_t argc, char **argv)
+{
+    size_t w = 0;
+    for (const char *p = name; *p; w++) {
+        size_t len = strcspn(p, " ");
+        if (w >= argc || strlen(argv[w]) != len || memcmp(argv[w], p, len) != 0)
+            return 0;
+        p += len + (p[len] == ' ');
+    }
+    return (int)w;
+}
+
+/* The command argv names; returns how many words named it, 0 when none. */
 static int find_command(size_t argc, char **argv, const cxmctl_command **out)
 {
     for (size_t g = 0; g < NGROUPS; g++)
         for (size_t i = 0; i < *groups[g].n; i++) {
-            const char *name = groups[g].list[i].name, *sp = strchr(name, ' ');
-            bool two = sp != NULL;
-            size_t len = two ? (size_t)(sp - name) : strlen(name);
-            if (argc < 1 + (size_t)two || strlen(argv[0]) != len ||
-                memcmp(argv[0], name, len) != 0 || (two && strcmp(argv[1], sp + 1) != 0))
-                continue;
-            *out = &groups[g].list[i];
-            return 1 + two;
+            int words = match_words(groups[g].list[i].name, argc, argv);
+            if (words) {
+                *out = &groups[g].list[i];
+                return words;
+            }
         }
     return 0;
 }
