@@ -409,9 +409,33 @@ static bool is_help(const char *a)
     return strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0;
 }
 
+/* "cxmctl feedback survey" alone lists the commands starting with those
+ * two words; false when there are none. */
+static bool subgroup_usage(const char *group, const char *word)
+{
+    char prefix[128];
+    int len = snprintf(prefix, sizeof prefix, "%s %s ", group, word);
+    bool any = false;
+    for (size_t g = 0; g < NGROUPS; g++)
+        for (size_t i = 0; i < *groups[g].n; i++) {
+            const cxmctl_command *cmd = &groups[g].list[i];
+            if (len <= 0 || (size_t)len >= sizeof prefix || strncmp(cmd->name, prefix, (size_t)len))
+                continue;
+            if (!any)
+                printf("%s %s commands:\n", group, word);
+            any = true;
+            fputs("  ", stdout);
+            name_args(stdout, cmd, cmd->args);
+            printf("\n      %s\n", cmd->help);
+        }
+    return any;
+}
+
 /* "cxmctl profile" alone or with --help lists the profile commands. */
 static int group_usage(const ctl *c, size_t argc, char **argv)
 {
+    if (argc > 1 && !is_help(argv[1]) && argv[1][0] != '-' && subgroup_usage(argv[0], argv[1]))
+        return 0;
     if (argc > 1 && !is_help(argv[1])) {
         if (argv[1][0] == '-')
             return unknown_global_option(c, argv[1]);
