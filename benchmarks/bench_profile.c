@@ -124,8 +124,7 @@ static Cxm__V1__Identity cxm_bench_identity(Cxm__V1__IdentityType type, char *va
     return id;
 }
 
-/* Customer i's email, the identity reads name it by; value points into buf. */
-static Cxm__V1__Identity cxm_bench_email_identity(uint64_t i, char *buf, size_t len)
+Cxm__V1__Identity cxm_bench_email_identity(uint64_t i, char *buf, size_t len)
 {
     cxm_bench_email(i, buf, len);
     return cxm_bench_identity(CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL, buf);

@@ -18,6 +18,8 @@
 #include <grpc/byte_buffer.h>
 #include <protobuf-c/protobuf-c.h>
 
+#include "cxm/v1/common.pb-c.h"
+
 #define CXM_BENCH_PROFILE_SERVICE "/cxm.v1.ProfileService/"
 #define CXM_BENCH_METHOD_UPSERT CXM_BENCH_PROFILE_SERVICE "UpsertProfile"
 #define CXM_BENCH_METHOD_GET CXM_BENCH_PROFILE_SERVICE "GetProfile"
@@ -63,6 +65,9 @@ int cxm_bench_pack(const ProtobufCMessage *msg, grpc_byte_buffer **out);
  * attributes (tier; visits +1 with ADD; last_order now with KEEP_LATEST; vip
  * and city on some calls, chosen from variant). */
 int cxm_bench_profile_upsert(uint64_t i, uint64_t variant, grpc_byte_buffer **out);
+/* Customer i's email identity, the one reads name it by; its value points
+ * into buf (len >= 40). */
+Cxm__V1__Identity cxm_bench_email_identity(uint64_t i, char *buf, size_t len);
 /* GetProfileRequest naming customer i by email. */
 int cxm_bench_profile_get(uint64_t i, grpc_byte_buffer **out);
 /* ResolveIdentityRequest for customer i's email, never creating a profile. */

@@ -45,6 +45,7 @@
 #include "cxm/opts.h"
 #include "grpc/health/v1/health.pb-c.h"
 
+#include "bench_feedback.h"
 #include "bench_journey.h"
 #include "bench_profile.h"
 #include "bench_replay.h"
@@ -212,6 +213,17 @@ static int cxm_bench_make_touchpoints(cxm_bench_gen_ctx *ctx, grpc_byte_buffer *
     return cxm_bench_touchpoints(ctx->from_ms, ctx->to_ms, out);
 }
 
+static int cxm_bench_make_submit(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    uint64_t i = cxm_bench_customer(ctx);
+    return cxm_bench_feedback_submit(ctx->events.nonce, ctx->thread, ctx->seq, i, &ctx->rng, out);
+}
+
+static int cxm_bench_make_analyze(cxm_bench_gen_ctx *ctx, grpc_byte_buffer **out, unsigned *method)
+{
+    return cxm_bench_feedback_text(ctx->seq, out);
+}
+
 static const cxm_bench_gen cxm_bench_gens[] = {
     {"health",
      {CXM_BENCH_DEFAULT_METHOD},
@@ -241,6 +253,15 @@ static const cxm_bench_gen cxm_bench_gens[] = {
      {CXM_BENCH_METHOD_TRACK},
      "Track of --batch new events of random customers",
      cxm_bench_make_track_batch},
+    {"feedback-submit",
+     {CXM_BENCH_METHOD_SUBMIT},
+     "SubmitResponse of a new response of a random customer to the survey " CXM_BENCH_SURVEY
+     " (score, a rating, a comment on one call in four)",
+     cxm_bench_make_submit},
+    {"analyze-text",
+     {CXM_BENCH_METHOD_ANALYZE},
+     "AnalyzeText of a ~100-character Korean or English customer comment",
+     cxm_bench_make_analyze},
     {"journey-funnel",
      {CXM_BENCH_METHOD_FUNNEL},
      "Funnel page_view > product_view > add_to_cart > purchase, 7-day window, over "

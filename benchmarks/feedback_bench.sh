@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# feedback_bench.sh - the feedback service's targets, measured in one run:
+#
+#   submit   SubmitResponse, 2 connections x 16 in flight (32), acknowledged
+#            once durable, against UpsertProfile with the same load on the
+#            same cxmd, alternating rounds: responses/s and the ratio of the
+#            medians (a response resolves its customer through profile, so
+#            it costs at least an upsert's lookup plus its own commit)
+#   analyze  AnalyzeText of ~100-character Korean and English comments, one
+#            in flight, against Health/Check on the same cxmd, alternating
+#            rounds: the ratio of the p50s (target <= 1.3)
+#
+#   bash benchmarks/feedback_bench.sh [BUILD_DIR=build] [ROUNDS=3] [SECONDS=3]
+#
+# Prints a summary on stderr and JSON lines on stdout. The load generator
+# and the server share this machine: compare the ratios, not the absolute
+# numbers.
+set -euo pipefail
+BUILD=${1:-build}
+ROUNDS=${2:-3}
+SECS=${3:-3}
+BIN=$BUILD/bin
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../tests/integration/lib.sh
+source "$root/tests/integration/lib.sh"
+
+die() {
+  echo "feedback_bench: $*" >&2
+  exit 1
+}
+for b in cxmd cxm-bench cxmctl; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (bash deploy/build.sh $BUILD)"
+done
+command -v python3 >/dev/null || die "python3 is missing (deploy/install-deps.sh installs it)"
+
+WORK=$(mktemp -d /var/tmp/cxm-feedback-bench.XXXXXX)
+pid=""
+stop_cxmd() {
+  if [[ -n $pid ]]; then
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    pid=""
+  fi
+}
+trap 'stop_cxmd; rm -rf "$WORK"' EXIT
+
+start_server "$WORK/cxmd.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data" ||
+  die "cxmd did not start: $(tail -3 "$WORK/cxmd.log")"
+target=127.0.0.1:$port
+
+# The survey cxm-bench's feedback-submit answers (bench_feedback.h).
+"$BIN/cxmctl" --target "$target" feedback survey upsert --id bench_nps --kind nps \
+  --title "How likely are you to recommend us?" --touchpoint checkout_page --channel web \
+  --gap checkout_page --comment "Why?" >&2 || die "cannot create the bench survey"
+
+json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
+median() { python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+# bench FIELD ARGS...: one cxm-bench run on the server; its FIELD, after
+# checking that no call failed.
+bench() {
+  local field=$1 out
+  shift
+  out=$("$BIN/cxm-bench" --target "$target" --customers 100000 --duration "${SECS}s" \
+    --warmup 300ms --json "$@" 2>"$WORK/bench.err") || die "cxm-bench $*: $(cat "$WORK/bench.err")"
+  python3 - "$out" "$field" "$*" <<'PY'
+import json, sys
+r = json.loads(sys.argv[1])
+if r["errors"]:
+    sys.exit(f"feedback_bench: {sys.argv[3]}: {r['errors']} calls failed: {r['errors_by_status']}")
+print(r[sys.argv[2]])
+PY
+}
+
+# ---- SubmitResponse against UpsertProfile, 32 in flight -------------------
+sub=() ups=() ratios=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  u=$(bench qps --generator profile-upsert --connections 2 --inflight 16)
+  s=$(bench qps --generator feedback-submit --connections 2 --inflight 16)
+  sub+=("$s") ups+=("$u") ratios+=("$(python3 -c "print($s / $u)")")
+  echo "submit round $r: SubmitResponse $s responses/s, UpsertProfile $u upserts/s" >&2
+done
+sm=$(median "${sub[@]}")
+um=$(median "${ups[@]}")
+ratio=$(python3 -c "print(round($(median "${ratios[@]}"), 3))")
+echo "submit: SubmitResponse $sm responses/s, UpsertProfile $um upserts/s, ratio $ratio" >&2
+echo "{\"bench\":\"feedback.submit\",\"responses_per_s\":$sm,\"upserts_per_s\":$um,\"ratio\":$ratio,\"in_flight\":32,\"rounds\":$ROUNDS}"
+
+# ---- AnalyzeText against Health/Check, one in flight ----------------------
+a=() h=()
+for ((r = 1; r <= ROUNDS; r++)); do
+  h+=("$(bench p50_us --connections 1 --inflight 1)")
+  a+=("$(bench p50_us --generator analyze-text --connections 1 --inflight 1)")
+  echo "analyze round $r: AnalyzeText p50 ${a[-1]} us, Health/Check p50 ${h[-1]} us" >&2
+done
+ap=$(median "${a[@]}")
+hp=$(median "${h[@]}")
+ar=$(python3 -c "print(round($ap / $hp, 2))")
+echo "analyze: AnalyzeText p50 $ap us, Health/Check p50 $hp us, ratio $ar (target <= 1.3)" >&2
+echo "{\"bench\":\"feedback.analyze_text\",\"analyze_p50_us\":$ap,\"health_p50_us\":$hp,\"ratio\":$ar,\"rounds\":$ROUNDS}"
