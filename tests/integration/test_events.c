@@ -12,6 +12,13 @@
  *                                   events through NATS: a scripted run of
  *                                   profile RPCs arrives once each, in
  *                                   order, with the right payloads
+ *   test_events BIN_DIR feedback    this process publishes as "feedback"
+ *                                   through NATS: cxm-profile keeps the
+ *                                   last NPS/CSAT/CES (newer answers win)
+ *                                   and open follow-ups, cxm-journey puts
+ *                                   each response on the customer's
+ *                                   timeline once (redelivered: still
+ *                                   once) and erases it with the customer
  *
  * Exits 77 (SKIPPED) without nats-server. At exit (a failed check
  * included) every process started is killed and every directory removed.
@@ -24,6 +31,7 @@
 #include "cxm/client.h"
 #include "cxm/err.h"
 #include "cxm/log.h"
+#include "cxm/v1/journey.pb-c.h"
 #include "cxm/v1/profile.pb-c.h"
 #include "harness.h"
 #include "nats_fixture.h"
@@ -488,9 +496,197 @@ static void case_subscriber(const char *bin)
     CHECK(harness_stop(&srv[0], SIGTERM, 10000) == 0, "cxm-profile drains");
 }
 
+/* ---- feedback ---- */
+
+/* What this process publishes as the feedback service. */
+typedef struct fake_feedback {
+    cxm_store *store;
+    cxm_bus *bus;
+    cxm_bus_producer *p;
+    Cxm__V1__Event *ev;
+} fake_feedback;
+
+static int emit_job(cxm_txn *t, void *user)
+{
+    fake_feedback *f = user;
+    return cxm_bus_emit(f->p, t, f->ev);
+}
+
+static void emit_feedback(fake_feedback *f, const char *customer, const char *response,
+                          Cxm__V1__SurveyKind kind, int score, int64_t at)
+{
+    Cxm__V1__FeedbackReceived fr = CXM__V1__FEEDBACK_RECEIVED__INIT;
+    fr.response_id = (char *)response;
+    fr.survey_id = "post_purchase";
+    fr.kind = kind;
+    fr.score = score;
+    fr.touchpoint = "checkout_page";
+    fr.channel = CXM__V1__CHANNEL__CHANNEL_WEB;
+    fr.answered_at_unix_ms = at;
+    fr.sentiment = CXM__V1__SENTIMENT_LABEL__SENTIMENT_LABEL_NEGATIVE;
+    if (kind == CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS)
+        fr.nps_category = score >= 9   ? CXM__V1__NPS_CATEGORY__NPS_CATEGORY_PROMOTER
+                          : score >= 7 ? CXM__V1__NPS_CATEGORY__NPS_CATEGORY_PASSIVE
+                                       : CXM__V1__NPS_CATEGORY__NPS_CATEGORY_DETRACTOR;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.customer_id = (char *)customer;
+    ev.occurred_at_unix_ms = at;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_FEEDBACK_RECEIVED;
+    ev.feedback_received = &fr;
+    f->ev = &ev;
+    CHECK(cxm_store_write(f->store, emit_job, f) == 0, "emit FeedbackReceived");
+}
+
+static void emit_follow_ups(fake_feedback *f, const char *customer, uint32_t open)
+{
+    Cxm__V1__FollowUpChanged fc = CXM__V1__FOLLOW_UP_CHANGED__INIT;
+    fc.follow_up_id = "fu-1";
+    fc.state = CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_OPEN;
+    fc.open_follow_ups = open;
+    Cxm__V1__Event ev = CXM__V1__EVENT__INIT;
+    ev.customer_id = (char *)customer;
+    ev.payload_case = CXM__V1__EVENT__PAYLOAD_FOLLOW_UP_CHANGED;
+    ev.follow_up_changed = &fc;
+    f->ev = &ev;
+    CHECK(cxm_store_write(f->store, emit_job, f) == 0, "emit FollowUpChanged");
+}
+
+/* The customer's standard traits once open_follow_ups reads want (the
+ * last event emitted), within 10 s. */
+static const Cxm__V1__StandardTraits *traits_after(cxm_channel *ch, const char *id, uint32_t want)
+{
+    double end = test_now_ms() + 10000;
+    const Cxm__V1__StandardTraits *st;
+    do {
+        usleep(20000);
+        Cxm__V1__GetProfileRequest req = CXM__V1__GET_PROFILE_REQUEST__INIT;
+        req.customer = by_id(id);
+        Cxm__V1__GetProfileResponse *resp;
+        CALL_OK(ch, GetProfile, req, cxm__v1__get_profile_response, resp);
+        st = resp->profile->standard_traits;
+    } while ((!st || st->open_follow_ups != want) && test_now_ms() < end);
+    CHECK(st && st->open_follow_ups == want, "open_follow_ups %u, want %u",
+          st ? st->open_follow_ups : 0, want);
+    return st;
+}
+
+/* The customer's survey_response events on journey's timeline, waiting up
+ * to 10 s for want of them. */
+static Cxm__V1__GetTimelineResponse *survey_events(cxm_channel *jch, const char *id, size_t want)
+{
+    double end = test_now_ms() + 10000;
+    Cxm__V1__GetTimelineResponse *resp = NULL;
+    char *types[] = {"survey_response"};
+    do {
+        usleep(20000);
+        Cxm__V1__GetTimelineRequest req = CXM__V1__GET_TIMELINE_REQUEST__INIT;
+        req.customer = by_id(id);
+        req.event_types = types;
+        req.n_event_types = 1;
+        req.oldest_first = true;
+        char d[512];
+        grpc_status_code st =
+            harness_call(jch, "/cxm.v1.JourneyService/", "GetTimeline", &req.base,
+                         &cxm__v1__get_timeline_response__descriptor, &arena, &resp, d);
+        if (st != GRPC_STATUS_OK)
+            resp = NULL; /* an unknown customer until the first event lands */
+    } while (!(resp ? resp->n_events == want : want == 0) && test_now_ms() < end);
+    CHECK(resp ? resp->n_events == want : want == 0, "%zu survey_response events, want %zu",
+          resp ? resp->n_events : 0, want);
+    return resp;
+}
+
+static const char *prop_string(const Cxm__V1__TouchpointEvent *e, const char *key)
+{
+    for (size_t i = 0; i < e->n_properties; i++)
+        if (strcmp(e->properties[i]->key, key) == 0 &&
+            e->properties[i]->value->kind_case == CXM__V1__VALUE__KIND_STRING_VALUE)
+            return e->properties[i]->value->string_value;
+    return "";
+}
+
+static void check_feedback_traits(cxm_channel *ch, fake_feedback *f, const char *id)
+{
+    emit_feedback(f, id, "r1", CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS, 3, 2000000);
+    emit_feedback(f, id, "r0", CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS, 10, 1000000); /* older */
+    emit_feedback(f, id, "r2", CXM__V1__SURVEY_KIND__SURVEY_KIND_CSAT, 2, 3000000);
+    emit_feedback(f, id, "r3", CXM__V1__SURVEY_KIND__SURVEY_KIND_CES, 6, 3000000);
+    emit_feedback(f, id, "r1", CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS, 3, 2000000); /* again */
+    emit_follow_ups(f, id, 1);
+    const Cxm__V1__StandardTraits *st = traits_after(ch, id, 1);
+    CHECK(st->last_nps == 3 && st->last_nps_at_unix_ms == 2000000 &&
+              st->last_nps_category == CXM__V1__NPS_CATEGORY__NPS_CATEGORY_DETRACTOR,
+          "last NPS %d at %lld (category %d), want the newer answer 3", st->last_nps,
+          (long long)st->last_nps_at_unix_ms, st->last_nps_category);
+    CHECK(st->last_csat == 2 && st->last_csat_at_unix_ms == 3000000, "last CSAT %d", st->last_csat);
+    CHECK(st->last_ces == 6 && st->last_ces_at_unix_ms == 3000000, "last CES %d", st->last_ces);
+    emit_feedback(f, id, "r4", CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS, 9, 4000000);
+    emit_follow_ups(f, id, 0);
+    st = traits_after(ch, id, 0);
+    CHECK(st->last_nps == 9 &&
+              st->last_nps_category == CXM__V1__NPS_CATEGORY__NPS_CATEGORY_PROMOTER,
+          "a newer answer replaces the last NPS: %d", st->last_nps);
+}
+
+static void check_feedback_timeline(cxm_channel *jch, const char *id)
+{
+    /* r0..r4 and the repeat of r1: five responses, five events. */
+    Cxm__V1__GetTimelineResponse *tl = survey_events(jch, id, 5);
+    const Cxm__V1__TouchpointEvent *e = tl->events[0]; /* r0, the oldest */
+    CHECK(strcmp(e->event_id, "fb:r0") == 0 && e->occurred_at_unix_ms == 1000000 &&
+              strcmp(e->touchpoint, "checkout_page") == 0 &&
+              e->channel == CXM__V1__CHANNEL__CHANNEL_WEB,
+          "the oldest response's event: %s at %lld", e->event_id,
+          (long long)e->occurred_at_unix_ms);
+    CHECK(strcmp(prop_string(e, "kind"), "nps") == 0 &&
+              strcmp(prop_string(e, "nps_category"), "promoter") == 0 &&
+              strcmp(prop_string(e, "sentiment"), "negative") == 0,
+          "its properties: kind %s, nps_category %s", prop_string(e, "kind"),
+          prop_string(e, "nps_category"));
+}
+
+static void case_feedback(const char *bin)
+{
+    static const char *pa[] = {
+        NULL, NULL, "--profile-erasure-services", "journey,feedback", "--workers", "2", NULL};
+    pa[0] = bus_args[0], pa[1] = bus_args[1];
+    snprintf(paths[0], sizeof paths[0], "%s/cxm-profile", bin);
+    harness_start(&srv[0], paths[0], pa);
+    static const char *ja[] = {NULL, NULL, "--profile-addr", NULL, "--workers", "2", NULL};
+    ja[0] = bus_args[0], ja[1] = bus_args[1], ja[3] = srv[0].target;
+    snprintf(paths[1], sizeof paths[1], "%s/cxm-journey", bin);
+    harness_start(&srv[1], paths[1], ja);
+
+    CHECK(mkdtemp(sub_dir), "mkdtemp");
+    fake_feedback f = {0};
+    cxm_bus_opts o = {.nats_url = nats.url, .nats_ack_wait_ms = 1000};
+    CHECK(cxm_store_open(sub_dir, NULL, &f.store) == 0 &&
+              cxm_bus_create(f.store, &o, &f.bus) == 0 &&
+              cxm_bus_producer_open(f.bus, "feedback", &f.p) == 0 && cxm_bus_start(f.bus) == 0,
+          "the feedback producer: %s", cxm_bus_last_error());
+
+    cxm_channel *ch, *jch;
+    CHECK(cxm_channel_open(srv[0].target, NULL, &ch) == 0 &&
+              cxm_channel_open(srv[1].target, NULL, &jch) == 0,
+          "channels");
+    Cxm__V1__Identity *ids[] = {ident(EMAIL, "feedback-1@example.com")};
+    const char *id = upsert(ch, ids, 1);
+    check_feedback_traits(ch, &f, id);
+    check_feedback_timeline(jch, id);
+    delete_customer(ch, id, false);
+    survey_events(jch, id, 0); /* journey erased them with the customer */
+
+    cxm_channel_close(jch);
+    cxm_channel_close(ch);
+    cxm_bus_destroy(f.bus);
+    cxm_store_close(f.store);
+    for (int i = 1; i >= 0; i--)
+        CHECK(harness_stop(&srv[i], SIGTERM, 10000) == 0, "%s drains", services[i]);
+}
+
 int main(int argc, char **argv)
 {
-    CHECK(argc == 3, "usage: test_events BIN_DIR cascade|subscriber");
+    CHECK(argc == 3, "usage: test_events BIN_DIR cascade|subscriber|feedback");
     cxm_log_configure(false, CXM_LOG_WARN);
     cxm_arena_init(&arena, NULL, 0, 0);
     start_nats();
@@ -499,6 +695,8 @@ int main(int argc, char **argv)
         case_cascade(argv[1]);
     else if (strcmp(argv[2], "subscriber") == 0)
         case_subscriber(argv[1]);
+    else if (strcmp(argv[2], "feedback") == 0)
+        case_feedback(argv[1]);
     else
         CHECK(false, "unknown case %s", argv[2]);
     cxm_arena_dispose(&arena);
