@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -39,27 +40,157 @@ static const char *iso_time(int64_t ms, char *buf)
     return buf;
 }
 
-/* ---- customers, through profile ---- */
+/* ---- customers, through profile: the resolver thread ---- */
 
-/* The customer id ref names. no_create: an unknown identity is
- * CXM_ENOTFOUND (with err set) instead of a new profile. */
-static int resolve(fb_ctx *ctx, cxm_arena *a, const Cxm__V1__CustomerRef *ref, bool no_create,
-                   const char **id, char *err)
+typedef enum wait_kind { WAIT_SUBMIT, WAIT_ELIGIBILITY } wait_kind;
+
+/* A call waiting for its customer; in the call's arena, which only the
+ * resolver thread touches from the enqueue until the call is handed on. */
+typedef struct fb_wait {
+    cxm_call *call;
+    wait_kind kind;
+    const Cxm__V1__CustomerRef *ref;
+    void *in; /* submit_in or the CheckEligibilityRequest */
+    struct fb_wait *next;
+} fb_wait;
+
+struct fb_queue {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    fb_wait *head, *tail;
+    bool stop, started;
+    pthread_t thread;
+    fb_ctx *ctx;
+    cxm_arena a; /* the batch's scratch, reset per batch */
+};
+
+static void wait_push(fb_ctx *ctx, fb_wait *w)
 {
-    cxm_resolve_item it = {.customer = ref, .no_create = no_create};
-    pthread_mutex_lock(&ctx->resolve_lock);
-    int rc = cxm_resolver_resolve(ctx->resolver, &it, 1, a);
+    fb_queue *q = ctx->queue;
+    pthread_mutex_lock(&q->mu);
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+static void submit_resolved(fb_ctx *ctx, cxm_call *call, void *in, const char *customer_id);
+static void eligibility_resolved(fb_ctx *ctx, cxm_call *call, void *in, const char *customer_id);
+
+/* One waiting call after its item was resolved. */
+static void wait_done(fb_ctx *ctx, fb_wait *w, const cxm_resolve_item *it, int rc)
+{
+    char err[CXM_SVC_ERR_MAX] = "";
+    const char *id = NULL;
     if (rc == CXM_EUNAVAIL)
         cxm_svc_errf(err, rc, "customer",
                      "the profile service cannot resolve the customer now (%s): nothing was "
                      "stored, retry later",
                      cxm_resolver_last_error());
-    pthread_mutex_unlock(&ctx->resolve_lock);
+    else if (rc == 0 && it->rc == CXM_ENOTFOUND && w->kind == WAIT_ELIGIBILITY)
+        id = NULL; /* no profile yet: never answered */
+    else if (rc == 0 && it->rc != 0)
+        rc = cxm_svc_errf(err, it->rc, "customer", "%s", s0(it->why));
+    else if (rc == 0 && !(id = cxm_arena_strndup(cxm_call_arena(w->call), it->customer_id,
+                                                 strlen(it->customer_id))))
+        rc = CXM_ENOMEM;
     if (rc != 0)
-        return rc;
-    if (it.rc != 0)
-        return cxm_svc_errf(err, it.rc, "customer", "%s", s0(it.why));
-    *id = it.customer_id;
+        return cxm_svc_finish(w->call, rc, err);
+    if (w->kind == WAIT_SUBMIT)
+        submit_resolved(ctx, w->call, w->in, id);
+    else
+        eligibility_resolved(ctx, w->call, w->in, id);
+}
+
+/* Resolve every waiting call of the batch in one resolver call. */
+static void resolve_batch(fb_queue *q, fb_wait *batch)
+{
+    size_t n = 0;
+    for (fb_wait *w = batch; w; w = w->next)
+        n++;
+    cxm_arena_reset(&q->a);
+    cxm_resolve_item *items = cxm_arena_calloc(&q->a, n, sizeof *items);
+    size_t i = 0;
+    for (fb_wait *w = batch; items && w; w = w->next, i++)
+        items[i] = (cxm_resolve_item){.customer = w->ref, .no_create = w->kind != WAIT_SUBMIT};
+    int rc = items ? cxm_resolver_resolve(q->ctx->resolver, items, n, &q->a) : CXM_ENOMEM;
+    i = 0;
+    for (fb_wait *w = batch, *next; w; w = next, i++) {
+        next = w->next; /* w lives in its call's arena, gone once answered */
+        wait_done(q->ctx, w, items ? &items[i] : NULL, rc);
+    }
+}
+
+static void *resolver_main(void *arg)
+{
+    fb_queue *q = arg;
+    pthread_mutex_lock(&q->mu);
+    for (;;) {
+        while (!q->head && !q->stop)
+            pthread_cond_wait(&q->cv, &q->mu);
+        if (!q->head)
+            break;
+        fb_wait *batch = q->head;
+        q->head = q->tail = NULL;
+        pthread_mutex_unlock(&q->mu);
+        pthread_mutex_lock(&q->ctx->resolve_lock);
+        resolve_batch(q, batch);
+        pthread_mutex_unlock(&q->ctx->resolve_lock);
+        pthread_mutex_lock(&q->mu);
+    }
+    pthread_mutex_unlock(&q->mu);
+    return NULL;
+}
+
+int fb_queue_start(fb_ctx *ctx)
+{
+    fb_queue *q = calloc(1, sizeof *q);
+    if (!q)
+        return CXM_ENOMEM;
+    pthread_mutex_init(&q->mu, NULL);
+    pthread_cond_init(&q->cv, NULL);
+    cxm_arena_init(&q->a, NULL, 0, 0);
+    q->ctx = ctx;
+    ctx->queue = q;
+    if (pthread_create(&q->thread, NULL, resolver_main, q) != 0) {
+        fb_queue_stop(ctx);
+        return CXM_ENOMEM;
+    }
+    q->started = true;
+    return 0;
+}
+
+/* Calls still waiting are resolved before the thread ends (stop only
+ * stops it from waiting for more). */
+void fb_queue_stop(fb_ctx *ctx)
+{
+    fb_queue *q = ctx->queue;
+    if (!q)
+        return;
+    pthread_mutex_lock(&q->mu);
+    q->stop = true;
+    pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    if (q->started)
+        pthread_join(q->thread, NULL);
+    cxm_arena_dispose(&q->a);
+    pthread_cond_destroy(&q->cv);
+    pthread_mutex_destroy(&q->mu);
+    free(q);
+    ctx->queue = NULL;
+}
+
+static int wait_for_customer(fb_ctx *ctx, cxm_call *call, wait_kind kind,
+                             const Cxm__V1__CustomerRef *ref, void *in)
+{
+    fb_wait *w = cxm_arena_calloc(cxm_call_arena(call), 1, sizeof *w);
+    if (!w)
+        return CXM_ENOMEM;
+    *w = (fb_wait){.call = call, .kind = kind, .ref = ref, .in = in};
+    wait_push(ctx, w);
     return 0;
 }
 
@@ -489,15 +620,25 @@ static void on_submit(cxm_call *call, const ProtobufCMessage *msg)
         rc = CXM_ENOMEM;
     if (rc == 0) {
         in->req = req;
-        rc = resolve(ctx, a, req->customer, false, &in->customer_id, err);
-    }
-    if (rc == 0 && *s0(req->text)) {
-        in->has_text = true;
-        rc = fsent_analyze(ctx->senti, req->text, strlen(req->text), lang_of(req->language), false,
-                           &in->senti);
+        rc = wait_for_customer(ctx, call, WAIT_SUBMIT, req->customer, in);
     }
     if (rc != 0)
-        return cxm_svc_finish(call, rc, err);
+        cxm_svc_finish(call, rc, err);
+}
+
+/* On the resolver thread: the text's sentiment, then the write. */
+static void submit_resolved(fb_ctx *ctx, cxm_call *call, void *arg, const char *customer_id)
+{
+    submit_in *in = arg;
+    const Cxm__V1__SubmitResponseRequest *req = in->req;
+    in->customer_id = customer_id;
+    if (*s0(req->text)) {
+        in->has_text = true;
+        int rc = fsent_analyze(ctx->senti, req->text, strlen(req->text), lang_of(req->language),
+                               false, &in->senti);
+        if (rc != 0)
+            return cxm_svc_finish(call, rc, "");
+    }
     cxm_svc_submit(call, fdb_store(ctx->db), in, submit_job);
 }
 
@@ -544,21 +685,22 @@ static void on_eligibility(cxm_call *call, const ProtobufCMessage *msg)
 {
     Cxm__V1__CheckEligibilityRequest *req = (Cxm__V1__CheckEligibilityRequest *)msg;
     fb_ctx *ctx = cxm_call_service_ctx(call);
-    cxm_arena *a = cxm_call_arena(call);
     char err[CXM_SVC_ERR_MAX] = "";
-    const char *customer_id = NULL;
-    int rc = fb_check_eligibility(a, req, err);
-    if (rc == 0) {
-        rc = resolve(ctx, a, req->customer, true, &customer_id, err);
-        if (rc == CXM_ENOTFOUND) { /* no profile yet: never answered */
-            customer_id = NULL;
-            rc = 0;
-            err[0] = 0;
-        }
-    }
-    Cxm__V1__CheckEligibilityResponse resp = CXM__V1__CHECK_ELIGIBILITY_RESPONSE__INIT;
+    int rc = fb_check_eligibility(cxm_call_arena(call), req, err);
     if (rc == 0)
-        rc = eligibility_answer(ctx, a, req, customer_id, &resp, err);
+        rc = wait_for_customer(ctx, call, WAIT_ELIGIBILITY, req->customer, req);
+    if (rc != 0)
+        cxm_svc_finish(call, rc, err);
+}
+
+/* On the resolver thread: customer_id NULL when no profile has the
+ * identity yet. */
+static void eligibility_resolved(fb_ctx *ctx, cxm_call *call, void *arg, const char *customer_id)
+{
+    const Cxm__V1__CheckEligibilityRequest *req = arg;
+    char err[CXM_SVC_ERR_MAX] = "";
+    Cxm__V1__CheckEligibilityResponse resp = CXM__V1__CHECK_ELIGIBILITY_RESPONSE__INIT;
+    int rc = eligibility_answer(ctx, cxm_call_arena(call), req, customer_id, &resp, err);
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     cxm_call_reply(call, &resp.base);

@@ -56,11 +56,17 @@ static void fb_close(cxm_service *svc)
     if (!st)
         return;
     fb_ctx *ctx = &st->ctx;
-    cxm_resolver_close(ctx->resolver);
-    ffu_close(ctx->fu);
-    fdb_close(ctx->db);
-    fagg_close(st->agg);
-    fsent_free(ctx->senti_owned);
+    fb_queue_stop(ctx);
+    if (ctx->resolver)
+        cxm_resolver_close(ctx->resolver);
+    if (ctx->fu)
+        ffu_close(ctx->fu);
+    if (ctx->db)
+        fdb_close(ctx->db);
+    if (st->agg)
+        fagg_close(st->agg);
+    if (ctx->senti_owned)
+        fsent_free(ctx->senti_owned);
     pthread_mutex_destroy(&ctx->resolve_lock);
     free(st);
     svc->ctx = NULL;
@@ -147,6 +153,8 @@ static int fb_open(cxm_store *store, cxm_service *svc)
         rc = ffu_open(store, ctx->events, &ctx->fu);
     if (rc == 0)
         rc = open_resolver(ctx);
+    if (rc == 0)
+        rc = fb_queue_start(ctx);
     if (rc != 0)
         fb_close(svc);
     return rc;
