@@ -13,6 +13,8 @@ packages=(
   libopenblas-dev liblapack-dev
   # the C++ gRPC peer the benchmarks compare against, and h2load
   libgrpc++-dev protobuf-compiler-grpc nghttp2-client
+  # GetScores' time zones: the IANA TZif files in /usr/share/zoneinfo (libshared tz.c)
+  tzdata
   # cxm-gen's test recovers the planted structure with a standard-library script
   python3
 )

@@ -13,8 +13,9 @@
 #include "cxm/svc.h"
 #include "senti/fsent.h"
 
-typedef struct fdb fdb; /* responses, surveys, replicas: fdb.h */
-typedef struct ffu ffu; /* follow-ups: ffu.h */
+typedef struct fdb fdb;           /* responses, surveys, replicas: fdb.h */
+typedef struct ffu ffu;           /* follow-ups: ffu.h */
+typedef struct fb_queue fb_queue; /* calls waiting for their customer: fb_rpc.h */
 
 typedef struct fb_ctx {
     cxm_store *store;
@@ -27,6 +28,9 @@ typedef struct fb_ctx {
      * used by one thread at a time. */
     pthread_mutex_t resolve_lock;
     cxm_resolver *resolver;
+    /* Calls waiting for their customer: a thread of the service resolves
+     * them in batches, off the server's workers (fb_rpc.h). */
+    fb_queue *queue;
     cxm_svc_erasure erasure;
 } fb_ctx;
 

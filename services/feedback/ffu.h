@@ -40,9 +40,9 @@ typedef struct ffu_response {
     double threshold;   /* the survey's, resolved: at or under opens; < 0 = never */
     uint32_t due_hours; /* the survey's, resolved (0 became 48) */
     bool has_text;
-    int label;          /* Cxm__V1__SentimentLabel of the text */
+    int label; /* Cxm__V1__SentimentLabel of the text */
     double sentiment_score;
-    int64_t now_ms;     /* creation time */
+    int64_t now_ms; /* creation time */
 } ffu_response;
 
 /* Is this text sentiment strongly negative by the policy in force? */

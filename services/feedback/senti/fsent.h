@@ -41,16 +41,16 @@ enum {
 typedef enum fsent_lang { FSENT_LANG_DETECT = 0, FSENT_LANG_KO, FSENT_LANG_EN } fsent_lang;
 
 typedef struct fsent_aspect {
-    const char *aspect; /* normalised English name, lower case, static: "delivery" */
-    int label;          /* FSENT_* */
-    double score;       /* -1 to 1 */
+    const char *aspect;  /* normalised English name, lower case, static: "delivery" */
+    int label;           /* FSENT_* */
+    double score;        /* -1 to 1 */
     uint32_t begin, end; /* byte offsets of the mention, [begin, end) */
 } fsent_aspect;
 
 typedef struct fsent_result {
     int label;
-    double score;      /* -1 (negative) to 1 (positive) */
-    double confidence; /* 0 to 1, calibrated: P(label is right) */
+    double score;         /* -1 (negative) to 1 (positive) */
+    double confidence;    /* 0 to 1, calibrated: P(label is right) */
     const char *language; /* "ko", "en", static; "" when unsupported */
     size_t naspects;
     fsent_aspect aspects[FSENT_MAX_ASPECTS];
@@ -68,7 +68,7 @@ void fsent_free(fsent_model *m);
  * caller validates). lang FSENT_LANG_DETECT detects; text in neither
  * language gives FSENT_UNSUPPORTED. Aspects only when asked. Returns 0, or
  * CXM_EINVAL for a text over the limit. */
-int fsent_analyze(const fsent_model *m, const char *text, size_t len, fsent_lang lang,
-                  bool aspects, fsent_result *out);
+int fsent_analyze(const fsent_model *m, const char *text, size_t len, fsent_lang lang, bool aspects,
+                  fsent_result *out);
 
 #endif

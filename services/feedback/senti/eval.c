@@ -1,0 +1,193 @@
+/*
+ * eval.c - cxm-senti-eval: a sentiment model (the built-in one, or
+ * --model FILE) on labelled files: binary accuracy (the sign of the score
+ * decides; NEUTRAL is not a third class here), expected calibration error
+ * of the confidence, the NEUTRAL and MIXED shares, and microseconds per
+ * 100-character text in process.
+ *
+ *   cxm-senti-eval --ko ../shared/data/sentiment/ko-nsmc-test.tsv.gz \
+ *                  --en ../shared/data/sentiment/en-sst2-dev.tsv.gz --bench
+ *
+ * --min-ko / --min-en make the exit code 1 below a bar (the ctest);
+ * --skip-missing exits 77 (ctest's skipped) when a file is absent.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "feedback/senti/fsent.h"
+#include "feedback/senti/tsv.h"
+
+#define SKIP 77
+
+typedef struct eopts {
+    const char *model, *ko, *en;
+    double min_ko, min_en;
+    bool bench, skip_missing;
+} eopts;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* The first 100 characters (code points) of the rows joined by spaces,
+ * nb of them, into buf (NUL-separated). Returns how many were made. */
+static size_t hundred_char_texts(const tsv_corpus *c, char *buf, size_t *start, size_t *len,
+                                 size_t nb)
+{
+    size_t made = 0, at = 0, row = 0;
+    while (made < nb && row < c->n) {
+        start[made] = at;
+        size_t chars = 0;
+        while (chars < 100 && row < c->n) {
+            const char *t = c->text + c->off[row];
+            size_t n = c->off[row + 1] - c->off[row];
+            for (size_t i = 0; i < n && chars < 100; i++) {
+                buf[at++] = t[i];
+                chars += ((unsigned char)t[i] & 0xc0) != 0x80;
+                while (i + 1 < n && ((unsigned char)t[i + 1] & 0xc0) == 0x80)
+                    buf[at++] = t[++i];
+            }
+            if (chars < 100) {
+                buf[at++] = ' ';
+                chars++;
+            }
+            row++;
+        }
+        len[made] = at - start[made];
+        made++;
+    }
+    return made;
+}
+
+static double bench(const fsent_model *m, const tsv_corpus *c)
+{
+    enum { NB = 256 };
+    static char buf[NB * 450];
+    size_t start[NB], len[NB];
+    size_t nb = hundred_char_texts(c, buf, start, len, NB);
+    fsent_result r;
+    double sink = 0;
+    int rounds = 200;
+    double t0 = now();
+    for (int k = 0; k < rounds; k++)
+        for (size_t i = 0; i < nb; i++) {
+            fsent_analyze(m, buf + start[i], len[i], FSENT_LANG_DETECT, true, &r);
+            sink += r.score;
+        }
+    double us = (now() - t0) * 1e6 / (rounds * (double)nb);
+    return sink == 12345.678 ? 0 : us;
+}
+
+static int eval_file(const fsent_model *m, const char *path, fsent_lang lang, const eopts *o,
+                     double min)
+{
+    char err[256];
+    tsv_corpus c;
+    size_t skipped;
+    if (o->skip_missing && access(path, R_OK) != 0) {
+        printf("%s: absent, skipped\n", path);
+        return SKIP;
+    }
+    if (tsv_read(path, 0, &c, &skipped, err) != 0) {
+        fprintf(stderr, "cxm-senti-eval: %s\n", err);
+        return 1;
+    }
+    size_t ok = 0, neutral = 0, mix = 0, cnt[10] = {0}, detected = 0;
+    double sc[10] = {0}, so[10] = {0};
+    double t0 = now();
+    for (size_t d = 0; d < c.n; d++) {
+        size_t n = c.off[d + 1] - c.off[d];
+        fsent_result r;
+        if (fsent_analyze(m, c.text + c.off[d], n > FSENT_MAX_TEXT ? FSENT_MAX_TEXT : n, lang,
+                          false, &r) != 0)
+            continue;
+        bool right = (r.score >= 0) == (c.y[d] == 1);
+        ok += right;
+        neutral += r.label == FSENT_NEUTRAL;
+        mix += r.label == FSENT_MIXED;
+        int b = (int)((r.confidence - 0.5) * 20);
+        b = b < 0 ? 0 : b > 9 ? 9 : b;
+        sc[b] += r.confidence;
+        so[b] += right;
+        cnt[b]++;
+        fsent_analyze(m, c.text + c.off[d], n > FSENT_MAX_TEXT ? FSENT_MAX_TEXT : n,
+                      FSENT_LANG_DETECT, false, &r);
+        detected += strcmp(r.language, lang == FSENT_LANG_KO ? "ko" : "en") == 0;
+    }
+    double secs = now() - t0, e = 0;
+    for (int b = 0; b < 10; b++)
+        e += fabs(sc[b] - so[b]) / c.n;
+    double acc = (double)ok / c.n;
+    printf("%s: %zu rows: accuracy %.4f  ECE %.4f  NEUTRAL %.1f%%  MIXED %.1f%%  detected as %s "
+           "%.1f%%  (%.1f s)\n",
+           path, c.n, acc, e, 100.0 * neutral / c.n, 100.0 * mix / c.n,
+           lang == FSENT_LANG_KO ? "ko" : "en", 100.0 * detected / c.n, secs);
+    if (o->bench)
+        printf("  %.3f us per 100-character text (aspects on, detection on)\n", bench(m, &c));
+    tsv_free(&c);
+    if (min > 0 && acc < min) {
+        fprintf(stderr, "cxm-senti-eval: accuracy %.4f below %.4f\n", acc, min);
+        return 1;
+    }
+    return 0;
+}
+
+static int parse(int argc, char **argv, eopts *o)
+{
+    memset(o, 0, sizeof *o);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--bench") == 0)
+            o->bench = true;
+        else if (strcmp(a, "--skip-missing") == 0)
+            o->skip_missing = true;
+        else if (v && strcmp(a, "--model") == 0)
+            o->model = argv[++i];
+        else if (v && strcmp(a, "--ko") == 0)
+            o->ko = argv[++i];
+        else if (v && strcmp(a, "--en") == 0)
+            o->en = argv[++i];
+        else if (v && strcmp(a, "--min-ko") == 0)
+            o->min_ko = atof(argv[++i]);
+        else if (v && strcmp(a, "--min-en") == 0)
+            o->min_en = atof(argv[++i]);
+        else
+            return -1;
+    }
+    return o->ko || o->en ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    eopts o;
+    if (parse(argc, argv, &o) != 0) {
+        fprintf(stderr, "usage: cxm-senti-eval [--model FILE] [--ko FILE.tsv.gz] "
+                        "[--en FILE.tsv.gz] [--min-ko ACC] [--min-en ACC] [--bench] "
+                        "[--skip-missing]\n");
+        return 2;
+    }
+    const fsent_model *m = fsent_builtin();
+    fsent_model *own = NULL;
+    char err[256];
+    if (o.model) {
+        if (fsent_load(o.model, &own, err) != 0) {
+            fprintf(stderr, "cxm-senti-eval: %s\n", err);
+            return 1;
+        }
+        m = own;
+    }
+    int rc = 0, r;
+    if (o.ko && (r = eval_file(m, o.ko, FSENT_LANG_KO, &o, o.min_ko)) != 0)
+        rc = rc ? rc : r;
+    if (o.en && (r = eval_file(m, o.en, FSENT_LANG_EN, &o, o.min_en)) != 0)
+        rc = rc == 0 || rc == SKIP ? r : rc;
+    fsent_free(own);
+    return rc;
+}

@@ -1,0 +1,269 @@
+/*
+ * fsent.c - fsent_analyze: language, clauses, scores, labels and aspects.
+ *
+ * A clause's z is the model's bias plus its features' weights; the text's
+ * z is the bias plus all clauses' weights (the trainer sums the same way,
+ * so scores at training and here agree). Calibration maps z to
+ * P(positive); the text is NEUTRAL when its confidence is inside the
+ * model's band, MIXED when two clauses are each outside it with opposite
+ * signs. Nothing here allocates.
+ */
+#include <math.h>
+#include <string.h>
+
+#include "cxm/err.h"
+#include "feedback/senti/fsent_impl.h"
+
+/* ---- language -------------------------------------------------------- */
+
+static bool is_hangul(uint32_t c)
+{
+    return (c >= 0xac00 && c <= 0xd7a3) || (c >= 0x1100 && c <= 0x11ff) ||
+           (c >= 0x3130 && c <= 0x318f);
+}
+
+/* Hangul or Latin by share of letters: a Hangul syllable carries about
+ * three Latin letters' worth, so Korean with English brand names stays
+ * Korean. Other scripts (kana, Han, Cyrillic, ...) dominating: neither. */
+static fsent_lang detect(const char *text, size_t len)
+{
+    size_t hangul = 0, latin = 0, other = 0;
+    const unsigned char *p = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        unsigned char c = p[i];
+        if (c < 0x80) {
+            latin += ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+            i++;
+            continue;
+        }
+        size_t k = (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : 4;
+        uint32_t cp = k == 2 ? c & 0x1f : k == 3 ? c & 0x0f : c & 0x07;
+        for (size_t j = 1; j < k && i + j < len; j++)
+            cp = (cp << 6) | (p[i + j] & 0x3f);
+        i += k;
+        if (is_hangul(cp))
+            hangul++;
+        else if (cp >= 0xc0 && cp < 0x250)
+            latin++;
+        else if ((cp >= 0x370 && cp < 0x2000) || (cp >= 0x3040 && cp < 0xa000))
+            other++;
+    }
+    if (hangul && hangul * 3 >= latin && hangul * 2 >= other)
+        return FSENT_LANG_KO;
+    if (latin >= 2 && latin > other * 2 && latin > hangul * 3)
+        return FSENT_LANG_EN;
+    return FSENT_LANG_DETECT;
+}
+
+/* ---- scoring --------------------------------------------------------- */
+
+static double prob(const fsent__table *t, double z)
+{
+    return 1.0 / (1.0 + exp(-(t->platt_a * z + t->platt_b)));
+}
+
+static int label_of(const fsent__table *t, double p)
+{
+    double conf = p >= 0.5 ? p : 1 - p;
+    if (conf < t->neutral)
+        return FSENT_NEUTRAL;
+    return p >= 0.5 ? FSENT_POSITIVE : FSENT_NEGATIVE;
+}
+
+typedef struct clauses {
+    int n;
+    uint32_t begin[FSENT__MAX_CLAUSES], end[FSENT__MAX_CLAUSES];
+    double p[FSENT__MAX_CLAUSES]; /* calibrated P(positive) per clause */
+} clauses;
+
+/* Scores every clause into c and returns the whole text's P(positive). */
+static double score(const fsent__table *t, fsent_lang lang, const char *text, size_t len,
+                    clauses *c)
+{
+    c->n = fsent__clauses(lang, text, len, c->begin, c->end);
+    int64_t total = 0;
+    for (int i = 0; i < c->n; i++) {
+        fsent__sink s = {.w = t->w, .shift = 64 - t->bits};
+        fsent__features(t, lang, text + c->begin[i], c->end[i] - c->begin[i], &s);
+        total += s.sum;
+        c->p[i] = prob(t, t->bias + (double)t->scale * (double)s.sum);
+    }
+    return prob(t, t->bias + (double)t->scale * (double)total);
+}
+
+static bool mixed(const fsent__table *t, const clauses *c)
+{
+    bool pos = false, neg = false;
+    for (int i = 0; i < c->n; i++) {
+        int l = label_of(t, c->p[i]);
+        pos |= l == FSENT_POSITIVE;
+        neg |= l == FSENT_NEGATIVE;
+    }
+    return pos && neg;
+}
+
+/* ---- aspects --------------------------------------------------------- */
+
+typedef struct lex {
+    const char *pat;
+    const char *aspect;
+    bool ascii; /* whole word, case-insensitive, optional plural s */
+} lex;
+
+/* Longer patterns first where one contains another. Korean patterns match
+ * inside words: particles and endings attach (배송이, 기다렸어요). */
+static const lex lexicon[] = {
+    {"배송", "delivery", 0},
+    {"택배", "delivery", 0},
+    {"delivery", "delivery", 1},
+    {"deliveries", "delivery", 1},
+    {"shipping", "delivery", 1},
+    {"courier", "delivery", 1},
+    {"직원", "staff", 0},
+    {"상담원", "staff", 0},
+    {"staff", "staff", 1},
+    {"employee", "staff", 1},
+    {"agent", "staff", 1},
+    {"가격", "price", 0},
+    {"요금", "price", 0},
+    {"price", "price", 1},
+    {"pricing", "price", 1},
+    {"대기", "waiting", 0},
+    {"기다", "waiting", 0},
+    {"waiting", "waiting", 1},
+    {"wait", "waiting", 1},
+    {"waited", "waiting", 1},
+    {"queue", "waiting", 1},
+    {"환불", "refund", 0},
+    {"refund", "refund", 1},
+    {"refunded", "refund", 1},
+    {"A/S", "after_sales", 0},
+    {"에이에스", "after_sales", 0},
+    {"수리", "after_sales", 0},
+    {"repair", "after_sales", 1},
+    {"warranty", "after_sales", 1},
+    {"품질", "quality", 0},
+    {"불량", "quality", 0},
+    {"quality", "quality", 1},
+    {"defective", "quality", 1},
+    {"앱", "app", 0},
+    {"어플", "app", 0},
+    {"app", "app", 1},
+    {"웹사이트", "website", 0},
+    {"홈페이지", "website", 0},
+    {"website", "website", 1},
+    {"web site", "website", 1},
+    {"site", "website", 1},
+    {"매장", "store", 0},
+    {"지점", "store", 0},
+    {"store", "store", 1},
+    {"shop", "store", 1},
+};
+
+static bool is_alnum(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || ((c | 0x20) >= 'a' && (c | 0x20) <= 'z');
+}
+
+/* Length of the match of e at text[i..len), 0 if none. */
+static size_t match(const lex *e, const char *text, size_t len, size_t i)
+{
+    size_t k = strlen(e->pat);
+    if (k > len - i)
+        return 0;
+    if (!e->ascii)
+        return memcmp(text + i, e->pat, k) == 0 ? k : 0;
+    if (i > 0 && is_alnum((unsigned char)text[i - 1]))
+        return 0;
+    for (size_t j = 0; j < k; j++)
+        if ((text[i + j] | 0x20) != e->pat[j])
+            return 0;
+    if (i + k < len && (text[i + k] | 0x20) == 's')
+        k++;
+    return i + k < len && is_alnum((unsigned char)text[i + k]) ? 0 : k;
+}
+
+/* "AS" in capitals as a word (AS센터, AS 접수) is after-sales; "as" is not. */
+static size_t match_as(const char *text, size_t len, size_t i)
+{
+    if (len - i < 2 || text[i] != 'A' || text[i + 1] != 'S')
+        return 0;
+    if ((i > 0 && is_alnum((unsigned char)text[i - 1])) ||
+        (i + 2 < len && is_alnum((unsigned char)text[i + 2])))
+        return 0;
+    return 2;
+}
+
+static void add_aspect(const fsent__table *t, const clauses *c, fsent_result *out, const char *name,
+                       size_t b, size_t e)
+{
+    int k = 0;
+    while (k + 1 < c->n && c->end[k] <= b)
+        k++;
+    fsent_aspect *a = &out->aspects[out->naspects++];
+    a->aspect = name;
+    a->label = label_of(t, c->p[k]);
+    a->score = 2 * c->p[k] - 1;
+    a->begin = (uint32_t)b;
+    a->end = (uint32_t)e;
+}
+
+static void aspects(const fsent__table *t, const clauses *c, const char *text, size_t len,
+                    fsent_result *out)
+{
+    for (size_t i = 0; i < len && out->naspects < FSENT_MAX_ASPECTS;) {
+        size_t k = match_as(text, len, i);
+        const char *name = "after_sales";
+        for (size_t j = 0; !k && j < sizeof lexicon / sizeof lexicon[0]; j++) {
+            k = match(&lexicon[j], text, len, i);
+            name = lexicon[j].aspect;
+        }
+        if (k) {
+            add_aspect(t, c, out, name, i, i + k);
+            i += k;
+            continue;
+        }
+        /* Step over a whole UTF-8 character: never match mid-character. */
+        i++;
+        while (i < len && ((unsigned char)text[i] & 0xc0) == 0x80)
+            i++;
+    }
+}
+
+/* ---- the call -------------------------------------------------------- */
+
+static bool blank(const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)text[i] > ' ')
+            return false;
+    return true;
+}
+
+int fsent_analyze(const fsent_model *m, const char *text, size_t len, fsent_lang lang,
+                  bool want_aspects, fsent_result *out)
+{
+    if (!m || !out || (len && !text) || len > FSENT_MAX_TEXT || lang > FSENT_LANG_EN)
+        return CXM_EINVAL;
+    out->label = FSENT_UNSUPPORTED;
+    out->score = 0;
+    out->confidence = 0;
+    out->language = "";
+    out->naspects = 0;
+    if (len == 0 || blank(text, len))
+        return 0;
+    if (lang == FSENT_LANG_DETECT)
+        lang = detect(text, len);
+    if (lang == FSENT_LANG_DETECT || !m->t[lang - 1].present)
+        return 0;
+    const fsent__table *t = &m->t[lang - 1];
+    clauses c;
+    double p = score(t, lang, text, len, &c);
+    out->language = lang == FSENT_LANG_KO ? "ko" : "en";
+    out->score = 2 * p - 1;
+    out->confidence = p >= 0.5 ? p : 1 - p;
+    out->label = mixed(t, &c) ? FSENT_MIXED : label_of(t, p);
+    if (want_aspects)
+        aspects(t, &c, text, len, out);
+    return 0;
+}

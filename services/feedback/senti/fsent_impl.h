@@ -1,0 +1,79 @@
+/*
+ * fsent_impl.h - private to the sentiment library (fsent*.c) and its trainer
+ * (train.c): the in-memory model, the feature extractor both share, and the
+ * model file format. Nothing else includes this.
+ *
+ * Training and scoring must see exactly the same features, so the trainer
+ * calls the same extractor (fsent__features) the library scores with; the
+ * only difference is the sink: the library sums weights, the trainer
+ * collects hashed indices.
+ */
+#ifndef CXM_FSENT_IMPL_H
+#define CXM_FSENT_IMPL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "feedback/senti/fsent.h"
+
+#define FSENT__MAGIC "CXMSENT1"
+#define FSENT__VERSION 1u
+#define FSENT__HEADER 32u  /* magic, version, nsections, total size, checksum */
+#define FSENT__SECTION 64u /* one per language */
+#define FSENT__MIN_BITS 8u
+#define FSENT__MAX_BITS 22u
+#define FSENT__MAX_CLAUSES 32
+
+/* Feature switches of a language table (flags). */
+#define FSENT__F_WORDS 1u   /* ko: whole words; en: word unigrams */
+#define FSENT__F_BIGRAMS 2u /* en: word bigrams */
+#define FSENT__F_CHARS 4u   /* en: character n-grams inside words */
+#define FSENT__F_ALL 7u
+
+/* One language's linear model: z = bias + scale * sum(w[feature]), and the
+ * calibration P(positive) = sigmoid(platt_a * z + platt_b). */
+typedef struct fsent__table {
+    bool present;
+    uint32_t bits;      /* 2^bits weights */
+    uint32_t ngram_max; /* ko: character n-grams 1..ngram_max; en: char n-gram max */
+    uint32_t flags;     /* FSENT__F_* */
+    float scale, bias;
+    float platt_a, platt_b;
+    float neutral; /* confidence below which a text or clause is NEUTRAL */
+    const int8_t *w;
+} fsent__table;
+
+struct fsent_model {
+    fsent__table t[2]; /* [0] Korean, [1] English */
+    void *owned;       /* the file's bytes when loaded, else NULL */
+};
+
+/* Where features go: summed into sum against w, or (w NULL) their indices
+ * collected into idx while n < cap (n still counts the overflow). */
+typedef struct fsent__sink {
+    const int8_t *w;
+    uint32_t shift; /* 64 - bits: an index is the hash's top bits */
+    int64_t sum;
+    uint32_t *idx;
+    size_t n, cap;
+} fsent__sink;
+
+/* The features of text[0..len) (one clause, or a whole text) in language
+ * lang (FSENT_LANG_KO or FSENT_LANG_EN) under table t's settings. */
+void fsent__features(const fsent__table *t, fsent_lang lang, const char *text, size_t len,
+                     fsent__sink *s);
+
+/* Clause boundaries of text[0..len): fills begin[i], end[i] of at most
+ * FSENT__MAX_CLAUSES clauses covering the text in order; returns the count
+ * (at least 1 when len > 0). */
+int fsent__clauses(fsent_lang lang, const char *text, size_t len, uint32_t *begin, uint32_t *end);
+
+/* Validate a model image and point m's tables into it (no copy); CXM_EINVAL
+ * with a reason in err (256 bytes). */
+int fsent__parse(const uint8_t *p, size_t n, fsent_model *m, char *err);
+
+/* Write tables t[0..2) (absent ones skipped) with weights w8[i] to path. */
+int fsent__write(const char *path, const fsent__table t[2], char *err);
+
+#endif

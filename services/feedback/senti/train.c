@@ -1,0 +1,460 @@
+/*
+ * train.c - cxm-senti-train: trains the Korean and English sentiment
+ * models and writes one model file (fsent_model.c's format).
+ *
+ * The committed services/feedback/senti/model.bin is exactly:
+ *
+ *   cxm-senti-train --select \
+ *       --ko ../shared/data/sentiment/ko-nsmc-train.tsv.gz \
+ *       --en ../shared/data/sentiment/en-sst2-train.tsv.gz \
+ *       -o services/feedback/senti/model.bin
+ *
+ * (run from the repository root; deterministic: fixed seed, one thread).
+ *
+ * Per language: a validation split (10%, seeded) is carved from the train
+ * file; logistic regression with AdaGrad and L2 over the hashed features of
+ * fsent_feat.c (the same extractor the library scores with) is fitted on the
+ * rest; with --select the feature settings and L2 are chosen by validation
+ * accuracy of the quantised model (test files are never read here). The
+ * weights are quantised to int8 with one scale per table, Platt scaling is
+ * fitted on the validation split, and the NEUTRAL band is the widest
+ * confidence band whose validation examples are right at most 60% of the
+ * time (barely better than a coin).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cxm/err.h"
+#include "feedback/senti/fsent_impl.h"
+#include "feedback/senti/tsv.h"
+
+typedef struct opts {
+    const char *ko, *en, *out;
+    size_t limit;
+    uint64_t seed;
+    int epochs;
+    bool select;
+    uint32_t ko_bits, en_bits;
+} opts;
+
+/* One configuration tried: the table's feature settings and the L2. */
+typedef struct config {
+    uint32_t ngram_max, flags;
+    double l2;
+} config;
+
+/* The features of every row, compressed-row style. */
+typedef struct feats {
+    size_t n;
+    uint64_t *off; /* n + 1 */
+    uint32_t *f;
+} feats;
+
+typedef struct split {
+    uint32_t *tr, *va;
+    size_t ntr, nva;
+} split;
+
+static uint64_t rng_next(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void shuffle(uint32_t *a, size_t n, uint64_t *s)
+{
+    for (size_t i = n; i > 1; i--) {
+        size_t j = rng_next(s) % i;
+        uint32_t t = a[i - 1];
+        a[i - 1] = a[j];
+        a[j] = t;
+    }
+}
+
+/* A text's features as the library sees them: clause by clause. */
+static size_t doc_features(const fsent__table *t, fsent_lang lang, const char *text, size_t len,
+                           uint32_t *idx, size_t cap)
+{
+    uint32_t b[FSENT__MAX_CLAUSES], e[FSENT__MAX_CLAUSES];
+    int nc = fsent__clauses(lang, text, len, b, e);
+    size_t total = 0;
+    for (int i = 0; i < nc; i++) {
+        size_t at = total < cap ? total : cap;
+        fsent__sink s = {.shift = 64 - t->bits, .idx = idx + at, .cap = cap - at};
+        fsent__features(t, lang, text + b[i], e[i] - b[i], &s);
+        total += s.n;
+    }
+    return total < cap ? total : cap;
+}
+
+static int extract(const fsent__table *t, fsent_lang lang, const tsv_corpus *c, feats *F)
+{
+    size_t cap = 1 << 24, used = 0;
+    F->n = c->n;
+    F->off = malloc((c->n + 1) * sizeof *F->off);
+    F->f = malloc(cap * sizeof *F->f);
+    if (!F->off || !F->f)
+        return CXM_ENOMEM;
+    for (size_t d = 0; d < c->n; d++) {
+        size_t len = c->off[d + 1] - c->off[d];
+        if (len > FSENT_MAX_TEXT)
+            len = FSENT_MAX_TEXT;
+        size_t need = 8 * len + 64;
+        if (used + need > cap) {
+            cap = 2 * cap + need;
+            uint32_t *g = realloc(F->f, cap * sizeof *g);
+            if (!g)
+                return CXM_ENOMEM;
+            F->f = g;
+        }
+        F->off[d] = used;
+        used += doc_features(t, lang, c->text + c->off[d], len, F->f + used, cap - used);
+    }
+    F->off[c->n] = used;
+    return 0;
+}
+
+static void feats_free(feats *F)
+{
+    free(F->off);
+    free(F->f);
+    memset(F, 0, sizeof *F);
+}
+
+/* Logistic regression, AdaGrad with L2 on the features a row touches. */
+static void fit(const feats *F, const uint8_t *y, const split *sp, const config *cf, int epochs,
+                uint64_t seed, float *w, float *g2, size_t dim, double *bias)
+{
+    const double lr = 0.2;
+    memset(w, 0, dim * sizeof *w);
+    for (size_t i = 0; i < dim; i++)
+        g2[i] = 1e-6f;
+    double b = 0, gb = 1e-6;
+    uint32_t *order = malloc(sp->ntr * sizeof *order);
+    memcpy(order, sp->tr, sp->ntr * sizeof *order);
+    for (int ep = 0; ep < epochs; ep++) {
+        shuffle(order, sp->ntr, &seed);
+        for (size_t k = 0; k < sp->ntr; k++) {
+            uint32_t d = order[k];
+            const uint32_t *f = F->f + F->off[d], *fe = F->f + F->off[d + 1];
+            double z = b;
+            for (const uint32_t *q = f; q < fe; q++)
+                z += w[*q];
+            double g = 1.0 / (1.0 + exp(-z)) - y[d];
+            for (const uint32_t *q = f; q < fe; q++) {
+                double gi = g + cf->l2 * w[*q];
+                g2[*q] += (float)(gi * gi);
+                w[*q] -= (float)(lr * gi / sqrt(g2[*q]));
+            }
+            gb += g * g;
+            b -= lr * g / sqrt(gb);
+        }
+    }
+    *bias = b;
+    free(order);
+}
+
+/* int8 with one scale: the largest weight maps to 127. */
+static float quantize(const float *w, size_t dim, int8_t *q)
+{
+    float mx = 0;
+    for (size_t i = 0; i < dim; i++)
+        mx = fabsf(w[i]) > mx ? fabsf(w[i]) : mx;
+    float scale = mx > 0 ? mx / 127 : 1;
+    for (size_t i = 0; i < dim; i++)
+        q[i] = (int8_t)lrintf(w[i] / scale);
+    return scale;
+}
+
+static double zq(const fsent__table *t, const feats *F, size_t d)
+{
+    int64_t s = 0;
+    for (uint64_t i = F->off[d]; i < F->off[d + 1]; i++)
+        s += t->w[F->f[i]];
+    return t->bias + (double)t->scale * (double)s;
+}
+
+static double accuracy(const fsent__table *t, const feats *F, const uint8_t *y,
+                       const uint32_t *rows, size_t n)
+{
+    size_t ok = 0;
+    for (size_t k = 0; k < n; k++)
+        ok += (zq(t, F, rows[k]) >= 0) == (y[rows[k]] == 1);
+    return n ? (double)ok / n : 0;
+}
+
+/* Platt scaling: P(positive) = sigmoid(a z + b) by Newton's method on the
+ * log loss with Platt's smoothed targets. */
+static void platt(const double *z, const uint8_t *y, size_t n, float *pa, float *pb)
+{
+    size_t npos = 0;
+    for (size_t i = 0; i < n; i++)
+        npos += y[i];
+    double tp = (npos + 1.0) / (npos + 2.0), tn = 1.0 / (n - npos + 2.0);
+    double a = 1, b = 0;
+    for (int it = 0; it < 50; it++) {
+        double ga = 0, gb = 0, haa = 1e-9, hab = 0, hbb = 1e-9;
+        for (size_t i = 0; i < n; i++) {
+            double p = 1 / (1 + exp(-(a * z[i] + b))), t = y[i] ? tp : tn;
+            double r = p - t, v = p * (1 - p);
+            ga += r * z[i];
+            gb += r;
+            haa += v * z[i] * z[i];
+            hab += v * z[i];
+            hbb += v;
+        }
+        double det = haa * hbb - hab * hab;
+        if (det <= 0)
+            break;
+        double da = (hbb * ga - hab * gb) / det, db = (haa * gb - hab * ga) / det;
+        a -= da;
+        b -= db;
+        if (fabs(da) + fabs(db) < 1e-9)
+            break;
+    }
+    *pa = (float)a;
+    *pb = (float)b;
+}
+
+static int cmp_conf(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* The NEUTRAL band: the widest [0.5, t) whose validation examples are
+ * right at most 60% of the time. conf_ok holds (confidence, right) pairs. */
+static float band(double *conf_ok, size_t n)
+{
+    qsort(conf_ok, n, 2 * sizeof(double), cmp_conf);
+    size_t ok = 0;
+    double t = 0.5;
+    for (size_t i = 0; i < n; i++) {
+        ok += conf_ok[2 * i + 1] > 0;
+        if ((double)ok <= 0.6 * (i + 1))
+            t = conf_ok[2 * i];
+    }
+    return (float)(t > 0.5 ? t : 0.5);
+}
+
+/* Expected calibration error over 10 confidence bins of [0.5, 1]. */
+static double ece(const double *conf_ok, size_t n)
+{
+    double sc[10] = {0}, so[10] = {0};
+    size_t cnt[10] = {0};
+    for (size_t i = 0; i < n; i++) {
+        int b = (int)((conf_ok[2 * i] - 0.5) * 20);
+        b = b < 0 ? 0 : b > 9 ? 9 : b;
+        sc[b] += conf_ok[2 * i];
+        so[b] += conf_ok[2 * i + 1];
+        cnt[b]++;
+    }
+    double e = 0;
+    for (int b = 0; b < 10; b++)
+        if (cnt[b])
+            e += fabs(sc[b] - so[b]) / n;
+    return e;
+}
+
+static void calibrate(fsent__table *t, const feats *F, const uint8_t *y, const split *sp)
+{
+    double *z = malloc(sp->nva * sizeof *z), *co = malloc(2 * sp->nva * sizeof *co);
+    uint8_t *yv = malloc(sp->nva);
+    for (size_t k = 0; k < sp->nva; k++) {
+        z[k] = zq(t, F, sp->va[k]);
+        yv[k] = y[sp->va[k]];
+    }
+    platt(z, yv, sp->nva, &t->platt_a, &t->platt_b);
+    size_t neutral = 0;
+    for (size_t k = 0; k < sp->nva; k++) {
+        double p = 1 / (1 + exp(-(t->platt_a * z[k] + t->platt_b)));
+        co[2 * k] = p >= 0.5 ? p : 1 - p;
+        co[2 * k + 1] = (p >= 0.5) == (yv[k] == 1);
+    }
+    double e = ece(co, sp->nva);
+    t->neutral = band(co, sp->nva);
+    for (size_t k = 0; k < sp->nva; k++)
+        neutral += co[2 * k] < t->neutral;
+    printf("  platt a=%.4f b=%.4f  validation ECE %.4f  neutral band conf < %.3f (%.1f%% of "
+           "validation)\n",
+           t->platt_a, t->platt_b, e, t->neutral, 100.0 * neutral / sp->nva);
+    free(z);
+    free(co);
+    free(yv);
+}
+
+static void make_split(size_t n, uint64_t seed, split *sp)
+{
+    uint32_t *all = malloc(n * sizeof *all);
+    for (size_t i = 0; i < n; i++)
+        all[i] = (uint32_t)i;
+    shuffle(all, n, &seed);
+    sp->nva = n / 10;
+    sp->ntr = n - sp->nva;
+    sp->va = all;
+    sp->tr = all + sp->nva;
+}
+
+/* The candidates --select tries; the first is the default without it. */
+static size_t configs(fsent_lang lang, bool select, config *c)
+{
+    static const double l2s[] = {1e-5, 1e-6, 1e-4};
+    size_t n = 0;
+    int nl2 = select ? 3 : 1;
+    if (lang == FSENT_LANG_KO) {
+        for (uint32_t g = 3; g <= (select ? 4u : 3u); g++)
+            for (int i = 0; i < nl2; i++)
+                c[n++] = (config){g, FSENT__F_WORDS, l2s[i]};
+    } else {
+        for (int ch = 0; ch <= (select ? 1 : 0); ch++)
+            for (int i = 0; i < nl2; i++)
+                c[n++] =
+                    (config){ch ? 5 : 0,
+                             FSENT__F_WORDS | FSENT__F_BIGRAMS | (ch ? FSENT__F_CHARS : 0), l2s[i]};
+    }
+    return n;
+}
+
+typedef struct lang_job {
+    fsent_lang lang;
+    const char *path;
+    uint32_t bits;
+} lang_job;
+
+/* Train one language into t (its weights malloc'd into *wout). */
+static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t **wout)
+{
+    char err[256];
+    tsv_corpus c;
+    size_t skipped;
+    int rc = tsv_read(j->path, o->limit, &c, &skipped, err);
+    if (rc) {
+        fprintf(stderr, "cxm-senti-train: %s\n", err);
+        return rc;
+    }
+    printf("%s: %zu rows (%zu skipped) from %s\n", j->lang == FSENT_LANG_KO ? "ko" : "en", c.n,
+           skipped, j->path);
+    size_t dim = (size_t)1 << j->bits;
+    float *w = malloc(dim * sizeof *w), *g2 = malloc(dim * sizeof *g2);
+    int8_t *q = malloc(dim), *best = malloc(dim);
+    split sp;
+    make_split(c.n, o->seed, &sp);
+    config cf[16];
+    size_t ncf = configs(j->lang, o->select, cf);
+    double best_acc = -1;
+    feats F = {0};
+    uint32_t fkey = ~0u;
+    for (size_t i = 0; i < ncf; i++) {
+        fsent__table cand = {.present = true,
+                             .bits = j->bits,
+                             .ngram_max = cf[i].ngram_max,
+                             .flags = cf[i].flags,
+                             .w = q};
+        if (fkey != (cf[i].ngram_max << 8 | cf[i].flags)) {
+            feats_free(&F);
+            if (extract(&cand, j->lang, &c, &F) != 0)
+                return CXM_ENOMEM;
+            fkey = cf[i].ngram_max << 8 | cf[i].flags;
+        }
+        double b;
+        fit(&F, c.y, &sp, &cf[i], o->epochs, o->seed, w, g2, dim, &b);
+        cand.bias = (float)b;
+        cand.scale = quantize(w, dim, q);
+        double acc = accuracy(&cand, &F, c.y, sp.va, sp.nva);
+        printf("  ngram_max=%u flags=%u l2=%g: validation accuracy %.4f (%.1f features/row)\n",
+               cf[i].ngram_max, cf[i].flags, cf[i].l2, acc, (double)F.off[F.n] / F.n);
+        if (acc > best_acc) {
+            best_acc = acc;
+            *t = cand;
+            memcpy(best, q, dim);
+        }
+    }
+    t->w = best;
+    /* Calibration needs the chosen configuration's features. */
+    if (fkey != (t->ngram_max << 8 | t->flags)) {
+        feats_free(&F);
+        if (extract(t, j->lang, &c, &F) != 0)
+            return CXM_ENOMEM;
+    }
+    printf("  chosen: ngram_max=%u flags=%u, validation accuracy %.4f\n", t->ngram_max, t->flags,
+           best_acc);
+    calibrate(t, &F, c.y, &sp);
+    *wout = best;
+    feats_free(&F);
+    free(sp.va);
+    free(w);
+    free(g2);
+    free(q);
+    tsv_free(&c);
+    return 0;
+}
+
+static int usage(void)
+{
+    fprintf(stderr, "usage: cxm-senti-train [--ko FILE.tsv.gz] [--en FILE.tsv.gz] -o MODEL\n"
+                    "       [--select] [--limit ROWS] [--epochs N] [--seed N]\n"
+                    "       [--ko-bits B] [--en-bits B]\n");
+    return 2;
+}
+
+static int parse_args(int argc, char **argv, opts *o)
+{
+    *o = (opts){.seed = 12, .epochs = 5, .ko_bits = 20, .en_bits = 19};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--select") == 0) {
+            o->select = true;
+            continue;
+        }
+        if (!v)
+            return usage();
+        i++;
+        if (strcmp(a, "--ko") == 0)
+            o->ko = v;
+        else if (strcmp(a, "--en") == 0)
+            o->en = v;
+        else if (strcmp(a, "-o") == 0)
+            o->out = v;
+        else if (strcmp(a, "--limit") == 0)
+            o->limit = strtoul(v, NULL, 10);
+        else if (strcmp(a, "--epochs") == 0)
+            o->epochs = atoi(v);
+        else if (strcmp(a, "--seed") == 0)
+            o->seed = strtoull(v, NULL, 10) | 1;
+        else if (strcmp(a, "--ko-bits") == 0)
+            o->ko_bits = (uint32_t)atoi(v);
+        else if (strcmp(a, "--en-bits") == 0)
+            o->en_bits = (uint32_t)atoi(v);
+        else
+            return usage();
+    }
+    bool bits_ok = o->ko_bits >= FSENT__MIN_BITS && o->ko_bits <= FSENT__MAX_BITS &&
+                   o->en_bits >= FSENT__MIN_BITS && o->en_bits <= FSENT__MAX_BITS;
+    return (!o->out || (!o->ko && !o->en) || o->epochs < 1 || !bits_ok) ? usage() : 0;
+}
+
+int main(int argc, char **argv)
+{
+    opts o;
+    if (parse_args(argc, argv, &o) != 0)
+        return 2;
+    fsent__table t[2] = {0};
+    int8_t *w[2] = {NULL, NULL};
+    const lang_job jobs[2] = {{FSENT_LANG_KO, o.ko, o.ko_bits}, {FSENT_LANG_EN, o.en, o.en_bits}};
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++)
+        if (jobs[i].path)
+            rc = train_lang(&o, &jobs[i], &t[i], &w[i]);
+    char err[256];
+    if (rc == 0 && (rc = fsent__write(o.out, t, err)) != 0)
+        fprintf(stderr, "cxm-senti-train: %s\n", err);
+    if (rc == 0)
+        printf("wrote %s\n", o.out);
+    free(w[0]);
+    free(w[1]);
+    return rc ? 1 : 0;
+}
