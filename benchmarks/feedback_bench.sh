@@ -31,7 +31,6 @@ die() {
 for b in cxmd cxm-bench cxmctl; do
   [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (bash deploy/build.sh $BUILD)"
 done
-command -v python3 >/dev/null || die "python3 is missing (deploy/install-deps.sh installs it)"
 
 WORK=$(mktemp -d /var/tmp/cxm-feedback-bench.XXXXXX)
 pid=""
@@ -53,22 +52,21 @@ target=127.0.0.1:$port
   --title "How likely are you to recommend us?" --touchpoint checkout_page --channel web \
   --gap checkout_page --comment "Why?" >&2 || die "cannot create the bench survey"
 
-json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-median() { python3 -c "import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))" "$@"; }
+# No python per number: on a loaded 2-core machine each start costs a second.
+# field NAME JSON: a number of cxm-bench's one-line JSON.
+field() { grep -o "\"$1\":[^,}]*" <<<"$2" | head -1 | cut -d: -f2; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ratio() { awk -v a="$1" -v b="$2" -v d="${3:-3}" 'BEGIN {printf "%.*f\n", d, a / b}'; }
 # bench FIELD ARGS...: one cxm-bench run on the server; its FIELD, after
 # checking that no call failed.
 bench() {
-  local field=$1 out
+  local name=$1 out
   shift
   out=$("$BIN/cxm-bench" --target "$target" --customers 100000 --duration "${SECS}s" \
     --warmup 300ms --json "$@" 2>"$WORK/bench.err") || die "cxm-bench $*: $(cat "$WORK/bench.err")"
-  python3 - "$out" "$field" "$*" <<'PY'
-import json, sys
-r = json.loads(sys.argv[1])
-if r["errors"]:
-    sys.exit(f"feedback_bench: {sys.argv[3]}: {r['errors']} calls failed: {r['errors_by_status']}")
-print(r[sys.argv[2]])
-PY
+  [[ $(field errors "$out") == 0 ]] || die "cxm-bench $*: calls failed: $out"
+  [[ $(field completed "$out") != 0 ]] || die "cxm-bench $*: no call completed"
+  field "$name" "$out"
 }
 
 # ---- SubmitResponse against UpsertProfile, 32 in flight -------------------
@@ -76,12 +74,12 @@ sub=() ups=() ratios=()
 for ((r = 1; r <= ROUNDS; r++)); do
   u=$(bench qps --generator profile-upsert --connections 2 --inflight 16)
   s=$(bench qps --generator feedback-submit --connections 2 --inflight 16)
-  sub+=("$s") ups+=("$u") ratios+=("$(python3 -c "print($s / $u)")")
+  sub+=("$s") ups+=("$u") ratios+=("$(ratio "$s" "$u" 6)")
   echo "submit round $r: SubmitResponse $s responses/s, UpsertProfile $u upserts/s" >&2
 done
 sm=$(median "${sub[@]}")
 um=$(median "${ups[@]}")
-ratio=$(python3 -c "print(round($(median "${ratios[@]}"), 3))")
+ratio=$(ratio "$(median "${ratios[@]}")" 1)
 echo "submit: SubmitResponse $sm responses/s, UpsertProfile $um upserts/s, ratio $ratio" >&2
 echo "{\"bench\":\"feedback.submit\",\"responses_per_s\":$sm,\"upserts_per_s\":$um,\"ratio\":$ratio,\"in_flight\":32,\"rounds\":$ROUNDS}"
 
@@ -94,6 +92,6 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 ap=$(median "${a[@]}")
 hp=$(median "${h[@]}")
-ar=$(python3 -c "print(round($ap / $hp, 2))")
+ar=$(ratio "$ap" "$hp" 2)
 echo "analyze: AnalyzeText p50 $ap us, Health/Check p50 $hp us, ratio $ar (target <= 1.3)" >&2
 echo "{\"bench\":\"feedback.analyze_text\",\"analyze_p50_us\":$ap,\"health_p50_us\":$hp,\"ratio\":$ar,\"rounds\":$ROUNDS}"
