@@ -45,7 +45,7 @@
 #include "cxm/opts.h"
 #include "grpc/health/v1/health.pb-c.h"
 
-#include "bench_feedback.h"
+#include "bench_fbreq.h"
 #include "bench_journey.h"
 #include "bench_profile.h"
 #include "bench_replay.h"

@@ -280,6 +280,7 @@ static int scores_bound(sq *q)
     if (q->to != INT64_MAX)
         return 0;
     int64_t from = q->first, h;
+    rc = 0;
     if (s->agg && (rc = fagg_last_hour(s->txn, s->agg, &h)) == 0 && h > from)
         from = h;
     if (rc && rc != CXM_ENOTFOUND)
@@ -298,6 +299,7 @@ static int scores_buckets(sq *q, cxm_arena *a, char *err)
         q->starts[0] = q->from, q->starts[1] = q->to;
         return 0;
     }
+    q->first = q->from, q->last = q->to - 1;
     int rc = q->from == INT64_MIN || q->to == INT64_MAX ? scores_bound(q) : 0;
     if (rc)
         return rc;

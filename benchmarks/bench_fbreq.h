@@ -1,5 +1,5 @@
 /*
- * bench_feedback.h - the feedback workloads of cxm-bench: SubmitResponse of
+ * bench_fbreq.h - the feedback workloads of cxm-bench: SubmitResponse of
  * new responses to the bench survey, and AnalyzeText of short Korean and
  * English customer comments.
  *
@@ -10,8 +10,8 @@
  * (user<i>@example.com); response ids "b<nonce>-<thread>-<seq>" are new to
  * the server on every run, so every call stores a response.
  */
-#ifndef CXM_BENCH_FEEDBACK_H
-#define CXM_BENCH_FEEDBACK_H
+#ifndef CXM_BENCH_FBREQ_H
+#define CXM_BENCH_FBREQ_H
 
 #include <stdint.h>
 
