@@ -59,7 +59,7 @@ check seoul Asia/Seoul $from $((from + 90 * 86400000))
 check open Europe/Berlin 0 0
 # Guard against two empty answers comparing equal.
 for q in scores_tp_week scores_channel scores_stage gaps; do
-  grep -q responses:[1-9] "$dir/open/rpc/$q.json" || fail "the RPC answered $q with no responses"
+  grep -q '"responses":[1-9]' "$dir/open/rpc/$q.json" || fail "the RPC answered $q with no responses"
 done
 
 node -e '
