@@ -677,7 +677,7 @@ static void print_follow_up(const Cxm__V1__FollowUp *f, int64_t now)
     cxmctl_print_time(stdout, f->due_at_unix_ms);
     bool open = f->state != CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_CLOSED &&
                 f->state != CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_DISMISSED;
-    printf("%s %-20s %5.0f ", open && f->due_at_unix_ms < now ? " overdue" : "        ",
+    printf(" %-7s %-20s %5.0f ", open && f->due_at_unix_ms < now ? "overdue" : "",
            *f->touchpoint ? f->touchpoint : "-", f->score);
     print_enum(stdout, &cxm__v1__follow_up_reason__descriptor, f->reason);
     printf("  %s\n", f->customer_id);
@@ -727,7 +727,7 @@ static int cmd_followups(ctl *c, int argc, char **argv)
         return rc;
     }
     const Cxm__V1__ListFollowUpsResponse *r = (const void *)resp;
-    printf("%-28s %s\t%-16s %-24s %-8s %-20s %5s %s\n", "FOLLOW-UP", "STATE", "OWNER", "DUE", "",
+    printf("%-28s %s\t%-16s %-24s %-7s %-20s %5s %s\n", "FOLLOW-UP", "STATE", "OWNER", "DUE", "",
            "TOUCHPOINT", "SCORE", "REASON  CUSTOMER");
     int64_t now = cxmctl_wall_ms();
     for (size_t i = 0; i < r->n_follow_ups; i++)

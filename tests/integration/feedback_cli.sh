@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# cxmctl feedback against a real cxmd: command-line mistakes are caught
+# before any call (exit 2, naming the flag); a cxm-gen world's surveys and
+# responses load with `feedback survey upsert --file` and `feedback submit
+# --file` (every response OK, a second load too: idempotent); the scores,
+# gap and follow-up tables print; a follow-up is assigned and found by its
+# owner; one response from flags sets the customer's profile traits
+# (last NPS, its category, open follow-ups) and lands on the customer's
+# journey timeline as a survey_response event; sentiment answers.
+# Exits 77 (skipped) while the server does not implement FeedbackService.
+#   feedback_cli.sh BIN_DIR
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+bin=$1
+dir=$(mktemp -d /tmp/cxm-feedback-cli-XXXXXX)
+pid=""
+cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$dir"; }
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# expect STATUS TEXT ARGS...: cxmctl ARGS exits STATUS and prints TEXT.
+expect() {
+  local want=$1 text=$2 status=0
+  shift 2
+  "$bin/cxmctl" "$@" >"$dir/out" 2>&1 || status=$?
+  ((status == want)) || fail "cxmctl $*: exit $status, wanted $want: $(cat "$dir/out")"
+  grep -qF -- "$text" "$dir/out" || fail "cxmctl $*: no \"$text\" in: $(cat "$dir/out")"
+}
+
+for sub in "survey upsert" "survey get" "survey list" submit scores gaps followups \
+  "followup update" sentiment; do
+  expect 0 "feedback $sub " feedback
+  expect 0 "feedback $sub " feedback $sub --help
+done
+expect 0 'feedback survey get ID' feedback survey
+expect 2 '--id ID is required' feedback survey upsert --kind nps
+expect 2 '--kind "promoter" is none of: nps csat ces' feedback survey upsert --id s --kind promoter
+expect 2 'give --file or --id' feedback survey upsert --id s --kind nps --file x.pb
+expect 2 'cannot open --file /nonexistent.pb' feedback survey upsert --file /nonexistent.pb
+expect 2 '--rating "a=6": give TOUCHPOINT=EXPECTATION:EXPERIENCE' \
+  feedback submit --survey s --customer-id c1 --score 3 --rating a=6
+expect 2 'expectation and experience are numbers' \
+  feedback submit --survey s --customer-id c1 --score 3 --rating a=x:2
+expect 2 'by --customer-id or by --identity, not both' \
+  feedback submit --survey s --customer-id c1 --identity email:a@b.co --score 3
+expect 2 '--score X is required' feedback submit --survey s --customer-id c1
+expect 2 '--answer "q": give QUESTION_ID=ANSWER' feedback submit --survey s --customer-id c1 --score 1 --answer q
+expect 2 '--window goes with --file' feedback submit --survey s --customer-id c1 --score 1 --window 4
+expect 2 'give --file or one response' feedback submit --file x.pb --score 1
+expect 2 '--kind nps|csat|ces is required' feedback scores --by touchpoint
+expect 2 '--by "city" is none of' feedback scores --kind nps --by city
+expect 2 '--limit: "2000" is not a whole number from 0 to 1000' feedback gaps --limit 2000
+expect 2 '--state "stuck" is none of' feedback followups --state stuck
+expect 2 'expects 1 argument, got 0' feedback followup update --state closed
+expect 2 'expects 1 argument, got 0' feedback sentiment
+
+start_server "$dir/log" 200 "$bin/cxmd" --listen 127.0.0.1:0 --data "$dir/data" ||
+  fail "cxmd did not start: $(cat "$dir/log")"
+ctl=(--target "127.0.0.1:$port" --timeout 30s)
+"$bin/cxmctl" "${ctl[@]}" feedback survey list >"$dir/out" 2>&1 || true
+if grep -q UNIMPLEMENTED "$dir/out"; then
+  echo "skipped: the server does not implement FeedbackService yet"
+  exit 77
+fi
+
+# A world of the last month (responses are recent: follow-ups, trends).
+"$bin/cxm-gen" --customers 2000 --days 30 --start-ms $(( ($(date +%s) - 32 * 86400) * 1000 )) \
+  --formats pb --out "$dir/w" >/dev/null || fail "cxm-gen failed"
+n=$(grep -o '"responses.pb": [0-9]*' "$dir/w/truth.json" | grep -o '[0-9]*$')
+expect 0 'created csat_support version 1' "${ctl[@]}" feedback survey upsert --file "$dir/w/surveys.pb"
+expect 0 'updated csat_support version 1' "${ctl[@]}" feedback survey upsert --file "$dir/w/surveys.pb"
+expect 0 'nps_relationship         nps' "${ctl[@]}" feedback survey list --active
+expect 0 '"survey_id":"ces_checkout"' "${ctl[@]}" --json feedback survey get ces_checkout --version 1
+expect 0 "$n sent, $n OK, 0 failed" "${ctl[@]}" feedback submit --file "$dir/w/responses.pb"
+expect 0 "$n sent, $n OK, 0 failed" "${ctl[@]}" feedback submit --file "$dir/w/responses.pb" --window 1
+expect 0 "\"sent\":$n,\"ok\":$n,\"failed\":0" "${ctl[@]}" --json feedback submit --file "$dir/w/responses.pb"
+
+# Tables: the header, and a row per group with its trend or per touchpoint.
+expect 0 'KEY                      RESPONSES    SCORE' "${ctl[@]}" feedback scores --kind csat \
+  --by touchpoint --bucket week --tz Asia/Seoul
+grep -qE '^support_call +[0-9]+ +[0-9.]+ ± [0-9.]+ +(-|[▲▼=] [-+][0-9.]+)$' "$dir/out" ||
+  fail "no support_call row with a trend: $(cat "$dir/out")"
+expect 0 '"groups":[{"key":' "${ctl[@]}" --json feedback scores --kind nps --by survey --bucket day
+expect 0 'TOUCHPOINT             EXPECT    GOT    GAP' "${ctl[@]}" feedback gaps --min-responses 5
+sed -n 2p "$dir/out" | grep -qE '^(checkout|support_call|delivery) ' ||
+  fail "a planted gap touchpoint is not on top: $(cat "$dir/out")"
+expect 0 '"gaps":[{"touchpoint":' "${ctl[@]}" --json feedback gaps
+
+# Follow-ups: the world's detractors opened some; assign the first one.
+"$bin/cxmctl" "${ctl[@]}" --json feedback followups --state open --limit 1 >"$dir/out"
+fu=$(grep -o '"follow_up_id":"[^"]*"' "$dir/out" | head -1 | cut -d'"' -f4)
+[ -n "$fu" ] || fail "no open follow-up: $(cat "$dir/out")"
+expect 0 '"state":"FOLLOW_UP_STATE_IN_PROGRESS"' "${ctl[@]}" --json feedback followup update "$fu" \
+  --state in-progress --owner kim --note "called back" --author kim
+expect 0 "$fu" "${ctl[@]}" feedback followups --owner kim --state in-progress
+expect 0 'in-progress' "${ctl[@]}" feedback followups --owner kim
+expect 1 'NOT_FOUND' "${ctl[@]}" feedback followup update fu-0000000000000000 --state closed
+
+# One response from flags: the profile's traits and the journey timeline.
+expect 0 'created cli_nps version 1' "${ctl[@]}" feedback survey upsert --id cli_nps --kind nps \
+  --title "Would you recommend us?" --touchpoint checkout_page --channel web \
+  --gap checkout_page --comment "Why?"
+expect 0 'recorded r-cli-1' "${ctl[@]}" feedback submit --survey cli_nps \
+  --identity email:cli@example.com --score 2 --text "delivery was late and support never called back" \
+  --rating checkout_page=6:2 --response-id r-cli-1
+grep -q 'detractor' "$dir/out" || fail "no NPS category: $(cat "$dir/out")"
+expect 0 'duplicate r-cli-1' "${ctl[@]}" feedback submit --survey cli_nps \
+  --identity email:cli@example.com --score 2 --response-id r-cli-1
+for _ in $(seq 200); do
+  "$bin/cxmctl" "${ctl[@]}" --json profile get --identity email:cli@example.com >"$dir/profile" 2>&1 || true
+  grep -q '"last_nps_category":"NPS_CATEGORY_DETRACTOR"' "$dir/profile" &&
+    grep -q '"open_follow_ups":1' "$dir/profile" && break
+  sleep 0.05
+done
+grep -q '"last_nps":2,' "$dir/profile" || fail "no last_nps 2 on the profile: $(cat "$dir/profile")"
+grep -q '"last_nps_category":"NPS_CATEGORY_DETRACTOR"' "$dir/profile" ||
+  fail "no detractor category on the profile: $(cat "$dir/profile")"
+grep -q '"open_follow_ups":1' "$dir/profile" || fail "no open follow-up on the profile: $(cat "$dir/profile")"
+# By customer id: journey learns identities from tracked events, and this
+# customer has none.
+cid=$(grep -o '"customer_id":"c[0-9a-f]*"' "$dir/profile" | head -1 | cut -d'"' -f4)
+[ -n "$cid" ] || fail "no customer id in: $(cat "$dir/profile")"
+for _ in $(seq 200); do
+  "$bin/cxmctl" "${ctl[@]}" --json journey timeline "$cid" --type survey_response >"$dir/timeline" 2>&1 || true
+  grep -q '"event_id":"fb:r-cli-1"' "$dir/timeline" && break
+  sleep 0.05
+done
+grep -q '"event_id":"fb:r-cli-1"' "$dir/timeline" || fail "not on the timeline: $(cat "$dir/timeline")"
+grep -q '"touchpoint":"checkout_page"' "$dir/timeline" || fail "wrong touchpoint: $(cat "$dir/timeline")"
+[ "$(grep -o '"event_id"' "$dir/timeline" | wc -l)" = 1 ] || fail "not once: $(cat "$dir/timeline")"
+
+expect 0 'label       negative' "${ctl[@]}" feedback sentiment "The delivery was late and the staff were rude."
+expect 0 'delivery' "${ctl[@]}" feedback sentiment "배송이 너무 늦었어요" --aspects
+expect 1 'INVALID_ARGUMENT' "${ctl[@]}" feedback sentiment "bonjour" --language fr
+echo "feedback cli: ok"
