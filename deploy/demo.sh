@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # The demo both layouts run, against a cxm that is already up: one customer
 # across identities, consent, a small generated world's CRM profiles
-# (cxm-gen, replayed with cxm-bench) and its touchpoint events (a funnel
-# with drop-off, the touchpoint table), and an erasure that every service
-# confirms through the event bus.
-#   deploy/demo.sh BIN_DIR PROFILE_TARGET [JOURNEY_TARGET]
+# (cxm-gen, replayed with cxm-bench), its touchpoint events (a funnel
+# with drop-off, the touchpoint table), its surveys and responses (the
+# prioritised gap table, scores with their trend, the open follow-ups), and
+# an erasure that every service confirms through the event bus.
+#   deploy/demo.sh BIN_DIR PROFILE_TARGET [JOURNEY_TARGET [FEEDBACK_TARGET]]
 # PROFILE_TARGET is the address of the profile service: cxmd's port on the
 # embedded default (quickstart.sh), cxm-profile's in the distributed layout
-# (distributed.sh); JOURNEY_TARGET the journey service's (default: the
-# same). Exits 1 when a step fails.
+# (distributed.sh); JOURNEY_TARGET and FEEDBACK_TARGET the journey and
+# feedback services' (default: the same). Exits 1 when a step fails.
 set -euo pipefail
 bin=$1
 target=$2
 journey=${3:-$2}
+feedback=${4:-$2}
 world=""
 trap '[ -n "$world" ] && rm -rf "$world"' EXIT
 
@@ -55,6 +57,17 @@ done
 jctl journey funnel --step page_view --step product_view --step add_to_cart --step purchase \
   --window 7d --from 31d
 jctl journey touchpoints --from 31d --goal purchase --goal-window 7d
+
+echo "== the world's surveys and responses (feedback service): gaps, scores, follow-ups"
+fctl() { echo "\$ cxmctl $*"; "$bin/cxmctl" --target "$feedback" "$@"; }
+fctl feedback survey upsert --file "$world/surveys.pb"
+fctl feedback submit --file "$world/responses.pb"
+echo "# where experience falls short of what customers expected, the costliest gap first"
+fctl feedback gaps --limit 8
+fctl feedback scores --kind nps --by channel --bucket week
+fctl feedback scores --kind csat --by touchpoint --bucket week
+echo "# close the loop: every detractor and unhappy comment is a follow-up, earliest due first"
+fctl feedback followups --state open --limit 10
 
 echo "== erasure: profile erases, publishes CustomerDeleted, every service confirms on the bus"
 echo "\$ cxmctl profile delete --identity phone:+821012345678 --reason \"GDPR art. 17 request #123\""

@@ -80,8 +80,9 @@ for i in "${!services[@]}"; do
   listen=127.0.0.1:$((port + i))
   echo "== cxm-$svc on $listen (data in $dir/$svc, log in $dir/$svc.log)"
   extra=()
-  # journey resolves customers through the profile service (the first port).
-  [ "$svc" = journey ] && extra=(--profile-addr "127.0.0.1:$port")
+  # journey and feedback resolve customers through the profile service (the
+  # first port).
+  [ "$svc" = journey ] || [ "$svc" = feedback ] && extra=(--profile-addr "127.0.0.1:$port")
   "$bin/cxm-$svc" --listen "$listen" --data "$dir/$svc" --nats-url "$nats" "${extra[@]}" \
     >"$dir/$svc.log" 2>&1 &
   pids+=($!)
@@ -95,7 +96,8 @@ for i in "${!services[@]}"; do
   done
 done
 
-bash "$root/deploy/demo.sh" "$bin" "127.0.0.1:$port" "127.0.0.1:$((port + 1))"
+bash "$root/deploy/demo.sh" "$bin" "127.0.0.1:$port" "127.0.0.1:$((port + 1))" \
+  "127.0.0.1:$((port + 2))"
 echo "== the bus, as each service sees it"
 for i in "${!services[@]}"; do
   echo "\$ cxmctl --target 127.0.0.1:$((port + i)) bus status   # cxm-${services[$i]}"

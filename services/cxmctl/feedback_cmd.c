@@ -554,11 +554,27 @@ static const char *trend_of(const Cxm__V1__ScoreGroup *g, double *delta)
     return fabs(*delta) < 0.05 ? "=" : *delta > 0 ? "\u25b2" : "\u25bc";
 }
 
+/* A group's key as the command line writes it: a channel or stage in its
+ * short form ("email", "purchase"), a touchpoint or survey id as it is. */
+static void print_group_key(const Cxm__V1__ScoreGroup *g)
+{
+    char buf[64] = "";
+    FILE *f = g->channel || g->stage ? fmemopen(buf, sizeof buf, "w") : NULL;
+    if (f && g->channel)
+        cxmctl_enum_short(f, &cxm__v1__channel__descriptor, g->channel);
+    else if (f)
+        cxmctl_enum_short(f, &cxm__v1__journey_stage__descriptor, g->stage);
+    if (f)
+        fclose(f);
+    printf("%-24s ", buf[0] ? buf : *g->key ? g->key : "(none)");
+}
+
 static void print_score_group(const Cxm__V1__ScoreGroup *g)
 {
     const Cxm__V1__ScoreBucket *t = g->total;
-    printf("%-24s %9" PRIu64 " %8.1f \u00b1 %-6.1f", *g->key ? g->key : "(none)",
-           t ? t->responses : 0, t ? t->score : 0, t ? t->margin_of_error : 0);
+    print_group_key(g);
+    printf("%9" PRIu64 " %8.1f \u00b1 %-6.1f", t ? t->responses : 0, t ? t->score : 0,
+           t ? t->margin_of_error : 0);
     double delta = 0;
     const char *trend = trend_of(g, &delta);
     if (strcmp(trend, "-") == 0)

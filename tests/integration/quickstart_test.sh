@@ -3,7 +3,8 @@
 # second run, with the first's cxmd kept running, must stop before touching
 # anything and say who holds the port and what to do; each run starts on a
 # fresh data directory unless --keep-data, and never wipes one it did not make.
-# The first run loads a generated world's profiles, all of them.
+# The first run loads a generated world's profiles, all of them, and its
+# survey responses, and shows the gap table and the open follow-ups.
 #   quickstart_test.sh BIN_DIR
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -53,6 +54,17 @@ grep -Eq "accepted ([0-9]+), duplicates 0, rejected 0 of \1 events" "$dir/out" |
   fail "not every touchpoint event of the world was accepted"
 has "4 purchase"
 has "customers active"
+# Its surveys and responses, every one OK; the gap table with a planted gap
+# touchpoint on top, the scores with a trend column, the open follow-ups.
+r=$(sed -n 's/.*"counts": {[^}]*"responses": \([0-9]*\).*/\1/p' "$dir/world/truth.json")
+[ -n "$r" ] && ((r > 0)) || fail "no responses in the world's truth.json"
+has "created nps_relationship version 1"
+has "$r sent, $r OK, 0 failed"
+grep -A1 '^TOUCHPOINT  *EXPECT' "$dir/out" | tail -1 | grep -Eq '^(checkout|delivery|support_call) ' ||
+  fail "no planted gap touchpoint on top of the gap table"
+has "RESPONSES    SCORE"
+has "TREND"
+grep -Eq '^fu-[0-9a-f]+ +open' "$dir/out" || fail "no open follow-up shown"
 first=$(awk -F, '$2 == "email" { print $3; exit }' "$dir/world/identities.csv")
 last=$(awk -F, '$2 == "email" { e = $3 } END { print e }' "$dir/world/identities.csv")
 has "email:$first"
