@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # deploy/distributed.sh on binaries already built: nats-server and the four
-# services as separate processes, the demo against them, the erasure
-# confirmed by every service through JetStream, everything stopped after.
+# services as separate processes, the demo against them (the feedback part
+# included), the erasure confirmed by every service through JetStream,
+# everything stopped after.
 #   distributed_test.sh BIN_DIR   (exits 77, a skip, without nats-server)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -21,6 +22,11 @@ TMPDIR=$dir bash "$script" --bin "$bin" --dir "$dir/run" --port "$port" >"$dir/o
 ((status == 0)) || fail "distributed.sh exited $status"
 has "records +[0-9]+ in .*: ([0-9]+) sent, \\1 OK"
 has "^  completed_at"
+# The world's responses through cxm-feedback (customers resolved by
+# cxm-profile), the gap table and the open follow-ups.
+has "^([0-9]+) sent, \\1 OK, 0 failed"
+has "^(checkout|delivery|support_call) +[0-9.]+ +[0-9.]+ +\\+"
+has "^fu-[0-9a-f]+ +open"
 for svc in journey feedback personalisation; do has "^ +$svc done"; done
 has "^mode  nats"
 has "all stopped cleanly"
