@@ -211,6 +211,15 @@ extern const size_t cxmctl_nidentity_types;
 /* Print a time in milliseconds since the epoch as RFC 3339 UTC. */
 void cxmctl_print_time(FILE *out, int64_t unix_ms);
 
+/* --- json_in.c --- */
+
+/* A message of type d from the len bytes of JSON at text (the proto3 JSON
+ * mapping, field names as in the .proto or lowerCamelCase, enums by name,
+ * short word or number), in the invocation's arena. 0, or -1 with a sentence
+ * naming the field path in err ("survey.questions[1].kind: ..."). */
+int cxmctl_json_message(ctl *c, const char *text, size_t len, const ProtobufCMessageDescriptor *d,
+                        ProtobufCMessage **out, char *err, size_t errlen);
+
 /* --- suggest.c --- */
 
 /* The candidate closest to the len bytes at word ("tagret" -> "target"),

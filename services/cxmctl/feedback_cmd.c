@@ -188,17 +188,63 @@ static int upsert_file(ctl *c, const char *path)
     return rc;
 }
 
+/* A survey written by hand as JSON (a Survey message in the proto3 JSON
+ * mapping, as `cxmctl --json feedback survey get` prints one). */
+static int upsert_json(ctl *c, const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return cxmctl_usage_error(c, "cannot open --file %s", path);
+    size_t cap = 1 << 16, len = 0, got;
+    char *text = cxmctl_new_array(c, cap, 1);
+    while ((got = fread(text + len, 1, cap - len, f)) > 0 && (len += got) == cap) {
+        char *grown = cxmctl_new_array(c, cap * 2, 1);
+        memcpy(grown, text, len);
+        text = grown, cap *= 2;
+    }
+    fclose(f);
+    /* {"survey": {...}} as `--json survey get` prints, or the Survey alone. */
+    Cxm__V1__UpsertSurveyRequest req = CXM__V1__UPSERT_SURVEY_REQUEST__INIT, *wrapped;
+    char err[512];
+    if (cxmctl_json_message(c, text, len, &cxm__v1__upsert_survey_request__descriptor,
+                            (ProtobufCMessage **)&wrapped, err, sizeof err) == 0 &&
+        wrapped->survey)
+        req.survey = wrapped->survey;
+    else if (cxmctl_json_message(c, text, len, &cxm__v1__survey__descriptor,
+                                 (ProtobufCMessage **)&req.survey, err, sizeof err) != 0)
+        return cxmctl_usage_error(c, "--file %s: %s", path, err);
+    ProtobufCMessage *resp;
+    int rc = cxmctl_call(c, FEEDBACK_SERVICE, "UpsertSurvey", &req.base, &resp);
+    if (rc == 0)
+        print_upserted(c, (const void *)resp);
+    return rc;
+}
+
+static bool ends_with(const char *s, const char *tail)
+{
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && strcmp(s + n - m, tail) == 0;
+}
+
 static int cmd_survey_upsert(ctl *c, int argc, char **argv)
 {
     survey_flags f = {
-        {"file", "FILE.pb"},         {"id", "ID"},
-        {"kind", "nps|csat|ces"},    {"title", "TEXT"},
-        {"touchpoint", "T"},         {"channel", "CHANNEL"},
-        {"stage", "STAGE"},          {"language", "LANG"},
-        {"gap", "TOUCHPOINT", true}, {"comment", "QUESTION"},
-        {"threshold", "SCORE"},      {"due-hours", "N"},
-        {"inactive", NULL},          {"cooldown-hours", "N"},
-        {"max-per-period", "N"},     {"period-days", "N"},
+        {"file", "FILE.json|FILE.pb"},
+        {"id", "ID"},
+        {"kind", "nps|csat|ces"},
+        {"title", "TEXT"},
+        {"touchpoint", "T"},
+        {"channel", "CHANNEL"},
+        {"stage", "STAGE"},
+        {"language", "LANG"},
+        {"gap", "TOUCHPOINT", true},
+        {"comment", "QUESTION"},
+        {"threshold", "SCORE"},
+        {"due-hours", "N"},
+        {"inactive", NULL},
+        {"cooldown-hours", "N"},
+        {"max-per-period", "N"},
+        {"period-days", "N"},
         {"sampling", "RATE"},
     };
     cxmctl_flag *const flags[] = {&f.file,       &f.id,       &f.kind,           &f.title,
@@ -214,7 +260,8 @@ static int cmd_survey_upsert(ctl *c, int argc, char **argv)
     if (f.file.n)
         return f.id.n
                    ? cxmctl_usage_error(c, "give --file or --id with the survey's flags, not both")
-                   : upsert_file(c, f.file.v[0]);
+               : ends_with(f.file.v[0], ".json") ? upsert_json(c, f.file.v[0])
+                                                 : upsert_file(c, f.file.v[0]);
     Cxm__V1__UpsertSurveyRequest req = CXM__V1__UPSERT_SURVEY_REQUEST__INIT;
     req.survey = cxmctl_new_message(c, &cxm__v1__survey__descriptor);
     ProtobufCMessage *resp;
@@ -824,10 +871,10 @@ const cxmctl_command cxmctl_feedback_commands[] = {
      "      [--stage STAGE] [--language LANG] [--gap TOUCHPOINT]... [--comment QUESTION]\n"
      "      [--threshold SCORE] [--due-hours N] [--inactive] [--cooldown-hours N]\n"
      "      [--max-per-period N] [--period-days N] [--sampling RATE]\n"
-     "    | --file FILE.pb",
+     "    | --file SURVEY.json | --file FILE.pb",
      "create or replace a survey from flags (a score question, an expectation-gap rating per "
-     "--gap, a free-text --comment), or every UpsertSurveyRequest of FILE.pb (cxm-gen's "
-     "surveys.pb)",
+     "--gap, a free-text --comment), from a Survey in JSON (as --json survey get prints one), "
+     "or every UpsertSurveyRequest of FILE.pb (cxm-gen's surveys.pb)",
      "--id checkout_nps --kind nps --title \"How likely are you to recommend us?\" --touchpoint "
      "checkout_page --channel web --gap checkout_page --comment \"Why?\"",
      cmd_survey_upsert},

@@ -71,6 +71,32 @@ expect 0 'created csat_support version 1' "${ctl[@]}" feedback survey upsert --f
 expect 0 'updated csat_support version 1' "${ctl[@]}" feedback survey upsert --file "$dir/w/surveys.pb"
 expect 0 'nps_relationship         nps' "${ctl[@]}" feedback survey list --active
 expect 0 '"survey_id":"ces_checkout"' "${ctl[@]}" --json feedback survey get ces_checkout --version 1
+# A survey written by hand in JSON, and one as `--json survey get` prints it.
+cat >"$dir/store.json" <<'JSON'
+{"surveyId": "store_csat", "kind": "csat", "title": "Your visit to \u201cGangnam\u201d?",
+ "touchpoint": "gangnam_store", "channel": "CHANNEL_STORE", "active": true,
+ "recontact": {"cooldown_hours": 72, "sampling_rate": 0.5},
+ "questions": [{"question_id": "score", "kind": "score", "text": "Satisfaction", "required": true,
+                "translations": {"ko": "만족도"}},
+               {"question_id": "why", "kind": "QUESTION_KIND_FREE_TEXT", "text": "Why?"}]}
+JSON
+expect 0 'created store_csat version 1' "${ctl[@]}" feedback survey upsert --file "$dir/store.json"
+expect 0 'title                Your visit to “Gangnam”?' "${ctl[@]}" feedback survey get store_csat
+grep -q 'ko               만족도' "$dir/out" || fail "translation lost: $(cat "$dir/out")"
+"$bin/cxmctl" "${ctl[@]}" --json feedback survey get store_csat >"$dir/got.json"
+sed 's/"title":"[^"]*"/"title":"Your visit?"/' "$dir/got.json" >"$dir/edited.json"
+expect 0 'updated store_csat version 2' "${ctl[@]}" feedback survey upsert --file "$dir/edited.json"
+expect 0 'updated store_csat version 2' "${ctl[@]}" feedback survey upsert --file "$dir/edited.json"
+echo '{"survey_id": "x", "kind": "nps", "questions": [{"kind": "scor"}]}' >"$dir/bad.json"
+expect 2 'questions[0].kind: "scor" is not a value of cxm.v1.QuestionKind' \
+  "${ctl[@]}" feedback survey upsert --file "$dir/bad.json"
+echo '{"survey_id": "x", "active": 1}' >"$dir/bad.json"
+expect 2 'active: expected true or false' "${ctl[@]}" feedback survey upsert --file "$dir/bad.json"
+echo '{"survey_id": "x", "colour": "red"}' >"$dir/bad.json"
+expect 2 'colour: cxm.v1.Survey has no such field' "${ctl[@]}" feedback survey upsert --file "$dir/bad.json"
+echo '{"survey_id": "x"' >"$dir/bad.json"
+expect 2 'expected "name": value' "${ctl[@]}" feedback survey upsert --file "$dir/bad.json"
+
 expect 0 "$n sent, $n OK, 0 failed" "${ctl[@]}" feedback submit --file "$dir/w/responses.pb"
 expect 0 "$n sent, $n OK, 0 failed" "${ctl[@]}" feedback submit --file "$dir/w/responses.pb" --window 1
 expect 0 "\"sent\":$n,\"ok\":$n,\"failed\":0" "${ctl[@]}" --json feedback submit --file "$dir/w/responses.pb"
