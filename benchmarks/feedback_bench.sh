@@ -16,30 +16,26 @@
 # and the server share this machine: compare the ratios, not the absolute
 # numbers.
 set -euo pipefail
-BUILD=${1:-build}
-ROUNDS=${2:-3}
-SECS=${3:-3}
-BIN=$BUILD/bin
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../tests/integration/lib.sh
 source "$root/tests/integration/lib.sh"
-
+BIN=${1:-build}/bin ROUNDS=${2:-3} SECS=${3:-3}
 die() {
   echo "feedback_bench: $*" >&2
   exit 1
 }
 for b in cxmd cxm-bench cxmctl; do
-  [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (bash deploy/build.sh $BUILD)"
+  [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (bash deploy/build.sh ${1:-build})"
 done
 
 WORK=$(mktemp -d /var/tmp/cxm-feedback-bench.XXXXXX)
 pid=""
+# Stops the cxmd start_server started (its pid), once.
 stop_cxmd() {
-  if [[ -n $pid ]]; then
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    pid=""
-  fi
+  [[ -z $pid ]] && return 0
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=""
 }
 trap 'stop_cxmd; rm -rf "$WORK"' EXIT
 

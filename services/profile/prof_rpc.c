@@ -1191,6 +1191,24 @@ int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
     return rc;
 }
 
+/* ---- events of other services that set standard traits ---- */
+
+/* The live profile an event of another service is about, in *p; NULL (and
+ * 0) when the customer is gone (erased meanwhile), logged as event `skipped`
+ * naming what was not recorded: failing would stop the subscription for
+ * good. */
+static int load_for_event(cxm_txn *t, cxm_svc_job *j, const Cxm__V1__Event *ev, const char *skipped,
+                          const char *what, prof_profile **p)
+{
+    int rc = load_live(t, j, s_or_empty(ev->customer_id), "customer_id", p);
+    if (rc == CXM_ENOTFOUND)
+        cxm_log_info(skipped, "%s of customer %s not recorded: no such customer (erased?)", what,
+                     s_or_empty(ev->customer_id));
+    if (rc != 0)
+        *p = NULL;
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
 /* ---- StageChanged from the journey service ---- */
 
 /* The customer's journey stage becomes the standard trait journey_stage
@@ -1215,13 +1233,8 @@ static int stage_changed(cxm_txn *t, const Cxm__V1__Event *ev, const prof_ctx *c
     cxm_arena_init(&a, NULL, 0, 0);
     cxm_svc_job j = {.a = &a, .ctx = (void *)ctx, .now = cxm_svc_now_ms()};
     prof_profile *p;
-    int rc = load_live(t, &j, s_or_empty(ev->customer_id), "customer_id", &p);
-    if (rc == CXM_ENOTFOUND) {
-        cxm_log_info("profile.stage_skipped",
-                     "journey stage of customer %s not recorded: no such customer (erased?)",
-                     s_or_empty(ev->customer_id));
-        rc = 0;
-    } else if (rc == 0 && p->standard_traits->journey_stage != sc->to_stage) {
+    int rc = load_for_event(t, &j, ev, "profile.stage_skipped", "journey stage", &p);
+    if (rc == 0 && p && p->standard_traits->journey_stage != sc->to_stage) {
         size_t nbefore;
         Cxm__V1__Trait **before = prof_traits_keep(&a, p, &nbefore);
         Cxm__V1__StandardTraitsUpdate u = CXM__V1__STANDARD_TRAITS_UPDATE__INIT;
@@ -1311,13 +1324,8 @@ static int feedback_apply(cxm_txn *t, const Cxm__V1__Event *ev, const prof_ctx *
     cxm_arena_init(&a, NULL, 0, 0);
     cxm_svc_job j = {.a = &a, .ctx = (void *)ctx, .now = cxm_svc_now_ms()};
     prof_profile *p;
-    int rc = load_live(t, &j, s_or_empty(ev->customer_id), "customer_id", &p);
-    if (rc == CXM_ENOTFOUND) {
-        cxm_log_info("profile.feedback_skipped",
-                     "feedback of customer %s not recorded: no such customer (erased?)",
-                     s_or_empty(ev->customer_id));
-        rc = 0;
-    } else if (rc == 0) {
+    int rc = load_for_event(t, &j, ev, "profile.feedback_skipped", "feedback", &p);
+    if (rc == 0 && p) {
         Cxm__V1__StandardTraits before = *p->standard_traits;
         prof_standard_apply(&a, p, u, observed);
         if (!feedback_traits_same(&before, p->standard_traits))

@@ -12,16 +12,6 @@ cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# expect STATUS TEXT ARGS...: cxmctl ARGS exits STATUS and prints TEXT
-# (stdout and stderr together).
-expect() {
-  local want=$1 text=$2 status=0
-  shift 2
-  "$bin/cxmctl" "$@" >"$dir/out" 2>&1 || status=$?
-  ((status == want)) || fail "cxmctl $*: exit $status, wanted $want: $(cat "$dir/out")"
-  grep -qF -- "$text" "$dir/out" || fail "cxmctl $*: no \"$text\" in: $(cat "$dir/out")"
-}
-
 expect 2 'unknown option --tagret; did you mean --target?' --tagret 127.0.0.1:1 health
 expect 2 'unknown option --tagret; did you mean --target?' --tagret=127.0.0.1:1 health
 expect 2 'health: unknown option --tagret; did you mean --target?' health --tagret 127.0.0.1:1

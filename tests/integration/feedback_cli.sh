@@ -18,15 +18,6 @@ cleanup() { [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
-# expect STATUS TEXT ARGS...: cxmctl ARGS exits STATUS and prints TEXT.
-expect() {
-  local want=$1 text=$2 status=0
-  shift 2
-  "$bin/cxmctl" "$@" >"$dir/out" 2>&1 || status=$?
-  ((status == want)) || fail "cxmctl $*: exit $status, wanted $want: $(cat "$dir/out")"
-  grep -qF -- "$text" "$dir/out" || fail "cxmctl $*: no \"$text\" in: $(cat "$dir/out")"
-}
-
 for sub in "survey upsert" "survey get" "survey list" submit scores gaps followups \
   "followup update" sentiment; do
   expect 0 "feedback $sub " feedback

@@ -32,3 +32,14 @@ free_ports() {
   done
   return 0
 }
+
+# expect STATUS TEXT ARGS...: "$bin/cxmctl" ARGS exits STATUS and prints TEXT
+# (stdout and stderr together, left in $dir/out). The caller sets bin and dir
+# and defines fail.
+expect() {
+  local want=$1 text=$2 status=0
+  shift 2
+  "$bin/cxmctl" "$@" >"$dir/out" 2>&1 || status=$?
+  ((status == want)) || fail "cxmctl $*: exit $status, wanted $want: $(cat "$dir/out")"
+  grep -qF -- "$text" "$dir/out" || fail "cxmctl $*: no \"$text\" in: $(cat "$dir/out")"
+}

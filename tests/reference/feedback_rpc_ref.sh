@@ -62,18 +62,5 @@ for q in scores_tp_week scores_channel scores_stage gaps; do
   grep -q '"responses":[1-9]' "$dir/open/rpc/$q.json" || fail "the RPC answered $q with no responses"
 done
 
-node -e '
-  const fs = require("fs");
-  const truth = JSON.parse(fs.readFileSync(process.argv[1], "utf8"));
-  const got = JSON.parse(fs.readFileSync(process.argv[2], "utf8")).gaps.map((g) => g.touchpoint);
-  const want = truth.planted.gap_touchpoints
-    .map((t) => ({ tp: t.touchpoint, cost: t.gap * t.nps_slope * t.ratings }))
-    .sort((a, b) => b.cost - a.cost).map((t) => t.tp);
-  const top = got.slice(0, want.length);
-  if (JSON.stringify(top) !== JSON.stringify(want)) {
-    console.log(`DIFFERENT: planted order ${want.join(", ")}; GapAnalysis top ${top.join(", ")}`);
-    process.exit(1);
-  }
-  console.log(`same: planted gaps on top of the RPC answer in the planted order: ${top.join(", ")}`);
-' "$dir/w/truth.json" "$dir/open/rpc/gaps.json" || status=1
+node "$here/planted_gaps.mjs" "$dir/w/truth.json" "$dir/open/rpc/gaps.json" --label rpc || status=1
 exit $status
