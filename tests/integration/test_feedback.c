@@ -18,11 +18,13 @@
 
 #include "cxm/client.h"
 #include "cxm/v1/feedback.pb-c.h"
+#include "cxm/v1/journey.pb-c.h"
 #include "cxm/v1/profile.pb-c.h"
 #include "harness.h"
 
 #define SVC "/cxm.v1.FeedbackService/"
 #define PROFILE "/cxm.v1.ProfileService/"
+#define JOURNEY "/cxm.v1.JourneyService/"
 #define EMAIL CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_EMAIL
 #define NPS CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS
 #define CSAT CXM__V1__SURVEY_KIND__SURVEY_KIND_CSAT
@@ -372,6 +374,23 @@ static void case_submit(cxm_channel *ch, test_server *srv)
           "%zu follow-ups", fl->n_follow_ups);
     CHECK(nps_responses(ch) == 2, "GetScores counts %" PRIu64, nps_responses(ch));
 
+    Cxm__V1__UpdateFollowUpRequest uf = CXM__V1__UPDATE_FOLLOW_UP_REQUEST__INIT;
+    uf.follow_up_id = a->follow_up_id;
+    uf.state = CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_IN_PROGRESS;
+    Cxm__V1__UpdateFollowUpResponse *ur;
+    CALL_OK(ch, UpdateFollowUp, uf, cxm__v1__update_follow_up_response, ur);
+    CHECK(ur->follow_up->state == CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_IN_PROGRESS, "state");
+    Cxm__V1__FollowUpPolicy pol = CXM__V1__FOLLOW_UP_POLICY__INIT;
+    pol.ignore_text = true;
+    Cxm__V1__SetFollowUpPolicyRequest sp = CXM__V1__SET_FOLLOW_UP_POLICY_REQUEST__INIT;
+    sp.policy = &pol;
+    Cxm__V1__SetFollowUpPolicyResponse *spr;
+    CALL_OK(ch, SetFollowUpPolicy, sp, cxm__v1__set_follow_up_policy_response, spr);
+    Cxm__V1__GetFollowUpPolicyRequest gp = CXM__V1__GET_FOLLOW_UP_POLICY_REQUEST__INIT;
+    Cxm__V1__GetFollowUpPolicyResponse *gpr;
+    CALL_OK(ch, GetFollowUpPolicy, gp, cxm__v1__get_follow_up_policy_response, gpr);
+    CHECK(gpr->policy && gpr->policy->ignore_text, "policy kept");
+
     Cxm__V1__GapAnalysisRequest gq = CXM__V1__GAP_ANALYSIS_REQUEST__INIT;
     gq.min_responses = 1;
     Cxm__V1__GapAnalysisResponse *gr;
@@ -523,6 +542,56 @@ static void case_gates(cxm_channel *ch, test_server *srv)
     CHECK(in > 0 && out > 0, "%d sampled in, %d out", in, out);
 }
 
+/* Stage UNSPECIFIED on the response and the survey: the customer's stage
+ * as journey last published it (StageChanged over the bus). */
+static void case_stage(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    Cxm__V1__TouchpointEvent ev = CXM__V1__TOUCHPOINT_EVENT__INIT;
+    ev.event_id = "st-1";
+    ev.customer = by_email("stage@example.com");
+    ev.touchpoint = "checkout";
+    ev.channel = WEB;
+    ev.event_type = "purchase";
+    ev.occurred_at_unix_ms = wall_ms() - 60000;
+    Cxm__V1__TouchpointEvent *evs[] = {&ev};
+    Cxm__V1__TrackRequest tr = CXM__V1__TRACK_REQUEST__INIT;
+    tr.events = evs;
+    tr.n_events = 1;
+    Cxm__V1__TrackResponse *trr;
+    char d[512];
+    CHECK(harness_call(ch, JOURNEY, "Track", &tr.base, &cxm__v1__track_response__descriptor, &arena,
+                       &trr, d) == GRPC_STATUS_OK &&
+              trr->accepted == 1,
+          "Track: %s", d);
+    /* Targeting USE only: refused once feedback knows the customer buys. */
+    Cxm__V1__Survey *s = survey("use-only", NPS);
+    Cxm__V1__SurveyTargeting tg = CXM__V1__SURVEY_TARGETING__INIT;
+    Cxm__V1__JourneyStage use[] = {CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_USE};
+    tg.stages = use;
+    tg.n_stages = 1;
+    s->targeting = &tg;
+    upsert(ch, s);
+    for (double end = test_now_ms() + 15000;;) {
+        Cxm__V1__CheckEligibilityResponse *e = eligibility(ch, "use-only", "stage@example.com", 0);
+        if (!e->eligible) {
+            CHECK(strcmp(e->gate, "targeting") == 0, "gate %s", e->gate);
+            break;
+        }
+        CHECK(test_now_ms() < end, "the customer's stage did not reach feedback in 15 s");
+        usleep(50000);
+    }
+    upsert(ch, survey("any", NPS));
+    submit_ok(ch, response("st-r", "any", "stage@example.com", 8));
+    Cxm__V1__GetScoresRequest q = CXM__V1__GET_SCORES_REQUEST__INIT;
+    q.kind = NPS;
+    q.group_by = CXM__V1__SCORE_GROUPING__SCORE_GROUPING_STAGE;
+    Cxm__V1__GetScoresResponse *r;
+    CALL_OK(ch, GetScores, q, cxm__v1__get_scores_response, r);
+    CHECK(r->n_groups == 1 && r->groups[0]->stage == CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_PURCHASE,
+          "%zu groups, stage %d", r->n_groups, r->n_groups ? (int)r->groups[0]->stage : -1);
+}
+
 static const Cxm__V1__ServiceErasure *receipt_of(cxm_channel *ch, const char *receipt_id)
 {
     Cxm__V1__GetDeletionReceiptRequest g = CXM__V1__GET_DELETION_RECEIPT_REQUEST__INIT;
@@ -647,10 +716,10 @@ static void case_profile_down(cxm_channel *unused, test_server *srv)
 }
 
 static const harness_case cases[] = {
-    {"surveys", case_surveys},           {"submit", case_submit},
-    {"validation", case_validation},     {"gates", case_gates},
-    {"erasure", case_erasure},           {"kill9", case_kill9},
-    {"profile_down", case_profile_down},
+    {"surveys", case_surveys},       {"submit", case_submit},
+    {"validation", case_validation}, {"gates", case_gates},
+    {"stage", case_stage},           {"erasure", case_erasure},
+    {"kill9", case_kill9},           {"profile_down", case_profile_down},
 };
 
 int main(int argc, char **argv)
