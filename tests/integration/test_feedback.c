@@ -582,7 +582,7 @@ static void case_stage(cxm_channel *ch, test_server *srv)
         usleep(50000);
     }
     upsert(ch, survey("any", NPS));
-    submit_ok(ch, response("st-r", "any", "stage@example.com", 8));
+    submit_ok(ch, response("st-r", "any", "stage@example.com", 10));
     Cxm__V1__GetScoresRequest q = CXM__V1__GET_SCORES_REQUEST__INIT;
     q.kind = NPS;
     q.group_by = CXM__V1__SCORE_GROUPING__SCORE_GROUPING_STAGE;
@@ -590,6 +590,30 @@ static void case_stage(cxm_channel *ch, test_server *srv)
     CALL_OK(ch, GetScores, q, cxm__v1__get_scores_response, r);
     CHECK(r->n_groups == 1 && r->groups[0]->stage == CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_PURCHASE,
           "%zu groups, stage %d", r->n_groups, r->n_groups ? (int)r->groups[0]->stage : -1);
+
+    /* FeedbackReceived reached journey: the touchpoint's NPS. */
+    Cxm__V1__TouchpointStatsRequest ts = CXM__V1__TOUCHPOINT_STATS_REQUEST__INIT;
+    Cxm__V1__TimeRange range = CXM__V1__TIME_RANGE__INIT;
+    range.from_unix_ms = wall_ms() - 24 * HOUR_MS;
+    range.to_unix_ms = wall_ms() + HOUR_MS;
+    ts.range = &range;
+    char *tps[] = {"checkout"};
+    ts.touchpoints = tps;
+    ts.n_touchpoints = 1;
+    for (double end = test_now_ms() + 15000;;) {
+        Cxm__V1__TouchpointStatsResponse *tsr;
+        CHECK(harness_call(ch, JOURNEY, "TouchpointStats", &ts.base,
+                           &cxm__v1__touchpoint_stats_response__descriptor, &arena, &tsr,
+                           d) == GRPC_STATUS_OK,
+              "TouchpointStats: %s", d);
+        const Cxm__V1__TouchpointFeedback *f = tsr->n_stats ? tsr->stats[0]->feedback : NULL;
+        if (f && f->nps_responses == 1) {
+            CHECK(f->nps == 100, "journey's NPS of checkout: %g", f->nps);
+            break;
+        }
+        CHECK(test_now_ms() < end, "FeedbackReceived did not reach journey in 15 s");
+        usleep(50000);
+    }
 }
 
 static const Cxm__V1__ServiceErasure *receipt_of(cxm_channel *ch, const char *receipt_id)
