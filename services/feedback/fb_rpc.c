@@ -870,9 +870,14 @@ static void on_list_surveys(cxm_call *call, const ProtobufCMessage *msg)
 
 /* ---- GetScores, GapAnalysis ---- */
 
-static void on_scores(cxm_call *call, const ProtobufCMessage *msg)
+/* One analytic over a fan_src in a read transaction: fn runs fan_scores
+ * or fan_gaps on the request and sets the response. */
+typedef int (*analytic_fn)(const fan_src *src, const ProtobufCMessage *req, cxm_arena *a,
+                           ProtobufCMessage **out, char *err);
+
+static void run_analytic(cxm_call *call, const ProtobufCMessage *req, const char *segment_id,
+                         analytic_fn fn)
 {
-    const Cxm__V1__GetScoresRequest *req = (const Cxm__V1__GetScoresRequest *)msg;
     fb_ctx *ctx = cxm_call_service_ctx(call);
     cxm_arena *a = cxm_call_arena(call);
     char err[CXM_SVC_ERR_MAX] = "";
@@ -881,37 +886,39 @@ static void on_scores(cxm_call *call, const ProtobufCMessage *msg)
     if (rc != 0)
         return cxm_svc_finish(call, rc, "");
     fan_src src;
-    Cxm__V1__GetScoresResponse *out = NULL;
-    rc = fdb_src(t, ctx->db, a, req->segment_id, &src);
+    ProtobufCMessage *out = NULL;
+    rc = fdb_src(t, ctx->db, a, segment_id, &src);
     if (rc == 0)
-        rc = fan_scores(&src, req, a, &out, err);
+        rc = fn(&src, req, a, &out, err);
     if (rc == 0)
-        cxm_call_reply(call, &out->base);
+        cxm_call_reply(call, out);
     cxm_store_read_end(t);
     if (rc != 0)
         cxm_svc_finish(call, rc, err);
 }
 
+static int scores_fn(const fan_src *src, const ProtobufCMessage *req, cxm_arena *a,
+                     ProtobufCMessage **out, char *err)
+{
+    return fan_scores(src, (const Cxm__V1__GetScoresRequest *)req, a,
+                      (Cxm__V1__GetScoresResponse **)out, err);
+}
+
+static int gaps_fn(const fan_src *src, const ProtobufCMessage *req, cxm_arena *a,
+                   ProtobufCMessage **out, char *err)
+{
+    return fan_gaps(src, (const Cxm__V1__GapAnalysisRequest *)req, a,
+                    (Cxm__V1__GapAnalysisResponse **)out, err);
+}
+
+static void on_scores(cxm_call *call, const ProtobufCMessage *msg)
+{
+    run_analytic(call, msg, ((const Cxm__V1__GetScoresRequest *)msg)->segment_id, scores_fn);
+}
+
 static void on_gaps(cxm_call *call, const ProtobufCMessage *msg)
 {
-    const Cxm__V1__GapAnalysisRequest *req = (const Cxm__V1__GapAnalysisRequest *)msg;
-    fb_ctx *ctx = cxm_call_service_ctx(call);
-    cxm_arena *a = cxm_call_arena(call);
-    char err[CXM_SVC_ERR_MAX] = "";
-    cxm_txn *t;
-    int rc = cxm_store_read_begin(fdb_store(ctx->db), &t);
-    if (rc != 0)
-        return cxm_svc_finish(call, rc, "");
-    fan_src src;
-    Cxm__V1__GapAnalysisResponse *out = NULL;
-    rc = fdb_src(t, ctx->db, a, NULL, &src);
-    if (rc == 0)
-        rc = fan_gaps(&src, req, a, &out, err);
-    if (rc == 0)
-        cxm_call_reply(call, &out->base);
-    cxm_store_read_end(t);
-    if (rc != 0)
-        cxm_svc_finish(call, rc, err);
+    run_analytic(call, msg, NULL, gaps_fn);
 }
 
 /* ---- AnalyzeText ---- */

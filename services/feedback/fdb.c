@@ -320,6 +320,18 @@ static int cust_key(fkey *k, const char *customer_id, int64_t at, const char *re
     return fkey_end(k);
 }
 
+/* The answer time and (rid non-NULL) response id of a fb_cust key. */
+static int cust_key_read(const void *key, size_t klen, cxm_arena *a, int64_t *at, char **rid)
+{
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, key, klen);
+    cxm_keyread_skip_bytes(&r);
+    int rc = cxm_keyread_i64(&r, at);
+    if (rc == 0 && rid)
+        rc = cxm_keyread_bytes_arena(&r, a, rid, NULL);
+    return rc;
+}
+
 int fdb_response_put(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__SubmitResponseRequest *req,
                      const Cxm__V1__SubmitResponseResponse *resp, const frec *r)
 {
@@ -387,11 +399,8 @@ static int hist_one(const void *key, size_t klen, const void *val, size_t vlen, 
     (void)val;
     (void)vlen;
     hist_ctx *c = user;
-    cxm_keyreader r;
-    cxm_keyreader_init(&r, key, klen);
     int64_t at;
-    cxm_keyread_skip_bytes(&r);
-    if (cxm_keyread_i64(&r, &at) != 0)
+    if (cust_key_read(key, klen, NULL, &at, NULL) != 0)
         return CXM_ECORRUPT;
     if (at > c->at)
         return 0;
@@ -688,13 +697,9 @@ static int collect_rid(const void *key, size_t klen, const void *val, size_t vle
     (void)val;
     (void)vlen;
     erase_ctx *e = user;
-    cxm_keyreader r;
-    cxm_keyreader_init(&r, key, klen);
     int64_t at;
     char *rid;
-    cxm_keyread_skip_bytes(&r);
-    cxm_keyread_i64(&r, &at);
-    int rc = cxm_keyread_bytes_arena(&r, e->a, &rid, NULL);
+    int rc = cust_key_read(key, klen, e->a, &at, &rid);
     if (rc != 0)
         return rc;
     if (e->n == e->cap) {
