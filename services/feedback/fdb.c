@@ -12,7 +12,7 @@
 struct fdb {
     cxm_store *store;
     const fagg *agg;
-    MDB_dbi cur, ver, resp, frec, cust, dict, meta, stage, seg, cseg, merged, members;
+    MDB_dbi cur, ver, resp, frec, cust, hash, dict, meta, stage, seg, cseg, merged, members;
 };
 
 int fdb_open(cxm_store *store, const fagg *agg, fdb **out)
@@ -27,6 +27,7 @@ int fdb_open(cxm_store *store, const fagg *agg, fdb **out)
         {"fb_frec", &db->frec},      {"fb_cust", &db->cust},      {"fb_dict", &db->dict},
         {"fb_meta", &db->meta},      {"fb_stage", &db->stage},    {"fb_seg", &db->seg},
         {"fb_cseg", &db->cseg},      {"fb_merged", &db->merged},  {"fb_members", &db->members},
+        {"fb_hash", &db->hash},
     };
     int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc != 0) {
@@ -320,6 +321,18 @@ static int cust_key(fkey *k, const char *customer_id, int64_t at, const char *re
     return fkey_end(k);
 }
 
+static void hash_key(uint8_t k[8], const char *customer_id)
+{
+    put_u64(k, cxm_hash(0, customer_id, strlen(customer_id)));
+}
+
+static int hash_put(cxm_txn *t, fdb *db, const char *customer_id)
+{
+    uint8_t k[8];
+    hash_key(k, customer_id);
+    return cxm_txn_put(t, db->hash, k, sizeof k, customer_id, strlen(customer_id), 0);
+}
+
 /* The answer time and (rid non-NULL) response id of a fb_cust key. */
 static int cust_key_read(const void *key, size_t klen, cxm_arena *a, int64_t *at, char **rid)
 {
@@ -354,7 +367,7 @@ int fdb_response_put(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__SubmitRes
     if ((rc = cxm_txn_put(t, db->resp, rid, strlen(rid), v, 4 + ql + ol, 0)) != 0 ||
         (rc = cxm_txn_put(t, db->frec, fk.b, fk.n, r, frec_size(r->nratings), 0)) != 0 ||
         (rc = cxm_txn_put(t, db->cust, ck.b, ck.n, "", 0, 0)) != 0 ||
-        (rc = survey_count(t, db, req->survey_id, +1)) != 0)
+        (rc = hash_put(t, db, cid)) != 0 || (rc = survey_count(t, db, req->survey_id, +1)) != 0)
         return rc;
     return db->agg ? fagg_apply(t, db->agg, r, +1) : 0;
 }
@@ -660,11 +673,27 @@ static uint32_t src_id(void *src, const char *name)
     return fdb_dict_id(s->t, s->db, name, &id) == 0 ? id : 0;
 }
 
+/* The record's customer, else the root it was merged into. */
 static bool src_in_segment(void *src, uint64_t customer)
 {
     src_state *s = src;
     bool in = false;
-    return fdb_in_segment(s->t, s->db, s->segment, customer, &in) == 0 && in;
+    if (fdb_in_segment(s->t, s->db, s->segment, customer, &in) != 0 || in)
+        return in;
+    uint8_t k[8];
+    put_u64(k, customer);
+    const void *v;
+    size_t len;
+    char id[CXM_KEY_MAX + 1]; /* a copy on the stack: no arena growth per record */
+    const char *root;
+    if (cxm_txn_get_ref(s->t, s->db->hash, k, sizeof k, &v, &len) != 0 || len > CXM_KEY_MAX)
+        return false;
+    memcpy(id, v, len);
+    id[len] = 0;
+    /* fdb_root allocates only for a merged customer. */
+    if (fdb_root(s->t, s->db, s->a, id, &root) != 0 || strcmp(root, id) == 0)
+        return false;
+    return fdb_in_segment(s->t, s->db, s->segment, cxm_hash(0, root, strlen(root)), &in) == 0 && in;
 }
 
 int fdb_src(cxm_txn *t, fdb *db, cxm_arena *a, const char *segment_id, fan_src *out)
@@ -802,6 +831,10 @@ static int erase_one(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uint64_t
         rc = del_prefix(t, db->cust, a, id, &index_rows, NULL, NULL, NULL);
     if (rc == 0)
         rc = erase_segments(t, db, a, id, &replica);
+    uint8_t hk[8];
+    hash_key(hk, id);
+    if (rc == 0 && (rc = cxm_txn_del(t, db->hash, hk, sizeof hk)) == CXM_ENOTFOUND)
+        rc = 0;
     if (rc == 0 && (rc = cxm_txn_del(t, db->stage, id, strlen(id))) == 0)
         replica++;
     if (rc == CXM_ENOTFOUND)

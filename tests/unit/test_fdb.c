@@ -348,6 +348,50 @@ static void test_replicas(void)
     CHECK(r.stage == CXM__V1__JOURNEY_STAGE__JOURNEY_STAGE_USE && r.in_seg && !r.in_other);
 }
 
+/* The segment filter follows a record's customer to its merge target. */
+typedef struct seg_in {
+    const char *customer;
+    bool in;
+} seg_in;
+
+static int gold_put(cxm_txn *t, void *user)
+{
+    (void)user;
+    return fdb_segment_set(t, db, "gold", "ann", true);
+}
+
+static int seg_fn(cxm_txn *t, void *user)
+{
+    seg_in *q = user;
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    fan_src src;
+    int rc = fdb_src(t, db, &a, "gold", &src);
+    if (rc == 0)
+        q->in = src.in_segment(src.src, cxm_hash(0, q->customer, strlen(q->customer)));
+    cxm_arena_dispose(&a);
+    return rc;
+}
+
+static bool in_gold(const char *customer)
+{
+    seg_in q = {customer, false};
+    CHECK_EQ_INT(read(seg_fn, &q), 0);
+    return q.in;
+}
+
+static void test_segment_merge(void)
+{
+    CHECK_EQ_INT(write(gold_put, NULL), 0);
+    CHECK(in_gold("ann") && !in_gold("bob"));
+    merge_in m = {"bob", "ann", false};
+    CHECK_EQ_INT(write(merge_fn, &m), 0);
+    CHECK(in_gold("bob")); /* bob's records are ann's now */
+    m.undo = true;
+    CHECK_EQ_INT(write(merge_fn, &m), 0);
+    CHECK(!in_gold("bob"));
+}
+
 /* ---- erasure ---- */
 
 typedef struct erase_in {
@@ -399,8 +443,8 @@ static void test_erase(void)
     CHECK_EQ_INT(write(merge_fn, &m), 0);
     erase_in e = {"ann", {"bob"}, 1, 0};
     CHECK_EQ_INT(write(erase_fn, &e), 0);
-    /* 4 responses, ann's stage, ann's and bob's vip rows. */
-    CHECK_EQ_INT(e.count, 7);
+    /* 4 responses, ann's stage, ann's vip and gold rows, bob's vip row. */
+    CHECK_EQ_INT(e.count, 8);
     scan_out o;
     CHECK_EQ_INT(records(INT64_MIN, INT64_MAX, &o), 1);
     CHECK(o.at[0] == 1500);
@@ -425,6 +469,7 @@ int main(void)
     test_responses();
     test_history();
     test_replicas();
+    test_segment_merge();
     test_erase();
     fdb_close(db);
     fagg_close(agg);
