@@ -10,6 +10,7 @@
  *   test_feedback PATH_TO_CXMD CASE
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <string.h>
@@ -691,6 +692,74 @@ static void case_kill9(cxm_channel *first, test_server *srv)
     cxm_channel_close(ch);
 }
 
+/* Many clients at once: every response stored exactly once (the resolver
+ * thread batches their customers, the group commit their writes). */
+enum { CC_THREADS = 8, CC_EACH = 50 };
+
+typedef struct cc_arg {
+    const char *target;
+    int thread, failures;
+} cc_arg;
+
+static void *cc_main(void *p)
+{
+    cc_arg *c = p;
+    cxm_channel *ch;
+    if (cxm_channel_open(c->target, NULL, &ch) != 0) {
+        c->failures = CC_EACH;
+        return NULL;
+    }
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    for (int i = 0; i < CC_EACH; i++) {
+        char rid[32], email[48];
+        snprintf(rid, sizeof rid, "cc-%d-%d", c->thread, i);
+        snprintf(email, sizeof email, "cc%d@example.com", (c->thread * CC_EACH + i) % 37);
+        Cxm__V1__Identity id = CXM__V1__IDENTITY__INIT;
+        id.type = EMAIL;
+        id.value = email;
+        Cxm__V1__CustomerRef ref = CXM__V1__CUSTOMER_REF__INIT;
+        ref.key_case = CXM__V1__CUSTOMER_REF__KEY_IDENTITY;
+        ref.identity = &id;
+        Cxm__V1__SubmitResponseRequest r = CXM__V1__SUBMIT_RESPONSE_REQUEST__INIT;
+        r.response_id = rid;
+        r.survey_id = "cc";
+        r.customer = &ref;
+        r.score = i % 11;
+        void *out;
+        char d[512];
+        if (harness_call(ch, SVC, "SubmitResponse", &r.base,
+                         &cxm__v1__submit_response_response__descriptor, &a, &out,
+                         d) != GRPC_STATUS_OK)
+            c->failures++;
+        cxm_arena_reset(&a);
+    }
+    cxm_arena_dispose(&a);
+    cxm_channel_close(ch);
+    return NULL;
+}
+
+static void case_concurrent(cxm_channel *ch, test_server *srv)
+{
+    upsert(ch, survey("cc", NPS));
+    pthread_t th[CC_THREADS];
+    cc_arg args[CC_THREADS];
+    double t = test_now_ms();
+    for (int i = 0; i < CC_THREADS; i++) {
+        args[i] = (cc_arg){srv->target, i, 0};
+        pthread_create(&th[i], NULL, cc_main, &args[i]);
+    }
+    for (int i = 0; i < CC_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(args[i].failures == 0, "thread %d: %d failed", i, args[i].failures);
+    }
+    t = test_now_ms() - t;
+    printf("concurrent: %d responses from %d clients in %.0f ms (%.0f/s)\n", CC_THREADS * CC_EACH,
+           CC_THREADS, t, CC_THREADS * CC_EACH / (t / 1000));
+    CHECK(nps_responses(ch) == CC_THREADS * CC_EACH, "%" PRIu64 " responses stored",
+          nps_responses(ch));
+}
+
 /* The binary next to cxmd: "cxm-profile", "cxm-feedback". */
 static const char *sibling(const test_server *srv, const char *name)
 {
@@ -742,10 +811,9 @@ static void case_profile_down(cxm_channel *unused, test_server *srv)
 }
 
 static const harness_case cases[] = {
-    {"surveys", case_surveys},       {"submit", case_submit},
-    {"validation", case_validation}, {"gates", case_gates},
-    {"stage", case_stage},           {"erasure", case_erasure},
-    {"kill9", case_kill9},           {"profile_down", case_profile_down},
+    {"surveys", case_surveys}, {"submit", case_submit},         {"validation", case_validation},
+    {"gates", case_gates},     {"stage", case_stage},           {"erasure", case_erasure},
+    {"kill9", case_kill9},     {"concurrent", case_concurrent}, {"profile_down", case_profile_down},
 };
 
 int main(int argc, char **argv)
