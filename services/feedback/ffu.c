@@ -132,20 +132,6 @@ typedef struct fsum {
     size_t len[NSUM];
 } fsum;
 
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
-
 static const char *nz(const char *s)
 {
     return s ? s : "";
@@ -162,8 +148,10 @@ static uint8_t *sum_pack(cxm_arena *a, const Cxm__V1__FollowUp *fu, size_t *len)
     uint8_t *b = cxm_arena_alloc(a, n), *p = b;
     if (!b)
         return NULL;
+    cxm_key k;
     *p++ = (uint8_t)fu->state;
-    put_be64(p, (uint64_t)fu->created_at_unix_ms);
+    cxm_key_init(&k, p, 8);
+    cxm_key_i64(&k, fu->created_at_unix_ms);
     p += 8;
     for (int i = 0; i < NSUM; i++) {
         size_t l = strlen(s[i]);
@@ -182,8 +170,10 @@ static int sum_read(const void *v, size_t n, fsum *out)
     const uint8_t *p = v, *end = p + n;
     if (n < 9)
         return CXM_ECORRUPT;
+    cxm_keyreader r;
     out->state = *p++;
-    out->created = (int64_t)get_be64(p);
+    cxm_keyreader_init(&r, p, 8);
+    cxm_keyread_i64(&r, &out->created);
     p += 8;
     for (int i = 0; i < NSUM; i++) {
         if (end - p < 2)
@@ -293,14 +283,14 @@ static int fu_delete(cxm_txn *t, ffu *f, const Cxm__V1__FollowUp *fu)
     return rc;
 }
 
-/* The ids of a customer's follow-ups, copied into a (the caller changes the
- * index while walking them). */
-static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char ***ids, size_t *n)
+/* The ids of the keys under prefix (each prefix | [due_at |] id), copied into
+ * a: the callers change the table while going through them. */
+static int prefix_ids(cxm_txn *t, MDB_dbi dbi, const fkey *p, bool due, cxm_arena *a, char ***ids,
+                      size_t *n)
 {
-    fkey p;
-    int rc = key_cust_prefix(&p, customer);
     cxm_iter it;
-    if (rc != 0 || (rc = cxm_iter_prefix(t, f->cust, p.b, p.n, false, &it)) != 0)
+    int rc = cxm_iter_prefix(t, dbi, p->b, p->n, false, &it);
+    if (rc != 0)
         return rc;
     size_t cap = 0;
     *ids = NULL;
@@ -317,15 +307,24 @@ static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char
             *ids = grown;
         }
         cxm_keyreader r;
-        int64_t due;
-        cxm_keyreader_init(&r, (const uint8_t *)it.key + p.n, it.klen - p.n);
-        cxm_keyread_i64(&r, &due);
+        int64_t skip;
+        cxm_keyreader_init(&r, (const uint8_t *)it.key + p->n, it.klen - p->n);
+        if (due)
+            cxm_keyread_i64(&r, &skip);
         if ((rc = cxm_keyread_bytes_arena(&r, a, &(*ids)[*n], NULL)) != 0)
             break;
         (*n)++;
     }
     cxm_iter_close(&it);
     return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+/* The ids of a customer's follow-ups. */
+static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char ***ids, size_t *n)
+{
+    fkey p;
+    int rc = key_cust_prefix(&p, customer);
+    return rc ? rc : prefix_ids(t, f->cust, &p, true, a, ids, n);
 }
 
 /* The customer's follow-ups not CLOSED or DISMISSED, from the summaries. */
@@ -601,6 +600,14 @@ int ffu_on_response(cxm_txn *t, ffu *f, const ffu_response *r, cxm_arena *a,
 
 /* ---- erasure and merges ---- */
 
+/* The ids merges moved away from source. */
+static int moved_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *source, char ***ids, size_t *n)
+{
+    fkey p;
+    int rc = key_moved(&p, source, NULL);
+    return rc ? rc : prefix_ids(t, f->moved, &p, false, a, ids, n);
+}
+
 static int erase_customer(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, uint64_t *records)
 {
     char **ids;
@@ -615,21 +622,12 @@ static int erase_customer(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer
             rc = CXM_ECORRUPT; /* an index entry without its follow-up */
     }
     /* The record of what merges moved away from this customer. */
-    fkey p;
-    if (rc == 0 && (rc = key_moved(&p, customer, NULL)) == 0) {
-        cxm_iter it;
-        while (rc == 0 && (rc = cxm_iter_prefix(t, f->moved, p.b, p.n, false, &it)) == 0) {
-            rc = cxm_iter_next(&it);
-            fkey k = {.n = it.klen};
-            if (rc == 0)
-                memcpy(k.b, it.key, it.klen);
-            cxm_iter_close(&it);
-            if (rc == 0)
-                rc = cxm_txn_del(t, f->moved, k.b, k.n);
+    if (rc == 0 && (rc = moved_ids(t, f, a, customer, &ids, &n)) == 0)
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            fkey k;
+            if ((rc = key_moved(&k, customer, ids[i])) == 0)
+                rc = del_quiet(t, f->moved, &k);
         }
-        if (rc == CXM_ENOTFOUND)
-            rc = 0;
-    }
     return rc;
 }
 
@@ -676,38 +674,6 @@ int ffu_merge(cxm_txn *t, ffu *f, const char *source, const char *target)
     }
     cxm_arena_dispose(&a);
     return rc;
-}
-
-/* The ids merges moved away from source. */
-static int moved_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *source, char ***ids, size_t *n)
-{
-    fkey p;
-    int rc = key_moved(&p, source, NULL);
-    cxm_iter it;
-    if (rc != 0 || (rc = cxm_iter_prefix(t, f->moved, p.b, p.n, false, &it)) != 0)
-        return rc;
-    size_t cap = 0;
-    *ids = NULL;
-    *n = 0;
-    while ((rc = cxm_iter_next(&it)) == 0) {
-        if (*n == cap) {
-            char **grown = cxm_arena_alloc(a, (cap = cap ? cap * 2 : 8) * sizeof *grown);
-            if (!grown) {
-                rc = CXM_ENOMEM;
-                break;
-            }
-            if (*n)
-                memcpy(grown, *ids, *n * sizeof *grown);
-            *ids = grown;
-        }
-        cxm_keyreader r;
-        cxm_keyreader_init(&r, (const uint8_t *)it.key + p.n, it.klen - p.n);
-        if ((rc = cxm_keyread_bytes_arena(&r, a, &(*ids)[*n], NULL)) != 0)
-            break;
-        (*n)++;
-    }
-    cxm_iter_close(&it);
-    return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
 int ffu_unmerge(cxm_txn *t, ffu *f, const char *source, const char *target)
