@@ -7,6 +7,9 @@
  * transaction), the state machine, expected_version, notes, listing order,
  * filters and paging against a naive model, overdue, events and their open
  * count, erasure, merge and unmerge, and request validation.
+ *
+ *   test_ffu bench   100k follow-ups opened in batches of 1000, then the
+ *                    median ListFollowUps page for each kind of filter
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -14,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -920,6 +924,136 @@ static void test_erase_merge(void)
     cxm_arena_dispose(&a);
 }
 
+/* ---- bench: test_ffu bench ---- */
+
+static double mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+typedef struct bench_batch {
+    int first, n;
+    int64_t base;
+} bench_batch;
+
+/* n responses, each opening a follow-up: 20k customers, 50 touchpoints
+ * (one response in 10k at "rare"), created over the last 30 days. */
+static int bench_fn(cxm_txn *t, void *user)
+{
+    bench_batch *b = user;
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    int rc = 0;
+    for (int i = b->first; i < b->first + b->n && rc == 0; i++) {
+        char rid[32], cust[32], tp[16];
+        snprintf(rid, sizeof rid, "b%d", i);
+        snprintf(cust, sizeof cust, "bc%d", i % 20000);
+        snprintf(tp, sizeof tp, i % 10000 == 7 ? "rare" : "tp%d", i % 50);
+        ffu_response r = resp(rid, cust, i % 7, b->base + (int64_t)(i * 7919 % 720) * HOUR);
+        r.touchpoint = tp;
+        const char *id;
+        rc = ffu_on_response(t, ctx.fu, &r, &a, &id);
+        cxm_arena_reset(&a);
+    }
+    cxm_arena_dispose(&a);
+    return rc;
+}
+
+static int cmp_double(const void *x, const void *y)
+{
+    double a = *(const double *)x, b = *(const double *)y;
+    return (a > b) - (a < b);
+}
+
+/* The median of 21 ListFollowUps calls, and their page's size. */
+static double bench_list(Cxm__V1__ListFollowUpsRequest *req, size_t *n)
+{
+    double t[21];
+    for (int i = 0; i < 21; i++) {
+        cxm_arena a;
+        cxm_arena_init(&a, NULL, 0, 0);
+        Cxm__V1__ListFollowUpsResponse *r = NULL;
+        double start = mono_ms();
+        CHECK_EQ_INT(list(req, &a, &r), GRPC_STATUS_OK);
+        t[i] = mono_ms() - start;
+        *n = r ? r->n_follow_ups : 0;
+        cxm_arena_dispose(&a);
+    }
+    qsort(t, 21, sizeof *t, cmp_double);
+    return t[10];
+}
+
+static void bench(void)
+{
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    Cxm__V1__FollowUpAssignment m[10], *pm[10];
+    char owners[10][16], tps[10][16];
+    for (int k = 0; k < 10; k++) {
+        snprintf(owners[k], sizeof owners[k], "owner-%d", k);
+        snprintf(tps[k], sizeof tps[k], "tp%d", k);
+        m[k] = rule("", tps[k], 0, 0, owners[k], 0);
+        pm[k] = &m[k];
+    }
+    Cxm__V1__FollowUpPolicy p = CXM__V1__FOLLOW_UP_POLICY__INIT;
+    p.assignments = pm;
+    p.n_assignments = 10;
+    CHECK_EQ_INT(set_policy(&p, &a, NULL), GRPC_STATUS_OK);
+    const int total = 100000, per = 1000;
+    double start = mono_ms();
+    for (int i = 0; i < total; i += per) {
+        bench_batch b = {i, per, cxm_svc_now_ms() - 30 * 24 * HOUR};
+        CHECK_EQ_INT(cxm_store_write(store, bench_fn, &b), 0);
+    }
+    double took = mono_ms() - start;
+    printf("ffu_on_response: %d follow-ups opened in %.0f ms (%.1f us each, batches of %d, "
+           "with FollowUpChanged)\n",
+           total, took, took * 1e3 / total, per);
+    Cxm__V1__ListFollowUpsRequest lq = CXM__V1__LIST_FOLLOW_UPS_REQUEST__INIT;
+    Cxm__V1__ListFollowUpsResponse *lr = NULL; /* the 1000 due first go in progress: 1% */
+    lq.page_size = 1000;
+    CHECK_EQ_INT(list(&lq, &a, &lr), GRPC_STATUS_OK);
+    Cxm__V1__FollowUp **first = lr ? lr->follow_ups : NULL;
+    for (size_t i = 0; lr && i < lr->n_follow_ups; i++) {
+        Cxm__V1__UpdateFollowUpRequest req = CXM__V1__UPDATE_FOLLOW_UP_REQUEST__INIT;
+        Cxm__V1__FollowUp *fu = NULL;
+        req.follow_up_id = first[i]->follow_up_id;
+        req.state = S_PROGRESS;
+        CHECK_EQ_INT(update(&req, &a, &fu), GRPC_STATUS_OK);
+    }
+    static const char *names[] = {"no filter",
+                                  "owner",
+                                  "unassigned",
+                                  "states (1%)",
+                                  "overdue_only",
+                                  "customer_id",
+                                  "touchpoint (rare: every summary read)"};
+    for (int c = 0; c < 7; c++) {
+        Cxm__V1__ListFollowUpsRequest req = CXM__V1__LIST_FOLLOW_UPS_REQUEST__INIT;
+        int st[] = {S_PROGRESS};
+        if (c == 1)
+            req.owner = "owner-3";
+        if (c == 2)
+            req.unassigned = true;
+        if (c == 3) {
+            req.states = (Cxm__V1__FollowUpState *)st;
+            req.n_states = 1;
+        }
+        req.overdue_only = c == 4;
+        if (c == 5)
+            req.customer_id = "bc77";
+        if (c == 6)
+            req.touchpoint = "rare";
+        size_t n = 0;
+        double ms = bench_list(&req, &n);
+        printf("ListFollowUps over %d, %s: %zu on the page, median %.3f ms\n", total, names[c], n,
+               ms);
+    }
+    cxm_arena_dispose(&a);
+}
+
 /* ---- setup ---- */
 
 static int setup(void)
@@ -945,19 +1079,23 @@ static int setup(void)
     return cxm_channel_open(target, NULL, &ch);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     t0 = cxm_svc_now_ms() / HOUR * HOUR;
     CHECK_EQ_INT(setup(), 0);
     if (check_failures)
         return check_report();
-    test_opening_rules();
-    test_assignment();
-    test_idempotency();
-    test_state_machine();
-    test_policy_validation();
-    test_listing();
-    test_erase_merge();
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+        bench();
+    } else {
+        test_opening_rules();
+        test_assignment();
+        test_idempotency();
+        test_state_machine();
+        test_policy_validation();
+        test_listing();
+        test_erase_merge();
+    }
     cxm_channel_close(ch);
     cxm_server_stop(server);
     pthread_join(server_thread, NULL);
