@@ -19,7 +19,6 @@
 #include "ffu.h"
 
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +66,8 @@ static int key_done(cxm_key *k, fkey *out)
     return cxm_key_finish(k, &out->n);
 }
 
-static int key_id(fkey *out, const char *id)
+/* One string: an id, or the prefix of a customer's keys. */
+static int key_str(fkey *out, const char *id)
 {
     cxm_key k;
     cxm_key_init(&k, out->b, sizeof out->b);
@@ -110,14 +110,6 @@ static int key_moved(fkey *out, const char *source, const char *id)
     cxm_key_str(&k, source);
     if (id)
         cxm_key_str(&k, id);
-    return key_done(&k, out);
-}
-
-static int key_cust_prefix(fkey *out, const char *customer)
-{
-    cxm_key k;
-    cxm_key_init(&k, out->b, sizeof out->b);
-    cxm_key_str(&k, customer);
     return key_done(&k, out);
 }
 
@@ -237,7 +229,7 @@ static MDB_dbi index_dbi(const ffu *f, int ix)
 static int fu_get(cxm_txn *t, ffu *f, cxm_arena *a, const char *id, Cxm__V1__FollowUp **out)
 {
     fkey k;
-    if (key_id(&k, id) != 0)
+    if (key_str(&k, id) != 0)
         return CXM_ENOTFOUND; /* too long to have been stored */
     return get_msg(t, f->byid, &k, a, &cxm__v1__follow_up__descriptor, (void **)out);
 }
@@ -266,7 +258,7 @@ static int fu_save(cxm_txn *t, ffu *f, cxm_arena *a, const Cxm__V1__FollowUp *ol
     fkey k;
     if (rc == 0 && !sum)
         rc = CXM_ENOMEM;
-    if (rc == 0 && (rc = key_id(&k, fu->follow_up_id)) == 0)
+    if (rc == 0 && (rc = key_str(&k, fu->follow_up_id)) == 0)
         rc = put_msg(t, f->byid, &k, a, &fu->base);
     for (int ix = 0; ix < NIX && rc == 0; ix++)
         if ((rc = key_index(&k, ix, fu)) == 0)
@@ -278,7 +270,7 @@ static int fu_delete(cxm_txn *t, ffu *f, const Cxm__V1__FollowUp *fu)
 {
     fkey k;
     int rc = index_del(t, f, fu);
-    if (rc == 0 && (rc = key_id(&k, fu->follow_up_id)) == 0)
+    if (rc == 0 && (rc = key_str(&k, fu->follow_up_id)) == 0)
         rc = del_quiet(t, f->byid, &k);
     return rc;
 }
@@ -323,7 +315,7 @@ static int prefix_ids(cxm_txn *t, MDB_dbi dbi, const fkey *p, bool due, cxm_aren
 static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char ***ids, size_t *n)
 {
     fkey p;
-    int rc = key_cust_prefix(&p, customer);
+    int rc = key_str(&p, customer);
     return rc ? rc : prefix_ids(t, f->cust, &p, true, a, ids, n);
 }
 
@@ -331,7 +323,7 @@ static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char
 static int open_count(cxm_txn *t, ffu *f, const char *customer, uint32_t *out)
 {
     fkey p;
-    int rc = key_cust_prefix(&p, customer);
+    int rc = key_str(&p, customer);
     cxm_iter it;
     if (rc != 0 || (rc = cxm_iter_prefix(t, f->cust, p.b, p.n, false, &it)) != 0)
         return rc;
@@ -424,11 +416,6 @@ static void policy_cache(ffu *f, const Cxm__V1__FollowUpPolicy *p)
     f->negative_text_score = p->negative_text_score;
     pthread_mutex_unlock(&f->mu);
 }
-
-typedef struct open_args {
-    ffu *f;
-    int rc;
-} open_args;
 
 static int load_policy_fn(cxm_txn *t, void *user)
 {
@@ -525,8 +512,11 @@ static void assign(const Cxm__V1__FollowUpPolicy *p, const ffu_response *r,
 static void derive_id(const char *response_id, unsigned salt, char out[ID_LEN + 1])
 {
     uint64_t h = cxm_hash(CXM_HASH_INIT, response_id, strlen(response_id));
-    if (salt)
-        h = cxm_hash(h, &salt, sizeof salt);
+    if (salt) {
+        char s[16];
+        int n = snprintf(s, sizeof s, "#%u", salt);
+        h = cxm_hash(h, s, (size_t)n);
+    }
     snprintf(out, ID_LEN + 1, ID_PREFIX "%016" PRIx64, h);
 }
 
@@ -552,48 +542,57 @@ static int pick_id(cxm_txn *t, ffu *f, cxm_arena *a, const char *response_id, ch
     return CXM_EINTERNAL; /* 64 collisions of a 64-bit hash: the table is corrupt */
 }
 
+/* Store and announce the new follow-up id of response r. */
+static int open_new(cxm_txn *t, ffu *f, cxm_arena *a, const Cxm__V1__FollowUpPolicy *p,
+                    const ffu_response *r, Cxm__V1__FollowUpReason reason, char *id)
+{
+    const char *owner;
+    uint32_t hours;
+    assign(p, r, reason, &owner, &hours);
+    Cxm__V1__FollowUp fu = CXM__V1__FOLLOW_UP__INIT;
+    fu.follow_up_id = id;
+    fu.customer_id = (char *)r->customer_id;
+    fu.response_id = (char *)r->response_id;
+    fu.survey_id = (char *)nz(r->survey_id);
+    fu.state = CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_OPEN;
+    fu.reason = reason;
+    fu.owner = (char *)owner;
+    fu.score = r->score;
+    fu.touchpoint = (char *)nz(r->touchpoint);
+    fu.channel = r->channel;
+    fu.created_at_unix_ms = fu.updated_at_unix_ms = r->now_ms;
+    fu.due_at_unix_ms = r->now_ms + (int64_t)hours * HOUR_MS;
+    fu.version = 1;
+    int rc = fu_save(t, f, a, NULL, &fu);
+    return rc ? rc : emit_changed(t, f, &fu, r->now_ms);
+}
+
 int ffu_on_response(cxm_txn *t, ffu *f, const ffu_response *r, cxm_arena *a,
                     const char **follow_up_id)
 {
     if (!r->response_id || !*r->response_id || !r->customer_id || !*r->customer_id)
         return CXM_EINVAL;
-    Cxm__V1__FollowUpPolicy *p = NULL;
-    int rc = policy_get(t, f, a, &p);
+    char *id = cxm_arena_alloc(a, ID_LEN + 1);
+    bool existing = false;
+    if (!id)
+        return CXM_ENOMEM;
+    int rc = pick_id(t, f, a, r->response_id, id, &existing);
     if (rc != 0)
+        return rc;
+    if (existing) { /* a response seen before keeps what it opened */
+        *follow_up_id = id;
+        return 0;
+    }
+    Cxm__V1__FollowUpPolicy *p = NULL;
+    if ((rc = policy_get(t, f, a, &p)) != 0)
         return rc;
     Cxm__V1__FollowUpReason reason = open_reason(p, r);
     if (reason == CXM__V1__FOLLOW_UP_REASON__FOLLOW_UP_REASON_UNSPECIFIED) {
         *follow_up_id = NULL;
         return 0;
     }
-    char *id = cxm_arena_alloc(a, ID_LEN + 1);
-    bool existing = false;
-    if (!id)
-        return CXM_ENOMEM;
-    if ((rc = pick_id(t, f, a, r->response_id, id, &existing)) != 0)
+    if ((rc = open_new(t, f, a, p, r, reason, id)) != 0)
         return rc;
-    if (!existing) {
-        const char *owner;
-        uint32_t hours;
-        assign(p, r, reason, &owner, &hours);
-        Cxm__V1__FollowUp fu = CXM__V1__FOLLOW_UP__INIT;
-        fu.follow_up_id = id;
-        fu.customer_id = (char *)r->customer_id;
-        fu.response_id = (char *)r->response_id;
-        fu.survey_id = (char *)nz(r->survey_id);
-        fu.state = CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_OPEN;
-        fu.reason = reason;
-        fu.owner = (char *)owner;
-        fu.score = r->score;
-        fu.touchpoint = (char *)nz(r->touchpoint);
-        fu.channel = r->channel;
-        fu.created_at_unix_ms = fu.updated_at_unix_ms = r->now_ms;
-        fu.due_at_unix_ms = r->now_ms + (int64_t)hours * HOUR_MS;
-        fu.version = 1;
-        if ((rc = fu_save(t, f, a, NULL, &fu)) != 0 ||
-            (rc = emit_changed(t, f, &fu, r->now_ms)) != 0)
-            return rc;
-    }
     *follow_up_id = id;
     return 0;
 }

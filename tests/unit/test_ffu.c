@@ -444,6 +444,7 @@ static void test_idempotency(void)
     submit(resp("dup-1", "c-dup", 1, t0), id1);
     submit(resp("dup-1", "c-dup", 1, t0 + HOUR), id2); /* a duplicate submission */
     CHECK(*id1 && strcmp(id1, id2) == 0);
+    CHECK_EQ_STR(submit(resp("dup-1", "c-dup", 10, t0), id2), id1); /* whatever it says now */
     CHECK_EQ_INT(emitted() - before, 1);
     Cxm__V1__FollowUp *fu = get_one(id1, &a);
     CHECK(fu && fu->created_at_unix_ms == t0 && fu->version == 1);
