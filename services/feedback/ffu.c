@@ -654,54 +654,60 @@ static int move_to(cxm_txn *t, ffu *f, cxm_arena *a, Cxm__V1__FollowUp *fu, cons
     return rc ? rc : emit_changed(t, f, fu, now);
 }
 
-int ffu_merge(cxm_txn *t, ffu *f, const char *source, const char *target)
+/* Merge: a follow-up of source goes to target, and the move is recorded. */
+static int merge_one(cxm_txn *t, ffu *f, cxm_arena *a, const char *id, const char *source,
+                     const char *target, int64_t now)
+{
+    Cxm__V1__FollowUp *fu = NULL;
+    fkey k;
+    int rc;
+    if ((rc = fu_get(t, f, a, id, &fu)) != 0 || (rc = move_to(t, f, a, fu, target, now)) != 0 ||
+        (rc = key_moved(&k, source, id)) != 0)
+        return rc;
+    return cxm_txn_put(t, f->moved, k.b, k.n, "", 0, 0);
+}
+
+/* Unmerge: a follow-up recorded as moved from source comes back when it is
+ * still target's; one a later merge moved on keeps its record for that
+ * merge's unmerge, one erased meanwhile loses it. */
+static int unmerge_one(cxm_txn *t, ffu *f, cxm_arena *a, const char *id, const char *source,
+                       const char *target, int64_t now)
+{
+    Cxm__V1__FollowUp *fu = NULL;
+    fkey k;
+    int rc = fu_get(t, f, a, id, &fu);
+    if (rc == 0 && strcmp(fu->customer_id, target) != 0)
+        return 0;
+    if (rc == 0)
+        rc = move_to(t, f, a, fu, source, now);
+    if ((rc == 0 || rc == CXM_ENOTFOUND) && (rc = key_moved(&k, source, id)) == 0)
+        rc = del_quiet(t, f->moved, &k);
+    return rc;
+}
+
+/* merge_one or unmerge_one over source's follow-ups or recorded moves. */
+static int move_all(cxm_txn *t, ffu *f, const char *source, const char *target, bool back)
 {
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
     int64_t now = cxm_svc_now_ms();
     char **ids;
     size_t n;
-    int rc = cust_ids(t, f, &a, source, &ids, &n);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        Cxm__V1__FollowUp *fu = NULL;
-        fkey k;
-        if ((rc = fu_get(t, f, &a, ids[i], &fu)) != 0 ||
-            (rc = move_to(t, f, &a, fu, target, now)) != 0 ||
-            (rc = key_moved(&k, source, ids[i])) != 0)
-            break;
-        rc = cxm_txn_put(t, f->moved, k.b, k.n, "", 0, 0);
-    }
+    int rc = back ? moved_ids(t, f, &a, source, &ids, &n) : cust_ids(t, f, &a, source, &ids, &n);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = (back ? unmerge_one : merge_one)(t, f, &a, ids[i], source, target, now);
     cxm_arena_dispose(&a);
     return rc;
 }
 
+int ffu_merge(cxm_txn *t, ffu *f, const char *source, const char *target)
+{
+    return move_all(t, f, source, target, false);
+}
+
 int ffu_unmerge(cxm_txn *t, ffu *f, const char *source, const char *target)
 {
-    cxm_arena a;
-    cxm_arena_init(&a, NULL, 0, 0);
-    int64_t now = cxm_svc_now_ms();
-    char **ids;
-    size_t n;
-    int rc = moved_ids(t, f, &a, source, &ids, &n);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        Cxm__V1__FollowUp *fu = NULL;
-        fkey k;
-        rc = fu_get(t, f, &a, ids[i], &fu);
-        /* Only what is still the target's comes back; a follow-up moved on
-         * by a later merge of the target keeps its record for that one's
-         * unmerge. */
-        bool back = rc == 0 && strcmp(fu->customer_id, target) == 0;
-        if (rc == CXM_ENOTFOUND || back)
-            rc = 0;
-        if (rc != 0 || (!back && fu))
-            continue;
-        if ((back && (rc = move_to(t, f, &a, fu, source, now)) != 0) ||
-            (rc = key_moved(&k, source, ids[i])) != 0)
-            break;
-        rc = del_quiet(t, f->moved, &k);
-    }
-    cxm_arena_dispose(&a);
-    return rc;
+    return move_all(t, f, source, target, true);
 }
 
 /* ---- validation ---- */
