@@ -10,6 +10,21 @@
  * segment filter, a zone whose offsets are whole hours) reads them instead
  * of the records; the two paths give the same numbers.
  *
+ * Which path: the cells when the source has them (agg), the request has no
+ * segment filter (membership is per customer, cells are not) and the
+ * buckets start on UTC hours (no buckets, HOUR buckets, or a zone whose
+ * offsets over the range are whole hours); the partial hours at the edges
+ * of each bucket (a range off the hour) are then read from the records.
+ * Else every record in range is scanned. GapAnalysis has no zone and no
+ * segment: it reads the cells whenever agg is set.
+ *
+ * Ranges: from inclusive, to exclusive, 0 = open. Without buckets an open
+ * end is simply unbounded. With buckets, the series must be finite: an
+ * open end is bounded by the data, so the series runs from the bucket
+ * holding the first response stored in range to the bucket holding the
+ * last (responses of any kind and survey, so series of different kinds over
+ * the same data line up); no response at all gives groups without buckets.
+ *
  * Validation: each function first checks its request and answers
  * CXM_EINVAL with a message naming the field (svc.h conventions) in err.
  * Results are allocated in the arena; nothing is kept between calls.

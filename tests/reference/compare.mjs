@@ -15,7 +15,10 @@ import { readFileSync } from 'node:fs';
 
 // Fractions and sums of doubles: equal within 1e-9 (relative above 1).
 const RATES = new Set(['conversion', 'overall_conversion', 'drop_off', 'share', 'exit_rate',
-    'customer_share', 'goal_conversion', 'total_value', 'nps', 'csat']);
+    'customer_share', 'goal_conversion', 'total_value', 'nps', 'csat',
+    // feedback: GetScores' buckets and GapAnalysis' touchpoints
+    'score', 'mean', 'margin_of_error', 'mean_expectation', 'mean_experience', 'gap',
+    'volume_share', 'impact', 'priority', 'disappointed_share']);
 const ALWAYS_IGNORED = new Set(['kind', 'duckdb_ms']);
 const MAX_SHOWN = 12;
 
