@@ -362,12 +362,13 @@ typedef struct submit_in {
     fsent_result senti;
 } submit_in;
 
-static int threshold_of(const Cxm__V1__Survey *s, double *out)
+/* The survey's follow-up threshold as ffu takes it: 0 is the kind's
+ * default (NPS 6, CSAT 2, CES 3), negative never opens one (-1). */
+static double threshold_of(const Cxm__V1__Survey *s)
 {
     static const double defaults[] = {0, 6, 2, 3};
     double v = s->follow_up_threshold;
-    *out = v == 0 ? defaults[s->kind & 3] : v < 0 ? -1 : v;
-    return 0;
+    return v == 0 ? defaults[s->kind & 3] : v < 0 ? -1 : v;
 }
 
 static Cxm__V1__NpsCategory nps_category(int kind, int score)
@@ -474,8 +475,8 @@ static int follow_up(cxm_txn *t, fb_ctx *ctx, cxm_arena *a, const submit_in *in,
                        .has_text = in->has_text,
                        .label = in->has_text ? in->senti.label : 0,
                        .sentiment_score = in->has_text ? in->senti.score : 0,
+                       .threshold = threshold_of(s),
                        .now_ms = now};
-    threshold_of(s, &fr.threshold);
     return ffu_on_response(t, ctx->fu, &fr, a, id);
 }
 

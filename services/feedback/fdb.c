@@ -714,92 +714,82 @@ int fdb_src(cxm_txn *t, fdb *db, cxm_arena *a, const char *segment_id, fan_src *
 
 /* ---- erasure ---- */
 
-typedef struct erase_ctx {
+/* Keys (or ids) copied out of a scan, to delete once the scan is over. */
+typedef struct keylist {
     cxm_arena *a;
-    char **rids;
+    char **v;
+    size_t *len;
     size_t n, cap;
-} erase_ctx;
+} keylist;
 
-/* Collect response ids first: rows are deleted after the scan. */
+static int keylist_push(keylist *l, const void *p, size_t len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 32;
+        char **v = cxm_arena_alloc(l->a, cap * sizeof *v);
+        size_t *ln = cxm_arena_alloc(l->a, cap * sizeof *ln);
+        if (!v || !ln)
+            return CXM_ENOMEM;
+        if (l->n) {
+            memcpy(v, l->v, l->n * sizeof *v);
+            memcpy(ln, l->len, l->n * sizeof *ln);
+        }
+        l->v = v, l->len = ln, l->cap = cap;
+    }
+    if (!(l->v[l->n] = cxm_arena_strndup(l->a, p, len)))
+        return CXM_ENOMEM;
+    l->len[l->n++] = len;
+    return 0;
+}
+
+/* The response id of each fb_cust key. */
 static int collect_rid(const void *key, size_t klen, const void *val, size_t vlen, void *user)
 {
     (void)val;
     (void)vlen;
-    erase_ctx *e = user;
+    keylist *l = user;
     int64_t at;
     char *rid;
-    int rc = cust_key_read(key, klen, e->a, &at, &rid);
-    if (rc != 0)
-        return rc;
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? 2 * e->cap : 64;
-        char **v = cxm_arena_alloc(e->a, cap * sizeof *v);
-        if (!v)
-            return CXM_ENOMEM;
-        if (e->n)
-            memcpy(v, e->rids, e->n * sizeof *v);
-        e->rids = v;
-        e->cap = cap;
-    }
-    e->rids[e->n++] = rid;
-    return 0;
+    int rc = cust_key_read(key, klen, l->a, &at, &rid);
+    return rc ? rc : keylist_push(l, rid, strlen(rid));
 }
 
-/* Delete every key with the prefix of id in dbi; counts them. */
-static int del_prefix(cxm_txn *t, MDB_dbi dbi, cxm_arena *a, const char *id, uint64_t *count,
-                      char ***keys_out, size_t **lens_out, size_t *nkeys)
+static int collect_key(const void *key, size_t klen, const void *val, size_t vlen, void *user)
 {
+    (void)val;
+    (void)vlen;
+    return keylist_push(user, key, klen);
+}
+
+/* Delete every key of dbi that starts with id's string field, counting
+ * them; the deleted keys are left in *keys (may be NULL). */
+static int del_prefix(cxm_txn *t, MDB_dbi dbi, cxm_arena *a, const char *id, uint64_t *count,
+                      keylist *keys)
+{
+    keylist l = {.a = a};
     fkey k;
     int rc = id_prefix(&k, id);
-    cxm_iter it;
     if (rc == 0)
-        rc = cxm_iter_prefix(t, dbi, k.b, k.n, false, &it);
+        rc = cxm_txn_scan_prefix(t, dbi, k.b, k.n, false, collect_key, &l);
+    for (size_t i = 0; i < l.n && rc == 0; i++)
+        rc = cxm_txn_del(t, dbi, l.v[i], l.len[i]);
     if (rc != 0)
         return rc;
-    size_t n = 0, cap = 16;
-    char **keys = cxm_arena_alloc(a, cap * sizeof *keys);
-    size_t *lens = cxm_arena_alloc(a, cap * sizeof *lens);
-    while (keys && lens && (rc = cxm_iter_next(&it)) == 0) {
-        if (n == cap) {
-            char **nk = cxm_arena_alloc(a, 2 * cap * sizeof *nk);
-            size_t *nl = cxm_arena_alloc(a, 2 * cap * sizeof *nl);
-            if (!nk || !nl) {
-                keys = NULL;
-                break;
-            }
-            memcpy(nk, keys, n * sizeof *nk);
-            memcpy(nl, lens, n * sizeof *nl);
-            keys = nk, lens = nl, cap *= 2;
-        }
-        if (!(keys[n] = cxm_arena_strndup(a, it.key, it.klen)))
-            break;
-        lens[n++] = it.klen;
-    }
-    cxm_iter_close(&it);
-    if (!keys || !lens || (rc != CXM_ENOTFOUND && rc != 0) || (n && !keys[n - 1]))
-        return rc && rc != CXM_ENOTFOUND ? rc : CXM_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = cxm_txn_del(t, dbi, keys[i], lens[i])) != 0)
-            return rc;
-    *count += n;
-    if (keys_out) {
-        *keys_out = keys;
-        *lens_out = lens;
-        *nkeys = n;
-    }
+    *count += l.n;
+    if (keys)
+        *keys = l;
     return 0;
 }
 
 /* The segment rows of id: fb_cseg keys name the fb_seg rows to drop. */
 static int erase_segments(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uint64_t *count)
 {
-    char **keys;
-    size_t *lens, n;
-    int rc = del_prefix(t, db->cseg, a, id, count, &keys, &lens, &n);
+    keylist keys;
+    int rc = del_prefix(t, db->cseg, a, id, count, &keys);
     uint64_t h = cxm_hash(0, id, strlen(id));
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; rc == 0 && i < keys.n; i++) {
         cxm_keyreader r;
-        cxm_keyreader_init(&r, keys[i], lens[i]);
+        cxm_keyreader_init(&r, keys.v[i], keys.len[i]);
         char *seg;
         cxm_keyread_skip_bytes(&r);
         if ((rc = cxm_keyread_bytes_arena(&r, a, &seg, NULL)) != 0)
@@ -815,20 +805,20 @@ static int erase_segments(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uin
 /* Every row of one id. */
 static int erase_one(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uint64_t *count)
 {
-    erase_ctx e = {.a = a};
+    keylist rids = {.a = a};
     fkey k;
     int rc = id_prefix(&k, id);
     if (rc == 0)
-        rc = cxm_txn_scan_prefix(t, db->cust, k.b, k.n, false, collect_rid, &e);
-    for (size_t i = 0; i < e.n && rc == 0; i++) {
-        rc = response_del(t, db, a, e.rids[i]);
+        rc = cxm_txn_scan_prefix(t, db->cust, k.b, k.n, false, collect_rid, &rids);
+    for (size_t i = 0; i < rids.n && rc == 0; i++) {
+        rc = response_del(t, db, a, rids.v[i]);
         if (rc == 0)
             ++*count;
         rc = rc == CXM_ENOTFOUND ? 0 : rc;
     }
     uint64_t index_rows = 0, replica = 0;
     if (rc == 0)
-        rc = del_prefix(t, db->cust, a, id, &index_rows, NULL, NULL, NULL);
+        rc = del_prefix(t, db->cust, a, id, &index_rows, NULL);
     if (rc == 0)
         rc = erase_segments(t, db, a, id, &replica);
     uint8_t hk[8];
@@ -845,7 +835,7 @@ static int erase_one(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uint64_t
         rc = fdb_merge_clear(t, db, id, target);
     uint64_t members = 0;
     if (rc == 0)
-        rc = del_prefix(t, db->members, a, id, &members, NULL, NULL, NULL);
+        rc = del_prefix(t, db->members, a, id, &members, NULL);
     *count += replica;
     return rc;
 }
