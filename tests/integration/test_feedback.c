@@ -669,6 +669,70 @@ static void case_erasure(cxm_channel *ch, test_server *srv)
     CHECK(fl->n_follow_ups == 0, "%zu follow-ups left", fl->n_follow_ups);
 }
 
+/* profile merges B into A: B's answers count for A's recontact gates, and
+ * erasing A erases B's responses and follow-ups too. */
+static void case_merge(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    Cxm__V1__Survey *s = survey("m-cool", NPS);
+    Cxm__V1__RecontactPolicy rp = CXM__V1__RECONTACT_POLICY__INIT;
+    rp.cooldown_hours = 24;
+    s->recontact = &rp;
+    upsert(ch, s);
+    /* A has a profile and has never answered; B answered. */
+    Cxm__V1__UpsertProfileRequest up = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    Cxm__V1__Identity *ids[] = {by_email("ma@example.com")->identity};
+    up.identities = ids;
+    up.n_identities = 1;
+    Cxm__V1__UpsertProfileResponse *a;
+    char d[512];
+    CHECK(pcall(ch, "UpsertProfile", &up.base, &cxm__v1__upsert_profile_response__descriptor, &a,
+                d) == GRPC_STATUS_OK,
+          "UpsertProfile: %s", d);
+    Cxm__V1__SubmitResponseResponse *b =
+        submit_ok(ch, response("m2", "m-cool", "mb@example.com", 1));
+    CHECK(*b->follow_up_id, "B's low score opens a follow-up");
+    CHECK(eligibility(ch, "m-cool", "ma@example.com", 0)->eligible, "A never answered");
+
+    Cxm__V1__MergeProfilesRequest m = CXM__V1__MERGE_PROFILES_REQUEST__INIT;
+    m.target_customer_id = a->profile->customer_id;
+    m.source_customer_id = b->customer_id;
+    m.reason = "test merge";
+    Cxm__V1__MergeProfilesResponse *mr;
+    CHECK(pcall(ch, "MergeProfiles", &m.base, &cxm__v1__merge_profiles_response__descriptor, &mr,
+                d) == GRPC_STATUS_OK,
+          "MergeProfiles: %s", d);
+    for (double end = test_now_ms() + 15000;;) {
+        Cxm__V1__CheckEligibilityResponse *e = eligibility(ch, "m-cool", "ma@example.com", 0);
+        if (!e->eligible) {
+            CHECK(strcmp(e->gate, "cooldown") == 0, "gate %s", e->gate);
+            break;
+        }
+        CHECK(test_now_ms() < end, "the merge did not reach feedback in 15 s");
+        usleep(50000);
+    }
+
+    Cxm__V1__DeleteProfileRequest del = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
+    del.customer = by_id(a->profile->customer_id);
+    del.reason = "test erasure";
+    Cxm__V1__DeleteProfileResponse *dr;
+    CHECK(pcall(ch, "DeleteProfile", &del.base, &cxm__v1__delete_profile_response__descriptor, &dr,
+                d) == GRPC_STATUS_OK,
+          "DeleteProfile: %s", d);
+    for (double end = test_now_ms() + 10000;;) {
+        const Cxm__V1__ServiceErasure *f = receipt_of(ch, dr->receipt->receipt_id);
+        if (f->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE)
+            break;
+        CHECK(test_now_ms() < end, "feedback erasure not confirmed in 10 s");
+        usleep(20000);
+    }
+    CHECK(nps_responses(ch) == 0, "%" PRIu64 " responses left", nps_responses(ch));
+    Cxm__V1__ListFollowUpsRequest lf = CXM__V1__LIST_FOLLOW_UPS_REQUEST__INIT;
+    Cxm__V1__ListFollowUpsResponse *fl;
+    CALL_OK(ch, ListFollowUps, lf, cxm__v1__list_follow_ups_response, fl);
+    CHECK(fl->n_follow_ups == 0, "%zu follow-ups left", fl->n_follow_ups);
+}
+
 /* kill -9 right after responses were acknowledged: every one of them is
  * there after the restart (its replay is a duplicate; scores count it). */
 static void case_kill9(cxm_channel *first, test_server *srv)
@@ -811,9 +875,11 @@ static void case_profile_down(cxm_channel *unused, test_server *srv)
 }
 
 static const harness_case cases[] = {
-    {"surveys", case_surveys}, {"submit", case_submit},         {"validation", case_validation},
-    {"gates", case_gates},     {"stage", case_stage},           {"erasure", case_erasure},
-    {"kill9", case_kill9},     {"concurrent", case_concurrent}, {"profile_down", case_profile_down},
+    {"surveys", case_surveys},       {"submit", case_submit},
+    {"validation", case_validation}, {"gates", case_gates},
+    {"stage", case_stage},           {"erasure", case_erasure},
+    {"merge", case_merge},           {"kill9", case_kill9},
+    {"concurrent", case_concurrent}, {"profile_down", case_profile_down},
 };
 
 int main(int argc, char **argv)
