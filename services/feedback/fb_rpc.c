@@ -305,7 +305,8 @@ static int recontact_refuses(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__R
                  rp->cooldown_hours, iso_time(g->retry_after, when));
     } else if (rp->max_responses_per_period && h.in_window >= rp->max_responses_per_period) {
         g->gate = "frequency";
-        g->retry_after = h.oldest_in_window + period;
+        /* Once this answer leaves the window, one fewer than the cap are in. */
+        g->retry_after = h.window_ms[h.in_window - rp->max_responses_per_period] + period;
         snprintf(g->reason, sizeof g->reason,
                  "the customer answered %" PRIu64 " surveys in the last %" PRId64
                  " days (at most %u): ask again after %s",

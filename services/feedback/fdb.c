@@ -405,7 +405,25 @@ static int response_del(cxm_txn *t, fdb *db, cxm_arena *a, const char *response_
 typedef struct hist_ctx {
     int64_t at, window;
     fdb_history *h;
+    cxm_arena *a;
+    int64_t *times;
+    size_t cap;
 } hist_ctx;
+
+static int hist_keep(hist_ctx *c, int64_t at)
+{
+    if (c->h->in_window == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        int64_t *v = cxm_arena_alloc(c->a, cap * sizeof *v);
+        if (!v)
+            return CXM_ENOMEM;
+        if (c->cap)
+            memcpy(v, c->times, c->cap * sizeof *v);
+        c->times = v, c->cap = cap;
+    }
+    c->times[c->h->in_window++] = at;
+    return 0;
+}
 
 static int hist_one(const void *key, size_t klen, const void *val, size_t vlen, void *user)
 {
@@ -419,12 +437,13 @@ static int hist_one(const void *key, size_t klen, const void *val, size_t vlen, 
         return 0;
     if (at > c->h->last_ms)
         c->h->last_ms = at;
-    if (c->window > 0 && at > c->at - c->window) {
-        c->h->in_window++;
-        if (at < c->h->oldest_in_window)
-            c->h->oldest_in_window = at;
-    }
-    return 0;
+    return c->window > 0 && at > c->at - c->window ? hist_keep(c, at) : 0;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
 }
 
 static int id_prefix(fkey *k, const char *id)
@@ -444,16 +463,21 @@ int fdb_history_get(cxm_txn *t, fdb *db, cxm_arena *a, const char *customer_id, 
         rc = fdb_group(t, db, a, root, &ids, &n);
     if (rc != 0)
         return rc;
-    fdb_history h = {.last_ms = INT64_MIN, .oldest_in_window = INT64_MAX};
-    hist_ctx c = {at, window_ms, &h};
+    fdb_history h = {.last_ms = INT64_MIN};
+    hist_ctx c = {.at = at, .window = window_ms, .h = &h, .a = a};
     for (size_t i = 0; i < n && rc == 0; i++) {
         fkey k;
         if ((rc = id_prefix(&k, ids[i])) == 0)
             rc = cxm_txn_scan_prefix(t, db->cust, k.b, k.n, false, hist_one, &c);
     }
-    if (rc == 0)
-        *out = h;
-    return rc;
+    if (rc != 0)
+        return rc;
+    /* One id's answers come in time order, a merge group's interleave. */
+    if (h.in_window > 1)
+        qsort(c.times, h.in_window, sizeof *c.times, cmp_i64);
+    h.window_ms = c.times;
+    *out = h;
+    return 0;
 }
 
 /* ---- replicas ---- */

@@ -96,12 +96,12 @@ int fdb_dict_id(cxm_txn *t, fdb *db, const char *name, uint32_t *id);
 
 /* What the recontact gates need about a customer's group (root and every
  * id merged into it) at time at: the latest answer time at or before at
- * (INT64_MIN for none), how many answers fell in (at - window, at], and the
- * oldest of them (to say when the window frees up). */
+ * (INT64_MIN for none), and the answer times in (at - window, at], oldest
+ * first, in the arena (so a gate can say when the window frees up). */
 typedef struct fdb_history {
     int64_t last_ms;
     uint64_t in_window;
-    int64_t oldest_in_window;
+    const int64_t *window_ms; /* in_window times, ascending */
 } fdb_history;
 int fdb_history_get(cxm_txn *t, fdb *db, cxm_arena *a, const char *customer_id, int64_t at,
                     int64_t window_ms, fdb_history *out);

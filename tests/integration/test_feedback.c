@@ -518,6 +518,10 @@ static void case_gates(cxm_channel *ch, test_server *srv)
     submit_ok(ch, response("g5", "freq", "f@example.com", 8));
     e = eligibility(ch, "freq", "f@example.com", 0);
     CHECK(!e->eligible && strcmp(e->gate, "frequency") == 0, "gate %s", e->gate);
+    /* The first of the two leaves the 7-day window then. */
+    CHECK(e->retry_after_unix_ms > wall_ms() + 7 * 24 * HOUR_MS - 60000 &&
+              e->retry_after_unix_ms <= wall_ms() + 7 * 24 * HOUR_MS,
+          "retry after %" PRId64, e->retry_after_unix_ms);
     refused(ch, response("g6", "freq", "f@example.com", 9), "frequency");
 
     s = survey("half", NPS);
