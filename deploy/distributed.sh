@@ -80,9 +80,8 @@ for i in "${!services[@]}"; do
   listen=127.0.0.1:$((port + i))
   echo "== cxm-$svc on $listen (data in $dir/$svc, log in $dir/$svc.log)"
   extra=()
-  # journey and feedback resolve customers through the profile service (the
-  # first port).
-  [ "$svc" = journey ] || [ "$svc" = feedback ] && extra=(--profile-addr "127.0.0.1:$port")
+  # journey and feedback resolve customers through the profile service (the first port).
+  case $svc in journey | feedback) extra=(--profile-addr "127.0.0.1:$port") ;; esac
   "$bin/cxm-$svc" --listen "$listen" --data "$dir/$svc" --nats-url "$nats" "${extra[@]}" \
     >"$dir/$svc.log" 2>&1 &
   pids+=($!)

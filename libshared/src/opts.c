@@ -209,7 +209,14 @@ static int parse_flag(const cxm_opt *opts, size_t nopts, int argc, char **argv, 
         }
         value = argv[++*i];
     }
-    return apply(o, value, where, err, errlen);
+    /* Modules of one host may share a flag (journey's and feedback's
+     * --profile-addr in cxmd): it sets every option of that name, as its
+     * environment variable does. */
+    int rc = apply(o, value, where, err, errlen);
+    for (const cxm_opt *p = o + 1; rc == 0 && p < opts + nopts; p++)
+        if (strcmp(p->name, o->name) == 0)
+            rc = apply(p, value, where, err, errlen);
+    return rc;
 }
 
 int cxm_opts_parse(const cxm_opt *opts, size_t nopts, int argc, char **argv,
@@ -303,5 +310,6 @@ void cxm_opts_usage(FILE *out, const char *prog, const char *summary, const cxm_
         fprintf(out, "%s\n", summary);
     fprintf(out, "\noptions (each also a CXM_* environment variable; a flag wins):\n");
     for (size_t i = 0; i < nopts; i++)
-        usage_line(out, &opts[i]);
+        if (find(opts, i, opts[i].name, strlen(opts[i].name)) == NULL) /* shared: once */
+            usage_line(out, &opts[i]);
 }

@@ -426,6 +426,8 @@ static int score_cells(const fan_src *s, int64_t from, int64_t to, void *user)
 static int scores_count(sq *q)
 {
     const fan_src *s = q->s;
+    if (q->nb == 0)
+        return 0;
     /* Cells are per UTC hour: they serve buckets that start on UTC hours. */
     bool cells = s->agg && !q->segment &&
                  (q->unit <= CXM__V1__TIME_BUCKET__TIME_BUCKET_HOUR ||
@@ -539,8 +541,8 @@ static int scores_answer(sq *q, cxm_arena *a, Cxm__V1__GetScoresResponse **out)
         return CXM_ENOMEM;
     cxm__v1__get_scores_response__init(o);
     /* Grouped by nothing, the one group is there even without responses. */
-    if (q->group_by == CXM__V1__SCORE_GROUPING__SCORE_GROUPING_NONE && q->groups.n == 0 && q->nb &&
-        !group_bucket(q, 0))
+    if (q->group_by == CXM__V1__SCORE_GROUPING__SCORE_GROUPING_NONE && q->groups.n == 0 &&
+        !(q->nb ? (void *)group_bucket(q, 0) : umap_get(&q->groups, 0)))
         return CXM_ENOMEM;
     if (q->groups.n && !(o->groups = cxm_arena_calloc(a, q->groups.n, sizeof *o->groups)))
         return CXM_ENOMEM;

@@ -107,6 +107,22 @@ static int check_bcp47(const char *s, bool required, const char *field, char *er
                              "not a BCP 47 language tag such as \"ko\" or \"en\"");
 }
 
+/* Where something is shown or was answered: a touchpoint, channel and
+ * stage, each optional; fields named prefix + name. */
+static int check_where(const char *touchpoint, int channel, int stage, const char *prefix,
+                       char *err)
+{
+    cxm_svc_path f;
+    int rc = check_touchpoint(touchpoint, false, cxm_svc_member(&f, prefix, "touchpoint"), err);
+    if (rc == 0)
+        rc = check_enum(&cxm__v1__channel__descriptor, channel, true,
+                        cxm_svc_member(&f, prefix, "channel"), err);
+    if (rc == 0)
+        rc = check_enum(&cxm__v1__journey_stage__descriptor, stage, true,
+                        cxm_svc_member(&f, prefix, "stage"), err);
+    return rc;
+}
+
 /* ---- surveys ---- */
 
 static int check_options(const Cxm__V1__SurveyQuestion *q, const char *field, char *err)
@@ -232,11 +248,7 @@ static int check_survey_fields(const Cxm__V1__Survey *s, char *err)
     if (rc == 0)
         rc = cxm_svc_check_text(s->title, 0, TITLE_MAX, "survey.title", err);
     if (rc == 0)
-        rc = check_touchpoint(s->touchpoint, false, "survey.touchpoint", err);
-    if (rc == 0)
-        rc = check_enum(&cxm__v1__channel__descriptor, s->channel, true, "survey.channel", err);
-    if (rc == 0)
-        rc = check_enum(&cxm__v1__journey_stage__descriptor, s->stage, true, "survey.stage", err);
+        rc = check_where(s->touchpoint, s->channel, s->stage, "survey", err);
     if (rc == 0)
         rc = check_bcp47(s->language, false, "survey.language", err);
     int lo, hi;
@@ -318,11 +330,7 @@ int fb_check_submit(cxm_arena *a, Cxm__V1__SubmitResponseRequest *req, int64_t n
     if (rc == 0)
         rc = check_ratings(req, err);
     if (rc == 0)
-        rc = check_touchpoint(req->touchpoint, false, "touchpoint", err);
-    if (rc == 0)
-        rc = check_enum(&cxm__v1__channel__descriptor, req->channel, true, "channel", err);
-    if (rc == 0)
-        rc = check_enum(&cxm__v1__journey_stage__descriptor, req->stage, true, "stage", err);
+        rc = check_where(req->touchpoint, req->channel, req->stage, NULL, err);
     if (rc == 0)
         rc = check_timestamp(req->submitted_at_unix_ms, now_ms, "submitted_at_unix_ms", err);
     if (rc == 0)
@@ -493,11 +501,7 @@ int fb_check_eligibility(cxm_arena *a, Cxm__V1__CheckEligibilityRequest *req,
     if (rc == 0)
         rc = cxm_ident_check_ref(NULL, a, req->customer, "customer", err);
     if (rc == 0)
-        rc = check_touchpoint(req->touchpoint, false, "touchpoint", err);
-    if (rc == 0)
-        rc = check_enum(&cxm__v1__channel__descriptor, req->channel, true, "channel", err);
-    if (rc == 0)
-        rc = check_enum(&cxm__v1__journey_stage__descriptor, req->stage, true, "stage", err);
+        rc = check_where(req->touchpoint, req->channel, req->stage, NULL, err);
     return rc;
 }
 

@@ -305,7 +305,8 @@ static int recontact_refuses(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__R
                  rp->cooldown_hours, iso_time(g->retry_after, when));
     } else if (rp->max_responses_per_period && h.in_window >= rp->max_responses_per_period) {
         g->gate = "frequency";
-        g->retry_after = h.oldest_in_window + period;
+        /* Once this answer leaves the window, one fewer than the cap are in. */
+        g->retry_after = h.window_ms[h.in_window - rp->max_responses_per_period] + period;
         snprintf(g->reason, sizeof g->reason,
                  "the customer answered %" PRIu64 " surveys in the last %" PRId64
                  " days (at most %u): ask again after %s",
@@ -362,12 +363,13 @@ typedef struct submit_in {
     fsent_result senti;
 } submit_in;
 
-static int threshold_of(const Cxm__V1__Survey *s, double *out)
+/* The survey's follow-up threshold as ffu takes it: 0 is the kind's
+ * default (NPS 6, CSAT 2, CES 3), negative never opens one (-1). */
+static double threshold_of(const Cxm__V1__Survey *s)
 {
     static const double defaults[] = {0, 6, 2, 3};
     double v = s->follow_up_threshold;
-    *out = v == 0 ? defaults[s->kind & 3] : v < 0 ? -1 : v;
-    return 0;
+    return v == 0 ? defaults[s->kind & 3] : v < 0 ? -1 : v;
 }
 
 static Cxm__V1__NpsCategory nps_category(int kind, int score)
@@ -474,8 +476,8 @@ static int follow_up(cxm_txn *t, fb_ctx *ctx, cxm_arena *a, const submit_in *in,
                        .has_text = in->has_text,
                        .label = in->has_text ? in->senti.label : 0,
                        .sentiment_score = in->has_text ? in->senti.score : 0,
+                       .threshold = threshold_of(s),
                        .now_ms = now};
-    threshold_of(s, &fr.threshold);
     return ffu_on_response(t, ctx->fu, &fr, a, id);
 }
 
@@ -870,9 +872,14 @@ static void on_list_surveys(cxm_call *call, const ProtobufCMessage *msg)
 
 /* ---- GetScores, GapAnalysis ---- */
 
-static void on_scores(cxm_call *call, const ProtobufCMessage *msg)
+/* One analytic over a fan_src in a read transaction: fn runs fan_scores
+ * or fan_gaps on the request and sets the response. */
+typedef int (*analytic_fn)(const fan_src *src, const ProtobufCMessage *req, cxm_arena *a,
+                           ProtobufCMessage **out, char *err);
+
+static void run_analytic(cxm_call *call, const ProtobufCMessage *req, const char *segment_id,
+                         analytic_fn fn)
 {
-    const Cxm__V1__GetScoresRequest *req = (const Cxm__V1__GetScoresRequest *)msg;
     fb_ctx *ctx = cxm_call_service_ctx(call);
     cxm_arena *a = cxm_call_arena(call);
     char err[CXM_SVC_ERR_MAX] = "";
@@ -881,37 +888,39 @@ static void on_scores(cxm_call *call, const ProtobufCMessage *msg)
     if (rc != 0)
         return cxm_svc_finish(call, rc, "");
     fan_src src;
-    Cxm__V1__GetScoresResponse *out = NULL;
-    rc = fdb_src(t, ctx->db, a, req->segment_id, &src);
+    ProtobufCMessage *out = NULL;
+    rc = fdb_src(t, ctx->db, a, segment_id, &src);
     if (rc == 0)
-        rc = fan_scores(&src, req, a, &out, err);
+        rc = fn(&src, req, a, &out, err);
     if (rc == 0)
-        cxm_call_reply(call, &out->base);
+        cxm_call_reply(call, out);
     cxm_store_read_end(t);
     if (rc != 0)
         cxm_svc_finish(call, rc, err);
 }
 
+static int scores_fn(const fan_src *src, const ProtobufCMessage *req, cxm_arena *a,
+                     ProtobufCMessage **out, char *err)
+{
+    return fan_scores(src, (const Cxm__V1__GetScoresRequest *)req, a,
+                      (Cxm__V1__GetScoresResponse **)out, err);
+}
+
+static int gaps_fn(const fan_src *src, const ProtobufCMessage *req, cxm_arena *a,
+                   ProtobufCMessage **out, char *err)
+{
+    return fan_gaps(src, (const Cxm__V1__GapAnalysisRequest *)req, a,
+                    (Cxm__V1__GapAnalysisResponse **)out, err);
+}
+
+static void on_scores(cxm_call *call, const ProtobufCMessage *msg)
+{
+    run_analytic(call, msg, ((const Cxm__V1__GetScoresRequest *)msg)->segment_id, scores_fn);
+}
+
 static void on_gaps(cxm_call *call, const ProtobufCMessage *msg)
 {
-    const Cxm__V1__GapAnalysisRequest *req = (const Cxm__V1__GapAnalysisRequest *)msg;
-    fb_ctx *ctx = cxm_call_service_ctx(call);
-    cxm_arena *a = cxm_call_arena(call);
-    char err[CXM_SVC_ERR_MAX] = "";
-    cxm_txn *t;
-    int rc = cxm_store_read_begin(fdb_store(ctx->db), &t);
-    if (rc != 0)
-        return cxm_svc_finish(call, rc, "");
-    fan_src src;
-    Cxm__V1__GapAnalysisResponse *out = NULL;
-    rc = fdb_src(t, ctx->db, a, NULL, &src);
-    if (rc == 0)
-        rc = fan_gaps(&src, req, a, &out, err);
-    if (rc == 0)
-        cxm_call_reply(call, &out->base);
-    cxm_store_read_end(t);
-    if (rc != 0)
-        cxm_svc_finish(call, rc, err);
+    run_analytic(call, msg, NULL, gaps_fn);
 }
 
 /* ---- AnalyzeText ---- */

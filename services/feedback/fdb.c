@@ -12,7 +12,7 @@
 struct fdb {
     cxm_store *store;
     const fagg *agg;
-    MDB_dbi cur, ver, resp, frec, cust, dict, meta, stage, seg, cseg, merged, members;
+    MDB_dbi cur, ver, resp, frec, cust, hash, dict, meta, stage, seg, cseg, merged, members;
 };
 
 int fdb_open(cxm_store *store, const fagg *agg, fdb **out)
@@ -27,6 +27,7 @@ int fdb_open(cxm_store *store, const fagg *agg, fdb **out)
         {"fb_frec", &db->frec},      {"fb_cust", &db->cust},      {"fb_dict", &db->dict},
         {"fb_meta", &db->meta},      {"fb_stage", &db->stage},    {"fb_seg", &db->seg},
         {"fb_cseg", &db->cseg},      {"fb_merged", &db->merged},  {"fb_members", &db->members},
+        {"fb_hash", &db->hash},
     };
     int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc != 0) {
@@ -320,6 +321,30 @@ static int cust_key(fkey *k, const char *customer_id, int64_t at, const char *re
     return fkey_end(k);
 }
 
+static void hash_key(uint8_t k[8], const char *customer_id)
+{
+    put_u64(k, cxm_hash(0, customer_id, strlen(customer_id)));
+}
+
+static int hash_put(cxm_txn *t, fdb *db, const char *customer_id)
+{
+    uint8_t k[8];
+    hash_key(k, customer_id);
+    return cxm_txn_put(t, db->hash, k, sizeof k, customer_id, strlen(customer_id), 0);
+}
+
+/* The answer time and (rid non-NULL) response id of a fb_cust key. */
+static int cust_key_read(const void *key, size_t klen, cxm_arena *a, int64_t *at, char **rid)
+{
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, key, klen);
+    cxm_keyread_skip_bytes(&r);
+    int rc = cxm_keyread_i64(&r, at);
+    if (rc == 0 && rid)
+        rc = cxm_keyread_bytes_arena(&r, a, rid, NULL);
+    return rc;
+}
+
 int fdb_response_put(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__SubmitResponseRequest *req,
                      const Cxm__V1__SubmitResponseResponse *resp, const frec *r)
 {
@@ -342,7 +367,7 @@ int fdb_response_put(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__SubmitRes
     if ((rc = cxm_txn_put(t, db->resp, rid, strlen(rid), v, 4 + ql + ol, 0)) != 0 ||
         (rc = cxm_txn_put(t, db->frec, fk.b, fk.n, r, frec_size(r->nratings), 0)) != 0 ||
         (rc = cxm_txn_put(t, db->cust, ck.b, ck.n, "", 0, 0)) != 0 ||
-        (rc = survey_count(t, db, req->survey_id, +1)) != 0)
+        (rc = hash_put(t, db, cid)) != 0 || (rc = survey_count(t, db, req->survey_id, +1)) != 0)
         return rc;
     return db->agg ? fagg_apply(t, db->agg, r, +1) : 0;
 }
@@ -380,29 +405,45 @@ static int response_del(cxm_txn *t, fdb *db, cxm_arena *a, const char *response_
 typedef struct hist_ctx {
     int64_t at, window;
     fdb_history *h;
+    cxm_arena *a;
+    int64_t *times;
+    size_t cap;
 } hist_ctx;
+
+static int hist_keep(hist_ctx *c, int64_t at)
+{
+    if (c->h->in_window == c->cap) {
+        size_t cap = c->cap ? 2 * c->cap : 16;
+        int64_t *v = cxm_arena_alloc(c->a, cap * sizeof *v);
+        if (!v)
+            return CXM_ENOMEM;
+        if (c->cap)
+            memcpy(v, c->times, c->cap * sizeof *v);
+        c->times = v, c->cap = cap;
+    }
+    c->times[c->h->in_window++] = at;
+    return 0;
+}
 
 static int hist_one(const void *key, size_t klen, const void *val, size_t vlen, void *user)
 {
     (void)val;
     (void)vlen;
     hist_ctx *c = user;
-    cxm_keyreader r;
-    cxm_keyreader_init(&r, key, klen);
     int64_t at;
-    cxm_keyread_skip_bytes(&r);
-    if (cxm_keyread_i64(&r, &at) != 0)
+    if (cust_key_read(key, klen, NULL, &at, NULL) != 0)
         return CXM_ECORRUPT;
     if (at > c->at)
         return 0;
     if (at > c->h->last_ms)
         c->h->last_ms = at;
-    if (c->window > 0 && at > c->at - c->window) {
-        c->h->in_window++;
-        if (at < c->h->oldest_in_window)
-            c->h->oldest_in_window = at;
-    }
-    return 0;
+    return c->window > 0 && at > c->at - c->window ? hist_keep(c, at) : 0;
+}
+
+static int cmp_i64(const void *x, const void *y)
+{
+    int64_t a = *(const int64_t *)x, b = *(const int64_t *)y;
+    return (a > b) - (a < b);
 }
 
 static int id_prefix(fkey *k, const char *id)
@@ -422,16 +463,21 @@ int fdb_history_get(cxm_txn *t, fdb *db, cxm_arena *a, const char *customer_id, 
         rc = fdb_group(t, db, a, root, &ids, &n);
     if (rc != 0)
         return rc;
-    fdb_history h = {.last_ms = INT64_MIN, .oldest_in_window = INT64_MAX};
-    hist_ctx c = {at, window_ms, &h};
+    fdb_history h = {.last_ms = INT64_MIN};
+    hist_ctx c = {.at = at, .window = window_ms, .h = &h, .a = a};
     for (size_t i = 0; i < n && rc == 0; i++) {
         fkey k;
         if ((rc = id_prefix(&k, ids[i])) == 0)
             rc = cxm_txn_scan_prefix(t, db->cust, k.b, k.n, false, hist_one, &c);
     }
-    if (rc == 0)
-        *out = h;
-    return rc;
+    if (rc != 0)
+        return rc;
+    /* One id's answers come in time order, a merge group's interleave. */
+    if (h.in_window > 1)
+        qsort(c.times, h.in_window, sizeof *c.times, cmp_i64);
+    h.window_ms = c.times;
+    *out = h;
+    return 0;
 }
 
 /* ---- replicas ---- */
@@ -651,11 +697,27 @@ static uint32_t src_id(void *src, const char *name)
     return fdb_dict_id(s->t, s->db, name, &id) == 0 ? id : 0;
 }
 
+/* The record's customer, else the root it was merged into. */
 static bool src_in_segment(void *src, uint64_t customer)
 {
     src_state *s = src;
     bool in = false;
-    return fdb_in_segment(s->t, s->db, s->segment, customer, &in) == 0 && in;
+    if (fdb_in_segment(s->t, s->db, s->segment, customer, &in) != 0 || in)
+        return in;
+    uint8_t k[8];
+    put_u64(k, customer);
+    const void *v;
+    size_t len;
+    char id[CXM_KEY_MAX + 1]; /* a copy on the stack: no arena growth per record */
+    const char *root;
+    if (cxm_txn_get_ref(s->t, s->db->hash, k, sizeof k, &v, &len) != 0 || len > CXM_KEY_MAX)
+        return false;
+    memcpy(id, v, len);
+    id[len] = 0;
+    /* fdb_root allocates only for a merged customer. */
+    if (fdb_root(s->t, s->db, s->a, id, &root) != 0 || strcmp(root, id) == 0)
+        return false;
+    return fdb_in_segment(s->t, s->db, s->segment, cxm_hash(0, root, strlen(root)), &in) == 0 && in;
 }
 
 int fdb_src(cxm_txn *t, fdb *db, cxm_arena *a, const char *segment_id, fan_src *out)
@@ -676,96 +738,82 @@ int fdb_src(cxm_txn *t, fdb *db, cxm_arena *a, const char *segment_id, fan_src *
 
 /* ---- erasure ---- */
 
-typedef struct erase_ctx {
+/* Keys (or ids) copied out of a scan, to delete once the scan is over. */
+typedef struct keylist {
     cxm_arena *a;
-    char **rids;
+    char **v;
+    size_t *len;
     size_t n, cap;
-} erase_ctx;
+} keylist;
 
-/* Collect response ids first: rows are deleted after the scan. */
+static int keylist_push(keylist *l, const void *p, size_t len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 32;
+        char **v = cxm_arena_alloc(l->a, cap * sizeof *v);
+        size_t *ln = cxm_arena_alloc(l->a, cap * sizeof *ln);
+        if (!v || !ln)
+            return CXM_ENOMEM;
+        if (l->n) {
+            memcpy(v, l->v, l->n * sizeof *v);
+            memcpy(ln, l->len, l->n * sizeof *ln);
+        }
+        l->v = v, l->len = ln, l->cap = cap;
+    }
+    if (!(l->v[l->n] = cxm_arena_strndup(l->a, p, len)))
+        return CXM_ENOMEM;
+    l->len[l->n++] = len;
+    return 0;
+}
+
+/* The response id of each fb_cust key. */
 static int collect_rid(const void *key, size_t klen, const void *val, size_t vlen, void *user)
 {
     (void)val;
     (void)vlen;
-    erase_ctx *e = user;
-    cxm_keyreader r;
-    cxm_keyreader_init(&r, key, klen);
+    keylist *l = user;
     int64_t at;
     char *rid;
-    cxm_keyread_skip_bytes(&r);
-    cxm_keyread_i64(&r, &at);
-    int rc = cxm_keyread_bytes_arena(&r, e->a, &rid, NULL);
-    if (rc != 0)
-        return rc;
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? 2 * e->cap : 64;
-        char **v = cxm_arena_alloc(e->a, cap * sizeof *v);
-        if (!v)
-            return CXM_ENOMEM;
-        if (e->n)
-            memcpy(v, e->rids, e->n * sizeof *v);
-        e->rids = v;
-        e->cap = cap;
-    }
-    e->rids[e->n++] = rid;
-    return 0;
+    int rc = cust_key_read(key, klen, l->a, &at, &rid);
+    return rc ? rc : keylist_push(l, rid, strlen(rid));
 }
 
-/* Delete every key with the prefix of id in dbi; counts them. */
-static int del_prefix(cxm_txn *t, MDB_dbi dbi, cxm_arena *a, const char *id, uint64_t *count,
-                      char ***keys_out, size_t **lens_out, size_t *nkeys)
+static int collect_key(const void *key, size_t klen, const void *val, size_t vlen, void *user)
 {
+    (void)val;
+    (void)vlen;
+    return keylist_push(user, key, klen);
+}
+
+/* Delete every key of dbi that starts with id's string field, counting
+ * them; the deleted keys are left in *keys (may be NULL). */
+static int del_prefix(cxm_txn *t, MDB_dbi dbi, cxm_arena *a, const char *id, uint64_t *count,
+                      keylist *keys)
+{
+    keylist l = {.a = a};
     fkey k;
     int rc = id_prefix(&k, id);
-    cxm_iter it;
     if (rc == 0)
-        rc = cxm_iter_prefix(t, dbi, k.b, k.n, false, &it);
+        rc = cxm_txn_scan_prefix(t, dbi, k.b, k.n, false, collect_key, &l);
+    for (size_t i = 0; i < l.n && rc == 0; i++)
+        rc = cxm_txn_del(t, dbi, l.v[i], l.len[i]);
     if (rc != 0)
         return rc;
-    size_t n = 0, cap = 16;
-    char **keys = cxm_arena_alloc(a, cap * sizeof *keys);
-    size_t *lens = cxm_arena_alloc(a, cap * sizeof *lens);
-    while (keys && lens && (rc = cxm_iter_next(&it)) == 0) {
-        if (n == cap) {
-            char **nk = cxm_arena_alloc(a, 2 * cap * sizeof *nk);
-            size_t *nl = cxm_arena_alloc(a, 2 * cap * sizeof *nl);
-            if (!nk || !nl) {
-                keys = NULL;
-                break;
-            }
-            memcpy(nk, keys, n * sizeof *nk);
-            memcpy(nl, lens, n * sizeof *nl);
-            keys = nk, lens = nl, cap *= 2;
-        }
-        if (!(keys[n] = cxm_arena_strndup(a, it.key, it.klen)))
-            break;
-        lens[n++] = it.klen;
-    }
-    cxm_iter_close(&it);
-    if (!keys || !lens || (rc != CXM_ENOTFOUND && rc != 0) || (n && !keys[n - 1]))
-        return rc && rc != CXM_ENOTFOUND ? rc : CXM_ENOMEM;
-    for (size_t i = 0; i < n; i++)
-        if ((rc = cxm_txn_del(t, dbi, keys[i], lens[i])) != 0)
-            return rc;
-    *count += n;
-    if (keys_out) {
-        *keys_out = keys;
-        *lens_out = lens;
-        *nkeys = n;
-    }
+    *count += l.n;
+    if (keys)
+        *keys = l;
     return 0;
 }
 
 /* The segment rows of id: fb_cseg keys name the fb_seg rows to drop. */
 static int erase_segments(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uint64_t *count)
 {
-    char **keys;
-    size_t *lens, n;
-    int rc = del_prefix(t, db->cseg, a, id, count, &keys, &lens, &n);
+    keylist keys;
+    int rc = del_prefix(t, db->cseg, a, id, count, &keys);
     uint64_t h = cxm_hash(0, id, strlen(id));
-    for (size_t i = 0; i < n && rc == 0; i++) {
+    for (size_t i = 0; rc == 0 && i < keys.n; i++) {
         cxm_keyreader r;
-        cxm_keyreader_init(&r, keys[i], lens[i]);
+        cxm_keyreader_init(&r, keys.v[i], keys.len[i]);
         char *seg;
         cxm_keyread_skip_bytes(&r);
         if ((rc = cxm_keyread_bytes_arena(&r, a, &seg, NULL)) != 0)
@@ -781,22 +829,26 @@ static int erase_segments(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uin
 /* Every row of one id. */
 static int erase_one(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uint64_t *count)
 {
-    erase_ctx e = {.a = a};
+    keylist rids = {.a = a};
     fkey k;
     int rc = id_prefix(&k, id);
     if (rc == 0)
-        rc = cxm_txn_scan_prefix(t, db->cust, k.b, k.n, false, collect_rid, &e);
-    for (size_t i = 0; i < e.n && rc == 0; i++) {
-        rc = response_del(t, db, a, e.rids[i]);
+        rc = cxm_txn_scan_prefix(t, db->cust, k.b, k.n, false, collect_rid, &rids);
+    for (size_t i = 0; i < rids.n && rc == 0; i++) {
+        rc = response_del(t, db, a, rids.v[i]);
         if (rc == 0)
             ++*count;
         rc = rc == CXM_ENOTFOUND ? 0 : rc;
     }
     uint64_t index_rows = 0, replica = 0;
     if (rc == 0)
-        rc = del_prefix(t, db->cust, a, id, &index_rows, NULL, NULL, NULL);
+        rc = del_prefix(t, db->cust, a, id, &index_rows, NULL);
     if (rc == 0)
         rc = erase_segments(t, db, a, id, &replica);
+    uint8_t hk[8];
+    hash_key(hk, id);
+    if (rc == 0 && (rc = cxm_txn_del(t, db->hash, hk, sizeof hk)) == CXM_ENOTFOUND)
+        rc = 0;
     if (rc == 0 && (rc = cxm_txn_del(t, db->stage, id, strlen(id))) == 0)
         replica++;
     if (rc == CXM_ENOTFOUND)
@@ -807,7 +859,7 @@ static int erase_one(cxm_txn *t, fdb *db, cxm_arena *a, const char *id, uint64_t
         rc = fdb_merge_clear(t, db, id, target);
     uint64_t members = 0;
     if (rc == 0)
-        rc = del_prefix(t, db->members, a, id, &members, NULL, NULL, NULL);
+        rc = del_prefix(t, db->members, a, id, &members, NULL);
     *count += replica;
     return rc;
 }

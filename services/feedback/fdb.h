@@ -15,6 +15,9 @@
  *                  order; written and deleted with fagg_apply
  *   fb_cust        (customer_id, i64 at_ms, response_id) -> "": a
  *                  customer's responses, for the recontact gates and erasure
+ *   fb_hash        u64 cxm_hash(0, customer_id) BE -> customer_id: whose a
+ *                  record is (frec.customer), so the segment filter follows
+ *                  the record's customer to the one it was merged into
  *   fb_dict        "s" + name -> u32 id; "i" + u32 BE -> name
  *   fb_meta        "dict" -> u32 next dictionary id
  *   fb_stage       customer_id -> u8 JourneyStage (journey's StageChanged)
@@ -93,12 +96,12 @@ int fdb_dict_id(cxm_txn *t, fdb *db, const char *name, uint32_t *id);
 
 /* What the recontact gates need about a customer's group (root and every
  * id merged into it) at time at: the latest answer time at or before at
- * (INT64_MIN for none), how many answers fell in (at - window, at], and the
- * oldest of them (to say when the window frees up). */
+ * (INT64_MIN for none), and the answer times in (at - window, at], oldest
+ * first, in the arena (so a gate can say when the window frees up). */
 typedef struct fdb_history {
     int64_t last_ms;
     uint64_t in_window;
-    int64_t oldest_in_window;
+    const int64_t *window_ms; /* in_window times, ascending */
 } fdb_history;
 int fdb_history_get(cxm_txn *t, fdb *db, cxm_arena *a, const char *customer_id, int64_t at,
                     int64_t window_ms, fdb_history *out);
@@ -123,7 +126,9 @@ int fdb_group(cxm_txn *t, fdb *db, cxm_arena *a, const char *root, const char **
 
 /* A fan_src over the store in t; the source's memory comes from a, which
  * must live as long as the source. segment_id NULL or "" = no segment
- * filter (in_segment NULL). */
+ * filter (in_segment NULL); else a record counts when the customer it was
+ * recorded under, or the one that customer was merged into, is in the
+ * segment. */
 int fdb_src(cxm_txn *t, fdb *db, cxm_arena *a, const char *segment_id, fan_src *out);
 
 /* ---- erasure ---- */

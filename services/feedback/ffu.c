@@ -19,7 +19,6 @@
 #include "ffu.h"
 
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,7 +66,8 @@ static int key_done(cxm_key *k, fkey *out)
     return cxm_key_finish(k, &out->n);
 }
 
-static int key_id(fkey *out, const char *id)
+/* One string: an id, or the prefix of a customer's keys. */
+static int key_str(fkey *out, const char *id)
 {
     cxm_key k;
     cxm_key_init(&k, out->b, sizeof out->b);
@@ -113,14 +113,6 @@ static int key_moved(fkey *out, const char *source, const char *id)
     return key_done(&k, out);
 }
 
-static int key_cust_prefix(fkey *out, const char *customer)
-{
-    cxm_key k;
-    cxm_key_init(&k, out->b, sizeof out->b);
-    cxm_key_str(&k, customer);
-    return key_done(&k, out);
-}
-
 /* ---- summaries: what a listing filters on, stored with each index entry ---- */
 
 enum { SUM_OWNER, SUM_CUSTOMER, SUM_TOUCHPOINT, SUM_SURVEY, NSUM };
@@ -131,20 +123,6 @@ typedef struct fsum {
     const char *s[NSUM];
     size_t len[NSUM];
 } fsum;
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        p[i] = (uint8_t)v;
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | p[i];
-    return v;
-}
 
 static const char *nz(const char *s)
 {
@@ -162,8 +140,10 @@ static uint8_t *sum_pack(cxm_arena *a, const Cxm__V1__FollowUp *fu, size_t *len)
     uint8_t *b = cxm_arena_alloc(a, n), *p = b;
     if (!b)
         return NULL;
+    cxm_key k;
     *p++ = (uint8_t)fu->state;
-    put_be64(p, (uint64_t)fu->created_at_unix_ms);
+    cxm_key_init(&k, p, 8);
+    cxm_key_i64(&k, fu->created_at_unix_ms);
     p += 8;
     for (int i = 0; i < NSUM; i++) {
         size_t l = strlen(s[i]);
@@ -182,8 +162,10 @@ static int sum_read(const void *v, size_t n, fsum *out)
     const uint8_t *p = v, *end = p + n;
     if (n < 9)
         return CXM_ECORRUPT;
+    cxm_keyreader r;
     out->state = *p++;
-    out->created = (int64_t)get_be64(p);
+    cxm_keyreader_init(&r, p, 8);
+    cxm_keyread_i64(&r, &out->created);
     p += 8;
     for (int i = 0; i < NSUM; i++) {
         if (end - p < 2)
@@ -247,7 +229,7 @@ static MDB_dbi index_dbi(const ffu *f, int ix)
 static int fu_get(cxm_txn *t, ffu *f, cxm_arena *a, const char *id, Cxm__V1__FollowUp **out)
 {
     fkey k;
-    if (key_id(&k, id) != 0)
+    if (key_str(&k, id) != 0)
         return CXM_ENOTFOUND; /* too long to have been stored */
     return get_msg(t, f->byid, &k, a, &cxm__v1__follow_up__descriptor, (void **)out);
 }
@@ -276,7 +258,7 @@ static int fu_save(cxm_txn *t, ffu *f, cxm_arena *a, const Cxm__V1__FollowUp *ol
     fkey k;
     if (rc == 0 && !sum)
         rc = CXM_ENOMEM;
-    if (rc == 0 && (rc = key_id(&k, fu->follow_up_id)) == 0)
+    if (rc == 0 && (rc = key_str(&k, fu->follow_up_id)) == 0)
         rc = put_msg(t, f->byid, &k, a, &fu->base);
     for (int ix = 0; ix < NIX && rc == 0; ix++)
         if ((rc = key_index(&k, ix, fu)) == 0)
@@ -288,19 +270,19 @@ static int fu_delete(cxm_txn *t, ffu *f, const Cxm__V1__FollowUp *fu)
 {
     fkey k;
     int rc = index_del(t, f, fu);
-    if (rc == 0 && (rc = key_id(&k, fu->follow_up_id)) == 0)
+    if (rc == 0 && (rc = key_str(&k, fu->follow_up_id)) == 0)
         rc = del_quiet(t, f->byid, &k);
     return rc;
 }
 
-/* The ids of a customer's follow-ups, copied into a (the caller changes the
- * index while walking them). */
-static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char ***ids, size_t *n)
+/* The ids of the keys under prefix (each prefix | [due_at |] id), copied into
+ * a: the callers change the table while going through them. */
+static int prefix_ids(cxm_txn *t, MDB_dbi dbi, const fkey *p, bool due, cxm_arena *a, char ***ids,
+                      size_t *n)
 {
-    fkey p;
-    int rc = key_cust_prefix(&p, customer);
     cxm_iter it;
-    if (rc != 0 || (rc = cxm_iter_prefix(t, f->cust, p.b, p.n, false, &it)) != 0)
+    int rc = cxm_iter_prefix(t, dbi, p->b, p->n, false, &it);
+    if (rc != 0)
         return rc;
     size_t cap = 0;
     *ids = NULL;
@@ -317,9 +299,10 @@ static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char
             *ids = grown;
         }
         cxm_keyreader r;
-        int64_t due;
-        cxm_keyreader_init(&r, (const uint8_t *)it.key + p.n, it.klen - p.n);
-        cxm_keyread_i64(&r, &due);
+        int64_t skip;
+        cxm_keyreader_init(&r, (const uint8_t *)it.key + p->n, it.klen - p->n);
+        if (due)
+            cxm_keyread_i64(&r, &skip);
         if ((rc = cxm_keyread_bytes_arena(&r, a, &(*ids)[*n], NULL)) != 0)
             break;
         (*n)++;
@@ -328,11 +311,19 @@ static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
+/* The ids of a customer's follow-ups. */
+static int cust_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, char ***ids, size_t *n)
+{
+    fkey p;
+    int rc = key_str(&p, customer);
+    return rc ? rc : prefix_ids(t, f->cust, &p, true, a, ids, n);
+}
+
 /* The customer's follow-ups not CLOSED or DISMISSED, from the summaries. */
 static int open_count(cxm_txn *t, ffu *f, const char *customer, uint32_t *out)
 {
     fkey p;
-    int rc = key_cust_prefix(&p, customer);
+    int rc = key_str(&p, customer);
     cxm_iter it;
     if (rc != 0 || (rc = cxm_iter_prefix(t, f->cust, p.b, p.n, false, &it)) != 0)
         return rc;
@@ -425,11 +416,6 @@ static void policy_cache(ffu *f, const Cxm__V1__FollowUpPolicy *p)
     f->negative_text_score = p->negative_text_score;
     pthread_mutex_unlock(&f->mu);
 }
-
-typedef struct open_args {
-    ffu *f;
-    int rc;
-} open_args;
 
 static int load_policy_fn(cxm_txn *t, void *user)
 {
@@ -526,8 +512,11 @@ static void assign(const Cxm__V1__FollowUpPolicy *p, const ffu_response *r,
 static void derive_id(const char *response_id, unsigned salt, char out[ID_LEN + 1])
 {
     uint64_t h = cxm_hash(CXM_HASH_INIT, response_id, strlen(response_id));
-    if (salt)
-        h = cxm_hash(h, &salt, sizeof salt);
+    if (salt) {
+        char s[16];
+        int n = snprintf(s, sizeof s, "#%u", salt);
+        h = cxm_hash(h, s, (size_t)n);
+    }
     snprintf(out, ID_LEN + 1, ID_PREFIX "%016" PRIx64, h);
 }
 
@@ -553,53 +542,70 @@ static int pick_id(cxm_txn *t, ffu *f, cxm_arena *a, const char *response_id, ch
     return CXM_EINTERNAL; /* 64 collisions of a 64-bit hash: the table is corrupt */
 }
 
+/* Store and announce the new follow-up id of response r. */
+static int open_new(cxm_txn *t, ffu *f, cxm_arena *a, const Cxm__V1__FollowUpPolicy *p,
+                    const ffu_response *r, Cxm__V1__FollowUpReason reason, char *id)
+{
+    const char *owner;
+    uint32_t hours;
+    assign(p, r, reason, &owner, &hours);
+    Cxm__V1__FollowUp fu = CXM__V1__FOLLOW_UP__INIT;
+    fu.follow_up_id = id;
+    fu.customer_id = (char *)r->customer_id;
+    fu.response_id = (char *)r->response_id;
+    fu.survey_id = (char *)nz(r->survey_id);
+    fu.state = CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_OPEN;
+    fu.reason = reason;
+    fu.owner = (char *)owner;
+    fu.score = r->score;
+    fu.touchpoint = (char *)nz(r->touchpoint);
+    fu.channel = r->channel;
+    fu.created_at_unix_ms = fu.updated_at_unix_ms = r->now_ms;
+    fu.due_at_unix_ms = r->now_ms + (int64_t)hours * HOUR_MS;
+    fu.version = 1;
+    int rc = fu_save(t, f, a, NULL, &fu);
+    return rc ? rc : emit_changed(t, f, &fu, r->now_ms);
+}
+
 int ffu_on_response(cxm_txn *t, ffu *f, const ffu_response *r, cxm_arena *a,
                     const char **follow_up_id)
 {
     if (!r->response_id || !*r->response_id || !r->customer_id || !*r->customer_id)
         return CXM_EINVAL;
-    Cxm__V1__FollowUpPolicy *p = NULL;
-    int rc = policy_get(t, f, a, &p);
+    char *id = cxm_arena_alloc(a, ID_LEN + 1);
+    bool existing = false;
+    if (!id)
+        return CXM_ENOMEM;
+    int rc = pick_id(t, f, a, r->response_id, id, &existing);
     if (rc != 0)
+        return rc;
+    if (existing) { /* a response seen before keeps what it opened */
+        *follow_up_id = id;
+        return 0;
+    }
+    Cxm__V1__FollowUpPolicy *p = NULL;
+    if ((rc = policy_get(t, f, a, &p)) != 0)
         return rc;
     Cxm__V1__FollowUpReason reason = open_reason(p, r);
     if (reason == CXM__V1__FOLLOW_UP_REASON__FOLLOW_UP_REASON_UNSPECIFIED) {
         *follow_up_id = NULL;
         return 0;
     }
-    char *id = cxm_arena_alloc(a, ID_LEN + 1);
-    bool existing = false;
-    if (!id)
-        return CXM_ENOMEM;
-    if ((rc = pick_id(t, f, a, r->response_id, id, &existing)) != 0)
+    if ((rc = open_new(t, f, a, p, r, reason, id)) != 0)
         return rc;
-    if (!existing) {
-        const char *owner;
-        uint32_t hours;
-        assign(p, r, reason, &owner, &hours);
-        Cxm__V1__FollowUp fu = CXM__V1__FOLLOW_UP__INIT;
-        fu.follow_up_id = id;
-        fu.customer_id = (char *)r->customer_id;
-        fu.response_id = (char *)r->response_id;
-        fu.survey_id = (char *)nz(r->survey_id);
-        fu.state = CXM__V1__FOLLOW_UP_STATE__FOLLOW_UP_STATE_OPEN;
-        fu.reason = reason;
-        fu.owner = (char *)owner;
-        fu.score = r->score;
-        fu.touchpoint = (char *)nz(r->touchpoint);
-        fu.channel = r->channel;
-        fu.created_at_unix_ms = fu.updated_at_unix_ms = r->now_ms;
-        fu.due_at_unix_ms = r->now_ms + (int64_t)hours * HOUR_MS;
-        fu.version = 1;
-        if ((rc = fu_save(t, f, a, NULL, &fu)) != 0 ||
-            (rc = emit_changed(t, f, &fu, r->now_ms)) != 0)
-            return rc;
-    }
     *follow_up_id = id;
     return 0;
 }
 
 /* ---- erasure and merges ---- */
+
+/* The ids merges moved away from source. */
+static int moved_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *source, char ***ids, size_t *n)
+{
+    fkey p;
+    int rc = key_moved(&p, source, NULL);
+    return rc ? rc : prefix_ids(t, f->moved, &p, false, a, ids, n);
+}
 
 static int erase_customer(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer, uint64_t *records)
 {
@@ -615,21 +621,12 @@ static int erase_customer(cxm_txn *t, ffu *f, cxm_arena *a, const char *customer
             rc = CXM_ECORRUPT; /* an index entry without its follow-up */
     }
     /* The record of what merges moved away from this customer. */
-    fkey p;
-    if (rc == 0 && (rc = key_moved(&p, customer, NULL)) == 0) {
-        cxm_iter it;
-        while (rc == 0 && (rc = cxm_iter_prefix(t, f->moved, p.b, p.n, false, &it)) == 0) {
-            rc = cxm_iter_next(&it);
-            fkey k = {.n = it.klen};
-            if (rc == 0)
-                memcpy(k.b, it.key, it.klen);
-            cxm_iter_close(&it);
-            if (rc == 0)
-                rc = cxm_txn_del(t, f->moved, k.b, k.n);
+    if (rc == 0 && (rc = moved_ids(t, f, a, customer, &ids, &n)) == 0)
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            fkey k;
+            if ((rc = key_moved(&k, customer, ids[i])) == 0)
+                rc = del_quiet(t, f->moved, &k);
         }
-        if (rc == CXM_ENOTFOUND)
-            rc = 0;
-    }
     return rc;
 }
 
@@ -657,86 +654,60 @@ static int move_to(cxm_txn *t, ffu *f, cxm_arena *a, Cxm__V1__FollowUp *fu, cons
     return rc ? rc : emit_changed(t, f, fu, now);
 }
 
-int ffu_merge(cxm_txn *t, ffu *f, const char *source, const char *target)
+/* Merge: a follow-up of source goes to target, and the move is recorded. */
+static int merge_one(cxm_txn *t, ffu *f, cxm_arena *a, const char *id, const char *source,
+                     const char *target, int64_t now)
+{
+    Cxm__V1__FollowUp *fu = NULL;
+    fkey k;
+    int rc;
+    if ((rc = fu_get(t, f, a, id, &fu)) != 0 || (rc = move_to(t, f, a, fu, target, now)) != 0 ||
+        (rc = key_moved(&k, source, id)) != 0)
+        return rc;
+    return cxm_txn_put(t, f->moved, k.b, k.n, "", 0, 0);
+}
+
+/* Unmerge: a follow-up recorded as moved from source comes back when it is
+ * still target's; one a later merge moved on keeps its record for that
+ * merge's unmerge, one erased meanwhile loses it. */
+static int unmerge_one(cxm_txn *t, ffu *f, cxm_arena *a, const char *id, const char *source,
+                       const char *target, int64_t now)
+{
+    Cxm__V1__FollowUp *fu = NULL;
+    fkey k;
+    int rc = fu_get(t, f, a, id, &fu);
+    if (rc == 0 && strcmp(fu->customer_id, target) != 0)
+        return 0;
+    if (rc == 0)
+        rc = move_to(t, f, a, fu, source, now);
+    if ((rc == 0 || rc == CXM_ENOTFOUND) && (rc = key_moved(&k, source, id)) == 0)
+        rc = del_quiet(t, f->moved, &k);
+    return rc;
+}
+
+/* merge_one or unmerge_one over source's follow-ups or recorded moves. */
+static int move_all(cxm_txn *t, ffu *f, const char *source, const char *target, bool back)
 {
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
     int64_t now = cxm_svc_now_ms();
     char **ids;
     size_t n;
-    int rc = cust_ids(t, f, &a, source, &ids, &n);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        Cxm__V1__FollowUp *fu = NULL;
-        fkey k;
-        if ((rc = fu_get(t, f, &a, ids[i], &fu)) != 0 ||
-            (rc = move_to(t, f, &a, fu, target, now)) != 0 ||
-            (rc = key_moved(&k, source, ids[i])) != 0)
-            break;
-        rc = cxm_txn_put(t, f->moved, k.b, k.n, "", 0, 0);
-    }
+    int rc = back ? moved_ids(t, f, &a, source, &ids, &n) : cust_ids(t, f, &a, source, &ids, &n);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = (back ? unmerge_one : merge_one)(t, f, &a, ids[i], source, target, now);
     cxm_arena_dispose(&a);
     return rc;
 }
 
-/* The ids merges moved away from source. */
-static int moved_ids(cxm_txn *t, ffu *f, cxm_arena *a, const char *source, char ***ids, size_t *n)
+int ffu_merge(cxm_txn *t, ffu *f, const char *source, const char *target)
 {
-    fkey p;
-    int rc = key_moved(&p, source, NULL);
-    cxm_iter it;
-    if (rc != 0 || (rc = cxm_iter_prefix(t, f->moved, p.b, p.n, false, &it)) != 0)
-        return rc;
-    size_t cap = 0;
-    *ids = NULL;
-    *n = 0;
-    while ((rc = cxm_iter_next(&it)) == 0) {
-        if (*n == cap) {
-            char **grown = cxm_arena_alloc(a, (cap = cap ? cap * 2 : 8) * sizeof *grown);
-            if (!grown) {
-                rc = CXM_ENOMEM;
-                break;
-            }
-            if (*n)
-                memcpy(grown, *ids, *n * sizeof *grown);
-            *ids = grown;
-        }
-        cxm_keyreader r;
-        cxm_keyreader_init(&r, (const uint8_t *)it.key + p.n, it.klen - p.n);
-        if ((rc = cxm_keyread_bytes_arena(&r, a, &(*ids)[*n], NULL)) != 0)
-            break;
-        (*n)++;
-    }
-    cxm_iter_close(&it);
-    return rc == CXM_ENOTFOUND ? 0 : rc;
+    return move_all(t, f, source, target, false);
 }
 
 int ffu_unmerge(cxm_txn *t, ffu *f, const char *source, const char *target)
 {
-    cxm_arena a;
-    cxm_arena_init(&a, NULL, 0, 0);
-    int64_t now = cxm_svc_now_ms();
-    char **ids;
-    size_t n;
-    int rc = moved_ids(t, f, &a, source, &ids, &n);
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        Cxm__V1__FollowUp *fu = NULL;
-        fkey k;
-        rc = fu_get(t, f, &a, ids[i], &fu);
-        /* Only what is still the target's comes back; a follow-up moved on
-         * by a later merge of the target keeps its record for that one's
-         * unmerge. */
-        bool back = rc == 0 && strcmp(fu->customer_id, target) == 0;
-        if (rc == CXM_ENOTFOUND || back)
-            rc = 0;
-        if (rc != 0 || (!back && fu))
-            continue;
-        if ((back && (rc = move_to(t, f, &a, fu, source, now)) != 0) ||
-            (rc = key_moved(&k, source, ids[i])) != 0)
-            break;
-        rc = del_quiet(t, f->moved, &k);
-    }
-    cxm_arena_dispose(&a);
-    return rc;
+    return move_all(t, f, source, target, true);
 }
 
 /* ---- validation ---- */

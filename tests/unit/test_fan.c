@@ -607,6 +607,20 @@ static void test_impact(void)
     unload();
 }
 
+/* No responses: an open bucketed series has no buckets; grouped by
+ * nothing, the one group is still there. */
+static void test_empty(void)
+{
+    Cxm__V1__GetScoresRequest q = sreq(NPS, BY(NONE), BUCKET(DAY), "Europe/Berlin");
+    q.range = NULL;
+    Cxm__V1__GetScoresResponse *o = scores(&q);
+    CHECK(o && o->n_groups == 1 && o->groups[0]->n_buckets == 0 &&
+          o->groups[0]->total->responses == 0 && strcmp(o->groups[0]->key, "all") == 0);
+    q.group_by = BY(TOUCHPOINT);
+    o = scores(&q);
+    CHECK(o && o->n_groups == 0);
+}
+
 /* ---- random worlds: cells == records ----------------------------------- */
 
 static uint64_t rng = 88172645463325252ull;
@@ -740,6 +754,7 @@ int main(void)
     test_validation();
     test_gaps_hand();
     unload();
+    test_empty();
     test_impact();
     test_random();
     cxm_arena_dispose(&A);

@@ -280,8 +280,30 @@ static void test_help_and_positional(void)
     CHECK_EQ_INT(lines, 4 + NOPTS);
 }
 
+/* Two modules of one host taking the same flag: it sets both, and usage
+ * lists it once. */
+static void test_shared_name(void)
+{
+    const char *a = "", *b = "";
+    const cxm_opt o[] = {
+        {"profile-addr", CXM_OPT_STR, &a, 0, 0, "journey's"},
+        {"profile-addr", CXM_OPT_STR, &b, 0, 0, "feedback's"},
+    };
+    char *argv[] = {"prog", "--profile-addr", "h:1"};
+    char err[256];
+    CHECK_EQ_INT(cxm_opts_parse(o, 2, 3, argv, NULL, NULL, err, sizeof err), 0);
+    CHECK_EQ_STR(a, "h:1");
+    CHECK_EQ_STR(b, "h:1");
+    char buf[1024] = "";
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    cxm_opts_usage(f, "prog", "", o, 2);
+    fclose(f);
+    CHECK(strstr(buf, "journey's") && !strstr(buf, "feedback's"));
+}
+
 int main(void)
 {
+    test_shared_name();
     test_every_type();
     test_env_precedence();
     test_env_every_type();

@@ -48,12 +48,14 @@ void cxm_opt_env_name(const char *name, char *buf, size_t len);
  *                 the flag or variable and what is wrong with it.
  * Positional arguments are refused unless positional is not NULL, in which
  * case they are stored there in order (up to *npositional on entry, the count
- * on return). */
+ * on return). Options may share a name (modules of one host taking the same
+ * flag): the flag and its variable set each of them. */
 int cxm_opts_parse(const cxm_opt *opts, size_t nopts, int argc, char **argv,
                    const char **positional, size_t *npositional, char *err, size_t errlen);
 
 /* Print "usage: prog [options]" and one line per option with its flag,
- * environment variable, current (default) value and help. */
+ * environment variable, current (default) value and help; an option sharing
+ * the name of an earlier one is not printed again. */
 void cxm_opts_usage(FILE *out, const char *prog, const char *summary, const cxm_opt *opts,
                     size_t nopts);
 

@@ -9,6 +9,7 @@
  * signs. Nothing here allocates.
  */
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "cxm/err.h"
@@ -84,7 +85,7 @@ static double score(const fsent__table *t, fsent_lang lang, const char *text, si
     int64_t total = 0;
     for (int i = 0; i < c->n; i++) {
         fsent__sink s = {.w = t->w, .shift = 64 - t->bits};
-        fsent__features(t, lang, text + c->begin[i], c->end[i] - c->begin[i], &s);
+        fsent__features(t, lang, text + c->begin[i], c->end[i] - c->begin[i], i, c->n, &s);
         total += s.sum;
         c->p[i] = prob(t, t->bias + (double)t->scale * (double)s.sum);
     }
@@ -106,6 +107,7 @@ static bool mixed(const fsent__table *t, const clauses *c)
 
 typedef struct lex {
     const char *pat;
+    size_t n;
     const char *aspect;
     bool ascii; /* whole word, case-insensitive, optional plural s */
 } lex;
@@ -113,52 +115,68 @@ typedef struct lex {
 /* Longer patterns first where one contains another. Korean patterns match
  * inside words: particles and endings attach (배송이, 기다렸어요). */
 static const lex lexicon[] = {
-    {"배송", "delivery", 0},
-    {"택배", "delivery", 0},
-    {"delivery", "delivery", 1},
-    {"deliveries", "delivery", 1},
-    {"shipping", "delivery", 1},
-    {"courier", "delivery", 1},
-    {"직원", "staff", 0},
-    {"상담원", "staff", 0},
-    {"staff", "staff", 1},
-    {"employee", "staff", 1},
-    {"agent", "staff", 1},
-    {"가격", "price", 0},
-    {"요금", "price", 0},
-    {"price", "price", 1},
-    {"pricing", "price", 1},
-    {"대기", "waiting", 0},
-    {"기다", "waiting", 0},
-    {"waiting", "waiting", 1},
-    {"wait", "waiting", 1},
-    {"waited", "waiting", 1},
-    {"queue", "waiting", 1},
-    {"환불", "refund", 0},
-    {"refund", "refund", 1},
-    {"refunded", "refund", 1},
-    {"A/S", "after_sales", 0},
-    {"에이에스", "after_sales", 0},
-    {"수리", "after_sales", 0},
-    {"repair", "after_sales", 1},
-    {"warranty", "after_sales", 1},
-    {"품질", "quality", 0},
-    {"불량", "quality", 0},
-    {"quality", "quality", 1},
-    {"defective", "quality", 1},
-    {"앱", "app", 0},
-    {"어플", "app", 0},
-    {"app", "app", 1},
-    {"웹사이트", "website", 0},
-    {"홈페이지", "website", 0},
-    {"website", "website", 1},
-    {"web site", "website", 1},
-    {"site", "website", 1},
-    {"매장", "store", 0},
-    {"지점", "store", 0},
-    {"store", "store", 1},
-    {"shop", "store", 1},
+    {"배송", sizeof("배송") - 1, "delivery", 0},
+    {"택배", sizeof("택배") - 1, "delivery", 0},
+    {"delivery", sizeof("delivery") - 1, "delivery", 1},
+    {"deliveries", sizeof("deliveries") - 1, "delivery", 1},
+    {"shipping", sizeof("shipping") - 1, "delivery", 1},
+    {"courier", sizeof("courier") - 1, "delivery", 1},
+    {"직원", sizeof("직원") - 1, "staff", 0},
+    {"상담원", sizeof("상담원") - 1, "staff", 0},
+    {"staff", sizeof("staff") - 1, "staff", 1},
+    {"employee", sizeof("employee") - 1, "staff", 1},
+    {"agent", sizeof("agent") - 1, "staff", 1},
+    {"가격", sizeof("가격") - 1, "price", 0},
+    {"요금", sizeof("요금") - 1, "price", 0},
+    {"price", sizeof("price") - 1, "price", 1},
+    {"pricing", sizeof("pricing") - 1, "price", 1},
+    {"대기", sizeof("대기") - 1, "waiting", 0},
+    {"기다", sizeof("기다") - 1, "waiting", 0},
+    {"waiting", sizeof("waiting") - 1, "waiting", 1},
+    {"wait", sizeof("wait") - 1, "waiting", 1},
+    {"waited", sizeof("waited") - 1, "waiting", 1},
+    {"queue", sizeof("queue") - 1, "waiting", 1},
+    {"환불", sizeof("환불") - 1, "refund", 0},
+    {"refund", sizeof("refund") - 1, "refund", 1},
+    {"refunded", sizeof("refunded") - 1, "refund", 1},
+    {"A/S", sizeof("A/S") - 1, "after_sales", 0},
+    {"에이에스", sizeof("에이에스") - 1, "after_sales", 0},
+    {"수리", sizeof("수리") - 1, "after_sales", 0},
+    {"repair", sizeof("repair") - 1, "after_sales", 1},
+    {"warranty", sizeof("warranty") - 1, "after_sales", 1},
+    {"품질", sizeof("품질") - 1, "quality", 0},
+    {"불량", sizeof("불량") - 1, "quality", 0},
+    {"quality", sizeof("quality") - 1, "quality", 1},
+    {"defective", sizeof("defective") - 1, "quality", 1},
+    {"앱", sizeof("앱") - 1, "app", 0},
+    {"어플", sizeof("어플") - 1, "app", 0},
+    {"app", sizeof("app") - 1, "app", 1},
+    {"웹사이트", sizeof("웹사이트") - 1, "website", 0},
+    {"홈페이지", sizeof("홈페이지") - 1, "website", 0},
+    {"website", sizeof("website") - 1, "website", 1},
+    {"web site", sizeof("web site") - 1, "website", 1},
+    {"site", sizeof("site") - 1, "website", 1},
+    {"매장", sizeof("매장") - 1, "store", 0},
+    {"지점", sizeof("지점") - 1, "store", 0},
+    {"store", sizeof("store") - 1, "store", 1},
+    {"shop", sizeof("shop") - 1, "store", 1},
 };
+
+/* For each first byte, the lexicon entries that may start with it, so the
+ * scan tries a handful of patterns per position, not all of them. */
+static uint64_t lex_first[256];
+static pthread_once_t lex_once = PTHREAD_ONCE_INIT;
+
+static void lex_init(void)
+{
+    _Static_assert(sizeof lexicon / sizeof lexicon[0] <= 64, "one bit per lexicon entry");
+    for (size_t j = 0; j < sizeof lexicon / sizeof lexicon[0]; j++) {
+        unsigned char c = (unsigned char)lexicon[j].pat[0];
+        lex_first[c] |= 1ull << j;
+        if (lexicon[j].ascii && c >= 'a' && c <= 'z')
+            lex_first[c - 'a' + 'A'] |= 1ull << j;
+    }
+}
 
 static bool is_alnum(unsigned char c)
 {
@@ -168,11 +186,15 @@ static bool is_alnum(unsigned char c)
 /* Length of the match of e at text[i..len), 0 if none. */
 static size_t match(const lex *e, const char *text, size_t len, size_t i)
 {
-    size_t k = strlen(e->pat);
+    size_t k = e->n;
     if (k > len - i)
         return 0;
-    if (!e->ascii)
+    if (!e->ascii) {
+        /* Hangul shares lead bytes: the second byte rules most out. */
+        if (text[i + 1] != e->pat[1])
+            return 0;
         return memcmp(text + i, e->pat, k) == 0 ? k : 0;
+    }
     if (i > 0 && is_alnum((unsigned char)text[i - 1]))
         return 0;
     for (size_t j = 0; j < k; j++)
@@ -211,12 +233,14 @@ static void add_aspect(const fsent__table *t, const clauses *c, fsent_result *ou
 static void aspects(const fsent__table *t, const clauses *c, const char *text, size_t len,
                     fsent_result *out)
 {
+    pthread_once(&lex_once, lex_init);
     for (size_t i = 0; i < len && out->naspects < FSENT_MAX_ASPECTS;) {
         size_t k = match_as(text, len, i);
         const char *name = "after_sales";
-        for (size_t j = 0; !k && j < sizeof lexicon / sizeof lexicon[0]; j++) {
-            k = match(&lexicon[j], text, len, i);
-            name = lexicon[j].aspect;
+        for (uint64_t m = lex_first[(unsigned char)text[i]]; !k && m; m &= m - 1) {
+            const lex *e = &lexicon[__builtin_ctzll(m)];
+            k = match(e, text, len, i);
+            name = e->aspect;
         }
         if (k) {
             add_aspect(t, c, out, name, i, i + k);

@@ -15,6 +15,7 @@
 #include "feedback/senti/fsent_impl.h"
 
 #define PRIME 0x100000001b3ull
+#define W FSENT__W
 
 enum { TAG_CHAR = 1, TAG_KWORD = 9, TAG_UNI = 10, TAG_BI = 12, TAG_CGRAM = 14 };
 
@@ -38,7 +39,7 @@ static inline uint64_t seed(unsigned tag)
     return 0xcbf29ce484222325ull ^ ((uint64_t)tag * 0x9e3779b97f4a7c15ull);
 }
 
-static inline void emit(fsent__sink *s, uint64_t h)
+static inline void emit1(fsent__sink *s, uint64_t h)
 {
     uint32_t i = (uint32_t)(fmix(h) >> s->shift);
     if (s->w) {
@@ -48,6 +49,13 @@ static inline void emit(fsent__sink *s, uint64_t h)
     if (s->n < s->cap)
         s->idx[s->n] = i;
     s->n++;
+}
+
+static inline void emit(fsent__sink *s, uint64_t h)
+{
+    emit1(s, h);
+    if (s->role)
+        emit1(s, h ^ s->role);
 }
 
 /* One code point from p[*i..n); malformed bytes decode as U+FFFD, one byte
@@ -80,6 +88,29 @@ static uint32_t utf8_next(const unsigned char *p, size_t n, size_t *i)
     return c;
 }
 
+/* w[0..n) equals m, ASCII letters of w compared in lower case. */
+static bool word_is(const char *w, size_t n, const fsent__word *m)
+{
+    if (m->n != n)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = w[i];
+        if (c >= 'A' && c <= 'Z')
+            c += 'a' - 'A';
+        if (c != m->s[i])
+            return false;
+    }
+    return true;
+}
+
+static bool in_list(const char *w, size_t n, const fsent__word *l, size_t nl)
+{
+    for (size_t i = 0; i < nl; i++)
+        if (word_is(w, n, &l[i]))
+            return true;
+    return false;
+}
+
 static inline bool is_space_cp(uint32_t c)
 {
     return c <= ' ' || c == 0xa0 || c == 0x3000;
@@ -87,25 +118,36 @@ static inline bool is_space_cp(uint32_t c)
 
 /* ---- Korean ---------------------------------------------------------- */
 
+#define KO_LAST 48 /* features of the current word kept for the final-word copies */
+
 typedef struct ko_state {
     const fsent__table *t;
     fsent__sink *s;
+    uint64_t last[KO_LAST]; /* the current word's n-grams */
+    uint32_t nlast;
     uint32_t win[3]; /* the last three code points kept, 0 = none */
     uint32_t run;    /* how many times win[2] repeats */
     uint64_t word;
     uint32_t wlen;
 } ko_state;
 
+static void ko_emit(ko_state *k, uint64_t h)
+{
+    emit(k->s, h);
+    if (k->nlast < KO_LAST)
+        k->last[k->nlast++] = h;
+}
+
 static void ko_grams(ko_state *k, uint32_t a, uint32_t b, uint32_t c, uint32_t cp)
 {
     if (cp != ' ')
-        emit(k->s, step(seed(TAG_CHAR), cp));
+        ko_emit(k, step(seed(TAG_CHAR), cp));
     if (c)
-        emit(k->s, step(step(seed(TAG_CHAR + 1), c), cp));
+        ko_emit(k, step(step(seed(TAG_CHAR + 1), c), cp));
     if (b && k->t->ngram_max >= 3)
-        emit(k->s, step(step(step(seed(TAG_CHAR + 2), b), c), cp));
+        ko_emit(k, step(step(step(seed(TAG_CHAR + 2), b), c), cp));
     if (a && k->t->ngram_max >= 4)
-        emit(k->s, step(step(step(step(seed(TAG_CHAR + 3), a), b), c), cp));
+        ko_emit(k, step(step(step(step(seed(TAG_CHAR + 3), a), b), c), cp));
 }
 
 /* Push one code point: spaces collapse to one, any character repeated
@@ -125,6 +167,8 @@ static void ko_push(ko_state *k, uint32_t cp)
         k->run = 1;
     }
     uint32_t a = k->win[0], b = k->win[1], c = k->win[2];
+    if (c == ' ' && cp != ' ')
+        k->nlast = 0; /* a new word starts */
     k->win[0] = b;
     k->win[1] = c;
     k->win[2] = cp;
@@ -140,13 +184,23 @@ static void ko_push(ko_state *k, uint32_t cp)
     }
 }
 
-static void ko_features(const fsent__table *t, const char *text, size_t len, fsent__sink *s)
+static void ko_features(const fsent__table *t, const char *text, size_t len, bool final,
+                        fsent__sink *s)
 {
     ko_state k = {.t = t, .s = s, .win = {0, 0, ' '}, .run = 1, .word = seed(TAG_KWORD)};
     const unsigned char *p = (const unsigned char *)text;
     for (size_t i = 0; i < len;)
         ko_push(&k, utf8_next(p, len, &i));
     ko_push(&k, ' ');
+    if (!final)
+        return;
+    /* The last word's n-grams again, tagged: the sentence-final predicate
+     * (좋아요, 별로예요, 재미없다) carries the verdict in Korean. */
+    uint64_t role = s->role;
+    s->role = 0;
+    for (uint32_t i = 0; i < k.nlast; i++)
+        emit(s, k.last[i] ^ 0x2545f4914f6cdd1dull);
+    s->role = role;
 }
 
 /* ---- English --------------------------------------------------------- */
@@ -165,16 +219,15 @@ typedef struct en_state {
     size_t wfull; /* the word's length, including what w could not keep */
 } en_state;
 
-static const char *const negators[] = {"not",    "no",      "never", "nothing", "nobody",
-                                       "none",   "neither", "nor",   "without", "hardly",
-                                       "cannot", "nowhere", "barely"};
+static const fsent__word negators[] = {
+    W("not"), W("no"),      W("never"),  W("nothing"), W("nobody"),  W("none"),  W("neither"),
+    W("nor"), W("without"), W("hardly"), W("cannot"),  W("nowhere"), W("barely")};
+
+static bool in_list(const char *w, size_t n, const fsent__word *l, size_t nl);
 
 static bool en_is_negator(const char *w, size_t n)
 {
-    for (size_t i = 0; i < sizeof negators / sizeof negators[0]; i++)
-        if (strlen(negators[i]) == n && memcmp(negators[i], w, n) == 0)
-            return true;
-    return false;
+    return in_list(w, n, negators, sizeof negators / sizeof negators[0]);
 }
 
 static uint64_t en_hash(const char *w, size_t n)
@@ -223,12 +276,11 @@ static void en_word_token(en_state *e, const char *w, size_t n)
     en_token(e, en_hash(w, n), w, n);
 }
 
-static bool in_list(const char *w, size_t n, const char *const *l, size_t nl);
-
 /* Negated contractions written without their apostrophe. */
-static const char *const bare_nt[] = {"dont",   "cant",  "wont",   "isnt",    "didnt",   "doesnt",
-                                      "wasnt",  "arent", "werent", "couldnt", "wouldnt", "shouldnt",
-                                      "havent", "hasnt", "hadnt",  "aint"};
+static const fsent__word bare_nt[] = {W("dont"),   W("cant"),    W("wont"),    W("isnt"),
+                                      W("didnt"),  W("doesnt"),  W("wasnt"),   W("arent"),
+                                      W("werent"), W("couldnt"), W("wouldnt"), W("shouldnt"),
+                                      W("havent"), W("hasnt"),   W("hadnt"),   W("aint")};
 
 /* Contractions become the tokens SST-2 and most tokenisers use: don't ->
  * do + not, it's -> it + 's; dont, cant, isnt ... the same without the
@@ -275,17 +327,15 @@ static void en_add_byte(en_state *e, char c)
 /* Emoticons kept as tokens; returns the bytes consumed, 0 if none. */
 static size_t en_emoticon(en_state *e, const char *p, size_t n)
 {
-    static const char *const emo[] = {":-)", ":-(", ":)", ":(", ":d", ":p", ";)", "^^", "<3", ":/"};
+    static const fsent__word emo[] = {W(":-)"), W(":-("), W(":)"), W(":("), W(":d"),
+                                      W(":p"),  W(";)"),  W("^^"), W("<3"), W(":/")};
+    if (*p != ':' && *p != ';' && *p != '^' && *p != '<')
+        return 0;
     for (size_t i = 0; i < sizeof emo / sizeof emo[0]; i++) {
-        size_t k = strlen(emo[i]);
-        if (k > n)
-            continue;
-        size_t j = 0;
-        while (j < k && (p[j] | (p[j] >= 'A' && p[j] <= 'Z' ? 0x20 : 0)) == emo[i][j])
-            j++;
-        if (j == k) {
+        size_t k = emo[i].n;
+        if (k <= n && word_is(p, k, &emo[i])) {
             en_flush(e);
-            en_word_token(e, emo[i], k);
+            en_word_token(e, emo[i].s, k);
             return k;
         }
     }
@@ -345,51 +395,33 @@ static void en_features(const fsent__table *t, const char *text, size_t len, fse
     en_flush(&e);
 }
 
-void fsent__features(const fsent__table *t, fsent_lang lang, const char *text, size_t len,
-                     fsent__sink *s)
+void fsent__features(const fsent__table *t, fsent_lang lang, const char *text, size_t len, int i,
+                     int nc, fsent__sink *s)
 {
+    s->role = (t->flags & FSENT__F_ROLES) && i < nc - 1 ? 0x9e3779b97f4a7c15ull : 0;
     if (lang == FSENT_LANG_KO)
-        ko_features(t, text, len, s);
+        ko_features(t, text, len, (t->flags & FSENT__F_FINAL) && i == nc - 1, s);
     else
         en_features(t, text, len, s);
 }
 
 /* ---- clauses --------------------------------------------------------- */
 
-static const char *const ko_before[] = {"하지만",   "그런데", "그러나", "근데",
-                                        "그렇지만", "그치만", "반면",   "반면에"};
-static const char *const ko_after[] = {"는데", "은데", "지만"};
-static const char *const en_before[] = {"but", "however", "although",    "though",
-                                        "yet", "whereas", "nevertheless"};
+static const fsent__word ko_before[] = {W("하지만"),   W("그런데"), W("그러나"), W("근데"),
+                                        W("그렇지만"), W("그치만"), W("반면"),   W("반면에")};
+static const fsent__word ko_after[] = {W("는데"), W("은데"), W("지만")};
+static const fsent__word en_before[] = {W("but"), W("however"), W("although"),    W("though"),
+                                        W("yet"), W("whereas"), W("nevertheless")};
 
-static bool word_is(const char *w, size_t n, const char *m)
-{
-    size_t k = strlen(m);
-    if (k != n)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = w[i];
-        if (c >= 'A' && c <= 'Z')
-            c += 'a' - 'A';
-        if (c != m[i])
-            return false;
-    }
-    return true;
-}
-
-static bool in_list(const char *w, size_t n, const char *const *l, size_t nl)
-{
-    for (size_t i = 0; i < nl; i++)
-        if (word_is(w, n, l[i]))
-            return true;
-    return false;
-}
-
-static bool ends_with_any(const char *w, size_t n, const char *const *l, size_t nl)
+static bool ends_with_any(const char *w, size_t n, const fsent__word *l, size_t nl)
 {
     for (size_t i = 0; i < nl; i++) {
-        size_t k = strlen(l[i]);
-        if (n > k && memcmp(w + n - k, l[i], k) == 0)
+        size_t k = l[i].n, j = 0;
+        if (n <= k)
+            continue;
+        while (j < k && w[n - k + j] == l[i].s[j])
+            j++;
+        if (j == k)
             return true;
     }
     return false;

@@ -29,7 +29,9 @@
 #define FSENT__F_WORDS 1u   /* ko: whole words; en: word unigrams */
 #define FSENT__F_BIGRAMS 2u /* en: word bigrams */
 #define FSENT__F_CHARS 4u   /* en: character n-grams inside words */
-#define FSENT__F_ALL 7u
+#define FSENT__F_ROLES 8u   /* a clause before a contrast also gets role-tagged copies */
+#define FSENT__F_FINAL 16u  /* ko: the text's last word also gets tagged copies */
+#define FSENT__F_ALL 31u
 
 /* One language's linear model: z = bias + scale * sum(w[feature]), and the
  * calibration P(positive) = sigmoid(platt_a * z + platt_b). */
@@ -49,20 +51,34 @@ struct fsent_model {
     void *owned;       /* the file's bytes when loaded, else NULL */
 };
 
+/* A word of a fixed list, with its length (lists are scanned per word). */
+typedef struct fsent__word {
+    const char *s;
+    size_t n;
+} fsent__word;
+#define FSENT__W(lit)                                                                              \
+    {                                                                                              \
+        lit, sizeof(lit) - 1                                                                       \
+    }
+
 /* Where features go: summed into sum against w, or (w NULL) their indices
  * collected into idx while n < cap (n still counts the overflow). */
 typedef struct fsent__sink {
     const int8_t *w;
     uint32_t shift; /* 64 - bits: an index is the hash's top bits */
+    uint64_t role;  /* non-zero: every feature also emitted xor role */
     int64_t sum;
     uint32_t *idx;
     size_t n, cap;
 } fsent__sink;
 
-/* The features of text[0..len) (one clause, or a whole text) in language
- * lang (FSENT_LANG_KO or FSENT_LANG_EN) under table t's settings. */
-void fsent__features(const fsent__table *t, fsent_lang lang, const char *text, size_t len,
-                     fsent__sink *s);
+/* The features of clause i of nc, text[0..len), in language lang
+ * (FSENT_LANG_KO or FSENT_LANG_EN) under table t's settings. A clause
+ * before a contrast (i < nc - 1) and the last clause's final word are
+ * marked when t's flags ask: "good, but ..." weighs differently from
+ * "good", and a Korean text's sentence-final predicate decides much. */
+void fsent__features(const fsent__table *t, fsent_lang lang, const char *text, size_t len, int i,
+                     int nc, fsent__sink *s);
 
 /* Clause boundaries of text[0..len): fills begin[i], end[i] of at most
  * FSENT__MAX_CLAUSES clauses covering the text in order; returns the count

@@ -37,12 +37,17 @@ typedef struct opts {
     int epochs;
     bool select;
     uint32_t ko_bits, en_bits;
+    const char *config; /* "ngram_max:flags:l2:nb", one configuration to try */
+    const char *ko_lex, *en_lex;
+    int lex_repeat; /* each lexicon row is trained on this many times an epoch */
 } opts;
 
 /* One configuration tried: the table's feature settings and the L2. */
 typedef struct config {
     uint32_t ngram_max, flags;
     double l2;
+    bool nb;         /* scale features by their naive Bayes log-count ratio */
+    uint32_t min_df; /* features in fewer training rows are left out (weight 0) */
 } config;
 
 /* The features of every row, compressed-row style. */
@@ -85,7 +90,7 @@ static size_t doc_features(const fsent__table *t, fsent_lang lang, const char *t
     for (int i = 0; i < nc; i++) {
         size_t at = total < cap ? total : cap;
         fsent__sink s = {.shift = 64 - t->bits, .idx = idx + at, .cap = cap - at};
-        fsent__features(t, lang, text + b[i], e[i] - b[i], &s);
+        fsent__features(t, lang, text + b[i], e[i] - b[i], i, nc, &s);
         total += s.n;
     }
     return total < cap ? total : cap;
@@ -127,7 +132,7 @@ static void feats_free(feats *F)
 
 /* Logistic regression, AdaGrad with L2 on the features a row touches. */
 static void fit(const feats *F, const uint8_t *y, const split *sp, const config *cf, int epochs,
-                uint64_t seed, float *w, float *g2, size_t dim, double *bias)
+                uint64_t seed, const float *r, float *w, float *g2, size_t dim, double *bias)
 {
     const double lr = 0.2;
     memset(w, 0, dim * sizeof *w);
@@ -143,10 +148,10 @@ static void fit(const feats *F, const uint8_t *y, const split *sp, const config 
             const uint32_t *f = F->f + F->off[d], *fe = F->f + F->off[d + 1];
             double z = b;
             for (const uint32_t *q = f; q < fe; q++)
-                z += w[*q];
-            double g = 1.0 / (1.0 + exp(-z)) - y[d];
+                z += w[*q] * r[*q];
+            double g = 1.0 / (1.0 + exp(-z)) - (y[d] == 2 ? 0.5 : y[d]);
             for (const uint32_t *q = f; q < fe; q++) {
-                double gi = g + cf->l2 * w[*q];
+                double gi = g * r[*q] + cf->l2 * w[*q];
                 g2[*q] += (float)(gi * gi);
                 w[*q] -= (float)(lr * gi / sqrt(g2[*q]));
             }
@@ -155,7 +160,53 @@ static void fit(const feats *F, const uint8_t *y, const split *sp, const config 
         }
     }
     *bias = b;
+    for (size_t i = 0; i < dim; i++)
+        w[i] *= r[i];
     free(order);
+}
+
+/* Features (hash buckets) in fewer than min_df training rows get ratio 0:
+ * a bigram seen once or twice in movie phrases is noise elsewhere. */
+static void min_df_mask(const feats *F, const split *sp, uint32_t min_df, float *r, size_t dim)
+{
+    uint32_t *df = calloc(dim, sizeof *df);
+    for (size_t k = 0; k < sp->ntr; k++) {
+        uint32_t d = sp->tr[k];
+        for (uint64_t i = F->off[d]; i < F->off[d + 1]; i++)
+            df[F->f[i]] += df[F->f[i]] < min_df;
+    }
+    for (size_t i = 0; i < dim; i++)
+        if (df[i] < min_df)
+            r[i] = 0;
+    free(df);
+}
+
+/* NBSVM's log-count ratios over the training rows (Wang and Manning 2012):
+ * a feature seen mostly in positive rows starts with a large positive
+ * scale, so the regression needs smaller (more regularised) weights for it.
+ * Without nb, every ratio is 1. */
+static void nb_ratios(const feats *F, const uint8_t *y, const split *sp, const config *cf, float *r,
+                      size_t dim)
+{
+    for (size_t i = 0; i < dim; i++)
+        r[i] = 1;
+    if (cf->min_df > 1)
+        min_df_mask(F, sp, cf->min_df, r, dim);
+    if (!cf->nb)
+        return;
+    double *pc = calloc(2 * dim, sizeof *pc), sp_ = 0, sn = 0;
+    for (size_t k = 0; k < sp->ntr; k++) {
+        uint32_t d = sp->tr[k];
+        for (uint64_t i = F->off[d]; i < F->off[d + 1] && y[d] < 2; i++)
+            pc[2 * F->f[i] + y[d]] += 1;
+    }
+    for (size_t i = 0; i < dim; i++) {
+        pc[2 * i] += 1, pc[2 * i + 1] += 1;
+        sn += pc[2 * i], sp_ += pc[2 * i + 1];
+    }
+    for (size_t i = 0; i < dim; i++)
+        r[i] *= (float)fabs(log((pc[2 * i + 1] / sp_) / (pc[2 * i] / sn)));
+    free(pc);
 }
 
 /* int8 with one scale: the largest weight maps to 127. */
@@ -287,14 +338,19 @@ static void calibrate(fsent__table *t, const feats *F, const uint8_t *y, const s
     free(yv);
 }
 
-static void make_split(size_t n, uint64_t seed, split *sp)
+/* Validation: 10% of the corpus rows [0, n). Training: the rest, and the
+ * lexicon rows [n, n + nlex), each repeat times. */
+static void make_split(size_t n, size_t nlex, int repeat, uint64_t seed, split *sp)
 {
-    uint32_t *all = malloc(n * sizeof *all);
+    size_t extra = nlex * (size_t)repeat;
+    uint32_t *all = malloc((n + extra) * sizeof *all);
     for (size_t i = 0; i < n; i++)
         all[i] = (uint32_t)i;
     shuffle(all, n, &seed);
+    for (size_t i = 0; i < extra; i++)
+        all[n + i] = (uint32_t)(n + i % nlex);
     sp->nva = n / 10;
-    sp->ntr = n - sp->nva;
+    sp->ntr = n + extra - sp->nva;
     sp->va = all;
     sp->tr = all + sp->nva;
 }
@@ -302,28 +358,62 @@ static void make_split(size_t n, uint64_t seed, split *sp)
 /* The candidates --select tries; the first is the default without it. */
 static size_t configs(fsent_lang lang, bool select, config *c)
 {
-    static const double l2s[] = {1e-5, 1e-6, 1e-4};
+    static const double l2s[] = {1e-5, 1e-4};
     size_t n = 0;
-    int nl2 = select ? 3 : 1;
-    if (lang == FSENT_LANG_KO) {
-        for (uint32_t g = 3; g <= (select ? 4u : 3u); g++)
-            for (int i = 0; i < nl2; i++)
-                c[n++] = (config){g, FSENT__F_WORDS, l2s[i]};
-    } else {
-        for (int ch = 0; ch <= (select ? 1 : 0); ch++)
-            for (int i = 0; i < nl2; i++)
-                c[n++] =
-                    (config){ch ? 5 : 0,
-                             FSENT__F_WORDS | FSENT__F_BIGRAMS | (ch ? FSENT__F_CHARS : 0), l2s[i]};
-    }
+    int nl2 = select ? 2 : 1, nnb = select ? 2 : 1;
+    for (int nb = 0; nb < nnb; nb++)
+        for (int v = 0; v < (select ? 2 : 1); v++)
+            for (int i = 0; i < nl2; i++) {
+                if (lang == FSENT_LANG_KO)
+                    c[n++] = (config){3 + v, FSENT__F_WORDS, l2s[i], !nb};
+                else
+                    c[n++] = (config){v ? 5 : 0,
+                                      FSENT__F_WORDS | FSENT__F_BIGRAMS | (v ? FSENT__F_CHARS : 0),
+                                      l2s[i], !nb};
+            }
     return n;
 }
 
 typedef struct lang_job {
     fsent_lang lang;
-    const char *path;
+    const char *path, *lexicon;
     uint32_t bits;
 } lang_job;
+
+/* Append the lexicon's rows to the corpus (after its own rows). */
+static int add_lexicon(tsv_corpus *c, const char *path)
+{
+    char err[256];
+    tsv_corpus lx;
+    size_t skipped;
+    int rc = tsv_read(path, 0, &lx, &skipped, err);
+    if (rc) {
+        fprintf(stderr, "cxm-senti-train: %s\n", err);
+        return rc;
+    }
+    size_t tl = c->off[c->n], ll = lx.off[lx.n];
+    uint8_t *y = realloc(c->y, c->n + lx.n);
+    if (y)
+        c->y = y;
+    uint64_t *off = realloc(c->off, (c->n + lx.n + 1) * sizeof *off);
+    if (off)
+        c->off = off;
+    char *text = realloc(c->text, tl + ll + 1);
+    if (text)
+        c->text = text;
+    if (!y || !off || !text) {
+        tsv_free(&lx);
+        return CXM_ENOMEM;
+    }
+    memcpy(c->y + c->n, lx.y, lx.n);
+    for (size_t i = 0; i <= lx.n; i++)
+        c->off[c->n + i] = tl + lx.off[i];
+    memcpy(c->text + tl, lx.text, ll);
+    c->n += lx.n;
+    printf("  lexicon: %zu rows from %s\n", lx.n, path);
+    tsv_free(&lx);
+    return 0;
+}
 
 /* Train one language into t (its weights malloc'd into *wout). */
 static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t **wout)
@@ -338,13 +428,25 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
     }
     printf("%s: %zu rows (%zu skipped) from %s\n", j->lang == FSENT_LANG_KO ? "ko" : "en", c.n,
            skipped, j->path);
+    size_t ncorpus = c.n;
+    if (j->lexicon && (rc = add_lexicon(&c, j->lexicon)) != 0)
+        return rc;
     size_t dim = (size_t)1 << j->bits;
-    float *w = malloc(dim * sizeof *w), *g2 = malloc(dim * sizeof *g2);
+    float *w = malloc(dim * sizeof *w), *g2 = malloc(dim * sizeof *g2),
+          *r = malloc(dim * sizeof *r);
     int8_t *q = malloc(dim), *best = malloc(dim);
     split sp;
-    make_split(c.n, o->seed, &sp);
+    make_split(ncorpus, c.n - ncorpus, o->lex_repeat, o->seed, &sp);
     config cf[16];
     size_t ncf = configs(j->lang, o->select, cf);
+    if (o->config) {
+        unsigned g, fl, nb, mdf = 1;
+        double l2;
+        if (sscanf(o->config, "%u:%u:%lf:%u:%u", &g, &fl, &l2, &nb, &mdf) < 4)
+            return CXM_EINVAL;
+        cf[0] = (config){g, fl, l2, nb != 0, mdf};
+        ncf = 1;
+    }
     double best_acc = -1;
     feats F = {0};
     uint32_t fkey = ~0u;
@@ -361,12 +463,23 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
             fkey = cf[i].ngram_max << 8 | cf[i].flags;
         }
         double b;
-        fit(&F, c.y, &sp, &cf[i], o->epochs, o->seed, w, g2, dim, &b);
+        nb_ratios(&F, c.y, &sp, &cf[i], r, dim);
+        fit(&F, c.y, &sp, &cf[i], o->epochs, o->seed, r, w, g2, dim, &b);
         cand.bias = (float)b;
         cand.scale = quantize(w, dim, q);
         double acc = accuracy(&cand, &F, c.y, sp.va, sp.nva);
-        printf("  ngram_max=%u flags=%u l2=%g: validation accuracy %.4f (%.1f features/row)\n",
-               cf[i].ngram_max, cf[i].flags, cf[i].l2, acc, (double)F.off[F.n] / F.n);
+        size_t okf = 0;
+        for (size_t k = 0; k < sp.nva; k++) {
+            uint32_t d = sp.va[k];
+            double z = b;
+            for (uint64_t x = F.off[d]; x < F.off[d + 1]; x++)
+                z += w[F.f[x]];
+            okf += (z >= 0) == (c.y[d] == 1);
+        }
+        printf("  float accuracy %.4f scale %g\n", (double)okf / sp.nva, cand.scale);
+        printf(
+            "  ngram_max=%u flags=%u l2=%g nb=%d: validation accuracy %.4f (%.1f features/row)\n",
+            cf[i].ngram_max, cf[i].flags, cf[i].l2, cf[i].nb, acc, (double)F.off[F.n] / F.n);
         if (acc > best_acc) {
             best_acc = acc;
             *t = cand;
@@ -388,6 +501,7 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
     free(sp.va);
     free(w);
     free(g2);
+    free(r);
     free(q);
     tsv_free(&c);
     return 0;
@@ -403,7 +517,7 @@ static int usage(void)
 
 static int parse_args(int argc, char **argv, opts *o)
 {
-    *o = (opts){.seed = 12, .epochs = 5, .ko_bits = 20, .en_bits = 19};
+    *o = (opts){.seed = 12, .epochs = 5, .ko_bits = 20, .en_bits = 19, .lex_repeat = 10};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (strcmp(a, "--select") == 0) {
@@ -419,6 +533,14 @@ static int parse_args(int argc, char **argv, opts *o)
             o->en = v;
         else if (strcmp(a, "-o") == 0)
             o->out = v;
+        else if (strcmp(a, "--ko-lexicon") == 0)
+            o->ko_lex = v;
+        else if (strcmp(a, "--en-lexicon") == 0)
+            o->en_lex = v;
+        else if (strcmp(a, "--lexicon-repeat") == 0)
+            o->lex_repeat = atoi(v);
+        else if (strcmp(a, "--config") == 0)
+            o->config = v;
         else if (strcmp(a, "--limit") == 0)
             o->limit = strtoul(v, NULL, 10);
         else if (strcmp(a, "--epochs") == 0)
@@ -434,7 +556,9 @@ static int parse_args(int argc, char **argv, opts *o)
     }
     bool bits_ok = o->ko_bits >= FSENT__MIN_BITS && o->ko_bits <= FSENT__MAX_BITS &&
                    o->en_bits >= FSENT__MIN_BITS && o->en_bits <= FSENT__MAX_BITS;
-    return (!o->out || (!o->ko && !o->en) || o->epochs < 1 || !bits_ok) ? usage() : 0;
+    return (!o->out || (!o->ko && !o->en) || o->epochs < 1 || o->lex_repeat < 0 || !bits_ok)
+               ? usage()
+               : 0;
 }
 
 int main(int argc, char **argv)
@@ -444,7 +568,8 @@ int main(int argc, char **argv)
         return 2;
     fsent__table t[2] = {0};
     int8_t *w[2] = {NULL, NULL};
-    const lang_job jobs[2] = {{FSENT_LANG_KO, o.ko, o.ko_bits}, {FSENT_LANG_EN, o.en, o.en_bits}};
+    const lang_job jobs[2] = {{FSENT_LANG_KO, o.ko, o.ko_lex, o.ko_bits},
+                              {FSENT_LANG_EN, o.en, o.en_lex, o.en_bits}};
     int rc = 0;
     for (int i = 0; i < 2 && rc == 0; i++)
         if (jobs[i].path)

@@ -53,7 +53,7 @@ int tsv_read(const char *path, size_t limit, tsv_corpus *c, size_t *skipped, cha
         size_t k = strlen(line);
         while (k && (line[k - 1] == '\n' || line[k - 1] == '\r'))
             k--;
-        if (k < 2 || (line[0] != '0' && line[0] != '1') || line[1] != '\t') {
+        if (k < 2 || line[0] < '0' || line[0] > '2' || line[1] != '\t') {
             (*skipped)++;
             continue;
         }
