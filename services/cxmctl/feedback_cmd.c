@@ -506,7 +506,7 @@ static void submit_summary(const ctl *c, const submit_import *im, double secs)
            im->sent, im->ok, im->failed, secs, rate);
     for (int st = 1; st <= GRPC_STATUS_UNAUTHENTICATED; st++)
         if (im->by_status[st])
-            printf("  status %d: %" PRIu64 "\n", st, im->by_status[st]);
+            printf("  %s: %" PRIu64 "\n", cxm_status_name((grpc_status_code)st), im->by_status[st]);
 }
 
 static int submit_file(ctl *c, submit_flags *f)
