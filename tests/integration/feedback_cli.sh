@@ -146,6 +146,20 @@ grep -q '"event_id":"fb:r-cli-1"' "$dir/timeline" || fail "not on the timeline: 
 grep -q '"touchpoint":"checkout_page"' "$dir/timeline" || fail "wrong touchpoint: $(cat "$dir/timeline")"
 [ "$(grep -o '"event_id"' "$dir/timeline" | wc -l)" = 1 ] || fail "not once: $(cat "$dir/timeline")"
 
+# Closing the customer's follow-up brings the profile's count back to 0
+# (left out of the JSON, as every field at its default).
+"$bin/cxmctl" "${ctl[@]}" --json feedback followups --customer-id "$cid" >"$dir/out"
+fu=$(grep -o '"follow_up_id":"[^"]*"' "$dir/out" | head -1 | cut -d'"' -f4)
+[ -n "$fu" ] || fail "no follow-up of $cid: $(cat "$dir/out")"
+expect 0 'closed' "${ctl[@]}" feedback followup update "$fu" --state closed
+for _ in $(seq 200); do
+  "$bin/cxmctl" "${ctl[@]}" --json profile get "$cid" >"$dir/profile" 2>&1 || true
+  grep -q '"open_follow_ups"' "$dir/profile" || break
+  sleep 0.05
+done
+grep -q '"open_follow_ups"' "$dir/profile" && fail "the closed follow-up still counts: $(cat "$dir/profile")"
+grep -q '"last_nps":2,' "$dir/profile" || fail "last_nps lost: $(cat "$dir/profile")"
+
 expect 0 'label       negative' "${ctl[@]}" feedback sentiment "The delivery was late and the staff were rude."
 expect 0 'delivery' "${ctl[@]}" feedback sentiment "배송이 너무 늦었어요" --aspects
 expect 1 'INVALID_ARGUMENT' "${ctl[@]}" feedback sentiment "bonjour" --language fr
