@@ -583,7 +583,8 @@ static int cmd_submit(ctl *c, int argc, char **argv)
 /* --- feedback scores --- */
 
 /* The last bucket with responses against the one before it: ▲, ▼ or =
- * (within a tenth of a point); "-" with fewer than two such buckets. */
+ * (a change under 0.05, which prints as 0.0); "-" with fewer than two such
+ * buckets. */
 static const char *trend_of(const Cxm__V1__ScoreGroup *g, double *delta)
 {
     const Cxm__V1__ScoreBucket *last = NULL, *prev = NULL;
@@ -630,6 +631,18 @@ static void print_score_group(const Cxm__V1__ScoreGroup *g)
         printf("  %s %+.1f\n", trend, delta);
 }
 
+/* --bucket: week unless given (the trend needs buckets), "none" for the
+ * totals alone. */
+static int bucket_flag(const ctl *c, const cxmctl_flag *f, int *bucket)
+{
+    *bucket = CXM__V1__TIME_BUCKET__TIME_BUCKET_WEEK;
+    if (f->n && strcmp(f->v[0], "none") == 0) {
+        *bucket = 0;
+        return 0;
+    }
+    return cxmctl_enum_flag(c, f, &cxm__v1__time_bucket__descriptor, bucket);
+}
+
 static int scores_request(ctl *c, cxmctl_flag *const *fl, Cxm__V1__GetScoresRequest *req)
 {
     int kind = 0, by = 0, bucket = 0;
@@ -637,7 +650,7 @@ static int scores_request(ctl *c, cxmctl_flag *const *fl, Cxm__V1__GetScoresRequ
     if ((rc = cxmctl_require(c, fl[0])) ||
         (rc = cxmctl_enum_flag(c, fl[0], &cxm__v1__survey_kind__descriptor, &kind)) ||
         (rc = cxmctl_enum_flag(c, fl[1], &cxm__v1__score_grouping__descriptor, &by)) ||
-        (rc = cxmctl_enum_flag(c, fl[2], &cxm__v1__time_bucket__descriptor, &bucket)) ||
+        (rc = bucket_flag(c, fl[2], &bucket)) ||
         (rc = cxmctl_range_flags(c, fl[3], fl[4], false, &req->range)) ||
         (rc = cxmctl_channels_flag(c, fl[8], &req->channels, &req->n_channels)))
         return rc;
@@ -656,8 +669,8 @@ static int cmd_scores(ctl *c, int argc, char **argv)
 {
     cxmctl_flag kind = {"kind", "nps|csat|ces"},
                 by = {"by", "touchpoint|channel|stage|survey|none"},
-                bucket = {"bucket", "day|week|month"}, from = {"from", "TIME"}, to = {"to", "TIME"},
-                tz = {"tz", "ZONE"}, survey = {"survey", "ID", true},
+                bucket = {"bucket", "day|week|month|none"}, from = {"from", "TIME"},
+                to = {"to", "TIME"}, tz = {"tz", "ZONE"}, survey = {"survey", "ID", true},
                 tp = {"touchpoint", "T", true}, channel = {"channel", "CHANNEL", true},
                 segment = {"segment", "S"};
     cxmctl_flag *const flags[] = {&kind, &by,     &bucket, &from,    &to,
@@ -895,11 +908,11 @@ const cxmctl_command cxmctl_feedback_commands[] = {
      "late\" --rating checkout_page=6:3",
      cmd_submit},
     {"feedback scores",
-     "--kind nps|csat|ces [--by touchpoint|channel|stage|survey|none] [--bucket day|week|month]\n"
-     "      [--from TIME] [--to TIME] [--tz ZONE] [--survey ID]... [--touchpoint T]...\n"
-     "      [--channel CHANNEL]... [--segment S]",
+     "--kind nps|csat|ces [--by touchpoint|channel|stage|survey|none]\n"
+     "      [--bucket day|week|month|none] [--from TIME] [--to TIME] [--tz ZONE]\n"
+     "      [--survey ID]... [--touchpoint T]... [--channel CHANNEL]... [--segment S]",
      "score, responses and 95% margin per group (default by touchpoint), with the trend of the "
-     "last bucket against the one before",
+     "last bucket (default week) against the one before",
      "--kind nps --by touchpoint --bucket week --tz Asia/Seoul", cmd_scores},
     {"feedback gaps",
      "[--from TIME] [--to TIME] [--min-responses N] [--limit N] [--survey ID]...\n"

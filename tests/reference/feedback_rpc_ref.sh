@@ -43,8 +43,8 @@ check() { # NAME ZONE FROM TO
   local range=(--from "$f" --to "$t")
   "${ctl[@]}" --json feedback scores --kind nps --by touchpoint --bucket week --tz "$zone" \
     "${range[@]}" >"$out/rpc/scores_tp_week.json"
-  "${ctl[@]}" --json feedback scores --kind csat --by channel --tz "$zone" "${range[@]}" \
-    >"$out/rpc/scores_channel.json"
+  "${ctl[@]}" --json feedback scores --kind csat --by channel --bucket none --tz "$zone" \
+    "${range[@]}" >"$out/rpc/scores_channel.json"
   "${ctl[@]}" --json feedback scores --kind ces --by stage --bucket month --tz "$zone" \
     "${range[@]}" >"$out/rpc/scores_stage.json"
   "${ctl[@]}" --json feedback gaps --min-responses 30 --limit 50 "${range[@]}" >"$out/rpc/gaps.json"
