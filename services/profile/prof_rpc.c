@@ -1351,7 +1351,7 @@ int prof_feedback_event(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
         u.open_follow_ups = ev->follow_up_changed->open_follow_ups;
         return feedback_apply(t, ev, user, &u, observed);
     default:
-        return prof_erasure_completed(t, ev, user);
+        return 0; /* a type this subscription does not ask for */
     }
 }
 

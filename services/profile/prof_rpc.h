@@ -47,10 +47,10 @@ int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
  * StageChanged, which sets the customer's standard trait journey_stage. */
 int prof_journey_event(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
 
-/* Bus apply for the feedback service's events: its ErasureCompleted;
- * FeedbackReceived, which sets last_nps (and its category), last_csat or
- * last_ces when the answer is not older than the stored one; and
- * FollowUpChanged, which sets open_follow_ups. */
+/* Bus apply for the feedback service's FeedbackReceived, which sets
+ * last_nps (and its category), last_csat or last_ces when the answer is not
+ * older than the stored one, and FollowUpChanged, which sets
+ * open_follow_ups. Other events are ignored. */
 int prof_feedback_event(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
 
 extern const cxm_method prof_methods[];

@@ -132,27 +132,12 @@ static int parse_erasure(prof_module_state *st)
 
 static const char *const completed_types[] = {"ErasureCompleted"};
 static const char *const journey_types[] = {"ErasureCompleted", "StageChanged"};
-static const char *const feedback_types[] = {"ErasureCompleted", "FeedbackReceived",
-                                             "FollowUpChanged"};
+static const char *const feedback_types[] = {"FeedbackReceived", "FollowUpChanged"};
 
-/* One subscription per producer: journey's also carries the stages, and
- * feedback's the answers and follow-ups that set the standard traits it
- * owns (a deployment without them has none to hear). */
-static int subscribe(cxm_bus *bus, prof_ctx *ctx, const char *producer)
-{
-    if (strcmp(producer, "journey") == 0)
-        return cxm_bus_subscribe(bus, "profile", producer, journey_types, 2, prof_journey_event,
-                                 ctx);
-    if (strcmp(producer, "feedback") == 0)
-        return cxm_bus_subscribe(bus, "profile", producer, feedback_types, 3, prof_feedback_event,
-                                 ctx);
-    return cxm_bus_subscribe(bus, "profile", producer, completed_types, 1, prof_erasure_completed,
-                             ctx);
-}
-
-/* The producer of profile's events, and the ErasureCompleted events of each
- * erasure service. Without a bus no change could be published, and
- * subscribers would silently miss it: refuse to open. */
+/* The producer of profile's events, the ErasureCompleted events of each
+ * erasure service, and feedback's answers and follow-ups. Without a bus no
+ * change could be published, and subscribers would silently miss it: refuse
+ * to open. */
 static int open_events(cxm_store *store, prof_ctx *ctx)
 {
     cxm_bus *bus = cxm_bus_of(store);
@@ -163,8 +148,19 @@ static int open_events(cxm_store *store, prof_ctx *ctx)
         return CXM_EUNAVAIL;
     }
     int rc = cxm_bus_producer_open(bus, "profile", &ctx->events);
-    for (size_t i = 0; rc == 0 && i < ctx->nerasure_services; i++)
-        rc = subscribe(bus, ctx, ctx->erasure_services[i]);
+    for (size_t i = 0; rc == 0 && i < ctx->nerasure_services; i++) {
+        /* One subscription per producer: journey's also carries the stages
+         * (a deployment without journey has none to hear). */
+        bool j = strcmp(ctx->erasure_services[i], "journey") == 0;
+        rc = cxm_bus_subscribe(bus, "profile", ctx->erasure_services[i],
+                               j ? journey_types : completed_types, j ? 2 : 1,
+                               j ? prof_journey_event : prof_erasure_completed, ctx);
+    }
+    /* The standard traits feedback owns follow its answers and follow-ups
+     * whether or not it takes part in erasures: a subscriber of their own. */
+    if (rc == 0)
+        rc = cxm_bus_subscribe(bus, "profile-feedback", "feedback", feedback_types, 2,
+                               prof_feedback_event, ctx);
     if (rc != 0)
         cxm_log_error("profile.bus_failed", "the profile service cannot use the event bus: %s",
                       cxm_bus_last_error());

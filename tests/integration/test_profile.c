@@ -878,9 +878,11 @@ static void case_events(cxm_channel *ch, test_server *srv)
               "%s emitted %llu", st->producers[i]->producer,
               (unsigned long long)st->producers[i]->last_sequence);
     /* The erasure cascade of journey, feedback and personalisation, profile
-     * hearing their answers, and journey's own two: profile's merges and
-     * segments (journey-profile) and feedback's responses. */
-    CHECK(st->n_subscribers == 8, "%zu subscriptions", st->n_subscribers);
+     * hearing their answers, journey's own two (profile's merges and segments
+     * as journey-profile, and feedback's responses), feedback's two (profile's
+     * merges and segments as feedback-profile, journey's stages) and
+     * profile's feedback traits (profile-feedback). */
+    CHECK(st->n_subscribers == 11, "%zu subscriptions", st->n_subscribers);
     for (size_t i = 0; i < st->n_subscribers; i++) {
         const Cxm__V1__BusSubscriberStatus *s = st->subscribers[i];
         uint64_t want = strcmp(s->producer, "profile") ? 1 : seq;
