@@ -40,7 +40,11 @@ typedef struct jrn_ctx {
     cxm_svc_erasure erasure;
 } jrn_ctx;
 
-/* The bus subscriptions' apply functions (user = the jrn_ctx). */
+/* The bus subscriptions' apply functions (user = the jrn_ctx).
+ * jrn_apply_feedback counts a FeedbackReceived in its touchpoint's feedback
+ * scores and queues it on the pending queue as a "survey_response" event
+ * (event id "fb:" + response id, at the answer's time), which the pipeline
+ * stores on the customer's timeline like a tracked event. */
 int jrn_apply_profile(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
 int jrn_apply_feedback(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
 int jrn_erase(cxm_txn *t, const char *customer_id, char *const *merged, size_t nmerged,
