@@ -498,21 +498,25 @@ static void case_subscriber(const char *bin)
 
 /* ---- feedback ---- */
 
-/* What this process publishes as the feedback service. */
-typedef struct fake_feedback {
+/* This process publishes as the feedback service, on a real bus through
+ * NATS: it can send what the service itself never would on demand (an
+ * older answer after a newer one, one response twice), which is what
+ * profile and journey must absorb. The whole chain from SubmitResponse is
+ * integration.feedback_cli. */
+typedef struct feedback_producer {
     cxm_store *store;
     cxm_bus *bus;
     cxm_bus_producer *p;
     Cxm__V1__Event *ev;
-} fake_feedback;
+} feedback_producer;
 
 static int emit_job(cxm_txn *t, void *user)
 {
-    fake_feedback *f = user;
+    feedback_producer *f = user;
     return cxm_bus_emit(f->p, t, f->ev);
 }
 
-static void emit_feedback(fake_feedback *f, const char *customer, const char *response,
+static void emit_feedback(feedback_producer *f, const char *customer, const char *response,
                           Cxm__V1__SurveyKind kind, int score, int64_t at)
 {
     Cxm__V1__FeedbackReceived fr = CXM__V1__FEEDBACK_RECEIVED__INIT;
@@ -537,7 +541,7 @@ static void emit_feedback(fake_feedback *f, const char *customer, const char *re
     CHECK(cxm_store_write(f->store, emit_job, f) == 0, "emit FeedbackReceived");
 }
 
-static void emit_follow_ups(fake_feedback *f, const char *customer, uint32_t open)
+static void emit_follow_ups(feedback_producer *f, const char *customer, uint32_t open)
 {
     Cxm__V1__FollowUpChanged fc = CXM__V1__FOLLOW_UP_CHANGED__INIT;
     fc.follow_up_id = "fu-1";
@@ -605,7 +609,7 @@ static const char *prop_string(const Cxm__V1__TouchpointEvent *e, const char *ke
     return "";
 }
 
-static void check_feedback_traits(cxm_channel *ch, fake_feedback *f, const char *id)
+static void check_feedback_traits(cxm_channel *ch, feedback_producer *f, const char *id)
 {
     emit_feedback(f, id, "r1", CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS, 3, 2000000);
     emit_feedback(f, id, "r0", CXM__V1__SURVEY_KIND__SURVEY_KIND_NPS, 10, 1000000); /* older */
@@ -658,7 +662,7 @@ static void case_feedback(const char *bin)
     harness_start(&srv[1], paths[1], ja);
 
     CHECK(mkdtemp(sub_dir), "mkdtemp");
-    fake_feedback f = {0};
+    feedback_producer f = {0};
     cxm_bus_opts o = {.nats_url = nats.url, .nats_ack_wait_ms = 1000};
     CHECK(cxm_store_open(sub_dir, NULL, &f.store) == 0 &&
               cxm_bus_create(f.store, &o, &f.bus) == 0 &&
