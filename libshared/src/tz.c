@@ -50,27 +50,26 @@ static cxm_tz *tz_cache;
 
 /* ---- calendar (proleptic Gregorian, days since 1970-01-01) ------------ */
 
-static int64_t floor_div(int64_t a, int64_t b)
+int64_t cxm_tz_floor_div(int64_t a, int64_t b)
 {
     int64_t q = a / b;
     return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
 }
 
-/* H. Hinnant's days_from_civil. */
-static int64_t days_from_civil(int64_t y, int m, int d)
+int64_t cxm_tz_days_from_civil(int64_t y, int m, int d)
 {
     y -= m <= 2;
-    int64_t era = floor_div(y, 400);
+    int64_t era = cxm_tz_floor_div(y, 400);
     int64_t yoe = y - era * 400;
     int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
     int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     return era * 146097 + doe - 719468;
 }
 
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
+void cxm_tz_civil_from_days(int64_t z, int64_t *y, int *m, int *d)
 {
     z += 719468;
-    int64_t era = floor_div(z, 146097);
+    int64_t era = cxm_tz_floor_div(z, 146097);
     int64_t doe = z - era * 146097;
     int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
     int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
@@ -96,12 +95,12 @@ static int month_days(int64_t y, int m)
 /* Day (since 1970) of a rule date in year y. */
 static int64_t rule_day(const tz_date *dt, int64_t y)
 {
-    int64_t jan1 = days_from_civil(y, 1, 1);
+    int64_t jan1 = cxm_tz_days_from_civil(y, 1, 1);
     if (dt->kind == 'J')
         return jan1 + dt->n - 1 + (is_leap(y) && dt->n >= 60);
     if (dt->kind == 'n')
         return jan1 + dt->n;
-    int64_t first = days_from_civil(y, dt->m, 1);
+    int64_t first = cxm_tz_days_from_civil(y, dt->m, 1);
     int wd = (int)((first + 4) % 7 + 7) % 7; /* 1970-01-01 was a Thursday (4) */
     int64_t day = first + (dt->d - wd + 7) % 7 + (int64_t)(dt->w - 1) * 7;
     while (day >= first + month_days(y, dt->m))
@@ -115,7 +114,7 @@ static int32_t rule_offset(const tz_rule *r, int64_t t)
         return r->std_off;
     int64_t y;
     int m, d;
-    civil_from_days(floor_div(t + r->std_off, DAY_S), &y, &m, &d);
+    cxm_tz_civil_from_days(cxm_tz_floor_div(t + r->std_off, DAY_S), &y, &m, &d);
     int64_t s = rule_day(&r->start, y) * DAY_S + r->start.secs - r->std_off;
     int64_t e = rule_day(&r->end, y) * DAY_S + r->end.secs - r->dst_off;
     bool dst = s < e ? (t >= s && t < e) : !(t >= e && t < s);
@@ -405,7 +404,7 @@ static int32_t offset_s(const cxm_tz *z, int64_t t)
 
 int32_t cxm_tz_offset(const cxm_tz *z, int64_t utc_ms)
 {
-    return offset_s(z, floor_div(utc_ms, 1000));
+    return offset_s(z, cxm_tz_floor_div(utc_ms, 1000));
 }
 
 static int64_t local_s(const cxm_tz *z, int64_t t)
@@ -437,7 +436,7 @@ static int64_t to_utc_s(const cxm_tz *z, int64_t l)
 
 int64_t cxm_tz_to_utc(const cxm_tz *z, int64_t local_ms)
 {
-    int64_t s = floor_div(local_ms, 1000), ms = local_ms - s * 1000;
+    int64_t s = cxm_tz_floor_div(local_ms, 1000), ms = local_ms - s * 1000;
     int64_t u = to_utc_s(z, s);
     return u * 1000 + (local_s(z, u) == s ? ms : 0);
 }
@@ -453,10 +452,10 @@ static int64_t unit_day(enum cxm_tz_unit unit, int64_t d, bool next)
     if (unit == CXM_TZ_MONTH) {
         int64_t y;
         int m, dd;
-        civil_from_days(d, &y, &m, &dd);
+        cxm_tz_civil_from_days(d, &y, &m, &dd);
         if (next && ++m > 12)
             m = 1, y++;
-        return days_from_civil(y, m, 1);
+        return cxm_tz_days_from_civil(y, m, 1);
     }
     return d + (next ? 1 : 0);
 }
@@ -464,8 +463,8 @@ static int64_t unit_day(enum cxm_tz_unit unit, int64_t d, bool next)
 static int64_t bucket_s(const cxm_tz *z, enum cxm_tz_unit unit, int64_t t, bool next)
 {
     if (unit == CXM_TZ_HOUR)
-        return (floor_div(t, 3600) + (next ? 1 : 0)) * 3600;
-    int64_t d = floor_div(local_s(z, t), DAY_S), b = unit_day(unit, d, next);
+        return (cxm_tz_floor_div(t, 3600) + (next ? 1 : 0)) * 3600;
+    int64_t d = cxm_tz_floor_div(local_s(z, t), DAY_S), b = unit_day(unit, d, next);
     int64_t s = to_utc_s(z, b * DAY_S);
     /* A fall-back across midnight can put t before its local day's start,
      * and so the next start at or before t. */
@@ -478,17 +477,17 @@ static int64_t bucket_s(const cxm_tz *z, enum cxm_tz_unit unit, int64_t t, bool 
 
 int64_t cxm_tz_floor(const cxm_tz *z, enum cxm_tz_unit unit, int64_t utc_ms)
 {
-    return bucket_s(z, unit, floor_div(utc_ms, 1000), false) * 1000;
+    return bucket_s(z, unit, cxm_tz_floor_div(utc_ms, 1000), false) * 1000;
 }
 
 int64_t cxm_tz_next(const cxm_tz *z, enum cxm_tz_unit unit, int64_t utc_ms)
 {
-    return bucket_s(z, unit, floor_div(utc_ms, 1000), true) * 1000;
+    return bucket_s(z, unit, cxm_tz_floor_div(utc_ms, 1000), true) * 1000;
 }
 
 bool cxm_tz_whole_hours(const cxm_tz *z, int64_t from_ms, int64_t to_ms)
 {
-    int64_t from = floor_div(from_ms, 1000), to = floor_div(to_ms, 1000);
+    int64_t from = cxm_tz_floor_div(from_ms, 1000), to = cxm_tz_floor_div(to_ms, 1000);
     if (offset_s(z, from) % 3600)
         return false;
     ptrdiff_t i = trans_at(z, from) + 1;

@@ -165,25 +165,45 @@ static void rkey(unsigned char k[RKEY_LEN], int64_t t, const frec *r, uint32_t t
 
 /* ---- writing ----------------------------------------------------------- */
 
+/* The cell at key k into v (zeroed when new): 0 if it existed,
+ * CXM_ENOTFOUND if new, or a store error. */
+static int cell_get(cxm_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen, void *v,
+                    size_t size)
+{
+    const void *old;
+    size_t len;
+    memset(v, 0, size);
+    int rc = cxm_txn_get_ref(txn, dbi, k, klen, &old, &len);
+    if (rc == 0 && len != size)
+        return CXM_ECORRUPT;
+    if (rc == 0)
+        memcpy(v, old, size);
+    return rc;
+}
+
+/* Writes the cell back, or deletes it once it counts nothing (existed: the
+ * result of cell_get). */
+static int cell_put(cxm_txn *txn, MDB_dbi dbi, const unsigned char *k, size_t klen, const void *v,
+                    size_t size, bool empty, int existed)
+{
+    if (empty)
+        return existed == 0 ? cxm_txn_del(txn, dbi, k, klen) : 0;
+    return cxm_txn_put(txn, dbi, k, klen, v, size, 0);
+}
+
 static int score_cell(cxm_txn *txn, MDB_dbi dbi, int64_t t, const frec *r, int sign)
 {
     unsigned char k[SKEY_LEN];
     skey(k, t, r);
-    fagg_scores v = {{0}};
-    const void *old;
-    size_t len;
-    int rc = cxm_txn_get_ref(txn, dbi, k, sizeof k, &old, &len);
-    if (rc == 0 && len == sizeof v)
-        memcpy(&v, old, sizeof v);
-    else if (rc != CXM_ENOTFOUND)
-        return rc ? rc : CXM_ECORRUPT;
+    fagg_scores v;
+    int rc = cell_get(txn, dbi, k, sizeof k, &v, sizeof v);
+    if (rc && rc != CXM_ENOTFOUND)
+        return rc;
     v.hist[r->score <= 10 ? r->score : 10] += (uint64_t)(int64_t)sign;
     uint64_t n = 0;
     for (int i = 0; i < 11; i++)
         n += v.hist[i];
-    if (n == 0)
-        return rc == 0 ? cxm_txn_del(txn, dbi, k, sizeof k) : 0;
-    return cxm_txn_put(txn, dbi, k, sizeof k, &v, sizeof v, 0);
+    return cell_put(txn, dbi, k, sizeof k, &v, sizeof v, n == 0, rc);
 }
 
 static int rating_cell(cxm_txn *txn, MDB_dbi dbi, int64_t t, const frec *r, const frec_rating *rt,
@@ -192,18 +212,12 @@ static int rating_cell(cxm_txn *txn, MDB_dbi dbi, int64_t t, const frec *r, cons
     unsigned char k[RKEY_LEN];
     rkey(k, t, r, rt->touchpoint);
     fagg_rates v;
-    memset(&v, 0, sizeof v);
-    const void *old;
-    size_t len;
-    int rc = cxm_txn_get_ref(txn, dbi, k, sizeof k, &old, &len);
-    if (rc == 0 && len == sizeof v)
-        memcpy(&v, old, sizeof v);
-    else if (rc != CXM_ENOTFOUND)
-        return rc ? rc : CXM_ECORRUPT;
+    int rc = cell_get(txn, dbi, k, sizeof k, &v, sizeof v);
+    if (rc && rc != CXM_ENOTFOUND)
+        return rc;
     fagg_rates_add(&v, r, rt, sign);
-    if (v.n == 0) /* drops the rounding residue of removed ratings too */
-        return rc == 0 ? cxm_txn_del(txn, dbi, k, sizeof k) : 0;
-    return cxm_txn_put(txn, dbi, k, sizeof k, &v, sizeof v, 0);
+    /* Deleting at zero drops the rounding residue of removed ratings too. */
+    return cell_put(txn, dbi, k, sizeof k, &v, sizeof v, v.n == 0, rc);
 }
 
 int fagg_apply(cxm_txn *txn, const fagg *g, const frec *r, int sign)

@@ -570,10 +570,7 @@ static void scores_free(sq *q)
 int fan_scores(const fan_src *s, const Cxm__V1__GetScoresRequest *req, cxm_arena *a,
                Cxm__V1__GetScoresResponse **out, char err[CXM_SVC_ERR_MAX])
 {
-    sq q;
-    memset(&q, 0, sizeof q);
-    q.s = s;
-    q.groups.size = sizeof(sgroup);
+    sq q = {.s = s, .groups = {.size = sizeof(sgroup)}};
     err[0] = 0;
     int rc = scores_check(s, req, a, &q, err);
     if (rc == 0)
@@ -750,17 +747,15 @@ static int gaps_check(const fan_src *s, const Cxm__V1__GapAnalysisRequest *req, 
 int fan_gaps(const fan_src *s, const Cxm__V1__GapAnalysisRequest *req, cxm_arena *a,
              Cxm__V1__GapAnalysisResponse **out, char err[CXM_SVC_ERR_MAX])
 {
-    gq q;
-    memset(&q, 0, sizeof q);
-    q.s = s;
-    q.tps.size = sizeof(fagg_rates);
+    gq q = {.s = s, .tps = {.size = sizeof(fagg_rates)}};
+    uint32_t min = req->min_responses ? req->min_responses : FAN_GAP_MIN;
     err[0] = 0;
+    /* No zone, no buckets, no segment: the cells serve every whole hour. */
     int rc = gaps_check(s, req, a, &q, err);
     if (rc == 0)
         rc = read_segment(s, q.from, q.to, gap_rec, s->agg ? gap_cells : NULL, &q);
     if (rc == 0)
-        rc = gaps_answer(&q, req->min_responses ? req->min_responses : FAN_GAP_MIN,
-                         req->limit ? req->limit : FAN_GAP_LIMIT, a, out);
+        rc = gaps_answer(&q, min, req->limit ? req->limit : FAN_GAP_LIMIT, a, out);
     umap_free(&q.tps);
     return rc;
 }

@@ -20,6 +20,7 @@
 
 #include "cxm/err.h"
 #include "cxm/hash.h"
+#include "cxm/tz.h"
 
 #define HOUR_MS (3600 * 1000LL)
 #define DAY_MS (24 * HOUR_MS)
@@ -1004,51 +1005,23 @@ int jan_paths(const Cxm__V1__PathsRequest *req, const jdict *dict, const jsource
 /* ==== TouchpointStats =================================================== */
 
 /* Time buckets, UTC: an absolute bucket number per time (hours, days,
- * weeks from the Monday 1970-01-05, or months from 1970-01), and back. */
-static int64_t floor_div(int64_t a, int64_t b)
-{
-    int64_t q = a / b;
-    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
-}
-
-/* Days since 1970-01-01 of a civil date, and back (H. Hinnant's
- * algorithms, proleptic Gregorian). */
-static int64_t days_from_civil(int64_t y, int64_t m, int64_t d)
-{
-    y -= m <= 2;
-    int64_t era = floor_div(y, 400);
-    int64_t yoe = y - era * 400;
-    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int64_t *m)
-{
-    z += 719468;
-    int64_t era = floor_div(z, 146097);
-    int64_t doe = z - era * 146097;
-    int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    int64_t mp = (5 * doy + 2) / 153;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = yoe + era * 400 + (*m <= 2);
-}
-
+ * weeks from the Monday 1970-01-05, or months from 1970-01), and back;
+ * the calendar is libshared's (tz.h). */
 #define MONDAY_MS (4 * DAY_MS) /* 1970-01-05 */
 
 static int64_t bucket_of(int kind, int64_t t)
 {
     switch (kind) {
     case CXM__V1__TIME_BUCKET__TIME_BUCKET_HOUR:
-        return floor_div(t, HOUR_MS);
+        return cxm_tz_floor_div(t, HOUR_MS);
     case CXM__V1__TIME_BUCKET__TIME_BUCKET_DAY:
-        return floor_div(t, DAY_MS);
+        return cxm_tz_floor_div(t, DAY_MS);
     case CXM__V1__TIME_BUCKET__TIME_BUCKET_WEEK:
-        return floor_div(t - MONDAY_MS, 7 * DAY_MS);
+        return cxm_tz_floor_div(t - MONDAY_MS, 7 * DAY_MS);
     default: {
-        int64_t y, m;
-        civil_from_days(floor_div(t, DAY_MS), &y, &m);
+        int64_t y;
+        int m, d;
+        cxm_tz_civil_from_days(cxm_tz_floor_div(t, DAY_MS), &y, &m, &d);
         return (y - 1970) * 12 + (m - 1);
     }
     }
@@ -1064,7 +1037,9 @@ static int64_t bucket_start(int kind, int64_t b)
     case CXM__V1__TIME_BUCKET__TIME_BUCKET_WEEK:
         return b * 7 * DAY_MS + MONDAY_MS;
     default:
-        return days_from_civil(1970 + floor_div(b, 12), b - floor_div(b, 12) * 12 + 1, 1) * DAY_MS;
+        return cxm_tz_days_from_civil(1970 + cxm_tz_floor_div(b, 12),
+                                      (int)(b - cxm_tz_floor_div(b, 12) * 12 + 1), 1) *
+               DAY_MS;
     }
 }
 

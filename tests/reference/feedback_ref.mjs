@@ -20,10 +20,9 @@
 // TimeZone is set to --zone and date_trunc / generate_series work in it.
 // With buckets and an open end of the range, the series runs from the
 // bucket of the first response to that of the last (any kind), as cxm does.
-import { createRequire } from 'node:module';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { loadDuckDB, rows } from './duck.mjs';
 
 function die(msg) {
     process.stderr.write(`feedback_ref: ${msg}\n`);
@@ -159,21 +158,6 @@ FROM kept ORDER BY priority DESC, gap DESC, touchpoint LIMIT ${limit}`;
 
 // ---------- running ----------
 
-function plain(v) {
-    if (typeof v === 'bigint') return Number(v);
-    if (v && typeof v === 'object' && !Array.isArray(v)) {
-        const o = {};
-        for (const [k, x] of Object.entries(v)) o[k] = plain(x);
-        return o;
-    }
-    return v;
-}
-
-async function rows(con, text) {
-    const reader = await con.runAndReadAll(text);
-    return reader.getRowObjectsJS().map(plain);
-}
-
 // Once to warm up, then `repeat` times; the best time is reported.
 async function timed(con, texts, repeat) {
     let r = [];
@@ -215,8 +199,7 @@ async function main() {
     if (!o.cache || !o.responses || !o.ratings) die('--cache, --responses and --ratings are required');
     let duckdb;
     try {
-        const req = createRequire(path.join(path.resolve(o.cache), 'package.json'));
-        duckdb = await import(pathToFileURL(req.resolve('@duckdb/node-api')).href);
+        duckdb = await loadDuckDB(o.cache);
     } catch (e) {
         die(`cannot load @duckdb/node-api from ${o.cache}: ${e.message}; run tests/reference/setup.sh`);
     }

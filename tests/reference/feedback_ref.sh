@@ -13,6 +13,9 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:?usage: feedback_ref.sh BIN_DIR CACHE}
 cache=${2:?usage: feedback_ref.sh BIN_DIR CACHE}
+for b in cxm-gen cxm-bench-feedback; do
+  [[ -x $bin/$b ]] || { echo "feedback_ref.sh: $bin/$b is missing: build it first" >&2; exit 1; }
+done
 bash "$here/setup.sh" "$cache" || exit $?
 set -e
 dir=$(mktemp -d /tmp/cxm-ref-feedback-XXXXXX)

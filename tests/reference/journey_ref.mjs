@@ -26,9 +26,8 @@
 // Ties within a customer at the same millisecond are ordered by event_id
 // (cxm orders them by a hash of event_id: a world with such ties may differ
 // there; --identities reports how many there are).
-import { createRequire } from 'node:module';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { loadDuckDB, rows } from './duck.mjs';
 
 const CHANNELS = [
     'UNSPECIFIED', 'WEB', 'APP', 'CONTACT_CENTRE', 'STORE', 'SOCIAL', 'EMAIL',
@@ -485,24 +484,6 @@ function touchpointsAnswer(q, rows, active) {
 
 // ---------- running ----------
 
-// DuckDB values as plain JSON: BIGINT as numbers (every count and time is
-// far below 2^53), lists as arrays, structs as objects.
-function plain(v) {
-    if (typeof v === 'bigint') return Number(v);
-    if (Array.isArray(v)) return v.map(plain);
-    if (v && typeof v === 'object') {
-        const o = {};
-        for (const [k, x] of Object.entries(v)) o[k] = plain(x);
-        return o;
-    }
-    return v;
-}
-
-async function rows(con, text) {
-    const reader = await con.runAndReadAll(text);
-    return reader.getRowObjectsJS().map(plain);
-}
-
 // The query once to warm up, then `repeat` times (1 unless --repeat N); the
 // median of the warm runs is reported (with one run: the second time).
 let repeat = 1;
@@ -582,8 +563,7 @@ async function main() {
     if (!events) die('--events events.csv is required');
     let duckdb;
     try {
-        const req = createRequire(path.join(path.resolve(cache), 'package.json'));
-        duckdb = await import(pathToFileURL(req.resolve('@duckdb/node-api')).href);
+        duckdb = await loadDuckDB(cache);
     } catch (e) {
         die(`cannot load @duckdb/node-api from ${cache}: ${e.message}; run tests/reference/setup.sh`);
     }

@@ -515,6 +515,29 @@ static void test_validation(void)
     expect_err(fan_gaps(&s, &r, &A, &g, err), "stages[0]: unknown value 42");
 }
 
+/* An arena too small for the answer: CXM_ENOMEM, nothing leaked (the
+ * sanitizer build checks), until the limit is enough. */
+static void test_arena_limit(void)
+{
+    Cxm__V1__GetScoresRequest q = sreq(NPS, BY(TOUCHPOINT), BUCKET(DAY), "Asia/Seoul");
+    Cxm__V1__GapAnalysisRequest g = CXM__V1__GAP_ANALYSIS_REQUEST__INIT;
+    g.min_responses = 1;
+    int rs = CXM_ENOMEM, rg = CXM_ENOMEM, tries = 0;
+    for (size_t limit = 16; (rs || rg) && limit < ((size_t)1 << 24); limit *= 2, tries++) {
+        cxm_arena small;
+        cxm_arena_init(&small, NULL, 0, limit);
+        fan_src s = source(NULL);
+        Cxm__V1__GetScoresResponse *o;
+        Cxm__V1__GapAnalysisResponse *p;
+        rs = fan_scores(&s, &q, &small, &o, err);
+        CHECK(rs == 0 || rs == CXM_ENOMEM);
+        rg = fan_gaps(&s, &g, &small, &p, err);
+        CHECK(rg == 0 || rg == CXM_ENOMEM);
+        cxm_arena_dispose(&small);
+    }
+    CHECK(rs == 0 && rg == 0 && tries > 1);
+}
+
 static void test_gaps_hand(void)
 {
     Cxm__V1__GapAnalysisRequest r = CXM__V1__GAP_ANALYSIS_REQUEST__INIT;
@@ -753,6 +776,7 @@ int main(void)
     test_filters();
     test_validation();
     test_gaps_hand();
+    test_arena_limit();
     unload();
     test_empty();
     test_impact();

@@ -97,6 +97,18 @@ static void test_kolkata_utc(void)
     CHECK(cxm_tz_whole_hours(u, INT64_MIN, INT64_MAX));
 }
 
+/* Beirut springs forward at midnight (2024-03-31 00:00 -> 01:00): that
+ * day starts at 01:00 local, 22:00Z, and lasts 23 hours. */
+static void test_midnight_gap(void)
+{
+    const cxm_tz *z = zone("Asia/Beirut");
+    int64_t start = 1711836000000; /* 2024-03-30T22:00Z */
+    CHECK_EQ_INT(cxm_tz_floor(z, CXM_TZ_DAY, start + 5 * H), start);
+    CHECK_EQ_INT(cxm_tz_floor(z, CXM_TZ_DAY, start - 1), 1711749600000); /* the 30th, 24 h */
+    CHECK_EQ_INT(cxm_tz_next(z, CXM_TZ_DAY, start - 1), start);
+    CHECK_EQ_INT(cxm_tz_next(z, CXM_TZ_DAY, start), 1711918800000); /* 23 h later */
+}
+
 /* Every day of 2024-2026 in Berlin and New York: buckets chain, are 23 to
  * 25 hours long, and floor(next(t)) == next(t). */
 static void test_chain(const char *name)
@@ -145,6 +157,7 @@ int main(void)
     test_berlin();
     test_new_york();
     test_kolkata_utc();
+    test_midnight_gap();
     test_chain("Europe/Berlin");
     test_chain("America/New_York");
     test_names();

@@ -50,6 +50,13 @@ int64_t cxm_tz_to_utc(const cxm_tz *z, int64_t local_ms);
 int64_t cxm_tz_floor(const cxm_tz *z, enum cxm_tz_unit unit, int64_t utc_ms);
 int64_t cxm_tz_next(const cxm_tz *z, enum cxm_tz_unit unit, int64_t utc_ms);
 
+/* The proleptic Gregorian calendar (H. Hinnant's algorithms): days since
+ * 1970-01-01 of a date (month 1-12, day 1-31), and back; and floor
+ * division, which date arithmetic on times before 1970 needs. */
+int64_t cxm_tz_days_from_civil(int64_t y, int m, int d);
+void cxm_tz_civil_from_days(int64_t days, int64_t *y, int *m, int *d);
+int64_t cxm_tz_floor_div(int64_t a, int64_t b);
+
 /* Whether every offset in effect in [from_ms, to_ms) is a whole number of
  * hours, so local bucket starts fall on UTC hour boundaries. */
 bool cxm_tz_whole_hours(const cxm_tz *z, int64_t from_ms, int64_t to_ms);
