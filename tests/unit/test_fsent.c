@@ -255,11 +255,12 @@ static void test_load(void)
     CHECK(a.score == b.score && a.label == b.label && a.naspects == b.naspects);
     fsent_free(m);
 
-    /* Every truncation is refused with a reason. */
+    /* Every truncation is refused with a reason: each length through the
+     * header and section table, then every 64 KiB. */
     int refused = 0;
-    for (size_t k = 0; k < n; k += k < 4096 ? 1 : 65521)
+    for (size_t k = 0; k < n; k += k < 512 ? 1 : 65536)
         refused += load_bytes(p, k, err) == CXM_EINVAL;
-    CHECK_EQ_INT(refused, 4096 + (n - 4096 + 65520) / 65521);
+    CHECK_EQ_INT(refused, 512 + (n - 512 + 65535) / 65536);
     CHECK(load_bytes(p, 100, err) == CXM_EINVAL && strstr(err, "truncated") != NULL);
 
     /* A flipped weight: checksum. */
@@ -296,7 +297,7 @@ static void test_load(void)
     /* Random sealed corruption of the header and section table never
      * crashes and never loads something out of range. */
     uint64_t s = 0x9e3779b97f4a7c15ull;
-    for (int it = 0; it < 2000; it++) {
+    for (int it = 0; it < 300; it++) {
         memcpy(q, p, n);
         for (int j = 0; j < 3; j++) {
             s ^= s << 13, s ^= s >> 7, s ^= s << 17;
