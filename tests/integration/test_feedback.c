@@ -270,6 +270,17 @@ static void case_surveys(cxm_channel *ch, test_server *srv)
     CALL_OK(ch, ListSurveys, l, cxm__v1__list_surveys_response, lr);
     CHECK(lr->n_surveys == 1 && !*lr->next_page_token, "second page: %zu", lr->n_surveys);
     CHECK(strcmp(lr->surveys[0]->survey_id, "zeta") == 0, "second page's survey");
+    s = survey("support", CSAT);
+    s->active = false;
+    upsert(ch, s);
+    Cxm__V1__ListSurveysRequest act = CXM__V1__LIST_SURVEYS_REQUEST__INIT;
+    act.active_only = true;
+    CALL_OK(ch, ListSurveys, act, cxm__v1__list_surveys_response, lr);
+    CHECK(lr->n_surveys == 2 && strcmp(lr->surveys[1]->survey_id, "zeta") == 0, "%zu active",
+          lr->n_surveys);
+    act.page_token = l.page_token; /* issued for other filters */
+    expect(fails(ch, "ListSurveys", &act.base, &cxm__v1__list_surveys_response__descriptor, d), d,
+           GRPC_STATUS_INVALID_ARGUMENT, "page_token");
 
     s = survey("Bad Id", NPS);
     bad_survey(ch, s, "survey.survey_id");
