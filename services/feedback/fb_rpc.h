@@ -26,8 +26,8 @@
  * worker could wait for itself in cxmd (profile's call may be queued on
  * that very worker). It takes every waiting call at once, resolves them in
  * one batch, then queues the write or answers. Start after ctx->resolver
- * is open; stop (waits for the thread, ends still waiting calls
- * UNAVAILABLE) before it closes. */
+ * is open; stop before it closes: calls still waiting are resolved and
+ * answered first, then the thread ends. */
 int fb_queue_start(fb_ctx *ctx);
 void fb_queue_stop(fb_ctx *ctx);
 

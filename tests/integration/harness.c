@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <spawn.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -158,4 +159,65 @@ grpc_status_code harness_call(cxm_channel *ch, const char *service_path, const c
         *(ProtobufCMessage **)resp = out;
     cxm_client_result_dispose(&r);
     return st;
+}
+
+/* ---- request building ---- */
+
+int64_t harness_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+char *harness_fmt(cxm_arena *a, const char *f, ...)
+{
+    char buf[512];
+    va_list ap;
+    va_start(ap, f);
+    vsnprintf(buf, sizeof buf, f, ap);
+    va_end(ap);
+    return cxm_arena_strndup(a, buf, strlen(buf));
+}
+
+Cxm__V1__CustomerRef *harness_ref_id(cxm_arena *a, const char *customer_id)
+{
+    Cxm__V1__CustomerRef *r = cxm_arena_alloc(a, sizeof *r);
+    cxm__v1__customer_ref__init(r);
+    r->key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
+    r->customer_id = (char *)customer_id;
+    return r;
+}
+
+Cxm__V1__CustomerRef *harness_ref_identity(cxm_arena *a, Cxm__V1__IdentityType type,
+                                           const char *value)
+{
+    Cxm__V1__CustomerRef *r = cxm_arena_alloc(a, sizeof *r);
+    Cxm__V1__Identity *id = cxm_arena_alloc(a, sizeof *id);
+    cxm__v1__customer_ref__init(r);
+    cxm__v1__identity__init(id);
+    id->type = type;
+    id->value = (char *)value;
+    r->key_case = CXM__V1__CUSTOMER_REF__KEY_IDENTITY;
+    r->identity = id;
+    return r;
+}
+
+const char *harness_sibling(cxm_arena *a, const test_server *srv, const char *name)
+{
+    const char *slash = strrchr(srv->binary, '/');
+    int dir = slash ? (int)(slash - srv->binary) + 1 : 0;
+    return harness_fmt(a, "%.*s%s", dir, srv->binary, name);
+}
+
+const char *harness_profile_stopped(cxm_arena *a, const test_server *srv, test_server *prof)
+{
+    harness_start(prof, harness_sibling(a, srv, "cxm-profile"), NULL);
+    const char *addr = harness_fmt(a, "127.0.0.1:%d", prof->port);
+    CHECK(harness_stop(prof, SIGTERM, 5000) == 0, "profile stopped");
+    const char **args = cxm_arena_calloc(a, 3, sizeof *args);
+    args[0] = "--listen";
+    args[1] = addr;
+    prof->extra_args = args;
+    return addr;
 }

@@ -17,6 +17,7 @@
 
 #include "check.h"
 #include "cxm/client.h"
+#include "cxm/v1/common.pb-c.h"
 
 typedef struct test_server {
     const char *binary;
@@ -66,6 +67,28 @@ int harness_main(int argc, char **argv, const harness_case *cases, size_t ncases
 grpc_status_code harness_call(cxm_channel *ch, const char *service_path, const char *method,
                               const void *req, const ProtobufCMessageDescriptor *resp_desc,
                               cxm_arena *arena, void *resp, char *details);
+
+/* The binary next to srv's ("cxm-profile" beside cxmd), in a. */
+const char *harness_sibling(cxm_arena *a, const test_server *srv, const char *name);
+
+/* A profile service that is down: cxm-profile (next to srv's binary) is
+ * started and stopped, so prof knows its port and data; harness_restart(prof)
+ * brings it back on that same port. Returns "127.0.0.1:PORT" (in a) for
+ * --profile-addr. */
+const char *harness_profile_stopped(cxm_arena *a, const test_server *srv, test_server *prof);
+
+/* ---- request building: everything in the case's arena ---- */
+
+/* Wall-clock milliseconds since the epoch (event and answer times). */
+int64_t harness_wall_ms(void);
+
+/* A printf-formatted copy (at most 511 bytes) in a. */
+char *harness_fmt(cxm_arena *a, const char *f, ...) __attribute__((format(printf, 2, 3)));
+
+/* A CustomerRef naming a customer id, or an identity of type. */
+Cxm__V1__CustomerRef *harness_ref_id(cxm_arena *a, const char *customer_id);
+Cxm__V1__CustomerRef *harness_ref_identity(cxm_arena *a, Cxm__V1__IdentityType type,
+                                           const char *value);
 
 /* Call `method` through the test file's own call(ch, method, req, desc,
  * resp, details) (a harness_call bound to its service and arena) and fail

@@ -52,45 +52,11 @@ static grpc_status_code pcall(cxm_channel *ch, const char *method, const void *r
     return harness_call(ch, PROFILE, method, req, resp_desc, &arena, resp, details);
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return cxm_arena_strndup(&arena, buf, strlen(buf));
-}
-
-static Cxm__V1__CustomerRef *by_email(const char *email)
-{
-    Cxm__V1__CustomerRef *r = cxm_arena_alloc(&arena, sizeof *r);
-    Cxm__V1__Identity *id = cxm_arena_alloc(&arena, sizeof *id);
-    cxm__v1__customer_ref__init(r);
-    cxm__v1__identity__init(id);
-    id->type = EMAIL;
-    id->value = (char *)email;
-    r->key_case = CXM__V1__CUSTOMER_REF__KEY_IDENTITY;
-    r->identity = id;
-    return r;
-}
-
-static Cxm__V1__CustomerRef *by_id(const char *customer_id)
-{
-    Cxm__V1__CustomerRef *r = cxm_arena_alloc(&arena, sizeof *r);
-    cxm__v1__customer_ref__init(r);
-    r->key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
-    r->customer_id = (char *)customer_id;
-    return r;
-}
+/* The harness's builders, in this case's arena. */
+#define wall_ms harness_wall_ms
+#define fmt(...) harness_fmt(&arena, __VA_ARGS__)
+#define by_email(email) harness_ref_identity(&arena, EMAIL, email)
+#define by_id(customer_id) harness_ref_id(&arena, customer_id)
 
 /* ---- surveys ---- */
 
@@ -304,6 +270,17 @@ static void case_surveys(cxm_channel *ch, test_server *srv)
     CALL_OK(ch, ListSurveys, l, cxm__v1__list_surveys_response, lr);
     CHECK(lr->n_surveys == 1 && !*lr->next_page_token, "second page: %zu", lr->n_surveys);
     CHECK(strcmp(lr->surveys[0]->survey_id, "zeta") == 0, "second page's survey");
+    s = survey("support", CSAT);
+    s->active = false;
+    upsert(ch, s);
+    Cxm__V1__ListSurveysRequest act = CXM__V1__LIST_SURVEYS_REQUEST__INIT;
+    act.active_only = true;
+    CALL_OK(ch, ListSurveys, act, cxm__v1__list_surveys_response, lr);
+    CHECK(lr->n_surveys == 2 && strcmp(lr->surveys[1]->survey_id, "zeta") == 0, "%zu active",
+          lr->n_surveys);
+    act.page_token = l.page_token; /* issued for other filters */
+    expect(fails(ch, "ListSurveys", &act.base, &cxm__v1__list_surveys_response__descriptor, d), d,
+           GRPC_STATUS_INVALID_ARGUMENT, "page_token");
 
     s = survey("Bad Id", NPS);
     bad_survey(ch, s, "survey.survey_id");
@@ -828,27 +805,15 @@ static void case_concurrent(cxm_channel *ch, test_server *srv)
           nps_responses(ch));
 }
 
-/* The binary next to cxmd: "cxm-profile", "cxm-feedback". */
-static const char *sibling(const test_server *srv, const char *name)
-{
-    const char *slash = strrchr(srv->binary, '/');
-    int dir = slash ? (int)(slash - srv->binary) + 1 : 0;
-    return fmt("%.*s%s", dir, srv->binary, name);
-}
-
 /* cxm-feedback with its profile service down: UNAVAILABLE naming it, and
  * nothing written; once profile is back the same response goes through. */
 static void case_profile_down(cxm_channel *unused, test_server *srv)
 {
     (void)unused;
     test_server prof, fb;
-    harness_start(&prof, sibling(srv, "cxm-profile"), NULL);
-    const char *profile_addr = fmt("127.0.0.1:%d", prof.port);
-    CHECK(harness_stop(&prof, SIGTERM, 5000) == 0, "profile stopped");
-    const char *prof_args[] = {"--listen", profile_addr, NULL};
-    prof.extra_args = prof_args;
+    const char *profile_addr = harness_profile_stopped(&arena, srv, &prof);
     const char *fb_args[] = {"--profile-addr", profile_addr, NULL};
-    harness_start(&fb, sibling(srv, "cxm-feedback"), fb_args);
+    harness_start(&fb, harness_sibling(&arena, srv, "cxm-feedback"), fb_args);
     cxm_channel *ch;
     CHECK(cxm_channel_open(fb.target, NULL, &ch) == 0, "channel");
     upsert(ch, survey("pd", NPS));

@@ -47,23 +47,11 @@ static grpc_status_code pcall(cxm_channel *ch, const char *method, const void *r
     return harness_call(ch, PROFILE, method, req, resp_desc, &arena, resp, details);
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static char *fmt(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static char *fmt(const char *f, ...)
-{
-    char buf[512];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return cxm_arena_strndup(&arena, buf, strlen(buf));
-}
+/* The harness's builders, in this case's arena. */
+#define wall_ms harness_wall_ms
+#define fmt(...) harness_fmt(&arena, __VA_ARGS__)
+#define by_identity(type, value) harness_ref_identity(&arena, type, value)
+#define by_id(customer_id) harness_ref_id(&arena, customer_id)
 
 static Cxm__V1__Identity *ident(Cxm__V1__IdentityType type, const char *value)
 {
@@ -72,24 +60,6 @@ static Cxm__V1__Identity *ident(Cxm__V1__IdentityType type, const char *value)
     id->type = type;
     id->value = (char *)value;
     return id;
-}
-
-static Cxm__V1__CustomerRef *by_identity(Cxm__V1__IdentityType type, const char *value)
-{
-    Cxm__V1__CustomerRef *r = cxm_arena_alloc(&arena, sizeof *r);
-    cxm__v1__customer_ref__init(r);
-    r->key_case = CXM__V1__CUSTOMER_REF__KEY_IDENTITY;
-    r->identity = ident(type, value);
-    return r;
-}
-
-static Cxm__V1__CustomerRef *by_id(const char *customer_id)
-{
-    Cxm__V1__CustomerRef *r = cxm_arena_alloc(&arena, sizeof *r);
-    cxm__v1__customer_ref__init(r);
-    r->key_case = CXM__V1__CUSTOMER_REF__KEY_CUSTOMER_ID;
-    r->customer_id = (char *)customer_id;
-    return r;
 }
 
 /* An event of the anonymous visitor `who`. */
@@ -798,27 +768,15 @@ static void case_kill9(cxm_channel *first, test_server *srv)
     cxm_channel_close(ch);
 }
 
-/* The binary next to cxmd: "cxm-profile", "cxm-journey". */
-static const char *sibling(const test_server *srv, const char *name)
-{
-    const char *slash = strrchr(srv->binary, '/');
-    int dir = slash ? (int)(slash - srv->binary) + 1 : 0;
-    return fmt("%.*s%s", dir, srv->binary, name);
-}
-
 /* cxm-journey on its own with its profile service down: events are
  * accepted and wait, then resolve in order once profile is back. */
 static void case_profile_down(cxm_channel *unused, test_server *srv)
 {
     (void)unused;
     test_server prof, jrn;
-    harness_start(&prof, sibling(srv, "cxm-profile"), NULL);
-    const char *profile_addr = fmt("127.0.0.1:%d", prof.port);
-    CHECK(harness_stop(&prof, SIGTERM, 5000) == 0, "profile stopped");
-    const char *prof_args[] = {"--listen", profile_addr, NULL};
-    prof.extra_args = prof_args;
+    const char *profile_addr = harness_profile_stopped(&arena, srv, &prof);
     const char *jrn_args[] = {"--profile-addr", profile_addr, NULL};
-    harness_start(&jrn, sibling(srv, "cxm-journey"), jrn_args);
+    harness_start(&jrn, harness_sibling(&arena, srv, "cxm-journey"), jrn_args);
     cxm_channel *ch;
     CHECK(cxm_channel_open(jrn.target, NULL, &ch) == 0, "channel");
 

@@ -5,8 +5,8 @@
  * z is the bias plus all clauses' weights (the trainer sums the same way,
  * so scores at training and here agree). Calibration maps z to
  * P(positive); the text is NEUTRAL when its confidence is inside the
- * model's band, MIXED when two clauses are each outside it with opposite
- * signs. Nothing here allocates.
+ * model's band, MIXED when one clause leans positive and another negative
+ * (CLAUSE_LEAN). Nothing here allocates.
  */
 #include <math.h>
 #include <pthread.h>
@@ -83,22 +83,30 @@ static double score(const fsent__table *t, fsent_lang lang, const char *text, si
 {
     c->n = fsent__clauses(lang, text, len, c->begin, c->end);
     int64_t total = 0;
+    size_t nf = 0;
     for (int i = 0; i < c->n; i++) {
         fsent__sink s = {.w = t->w, .shift = 64 - t->bits};
         fsent__features(t, lang, text + c->begin[i], c->end[i] - c->begin[i], i, c->n, &s);
         total += s.sum;
-        c->p[i] = prob(t, t->bias + (double)t->scale * (double)s.sum);
+        nf += s.n;
+        c->p[i] = prob(t, fsent__z(t, s.sum, s.n));
     }
-    return prob(t, t->bias + (double)t->scale * (double)total);
+    return prob(t, fsent__z(t, total, nf));
 }
 
-static bool mixed(const fsent__table *t, const clauses *c)
+/* A clause leans when its calibrated confidence reaches this. Lower than
+ * the text's NEUTRAL band on purpose: a contrast marker is the writer's own
+ * signal that the parts differ, and a clause is short, so less evidence
+ * says which way it goes. */
+#define CLAUSE_LEAN 0.6
+
+/* MIXED: one clause leans positive and another negative. */
+static bool mixed(const clauses *c)
 {
     bool pos = false, neg = false;
     for (int i = 0; i < c->n; i++) {
-        int l = label_of(t, c->p[i]);
-        pos |= l == FSENT_POSITIVE;
-        neg |= l == FSENT_NEGATIVE;
+        pos |= c->p[i] >= CLAUSE_LEAN;
+        neg |= c->p[i] <= 1 - CLAUSE_LEAN;
     }
     return pos && neg;
 }
@@ -224,7 +232,13 @@ static void add_aspect(const fsent__table *t, const clauses *c, fsent_result *ou
         k++;
     fsent_aspect *a = &out->aspects[out->naspects++];
     a->aspect = name;
-    a->label = label_of(t, c->p[k]);
+    /* One clause: the text's label. Several: the clause's lean, the same
+     * reading that makes the text MIXED. */
+    double p = c->p[k];
+    a->label = c->n == 1              ? label_of(t, p)
+               : p >= CLAUSE_LEAN     ? FSENT_POSITIVE
+               : p <= 1 - CLAUSE_LEAN ? FSENT_NEGATIVE
+                                      : FSENT_NEUTRAL;
     a->score = 2 * c->p[k] - 1;
     a->begin = (uint32_t)b;
     a->end = (uint32_t)e;
@@ -286,7 +300,7 @@ int fsent_analyze(const fsent_model *m, const char *text, size_t len, fsent_lang
     out->language = lang == FSENT_LANG_KO ? "ko" : "en";
     out->score = 2 * p - 1;
     out->confidence = p >= 0.5 ? p : 1 - p;
-    out->label = mixed(t, &c) ? FSENT_MIXED : label_of(t, p);
+    out->label = mixed(&c) ? FSENT_MIXED : label_of(t, p);
     if (want_aspects)
         aspects(t, &c, text, len, out);
     return 0;

@@ -19,14 +19,12 @@
 
 enum { TAG_CHAR = 1, TAG_KWORD = 9, TAG_UNI = 10, TAG_BI = 12, TAG_CGRAM = 14 };
 
+/* The index is the top bits, so one xor-shift and one multiply mix
+ * enough: the product's high bits depend on all of k's bits. */
 static inline uint64_t fmix(uint64_t k)
 {
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
-    k ^= k >> 33;
-    k *= 0xc4ceb9fe1a85ec53ull;
-    k ^= k >> 33;
-    return k;
+    k ^= k >> 29;
+    return k * 0xbf58476d1ce4e5b9ull;
 }
 
 static inline uint64_t step(uint64_t h, uint64_t v)
@@ -44,6 +42,7 @@ static inline void emit1(fsent__sink *s, uint64_t h)
     uint32_t i = (uint32_t)(fmix(h) >> s->shift);
     if (s->w) {
         s->sum += s->w[i];
+        s->n++;
         return;
     }
     if (s->n < s->cap)
@@ -123,6 +122,7 @@ static inline bool is_space_cp(uint32_t c)
 typedef struct ko_state {
     const fsent__table *t;
     fsent__sink *s;
+    bool final;             /* keep the current word's n-grams (FSENT__F_FINAL) */
     uint64_t last[KO_LAST]; /* the current word's n-grams */
     uint32_t nlast;
     uint32_t win[3]; /* the last three code points kept, 0 = none */
@@ -134,7 +134,7 @@ typedef struct ko_state {
 static void ko_emit(ko_state *k, uint64_t h)
 {
     emit(k->s, h);
-    if (k->nlast < KO_LAST)
+    if (k->final && k->nlast < KO_LAST)
         k->last[k->nlast++] = h;
 }
 
@@ -187,7 +187,8 @@ static void ko_push(ko_state *k, uint32_t cp)
 static void ko_features(const fsent__table *t, const char *text, size_t len, bool final,
                         fsent__sink *s)
 {
-    ko_state k = {.t = t, .s = s, .win = {0, 0, ' '}, .run = 1, .word = seed(TAG_KWORD)};
+    ko_state k = {
+        .t = t, .s = s, .final = final, .win = {0, 0, ' '}, .run = 1, .word = seed(TAG_KWORD)};
     const unsigned char *p = (const unsigned char *)text;
     for (size_t i = 0; i < len;)
         ko_push(&k, utf8_next(p, len, &i));

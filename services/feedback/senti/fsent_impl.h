@@ -31,7 +31,8 @@
 #define FSENT__F_CHARS 4u   /* en: character n-grams inside words */
 #define FSENT__F_ROLES 8u   /* a clause before a contrast also gets role-tagged copies */
 #define FSENT__F_FINAL 16u  /* ko: the text's last word also gets tagged copies */
-#define FSENT__F_ALL 31u
+#define FSENT__F_NORM 32u   /* z divides the weights' sum by sqrt(feature count) */
+#define FSENT__F_ALL 63u
 
 /* One language's linear model: z = bias + scale * sum(w[feature]), and the
  * calibration P(positive) = sigmoid(platt_a * z + platt_b). */
@@ -62,7 +63,7 @@ typedef struct fsent__word {
     }
 
 /* Where features go: summed into sum against w, or (w NULL) their indices
- * collected into idx while n < cap (n still counts the overflow). */
+ * collected into idx while n < cap; n counts them all either way. */
 typedef struct fsent__sink {
     const int8_t *w;
     uint32_t shift; /* 64 - bits: an index is the hash's top bits */
@@ -88,6 +89,15 @@ int fsent__clauses(fsent_lang lang, const char *text, size_t len, uint32_t *begi
 /* Validate a model image and point m's tables into it (no copy); CXM_EINVAL
  * with a reason in err (256 bytes). */
 int fsent__parse(const uint8_t *p, size_t n, fsent_model *m, char *err);
+
+/* The linear score of a weight sum over n features under t's settings. */
+static inline double fsent__z(const fsent__table *t, int64_t sum, size_t n)
+{
+    double x = (double)t->scale * (double)sum;
+    if ((t->flags & FSENT__F_NORM) && n > 1)
+        x /= __builtin_sqrt((double)n);
+    return t->bias + x;
+}
 
 /* Write tables t[0..2) (absent ones skipped) with weights w8[i] to path. */
 int fsent__write(const char *path, const fsent__table t[2], char *err);
