@@ -527,8 +527,10 @@ static int submit_file(ctl *c, submit_flags *f)
         cxm_client_loop_create(&im.loop) != 0)
         return (fclose(im.f), fprintf(stderr, "cxmctl: out of memory\n"), CXMCTL_FAILED);
     double t0 = mono_s();
+    /* A call that cannot start stops the sending, not the waiting: the
+     * loop is destroyed only once every call started has completed. */
     bool more = true;
-    while (rc >= 0 && (more || im.in_flight)) {
+    while (more || im.in_flight) {
         while (more && im.in_flight < window && (rc = submit_next(&im)) == 1)
             ;
         more = more && rc == 1;
@@ -541,6 +543,8 @@ static int submit_file(ctl *c, submit_flags *f)
     submit_summary(c, &im, mono_s() - t0);
     if (im.damaged)
         fprintf(stderr, "cxmctl: --file %s: damaged after %" PRIu64 " records\n", im.path, im.sent);
+    if (rc < 0)
+        fprintf(stderr, "cxmctl: a SubmitResponse call could not start: %s\n", cxm_strerror(rc));
     return rc < 0 || im.damaged || im.failed ? CXMCTL_FAILED : 0;
 }
 
