@@ -89,7 +89,7 @@ static void survey_questions(ctl *c, const survey_flags *f, Cxm__V1__Survey *s)
                      flag_or(&f->title, "score"), nothing);
     for (size_t i = 0; i < f->gap.n; i++) {
         size_t len = strlen(f->gap.v[i]) + 5;
-        char *id = cxm_arena_alloc(&c->arena, len);
+        char *id = cxmctl_new_array(c, len, 1);
         snprintf(id, len, "gap_%s", f->gap.v[i]);
         for (char *p = id; *p; p++)
             *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
