@@ -117,14 +117,9 @@ static inline bool is_space_cp(uint32_t c)
 
 /* ---- Korean ---------------------------------------------------------- */
 
-#define KO_LAST 48 /* features of the current word kept for the final-word copies */
-
 typedef struct ko_state {
     const fsent__table *t;
     fsent__sink *s;
-    bool final;             /* keep the current word's n-grams (FSENT__F_FINAL) */
-    uint64_t last[KO_LAST]; /* the current word's n-grams */
-    uint32_t nlast;
     uint32_t win[3]; /* the last three code points kept, 0 = none */
     uint32_t run;    /* how many times win[2] repeats */
     uint64_t word;
@@ -134,8 +129,6 @@ typedef struct ko_state {
 static void ko_emit(ko_state *k, uint64_t h)
 {
     emit(k->s, h);
-    if (k->final && k->nlast < KO_LAST)
-        k->last[k->nlast++] = h;
 }
 
 static void ko_grams(ko_state *k, uint32_t a, uint32_t b, uint32_t c, uint32_t cp)
@@ -167,8 +160,6 @@ static void ko_push(ko_state *k, uint32_t cp)
         k->run = 1;
     }
     uint32_t a = k->win[0], b = k->win[1], c = k->win[2];
-    if (c == ' ' && cp != ' ')
-        k->nlast = 0; /* a new word starts */
     k->win[0] = b;
     k->win[1] = c;
     k->win[2] = cp;
@@ -184,24 +175,13 @@ static void ko_push(ko_state *k, uint32_t cp)
     }
 }
 
-static void ko_features(const fsent__table *t, const char *text, size_t len, bool final,
-                        fsent__sink *s)
+static void ko_features(const fsent__table *t, const char *text, size_t len, fsent__sink *s)
 {
-    ko_state k = {
-        .t = t, .s = s, .final = final, .win = {0, 0, ' '}, .run = 1, .word = seed(TAG_KWORD)};
+    ko_state k = {.t = t, .s = s, .win = {0, 0, ' '}, .run = 1, .word = seed(TAG_KWORD)};
     const unsigned char *p = (const unsigned char *)text;
     for (size_t i = 0; i < len;)
         ko_push(&k, utf8_next(p, len, &i));
     ko_push(&k, ' ');
-    if (!final)
-        return;
-    /* The last word's n-grams again, tagged: the sentence-final predicate
-     * (좋아요, 별로예요, 재미없다) carries the verdict in Korean. */
-    uint64_t role = s->role;
-    s->role = 0;
-    for (uint32_t i = 0; i < k.nlast; i++)
-        emit(s, k.last[i] ^ 0x2545f4914f6cdd1dull);
-    s->role = role;
 }
 
 /* ---- English --------------------------------------------------------- */
@@ -401,7 +381,7 @@ void fsent__features(const fsent__table *t, fsent_lang lang, const char *text, s
 {
     s->role = (t->flags & FSENT__F_ROLES) && i < nc - 1 ? 0x9e3779b97f4a7c15ull : 0;
     if (lang == FSENT_LANG_KO)
-        ko_features(t, text, len, (t->flags & FSENT__F_FINAL) && i == nc - 1, s);
+        ko_features(t, text, len, s);
     else
         en_features(t, text, len, s);
 }
