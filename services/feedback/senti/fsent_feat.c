@@ -7,8 +7,7 @@
  * Korean: character 1..n-grams over the normalised text with one space
  * between words (n-grams cross word boundaries, which carries the particle
  * and ending patterns), plus whole words. English: word unigrams and
- * bigrams with negation scope marked, optionally character n-grams inside
- * words (they carry across spellings and domains).
+ * bigrams with negation scope marked.
  */
 #include <string.h>
 
@@ -17,7 +16,7 @@
 #define PRIME 0x100000001b3ull
 #define W FSENT__W
 
-enum { TAG_CHAR = 1, TAG_KWORD = 9, TAG_UNI = 10, TAG_BI = 12, TAG_CGRAM = 14 };
+enum { TAG_CHAR = 1, TAG_KWORD = 9, TAG_UNI = 10, TAG_BI = 12 };
 
 /* The index is the top bits, so one xor-shift and one multiply mix
  * enough: the product's high bits depend on all of k's bits. */
@@ -186,7 +185,7 @@ static void ko_features(const fsent__table *t, const char *text, size_t len, fse
 
 /* ---- English --------------------------------------------------------- */
 
-#define EN_WORD 32 /* bytes of a word kept for contractions and char n-grams */
+#define EN_WORD 32 /* bytes of a word kept for contractions */
 
 typedef struct en_state {
     const fsent__table *t;
@@ -219,23 +218,6 @@ static uint64_t en_hash(const char *w, size_t n)
     return h;
 }
 
-/* Character 3..ngram_max-grams of <word>: spelling variants and unseen
- * inflections of a known stem still score. */
-static void en_chargrams(en_state *e, const char *w, size_t n)
-{
-    char b[EN_WORD + 2];
-    b[0] = '<';
-    memcpy(b + 1, w, n);
-    b[n + 1] = '>';
-    for (uint32_t g = 3; g <= e->t->ngram_max; g++)
-        for (size_t i = 0; i + g <= n + 2; i++) {
-            uint64_t h = seed(TAG_CGRAM + g);
-            for (size_t j = 0; j < g; j++)
-                h = step(h, (unsigned char)b[i + j]);
-            emit(e->s, h);
-        }
-}
-
 static void en_token(en_state *e, uint64_t h, const char *w, size_t n)
 {
     bool negator = w && en_is_negator(w, n);
@@ -244,8 +226,6 @@ static void en_token(en_state *e, uint64_t h, const char *w, size_t n)
         emit(e->s, step(seed(TAG_UNI), th));
     if ((e->t->flags & FSENT__F_BIGRAMS) && e->has_prev)
         emit(e->s, step(step(seed(TAG_BI), e->prev), th));
-    if ((e->t->flags & FSENT__F_CHARS) && w && n >= 2 && n <= EN_WORD - 2)
-        en_chargrams(e, w, n);
     e->prev = th;
     e->has_prev = true;
     if (negator)

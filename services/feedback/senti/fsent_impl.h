@@ -28,18 +28,16 @@
 /* Feature switches of a language table (flags). */
 #define FSENT__F_WORDS 1u   /* ko: whole words; en: word unigrams */
 #define FSENT__F_BIGRAMS 2u /* en: word bigrams */
-#define FSENT__F_CHARS 4u   /* en: character n-grams inside words */
 #define FSENT__F_ROLES 8u   /* a clause before a contrast also gets role-tagged copies */
 #define FSENT__F_NORM 32u   /* z divides the weights' sum by sqrt(feature count) */
-#define FSENT__F_ALL                                                                               \
-    (FSENT__F_WORDS | FSENT__F_BIGRAMS | FSENT__F_CHARS | FSENT__F_ROLES | FSENT__F_NORM)
+#define FSENT__F_ALL (FSENT__F_WORDS | FSENT__F_BIGRAMS | FSENT__F_ROLES | FSENT__F_NORM)
 
 /* One language's linear model: z = bias + scale * sum(w[feature]), and the
  * calibration P(positive) = sigmoid(platt_a * z + platt_b). */
 typedef struct fsent__table {
     bool present;
     uint32_t bits;      /* 2^bits weights */
-    uint32_t ngram_max; /* ko: character n-grams 1..ngram_max; en: char n-gram max */
+    uint32_t ngram_max; /* ko: character n-grams 1..ngram_max (3 or 4); en: 0 */
     uint32_t flags;     /* FSENT__F_* */
     float scale, bias;
     float platt_a, platt_b;
