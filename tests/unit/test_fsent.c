@@ -120,6 +120,15 @@ static void test_aspects_english(void)
     CHECK_EQ_INT(r.aspects[0].end, 2);
     CHECK(memcmp(t + r.aspects[1].begin, "app", 3) == 0 &&
           r.aspects[1].end - r.aspects[1].begin == 3);
+    /* Any case; "site" inside "website" is one website mention. */
+    r = run("Delivery late, APP broken, the WebSite down", true);
+    CHECK_EQ_INT(r.naspects, 3);
+    CHECK_EQ_STR(r.aspects[0].aspect, "delivery");
+    CHECK_EQ_INT(r.aspects[0].begin, 0);
+    CHECK_EQ_INT(r.aspects[0].end, 8);
+    CHECK_EQ_STR(r.aspects[1].aspect, "app");
+    CHECK_EQ_STR(r.aspects[2].aspect, "website");
+    CHECK_EQ_INT(r.aspects[2].end - r.aspects[2].begin, 7);
     /* Plurals count; at most FSENT_MAX_ASPECTS, the first ones. */
     char many[512] = "";
     for (int i = 0; i < 20; i++)

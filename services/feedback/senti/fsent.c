@@ -170,19 +170,31 @@ static const lex lexicon[] = {
     {"shop", sizeof("shop") - 1, "store", 1},
 };
 
-/* For each first byte, the lexicon entries that may start with it, so the
- * scan tries a handful of patterns per position, not all of them. */
-static uint64_t lex_first[256];
+/* For each pair of first two bytes (hashed into LEX_BUCKETS; ASCII in
+ * every case), the lexicon entries that may start with it: most positions
+ * of a text find an empty set and cost one load. */
+#define LEX_BUCKETS 1024
+static uint64_t lex_first[LEX_BUCKETS];
 static pthread_once_t lex_once = PTHREAD_ONCE_INIT;
+
+static inline unsigned lex_bucket(unsigned char b0, unsigned char b1)
+{
+    return ((unsigned)b0 * 131u + b1) & (LEX_BUCKETS - 1);
+}
+
+static unsigned char flip_case(unsigned char c)
+{
+    return (c | 0x20) >= 'a' && (c | 0x20) <= 'z' ? c ^ 0x20 : c;
+}
 
 static void lex_init(void)
 {
     _Static_assert(sizeof lexicon / sizeof lexicon[0] <= 64, "one bit per lexicon entry");
     for (size_t j = 0; j < sizeof lexicon / sizeof lexicon[0]; j++) {
-        unsigned char c = (unsigned char)lexicon[j].pat[0];
-        lex_first[c] |= 1ull << j;
-        if (lexicon[j].ascii && c >= 'a' && c <= 'z')
-            lex_first[c - 'a' + 'A'] |= 1ull << j;
+        unsigned char b0 = (unsigned char)lexicon[j].pat[0], b1 = (unsigned char)lexicon[j].pat[1];
+        for (int v = 0; v < (lexicon[j].ascii ? 4 : 1); v++)
+            lex_first[lex_bucket(v & 1 ? flip_case(b0) : b0, v & 2 ? flip_case(b1) : b1)] |= 1ull
+                                                                                             << j;
     }
 }
 
@@ -251,7 +263,10 @@ static void aspects(const fsent__table *t, const clauses *c, const char *text, s
     for (size_t i = 0; i < len && out->naspects < FSENT_MAX_ASPECTS;) {
         size_t k = match_as(text, len, i);
         const char *name = "after_sales";
-        for (uint64_t m = lex_first[(unsigned char)text[i]]; !k && m; m &= m - 1) {
+        uint64_t m = i + 1 < len
+                         ? lex_first[lex_bucket((unsigned char)text[i], (unsigned char)text[i + 1])]
+                         : 0;
+        for (; !k && m; m &= m - 1) {
             const lex *e = &lexicon[__builtin_ctzll(m)];
             k = match(e, text, len, i);
             name = e->aspect;
