@@ -70,6 +70,9 @@ static void test_mixed(void)
     CHECK_EQ_INT(k.label, FSENT_MIXED);
     fsent_result e = run("The delivery was fast but the staff were rude", true);
     CHECK_EQ_INT(e.label, FSENT_MIXED);
+    /* "Although A, B": the comma closes the subordinate clause. */
+    CHECK_EQ_INT(run("Although the staff were nice, the wait was ridiculous.", false).label,
+                 FSENT_MIXED);
     /* One clause only: not mixed. */
     CHECK(run("직원이 불친절했어요", false).label == FSENT_NEGATIVE);
     CHECK(run("The staff were rude", false).label == FSENT_NEGATIVE);

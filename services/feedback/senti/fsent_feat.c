@@ -373,6 +373,8 @@ static const fsent__word ko_before[] = {W("하지만"),   W("그런데"), W("그
 static const fsent__word ko_after[] = {W("는데"), W("은데"), W("지만")};
 static const fsent__word en_before[] = {W("but"), W("however"), W("although"),    W("though"),
                                         W("yet"), W("whereas"), W("nevertheless")};
+/* Markers that open a subordinate clause, closed by the next comma. */
+static const fsent__word en_sub[] = {W("although"), W("though"), W("whereas")};
 
 static bool ends_with_any(const char *w, size_t n, const fsent__word *l, size_t nl)
 {
@@ -416,6 +418,7 @@ int fsent__clauses(fsent_lang lang, const char *text, size_t len, uint32_t *begi
 {
     clause_cut c = {.begin = begin, .end = end};
     size_t i = 0;
+    bool sub = false; /* inside a clause opened by a subordinator */
     while (i < len) {
         while (i < len && (unsigned char)text[i] <= ' ')
             i++;
@@ -439,6 +442,13 @@ int fsent__clauses(fsent_lang lang, const char *text, size_t len, uint32_t *begi
             }
         } else if (in_list(w, n, en_before, sizeof en_before / sizeof en_before[0])) {
             cut_at(&c, ws);
+            sub = in_list(w, n, en_sub, sizeof en_sub / sizeof en_sub[0]);
+        } else if (sub && text[i - 1] == ',') {
+            /* "Although A, B": the comma closes the subordinate clause. */
+            c.content = true;
+            cut_at(&c, i);
+            sub = false;
+            continue;
         }
         c.content = true;
     }
