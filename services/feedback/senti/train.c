@@ -15,17 +15,16 @@
  * the same bytes every run; about 20 s).
  *
  * Per language: a validation split (10%, seeded) is carved from the train
- * file; the lexicon's rows (lexicon/README.md: customer-experience words
- * the movie corpora lack, and neutral domain words) join the training rows,
- * each 30 times an epoch; logistic regression with AdaGrad and L2 over the hashed features of
- * fsent_feat.c (the same extractor the library scores with) is fitted on the
- * rest; with --select the feature settings and L2 are chosen by the
- * validation log loss of the quantised, calibrated model (test files are
- * never read here). The
- * weights are quantised to int8 with one scale per table, Platt scaling is
- * fitted on the validation split, and the NEUTRAL band is the widest
- * confidence band whose validation examples are right at most 60% of the
- * time (barely better than a coin).
+ * file; the lexicon's rows (lexicon/README.md: customer-experience words the
+ * movie corpora lack, and neutral domain words) join the training rows,
+ * each 30 times an epoch; logistic regression with AdaGrad and L2 over the
+ * hashed features of fsent_feat.c (the same extractor the library scores
+ * with) is fitted on the rest. With --select the feature settings and L2
+ * are chosen by the validation log loss of the quantised, calibrated model
+ * (test files are never read here). The weights are quantised to int8 with
+ * one scale per table, Platt scaling is fitted on the validation split, and
+ * the NEUTRAL band is the widest confidence band whose validation examples
+ * are right at most 60% of the time (barely better than a coin).
  */
 #include <math.h>
 #include <stdio.h>
