@@ -175,16 +175,25 @@ static const lex lexicon[] = {
     LEX("shop", "store", 1),
 };
 
-/* For each pair of first two bytes (hashed into LEX_BUCKETS; ASCII in
- * every case), the lexicon entries that may start with it: most positions
- * of a text find an empty set and cost one load. */
+/* The lexicon entries that may start at a position, by a hash of its
+ * first bytes into LEX_BUCKETS: two bytes for ASCII (in every case), three
+ * (the whole syllable) for Hangul, whose syllables share lead bytes in
+ * runs of 64. Most positions of a text find an empty set. */
 #define LEX_BUCKETS 1024
 static uint64_t lex_first[LEX_BUCKETS];
 static pthread_once_t lex_once = PTHREAD_ONCE_INIT;
 
-static inline unsigned lex_bucket(unsigned char b0, unsigned char b1)
+static inline unsigned lex_bucket(const unsigned char *p, size_t avail)
 {
-    return ((unsigned)b0 * 131u + b1) & (LEX_BUCKETS - 1);
+    if (avail < 2)
+        return LEX_BUCKETS; /* no entry is shorter than two bytes */
+    unsigned h = (unsigned)p[0] * 131u + p[1];
+    if (p[0] >= 0x80) {
+        if (avail < 3)
+            return LEX_BUCKETS;
+        h = h * 131u + p[2];
+    }
+    return h & (LEX_BUCKETS - 1);
 }
 
 static unsigned char flip_case(unsigned char c)
@@ -196,10 +205,12 @@ static void lex_init(void)
 {
     _Static_assert(sizeof lexicon / sizeof lexicon[0] <= 64, "one bit per lexicon entry");
     for (size_t j = 0; j < sizeof lexicon / sizeof lexicon[0]; j++) {
-        unsigned char b0 = (unsigned char)lexicon[j].pat[0], b1 = (unsigned char)lexicon[j].pat[1];
-        for (int v = 0; v < (lexicon[j].ascii ? 4 : 1); v++)
-            lex_first[lex_bucket(v & 1 ? flip_case(b0) : b0, v & 2 ? flip_case(b1) : b1)] |= 1ull
-                                                                                             << j;
+        const unsigned char *pat = (const unsigned char *)lexicon[j].pat;
+        for (int v = 0; v < (lexicon[j].ascii ? 4 : 1); v++) {
+            unsigned char b[3] = {v & 1 ? flip_case(pat[0]) : pat[0],
+                                  v & 2 ? flip_case(pat[1]) : pat[1], pat[2]};
+            lex_first[lex_bucket(b, lexicon[j].n)] |= 1ull << j;
+        }
     }
 }
 
@@ -268,9 +279,8 @@ static void aspects(const fsent__table *t, const clauses *c, const char *text, s
     for (size_t i = 0; i < len && out->naspects < FSENT_MAX_ASPECTS;) {
         size_t k = match_as(text, len, i);
         const char *name = "after_sales";
-        uint64_t m = i + 1 < len
-                         ? lex_first[lex_bucket((unsigned char)text[i], (unsigned char)text[i + 1])]
-                         : 0;
+        unsigned bk = lex_bucket((const unsigned char *)text + i, len - i);
+        uint64_t m = bk < LEX_BUCKETS ? lex_first[bk] : 0;
         for (; !k && m; m &= m - 1) {
             const lex *e = &lexicon[__builtin_ctzll(m)];
             k = match(e, text, len, i);
