@@ -4,7 +4,7 @@
  *
  * The committed services/feedback/senti/model.bin is exactly:
  *
- *   build/bin/cxm-senti-train --select \
+ *   build/bin/cxm-senti-train --select --en-refit --en-length-power 0.5 \
  *       --ko ../shared/data/sentiment/ko-nsmc-train.tsv.gz \
  *       --ko-lexicon services/feedback/senti/lexicon/ko.tsv \
  *       --en ../shared/data/sentiment/en-sst2-train.tsv.gz \
@@ -21,7 +21,11 @@
  * hashed features of fsent_feat.c (the same extractor the library scores
  * with) is fitted on the rest. With --select the feature settings and L2
  * are chosen by the validation log loss of the quantised, calibrated model
- * (test files are never read here). The weights are quantised to int8 with
+ * (test files are never read here). English rows weigh (their words)^0.5
+ * (--en-length-power; SST-2's train file is mostly short phrases, what is
+ * scored is whole comments); with --en-refit the chosen English settings
+ * are fitted again on every row, validation included, keeping the split's
+ * calibration. The weights are quantised to int8 with
  * one scale per table, Platt scaling is fitted on the validation split, and
  * the NEUTRAL band is the widest confidence band whose validation examples
  * are right at most 60% of the time (barely better than a coin).
@@ -44,7 +48,9 @@ typedef struct opts {
     uint32_t ko_bits, en_bits;
     const char *config; /* "ngram_max:flags:l2:nb", one configuration to try */
     const char *ko_lex, *en_lex;
-    int lex_repeat; /* each lexicon row is trained on this many times an epoch */
+    int lex_repeat;      /* each lexicon row is trained on this many times an epoch */
+    double en_len_power; /* an English row weighs (its words)^this, mean 1 */
+    bool en_refit;       /* after selection, refit English's chosen settings on every row */
 } opts;
 
 /* One configuration tried: the table's feature settings and the L2. */
@@ -136,8 +142,9 @@ static void feats_free(feats *F)
 }
 
 /* Logistic regression, AdaGrad with L2 on the features a row touches. */
-static void fit(const feats *F, const uint8_t *y, const split *sp, const config *cf, int epochs,
-                uint64_t seed, const float *r, float *w, float *g2, size_t dim, double *bias)
+static void fit(const feats *F, const uint8_t *y, const float *rw, const split *sp,
+                const config *cf, int epochs, uint64_t seed, const float *r, float *w, float *g2,
+                size_t dim, double *bias)
 {
     const double lr = 0.2;
     memset(w, 0, dim * sizeof *w);
@@ -156,7 +163,7 @@ static void fit(const feats *F, const uint8_t *y, const split *sp, const config 
             for (const uint32_t *q = f; q < fe; q++)
                 z += w[*q] * r[*q];
             z = b + z * inv;
-            double g = 1.0 / (1.0 + exp(-z)) - (y[d] == 2 ? 0.5 : y[d]);
+            double g = (1.0 / (1.0 + exp(-z)) - (y[d] == 2 ? 0.5 : y[d])) * rw[d];
             for (const uint32_t *q = f; q < fe; q++) {
                 double gi = g * inv * r[*q] + cf->l2 * w[*q];
                 g2[*q] += (float)(gi * gi);
@@ -408,6 +415,42 @@ static size_t configs(fsent_lang lang, bool select, config *c)
     return n;
 }
 
+/* Row weights: SST-2's train file is mostly short phrases cut from its
+ * sentences, while what is scored is whole comments; weighing a row by
+ * (its words)^power (mean 1 over the corpus rows; lexicon rows 1) leans
+ * the fit towards sentences without dropping the phrases' evidence. */
+static float *row_weights(const tsv_corpus *c, size_t ncorpus, double power)
+{
+    float *rw = malloc(c->n * sizeof *rw);
+    double sum = 0;
+    for (size_t d = 0; d < c->n; d++) {
+        const char *p = c->text + c->off[d];
+        size_t len = c->off[d + 1] - c->off[d], words = 0;
+        for (size_t i = 0; i < len; i++)
+            words += p[i] != ' ' && (i == 0 || p[i - 1] == ' ');
+        rw[d] = d < ncorpus ? (float)pow((double)(words ? words : 1), power) : 1.0f;
+        sum += d < ncorpus ? rw[d] : 0;
+    }
+    for (size_t d = 0; d < ncorpus && sum > 0; d++)
+        rw[d] = (float)(rw[d] * (double)ncorpus / sum);
+    return rw;
+}
+
+/* Every corpus row (validation included) and the lexicon rows repeat
+ * times: the final fit once the settings and calibration are chosen. */
+static void all_rows(size_t n, size_t nlex, int repeat, split *sp)
+{
+    size_t extra = nlex * (size_t)repeat;
+    sp->tr = malloc((n + extra) * sizeof *sp->tr);
+    for (size_t i = 0; i < n; i++)
+        sp->tr[i] = (uint32_t)i;
+    for (size_t i = 0; i < extra; i++)
+        sp->tr[n + i] = (uint32_t)(n + i % nlex);
+    sp->ntr = n + extra;
+    sp->va = NULL;
+    sp->nva = 0;
+}
+
 typedef struct lang_job {
     fsent_lang lang;
     const char *path, *lexicon;
@@ -471,6 +514,7 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
     int8_t *q = malloc(dim), *best = malloc(dim);
     split sp;
     make_split(ncorpus, c.n - ncorpus, o->lex_repeat, o->seed, &sp);
+    float *rw = row_weights(&c, ncorpus, j->lang == FSENT_LANG_EN ? o->en_len_power : 0);
     config cf[16];
     size_t ncf = configs(j->lang, o->select, cf);
     if (o->config) {
@@ -482,6 +526,7 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
         ncf = 1;
     }
     double best_acc = -1, best_loss = INFINITY;
+    config chosen = cf[0];
     feats F = {0};
     uint32_t fkey = ~0u;
     for (size_t i = 0; i < ncf; i++) {
@@ -498,7 +543,7 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
         }
         double b;
         nb_ratios(&F, c.y, &sp, &cf[i], r, dim);
-        fit(&F, c.y, &sp, &cf[i], o->epochs, o->seed, r, w, g2, dim, &b);
+        fit(&F, c.y, rw, &sp, &cf[i], o->epochs, o->seed, r, w, g2, dim, &b);
         cand.bias = (float)b;
         cand.scale = quantize(w, dim, q);
         double acc = accuracy(&cand, &F, c.y, sp.va, sp.nva);
@@ -511,6 +556,7 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
             best_loss = loss;
             best_acc = acc;
             *t = cand;
+            chosen = cf[i];
             memcpy(best, q, dim);
         }
     }
@@ -524,7 +570,21 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
     printf("  chosen: ngram_max=%u flags=%u, validation accuracy %.4f\n", t->ngram_max, t->flags,
            best_acc);
     calibrate(t, &F, c.y, &sp);
+    if (o->en_refit && j->lang == FSENT_LANG_EN) {
+        /* The calibration (Platt, NEUTRAL band) stays the split's: the
+         * refit sees about a tenth more rows, so its scores are close. */
+        split all;
+        double b;
+        all_rows(ncorpus, c.n - ncorpus, o->lex_repeat, &all);
+        nb_ratios(&F, c.y, &all, &chosen, r, dim);
+        fit(&F, c.y, rw, &all, &chosen, o->epochs, o->seed, r, w, g2, dim, &b);
+        t->bias = (float)b;
+        t->scale = quantize(w, dim, best);
+        printf("  refit on all %zu rows\n", all.ntr);
+        free(all.tr);
+    }
     *wout = best;
+    free(rw);
     feats_free(&F);
     free(sp.va);
     free(w);
@@ -538,7 +598,8 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
 static int usage(void)
 {
     fprintf(stderr, "usage: cxm-senti-train [--ko FILE.tsv.gz] [--en FILE.tsv.gz] -o MODEL\n"
-                    "       [--select] [--limit ROWS] [--epochs N] [--seed N]\n"
+                    "       [--select] [--en-refit] [--en-length-power P]\n"
+                    "       [--limit ROWS] [--epochs N] [--seed N]\n"
                     "       [--ko-bits B] [--en-bits B]\n");
     return 2;
 }
@@ -548,8 +609,11 @@ static int parse_args(int argc, char **argv, opts *o)
     *o = (opts){.seed = 12, .epochs = 5, .ko_bits = 20, .en_bits = 19, .lex_repeat = 30};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--select") == 0) {
-            o->select = true;
+        if (strcmp(a, "--select") == 0 || strcmp(a, "--en-refit") == 0) {
+            if (a[2] == 's')
+                o->select = true;
+            else
+                o->en_refit = true;
             continue;
         }
         if (!v)
@@ -567,6 +631,8 @@ static int parse_args(int argc, char **argv, opts *o)
             o->en_lex = v;
         else if (strcmp(a, "--lexicon-repeat") == 0)
             o->lex_repeat = atoi(v);
+        else if (strcmp(a, "--en-length-power") == 0)
+            o->en_len_power = atof(v);
         else if (strcmp(a, "--config") == 0)
             o->config = v;
         else if (strcmp(a, "--limit") == 0)
