@@ -2,7 +2,7 @@
  * test_fsent.c - on-box sentiment (services/feedback/senti/fsent.h) with the
  * built-in model: language detection, clause split and MIXED, aspects with
  * exact byte offsets in Korean, NEUTRAL for bland text, empty, over-limit
- * and malformed input, the model file's validation (truncated, corrupted
+ * and malformed input, random bytes, the model file's validation (truncated, corrupted
  * and hostile files, every truncation length), and concurrent calls giving
  * the single-threaded results.
  */
@@ -70,6 +70,9 @@ static void test_mixed(void)
     CHECK_EQ_INT(k.label, FSENT_MIXED);
     fsent_result e = run("The delivery was fast but the staff were rude", true);
     CHECK_EQ_INT(e.label, FSENT_MIXED);
+    /* "Although A, B": the comma closes the subordinate clause. */
+    CHECK_EQ_INT(run("Although the staff were nice, the wait was ridiculous.", false).label,
+                 FSENT_MIXED);
     /* One clause only: not mixed. */
     CHECK(run("직원이 불친절했어요", false).label == FSENT_NEGATIVE);
     CHECK(run("The staff were rude", false).label == FSENT_NEGATIVE);
@@ -120,6 +123,15 @@ static void test_aspects_english(void)
     CHECK_EQ_INT(r.aspects[0].end, 2);
     CHECK(memcmp(t + r.aspects[1].begin, "app", 3) == 0 &&
           r.aspects[1].end - r.aspects[1].begin == 3);
+    /* Any case; "site" inside "website" is one website mention. */
+    r = run("Delivery late, APP broken, the WebSite down", true);
+    CHECK_EQ_INT(r.naspects, 3);
+    CHECK_EQ_STR(r.aspects[0].aspect, "delivery");
+    CHECK_EQ_INT(r.aspects[0].begin, 0);
+    CHECK_EQ_INT(r.aspects[0].end, 8);
+    CHECK_EQ_STR(r.aspects[1].aspect, "app");
+    CHECK_EQ_STR(r.aspects[2].aspect, "website");
+    CHECK_EQ_INT(r.aspects[2].end - r.aspects[2].begin, 7);
     /* Plurals count; at most FSENT_MAX_ASPECTS, the first ones. */
     char many[512] = "";
     for (int i = 0; i < 20; i++)
@@ -188,6 +200,36 @@ static void test_bad_input(void)
     const char *k = "배송";
     CHECK_EQ_INT(fsent_analyze(fsent_builtin(), k, 4, 0, true, &r), 0);
     CHECK_EQ_INT(r.naspects, 0);
+}
+
+/* Random bytes, random lengths, every language mode: results stay in range
+ * and aspects inside the text, in order (run under ASan in CI's sanitiser
+ * build, this is also the reader's overrun check). */
+static void test_random_text(void)
+{
+    static const char alphabet[] = "ab :)!,.'배송직원는데지만AS/S\xff\xc3";
+    static char buf[400];
+    uint64_t s = 12345;
+    int bad = 0;
+    for (int it = 0; it < 3000; it++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        size_t n = s % sizeof buf;
+        for (size_t i = 0; i < n; i++) {
+            s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+            buf[i] = it % 2 ? (char)(s >> 24) : alphabet[(s >> 24) % (sizeof alphabet - 1)];
+        }
+        fsent_result r;
+        if (fsent_analyze(fsent_builtin(), buf, n, (fsent_lang)(it % 3), true, &r) != 0) {
+            bad++;
+            continue;
+        }
+        bad += r.label < FSENT_UNSUPPORTED || r.label > FSENT_MIXED;
+        bad += !(r.score >= -1 && r.score <= 1) || r.naspects > FSENT_MAX_ASPECTS;
+        for (size_t a = 0; a < r.naspects; a++)
+            bad += r.aspects[a].begin >= r.aspects[a].end || r.aspects[a].end > n ||
+                   (a && r.aspects[a].begin < r.aspects[a - 1].end);
+    }
+    CHECK_EQ_INT(bad, 0);
 }
 
 /* ---- the model file -------------------------------------------------- */
@@ -362,6 +404,7 @@ int main(void)
     test_aspects_english();
     test_neutral();
     test_bad_input();
+    test_random_text();
     test_load();
     test_threads();
     return check_report();

@@ -120,69 +120,97 @@ typedef struct lex {
     bool ascii; /* whole word, case-insensitive, optional plural s */
 } lex;
 
+#define LEX(pat, aspect, ascii)                                                                    \
+    {                                                                                              \
+        pat, sizeof(pat) - 1, aspect, ascii                                                        \
+    }
+
 /* Longer patterns first where one contains another. Korean patterns match
  * inside words: particles and endings attach (배송이, 기다렸어요). */
 static const lex lexicon[] = {
-    {"배송", sizeof("배송") - 1, "delivery", 0},
-    {"택배", sizeof("택배") - 1, "delivery", 0},
-    {"delivery", sizeof("delivery") - 1, "delivery", 1},
-    {"deliveries", sizeof("deliveries") - 1, "delivery", 1},
-    {"shipping", sizeof("shipping") - 1, "delivery", 1},
-    {"courier", sizeof("courier") - 1, "delivery", 1},
-    {"직원", sizeof("직원") - 1, "staff", 0},
-    {"상담원", sizeof("상담원") - 1, "staff", 0},
-    {"staff", sizeof("staff") - 1, "staff", 1},
-    {"employee", sizeof("employee") - 1, "staff", 1},
-    {"agent", sizeof("agent") - 1, "staff", 1},
-    {"가격", sizeof("가격") - 1, "price", 0},
-    {"요금", sizeof("요금") - 1, "price", 0},
-    {"price", sizeof("price") - 1, "price", 1},
-    {"pricing", sizeof("pricing") - 1, "price", 1},
-    {"대기", sizeof("대기") - 1, "waiting", 0},
-    {"기다", sizeof("기다") - 1, "waiting", 0},
-    {"waiting", sizeof("waiting") - 1, "waiting", 1},
-    {"wait", sizeof("wait") - 1, "waiting", 1},
-    {"waited", sizeof("waited") - 1, "waiting", 1},
-    {"queue", sizeof("queue") - 1, "waiting", 1},
-    {"환불", sizeof("환불") - 1, "refund", 0},
-    {"refund", sizeof("refund") - 1, "refund", 1},
-    {"refunded", sizeof("refunded") - 1, "refund", 1},
-    {"A/S", sizeof("A/S") - 1, "after_sales", 0},
-    {"에이에스", sizeof("에이에스") - 1, "after_sales", 0},
-    {"수리", sizeof("수리") - 1, "after_sales", 0},
-    {"repair", sizeof("repair") - 1, "after_sales", 1},
-    {"warranty", sizeof("warranty") - 1, "after_sales", 1},
-    {"품질", sizeof("품질") - 1, "quality", 0},
-    {"불량", sizeof("불량") - 1, "quality", 0},
-    {"quality", sizeof("quality") - 1, "quality", 1},
-    {"defective", sizeof("defective") - 1, "quality", 1},
-    {"앱", sizeof("앱") - 1, "app", 0},
-    {"어플", sizeof("어플") - 1, "app", 0},
-    {"app", sizeof("app") - 1, "app", 1},
-    {"웹사이트", sizeof("웹사이트") - 1, "website", 0},
-    {"홈페이지", sizeof("홈페이지") - 1, "website", 0},
-    {"website", sizeof("website") - 1, "website", 1},
-    {"web site", sizeof("web site") - 1, "website", 1},
-    {"site", sizeof("site") - 1, "website", 1},
-    {"매장", sizeof("매장") - 1, "store", 0},
-    {"지점", sizeof("지점") - 1, "store", 0},
-    {"store", sizeof("store") - 1, "store", 1},
-    {"shop", sizeof("shop") - 1, "store", 1},
+    LEX("배송", "delivery", 0),
+    LEX("택배", "delivery", 0),
+    LEX("delivery", "delivery", 1),
+    LEX("deliveries", "delivery", 1),
+    LEX("shipping", "delivery", 1),
+    LEX("courier", "delivery", 1),
+    LEX("직원", "staff", 0),
+    LEX("상담원", "staff", 0),
+    LEX("staff", "staff", 1),
+    LEX("employee", "staff", 1),
+    LEX("agent", "staff", 1),
+    LEX("가격", "price", 0),
+    LEX("요금", "price", 0),
+    LEX("price", "price", 1),
+    LEX("pricing", "price", 1),
+    LEX("대기", "waiting", 0),
+    LEX("기다", "waiting", 0),
+    LEX("waiting", "waiting", 1),
+    LEX("wait", "waiting", 1),
+    LEX("waited", "waiting", 1),
+    LEX("queue", "waiting", 1),
+    LEX("환불", "refund", 0),
+    LEX("refund", "refund", 1),
+    LEX("refunded", "refund", 1),
+    LEX("A/S", "after_sales", 0),
+    LEX("에이에스", "after_sales", 0),
+    LEX("수리", "after_sales", 0),
+    LEX("repair", "after_sales", 1),
+    LEX("warranty", "after_sales", 1),
+    LEX("품질", "quality", 0),
+    LEX("불량", "quality", 0),
+    LEX("quality", "quality", 1),
+    LEX("defective", "quality", 1),
+    LEX("앱", "app", 0),
+    LEX("어플", "app", 0),
+    LEX("app", "app", 1),
+    LEX("웹사이트", "website", 0),
+    LEX("홈페이지", "website", 0),
+    LEX("website", "website", 1),
+    LEX("web site", "website", 1),
+    LEX("site", "website", 1),
+    LEX("매장", "store", 0),
+    LEX("지점", "store", 0),
+    LEX("store", "store", 1),
+    LEX("shop", "store", 1),
 };
 
-/* For each first byte, the lexicon entries that may start with it, so the
- * scan tries a handful of patterns per position, not all of them. */
-static uint64_t lex_first[256];
+/* The lexicon entries that may start at a position, by a hash of its
+ * first bytes into LEX_BUCKETS: two bytes for ASCII (in every case), three
+ * (the whole syllable) for Hangul, whose syllables share lead bytes in
+ * runs of 64. Most positions of a text find an empty set. */
+#define LEX_BUCKETS 1024
+static uint64_t lex_first[LEX_BUCKETS];
 static pthread_once_t lex_once = PTHREAD_ONCE_INIT;
+
+static inline unsigned lex_bucket(const unsigned char *p, size_t avail)
+{
+    if (avail < 2)
+        return LEX_BUCKETS; /* no entry is shorter than two bytes */
+    unsigned h = (unsigned)p[0] * 131u + p[1];
+    if (p[0] >= 0x80) {
+        if (avail < 3)
+            return LEX_BUCKETS;
+        h = h * 131u + p[2];
+    }
+    return h & (LEX_BUCKETS - 1);
+}
+
+static unsigned char flip_case(unsigned char c)
+{
+    return (c | 0x20) >= 'a' && (c | 0x20) <= 'z' ? c ^ 0x20 : c;
+}
 
 static void lex_init(void)
 {
     _Static_assert(sizeof lexicon / sizeof lexicon[0] <= 64, "one bit per lexicon entry");
     for (size_t j = 0; j < sizeof lexicon / sizeof lexicon[0]; j++) {
-        unsigned char c = (unsigned char)lexicon[j].pat[0];
-        lex_first[c] |= 1ull << j;
-        if (lexicon[j].ascii && c >= 'a' && c <= 'z')
-            lex_first[c - 'a' + 'A'] |= 1ull << j;
+        const unsigned char *pat = (const unsigned char *)lexicon[j].pat;
+        for (int v = 0; v < (lexicon[j].ascii ? 4 : 1); v++) {
+            unsigned char b[3] = {v & 1 ? flip_case(pat[0]) : pat[0],
+                                  v & 2 ? flip_case(pat[1]) : pat[1], pat[2]};
+            lex_first[lex_bucket(b, lexicon[j].n)] |= 1ull << j;
+        }
     }
 }
 
@@ -251,7 +279,9 @@ static void aspects(const fsent__table *t, const clauses *c, const char *text, s
     for (size_t i = 0; i < len && out->naspects < FSENT_MAX_ASPECTS;) {
         size_t k = match_as(text, len, i);
         const char *name = "after_sales";
-        for (uint64_t m = lex_first[(unsigned char)text[i]]; !k && m; m &= m - 1) {
+        unsigned bk = lex_bucket((const unsigned char *)text + i, len - i);
+        uint64_t m = bk < LEX_BUCKETS ? lex_first[bk] : 0;
+        for (; !k && m; m &= m - 1) {
             const lex *e = &lexicon[__builtin_ctzll(m)];
             k = match(e, text, len, i);
             name = e->aspect;

@@ -7,8 +7,7 @@
  * Korean: character 1..n-grams over the normalised text with one space
  * between words (n-grams cross word boundaries, which carries the particle
  * and ending patterns), plus whole words. English: word unigrams and
- * bigrams with negation scope marked, optionally character n-grams inside
- * words (they carry across spellings and domains).
+ * bigrams with negation scope marked.
  */
 #include <string.h>
 
@@ -17,7 +16,7 @@
 #define PRIME 0x100000001b3ull
 #define W FSENT__W
 
-enum { TAG_CHAR = 1, TAG_KWORD = 9, TAG_UNI = 10, TAG_BI = 12, TAG_CGRAM = 14 };
+enum { TAG_CHAR = 1, TAG_KWORD = 9, TAG_UNI = 10, TAG_BI = 12 };
 
 /* The index is the top bits, so one xor-shift and one multiply mix
  * enough: the product's high bits depend on all of k's bits. */
@@ -59,7 +58,7 @@ static inline void emit(fsent__sink *s, uint64_t h)
 
 /* One code point from p[*i..n); malformed bytes decode as U+FFFD, one byte
  * at a time, so a hostile text cannot make the reader overrun. */
-static uint32_t utf8_next(const unsigned char *p, size_t n, size_t *i)
+static inline uint32_t utf8_next(const unsigned char *p, size_t n, size_t *i)
 {
     uint32_t c = p[*i];
     size_t k = c < 0x80             ? 1
@@ -117,28 +116,21 @@ static inline bool is_space_cp(uint32_t c)
 
 /* ---- Korean ---------------------------------------------------------- */
 
-#define KO_LAST 48 /* features of the current word kept for the final-word copies */
-
 typedef struct ko_state {
     const fsent__table *t;
     fsent__sink *s;
-    bool final;             /* keep the current word's n-grams (FSENT__F_FINAL) */
-    uint64_t last[KO_LAST]; /* the current word's n-grams */
-    uint32_t nlast;
     uint32_t win[3]; /* the last three code points kept, 0 = none */
     uint32_t run;    /* how many times win[2] repeats */
     uint64_t word;
     uint32_t wlen;
 } ko_state;
 
-static void ko_emit(ko_state *k, uint64_t h)
+static inline void ko_emit(ko_state *k, uint64_t h)
 {
     emit(k->s, h);
-    if (k->final && k->nlast < KO_LAST)
-        k->last[k->nlast++] = h;
 }
 
-static void ko_grams(ko_state *k, uint32_t a, uint32_t b, uint32_t c, uint32_t cp)
+static inline void ko_grams(ko_state *k, uint32_t a, uint32_t b, uint32_t c, uint32_t cp)
 {
     if (cp != ' ')
         ko_emit(k, step(seed(TAG_CHAR), cp));
@@ -153,7 +145,7 @@ static void ko_grams(ko_state *k, uint32_t a, uint32_t b, uint32_t c, uint32_t c
 /* Push one code point: spaces collapse to one, any character repeated
  * more than twice (ㅋㅋㅋㅋ, ㅠㅠㅠ, !!!!, 너무너무 stays) keeps two, so
  * emphasis is a signal but its length is not a new feature each time. */
-static void ko_push(ko_state *k, uint32_t cp)
+static inline __attribute__((always_inline)) void ko_push(ko_state *k, uint32_t cp)
 {
     if (is_space_cp(cp))
         cp = ' ';
@@ -167,8 +159,6 @@ static void ko_push(ko_state *k, uint32_t cp)
         k->run = 1;
     }
     uint32_t a = k->win[0], b = k->win[1], c = k->win[2];
-    if (c == ' ' && cp != ' ')
-        k->nlast = 0; /* a new word starts */
     k->win[0] = b;
     k->win[1] = c;
     k->win[2] = cp;
@@ -184,29 +174,22 @@ static void ko_push(ko_state *k, uint32_t cp)
     }
 }
 
-static void ko_features(const fsent__table *t, const char *text, size_t len, bool final,
-                        fsent__sink *s)
+static void ko_features(const fsent__table *t, const char *text, size_t len, fsent__sink *s)
 {
-    ko_state k = {
-        .t = t, .s = s, .final = final, .win = {0, 0, ' '}, .run = 1, .word = seed(TAG_KWORD)};
+    /* A local copy of the sink: its sum stays in a register through the
+     * loop (the caller's could alias the weights for all the compiler knows). */
+    fsent__sink ls = *s;
+    ko_state k = {.t = t, .s = &ls, .win = {0, 0, ' '}, .run = 1, .word = seed(TAG_KWORD)};
     const unsigned char *p = (const unsigned char *)text;
     for (size_t i = 0; i < len;)
         ko_push(&k, utf8_next(p, len, &i));
     ko_push(&k, ' ');
-    if (!final)
-        return;
-    /* The last word's n-grams again, tagged: the sentence-final predicate
-     * (좋아요, 별로예요, 재미없다) carries the verdict in Korean. */
-    uint64_t role = s->role;
-    s->role = 0;
-    for (uint32_t i = 0; i < k.nlast; i++)
-        emit(s, k.last[i] ^ 0x2545f4914f6cdd1dull);
-    s->role = role;
+    *s = ls;
 }
 
 /* ---- English --------------------------------------------------------- */
 
-#define EN_WORD 32 /* bytes of a word kept for contractions and char n-grams */
+#define EN_WORD 32 /* bytes of a word kept for contractions */
 
 typedef struct en_state {
     const fsent__table *t;
@@ -239,23 +222,6 @@ static uint64_t en_hash(const char *w, size_t n)
     return h;
 }
 
-/* Character 3..ngram_max-grams of <word>: spelling variants and unseen
- * inflections of a known stem still score. */
-static void en_chargrams(en_state *e, const char *w, size_t n)
-{
-    char b[EN_WORD + 2];
-    b[0] = '<';
-    memcpy(b + 1, w, n);
-    b[n + 1] = '>';
-    for (uint32_t g = 3; g <= e->t->ngram_max; g++)
-        for (size_t i = 0; i + g <= n + 2; i++) {
-            uint64_t h = seed(TAG_CGRAM + g);
-            for (size_t j = 0; j < g; j++)
-                h = step(h, (unsigned char)b[i + j]);
-            emit(e->s, h);
-        }
-}
-
 static void en_token(en_state *e, uint64_t h, const char *w, size_t n)
 {
     bool negator = w && en_is_negator(w, n);
@@ -264,8 +230,6 @@ static void en_token(en_state *e, uint64_t h, const char *w, size_t n)
         emit(e->s, step(seed(TAG_UNI), th));
     if ((e->t->flags & FSENT__F_BIGRAMS) && e->has_prev)
         emit(e->s, step(step(seed(TAG_BI), e->prev), th));
-    if ((e->t->flags & FSENT__F_CHARS) && w && n >= 2 && n <= EN_WORD - 2)
-        en_chargrams(e, w, n);
     e->prev = th;
     e->has_prev = true;
     if (negator)
@@ -401,7 +365,7 @@ void fsent__features(const fsent__table *t, fsent_lang lang, const char *text, s
 {
     s->role = (t->flags & FSENT__F_ROLES) && i < nc - 1 ? 0x9e3779b97f4a7c15ull : 0;
     if (lang == FSENT_LANG_KO)
-        ko_features(t, text, len, (t->flags & FSENT__F_FINAL) && i == nc - 1, s);
+        ko_features(t, text, len, s);
     else
         en_features(t, text, len, s);
 }
@@ -413,6 +377,8 @@ static const fsent__word ko_before[] = {W("하지만"),   W("그런데"), W("그
 static const fsent__word ko_after[] = {W("는데"), W("은데"), W("지만")};
 static const fsent__word en_before[] = {W("but"), W("however"), W("although"),    W("though"),
                                         W("yet"), W("whereas"), W("nevertheless")};
+/* Markers that open a subordinate clause, closed by the next comma. */
+static const fsent__word en_sub[] = {W("although"), W("though"), W("whereas")};
 
 static bool ends_with_any(const char *w, size_t n, const fsent__word *l, size_t nl)
 {
@@ -456,6 +422,7 @@ int fsent__clauses(fsent_lang lang, const char *text, size_t len, uint32_t *begi
 {
     clause_cut c = {.begin = begin, .end = end};
     size_t i = 0;
+    bool sub = false; /* inside a clause opened by a subordinator */
     while (i < len) {
         while (i < len && (unsigned char)text[i] <= ' ')
             i++;
@@ -479,6 +446,13 @@ int fsent__clauses(fsent_lang lang, const char *text, size_t len, uint32_t *begi
             }
         } else if (in_list(w, n, en_before, sizeof en_before / sizeof en_before[0])) {
             cut_at(&c, ws);
+            sub = in_list(w, n, en_sub, sizeof en_sub / sizeof en_sub[0]);
+        } else if (sub && text[i - 1] == ',') {
+            /* "Although A, B": the comma closes the subordinate clause. */
+            c.content = true;
+            cut_at(&c, i);
+            sub = false;
+            continue;
         }
         c.content = true;
     }

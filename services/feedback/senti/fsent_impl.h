@@ -28,18 +28,16 @@
 /* Feature switches of a language table (flags). */
 #define FSENT__F_WORDS 1u   /* ko: whole words; en: word unigrams */
 #define FSENT__F_BIGRAMS 2u /* en: word bigrams */
-#define FSENT__F_CHARS 4u   /* en: character n-grams inside words */
 #define FSENT__F_ROLES 8u   /* a clause before a contrast also gets role-tagged copies */
-#define FSENT__F_FINAL 16u  /* ko: the text's last word also gets tagged copies */
 #define FSENT__F_NORM 32u   /* z divides the weights' sum by sqrt(feature count) */
-#define FSENT__F_ALL 63u
+#define FSENT__F_ALL (FSENT__F_WORDS | FSENT__F_BIGRAMS | FSENT__F_ROLES | FSENT__F_NORM)
 
 /* One language's linear model: z = bias + scale * sum(w[feature]), and the
  * calibration P(positive) = sigmoid(platt_a * z + platt_b). */
 typedef struct fsent__table {
     bool present;
     uint32_t bits;      /* 2^bits weights */
-    uint32_t ngram_max; /* ko: character n-grams 1..ngram_max; en: char n-gram max */
+    uint32_t ngram_max; /* ko: character n-grams 1..ngram_max (3 or 4); en: 0 */
     uint32_t flags;     /* FSENT__F_* */
     float scale, bias;
     float platt_a, platt_b;
@@ -75,9 +73,8 @@ typedef struct fsent__sink {
 
 /* The features of clause i of nc, text[0..len), in language lang
  * (FSENT_LANG_KO or FSENT_LANG_EN) under table t's settings. A clause
- * before a contrast (i < nc - 1) and the last clause's final word are
- * marked when t's flags ask: "good, but ..." weighs differently from
- * "good", and a Korean text's sentence-final predicate decides much. */
+ * before a contrast (i < nc - 1) is marked when t's flags ask
+ * (FSENT__F_ROLES): "good, but ..." may weigh differently from "good". */
 void fsent__features(const fsent__table *t, fsent_lang lang, const char *text, size_t len, int i,
                      int nc, fsent__sink *s);
 
@@ -99,7 +96,8 @@ static inline double fsent__z(const fsent__table *t, int64_t sum, size_t n)
     return t->bias + x;
 }
 
-/* Write tables t[0..2) (absent ones skipped) with weights w8[i] to path. */
+/* Write the present tables of t[0..2), weights and all, to path; CXM_EIO
+ * with a reason in err (256 bytes). */
 int fsent__write(const char *path, const fsent__table t[2], char *err);
 
 #endif

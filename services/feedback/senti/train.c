@@ -4,7 +4,8 @@
  *
  * The committed services/feedback/senti/model.bin is exactly:
  *
- *   build/bin/cxm-senti-train --select \
+ *   build/bin/cxm-senti-train --select --en-long-validation --en-refit \
+ *       --en-length-power 0.5 \
  *       --ko ../shared/data/sentiment/ko-nsmc-train.tsv.gz \
  *       --ko-lexicon services/feedback/senti/lexicon/ko.tsv \
  *       --en ../shared/data/sentiment/en-sst2-train.tsv.gz \
@@ -12,20 +13,24 @@
  *       -o services/feedback/senti/model.bin
  *
  * (run from the repository root; deterministic: fixed seed 12, one thread,
- * the same bytes every run; about 20 s).
+ * the same bytes every run; about 25 s).
  *
  * Per language: a validation split (10%, seeded) is carved from the train
- * file; the lexicon's rows (lexicon/README.md: customer-experience words
- * the movie corpora lack, and neutral domain words) join the training rows,
- * each 30 times an epoch; logistic regression with AdaGrad and L2 over the hashed features of
- * fsent_feat.c (the same extractor the library scores with) is fitted on the
- * rest; with --select the feature settings and L2 are chosen by the
- * validation log loss of the quantised, calibrated model (test files are
- * never read here). The
- * weights are quantised to int8 with one scale per table, Platt scaling is
- * fitted on the validation split, and the NEUTRAL band is the widest
- * confidence band whose validation examples are right at most 60% of the
- * time (barely better than a coin).
+ * file; the lexicon's rows (lexicon/README.md: customer-experience words the
+ * movie corpora lack, and neutral domain words) join the training rows,
+ * each 30 times an epoch; logistic regression with AdaGrad and L2 over the
+ * hashed features of fsent_feat.c (the same extractor the library scores
+ * with) is fitted on the rest. With --select the feature settings and L2
+ * are chosen by the validation log loss of the quantised, calibrated model
+ * (test files are never read here). English validates on long rows
+ * (--en-long-validation, long_split: SST-2's train file is mostly short
+ * phrases, what is scored is whole comments) and --select also tries a row
+ * weight of (words)^0.5 (--en-length-power) and min_df 1; with --en-refit
+ * the chosen English settings are fitted again on every row, keeping the
+ * split's calibration. The weights are quantised to int8 with
+ * one scale per table, Platt scaling is fitted on the validation split, and
+ * the NEUTRAL band is the widest confidence band whose validation examples
+ * are right at most 60% of the time (barely better than a coin).
  */
 #include <math.h>
 #include <stdio.h>
@@ -45,15 +50,19 @@ typedef struct opts {
     uint32_t ko_bits, en_bits;
     const char *config; /* "ngram_max:flags:l2:nb", one configuration to try */
     const char *ko_lex, *en_lex;
-    int lex_repeat; /* each lexicon row is trained on this many times an epoch */
+    int lex_repeat;          /* each lexicon row is trained on this many times an epoch */
+    double en_len_power;     /* an English row weighs (its words)^this, mean 1 */
+    bool en_long_validation; /* English validates on long rows (long_split) */
+    bool en_refit;           /* after selection, refit English's chosen settings on every row */
 } opts;
 
 /* One configuration tried: the table's feature settings and the L2. */
 typedef struct config {
     uint32_t ngram_max, flags;
     double l2;
-    bool nb;         /* scale features by their naive Bayes log-count ratio */
-    uint32_t min_df; /* features in fewer training rows are left out (weight 0) */
+    bool nb;          /* scale features by their naive Bayes log-count ratio */
+    uint32_t min_df;  /* features in fewer training rows are left out (weight 0) */
+    double len_power; /* a row weighs (its words)^len_power (row_weights) */
 } config;
 
 /* The features of every row, compressed-row style. */
@@ -137,8 +146,9 @@ static void feats_free(feats *F)
 }
 
 /* Logistic regression, AdaGrad with L2 on the features a row touches. */
-static void fit(const feats *F, const uint8_t *y, const split *sp, const config *cf, int epochs,
-                uint64_t seed, const float *r, float *w, float *g2, size_t dim, double *bias)
+static void fit(const feats *F, const uint8_t *y, const float *rw, const split *sp,
+                const config *cf, int epochs, uint64_t seed, const float *r, float *w, float *g2,
+                size_t dim, double *bias)
 {
     const double lr = 0.2;
     memset(w, 0, dim * sizeof *w);
@@ -157,7 +167,7 @@ static void fit(const feats *F, const uint8_t *y, const split *sp, const config 
             for (const uint32_t *q = f; q < fe; q++)
                 z += w[*q] * r[*q];
             z = b + z * inv;
-            double g = 1.0 / (1.0 + exp(-z)) - (y[d] == 2 ? 0.5 : y[d]);
+            double g = (1.0 / (1.0 + exp(-z)) - (y[d] == 2 ? 0.5 : y[d])) * rw[d];
             for (const uint32_t *q = f; q < fe; q++) {
                 double gi = g * inv * r[*q] + cf->l2 * w[*q];
                 g2[*q] += (float)(gi * gi);
@@ -391,7 +401,7 @@ static void make_split(size_t n, size_t nlex, int repeat, uint64_t seed, split *
  * normalisation, two L2 strengths. English: word uni+bigrams, alone, with
  * the normalisation, or with the contrast roles. Features in fewer than
  * three (ko) or two (en) training rows are left out throughout. */
-static size_t configs(fsent_lang lang, bool select, config *c)
+static size_t configs(fsent_lang lang, bool select, double en_len_power, config *c)
 {
     static const double l2s[] = {1e-3, 1e-2};
     static const uint32_t ko_flags[] = {FSENT__F_WORDS | FSENT__F_NORM, FSENT__F_WORDS};
@@ -404,9 +414,167 @@ static size_t configs(fsent_lang lang, bool select, config *c)
             if (lang == FSENT_LANG_KO)
                 c[n++] = (config){3, ko_flags[f], l2s[i], false, 3};
             else
-                c[n++] = (config){0, en_flags[f], l2s[i] / 10, false, 2};
+                c[n++] = (config){0, en_flags[f], l2s[i] / 10, false, 2, en_len_power};
         }
+    /* English also tries the length weight on and off, and keeping the
+     * features seen in a single row. */
+    for (size_t k = 0, n0 = n; select && lang == FSENT_LANG_EN && k < n0; k++) {
+        c[n] = c[k];
+        c[n++].len_power = en_len_power > 0 ? 0 : 0.5;
+    }
+    for (size_t k = 0, n0 = n; select && lang == FSENT_LANG_EN && k < n0; k++) {
+        c[n] = c[k];
+        c[n++].min_df = 1;
+    }
     return n;
+}
+
+/* ---- the English validation split of long rows ---------------------- */
+
+static size_t trimmed(const tsv_corpus *c, size_t d)
+{
+    size_t n = c->off[d + 1] - c->off[d];
+    while (n && c->text[c->off[d] + n - 1] == ' ')
+        n--;
+    return n;
+}
+
+static size_t word_count(const char *p, size_t n)
+{
+    size_t words = 0;
+    for (size_t i = 0; i < n; i++)
+        words += p[i] != ' ' && (i == 0 || p[i - 1] == ' ');
+    return words;
+}
+
+/* An open-addressing set of 64-bit span hashes (0 is the empty slot). */
+typedef struct span_set {
+    uint64_t *h;
+    size_t mask;
+} span_set;
+
+static void span_add(span_set *s, uint64_t h)
+{
+    size_t i = h & s->mask;
+    while (s->h[i] && s->h[i] != h)
+        i = (i + 1) & s->mask;
+    s->h[i] = h;
+}
+
+static bool span_has(const span_set *s, uint64_t h)
+{
+    for (size_t i = h & s->mask; s->h[i]; i = (i + 1) & s->mask)
+        if (s->h[i] == h)
+            return true;
+    return false;
+}
+
+/* FNV-1a, extended byte by byte; | 1 keeps it off the empty slot. */
+static uint64_t span_step(uint64_t h, unsigned char c)
+{
+    return (h ^ c) * 1099511628211ull;
+}
+
+/* Every word-aligned span of p[0..n) into s. */
+static void span_add_all(span_set *s, const char *p, size_t n)
+{
+    for (size_t a = 0; a < n; a++) {
+        if (p[a] == ' ' || (a && p[a - 1] != ' '))
+            continue;
+        uint64_t h = 14695981039346656037ull;
+        for (size_t b = a; b < n; b++) {
+            h = span_step(h, (unsigned char)p[b]);
+            if (b + 1 == n || p[b + 1] == ' ')
+                span_add(s, h | 1);
+        }
+    }
+}
+
+static uint64_t span_hash(const char *p, size_t n)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < n; i++)
+        h = span_step(h, (unsigned char)p[i]);
+    return h | 1;
+}
+
+/* SST-2's train file holds its sentences and the phrases cut from them,
+ * while what is scored is whole comments. Validation: half the rows of at
+ * least LONG_WORDS words (seeded); training: the other rows except those
+ * that are a span of a validation row (their labels would leak into it),
+ * then the lexicon rows repeat times. */
+#define LONG_WORDS 20
+static void long_split(const tsv_corpus *c, size_t n, size_t nlex, int repeat, uint64_t seed,
+                       split *sp)
+{
+    size_t extra = nlex * (size_t)repeat, nva = 0, ntr = 0, spans = 0;
+    uint8_t *va = calloc(n, 1);
+    for (size_t d = 0; d < n; d++) {
+        size_t w = word_count(c->text + c->off[d], trimmed(c, d));
+        if (w >= LONG_WORDS && (rng_next(&seed) & 1)) {
+            va[d] = 1;
+            spans += w * (w + 1) / 2;
+        }
+    }
+    span_set set = {.mask = 1};
+    while (set.mask < 2 * spans)
+        set.mask = 2 * set.mask + 1;
+    set.h = calloc(set.mask + 1, sizeof *set.h);
+    uint32_t *all = malloc((n + extra) * sizeof *all), *tr = malloc((n + extra) * sizeof *tr);
+    for (size_t d = 0; d < n; d++)
+        if (va[d]) {
+            span_add_all(&set, c->text + c->off[d], trimmed(c, d));
+            all[nva++] = (uint32_t)d;
+        }
+    for (size_t d = 0; d < n; d++)
+        if (!va[d] && !span_has(&set, span_hash(c->text + c->off[d], trimmed(c, d))))
+            tr[ntr++] = (uint32_t)d;
+    printf("  validation: %zu rows of >= %d words; %zu phrases inside them left out of training\n",
+           nva, LONG_WORDS, n - nva - ntr);
+    for (size_t i = 0; i < extra; i++)
+        tr[ntr++] = (uint32_t)(n + i % nlex);
+    memcpy(all + nva, tr, ntr * sizeof *tr);
+    sp->va = all;
+    sp->nva = nva;
+    sp->tr = all + nva;
+    sp->ntr = ntr;
+    free(tr);
+    free(set.h);
+    free(va);
+}
+
+/* Row weights: SST-2's train file is mostly short phrases cut from its
+ * sentences, while what is scored is whole comments; weighing a row by
+ * (its words)^power (mean 1 over the corpus rows; lexicon rows 1) leans
+ * the fit towards sentences without dropping the phrases' evidence. */
+static float *row_weights(const tsv_corpus *c, size_t ncorpus, double power)
+{
+    float *rw = malloc(c->n * sizeof *rw);
+    double sum = 0;
+    for (size_t d = 0; d < c->n; d++) {
+        const char *p = c->text + c->off[d];
+        size_t words = word_count(p, c->off[d + 1] - c->off[d]);
+        rw[d] = d < ncorpus ? (float)pow((double)(words ? words : 1), power) : 1.0f;
+        sum += d < ncorpus ? rw[d] : 0;
+    }
+    for (size_t d = 0; d < ncorpus && sum > 0; d++)
+        rw[d] = (float)(rw[d] * (double)ncorpus / sum);
+    return rw;
+}
+
+/* Every corpus row (validation included) and the lexicon rows repeat
+ * times: the final fit once the settings and calibration are chosen. */
+static void all_rows(size_t n, size_t nlex, int repeat, split *sp)
+{
+    size_t extra = nlex * (size_t)repeat;
+    sp->tr = malloc((n + extra) * sizeof *sp->tr);
+    for (size_t i = 0; i < n; i++)
+        sp->tr[i] = (uint32_t)i;
+    for (size_t i = 0; i < extra; i++)
+        sp->tr[n + i] = (uint32_t)(n + i % nlex);
+    sp->ntr = n + extra;
+    sp->va = NULL;
+    sp->nva = 0;
 }
 
 typedef struct lang_job {
@@ -471,18 +639,24 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
           *r = malloc(dim * sizeof *r);
     int8_t *q = malloc(dim), *best = malloc(dim);
     split sp;
-    make_split(ncorpus, c.n - ncorpus, o->lex_repeat, o->seed, &sp);
-    config cf[16];
-    size_t ncf = configs(j->lang, o->select, cf);
+    if (j->lang == FSENT_LANG_EN && o->en_long_validation)
+        long_split(&c, ncorpus, c.n - ncorpus, o->lex_repeat, o->seed, &sp);
+    else
+        make_split(ncorpus, c.n - ncorpus, o->lex_repeat, o->seed, &sp);
+    float *rw = NULL;
+    double rw_power = -1;
+    config cf[32];
+    size_t ncf = configs(j->lang, o->select, o->en_len_power, cf);
     if (o->config) {
         unsigned g, fl, nb, mdf = 1;
         double l2;
         if (sscanf(o->config, "%u:%u:%lf:%u:%u", &g, &fl, &l2, &nb, &mdf) < 4)
             return CXM_EINVAL;
-        cf[0] = (config){g, fl, l2, nb != 0, mdf};
+        cf[0] = (config){g, fl, l2, nb != 0, mdf, j->lang == FSENT_LANG_EN ? o->en_len_power : 0};
         ncf = 1;
     }
     double best_acc = -1, best_loss = INFINITY;
+    config chosen = cf[0];
     feats F = {0};
     uint32_t fkey = ~0u;
     for (size_t i = 0; i < ncf; i++) {
@@ -498,20 +672,26 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
             fkey = cf[i].ngram_max << 8 | cf[i].flags;
         }
         double b;
+        if (rw_power != cf[i].len_power) {
+            free(rw);
+            rw = row_weights(&c, ncorpus, cf[i].len_power);
+            rw_power = cf[i].len_power;
+        }
         nb_ratios(&F, c.y, &sp, &cf[i], r, dim);
-        fit(&F, c.y, &sp, &cf[i], o->epochs, o->seed, r, w, g2, dim, &b);
+        fit(&F, c.y, rw, &sp, &cf[i], o->epochs, o->seed, r, w, g2, dim, &b);
         cand.bias = (float)b;
         cand.scale = quantize(w, dim, q);
         double acc = accuracy(&cand, &F, c.y, sp.va, sp.nva);
         double loss = val_logloss(&cand, &F, c.y, &sp);
-        printf("  ngram_max=%u flags=%u l2=%g nb=%d min_df=%u: validation accuracy %.4f, log loss "
-               "%.4f (%.1f features/row)\n",
-               cf[i].ngram_max, cf[i].flags, cf[i].l2, cf[i].nb, cf[i].min_df, acc, loss,
-               (double)F.off[F.n] / F.n);
+        printf("  ngram_max=%u flags=%u l2=%g nb=%d min_df=%u len_power=%g: validation accuracy "
+               "%.4f, log loss %.4f (%.1f features/row)\n",
+               cf[i].ngram_max, cf[i].flags, cf[i].l2, cf[i].nb, cf[i].min_df, cf[i].len_power, acc,
+               loss, (double)F.off[F.n] / F.n);
         if (loss < best_loss) {
             best_loss = loss;
             best_acc = acc;
             *t = cand;
+            chosen = cf[i];
             memcpy(best, q, dim);
         }
     }
@@ -522,10 +702,26 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
         if (extract(t, j->lang, &c, &F) != 0)
             return CXM_ENOMEM;
     }
-    printf("  chosen: ngram_max=%u flags=%u, validation accuracy %.4f\n", t->ngram_max, t->flags,
-           best_acc);
+    printf("  chosen: ngram_max=%u flags=%u len_power=%g, validation accuracy %.4f\n", t->ngram_max,
+           t->flags, chosen.len_power, best_acc);
     calibrate(t, &F, c.y, &sp);
+    if (o->en_refit && j->lang == FSENT_LANG_EN) {
+        /* The calibration (Platt, NEUTRAL band) stays the split's: the
+         * refit sees about a tenth more rows, so its scores are close. */
+        split all;
+        double b;
+        all_rows(ncorpus, c.n - ncorpus, o->lex_repeat, &all);
+        free(rw);
+        rw = row_weights(&c, ncorpus, chosen.len_power);
+        nb_ratios(&F, c.y, &all, &chosen, r, dim);
+        fit(&F, c.y, rw, &all, &chosen, o->epochs, o->seed, r, w, g2, dim, &b);
+        t->bias = (float)b;
+        t->scale = quantize(w, dim, best);
+        printf("  refit on all %zu rows\n", all.ntr);
+        free(all.tr);
+    }
     *wout = best;
+    free(rw);
     feats_free(&F);
     free(sp.va);
     free(w);
@@ -539,7 +735,9 @@ static int train_lang(const opts *o, const lang_job *j, fsent__table *t, int8_t 
 static int usage(void)
 {
     fprintf(stderr, "usage: cxm-senti-train [--ko FILE.tsv.gz] [--en FILE.tsv.gz] -o MODEL\n"
-                    "       [--select] [--limit ROWS] [--epochs N] [--seed N]\n"
+                    "       [--select] [--en-long-validation] [--en-refit]\n"
+                    "       [--en-length-power P]\n"
+                    "       [--limit ROWS] [--epochs N] [--seed N]\n"
                     "       [--ko-bits B] [--en-bits B]\n");
     return 2;
 }
@@ -549,8 +747,11 @@ static int parse_args(int argc, char **argv, opts *o)
     *o = (opts){.seed = 12, .epochs = 5, .ko_bits = 20, .en_bits = 19, .lex_repeat = 30};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (strcmp(a, "--select") == 0) {
-            o->select = true;
+        if (strcmp(a, "--select") == 0 || strcmp(a, "--en-refit") == 0 ||
+            strcmp(a, "--en-long-validation") == 0) {
+            o->select |= a[2] == 's';
+            o->en_refit |= a[5] == 'r';
+            o->en_long_validation |= a[5] == 'l';
             continue;
         }
         if (!v)
@@ -568,6 +769,8 @@ static int parse_args(int argc, char **argv, opts *o)
             o->en_lex = v;
         else if (strcmp(a, "--lexicon-repeat") == 0)
             o->lex_repeat = atoi(v);
+        else if (strcmp(a, "--en-length-power") == 0)
+            o->en_len_power = atof(v);
         else if (strcmp(a, "--config") == 0)
             o->config = v;
         else if (strcmp(a, "--limit") == 0)
