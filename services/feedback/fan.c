@@ -24,6 +24,9 @@
 #define FAN_GAP_MIN 30
 #define FAN_IMPACT_MIN 30 /* NPS ratings needed before the correlation counts */
 #define FAN_Z 1.96
+/* 10000-01-01T00:00Z: range sides from here on are refused, so hour and
+ * bucket edges (ceil_hour, cxm_tz_next) stay far from INT64_MAX. */
+#define FAN_TIME_END 253402300800000LL
 
 enum { KIND_NPS = 1, KIND_CSAT = 2, KIND_CES = 3 };
 
@@ -138,6 +141,12 @@ static int check_range(const Cxm__V1__TimeRange *r, int64_t *from, int64_t *to, 
     if (r->to_unix_ms < 0)
         return cxm_svc_errf(err, CXM_EINVAL, "range.to_unix_ms",
                             "must not be negative: milliseconds since 1970");
+    if (r->from_unix_ms >= FAN_TIME_END)
+        return cxm_svc_errf(err, CXM_EINVAL, "range.from_unix_ms",
+                            "must be before year 10000: milliseconds since 1970");
+    if (r->to_unix_ms >= FAN_TIME_END)
+        return cxm_svc_errf(err, CXM_EINVAL, "range.to_unix_ms",
+                            "must be before year 10000: milliseconds since 1970");
     if (r->from_unix_ms && r->to_unix_ms && r->from_unix_ms >= r->to_unix_ms)
         return cxm_svc_errf(err, CXM_EINVAL, "range",
                             "from_unix_ms %" PRId64 " must be before to_unix_ms %" PRId64,

@@ -515,6 +515,35 @@ static void test_validation(void)
     expect_err(fan_gaps(&s, &r, &A, &g, err), "stages[0]: unknown value 42");
 }
 
+/* Ranges at the far end of int64: both paths (cells and records) answer
+ * the same, and bucket edges never overflow; sides past year 9999 are
+ * refused by name. */
+static void test_huge_range(void)
+{
+    Cxm__V1__TimeRange far = {PROTOBUF_C_MESSAGE_INIT(&cxm__v1__time_range__descriptor),
+                              INT64_MAX - 10, 0};
+    Cxm__V1__GetScoresRequest q = sreq(NPS, BY(NONE), 0, "");
+    q.range = &far;
+    Cxm__V1__GetScoresResponse *o = scores(&q);
+    CHECK(o == NULL || (o->n_groups == 1 && o->groups[0]->total->responses == 0));
+    CHECK(o == NULL && strstr(err, "range.from_unix_ms: ") != NULL);
+    Cxm__V1__GapAnalysisRequest g = CXM__V1__GAP_ANALYSIS_REQUEST__INIT;
+    g.range = &far, g.min_responses = 1;
+    Cxm__V1__GapAnalysisResponse *p = gaps(&g);
+    CHECK(p == NULL || p->n_gaps == 0);
+    CHECK(p == NULL && strstr(err, "range.from_unix_ms: ") != NULL);
+    far.from_unix_ms = INT64_MAX - 3 * D, far.to_unix_ms = INT64_MAX - 1;
+    q.bucket = BUCKET(DAY), q.time_zone = "Europe/Berlin";
+    fan_src s = source(NULL);
+    expect_err(fan_scores(&s, &q, &A, &o, err), "range.from_unix_ms: ");
+    far.from_unix_ms = T0;
+    expect_err(fan_scores(&s, &q, &A, &o, err), "range.to_unix_ms: ");
+    far.to_unix_ms = 253402300800000LL; /* 10000-01-01: the first instant refused */
+    expect_err(fan_scores(&s, &q, &A, &o, err), "range.to_unix_ms: ");
+    far.to_unix_ms--, q.bucket = 0;
+    CHECK(scores(&q) != NULL);
+}
+
 /* An arena too small for the answer: CXM_ENOMEM, nothing leaked (the
  * sanitizer build checks), until the limit is enough. */
 static void test_arena_limit(void)
@@ -775,6 +804,7 @@ int main(void)
     test_buckets();
     test_filters();
     test_validation();
+    test_huge_range();
     test_gaps_hand();
     test_arena_limit();
     unload();
