@@ -182,6 +182,15 @@ static int check_questions(const Cxm__V1__Survey *s, char *err)
         cxm_svc_path p;
         cxm_svc_index(&p, "survey.questions", i);
         int rc = check_question(s->questions[i], p.s, err);
+        /* A gap question rates its own touchpoint, else the survey's: with
+         * neither, no rating could ever answer it. */
+        if (rc == 0 &&
+            s->questions[i]->kind == CXM__V1__QUESTION_KIND__QUESTION_KIND_EXPECTATION_GAP &&
+            !*s0(s->questions[i]->touchpoint) && !*s0(s->touchpoint)) {
+            cxm_svc_path f;
+            rc = cxm_svc_errf(err, CXM_EINVAL, cxm_svc_member(&f, p.s, "touchpoint"),
+                              "required: the survey names no touchpoint for this question to rate");
+        }
         for (size_t j = 0; rc == 0 && j < i; j++)
             if (strcmp(s->questions[i]->question_id, s->questions[j]->question_id) == 0)
                 rc = cxm_svc_errf(err, CXM_EINVAL, p.s,

@@ -570,6 +570,13 @@ static int submit_job(cxm_txn *t, cxm_svc_job *j)
     Cxm__V1__Survey *s;
     if ((rc = submit_survey(t, ctx, j->a, in->req, &s, j->err)) != 0)
         return rc;
+    /* The resolver may still name an id merged away since (its cache keeps
+     * old answers): the response is the live customer's, as it would be
+     * with a cold cache, so its follow-up, stage, sample and events are. */
+    submit_in live = *in;
+    if ((rc = fdb_root(t, ctx->db, j->a, in->customer_id, &live.customer_id)) != 0)
+        return rc;
+    in = &live;
     int64_t at = in->req->submitted_at_unix_ms ? in->req->submitted_at_unix_ms : j->now;
     fb_where w;
     fb_gate g;
@@ -658,6 +665,8 @@ static int eligibility_answer(fb_ctx *ctx, cxm_arena *a,
     rc = fdb_survey_get(t, ctx->db, a, req->survey_id, 0, &s);
     if (rc == CXM_ENOTFOUND)
         cxm_svc_errf(err, rc, "survey_id", "no survey \"%s\"", req->survey_id);
+    if (rc == 0 && customer_id) /* the live customer, as SubmitResponse takes it */
+        rc = fdb_root(t, ctx->db, a, customer_id, &customer_id);
     Cxm__V1__SubmitResponseRequest as = CXM__V1__SUBMIT_RESPONSE_REQUEST__INIT;
     as.touchpoint = req->touchpoint;
     as.channel = req->channel;

@@ -693,6 +693,21 @@ static void case_merge(cxm_channel *ch, test_server *srv)
         usleep(50000);
     }
 
+    /* B's email answers again once the merge is here: the response, its
+     * follow-up and its events are the live customer's (A's), whatever the
+     * resolver remembered of B's email from before the merge. */
+    upsert(ch, survey("m-open", NPS));
+    Cxm__V1__SubmitResponseResponse *b2 =
+        submit_ok(ch, response("m3", "m-open", "mb@example.com", 1));
+    CHECK(strcmp(b2->customer_id, a->profile->customer_id) == 0, "answered as %s, not the live %s",
+          b2->customer_id, a->profile->customer_id);
+    Cxm__V1__ListFollowUpsRequest la = CXM__V1__LIST_FOLLOW_UPS_REQUEST__INIT;
+    la.customer_id = a->profile->customer_id;
+    Cxm__V1__ListFollowUpsResponse *fa;
+    CALL_OK(ch, ListFollowUps, la, cxm__v1__list_follow_ups_response, fa);
+    CHECK(fa->n_follow_ups == 2, "A has %zu follow-ups, not B's moved one and the new one",
+          fa->n_follow_ups);
+
     Cxm__V1__DeleteProfileRequest del = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
     del.customer = by_id(a->profile->customer_id);
     del.reason = "test erasure";

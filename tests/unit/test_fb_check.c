@@ -146,6 +146,13 @@ static void test_questions(void)
     s = survey();
     s->questions[1]->touchpoint = "lobby";
     FAILS_AT(fb_check_survey(s, err), "survey.questions[1].touchpoint");
+    /* A gap question rates its own touchpoint or the survey's: with
+     * neither, no rating could ever answer it. */
+    s = survey();
+    s->touchpoint = "";
+    FAILS_AT(fb_check_survey(s, err), "survey.questions[4].touchpoint");
+    s->questions[4]->touchpoint = "lobby";
+    CHECK_EQ_INT(fb_check_survey(s, err), 0);
     s = survey();
     Cxm__V1__SurveyQuestion__TranslationsEntry tr =
         CXM__V1__SURVEY_QUESTION__TRANSLATIONS_ENTRY__INIT;
