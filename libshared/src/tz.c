@@ -257,7 +257,7 @@ static bool tzif_parse(cxm_tz *z, const unsigned char *p, size_t n)
     if (!tzif_header(p, n, &h))
         return false;
     int tsize = 4;
-    size_t at = 44; /* version 1: the 32-bit block is the only one */
+    size_t at = 44;    /* version 1: the 32-bit block is the only one */
     if (p[4] >= '2') { /* skip the 32-bit block for the 64-bit one */
         at += tzif_block(&h, 4);
         if (at > n || !tzif_header(p + at, n - at, &h))

@@ -39,14 +39,27 @@ typedef struct idset {
     uint32_t *ids;
 } idset;
 
+/* ids are sorted and unique (check_names), so a long filter list costs
+ * log n per record, not n. */
 static bool idset_has(const idset *s, uint32_t id)
 {
     if (!s->on)
         return true;
-    for (size_t i = 0; i < s->n; i++)
-        if (s->ids[i] == id)
-            return true;
-    return false;
+    size_t lo = 0, hi = s->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (s->ids[mid] < id)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < s->n && s->ids[lo] == id;
+}
+
+static int cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return (a > b) - (a < b);
 }
 
 /* Enum values a filter allows, as bits; 0 = no filter. */
@@ -191,6 +204,12 @@ static int check_names(const fan_src *s, char **names, size_t n, const char *fie
         if (id || !names[i][0])
             out->ids[out->n++] = id;
     }
+    qsort(out->ids, out->n, sizeof *out->ids, cmp_u32);
+    size_t u = 0;
+    for (size_t i = 0; i < out->n; i++)
+        if (u == 0 || out->ids[u - 1] != out->ids[i])
+            out->ids[u++] = out->ids[i];
+    out->n = u;
     return 0;
 }
 

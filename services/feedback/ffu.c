@@ -1142,6 +1142,8 @@ void ffu_on_list(cxm_call *call, const ProtobufCMessage *msg)
 
 /* ---- UpdateFollowUp ---- */
 
+#define FFU_MAX_NOTES 200 /* x 4 KiB each: under 1 MiB per follow-up */
+
 static int add_note(cxm_arena *a, Cxm__V1__FollowUp *fu, const char *text, const char *author,
                     int64_t now)
 {
@@ -1203,6 +1205,12 @@ static int update_job(cxm_txn *t, cxm_svc_job *j)
                             ": read it again (ListFollowUps) and retry",
                             fu->version, req->expected_version);
     Cxm__V1__FollowUp old = *fu;
+    /* Capped so a follow-up always fits in a reply and can still be closed. */
+    if (req->note && *req->note && fu->n_notes >= FFU_MAX_NOTES)
+        return cxm_svc_errf(j->err, CXM_ESTALE, "note",
+                            "the follow-up already has %d notes, the most it keeps; "
+                            "change its state or owner without a note",
+                            FFU_MAX_NOTES);
     bool changed;
     if ((rc = apply_update(j->a, fu, req, j->now, &changed)) != 0)
         return rc;

@@ -580,6 +580,22 @@ static void test_state_machine(void)
     CHECK(strstr(details, "follow_up_id"));
     req.follow_up_id = "fu-0000000000000000";
     CHECK_EQ_INT(update(&req, &a, &fu), GRPC_STATUS_NOT_FOUND);
+
+    /* At most 200 notes, so the follow-up always fits a reply; it can still
+     * be closed after that. */
+    req = (Cxm__V1__UpdateFollowUpRequest)CXM__V1__UPDATE_FOLLOW_UP_REQUEST__INIT;
+    req.follow_up_id = id;
+    req.note = "again";
+    req.author = "kim";
+    for (int i = 3; i < 200; i++)
+        CHECK_EQ_INT(update(&req, &a, &fu), GRPC_STATUS_OK);
+    CHECK(fu && fu->n_notes == 200);
+    CHECK_EQ_INT(update(&req, &a, &fu), GRPC_STATUS_FAILED_PRECONDITION);
+    CHECK(strstr(details, "note: the follow-up already has 200 notes"));
+    req.note = "";
+    req.state = S_CLOSED;
+    CHECK_EQ_INT(update(&req, &a, &fu), GRPC_STATUS_OK);
+    CHECK(fu && fu->state == S_CLOSED && fu->n_notes == 200);
     cxm_arena_dispose(&a);
 }
 
