@@ -12,6 +12,7 @@
 
 #include "cxm/err.h"
 #include "cxm/hash.h"
+#include "cxm/log.h"
 #include "cxm/svc.h"
 #include "fan.h"
 #include "fb_check.h"
@@ -999,6 +1000,12 @@ int fb_apply_profile(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
         break;
     default:
         break;
+    }
+    if (rc == CXM_EINVAL || rc == CXM_ETOOBIG) { /* can never apply: skip it, do not block */
+        cxm_log_warn("feedback.event_skipped", "profile event %" PRIu64 " (%s of %s) ignored: %s",
+                     ev->sequence, ev->type ? ev->type : "", ev->customer_id ? ev->customer_id : "",
+                     cxm_strerror(rc));
+        return 0;
     }
     return rc;
 }
