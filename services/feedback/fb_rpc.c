@@ -334,12 +334,30 @@ static bool sampling_refuses(const Cxm__V1__Survey *s, const char *key, fb_gate 
     return true;
 }
 
+/* The key a customer is sampled by: its id once it has answered a survey;
+ * before that, the reference the request names (an identity's value), so a
+ * check before a first survey agrees with the response that follows it
+ * even when that response is what creates the profile. */
+static int sample_key(cxm_txn *t, fdb *db, cxm_arena *a, const char *customer_id,
+                      const Cxm__V1__CustomerRef *ref, const char **key)
+{
+    *key = ref->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY ? ref->identity->value
+                                                                : ref->customer_id;
+    if (!customer_id)
+        return 0;
+    fdb_history h;
+    int rc = fdb_history_get(t, db, a, customer_id, INT64_MAX, 0, &h);
+    if (rc == 0 && h.last_ms != INT64_MIN)
+        *key = customer_id;
+    return rc;
+}
+
 /* Every gate in CheckEligibilityResponse.gate's order; g->gate stays NULL
  * when the customer may be asked. customer_id NULL: a customer no profile
- * has yet (never answered), sampled by sample_key. */
+ * has yet (never answered). */
 static int gates(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__Survey *s,
-                 const char *customer_id, const char *sample_key, const fb_where *w, int64_t at,
-                 fb_gate *g)
+                 const char *customer_id, const Cxm__V1__CustomerRef *ref, const fb_where *w,
+                 int64_t at, fb_gate *g)
 {
     *g = (fb_gate){0};
     if (!s->active) {
@@ -350,8 +368,9 @@ static int gates(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__Survey *s,
     if (targeting_refuses(s->targeting, w, g))
         return 0;
     int rc = recontact_refuses(t, db, a, s->recontact, customer_id, at, g);
-    if (rc == 0 && !g->gate)
-        sampling_refuses(s, customer_id ? customer_id : sample_key, g);
+    const char *key;
+    if (rc == 0 && !g->gate && (rc = sample_key(t, db, a, customer_id, ref, &key)) == 0)
+        sampling_refuses(s, key, g);
     return rc;
 }
 
@@ -582,7 +601,7 @@ static int submit_job(cxm_txn *t, cxm_svc_job *j)
     fb_where w;
     fb_gate g;
     if ((rc = where_of(t, ctx->db, in->req, s, in->customer_id, &w)) != 0 ||
-        (rc = gates(t, ctx->db, j->a, s, in->customer_id, in->customer_id, &w, at, &g)) != 0)
+        (rc = gates(t, ctx->db, j->a, s, in->customer_id, in->req->customer, &w, at, &g)) != 0)
         return rc;
     if (g.gate)
         return cxm_svc_errf(j->err, CXM_ESTALE, NULL, "gate %s: %s", g.gate, g.reason);
@@ -674,14 +693,10 @@ static int eligibility_answer(fb_ctx *ctx, cxm_arena *a,
     as.stage = req->stage;
     fb_where w;
     fb_gate g;
-    const char *key = customer_id ? customer_id
-                      : req->customer->key_case == CXM__V1__CUSTOMER_REF__KEY_IDENTITY
-                          ? req->customer->identity->value
-                          : req->customer->customer_id;
     if (rc == 0)
         rc = where_of(t, ctx->db, &as, s, customer_id, &w);
     if (rc == 0)
-        rc = gates(t, ctx->db, a, s, customer_id, key, &w, cxm_svc_now_ms(), &g);
+        rc = gates(t, ctx->db, a, s, customer_id, req->customer, &w, cxm_svc_now_ms(), &g);
     cxm_store_read_end(t);
     if (rc != 0)
         return rc;

@@ -522,6 +522,23 @@ static void case_gates(cxm_channel *ch, test_server *srv)
         }
     }
     CHECK(in > 0 && out > 0, "%d sampled in, %d out", in, out);
+
+    /* Customers no profile knows yet: the check samples by the identity,
+     * and the response that creates the profile agrees with it. */
+    in = out = 0;
+    for (int i = 0; i < 24; i++) {
+        const char *who = fmt("new%d@example.com", i);
+        e = eligibility(ch, "half", who, 0);
+        CHECK(e->eligible || strcmp(e->gate, "sampling") == 0, "gate %s", e->gate);
+        if (e->eligible) {
+            submit_ok(ch, response(fmt("n%d", i), "half", who, 9));
+            in++;
+        } else {
+            refused(ch, response(fmt("n%d", i), "half", who, 9), "sampling");
+            out++;
+        }
+    }
+    CHECK(in > 0 && out > 0, "new customers: %d sampled in, %d out", in, out);
 }
 
 /* Stage UNSPECIFIED on the response and the survey: the customer's stage
