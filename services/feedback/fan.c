@@ -204,7 +204,8 @@ static int check_names(const fan_src *s, char **names, size_t n, const char *fie
         if (id || !names[i][0])
             out->ids[out->n++] = id;
     }
-    qsort(out->ids, out->n, sizeof *out->ids, cmp_u32);
+    if (out->n > 1)
+        qsort(out->ids, out->n, sizeof *out->ids, cmp_u32);
     size_t u = 0;
     for (size_t i = 0; i < out->n; i++)
         if (u == 0 || out->ids[u - 1] != out->ids[i])
