@@ -12,7 +12,8 @@
  * `neg|neu|pos<TAB>text`, language detected): binary accuracy on the neg/pos
  * lines (the sign decides), NEUTRAL recall on the neu lines (label NEUTRAL,
  * or |score| < CX_NEUTRAL_SCORE), and the share of confident errors
- * (confidence >= 0.9 and the label wrong). --half odd|even scores only the
+ * (confidence >= 0.9 and the label wrong), and the share of neg/pos lines
+ * labelled NEGATIVE/POSITIVE (not NEUTRAL or MIXED). --half odd|even scores only the
  * odd or even lines (1-based): decisions are made on the odd half, the even
  * half is reported. --min-cx-bin, --min-cx-neu and --max-cx-conf make the
  * exit code 1 past a bar.
@@ -191,7 +192,7 @@ static int eval_file(const fsent_model *m, const char *path, fsent_lang lang, co
 #define CX_NEUTRAL_SCORE 0.2
 
 typedef struct cx_tally {
-    size_t polar, polar_ok, neu, neu_ok, n, conf_wrong;
+    size_t polar, polar_ok, polar_label, neu, neu_ok, n, conf_wrong;
 } cx_tally;
 
 static void cx_count(cx_tally *t, char gold, const fsent_result *r)
@@ -207,6 +208,7 @@ static void cx_count(cx_tally *t, char gold, const fsent_result *r)
         t->polar++;
         t->polar_ok += (r->score >= 0) == pos;
         right = r->label == (pos ? FSENT_POSITIVE : FSENT_NEGATIVE);
+        t->polar_label += right;
     }
     t->conf_wrong += !right && r->confidence >= 0.9;
 }
@@ -256,9 +258,10 @@ static int eval_cx(const fsent_model *m, const char *path, const eopts *o)
     double cw = t.n ? (double)t.conf_wrong / t.n : 0;
     static const char *halves[] = {"all", "odd", "even"};
     printf("%s (%s lines, %zu): binary accuracy %.4f (%zu/%zu)  NEUTRAL recall %.4f (%zu/%zu)  "
-           "confident errors %.4f (%zu)%s\n",
+           "confident errors %.4f (%zu)  neg/pos lines labelled right %.4f%s\n",
            path, halves[o->half], t.n, bin, t.polar_ok, t.polar, neu, t.neu_ok, t.neu, cw,
-           t.conf_wrong, bad ? "  (malformed lines skipped)" : "");
+           t.conf_wrong, t.polar ? (double)t.polar_label / t.polar : 0,
+           bad ? "  (malformed lines skipped)" : "");
     int rc = 0;
     if (o->min_cx_bin > 0 && bin < o->min_cx_bin)
         rc = (fprintf(stderr, "cxm-senti-eval: binary accuracy below %.4f\n", o->min_cx_bin), 1);
