@@ -8,6 +8,16 @@
  *   cxm-senti-eval --ko ../shared/data/sentiment/ko-nsmc-test.tsv.gz \
  *                  --en ../shared/data/sentiment/en-sst2-dev.tsv.gz --bench
  *
+ * --cx FILE: a three-class file of customer comments (tests/data/senti_cx_*.tsv,
+ * `neg|neu|pos<TAB>text`, language detected): binary accuracy on the neg/pos
+ * lines (the sign decides), NEUTRAL recall on the neu lines (label NEUTRAL,
+ * or |score| < CX_NEUTRAL_SCORE), and the share of confident errors
+ * (confidence >= 0.9 and the label wrong), and the share of neg/pos lines
+ * labelled NEGATIVE/POSITIVE (not NEUTRAL or MIXED). --half odd|even scores only the
+ * odd or even lines (1-based): decisions are made on the odd half, the even
+ * half is reported. --min-cx-bin, --min-cx-neu and --max-cx-conf make the
+ * exit code 1 past a bar.
+ *
  * --text "..." prints one text's analysis (repeatable).
  * --min-ko / --min-en make the exit code 1 below a bar (the ctest);
  * --skip-missing exits 77 (ctest's skipped) when a file is absent.
@@ -28,6 +38,9 @@ typedef struct eopts {
     const char *model, *ko, *en;
     double min_ko, min_en;
     bool bench, skip_missing;
+    const char *cx[4]; /* --cx: three-class customer-comment files */
+    int ncx, half;     /* half: 0 all lines, 1 odd, 2 even */
+    double min_cx_bin, min_cx_neu, max_cx_conf;
     const char *texts[16]; /* --text: analyse and print */
     int ntexts;
 } eopts;
@@ -174,6 +187,91 @@ static int eval_file(const fsent_model *m, const char *path, fsent_lang lang, co
     return 0;
 }
 
+/* A neu line scored this close to 0 counts as NEUTRAL even if labelled
+ * otherwise (a MIXED text whose clauses cancel). */
+#define CX_NEUTRAL_SCORE 0.2
+
+typedef struct cx_tally {
+    size_t polar, polar_ok, polar_label, neu, neu_ok, n, conf_wrong;
+} cx_tally;
+
+static void cx_count(cx_tally *t, char gold, const fsent_result *r)
+{
+    bool right;
+    t->n++;
+    if (gold == 'u') { /* neu */
+        right = r->label == FSENT_NEUTRAL || fabs(r->score) < CX_NEUTRAL_SCORE;
+        t->neu++;
+        t->neu_ok += right;
+    } else {
+        bool pos = gold == 'p';
+        t->polar++;
+        t->polar_ok += (r->score >= 0) == pos;
+        right = r->label == (pos ? FSENT_POSITIVE : FSENT_NEGATIVE);
+        t->polar_label += right;
+    }
+    t->conf_wrong += !right && r->confidence >= 0.9;
+}
+
+/* gold: 'n' neg, 'u' neu, 'p' pos; 0 for a line that is none. */
+static char cx_gold(const char *line)
+{
+    if (strncmp(line, "neg\t", 4) == 0)
+        return 'n';
+    if (strncmp(line, "neu\t", 4) == 0)
+        return 'u';
+    if (strncmp(line, "pos\t", 4) == 0)
+        return 'p';
+    return 0;
+}
+
+static int eval_cx(const fsent_model *m, const char *path, const eopts *o)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (o->skip_missing) {
+            printf("%s: absent, skipped\n", path);
+            return SKIP;
+        }
+        fprintf(stderr, "cxm-senti-eval: %s: cannot open\n", path);
+        return 1;
+    }
+    static char line[FSENT_MAX_TEXT + 16];
+    cx_tally t = {0};
+    size_t lineno = 0, bad = 0;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        if (o->half && (int)(lineno % 2) != (o->half == 1))
+            continue;
+        size_t n = strcspn(line, "\r\n");
+        char gold = cx_gold(line);
+        fsent_result r;
+        if (!gold || fsent_analyze(m, line + 4, n - 4, FSENT_LANG_DETECT, false, &r) != 0) {
+            bad += n > 0;
+            continue;
+        }
+        cx_count(&t, gold, &r);
+    }
+    fclose(f);
+    double bin = t.polar ? (double)t.polar_ok / t.polar : 0;
+    double neu = t.neu ? (double)t.neu_ok / t.neu : 0;
+    double cw = t.n ? (double)t.conf_wrong / t.n : 0;
+    static const char *halves[] = {"all", "odd", "even"};
+    printf("%s (%s lines, %zu): binary accuracy %.4f (%zu/%zu)  NEUTRAL recall %.4f (%zu/%zu)  "
+           "confident errors %.4f (%zu)  neg/pos lines labelled right %.4f%s\n",
+           path, halves[o->half], t.n, bin, t.polar_ok, t.polar, neu, t.neu_ok, t.neu, cw,
+           t.conf_wrong, t.polar ? (double)t.polar_label / t.polar : 0,
+           bad ? "  (malformed lines skipped)" : "");
+    int rc = 0;
+    if (o->min_cx_bin > 0 && bin < o->min_cx_bin)
+        rc = (fprintf(stderr, "cxm-senti-eval: binary accuracy below %.4f\n", o->min_cx_bin), 1);
+    if (o->min_cx_neu > 0 && neu < o->min_cx_neu)
+        rc = (fprintf(stderr, "cxm-senti-eval: NEUTRAL recall below %.4f\n", o->min_cx_neu), 1);
+    if (o->max_cx_conf > 0 && cw > o->max_cx_conf)
+        rc = (fprintf(stderr, "cxm-senti-eval: confident errors above %.4f\n", o->max_cx_conf), 1);
+    return rc;
+}
+
 static void show(const fsent_model *m, const char *text)
 {
     static const char *labels[] = {"UNSUPPORTED", "NEGATIVE", "NEUTRAL", "POSITIVE", "MIXED"};
@@ -200,6 +298,16 @@ static int parse(int argc, char **argv, eopts *o)
             o->skip_missing = true;
         else if (v && strcmp(a, "--text") == 0 && o->ntexts < 16)
             o->texts[o->ntexts++] = argv[++i];
+        else if (v && strcmp(a, "--cx") == 0 && o->ncx < 4)
+            o->cx[o->ncx++] = argv[++i];
+        else if (v && strcmp(a, "--half") == 0)
+            o->half = strcmp(argv[++i], "odd") == 0 ? 1 : strcmp(argv[i], "even") == 0 ? 2 : -1;
+        else if (v && strcmp(a, "--min-cx-bin") == 0)
+            o->min_cx_bin = atof(argv[++i]);
+        else if (v && strcmp(a, "--min-cx-neu") == 0)
+            o->min_cx_neu = atof(argv[++i]);
+        else if (v && strcmp(a, "--max-cx-conf") == 0)
+            o->max_cx_conf = atof(argv[++i]);
         else if (v && strcmp(a, "--model") == 0)
             o->model = argv[++i];
         else if (v && strcmp(a, "--ko") == 0)
@@ -213,7 +321,7 @@ static int parse(int argc, char **argv, eopts *o)
         else
             return -1;
     }
-    return o->ko || o->en || o->ntexts ? 0 : -1;
+    return o->half >= 0 && (o->ko || o->en || o->ncx || o->ntexts) ? 0 : -1;
 }
 
 int main(int argc, char **argv)
@@ -222,7 +330,9 @@ int main(int argc, char **argv)
     if (parse(argc, argv, &o) != 0) {
         fprintf(stderr, "usage: cxm-senti-eval [--model FILE] [--ko FILE.tsv.gz] "
                         "[--en FILE.tsv.gz] [--min-ko ACC] [--min-en ACC] [--bench] "
-                        "[--skip-missing] [--text TEXT]...\n");
+                        "[--skip-missing] [--text TEXT]... [--cx FILE.tsv]... "
+                        "[--half odd|even] [--min-cx-bin ACC] [--min-cx-neu RECALL] "
+                        "[--max-cx-conf SHARE]\n");
         return 2;
     }
     const fsent_model *m = fsent_builtin();
@@ -242,6 +352,9 @@ int main(int argc, char **argv)
         rc = rc ? rc : r;
     if (o.en && (r = eval_file(m, o.en, FSENT_LANG_EN, &o, o.min_en)) != 0)
         rc = rc == 0 || rc == SKIP ? r : rc;
+    for (int i = 0; i < o.ncx; i++)
+        if ((r = eval_cx(m, o.cx[i], &o)) != 0)
+            rc = rc == 0 || rc == SKIP ? r : rc;
     fsent_free(own);
     return rc;
 }

@@ -40,7 +40,9 @@ static inline void emit1(fsent__sink *s, uint64_t h)
 {
     uint32_t i = (uint32_t)(fmix(h) >> s->shift);
     if (s->w) {
-        s->sum += s->w[i];
+        int v = s->w[i];
+        s->sum += v;
+        s->strong += v >= FSENT__STRONG || v <= -FSENT__STRONG;
         s->n++;
         return;
     }

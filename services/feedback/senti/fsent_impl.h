@@ -60,6 +60,10 @@ typedef struct fsent__word {
         lit, sizeof(lit) - 1                                                                       \
     }
 
+/* A weight at least a quarter of its table's largest (int8 127) counts as
+ * evidence in fsent.c's confidence cap. */
+#define FSENT__STRONG 32
+
 /* Where features go: summed into sum against w, or (w NULL) their indices
  * collected into idx while n < cap; n counts them all either way. */
 typedef struct fsent__sink {
@@ -67,6 +71,7 @@ typedef struct fsent__sink {
     uint32_t shift; /* 64 - bits: an index is the hash's top bits */
     uint64_t role;  /* non-zero: every feature also emitted xor role */
     int64_t sum;
+    uint32_t strong; /* features whose weight reaches FSENT__STRONG either way */
     uint32_t *idx;
     size_t n, cap;
 } fsent__sink;
