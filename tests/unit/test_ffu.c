@@ -12,8 +12,6 @@
  *                    median ListFollowUps page for each kind of filter
  */
 #include <inttypes.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +19,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_server.h"
 #include "cxm/client.h"
 #include "cxm/err.h"
 #include "cxm/svc.h"
@@ -45,9 +44,6 @@ static cxm_store *store;
 static cxm_bus *bus;
 static MDB_dbi events_dbi;
 static fb_ctx ctx;
-static cxm_server *server;
-static pthread_t server_thread;
-static atomic_int server_port;
 static cxm_channel *ch;
 static int64_t t0; /* the wall clock at start, rounded to an hour */
 
@@ -206,22 +202,9 @@ static const cxm_method methods[] = {
      ffu_on_set_policy},
 };
 
-static void *server_main(void *arg)
-{
-    (void)arg;
-    cxm_server_opts o = {.listen = "127.0.0.1:0", .workers = 2};
-    static cxm_service s = {
-        .name = "cxm.v1.FeedbackService", .methods = methods, .nmethods = 4, .ctx = &ctx};
-    if (cxm_server_create(&o, &server) != 0 || cxm_server_add_service(server, &s) != 0 ||
-        cxm_server_start(server) != 0) {
-        atomic_store(&server_port, -1);
-        return NULL;
-    }
-    atomic_store(&server_port, cxm_server_port(server));
-    cxm_server_run(server);
-    cxm_server_destroy(server);
-    return NULL;
-}
+static cxm_service service = {
+    .name = "cxm.v1.FeedbackService", .methods = methods, .nmethods = 4, .ctx = &ctx};
+static unit_server srv = {.opts = {.listen = "127.0.0.1:0", .workers = 2}, .service = &service};
 
 static char details[512];
 
@@ -1086,14 +1069,7 @@ static int setup(void)
         ffu_open(store, p, &ctx.fu) != 0 || cxm_bus_start(bus) != 0)
         return -1;
     ctx.store = store;
-    pthread_create(&server_thread, NULL, server_main, NULL);
-    while (atomic_load(&server_port) == 0)
-        usleep(1000);
-    if (atomic_load(&server_port) < 0)
-        return -1;
-    char target[64];
-    snprintf(target, sizeof target, "127.0.0.1:%d", atomic_load(&server_port));
-    return cxm_channel_open(target, NULL, &ch);
+    return unit_server_start(&srv, &ch);
 }
 
 int main(int argc, char **argv)
@@ -1114,8 +1090,7 @@ int main(int argc, char **argv)
         test_erase_merge();
     }
     cxm_channel_close(ch);
-    cxm_server_stop(server);
-    pthread_join(server_thread, NULL);
+    unit_server_stop(&srv);
     cxm_bus_destroy(bus);
     ffu_close(ctx.fu);
     cxm_store_close(store);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "test_server.h"
 #include "cxm/client.h"
 #include "cxm/err.h"
 #include "cxm/hash.h"
@@ -152,8 +153,6 @@ typedef struct kit_svc {
 } kit_svc;
 
 static kit_svc svc_state;
-static cxm_server *server;
-static atomic_int server_port;
 
 /* Put: stores merge_id -> reason and answers customer_id = reason, twice
  * when the reason starts with "double" (to make a reply over the limit). */
@@ -220,22 +219,11 @@ static const cxm_method kit_methods[] = {
     {"Get", CXM_UNARY, &cxm__v1__unmerge_profile_request__descriptor, on_get},
 };
 
-static void *server_main(void *arg)
-{
-    (void)arg;
-    cxm_server_opts o = {.listen = "127.0.0.1:0", .workers = 2, .max_message_bytes = LIMIT};
-    static cxm_service s = {
-        .name = "test.Kit", .methods = kit_methods, .nmethods = 2, .ctx = &svc_state};
-    if (cxm_server_create(&o, &server) != 0 || cxm_server_add_service(server, &s) != 0 ||
-        cxm_server_start(server) != 0) {
-        atomic_store(&server_port, -1);
-        return NULL;
-    }
-    atomic_store(&server_port, cxm_server_port(server));
-    cxm_server_run(server);
-    cxm_server_destroy(server);
-    return NULL;
-}
+static cxm_service kit_service = {
+    .name = "test.Kit", .methods = kit_methods, .nmethods = 2, .ctx = &svc_state};
+static unit_server srv = {
+    .opts = {.listen = "127.0.0.1:0", .workers = 2, .max_message_bytes = LIMIT},
+    .service = &kit_service};
 
 static grpc_status_code kit_call(cxm_channel *ch, const char *method, const char *key,
                                  const char *reason, cxm_arena *a, char **answer, char *details)
@@ -273,15 +261,9 @@ static void test_write_jobs(void)
     cxm_store_opts so = {.nosync = true};
     CHECK_EQ_INT(cxm_store_open(dir, &so, &svc_state.store), 0);
     CHECK_EQ_INT(cxm_store_dbi(svc_state.store, "kit.items", 0, &svc_state.dbi), 0);
-    pthread_t th;
-    pthread_create(&th, NULL, server_main, NULL);
-    while (atomic_load(&server_port) == 0)
-        usleep(1000);
-    CHECK(atomic_load(&server_port) > 0);
-    char target[64], details[512], *answer;
-    snprintf(target, sizeof target, "127.0.0.1:%d", atomic_load(&server_port));
+    char details[512], *answer;
     cxm_channel *ch;
-    CHECK_EQ_INT(cxm_channel_open(target, NULL, &ch), 0);
+    CHECK_EQ_INT(unit_server_start(&srv, &ch), 0);
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
 
@@ -320,8 +302,7 @@ static void test_write_jobs(void)
 
     cxm_arena_dispose(&a);
     cxm_channel_close(ch);
-    cxm_server_stop(server);
-    pthread_join(th, NULL);
+    unit_server_stop(&srv);
     cxm_store_close(svc_state.store);
     char cmd[64];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
