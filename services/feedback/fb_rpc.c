@@ -317,23 +317,6 @@ static int recontact_refuses(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__R
     return 0;
 }
 
-/* Which customers are asked is fixed per survey: a hash of the survey and
- * the customer, as a fraction of 2^64, under the rate. */
-static bool sampling_refuses(const Cxm__V1__Survey *s, const char *key, fb_gate *g)
-{
-    double rate = s->recontact ? s->recontact->sampling_rate : 0;
-    if (rate <= 0 || rate >= 1)
-        return false;
-    uint64_t h = cxm_hash(CXM_HASH_INIT, s->survey_id, strlen(s->survey_id) + 1);
-    h = cxm_hash(h, key, strlen(key));
-    if ((double)(h >> 11) * 0x1p-53 < rate)
-        return false;
-    g->gate = "sampling";
-    snprintf(g->reason, sizeof g->reason,
-             "the customer is outside the survey's sample (sampling_rate %g)", rate);
-    return true;
-}
-
 /* The key a customer is sampled by: its id once it has answered a survey;
  * before that, the reference the request names (an identity's value), so a
  * check before a first survey agrees with the response that follows it
@@ -352,6 +335,29 @@ static int sample_key(cxm_txn *t, fdb *db, cxm_arena *a, const char *customer_id
     return rc;
 }
 
+/* Which customers are asked is fixed per survey: a hash of the survey and
+ * the customer's sample key, as a fraction of 2^64, under the rate. The key
+ * is looked up only for a survey that samples. */
+static int sampling_refuses(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__Survey *s,
+                            const char *customer_id, const Cxm__V1__CustomerRef *ref, fb_gate *g)
+{
+    double rate = s->recontact ? s->recontact->sampling_rate : 0;
+    if (rate <= 0 || rate >= 1)
+        return 0;
+    const char *key;
+    int rc = sample_key(t, db, a, customer_id, ref, &key);
+    if (rc != 0)
+        return rc;
+    uint64_t h = cxm_hash(CXM_HASH_INIT, s->survey_id, strlen(s->survey_id) + 1);
+    h = cxm_hash(h, key, strlen(key));
+    if ((double)(h >> 11) * 0x1p-53 < rate)
+        return 0;
+    g->gate = "sampling";
+    snprintf(g->reason, sizeof g->reason,
+             "the customer is outside the survey's sample (sampling_rate %g)", rate);
+    return 0;
+}
+
 /* Every gate in CheckEligibilityResponse.gate's order; g->gate stays NULL
  * when the customer may be asked. customer_id NULL: a customer no profile
  * has yet (never answered). */
@@ -368,9 +374,8 @@ static int gates(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__Survey *s,
     if (targeting_refuses(s->targeting, w, g))
         return 0;
     int rc = recontact_refuses(t, db, a, s->recontact, customer_id, at, g);
-    const char *key;
-    if (rc == 0 && !g->gate && (rc = sample_key(t, db, a, customer_id, ref, &key)) == 0)
-        sampling_refuses(s, key, g);
+    if (rc == 0 && !g->gate)
+        rc = sampling_refuses(t, db, a, s, customer_id, ref, g);
     return rc;
 }
 
