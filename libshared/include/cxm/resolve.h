@@ -25,7 +25,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <pthread.h>
+
 #include "cxm/arena.h"
+#include "cxm/server.h"
 #include "cxm/v1/common.pb-c.h"
 
 typedef struct cxm_resolver cxm_resolver;
@@ -96,5 +99,36 @@ void cxm_resolver_stats_get(cxm_resolver *r, cxm_resolver_stats *out);
 
 /* A sentence about this thread's latest failure ("" if none). */
 const char *cxm_resolver_last_error(void);
+
+/* ---- the resolver thread: calls waiting for their customer ---- */
+
+/* Why a thread: a blocking call to profile on a server worker could wait
+ * for itself in cxmd (profile's call may be queued on that very worker).
+ * A queue owns one thread that takes every waiting call at once, resolves
+ * them in one cxm_resolver_resolve batch, and hands each call on to its
+ * `done` function on that thread (which queues the write job or answers).
+ * The resolver is used under `lock` (NULL: the queue's own), so other
+ * threads of the service may share it. */
+typedef struct cxm_resolve_queue cxm_resolve_queue;
+
+/* One call's answer: rc is the batch's result (0, CXM_EUNAVAIL: profile
+ * could not be reached, CXM_ENOMEM), it the call's item (rc and
+ * customer_id per item, customer_id in the call's arena) when rc == 0. */
+typedef void (*cxm_resolve_done_fn)(cxm_call *call, void *in, const cxm_resolve_item *it, int rc,
+                                    void *user);
+
+/* Start the thread on r (which must outlive the queue). */
+int cxm_resolve_queue_start(cxm_resolver *r, pthread_mutex_t *lock, cxm_resolve_queue **out);
+
+/* Queue call: ref (validated) is resolved (no_create as in
+ * cxm_resolve_item), then done(call, in, item, rc, user) runs on the
+ * queue's thread. The waiting record lives in the call's arena. 0 or
+ * CXM_ENOMEM (nothing queued: answer the call yourself). */
+int cxm_resolve_queue_push(cxm_resolve_queue *q, cxm_call *call, const Cxm__V1__CustomerRef *ref,
+                           bool no_create, void *in, cxm_resolve_done_fn done, void *user);
+
+/* Stop: calls still waiting are resolved and handed on first, then the
+ * thread ends and q is freed. NULL is a no-op. */
+void cxm_resolve_queue_stop(cxm_resolve_queue *q);
 
 #endif

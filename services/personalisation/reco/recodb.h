@@ -90,6 +90,24 @@ typedef struct recodb_event {
  * batch does not count twice. */
 int recodb_append(recodb *db, const recodb_event *ev, size_t n, char *err, size_t errlen);
 
+/* The same inside the caller's write transaction (a service's write job),
+ * validating each event first. Bumps each customer's history stamp (so
+ * its cached candidates are recomputed) and counts the appends for the
+ * retrain policy (recodb_appended). */
+int recodb_append_txn(cxm_txn *t, recodb *db, const recodb_event *ev, size_t n, char *err,
+                      size_t errlen);
+
+/* Events appended since this recodb was opened (all threads), for an
+ * automatic retrain policy. */
+uint64_t recodb_appended(const recodb *db);
+
+/* Erase every event of customer (and its cached candidates and stamp);
+ * *records (may be NULL) counts the rows deleted. */
+int recodb_erase(cxm_txn *t, recodb *db, const char *customer, uint64_t *records);
+
+/* source was merged into target: source's events become target's. */
+int recodb_merge(cxm_txn *t, recodb *db, const char *source, const char *target);
+
 typedef struct recodb_train_report {
     uint64_t version;
     reco_algo algo;
@@ -105,6 +123,43 @@ typedef struct recodb_train_report {
  * time. An empty log is CXM_EINVAL; a failure writes nothing. */
 int recodb_train(recodb *db, reco_algo algo, recodb_train_report *rep, char *err, size_t errlen);
 
+/* What TrainModel asks for. */
+typedef enum recodb_activation {
+    RECODB_ACTIVATE_ALWAYS = 0,
+    RECODB_ACTIVATE_IF_BETTER, /* holdout ndcg >= the serving model's */
+    RECODB_ACTIVATE_NEVER,
+} recodb_activation;
+
+typedef struct recodb_train_opts {
+    reco_algo algo;            /* 0 = automatic, as recodb_train */
+    const reco_params *params; /* NULL = the algorithm's defaults */
+    int64_t since;             /* seconds; events before are ignored; 0 = all */
+    /* Share of customers (>= 5 interactions) evaluated: their latest 20%
+     * are held out, a model is trained without them and scored on them
+     * (ndcg etc. at k = 10, the serving path's weighting); then the model
+     * that is kept is trained on everything. 0 = 0.1; at most 0.5. */
+    double holdout_fraction;
+    recodb_activation activation;
+    /* Called from the training thread now and then: done 0..1 and what it
+     * is doing ("reading the log", "evaluating", "training", "writing"). */
+    void (*progress)(double done, const char *phase, void *user);
+    void *user;
+} recodb_train_opts;
+
+typedef struct recodb_metrics {
+    uint32_t k;
+    double precision, recall, ndcg, coverage;
+    uint64_t customers; /* evaluated */
+} recodb_metrics;
+
+/* recodb_train with options; rep->version is the stored version (0 when
+ * nothing was kept: never for success), *metrics (may be NULL) the holdout
+ * quality, *activated whether it serves now. A version that is not
+ * activated is stored but does not serve (nor become `previous`); the next
+ * training drops it. */
+int recodb_train_ex(recodb *db, const recodb_train_opts *o, recodb_train_report *rep,
+                    recodb_metrics *metrics, bool *activated, char *err, size_t errlen);
+
 /* Make the previous version current again; its number goes to *version. */
 int recodb_rollback(recodb *db, uint64_t *version, char *err, size_t errlen);
 
@@ -119,7 +174,16 @@ void recodb_reader_free(recodb_reader *r);
 typedef struct recodb_rec {
     const char *item;
     float score;
+    /* The model's calibrated probability that the customer takes the item
+     * up (0..1): from the holdout at training (Platt scaling of the score),
+     * or from the popularity rank for the cold-start fill. */
+    float propensity;
+    bool popular; /* popularity fill, not predicted from the history */
 } recodb_rec;
+
+/* Called with candidates best first; return true to keep one. Rejected
+ * ones do not count towards k. */
+typedef bool (*recodb_filter_fn)(const char *item, size_t len, void *user);
 
 typedef struct recodb_query {
     const char *customer;
@@ -129,11 +193,56 @@ typedef struct recodb_query {
     const recodb_rec *extra;    /* business-rules candidates (see above) */
     size_t nextra;              /* <= RECODB_EXTRA_MAX */
     size_t k;                   /* 1..RECODB_K_MAX */
+    recodb_filter_fn filter;    /* NULL = keep all */
+    void *filter_user;
 } recodb_query;
 
 /* The best q->k items for q->customer, best first, in arena memory; *version
- * (may be NULL) is the model version that answered. */
+ * (may be NULL) is the model version that answered, 0 when there is no
+ * model yet: then the answer is the log's most interacted items (decayed by
+ * popularity_half_life), as popularity fill.
+ *
+ * Speed: a customer's candidates (the best RECODB_CAND_MAX unfiltered
+ * items and scores) are cached in the store per (model version, history
+ * stamp); a request whose cache is current reads them instead of scoring
+ * and filters them; one whose filter leaves fewer than k falls back to
+ * scoring. recodb_refresh fills the cache off the request path. */
 int recodb_recommend(recodb *db, recodb_reader *r, cxm_arena *a, const recodb_query *q,
                      recodb_rec **out, size_t *nout, uint64_t *version, char *err, size_t errlen);
+
+#define RECODB_CAND_MAX 256
+
+/* Recompute customer's cached candidates (in their own write transaction)
+ * when stale. Customers whose history changed since the last call, and,
+ * after a model switch, every customer, are listed by recodb_stale: a
+ * service runs a thread that drains it. */
+int recodb_refresh(recodb *db, recodb_reader *r, const char *customer);
+/* Up to max stale customer ids (malloc'ed strings the caller frees),
+ * taken off the stale list. */
+size_t recodb_stale(recodb *db, char **out, size_t max);
+
+/* Why item was recommended to customer: the history items that contribute
+ * most to its model score, with their share of it (0..1, largest first; the
+ * shares of the top `max` need not sum to 1). 0 items when the score came
+ * from popularity. Strings in a. */
+typedef struct recodb_why {
+    const char *item;
+    float share;
+} recodb_why;
+int recodb_explain(recodb *db, recodb_reader *r, cxm_arena *a, const char *customer, int64_t now,
+                   const char *item, recodb_why *out, size_t max, size_t *n);
+
+/* The k items most similar to item in the serving model (similarity 0..1,
+ * the neighbour weight over the row's largest), in a. *n = 0 for an item
+ * the model does not know; CXM_ENOTFOUND when there is no model. */
+int recodb_similar(recodb *db, recodb_reader *r, cxm_arena *a, const char *item, size_t k,
+                   recodb_filter_fn filter, void *filter_user, recodb_rec **out, size_t *n,
+                   uint64_t *version);
+
+/* Write the serving model for another process (the benchmarks' Python
+ * peer): a little-endian file "CXMX" u32 version, u32 nitems, then per item
+ * its id (u16 length + bytes), then per item u32 count and count x (u32
+ * neighbour, f32 weight); then popularity as u32 count x (u32 item). */
+int recodb_export(recodb *db, const char *path, char *err, size_t errlen);
 
 #endif
