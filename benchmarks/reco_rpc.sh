@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# reco_rpc.sh - PersonalisationService/Recommend against Health/Check on one
+# cxmd, at full quality.
+#
+#   bash benchmarks/reco_rpc.sh [BUILD_DIR=build] [ROUNDS=5] [DURATION=5] [RATINGS]
+#
+# 1. A fresh cxmd gets MovieLens-small (RATINGS, default
+#    ../shared/data/movielens-latest-small/ratings.csv beside the repository)
+#    through its gRPC API with cxm-bench-nbe --load: every movie of the
+#    training part an experience, the training part of cxm-eval's random
+#    80/20 split as interactions, TrainModel with the default algorithm; then
+#    --quality prints NDCG@10 through the RPC (the model being measured is the
+#    one reaching it); then --rules puts eligibility rules (channel,
+#    placement, stage, segments, consent), contact caps and pauses, values
+#    and weights on part of the catalogue; then --requests-out writes one
+#    Recommend (k = 10, by customer id, web / home_banner / consideration)
+#    for each customer with at least 200 training interactions, so that
+#    every call scores a 200-item history.
+# 2. In alternating rounds, with cxm-bench on the same connections settings:
+#    Health/Check and Recommend (--requests FILE --loop) at 1 connection x 1
+#    in flight (p50, p99) and at 2 connections x 32 in flight (QPS).
+# 3. Medians over the rounds of each round's ratio, against the targets:
+#    Recommend p50 <= 1.3x Check p50, p99 <= 2x Check p99, QPS >= 0.8x.
+#
+# Environment: MIN_HISTORY (200), SMOKE=1 (a small synthetic ratings file of
+# 300 users instead of RATINGS, MIN_HISTORY 20: the ctest smoke run, which
+# checks that everything runs and asserts no speed). The load generator and
+# the server share the machine: compare the ratios, not absolute numbers.
+# Prints the summary and one JSON line; exit 77 when cxmd does not serve
+# PersonalisationService yet or the data is absent.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=../tests/integration/lib.sh
+source "$root/tests/integration/lib.sh"
+BIN=${1:-build}/bin ROUNDS=${2:-5} DURATION=${3:-5}
+RATINGS=${4:-$root/../shared/data/movielens-latest-small/ratings.csv}
+MIN_HISTORY=${MIN_HISTORY:-200}
+RECOMMEND=/cxm.v1.PersonalisationService/Recommend
+die() {
+  echo "reco_rpc: $*" >&2
+  exit 1
+}
+for b in cxmd cxm-bench cxm-bench-nbe; do
+  [[ -x $BIN/$b ]] || die "$BIN/$b is missing: build first (bash deploy/build.sh ${1:-build})"
+done
+
+WORK=$(mktemp -d /var/tmp/cxm-reco-rpc.XXXXXX)
+pid=""
+trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$WORK"' EXIT
+
+if [[ ${SMOKE:-0} == 1 ]]; then
+  # 300 users of ~40 items among 400 in 10 taste clusters (as eval_smoke.sh).
+  RATINGS=$WORK/synthetic.csv MIN_HISTORY=20
+  awk -v seed=7 'BEGIN {
+      srand(seed); print "user,item,rating,ts"
+      for (u = 0; u < 300; u++) {
+          c = u % 10; n = 30 + int(rand() * 20)
+          delete seen
+          for (j = 0; j < n; j++) {
+              if (rand() < 0.85) i = c * 40 + int(40 * rand() * rand())
+              else i = int(400 * rand())
+              if (i in seen) continue
+              seen[i] = 1
+              printf "u%d,i%d,%d,%d\n", u, i, 1 + int(rand() * 5), 1600000000 + u * 100 + j
+          }
+      }
+  }' >"$RATINGS"
+fi
+if [[ ! -r $RATINGS ]]; then
+  echo "reco_rpc: $RATINGS not found (MovieLens-small's ratings.csv): nothing to measure"
+  exit 77
+fi
+
+start_server "$WORK/cxmd.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data" ||
+  die "cxmd did not start: $(tail -3 "$WORK/cxmd.log")"
+target=127.0.0.1:$port
+
+echo "== loading $RATINGS through the API, training, NDCG@10 through Recommend"
+status=0
+"$BIN/cxm-bench-nbe" --target "$target" --ratings "$RATINGS" --load --quality --rules \
+  --requests-out "$WORK/recommend.pb" --min-history "$MIN_HISTORY" --k 10 || status=$?
+((status == 77)) && {
+  echo "reco_rpc: cxmd does not serve PersonalisationService yet: nothing to measure"
+  exit 77
+}
+((status == 0)) || die "cxm-bench-nbe failed (exit $status; its messages are above)"
+
+# field NAME JSON: a number of cxm-bench's one-line JSON.
+field() { grep -o "\"$1\":[^,}]*" <<<"$2" | head -1 | cut -d: -f2; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", a / b}'; }
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
+  ok = (op == ">=") ? v + 0 >= t : v + 0 <= t; print ok ? "ok" : "MISSED" }'; }
+# bench ARGS...: one cxm-bench run; its JSON line, after checking that calls
+# completed and none failed.
+bench() {
+  local out
+  out=$("$BIN/cxm-bench" --target "$target" --duration "${DURATION}s" --warmup 1s --json "$@" \
+    2>"$WORK/bench.err") || die "cxm-bench $*: $(cat "$WORK/bench.err")"
+  [[ $(field errors "$out") == 0 ]] || die "cxm-bench $*: calls failed: $out"
+  [[ $(field completed "$out") != 0 ]] || die "cxm-bench $*: no call completed"
+  echo "$out"
+}
+reco() { bench --requests "$WORK/recommend.pb" --loop --method "$RECOMMEND" "$@"; }
+
+hp50=() hp99=() rp50=() rp99=() hq=() rq=() r50=() r99=() rqs=()
+printf '\n%-6s %-10s %10s %10s %10s\n' round rpc 1x1-p50us 1x1-p99us 2x32-qps
+for ((r = 1; r <= ROUNDS; r++)); do
+  h1=$(bench --connections 1 --inflight 1)
+  c1=$(reco --connections 1 --inflight 1)
+  h2=$(bench --connections 2 --inflight 32)
+  c2=$(reco --connections 2 --inflight 32)
+  hp50+=("$(field p50_us "$h1")") hp99+=("$(field p99_us "$h1")") hq+=("$(field qps "$h2")")
+  rp50+=("$(field p50_us "$c1")") rp99+=("$(field p99_us "$c1")") rq+=("$(field qps "$c2")")
+  r50+=("$(ratio "${rp50[-1]}" "${hp50[-1]}")") r99+=("$(ratio "${rp99[-1]}" "${hp99[-1]}")")
+  rqs+=("$(ratio "${rq[-1]}" "${hq[-1]}")")
+  printf '%-6s %-10s %10s %10s %10.0f\n' "$r" Check "${hp50[-1]}" "${hp99[-1]}" "${hq[-1]}"
+  printf '%-6s %-10s %10s %10s %10.0f\n' "$r" Recommend "${rp50[-1]}" "${rp99[-1]}" "${rq[-1]}"
+done
+
+R50=$(median "${r50[@]}") R99=$(median "${r99[@]}") RQ=$(median "${rqs[@]}")
+printf '\n== summary (medians of %d rounds; ratios taken within each round)\n' "$ROUNDS"
+printf '  %-22s %10s %10s %8s\n' "" Recommend Check ratio
+printf '  %-22s %10s %10s %8s  target <= 1.3: %s\n' "p50 us, 1 in flight" "$(median "${rp50[@]}")" \
+  "$(median "${hp50[@]}")" "$R50" "$(verdict "$R50" 1.3 "<=")"
+printf '  %-22s %10s %10s %8s  target <= 2.0: %s\n' "p99 us, 1 in flight" "$(median "${rp99[@]}")" \
+  "$(median "${hp99[@]}")" "$R99" "$(verdict "$R99" 2 "<=")"
+printf '  %-22s %10.0f %10.0f %8s  target >= 0.8: %s\n' "QPS, 2 x 32 in flight" "$(median "${rq[@]}")" \
+  "$(median "${hq[@]}")" "$RQ" "$(verdict "$RQ" 0.8 ">=")"
+echo "{\"bench\":\"personalisation.recommend\",\"recommend_p50_us\":$(median "${rp50[@]}"),\"check_p50_us\":$(median "${hp50[@]}"),\"p50_ratio\":$R50,\"recommend_p99_us\":$(median "${rp99[@]}"),\"check_p99_us\":$(median "${hp99[@]}"),\"p99_ratio\":$R99,\"recommend_qps\":$(median "${rq[@]}"),\"check_qps\":$(median "${hq[@]}"),\"qps_ratio\":$RQ,\"rounds\":$ROUNDS}"
