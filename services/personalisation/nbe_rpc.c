@@ -1064,8 +1064,11 @@ static int upsert_job(cxm_txn *t, cxm_svc_job *j)
         cxm_svc_response(j, &cxm__v1__upsert_experience_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    return xdb_experience_put(t, ctx->db, j->a, req->experience, j->now, &resp->experience,
-                              &resp->created);
+    bool created = false;
+    int rc = xdb_experience_put(t, ctx->db, j->a, req->experience, j->now, &resp->experience,
+                                &created);
+    resp->created = created;
+    return rc;
 }
 
 static void on_upsert(cxm_call *call, const ProtobufCMessage *msg)
