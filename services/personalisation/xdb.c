@@ -21,18 +21,27 @@
 #include "cxm/hash.h"
 #include "cxm/keyenc.h"
 
+/* The id is copied in after the entry, so a find that matches the hash
+ * compares bytes already next to the fields the caller reads next. */
 typedef struct cat_entry {
     xdb_exp e;
-    uint64_t hash;
     Cxm__V1__Experience *owned; /* unpacked with the default allocator */
+    char id[];
 } cat_entry;
+
+/* A slot keeps the hash beside the pointer: a probe past other entries
+ * touches only the slot array. */
+typedef struct cat_slot {
+    uint64_t hash;
+    cat_entry *c; /* NULL = empty */
+} cat_slot;
 
 struct xdb {
     cxm_store *store;
     MDB_dbi exp, expgen, meta, fb, contact, outcome, cout, inter, cinter, model;
     pthread_rwlock_t lock;
     _Atomic uint64_t gen; /* written under the write lock */
-    cat_entry **slots;    /* open addressing, linear probing; NULL = empty */
+    cat_slot *slots;      /* open addressing, linear probing */
     size_t cap, n;        /* cap a power of two, n <= cap / 2 */
     const xdb_exp **all, **actions;
     size_t nall, nactions;
@@ -128,13 +137,17 @@ static int del_counted(cxm_txn *t, MDB_dbi dbi, const void *k, size_t kl, uint64
 
 /* ---- open / close ---- */
 
+static void entry_free(cat_entry *c)
+{
+    cxm__v1__experience__free_unpacked(c->owned, NULL);
+    free(c);
+}
+
 static void catalog_free(xdb *db)
 {
     for (size_t i = 0; i < db->cap; i++)
-        if (db->slots[i]) {
-            cxm__v1__experience__free_unpacked(db->slots[i]->owned, NULL);
-            free(db->slots[i]);
-        }
+        if (db->slots[i].c)
+            entry_free(db->slots[i].c);
     free(db->slots);
     free(db->all);
     free(db->actions);
@@ -315,12 +328,14 @@ static void compile_eligibility(xdb_exp *x, const Cxm__V1__Eligibility *el)
 /* A compiled entry owning m (freed with it). */
 static cat_entry *compile(Cxm__V1__Experience *m)
 {
-    cat_entry *c = calloc(1, sizeof *c);
+    size_t idlen = strlen(m->experience_id);
+    cat_entry *c = calloc(1, sizeof *c + idlen + 1);
     if (!c)
         return NULL;
+    memcpy(c->id, m->experience_id, idlen);
     xdb_exp *x = &c->e;
-    x->id = m->experience_id;
-    x->idlen = strlen(m->experience_id);
+    x->id = c->id;
+    x->idlen = idlen;
     x->kind = (int)m->kind;
     x->disabled = m->disabled;
     x->value = m->value;
@@ -335,22 +350,20 @@ static cat_entry *compile(Cxm__V1__Experience *m)
     x->pause_after_dismiss_ms = m->pause_after_dismiss_ms;
     x->msg = m;
     c->owned = m;
-    c->hash = cxm_hash(CXM_HASH_INIT, x->id, x->idlen);
     return c;
 }
 
-static void entry_free(cat_entry *c)
+static uint64_t id_hash(const char *id, size_t idlen)
 {
-    cxm__v1__experience__free_unpacked(c->owned, NULL);
-    free(c);
+    return cxm_hash(CXM_HASH_INIT, id, idlen);
 }
 
 /* The slot holding id, or the empty slot where it would go. */
 static size_t slot_of(const xdb *db, uint64_t hash, const char *id, size_t idlen)
 {
     size_t mask = db->cap - 1, i = (size_t)hash & mask;
-    for (cat_entry *c; (c = db->slots[i]) != NULL; i = (i + 1) & mask)
-        if (c->hash == hash && c->e.idlen == idlen && memcmp(c->e.id, id, idlen) == 0)
+    for (const cat_slot *sl; (sl = &db->slots[i])->c != NULL; i = (i + 1) & mask)
+        if (sl->hash == hash && sl->c->e.idlen == idlen && memcmp(sl->c->id, id, idlen) == 0)
             break;
     return i;
 }
@@ -358,16 +371,15 @@ static size_t slot_of(const xdb *db, uint64_t hash, const char *id, size_t idlen
 /* Double the table (or create it) so it stays at most half full. */
 static int table_grow(xdb *db)
 {
-    size_t cap = db->cap ? db->cap * 2 : 64;
-    cat_entry **slots = calloc(cap, sizeof *slots), **old = db->slots;
+    size_t cap = db->cap ? db->cap * 2 : 64, ocap = db->cap;
+    cat_slot *slots = calloc(cap, sizeof *slots), *old = db->slots;
     if (!slots)
         return CXM_ENOMEM;
-    size_t ocap = db->cap;
     db->slots = slots;
     db->cap = cap;
     for (size_t i = 0; i < ocap; i++)
-        if (old[i])
-            slots[slot_of(db, old[i]->hash, old[i]->e.id, old[i]->e.idlen)] = old[i];
+        if (old[i].c)
+            slots[slot_of(db, old[i].hash, old[i].c->id, old[i].c->e.idlen)] = old[i];
     free(old);
     return 0;
 }
@@ -380,12 +392,13 @@ static int table_put(xdb *db, cat_entry *c)
         if (rc != 0)
             return rc;
     }
-    size_t i = slot_of(db, c->hash, c->e.id, c->e.idlen);
-    if (db->slots[i])
-        entry_free(db->slots[i]);
+    uint64_t hash = id_hash(c->id, c->e.idlen);
+    cat_slot *sl = &db->slots[slot_of(db, hash, c->id, c->e.idlen)];
+    if (sl->c)
+        entry_free(sl->c);
     else
         db->n++;
-    db->slots[i] = c;
+    *sl = (cat_slot){hash, c};
     return 0;
 }
 
@@ -436,6 +449,15 @@ static int load_changes(xdb *db, cxm_txn *t)
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
+/* Highest value x weight first, then by id: the order fills are taken in,
+ * so the request path can stop at the first eligible ones. */
+static int by_worth(const void *x, const void *y)
+{
+    const xdb_exp *a = *(const xdb_exp *const *)x, *b = *(const xdb_exp *const *)y;
+    double va = a->value * a->weight, vb = b->value * b->weight;
+    return va > vb ? -1 : va < vb ? 1 : strcmp(a->id, b->id);
+}
+
 /* Rebuild the arrays of xdb_catalog_all and _service_actions. */
 static int index_rebuild(xdb *db)
 {
@@ -447,14 +469,13 @@ static int index_rebuild(xdb *db)
         return CXM_ENOMEM;
     }
     size_t n = 0, na = 0;
-    for (size_t i = 0; i < db->cap; i++) {
-        const xdb_exp *x = db->slots[i] ? &db->slots[i]->e : NULL;
-        if (!x)
-            continue;
-        all[n++] = x;
-        if (x->kind == CXM__V1__EXPERIENCE_KIND__EXPERIENCE_KIND_SERVICE_ACTION)
-            act[na++] = x;
-    }
+    for (size_t i = 0; i < db->cap; i++)
+        if (db->slots[i].c)
+            all[n++] = &db->slots[i].c->e;
+    qsort(all, n, sizeof *all, by_worth);
+    for (size_t i = 0; i < n; i++)
+        if (all[i]->kind == CXM__V1__EXPERIENCE_KIND__EXPERIENCE_KIND_SERVICE_ACTION)
+            act[na++] = all[i];
     free(db->all);
     free(db->actions);
     db->all = all;
@@ -507,7 +528,7 @@ const xdb_exp *xdb_catalog_find(const xdb *db, const char *id, size_t idlen)
 {
     if (db->cap == 0)
         return NULL;
-    const cat_entry *c = db->slots[slot_of(db, cxm_hash(CXM_HASH_INIT, id, idlen), id, idlen)];
+    const cat_entry *c = db->slots[slot_of(db, id_hash(id, idlen), id, idlen)].c;
     return c ? &c->e : NULL;
 }
 

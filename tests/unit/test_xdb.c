@@ -304,8 +304,19 @@ static int find_many(cxm_txn *t, void *user)
     }
     CHECK_EQ_INT(found, 300);
     const xdb_exp *const *v;
-    CHECK_EQ_INT(xdb_catalog_all(db, &v), 303);
-    CHECK_EQ_INT(xdb_catalog_service_actions(db, &v), 30);
+    size_t n = xdb_catalog_all(db, &v);
+    CHECK_EQ_INT(n, 303);
+    int sorted = 1;
+    for (size_t i = 1; i < n; i++) {
+        double a = v[i - 1]->value * v[i - 1]->weight, b = v[i]->value * v[i]->weight;
+        sorted &= a > b || (a == b && strcmp(v[i - 1]->id, v[i]->id) < 0);
+    }
+    CHECK(sorted);
+    CHECK_EQ_STR(v[0]->id, "m299");
+    CHECK_EQ_STR(v[n - 1]->id, "m000"); /* value 0 */
+    n = xdb_catalog_service_actions(db, &v);
+    CHECK_EQ_INT(n, 30);
+    CHECK(n == 30 && strcmp(v[0]->id, "m290") == 0 && strcmp(v[29]->id, "m000") == 0);
     xdb_catalog_unlock(db);
     return 0;
 }
