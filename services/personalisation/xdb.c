@@ -8,6 +8,14 @@
  * owns every string and array the xdb_exp points to. Entries are replaced,
  * never removed (a disabled experience stays, flagged), and only under the
  * write lock, so a reader's pointers stay valid while it holds the read lock.
+ *
+ * Contacts: a Recommend may check a few hundred candidates, and most
+ * customers never met most experiences, so a Bloom filter of the (customer,
+ * experience) pairs that ever had a contact row answers "never" without a
+ * B-tree lookup. Bits are only ever set (at open from the table, then by
+ * every write of a row, before its commit), so the filter can say "maybe"
+ * wrongly (a lookup then finds nothing) but never "never" for a row that
+ * exists.
  */
 
 #include "xdb.h"
@@ -45,6 +53,8 @@ struct xdb {
     size_t cap, n;        /* cap a power of two, n <= cap / 2 */
     const xdb_exp **all, **actions;
     size_t nall, nactions;
+    _Atomic uint64_t *seen; /* the contact filter's bits (see below) */
+    uint64_t seen_mask;     /* its bit count - 1 */
 };
 
 static const char catgen_key[] = "catgen";
@@ -135,6 +145,72 @@ static int del_counted(cxm_txn *t, MDB_dbi dbi, const void *k, size_t kl, uint64
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
+/* ---- the contact filter ---- */
+
+/* The pair as one hash; NUL cannot occur in either id, so it separates. */
+static uint64_t pair_hash(const char *customer_id, const char *experience_id)
+{
+    uint64_t h = cxm_hash(CXM_HASH_INIT, customer_id, strlen(customer_id) + 1);
+    h = cxm_hash(h, experience_id, strlen(experience_id));
+    /* FNV's high bits are weak on short keys: a murmur finaliser spreads
+     * them, and the two halves are the filter's two bit positions. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 33);
+}
+
+static void seen_add(xdb *db, uint64_t h)
+{
+    uint64_t a = h & db->seen_mask, b = (h >> 32) & db->seen_mask;
+    atomic_fetch_or(&db->seen[a >> 6], 1ull << (a & 63));
+    atomic_fetch_or(&db->seen[b >> 6], 1ull << (b & 63));
+}
+
+static bool seen_maybe(const xdb *db, uint64_t h)
+{
+    uint64_t a = h & db->seen_mask, b = (h >> 32) & db->seen_mask;
+    return (atomic_load(&db->seen[a >> 6]) >> (a & 63) & 1) &&
+           (atomic_load(&db->seen[b >> 6]) >> (b & 63) & 1);
+}
+
+/* One pair from a pers.contact key. */
+static int seen_add_key(const void *key, size_t klen, const void *val, size_t vlen, void *user)
+{
+    (void)val;
+    (void)vlen;
+    char cust[CXM_KEY_MAX + 1], exp[CXM_KEY_MAX + 1];
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, key, klen);
+    cxm_keyread_str(&r, cust, sizeof cust, NULL);
+    cxm_keyread_str(&r, exp, sizeof exp, NULL);
+    int rc = cxm_keyread_end(&r);
+    if (rc == 0)
+        seen_add(user, pair_hash(cust, exp));
+    return rc;
+}
+
+/* Size the filter for 16 bits per stored row, at least 2^24 bits (2 MiB:
+ * about 1% wrong "maybe" at a million rows), and fill it from the table. */
+static int seen_load(cxm_txn *t, void *user)
+{
+    xdb *db = user;
+    MDB_stat st;
+    if (mdb_stat(cxm_txn_mdb(t), db->contact, &st) != 0)
+        return CXM_EIO;
+    uint64_t bits = 1ull << 24;
+    while (bits < (uint64_t)st.ms_entries * 16 && bits < 1ull << 32)
+        bits <<= 1;
+    if (!(db->seen = calloc(bits / 64, sizeof *db->seen)))
+        return CXM_ENOMEM;
+    db->seen_mask = bits - 1;
+    int rc = cxm_txn_scan_prefix(t, db->contact, NULL, 0, false, seen_add_key, db);
+    if (rc != 0) {
+        free(db->seen);
+        db->seen = NULL;
+    }
+    return rc;
+}
+
 /* ---- open / close ---- */
 
 static void entry_free(cat_entry *c)
@@ -183,7 +259,9 @@ int xdb_open(cxm_store *store, xdb **out)
     };
     int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc == 0)
-        rc = lock_init(&db->lock);
+        rc = cxm_store_read(store, seen_load, db);
+    if (rc == 0 && (rc = lock_init(&db->lock)) != 0)
+        free(db->seen);
     if (rc != 0) {
         free(db);
         return rc;
@@ -197,6 +275,7 @@ void xdb_close(xdb *db)
     if (!db)
         return;
     catalog_free(db);
+    free(db->seen);
     pthread_rwlock_destroy(&db->lock);
     free(db);
 }
@@ -686,6 +765,10 @@ static int contact_read(cxm_txn *t, xdb *db, const xkey *k, xdb_contact *out)
 int xdb_contact_get(cxm_txn *t, xdb *db, const char *customer_id, const char *experience_id,
                     xdb_contact *out)
 {
+    if (!seen_maybe(db, pair_hash(customer_id, experience_id))) {
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
     xkey k;
     int rc = key2(&k, customer_id, experience_id);
     return rc == 0 ? contact_read(t, db, &k, out) : rc;
@@ -729,6 +812,7 @@ int xdb_contact_record(cxm_txn *t, xdb *db, const char *customer_id, const char 
         c.last_accept_ms = max_i64(c.last_accept_ms, at);
     else
         c.last_dismiss_ms = max_i64(c.last_dismiss_ms, at);
+    seen_add(db, pair_hash(customer_id, experience_id));
     return contact_put(t, db, &k, &c);
 }
 
@@ -872,6 +956,7 @@ static int merge_contact(cxm_txn *t, xdb *db, const char *source, const char *ta
         (rc = contact_read(t, db, &tk, &g)) != 0)
         return rc;
     contact_unite(&g, &s);
+    seen_add(db, pair_hash(target, experience_id));
     if ((rc = contact_put(t, db, &tk, &g)) != 0)
         return rc;
     return cxm_txn_del(t, db->contact, sk.b, sk.n);

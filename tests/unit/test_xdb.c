@@ -4,15 +4,17 @@
  * second lock after a commit sees the change, an update replaces the
  * entry, a fresh catalogue loads everything), contact caps over sliding
  * windows and pauses at explicit times, the 32 remembered impressions,
- * feedback signals from built events, idempotent claims, merges, erasure
- * counts and model infos; then readers locking the catalogue while a
- * writer upserts.
+ * contact histories seen by a reopened xdb, feedback signals from built
+ * events, idempotent claims, merges, erasure counts and model infos; then
+ * readers locking the catalogue while a writer upserts.
+ *
+ *   test_xdb bench   what one Recommend asks of xdb, on 10k experiences
  */
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "check.h"
 #include "cxm/err.h"
@@ -443,6 +445,36 @@ static void test_many_impressions(void)
     CHECK(xdb_contact_allows(&c, &e, 1040)); /* 1008 left the window */
 }
 
+typedef struct reopen_in {
+    xdb *fresh;
+    xdb_contact x, y, none;
+} reopen_in;
+
+static int reopen_fn(cxm_txn *t, void *user)
+{
+    reopen_in *r = user;
+    int rc = xdb_contact_get(t, r->fresh, "cap", "x", &r->x);
+    if (rc == 0)
+        rc = xdb_contact_get(t, r->fresh, "cap", "y", &r->y);
+    if (rc == 0)
+        rc = xdb_contact_get(t, r->fresh, "cap", "z", &r->none);
+    return rc;
+}
+
+/* A restarted service knows every stored history (its contact filter is
+ * filled from the table at open), and still answers "never" for the rest. */
+static void test_contact_reopen(void)
+{
+    reopen_in r;
+    memset(&r.none, 0xff, sizeof r.none);
+    CHECK_EQ_INT(xdb_open(store, &r.fresh), 0);
+    CHECK_EQ_INT(cxm_store_read(store, reopen_fn, &r), 0);
+    CHECK(r.x.nshown == 5 && r.x.shown_ms[4] == 103 * DAY_MS + 2 * HOUR_MS);
+    CHECK(r.y.nshown == 0 && r.y.last_accept_ms == 100 * DAY_MS);
+    CHECK(r.none.nshown == 0 && r.none.last_accept_ms == 0 && r.none.last_dismiss_ms == 0);
+    xdb_close(r.fresh);
+}
+
 /* ---- signals ---- */
 
 typedef struct fb_ev {
@@ -812,18 +844,127 @@ static void test_concurrent(void)
     CHECK_EQ_INT(cxm_store_read(store, last_live, NULL), 0);
 }
 
-int main(void)
+/* ---- bench: what one Recommend asks of xdb ---- */
+
+#define BENCH_ITEMS 10000
+#define BENCH_FINDS 300
+
+static int bench_put(cxm_txn *t, void *user)
+{
+    (void)user;
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    int rc = 0;
+    for (int i = 0; i < BENCH_ITEMS && rc == 0; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "movie_%d", i);
+        exp_spec s = {id, i % 50 == 0 ? ACTION : CONTENT, "a movie", i % 7, 1, false};
+        Cxm__V1__Experience *stored;
+        bool created;
+        rc = xdb_experience_put(t, db, &a, experience(&a, &s), 1000, &stored, &created);
+        cxm_arena_reset(&a);
+        /* Every tenth item has a contact history with bench_cust. */
+        if (rc == 0 && i % 10 == 0)
+            rc = xdb_contact_record(t, db, "bench_cust", id, IMPRESSION, 500);
+    }
+    cxm_arena_dispose(&a);
+    return rc;
+}
+
+typedef struct bench_in {
+    const char *ids[BENCH_FINDS];
+    int found, allowed;
+    bool finds_only;
+} bench_in;
+
+/* One decision's worth: catch up and lock, find each candidate, read its
+ * contact history and check its caps. */
+static int bench_decide(cxm_txn *t, void *user)
+{
+    bench_in *b = user;
+    int rc = xdb_catalog_lock(db, t);
+    if (rc != 0)
+        return rc;
+    xdb_signals sig;
+    rc = xdb_signals_get(t, db, "bench_cust", &sig);
+    for (int i = 0; i < BENCH_FINDS && rc == 0; i++) {
+        const xdb_exp *e = xdb_catalog_find(db, b->ids[i], strlen(b->ids[i]));
+        if (!e)
+            continue;
+        b->found++;
+        if (b->finds_only)
+            continue;
+        xdb_contact c;
+        rc = xdb_contact_get(t, db, "bench_cust", e->id, &c);
+        b->allowed += rc == 0 && xdb_contact_allows(&c, e, 2000);
+    }
+    xdb_catalog_unlock(db);
+    return rc;
+}
+
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts); /* the machine is shared */
+    return ts.tv_sec * 1e6 + ts.tv_nsec / 1e3;
+}
+
+static void bench(void)
+{
+    double t0 = now_us();
+    CHECK_EQ_INT(cxm_store_write(store, bench_put, NULL), 0);
+    printf("upsert %d experiences in one txn: %.1f ms\n", BENCH_ITEMS, (now_us() - t0) / 1e3);
+    static char names[BENCH_FINDS][16];
+    bench_in b = {0};
+    for (int i = 0; i < BENCH_FINDS; i++) {
+        snprintf(names[i], sizeof names[i], "movie_%d", (i * 7919) % BENCH_ITEMS);
+        b.ids[i] = names[i];
+    }
+    t0 = now_us();
+    CHECK_EQ_INT(cxm_store_read(store, bench_decide, &b), 0);
+    printf("first lock (loads %d experiences) + %d finds: %.1f ms\n", BENCH_ITEMS, BENCH_FINDS,
+           (now_us() - t0) / 1e3);
+    const int rounds = 2000;
+    b.found = b.allowed = 0;
+    t0 = now_us();
+    for (int r = 0; r < rounds; r++)
+        CHECK_EQ_INT(cxm_store_read(store, bench_decide, &b), 0);
+    double per = (now_us() - t0) / rounds;
+    CHECK_EQ_INT(b.found, rounds * BENCH_FINDS);
+    CHECK(b.allowed > 0 && b.allowed <= b.found);
+    printf("decision (read txn, lock, signals, %d finds + contact gets + caps): %.2f us, "
+           "%.0f ns per candidate\n",
+           BENCH_FINDS, per, per * 1e3 / BENCH_FINDS);
+    b.finds_only = true;
+    t0 = now_us();
+    for (int r = 0; r < rounds; r++)
+        CHECK_EQ_INT(cxm_store_read(store, bench_decide, &b), 0);
+    per = (now_us() - t0) / rounds;
+    printf("the same with finds only: %.2f us, %.0f ns per find\n", per, per * 1e3 / BENCH_FINDS);
+}
+
+int main(int argc, char **argv)
 {
     char dir[] = "/tmp/test_xdb.XXXXXX";
     CHECK(mkdtemp(dir) != NULL);
     cxm_store_opts opts = {.nosync = true};
     CHECK_EQ_INT(cxm_store_open(dir, &opts, &store), 0);
     CHECK_EQ_INT(xdb_open(store, &db), 0);
+    if (argc > 1 && strcmp(argv[1], "bench") == 0) {
+        bench();
+        xdb_close(db);
+        cxm_store_close(store);
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+        CHECK(system(cmd) == 0);
+        return check_report();
+    }
     test_put_get_list();
     test_catalog();
     test_catalog_many();
     test_caps();
     test_many_impressions();
+    test_contact_reopen();
     test_signals();
     test_claims();
     test_merge();
