@@ -523,6 +523,8 @@ static int load_changes(xdb *db, cxm_txn *t)
         rc = cxm_txn_get_ref(t, db->exp, it.val, it.vlen, &v, &vl);
         if (rc == 0)
             rc = apply_value(db, v, vl);
+        else if (rc == CXM_ENOTFOUND)
+            rc = 0; /* experiences are never deleted; tolerate it anyway */
     }
     cxm_iter_close(&it);
     return rc == CXM_ENOTFOUND ? 0 : rc;

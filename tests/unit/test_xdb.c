@@ -367,60 +367,66 @@ static xdb_contact contact(const char *customer, const char *exp)
     return g.c;
 }
 
-static void test_caps(void)
+/* Caps: 2 per day and 5 per week; pauses 3 days after accept, 1 after
+ * dismiss (as experience() builds them). */
+static xdb_exp capped(void)
 {
-    /* Caps: 2 per day and 5 per week; pauses 3 days after accept, 1 after dismiss. */
-    exp_spec spec = {"x", OFFER, "x", 0, 1, false};
-    cxm_arena a;
-    cxm_arena_init(&a, NULL, 0, 0);
-    Cxm__V1__Experience *m = experience(&a, &spec);
-    xdb_exp e = {.id = "x", .idlen = 1, .ncaps = 2, .msg = m};
+    xdb_exp e = {.id = "x", .idlen = 1, .ncaps = 2};
     e.caps[0] = (xdb_cap){2, DAY_MS};
     e.caps[1] = (xdb_cap){5, 7 * DAY_MS};
     e.pause_after_accept_ms = 3 * DAY_MS;
     e.pause_after_dismiss_ms = DAY_MS;
+    return e;
+}
 
-    int64_t t0 = 100 * DAY_MS;
+#define T0 (100 * DAY_MS)
+
+static void test_caps(void)
+{
+    xdb_exp e = capped();
     xdb_contact c = contact("cap", "x");
-    CHECK(c.nshown == 0 && c.last_accept_ms == 0 && xdb_contact_allows(&c, &e, t0));
-    CHECK_EQ_INT(record("cap", "x", IMPRESSION, t0), 0);
-    CHECK_EQ_INT(record("cap", "x", IMPRESSION, t0 + HOUR_MS), 0);
+    CHECK(c.nshown == 0 && c.last_accept_ms == 0 && xdb_contact_allows(&c, &e, T0));
+    CHECK_EQ_INT(record("cap", "x", IMPRESSION, T0), 0);
+    CHECK_EQ_INT(record("cap", "x", IMPRESSION, T0 + HOUR_MS), 0);
     c = contact("cap", "x");
     CHECK_EQ_INT(c.nshown, 2);
-    CHECK(!xdb_contact_allows(&c, &e, t0 + 2 * HOUR_MS));
-    /* The window is (now - 1 day, now]: the first leaves it at exactly t0 + 1 day. */
-    CHECK(!xdb_contact_allows(&c, &e, t0 + DAY_MS - 1));
-    CHECK(xdb_contact_allows(&c, &e, t0 + DAY_MS));
+    CHECK(!xdb_contact_allows(&c, &e, T0 + 2 * HOUR_MS));
+    /* The window is (now - 1 day, now]: the first leaves it at exactly T0 + 1 day. */
+    CHECK(!xdb_contact_allows(&c, &e, T0 + DAY_MS - 1));
+    CHECK(xdb_contact_allows(&c, &e, T0 + DAY_MS));
     /* An impression in the future of `now` does not count yet. */
-    CHECK(xdb_contact_allows(&c, &e, t0 - 1));
+    CHECK(xdb_contact_allows(&c, &e, T0 - 1));
     /* Five in a week: the weekly cap holds though the daily one allows. */
     for (int d = 1; d <= 3; d++)
-        CHECK_EQ_INT(record("cap", "x", IMPRESSION, t0 + d * DAY_MS + 2 * HOUR_MS), 0);
+        CHECK_EQ_INT(record("cap", "x", IMPRESSION, T0 + d * DAY_MS + 2 * HOUR_MS), 0);
     c = contact("cap", "x");
     CHECK_EQ_INT(c.nshown, 5);
-    CHECK(!xdb_contact_allows(&c, &e, t0 + 5 * DAY_MS));
-    CHECK(!xdb_contact_allows(&c, &e, t0 + 7 * DAY_MS - 1));
-    CHECK(xdb_contact_allows(&c, &e, t0 + 7 * DAY_MS));
+    CHECK(!xdb_contact_allows(&c, &e, T0 + 5 * DAY_MS));
+    CHECK(!xdb_contact_allows(&c, &e, T0 + 7 * DAY_MS - 1));
+    CHECK(xdb_contact_allows(&c, &e, T0 + 7 * DAY_MS));
+}
 
+static void test_pauses(void)
+{
+    xdb_exp e = capped();
     /* Clicks change nothing; accept pauses 3 days, dismiss 1 day. */
-    CHECK_EQ_INT(record("cap", "y", CLICK, t0), 0);
+    CHECK_EQ_INT(record("cap", "y", CLICK, T0), 0);
     CHECK_EQ_INT(contact("cap", "y").nshown, 0);
-    CHECK_EQ_INT(record("cap", "y", 0, t0), CXM_EINVAL);
-    CHECK_EQ_INT(record("cap", "y", 9, t0), CXM_EINVAL);
-    CHECK_EQ_INT(record("cap", "y", ACCEPT, t0), 0);
+    CHECK_EQ_INT(record("cap", "y", 0, T0), CXM_EINVAL);
+    CHECK_EQ_INT(record("cap", "y", 9, T0), CXM_EINVAL);
+    CHECK_EQ_INT(record("cap", "y", ACCEPT, T0), 0);
+    xdb_contact c = contact("cap", "y");
+    CHECK(c.last_accept_ms == T0 && c.last_dismiss_ms == 0);
+    CHECK(!xdb_contact_allows(&c, &e, T0 + 3 * DAY_MS - 1));
+    CHECK(xdb_contact_allows(&c, &e, T0 + 3 * DAY_MS));
+    CHECK_EQ_INT(record("cap", "y", DISMISS, T0 + 10 * DAY_MS), 0);
+    CHECK_EQ_INT(record("cap", "y", ACCEPT, T0 - DAY_MS), 0); /* older: kept the latest */
     c = contact("cap", "y");
-    CHECK(c.last_accept_ms == t0 && c.last_dismiss_ms == 0);
-    CHECK(!xdb_contact_allows(&c, &e, t0 + 3 * DAY_MS - 1));
-    CHECK(xdb_contact_allows(&c, &e, t0 + 3 * DAY_MS));
-    CHECK_EQ_INT(record("cap", "y", DISMISS, t0 + 10 * DAY_MS), 0);
-    CHECK_EQ_INT(record("cap", "y", ACCEPT, t0 - DAY_MS), 0); /* older: kept the latest */
-    c = contact("cap", "y");
-    CHECK(c.last_accept_ms == t0 && c.last_dismiss_ms == t0 + 10 * DAY_MS);
-    CHECK(!xdb_contact_allows(&c, &e, t0 + 11 * DAY_MS - 1));
-    CHECK(xdb_contact_allows(&c, &e, t0 + 11 * DAY_MS));
+    CHECK(c.last_accept_ms == T0 && c.last_dismiss_ms == T0 + 10 * DAY_MS);
+    CHECK(!xdb_contact_allows(&c, &e, T0 + 11 * DAY_MS - 1));
+    CHECK(xdb_contact_allows(&c, &e, T0 + 11 * DAY_MS));
     e.pause_after_dismiss_ms = 0; /* no pause configured: allowed at once */
-    CHECK(xdb_contact_allows(&c, &e, t0 + 10 * DAY_MS));
-    cxm_arena_dispose(&a);
+    CHECK(xdb_contact_allows(&c, &e, T0 + 10 * DAY_MS));
 }
 
 static void test_many_impressions(void)
@@ -963,6 +969,7 @@ int main(int argc, char **argv)
     test_catalog();
     test_catalog_many();
     test_caps();
+    test_pauses();
     test_many_impressions();
     test_contact_reopen();
     test_signals();
