@@ -61,38 +61,21 @@ static const char catgen_key[] = "catgen";
 
 /* ---- small helpers ---- */
 
-static void put_u32(uint8_t *p, uint32_t v)
+/* Fixed-width values are written with keyenc.h's builder and reader too:
+ * big-endian, bounds-checked, one implementation for keys and values. */
+static void u64_bytes(uint8_t out[8], uint64_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    cxm_key b;
+    cxm_key_init(&b, out, 8);
+    cxm_key_u64(&b, v);
 }
 
-static uint32_t get_u32(const uint8_t *p)
+static int u64_read(const void *p, size_t n, uint64_t *v)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)(v >> 32));
-    put_u32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
-static void put_i64(uint8_t *p, int64_t v)
-{
-    put_u64(p, (uint64_t)v);
-}
-
-static int64_t get_i64(const uint8_t *p)
-{
-    return (int64_t)get_u64(p);
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, p, n);
+    cxm_keyread_u64(&r, v);
+    return cxm_keyread_end(&r);
 }
 
 static int64_t max_i64(int64_t a, int64_t b)
@@ -306,12 +289,7 @@ static int catgen_get(cxm_txn *t, xdb *db, uint64_t *gen)
         *gen = 0;
         return 0;
     }
-    if (rc != 0)
-        return rc;
-    if (vl != 8)
-        return CXM_ECORRUPT;
-    *gen = get_u64(v);
-    return 0;
+    return rc == 0 ? u64_read(v, vl, gen) : rc;
 }
 
 /* Record that id changed: the next generation points at it. */
@@ -322,7 +300,7 @@ static int catgen_bump(cxm_txn *t, xdb *db, const char *id)
     if (rc != 0)
         return rc;
     uint8_t k[8];
-    put_u64(k, gen + 1);
+    u64_bytes(k, gen + 1);
     if ((rc = cxm_txn_put(t, db->expgen, k, sizeof k, id, strlen(id), 0)) != 0)
         return rc;
     return cxm_txn_put(t, db->meta, catgen_key, sizeof catgen_key - 1, k, sizeof k, 0);
@@ -514,7 +492,7 @@ static int load_all(xdb *db, cxm_txn *t)
 static int load_changes(xdb *db, cxm_txn *t)
 {
     uint8_t from[8];
-    put_u64(from, db->gen + 1);
+    u64_bytes(from, db->gen + 1);
     cxm_iter it;
     int rc = cxm_iter_range(t, db->expgen, from, sizeof from, NULL, 0, false, &it);
     while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
@@ -645,19 +623,25 @@ int xdb_signals_get(cxm_txn *t, xdb *db, const char *customer_id, xdb_signals *o
     }
     if (rc != 0)
         return rc;
-    if (vl != SIGNALS_SIZE)
-        return CXM_ECORRUPT;
-    const uint8_t *p = v;
-    *out = (xdb_signals){get_i64(p), get_i64(p + 8), get_u32(p + 16)};
-    return 0;
+    xdb_signals s;
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, v, vl);
+    cxm_keyread_i64(&r, &s.last_detractor_ms);
+    cxm_keyread_i64(&r, &s.last_strong_negative_ms);
+    cxm_keyread_u32(&r, &s.open_follow_ups);
+    if ((rc = cxm_keyread_end(&r)) == 0)
+        *out = s;
+    return rc;
 }
 
 static int signals_put(cxm_txn *t, xdb *db, const char *customer_id, const xdb_signals *s)
 {
     uint8_t v[SIGNALS_SIZE];
-    put_i64(v, s->last_detractor_ms);
-    put_i64(v + 8, s->last_strong_negative_ms);
-    put_u32(v + 16, s->open_follow_ups);
+    cxm_key b;
+    cxm_key_init(&b, v, sizeof v);
+    cxm_key_i64(&b, s->last_detractor_ms);
+    cxm_key_i64(&b, s->last_strong_negative_ms);
+    cxm_key_u32(&b, s->open_follow_ups);
     return cxm_txn_put(t, db->fb, customer_id, strlen(customer_id), v, sizeof v, 0);
 }
 
@@ -723,33 +707,35 @@ int xdb_signals_apply(cxm_txn *t, xdb *db, const Cxm__V1__Event *ev)
 
 /* ---- contact history ---- */
 
-#define CONTACT_HEAD 20 /* last accept, last dismiss, nshown; then shown_ms */
+#define CONTACT_MAX (20 + 8 * XDB_SHOWN_MAX) /* accept, dismiss, nshown, shown_ms */
 
 static int contact_decode(const void *v, size_t vl, xdb_contact *out)
 {
-    const uint8_t *p = v;
-    if (vl < CONTACT_HEAD)
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, v, vl);
+    cxm_keyread_i64(&r, &out->last_accept_ms);
+    cxm_keyread_i64(&r, &out->last_dismiss_ms);
+    int rc = cxm_keyread_u32(&r, &out->nshown);
+    if (rc == 0 && out->nshown > XDB_SHOWN_MAX)
         return CXM_ECORRUPT;
-    uint32_t n = get_u32(p + 16);
-    if (n > XDB_SHOWN_MAX || vl != CONTACT_HEAD + 8 * (size_t)n)
-        return CXM_ECORRUPT;
-    out->last_accept_ms = get_i64(p);
-    out->last_dismiss_ms = get_i64(p + 8);
-    out->nshown = n;
-    for (uint32_t i = 0; i < n; i++)
-        out->shown_ms[i] = get_i64(p + CONTACT_HEAD + 8 * i);
-    return 0;
+    for (uint32_t i = 0; rc == 0 && i < out->nshown; i++)
+        rc = cxm_keyread_i64(&r, &out->shown_ms[i]);
+    return rc == 0 ? cxm_keyread_end(&r) : rc;
 }
 
 static int contact_put(cxm_txn *t, xdb *db, const xkey *k, const xdb_contact *c)
 {
-    uint8_t v[CONTACT_HEAD + 8 * XDB_SHOWN_MAX];
-    put_i64(v, c->last_accept_ms);
-    put_i64(v + 8, c->last_dismiss_ms);
-    put_u32(v + 16, c->nshown);
+    uint8_t v[CONTACT_MAX];
+    cxm_key b;
+    cxm_key_init(&b, v, sizeof v);
+    cxm_key_i64(&b, c->last_accept_ms);
+    cxm_key_i64(&b, c->last_dismiss_ms);
+    cxm_key_u32(&b, c->nshown);
     for (uint32_t i = 0; i < c->nshown; i++)
-        put_i64(v + CONTACT_HEAD + 8 * i, c->shown_ms[i]);
-    return cxm_txn_put(t, db->contact, k->b, k->n, v, CONTACT_HEAD + 8 * (size_t)c->nshown, 0);
+        cxm_key_i64(&b, c->shown_ms[i]);
+    size_t n;
+    int rc = cxm_key_finish(&b, &n);
+    return rc == 0 ? cxm_txn_put(t, db->contact, k->b, k->n, v, n, 0) : rc;
 }
 
 static int contact_read(cxm_txn *t, xdb *db, const xkey *k, xdb_contact *out)
@@ -1042,7 +1028,7 @@ int xdb_model_put(cxm_txn *t, xdb *db, cxm_arena *a, const Cxm__V1__ModelInfo *m
 {
     uint8_t k[8], *buf;
     size_t len;
-    put_u64(k, m->version);
+    u64_bytes(k, m->version);
     int rc = pack(a, &m->base, &buf, &len);
     return rc == 0 ? cxm_txn_put(t, db->model, k, sizeof k, buf, len, 0) : rc;
 }
@@ -1050,7 +1036,7 @@ int xdb_model_put(cxm_txn *t, xdb *db, cxm_arena *a, const Cxm__V1__ModelInfo *m
 int xdb_model_get(cxm_txn *t, xdb *db, cxm_arena *a, uint64_t version, Cxm__V1__ModelInfo **out)
 {
     uint8_t k[8];
-    put_u64(k, version);
+    u64_bytes(k, version);
     const void *v;
     size_t vl;
     int rc = cxm_txn_get_ref(t, db->model, k, sizeof k, &v, &vl);
