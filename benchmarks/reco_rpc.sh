@@ -22,7 +22,8 @@
 # 3. Medians over the rounds of each round's ratio, against the targets:
 #    Recommend p50 <= 1.3x Check p50, p99 <= 2x Check p99, QPS >= 0.8x.
 #
-# Environment: MIN_HISTORY (200), SMOKE=1 (a small synthetic ratings file of
+# Environment: MIN_HISTORY (200), RECO_MAX_HISTORY (cxmd's --reco-max-history:
+# the latest interactions Recommend scores; unset = cxmd's default), SMOKE=1 (a small synthetic ratings file of
 # 300 users instead of RATINGS, MIN_HISTORY 20: the ctest smoke run, which
 # checks that everything runs and asserts no speed). The load generator and
 # the server share the machine: compare the ratios, not absolute numbers.
@@ -71,7 +72,9 @@ if [[ ! -r $RATINGS ]]; then
   exit 77
 fi
 
-start_server "$WORK/cxmd.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data" ||
+# The retrain policy off: the benchmark trains once, with TrainModel.
+start_server "$WORK/cxmd.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data" \
+  --reco-retrain-interactions 0 ${RECO_MAX_HISTORY:+--reco-max-history "$RECO_MAX_HISTORY"} ||
   die "cxmd did not start: $(tail -3 "$WORK/cxmd.log")"
 target=127.0.0.1:$port
 

@@ -8,16 +8,32 @@
 # training part of cxm-eval's random 80/20 split, TrainModel with the default
 # algorithm), then Recommend k = 10 for every test customer gives NDCG@10
 # (cxm-bench-nbe --quality). cxm-eval runs on the same file with the model
-# the server reports (algorithm and parameters), the service's serving
-# defaults (the latest 200 interactions, a one-year recency half-life) and
-# the same seed. Passes when the RPC's NDCG@10 is at least 0.38 and equals
-# cxm-eval's to 1e-6 over the same users. Exit 77 (skipped) without the data
-# or while cxmd does not serve PersonalisationService.
+# the server reports (algorithm and parameters), the history the service
+# scores (--max-history = cxmd's --reco-max-history, its default unless
+# RECO_MAX_HISTORY says otherwise; recodb's default decays nothing, so no
+# --half-life) and the same seed. Passes when the RPC's NDCG@10 is at least
+# 0.38, over the same customers as cxm-eval, and within TOLERANCE of
+# cxm-eval's.
+#
+# Why a tolerance and not 1e-6: EASE's training sums the Gram matrix and
+# solves it in the order of the rows and columns it is given, and cxmd's
+# log is ordered by customer id (random ids assigned by profile) while
+# cxm-eval's follows the file, so the weights differ in the last bits; the
+# pruning of B to ~1000 neighbours per item by one magnitude threshold then
+# keeps a slightly different set of entries, which moves scores by ~1e-3
+# and swaps near neighbours in a few lists (the likely cause). Measured on 2026-12-02: five
+# fresh cxmd runs gave 0.33651 to 0.33728, cxm-eval 0.33694 (one BLAS
+# thread 0.33694 too): run-to-run spread of cxmd itself 8e-4. TOLERANCE
+# (0.002) is above that and far below any real difference between the two
+# (a wrong history, decay or filter moves NDCG by 0.01 to 0.05).
+# Exit 77 (skipped) without the data or while cxmd does not serve
+# PersonalisationService.
 set -euo pipefail
 BIN=${1:?usage: reco_quality.sh BIN_DIR [RATINGS]}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 RATINGS=${2:-$REPO/../shared/data/movielens-latest-small/ratings.csv}
 FLOOR=0.38
+TOLERANCE=${TOLERANCE:-0.002}
 # shellcheck source=lib.sh
 source "$REPO/tests/integration/lib.sh"
 
@@ -36,7 +52,13 @@ fi
 WORK=$(mktemp -d /var/tmp/cxm-reco-quality.XXXXXX)
 pid=""
 trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$WORK"' EXIT
-start_server "$WORK/cxmd.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data" ||
+# The history Recommend scores: cxmd's default, from its --help.
+HISTORY=${RECO_MAX_HISTORY:-$("$BIN/cxmd" --help | sed -n 's/.*--reco-max-history.*default \([0-9]*\).*/\1/p')}
+[[ -n $HISTORY ]] || fail "cxmd --help names no --reco-max-history default"
+# The automatic retrain policy off: the test trains once, and a training it
+# did not start must not replace the model halfway through the answers.
+start_server "$WORK/cxmd.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data" \
+  --reco-max-history "$HISTORY" --reco-retrain-interactions 0 ||
   fail "cxmd did not start: $(tail -3 "$WORK/cxmd.log")"
 
 # field NAME JSON: a value of a one-line JSON object (number or string).
@@ -56,9 +78,9 @@ echo "reco_quality: through the RPC: $rpc"
 read -r -a model <<<"$(field eval_args "$rpc")"
 [[ ${model[1]:-?} != "?" ]] || fail "the server trained a model cxm-eval does not know: $rpc"
 offline=$("$BIN/cxm-eval" --ratings "$RATINGS" --split random --test-frac 0.2 --seed 42 --k 10 \
-  --max-history 200 --half-life 31536000 "${model[@]}" --json) ||
-  fail "cxm-eval ${model[*]} --max-history 200 --half-life 31536000 failed (above)"
-echo "reco_quality: cxm-eval ${model[*]}: $offline"
+  --max-history "$HISTORY" "${model[@]}" --json) ||
+  fail "cxm-eval ${model[*]} --max-history $HISTORY failed (above)"
+echo "reco_quality: cxm-eval ${model[*]} --max-history $HISTORY: $offline"
 
 ndcg=$(field ndcg "$rpc") eval_ndcg=$(field ndcg "$offline")
 users=$(field users "$rpc") eval_users=$(field users "$offline")
@@ -67,9 +89,12 @@ cold=$(field cold_start "$rpc")
 [[ $users == "$eval_users" ]] ||
   fail "the RPC scored $users customers, cxm-eval $eval_users: the splits differ"
 [[ $cold == 0 ]] || fail "$cold customers with a history got cold-start answers"
+diff=$(awk -v a="$ndcg" -v b="$eval_ndcg" 'BEGIN { d = a - b; printf "%.6f", d < 0 ? -d : d }')
+echo "reco_quality: NDCG@10 through the RPC $ndcg, cxm-eval $eval_ndcg, |diff| $diff," \
+  "history $HISTORY, $users customers"
+awk -v d="$diff" -v t="$TOLERANCE" 'BEGIN { exit !(d <= t) }' ||
+  fail "NDCG@10 through the RPC ($ndcg) is not cxm-eval's ($eval_ndcg) on the same split"
 awk -v a="$ndcg" -v f="$FLOOR" 'BEGIN { exit !(a >= f) }' ||
-  fail "NDCG@10 through the RPC is $ndcg, below $FLOOR"
-awk -v a="$ndcg" -v b="$eval_ndcg" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d < 1e-6) }' ||
-  fail "NDCG@10 through the RPC ($ndcg) differs from cxm-eval's ($eval_ndcg) on the same split"
-echo "reco_quality: ok: NDCG@10 $ndcg through the RPC >= $FLOOR, equal to cxm-eval's" \
-  "($eval_ndcg) over $users customers"
+  fail "NDCG@10 through the RPC is $ndcg, below $FLOOR (cxmd --reco-max-history $HISTORY;" \
+    "cxm-eval --max-history 2000 gives 0.3816, 200 gives 0.337)"
+echo "reco_quality: ok: NDCG@10 $ndcg >= $FLOOR, within $TOLERANCE of cxm-eval's"
