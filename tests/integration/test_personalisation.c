@@ -17,6 +17,7 @@
 
 #include "cxm/client.h"
 #include "cxm/v1/feedback.pb-c.h"
+#include "cxm/v1/journey.pb-c.h"
 #include "cxm/v1/personalisation.pb-c.h"
 #include "cxm/v1/profile.pb-c.h"
 #include "harness.h"
@@ -974,11 +975,57 @@ static void case_erasure(cxm_channel *ch, test_server *srv)
     CHECK(record(ch, again, 1)->accepted == 1, "its interaction ids were erased too");
 }
 
+
+/* journey's events reach the service: an add_to_cart about an item moves
+ * the customer to CONSIDERATION (StageChanged, the replica) and counts as
+ * an interaction with the item (TouchpointTracked, the log). */
+static void case_journey(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    catalogue(ch, group_a, 4);
+    Cxm__V1__Experience *e = exp_new("consider", CONTENT);
+    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
+    e->eligibility->stages = cons;
+    e->eligibility->n_stages = 1;
+    upsert(ch, e);
+    Cxm__V1__RecommendRequest *q = rreq(by_email("shopper@example.com"));
+    Cxm__V1__RecommendResponse *r = recommend(ch, q);
+    CHECK(position(r, "consider") < 0 && position(r, "a2") >= 0 && !*r->customer_id,
+          "before: no stage, unknown");
+    Cxm__V1__TouchpointEvent ev = CXM__V1__TOUCHPOINT_EVENT__INIT, *evs[] = {&ev};
+    ev.event_id = "cart1";
+    ev.customer = by_email("shopper@example.com");
+    ev.touchpoint = "product_page";
+    ev.channel = WEB;
+    ev.event_type = "add_to_cart";
+    ev.item_id = "a2";
+    Cxm__V1__TrackRequest tr = CXM__V1__TRACK_REQUEST__INIT;
+    tr.events = evs;
+    tr.n_events = 1;
+    Cxm__V1__TrackResponse *tres;
+    char d[512];
+    CHECK(harness_call(ch, "/cxm.v1.JourneyService/", "Track", &tr.base,
+                       &cxm__v1__track_response__descriptor, &arena, &tres,
+                       d) == GRPC_STATUS_OK &&
+              tres->accepted == 1,
+          "Track: %s", d);
+    until(ch, q, "consider", true, 10000);
+    until(ch, q, "a2", false, 10000);
+    q->explain = true;
+    r = recommend(ch, q);
+    int at = position(r, "consider");
+    CHECK(*r->customer_id && at >= 0, "the shopper is known now");
+    check_reasons(r->recommendations[at]);
+    CHECK(reason_of(r->recommendations[at], CXM__V1__REASON_KIND__REASON_KIND_STAGE_FIT),
+          "the replicated stage fits");
+}
+
 static const harness_case cases[] = {
     {"validation", case_validation}, {"catalogue", case_catalogue},
     {"interactions", case_interactions}, {"train", case_train},
     {"eligibility", case_eligibility}, {"contact", case_contact},
     {"recovery", case_recovery},     {"erasure", case_erasure},
+    {"journey", case_journey},
 };
 
 int main(int argc, char **argv)
