@@ -11,6 +11,7 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
@@ -1020,12 +1021,37 @@ static void case_journey(cxm_channel *ch, test_server *srv)
           "the replicated stage fits");
 }
 
+
+/* The retrain policy: a server told to retrain every 20 interactions
+ * trains on its own once they arrived, and says why. */
+static void case_policy(cxm_channel *unused, test_server *srv)
+{
+    (void)unused;
+    static const char *const args[] = {"--grace", "3s", "--workers", "2",
+                                       "--reco-retrain-interactions", "20", NULL};
+    test_server own;
+    harness_start(&own, srv->binary, args);
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(own.target, NULL, &ch) == 0, "channel to %s", own.target);
+    two_tastes(ch, 3);
+    Cxm__V1__GetModelInfoResponse *mi = model_info(ch);
+    for (double end = test_now_ms() + 15000; !mi->serving; mi = model_info(ch)) {
+        CHECK(test_now_ms() < end, "no automatic training in 15 s");
+        usleep(50000);
+    }
+    CHECK(strcmp(mi->serving->trigger, "every 20 interactions") == 0, "trigger \"%s\"",
+          mi->serving->trigger);
+    cxm_channel_close(ch);
+    CHECK(harness_stop(&own, SIGTERM, 10000) == 0, "own server stopped");
+    harness_cleanup(&own);
+}
+
 static const harness_case cases[] = {
     {"validation", case_validation}, {"catalogue", case_catalogue},
     {"interactions", case_interactions}, {"train", case_train},
     {"eligibility", case_eligibility}, {"contact", case_contact},
     {"recovery", case_recovery},     {"erasure", case_erasure},
-    {"journey", case_journey},
+    {"journey", case_journey},       {"policy", case_policy},
 };
 
 int main(int argc, char **argv)
