@@ -267,7 +267,7 @@ static void test_catalog(void)
     CHECK(s.kind_c == CONTENT && s.nactions == 0 && s.nall == 3 && s.gen == 6);
     cxm_store_read_end(after);
 
-    /* A fresh catalogue (a restart) loads the whole store at once. */
+    /* A fresh catalogue (a restart) loads the whole store when it opens. */
     xdb *fresh;
     CHECK_EQ_INT(xdb_open(store, &fresh), 0);
     CHECK_EQ_INT(cxm_store_read_begin(store, &after), 0);
