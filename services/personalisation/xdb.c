@@ -228,6 +228,8 @@ static int lock_init(pthread_rwlock_t *lock)
     return rc == 0 ? 0 : CXM_ENOMEM;
 }
 
+static int open_load(cxm_txn *t, void *user);
+
 int xdb_open(cxm_store *store, xdb **out)
 {
     xdb *db = calloc(1, sizeof *db);
@@ -242,10 +244,12 @@ int xdb_open(cxm_store *store, xdb **out)
     };
     int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc == 0)
-        rc = cxm_store_read(store, seen_load, db);
-    if (rc == 0 && (rc = lock_init(&db->lock)) != 0)
-        free(db->seen);
+        rc = cxm_store_read(store, open_load, db);
+    if (rc == 0)
+        rc = lock_init(&db->lock);
     if (rc != 0) {
+        catalog_free(db);
+        free(db->seen);
         free(db);
         return rc;
     }
@@ -557,6 +561,18 @@ static int catch_up(xdb *db, cxm_txn *t, uint64_t gen)
     if (rc == 0)
         atomic_store(&db->gen, gen);
     return rc;
+}
+
+/* At open, before any reader: the contact filter, and the catalogue, so
+ * the first Recommend after a restart does not pay for loading it. */
+static int open_load(cxm_txn *t, void *user)
+{
+    xdb *db = user;
+    uint64_t gen;
+    int rc = seen_load(t, db);
+    if (rc == 0)
+        rc = catgen_get(t, db, &gen);
+    return rc == 0 ? catch_up(db, t, gen) : rc;
 }
 
 int xdb_catalog_lock(xdb *db, cxm_txn *t)
