@@ -24,6 +24,7 @@
 #define STAGE_FIT 1.25          /* context fit of an experience made for the stage */
 #define EXTRA_FILL_SCORE -1e9f  /* below recodb's popularity fill (-1, -2, ...) */
 #define EXPLAIN_ITEMS 3         /* history items named per recommendation */
+#define FILL_SLACK 8             /* fills asked beyond twice the missing ones */
 #define HELD_MAX 128             /* held-back offers told apart; more are counted as seen */
 #define ACCEPT_WEIGHT 3.0f
 #define CLICK_WEIGHT 1.0f
@@ -266,13 +267,6 @@ static size_t recovery_extras(decision *d, recodb_rec *out, size_t max)
     return m;
 }
 
-static int cmp_value(const void *x, const void *y)
-{
-    const xdb_exp *a = *(const xdb_exp *const *)x, *b = *(const xdb_exp *const *)y;
-    double va = a->value * a->weight, vb = b->value * b->weight;
-    return va > vb ? -1 : va < vb ? 1 : strcmp(a->id, b->id);
-}
-
 static bool returned(const recodb_rec *r, size_t n, const char *id)
 {
     for (size_t i = 0; i < n; i++)
@@ -281,24 +275,21 @@ static bool returned(const recodb_rec *r, size_t n, const char *id)
     return false;
 }
 
-/* Other eligible catalogue experiences, highest value x weight first,
- * after what recodb returned. */
-static size_t fill_extras(decision *d, const recodb_rec *got, size_t ngot, recodb_rec *out,
-                          size_t max)
+/* Other eligible catalogue experiences, highest value x weight first
+ * (the catalogue's order), after what recodb returned: up to max, and no
+ * more than twice what is missing (recodb drops the consumed ones), so a
+ * large catalogue is not walked to its end. */
+static size_t fill_extras(decision *d, const recodb_rec *got, size_t ngot, size_t missing,
+                          recodb_rec *out, size_t max)
 {
     const xdb_exp *const *all;
     size_t n = xdb_catalog_all(d->ctx->db, &all), m = 0;
-    const xdb_exp **v = cxm_arena_alloc(d->a, (n + 1) * sizeof *v);
-    if (!v)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!returned(got, ngot, all[i]->id) && eligible(d, all[i]))
-            v[m++] = all[i];
-    qsort(v, m, sizeof *v, cmp_value);
-    if (m > max)
-        m = max;
-    for (size_t i = 0; i < m; i++)
-        out[i] = (recodb_rec){.item = v[i]->id, .score = EXTRA_FILL_SCORE * (float)(i + 1)};
+    size_t want = 2 * missing + FILL_SLACK < max ? 2 * missing + FILL_SLACK : max;
+    for (size_t i = 0; i < n && m < want; i++)
+        if (!returned(got, ngot, all[i]->id) && eligible(d, all[i])) {
+            out[m] = (recodb_rec){.item = all[i]->id, .score = EXTRA_FILL_SCORE * (float)(m + 1)};
+            m++;
+        }
     return m;
 }
 
@@ -339,7 +330,8 @@ static int candidates(decision *d, const Cxm__V1__RecommendRequest *req, uint32_
     int rc = ask(d, &q, recs, n, version, err);
     if (rc != 0 || *n >= k)
         return rc;
-    size_t nfill = fill_extras(d, *recs, *n, extra + q.nextra, RECODB_EXTRA_MAX - q.nextra);
+    size_t nfill =
+        fill_extras(d, *recs, *n, k - *n, extra + q.nextra, RECODB_EXTRA_MAX - q.nextra);
     if (nfill == 0)
         return 0;
     q.nextra += nfill;

@@ -644,8 +644,8 @@ static void case_train(cxm_channel *ch, test_server *srv)
             CHECK(record(ch, bulk, 1000)->accepted == 1000, "bulk batch");
     }
     Cxm__V1__TrainModelRequest *slow = treq(CXM__V1__ALGORITHM__ALGORITHM_ALS);
-    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 128),
-                                                     param("iterations", 100)};
+    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 64),
+                                                     param("iterations", 40)};
     slow->params = ps;
     slow->n_params = 2;
     slow->run_async = true;
