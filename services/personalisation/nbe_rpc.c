@@ -19,13 +19,13 @@
 #include "nbe_train.h"
 
 #define DAY_MS 86400000LL
-#define CANDIDATES_MAX 300      /* k' = min(3k, this) candidates asked of recodb */
-#define FILL_PROPENSITY 0.01    /* what a catalogue fill is assumed to convert at */
-#define STAGE_FIT 1.25          /* context fit of an experience made for the stage */
-#define EXTRA_FILL_SCORE -1e9f  /* below recodb's popularity fill (-1, -2, ...) */
-#define EXPLAIN_ITEMS 3         /* history items named per recommendation */
-#define FILL_SLACK 8             /* fills asked beyond twice the missing ones */
-#define HELD_MAX 128             /* held-back offers told apart; more are counted as seen */
+#define CANDIDATES_MAX 300     /* k' = min(3k, this) candidates asked of recodb */
+#define FILL_PROPENSITY 0.01   /* what a catalogue fill is assumed to convert at */
+#define STAGE_FIT 1.25         /* context fit of an experience made for the stage */
+#define EXTRA_FILL_SCORE -1e9f /* below recodb's popularity fill (-1, -2, ...) */
+#define EXPLAIN_ITEMS 3        /* history items named per recommendation */
+#define FILL_SLACK 8           /* fills asked beyond twice the missing ones */
+#define HELD_MAX 128           /* held-back offers told apart; more are counted as seen */
 #define ACCEPT_WEIGHT 3.0f
 #define CLICK_WEIGHT 1.0f
 /* recodb needs a customer id for a customer no profile has (an unknown
@@ -330,8 +330,7 @@ static int candidates(decision *d, const Cxm__V1__RecommendRequest *req, uint32_
     int rc = ask(d, &q, recs, n, version, err);
     if (rc != 0 || *n >= k)
         return rc;
-    size_t nfill =
-        fill_extras(d, *recs, *n, k - *n, extra + q.nextra, RECODB_EXTRA_MAX - q.nextra);
+    size_t nfill = fill_extras(d, *recs, *n, k - *n, extra + q.nextra, RECODB_EXTRA_MAX - q.nextra);
     if (nfill == 0)
         return 0;
     q.nextra += nfill;
@@ -456,8 +455,7 @@ static int model_terms(decision *d, const cand *c, term *v, size_t *n)
     }
     for (size_t i = 0; i < nw; i++)
         term_add(v, n, CXM__V1__REASON_KIND__REASON_KIND_SIMILAR_TO_HISTORY, why[i].share / total,
-                 afmt(a, "similar to %s you interacted with", why[i].item),
-                 why[i].item);
+                 afmt(a, "similar to %s you interacted with", why[i].item), why[i].item);
     return 0;
 }
 
@@ -557,8 +555,7 @@ static int arbitrate(decision *d, const Cxm__V1__RecommendRequest *req, uint32_t
     if (!resp->recommendations)
         return CXM_ENOMEM;
     for (size_t i = 0; i < m; i++) {
-        int rc = recommendation(d, &c[i], (uint32_t)i + 1, req->explain,
-                                &resp->recommendations[i]);
+        int rc = recommendation(d, &c[i], (uint32_t)i + 1, req->explain, &resp->recommendations[i]);
         if (rc != 0)
             return rc;
     }
@@ -609,8 +606,8 @@ static int decision_open(nbe_ctx *ctx, cxm_arena *a, const Cxm__V1__RecommendReq
     d->placement = cx ? s0(cx->placement) : "";
     for (size_t i = 0; i < req->n_kinds; i++)
         d->kinds |= 1u << (req->kinds[i] & 31);
-    int rc = sorted_copy(a, req->exclude_experience_ids, req->n_exclude_experience_ids,
-                         &d->exclude);
+    int rc =
+        sorted_copy(a, req->exclude_experience_ids, req->n_exclude_experience_ids, &d->exclude);
     d->nexclude = req->n_exclude_experience_ids;
     if (rc == 0)
         rc = cxm_store_read_begin(ctx->store, &d->t);
@@ -653,8 +650,9 @@ static int impress_job(cxm_txn *t, cxm_svc_job *j)
     const impress_in *in = j->req;
     const Cxm__V1__RecommendResponse *r = in->resp;
     for (size_t i = 0; i < r->n_recommendations; i++) {
-        int rc = xdb_contact_record(t, ctx->db, r->customer_id, r->recommendations[i]->experience_id,
-                                    CXM__V1__OUTCOME_KIND__OUTCOME_KIND_IMPRESSION, j->now);
+        int rc =
+            xdb_contact_record(t, ctx->db, r->customer_id, r->recommendations[i]->experience_id,
+                               CXM__V1__OUTCOME_KIND__OUTCOME_KIND_IMPRESSION, j->now);
         if (rc != 0)
             return rc;
     }
@@ -1073,8 +1071,8 @@ static int upsert_job(cxm_txn *t, cxm_svc_job *j)
     if (!resp)
         return CXM_ENOMEM;
     bool created = false;
-    int rc = xdb_experience_put(t, ctx->db, j->a, req->experience, j->now, &resp->experience,
-                                &created);
+    int rc =
+        xdb_experience_put(t, ctx->db, j->a, req->experience, j->now, &resp->experience, &created);
     resp->created = created;
     return rc;
 }
