@@ -638,6 +638,19 @@ static void decision_close(decision *d)
 
 /* ---- Recommend ---- */
 
+/* The customer of a call, resolved on the queue's thread: 0, or why not. */
+static int resolved_customer(const cxm_resolve_item *it, int rc, char *err)
+{
+    if (rc == CXM_EUNAVAIL)
+        return cxm_svc_errf(err, rc, "customer",
+                            "the profile service cannot resolve the customer now (%s): retry "
+                            "later (nothing was stored)",
+                            cxm_resolver_last_error());
+    if (rc == 0 && it->rc != 0)
+        return cxm_svc_errf(err, it->rc, "customer", "%s", s0(it->why));
+    return rc;
+}
+
 typedef struct impress_in {
     Cxm__V1__RecommendResponse *resp;
 } impress_in;
@@ -700,19 +713,11 @@ static void recommend_answer(nbe_ctx *ctx, cxm_call *call, const Cxm__V1__Recomm
 static void recommend_resolved(cxm_call *call, void *in, const cxm_resolve_item *it, int rc,
                                void *user)
 {
-    nbe_ctx *ctx = user;
     char err[CXM_SVC_ERR_MAX] = "";
-    if (rc == CXM_EUNAVAIL)
-        return cxm_svc_finish(call, rc,
-                              afmt(cxm_call_arena(call),
-                                   "customer: the profile service cannot resolve the identity now "
-                                   "(%s): retry later, or pass a customer_id",
-                                   cxm_resolver_last_error()));
-    if (rc == 0 && it->rc != 0 && it->rc != CXM_ENOTFOUND)
-        rc = cxm_svc_errf(err, it->rc, "customer", "%s", s0(it->why));
-    if (rc != 0)
+    bool unknown = rc == 0 && it->rc == CXM_ENOTFOUND;
+    if (!unknown && (rc = resolved_customer(it, rc, err)) != 0)
         return cxm_svc_finish(call, rc, err);
-    recommend_answer(ctx, call, in, it->rc == 0 ? it->customer_id : NULL);
+    recommend_answer(user, call, in, unknown ? NULL : it->customer_id);
 }
 
 static void on_recommend(cxm_call *call, const ProtobufCMessage *msg)
@@ -789,25 +794,11 @@ static void outcome_submit(nbe_ctx *ctx, cxm_call *call, const Cxm__V1__RecordOu
     cxm_svc_submit(call, ctx->store, in, outcome_job);
 }
 
-/* The customer of a write, resolved on the queue's thread. */
-static int resolved_customer(cxm_call *call, const cxm_resolve_item *it, int rc, char *err)
-{
-    if (rc == CXM_EUNAVAIL)
-        return cxm_svc_errf(err, rc, "customer",
-                            "the profile service cannot resolve the customer now (%s): nothing "
-                            "was stored, retry later",
-                            cxm_resolver_last_error());
-    if (rc == 0 && it->rc != 0)
-        return cxm_svc_errf(err, it->rc, "customer", "%s", s0(it->why));
-    (void)call;
-    return rc;
-}
-
 static void outcome_resolved(cxm_call *call, void *in, const cxm_resolve_item *it, int rc,
                              void *user)
 {
     char err[CXM_SVC_ERR_MAX] = "";
-    if ((rc = resolved_customer(call, it, rc, err)) != 0)
+    if ((rc = resolved_customer(it, rc, err)) != 0)
         return cxm_svc_finish(call, rc, err);
     outcome_submit(user, call, in, it->customer_id);
 }
@@ -924,7 +915,7 @@ static void inter_resolved(cxm_call *call, void *arg, cxm_resolve_item *items, s
     cxm_arena *a = cxm_call_arena(call);
     char err[CXM_SVC_ERR_MAX] = "";
     if (rc != 0) {
-        resolved_customer(call, NULL, rc, err);
+        resolved_customer(NULL, rc, err);
         return cxm_svc_finish(call, rc, err);
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
