@@ -589,7 +589,8 @@ static int sorted_copy(cxm_arena *a, char *const *v, size_t n, char ***out)
     char **c = cxm_arena_alloc(a, (n + 1) * sizeof *c);
     if (!c)
         return CXM_ENOMEM;
-    memcpy(c, v, n * sizeof *c);
+    if (n) /* v is NULL for an empty list */
+        memcpy(c, v, n * sizeof *c);
     qsort(c, n, sizeof *c, cmp_str);
     *out = c;
     return 0;
