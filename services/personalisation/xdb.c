@@ -3,7 +3,7 @@
  * (see xdb.h for the layouts).
  *
  * The catalogue is an open-addressing hash of compiled entries keyed by
- * experience id. An entry is one malloc block (the xdb_exp and its hash)
+ * experience id. An entry is one malloc block (the xdb_exp and its id)
  * plus the experience unpacked with protobuf-c's default allocator, which
  * owns every string and array the xdb_exp points to. Entries are replaced,
  * never removed (a disabled experience stays, flagged), and only under the
@@ -53,7 +53,7 @@ struct xdb {
     size_t cap, n;        /* cap a power of two, n <= cap / 2 */
     const xdb_exp **all, **actions;
     size_t nall, nactions;
-    _Atomic uint64_t *seen; /* the contact filter's bits (see below) */
+    _Atomic uint64_t *seen; /* the contact filter's bits (see the top) */
     uint64_t seen_mask;     /* its bit count - 1 */
 };
 
@@ -313,9 +313,11 @@ static int catgen_bump(cxm_txn *t, xdb *db, const char *id)
 int xdb_experience_put(cxm_txn *t, xdb *db, cxm_arena *a, const Cxm__V1__Experience *e, int64_t now,
                        Cxm__V1__Experience **stored, bool *created)
 {
+    /* A stored value that does not decode is replaced whole (only its
+     * created time is lost): an upsert is how an operator repairs it. */
     Cxm__V1__Experience *old = NULL;
     int rc = xdb_experience_get(t, db, a, e->experience_id, &old);
-    if (rc != 0 && rc != CXM_ENOTFOUND)
+    if (rc != 0 && rc != CXM_ENOTFOUND && rc != CXM_ECORRUPT)
         return rc;
     Cxm__V1__Experience s = *e;
     s.created_at_unix_ms = old ? old->created_at_unix_ms : now;
@@ -550,15 +552,18 @@ static int index_rebuild(xdb *db)
 
 /* Under the write lock: bring the table to gen, what t shows. A failure
  * leaves the generation where it was, so the next lock tries again (the
- * entries already replaced are the newer ones, which is harmless). */
+ * entries already replaced are the newer ones, which is harmless). The
+ * arrays are rebuilt even then, since a replaced entry was freed; when even
+ * that fails they are emptied rather than left pointing at freed entries. */
 static int catch_up(xdb *db, cxm_txn *t, uint64_t gen)
 {
     if (atomic_load(&db->gen) >= gen)
         return 0;
     int rc = db->n == 0 ? load_all(db, t) : load_changes(db, t);
-    if (rc == 0)
-        rc = index_rebuild(db);
-    if (rc == 0)
+    int irc = index_rebuild(db);
+    if (irc != 0)
+        db->nall = db->nactions = 0;
+    if (rc == 0 && (rc = irc) == 0)
         atomic_store(&db->gen, gen);
     return rc;
 }
