@@ -28,6 +28,7 @@
 #include "cxm/err.h"
 #include "cxm/hash.h"
 #include "cxm/keyenc.h"
+#include "cxm/log.h"
 
 /* The id is copied in after the entry, so a find that matches the hash
  * compares bytes already next to the fields the caller reads next. */
@@ -465,12 +466,19 @@ static int table_put(xdb *db, cat_entry *c)
     return 0;
 }
 
-/* Compile the stored value of one experience into the table. */
-static int apply_value(xdb *db, const void *v, size_t vl)
+/* Compile the stored value of experience id into the table. One value
+ * that does not decode must not stop every Recommend: it is left out (an
+ * earlier version of it stays) and said once, at this generation. */
+static int apply_value(xdb *db, const void *id, size_t idlen, const void *v, size_t vl)
 {
     Cxm__V1__Experience *m = cxm__v1__experience__unpack(NULL, vl, v);
-    if (!m)
-        return CXM_ECORRUPT;
+    if (!m) {
+        cxm_log_error("personalisation.experience_corrupt",
+                      "experience \"%.*s\" in pers.exp does not decode and is left out of the "
+                      "catalogue: upsert it again to repair it",
+                      (int)(idlen > 128 ? 128 : idlen), (const char *)id);
+        return 0;
+    }
     cat_entry *c = compile(m);
     if (!c) {
         cxm__v1__experience__free_unpacked(m, NULL);
@@ -489,7 +497,7 @@ static int load_all(xdb *db, cxm_txn *t)
     cxm_iter it;
     int rc = cxm_iter_prefix(t, db->exp, NULL, 0, false, &it);
     while (rc == 0 && (rc = cxm_iter_next(&it)) == 0)
-        rc = apply_value(db, it.val, it.vlen);
+        rc = apply_value(db, it.key, it.klen, it.val, it.vlen);
     cxm_iter_close(&it);
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
@@ -506,7 +514,7 @@ static int load_changes(xdb *db, cxm_txn *t)
         size_t vl;
         rc = cxm_txn_get_ref(t, db->exp, it.val, it.vlen, &v, &vl);
         if (rc == 0)
-            rc = apply_value(db, v, vl);
+            rc = apply_value(db, it.val, it.vlen, v, vl);
         else if (rc == CXM_ENOTFOUND)
             rc = 0; /* experiences are never deleted; tolerate it anyway */
     }
