@@ -335,7 +335,8 @@ static int exclusions(const recodb_reader *r, const recodb_served *s, const reco
     uint32_t *x = cxm_arena_alloc(a, (r->nolder + q->nexclude + 1) * sizeof *x);
     if (!x)
         return CXM_ENOMEM;
-    memcpy(x, r->older, r->nolder * sizeof *x);
+    if (r->nolder > 0) /* older is NULL until first needed */
+        memcpy(x, r->older, r->nolder * sizeof *x);
     *n = r->nolder;
     for (size_t i = 0; i < q->nexclude; i++) {
         uint32_t j = recodb__items_find(&s->items, q->exclude[i], strlen(q->exclude[i]));
