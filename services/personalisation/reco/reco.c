@@ -844,19 +844,23 @@ static void heap_offer(neighbour *h, size_t *n, size_t k, neighbour c)
 
 /* score += wi * row, listing each item the first time it is reached.
  * Branch-free: whether an item was reached before is unpredictable, and a
- * mispredicted branch per neighbour cost more than the arithmetic. */
+ * mispredicted branch per neighbour cost more than the arithmetic. One
+ * body for both row layouts; weight reads an entry's weight. */
+#define ADD_ROW_BODY(weight)                                                                       \
+    size_t n = *nt;                                                                                \
+    for (; q < end; q++) {                                                                         \
+        uint32_t j = q->item;                                                                      \
+        touched[n] = j;                                                                            \
+        n += mark[j] == 0;                                                                         \
+        mark[j] = 1;                                                                               \
+        score[j] += wi * (weight);                                                                 \
+    }                                                                                              \
+    *nt = n
+
 static void add_row(const neighbour *q, const neighbour *end, float wi, float *restrict score,
                     uint8_t *restrict mark, uint32_t *restrict touched, size_t *nt)
 {
-    size_t n = *nt;
-    for (; q < end; q++) {
-        uint32_t j = q->item;
-        touched[n] = j;
-        n += mark[j] == 0;
-        mark[j] = 1;
-        score[j] += wi * q->w;
-    }
-    *nt = n;
+    ADD_ROW_BODY(q->w);
 }
 
 /* How many neighbour entries the history's rows hold. */
@@ -891,19 +895,11 @@ static void add_rows_dense(const reco_model *m, float *restrict score, const uin
     }
 }
 
-/* add_row over a compact row. */
+/* add_row over a compact row (wi already times the row's scale). */
 static void add_crow(const reco_cnb *q, const reco_cnb *end, float wi, float *restrict score,
                      uint8_t *restrict mark, uint32_t *restrict touched, size_t *nt)
 {
-    size_t n = *nt;
-    for (; q < end; q++) {
-        uint32_t j = q->item;
-        touched[n] = j;
-        n += mark[j] == 0;
-        mark[j] = 1;
-        score[j] += wi * (float)q->q;
-    }
-    *nt = n;
+    ADD_ROW_BODY((float)q->q);
 }
 
 /* Sparse: also list each item reached (mark 1) in s->touched. */
