@@ -14,7 +14,8 @@
  *   scored   recodb_recommend end to end on a customer whose candidates
  *            are not cached: read transaction, model view, the history
  *            (--max-history scored, the rest excluded), scoring, ids out;
- *   cached   the same after recodb_refresh of every served customer: a
+ *   cached   the same after the stale list is drained (recodb_stale,
+ *            recodb_refresh_many) as a service's refresh thread does: a
  *            read transaction, the cache row, ids out (what Recommend pays
  *            between two interactions of a customer);
  *   reco     reco_recommend alone on the same histories (their latest
@@ -265,17 +266,26 @@ static void time_reco(const bench_cfg *c, const bench_run *b, double scored_p50,
     }
 }
 
-static int refresh_all(const bench_run *b, const bench_data *d)
+/* What a service's refresh thread does: drain the stale list (after a
+ * training, every customer) in batches. */
+static int refresh_stale(recodb *db, recodb_reader *r)
 {
+    char *ids[64];
+    size_t n, total = 0;
+    int rc = 0;
     double t0 = now_us();
-    for (size_t i = 0; i < b->nwho; i++)
-        if (recodb_refresh(b->db, b->reader, d->customers.names[b->who[i]]) != 0) {
-            fprintf(stderr, "cxm-bench-reco: refresh failed\n");
-            return -1;
-        }
-    printf("refreshed %zu customers' candidates in %.1f ms (%.1f us each)\n", b->nwho,
-           (now_us() - t0) / 1e3, (now_us() - t0) / (double)b->nwho);
-    return 0;
+    while (rc == 0 && (n = recodb_stale(db, ids, 64)) > 0) {
+        rc = recodb_refresh_many(db, r, ids, n);
+        for (size_t i = 0; i < n; i++)
+            free(ids[i]);
+        total += n;
+    }
+    if (rc != 0)
+        fprintf(stderr, "cxm-bench-reco: refresh: %s\n", cxm_strerror(rc));
+    else
+        printf("refreshed %zu customers' candidates in %.1f ms (%.1f us each)\n", total,
+               (now_us() - t0) / 1e3, (now_us() - t0) / (double)(total ? total : 1));
+    return rc;
 }
 
 static int serve_rounds(const bench_cfg *c, const bench_run *b, const bench_data *d)
@@ -293,7 +303,7 @@ static int serve_rounds(const bench_cfg *c, const bench_run *b, const bench_data
         time_reco(c, b, eval_quantile(tmp, calls, 0.5), t_reco, t_reco32, t_floor);
     }
     if (rc == 0)
-        rc = refresh_all(b, d);
+        rc = refresh_stale(b->db, b->reader);
     if (rc == 0)
         rc = time_recodb(c, b, d, t_cached);
     if (rc == 0) {
@@ -364,14 +374,6 @@ static int score_users(const bench_cfg *c, recodb *db, recodb_reader *r, const b
     return rc;
 }
 
-static int refresh_users(recodb *db, recodb_reader *r, const bench_data *d)
-{
-    for (uint32_t u = 0; u < d->customers.n; u++)
-        if (recodb_refresh(db, r, d->customers.names[u]) != 0)
-            return -1;
-    return 0;
-}
-
 static int run_quality(const bench_cfg *c, reco_algo algo, bench_data *d, recodb *db,
                        recodb_reader *r)
 {
@@ -396,7 +398,7 @@ static int run_quality(const bench_cfg *c, reco_algo algo, bench_data *d, recodb
         recolog_dedupe(&train);
         recolog_dedupe(&test);
         rc = recomatrix_build(&train, d->customers.n, d->items.n, &trainm) ||
-             recomatrix_build(&test, d->customers.n, d->items.n, &testm) || refresh_users(db, r, d);
+             recomatrix_build(&test, d->customers.n, d->items.n, &testm) || refresh_stale(db, r);
     }
     eval_summary sum;
     double prop = 0;
