@@ -434,6 +434,13 @@ static void check_cache(cxm_store *store, recodb *db, recodb_reader *r, cxm_aren
     char buf[4096];
     stale_ids(db, buf, sizeof buf);
     CHECK(strstr(buf, "c3") && strstr(buf, "c19") && strstr(buf, "drifter"));
+    /* A batch refresh caches those with history, and nothing else. */
+    char *batch[] = {"c3", "c4", "nobody"};
+    CHECK_EQ_INT(recodb_refresh_many(db, r, batch, 3), 0);
+    CHECK(cached(store, "c3") && cached(store, "c4") && !cached(store, "nobody"));
+    char *bad[] = {"c5", ""};
+    CHECK_EQ_INT(recodb_refresh_many(db, r, bad, 2), CXM_EINVAL);
+    CHECK(!cached(store, "c5"));
 }
 
 /* Erasing counts the rows it deleted; a merge moves every event. */
