@@ -364,16 +364,17 @@ static void *trainer_main(void *arg)
 
 /* ---- the keeper: candidate caches and the retrain policy ---- */
 
+/* One batch of stale customers, computed in one read and written in one
+ * write (recodb_refresh_many). */
 static size_t refresh_stale(nbe_ctx *ctx)
 {
     char *ids[STALE_BATCH];
     size_t n = recodb_stale(ctx->reco, ids, STALE_BATCH);
     recodb_reader *r = nbe_reader(ctx);
-    for (size_t i = 0; i < n; i++) {
-        if (r)
-            recodb_refresh(ctx->reco, r, ids[i]);
+    if (n && r)
+        recodb_refresh_many(ctx->reco, r, ids, n);
+    for (size_t i = 0; i < n; i++)
         free(ids[i]);
-    }
     return n;
 }
 
