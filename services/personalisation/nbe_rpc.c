@@ -999,8 +999,7 @@ static bool filter_similar(const char *item, size_t len, void *user)
                                   (!e->valid_until || f->now_ms < e->valid_until));
 }
 
-static int similar_answer(nbe_ctx *ctx, cxm_txn *t, cxm_arena *a,
-                          const Cxm__V1__SimilarExperiencesRequest *req,
+static int similar_answer(nbe_ctx *ctx, cxm_arena *a, const Cxm__V1__SimilarExperiencesRequest *req,
                           Cxm__V1__SimilarExperiencesResponse *resp, char *err)
 {
     if (!xdb_catalog_find(ctx->db, req->experience_id, strlen(req->experience_id)))
@@ -1027,7 +1026,6 @@ static int similar_answer(nbe_ctx *ctx, cxm_txn *t, cxm_arena *a,
     }
     if (rc == 0)
         resp->n_experiences = n;
-    (void)t;
     return rc;
 }
 
@@ -1043,7 +1041,7 @@ static void on_similar(cxm_call *call, const ProtobufCMessage *msg)
     Cxm__V1__SimilarExperiencesResponse resp = CXM__V1__SIMILAR_EXPERIENCES_RESPONSE__INIT;
     rc = xdb_catalog_lock(ctx->db, t);
     if (rc == 0) {
-        rc = similar_answer(ctx, t, cxm_call_arena(call), req, &resp, err);
+        rc = similar_answer(ctx, cxm_call_arena(call), req, &resp, err);
         xdb_catalog_unlock(ctx->db);
     }
     cxm_store_read_end(t);
