@@ -1045,12 +1045,56 @@ static void case_policy(cxm_channel *unused, test_server *srv)
     harness_cleanup(&own);
 }
 
+/* profile merges B into A: B's history, contacts and consents are A's, and
+ * Recommend for B's id answers for A. */
+static void case_merge(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    catalogue(ch, group_a, 4);
+    Cxm__V1__Experience *e = exp_new("once", CONTENT);
+    e->pause_after_dismiss_ms = HOUR_MS;
+    upsert(ch, e);
+    e = exp_new("consented", CONTENT);
+    e->eligibility->required_consents = strv(1, "personalisation");
+    e->eligibility->n_required_consents = 1;
+    upsert(ch, e);
+    const char *a = profile_of(ch, "merge-a@example.com");
+    const char *b = profile_of(ch, "merge-b@example.com");
+    history(ch, b, group_a, 2);
+    outcome(ch, "mo1", by_id(b), "once", CXM__V1__OUTCOME_KIND__OUTCOME_KIND_DISMISS);
+    set_consent(ch, b, "personalisation", CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED);
+    Cxm__V1__RecommendRequest *qa = rreq(by_id(a));
+    CHECK(returns(ch, qa, "a0") && returns(ch, qa, "once") && !returns(ch, qa, "consented"),
+          "before: A has nothing of B's");
+    until(ch, rreq(by_id(b)), "consented", true, 5000);
+    Cxm__V1__MergeProfilesRequest m = CXM__V1__MERGE_PROFILES_REQUEST__INIT;
+    m.target_customer_id = (char *)a;
+    m.source_customer_id = (char *)b;
+    m.reason = "test merge";
+    Cxm__V1__MergeProfilesResponse *mr;
+    char d[512];
+    CHECK(pcall(ch, "MergeProfiles", &m.base, &cxm__v1__merge_profiles_response__descriptor, &mr,
+                d) == GRPC_STATUS_OK,
+          "MergeProfiles: %s", d);
+    until(ch, qa, "consented", true, 5000);
+    CHECK(!returns(ch, qa, "a0") && !returns(ch, qa, "a1") && !returns(ch, qa, "once"),
+          "after: B's consumed items and pause are A's");
+    Cxm__V1__RecommendResponse *r = recommend(ch, rreq(by_id(b)));
+    CHECK(strcmp(r->customer_id, a) == 0, "B's id answers for A: %s", r->customer_id);
+}
+
 static const harness_case cases[] = {
-    {"validation", case_validation},     {"catalogue", case_catalogue},
-    {"interactions", case_interactions}, {"train", case_train},
-    {"eligibility", case_eligibility},   {"contact", case_contact},
-    {"recovery", case_recovery},         {"erasure", case_erasure},
-    {"journey", case_journey},           {"policy", case_policy},
+    {"validation", case_validation},
+    {"catalogue", case_catalogue},
+    {"interactions", case_interactions},
+    {"train", case_train},
+    {"eligibility", case_eligibility},
+    {"contact", case_contact},
+    {"recovery", case_recovery},
+    {"erasure", case_erasure},
+    {"journey", case_journey},
+    {"policy", case_policy},
+    {"merge", case_merge},
 };
 
 int main(int argc, char **argv)
