@@ -345,6 +345,38 @@ static void check_append_txn(cxm_store *store, recodb *db)
     CHECK(recodb_appended(db) == before + 3 && stamp(store, "c1") == s1 + 1);
 }
 
+/* Many customers through the stale list's set: each taken exactly once,
+ * in small batches, twice over (growth and removal). */
+static void check_stale_many(cxm_store *store, recodb *db)
+{
+    static char names[300][8];
+    recodb_event ev[300];
+    for (int round = 0; round < 2; round++) {
+        drain_stale(db);
+        for (int i = 0; i < 300; i++) {
+            snprintf(names[i], sizeof names[i], "s%d", i);
+            ev[i] = (recodb_event){names[i], "a0", 1, NOW - 1000 + round};
+        }
+        append_job j = {db, ev, 300};
+        CHECK_EQ_INT(cxm_store_write(store, append_fn, &j), 0);
+        j.n = 150; /* listed customers again: no new entries */
+        CHECK_EQ_INT(cxm_store_write(store, append_fn, &j), 0);
+        static bool seen[300];
+        memset(seen, 0, sizeof seen);
+        size_t total = 0, n;
+        char *ids[7];
+        while ((n = recodb_stale(db, ids, 7)) > 0)
+            for (size_t i = 0; i < n; i++, total++) {
+                int k = atoi(ids[i] + 1);
+                CHECK(ids[i][0] == 's' && k >= 0 && k < 300 && !seen[k]);
+                if (k >= 0 && k < 300)
+                    seen[k] = true;
+                free(ids[i]);
+            }
+        CHECK(total == 300);
+    }
+}
+
 static bool reject_a(const char *item, size_t len, void *user)
 {
     (*(int *)user)++;
@@ -399,7 +431,17 @@ static void check_cache(cxm_store *store, recodb *db, recodb_reader *r, cxm_aren
     recodb_rec *fresh, *hit;
     recodb_query q = {.customer = "c3", .now = NOW, .k = 4};
     CHECK(!cached(store, "c3"));
+    drain_stale(db);
     size_t nf = recommend(db, r, a, &q, &fresh, NULL);
+    /* Scored requests list the customer as stale, once however many. */
+    recodb_query q4 = {.customer = "c4", .k = 2};
+    for (int i = 0; i < 3; i++) {
+        recommend(db, r, a, &q4, &hit, NULL);
+        recommend(db, r, a, &q, &hit, NULL);
+    }
+    char buf[4096];
+    stale_ids(db, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "c3,c4");
     CHECK_EQ_INT(recodb_refresh(db, r, "c3"), 0);
     CHECK(cached(store, "c3"));
     size_t nh = recommend(db, r, a, &q, &hit, NULL);
@@ -431,7 +473,6 @@ static void check_cache(cxm_store *store, recodb *db, recodb_reader *r, cxm_aren
     CHECK_EQ_INT(recodb_train(db, 0, &rep, err, sizeof err), 0);
     nh = recommend(db, r, a, &q, &hit, NULL);
     CHECK(nh == 4 && !has(hit, nh, "planted"));
-    char buf[4096];
     stale_ids(db, buf, sizeof buf);
     CHECK(strstr(buf, "c3") && strstr(buf, "c19") && strstr(buf, "drifter"));
     /* A batch refresh caches those with history, and nothing else. */
@@ -689,6 +730,7 @@ int main(void)
     check_erase_merge(store, db, r, &a);
     check_explain_similar(db, r, &a);
     check_export(db);
+    check_stale_many(store, db); /* last: its customers change popularity */
 
     /* A tiny EASE budget makes the automatic choice item-kNN; fewer
      * neighbours make a smaller model. */
