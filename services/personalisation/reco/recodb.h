@@ -212,7 +212,10 @@ typedef struct recodb_query {
  * items and scores) are cached in the store per (model version, history
  * stamp); a request whose cache is current reads them instead of scoring
  * and filters them; one whose filter leaves fewer than k falls back to
- * scoring. recodb_refresh fills the cache off the request path. */
+ * scoring, and so does one with extras. A scored request lists the
+ * customer as stale; recodb_refresh fills the cache off the request path.
+ * Before the first model the filter is called under a lock shared by all
+ * readers: it must not call back into recodb. */
 int recodb_recommend(recodb *db, recodb_reader *r, cxm_arena *a, const recodb_query *q,
                      recodb_rec **out, size_t *nout, uint64_t *version, char *err, size_t errlen);
 
