@@ -121,6 +121,24 @@ static char **strv(size_t n, ...)
     return v;
 }
 
+/* An experience for one journey stage, and one that needs a consent. */
+static Cxm__V1__Experience *for_stage(const char *id, Cxm__V1__JourneyStage stage)
+{
+    Cxm__V1__Experience *e = exp_new(id, CONTENT);
+    e->eligibility->stages = cxm_arena_alloc(&arena, sizeof *e->eligibility->stages);
+    e->eligibility->stages[0] = stage;
+    e->eligibility->n_stages = 1;
+    return e;
+}
+
+static Cxm__V1__Experience *needs_consent(const char *id, const char *scope)
+{
+    Cxm__V1__Experience *e = exp_new(id, CONTENT);
+    e->eligibility->required_consents = strv(1, scope);
+    e->eligibility->n_required_consents = 1;
+    return e;
+}
+
 /* ---- interactions ---- */
 
 static Cxm__V1__Interaction *inter(const char *iid, Cxm__V1__CustomerRef *who, const char *item,
@@ -686,11 +704,7 @@ static void case_eligibility(cxm_channel *ch, test_server *srv)
     e->eligibility->placements = strv(1, "home");
     e->eligibility->n_placements = 1;
     upsert(ch, e);
-    e = exp_new("consider", CONTENT);
-    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
-    e->eligibility->stages = cons;
-    e->eligibility->n_stages = 1;
-    upsert(ch, e);
+    upsert(ch, for_stage("consider", CONSIDERATION));
     e = exp_new("offer", OFFER);
     upsert(ch, e);
     e = exp_new("off", CONTENT);
@@ -710,10 +724,7 @@ static void case_eligibility(cxm_channel *ch, test_server *srv)
     e->eligibility->excluded_segment_ids = strv(1, "known");
     e->eligibility->n_excluded_segment_ids = 1;
     upsert(ch, e);
-    e = exp_new("consented", CONTENT);
-    e->eligibility->required_consents = strv(1, "personalisation");
-    e->eligibility->n_required_consents = 1;
-    upsert(ch, e);
+    upsert(ch, needs_consent("consented", "personalisation"));
     upsert(ch, exp_new("seen", CONTENT));
     history(ch, id, (const char *const[]){"seen"}, 1);
 
@@ -882,11 +893,8 @@ static void case_recovery(cxm_channel *ch, test_server *srv)
     upsert(ch, e);
     e = exp_new("callback", ACTION);
     upsert(ch, e);
-    e = exp_new("guide", CONTENT);
+    e = for_stage("guide", CONSIDERATION);
     e->value = 5;
-    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
-    e->eligibility->stages = cons;
-    e->eligibility->n_stages = 1;
     upsert(ch, e);
     Cxm__V1__RecommendRequest *q = rreq(by_id(id));
     q->explain = true;
@@ -985,11 +993,7 @@ static void case_journey(cxm_channel *ch, test_server *srv)
 {
     (void)srv;
     catalogue(ch, group_a, 4);
-    Cxm__V1__Experience *e = exp_new("consider", CONTENT);
-    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
-    e->eligibility->stages = cons;
-    e->eligibility->n_stages = 1;
-    upsert(ch, e);
+    upsert(ch, for_stage("consider", CONSIDERATION));
     Cxm__V1__RecommendRequest *q = rreq(by_email("shopper@example.com"));
     Cxm__V1__RecommendResponse *r = recommend(ch, q);
     CHECK(position(r, "consider") < 0 && position(r, "a2") >= 0 && !*r->customer_id,
@@ -1054,10 +1058,7 @@ static void case_merge(cxm_channel *ch, test_server *srv)
     Cxm__V1__Experience *e = exp_new("once", CONTENT);
     e->pause_after_dismiss_ms = HOUR_MS;
     upsert(ch, e);
-    e = exp_new("consented", CONTENT);
-    e->eligibility->required_consents = strv(1, "personalisation");
-    e->eligibility->n_required_consents = 1;
-    upsert(ch, e);
+    upsert(ch, needs_consent("consented", "personalisation"));
     const char *a = profile_of(ch, "merge-a@example.com");
     const char *b = profile_of(ch, "merge-b@example.com");
     history(ch, b, group_a, 2);
