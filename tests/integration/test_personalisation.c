@@ -11,12 +11,14 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cxm/client.h"
 #include "cxm/v1/feedback.pb-c.h"
+#include "cxm/v1/journey.pb-c.h"
 #include "cxm/v1/personalisation.pb-c.h"
 #include "cxm/v1/profile.pb-c.h"
 #include "harness.h"
@@ -119,6 +121,24 @@ static char **strv(size_t n, ...)
     return v;
 }
 
+/* An experience for one journey stage, and one that needs a consent. */
+static Cxm__V1__Experience *for_stage(const char *id, Cxm__V1__JourneyStage stage)
+{
+    Cxm__V1__Experience *e = exp_new(id, CONTENT);
+    e->eligibility->stages = cxm_arena_alloc(&arena, sizeof *e->eligibility->stages);
+    e->eligibility->stages[0] = stage;
+    e->eligibility->n_stages = 1;
+    return e;
+}
+
+static Cxm__V1__Experience *needs_consent(const char *id, const char *scope)
+{
+    Cxm__V1__Experience *e = exp_new(id, CONTENT);
+    e->eligibility->required_consents = strv(1, scope);
+    e->eligibility->n_required_consents = 1;
+    return e;
+}
+
 /* ---- interactions ---- */
 
 static Cxm__V1__Interaction *inter(const char *iid, Cxm__V1__CustomerRef *who, const char *item,
@@ -191,8 +211,8 @@ static Cxm__V1__RecommendResponse *recommend(cxm_channel *ch, Cxm__V1__Recommend
     CALL_OK(ch, Recommend, *req, cxm__v1__recommend_response, r);
     CHECK(strlen(r->recommendation_id) == 32, "recommendation_id \"%s\"", r->recommendation_id);
     for (size_t i = 0; i < r->n_recommendations; i++)
-        CHECK(r->recommendations[i]->rank == i + 1, "rank %u at %zu",
-              r->recommendations[i]->rank, i);
+        CHECK(r->recommendations[i]->rank == i + 1, "rank %u at %zu", r->recommendations[i]->rank,
+              i);
     return r;
 }
 
@@ -327,8 +347,8 @@ static void set_consent(cxm_channel *ch, const char *id, const char *scope,
 
 /* ---- cases ---- */
 
-static const char *const methods[] = {"UpsertExperience",   "Recommend",    "RecordOutcome",
-                                      "SimilarExperiences", "TrainModel",   "GetModelInfo",
+static const char *const methods[] = {"UpsertExperience",   "Recommend",      "RecordOutcome",
+                                      "SimilarExperiences", "TrainModel",     "GetModelInfo",
                                       "RecordInteractions", "ListExperiences"};
 
 /* Garbage bytes to every method; then every kind of bad field, named. */
@@ -545,8 +565,8 @@ static void case_interactions(cxm_channel *ch, test_server *srv)
     v[5] = inter("bad", by_id("c9"), "not an id", 1);
     v[6] = inter("zero", by_id("c9"), "p3", 0);
     Cxm__V1__RecordInteractionsResponse *ir = record(ch, v, 7);
-    CHECK(ir->accepted == 5 && ir->duplicates == 0 && ir->n_rejected == 2, "%u accepted %zu rejected",
-          ir->accepted, ir->n_rejected);
+    CHECK(ir->accepted == 5 && ir->duplicates == 0 && ir->n_rejected == 2,
+          "%u accepted %zu rejected", ir->accepted, ir->n_rejected);
     CHECK(ir->rejected[0]->index == 5 && strstr(ir->rejected[0]->reason, "item_id") &&
               ir->rejected[1]->index == 6 && strstr(ir->rejected[1]->reason, "weight") &&
               strcmp(ir->rejected[1]->interaction_id, "zero") == 0,
@@ -561,7 +581,8 @@ static void case_interactions(cxm_channel *ch, test_server *srv)
     CHECK(ir->accepted == 1, "identity interaction");
     /* recodb's popularity snapshot of the log is retaken once a second. */
     double end = test_now_ms() + 5000;
-    while ((r = recommend(ch, rreq(by_email("nobody@example.com"))))->recommendations[0]
+    while ((r = recommend(ch, rreq(by_email("nobody@example.com"))))
+               ->recommendations[0]
                ->model_score == 0) {
         CHECK(test_now_ms() < end, "the log's popularity not served in 5 s");
         usleep(50000);
@@ -612,7 +633,8 @@ static void case_train(cxm_channel *ch, test_server *srv)
               "alice gets a2, a3 (not what she saw): %s", x->experience_id);
         CHECK(x->model_score > 0 && x->score > 0, "scores of %s", x->experience_id);
         check_reasons(x);
-        const Cxm__V1__Reason *why = reason_of(x, CXM__V1__REASON_KIND__REASON_KIND_SIMILAR_TO_HISTORY);
+        const Cxm__V1__Reason *why =
+            reason_of(x, CXM__V1__REASON_KIND__REASON_KIND_SIMILAR_TO_HISTORY);
         CHECK(why && (strcmp(why->related_item_id, "a0") == 0 ||
                       strcmp(why->related_item_id, "a1") == 0),
               "%s similar to a history item", x->experience_id);
@@ -642,8 +664,7 @@ static void case_train(cxm_channel *ch, test_server *srv)
             CHECK(record(ch, bulk, 1000)->accepted == 1000, "bulk batch");
     }
     Cxm__V1__TrainModelRequest *slow = treq(CXM__V1__ALGORITHM__ALGORITHM_ALS);
-    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 128),
-                                                     param("iterations", 100)};
+    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 64), param("iterations", 40)};
     slow->params = ps;
     slow->n_params = 2;
     slow->run_async = true;
@@ -683,11 +704,7 @@ static void case_eligibility(cxm_channel *ch, test_server *srv)
     e->eligibility->placements = strv(1, "home");
     e->eligibility->n_placements = 1;
     upsert(ch, e);
-    e = exp_new("consider", CONTENT);
-    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
-    e->eligibility->stages = cons;
-    e->eligibility->n_stages = 1;
-    upsert(ch, e);
+    upsert(ch, for_stage("consider", CONSIDERATION));
     e = exp_new("offer", OFFER);
     upsert(ch, e);
     e = exp_new("off", CONTENT);
@@ -707,17 +724,14 @@ static void case_eligibility(cxm_channel *ch, test_server *srv)
     e->eligibility->excluded_segment_ids = strv(1, "known");
     e->eligibility->n_excluded_segment_ids = 1;
     upsert(ch, e);
-    e = exp_new("consented", CONTENT);
-    e->eligibility->required_consents = strv(1, "personalisation");
-    e->eligibility->n_required_consents = 1;
-    upsert(ch, e);
+    upsert(ch, needs_consent("consented", "personalisation"));
     upsert(ch, exp_new("seen", CONTENT));
     history(ch, id, (const char *const[]){"seen"}, 1);
 
     Cxm__V1__RecommendRequest *q = rreq(by_id(id));
     Cxm__V1__RecommendResponse *r = recommend(ch, q);
-    const char *no[] = {"web", "home", "consider", "off", "later", "gone", "members", "consented",
-                        "seen"};
+    const char *no[] = {"web",  "home",    "consider",  "off", "later",
+                        "gone", "members", "consented", "seen"};
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
         CHECK(position(r, no[i]) < 0, "%s returned without its context or customer fact", no[i]);
     CHECK(position(r, "any") >= 0 && position(r, "offer") >= 0 && position(r, "outsiders") >= 0,
@@ -814,7 +828,8 @@ static void case_contact(cxm_channel *ch, test_server *srv)
     CHECK(o->duplicate && strcmp(o->customer_id, "cc2") == 0, "replayed outcome is a duplicate");
     CHECK(!returns(ch, q, "capped"), "outcome impressions hit the cap");
 
-    o = outcome(ch, "dis1", by_id("cc2"), "dismissable", CXM__V1__OUTCOME_KIND__OUTCOME_KIND_DISMISS);
+    o = outcome(ch, "dis1", by_id("cc2"), "dismissable",
+                CXM__V1__OUTCOME_KIND__OUTCOME_KIND_DISMISS);
     CHECK(!o->duplicate, "dismissed");
     CHECK(!returns(ch, q, "dismissable"), "paused after dismiss");
     outcome(ch, "acc1", by_id("cc2"), "acceptable", CXM__V1__OUTCOME_KIND__OUTCOME_KIND_ACCEPT);
@@ -878,11 +893,8 @@ static void case_recovery(cxm_channel *ch, test_server *srv)
     upsert(ch, e);
     e = exp_new("callback", ACTION);
     upsert(ch, e);
-    e = exp_new("guide", CONTENT);
+    e = for_stage("guide", CONSIDERATION);
     e->value = 5;
-    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
-    e->eligibility->stages = cons;
-    e->eligibility->n_stages = 1;
     upsert(ch, e);
     Cxm__V1__RecommendRequest *q = rreq(by_id(id));
     q->explain = true;
@@ -974,11 +986,116 @@ static void case_erasure(cxm_channel *ch, test_server *srv)
     CHECK(record(ch, again, 1)->accepted == 1, "its interaction ids were erased too");
 }
 
+/* journey's events reach the service: an add_to_cart about an item moves
+ * the customer to CONSIDERATION (StageChanged, the replica) and counts as
+ * an interaction with the item (TouchpointTracked, the log). */
+static void case_journey(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    catalogue(ch, group_a, 4);
+    upsert(ch, for_stage("consider", CONSIDERATION));
+    Cxm__V1__RecommendRequest *q = rreq(by_email("shopper@example.com"));
+    Cxm__V1__RecommendResponse *r = recommend(ch, q);
+    CHECK(position(r, "consider") < 0 && position(r, "a2") >= 0 && !*r->customer_id,
+          "before: no stage, unknown");
+    Cxm__V1__TouchpointEvent ev = CXM__V1__TOUCHPOINT_EVENT__INIT, *evs[] = {&ev};
+    ev.event_id = "cart1";
+    ev.customer = by_email("shopper@example.com");
+    ev.touchpoint = "product_page";
+    ev.channel = WEB;
+    ev.event_type = "add_to_cart";
+    ev.item_id = "a2";
+    Cxm__V1__TrackRequest tr = CXM__V1__TRACK_REQUEST__INIT;
+    tr.events = evs;
+    tr.n_events = 1;
+    Cxm__V1__TrackResponse *tres;
+    char d[512];
+    CHECK(harness_call(ch, "/cxm.v1.JourneyService/", "Track", &tr.base,
+                       &cxm__v1__track_response__descriptor, &arena, &tres, d) == GRPC_STATUS_OK &&
+              tres->accepted == 1,
+          "Track: %s", d);
+    until(ch, q, "consider", true, 10000);
+    until(ch, q, "a2", false, 10000);
+    q->explain = true;
+    r = recommend(ch, q);
+    int at = position(r, "consider");
+    CHECK(*r->customer_id && at >= 0, "the shopper is known now");
+    check_reasons(r->recommendations[at]);
+    CHECK(reason_of(r->recommendations[at], CXM__V1__REASON_KIND__REASON_KIND_STAGE_FIT),
+          "the replicated stage fits");
+}
+
+/* The retrain policy: a server told to retrain every 20 interactions
+ * trains on its own once they arrived, and says why. */
+static void case_policy(cxm_channel *unused, test_server *srv)
+{
+    (void)unused;
+    static const char *const args[] = {
+        "--grace", "3s", "--workers", "2", "--reco-retrain-interactions", "20", NULL};
+    test_server own;
+    harness_start(&own, srv->binary, args);
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(own.target, NULL, &ch) == 0, "channel to %s", own.target);
+    two_tastes(ch, 3);
+    Cxm__V1__GetModelInfoResponse *mi = model_info(ch);
+    for (double end = test_now_ms() + 15000; !mi->serving; mi = model_info(ch)) {
+        CHECK(test_now_ms() < end, "no automatic training in 15 s");
+        usleep(50000);
+    }
+    CHECK(strcmp(mi->serving->trigger, "every 20 interactions") == 0, "trigger \"%s\"",
+          mi->serving->trigger);
+    cxm_channel_close(ch);
+    CHECK(harness_stop(&own, SIGTERM, 10000) == 0, "own server stopped");
+    harness_cleanup(&own);
+}
+
+/* profile merges B into A: B's history, contacts and consents are A's, and
+ * Recommend for B's id answers for A. */
+static void case_merge(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    catalogue(ch, group_a, 4);
+    Cxm__V1__Experience *e = exp_new("once", CONTENT);
+    e->pause_after_dismiss_ms = HOUR_MS;
+    upsert(ch, e);
+    upsert(ch, needs_consent("consented", "personalisation"));
+    const char *a = profile_of(ch, "merge-a@example.com");
+    const char *b = profile_of(ch, "merge-b@example.com");
+    history(ch, b, group_a, 2);
+    outcome(ch, "mo1", by_id(b), "once", CXM__V1__OUTCOME_KIND__OUTCOME_KIND_DISMISS);
+    set_consent(ch, b, "personalisation", CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED);
+    Cxm__V1__RecommendRequest *qa = rreq(by_id(a));
+    CHECK(returns(ch, qa, "a0") && returns(ch, qa, "once") && !returns(ch, qa, "consented"),
+          "before: A has nothing of B's");
+    until(ch, rreq(by_id(b)), "consented", true, 5000);
+    Cxm__V1__MergeProfilesRequest m = CXM__V1__MERGE_PROFILES_REQUEST__INIT;
+    m.target_customer_id = (char *)a;
+    m.source_customer_id = (char *)b;
+    m.reason = "test merge";
+    Cxm__V1__MergeProfilesResponse *mr;
+    char d[512];
+    CHECK(pcall(ch, "MergeProfiles", &m.base, &cxm__v1__merge_profiles_response__descriptor, &mr,
+                d) == GRPC_STATUS_OK,
+          "MergeProfiles: %s", d);
+    until(ch, qa, "consented", true, 5000);
+    CHECK(!returns(ch, qa, "a0") && !returns(ch, qa, "a1") && !returns(ch, qa, "once"),
+          "after: B's consumed items and pause are A's");
+    Cxm__V1__RecommendResponse *r = recommend(ch, rreq(by_id(b)));
+    CHECK(strcmp(r->customer_id, a) == 0, "B's id answers for A: %s", r->customer_id);
+}
+
 static const harness_case cases[] = {
-    {"validation", case_validation}, {"catalogue", case_catalogue},
-    {"interactions", case_interactions}, {"train", case_train},
-    {"eligibility", case_eligibility}, {"contact", case_contact},
-    {"recovery", case_recovery},     {"erasure", case_erasure},
+    {"validation", case_validation},
+    {"catalogue", case_catalogue},
+    {"interactions", case_interactions},
+    {"train", case_train},
+    {"eligibility", case_eligibility},
+    {"contact", case_contact},
+    {"recovery", case_recovery},
+    {"erasure", case_erasure},
+    {"journey", case_journey},
+    {"policy", case_policy},
+    {"merge", case_merge},
 };
 
 int main(int argc, char **argv)
