@@ -700,6 +700,9 @@ static void check_train_ex(cxm_store *store, recodb *db, recodb_reader *r, cxm_a
     recodb_train_opts bad = {.holdout_fraction = 0.6};
     CHECK_EQ_INT(recodb_train_ex(db, &bad, &rep, &m, &act, err, sizeof err), CXM_EINVAL);
     CHECK(strstr(err, "holdout_fraction") != NULL && !act);
+    recodb_train_opts none = {.holdout_fraction = -1};
+    CHECK_EQ_INT(recodb_train_ex(db, &none, &rep, &m, &act, err, sizeof err), 0);
+    CHECK(act && m.customers == 0 && m.ndcg == 0);
 }
 
 /* ---- appends, refreshes and requests at once ---- */
