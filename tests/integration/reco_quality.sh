@@ -10,8 +10,8 @@
 # (cxm-bench-nbe --quality). cxm-eval runs on the same file with the model
 # the server reports (algorithm and parameters), the history the service
 # scores (--max-history = cxmd's --reco-max-history, its default unless
-# RECO_MAX_HISTORY says otherwise; recodb's default decays nothing, so no
-# --half-life) and the same seed. Passes when the RPC's NDCG@10 is at least
+# RECO_MAX_HISTORY says otherwise, 0 meaning recodb's RECODB_DEFAULT_HISTORY;
+# recodb's default decays nothing, so no --half-life) and the same seed. Passes when the RPC's NDCG@10 is at least
 # 0.38, over the same customers as cxm-eval, and within TOLERANCE of
 # cxm-eval's.
 #
@@ -55,6 +55,13 @@ trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -r
 # The history Recommend scores: cxmd's default, from its --help.
 HISTORY=${RECO_MAX_HISTORY:-$("$BIN/cxmd" --help | sed -n 's/.*--reco-max-history.*default \([0-9]*\).*/\1/p')}
 [[ -n $HISTORY ]] || fail "cxmd --help names no --reco-max-history default"
+# 0 is recodb's default, RECODB_DEFAULT_HISTORY (cxm-eval has no 0: unset
+# there scores everything, which is not the same for customers over it).
+if [[ $HISTORY == 0 ]]; then
+  HISTORY=$(sed -n 's/^#define RECODB_DEFAULT_HISTORY \([0-9]*\).*/\1/p' \
+    "$REPO/services/personalisation/reco/recodb.h")
+  [[ -n $HISTORY ]] || fail "recodb.h defines no RECODB_DEFAULT_HISTORY"
+fi
 # The automatic retrain policy off: the test trains once, and a training it
 # did not start must not replace the model halfway through the answers.
 start_server "$WORK/cxmd.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data" \
