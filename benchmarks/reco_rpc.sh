@@ -50,22 +50,9 @@ pid=""
 trap '[[ -n $pid ]] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; rm -rf "$WORK"' EXIT
 
 if [[ ${SMOKE:-0} == 1 ]]; then
-  # 300 users of ~40 items among 400 in 10 taste clusters (as eval_smoke.sh).
+  # 300 users of ~40 items among 400 in 10 taste clusters (lib.sh).
   RATINGS=$WORK/synthetic.csv MIN_HISTORY=20
-  awk -v seed=7 'BEGIN {
-      srand(seed); print "user,item,rating,ts"
-      for (u = 0; u < 300; u++) {
-          c = u % 10; n = 30 + int(rand() * 20)
-          delete seen
-          for (j = 0; j < n; j++) {
-              if (rand() < 0.85) i = c * 40 + int(40 * rand() * rand())
-              else i = int(400 * rand())
-              if (i in seen) continue
-              seen[i] = 1
-              printf "u%d,i%d,%d,%d\n", u, i, 1 + int(rand() * 5), 1600000000 + u * 100 + j
-          }
-      }
-  }' >"$RATINGS"
+  taste_ratings 30 1600000000 >"$RATINGS"
 fi
 if [[ ! -r $RATINGS ]]; then
   echo "reco_rpc: $RATINGS not found (MovieLens-small's ratings.csv): nothing to measure"

@@ -19,26 +19,13 @@ if [[ ! -x $EVAL ]]; then
     exit 1
 fi
 
+# shellcheck source=lib.sh
+source "$REPO/tests/integration/lib.sh"
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 
-# 300 users, 400 items in 10 taste clusters of 40. Each user picks ~25 items,
-# 85% from their own cluster (skewed towards its first items) and 15% from
-# anywhere, so popularity alone is weak and co-occurrence is strong.
-awk -v seed=7 'BEGIN {
-    srand(seed); print "user,item,rating,ts"
-    for (u = 0; u < 300; u++) {
-        c = u % 10; n = 15 + int(rand() * 20)
-        delete seen
-        for (j = 0; j < n; j++) {
-            if (rand() < 0.85) i = c * 40 + int(40 * rand() * rand())
-            else i = int(400 * rand())
-            if (i in seen) continue
-            seen[i] = 1
-            printf "u%d,i%d,%d,%d\n", u, i, 1 + int(rand() * 5), 1000000 + u * 100 + j
-        }
-    }
-}' >"$TMP/synthetic.csv"
+# 300 users, 400 items in 10 taste clusters, ~25 items each (lib.sh).
+taste_ratings 15 1000000 >"$TMP/synthetic.csv"
 
 # run NAME CSV ALGO: run cxm-eval, keep its JSON line in $TMP/NAME.ALGO.json
 # and print its NDCG.

@@ -43,3 +43,26 @@ expect() {
   ((status == want)) || fail "cxmctl $*: exit $status, wanted $want: $(cat "$dir/out")"
   grep -qF -- "$text" "$dir/out" || fail "cxmctl $*: no \"$text\" in: $(cat "$dir/out")"
 }
+
+# taste_ratings PICKS TS0: a synthetic ratings CSV (user,item,rating,ts) on
+# stdout, the same on every run: 300 users and 400 items in 10 taste
+# clusters of 40. Each user draws PICKS to PICKS + 19 items, 85% from their
+# own cluster (skewed towards its first items) and 15% from anywhere, so
+# popularity alone is weak and co-occurrence is strong; user u's j-th draw
+# is at time TS0 + 100u + j.
+taste_ratings() {
+  awk -v seed=7 -v picks="$1" -v ts0="$2" 'BEGIN {
+    srand(seed); print "user,item,rating,ts"
+    for (u = 0; u < 300; u++) {
+      c = u % 10; n = picks + int(rand() * 20)
+      delete seen
+      for (j = 0; j < n; j++) {
+        if (rand() < 0.85) i = c * 40 + int(40 * rand() * rand())
+        else i = int(400 * rand())
+        if (i in seen) continue
+        seen[i] = 1
+        printf "u%d,i%d,%d,%d\n", u, i, 1 + int(rand() * 5), ts0 + u * 100 + j
+      }
+    }
+  }'
+}
