@@ -18,7 +18,9 @@
  *                   seconds), then TrainModel (synchronous, ACTIVATION_ALWAYS).
  *   --quality       Recommend (k, no context) by identity for every user with
  *                   training and test interactions; NDCG@k and the rest of
- *                   cxm-eval's metrics over the answers.
+ *                   cxm-eval's metrics over the answers, which must all come
+ *                   from the model --load trained (else the one serving, from
+ *                   GetModelInfo).
  *   --rules         UpsertExperience again with eligibility rules, contact
  *                   caps, values and weights on part of the catalogue
  *                   (nbe_rules), for the latency benchmark.
@@ -555,6 +557,34 @@ static void nbe_eval_args(nbe_model *m, const Cxm__V1__ModelInfo *info)
         }
 }
 
+static void nbe_model_from(nbe_model *model, const Cxm__V1__ModelInfo *m)
+{
+    model->version = m->version;
+    model->training_ms = m->training_ms;
+    model->algo = "?";
+    for (size_t i = 0; i < NBE_NALGOS; i++)
+        if (nbe_algos[i].algo == m->algorithm && nbe_algos[i].eval)
+            model->algo = nbe_algos[i].eval;
+    nbe_eval_args(model, m);
+}
+
+/* --quality without --load: the model serving now, from GetModelInfo. */
+static int nbe_serving_model(nbe_ctx *c)
+{
+    Cxm__V1__GetModelInfoRequest req = CXM__V1__GET_MODEL_INFO_REQUEST__INIT;
+    Cxm__V1__GetModelInfoResponse *resp;
+    int rc = nbe_call(c, "GetModelInfo", &req, &cxm__v1__get_model_info_response__descriptor,
+                      c->cfg->timeout_ms, &resp, "the serving model");
+    if (rc == 0 && !resp->serving) {
+        fprintf(stderr, "cxm-bench-nbe: no model serves yet: run with --load first\n");
+        rc = 1;
+    }
+    if (rc == 0)
+        nbe_model_from(&c->model, resp->serving);
+    cxm_arena_reset(&c->arena);
+    return rc;
+}
+
 static int nbe_train(nbe_ctx *c)
 {
     Cxm__V1__TrainModelRequest req = CXM__V1__TRAIN_MODEL_REQUEST__INIT;
@@ -572,13 +602,7 @@ static int nbe_train(nbe_ctx *c)
                 m ? "the model" : "anything (no model in the answer)");
         return 1;
     }
-    c->model.version = m->version;
-    c->model.training_ms = m->training_ms;
-    c->model.algo = "?";
-    for (size_t i = 0; i < NBE_NALGOS; i++)
-        if (nbe_algos[i].algo == m->algorithm && nbe_algos[i].eval)
-            c->model.algo = nbe_algos[i].eval;
-    nbe_eval_args(&c->model, m);
+    nbe_model_from(&c->model, m);
     fprintf(stderr,
             "cxm-bench-nbe: model %" PRIu64 " serving: %s, %" PRIu64 " customers, %" PRIu64
             " items, %" PRIu64 " interactions, trained in %" PRId64 " ms (call %.2f s); holdout "
@@ -747,11 +771,8 @@ static void nbe_report(const nbe_ctx *c, const nbe_result *q)
 
 static int nbe_quality(nbe_ctx *c)
 {
-    if (!c->model.version) {
-        fprintf(stderr, "cxm-bench-nbe: --quality needs --load in the same run (it compares "
-                        "against the model it trains)\n");
-        return 2;
-    }
+    if (!c->model.version && nbe_serving_model(c) != 0)
+        return 1;
     const char *path = c->cfg->recs_out;
     if (path && (!(c->recs = fopen(path, "w")) ||
                  fputs("user,item,rank,score,model_score\n", c->recs) < 0)) {

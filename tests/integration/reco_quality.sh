@@ -15,17 +15,13 @@
 # 0.38, over the same customers as cxm-eval, and within TOLERANCE of
 # cxm-eval's.
 #
-# Why a tolerance and not 1e-6: EASE's training sums the Gram matrix and
-# solves it in the order of the rows and columns it is given, and cxmd's
-# log is ordered by customer id (random ids assigned by profile) while
-# cxm-eval's follows the file, so the weights differ in the last bits; the
-# pruning of B to ~1000 neighbours per item by one magnitude threshold then
-# keeps a slightly different set of entries, which moves scores by ~1e-3
-# and swaps near neighbours in a few lists (the likely cause). Measured on 2026-12-02: five
-# fresh cxmd runs gave 0.33651 to 0.33728, cxm-eval 0.33694 (one BLAS
-# thread 0.33694 too): run-to-run spread of cxmd itself 8e-4. TOLERANCE
-# (0.002) is above that and far below any real difference between the two
-# (a wrong history, decay or filter moves NDCG by 0.01 to 0.05).
+# Why a tolerance and not 1e-6: cxmd trains slightly different weights on
+# every fresh start (customer ids are random, so the log's order and the
+# holdout differ; serving is deterministic for a given model), which swaps
+# near neighbours in a few lists: five fresh runs spread over 8e-4 of NDCG
+# while cxm-eval repeats to the digit (benchmarks/README.md, "Quality
+# through the API"). TOLERANCE (0.002) is above that spread and far below
+# what a wrong history, decay or filter costs (0.01 to 0.05).
 # Exit 77 (skipped) without the data or while cxmd does not serve
 # PersonalisationService.
 set -euo pipefail
