@@ -505,6 +505,25 @@ static int train_ease(row_builder *rb, const reco_matrix *x, const reco_params *
  * the request path's answer is the candidate cache (recoserve.c). */
 #define COMPACT_MAX_ITEMS 65536
 
+static int by_item(const void *a, const void *b)
+{
+    const neighbour *x = a, *y = b;
+    return (x->item > y->item) - (x->item < y->item);
+}
+
+/* Rows in ascending item order, which explanations bisect. Both trainers
+ * build them so; this keeps the promise if one ever does not. */
+static void sort_rows(reco_model *m)
+{
+    neighbour *nb = (neighbour *)m->nb;
+    for (uint32_t i = 0; i < m->nitems; i++)
+        for (uint64_t q = m->nrow[i] + 1; q < m->nrow[i + 1]; q++)
+            if (nb[q - 1].item > nb[q].item) {
+                qsort(nb + m->nrow[i], m->nrow[i + 1] - m->nrow[i], sizeof *nb, by_item);
+                break;
+            }
+}
+
 static int compact_rows(reco_model *m, const reco_params *p)
 {
     uint64_t nnz = m->nrow[m->nitems];
@@ -547,6 +566,8 @@ static int train_model(reco_model *m, const reco_matrix *x, const reco_params *p
         rc = train_ease(&rb, x, p, err, errlen);
     m->nrow = rb.nrow;
     m->nb = rb.all;
+    if (rc == 0)
+        sort_rows(m);
     return rc == 0 ? compact_rows(m, p) : rc;
 }
 
