@@ -314,6 +314,17 @@ static Cxm__V1__TrainModelRequest__ParamsEntry *param(const char *name, double v
     return e;
 }
 
+/* ALS with 64 factors and 40 iterations: a training that takes a while. */
+static Cxm__V1__TrainModelRequest *slow_als(void)
+{
+    Cxm__V1__TrainModelRequest *r = treq(CXM__V1__ALGORITHM__ALGORITHM_ALS);
+    r->params = cxm_arena_alloc(&arena, 2 * sizeof *r->params);
+    r->params[0] = param("factors", 64);
+    r->params[1] = param("iterations", 40);
+    r->n_params = 2;
+    return r;
+}
+
 /* Polls GetModelInfo until a training started by trigger runs. */
 static Cxm__V1__GetModelInfoResponse *training_by(cxm_channel *ch, const char *trigger)
 {
@@ -695,10 +706,7 @@ static void case_train(cxm_channel *ch, test_server *srv)
         if (i % 1000 == 999)
             CHECK(record(ch, bulk, 1000)->accepted == 1000, "bulk batch");
     }
-    Cxm__V1__TrainModelRequest *slow = treq(CXM__V1__ALGORITHM__ALGORITHM_ALS);
-    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 64), param("iterations", 40)};
-    slow->params = ps;
-    slow->n_params = 2;
+    Cxm__V1__TrainModelRequest *slow = slow_als();
     slow->run_async = true;
     Cxm__V1__TrainModelResponse *t3 = train(ch, slow);
     CHECK(t3->model->state == CXM__V1__MODEL_STATE__MODEL_STATE_TRAINING && !t3->activated,
@@ -1186,11 +1194,7 @@ static void case_train_twice(cxm_channel *ch, test_server *srv)
 {
     two_tastes(ch, 30);
     bulk_load(ch, "x", 4000, 400);
-    Cxm__V1__TrainModelRequest *slow = treq(CXM__V1__ALGORITHM__ALGORITHM_ALS);
-    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 64), param("iterations", 40)};
-    slow->params = ps;
-    slow->n_params = 2;
-    sync_train first = {.target = srv->target, .req = slow};
+    sync_train first = {.target = srv->target, .req = slow_als()};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, sync_train_main, &first) == 0, "thread");
     training_by(ch, "rpc");
