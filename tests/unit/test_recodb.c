@@ -711,7 +711,7 @@ typedef struct race {
     cxm_store *store;
     recodb *db;
     atomic_bool writing;
-    int failures;
+    atomic_int failures;
 } race;
 
 static void *race_writer(void *p)
@@ -722,7 +722,7 @@ static void *race_writer(void *p)
         snprintf(customer, sizeof customer, "g%d", i % 40);
         snprintf(item, sizeof item, "i%d-%d", (i * 7) % 4, (i * 13) % 30);
         recodb_event ev = {customer, item, 1, NOW + i};
-        x->failures += recodb_append(x->db, &ev, 1, e, sizeof e) != 0;
+        atomic_fetch_add(&x->failures, recodb_append(x->db, &ev, 1, e, sizeof e) != 0);
     }
     atomic_store(&x->writing, false);
     return NULL;
@@ -732,12 +732,12 @@ static void *race_refresher(void *p)
 {
     race *x = p;
     recodb_reader *r;
-    x->failures += recodb_reader_create(x->db, &r) != 0;
+    atomic_fetch_add(&x->failures, recodb_reader_create(x->db, &r) != 0);
     char *ids[16];
     for (;;) {
         bool last = !atomic_load(&x->writing);
         size_t n = recodb_stale(x->db, ids, 16);
-        x->failures += n && recodb_refresh_many(x->db, r, ids, n) != 0;
+        atomic_fetch_add(&x->failures, n && recodb_refresh_many(x->db, r, ids, n) != 0);
         for (size_t i = 0; i < n; i++)
             free(ids[i]);
         if (n == 0 && last)
@@ -753,14 +753,15 @@ static void *race_reader(void *p)
     recodb_reader *r;
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
-    x->failures += recodb_reader_create(x->db, &r) != 0;
+    atomic_fetch_add(&x->failures, recodb_reader_create(x->db, &r) != 0);
     char customer[16], e[256];
     for (int i = 0; atomic_load(&x->writing); i++) {
         snprintf(customer, sizeof customer, "g%d", i % 40);
         recodb_query q = {.customer = customer, .k = 10};
         recodb_rec *out;
         size_t n;
-        x->failures += recodb_recommend(x->db, r, &a, &q, &out, &n, NULL, e, sizeof e) != 0;
+        atomic_fetch_add(&x->failures,
+                         recodb_recommend(x->db, r, &a, &q, &out, &n, NULL, e, sizeof e) != 0);
         cxm_arena_reset(&a);
     }
     recodb_reader_free(r);
@@ -790,7 +791,7 @@ static void check_race(cxm_store *store, recodb *db, recodb_reader *r, cxm_arena
     pthread_join(w, NULL);
     pthread_join(rd, NULL);
     pthread_join(f, NULL);
-    CHECK_EQ_INT(x.failures, 0);
+    CHECK_EQ_INT(atomic_load(&x.failures), 0);
     MDB_dbi cand;
     CHECK_EQ_INT(cxm_store_dbi(store, "reco.cand", 0, &cand), 0);
     int checked = 0;

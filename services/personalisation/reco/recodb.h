@@ -76,7 +76,9 @@
 typedef struct recodb recodb;
 
 typedef struct recodb_opts {
-    uint32_t max_history;        /* latest interactions scored; 0 = 2000 */
+    uint32_t max_history;        /* latest interactions scored; 0 = 2000
+                                    (MovieLens-small NDCG@10: 200 0.337,
+                                    2000 0.3815; recodb.c) */
     double recency_half_life;    /* seconds; 0 or < 0 = no decay */
     double popularity_half_life; /* seconds; 0 = 14 days; < 0 = no decay */
     uint64_t ease_budget;        /* bytes EASE may use; 0 = 2 GiB */
@@ -248,9 +250,9 @@ size_t recodb_stale(recodb *db, char **out, size_t max);
 /* Why item was recommended to customer: the history items that contribute
  * most to its model score, with their share of it (0..1, largest first; the
  * shares of the top `max` need not sum to 1). 0 items when the score came
- * from popularity. Strings in a. It scans the scored history's neighbour
- * rows (history length x row length), which suits explaining the few items
- * of an answer, not ranking. */
+ * from popularity. Strings in a. It reads the history and looks item up
+ * in each history item's row (a bisection each): tens of microseconds for
+ * a long history, fine for the few items of an answer. */
 typedef struct recodb_why {
     const char *item;
     float share;
