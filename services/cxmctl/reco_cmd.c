@@ -85,6 +85,12 @@ static char **short_k(ctl *c, int argc, char **argv)
     return out;
 }
 
+/* -k N, named as the person typed it. */
+static int k_flag(const ctl *c, const cxmctl_flag *f, uint64_t *k)
+{
+    return f->n ? cxmctl_parse_uint(c, "-k", f->v[0], UINT32_MAX, k) : 0;
+}
+
 static int parse_enum_list(ctl *c, const cxmctl_flag *f, const ProtobufCEnumDescriptor *e,
                            int **out, size_t *n)
 {
@@ -473,7 +479,7 @@ static int recommend_request(ctl *c, rec_flags *f, char **pos, size_t npos,
     uint64_t k = 0;
     int rc;
     if ((rc = cxmctl_customer_ref(c, &f->identity, &pos, &npos, 0, &req->customer)) ||
-        (rc = cxmctl_uint_flag(c, &f->k, UINT32_MAX, &k)) ||
+        (rc = k_flag(c, &f->k, &k)) ||
         (rc = context_flags(c, &f->channel, &f->stage, &f->placement, &f->prop, &req->context)) ||
         (rc = parse_enum_list(c, &f->kind, &cxm__v1__experience_kind__descriptor,
                               (int **)&req->kinds, &req->n_kinds)))
@@ -1026,7 +1032,7 @@ static int cmd_similar(ctl *c, int argc, char **argv)
     size_t npos;
     uint64_t n = 0;
     int rc = cxmctl_parse(c, argc, short_k(c, argc, argv), flags, 2, 1, 1, &pos, &npos);
-    if (rc != CXMCTL_CONTINUE || (rc = cxmctl_uint_flag(c, &k, UINT32_MAX, &n)))
+    if (rc != CXMCTL_CONTINUE || (rc = k_flag(c, &k, &n)))
         return rc;
     Cxm__V1__SimilarExperiencesRequest req = CXM__V1__SIMILAR_EXPERIENCES_REQUEST__INIT;
     req.experience_id = pos[0];
