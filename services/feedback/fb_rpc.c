@@ -43,156 +43,46 @@ static const char *iso_time(int64_t ms, char *buf)
 
 /* ---- customers, through profile: the resolver thread ---- */
 
-typedef enum wait_kind { WAIT_SUBMIT, WAIT_ELIGIBILITY } wait_kind;
-
-/* A call waiting for its customer; in the call's arena, which only the
- * resolver thread touches from the enqueue until the call is handed on. */
-typedef struct fb_wait {
-    cxm_call *call;
-    wait_kind kind;
-    const Cxm__V1__CustomerRef *ref;
-    void *in; /* submit_in or the CheckEligibilityRequest */
-    struct fb_wait *next;
-} fb_wait;
-
-struct fb_queue {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    fb_wait *head, *tail;
-    bool stop, started;
-    pthread_t thread;
-    fb_ctx *ctx;
-    cxm_arena a; /* the batch's scratch, reset per batch */
-};
-
-static void wait_push(fb_ctx *ctx, fb_wait *w)
-{
-    fb_queue *q = ctx->queue;
-    pthread_mutex_lock(&q->mu);
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-}
-
 static void submit_resolved(fb_ctx *ctx, cxm_call *call, void *in, const char *customer_id);
 static void eligibility_resolved(fb_ctx *ctx, cxm_call *call, void *in, const char *customer_id);
 
-/* One waiting call after its item was resolved. */
-static void wait_done(fb_ctx *ctx, fb_wait *w, const cxm_resolve_item *it, int rc)
+/* A call's resolved item as its customer id, or the call answered with why
+ * not (false). An unknown identity of an eligibility check is no error:
+ * *id NULL, no profile yet, so never answered. */
+static bool resolved_id(cxm_call *call, const cxm_resolve_item *it, int rc, bool no_create,
+                        const char **id)
 {
     char err[CXM_SVC_ERR_MAX] = "";
-    const char *id = NULL;
+    *id = NULL;
     if (rc == CXM_EUNAVAIL)
         cxm_svc_errf(err, rc, "customer",
                      "the profile service cannot resolve the customer now (%s): nothing was "
                      "stored, retry later",
                      cxm_resolver_last_error());
-    else if (rc == 0 && it->rc == CXM_ENOTFOUND && w->kind == WAIT_ELIGIBILITY)
-        id = NULL; /* no profile yet: never answered */
+    else if (rc == 0 && it->rc == CXM_ENOTFOUND && no_create)
+        return true;
     else if (rc == 0 && it->rc != 0)
         rc = cxm_svc_errf(err, it->rc, "customer", "%s", s0(it->why));
-    else if (rc == 0 && !(id = cxm_arena_strndup(cxm_call_arena(w->call), it->customer_id,
-                                                 strlen(it->customer_id))))
-        rc = CXM_ENOMEM;
+    else if (rc == 0)
+        *id = it->customer_id; /* already in the call's arena */
     if (rc != 0)
-        return cxm_svc_finish(w->call, rc, err);
-    if (w->kind == WAIT_SUBMIT)
-        submit_resolved(ctx, w->call, w->in, id);
-    else
-        eligibility_resolved(ctx, w->call, w->in, id);
+        cxm_svc_finish(call, rc, err);
+    return rc == 0;
 }
 
-/* Resolve every waiting call of the batch in one resolver call. */
-static void resolve_batch(fb_queue *q, fb_wait *batch)
+static void submit_waited(cxm_call *call, void *in, const cxm_resolve_item *it, int rc, void *user)
 {
-    size_t n = 0;
-    for (fb_wait *w = batch; w; w = w->next)
-        n++;
-    cxm_arena_reset(&q->a);
-    cxm_resolve_item *items = cxm_arena_calloc(&q->a, n, sizeof *items);
-    size_t i = 0;
-    for (fb_wait *w = batch; items && w; w = w->next, i++)
-        items[i] = (cxm_resolve_item){.customer = w->ref, .no_create = w->kind != WAIT_SUBMIT};
-    int rc = items ? cxm_resolver_resolve(q->ctx->resolver, items, n, &q->a) : CXM_ENOMEM;
-    i = 0;
-    for (fb_wait *w = batch, *next; w; w = next, i++) {
-        next = w->next; /* w lives in its call's arena, gone once answered */
-        wait_done(q->ctx, w, items ? &items[i] : NULL, rc);
-    }
+    const char *id;
+    if (resolved_id(call, it, rc, false, &id))
+        submit_resolved(user, call, in, id);
 }
 
-static void *resolver_main(void *arg)
+static void eligibility_waited(cxm_call *call, void *in, const cxm_resolve_item *it, int rc,
+                               void *user)
 {
-    fb_queue *q = arg;
-    pthread_mutex_lock(&q->mu);
-    for (;;) {
-        while (!q->head && !q->stop)
-            pthread_cond_wait(&q->cv, &q->mu);
-        if (!q->head)
-            break;
-        fb_wait *batch = q->head;
-        q->head = q->tail = NULL;
-        pthread_mutex_unlock(&q->mu);
-        pthread_mutex_lock(&q->ctx->resolve_lock);
-        resolve_batch(q, batch);
-        pthread_mutex_unlock(&q->ctx->resolve_lock);
-        pthread_mutex_lock(&q->mu);
-    }
-    pthread_mutex_unlock(&q->mu);
-    return NULL;
-}
-
-int fb_queue_start(fb_ctx *ctx)
-{
-    fb_queue *q = calloc(1, sizeof *q);
-    if (!q)
-        return CXM_ENOMEM;
-    pthread_mutex_init(&q->mu, NULL);
-    pthread_cond_init(&q->cv, NULL);
-    cxm_arena_init(&q->a, NULL, 0, 0);
-    q->ctx = ctx;
-    ctx->queue = q;
-    if (pthread_create(&q->thread, NULL, resolver_main, q) != 0) {
-        fb_queue_stop(ctx);
-        return CXM_ENOMEM;
-    }
-    q->started = true;
-    return 0;
-}
-
-/* Calls still waiting are resolved before the thread ends (stop only
- * stops it from waiting for more). */
-void fb_queue_stop(fb_ctx *ctx)
-{
-    fb_queue *q = ctx->queue;
-    if (!q)
-        return;
-    pthread_mutex_lock(&q->mu);
-    q->stop = true;
-    pthread_cond_signal(&q->cv);
-    pthread_mutex_unlock(&q->mu);
-    if (q->started)
-        pthread_join(q->thread, NULL);
-    cxm_arena_dispose(&q->a);
-    pthread_cond_destroy(&q->cv);
-    pthread_mutex_destroy(&q->mu);
-    free(q);
-    ctx->queue = NULL;
-}
-
-static int wait_for_customer(fb_ctx *ctx, cxm_call *call, wait_kind kind,
-                             const Cxm__V1__CustomerRef *ref, void *in)
-{
-    fb_wait *w = cxm_arena_calloc(cxm_call_arena(call), 1, sizeof *w);
-    if (!w)
-        return CXM_ENOMEM;
-    *w = (fb_wait){.call = call, .kind = kind, .ref = ref, .in = in};
-    wait_push(ctx, w);
-    return 0;
+    const char *id;
+    if (resolved_id(call, it, rc, true, &id))
+        eligibility_resolved(user, call, in, id);
 }
 
 /* ---- sentiment ---- */
@@ -654,7 +544,7 @@ static void on_submit(cxm_call *call, const ProtobufCMessage *msg)
         rc = CXM_ENOMEM;
     if (rc == 0) {
         in->req = req;
-        rc = wait_for_customer(ctx, call, WAIT_SUBMIT, req->customer, in);
+        rc = cxm_resolve_queue_push(ctx->queue, call, req->customer, false, in, submit_waited, ctx);
     }
     if (rc != 0)
         cxm_svc_finish(call, rc, err);
@@ -720,7 +610,8 @@ static void on_eligibility(cxm_call *call, const ProtobufCMessage *msg)
     char err[CXM_SVC_ERR_MAX] = "";
     int rc = fb_check_eligibility(cxm_call_arena(call), req, err);
     if (rc == 0)
-        rc = wait_for_customer(ctx, call, WAIT_ELIGIBILITY, req->customer, req);
+        rc = cxm_resolve_queue_push(ctx->queue, call, req->customer, true, req, eligibility_waited,
+                                    ctx);
     if (rc != 0)
         cxm_svc_finish(call, rc, err);
 }

@@ -4,12 +4,13 @@
  *
  * Writes (UpsertSurvey, SubmitResponse) are checked on the worker thread,
  * then run as one write job in the store's group commit (svc.h) and are
- * answered after the commit. SubmitResponse resolves its customer through
- * the profile service (resolve.h) before its job, on the resolver thread
- * below, so a profile service that cannot be reached fails the call
- * UNAVAILABLE with nothing written. Reads
- * run on the worker in one read transaction. The handlers find their state
- * as the fb_ctx (fbctx.h) of the call.
+ * answered after the commit. SubmitResponse and CheckEligibility resolve
+ * their customer through the profile service (resolve.h) on the resolve
+ * queue's thread (ctx->queue: a blocking call to profile on a server worker
+ * could wait for itself in cxmd), so a profile service that cannot be
+ * reached fails the call UNAVAILABLE with nothing written. Reads run on the
+ * worker in one read transaction. The handlers find their state as the
+ * fb_ctx (fbctx.h) of the call.
  */
 #ifndef CXM_FEEDBACK_FB_RPC_H
 #define CXM_FEEDBACK_FB_RPC_H
@@ -20,16 +21,6 @@
 #include "cxm/store.h"
 #include "cxm/v1/events.pb-c.h"
 #include "fbctx.h"
-
-/* The resolver thread: SubmitResponse and CheckEligibility wait there
- * for their customer, because a blocking call to profile on a server
- * worker could wait for itself in cxmd (profile's call may be queued on
- * that very worker). It takes every waiting call at once, resolves them in
- * one batch, then queues the write or answers. Start after ctx->resolver
- * is open; stop before it closes: calls still waiting are resolved and
- * answered first, then the thread ends. */
-int fb_queue_start(fb_ctx *ctx);
-void fb_queue_stop(fb_ctx *ctx);
 
 extern const cxm_method fb_methods[];
 extern const size_t fb_nmethods;

@@ -13,9 +13,8 @@
 #include "cxm/svc.h"
 #include "senti/fsent.h"
 
-typedef struct fdb fdb;           /* responses, surveys, replicas: fdb.h */
-typedef struct ffu ffu;           /* follow-ups: ffu.h */
-typedef struct fb_queue fb_queue; /* calls waiting for their customer: fb_rpc.h */
+typedef struct fdb fdb; /* responses, surveys, replicas: fdb.h */
+typedef struct ffu ffu; /* follow-ups: ffu.h */
 
 typedef struct fb_ctx {
     cxm_store *store;
@@ -29,8 +28,9 @@ typedef struct fb_ctx {
     pthread_mutex_t resolve_lock;
     cxm_resolver *resolver;
     /* Calls waiting for their customer: a thread of the service resolves
-     * them in batches, off the server's workers (fb_rpc.h). */
-    fb_queue *queue;
+     * them in batches, off the server's workers (resolve.h), under
+     * resolve_lock. */
+    cxm_resolve_queue *queue;
     cxm_svc_erasure erasure;
 } fb_ctx;
 

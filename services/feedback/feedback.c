@@ -56,7 +56,7 @@ static void fb_close(cxm_service *svc)
     if (!st)
         return;
     fb_ctx *ctx = &st->ctx;
-    fb_queue_stop(ctx);
+    cxm_resolve_queue_stop(ctx->queue);
     if (ctx->resolver)
         cxm_resolver_close(ctx->resolver);
     if (ctx->fu)
@@ -154,7 +154,7 @@ static int fb_open(cxm_store *store, cxm_service *svc)
     if (rc == 0)
         rc = open_resolver(ctx);
     if (rc == 0)
-        rc = fb_queue_start(ctx);
+        rc = cxm_resolve_queue_start(ctx->resolver, &ctx->resolve_lock, &ctx->queue);
     if (rc != 0)
         fb_close(svc);
     return rc;

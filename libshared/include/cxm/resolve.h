@@ -127,6 +127,18 @@ int cxm_resolve_queue_start(cxm_resolver *r, pthread_mutex_t *lock, cxm_resolve_
 int cxm_resolve_queue_push(cxm_resolve_queue *q, cxm_call *call, const Cxm__V1__CustomerRef *ref,
                            bool no_create, void *in, cxm_resolve_done_fn done, void *user);
 
+/* Several refs of one call (RecordInteractions): items[0..n) (customer,
+ * links, no_create set; in the call's arena, alive until done runs) go into
+ * the same resolve batch as every other waiting call's, then
+ * done(call, in, items, n, rc, user) runs on the queue's thread with each
+ * item's rc, customer_id and why filled in (in the call's arena) when
+ * rc == 0. 0, CXM_EINVAL (no call, done, or items while n > 0) or
+ * CXM_ENOMEM (nothing queued: answer the call yourself). */
+typedef void (*cxm_resolve_many_fn)(cxm_call *call, void *in, cxm_resolve_item *items, size_t n,
+                                    int rc, void *user);
+int cxm_resolve_queue_push_many(cxm_resolve_queue *q, cxm_call *call, cxm_resolve_item *items,
+                                size_t n, void *in, cxm_resolve_many_fn done, void *user);
+
 /* Stop: calls still waiting are resolved and handed on first, then the
  * thread ends and q is freed. NULL is a no-op. */
 void cxm_resolve_queue_stop(cxm_resolve_queue *q);

@@ -1,11 +1,15 @@
 /*
- * recodb.c - interaction log, model versions and serving (see recodb.h).
+ * recodb.c - the interaction log, history stamps, erasure and merges, and
+ * model versions (see recodb.h; training is recotrain.c, serving
+ * recoserve.c, explanations recoexplain.c).
  *
  * Tables:
  *   reco.events  customer (str), ts (i64), FNV-1a of item (u64)
  *                -> weight (float) + item bytes
- *   reco.models  version (u64), part (u8: 0 model, 1 item table) -> blob
+ *   reco.models  version (u64), part (u8: 0 model, 1 item table,
+ *                2 calibration) -> blob
  *   reco.meta    "current" / "previous" / "last" -> version (u64, native)
+ *   reco.stamps, reco.cand: see recodb_impl.h.
  * Two ids of 256 bytes would not fit one key (LMDB's limit is 511 bytes),
  * hence the item's hash in the key and the item itself in the value.
  *
@@ -15,8 +19,6 @@
  * empty) in an open-addressing table on the id's FNV-1a hash, so serving
  * maps an id to its index with one or two probes, reading the map in place.
  */
-#include "personalisation/reco/recodb.h"
-
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -27,39 +29,13 @@
 
 #include "cxm/err.h"
 #include "cxm/hash.h"
-#include "personalisation/reco/recoids.h"
-#include "personalisation/reco/recolog.h"
-#include "personalisation/reco/recomatrix.h"
+#include "personalisation/reco/recodb_impl.h"
 
-#define DAY_SECONDS 86400.0
 #define ITEMS_MAGIC UINT64_C(0x314d455449584d43) /* "CXMITEM1", little-endian */
+#define CALIB_MAGIC UINT64_C(0x3142494c4158434d) /* "MCXALIB1" */
+#define BATCH 256                                /* rows moved per iterator pass */
 
-enum { PART_MODEL = 0, PART_ITEMS = 1 };
-
-struct recodb {
-    cxm_store *store;
-    MDB_dbi events, models, meta;
-    recodb_opts opts;
-};
-
-struct recodb_reader {
-    reco_scratch *scratch;
-    uint32_t cap; /* max_history */
-    uint32_t *hist;
-    float *w;
-    const char **seen; /* ids of the history read, for the extras */
-    size_t *seen_len;
-    uint32_t recs[RECODB_K_MAX];
-    float scores[RECODB_K_MAX];
-};
-
-typedef struct item_table {
-    uint32_t n, nslots;
-    const uint32_t *off, *slot;
-    const char *bytes;
-} item_table;
-
-static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
+int recodb__fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -69,7 +45,7 @@ static int fail(char *err, size_t errlen, int rc, const char *fmt, ...)
 }
 
 /* NULL when id is acceptable, else what is wrong with it. */
-static const char *id_problem(const char *id)
+const char *recodb__id_problem(const char *id)
 {
     if (!id || !*id)
         return "is empty";
@@ -82,7 +58,25 @@ static const char *id_problem(const char *id)
     return NULL;
 }
 
+double recodb__clock(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
 /* ---- opening ---- */
+
+static void opts_defaults(recodb_opts *o)
+{
+    o->max_history = o->max_history ? o->max_history : 200;
+    /* Recency: on MovieLens-small's temporal split a one-year half-life
+     * gave NDCG@10 +0.003 and 30 days -0.003 (cxm-eval --half-life). */
+    o->recency_half_life = o->recency_half_life ? o->recency_half_life : 365 * RECODB_DAY_SECONDS;
+    o->popularity_half_life =
+        o->popularity_half_life ? o->popularity_half_life : 14 * RECODB_DAY_SECONDS;
+    o->ease_budget = o->ease_budget ? o->ease_budget : UINT64_C(2) << 30;
+}
 
 int recodb_open(cxm_store *store, const recodb_opts *opts, recodb **out)
 {
@@ -92,79 +86,142 @@ int recodb_open(cxm_store *store, const recodb_opts *opts, recodb **out)
     db->store = store;
     if (opts)
         db->opts = *opts;
-    recodb_opts *o = &db->opts;
-    o->max_history = o->max_history ? o->max_history : 200;
-    /* Recency: on MovieLens-small's temporal split a one-year half-life
-     * gave NDCG@10 +0.003 and 30 days -0.003 (cxm-eval --half-life). */
-    o->recency_half_life = o->recency_half_life ? o->recency_half_life : 365 * DAY_SECONDS;
-    o->popularity_half_life = o->popularity_half_life ? o->popularity_half_life : 14 * DAY_SECONDS;
-    o->ease_budget = o->ease_budget ? o->ease_budget : UINT64_C(2) << 30;
-    int rc = cxm_store_dbi(store, "reco.events", 0, &db->events);
-    if (rc == 0)
-        rc = cxm_store_dbi(store, "reco.models", 0, &db->models);
-    if (rc == 0)
-        rc = cxm_store_dbi(store, "reco.meta", 0, &db->meta);
+    opts_defaults(&db->opts);
+    const cxm_store_table tables[] = {
+        {"reco.events", &db->events}, {"reco.models", &db->models}, {"reco.meta", &db->meta},
+        {"reco.stamps", &db->stamps}, {"reco.cand", &db->cand},
+    };
+    int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc != 0) {
         free(db);
         return rc;
     }
+    recodb__stale_init(&db->stale);
+    pthread_mutex_init(&db->pop.mu, NULL);
+    /* Caches written by an earlier process may be for another version:
+     * let the refresh thread look at everyone once. */
+    recodb__stale_sweep(db);
     *out = db;
     return 0;
 }
 
 void recodb_close(recodb *db)
 {
+    if (!db)
+        return;
+    recodb__stale_dispose(&db->stale);
+    recodb__pop_dispose(&db->pop);
     free(db);
 }
 
 /* ---- the log ---- */
 
-static int event_key(uint8_t *buf, const char *customer, int64_t ts, const char *item, size_t *len)
+size_t recodb__customer_prefix(uint8_t *buf, const char *customer, size_t len)
 {
     cxm_key k;
+    size_t out = 0;
     cxm_key_init(&k, buf, CXM_KEY_MAX);
-    cxm_key_str(&k, customer);
+    cxm_key_bytes(&k, customer, len);
+    cxm_key_finish(&k, &out);
+    return out;
+}
+
+static size_t event_key(uint8_t *buf, const char *customer, size_t clen, int64_t ts, uint64_t hash)
+{
+    cxm_key k;
+    size_t len = 0;
+    cxm_key_init(&k, buf, CXM_KEY_MAX);
+    cxm_key_bytes(&k, customer, clen);
     cxm_key_i64(&k, ts);
-    cxm_key_u64(&k, cxm_hash(CXM_HASH_INIT, item, strlen(item)));
-    return cxm_key_finish(&k, len);
+    cxm_key_u64(&k, hash);
+    cxm_key_finish(&k, &len);
+    return len;
 }
 
 static int event_check(const recodb_event *e, size_t i, char *err, size_t errlen)
 {
     const char *why;
-    if ((why = id_problem(e->customer)))
-        return fail(err, errlen, CXM_EINVAL, "event %zu: customer %s", i, why);
-    if ((why = id_problem(e->item)))
-        return fail(err, errlen, CXM_EINVAL, "event %zu: item %s", i, why);
+    if ((why = recodb__id_problem(e->customer)))
+        return recodb__fail(err, errlen, CXM_EINVAL, "event %zu: customer %s", i, why);
+    if ((why = recodb__id_problem(e->item)))
+        return recodb__fail(err, errlen, CXM_EINVAL, "event %zu: item %s", i, why);
     if (!(e->weight > 0) || !isfinite(e->weight))
-        return fail(err, errlen, CXM_EINVAL, "event %zu: weight must be a finite number > 0", i);
+        return recodb__fail(err, errlen, CXM_EINVAL,
+                            "event %zu: weight must be a finite number > 0", i);
     if (e->ts < 0)
-        return fail(err, errlen, CXM_EINVAL, "event %zu: ts must be >= 0 (seconds since 1970)", i);
+        return recodb__fail(err, errlen, CXM_EINVAL,
+                            "event %zu: ts must be >= 0 (seconds since 1970)", i);
     return 0;
+}
+
+/* The customer's history changed: a new stamp, the cached candidates gone,
+ * and the customer listed for the refresh thread. */
+static int history_changed(cxm_txn *t, recodb *db, const char *customer, size_t len)
+{
+    const void *v;
+    size_t vlen;
+    uint64_t stamp = 0;
+    if (cxm_txn_get_ref(t, db->stamps, customer, len, &v, &vlen) == 0 && vlen == sizeof stamp)
+        memcpy(&stamp, v, sizeof stamp);
+    stamp++;
+    int rc = cxm_txn_put(t, db->stamps, customer, len, &stamp, sizeof stamp, 0);
+    if (rc == 0 && (rc = cxm_txn_del(t, db->cand, customer, len)) == CXM_ENOTFOUND)
+        rc = 0;
+    if (rc == 0)
+        recodb__stale_push(db, customer, len);
+    return rc;
+}
+
+static int put_event(cxm_txn *t, recodb *db, const recodb_event *e)
+{
+    uint8_t key[CXM_KEY_MAX], val[sizeof(float) + RECODB_ID_MAX];
+    size_t clen = strlen(e->customer), ilen = strlen(e->item);
+    size_t klen = event_key(key, e->customer, clen, e->ts, cxm_hash(CXM_HASH_INIT, e->item, ilen));
+    memcpy(val, &e->weight, sizeof e->weight);
+    memcpy(val + sizeof e->weight, e->item, ilen);
+    return cxm_txn_put(t, db->events, key, klen, val, sizeof e->weight + ilen, 0);
+}
+
+int recodb_append_txn(cxm_txn *t, recodb *db, const recodb_event *ev, size_t n, char *err,
+                      size_t errlen)
+{
+    for (size_t i = 0; i < n; i++) {
+        int rc = event_check(&ev[i], i, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *c = ev[i].customer;
+        int rc = put_event(t, db, &ev[i]);
+        /* A batch is usually one customer's: one stamp bump each run. */
+        bool same = i > 0 && strcmp(ev[i - 1].customer, c) == 0;
+        if (rc == 0 && !same)
+            rc = history_changed(t, db, c, strlen(c));
+        if (rc != 0)
+            return recodb__fail(err, errlen, rc, "appending event %zu: %s", i,
+                                cxm_store_last_error());
+    }
+    atomic_fetch_add(&db->appended, n);
+    return 0;
+}
+
+uint64_t recodb_appended(const recodb *db)
+{
+    return atomic_load(&((recodb *)db)->appended);
 }
 
 typedef struct append_job {
     recodb *db;
     const recodb_event *ev;
     size_t n;
+    char *err;
+    size_t errlen;
 } append_job;
 
 static int append_fn(cxm_txn *t, void *user)
 {
     const append_job *j = user;
-    for (size_t i = 0; i < j->n; i++) {
-        const recodb_event *e = &j->ev[i];
-        uint8_t key[CXM_KEY_MAX], val[sizeof(float) + RECODB_ID_MAX];
-        size_t klen, ilen = strlen(e->item);
-        int rc = event_key(key, e->customer, e->ts, e->item, &klen);
-        memcpy(val, &e->weight, sizeof e->weight);
-        memcpy(val + sizeof e->weight, e->item, ilen);
-        if (rc == 0)
-            rc = cxm_txn_put(t, j->db->events, key, klen, val, sizeof e->weight + ilen, 0);
-        if (rc != 0)
-            return rc;
-    }
-    return 0;
+    return recodb_append_txn(t, j->db, j->ev, j->n, j->err, j->errlen);
 }
 
 int recodb_append(recodb *db, const recodb_event *ev, size_t n, char *err, size_t errlen)
@@ -174,14 +231,118 @@ int recodb_append(recodb *db, const recodb_event *ev, size_t n, char *err, size_
         if (rc != 0)
             return rc;
     }
-    append_job j = {db, ev, n};
+    append_job j = {db, ev, n, err, errlen};
     int rc = n ? cxm_store_write(db->store, append_fn, &j) : 0;
-    return rc ? fail(err, errlen, rc, "appending events: %s", cxm_store_last_error()) : 0;
+    return rc ? recodb__fail(err, errlen, rc, "appending events: %s", cxm_store_last_error()) : 0;
+}
+
+/* ---- erasure and merges ---- */
+
+/* Up to BATCH of the customer's events, copied (keys and values). */
+typedef struct event_batch {
+    size_t n;
+    uint8_t key[BATCH][CXM_KEY_MAX];
+    size_t klen[BATCH];
+    uint8_t val[BATCH][sizeof(float) + RECODB_ID_MAX];
+    size_t vlen[BATCH];
+} event_batch;
+
+static int first_events(cxm_txn *t, const recodb *db, const uint8_t *prefix, size_t plen,
+                        event_batch *b)
+{
+    cxm_iter it;
+    int rc = cxm_iter_prefix(t, db->events, prefix, plen, false, &it);
+    b->n = 0;
+    while (rc == 0 && b->n < BATCH && (rc = cxm_iter_next(&it)) == 0) {
+        if (it.klen > CXM_KEY_MAX || it.vlen > sizeof b->val[0]) {
+            rc = CXM_ECORRUPT;
+            break;
+        }
+        memcpy(b->key[b->n], it.key, b->klen[b->n] = it.klen);
+        memcpy(b->val[b->n], it.val, b->vlen[b->n] = it.vlen);
+        b->n++;
+    }
+    cxm_iter_close(&it);
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+/* Delete (and, when target is set, re-key to target) every event of
+ * customer; *moved counts them. */
+static int move_events(cxm_txn *t, recodb *db, const char *customer, const char *target,
+                       uint64_t *moved)
+{
+    uint8_t prefix[CXM_KEY_MAX], key[CXM_KEY_MAX];
+    size_t plen = recodb__customer_prefix(prefix, customer, strlen(customer));
+    event_batch *b = malloc(sizeof *b);
+    int rc = b ? 0 : CXM_ENOMEM;
+    while (rc == 0 && (rc = first_events(t, db, prefix, plen, b)) == 0 && b->n > 0) {
+        for (size_t i = 0; rc == 0 && i < b->n; i++) {
+            cxm_keyreader kr;
+            int64_t ts = 0;
+            uint64_t hash = 0;
+            cxm_keyreader_init(&kr, b->key[i], b->klen[i]);
+            cxm_keyread_skip_bytes(&kr);
+            cxm_keyread_i64(&kr, &ts);
+            cxm_keyread_u64(&kr, &hash);
+            if (target)
+                rc = cxm_txn_put(t, db->events, key,
+                                 event_key(key, target, strlen(target), ts, hash), b->val[i],
+                                 b->vlen[i], 0);
+            if (rc == 0)
+                rc = cxm_txn_del(t, db->events, b->key[i], b->klen[i]);
+        }
+        *moved += b->n;
+    }
+    free(b);
+    return rc;
+}
+
+/* Drop the customer's stamp and cached candidates; counts the rows. */
+static int forget_customer(cxm_txn *t, recodb *db, const char *customer, uint64_t *rows)
+{
+    size_t len = strlen(customer);
+    MDB_dbi dbis[] = {db->stamps, db->cand};
+    for (size_t i = 0; i < 2; i++) {
+        int rc = cxm_txn_del(t, dbis[i], customer, len);
+        if (rc == 0)
+            (*rows)++;
+        else if (rc != CXM_ENOTFOUND)
+            return rc;
+    }
+    return 0;
+}
+
+int recodb_erase(cxm_txn *t, recodb *db, const char *customer, uint64_t *records)
+{
+    if (recodb__id_problem(customer))
+        return CXM_EINVAL;
+    uint64_t rows = 0;
+    int rc = move_events(t, db, customer, NULL, &rows);
+    if (rc == 0)
+        rc = forget_customer(t, db, customer, &rows);
+    if (rc == 0 && records)
+        *records = rows;
+    return rc;
+}
+
+int recodb_merge(cxm_txn *t, recodb *db, const char *source, const char *target)
+{
+    if (recodb__id_problem(source) || recodb__id_problem(target))
+        return CXM_EINVAL;
+    if (strcmp(source, target) == 0)
+        return 0;
+    uint64_t moved = 0, rows = 0;
+    int rc = move_events(t, db, source, target, &moved);
+    if (rc == 0)
+        rc = forget_customer(t, db, source, &rows);
+    if (rc == 0 && moved > 0)
+        rc = history_changed(t, db, target, strlen(target));
+    return rc;
 }
 
 /* ---- versions ---- */
 
-static uint64_t meta_get(cxm_txn *t, const recodb *db, const char *name)
+uint64_t recodb__meta_get(cxm_txn *t, const recodb *db, const char *name)
 {
     const void *v;
     size_t n;
@@ -200,7 +361,7 @@ static int meta_put(cxm_txn *t, const recodb *db, const char *name, uint64_t ver
     return cxm_txn_put(t, db->meta, name, strlen(name), &version, sizeof version, 0);
 }
 
-static size_t model_key(uint8_t *buf, uint64_t version, uint8_t part)
+size_t recodb__model_key(uint8_t *buf, uint64_t version, uint8_t part)
 {
     cxm_key k;
     size_t len;
@@ -211,19 +372,32 @@ static size_t model_key(uint8_t *buf, uint64_t version, uint8_t part)
     return len;
 }
 
-/* Delete both parts of every version below `keep` (0 = of every version). */
-static int drop_versions_below(cxm_txn *t, const recodb *db, uint64_t keep)
+static uint64_t key_version(const void *key, size_t klen)
 {
-    uint8_t to[16];
-    size_t tolen = model_key(to, keep, 0);
+    cxm_keyreader kr;
+    uint64_t v = 0;
+    cxm_keyreader_init(&kr, key, klen);
+    cxm_keyread_u64(&kr, &v);
+    return v;
+}
+
+/* Delete every part of every version but keep[0..3) (0 = none): the
+ * serving one, the previous, and a just-written one. */
+static int drop_versions_but(cxm_txn *t, const recodb *db, const uint64_t keep[3])
+{
+    uint8_t from[16], key[16];
+    size_t fromlen = 0;
     for (;;) {
         cxm_iter it;
-        uint8_t key[16];
         size_t klen = 0;
-        int rc =
-            cxm_iter_range(t, db->models, NULL, 0, keep ? to : NULL, keep ? tolen : 0, false, &it);
-        if (rc == 0 && (rc = cxm_iter_next(&it)) == 0 && it.klen <= sizeof key)
-            memcpy(key, it.key, klen = it.klen);
+        int rc = cxm_iter_range(t, db->models, fromlen ? from : NULL, fromlen, NULL, 0, false, &it);
+        while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
+            uint64_t v = key_version(it.key, it.klen);
+            if (v != keep[0] && v != keep[1] && v != keep[2] && it.klen <= sizeof key) {
+                memcpy(key, it.key, klen = it.klen);
+                break;
+            }
+        }
         cxm_iter_close(&it);
         if (rc == CXM_ENOTFOUND)
             return 0;
@@ -231,55 +405,80 @@ static int drop_versions_below(cxm_txn *t, const recodb *db, uint64_t keep)
             return rc;
         if ((rc = cxm_txn_del(t, db->models, key, klen)) != 0)
             return rc;
+        memcpy(from, key, fromlen = klen);
     }
 }
 
-static int drop_version(cxm_txn *t, const recodb *db, uint64_t version)
+static int put_part(cxm_txn *t, const recodb *db, uint64_t v, uint8_t part, const void *p,
+                    size_t len)
 {
     uint8_t key[16];
-    for (uint8_t part = PART_MODEL; part <= PART_ITEMS; part++) {
-        int rc = cxm_txn_del(t, db->models, key, model_key(key, version, part));
-        if (rc != 0 && rc != CXM_ENOTFOUND)
-            return rc;
-    }
-    return 0;
+    return cxm_txn_put(t, db->models, key, recodb__model_key(key, v, part), p, len, 0);
 }
 
 typedef struct publish_job {
     recodb *db;
-    const void *model, *items;
-    size_t model_len, items_len;
-    uint64_t version; /* out */
+    recodb_publish *p;
 } publish_job;
 
 static int publish_fn(cxm_txn *t, void *user)
 {
     publish_job *j = user;
     const recodb *db = j->db;
-    uint64_t current = meta_get(t, db, "current"), last = meta_get(t, db, "last");
+    recodb_publish *p = j->p;
+    uint64_t current = recodb__meta_get(t, db, "current"), last = recodb__meta_get(t, db, "last");
+    uint64_t previous = recodb__meta_get(t, db, "previous");
     uint64_t v = (last > current ? last : current) + 1;
-    uint8_t key[16];
-    int rc =
-        cxm_txn_put(t, db->models, key, model_key(key, v, PART_MODEL), j->model, j->model_len, 0);
+    p->calib.magic = CALIB_MAGIC;
+    int rc = put_part(t, db, v, RECODB_PART_MODEL, p->model, p->model_len);
     if (rc == 0)
-        rc = cxm_txn_put(t, db->models, key, model_key(key, v, PART_ITEMS), j->items, j->items_len,
-                         0);
-    if (rc == 0) /* keep the version being replaced, for rollback */
-        rc = drop_versions_below(t, db, current ? current : v);
+        rc = put_part(t, db, v, RECODB_PART_ITEMS, p->items, p->items_len);
     if (rc == 0)
-        rc = meta_put(t, db, "previous", current);
-    if (rc == 0)
-        rc = meta_put(t, db, "current", v);
+        rc = put_part(t, db, v, RECODB_PART_CALIB, &p->calib, sizeof p->calib);
+    if (p->activate) { /* the version being replaced stays, for rollback */
+        uint64_t keep[3] = {v, current, 0};
+        if (rc == 0)
+            rc = drop_versions_but(t, db, keep);
+        if (rc == 0)
+            rc = meta_put(t, db, "previous", current);
+        if (rc == 0)
+            rc = meta_put(t, db, "current", v);
+    } else { /* stored, not serving: an older unactivated one goes */
+        uint64_t keep[3] = {v, current, previous};
+        if (rc == 0)
+            rc = drop_versions_but(t, db, keep);
+    }
     if (rc == 0)
         rc = meta_put(t, db, "last", v);
-    j->version = v;
+    p->version = v;
     return rc;
+}
+
+int recodb__publish(recodb *db, recodb_publish *p)
+{
+    publish_job j = {db, p};
+    int rc = cxm_store_write(db->store, publish_fn, &j);
+    if (rc == 0 && p->activate)
+        recodb__stale_sweep(db);
+    return rc;
+}
+
+static int drop_version(cxm_txn *t, const recodb *db, uint64_t version)
+{
+    uint8_t key[16];
+    for (uint8_t part = RECODB_PART_MODEL; part <= RECODB_PART_CALIB; part++) {
+        int rc = cxm_txn_del(t, db->models, key, recodb__model_key(key, version, part));
+        if (rc != 0 && rc != CXM_ENOTFOUND)
+            return rc;
+    }
+    return 0;
 }
 
 static int rollback_fn(cxm_txn *t, void *user)
 {
     const recodb *db = user;
-    uint64_t current = meta_get(t, db, "current"), previous = meta_get(t, db, "previous");
+    uint64_t current = recodb__meta_get(t, db, "current");
+    uint64_t previous = recodb__meta_get(t, db, "previous");
     if (previous == 0)
         return CXM_ENOTFOUND;
     int rc = drop_version(t, db, current);
@@ -294,9 +493,10 @@ int recodb_rollback(recodb *db, uint64_t *version, char *err, size_t errlen)
 {
     int rc = cxm_store_write(db->store, rollback_fn, db);
     if (rc == CXM_ENOTFOUND)
-        return fail(err, errlen, rc, "no previous model version to roll back to");
+        return recodb__fail(err, errlen, rc, "no previous model version to roll back to");
     if (rc != 0)
-        return fail(err, errlen, rc, "rolling back: %s", cxm_store_last_error());
+        return recodb__fail(err, errlen, rc, "rolling back: %s", cxm_store_last_error());
+    recodb__stale_sweep(db);
     uint64_t previous;
     return recodb_versions(db, version, &previous);
 }
@@ -309,8 +509,8 @@ typedef struct versions_job {
 static int versions_fn(cxm_txn *t, void *user)
 {
     versions_job *j = user;
-    j->current = meta_get(t, j->db, "current");
-    j->previous = meta_get(t, j->db, "previous");
+    j->current = recodb__meta_get(t, j->db, "current");
+    j->previous = recodb__meta_get(t, j->db, "previous");
     return 0;
 }
 
@@ -323,56 +523,9 @@ int recodb_versions(recodb *db, uint64_t *current, uint64_t *previous)
     return rc;
 }
 
-/* ---- training ---- */
+/* ---- item tables ---- */
 
-typedef struct train_data {
-    recoids customers, items;
-    recolog log;
-} train_data;
-
-static int scan_event(const void *key, size_t klen, const void *val, size_t vlen, void *user)
-{
-    train_data *d = user;
-    char customer[RECODB_ID_MAX + 1];
-    size_t clen;
-    int64_t ts;
-    uint64_t hash;
-    cxm_keyreader r;
-    cxm_keyreader_init(&r, key, klen);
-    cxm_keyread_bytes(&r, customer, sizeof customer, &clen);
-    cxm_keyread_i64(&r, &ts);
-    cxm_keyread_u64(&r, &hash);
-    if (cxm_keyread_end(&r) != 0 || vlen <= sizeof(float) || vlen > sizeof(float) + RECODB_ID_MAX)
-        return CXM_ECORRUPT;
-    recolog_event e = {.ts = ts};
-    memcpy(&e.rating, val, sizeof e.rating);
-    int rc = recoids_intern(&d->customers, customer, clen, &e.user);
-    if (rc == 0)
-        rc = recoids_intern(&d->items, (const char *)val + sizeof(float), vlen - sizeof(float),
-                            &e.item);
-    return rc ? rc : recolog_push(&d->log, &e);
-}
-
-typedef struct scan_job {
-    const recodb *db;
-    train_data *d;
-} scan_job;
-
-static int scan_fn(cxm_txn *t, void *user)
-{
-    scan_job *j = user;
-    return cxm_txn_scan_prefix(t, j->db->events, NULL, 0, false, scan_event, j->d);
-}
-
-static void train_data_free(train_data *d)
-{
-    recoids_free(&d->customers);
-    recoids_free(&d->items);
-    recolog_free(&d->log);
-}
-
-/* The item table blob of ids[0..n) (see the top of this file). */
-static int items_pack(const recoids *ids, void **out, size_t *len)
+int recodb__pack_items(const recoids *ids, void **out, size_t *len)
 {
     uint32_t n = ids->n, nslots = 16;
     while (nslots < 2 * (uint64_t)n)
@@ -404,132 +557,7 @@ static int items_pack(const recoids *ids, void **out, size_t *len)
     return 0;
 }
 
-static reco_algo pick_algo(const recodb *db, reco_algo algo, const reco_matrix *x)
-{
-    if (algo)
-        return algo;
-    return reco_ease_bytes(x) <= db->opts.ease_budget ? RECO_EASE : RECO_ITEMKNN;
-}
-
-static double now_seconds(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-/* Read and train: everything before the write transaction. */
-static int train_model(recodb *db, reco_algo algo, train_data *d, reco_matrix *x,
-                       recodb_train_report *rep, reco_model **model, char *err, size_t errlen)
-{
-    scan_job scan = {db, d};
-    int rc = cxm_store_read(db->store, scan_fn, &scan);
-    if (rc != 0)
-        return fail(err, errlen, rc, "reading the interaction log: %s", cxm_strerror(rc));
-    if (d->log.n == 0)
-        return fail(err, errlen, CXM_EINVAL, "no interactions to train on; append some first");
-    recolog_dedupe(&d->log);
-    if ((rc = recomatrix_build(&d->log, d->customers.n, d->items.n, x)) != 0)
-        return fail(err, errlen, rc, "building the interaction matrix: %s", cxm_strerror(rc));
-    reco_params p;
-    rep->algo = pick_algo(db, algo, x);
-    reco_params_default(rep->algo, &p);
-    p.half_life = db->opts.popularity_half_life > 0 ? db->opts.popularity_half_life : 0;
-    if (db->opts.neighbours)
-        p.neighbours = db->opts.neighbours;
-    rep->customers = d->customers.n;
-    rep->items = d->items.n;
-    rep->interactions = d->log.n;
-    return reco_train(rep->algo, &p, x, model, err, errlen);
-}
-
-int recodb_train(recodb *db, reco_algo algo, recodb_train_report *rep, char *err, size_t errlen)
-{
-    double t0 = now_seconds();
-    train_data d = {0};
-    reco_matrix x = {0};
-    reco_model *model = NULL;
-    publish_job j = {.db = db};
-    *rep = (recodb_train_report){0};
-    int rc = train_model(db, algo, &d, &x, rep, &model, err, errlen);
-    void *mblob = NULL, *iblob = NULL;
-    if (rc == 0 && ((rc = reco_model_pack(model, &mblob, &j.model_len)) != 0 ||
-                    (rc = items_pack(&d.items, &iblob, &j.items_len)) != 0))
-        fail(err, errlen, rc, "out of memory packing the model");
-    if (rc == 0) {
-        j.model = mblob;
-        j.items = iblob;
-        rc = cxm_store_write(db->store, publish_fn, &j);
-        if (rc != 0)
-            fail(err, errlen, rc, "writing the model: %s", cxm_store_last_error());
-    }
-    rep->version = rc == 0 ? j.version : 0;
-    rep->model_bytes = rc == 0 ? j.model_len : 0;
-    rep->seconds = now_seconds() - t0;
-    free(mblob);
-    free(iblob);
-    reco_model_free(model);
-    recomatrix_free(&x);
-    train_data_free(&d);
-    return rc;
-}
-
-/* ---- serving ---- */
-
-int recodb_reader_create(const recodb *db, recodb_reader **out)
-{
-    recodb_reader *r = calloc(1, sizeof *r);
-    if (!r)
-        return CXM_ENOMEM;
-    r->cap = db->opts.max_history;
-    r->hist = malloc(r->cap * sizeof *r->hist);
-    r->w = malloc(r->cap * sizeof *r->w);
-    r->seen = malloc(r->cap * sizeof *r->seen);
-    r->seen_len = malloc(r->cap * sizeof *r->seen_len);
-    if (!r->hist || !r->w || !r->seen || !r->seen_len || reco_scratch_create(NULL, &r->scratch)) {
-        recodb_reader_free(r);
-        return CXM_ENOMEM;
-    }
-    *out = r;
-    return 0;
-}
-
-void recodb_reader_free(recodb_reader *r)
-{
-    if (!r)
-        return;
-    reco_scratch_free(r->scratch);
-    free(r->hist);
-    free(r->w);
-    free(r->seen);
-    free(r->seen_len);
-    free(r);
-}
-
-static int query_check(const recodb_query *q, char *err, size_t errlen)
-{
-    const char *why;
-    if ((why = id_problem(q->customer)))
-        return fail(err, errlen, CXM_EINVAL, "customer %s", why);
-    if (q->k < 1 || q->k > RECODB_K_MAX)
-        return fail(err, errlen, CXM_EINVAL, "k must be 1..%d", RECODB_K_MAX);
-    if (q->nexclude > RECODB_EXCLUDE_MAX)
-        return fail(err, errlen, CXM_EINVAL, "exclude has more than %d ids", RECODB_EXCLUDE_MAX);
-    if (q->nextra > RECODB_EXTRA_MAX)
-        return fail(err, errlen, CXM_EINVAL, "extra has more than %d items", RECODB_EXTRA_MAX);
-    for (size_t i = 0; i < q->nexclude; i++)
-        if ((why = id_problem(q->exclude[i])))
-            return fail(err, errlen, CXM_EINVAL, "exclude[%zu] %s", i, why);
-    for (size_t i = 0; i < q->nextra; i++) {
-        if ((why = id_problem(q->extra[i].item)))
-            return fail(err, errlen, CXM_EINVAL, "extra[%zu].item %s", i, why);
-        if (isnan(q->extra[i].score))
-            return fail(err, errlen, CXM_EINVAL, "extra[%zu].score is not a number", i);
-    }
-    return 0;
-}
-
-static int items_view(const void *blob, size_t len, cxm_arena *a, item_table *t)
+static int items_view(const void *blob, size_t len, cxm_arena *a, recodb_items *t)
 {
     const uint8_t *b = cxm_arena_aligned(a, blob, len, 4);
     uint64_t magic;
@@ -549,7 +577,7 @@ static int items_view(const void *blob, size_t len, cxm_arena *a, item_table *t)
     return t->off[t->n] == len - head ? 0 : CXM_ECORRUPT;
 }
 
-static uint32_t items_find(const item_table *t, const char *id, size_t len)
+uint32_t recodb__items_find(const recodb_items *t, const char *id, size_t len)
 {
     for (uint32_t s = (uint32_t)cxm_hash(CXM_HASH_INIT, id, len) & (t->nslots - 1);;
          s = (s + 1) & (t->nslots - 1)) {
@@ -562,171 +590,64 @@ static uint32_t items_find(const item_table *t, const char *id, size_t len)
     }
 }
 
-/* The model and item table of the current version, in place. */
-typedef struct served {
-    uint64_t version;
-    const reco_model *model;
-    item_table items;
-} served;
-
-static int load_current(const recodb *db, cxm_txn *t, cxm_arena *a, served *s, char *err,
-                        size_t errlen)
+const char *recodb__item_id(const recodb_items *t, uint32_t i, size_t *len)
 {
-    s->version = meta_get(t, db, "current");
+    *len = t->off[i + 1] - t->off[i];
+    return t->bytes + t->off[i];
+}
+
+/* A version stored before calibration existed serves with a = 1, b = 0. */
+static void calib_read(cxm_txn *t, const recodb *db, uint64_t v, recodb_calib *c)
+{
+    uint8_t key[16];
+    const void *p;
+    size_t len;
+    *c = (recodb_calib){.a = 1, .b = 0, .customers = 1};
+    if (cxm_txn_get_ref(t, db->models, key, recodb__model_key(key, v, RECODB_PART_CALIB), &p,
+                        &len) == 0 &&
+        len == sizeof *c)
+        memcpy(c, p, sizeof *c);
+    if (c->magic != CALIB_MAGIC)
+        *c = (recodb_calib){.a = 1, .b = 0, .customers = 1};
+}
+
+int recodb__load(const recodb *db, cxm_txn *t, cxm_arena *a, uint64_t version, recodb_served *s,
+                 char *err, size_t errlen)
+{
+    s->version = version ? version : recodb__meta_get(t, db, "current");
     if (s->version == 0)
-        return fail(err, errlen, CXM_ENOTFOUND, "no trained model yet; run training first");
+        return recodb__fail(err, errlen, CXM_ENOTFOUND, "no trained model yet; run training first");
     uint8_t key[16];
     const void *mb, *ib;
     size_t mlen, ilen;
-    int rc =
-        cxm_txn_get_ref(t, db->models, key, model_key(key, s->version, PART_MODEL), &mb, &mlen);
+    int rc = cxm_txn_get_ref(t, db->models, key,
+                             recodb__model_key(key, s->version, RECODB_PART_MODEL), &mb, &mlen);
     if (rc == 0)
-        rc =
-            cxm_txn_get_ref(t, db->models, key, model_key(key, s->version, PART_ITEMS), &ib, &ilen);
+        rc = cxm_txn_get_ref(t, db->models, key,
+                             recodb__model_key(key, s->version, RECODB_PART_ITEMS), &ib, &ilen);
     if (rc == 0)
         rc = reco_model_view(mb, mlen, a, &s->model, err, errlen);
     if (rc == 0)
         rc = items_view(ib, ilen, a, &s->items);
     if (rc == CXM_ENOTFOUND || rc == CXM_ECORRUPT || rc == CXM_EINVAL)
-        return fail(err, errlen, CXM_ECORRUPT, "model version %llu is damaged or incomplete",
-                    (unsigned long long)s->version);
+        return recodb__fail(err, errlen, CXM_ECORRUPT, "model version %llu is damaged or incomplete",
+                            (unsigned long long)s->version);
+    if (rc == 0)
+        calib_read(t, db, s->version, &s->calib);
     return rc;
 }
 
-/* The customer's latest interactions, newest first: model indices with
- * decayed weights into r->hist/r->w, every id into r->seen. Returns how
- * many ids were read (>= *nhist). */
-static int read_history(const recodb *db, recodb_reader *r, cxm_txn *t, const served *s,
-                        const recodb_query *q, size_t *nseen, size_t *nhist)
+/* Model scores through the stored Platt scaling; the popularity fill's
+ * score is a rank, so its propensity is the item's share of customers who
+ * took it up (decayed like the popularity itself): monotone decreasing in
+ * the rank, and comparable with the model's probabilities. */
+float recodb__propensity(const recodb_served *s, uint32_t item, float score, bool popular)
 {
-    uint8_t prefix[CXM_KEY_MAX];
-    size_t plen;
-    cxm_key k;
-    cxm_key_init(&k, prefix, sizeof prefix);
-    cxm_key_str(&k, q->customer);
-    cxm_key_finish(&k, &plen);
-    cxm_iter it;
-    int rc = cxm_iter_prefix(t, db->events, prefix, plen, true, &it);
-    double now = (double)(q->now ? q->now : (int64_t)time(NULL)), h = db->opts.recency_half_life;
-    *nseen = *nhist = 0;
-    while (rc == 0 && *nseen < r->cap && (rc = cxm_iter_next(&it)) == 0) {
-        cxm_keyreader kr;
-        int64_t ts = 0;
-        cxm_keyreader_init(&kr, it.key, it.klen);
-        cxm_keyread_skip_bytes(&kr);
-        cxm_keyread_i64(&kr, &ts);
-        if (it.vlen <= sizeof(float)) {
-            rc = CXM_ECORRUPT;
-            break;
-        }
-        float weight;
-        memcpy(&weight, it.val, sizeof weight);
-        const char *id = (const char *)it.val + sizeof weight;
-        size_t idlen = it.vlen - sizeof weight;
-        r->seen[*nseen] = id;
-        r->seen_len[(*nseen)++] = idlen;
-        uint32_t i = items_find(&s->items, id, idlen);
-        if (i == UINT32_MAX) /* newer than the model */
-            continue;
-        double age = now - (double)ts > 0 ? now - (double)ts : 0;
-        r->hist[*nhist] = i;
-        r->w[(*nhist)++] = h > 0 ? weight * (float)exp2(-age / h) : weight;
+    if (popular) {
+        double share = item < s->model->nitems ? s->model->pop_score[item] : 0;
+        share /= s->calib.customers ? s->calib.customers : 1;
+        return (float)(share < 0 ? 0 : share > 1 ? 1 : share);
     }
-    cxm_iter_close(&it);
-    return rc == CXM_ENOTFOUND ? 0 : rc;
-}
-
-static bool seen_by(const recodb_reader *r, size_t nseen, const char *id)
-{
-    size_t len = strlen(id);
-    for (size_t i = 0; i < nseen; i++)
-        if (r->seen_len[i] == len && memcmp(r->seen[i], id, len) == 0)
-            return true;
-    return false;
-}
-
-static bool listed(const char *const *ids, size_t n, const char *id)
-{
-    for (size_t i = 0; i < n; i++)
-        if (strcmp(ids[i], id) == 0)
-            return true;
-    return false;
-}
-
-/* Merge the business-rules candidates into out[0..n) (room for n + nextra),
- * keep the best k, best first. */
-static size_t merge_extra(const recodb_reader *r, size_t nseen, const recodb_query *q,
-                          recodb_rec *out, size_t n)
-{
-    for (size_t e = 0; e < q->nextra; e++) {
-        const recodb_rec *x = &q->extra[e];
-        if (seen_by(r, nseen, x->item) || listed(q->exclude, q->nexclude, x->item))
-            continue;
-        size_t at = 0;
-        while (at < n && strcmp(out[at].item, x->item) != 0)
-            at++;
-        if (at == n)
-            out[n++] = *x;
-        else if (x->score > out[at].score)
-            out[at].score = x->score;
-    }
-    for (size_t i = 1; i < n; i++) /* insertion sort: a few hundred at most */
-        for (size_t j = i; j > 0 && out[j].score > out[j - 1].score; j--) {
-            recodb_rec tmp = out[j];
-            out[j] = out[j - 1];
-            out[j - 1] = tmp;
-        }
-    return n < q->k ? n : q->k;
-}
-
-static int serve(recodb *db, recodb_reader *r, cxm_txn *t, cxm_arena *a, const recodb_query *q,
-                 recodb_rec **out, size_t *nout, uint64_t *version, char *err, size_t errlen)
-{
-    served s;
-    size_t nseen, nhist, nexcl = 0;
-    int rc = load_current(db, t, a, &s, err, errlen);
-    if (rc != 0)
-        return rc;
-    if ((rc = reco_scratch_fit(r->scratch, s.model)) != 0 ||
-        (rc = read_history(db, r, t, &s, q, &nseen, &nhist)) != 0)
-        return fail(err, errlen, rc, "reading the history of %s: %s", q->customer,
-                    cxm_strerror(rc));
-    uint32_t *excl = cxm_arena_alloc(a, (q->nexclude + 1) * sizeof *excl);
-    recodb_rec *recs = cxm_arena_alloc(a, (q->k + q->nextra) * sizeof *recs);
-    if (!excl || !recs)
-        return fail(err, errlen, CXM_ENOMEM, "out of memory for the answer");
-    for (size_t i = 0; i < q->nexclude; i++) {
-        uint32_t j = items_find(&s.items, q->exclude[i], strlen(q->exclude[i]));
-        if (j != UINT32_MAX)
-            excl[nexcl++] = j;
-    }
-    size_t n = reco_recommend(s.model, r->scratch, r->hist, r->w, nhist, excl, nexcl, q->k, r->recs,
-                              r->scores);
-    for (size_t i = 0; i < n; i++) {
-        uint32_t j = r->recs[i];
-        const char *id = s.items.bytes + s.items.off[j];
-        recs[i] = (recodb_rec){cxm_arena_strndup(a, id, s.items.off[j + 1] - s.items.off[j]),
-                               r->scores[i]};
-        if (!recs[i].item)
-            return fail(err, errlen, CXM_ENOMEM, "out of memory for the answer");
-    }
-    *nout = merge_extra(r, nseen, q, recs, n);
-    *out = recs;
-    if (version)
-        *version = s.version;
-    return 0;
-}
-
-int recodb_recommend(recodb *db, recodb_reader *r, cxm_arena *a, const recodb_query *q,
-                     recodb_rec **out, size_t *nout, uint64_t *version, char *err, size_t errlen)
-{
-    int rc = query_check(q, err, errlen);
-    if (rc != 0)
-        return rc;
-    cxm_txn *t;
-    if ((rc = cxm_store_read_begin(db->store, &t)) != 0)
-        return fail(err, errlen, rc, "opening a read transaction: %s", cxm_store_last_error());
-    rc = serve(db, r, t, a, q, out, nout, version, err, errlen);
-    cxm_store_read_end(t);
-    return rc;
+    double z = (double)s->calib.a * score + s->calib.b;
+    return (float)(1 / (1 + exp(-z)));
 }

@@ -21,14 +21,19 @@
  * Serving: recodb_recommend, in one read transaction: the current model is
  * read in place from the map (no copy), the customer's latest
  * opts.max_history interactions are weighted by weight x
- * 2^(-age / recency_half_life), mapped to model indices (items newer than
- * the model are skipped), and scored; what they consumed and what the caller
- * excludes never comes back. Nothing is allocated but from the caller's
+ * 2^(-age / recency_half_life), the age counted from the customer's newest
+ * interaction (so scores do not drift with the clock, cached candidates
+ * stay valid, and cxm-eval --half-life --max-history ranks the same),
+ * mapped to model indices (items newer than the model are skipped), and
+ * scored; whatever the customer consumed (the whole history, not only the
+ * scored part) and what the caller excludes never comes back. Nothing is allocated but from the caller's
  * arena, and the reader's scratch grows only when a new model has a larger
  * catalogue. No locks: LMDB readers do not block writers or each other.
  *
  * Cold start: a customer without history gets the model's time-decayed
- * popularity (opts.popularity_half_life).
+ * popularity (opts.popularity_half_life). Before the first model, everyone
+ * gets the log's (a snapshot retaken at most once a second when the log
+ * grew), with version 0.
  *
  * Business-rules hook: items nobody has interacted with yet (a new
  * experience) are not in any model. The caller passes them, with scores, as
