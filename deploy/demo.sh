@@ -84,7 +84,17 @@ pctl reco experience upsert --id apology_callback --kind service-action \
   --cap 1/7d --meta queue=care
 echo "# what customers viewed and bought (item events also arrive from journey on the bus)"
 pctl reco interactions --file "$world/interactions.pb"
-pctl reco train
+# One training at a time: the retrain policy (every 10000 new interactions)
+# may be training on the same log right now; wait for it, then train.
+echo "\$ cxmctl reco train"
+for _ in $(seq 100); do
+  status=0
+  "$bin/cxmctl" --target "$personalisation" reco train >"$world/train.out" 2>&1 || status=$?
+  ((status == 0)) || ! grep -q "is running" "$world/train.out" || { sleep 0.1; continue; }
+  break
+done
+cat "$world/train.out"
+((status == 0)) || exit 1
 pctl reco model
 # A signed-up customer of the world with a history and no recent complaint
 # (the world's own detractors are already in service recovery).
