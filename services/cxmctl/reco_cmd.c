@@ -401,7 +401,9 @@ static int list_page(ctl *c, uint32_t size, const char *token, bool header, cons
     *next = r->next_page_token;
     if (c->json)
         return cxmctl_print_json(stdout, resp), 0;
-    if (header)
+    if (header && !r->n_experiences && !*token)
+        puts("the catalogue is empty: add experiences with cxmctl reco experience upsert");
+    else if (header)
         printf("%-24s %-14s %9s %6s %-8s %4s  %s\n", "EXPERIENCE", "KIND", "VALUE", "WEIGHT",
                "STATE", "CAPS", "TITLE");
     for (size_t i = 0; i < r->n_experiences; i++)
@@ -758,7 +760,7 @@ typedef struct train_run {
     cxm_client_result res;
     ProtobufCMessage *resp;
     /* the bar */
-    bool tty;
+    bool tty, drawn;
     char phase[64];
     double t0, last_draw;
 } train_run;
@@ -796,6 +798,7 @@ static void train_draw(train_run *t, double progress, const char *phase, bool fi
     if (!final && (t->tty ? now - t->last_draw < 0.1 : !new_phase))
         return;
     t->last_draw = now;
+    t->drawn = true;
     snprintf(t->phase, sizeof t->phase, "%s", phase);
     int fill = (int)(WIDTH * (progress < 0 ? 0 : progress > 1 ? 1 : progress));
     fprintf(stderr, "%s[%.*s%*s] %3.0f%%  %-24s %5.1f s%s", t->tty ? "\r" : "", fill,
@@ -901,6 +904,8 @@ static int train_wait(ctl *c, Cxm__V1__TrainModelRequest *req, int64_t wait_ms)
     bool ok = t.rc == 0 && t.res.status == GRPC_STATUS_OK;
     if (!c->json && ok)
         train_draw(&t, 1, "done", true);
+    else if (t.tty && t.drawn) /* the error goes below the bar, not over it */
+        fputc('\n', stderr);
     int rc = train_result(&t);
     cxm_client_result_dispose(&t.res);
     return rc;
