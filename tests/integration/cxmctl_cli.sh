@@ -224,6 +224,13 @@ if $reco; then
     --file "$dir/inter.jsonl"
   expect 0 '(activated: it serves now)' "${t[@]}" --timeout 60s reco train --activation always
   expect 0 'serving ' "${t[@]}" reco model
+  expect 0 '"activated":true' "${t[@]}" --json --timeout 60s reco train --activation always
+  expect 0 'started; follow it with: cxmctl reco model' "${t[@]}" reco train --async --activation never
+  for _ in $(seq 600); do
+    "$bin/cxmctl" "${t[@]}" --json reco model | grep -q '"training":' || break
+    sleep 0.1
+  done
+  expect 0 'previous ' "${t[@]}" reco model
   expect 0 'RANK  EXPERIENCE' "${t[@]}" reco recommend --identity email:cli@example.com --explain
   expect 0 '"recommendation_id":"' "${t[@]}" --json reco recommend --identity email:cli@example.com
   expect 0 'recorded ' "${t[@]}" reco outcome --identity email:cli@example.com --experience cli_offer \
