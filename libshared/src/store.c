@@ -31,7 +31,7 @@
 
 #define DEFAULT_MAP ((size_t)64 << 20)
 #define DEFAULT_MAX_MAP ((size_t)16 << 30)
-#define DEFAULT_MAX_DBS 64u
+#define DEFAULT_MAX_DBS 128u /* cxmd holds every service's tables in one store */
 #define DEFAULT_MAX_READERS 512u
 #define READ_POOL_MAX 64    /* reset read txns kept for renewal */
 #define FAIL_LOG_CAUSES 4   /* distinct write failures rate-limited apart */

@@ -24,6 +24,7 @@
 #define STAGE_FIT 1.25          /* context fit of an experience made for the stage */
 #define EXTRA_FILL_SCORE -1e9f  /* below recodb's popularity fill (-1, -2, ...) */
 #define EXPLAIN_ITEMS 3         /* history items named per recommendation */
+#define HELD_MAX 128             /* held-back offers told apart; more are counted as seen */
 #define ACCEPT_WEIGHT 3.0f
 #define CLICK_WEIGHT 1.0f
 /* recodb needs a customer id for a customer no profile has (an unknown
@@ -114,6 +115,9 @@ typedef struct decision {
     size_t nexclude;
     bool recovery;
     const char *recovery_why;
+    /* Offers held back by recovery, each counted once however often the
+     * filter meets it (recodb's cache, its scoring fallback, the fill). */
+    const xdb_exp *held[HELD_MAX];
     uint32_t held_back;
     int rc; /* a store error met inside the filter */
 } decision;
@@ -189,6 +193,17 @@ static bool fits_customer(decision *d, const xdb_exp *e)
     return xdb_contact_allows(&c, e, d->now_ms);
 }
 
+static void hold(decision *d, const xdb_exp *e)
+{
+    uint32_t n = d->held_back < HELD_MAX ? d->held_back : HELD_MAX;
+    for (uint32_t i = 0; i < n; i++)
+        if (d->held[i] == e)
+            return;
+    if (d->held_back < HELD_MAX)
+        d->held[d->held_back] = e;
+    d->held_back++;
+}
+
 /* Whether e may be shown; offers held back by service recovery are
  * counted. */
 static bool eligible(decision *d, const xdb_exp *e)
@@ -197,7 +212,7 @@ static bool eligible(decision *d, const xdb_exp *e)
         return false;
     if (d->recovery && d->ctx->flags.hold_offers &&
         e->kind == CXM__V1__EXPERIENCE_KIND__EXPERIENCE_KIND_OFFER) {
-        d->held_back++;
+        hold(d, e);
         return false;
     }
     return true;
@@ -237,6 +252,7 @@ typedef struct cand {
     const xdb_exp *e;
     cand_src src;
     double propensity, fit, model_score, score;
+    size_t idx; /* recodb's order, which breaks ties (popularity without a model) */
 } cand;
 
 /* Eligible service actions, pinned first (recodb ranks INFINITY first). */
@@ -286,14 +302,13 @@ static size_t fill_extras(decision *d, const recodb_rec *got, size_t ngot, recod
     return m;
 }
 
-/* recodb's answer with the extras given; held_back counts this pass. */
+/* recodb's answer with the extras given. */
 static int ask(decision *d, recodb_query *q, recodb_rec **recs, size_t *n, uint64_t *version,
                char *err)
 {
     recodb_reader *r = nbe_reader(d->ctx);
     if (!r)
         return CXM_ENOMEM;
-    d->held_back = 0;
     char why[256] = "";
     int rc = recodb_recommend(d->ctx->reco, r, d->a, q, recs, n, version, why, sizeof why);
     if (rc == 0 && d->rc)
@@ -368,7 +383,7 @@ static int cmp_cand(const void *x, const void *y)
     const cand *a = x, *b = y;
     if (a->score != b->score)
         return a->score > b->score ? -1 : 1;
-    return strcmp(a->e->id, b->e->id);
+    return a->idx < b->idx ? -1 : a->idx > b->idx;
 }
 
 /* Service actions first in recovery, each group by score. */
@@ -538,6 +553,7 @@ static int arbitrate(decision *d, const Cxm__V1__RecommendRequest *req, uint32_t
         if (!e)
             continue;
         arbitrate_one(d, &recs[i], e, &c[m]);
+        c[m].idx = i;
         predicted |= c[m].src == SRC_MODEL;
         m++;
     }
@@ -1064,8 +1080,11 @@ static int upsert_job(cxm_txn *t, cxm_svc_job *j)
         cxm_svc_response(j, &cxm__v1__upsert_experience_response__descriptor);
     if (!resp)
         return CXM_ENOMEM;
-    return xdb_experience_put(t, ctx->db, j->a, req->experience, j->now, &resp->experience,
-                              &resp->created);
+    bool created = false;
+    int rc = xdb_experience_put(t, ctx->db, j->a, req->experience, j->now, &resp->experience,
+                                &created);
+    resp->created = created;
+    return rc;
 }
 
 static void on_upsert(cxm_call *call, const ProtobufCMessage *msg)

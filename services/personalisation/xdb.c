@@ -8,6 +8,14 @@
  * owns every string and array the xdb_exp points to. Entries are replaced,
  * never removed (a disabled experience stays, flagged), and only under the
  * write lock, so a reader's pointers stay valid while it holds the read lock.
+ *
+ * Contacts: a Recommend may check a few hundred candidates, and most
+ * customers never met most experiences, so a Bloom filter of the (customer,
+ * experience) pairs that ever had a contact row answers "never" without a
+ * B-tree lookup. Bits are only ever set (at open from the table, then by
+ * every write of a row, before its commit), so the filter can say "maybe"
+ * wrongly (a lookup then finds nothing) but never "never" for a row that
+ * exists.
  */
 
 #include "xdb.h"
@@ -21,59 +29,53 @@
 #include "cxm/hash.h"
 #include "cxm/keyenc.h"
 
+/* The id is copied in after the entry, so a find that matches the hash
+ * compares bytes already next to the fields the caller reads next. */
 typedef struct cat_entry {
     xdb_exp e;
-    uint64_t hash;
     Cxm__V1__Experience *owned; /* unpacked with the default allocator */
+    char id[];
 } cat_entry;
+
+/* A slot keeps the hash beside the pointer: a probe past other entries
+ * touches only the slot array. */
+typedef struct cat_slot {
+    uint64_t hash;
+    cat_entry *c; /* NULL = empty */
+} cat_slot;
 
 struct xdb {
     cxm_store *store;
     MDB_dbi exp, expgen, meta, fb, contact, outcome, cout, inter, cinter, model;
     pthread_rwlock_t lock;
     _Atomic uint64_t gen; /* written under the write lock */
-    cat_entry **slots;    /* open addressing, linear probing; NULL = empty */
+    cat_slot *slots;      /* open addressing, linear probing */
     size_t cap, n;        /* cap a power of two, n <= cap / 2 */
     const xdb_exp **all, **actions;
     size_t nall, nactions;
+    _Atomic uint64_t *seen; /* the contact filter's bits (see below) */
+    uint64_t seen_mask;     /* its bit count - 1 */
 };
 
 static const char catgen_key[] = "catgen";
 
 /* ---- small helpers ---- */
 
-static void put_u32(uint8_t *p, uint32_t v)
+/* Fixed-width values are written with keyenc.h's builder and reader too:
+ * big-endian, bounds-checked, one implementation for keys and values. */
+static void u64_bytes(uint8_t out[8], uint64_t v)
 {
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
+    cxm_key b;
+    cxm_key_init(&b, out, 8);
+    cxm_key_u64(&b, v);
 }
 
-static uint32_t get_u32(const uint8_t *p)
+static int u64_read(const void *p, size_t n, uint64_t *v)
 {
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void put_u64(uint8_t *p, uint64_t v)
-{
-    put_u32(p, (uint32_t)(v >> 32));
-    put_u32(p + 4, (uint32_t)v);
-}
-
-static uint64_t get_u64(const uint8_t *p)
-{
-    return (uint64_t)get_u32(p) << 32 | get_u32(p + 4);
-}
-
-static void put_i64(uint8_t *p, int64_t v)
-{
-    put_u64(p, (uint64_t)v);
-}
-
-static int64_t get_i64(const uint8_t *p)
-{
-    return (int64_t)get_u64(p);
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, p, n);
+    cxm_keyread_u64(&r, v);
+    return cxm_keyread_end(&r);
 }
 
 static int64_t max_i64(int64_t a, int64_t b)
@@ -126,15 +128,85 @@ static int del_counted(cxm_txn *t, MDB_dbi dbi, const void *k, size_t kl, uint64
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
 
+/* ---- the contact filter ---- */
+
+/* The pair as one hash; NUL cannot occur in either id, so it separates. */
+static uint64_t pair_hash(const char *customer_id, const char *experience_id)
+{
+    uint64_t h = cxm_hash(CXM_HASH_INIT, customer_id, strlen(customer_id) + 1);
+    h = cxm_hash(h, experience_id, strlen(experience_id));
+    /* FNV's high bits are weak on short keys: a murmur finaliser spreads
+     * them, and the two halves are the filter's two bit positions. */
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    return h ^ (h >> 33);
+}
+
+static void seen_add(xdb *db, uint64_t h)
+{
+    uint64_t a = h & db->seen_mask, b = (h >> 32) & db->seen_mask;
+    atomic_fetch_or(&db->seen[a >> 6], 1ull << (a & 63));
+    atomic_fetch_or(&db->seen[b >> 6], 1ull << (b & 63));
+}
+
+static bool seen_maybe(const xdb *db, uint64_t h)
+{
+    uint64_t a = h & db->seen_mask, b = (h >> 32) & db->seen_mask;
+    return (atomic_load(&db->seen[a >> 6]) >> (a & 63) & 1) &&
+           (atomic_load(&db->seen[b >> 6]) >> (b & 63) & 1);
+}
+
+/* One pair from a pers.contact key. */
+static int seen_add_key(const void *key, size_t klen, const void *val, size_t vlen, void *user)
+{
+    (void)val;
+    (void)vlen;
+    char cust[CXM_KEY_MAX + 1], exp[CXM_KEY_MAX + 1];
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, key, klen);
+    cxm_keyread_str(&r, cust, sizeof cust, NULL);
+    cxm_keyread_str(&r, exp, sizeof exp, NULL);
+    int rc = cxm_keyread_end(&r);
+    if (rc == 0)
+        seen_add(user, pair_hash(cust, exp));
+    return rc;
+}
+
+/* Size the filter for 16 bits per stored row, at least 2^24 bits (2 MiB:
+ * about 1% wrong "maybe" at a million rows), and fill it from the table. */
+static int seen_load(cxm_txn *t, void *user)
+{
+    xdb *db = user;
+    MDB_stat st;
+    if (mdb_stat(cxm_txn_mdb(t), db->contact, &st) != 0)
+        return CXM_EIO;
+    uint64_t bits = 1ull << 24;
+    while (bits < (uint64_t)st.ms_entries * 16 && bits < 1ull << 32)
+        bits <<= 1;
+    if (!(db->seen = calloc(bits / 64, sizeof *db->seen)))
+        return CXM_ENOMEM;
+    db->seen_mask = bits - 1;
+    int rc = cxm_txn_scan_prefix(t, db->contact, NULL, 0, false, seen_add_key, db);
+    if (rc != 0) {
+        free(db->seen);
+        db->seen = NULL;
+    }
+    return rc;
+}
+
 /* ---- open / close ---- */
+
+static void entry_free(cat_entry *c)
+{
+    cxm__v1__experience__free_unpacked(c->owned, NULL);
+    free(c);
+}
 
 static void catalog_free(xdb *db)
 {
     for (size_t i = 0; i < db->cap; i++)
-        if (db->slots[i]) {
-            cxm__v1__experience__free_unpacked(db->slots[i]->owned, NULL);
-            free(db->slots[i]);
-        }
+        if (db->slots[i].c)
+            entry_free(db->slots[i].c);
     free(db->slots);
     free(db->all);
     free(db->actions);
@@ -170,7 +242,9 @@ int xdb_open(cxm_store *store, xdb **out)
     };
     int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc == 0)
-        rc = lock_init(&db->lock);
+        rc = cxm_store_read(store, seen_load, db);
+    if (rc == 0 && (rc = lock_init(&db->lock)) != 0)
+        free(db->seen);
     if (rc != 0) {
         free(db);
         return rc;
@@ -184,6 +258,7 @@ void xdb_close(xdb *db)
     if (!db)
         return;
     catalog_free(db);
+    free(db->seen);
     pthread_rwlock_destroy(&db->lock);
     free(db);
 }
@@ -214,12 +289,7 @@ static int catgen_get(cxm_txn *t, xdb *db, uint64_t *gen)
         *gen = 0;
         return 0;
     }
-    if (rc != 0)
-        return rc;
-    if (vl != 8)
-        return CXM_ECORRUPT;
-    *gen = get_u64(v);
-    return 0;
+    return rc == 0 ? u64_read(v, vl, gen) : rc;
 }
 
 /* Record that id changed: the next generation points at it. */
@@ -230,7 +300,7 @@ static int catgen_bump(cxm_txn *t, xdb *db, const char *id)
     if (rc != 0)
         return rc;
     uint8_t k[8];
-    put_u64(k, gen + 1);
+    u64_bytes(k, gen + 1);
     if ((rc = cxm_txn_put(t, db->expgen, k, sizeof k, id, strlen(id), 0)) != 0)
         return rc;
     return cxm_txn_put(t, db->meta, catgen_key, sizeof catgen_key - 1, k, sizeof k, 0);
@@ -315,12 +385,14 @@ static void compile_eligibility(xdb_exp *x, const Cxm__V1__Eligibility *el)
 /* A compiled entry owning m (freed with it). */
 static cat_entry *compile(Cxm__V1__Experience *m)
 {
-    cat_entry *c = calloc(1, sizeof *c);
+    size_t idlen = strlen(m->experience_id);
+    cat_entry *c = calloc(1, sizeof *c + idlen + 1);
     if (!c)
         return NULL;
+    memcpy(c->id, m->experience_id, idlen);
     xdb_exp *x = &c->e;
-    x->id = m->experience_id;
-    x->idlen = strlen(m->experience_id);
+    x->id = c->id;
+    x->idlen = idlen;
     x->kind = (int)m->kind;
     x->disabled = m->disabled;
     x->value = m->value;
@@ -335,22 +407,20 @@ static cat_entry *compile(Cxm__V1__Experience *m)
     x->pause_after_dismiss_ms = m->pause_after_dismiss_ms;
     x->msg = m;
     c->owned = m;
-    c->hash = cxm_hash(CXM_HASH_INIT, x->id, x->idlen);
     return c;
 }
 
-static void entry_free(cat_entry *c)
+static uint64_t id_hash(const char *id, size_t idlen)
 {
-    cxm__v1__experience__free_unpacked(c->owned, NULL);
-    free(c);
+    return cxm_hash(CXM_HASH_INIT, id, idlen);
 }
 
 /* The slot holding id, or the empty slot where it would go. */
 static size_t slot_of(const xdb *db, uint64_t hash, const char *id, size_t idlen)
 {
     size_t mask = db->cap - 1, i = (size_t)hash & mask;
-    for (cat_entry *c; (c = db->slots[i]) != NULL; i = (i + 1) & mask)
-        if (c->hash == hash && c->e.idlen == idlen && memcmp(c->e.id, id, idlen) == 0)
+    for (const cat_slot *sl; (sl = &db->slots[i])->c != NULL; i = (i + 1) & mask)
+        if (sl->hash == hash && sl->c->e.idlen == idlen && memcmp(sl->c->id, id, idlen) == 0)
             break;
     return i;
 }
@@ -358,16 +428,15 @@ static size_t slot_of(const xdb *db, uint64_t hash, const char *id, size_t idlen
 /* Double the table (or create it) so it stays at most half full. */
 static int table_grow(xdb *db)
 {
-    size_t cap = db->cap ? db->cap * 2 : 64;
-    cat_entry **slots = calloc(cap, sizeof *slots), **old = db->slots;
+    size_t cap = db->cap ? db->cap * 2 : 64, ocap = db->cap;
+    cat_slot *slots = calloc(cap, sizeof *slots), *old = db->slots;
     if (!slots)
         return CXM_ENOMEM;
-    size_t ocap = db->cap;
     db->slots = slots;
     db->cap = cap;
     for (size_t i = 0; i < ocap; i++)
-        if (old[i])
-            slots[slot_of(db, old[i]->hash, old[i]->e.id, old[i]->e.idlen)] = old[i];
+        if (old[i].c)
+            slots[slot_of(db, old[i].hash, old[i].c->id, old[i].c->e.idlen)] = old[i];
     free(old);
     return 0;
 }
@@ -380,12 +449,13 @@ static int table_put(xdb *db, cat_entry *c)
         if (rc != 0)
             return rc;
     }
-    size_t i = slot_of(db, c->hash, c->e.id, c->e.idlen);
-    if (db->slots[i])
-        entry_free(db->slots[i]);
+    uint64_t hash = id_hash(c->id, c->e.idlen);
+    cat_slot *sl = &db->slots[slot_of(db, hash, c->id, c->e.idlen)];
+    if (sl->c)
+        entry_free(sl->c);
     else
         db->n++;
-    db->slots[i] = c;
+    *sl = (cat_slot){hash, c};
     return 0;
 }
 
@@ -422,7 +492,7 @@ static int load_all(xdb *db, cxm_txn *t)
 static int load_changes(xdb *db, cxm_txn *t)
 {
     uint8_t from[8];
-    put_u64(from, db->gen + 1);
+    u64_bytes(from, db->gen + 1);
     cxm_iter it;
     int rc = cxm_iter_range(t, db->expgen, from, sizeof from, NULL, 0, false, &it);
     while (rc == 0 && (rc = cxm_iter_next(&it)) == 0) {
@@ -431,9 +501,20 @@ static int load_changes(xdb *db, cxm_txn *t)
         rc = cxm_txn_get_ref(t, db->exp, it.val, it.vlen, &v, &vl);
         if (rc == 0)
             rc = apply_value(db, v, vl);
+        else if (rc == CXM_ENOTFOUND)
+            rc = 0; /* experiences are never deleted; tolerate it anyway */
     }
     cxm_iter_close(&it);
     return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+/* Highest value x weight first, then by id: the order fills are taken in,
+ * so the request path can stop at the first eligible ones. */
+static int by_worth(const void *x, const void *y)
+{
+    const xdb_exp *a = *(const xdb_exp *const *)x, *b = *(const xdb_exp *const *)y;
+    double va = a->value * a->weight, vb = b->value * b->weight;
+    return va > vb ? -1 : va < vb ? 1 : strcmp(a->id, b->id);
 }
 
 /* Rebuild the arrays of xdb_catalog_all and _service_actions. */
@@ -447,14 +528,13 @@ static int index_rebuild(xdb *db)
         return CXM_ENOMEM;
     }
     size_t n = 0, na = 0;
-    for (size_t i = 0; i < db->cap; i++) {
-        const xdb_exp *x = db->slots[i] ? &db->slots[i]->e : NULL;
-        if (!x)
-            continue;
-        all[n++] = x;
-        if (x->kind == CXM__V1__EXPERIENCE_KIND__EXPERIENCE_KIND_SERVICE_ACTION)
-            act[na++] = x;
-    }
+    for (size_t i = 0; i < db->cap; i++)
+        if (db->slots[i].c)
+            all[n++] = &db->slots[i].c->e;
+    qsort(all, n, sizeof *all, by_worth);
+    for (size_t i = 0; i < n; i++)
+        if (all[i]->kind == CXM__V1__EXPERIENCE_KIND__EXPERIENCE_KIND_SERVICE_ACTION)
+            act[na++] = all[i];
     free(db->all);
     free(db->actions);
     db->all = all;
@@ -507,7 +587,7 @@ const xdb_exp *xdb_catalog_find(const xdb *db, const char *id, size_t idlen)
 {
     if (db->cap == 0)
         return NULL;
-    const cat_entry *c = db->slots[slot_of(db, cxm_hash(CXM_HASH_INIT, id, idlen), id, idlen)];
+    const cat_entry *c = db->slots[slot_of(db, id_hash(id, idlen), id, idlen)].c;
     return c ? &c->e : NULL;
 }
 
@@ -543,19 +623,25 @@ int xdb_signals_get(cxm_txn *t, xdb *db, const char *customer_id, xdb_signals *o
     }
     if (rc != 0)
         return rc;
-    if (vl != SIGNALS_SIZE)
-        return CXM_ECORRUPT;
-    const uint8_t *p = v;
-    *out = (xdb_signals){get_i64(p), get_i64(p + 8), get_u32(p + 16)};
-    return 0;
+    xdb_signals s;
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, v, vl);
+    cxm_keyread_i64(&r, &s.last_detractor_ms);
+    cxm_keyread_i64(&r, &s.last_strong_negative_ms);
+    cxm_keyread_u32(&r, &s.open_follow_ups);
+    if ((rc = cxm_keyread_end(&r)) == 0)
+        *out = s;
+    return rc;
 }
 
 static int signals_put(cxm_txn *t, xdb *db, const char *customer_id, const xdb_signals *s)
 {
     uint8_t v[SIGNALS_SIZE];
-    put_i64(v, s->last_detractor_ms);
-    put_i64(v + 8, s->last_strong_negative_ms);
-    put_u32(v + 16, s->open_follow_ups);
+    cxm_key b;
+    cxm_key_init(&b, v, sizeof v);
+    cxm_key_i64(&b, s->last_detractor_ms);
+    cxm_key_i64(&b, s->last_strong_negative_ms);
+    cxm_key_u32(&b, s->open_follow_ups);
     return cxm_txn_put(t, db->fb, customer_id, strlen(customer_id), v, sizeof v, 0);
 }
 
@@ -621,33 +707,35 @@ int xdb_signals_apply(cxm_txn *t, xdb *db, const Cxm__V1__Event *ev)
 
 /* ---- contact history ---- */
 
-#define CONTACT_HEAD 20 /* last accept, last dismiss, nshown; then shown_ms */
+#define CONTACT_MAX (20 + 8 * XDB_SHOWN_MAX) /* accept, dismiss, nshown, shown_ms */
 
 static int contact_decode(const void *v, size_t vl, xdb_contact *out)
 {
-    const uint8_t *p = v;
-    if (vl < CONTACT_HEAD)
+    cxm_keyreader r;
+    cxm_keyreader_init(&r, v, vl);
+    cxm_keyread_i64(&r, &out->last_accept_ms);
+    cxm_keyread_i64(&r, &out->last_dismiss_ms);
+    int rc = cxm_keyread_u32(&r, &out->nshown);
+    if (rc == 0 && out->nshown > XDB_SHOWN_MAX)
         return CXM_ECORRUPT;
-    uint32_t n = get_u32(p + 16);
-    if (n > XDB_SHOWN_MAX || vl != CONTACT_HEAD + 8 * (size_t)n)
-        return CXM_ECORRUPT;
-    out->last_accept_ms = get_i64(p);
-    out->last_dismiss_ms = get_i64(p + 8);
-    out->nshown = n;
-    for (uint32_t i = 0; i < n; i++)
-        out->shown_ms[i] = get_i64(p + CONTACT_HEAD + 8 * i);
-    return 0;
+    for (uint32_t i = 0; rc == 0 && i < out->nshown; i++)
+        rc = cxm_keyread_i64(&r, &out->shown_ms[i]);
+    return rc == 0 ? cxm_keyread_end(&r) : rc;
 }
 
 static int contact_put(cxm_txn *t, xdb *db, const xkey *k, const xdb_contact *c)
 {
-    uint8_t v[CONTACT_HEAD + 8 * XDB_SHOWN_MAX];
-    put_i64(v, c->last_accept_ms);
-    put_i64(v + 8, c->last_dismiss_ms);
-    put_u32(v + 16, c->nshown);
+    uint8_t v[CONTACT_MAX];
+    cxm_key b;
+    cxm_key_init(&b, v, sizeof v);
+    cxm_key_i64(&b, c->last_accept_ms);
+    cxm_key_i64(&b, c->last_dismiss_ms);
+    cxm_key_u32(&b, c->nshown);
     for (uint32_t i = 0; i < c->nshown; i++)
-        put_i64(v + CONTACT_HEAD + 8 * i, c->shown_ms[i]);
-    return cxm_txn_put(t, db->contact, k->b, k->n, v, CONTACT_HEAD + 8 * (size_t)c->nshown, 0);
+        cxm_key_i64(&b, c->shown_ms[i]);
+    size_t n;
+    int rc = cxm_key_finish(&b, &n);
+    return rc == 0 ? cxm_txn_put(t, db->contact, k->b, k->n, v, n, 0) : rc;
 }
 
 static int contact_read(cxm_txn *t, xdb *db, const xkey *k, xdb_contact *out)
@@ -665,6 +753,10 @@ static int contact_read(cxm_txn *t, xdb *db, const xkey *k, xdb_contact *out)
 int xdb_contact_get(cxm_txn *t, xdb *db, const char *customer_id, const char *experience_id,
                     xdb_contact *out)
 {
+    if (!seen_maybe(db, pair_hash(customer_id, experience_id))) {
+        memset(out, 0, sizeof *out);
+        return 0;
+    }
     xkey k;
     int rc = key2(&k, customer_id, experience_id);
     return rc == 0 ? contact_read(t, db, &k, out) : rc;
@@ -708,6 +800,7 @@ int xdb_contact_record(cxm_txn *t, xdb *db, const char *customer_id, const char 
         c.last_accept_ms = max_i64(c.last_accept_ms, at);
     else
         c.last_dismiss_ms = max_i64(c.last_dismiss_ms, at);
+    seen_add(db, pair_hash(customer_id, experience_id));
     return contact_put(t, db, &k, &c);
 }
 
@@ -851,6 +944,7 @@ static int merge_contact(cxm_txn *t, xdb *db, const char *source, const char *ta
         (rc = contact_read(t, db, &tk, &g)) != 0)
         return rc;
     contact_unite(&g, &s);
+    seen_add(db, pair_hash(target, experience_id));
     if ((rc = contact_put(t, db, &tk, &g)) != 0)
         return rc;
     return cxm_txn_del(t, db->contact, sk.b, sk.n);
@@ -934,7 +1028,7 @@ int xdb_model_put(cxm_txn *t, xdb *db, cxm_arena *a, const Cxm__V1__ModelInfo *m
 {
     uint8_t k[8], *buf;
     size_t len;
-    put_u64(k, m->version);
+    u64_bytes(k, m->version);
     int rc = pack(a, &m->base, &buf, &len);
     return rc == 0 ? cxm_txn_put(t, db->model, k, sizeof k, buf, len, 0) : rc;
 }
@@ -942,7 +1036,7 @@ int xdb_model_put(cxm_txn *t, xdb *db, cxm_arena *a, const Cxm__V1__ModelInfo *m
 int xdb_model_get(cxm_txn *t, xdb *db, cxm_arena *a, uint64_t version, Cxm__V1__ModelInfo **out)
 {
     uint8_t k[8];
-    put_u64(k, version);
+    u64_bytes(k, version);
     const void *v;
     size_t vl;
     int rc = cxm_txn_get_ref(t, db->model, k, sizeof k, &v, &vl);

@@ -100,12 +100,16 @@ typedef struct xdb_exp {
 } xdb_exp;
 
 /* Lock the catalogue for reading after catching up with what t sees.
- * Returns 0 or CXM_ENOMEM (catching up failed; the lock is not held). */
+ * Returns 0 or CXM_ENOMEM (catching up failed; the lock is not held). t is
+ * a read transaction: a write transaction's uncommitted generation must not
+ * reach the shared catalogue. Never lock twice on one thread (writers go
+ * first, so a nested read lock can deadlock). */
 int xdb_catalog_lock(xdb *db, cxm_txn *t);
 void xdb_catalog_unlock(xdb *db);
 /* Under the lock: */
 const xdb_exp *xdb_catalog_find(const xdb *db, const char *id, size_t idlen);
-/* Every experience (any order), and the SERVICE_ACTION ones alone. */
+/* Every experience, and the SERVICE_ACTION ones alone, highest value x
+ * weight first (ties by id): fills can stop at the first eligible ones. */
 size_t xdb_catalog_all(const xdb *db, const xdb_exp *const **out);
 size_t xdb_catalog_service_actions(const xdb *db, const xdb_exp *const **out);
 /* The generation the catalogue is at (changes when any experience does). */

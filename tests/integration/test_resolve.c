@@ -3,10 +3,14 @@
  * cxmd's ProfileService/ResolveIdentities: batches create and cache, links
  * merge profiles, unknown customers are per-item NOT_FOUND, a profile
  * service that is down is CXM_EUNAVAIL and works again once restarted, and
- * 10,000 identities resolve well under a second.
+ * 10,000 identities resolve well under a second. The resolve queue
+ * (cxm_resolve_queue_*) behind a real server of this process: calls that
+ * wait together share one batch, a call of several refs gets each answer,
+ * stopping answers the calls still waiting, and profile down is UNAVAILABLE.
  *
  *   test_resolve PATH_TO_CXMD CASE
  */
+#include <pthread.h>
 #include <signal.h>
 #include <string.h>
 
@@ -15,6 +19,7 @@
 #include "cxm/resolve.h"
 #include "cxm/svc.h"
 #include "cxm/v1/profile.pb-c.h"
+#include "../unit/test_server.h"
 #include "harness.h"
 
 #define SVC "/cxm.v1.ProfileService/"
@@ -389,6 +394,287 @@ static void case_rate(cxm_channel *ch, test_server *srv)
     cxm_resolver_close(r);
 }
 
+/* ---- the resolve queue behind a server of this process ---- */
+
+#define QSVC "/cxm.test.ResolveQueue/"
+
+/* The test service: GetProfile resolves one ref through
+ * cxm_resolve_queue_push, ResolveIdentities several through push_many. */
+typedef struct queue_svc {
+    cxm_resolve_queue *q;
+    pthread_mutex_t lock; /* the queue resolves under it: held = calls pile up */
+} queue_svc;
+
+static void one_done(cxm_call *call, void *in, const cxm_resolve_item *it, int rc, void *user)
+{
+    (void)in;
+    (void)user;
+    char err[CXM_SVC_ERR_MAX] = "";
+    if (rc == 0 && it->rc != 0)
+        rc = cxm_svc_errf(err, it->rc, "customer", "%s", it->why ? it->why : "");
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, err);
+    Cxm__V1__Profile p = CXM__V1__PROFILE__INIT;
+    p.customer_id = (char *)it->customer_id;
+    Cxm__V1__GetProfileResponse resp = CXM__V1__GET_PROFILE_RESPONSE__INIT;
+    resp.profile = &p;
+    cxm_call_reply(call, &resp.base);
+}
+
+static void on_one(cxm_call *call, const ProtobufCMessage *msg)
+{
+    const Cxm__V1__GetProfileRequest *req = (const Cxm__V1__GetProfileRequest *)msg;
+    queue_svc *qs = cxm_call_service_ctx(call);
+    int rc = cxm_resolve_queue_push(qs->q, call, req->customer, false, NULL, one_done, NULL);
+    if (rc != 0)
+        cxm_svc_finish(call, rc, "");
+}
+
+static void many_done(cxm_call *call, void *in, cxm_resolve_item *items, size_t n, int rc,
+                      void *user)
+{
+    (void)in;
+    (void)user;
+    cxm_arena *a = cxm_call_arena(call);
+    Cxm__V1__ResolveIdentitiesResult **res = cxm_arena_calloc(a, n + 1, sizeof *res);
+    if (rc == 0 && !res)
+        rc = CXM_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (!(res[i] = cxm_arena_calloc(a, 1, sizeof *res[i])))
+            return cxm_svc_finish(call, CXM_ENOMEM, "");
+        cxm__v1__resolve_identities_result__init(res[i]);
+        res[i]->customer_id = (char *)(items[i].customer_id ? items[i].customer_id : "");
+        res[i]->code = items[i].rc ? (uint32_t)cxm_err_status(items[i].rc) : 0;
+    }
+    if (rc != 0)
+        return cxm_svc_finish(call, rc, "");
+    Cxm__V1__ResolveIdentitiesResponse resp = CXM__V1__RESOLVE_IDENTITIES_RESPONSE__INIT;
+    resp.results = res;
+    resp.n_results = n;
+    cxm_call_reply(call, &resp.base);
+}
+
+static void on_many(cxm_call *call, const ProtobufCMessage *msg)
+{
+    const Cxm__V1__ResolveIdentitiesRequest *req = (const Cxm__V1__ResolveIdentitiesRequest *)msg;
+    queue_svc *qs = cxm_call_service_ctx(call);
+    cxm_resolve_item *items =
+        cxm_arena_calloc(cxm_call_arena(call), req->n_items + 1, sizeof *items);
+    for (size_t i = 0; items && i < req->n_items; i++)
+        items[i] = (cxm_resolve_item){.customer = req->items[i]->customer,
+                                      .no_create = !req->items[i]->create_if_missing};
+    int rc =
+        items ? cxm_resolve_queue_push_many(qs->q, call, items, req->n_items, NULL, many_done, NULL)
+              : CXM_ENOMEM;
+    if (rc != 0)
+        cxm_svc_finish(call, rc, "");
+}
+
+static const cxm_method queue_methods[] = {
+    {"GetProfile", CXM_UNARY, &cxm__v1__get_profile_request__descriptor, on_one, NULL, NULL},
+    {"ResolveIdentities", CXM_UNARY, &cxm__v1__resolve_identities_request__descriptor, on_many,
+     NULL, NULL},
+};
+
+static queue_svc qsvc;
+static cxm_service queue_service = {
+    .name = "cxm.test.ResolveQueue", .methods = queue_methods, .nmethods = 2, .ctx = &qsvc};
+static unit_server qserver = {.opts = {.listen = "127.0.0.1:0", .workers = 2},
+                              .service = &queue_service};
+
+/* The queue's server on its own resolver (returned), and a channel to it. */
+static cxm_resolver *queue_up(test_server *srv, cxm_channel **qch)
+{
+    cxm_resolver *r = open_resolver(srv, 2000);
+    pthread_mutex_init(&qsvc.lock, NULL);
+    CHECK(cxm_resolve_queue_start(r, &qsvc.lock, &qsvc.q) == 0, "queue start");
+    CHECK(unit_server_start(&qserver, qch) == 0, "the queue's server starts");
+    return r;
+}
+
+static void queue_down(cxm_resolver *r, cxm_channel *qch)
+{
+    cxm_resolve_queue_stop(qsvc.q);
+    cxm_channel_close(qch);
+    unit_server_stop(&qserver);
+    cxm_resolver_close(r);
+    pthread_mutex_destroy(&qsvc.lock);
+}
+
+/* One client call of a thread: `n` refs (1: GetProfile, else
+ * ResolveIdentities with the last ref an unknown identity, not created). */
+typedef struct qcall {
+    cxm_channel *ch;
+    const char *emails[3];
+    size_t n;
+    grpc_status_code status;
+    char details[512];
+    const char *ids[3]; /* answers, in the thread's arena */
+    uint32_t codes[3];
+    cxm_arena a;
+} qcall;
+
+static void *qcall_main(void *arg)
+{
+    qcall *c = arg;
+    cxm_arena_init(&c->a, NULL, 0, 0);
+    Cxm__V1__CustomerRef refs[3];
+    Cxm__V1__Identity ids[3];
+    for (size_t i = 0; i < c->n; i++) {
+        cxm__v1__identity__init(&ids[i]);
+        ids[i].type = EMAIL;
+        ids[i].value = (char *)c->emails[i];
+        cxm__v1__customer_ref__init(&refs[i]);
+        refs[i].key_case = CXM__V1__CUSTOMER_REF__KEY_IDENTITY;
+        refs[i].identity = &ids[i];
+    }
+    if (c->n == 1) {
+        Cxm__V1__GetProfileRequest req = CXM__V1__GET_PROFILE_REQUEST__INIT;
+        req.customer = &refs[0];
+        Cxm__V1__GetProfileResponse *resp = NULL;
+        c->status =
+            harness_call(c->ch, QSVC, "GetProfile", &req,
+                         &cxm__v1__get_profile_response__descriptor, &c->a, &resp, c->details);
+        if (c->status == GRPC_STATUS_OK)
+            c->ids[0] = resp->profile->customer_id;
+        return NULL;
+    }
+    Cxm__V1__ResolveIdentitiesItem items[3], *pitems[3];
+    for (size_t i = 0; i < c->n; i++) {
+        cxm__v1__resolve_identities_item__init(&items[i]);
+        items[i].customer = &refs[i];
+        items[i].create_if_missing = i + 1 < c->n;
+        pitems[i] = &items[i];
+    }
+    Cxm__V1__ResolveIdentitiesRequest req = CXM__V1__RESOLVE_IDENTITIES_REQUEST__INIT;
+    req.items = pitems;
+    req.n_items = c->n;
+    Cxm__V1__ResolveIdentitiesResponse *resp = NULL;
+    c->status =
+        harness_call(c->ch, QSVC, "ResolveIdentities", &req,
+                     &cxm__v1__resolve_identities_response__descriptor, &c->a, &resp, c->details);
+    for (size_t i = 0; c->status == GRPC_STATUS_OK && i < resp->n_results && i < c->n; i++) {
+        c->ids[i] = resp->results[i]->customer_id;
+        c->codes[i] = resp->results[i]->code;
+    }
+    return NULL;
+}
+
+static const char *email(const char *fmt, int i)
+{
+    char v[64];
+    snprintf(v, sizeof v, fmt, i);
+    return cxm_arena_strndup(&arena, v, strlen(v));
+}
+
+/* calls[0..n) started on threads; with the queue's lock held by the
+ * caller they wait together. */
+static void start_calls(qcall *calls, pthread_t *th, int n, cxm_channel *qch)
+{
+    for (int i = 0; i < n; i++) {
+        calls[i].ch = qch;
+        calls[i].n = i % 2 ? 3 : 1;
+        calls[i].emails[0] = email("q%d@example.com", i);
+        calls[i].emails[1] = email("q%d-b@example.com", i);
+        calls[i].emails[2] = email("nobody%d@example.com", i);
+        CHECK(pthread_create(&th[i], NULL, qcall_main, &calls[i]) == 0, "thread");
+    }
+    usleep(500 * 1000); /* every call reaches the queue and waits */
+}
+
+/* What a resolver of its own says of email now (created: no). */
+static const char *direct(cxm_resolver *r, const char *e)
+{
+    cxm_resolve_item it = {.customer = by_identity(ident(EMAIL, e)), .no_create = true};
+    resolve_ok(r, &it, 1);
+    CHECK(it.rc == 0, "%s is known: %s", e, it.why ? it.why : "");
+    return it.customer_id;
+}
+
+static void check_calls(qcall *calls, pthread_t *th, int n, cxm_resolver *check)
+{
+    for (int i = 0; i < n; i++) {
+        pthread_join(th[i], NULL);
+        qcall *c = &calls[i];
+        CHECK(c->status == GRPC_STATUS_OK, "call %d: status %d: %s", i, c->status, c->details);
+        size_t created = c->n == 1 ? 1 : c->n - 1; /* the last of several: never created */
+        for (size_t k = 0; k < created; k++)
+            CHECK(strcmp(c->ids[k], direct(check, c->emails[k])) == 0, "call %d item %zu", i, k);
+        if (c->n == 3)
+            CHECK(c->codes[2] == GRPC_STATUS_NOT_FOUND && !*c->ids[2],
+                  "an unknown identity without create_if_missing: code %u", c->codes[2]);
+        if (c->n == 3)
+            CHECK(strcmp(c->ids[0], c->ids[1]) != 0, "two customers of one call");
+        cxm_arena_dispose(&c->a);
+    }
+}
+
+/* Calls waiting together share one batch (one RPC for all their refs), and
+ * every ref gets its own answer. */
+static void case_queue(cxm_channel *ch, test_server *srv)
+{
+    (void)ch;
+    enum { N = 8 };
+    cxm_channel *qch;
+    cxm_resolver *r = queue_up(srv, &qch);
+    cxm_resolver *check = open_resolver(srv, 2000);
+    qcall calls[N] = {0};
+    pthread_t th[N];
+    pthread_mutex_lock(&qsvc.lock);
+    start_calls(calls, th, N, qch);
+    pthread_mutex_unlock(&qsvc.lock);
+    check_calls(calls, th, N, check);
+    /* At most the batch the thread took before the lock, then the rest. */
+    CHECK(rpcs(r) <= 2, "%d calls waiting together took %llu RPCs", N, (unsigned long long)rpcs(r));
+    printf("queue: %d calls (%d refs) in %llu resolve RPCs\n", N, N / 2 * 1 + N / 2 * 3,
+           (unsigned long long)rpcs(r));
+    cxm_resolver_close(check);
+    queue_down(r, qch);
+}
+
+static void *stop_main(void *arg)
+{
+    (void)arg;
+    cxm_resolve_queue_stop(qsvc.q);
+    return NULL;
+}
+
+/* Stopping the queue answers the calls still waiting before it ends; with
+ * profile down a waiting call is UNAVAILABLE. */
+static void case_queue_stop(cxm_channel *ch, test_server *srv)
+{
+    (void)ch;
+    enum { N = 4 };
+    cxm_channel *qch;
+    cxm_resolver *r = queue_up(srv, &qch);
+    qcall calls[N] = {0};
+    pthread_t th[N], stop;
+    pthread_mutex_lock(&qsvc.lock);
+    start_calls(calls, th, N, qch);
+    CHECK(pthread_create(&stop, NULL, stop_main, NULL) == 0, "stopper");
+    pthread_mutex_unlock(&qsvc.lock);
+    pthread_join(stop, NULL);
+    cxm_resolver *check = open_resolver(srv, 2000);
+    check_calls(calls, th, N, check);
+    cxm_resolver_close(check);
+    /* A new queue on the same resolver, profile stopped. */
+    CHECK(cxm_resolve_queue_start(r, NULL, &qsvc.q) == 0, "queue start, its own lock");
+    CHECK(harness_stop(srv, SIGTERM, 10000) == 0, "clean stop");
+    qcall down = {.ch = qch, .n = 1, .emails = {"down@example.com"}};
+    qcall_main(&down);
+    CHECK(down.status == GRPC_STATUS_UNAVAILABLE, "profile down: status %d: %s", down.status,
+          down.details);
+    printf("down: %s\n", down.details);
+    cxm_arena_dispose(&down.a);
+    harness_restart(srv);
+    qcall up = {.ch = qch, .n = 1, .emails = {"down@example.com"}};
+    qcall_main(&up);
+    CHECK(up.status == GRPC_STATUS_OK && *up.ids[0], "after the restart: %d: %s", up.status,
+          up.details);
+    cxm_arena_dispose(&up.a);
+    queue_down(r, qch);
+}
+
 static const harness_case cases[] = {
     {"create", case_create},
     {"evict", case_evict},
@@ -396,6 +682,8 @@ static const harness_case cases[] = {
     {"notfound", case_notfound},
     {"unavailable", case_unavailable},
     {"rate", case_rate},
+    {"queue", case_queue},
+    {"queue_stop", case_queue_stop},
 };
 
 int main(int argc, char **argv)

@@ -72,7 +72,7 @@ typedef struct cxm_txn cxm_txn;
 typedef struct cxm_store_opts {
     size_t initial_map_size; /* 0 = 64 MiB; an existing larger data file wins */
     size_t max_map_size;     /* growth cap; 0 = 16 GiB */
-    unsigned max_dbs;        /* named databases; 0 = 64 */
+    unsigned max_dbs;        /* named databases; 0 = 128 */
     unsigned max_readers;    /* concurrent read txns (pooled ones count); 0 = 512 */
     bool nosync;             /* MDB_NOSYNC: faster, loses the last commits on a crash */
 } cxm_store_opts;

@@ -5,6 +5,9 @@
  *            [--k 10] [--recs-out RECS.csv] [--json]
  *   cxm-eval --ratings R.csv --split random|temporal --test-frac 0.2
  *            --seed 42 --algo ... [--k 10]
+ *   [--half-life 31536000 --max-history 200]: rank as recodb serves (the
+ *            latest 200 interactions, decayed from the newest, the older
+ *            ones excluded), so the number equals the Recommend RPC's.
  *
  * Trains one model on the training interactions, asks it for the top k of
  * every user with at least one training and one test interaction (their
@@ -23,6 +26,7 @@
 #include <time.h>
 
 #include "cxm/err.h"
+#include "cxm/hash.h"
 #include "cxm/opts.h"
 #include "personalisation/eval/evalcsv.h"
 #include "personalisation/eval/evalmetrics.h"
@@ -35,7 +39,7 @@
 typedef struct eval_cfg {
     const char *train, *test, *ratings, *split, *test_frac, *algo, *recs_out;
     const char *lambda, *shrink, *alpha, *half_life; /* floats: opts.h has no float type */
-    int64_t k, seed, neighbours, factors, iterations;
+    int64_t k, seed, neighbours, factors, iterations, max_history;
     bool json, bm25;
 } eval_cfg;
 
@@ -269,7 +273,12 @@ static void eval_write_recs(FILE *f, const eval_data *d, uint32_t u, const uint3
 typedef struct eval_serve_ctx {
     const reco_model *model;
     double half_life;
-    float *w; /* decayed history weights, one per training item */
+    size_t max_history; /* 0 = the whole history */
+    uint64_t *ihash;    /* per item: FNV-1a of its id, recodb's tie-break */
+    uint64_t *order;    /* one user's history positions, newest first */
+    uint32_t *hist, *excl;
+    const reco_matrix *model_data; /* the training matrix, for the sort */
+    float *w;                      /* decayed history weights, one per training item */
     reco_scratch *scratch;
     uint32_t *recs;
     float *scores;
@@ -295,16 +304,61 @@ static const float *eval_history_weights(eval_serve_ctx *s, const reco_matrix *t
     return s->w;
 }
 
+/* recodb's order of a customer's events: newest first, then the larger
+ * FNV-1a hash of the item id first (its log's key order, walked back). */
+static int eval_by_serving_order(const void *a, const void *b, void *ctx)
+{
+    const eval_serve_ctx *s = ctx;
+    const reco_matrix *t = s->model_data;
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    if (t->ts[x] != t->ts[y])
+        return t->ts[x] < t->ts[y] ? 1 : -1;
+    uint64_t hx = s->ihash[t->items[x]], hy = s->ihash[t->items[y]];
+    return hx < hy ? 1 : hx > hy ? -1 : 0;
+}
+
+/* As recodb serves (--max-history): the latest max_history items weighted
+ * (and decayed from the newest), every older one excluded. */
+static size_t eval_capped_history(eval_serve_ctx *s, const reco_matrix *t, uint32_t u,
+                                  size_t *nexcl)
+{
+    size_t n = (size_t)(t->row[u + 1] - t->row[u]), nhist = 0;
+    for (size_t i = 0; i < n; i++)
+        s->order[i] = t->row[u] + i;
+    s->model_data = t;
+    qsort_r(s->order, n, sizeof *s->order, eval_by_serving_order, s);
+    *nexcl = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t e = s->order[i];
+        if (i >= s->max_history) {
+            s->excl[(*nexcl)++] = t->items[e];
+            continue;
+        }
+        double age = (double)(t->ts[s->order[0]] - t->ts[e]);
+        s->hist[nhist] = t->items[e];
+        s->w[nhist++] =
+            s->half_life > 0 ? t->weights[e] * (float)exp2(-age / s->half_life) : t->weights[e];
+    }
+    return nhist;
+}
+
 /* Recommend for user u, time it and score it. */
 static int eval_serve_user(eval_serve_ctx *s, const eval_data *d, uint32_t u, size_t k, FILE *out)
 {
     const reco_matrix *t = &d->trainm, *q = &d->testm;
     const uint32_t *hist = t->items + t->row[u];
-    size_t nhist = (size_t)(t->row[u + 1] - t->row[u]);
+    size_t nhist = (size_t)(t->row[u + 1] - t->row[u]), nexcl = 0;
     size_t nrel = (size_t)(q->row[u + 1] - q->row[u]);
     double t0 = eval_now();
-    size_t n = reco_recommend(s->model, s->scratch, hist, eval_history_weights(s, t, u), nhist,
-                              NULL, 0, k, s->recs, s->scores);
+    const float *w;
+    if (s->max_history) {
+        nhist = eval_capped_history(s, t, u, &nexcl);
+        hist = s->hist;
+        w = s->w;
+    } else
+        w = eval_history_weights(s, t, u);
+    size_t n =
+        reco_recommend(s->model, s->scratch, hist, w, nhist, s->excl, nexcl, k, s->recs, s->scores);
     s->micros[s->acc.users] = (eval_now() - t0) * 1e6;
     if (eval_check_recs(d, u, s->recs, n, k))
         return -1;
@@ -355,12 +409,20 @@ static int eval_serve(const eval_cfg *c, const eval_plan *plan, const eval_data 
                       const reco_model *model, eval_result *res)
 {
     size_t k = (size_t)c->k;
-    eval_serve_ctx s = {.model = model, .half_life = plan->half_life};
+    eval_serve_ctx s = {
+        .model = model, .half_life = plan->half_life, .max_history = (size_t)c->max_history};
     s.w = malloc(((size_t)d->nitems_train + 1) * sizeof *s.w);
+    s.hist = malloc(((size_t)d->nitems_train + 1) * sizeof *s.hist);
+    s.excl = malloc(((size_t)d->nitems_train + 1) * sizeof *s.excl);
+    s.order = malloc(((size_t)d->nitems_train + 1) * sizeof *s.order);
+    s.ihash = malloc(((size_t)d->nitems_train + 1) * sizeof *s.ihash);
+    for (uint32_t i = 0; s.ihash && i < d->nitems_train; i++)
+        s.ihash[i] = cxm_hash(CXM_HASH_INIT, d->items.names[i], strlen(d->items.names[i]));
     s.recs = malloc(k * sizeof *s.recs);
     s.scores = malloc(k * sizeof *s.scores);
     s.micros = malloc(((size_t)d->nusers_train + 1) * sizeof *s.micros);
-    int rc = !s.w || !s.recs || !s.scores || !s.micros || eval_acc_init(&s.acc, d->nitems_train) ||
+    int rc = !s.w || !s.hist || !s.excl || !s.order || !s.ihash || !s.recs || !s.scores ||
+                     !s.micros || eval_acc_init(&s.acc, d->nitems_train) ||
                      reco_scratch_create(model, &s.scratch)
                  ? -1
                  : 0;
@@ -378,6 +440,10 @@ static int eval_serve(const eval_cfg *c, const eval_plan *plan, const eval_data 
     reco_scratch_free(s.scratch);
     eval_acc_free(&s.acc);
     free(s.w);
+    free(s.hist);
+    free(s.excl);
+    free(s.order);
+    free(s.ihash);
     free(s.recs);
     free(s.scores);
     free(s.micros);
@@ -490,6 +556,9 @@ int main(int argc, char **argv)
         {"factors", CXM_OPT_INT, &c.factors, 1, 100000, "ALS factors (unset: the algorithm's)"},
         {"iterations", CXM_OPT_INT, &c.iterations, 1, 100000,
          "ALS iterations (unset: the algorithm's)"},
+        {"max-history", CXM_OPT_INT, &c.max_history, 1, UINT32_MAX,
+         "score only each user's latest N training interactions, the rest excluded, as "
+         "recodb serves (unset: all)"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     char err[512];

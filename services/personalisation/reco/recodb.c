@@ -69,10 +69,17 @@ double recodb__clock(void)
 
 static void opts_defaults(recodb_opts *o)
 {
-    o->max_history = o->max_history ? o->max_history : 200;
-    /* Recency: on MovieLens-small's temporal split a one-year half-life
-     * gave NDCG@10 +0.003 and 30 days -0.003 (cxm-eval --half-life). */
-    o->recency_half_life = o->recency_half_life ? o->recency_half_life : 365 * RECODB_DAY_SECONDS;
+    /* History scored (MovieLens-small, EASE, random 80/20 seed 42, NDCG@10
+     * by cxm-eval --max-history): 100 0.298, 200 0.337, 500 0.367, 1000
+     * 0.380, 2000 0.3816, all 0.3820. Heavy customers' older items carry
+     * signal, and the cost of a long history is paid off the request path
+     * (the candidate cache), so the default keeps nearly all of it. */
+    o->max_history = o->max_history ? o->max_history : RECODB_DEFAULT_HISTORY;
+    /* Recency: on the temporal split a one-year half-life gave NDCG@10
+     * +0.003, but on the random split -0.027 (0.382 -> 0.355, seeds 1 and
+     * 7 alike): by default no decay; a service that knows its data is
+     * time-ordered sets one. */
+    o->recency_half_life = o->recency_half_life ? o->recency_half_life : -1;
     o->popularity_half_life =
         o->popularity_half_life ? o->popularity_half_life : 14 * RECODB_DAY_SECONDS;
     o->ease_budget = o->ease_budget ? o->ease_budget : UINT64_C(2) << 30;
@@ -630,7 +637,8 @@ int recodb__load(const recodb *db, cxm_txn *t, cxm_arena *a, uint64_t version, r
     if (rc == 0)
         rc = items_view(ib, ilen, a, &s->items);
     if (rc == CXM_ENOTFOUND || rc == CXM_ECORRUPT || rc == CXM_EINVAL)
-        return recodb__fail(err, errlen, CXM_ECORRUPT, "model version %llu is damaged or incomplete",
+        return recodb__fail(err, errlen, CXM_ECORRUPT,
+                            "model version %llu is damaged or incomplete",
                             (unsigned long long)s->version);
     if (rc == 0)
         calib_read(t, db, s->version, &s->calib);

@@ -26,9 +26,9 @@
  * stay valid, and cxm-eval --half-life --max-history ranks the same),
  * mapped to model indices (items newer than the model are skipped), and
  * scored; whatever the customer consumed (the whole history, not only the
- * scored part) and what the caller excludes never comes back. Nothing is allocated but from the caller's
- * arena, and the reader's scratch grows only when a new model has a larger
- * catalogue. No locks: LMDB readers do not block writers or each other.
+ * scored part) and what the caller excludes never comes back. Nothing is allocated but from the
+ * caller's arena, and the reader's scratch grows only when a new model has a larger catalogue. No
+ * locks: LMDB readers do not block writers or each other.
  *
  * Cold start: a customer without history gets the model's time-decayed
  * popularity (opts.popularity_half_life). Before the first model, everyone
@@ -65,12 +65,13 @@
 #define RECODB_K_MAX 1000 /* longest recommendation list */
 #define RECODB_EXCLUDE_MAX 1000
 #define RECODB_EXTRA_MAX 100
+#define RECODB_DEFAULT_HISTORY 2000 /* recodb_opts.max_history 0; recodb.c */
 
 typedef struct recodb recodb;
 
 typedef struct recodb_opts {
-    uint32_t max_history;        /* latest interactions scored; 0 = 200 */
-    double recency_half_life;    /* seconds; 0 = 365 days; < 0 = no decay */
+    uint32_t max_history;        /* latest interactions scored; 0 = 2000 */
+    double recency_half_life;    /* seconds; 0 or < 0 = no decay */
     double popularity_half_life; /* seconds; 0 = 14 days; < 0 = no decay */
     uint64_t ease_budget;        /* bytes EASE may use; 0 = 2 GiB */
     uint32_t neighbours;         /* item-kNN / EASE model size; 0 = the

@@ -61,6 +61,7 @@ typedef struct recodb_popsnap {
     float *count;
     size_t n;
     uint32_t customers;
+    uint64_t events; /* scanned */
 } recodb_popsnap;
 
 struct recodb {

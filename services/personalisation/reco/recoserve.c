@@ -27,7 +27,10 @@
 
 #define ENTRY_HEAD (2 * sizeof(float) + sizeof(uint16_t) + 1)
 #define ROW_HEAD 16
+/* The popularity before any model is retaken when the log grew, at most
+ * once a second unless the log is small enough to scan for free. */
 #define POP_REFRESH_SECONDS 1.0
+#define POP_SMALL_LOG 10000
 
 /* ---- readers ---- */
 
@@ -377,6 +380,7 @@ typedef struct pop_scan {
     float *count;
     uint32_t cap;
     uint32_t customers;
+    uint64_t events;
     char last[RECODB_ID_MAX];
     size_t last_len;
     int64_t newest;
@@ -395,6 +399,7 @@ static int pop_event(const void *key, size_t klen, const void *val, size_t vlen,
     cxm_keyread_i64(&kr, &ts);
     if (vlen <= sizeof(float) || clen > RECODB_ID_MAX)
         return CXM_ECORRUPT;
+    p->events++;
     if (clen != p->last_len || memcmp(customer, p->last, clen) != 0) {
         p->customers++;
         memcpy(p->last, customer, p->last_len = clen);
@@ -457,6 +462,7 @@ static int pop_keep(recodb_popsnap *snap, pop_scan *p)
         snap->n = i + 1;
     }
     snap->customers = p->customers;
+    snap->events = p->events;
     free(order);
     return rc;
 }
@@ -502,8 +508,8 @@ static int serve_popular(recodb *db, recodb_reader *r, cxm_txn *t, answer *ans)
     pthread_mutex_lock(&snap->mu);
     uint64_t appended = recodb_appended(db);
     double now = recodb__clock();
-    if (rc == 0 && (!snap->valid || (appended != snap->appended &&
-                                      now - snap->taken > POP_REFRESH_SECONDS))) {
+    bool cheap = snap->events < POP_SMALL_LOG || now - snap->taken > POP_REFRESH_SECONDS;
+    if (rc == 0 && (!snap->valid || (appended != snap->appended && cheap))) {
         rc = pop_take(db, t, snap);
         snap->appended = appended;
         snap->taken = now;
@@ -654,8 +660,7 @@ static int refresh_fn(cxm_txn *t, void *user)
 }
 
 /* In one read transaction: nothing to do (j->row NULL), or the new row. */
-static int refresh_compute(recodb *db, recodb_reader *r, cxm_txn *t, cxm_arena *a,
-                           refresh_job *j)
+static int refresh_compute(recodb *db, recodb_reader *r, cxm_txn *t, cxm_arena *a, refresh_job *j)
 {
     const void *v;
     size_t len, nseen, nhist, n;
@@ -665,8 +670,8 @@ static int refresh_compute(recodb *db, recodb_reader *r, cxm_txn *t, cxm_arena *
     j->stamp = stamp_of(t, db, j->customer);
     if (j->version == 0 || j->stamp == 0)
         return 0; /* no model, or no history */
-    if (cxm_txn_get_ref(t, db->cand, j->customer, strlen(j->customer), &v, &len) == 0 &&
-        len >= 8 && memcmp(v, &j->version, 8) == 0)
+    if (cxm_txn_get_ref(t, db->cand, j->customer, strlen(j->customer), &v, &len) == 0 && len >= 8 &&
+        memcmp(v, &j->version, 8) == 0)
         return 0; /* current */
     int rc = recodb__load(db, t, a, j->version, &s, err, sizeof err);
     if (rc == 0)
@@ -722,8 +727,8 @@ void recodb__stale_push(recodb *db, const char *customer, size_t len)
 {
     recodb_stalelist *l = &db->stale;
     pthread_mutex_lock(&l->mu);
-    bool again = l->n > 0 && strncmp(l->ids[l->n - 1], customer, len) == 0 &&
-                 l->ids[l->n - 1][len] == 0;
+    bool again =
+        l->n > 0 && strncmp(l->ids[l->n - 1], customer, len) == 0 && l->ids[l->n - 1][len] == 0;
     if (!again && l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
         char **g = realloc(l->ids, cap * sizeof *g);

@@ -132,8 +132,8 @@ static void choose_algo(train_run *tr, char *err, size_t errlen)
     tr->algo = tr->o->algo;
     if (!tr->algo) {
         int rc = recomatrix_build(&tr->d.log, tr->d.customers.n, tr->d.items.n, &x);
-        tr->algo = rc == 0 && reco_ease_bytes(&x) <= tr->db->opts.ease_budget ? RECO_EASE
-                                                                              : RECO_ITEMKNN;
+        tr->algo =
+            rc == 0 && reco_ease_bytes(&x) <= tr->db->opts.ease_budget ? RECO_EASE : RECO_ITEMKNN;
         recomatrix_free(&x);
     }
     if (tr->o->params) {
@@ -181,7 +181,10 @@ static void serving_order(const train_run *tr, recolog_event **ev, size_t n)
 static bool evaluated(const train_run *tr, uint32_t user, double fraction)
 {
     const char *id = tr->d.customers.names[user];
-    uint64_t h = cxm_hash(CXM_HASH_INIT ^ UINT64_C(0x5eed), id, strlen(id));
+    uint64_t h = cxm_hash(CXM_HASH_INIT, id, strlen(id));
+    h ^= h >> 31; /* FNV's high bits barely move for short ids: mix */
+    h *= UINT64_C(0x9e3779b97f4a7c15);
+    h ^= h >> 29;
     return (double)(h >> 11) / 9007199254740992.0 < fraction;
 }
 
@@ -262,8 +265,12 @@ static void metrics_add(metrics_acc *m, const uint32_t *recs, size_t n, const ui
 static void metrics_out(const metrics_acc *m, recodb_metrics *out)
 {
     double u = m->users ? (double)m->users : 1;
-    *out = (recodb_metrics){METRICS_K, m->precision / u, m->recall / u, m->ndcg / u,
-                            m->nitems ? (double)m->distinct / m->nitems : 0, m->users};
+    *out = (recodb_metrics){METRICS_K,
+                            m->precision / u,
+                            m->recall / u,
+                            m->ndcg / u,
+                            m->nitems ? (double)m->distinct / m->nitems : 0,
+                            m->users};
 }
 
 /* ---- Platt scaling ---- */
@@ -386,8 +393,8 @@ static int eval_user(const train_run *tr, const reco_model *m, reco_scratch *s, 
         b->hist[nhist] = e->item;
         b->w[nhist++] = half > 0 ? e->rating * (float)exp2(-age / half) : e->rating;
     }
-    size_t nr = reco_recommend(m, s, b->hist, b->w, nhist, b->excl, nexcl, HOLDOUT_K, b->recs,
-                               b->scores);
+    size_t nr =
+        reco_recommend(m, s, b->hist, b->w, nhist, b->excl, nexcl, HOLDOUT_K, b->recs, b->scores);
     metrics_add(acc, b->recs, nr, b->relevant, nrel);
     int rc = 0;
     bool als = m->algo == RECO_ALS;
@@ -472,8 +479,9 @@ static double serving_ndcg(recodb *db)
     const void *p;
     size_t len;
     recodb_calib c;
-    if (v && cxm_txn_get_ref(t, db->models, key, recodb__model_key(key, v, RECODB_PART_CALIB), &p,
-                             &len) == 0 &&
+    if (v &&
+        cxm_txn_get_ref(t, db->models, key, recodb__model_key(key, v, RECODB_PART_CALIB), &p,
+                        &len) == 0 &&
         len == sizeof c) {
         memcpy(&c, p, sizeof c);
         ndcg = c.has_metrics ? c.metrics.ndcg : -1;
