@@ -755,6 +755,7 @@ typedef struct train_run {
     Cxm__V1__TrainModelRequest *req;
     int64_t wait_ms;
     pthread_mutex_t mu;
+    pthread_cond_t cv; /* signalled when done */
     bool done;
     int rc;
     cxm_client_result res;
@@ -776,13 +777,23 @@ static void *train_thread(void *arg)
                                  t->wait_ms, &t->resp, &t->res);
     pthread_mutex_lock(&t->mu);
     t->rc = rc, t->done = true;
+    pthread_cond_signal(&t->cv);
     pthread_mutex_unlock(&t->mu);
     return NULL;
 }
 
-static bool train_done(train_run *t)
+/* Whether the training call ended, waiting up to ms for it: the answer is
+ * printed as soon as it comes, not at the next poll. */
+static bool train_done(train_run *t, int64_t ms)
 {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
     pthread_mutex_lock(&t->mu);
+    while (!t->done && pthread_cond_timedwait(&t->cv, &t->mu, &ts) == 0)
+        ;
     bool done = t->done;
     pthread_mutex_unlock(&t->mu);
     return done;
@@ -890,16 +901,15 @@ static int train_wait(ctl *c, Cxm__V1__TrainModelRequest *req, int64_t wait_ms)
     train_run t = {
         .c = c, .req = req, .wait_ms = wait_ms, .tty = isatty(STDERR_FILENO) == 1, .t0 = now_s()};
     pthread_mutex_init(&t.mu, NULL);
+    pthread_cond_init(&t.cv, NULL);
     pthread_t th;
     if (pthread_create(&th, NULL, train_thread, &t) != 0)
         return fputs("cxmctl: cannot start a thread\n", stderr), CXMCTL_FAILED;
-    while (!train_done(&t)) {
+    while (!train_done(&t, RECO_POLL_MS))
         if (!c->json)
             train_poll(&t);
-        struct timespec ts = {0, RECO_POLL_MS * 1000000L};
-        nanosleep(&ts, NULL);
-    }
     pthread_join(th, NULL);
+    pthread_cond_destroy(&t.cv);
     pthread_mutex_destroy(&t.mu);
     bool ok = t.rc == 0 && t.res.status == GRPC_STATUS_OK;
     if (!c->json && ok)
