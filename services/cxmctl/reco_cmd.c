@@ -303,8 +303,29 @@ static int upsert_pb(ctl *c, const char *path)
     return rc;
 }
 
-/* One Experience per line as JSON ({"experience": ...} as `--json reco
- * experience upsert` prints it is taken too); stops at the first failure. */
+/* An Experience, or an UpsertExperienceRequest when the object's first key
+ * is "experience" (so that an error names the field of what was meant). */
+static int experience_json(ctl *c, const char *line, size_t len, Cxm__V1__Experience **e, char *err,
+                           size_t errlen)
+{
+    size_t skip = strspn(line, " \t{");
+    bool wrapped = skip < len && len - skip > 12 && strncmp(line + skip, "\"experience\"", 12) == 0;
+    if (!wrapped)
+        return cxmctl_json_message(c, line, len, &cxm__v1__experience__descriptor,
+                                   (ProtobufCMessage **)e, err, errlen);
+    Cxm__V1__UpsertExperienceRequest *req = NULL;
+    if (cxmctl_json_message(c, line, len, &cxm__v1__upsert_experience_request__descriptor,
+                            (ProtobufCMessage **)&req, err, errlen) != 0)
+        return -1;
+    if (!req->experience)
+        return snprintf(err, errlen, "experience: missing"), -1;
+    *e = req->experience;
+    return 0;
+}
+
+/* One Experience per line as JSON, or an UpsertExperienceRequest
+ * ({"experience": {...}}); blank lines are skipped. Stops at the first
+ * failure. */
 static int upsert_jsonl(ctl *c, const char *path)
 {
     size_t len, linelen, lineno = 0;
@@ -315,14 +336,8 @@ static int upsert_jsonl(ctl *c, const char *path)
     upsert_count n = {0};
     char err[512];
     while (next_line(&p, text + len, &line, &linelen, &lineno)) {
-        Cxm__V1__UpsertExperienceRequest *wrapped = NULL;
         Cxm__V1__Experience *e = NULL;
-        if (cxmctl_json_message(c, line, linelen, &cxm__v1__upsert_experience_request__descriptor,
-                                (ProtobufCMessage **)&wrapped, err, sizeof err) == 0 &&
-            wrapped->experience)
-            e = wrapped->experience;
-        else if (cxmctl_json_message(c, line, linelen, &cxm__v1__experience__descriptor,
-                                     (ProtobufCMessage **)&e, err, sizeof err) != 0)
+        if (experience_json(c, line, linelen, &e, err, sizeof err) != 0)
             return cxmctl_usage_error(c, "--file %s line %zu: %s", path, lineno, err);
         int rc = upsert_one(c, e, &n, true);
         if (rc)

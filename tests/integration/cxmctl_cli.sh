@@ -99,6 +99,9 @@ expect 2 'cannot open --file /nonexistent/e.pb' reco experience upsert --file /n
 printf '{"experience_id":"a","kind":"offr"}\n' >"$dir/bad.jsonl"
 expect 2 'bad.jsonl line 1: kind: "offr" is not a value of cxm.v1.ExperienceKind' \
   reco experience upsert --file "$dir/bad.jsonl"
+printf '{"experience":{"experience_id":"a","kind":"offr"}}\n' >"$dir/bad.jsonl"
+expect 2 'bad.jsonl line 1: experience.kind: "offr" is not a value' \
+  reco experience upsert --file "$dir/bad.jsonl"
 expect 2 '--file FILE.jsonl|FILE.pb is required' reco interactions
 printf '{"interaction_id":"a","item_id":"x","weight":1}\n\n{"weight":"heavy"}\n' >"$dir/bad.jsonl"
 expect 2 'bad.jsonl line 3: weight: expected a number' reco interactions --file "$dir/bad.jsonl"
