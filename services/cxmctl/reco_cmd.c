@@ -32,8 +32,6 @@
 #define RECO_POLL_MS 200
 /* How long `reco train` waits for its training unless --wait says. */
 #define RECO_TRAIN_WAIT_MS (30 * 60 * 1000)
-/* A JSON line longer than this is refused: an Experience is at most ~150 KiB. */
-#define RECO_MAX_LINE (1u << 20)
 
 static const char *const none = "";
 
