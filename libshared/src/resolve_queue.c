@@ -37,16 +37,23 @@ struct cxm_resolve_queue {
     cxm_arena a; /* the batch's scratch, reset per batch */
 };
 
-static void wait_push(cxm_resolve_queue *q, rq_wait *w)
+/* A queue that is stopping takes nothing more: its thread may already have
+ * seen the last waiting call, and a record left behind would never be
+ * answered. */
+static int wait_push(cxm_resolve_queue *q, rq_wait *w)
 {
     pthread_mutex_lock(&q->mu);
-    if (q->tail)
-        q->tail->next = w;
-    else
-        q->head = w;
-    q->tail = w;
-    pthread_cond_signal(&q->cv);
+    bool stopping = q->stop;
+    if (!stopping) {
+        if (q->tail)
+            q->tail->next = w;
+        else
+            q->head = w;
+        q->tail = w;
+        pthread_cond_signal(&q->cv);
+    }
     pthread_mutex_unlock(&q->mu);
+    return stopping ? CXM_EUNAVAIL : 0;
 }
 
 /* A string of the batch's arena copied into the call's (NULL stays NULL). */
@@ -176,8 +183,7 @@ int cxm_resolve_queue_push(cxm_resolve_queue *q, cxm_call *call, const Cxm__V1__
     w->one = (cxm_resolve_item){.customer = ref, .no_create = no_create};
     w->items = &w->one;
     w->n = 1;
-    wait_push(q, w);
-    return 0;
+    return wait_push(q, w);
 }
 
 int cxm_resolve_queue_push_many(cxm_resolve_queue *q, cxm_call *call, cxm_resolve_item *items,
@@ -191,8 +197,7 @@ int cxm_resolve_queue_push_many(cxm_resolve_queue *q, cxm_call *call, cxm_resolv
     w->done_many = done;
     w->items = items;
     w->n = n;
-    wait_push(q, w);
-    return 0;
+    return wait_push(q, w);
 }
 
 void cxm_resolve_queue_stop(cxm_resolve_queue *q)

@@ -3,7 +3,7 @@
  * (see xdb.h for the layouts).
  *
  * The catalogue is an open-addressing hash of compiled entries keyed by
- * experience id. An entry is one malloc block (the xdb_exp and its hash)
+ * experience id. An entry is one malloc block (the xdb_exp and its id)
  * plus the experience unpacked with protobuf-c's default allocator, which
  * owns every string and array the xdb_exp points to. Entries are replaced,
  * never removed (a disabled experience stays, flagged), and only under the
@@ -28,6 +28,7 @@
 #include "cxm/err.h"
 #include "cxm/hash.h"
 #include "cxm/keyenc.h"
+#include "cxm/log.h"
 
 /* The id is copied in after the entry, so a find that matches the hash
  * compares bytes already next to the fields the caller reads next. */
@@ -53,7 +54,7 @@ struct xdb {
     size_t cap, n;        /* cap a power of two, n <= cap / 2 */
     const xdb_exp **all, **actions;
     size_t nall, nactions;
-    _Atomic uint64_t *seen; /* the contact filter's bits (see below) */
+    _Atomic uint64_t *seen; /* the contact filter's bits (see the top) */
     uint64_t seen_mask;     /* its bit count - 1 */
 };
 
@@ -228,6 +229,8 @@ static int lock_init(pthread_rwlock_t *lock)
     return rc == 0 ? 0 : CXM_ENOMEM;
 }
 
+static int open_load(cxm_txn *t, void *user);
+
 int xdb_open(cxm_store *store, xdb **out)
 {
     xdb *db = calloc(1, sizeof *db);
@@ -242,10 +245,12 @@ int xdb_open(cxm_store *store, xdb **out)
     };
     int rc = cxm_store_dbis(store, tables, sizeof tables / sizeof tables[0]);
     if (rc == 0)
-        rc = cxm_store_read(store, seen_load, db);
-    if (rc == 0 && (rc = lock_init(&db->lock)) != 0)
-        free(db->seen);
+        rc = cxm_store_read(store, open_load, db);
+    if (rc == 0)
+        rc = lock_init(&db->lock);
     if (rc != 0) {
+        catalog_free(db);
+        free(db->seen);
         free(db);
         return rc;
     }
@@ -309,9 +314,11 @@ static int catgen_bump(cxm_txn *t, xdb *db, const char *id)
 int xdb_experience_put(cxm_txn *t, xdb *db, cxm_arena *a, const Cxm__V1__Experience *e, int64_t now,
                        Cxm__V1__Experience **stored, bool *created)
 {
+    /* A stored value that does not decode is replaced whole (only its
+     * created time is lost): an upsert is how an operator repairs it. */
     Cxm__V1__Experience *old = NULL;
     int rc = xdb_experience_get(t, db, a, e->experience_id, &old);
-    if (rc != 0 && rc != CXM_ENOTFOUND)
+    if (rc != 0 && rc != CXM_ENOTFOUND && rc != CXM_ECORRUPT)
         return rc;
     Cxm__V1__Experience s = *e;
     s.created_at_unix_ms = old ? old->created_at_unix_ms : now;
@@ -459,12 +466,19 @@ static int table_put(xdb *db, cat_entry *c)
     return 0;
 }
 
-/* Compile the stored value of one experience into the table. */
-static int apply_value(xdb *db, const void *v, size_t vl)
+/* Compile the stored value of experience id into the table. One value
+ * that does not decode must not stop every Recommend: it is left out (an
+ * earlier version of it stays) and said once, at this generation. */
+static int apply_value(xdb *db, const void *id, size_t idlen, const void *v, size_t vl)
 {
     Cxm__V1__Experience *m = cxm__v1__experience__unpack(NULL, vl, v);
-    if (!m)
-        return CXM_ECORRUPT;
+    if (!m) {
+        cxm_log_error("personalisation.experience_corrupt",
+                      "experience \"%.*s\" in pers.exp does not decode and is left out of the "
+                      "catalogue: upsert it again to repair it",
+                      (int)(idlen > 128 ? 128 : idlen), (const char *)id);
+        return 0;
+    }
     cat_entry *c = compile(m);
     if (!c) {
         cxm__v1__experience__free_unpacked(m, NULL);
@@ -483,7 +497,7 @@ static int load_all(xdb *db, cxm_txn *t)
     cxm_iter it;
     int rc = cxm_iter_prefix(t, db->exp, NULL, 0, false, &it);
     while (rc == 0 && (rc = cxm_iter_next(&it)) == 0)
-        rc = apply_value(db, it.val, it.vlen);
+        rc = apply_value(db, it.key, it.klen, it.val, it.vlen);
     cxm_iter_close(&it);
     return rc == CXM_ENOTFOUND ? 0 : rc;
 }
@@ -500,7 +514,7 @@ static int load_changes(xdb *db, cxm_txn *t)
         size_t vl;
         rc = cxm_txn_get_ref(t, db->exp, it.val, it.vlen, &v, &vl);
         if (rc == 0)
-            rc = apply_value(db, v, vl);
+            rc = apply_value(db, it.val, it.vlen, v, vl);
         else if (rc == CXM_ENOTFOUND)
             rc = 0; /* experiences are never deleted; tolerate it anyway */
     }
@@ -546,17 +560,32 @@ static int index_rebuild(xdb *db)
 
 /* Under the write lock: bring the table to gen, what t shows. A failure
  * leaves the generation where it was, so the next lock tries again (the
- * entries already replaced are the newer ones, which is harmless). */
+ * entries already replaced are the newer ones, which is harmless). The
+ * arrays are rebuilt even then, since a replaced entry was freed; when even
+ * that fails they are emptied rather than left pointing at freed entries. */
 static int catch_up(xdb *db, cxm_txn *t, uint64_t gen)
 {
     if (atomic_load(&db->gen) >= gen)
         return 0;
     int rc = db->n == 0 ? load_all(db, t) : load_changes(db, t);
-    if (rc == 0)
-        rc = index_rebuild(db);
-    if (rc == 0)
+    int irc = index_rebuild(db);
+    if (irc != 0)
+        db->nall = db->nactions = 0;
+    if (rc == 0 && (rc = irc) == 0)
         atomic_store(&db->gen, gen);
     return rc;
+}
+
+/* At open, before any reader: the contact filter, and the catalogue, so
+ * the first Recommend after a restart does not pay for loading it. */
+static int open_load(cxm_txn *t, void *user)
+{
+    xdb *db = user;
+    uint64_t gen;
+    int rc = seen_load(t, db);
+    if (rc == 0)
+        rc = catgen_get(t, db, &gen);
+    return rc == 0 ? catch_up(db, t, gen) : rc;
 }
 
 int xdb_catalog_lock(xdb *db, cxm_txn *t)

@@ -48,6 +48,8 @@
 
 typedef struct xdb xdb;
 
+/* Open the tables and load the catalogue and the contact filter in one
+ * read transaction (so not inside a transaction). */
 int xdb_open(cxm_store *store, xdb **out);
 void xdb_close(xdb *db);
 
@@ -100,10 +102,11 @@ typedef struct xdb_exp {
 } xdb_exp;
 
 /* Lock the catalogue for reading after catching up with what t sees.
- * Returns 0 or CXM_ENOMEM (catching up failed; the lock is not held). t is
- * a read transaction: a write transaction's uncommitted generation must not
- * reach the shared catalogue. Never lock twice on one thread (writers go
- * first, so a nested read lock can deadlock). */
+ * Returns 0, or CXM_ENOMEM or a store error (catching up failed; the lock
+ * is not held); an experience that does not decode is left out (logged),
+ * not an error. t is a read transaction: a write transaction's uncommitted
+ * generation must not reach the shared catalogue. Never lock twice on one
+ * thread (writers go first, so a nested read lock can deadlock). */
 int xdb_catalog_lock(xdb *db, cxm_txn *t);
 void xdb_catalog_unlock(xdb *db);
 /* Under the lock: */

@@ -639,8 +639,8 @@ static void *stop_main(void *arg)
     return NULL;
 }
 
-/* Stopping the queue answers the calls still waiting before it ends; with
- * profile down a waiting call is UNAVAILABLE. */
+/* Stopping the queue answers the calls still waiting before it ends and
+ * refuses new ones; with profile down a waiting call is UNAVAILABLE. */
 static void case_queue_stop(cxm_channel *ch, test_server *srv)
 {
     (void)ch;
@@ -652,6 +652,12 @@ static void case_queue_stop(cxm_channel *ch, test_server *srv)
     pthread_mutex_lock(&qsvc.lock);
     start_calls(calls, th, N, qch);
     CHECK(pthread_create(&stop, NULL, stop_main, NULL) == 0, "stopper");
+    usleep(200 * 1000); /* stopping, waiting for the calls it holds */
+    qcall late = {.ch = qch, .n = 1, .emails = {"late@example.com"}};
+    qcall_main(&late);
+    CHECK(late.status == GRPC_STATUS_UNAVAILABLE, "a call while the queue stops: %d: %s",
+          late.status, late.details);
+    cxm_arena_dispose(&late.a);
     pthread_mutex_unlock(&qsvc.lock);
     pthread_join(stop, NULL);
     cxm_resolver *check = open_resolver(srv, 2000);

@@ -293,6 +293,25 @@ static void test_erase(void)
     CHECK_EQ_INT(erase(""), 0);
 }
 
+/* A survivor merged away in turn: the root follows both hops, and the
+ * erasure cascade (the survivor, then each merged id) leaves nothing. */
+static void test_chain(void)
+{
+    ev_buf b;
+    char *s1[] = {"one"}, *s2[] = {"two"};
+    CHECK_EQ_INT(apply(ev_segments(&b, "m1", s1, 1, NULL, 0)), 0);
+    CHECK_EQ_INT(apply(ev_segments(&b, "m2", s2, 1, NULL, 0)), 0);
+    CHECK_EQ_INT(apply(ev_merge(&b, "m1", "m2", false)), 0);
+    CHECK_EQ_INT(apply(ev_merge(&b, "m2", "m3", false)), 0);
+    CHECK_EQ_STR(root_of("m1"), "m3");
+    CHECK_EQ_STR(facts("m3"), "0@0 one,two|");
+    CHECK_EQ_INT(erase("m3"), 3); /* record, m2's alias and group row */
+    CHECK_EQ_INT(erase("m2"), 2); /* m1's alias and group row */
+    CHECK_EQ_INT(erase("m1"), 0);
+    CHECK_EQ_STR(root_of("m1"), "m1");
+    CHECK_EQ_STR(facts("m1"), "unknown");
+}
+
 /* Lines of fd 2 while fn runs, counted for `needle`. */
 static int count_log(void (*fn)(void), const char *needle)
 {
@@ -426,6 +445,7 @@ int main(void)
     CHECK_EQ_INT(cxm_store_read(store, search_fn, NULL), 0);
     test_merge();
     test_erase();
+    test_chain();
     test_limits();
     test_bad_events();
     test_open();

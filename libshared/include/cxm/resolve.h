@@ -122,8 +122,9 @@ int cxm_resolve_queue_start(cxm_resolver *r, pthread_mutex_t *lock, cxm_resolve_
 
 /* Queue call: ref (validated) is resolved (no_create as in
  * cxm_resolve_item), then done(call, in, item, rc, user) runs on the
- * queue's thread. The waiting record lives in the call's arena. 0 or
- * CXM_ENOMEM (nothing queued: answer the call yourself). */
+ * queue's thread. The waiting record lives in the call's arena. 0, or
+ * (nothing queued: answer the call yourself) CXM_ENOMEM, CXM_EINVAL (no
+ * call, ref or done) or CXM_EUNAVAIL (the queue is stopping). */
 int cxm_resolve_queue_push(cxm_resolve_queue *q, cxm_call *call, const Cxm__V1__CustomerRef *ref,
                            bool no_create, void *in, cxm_resolve_done_fn done, void *user);
 
@@ -132,15 +133,17 @@ int cxm_resolve_queue_push(cxm_resolve_queue *q, cxm_call *call, const Cxm__V1__
  * the same resolve batch as every other waiting call's, then
  * done(call, in, items, n, rc, user) runs on the queue's thread with each
  * item's rc, customer_id and why filled in (in the call's arena) when
- * rc == 0. 0, CXM_EINVAL (no call, done, or items while n > 0) or
- * CXM_ENOMEM (nothing queued: answer the call yourself). */
+ * rc == 0. 0, or as cxm_resolve_queue_push (CXM_EINVAL also for items
+ * NULL while n > 0). */
 typedef void (*cxm_resolve_many_fn)(cxm_call *call, void *in, cxm_resolve_item *items, size_t n,
                                     int rc, void *user);
 int cxm_resolve_queue_push_many(cxm_resolve_queue *q, cxm_call *call, cxm_resolve_item *items,
                                 size_t n, void *in, cxm_resolve_many_fn done, void *user);
 
 /* Stop: calls still waiting are resolved and handed on first, then the
- * thread ends and q is freed. NULL is a no-op. */
+ * thread ends and q is freed. A push while it stops is refused
+ * (CXM_EUNAVAIL); none may come after it returned (stop the server's
+ * calls first). NULL is a no-op. */
 void cxm_resolve_queue_stop(cxm_resolve_queue *q);
 
 #endif
