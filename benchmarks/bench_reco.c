@@ -3,6 +3,7 @@
  *
  *   cxm-bench-reco [--ratings PATH] [--algo auto|ease|itemknn|als|pop]
  *                  [--history 200] [--calls 20000] [--k 10] [--neighbours N]
+ *                  [--max-history N] [--quality [--seed 42]]
  *
  * Loads interactions (a CSV with the header user,item,rating,ts or
  * MovieLens' userId,movieId,rating,timestamp, read as cxm-eval reads it,
@@ -10,12 +11,24 @@
  * same shape: 610 customers, 9.7k items, ~100k interactions), appends them
  * to a fresh LMDB log, trains, and then asks for the top k of customers
  * with at least --history interactions, round-robin:
- *   recodb   recodb_recommend end to end: read transaction, model view,
- *            the latest --history interactions, scoring, ids out;
- *   reco     reco_recommend alone on the same histories, already indexed;
+ *   scored   recodb_recommend end to end on a customer whose candidates
+ *            are not cached: read transaction, model view, the history
+ *            (--max-history scored, the rest excluded), scoring, ids out;
+ *   cached   the same after the stale list is drained (recodb_stale,
+ *            recodb_refresh_many) as a service's refresh thread does: a
+ *            read transaction, the cache row, ids out (what Recommend pays
+ *            between two interactions of a customer);
+ *   reco     reco_recommend alone on the same histories (their latest
+ *            --history items), already indexed, from the 16-bit rows;
+ *   reco32   the same from the model's 32-bit rows (full_precision);
  *   floor    a fixed busy loop as long as the recodb median, timed in the
  *            same rounds: what this machine's scheduling alone does to a
  *            call of that length (these VMs are shared and noisy).
+ * --quality instead measures what serving returns, not how fast: the
+ * ratings split per user at random 80/20 (--seed, as cxm-eval --ratings),
+ * the training part appended and trained with recodb_train_ex, then NDCG@k
+ * etc. of recodb_recommend (through the cache) for every user, which must
+ * equal cxm-eval --max-history N on the same split.
  * Last, one second of reading the clock in a loop counts how often and for
  * how long the CPU was taken away (gaps over 5 us): a call of length d is
  * hit with probability about rate * d, which sets the p99 a call of that
@@ -40,7 +53,8 @@
 
 typedef struct bench_cfg {
     const char *ratings, *algo;
-    int64_t history, calls, k, neighbours;
+    int64_t history, calls, k, neighbours, max_history, seed;
+    bool quality;
 } bench_cfg;
 
 typedef struct bench_data {
@@ -202,58 +216,201 @@ static void report(const char *name, double *v, size_t n)
 typedef struct bench_run {
     recodb *db;
     recodb_reader *reader;
-    const reco_model *model;
+    const reco_model *model, *model32;
     reco_scratch *scratch;
     const uint32_t *who;  /* customers served */
     const uint32_t *hist; /* their latest h items, h per customer */
     size_t nwho;
 } bench_run;
 
-static int serve_rounds(const bench_cfg *c, const bench_run *b, const bench_data *d)
+/* One pass of recodb_recommend over the served customers, timed. */
+static int time_recodb(const bench_cfg *c, const bench_run *b, const bench_data *d, double *t)
 {
-    size_t calls = (size_t)c->calls, h = (size_t)c->history, k = (size_t)c->k;
-    double *t_db = malloc(calls * sizeof *t_db), *t_reco = malloc(calls * sizeof *t_reco);
-    double *t_floor = malloc(calls * sizeof *t_floor);
-    uint32_t out[1000];
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
     char err[256];
-    long floor_it = 0;
-    int rc = t_db && t_reco && t_floor ? 0 : -1;
-    for (size_t i = 0; rc == 0 && i < calls; i++) {
-        if (i == calls / 10) /* size the floor loop once the median is known */
-            floor_it = calibrate(eval_quantile(memcpy(t_floor, t_db, i * sizeof *t_db), i, 0.5));
-        size_t w = i % b->nwho;
-        recodb_query q = {.customer = d->customers.names[b->who[w]], .now = 1900000000, .k = k};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < (size_t)c->calls; i++) {
+        recodb_query q = {.customer = d->customers.names[b->who[i % b->nwho]], .k = (size_t)c->k};
         recodb_rec *recs;
         size_t n;
         double t0 = now_us();
         rc = recodb_recommend(b->db, b->reader, &a, &q, &recs, &n, NULL, err, sizeof err);
-        double t1 = now_us();
-        reco_recommend(b->model, b->scratch, b->hist + w * h, NULL, h, NULL, 0, k, out, NULL);
-        double t2 = now_us();
-        busy(floor_it);
-        t_db[i] = t1 - t0;
-        t_reco[i] = t2 - t1;
-        t_floor[i] = now_us() - t2;
+        t[i] = now_us() - t0;
         cxm_arena_reset(&a);
     }
     if (rc != 0)
         fprintf(stderr, "cxm-bench-reco: recommend: %s\n", err);
-    else {
-        size_t skip = calls / 10; /* the floor starts once calibrated */
-        printf("\n%zu calls, %zu customers with %zu-item histories, top %zu\n", calls, b->nwho, h,
-               k);
+    cxm_arena_dispose(&a);
+    return rc;
+}
+
+/* reco_recommend alone, and the floor loop as long as the scored median. */
+static void time_reco(const bench_cfg *c, const bench_run *b, double scored_p50, double *t_reco,
+                      double *t_reco32, double *t_floor)
+{
+    size_t h = (size_t)c->history, k = (size_t)c->k;
+    uint32_t out[1000];
+    long floor_it = calibrate(scored_p50);
+    for (size_t i = 0; i < (size_t)c->calls; i++) {
+        const uint32_t *hist = b->hist + (i % b->nwho) * h;
+        double t0 = now_us();
+        reco_recommend(b->model, b->scratch, hist, NULL, h, NULL, 0, k, out, NULL);
+        double t1 = now_us();
+        reco_recommend(b->model32, b->scratch, hist, NULL, h, NULL, 0, k, out, NULL);
+        double t2 = now_us();
+        busy(floor_it);
+        t_reco[i] = t1 - t0;
+        t_reco32[i] = t2 - t1;
+        t_floor[i] = now_us() - t2;
+    }
+}
+
+/* What a service's refresh thread does: drain the stale list (after a
+ * training, every customer) in batches. */
+static int refresh_stale(recodb *db, recodb_reader *r)
+{
+    char *ids[64];
+    size_t n, total = 0;
+    int rc = 0;
+    double t0 = now_us();
+    while (rc == 0 && (n = recodb_stale(db, ids, 64)) > 0) {
+        rc = recodb_refresh_many(db, r, ids, n);
+        for (size_t i = 0; i < n; i++)
+            free(ids[i]);
+        total += n;
+    }
+    if (rc != 0)
+        fprintf(stderr, "cxm-bench-reco: refresh: %s\n", cxm_strerror(rc));
+    else
+        printf("refreshed %zu customers' candidates in %.1f ms (%.1f us each)\n", total,
+               (now_us() - t0) / 1e3, (now_us() - t0) / (double)(total ? total : 1));
+    return rc;
+}
+
+static int serve_rounds(const bench_cfg *c, const bench_run *b, const bench_data *d)
+{
+    size_t calls = (size_t)c->calls;
+    double *t_scored = malloc(calls * sizeof *t_scored),
+           *t_cached = malloc(calls * sizeof *t_cached);
+    double *t_reco = malloc(calls * sizeof *t_reco), *t_floor = malloc(calls * sizeof *t_floor);
+    double *t_reco32 = malloc(calls * sizeof *t_reco32);
+    int rc = t_scored && t_cached && t_reco && t_reco32 && t_floor ? 0 : -1;
+    if (rc == 0)
+        rc = time_recodb(c, b, d, t_scored);
+    if (rc == 0) {
+        double *tmp = memcpy(t_floor, t_scored, calls * sizeof *t_scored);
+        time_reco(c, b, eval_quantile(tmp, calls, 0.5), t_reco, t_reco32, t_floor);
+    }
+    if (rc == 0)
+        rc = refresh_stale(b->db, b->reader);
+    if (rc == 0)
+        rc = time_recodb(c, b, d, t_cached);
+    if (rc == 0) {
+        printf("\n%zu calls, %zu customers with >= %" PRId64 " interactions, top %" PRId64 "\n",
+               calls, b->nwho, c->history, c->k);
         printf("%-8s %10s %10s %10s %10s   (microseconds)\n", "", "p50", "p90", "p99", "max");
-        report("recodb", t_db, calls);
+        report("scored", t_scored, calls);
+        report("cached", t_cached, calls);
         report("reco", t_reco, calls);
-        report("floor", t_floor + skip, calls - skip);
+        report("reco32", t_reco32, calls);
+        report("floor", t_floor, calls);
         report_steal();
     }
-    cxm_arena_dispose(&a);
-    free(t_db);
+    free(t_scored);
+    free(t_cached);
     free(t_reco);
+    free(t_reco32);
     free(t_floor);
+    return rc;
+}
+
+/* ---- --quality ---- */
+
+static int append_log(recodb *db, const bench_data *d, const recolog *log)
+{
+    bench_data view = *d;
+    view.log = *log;
+    return append_all(db, &view);
+}
+
+/* NDCG etc. of recodb_recommend for every user with training and test
+ * interactions, as cxm-eval scores reco_recommend. */
+static int score_users(const bench_cfg *c, recodb *db, recodb_reader *r, const bench_data *d,
+                       const reco_matrix *train, const reco_matrix *test, eval_summary *sum,
+                       double *mean_propensity)
+{
+    double props = 0;
+    uint64_t nprops = 0;
+    eval_acc acc;
+    cxm_arena a;
+    char err[256];
+    uint32_t recs[1000];
+    int rc = eval_acc_init(&acc, d->items.n);
+    cxm_arena_init(&a, NULL, 0, 0);
+    for (uint32_t u = 0; rc == 0 && u < d->customers.n; u++) {
+        if (train->row[u + 1] == train->row[u] || test->row[u + 1] == test->row[u])
+            continue;
+        recodb_query q = {.customer = d->customers.names[u], .k = (size_t)c->k};
+        recodb_rec *out;
+        size_t n;
+        if ((rc = recodb_recommend(db, r, &a, &q, &out, &n, NULL, err, sizeof err)) != 0)
+            fprintf(stderr, "cxm-bench-reco: recommend: %s\n", err);
+        for (size_t i = 0; i < n; i++) {
+            recs[i] = recoids_find(&d->items, out[i].item);
+            props += out[i].propensity;
+            nprops++;
+        }
+        eval_user_metrics m;
+        eval_user_score(recs, n, test->items + test->row[u], test->row[u + 1] - test->row[u],
+                        (size_t)c->k, &m);
+        eval_acc_add(&acc, recs, n, &m);
+        cxm_arena_reset(&a);
+    }
+    eval_acc_summary(&acc, sum);
+    *mean_propensity = nprops ? props / (double)nprops : 0;
+    eval_acc_free(&acc);
+    cxm_arena_dispose(&a);
+    return rc;
+}
+
+static int run_quality(const bench_cfg *c, reco_algo algo, bench_data *d, recodb *db,
+                       recodb_reader *r)
+{
+    recolog train = {0}, test = {0};
+    reco_matrix trainm = {0}, testm = {0};
+    char err[256];
+    recolog_dedupe(&d->log);
+    int rc = eval_split(&d->log, EVAL_SPLIT_RANDOM, 0.2, (uint64_t)c->seed, &train, &test);
+    if (rc == 0)
+        rc = append_log(db, d, &train);
+    recodb_train_opts o = {.algo = algo};
+    recodb_train_report rep;
+    recodb_metrics hm;
+    bool act;
+    if (rc == 0 && (rc = recodb_train_ex(db, &o, &rep, &hm, &act, err, sizeof err)) != 0)
+        fprintf(stderr, "cxm-bench-reco: train: %s\n", err);
+    if (rc == 0) {
+        printf("trained version %" PRIu64 " (algorithm %d) in %.2f s; holdout of %" PRIu64
+               " customers: ndcg@10 %.4f precision %.4f recall %.4f coverage %.4f\n",
+               rep.version, (int)rep.algo, rep.seconds, hm.customers, hm.ndcg, hm.precision,
+               hm.recall, hm.coverage);
+        recolog_dedupe(&train);
+        recolog_dedupe(&test);
+        rc = recomatrix_build(&train, d->customers.n, d->items.n, &trainm) ||
+             recomatrix_build(&test, d->customers.n, d->items.n, &testm) || refresh_stale(db, r);
+    }
+    eval_summary sum;
+    double prop = 0;
+    if (rc == 0 && (rc = score_users(c, db, r, d, &trainm, &testm, &sum, &prop)) == 0)
+        printf("recodb_recommend, random 80/20 seed %" PRId64 ", %" PRIu64 " users: ndcg@%" PRId64
+               " %.6f precision %.6f recall %.6f; mean propensity of "
+               "what was recommended %.4f (calibrated on the latest 20%%, a harder task)\n",
+               c->seed, sum.users, c->k, sum.ndcg, sum.precision, sum.recall, prop);
+    recomatrix_free(&trainm);
+    recomatrix_free(&testm);
+    recolog_free(&train);
+    recolog_free(&test);
     return rc;
 }
 
@@ -301,11 +458,21 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
 {
     cxm_store *store;
     cxm_store_opts so = {.nosync = true};
-    recodb_opts ro = {.neighbours = (uint32_t)c->neighbours};
+    recodb_opts ro = {.neighbours = (uint32_t)c->neighbours,
+                      .max_history = (uint32_t)c->max_history};
     recodb *db = NULL;
     recodb_reader *reader = NULL;
     if (cxm_store_open(dir, &so, &store) || recodb_open(store, &ro, &db) ||
-        recodb_reader_create(db, &reader) || append_all(db, d))
+        recodb_reader_create(db, &reader))
+        return -1;
+    if (c->quality) {
+        int rc = run_quality(c, algo, d, db, reader);
+        recodb_reader_free(reader);
+        recodb_close(db);
+        cxm_store_close(store);
+        return rc;
+    }
+    if (append_all(db, d))
         return -1;
     char err[256];
     recodb_train_report rep;
@@ -326,11 +493,17 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
     if (c->neighbours)
         p.neighbours = (uint32_t)c->neighbours;
     int rc = prepare_reco(c, rep.algo, &p, d, &x, &model, &who, &hist, &nwho);
-    bench_run b = {db, reader, model, NULL, who, hist, nwho};
+    reco_model *model32 = NULL;
+    char err2[256];
+    p.full_precision = true;
+    if (rc == 0 && reco_train(rep.algo, &p, &x, &model32, err2, sizeof err2) != 0)
+        rc = -1;
+    bench_run b = {db, reader, model, model32, NULL, who, hist, nwho};
     if (rc == 0 && reco_scratch_create(model, &b.scratch) == 0)
         rc = serve_rounds(c, &b, d);
     reco_scratch_free(b.scratch);
     reco_model_free(model);
+    reco_model_free(model32);
     recomatrix_free(&x);
     free(who);
     free(hist);
@@ -342,7 +515,7 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
 
 int main(int argc, char **argv)
 {
-    bench_cfg c = {.algo = "auto", .history = 200, .calls = 20000, .k = 10};
+    bench_cfg c = {.algo = "auto", .history = 200, .calls = 20000, .k = 10, .seed = 42};
     cxm_opt opts[] = {
         {"ratings", CXM_OPT_STR, &c.ratings, 0, 0, "user,item,rating,ts or MovieLens ratings CSV"},
         {"algo", CXM_OPT_STR, &c.algo, 0, 0, "auto, ease, itemknn, als or pop"},
@@ -351,6 +524,11 @@ int main(int argc, char **argv)
         {"k", CXM_OPT_INT, &c.k, 1, 1000, "length of each list"},
         {"neighbours", CXM_OPT_INT, &c.neighbours, 0, 100000,
          "item-kNN / EASE neighbours per item (0: the algorithm's default)"},
+        {"max-history", CXM_OPT_INT, &c.max_history, 0, 1000000,
+         "interactions scored per customer (0: recodb's default)"},
+        {"quality", CXM_OPT_BOOL, &c.quality, 0, 0,
+         "measure NDCG of recodb_recommend on a random 80/20 split instead of time"},
+        {"seed", CXM_OPT_INT, &c.seed, 0, INT64_MAX, "seed of the --quality split"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     char err[512];

@@ -3,6 +3,8 @@
  * LMDB environment in a temporary directory.
  */
 #include <ftw.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -345,6 +347,38 @@ static void check_append_txn(cxm_store *store, recodb *db)
     CHECK(recodb_appended(db) == before + 3 && stamp(store, "c1") == s1 + 1);
 }
 
+/* Many customers through the stale list's set: each taken exactly once,
+ * in small batches, twice over (growth and removal). */
+static void check_stale_many(cxm_store *store, recodb *db)
+{
+    static char names[300][8];
+    recodb_event ev[300];
+    for (int round = 0; round < 2; round++) {
+        drain_stale(db);
+        for (int i = 0; i < 300; i++) {
+            snprintf(names[i], sizeof names[i], "s%d", i);
+            ev[i] = (recodb_event){names[i], "a0", 1, NOW - 1000 + round};
+        }
+        append_job j = {db, ev, 300};
+        CHECK_EQ_INT(cxm_store_write(store, append_fn, &j), 0);
+        j.n = 150; /* listed customers again: no new entries */
+        CHECK_EQ_INT(cxm_store_write(store, append_fn, &j), 0);
+        static bool seen[300];
+        memset(seen, 0, sizeof seen);
+        size_t total = 0, n;
+        char *ids[7];
+        while ((n = recodb_stale(db, ids, 7)) > 0)
+            for (size_t i = 0; i < n; i++, total++) {
+                int k = atoi(ids[i] + 1);
+                CHECK(ids[i][0] == 's' && k >= 0 && k < 300 && !seen[k]);
+                if (k >= 0 && k < 300)
+                    seen[k] = true;
+                free(ids[i]);
+            }
+        CHECK(total == 300);
+    }
+}
+
 static bool reject_a(const char *item, size_t len, void *user)
 {
     (*(int *)user)++;
@@ -399,7 +433,17 @@ static void check_cache(cxm_store *store, recodb *db, recodb_reader *r, cxm_aren
     recodb_rec *fresh, *hit;
     recodb_query q = {.customer = "c3", .now = NOW, .k = 4};
     CHECK(!cached(store, "c3"));
+    drain_stale(db);
     size_t nf = recommend(db, r, a, &q, &fresh, NULL);
+    /* Scored requests list the customer as stale, once however many. */
+    recodb_query q4 = {.customer = "c4", .k = 2};
+    for (int i = 0; i < 3; i++) {
+        recommend(db, r, a, &q4, &hit, NULL);
+        recommend(db, r, a, &q, &hit, NULL);
+    }
+    char buf[4096];
+    stale_ids(db, buf, sizeof buf);
+    CHECK_EQ_STR(buf, "c3,c4");
     CHECK_EQ_INT(recodb_refresh(db, r, "c3"), 0);
     CHECK(cached(store, "c3"));
     size_t nh = recommend(db, r, a, &q, &hit, NULL);
@@ -431,9 +475,15 @@ static void check_cache(cxm_store *store, recodb *db, recodb_reader *r, cxm_aren
     CHECK_EQ_INT(recodb_train(db, 0, &rep, err, sizeof err), 0);
     nh = recommend(db, r, a, &q, &hit, NULL);
     CHECK(nh == 4 && !has(hit, nh, "planted"));
-    char buf[4096];
     stale_ids(db, buf, sizeof buf);
     CHECK(strstr(buf, "c3") && strstr(buf, "c19") && strstr(buf, "drifter"));
+    /* A batch refresh caches those with history, and nothing else. */
+    char *batch[] = {"c3", "c4", "nobody"};
+    CHECK_EQ_INT(recodb_refresh_many(db, r, batch, 3), 0);
+    CHECK(cached(store, "c3") && cached(store, "c4") && !cached(store, "nobody"));
+    char *bad[] = {"c5", ""};
+    CHECK_EQ_INT(recodb_refresh_many(db, r, bad, 2), CXM_EINVAL);
+    CHECK(!cached(store, "c5"));
 }
 
 /* Erasing counts the rows it deleted; a merge moves every event. */
@@ -648,6 +698,112 @@ static void check_train_ex(cxm_store *store, recodb *db, recodb_reader *r, cxm_a
     CHECK(strstr(err, "holdout_fraction") != NULL && !act);
 }
 
+/* ---- appends, refreshes and requests at once ---- */
+
+typedef struct race {
+    cxm_store *store;
+    recodb *db;
+    atomic_bool writing;
+    int failures;
+} race;
+
+static void *race_writer(void *p)
+{
+    race *x = p;
+    char customer[16], item[16], e[256];
+    for (int i = 0; i < 300; i++) {
+        snprintf(customer, sizeof customer, "g%d", i % 40);
+        snprintf(item, sizeof item, "i%d-%d", (i * 7) % 4, (i * 13) % 30);
+        recodb_event ev = {customer, item, 1, NOW + i};
+        x->failures += recodb_append(x->db, &ev, 1, e, sizeof e) != 0;
+    }
+    atomic_store(&x->writing, false);
+    return NULL;
+}
+
+static void *race_refresher(void *p)
+{
+    race *x = p;
+    recodb_reader *r;
+    x->failures += recodb_reader_create(x->db, &r) != 0;
+    char *ids[16];
+    for (;;) {
+        bool last = !atomic_load(&x->writing);
+        size_t n = recodb_stale(x->db, ids, 16);
+        x->failures += n && recodb_refresh_many(x->db, r, ids, n) != 0;
+        for (size_t i = 0; i < n; i++)
+            free(ids[i]);
+        if (n == 0 && last)
+            break;
+    }
+    recodb_reader_free(r);
+    return NULL;
+}
+
+static void *race_reader(void *p)
+{
+    race *x = p;
+    recodb_reader *r;
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    x->failures += recodb_reader_create(x->db, &r) != 0;
+    char customer[16], e[256];
+    for (int i = 0; atomic_load(&x->writing); i++) {
+        snprintf(customer, sizeof customer, "g%d", i % 40);
+        recodb_query q = {.customer = customer, .k = 10};
+        recodb_rec *out;
+        size_t n;
+        x->failures += recodb_recommend(x->db, r, &a, &q, &out, &n, NULL, e, sizeof e) != 0;
+        cxm_arena_reset(&a);
+    }
+    recodb_reader_free(r);
+    cxm_arena_dispose(&a);
+    return NULL;
+}
+
+typedef struct uncache_job {
+    MDB_dbi dbi;
+    const char *customer;
+} uncache_job;
+
+static int uncache_fn(cxm_txn *t, void *user)
+{
+    const uncache_job *j = user;
+    return cxm_txn_del(t, j->dbi, j->customer, strlen(j->customer));
+}
+
+/* After the race, every cached answer is the one scoring gives now. */
+static void check_race(cxm_store *store, recodb *db, recodb_reader *r, cxm_arena *a)
+{
+    race x = {store, db, true, 0};
+    pthread_t w, f, rd;
+    pthread_create(&w, NULL, race_writer, &x);
+    pthread_create(&f, NULL, race_refresher, &x);
+    pthread_create(&rd, NULL, race_reader, &x);
+    pthread_join(w, NULL);
+    pthread_join(rd, NULL);
+    pthread_join(f, NULL);
+    CHECK_EQ_INT(x.failures, 0);
+    MDB_dbi cand;
+    CHECK_EQ_INT(cxm_store_dbi(store, "reco.cand", 0, &cand), 0);
+    int checked = 0;
+    for (int c = 0; c < 40; c++) {
+        char customer[16];
+        snprintf(customer, sizeof customer, "g%d", c);
+        if (!cached(store, customer))
+            continue;
+        recodb_rec *hit, *fresh;
+        recodb_query q = {.customer = customer, .k = 10};
+        size_t nh = recommend(db, r, a, &q, &hit, NULL);
+        uncache_job j = {cand, customer};
+        CHECK_EQ_INT(cxm_store_write(store, uncache_fn, &j), 0);
+        size_t nf = recommend(db, r, a, &q, &fresh, NULL);
+        CHECK(same_answer(hit, nh, fresh, nf));
+        checked++;
+    }
+    CHECK(checked > 20);
+}
+
 int main(void)
 {
     if (!mkdtemp(root)) {
@@ -682,6 +838,7 @@ int main(void)
     check_erase_merge(store, db, r, &a);
     check_explain_similar(db, r, &a);
     check_export(db);
+    check_stale_many(store, db); /* last: its customers change popularity */
 
     /* A tiny EASE budget makes the automatic choice item-kNN; fewer
      * neighbours make a smaller model. */
@@ -725,6 +882,7 @@ int main(void)
     CHECK_EQ_INT(recodb_open(store, NULL, &db), 0);
     CHECK_EQ_INT(recodb_reader_create(db, &r), 0);
     check_train_ex(store, db, r, &a);
+    check_race(store, db, r, &a);
     cxm_arena_dispose(&a);
     recodb_reader_free(r);
     recodb_close(db);

@@ -40,7 +40,7 @@ typedef struct eval_cfg {
     const char *train, *test, *ratings, *split, *test_frac, *algo, *recs_out;
     const char *lambda, *shrink, *alpha, *half_life; /* floats: opts.h has no float type */
     int64_t k, seed, neighbours, factors, iterations, max_history;
-    bool json, bm25;
+    bool json, bm25, full_precision;
 } eval_cfg;
 
 /* Everything parsed and derived from the command line. */
@@ -128,6 +128,7 @@ static int eval_params(const eval_cfg *c, eval_plan *plan)
         p->neighbours = (uint32_t)c->neighbours;
     if (c->bm25)
         p->knn_weighting = RECO_KNN_BM25;
+    p->full_precision = c->full_precision;
     if (c->factors)
         p->factors = (uint32_t)c->factors;
     if (c->iterations)
@@ -556,6 +557,8 @@ int main(int argc, char **argv)
         {"factors", CXM_OPT_INT, &c.factors, 1, 100000, "ALS factors (unset: the algorithm's)"},
         {"iterations", CXM_OPT_INT, &c.iterations, 1, 100000,
          "ALS iterations (unset: the algorithm's)"},
+        {"full-precision", CXM_OPT_BOOL, &c.full_precision, 0, 0,
+         "item-kNN / EASE: serve from 32-bit rows, not the 16-bit copy"},
         {"max-history", CXM_OPT_INT, &c.max_history, 1, UINT32_MAX,
          "score only each user's latest N training interactions, the rest excluded, as "
          "recodb serves (unset: all)"},

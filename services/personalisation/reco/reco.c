@@ -495,6 +495,38 @@ static int train_ease(row_builder *rb, const reco_matrix *x, const reco_params *
 
 /* ---- training ---- */
 
+/* The serving copy of the rows: 16-bit items, weights quantised to 16
+ * bits against each row's largest |w| (a relative error under 2^-15 of
+ * it). MovieLens-small, EASE: NDCG@10 unchanged to 4 decimals, the
+ * scoring of a 200-item history faster (cxm-bench-reco's reco and
+ * reco32 rows; reco_params.full_precision turns it off). */
+#define COMPACT_MAX_ITEMS 65536
+
+static int compact_rows(reco_model *m, const reco_params *p)
+{
+    uint64_t nnz = m->nrow[m->nitems];
+    if (m->nitems > COMPACT_MAX_ITEMS || p->full_precision)
+        return 0;
+    reco_cnb *c = malloc((nnz + 1) * sizeof *c);
+    float *scale = malloc(((size_t)m->nitems + 1) * sizeof *scale);
+    if (!c || !scale) {
+        free(c);
+        free(scale);
+        return CXM_ENOMEM;
+    }
+    for (uint32_t i = 0; i < m->nitems; i++) {
+        float top = 0;
+        for (uint64_t q = m->nrow[i]; q < m->nrow[i + 1]; q++)
+            top = fabsf(m->nb[q].w) > top ? fabsf(m->nb[q].w) : top;
+        scale[i] = top > 0 ? top / 32767.0f : 1.0f;
+        for (uint64_t q = m->nrow[i]; q < m->nrow[i + 1]; q++)
+            c[q] = (reco_cnb){(uint16_t)m->nb[q].item, (int16_t)lrintf(m->nb[q].w / scale[i])};
+    }
+    m->cnb = c;
+    m->cscale = scale;
+    return 0;
+}
+
 static int train_model(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
                        size_t errlen)
 {
@@ -512,7 +544,7 @@ static int train_model(reco_model *m, const reco_matrix *x, const reco_params *p
         rc = train_ease(&rb, x, p, err, errlen);
     m->nrow = rb.nrow;
     m->nb = rb.all;
-    return rc;
+    return rc == 0 ? compact_rows(m, p) : rc;
 }
 
 int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_model **out,
@@ -552,6 +584,8 @@ void reco_model_free(reco_model *m)
         return;
     free((void *)m->nrow);
     free((void *)m->nb);
+    free((void *)m->cnb);
+    free((void *)m->cscale);
     free((void *)m->popular);
     free((void *)m->pop_score);
     free((void *)m->item_factors);
@@ -582,7 +616,7 @@ typedef struct reco_blob_header {
 } reco_blob_header;
 
 typedef struct reco_layout {
-    size_t nrow, nb, popular, pop_score, item_factors, gram, total;
+    size_t nrow, nb, cnb, cscale, popular, pop_score, item_factors, gram, total;
 } reco_layout;
 
 static size_t align8(size_t n)
@@ -592,7 +626,8 @@ static size_t align8(size_t n)
 
 /* Offsets of every array; 0 for the ALS arrays of other models and the
  * neighbour arrays of ALS and popularity. */
-static reco_layout layout_of(uint32_t nitems, uint64_t nnz, uint32_t factors, bool rows)
+static reco_layout layout_of(uint32_t nitems, uint64_t nnz, uint32_t factors, bool rows,
+                             bool compact)
 {
     reco_layout l = {0};
     size_t at = align8(sizeof(reco_blob_header));
@@ -601,6 +636,12 @@ static reco_layout layout_of(uint32_t nitems, uint64_t nnz, uint32_t factors, bo
         at += align8(((size_t)nitems + 1) * sizeof(uint64_t));
         l.nb = at;
         at += align8((size_t)nnz * sizeof(neighbour));
+    }
+    if (rows && compact) {
+        l.cnb = at;
+        at += align8((size_t)nnz * sizeof(reco_cnb));
+        l.cscale = at;
+        at += align8((size_t)nitems * sizeof(float));
     }
     l.popular = at;
     at += align8((size_t)nitems * sizeof(uint32_t));
@@ -624,16 +665,20 @@ static uint64_t model_nnz(const reco_model *m)
 int reco_model_pack(const reco_model *m, void **out, size_t *len)
 {
     uint64_t nnz = model_nnz(m);
-    reco_layout l = layout_of(m->nitems, nnz, m->factors, m->nrow != NULL);
+    reco_layout l = layout_of(m->nitems, nnz, m->factors, m->nrow != NULL, m->cnb != NULL);
     char *b = calloc(1, l.total);
     if (!b)
         return CXM_ENOMEM;
-    reco_blob_header h = {RECO_MAGIC, (uint32_t)m->algo, m->nitems, m->factors, 0,
+    reco_blob_header h = {RECO_MAGIC, (uint32_t)m->algo, m->nitems, m->factors, m->cnb != NULL,
                           nnz,        m->lambda,         m->alpha};
     memcpy(b, &h, sizeof h);
     if (m->nrow) {
         memcpy(b + l.nrow, m->nrow, ((size_t)m->nitems + 1) * sizeof *m->nrow);
         memcpy(b + l.nb, m->nb, (size_t)nnz * sizeof *m->nb);
+    }
+    if (m->cnb) {
+        memcpy(b + l.cnb, m->cnb, (size_t)nnz * sizeof *m->cnb);
+        memcpy(b + l.cscale, m->cscale, (size_t)m->nitems * sizeof *m->cscale);
     }
     memcpy(b + l.popular, m->popular, (size_t)m->nitems * sizeof *m->popular);
     memcpy(b + l.pop_score, m->pop_score, (size_t)m->nitems * sizeof *m->pop_score);
@@ -658,7 +703,10 @@ int reco_model_view(const void *blob, size_t len, cxm_arena *a, const reco_model
     if (h.magic != RECO_MAGIC || !known || (h.factors != 0) != (h.algo == RECO_ALS) ||
         (h.nnz != 0 && !has_rows((reco_algo)h.algo)) || h.factors > 4096)
         return fail(err, errlen, CXM_EINVAL, "not a model blob of this version");
-    reco_layout l = layout_of(h.nitems, h.nnz, h.factors, has_rows((reco_algo)h.algo));
+    bool rows = has_rows((reco_algo)h.algo), compact = h.pad == 1; /* pad: the compact flag */
+    if (h.pad > 1 || (compact && (!rows || h.nitems > COMPACT_MAX_ITEMS)))
+        return fail(err, errlen, CXM_EINVAL, "not a model blob of this version");
+    reco_layout l = layout_of(h.nitems, h.nnz, h.factors, rows, compact);
     if (l.total != len)
         return fail(err, errlen, CXM_EINVAL, "model blob size does not match its header");
     reco_model *m = cxm_arena_alloc(a, sizeof *m);
@@ -675,6 +723,10 @@ int reco_model_view(const void *blob, size_t len, cxm_arena *a, const reco_model
         m->nb = (const neighbour *)(const void *)(b + l.nb);
         if (m->nrow[h.nitems] != h.nnz)
             return fail(err, errlen, CXM_EINVAL, "model blob rows do not match its header");
+    }
+    if (l.cnb) {
+        m->cnb = (const reco_cnb *)(const void *)(b + l.cnb);
+        m->cscale = (const float *)(const void *)(b + l.cscale);
     }
     m->popular = (const uint32_t *)(const void *)(b + l.popular);
     m->pop_score = (const float *)(const void *)(b + l.pop_score);
@@ -792,19 +844,23 @@ static void heap_offer(neighbour *h, size_t *n, size_t k, neighbour c)
 
 /* score += wi * row, listing each item the first time it is reached.
  * Branch-free: whether an item was reached before is unpredictable, and a
- * mispredicted branch per neighbour cost more than the arithmetic. */
+ * mispredicted branch per neighbour cost more than the arithmetic. One
+ * body for both row layouts; weight reads an entry's weight. */
+#define ADD_ROW_BODY(weight)                                                                       \
+    size_t n = *nt;                                                                                \
+    for (; q < end; q++) {                                                                         \
+        uint32_t j = q->item;                                                                      \
+        touched[n] = j;                                                                            \
+        n += mark[j] == 0;                                                                         \
+        mark[j] = 1;                                                                               \
+        score[j] += wi * (weight);                                                                 \
+    }                                                                                              \
+    *nt = n
+
 static void add_row(const neighbour *q, const neighbour *end, float wi, float *restrict score,
                     uint8_t *restrict mark, uint32_t *restrict touched, size_t *nt)
 {
-    size_t n = *nt;
-    for (; q < end; q++) {
-        uint32_t j = q->item;
-        touched[n] = j;
-        n += mark[j] == 0;
-        mark[j] = 1;
-        score[j] += wi * q->w;
-    }
-    *nt = n;
+    ADD_ROW_BODY(q->w);
 }
 
 /* How many neighbour entries the history's rows hold. */
@@ -828,9 +884,22 @@ static void add_rows_dense(const reco_model *m, float *restrict score, const uin
         if (i >= m->nitems)
             continue;
         float wi = w ? w[h] : 1.0f;
+        if (m->cnb) {
+            const reco_cnb *q = m->cnb + m->nrow[i], *end = m->cnb + m->nrow[i + 1];
+            for (wi *= m->cscale[i]; q < end; q++)
+                score[q->item] += wi * (float)q->q;
+            continue;
+        }
         for (const neighbour *q = m->nb + m->nrow[i], *end = m->nb + m->nrow[i + 1]; q < end; q++)
             score[q->item] += wi * q->w;
     }
+}
+
+/* add_row over a compact row (wi already times the row's scale). */
+static void add_crow(const reco_cnb *q, const reco_cnb *end, float wi, float *restrict score,
+                     uint8_t *restrict mark, uint32_t *restrict touched, size_t *nt)
+{
+    ADD_ROW_BODY((float)q->q);
 }
 
 /* Sparse: also list each item reached (mark 1) in s->touched. */
@@ -843,7 +912,12 @@ static size_t add_rows_sparse(const reco_model *m, reco_scratch *s, const uint32
         if (i >= m->nitems)
             continue;
         float wi = w ? w[h] : 1.0f;
-        add_row(m->nb + m->nrow[i], m->nb + m->nrow[i + 1], wi, s->score, s->mark, s->touched, &nt);
+        if (m->cnb)
+            add_crow(m->cnb + m->nrow[i], m->cnb + m->nrow[i + 1], wi * m->cscale[i], s->score,
+                     s->mark, s->touched, &nt);
+        else
+            add_row(m->nb + m->nrow[i], m->nb + m->nrow[i + 1], wi, s->score, s->mark, s->touched,
+                    &nt);
     }
     return nt;
 }

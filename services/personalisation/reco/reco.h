@@ -21,6 +21,7 @@
 #ifndef CXM_RECO_H
 #define CXM_RECO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,6 +57,8 @@ typedef struct reco_params {
     double alpha;        /* ALS confidence scale */
     double half_life;    /* popularity: weight halves every half_life ts
                             units before the newest interaction; 0 = none */
+    bool full_precision; /* item-kNN / EASE: serve from the 32-bit rows, not
+                            the 16-bit copy (reco.c), to measure the copy */
 } reco_params;
 
 /* Defaults that work for the algorithm. */

@@ -17,6 +17,14 @@ typedef struct reco_neighbour {
     float w;
 } reco_neighbour;
 
+/* The serving copy of a neighbour entry when the catalogue fits 16 bits:
+ * half the bytes of reco_neighbour, so the scattered adds of serving read
+ * half the memory. The weight is quantised per row: w = cscale[row] * q. */
+typedef struct reco_cnb {
+    uint16_t item;
+    int16_t q;
+} reco_cnb;
+
 /* A model either owns its arrays (trained here, freed by reco_model_free)
  * or views a packed blob (reco_model_view; nothing to free). */
 struct reco_model {
@@ -26,6 +34,8 @@ struct reco_model {
     float lambda, alpha;       /* ALS: fold-in regularisation, confidence */
     const uint64_t *nrow;      /* nitems + 1 offsets into nb */
     const reco_neighbour *nb;  /* neighbour rows, in no particular order */
+    const reco_cnb *cnb;       /* nb compacted (nitems <= 65536), or NULL */
+    const float *cscale;       /* per row: the weight of q = 1 */
     const uint32_t *popular;   /* nitems, by descending pop_score */
     const float *pop_score;    /* nitems */
     const float *item_factors; /* ALS: nitems x factors, row-major */

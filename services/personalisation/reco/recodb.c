@@ -118,6 +118,7 @@ void recodb_close(recodb *db)
         return;
     recodb__stale_dispose(&db->stale);
     recodb__pop_dispose(&db->pop);
+    pthread_mutex_destroy(&db->pop.mu);
     free(db);
 }
 

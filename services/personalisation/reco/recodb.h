@@ -212,7 +212,10 @@ typedef struct recodb_query {
  * items and scores) are cached in the store per (model version, history
  * stamp); a request whose cache is current reads them instead of scoring
  * and filters them; one whose filter leaves fewer than k falls back to
- * scoring. recodb_refresh fills the cache off the request path. */
+ * scoring, and so does one with extras. A scored request lists the
+ * customer as stale; recodb_refresh fills the cache off the request path.
+ * Before the first model the filter is called under a lock shared by all
+ * readers: it must not call back into recodb. */
 int recodb_recommend(recodb *db, recodb_reader *r, cxm_arena *a, const recodb_query *q,
                      recodb_rec **out, size_t *nout, uint64_t *version, char *err, size_t errlen);
 
@@ -223,8 +226,15 @@ int recodb_recommend(recodb *db, recodb_reader *r, cxm_arena *a, const recodb_qu
  * after a model switch, every customer, are listed by recodb_stale: a
  * service runs a thread that drains it. */
 int recodb_refresh(recodb *db, recodb_reader *r, const char *customer);
+/* recodb_refresh of n customers: computed in one read transaction and
+ * written in one write transaction (not flushed to disk: the cache is
+ * derived data), which is what a refresh thread should call with what
+ * recodb_stale gave it. */
+int recodb_refresh_many(recodb *db, recodb_reader *r, char *const *customers, size_t n);
 /* Up to max stale customer ids (malloc'ed strings the caller frees),
- * taken off the stale list. */
+ * taken off the stale list. A customer whose events commit while a
+ * refresh reads may be missed by it; the next Recommend of that customer
+ * then scores and lists it again. */
 size_t recodb_stale(recodb *db, char **out, size_t max);
 
 /* Why item was recommended to customer: the history items that contribute

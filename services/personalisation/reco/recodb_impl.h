@@ -44,8 +44,10 @@ typedef struct recodb_calib {
  * switch, a walk over reco.stamps listing every customer with history. */
 typedef struct recodb_stalelist {
     pthread_mutex_t mu;
-    char **ids;
+    char **ids; /* a stack, each customer at most once */
     size_t n, cap;
+    uint64_t *set; /* the ids' hashes (0 = empty), nset a power of two */
+    size_t nset;
     bool sweep;
     char *sweep_after; /* last customer listed by the walk; NULL = start */
     size_t sweep_len;

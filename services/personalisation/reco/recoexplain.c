@@ -155,6 +155,8 @@ static int similar_in(recodb *db, cxm_txn *t, cxm_arena *a, const char *item, si
     uint32_t i = recodb__items_find(&s.items, item, strlen(item));
     sim *c = NULL;
     size_t nc = i == UINT32_MAX ? 0 : similar_candidates(s.model, i, a, &c);
+    if (nc == 0)
+        return 0;
     qsort(c, nc, sizeof *c, by_w_desc);
     for (size_t q = 0; q < nc && *n < k; q++) {
         size_t len;

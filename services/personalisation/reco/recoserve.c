@@ -335,7 +335,8 @@ static int exclusions(const recodb_reader *r, const recodb_served *s, const reco
     uint32_t *x = cxm_arena_alloc(a, (r->nolder + q->nexclude + 1) * sizeof *x);
     if (!x)
         return CXM_ENOMEM;
-    memcpy(x, r->older, r->nolder * sizeof *x);
+    if (r->nolder > 0) /* older is NULL until first needed */
+        memcpy(x, r->older, r->nolder * sizeof *x);
     *n = r->nolder;
     for (size_t i = 0; i < q->nexclude; i++) {
         uint32_t j = recodb__items_find(&s->items, q->exclude[i], strlen(q->exclude[i]));
@@ -646,17 +647,28 @@ static uint64_t stamp_of(cxm_txn *t, const recodb *db, const char *customer)
     return stamp;
 }
 
-/* Write the row only if neither the history nor the model changed since
+typedef struct refresh_batch {
+    refresh_job *jobs;
+    size_t n;
+} refresh_batch;
+
+/* Write each row only if neither the history nor the model changed since
  * it was computed. */
 static int refresh_fn(cxm_txn *t, void *user)
 {
-    refresh_job *j = user;
-    j->written = false;
-    if (stamp_of(t, j->db, j->customer) != j->stamp ||
-        recodb__meta_get(t, j->db, "current") != j->version)
-        return 0;
-    j->written = true;
-    return cxm_txn_put(t, j->db->cand, j->customer, strlen(j->customer), j->row, j->len, 0);
+    refresh_batch *b = user;
+    for (size_t i = 0; i < b->n; i++) {
+        refresh_job *j = &b->jobs[i];
+        j->written = false;
+        if (!j->row || stamp_of(t, j->db, j->customer) != j->stamp ||
+            recodb__meta_get(t, j->db, "current") != j->version)
+            continue;
+        j->written = true;
+        int rc = cxm_txn_put(t, j->db->cand, j->customer, strlen(j->customer), j->row, j->len, 0);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* In one read transaction: nothing to do (j->row NULL), or the new row. */
@@ -685,118 +697,52 @@ static int refresh_compute(recodb *db, recodb_reader *r, cxm_txn *t, cxm_arena *
     return rc;
 }
 
-int recodb_refresh(recodb *db, recodb_reader *r, const char *customer)
+/* Compute every row in one read transaction. */
+static int refresh_compute_all(recodb *db, recodb_reader *r, refresh_batch *b)
 {
-    if (recodb__id_problem(customer))
-        return CXM_EINVAL;
-    refresh_job j = {.db = db, .customer = customer};
-    cxm_arena a;
-    cxm_arena_init(&a, NULL, 0, 0);
     cxm_txn *t;
     int rc = cxm_store_read_begin(db->store, &t);
-    if (rc == 0) {
-        rc = refresh_compute(db, r, t, &a, &j);
-        cxm_store_read_end(t);
+    if (rc != 0)
+        return rc;
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    for (size_t i = 0; rc == 0 && i < b->n; i++) {
+        rc = refresh_compute(db, r, t, &a, &b->jobs[i]);
+        cxm_arena_reset(&a);
     }
-    if (rc == 0 && j.row && (rc = cxm_store_write(db->store, refresh_fn, &j)) == 0 && !j.written)
-        recodb__stale_push(db, customer, strlen(customer)); /* changed meanwhile */
-    free(j.row);
+    cxm_store_read_end(t);
     cxm_arena_dispose(&a);
     return rc;
 }
 
-/* ---- the stale list ---- */
-
-void recodb__stale_init(recodb_stalelist *l)
+int recodb_refresh_many(recodb *db, recodb_reader *r, char *const *customers, size_t n)
 {
-    memset(l, 0, sizeof *l);
-    pthread_mutex_init(&l->mu, NULL);
-}
-
-void recodb__stale_dispose(recodb_stalelist *l)
-{
-    for (size_t i = 0; i < l->n; i++)
-        free(l->ids[i]);
-    free(l->ids);
-    free(l->sweep_after);
-    pthread_mutex_destroy(&l->mu);
-}
-
-/* Listing is best effort: out of memory, the sweep covers everyone. */
-void recodb__stale_push(recodb *db, const char *customer, size_t len)
-{
-    recodb_stalelist *l = &db->stale;
-    pthread_mutex_lock(&l->mu);
-    bool again =
-        l->n > 0 && strncmp(l->ids[l->n - 1], customer, len) == 0 && l->ids[l->n - 1][len] == 0;
-    if (!again && l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        char **g = realloc(l->ids, cap * sizeof *g);
-        if (g) {
-            l->ids = g;
-            l->cap = cap;
-        }
+    for (size_t i = 0; i < n; i++)
+        if (recodb__id_problem(customers[i]))
+            return CXM_EINVAL;
+    refresh_batch b = {calloc(n + 1, sizeof *b.jobs), n};
+    if (!b.jobs)
+        return CXM_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        b.jobs[i] = (refresh_job){.db = db, .customer = customers[i]};
+    int rc = refresh_compute_all(db, r, &b);
+    bool any = false;
+    for (size_t i = 0; i < n; i++)
+        any |= b.jobs[i].row != NULL;
+    /* Derived data: an OS crash may lose it, never corrupt it. */
+    if (rc == 0 && any)
+        rc = cxm_store_write_flags(db->store, CXM_WRITE_NOMETASYNC, refresh_fn, &b);
+    for (size_t i = 0; i < n; i++) {
+        if (rc == 0 && b.jobs[i].row && !b.jobs[i].written) /* changed meanwhile */
+            recodb__stale_push(db, customers[i], strlen(customers[i]));
+        free(b.jobs[i].row);
     }
-    if (!again && l->n < l->cap && (l->ids[l->n] = strndup(customer, len)))
-        l->n++;
-    else if (!again)
-        l->sweep = true;
-    pthread_mutex_unlock(&l->mu);
+    free(b.jobs);
+    return rc;
 }
 
-void recodb__stale_sweep(recodb *db)
+int recodb_refresh(recodb *db, recodb_reader *r, const char *customer)
 {
-    recodb_stalelist *l = &db->stale;
-    pthread_mutex_lock(&l->mu);
-    l->sweep = true;
-    free(l->sweep_after);
-    l->sweep_after = NULL;
-    l->sweep_len = 0;
-    pthread_mutex_unlock(&l->mu);
-}
-
-/* The next customers of reco.stamps after the sweep's position. */
-static size_t sweep_some(recodb *db, recodb_stalelist *l, char **out, size_t max)
-{
-    cxm_txn *t;
-    size_t n = 0;
-    if (cxm_store_read_begin(db->store, &t) != 0)
-        return 0;
-    uint8_t from[RECODB_ID_MAX + 1];
-    size_t flen = 0;
-    if (l->sweep_after) { /* strictly after: the id with a NUL appended */
-        memcpy(from, l->sweep_after, l->sweep_len);
-        from[l->sweep_len] = 0;
-        flen = l->sweep_len + 1;
-    }
-    cxm_iter it;
-    int rc = cxm_iter_range(t, db->stamps, flen ? from : NULL, flen, NULL, 0, false, &it);
-    while (rc == 0 && n < max && (rc = cxm_iter_next(&it)) == 0)
-        if (it.klen > RECODB_ID_MAX || !(out[n] = strndup(it.key, it.klen)))
-            break;
-        else
-            n++;
-    cxm_iter_close(&it);
-    cxm_store_read_end(t);
-    if (rc == CXM_ENOTFOUND || n == 0)
-        l->sweep = false;
-    if (n > 0) {
-        free(l->sweep_after);
-        l->sweep_after = strdup(out[n - 1]);
-        l->sweep_len = strlen(out[n - 1]);
-    }
-    return n;
-}
-
-size_t recodb_stale(recodb *db, char **out, size_t max)
-{
-    recodb_stalelist *l = &db->stale;
-    pthread_mutex_lock(&l->mu);
-    size_t n = 0;
-    while (n < max && l->n > 0)
-        out[n++] = l->ids[--l->n];
-    if (n < max && l->sweep)
-        n += sweep_some(db, l, out + n, max - n);
-    pthread_mutex_unlock(&l->mu);
-    return n;
+    char *one = (char *)customer;
+    return recodb_refresh_many(db, r, &one, 1);
 }
