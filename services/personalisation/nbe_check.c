@@ -12,8 +12,8 @@
 
 #define TITLE_MAX 256
 #define DESCRIPTION_MAX 4096
-#define LIST_MAX 64      /* entries of an eligibility list */
-#define NAME_MAX_ 128    /* bytes of a placement, segment or consent scope */
+#define LIST_MAX 64   /* entries of an eligibility list */
+#define NAME_MAX_ 128 /* bytes of a placement, segment or consent scope */
 #define WEIGHT_MAX 100.0
 #define PERIOD_MIN_MS 60000LL
 #define PERIOD_MAX_MS (366LL * 86400000LL)
@@ -270,8 +270,7 @@ static int check_time(int64_t ms, int64_t now_ms, const char *field, char *err)
     if (ms < 0)
         return cxm_svc_errf(err, CXM_EINVAL, field, "must not be negative (0 = now)");
     if (ms > now_ms + NBE_FUTURE_MS)
-        return cxm_svc_errf(err, CXM_EINVAL, field,
-                            "more than a day ahead of the server's clock");
+        return cxm_svc_errf(err, CXM_EINVAL, field, "more than a day ahead of the server's clock");
     return 0;
 }
 
@@ -295,8 +294,7 @@ int nbe_check_outcome(cxm_arena *a, Cxm__V1__RecordOutcomeRequest *req, int64_t 
     return rc;
 }
 
-int nbe_check_interactions(const Cxm__V1__RecordInteractionsRequest *req,
-                           char err[CXM_SVC_ERR_MAX])
+int nbe_check_interactions(const Cxm__V1__RecordInteractionsRequest *req, char err[CXM_SVC_ERR_MAX])
 {
     if (req->n_interactions == 0)
         return cxm_svc_errf(err, CXM_EINVAL, "interactions", "required: 1 to %d interactions",
@@ -316,7 +314,8 @@ int nbe_check_interaction(cxm_arena *a, Cxm__V1__Interaction *it, int64_t now_ms
         rc = check_customer(a, it->customer, why);
     if (rc == 0)
         rc = check_id(it->item_id, "item_id", why);
-    if (rc == 0 && !(isfinite(it->weight) && it->weight > 0 && it->weight <= INTERACTION_WEIGHT_MAX))
+    if (rc == 0 &&
+        !(isfinite(it->weight) && it->weight > 0 && it->weight <= INTERACTION_WEIGHT_MAX))
         rc = cxm_svc_errf(why, CXM_EINVAL, "weight", "must be > 0 and at most 1e6, got %g",
                           it->weight);
     if (rc == 0)
@@ -452,10 +451,10 @@ int nbe_check_train(const Cxm__V1__TrainModelRequest *req, reco_algo *algo, reco
     if (*algo)
         reco_params_default(*algo, p);
     for (size_t i = 0; rc == 0 && i < req->n_params; i++)
-        rc = check_param(*algo,
-                         protobuf_c_enum_descriptor_get_value(&cxm__v1__algorithm__descriptor,
-                                                              req->algorithm)
-                             ->name,
-                         req->params[i], p, err);
+        rc = check_param(
+            *algo,
+            protobuf_c_enum_descriptor_get_value(&cxm__v1__algorithm__descriptor, req->algorithm)
+                ->name,
+            req->params[i], p, err);
     return rc;
 }

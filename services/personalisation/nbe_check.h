@@ -19,11 +19,11 @@
 #include "cxm/v1/personalisation.pb-c.h"
 #include "personalisation/reco/reco.h"
 
-#define NBE_ID_MAX 128          /* experience, item, outcome, interaction ids */
+#define NBE_ID_MAX 128 /* experience, item, outcome, interaction ids */
 #define NBE_K_DEFAULT 10
 #define NBE_K_MAX 100
 #define NBE_EXCLUDE_MAX 1000
-#define NBE_BATCH_MAX 1000      /* interactions per RecordInteractions */
+#define NBE_BATCH_MAX 1000       /* interactions per RecordInteractions */
 #define NBE_FUTURE_MS 86400000LL /* how far ahead a timestamp may be: one day */
 #define NBE_PAGE_DEFAULT 100
 #define NBE_PAGE_MAX 1000

@@ -19,12 +19,13 @@
 #include "nbe_train.h"
 
 #define DAY_MS 86400000LL
-#define CANDIDATES_MAX 300      /* k' = min(3k, this) candidates asked of recodb */
-#define FILL_PROPENSITY 0.01    /* what a catalogue fill is assumed to convert at */
-#define STAGE_FIT 1.25          /* context fit of an experience made for the stage */
-#define EXTRA_FILL_SCORE -1e9f  /* below recodb's popularity fill (-1, -2, ...) */
-#define EXPLAIN_ITEMS 3         /* history items named per recommendation */
-#define HELD_MAX 128             /* held-back offers told apart; more are counted as seen */
+#define CANDIDATES_MAX 300     /* k' = min(3k, this) candidates asked of recodb */
+#define FILL_PROPENSITY 0.01   /* what a catalogue fill is assumed to convert at */
+#define STAGE_FIT 1.25         /* context fit of an experience made for the stage */
+#define EXTRA_FILL_SCORE -1e9f /* below recodb's popularity fill (-1, -2, ...) */
+#define EXPLAIN_ITEMS 3        /* history items named per recommendation */
+#define FILL_SLACK 8           /* fills asked beyond twice the missing ones */
+#define HELD_MAX 128           /* held-back offers told apart; more are counted as seen */
 #define ACCEPT_WEIGHT 3.0f
 #define CLICK_WEIGHT 1.0f
 /* recodb needs a customer id for a customer no profile has (an unknown
@@ -266,13 +267,6 @@ static size_t recovery_extras(decision *d, recodb_rec *out, size_t max)
     return m;
 }
 
-static int cmp_value(const void *x, const void *y)
-{
-    const xdb_exp *a = *(const xdb_exp *const *)x, *b = *(const xdb_exp *const *)y;
-    double va = a->value * a->weight, vb = b->value * b->weight;
-    return va > vb ? -1 : va < vb ? 1 : strcmp(a->id, b->id);
-}
-
 static bool returned(const recodb_rec *r, size_t n, const char *id)
 {
     for (size_t i = 0; i < n; i++)
@@ -281,24 +275,21 @@ static bool returned(const recodb_rec *r, size_t n, const char *id)
     return false;
 }
 
-/* Other eligible catalogue experiences, highest value x weight first,
- * after what recodb returned. */
-static size_t fill_extras(decision *d, const recodb_rec *got, size_t ngot, recodb_rec *out,
-                          size_t max)
+/* Other eligible catalogue experiences, highest value x weight first
+ * (the catalogue's order), after what recodb returned: up to max, and no
+ * more than twice what is missing (recodb drops the consumed ones), so a
+ * large catalogue is not walked to its end. */
+static size_t fill_extras(decision *d, const recodb_rec *got, size_t ngot, size_t missing,
+                          recodb_rec *out, size_t max)
 {
     const xdb_exp *const *all;
     size_t n = xdb_catalog_all(d->ctx->db, &all), m = 0;
-    const xdb_exp **v = cxm_arena_alloc(d->a, (n + 1) * sizeof *v);
-    if (!v)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!returned(got, ngot, all[i]->id) && eligible(d, all[i]))
-            v[m++] = all[i];
-    qsort(v, m, sizeof *v, cmp_value);
-    if (m > max)
-        m = max;
-    for (size_t i = 0; i < m; i++)
-        out[i] = (recodb_rec){.item = v[i]->id, .score = EXTRA_FILL_SCORE * (float)(i + 1)};
+    size_t want = 2 * missing + FILL_SLACK < max ? 2 * missing + FILL_SLACK : max;
+    for (size_t i = 0; i < n && m < want; i++)
+        if (!returned(got, ngot, all[i]->id) && eligible(d, all[i])) {
+            out[m] = (recodb_rec){.item = all[i]->id, .score = EXTRA_FILL_SCORE * (float)(m + 1)};
+            m++;
+        }
     return m;
 }
 
@@ -339,7 +330,7 @@ static int candidates(decision *d, const Cxm__V1__RecommendRequest *req, uint32_
     int rc = ask(d, &q, recs, n, version, err);
     if (rc != 0 || *n >= k)
         return rc;
-    size_t nfill = fill_extras(d, *recs, *n, extra + q.nextra, RECODB_EXTRA_MAX - q.nextra);
+    size_t nfill = fill_extras(d, *recs, *n, k - *n, extra + q.nextra, RECODB_EXTRA_MAX - q.nextra);
     if (nfill == 0)
         return 0;
     q.nextra += nfill;
@@ -464,8 +455,7 @@ static int model_terms(decision *d, const cand *c, term *v, size_t *n)
     }
     for (size_t i = 0; i < nw; i++)
         term_add(v, n, CXM__V1__REASON_KIND__REASON_KIND_SIMILAR_TO_HISTORY, why[i].share / total,
-                 afmt(a, "similar to %s you interacted with", why[i].item),
-                 why[i].item);
+                 afmt(a, "similar to %s you interacted with", why[i].item), why[i].item);
     return 0;
 }
 
@@ -565,8 +555,7 @@ static int arbitrate(decision *d, const Cxm__V1__RecommendRequest *req, uint32_t
     if (!resp->recommendations)
         return CXM_ENOMEM;
     for (size_t i = 0; i < m; i++) {
-        int rc = recommendation(d, &c[i], (uint32_t)i + 1, req->explain,
-                                &resp->recommendations[i]);
+        int rc = recommendation(d, &c[i], (uint32_t)i + 1, req->explain, &resp->recommendations[i]);
         if (rc != 0)
             return rc;
     }
@@ -600,7 +589,8 @@ static int sorted_copy(cxm_arena *a, char *const *v, size_t n, char ***out)
     char **c = cxm_arena_alloc(a, (n + 1) * sizeof *c);
     if (!c)
         return CXM_ENOMEM;
-    memcpy(c, v, n * sizeof *c);
+    if (n) /* v is NULL for an empty list */
+        memcpy(c, v, n * sizeof *c);
     qsort(c, n, sizeof *c, cmp_str);
     *out = c;
     return 0;
@@ -617,8 +607,8 @@ static int decision_open(nbe_ctx *ctx, cxm_arena *a, const Cxm__V1__RecommendReq
     d->placement = cx ? s0(cx->placement) : "";
     for (size_t i = 0; i < req->n_kinds; i++)
         d->kinds |= 1u << (req->kinds[i] & 31);
-    int rc = sorted_copy(a, req->exclude_experience_ids, req->n_exclude_experience_ids,
-                         &d->exclude);
+    int rc =
+        sorted_copy(a, req->exclude_experience_ids, req->n_exclude_experience_ids, &d->exclude);
     d->nexclude = req->n_exclude_experience_ids;
     if (rc == 0)
         rc = cxm_store_read_begin(ctx->store, &d->t);
@@ -649,6 +639,19 @@ static void decision_close(decision *d)
 
 /* ---- Recommend ---- */
 
+/* The customer of a call, resolved on the queue's thread: 0, or why not. */
+static int resolved_customer(const cxm_resolve_item *it, int rc, char *err)
+{
+    if (rc == CXM_EUNAVAIL)
+        return cxm_svc_errf(err, rc, "customer",
+                            "the profile service cannot resolve the customer now (%s): retry "
+                            "later (nothing was stored)",
+                            cxm_resolver_last_error());
+    if (rc == 0 && it->rc != 0)
+        return cxm_svc_errf(err, it->rc, "customer", "%s", s0(it->why));
+    return rc;
+}
+
 typedef struct impress_in {
     Cxm__V1__RecommendResponse *resp;
 } impress_in;
@@ -661,8 +664,9 @@ static int impress_job(cxm_txn *t, cxm_svc_job *j)
     const impress_in *in = j->req;
     const Cxm__V1__RecommendResponse *r = in->resp;
     for (size_t i = 0; i < r->n_recommendations; i++) {
-        int rc = xdb_contact_record(t, ctx->db, r->customer_id, r->recommendations[i]->experience_id,
-                                    CXM__V1__OUTCOME_KIND__OUTCOME_KIND_IMPRESSION, j->now);
+        int rc =
+            xdb_contact_record(t, ctx->db, r->customer_id, r->recommendations[i]->experience_id,
+                               CXM__V1__OUTCOME_KIND__OUTCOME_KIND_IMPRESSION, j->now);
         if (rc != 0)
             return rc;
     }
@@ -710,19 +714,11 @@ static void recommend_answer(nbe_ctx *ctx, cxm_call *call, const Cxm__V1__Recomm
 static void recommend_resolved(cxm_call *call, void *in, const cxm_resolve_item *it, int rc,
                                void *user)
 {
-    nbe_ctx *ctx = user;
     char err[CXM_SVC_ERR_MAX] = "";
-    if (rc == CXM_EUNAVAIL)
-        return cxm_svc_finish(call, rc,
-                              afmt(cxm_call_arena(call),
-                                   "customer: the profile service cannot resolve the identity now "
-                                   "(%s): retry later, or pass a customer_id",
-                                   cxm_resolver_last_error()));
-    if (rc == 0 && it->rc != 0 && it->rc != CXM_ENOTFOUND)
-        rc = cxm_svc_errf(err, it->rc, "customer", "%s", s0(it->why));
-    if (rc != 0)
+    bool unknown = rc == 0 && it->rc == CXM_ENOTFOUND;
+    if (!unknown && (rc = resolved_customer(it, rc, err)) != 0)
         return cxm_svc_finish(call, rc, err);
-    recommend_answer(ctx, call, in, it->rc == 0 ? it->customer_id : NULL);
+    recommend_answer(user, call, in, unknown ? NULL : it->customer_id);
 }
 
 static void on_recommend(cxm_call *call, const ProtobufCMessage *msg)
@@ -799,25 +795,11 @@ static void outcome_submit(nbe_ctx *ctx, cxm_call *call, const Cxm__V1__RecordOu
     cxm_svc_submit(call, ctx->store, in, outcome_job);
 }
 
-/* The customer of a write, resolved on the queue's thread. */
-static int resolved_customer(cxm_call *call, const cxm_resolve_item *it, int rc, char *err)
-{
-    if (rc == CXM_EUNAVAIL)
-        return cxm_svc_errf(err, rc, "customer",
-                            "the profile service cannot resolve the customer now (%s): nothing "
-                            "was stored, retry later",
-                            cxm_resolver_last_error());
-    if (rc == 0 && it->rc != 0)
-        return cxm_svc_errf(err, it->rc, "customer", "%s", s0(it->why));
-    (void)call;
-    return rc;
-}
-
 static void outcome_resolved(cxm_call *call, void *in, const cxm_resolve_item *it, int rc,
                              void *user)
 {
     char err[CXM_SVC_ERR_MAX] = "";
-    if ((rc = resolved_customer(call, it, rc, err)) != 0)
+    if ((rc = resolved_customer(it, rc, err)) != 0)
         return cxm_svc_finish(call, rc, err);
     outcome_submit(user, call, in, it->customer_id);
 }
@@ -934,7 +916,7 @@ static void inter_resolved(cxm_call *call, void *arg, cxm_resolve_item *items, s
     cxm_arena *a = cxm_call_arena(call);
     char err[CXM_SVC_ERR_MAX] = "";
     if (rc != 0) {
-        resolved_customer(call, NULL, rc, err);
+        resolved_customer(NULL, rc, err);
         return cxm_svc_finish(call, rc, err);
     }
     for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -1017,8 +999,7 @@ static bool filter_similar(const char *item, size_t len, void *user)
                                   (!e->valid_until || f->now_ms < e->valid_until));
 }
 
-static int similar_answer(nbe_ctx *ctx, cxm_txn *t, cxm_arena *a,
-                          const Cxm__V1__SimilarExperiencesRequest *req,
+static int similar_answer(nbe_ctx *ctx, cxm_arena *a, const Cxm__V1__SimilarExperiencesRequest *req,
                           Cxm__V1__SimilarExperiencesResponse *resp, char *err)
 {
     if (!xdb_catalog_find(ctx->db, req->experience_id, strlen(req->experience_id)))
@@ -1045,7 +1026,6 @@ static int similar_answer(nbe_ctx *ctx, cxm_txn *t, cxm_arena *a,
     }
     if (rc == 0)
         resp->n_experiences = n;
-    (void)t;
     return rc;
 }
 
@@ -1061,7 +1041,7 @@ static void on_similar(cxm_call *call, const ProtobufCMessage *msg)
     Cxm__V1__SimilarExperiencesResponse resp = CXM__V1__SIMILAR_EXPERIENCES_RESPONSE__INIT;
     rc = xdb_catalog_lock(ctx->db, t);
     if (rc == 0) {
-        rc = similar_answer(ctx, t, cxm_call_arena(call), req, &resp, err);
+        rc = similar_answer(ctx, cxm_call_arena(call), req, &resp, err);
         xdb_catalog_unlock(ctx->db);
     }
     cxm_store_read_end(t);
@@ -1081,8 +1061,8 @@ static int upsert_job(cxm_txn *t, cxm_svc_job *j)
     if (!resp)
         return CXM_ENOMEM;
     bool created = false;
-    int rc = xdb_experience_put(t, ctx->db, j->a, req->experience, j->now, &resp->experience,
-                                &created);
+    int rc =
+        xdb_experience_put(t, ctx->db, j->a, req->experience, j->now, &resp->experience, &created);
     resp->created = created;
     return rc;
 }

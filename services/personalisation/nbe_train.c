@@ -170,8 +170,7 @@ static int train_begin(nbe_train *tr, const train_req *rq, cxm_call *call, char 
         rc = cxm_svc_errf(err, CXM_ESTALE, NULL,
                           "a training started by \"%s\" is running (%s, %.0f%%): wait for it to "
                           "end (GetModelInfo shows its progress), then train again",
-                          tr->req.trigger, *tr->phase ? tr->phase : "starting",
-                          tr->progress * 100);
+                          tr->req.trigger, *tr->phase ? tr->phase : "starting", tr->progress * 100);
     else if (tr->stop)
         rc = cxm_svc_errf(err, CXM_EUNAVAIL, NULL, "the service is shutting down");
     if (rc == 0) {
@@ -329,8 +328,9 @@ static void train_run(nbe_train *tr, const train_req *rq, cxm_call *call)
     store_infos s = {ctx, &a, info, &o, tr->unactivated};
     int rc = info ? cxm_store_write(ctx->store, store_infos_fn, &s) : CXM_ENOMEM;
     if (rc != 0)
-        cxm_log_error("personalisation.model_info", "cannot store the info of model %" PRIu64 ": %s",
-                      o.rep.version, cxm_strerror(rc));
+        cxm_log_error("personalisation.model_info",
+                      "cannot store the info of model %" PRIu64 ": %s", o.rep.version,
+                      cxm_strerror(rc));
     if (o.rc == 0)
         tr->unactivated = o.activated ? 0 : o.rep.version;
     else
@@ -364,16 +364,17 @@ static void *trainer_main(void *arg)
 
 /* ---- the keeper: candidate caches and the retrain policy ---- */
 
+/* One batch of stale customers, computed in one read and written in one
+ * write (recodb_refresh_many). */
 static size_t refresh_stale(nbe_ctx *ctx)
 {
     char *ids[STALE_BATCH];
     size_t n = recodb_stale(ctx->reco, ids, STALE_BATCH);
     recodb_reader *r = nbe_reader(ctx);
-    for (size_t i = 0; i < n; i++) {
-        if (r)
-            recodb_refresh(ctx->reco, r, ids[i]);
+    if (n && r)
+        recodb_refresh_many(ctx->reco, r, ids, n);
+    for (size_t i = 0; i < n; i++)
         free(ids[i]);
-    }
     return n;
 }
 

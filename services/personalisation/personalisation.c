@@ -22,7 +22,7 @@
 
 /* ---- configuration (module flags) ---- */
 
-static int64_t cfg_max_history = 200;
+static int64_t cfg_max_history = 0;
 static int64_t cfg_recovery_days = 30;
 static int64_t cfg_hold_offers = 1;
 static int64_t cfg_retrain_interactions = 10000;
@@ -30,8 +30,9 @@ static int64_t cfg_retrain_minutes = 0;
 static const char *cfg_profile_addr = "";
 
 static const cxm_opt pers_opts[] = {
-    {"reco-max-history", CXM_OPT_INT, &cfg_max_history, 1, 10000,
-     "latest interactions of a customer that Recommend scores"},
+    {"reco-max-history", CXM_OPT_INT, &cfg_max_history, 0, 100000,
+     "latest interactions of a customer that Recommend scores; 0 = recodb's default (2000: "
+     "fewer lose quality, see benchmarks/README.md)"},
     {"reco-recovery-days", CXM_OPT_INT, &cfg_recovery_days, 0, 3650,
      "days a detractor answer or strongly negative comment keeps a customer in service recovery"},
     {"reco-hold-offers", CXM_OPT_INT, &cfg_hold_offers, 0, 1,

@@ -11,12 +11,14 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "cxm/client.h"
 #include "cxm/v1/feedback.pb-c.h"
+#include "cxm/v1/journey.pb-c.h"
 #include "cxm/v1/personalisation.pb-c.h"
 #include "cxm/v1/profile.pb-c.h"
 #include "harness.h"
@@ -191,8 +193,8 @@ static Cxm__V1__RecommendResponse *recommend(cxm_channel *ch, Cxm__V1__Recommend
     CALL_OK(ch, Recommend, *req, cxm__v1__recommend_response, r);
     CHECK(strlen(r->recommendation_id) == 32, "recommendation_id \"%s\"", r->recommendation_id);
     for (size_t i = 0; i < r->n_recommendations; i++)
-        CHECK(r->recommendations[i]->rank == i + 1, "rank %u at %zu",
-              r->recommendations[i]->rank, i);
+        CHECK(r->recommendations[i]->rank == i + 1, "rank %u at %zu", r->recommendations[i]->rank,
+              i);
     return r;
 }
 
@@ -327,8 +329,8 @@ static void set_consent(cxm_channel *ch, const char *id, const char *scope,
 
 /* ---- cases ---- */
 
-static const char *const methods[] = {"UpsertExperience",   "Recommend",    "RecordOutcome",
-                                      "SimilarExperiences", "TrainModel",   "GetModelInfo",
+static const char *const methods[] = {"UpsertExperience",   "Recommend",      "RecordOutcome",
+                                      "SimilarExperiences", "TrainModel",     "GetModelInfo",
                                       "RecordInteractions", "ListExperiences"};
 
 /* Garbage bytes to every method; then every kind of bad field, named. */
@@ -545,8 +547,8 @@ static void case_interactions(cxm_channel *ch, test_server *srv)
     v[5] = inter("bad", by_id("c9"), "not an id", 1);
     v[6] = inter("zero", by_id("c9"), "p3", 0);
     Cxm__V1__RecordInteractionsResponse *ir = record(ch, v, 7);
-    CHECK(ir->accepted == 5 && ir->duplicates == 0 && ir->n_rejected == 2, "%u accepted %zu rejected",
-          ir->accepted, ir->n_rejected);
+    CHECK(ir->accepted == 5 && ir->duplicates == 0 && ir->n_rejected == 2,
+          "%u accepted %zu rejected", ir->accepted, ir->n_rejected);
     CHECK(ir->rejected[0]->index == 5 && strstr(ir->rejected[0]->reason, "item_id") &&
               ir->rejected[1]->index == 6 && strstr(ir->rejected[1]->reason, "weight") &&
               strcmp(ir->rejected[1]->interaction_id, "zero") == 0,
@@ -561,7 +563,8 @@ static void case_interactions(cxm_channel *ch, test_server *srv)
     CHECK(ir->accepted == 1, "identity interaction");
     /* recodb's popularity snapshot of the log is retaken once a second. */
     double end = test_now_ms() + 5000;
-    while ((r = recommend(ch, rreq(by_email("nobody@example.com"))))->recommendations[0]
+    while ((r = recommend(ch, rreq(by_email("nobody@example.com"))))
+               ->recommendations[0]
                ->model_score == 0) {
         CHECK(test_now_ms() < end, "the log's popularity not served in 5 s");
         usleep(50000);
@@ -612,7 +615,8 @@ static void case_train(cxm_channel *ch, test_server *srv)
               "alice gets a2, a3 (not what she saw): %s", x->experience_id);
         CHECK(x->model_score > 0 && x->score > 0, "scores of %s", x->experience_id);
         check_reasons(x);
-        const Cxm__V1__Reason *why = reason_of(x, CXM__V1__REASON_KIND__REASON_KIND_SIMILAR_TO_HISTORY);
+        const Cxm__V1__Reason *why =
+            reason_of(x, CXM__V1__REASON_KIND__REASON_KIND_SIMILAR_TO_HISTORY);
         CHECK(why && (strcmp(why->related_item_id, "a0") == 0 ||
                       strcmp(why->related_item_id, "a1") == 0),
               "%s similar to a history item", x->experience_id);
@@ -642,8 +646,7 @@ static void case_train(cxm_channel *ch, test_server *srv)
             CHECK(record(ch, bulk, 1000)->accepted == 1000, "bulk batch");
     }
     Cxm__V1__TrainModelRequest *slow = treq(CXM__V1__ALGORITHM__ALGORITHM_ALS);
-    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 128),
-                                                     param("iterations", 100)};
+    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 64), param("iterations", 40)};
     slow->params = ps;
     slow->n_params = 2;
     slow->run_async = true;
@@ -716,8 +719,8 @@ static void case_eligibility(cxm_channel *ch, test_server *srv)
 
     Cxm__V1__RecommendRequest *q = rreq(by_id(id));
     Cxm__V1__RecommendResponse *r = recommend(ch, q);
-    const char *no[] = {"web", "home", "consider", "off", "later", "gone", "members", "consented",
-                        "seen"};
+    const char *no[] = {"web",  "home",    "consider",  "off", "later",
+                        "gone", "members", "consented", "seen"};
     for (size_t i = 0; i < sizeof no / sizeof no[0]; i++)
         CHECK(position(r, no[i]) < 0, "%s returned without its context or customer fact", no[i]);
     CHECK(position(r, "any") >= 0 && position(r, "offer") >= 0 && position(r, "outsiders") >= 0,
@@ -814,7 +817,8 @@ static void case_contact(cxm_channel *ch, test_server *srv)
     CHECK(o->duplicate && strcmp(o->customer_id, "cc2") == 0, "replayed outcome is a duplicate");
     CHECK(!returns(ch, q, "capped"), "outcome impressions hit the cap");
 
-    o = outcome(ch, "dis1", by_id("cc2"), "dismissable", CXM__V1__OUTCOME_KIND__OUTCOME_KIND_DISMISS);
+    o = outcome(ch, "dis1", by_id("cc2"), "dismissable",
+                CXM__V1__OUTCOME_KIND__OUTCOME_KIND_DISMISS);
     CHECK(!o->duplicate, "dismissed");
     CHECK(!returns(ch, q, "dismissable"), "paused after dismiss");
     outcome(ch, "acc1", by_id("cc2"), "acceptable", CXM__V1__OUTCOME_KIND__OUTCOME_KIND_ACCEPT);
@@ -974,11 +978,79 @@ static void case_erasure(cxm_channel *ch, test_server *srv)
     CHECK(record(ch, again, 1)->accepted == 1, "its interaction ids were erased too");
 }
 
+/* journey's events reach the service: an add_to_cart about an item moves
+ * the customer to CONSIDERATION (StageChanged, the replica) and counts as
+ * an interaction with the item (TouchpointTracked, the log). */
+static void case_journey(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    catalogue(ch, group_a, 4);
+    Cxm__V1__Experience *e = exp_new("consider", CONTENT);
+    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
+    e->eligibility->stages = cons;
+    e->eligibility->n_stages = 1;
+    upsert(ch, e);
+    Cxm__V1__RecommendRequest *q = rreq(by_email("shopper@example.com"));
+    Cxm__V1__RecommendResponse *r = recommend(ch, q);
+    CHECK(position(r, "consider") < 0 && position(r, "a2") >= 0 && !*r->customer_id,
+          "before: no stage, unknown");
+    Cxm__V1__TouchpointEvent ev = CXM__V1__TOUCHPOINT_EVENT__INIT, *evs[] = {&ev};
+    ev.event_id = "cart1";
+    ev.customer = by_email("shopper@example.com");
+    ev.touchpoint = "product_page";
+    ev.channel = WEB;
+    ev.event_type = "add_to_cart";
+    ev.item_id = "a2";
+    Cxm__V1__TrackRequest tr = CXM__V1__TRACK_REQUEST__INIT;
+    tr.events = evs;
+    tr.n_events = 1;
+    Cxm__V1__TrackResponse *tres;
+    char d[512];
+    CHECK(harness_call(ch, "/cxm.v1.JourneyService/", "Track", &tr.base,
+                       &cxm__v1__track_response__descriptor, &arena, &tres, d) == GRPC_STATUS_OK &&
+              tres->accepted == 1,
+          "Track: %s", d);
+    until(ch, q, "consider", true, 10000);
+    until(ch, q, "a2", false, 10000);
+    q->explain = true;
+    r = recommend(ch, q);
+    int at = position(r, "consider");
+    CHECK(*r->customer_id && at >= 0, "the shopper is known now");
+    check_reasons(r->recommendations[at]);
+    CHECK(reason_of(r->recommendations[at], CXM__V1__REASON_KIND__REASON_KIND_STAGE_FIT),
+          "the replicated stage fits");
+}
+
+/* The retrain policy: a server told to retrain every 20 interactions
+ * trains on its own once they arrived, and says why. */
+static void case_policy(cxm_channel *unused, test_server *srv)
+{
+    (void)unused;
+    static const char *const args[] = {
+        "--grace", "3s", "--workers", "2", "--reco-retrain-interactions", "20", NULL};
+    test_server own;
+    harness_start(&own, srv->binary, args);
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(own.target, NULL, &ch) == 0, "channel to %s", own.target);
+    two_tastes(ch, 3);
+    Cxm__V1__GetModelInfoResponse *mi = model_info(ch);
+    for (double end = test_now_ms() + 15000; !mi->serving; mi = model_info(ch)) {
+        CHECK(test_now_ms() < end, "no automatic training in 15 s");
+        usleep(50000);
+    }
+    CHECK(strcmp(mi->serving->trigger, "every 20 interactions") == 0, "trigger \"%s\"",
+          mi->serving->trigger);
+    cxm_channel_close(ch);
+    CHECK(harness_stop(&own, SIGTERM, 10000) == 0, "own server stopped");
+    harness_cleanup(&own);
+}
+
 static const harness_case cases[] = {
-    {"validation", case_validation}, {"catalogue", case_catalogue},
+    {"validation", case_validation},     {"catalogue", case_catalogue},
     {"interactions", case_interactions}, {"train", case_train},
-    {"eligibility", case_eligibility}, {"contact", case_contact},
-    {"recovery", case_recovery},     {"erasure", case_erasure},
+    {"eligibility", case_eligibility},   {"contact", case_contact},
+    {"recovery", case_recovery},         {"erasure", case_erasure},
+    {"journey", case_journey},           {"policy", case_policy},
 };
 
 int main(int argc, char **argv)
