@@ -400,28 +400,28 @@ typedef struct plant_job {
     const char *customer;
     uint64_t version;
     MDB_dbi dbi;
+    uint32_t item;
 } plant_job;
 
-/* A cache row of one made-up item, to see which path answers. */
+/* A cache row of one item (index 0) with a score scoring never gives, to
+ * see which path answers. */
 static int plant_fn(cxm_txn *t, void *user)
 {
     plant_job *j = user;
-    uint8_t row[16 + 11 + 7] = {0};
-    uint32_t n = 1;
+    uint8_t row[16 + 12] = {0};
+    uint32_t n = 1, item = j->item;
     float score = 99, prop = 0.5f;
-    uint16_t len = 7;
     memcpy(row, &j->version, 8);
     memcpy(row + 8, &n, 4);
-    memcpy(row + 16, &score, 4);
-    memcpy(row + 20, &prop, 4);
-    memcpy(row + 24, &len, 2);
-    memcpy(row + 27, "planted", 7);
+    memcpy(row + 16, &item, 4);
+    memcpy(row + 20, &score, 4);
+    memcpy(row + 24, &prop, 4);
     return cxm_txn_put(t, j->dbi, j->customer, strlen(j->customer), row, sizeof row, 0);
 }
 
-static void plant(cxm_store *store, const char *customer, uint64_t version)
+static void plant(cxm_store *store, const char *customer, uint64_t version, uint32_t item)
 {
-    plant_job j = {customer, version, 0};
+    plant_job j = {customer, version, 0, item};
     CHECK_EQ_INT(cxm_store_dbi(store, "reco.cand", 0, &j.dbi), 0);
     CHECK_EQ_INT(cxm_store_write(store, plant_fn, &j), 0);
 }
@@ -460,21 +460,25 @@ static void check_cache(cxm_store *store, recodb *db, recodb_reader *r, cxm_aren
     /* Proof that the cache answers: a planted row of the serving version. */
     uint64_t current, previous;
     CHECK_EQ_INT(recodb_versions(db, &current, &previous), 0);
-    plant(store, "c3", current);
+    plant(store, "c3", current, 0);
     nh = recommend(db, r, a, &q, &hit, NULL);
-    CHECK(nh == 1 && strcmp(hit[0].item, "planted") == 0);
+    CHECK(nh == 1 && hit[0].score == 99);
+    /* A damaged row (an item the table lacks) is scored over instead. */
+    plant(store, "c3", current, 1000000);
+    nh = recommend(db, r, a, &q, &hit, NULL);
+    CHECK(nh == 4 && same_answer(fresh, nf, hit, nh));
     /* A new event deletes the row; the next answer is scored again. */
     append1(db, "c3", "b3", NOW - 5);
     CHECK(!cached(store, "c3"));
     nh = recommend(db, r, a, &q, &hit, NULL);
-    CHECK(nh == 4 && !has(hit, nh, "planted") && !has(hit, nh, "b3"));
+    CHECK(nh == 4 && hit[0].score != 99 && !has(hit, nh, "b3"));
     /* A row of another version is not used; a switch lists everyone. */
-    plant(store, "c3", current);
+    plant(store, "c3", current, 0);
     drain_stale(db);
     recodb_train_report rep;
     CHECK_EQ_INT(recodb_train(db, 0, &rep, err, sizeof err), 0);
     nh = recommend(db, r, a, &q, &hit, NULL);
-    CHECK(nh == 4 && !has(hit, nh, "planted"));
+    CHECK(nh == 4 && hit[0].score != 99);
     stale_ids(db, buf, sizeof buf);
     CHECK(strstr(buf, "c3") && strstr(buf, "c19") && strstr(buf, "drifter"));
     /* A batch refresh caches those with history, and nothing else. */
@@ -696,6 +700,9 @@ static void check_train_ex(cxm_store *store, recodb *db, recodb_reader *r, cxm_a
     recodb_train_opts bad = {.holdout_fraction = 0.6};
     CHECK_EQ_INT(recodb_train_ex(db, &bad, &rep, &m, &act, err, sizeof err), CXM_EINVAL);
     CHECK(strstr(err, "holdout_fraction") != NULL && !act);
+    recodb_train_opts none = {.holdout_fraction = -1};
+    CHECK_EQ_INT(recodb_train_ex(db, &none, &rep, &m, &act, err, sizeof err), 0);
+    CHECK(act && m.customers == 0 && m.ndcg == 0);
 }
 
 /* ---- appends, refreshes and requests at once ---- */
@@ -704,7 +711,7 @@ typedef struct race {
     cxm_store *store;
     recodb *db;
     atomic_bool writing;
-    int failures;
+    atomic_int failures;
 } race;
 
 static void *race_writer(void *p)
@@ -715,7 +722,7 @@ static void *race_writer(void *p)
         snprintf(customer, sizeof customer, "g%d", i % 40);
         snprintf(item, sizeof item, "i%d-%d", (i * 7) % 4, (i * 13) % 30);
         recodb_event ev = {customer, item, 1, NOW + i};
-        x->failures += recodb_append(x->db, &ev, 1, e, sizeof e) != 0;
+        atomic_fetch_add(&x->failures, recodb_append(x->db, &ev, 1, e, sizeof e) != 0);
     }
     atomic_store(&x->writing, false);
     return NULL;
@@ -725,12 +732,12 @@ static void *race_refresher(void *p)
 {
     race *x = p;
     recodb_reader *r;
-    x->failures += recodb_reader_create(x->db, &r) != 0;
+    atomic_fetch_add(&x->failures, recodb_reader_create(x->db, &r) != 0);
     char *ids[16];
     for (;;) {
         bool last = !atomic_load(&x->writing);
         size_t n = recodb_stale(x->db, ids, 16);
-        x->failures += n && recodb_refresh_many(x->db, r, ids, n) != 0;
+        atomic_fetch_add(&x->failures, n && recodb_refresh_many(x->db, r, ids, n) != 0);
         for (size_t i = 0; i < n; i++)
             free(ids[i]);
         if (n == 0 && last)
@@ -746,14 +753,15 @@ static void *race_reader(void *p)
     recodb_reader *r;
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, 0);
-    x->failures += recodb_reader_create(x->db, &r) != 0;
+    atomic_fetch_add(&x->failures, recodb_reader_create(x->db, &r) != 0);
     char customer[16], e[256];
     for (int i = 0; atomic_load(&x->writing); i++) {
         snprintf(customer, sizeof customer, "g%d", i % 40);
         recodb_query q = {.customer = customer, .k = 10};
         recodb_rec *out;
         size_t n;
-        x->failures += recodb_recommend(x->db, r, &a, &q, &out, &n, NULL, e, sizeof e) != 0;
+        atomic_fetch_add(&x->failures,
+                         recodb_recommend(x->db, r, &a, &q, &out, &n, NULL, e, sizeof e) != 0);
         cxm_arena_reset(&a);
     }
     recodb_reader_free(r);
@@ -783,7 +791,7 @@ static void check_race(cxm_store *store, recodb *db, recodb_reader *r, cxm_arena
     pthread_join(w, NULL);
     pthread_join(rd, NULL);
     pthread_join(f, NULL);
-    CHECK_EQ_INT(x.failures, 0);
+    CHECK_EQ_INT(atomic_load(&x.failures), 0);
     MDB_dbi cand;
     CHECK_EQ_INT(cxm_store_dbi(store, "reco.cand", 0, &cand), 0);
     int checked = 0;

@@ -33,7 +33,7 @@ struct reco_model {
     uint32_t factors;          /* ALS: factors per item, else 0 */
     float lambda, alpha;       /* ALS: fold-in regularisation, confidence */
     const uint64_t *nrow;      /* nitems + 1 offsets into nb */
-    const reco_neighbour *nb;  /* neighbour rows, in no particular order */
+    const reco_neighbour *nb;  /* neighbour rows, each by ascending item */
     const reco_cnb *cnb;       /* nb compacted (nitems <= 65536), or NULL */
     const float *cscale;       /* per row: the weight of q = 1 */
     const uint32_t *popular;   /* nitems, by descending pop_score */

@@ -619,6 +619,19 @@ static void calib_read(cxm_txn *t, const recodb *db, uint64_t v, recodb_calib *c
         *c = (recodb_calib){.a = 1, .b = 0, .customers = 1};
 }
 
+int recodb__load_items(const recodb *db, cxm_txn *t, cxm_arena *a, uint64_t version,
+                       recodb_items *items)
+{
+    uint8_t key[16];
+    const void *ib;
+    size_t ilen;
+    int rc = cxm_txn_get_ref(t, db->models, key, recodb__model_key(key, version, RECODB_PART_ITEMS),
+                             &ib, &ilen);
+    if (rc == 0)
+        rc = items_view(ib, ilen, a, items);
+    return rc == CXM_ENOTFOUND ? CXM_ECORRUPT : rc;
+}
+
 int recodb__load(const recodb *db, cxm_txn *t, cxm_arena *a, uint64_t version, recodb_served *s,
                  char *err, size_t errlen)
 {
@@ -626,17 +639,14 @@ int recodb__load(const recodb *db, cxm_txn *t, cxm_arena *a, uint64_t version, r
     if (s->version == 0)
         return recodb__fail(err, errlen, CXM_ENOTFOUND, "no trained model yet; run training first");
     uint8_t key[16];
-    const void *mb, *ib;
-    size_t mlen, ilen;
+    const void *mb;
+    size_t mlen;
     int rc = cxm_txn_get_ref(t, db->models, key,
                              recodb__model_key(key, s->version, RECODB_PART_MODEL), &mb, &mlen);
     if (rc == 0)
-        rc = cxm_txn_get_ref(t, db->models, key,
-                             recodb__model_key(key, s->version, RECODB_PART_ITEMS), &ib, &ilen);
-    if (rc == 0)
         rc = reco_model_view(mb, mlen, a, &s->model, err, errlen);
     if (rc == 0)
-        rc = items_view(ib, ilen, a, &s->items);
+        rc = recodb__load_items(db, t, a, s->version, &s->items);
     if (rc == CXM_ENOTFOUND || rc == CXM_ECORRUPT || rc == CXM_EINVAL)
         return recodb__fail(err, errlen, CXM_ECORRUPT,
                             "model version %llu is damaged or incomplete",

@@ -8,17 +8,21 @@
  * events are contiguous and in time order, so serving reads the most
  * recent ones with one backward cursor walk.
  *
- * Models: recodb_train reads the whole log in one read transaction, trains
- * (reco.h) and writes, in ONE write transaction, the packed model, the
- * version's item table (item id <-> model index), and the switch of
- * `current` to the new version, keeping the old one as `previous` and
- * deleting anything older. LMDB's transactions make the switch atomic: a
- * reader sees the old version or the new one, never a mix, and a read
+ * Models: recodb_train(_ex) reads the whole log in one read transaction,
+ * measures the algorithm on a holdout and calibrates its scores
+ * (propensity), trains on everything and writes, in ONE write
+ * transaction, the packed model, the version's item table (item id <->
+ * model index), its calibration and metrics, and the switch of `current`
+ * to the new version, keeping the old one as `previous` and deleting
+ * anything older. LMDB's transactions make the switch atomic: a reader
+ * sees the old version or the new one, never a mix, and a read
  * transaction that began before the switch keeps its version to its end.
  * recodb_rollback makes `previous` current again (and drops the version it
  * replaces).
  *
- * Serving: recodb_recommend, in one read transaction: the current model is
+ * Serving: recodb_recommend, in one read transaction. A customer whose
+ * candidates are cached for the serving version (see recodb_recommend) is
+ * answered from them: a few microseconds. Otherwise the current model is
  * read in place from the map (no copy), the customer's latest
  * opts.max_history interactions are weighted by weight x
  * 2^(-age / recency_half_life), the age counted from the customer's newest
@@ -26,9 +30,11 @@
  * stay valid, and cxm-eval --half-life --max-history ranks the same),
  * mapped to model indices (items newer than the model are skipped), and
  * scored; whatever the customer consumed (the whole history, not only the
- * scored part) and what the caller excludes never comes back. Nothing is allocated but from the
- * caller's arena, and the reader's scratch grows only when a new model has a larger catalogue. No
- * locks: LMDB readers do not block writers or each other.
+ * scored part) and what the caller excludes never comes back. Nothing is
+ * allocated but from the caller's arena, and the reader's buffers grow
+ * only with a larger catalogue or request. LMDB readers do not block
+ * writers or each other; the only lock is the stale list's, held for a
+ * push.
  *
  * Cold start: a customer without history gets the model's time-decayed
  * popularity (opts.popularity_half_life). Before the first model, everyone
@@ -143,7 +149,9 @@ typedef struct recodb_train_opts {
     /* Share of customers (>= 5 interactions) evaluated: their latest 20%
      * are held out, a model is trained without them and scored on them
      * (ndcg etc. at k = 10, the serving path's weighting); then the model
-     * that is kept is trained on everything. 0 = 0.1; at most 0.5. */
+     * that is kept is trained on everything. 0 = 0.1; at most 0.5; < 0 =
+     * no holdout (no metrics, uncalibrated propensity: sigmoid(score);
+     * half the training time). */
     double holdout_fraction;
     recodb_activation activation;
     /* Called from the training thread now and then: done 0..1 and what it
@@ -240,7 +248,9 @@ size_t recodb_stale(recodb *db, char **out, size_t max);
 /* Why item was recommended to customer: the history items that contribute
  * most to its model score, with their share of it (0..1, largest first; the
  * shares of the top `max` need not sum to 1). 0 items when the score came
- * from popularity. Strings in a. */
+ * from popularity. Strings in a. It reads the history and looks item up
+ * in each history item's row (a bisection each): tens of microseconds for
+ * a long history, fine for the few items of an answer. */
 typedef struct recodb_why {
     const char *item;
     float share;

@@ -115,6 +115,9 @@ size_t recodb__customer_prefix(uint8_t *buf, const char *customer, size_t len);
 /* The current version (CXM_ENOTFOUND when none), or `version` when not 0. */
 int recodb__load(const recodb *db, cxm_txn *t, cxm_arena *a, uint64_t version, recodb_served *s,
                  char *err, size_t errlen);
+/* Only the item table of version (CXM_ECORRUPT when missing). */
+int recodb__load_items(const recodb *db, cxm_txn *t, cxm_arena *a, uint64_t version,
+                       recodb_items *items);
 uint32_t recodb__items_find(const recodb_items *t, const char *id, size_t len);
 const char *recodb__item_id(const recodb_items *t, uint32_t i, size_t *len);
 float recodb__propensity(const recodb_served *s, uint32_t item, float score, bool popular);

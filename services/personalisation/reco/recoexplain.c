@@ -27,6 +27,21 @@ static int by_share_desc(const void *a, const void *b)
     return (x->share < y->share) - (x->share > y->share);
 }
 
+/* B_ij: j's entry in row i, found by bisection (both trainers build rows
+ * in ascending item order, reco.c), 0 when absent. */
+static float row_weight(const reco_model *m, uint32_t i, uint32_t j)
+{
+    uint64_t lo = m->nrow[i], hi = m->nrow[i + 1];
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (m->nb[mid].item < j)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < m->nrow[i + 1] && m->nb[lo].item == j ? m->nb[lo].w : 0;
+}
+
 /* w_h x B_hj for each history item, the positive ones into terms (in a);
  * returns how many, *total their sum. */
 static size_t history_terms(const recodb_reader *r, const recodb_served *s, size_t nhist,
@@ -36,11 +51,7 @@ static size_t history_terms(const recodb_reader *r, const recodb_served *s, size
     size_t n = 0;
     *total = 0;
     for (size_t h = 0; h < nhist; h++) {
-        uint32_t i = r->hist[h];
-        float c = 0;
-        for (uint64_t q = m->nrow[i]; q < m->nrow[i + 1]; q++)
-            if (m->nb[q].item == j)
-                c += r->w[h] * m->nb[q].w;
+        float c = r->w[h] * row_weight(m, r->hist[h], j);
         if (c > 0) {
             terms[n].item = (const char *)(uintptr_t)h; /* index now, id later */
             terms[n++].share = c;

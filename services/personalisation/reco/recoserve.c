@@ -5,11 +5,14 @@
  * The cache: reco.cand holds, per customer, the best RECODB_CAND_MAX items
  * of the serving model for the whole history (nothing excluded but what
  * the customer consumed, no filter), with scores and propensities:
- *   u64 version | u32 n | u32 0 | n x (f32 score, f32 propensity,
- *   u16 id length, u8 popular, id bytes)
- * A request whose row is for the serving version walks it in order,
- * skipping excluded ids and what the filter rejects, until it has k: a
- * read transaction, two gets and the filter calls. Every change to the
+ *   u64 version | u32 n | u32 0 | n x (u32 item index in the version's
+ *   item table, the top bit set for popularity fill; f32 score;
+ *   f32 propensity)
+ * 12 bytes an entry whatever the ids' length (3 KiB a customer). A request
+ * whose row is for the serving version walks it in order, skipping
+ * excluded ids and what the filter rejects, until it has k: a read
+ * transaction, three gets (version, row, item table, all in place) and the
+ * filter calls. Every change to the
  * history deletes the row (recodb.c), and a model switch makes every row's
  * version old, so a row of the serving version is current. The order is
  * exactly the scoring's, whose top k is the prefix of its top K (reco.c's
@@ -25,8 +28,9 @@
 #include "cxm/err.h"
 #include "personalisation/reco/recodb_impl.h"
 
-#define ENTRY_HEAD (2 * sizeof(float) + sizeof(uint16_t) + 1)
+#define ENTRY_SIZE 12
 #define ROW_HEAD 16
+#define POPULAR_BIT 0x80000000u
 /* The popularity before any model is retaken when the log grew, at most
  * once a second unless the log is small enough to scan for free. */
 #define POP_REFRESH_SECONDS 1.0
@@ -269,26 +273,26 @@ static void merge_extra(const recodb_reader *r, size_t nseen, answer *ans)
 /* Walk a cache row into ans. Returns 1 when the answer is complete (k
  * found, or the row lists every candidate there is), 0 when the filter
  * left too few and scoring must go deeper, < 0 on a damaged row. */
-static int serve_row(const uint8_t *row, size_t len, answer *ans)
+static int serve_row(const uint8_t *row, size_t len, const recodb_items *items, answer *ans)
 {
     uint32_t n;
     memcpy(&n, row + 8, sizeof n);
-    size_t at = ROW_HEAD;
-    for (uint32_t i = 0; i < n && ans->n < ans->q->k; i++) {
+    if (len != ROW_HEAD + (size_t)n * ENTRY_SIZE)
+        return CXM_ECORRUPT;
+    for (const uint8_t *e = row + ROW_HEAD; n > 0 && ans->n < ans->q->k; n--, e += ENTRY_SIZE) {
+        uint32_t item;
         float score, prop;
-        uint16_t idlen;
-        if (at + ENTRY_HEAD > len)
+        size_t idlen;
+        memcpy(&item, e, 4);
+        memcpy(&score, e + 4, 4);
+        memcpy(&prop, e + 8, 4);
+        if ((item & ~POPULAR_BIT) >= items->n)
             return CXM_ECORRUPT;
-        memcpy(&score, row + at, sizeof score);
-        memcpy(&prop, row + at + 4, sizeof prop);
-        memcpy(&idlen, row + at + 8, sizeof idlen);
-        bool popular = row[at + 10];
-        if ((at += ENTRY_HEAD) + idlen > len)
-            return CXM_ECORRUPT;
-        if (!answer_offer(ans, (const char *)row + at, idlen, score, prop, popular))
+        const char *id = recodb__item_id(items, item & ~POPULAR_BIT, &idlen);
+        if (!answer_offer(ans, id, idlen, score, prop, item & POPULAR_BIT))
             return CXM_ENOMEM;
-        at += idlen;
     }
+    memcpy(&n, row + 8, sizeof n);
     return ans->n >= ans->q->k || n < RECODB_CAND_MAX;
 }
 
@@ -305,7 +309,12 @@ static int serve_cached(const recodb *db, cxm_txn *t, uint64_t version, answer *
     memcpy(&rowv, v, sizeof rowv);
     if (rowv != version)
         return 0;
-    int rc = serve_row(v, len, ans);
+    recodb_items items;
+    int rc = recodb__load_items(db, t, ans->a, version, &items);
+    if (rc == 0)
+        rc = serve_row(v, len, &items, ans);
+    if (rc == CXM_ECORRUPT) /* derived data: score, and the refresh rewrites it */
+        rc = 0;
     if (rc == 0)
         ans->n = 0; /* scoring starts over, deeper */
     return rc;
@@ -594,36 +603,28 @@ int recodb_recommend(recodb *db, recodb_reader *r, cxm_arena *a, const recodb_qu
 
 /* ---- the refresh ---- */
 
-/* The row of the top RECODB_CAND_MAX, malloc'ed. */
+/* The row of the top n, malloc'ed. */
 static int build_row(const recodb_reader *r, const recodb_served *s, size_t n, size_t nhist,
                      uint8_t **out, size_t *len)
 {
-    size_t total = ROW_HEAD;
-    for (size_t i = 0; i < n; i++)
-        total += ENTRY_HEAD + (s->items.off[r->recs[i] + 1] - s->items.off[r->recs[i]]);
-    uint8_t *row = malloc(total);
+    uint8_t *row = malloc(ROW_HEAD + n * ENTRY_SIZE);
     if (!row)
         return CXM_ENOMEM;
     uint32_t n32 = (uint32_t)n, zero = 0;
     memcpy(row, &s->version, 8);
     memcpy(row + 8, &n32, 4);
     memcpy(row + 12, &zero, 4);
-    size_t at = ROW_HEAD;
-    for (size_t i = 0; i < n; i++) {
-        size_t idlen;
-        const char *id = recodb__item_id(&s->items, r->recs[i], &idlen);
+    uint8_t *e = row + ROW_HEAD;
+    for (size_t i = 0; i < n; i++, e += ENTRY_SIZE) {
         bool pop = is_popular(s, r->scores[i], nhist);
         float prop = recodb__propensity(s, r->recs[i], r->scores[i], pop);
-        uint16_t l16 = (uint16_t)idlen;
-        memcpy(row + at, &r->scores[i], 4);
-        memcpy(row + at + 4, &prop, 4);
-        memcpy(row + at + 8, &l16, 2);
-        row[at + 10] = pop;
-        memcpy(row + at + ENTRY_HEAD, id, idlen);
-        at += ENTRY_HEAD + idlen;
+        uint32_t item = r->recs[i] | (pop ? POPULAR_BIT : 0);
+        memcpy(e, &item, 4);
+        memcpy(e + 4, &r->scores[i], 4);
+        memcpy(e + 8, &prop, 4);
     }
     *out = row;
-    *len = total;
+    *len = ROW_HEAD + n * ENTRY_SIZE;
     return 0;
 }
 

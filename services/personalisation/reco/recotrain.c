@@ -451,6 +451,10 @@ static int run_holdout(train_run *tr, recodb_metrics *metrics, recodb_calib *cal
 {
     holdout h = {0};
     size_t *start = NULL;
+    if (tr->o->holdout_fraction < 0) { /* asked for none: training time halves */
+        *calib = (recodb_calib){.a = 1, .b = 0};
+        return 0;
+    }
     int rc = user_ranges(&tr->d.log, tr->d.customers.n, &start);
     if (rc == 0)
         rc = split_holdout(tr, start, &h);
@@ -528,8 +532,9 @@ static int check_opts(const recodb_train_opts *o, char *err, size_t errlen)
 {
     if (o->algo != 0 && (o->algo < RECO_POP || o->algo > RECO_ALS))
         return recodb__fail(err, errlen, CXM_EINVAL, "algorithm %d is not known", (int)o->algo);
-    if (!(o->holdout_fraction >= 0 && o->holdout_fraction <= 0.5))
-        return recodb__fail(err, errlen, CXM_EINVAL, "holdout_fraction must be in 0..0.5");
+    if (!(o->holdout_fraction <= 0.5) || isnan(o->holdout_fraction))
+        return recodb__fail(err, errlen, CXM_EINVAL,
+                            "holdout_fraction must be at most 0.5 (0 = 0.1, < 0 = none)");
     if (o->activation > RECODB_ACTIVATE_NEVER)
         return recodb__fail(err, errlen, CXM_EINVAL, "activation %d is not known",
                             (int)o->activation);
