@@ -11,7 +11,6 @@
  * own syntax (numbers, caps, durations, NAME=VALUE pairs).
  */
 #include <inttypes.h>
-#include <math.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
