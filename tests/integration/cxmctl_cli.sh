@@ -236,6 +236,14 @@ if $reco; then
   expect 0 'previous ' "${t[@]}" reco model
   expect 0 'RANK  EXPERIENCE' "${t[@]}" reco recommend --identity email:cli@example.com --explain
   expect 0 '"recommendation_id":"' "${t[@]}" --json reco recommend --identity email:cli@example.com
+  # --impressions counts what came back as shown: a cap of one a day then
+  # keeps that experience out of the next answer.
+  expect 0 'created cli_capped' "${t[@]}" reco experience upsert --id cli_capped --kind content \
+    --value 50 --cap 1/1d
+  expect 0 ' cli_capped ' "${t[@]}" reco recommend --identity email:cli@example.com -k 10 --impressions
+  "$bin/cxmctl" "${t[@]}" reco recommend --identity email:cli@example.com -k 10 >"$dir/out"
+  grep -q ' cli_capped ' "$dir/out" && fail "an impression did not count against the cap: $(cat "$dir/out")"
+  grep -q ' cli_callback ' "$dir/out" || fail "the other experiences went missing: $(cat "$dir/out")"
   expect 0 'recorded ' "${t[@]}" reco outcome --identity email:cli@example.com --experience cli_offer \
     --outcome accept --outcome-id cli-o1
   expect 0 'duplicate cli-o1' "${t[@]}" reco outcome --identity email:cli@example.com \
