@@ -144,6 +144,34 @@ static bool next_line(const char **p, const char *end, const char **line, size_t
     return false;
 }
 
+/* One line of JSON into a message; 0, or -1 with a sentence in err. */
+typedef int line_parser(ctl *c, const char *line, size_t len, ProtobufCMessage **out, char *err,
+                        size_t errlen);
+
+/* Every line of a JSON-lines text parsed as a message of type d into *out
+ * (*n of them); 0, or a usage error naming the line, before anything is
+ * sent: a file with a broken line sends nothing. */
+static int parse_lines(ctl *c, const char *path, const ProtobufCMessageDescriptor *d,
+                       line_parser *parse, ProtobufCMessage ***out, size_t *n)
+{
+    size_t len, linelen, lineno = 0, cap = 1;
+    const char *text = read_whole(c, path, &len), *line, *p = text;
+    if (!text)
+        return cxmctl_usage_error(c, "cannot open --file %s", path);
+    for (const char *q = text; (q = memchr(q, '\n', (size_t)(text + len - q))); q++)
+        cap++;
+    ProtobufCMessage **v = cxmctl_new_array(c, cap, sizeof *v);
+    char err[512];
+    *n = 0;
+    while (next_line(&p, text + len, &line, &linelen, &lineno))
+        if (parse(c, line, linelen, &v[(*n)++], err, sizeof err) != 0)
+            return cxmctl_usage_error(c, "--file %s line %zu: %s", path, lineno, err);
+    if (*n == 0)
+        return cxmctl_usage_error(c, "--file %s: no %s in it", path, d->short_name);
+    *out = v;
+    return 0;
+}
+
 /* --- reco experience upsert --- */
 
 typedef struct exp_flags {
@@ -302,21 +330,20 @@ static int upsert_pb(ctl *c, const char *path)
 
 /* An Experience, or an UpsertExperienceRequest when the object's first key
  * is "experience" (so that an error names the field of what was meant). */
-static int experience_json(ctl *c, const char *line, size_t len, Cxm__V1__Experience **e, char *err,
+static int experience_json(ctl *c, const char *line, size_t len, ProtobufCMessage **e, char *err,
                            size_t errlen)
 {
     size_t skip = strspn(line, " \t{");
     bool wrapped = skip < len && len - skip > 12 && strncmp(line + skip, "\"experience\"", 12) == 0;
     if (!wrapped)
-        return cxmctl_json_message(c, line, len, &cxm__v1__experience__descriptor,
-                                   (ProtobufCMessage **)e, err, errlen);
+        return cxmctl_json_message(c, line, len, &cxm__v1__experience__descriptor, e, err, errlen);
     Cxm__V1__UpsertExperienceRequest *req = NULL;
     if (cxmctl_json_message(c, line, len, &cxm__v1__upsert_experience_request__descriptor,
                             (ProtobufCMessage **)&req, err, errlen) != 0)
         return -1;
     if (!req->experience)
         return snprintf(err, errlen, "experience: missing"), -1;
-    *e = req->experience;
+    *e = &req->experience->base;
     return 0;
 }
 
@@ -325,23 +352,16 @@ static int experience_json(ctl *c, const char *line, size_t len, Cxm__V1__Experi
  * failure. */
 static int upsert_jsonl(ctl *c, const char *path)
 {
-    size_t len, linelen, lineno = 0;
-    const char *text = read_whole(c, path, &len), *line;
-    if (!text)
-        return cxmctl_usage_error(c, "cannot open --file %s", path);
-    const char *p = text;
-    upsert_count n = {0};
-    char err[512];
-    while (next_line(&p, text + len, &line, &linelen, &lineno)) {
-        Cxm__V1__Experience *e = NULL;
-        if (experience_json(c, line, linelen, &e, err, sizeof err) != 0)
-            return cxmctl_usage_error(c, "--file %s line %zu: %s", path, lineno, err);
-        int rc = upsert_one(c, e, &n, true);
-        if (rc)
-            return fprintf(stderr, "cxmctl: --file %s line %zu failed (above)\n", path, lineno), rc;
-    }
-    upsert_summary(c, path, &n);
-    return 0;
+    ProtobufCMessage **all = NULL;
+    size_t n = 0;
+    int rc = parse_lines(c, path, &cxm__v1__experience__descriptor, experience_json, &all, &n);
+    upsert_count count = {0};
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        if ((rc = upsert_one(c, (Cxm__V1__Experience *)all[i], &count, true)) != 0)
+            fprintf(stderr, "cxmctl: --file %s: experience %zu failed (above)\n", path, i + 1);
+    if (rc == 0)
+        upsert_summary(c, path, &count);
+    return rc;
 }
 
 static int cmd_experience_upsert(ctl *c, int argc, char **argv)
@@ -693,31 +713,26 @@ static int inter_pb(ctl *c, inter_import *im)
     return rc;
 }
 
+static int interaction_json(ctl *c, const char *line, size_t len, ProtobufCMessage **m, char *err,
+                            size_t errlen)
+{
+    return cxmctl_json_message(c, line, len, &cxm__v1__interaction__descriptor, m, err, errlen);
+}
+
 /* One Interaction per JSON line, RECO_BATCH to a call. */
 static int inter_jsonl(ctl *c, inter_import *im)
 {
-    size_t len, linelen, lineno = 0;
-    const char *text = read_whole(c, im->path, &len), *line;
-    if (!text)
-        return cxmctl_usage_error(c, "cannot open --file %s", im->path);
-    const char *p = text;
+    ProtobufCMessage **all = NULL;
+    size_t n = 0;
+    int rc =
+        parse_lines(c, im->path, &cxm__v1__interaction__descriptor, interaction_json, &all, &n);
     Cxm__V1__RecordInteractionsRequest req = CXM__V1__RECORD_INTERACTIONS_REQUEST__INIT;
-    req.interactions = cxmctl_new_array(c, RECO_BATCH, sizeof *req.interactions);
     req.source = "cxmctl";
-    char err[512];
-    int rc = 0;
-    while (rc == 0 && next_line(&p, text + len, &line, &linelen, &lineno)) {
-        if (cxmctl_json_message(c, line, linelen, &cxm__v1__interaction__descriptor,
-                                (ProtobufCMessage **)&req.interactions[req.n_interactions], err,
-                                sizeof err) != 0)
-            return cxmctl_usage_error(c, "--file %s line %zu: %s", im->path, lineno, err);
-        if (++req.n_interactions == RECO_BATCH)
-            rc = inter_send(c, im, &req), req.n_interactions = 0;
-    }
-    if (rc == 0 && req.n_interactions)
+    for (size_t i = 0; rc == 0 && i < n; i += req.n_interactions) {
+        req.interactions = (Cxm__V1__Interaction **)all + i;
+        req.n_interactions = n - i < RECO_BATCH ? n - i : RECO_BATCH;
         rc = inter_send(c, im, &req);
-    if (rc == 0 && im->calls == 0)
-        rc = cxmctl_usage_error(c, "--file %s: no interactions in it", im->path);
+    }
     return rc;
 }
 

@@ -225,6 +225,13 @@ if $reco; then
   grep -Fq 'call 1 interaction 1 (cli-2): ' "$dir/out" || fail "the refused interaction is not named: $(cat "$dir/out")"
   expect 1 'accepted 0, duplicates 2, rejected 1 of 3 interactions' "${t[@]}" reco interactions \
     --file "$dir/inter.jsonl"
+  # A file with a broken line sends nothing, not the lines before it.
+  printf '%s\n' "{\"interaction_id\":\"cli-4\",$who,\"item_id\":\"cli_guide\",\"weight\":2}" \
+    '{"interaction_id":' >"$dir/inter.jsonl"
+  expect 2 'inter.jsonl line 2: ' "${t[@]}" reco interactions --file "$dir/inter.jsonl"
+  head -1 "$dir/inter.jsonl" >"$dir/one.jsonl"
+  expect 0 'accepted 1, duplicates 0, rejected 0 of 1 interactions' "${t[@]}" reco interactions \
+    --file "$dir/one.jsonl"
   expect 0 '(activated: it serves now)' "${t[@]}" --timeout 60s reco train --activation always
   expect 0 'serving ' "${t[@]}" reco model
   expect 0 '"activated":true' "${t[@]}" --json --timeout 60s reco train --activation always
