@@ -270,7 +270,8 @@ static void test_reindex(void)
     CHECK_EQ_INT(eval_reindex(&users, &items, &train, &test, &nu, &ni), 0);
     CHECK_EQ_INT(nu, 2);
     CHECK_EQ_INT(ni, 2);
-    CHECK_EQ_STR(items.names[0], "c");
+    CHECK_EQ_STR(items.names[0], "a"); /* train's, by name */
+    CHECK_EQ_STR(items.names[1], "c");
     CHECK_EQ_STR(items.names[2], "b");
     CHECK_EQ_INT(recoids_find(&items, "b"), 2);
     CHECK_EQ_INT(test.ev[0].item, 2);

@@ -385,15 +385,24 @@ static int eval_reindex_one(recoids *ids, recolog *train, recolog *test, int ite
     uint32_t *map = malloc((ids->n ? ids->n : 1) * sizeof *map);
     if (!map)
         return CXM_ENOMEM;
+    uint8_t *group = malloc((ids->n ? ids->n : 1) * sizeof *group);
+    if (!group) {
+        free(map);
+        return CXM_ENOMEM;
+    }
     memset(map, 0xff, (size_t)ids->n * sizeof *map);
     uint32_t next = 0;
     eval_number(map, &next, train, items);
     *ntrain = next;
     eval_number(map, &next, test, items);
+    /* train, test only, interned but in neither log (kept, last); each by
+     * name, as recodb numbers them for training. */
     for (uint32_t k = 0; k < ids->n; k++)
-        if (map[k] == UINT32_MAX)
-            map[k] = next++; /* interned but in neither log: keep it, last */
-    int rc = recoids_permute(ids, map);
+        group[k] = map[k] == UINT32_MAX ? 2 : map[k] >= *ntrain;
+    int rc = recoids_sorted_map(ids, group, map);
+    free(group);
+    if (!rc)
+        rc = recoids_permute(ids, map);
     if (!rc) {
         eval_apply(train, map, items);
         eval_apply(test, map, items);

@@ -58,8 +58,9 @@ int eval_split(const recolog *all, eval_split_kind kind, double frac, uint64_t s
  * the synthetic benchmark data's) seeded random numbers. */
 uint64_t eval_splitmix64(uint64_t *state);
 
-/* Renumber users and items so that those seen in train come first (in order
- * of first appearance in train, then in test): the model's catalogue is then
+/* Renumber users and items so that those seen in train come first (each
+ * group in byte order of the ids, the numbering recodb trains with, so
+ * that cxm-eval and the service train the same model): the catalogue is then
  * 0..*nitems_train-1, and test-only items keep indices >= it, relevant but
  * never recommendable. Applies to ids, train and test. Returns 0 or
  * CXM_ENOMEM. */

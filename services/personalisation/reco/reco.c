@@ -126,7 +126,8 @@ static int push_row(row_builder *rb, uint32_t item, const neighbour *cand, uint3
         rb->all = grown;
         rb->cap = cap;
     }
-    memcpy(rb->all + rb->n, cand, ncand * sizeof *cand);
+    if (ncand) /* rb->all is still NULL while every row so far was empty */
+        memcpy(rb->all + rb->n, cand, ncand * sizeof *cand);
     rb->n += ncand;
     rb->nrow[item + 1] = rb->n;
     return 0;

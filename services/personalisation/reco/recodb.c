@@ -71,7 +71,7 @@ static void opts_defaults(recodb_opts *o)
 {
     /* History scored (MovieLens-small, EASE, random 80/20 seed 42, NDCG@10
      * by cxm-eval --max-history): 100 0.298, 200 0.337, 500 0.367, 1000
-     * 0.380, 2000 0.3816, all 0.3820. Heavy customers' older items carry
+     * 0.380, 2000 0.3815, all 0.3817. Heavy customers' older items carry
      * signal, and the cost of a long history is paid off the request path
      * (the candidate cache), so the default keeps nearly all of it. */
     o->max_history = o->max_history ? o->max_history : RECODB_DEFAULT_HISTORY;

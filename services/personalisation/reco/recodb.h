@@ -76,7 +76,9 @@
 typedef struct recodb recodb;
 
 typedef struct recodb_opts {
-    uint32_t max_history;        /* latest interactions scored; 0 = 2000 */
+    uint32_t max_history;        /* latest interactions scored; 0 = 2000
+                                    (MovieLens-small NDCG@10: 200 0.337,
+                                    2000 0.3815; recodb.c) */
     double recency_half_life;    /* seconds; 0 or < 0 = no decay */
     double popularity_half_life; /* seconds; 0 = 14 days; < 0 = no decay */
     uint64_t ease_budget;        /* bytes EASE may use; 0 = 2 GiB */

@@ -80,6 +80,35 @@ uint32_t recoids_find(const recoids *ids, const char *id)
     return v ? v - 1 : UINT32_MAX;
 }
 
+typedef struct sort_ctx {
+    const recoids *ids;
+    const uint8_t *group;
+} sort_ctx;
+
+static int by_group_name(const void *a, const void *b, void *ctx)
+{
+    const sort_ctx *c = ctx;
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    if (c->group && c->group[x] != c->group[y])
+        return c->group[x] < c->group[y] ? -1 : 1;
+    return strcmp(c->ids->names[x], c->ids->names[y]);
+}
+
+int recoids_sorted_map(const recoids *ids, const uint8_t *group, uint32_t *map)
+{
+    uint32_t *order = malloc(((size_t)ids->n + 1) * sizeof *order);
+    if (!order)
+        return CXM_ENOMEM;
+    for (uint32_t k = 0; k < ids->n; k++)
+        order[k] = k;
+    sort_ctx c = {ids, group};
+    qsort_r(order, ids->n, sizeof *order, by_group_name, &c);
+    for (uint32_t r = 0; r < ids->n; r++)
+        map[order[r]] = r;
+    free(order);
+    return 0;
+}
+
 int recoids_permute(recoids *ids, const uint32_t *map)
 {
     char **names = malloc((ids->cap ? ids->cap : 1) * sizeof *names);

@@ -26,6 +26,12 @@ typedef struct recoids {
 int recoids_intern(recoids *ids, const char *id, size_t len, uint32_t *out);
 /* The index of id, or UINT32_MAX when unknown. */
 uint32_t recoids_find(const recoids *ids, const char *id);
+/* The renumbering (for recoids_permute) that orders ids by group[k]
+ * (NULL = one group), then by the bytes of their names: a numbering that
+ * does not depend on the order ids were first seen, so two programs that
+ * intern the same ids in different orders train identical models. Returns
+ * 0 or CXM_ENOMEM. */
+int recoids_sorted_map(const recoids *ids, const uint8_t *group, uint32_t *map);
 /* Renumber: id k becomes map[k]; map must be a permutation of 0..n-1.
  * Returns 0 or CXM_ENOMEM (the table is then unchanged). */
 int recoids_permute(recoids *ids, const uint32_t *map);

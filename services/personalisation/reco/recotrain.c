@@ -89,6 +89,32 @@ static int scan_fn(cxm_txn *t, void *user)
     return cxm_txn_scan_prefix(t, j->db->events, NULL, 0, false, scan_event, j->d);
 }
 
+/* Number customers and items by their ids' bytes, not by where the log
+ * first mentions them: the model then depends only on the interactions,
+ * and equals cxm-eval's on the same ones (float sums and EASE's sampled
+ * threshold follow the numbering). */
+static int canonical_order(train_data *d)
+{
+    uint32_t *umap = malloc(((size_t)d->customers.n + 1) * sizeof *umap);
+    uint32_t *imap = malloc(((size_t)d->items.n + 1) * sizeof *imap);
+    int rc = umap && imap ? 0 : CXM_ENOMEM;
+    if (rc == 0)
+        rc = recoids_sorted_map(&d->customers, NULL, umap);
+    if (rc == 0)
+        rc = recoids_sorted_map(&d->items, NULL, imap);
+    if (rc == 0)
+        rc = recoids_permute(&d->customers, umap);
+    if (rc == 0)
+        rc = recoids_permute(&d->items, imap);
+    for (size_t i = 0; rc == 0 && i < d->log.n; i++) {
+        d->log.ev[i].user = umap[d->log.ev[i].user];
+        d->log.ev[i].item = imap[d->log.ev[i].item];
+    }
+    free(umap);
+    free(imap);
+    return rc;
+}
+
 static int read_log(train_run *tr, char *err, size_t errlen)
 {
     scan_job scan = {tr->db, &tr->d};
@@ -98,6 +124,8 @@ static int read_log(train_run *tr, char *err, size_t errlen)
     if (tr->d.log.n == 0)
         return recodb__fail(err, errlen, CXM_EINVAL,
                             "no interactions to train on: append (RecordInteractions) first");
+    if ((rc = canonical_order(&tr->d)) != 0)
+        return recodb__fail(err, errlen, rc, "out of memory reading the log");
     recolog_dedupe(&tr->d.log);
     tr->ihash = malloc(((size_t)tr->d.items.n + 1) * sizeof *tr->ihash);
     if (!tr->ihash)
