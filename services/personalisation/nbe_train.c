@@ -31,8 +31,16 @@ typedef struct train_req {
     int64_t since_ms;
     double holdout;
     recodb_activation activation;
+    bool asked; /* by TrainModel ("rpc"), not by the policy */
     char trigger[TRIGGER_MAX];
 } train_req;
+
+/* A training asked for and who waits for its result. */
+typedef struct train_ask {
+    train_req req;
+    cxm_call *call;   /* answered when it ends; NULL for run_async and the policy */
+    int64_t asked_ms; /* when TrainModel (or the policy) asked */
+} train_ask;
 
 struct nbe_train {
     nbe_ctx *ctx;
@@ -40,16 +48,19 @@ struct nbe_train {
     pthread_cond_t cv;
     pthread_t trainer, keeper;
     bool trainer_started, keeper_started, stop;
-    /* Under mu: the training asked for or running. */
-    bool busy, queued;
-    train_req req;
-    cxm_call *call; /* answered when it ends; NULL for run_async and the policy */
+    /* Under mu. cur: the training running (busy), or about to (queued: the
+     * trainer has not taken it yet). next: a TrainModel that arrived while
+     * an automatic cur runs; it becomes cur, without a gap, when cur ends. */
+    bool busy, queued, has_next;
+    train_ask cur, next;
     int64_t started_ms;
     double progress;
     char phase[PHASE_MAX];
-    /* The policy's marks: appends and time at the latest start. */
+    /* The policy's marks: appends and time at the latest start, and the
+     * latest training's end and duration (the policy pauses that long). */
     uint64_t appended_mark;
     int64_t time_mark;
+    int64_t last_end_ms, last_took_ms;
     uint64_t unactivated; /* a version kept but not serving, dropped by the next training */
 };
 
@@ -133,23 +144,32 @@ static int params_msg(cxm_arena *a, reco_algo algo, const reco_params *p, Cxm__V
 
 /* ---- the training in memory ---- */
 
-/* GetModelInfo.training, under tr->mu. */
-static Cxm__V1__ModelInfo *training_msg(nbe_train *tr, cxm_arena *a)
+/* A training not ended yet as GetModelInfo.training (and run_async's
+ * answer) shows it. */
+static Cxm__V1__ModelInfo *training_msg(cxm_arena *a, const train_req *rq, int64_t started_ms,
+                                        double progress, const char *phase)
 {
     Cxm__V1__ModelInfo *m = cxm_arena_alloc(a, sizeof *m);
     if (!m)
         return NULL;
     cxm__v1__model_info__init(m);
     m->state = CXM__V1__MODEL_STATE__MODEL_STATE_TRAINING;
-    m->algorithm = algo_proto(tr->req.algo);
-    m->started_at_unix_ms = tr->started_ms;
-    m->progress = tr->progress;
-    m->phase = cxm_arena_strndup(a, tr->phase, strlen(tr->phase));
-    m->trigger = cxm_arena_strndup(a, tr->req.trigger, strlen(tr->req.trigger));
+    m->algorithm = algo_proto(rq->algo);
+    m->started_at_unix_ms = started_ms;
+    m->progress = progress;
+    m->phase = cxm_arena_strndup(a, phase, strlen(phase));
+    m->trigger = cxm_arena_strndup(a, rq->trigger, strlen(rq->trigger));
     if (!m->phase || !m->trigger ||
-        (tr->req.has_params && params_msg(a, tr->req.algo, &tr->req.params, m) != 0))
+        (rq->has_params && params_msg(a, rq->algo, &rq->params, m) != 0))
         return NULL;
     return m;
+}
+
+/* The current training, under tr->mu. */
+static Cxm__V1__ModelInfo *current_msg(nbe_train *tr, cxm_arena *a)
+{
+    return training_msg(a, &tr->cur.req, tr->started_ms, tr->progress,
+                        *tr->phase ? tr->phase : "starting");
 }
 
 static void on_progress(double done, const char *phase, void *user)
@@ -161,28 +181,61 @@ static void on_progress(double done, const char *phase, void *user)
     pthread_mutex_unlock(&tr->mu);
 }
 
-/* Queue a training; CXM_ESTALE with a sentence when one runs. */
-static int train_begin(nbe_train *tr, const train_req *rq, cxm_call *call, char *err)
+/* Make ask the current training and wake the trainer; under tr->mu. The
+ * policy counts from here. */
+static void take(nbe_train *tr, const train_ask *ask)
 {
-    pthread_mutex_lock(&tr->mu);
+    tr->busy = tr->queued = true;
+    tr->cur = *ask;
+    tr->started_ms = cxm_svc_now_ms();
+    tr->progress = 0;
+    snprintf(tr->phase, sizeof tr->phase, "%s", "queued");
+    tr->appended_mark = recodb_appended(tr->ctx->reco);
+    tr->time_mark = tr->started_ms;
+    pthread_cond_broadcast(&tr->cv);
+}
+
+static void utc(int64_t ms, char out[32])
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm) || strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+        snprintf(out, 32, "%" PRId64 " ms", ms);
+}
+
+/* A TrainModel while another one runs or waits: the caller polls instead. */
+static int refuse(const train_ask *other, bool waiting, char *err)
+{
+    char when[32];
+    utc(other->asked_ms, when);
+    return cxm_svc_errf(err, CXM_ESTALE, NULL,
+                        "a TrainModel started at %s is running%s: poll GetModelInfo until its "
+                        "training ends, then train again",
+                        when, waiting ? " (waiting for the automatic training to end)" : "");
+}
+
+/* A TrainModel's ask: started now, queued behind an automatic training
+ * (*waits), or refused (CXM_ESTALE) while another TrainModel's runs or
+ * waits. *started_ms is when it started (0 when it waits). */
+static int train_begin(nbe_train *tr, const train_ask *ask, bool *waits, int64_t *started_ms,
+                       char *err)
+{
     int rc = 0;
-    if (tr->busy)
-        rc = cxm_svc_errf(err, CXM_ESTALE, NULL,
-                          "a training started by \"%s\" is running (%s, %.0f%%): wait for it to "
-                          "end (GetModelInfo shows its progress), then train again",
-                          tr->req.trigger, *tr->phase ? tr->phase : "starting", tr->progress * 100);
-    else if (tr->stop)
+    pthread_mutex_lock(&tr->mu);
+    *waits = false;
+    *started_ms = 0;
+    if (tr->stop)
         rc = cxm_svc_errf(err, CXM_EUNAVAIL, NULL, "the service is shutting down");
-    if (rc == 0) {
-        tr->busy = tr->queued = true;
-        tr->req = *rq;
-        tr->call = call;
-        tr->started_ms = cxm_svc_now_ms();
-        tr->progress = 0;
-        snprintf(tr->phase, sizeof tr->phase, "%s", "queued");
-        tr->appended_mark = recodb_appended(tr->ctx->reco);
-        tr->time_mark = tr->started_ms;
-        pthread_cond_broadcast(&tr->cv);
+    else if (tr->has_next)
+        rc = refuse(&tr->next, true, err);
+    else if (tr->busy && tr->cur.req.asked)
+        rc = refuse(&tr->cur, false, err);
+    else if (tr->busy) {
+        tr->next = *ask;
+        tr->has_next = *waits = true;
+    } else {
+        take(tr, ask);
+        *started_ms = tr->started_ms;
     }
     pthread_mutex_unlock(&tr->mu);
     return rc;
@@ -340,6 +393,20 @@ static void train_run(nbe_train *tr, const train_req *rq, cxm_call *call)
     cxm_arena_dispose(&a);
 }
 
+/* cur ended (under tr->mu): the policy pauses as long as it took, and a
+ * TrainModel waiting for it starts. */
+static void train_ended(nbe_train *tr, int64_t began_ms)
+{
+    tr->last_end_ms = cxm_svc_now_ms();
+    tr->last_took_ms = tr->last_end_ms - began_ms;
+    tr->cur.call = NULL;
+    tr->busy = false;
+    if (tr->has_next) {
+        tr->has_next = false;
+        take(tr, &tr->next);
+    }
+}
+
 static void *trainer_main(void *arg)
 {
     nbe_train *tr = arg;
@@ -349,14 +416,13 @@ static void *trainer_main(void *arg)
             pthread_cond_wait(&tr->cv, &tr->mu);
         if (!tr->queued)
             break;
-        train_req rq = tr->req;
-        cxm_call *call = tr->call;
+        train_ask ask = tr->cur;
         tr->queued = false;
         pthread_mutex_unlock(&tr->mu);
-        train_run(tr, &rq, call);
+        int64_t began_ms = cxm_svc_now_ms();
+        train_run(tr, &ask.req, ask.call);
         pthread_mutex_lock(&tr->mu);
-        tr->busy = false;
-        tr->call = NULL;
+        train_ended(tr, began_ms);
     }
     pthread_mutex_unlock(&tr->mu);
     return NULL;
@@ -378,26 +444,34 @@ static size_t refresh_stale(nbe_ctx *ctx)
     return n;
 }
 
-static void policy_check(nbe_train *tr)
+/* The policy's trigger, or "" when it does not train now; under tr->mu.
+ * It yields to TrainModel (never while one runs or waits) and pauses after
+ * a training as long as that training took, so a bulk load does not keep
+ * the CPU training back to back. */
+static void policy_due(nbe_train *tr, char *trigger)
 {
     const nbe_flags *f = &tr->ctx->flags;
-    train_req rq = {.activation = RECODB_ACTIVATE_IF_BETTER};
+    int64_t now = cxm_svc_now_ms();
+    *trigger = 0;
+    if (tr->busy || tr->has_next || now < tr->last_end_ms + tr->last_took_ms)
+        return;
+    if (f->retrain_interactions &&
+        recodb_appended(tr->ctx->reco) - tr->appended_mark >= f->retrain_interactions)
+        snprintf(trigger, TRIGGER_MAX, "every %" PRIu64 " interactions", f->retrain_interactions);
+    else if (f->retrain_minutes && now - tr->time_mark >= (int64_t)f->retrain_minutes * 60000)
+        snprintf(trigger, TRIGGER_MAX, "every %u minutes", f->retrain_minutes);
+}
+
+static void policy_check(nbe_train *tr)
+{
+    train_ask ask = {.req = {.activation = RECODB_ACTIVATE_IF_BETTER}};
     pthread_mutex_lock(&tr->mu);
-    uint64_t grown = recodb_appended(tr->ctx->reco) - tr->appended_mark;
-    int64_t waited = cxm_svc_now_ms() - tr->time_mark;
-    bool busy = tr->busy;
+    policy_due(tr, ask.req.trigger);
+    if (*ask.req.trigger && !tr->stop) {
+        ask.asked_ms = cxm_svc_now_ms();
+        take(tr, &ask);
+    }
     pthread_mutex_unlock(&tr->mu);
-    if (busy)
-        return;
-    if (f->retrain_interactions && grown >= f->retrain_interactions)
-        snprintf(rq.trigger, sizeof rq.trigger, "every %" PRIu64 " interactions",
-                 f->retrain_interactions);
-    else if (f->retrain_minutes && waited >= (int64_t)f->retrain_minutes * 60000)
-        snprintf(rq.trigger, sizeof rq.trigger, "every %u minutes", f->retrain_minutes);
-    else
-        return;
-    char err[CXM_SVC_ERR_MAX];
-    train_begin(tr, &rq, NULL, err); /* a TrainModel that came first wins */
 }
 
 static void wait_ms(nbe_train *tr, int64_t ms)
@@ -463,12 +537,15 @@ void nbe_train_stop(nbe_ctx *ctx)
         return;
     pthread_mutex_lock(&tr->mu);
     tr->stop = true;
-    cxm_call *orphan = tr->queued ? tr->call : NULL; /* asked for, never started */
-    tr->queued = false;
+    /* Asked for, never started. */
+    cxm_call *orphans[2] = {tr->queued ? tr->cur.call : NULL, tr->has_next ? tr->next.call : NULL};
+    tr->queued = tr->has_next = false;
     pthread_cond_broadcast(&tr->cv);
     pthread_mutex_unlock(&tr->mu);
-    if (orphan)
-        cxm_svc_finish(orphan, CXM_EUNAVAIL, "the service is shutting down: train again later");
+    for (size_t i = 0; i < 2; i++)
+        if (orphans[i])
+            cxm_svc_finish(orphans[i], CXM_EUNAVAIL,
+                           "the service is shutting down: train again later");
     if (tr->keeper_started)
         pthread_join(tr->keeper, NULL);
     if (tr->trainer_started)
@@ -486,22 +563,26 @@ void nbe_on_train(cxm_call *call, const ProtobufCMessage *msg)
     const Cxm__V1__TrainModelRequest *req = (const Cxm__V1__TrainModelRequest *)msg;
     nbe_ctx *ctx = cxm_call_service_ctx(call);
     char err[CXM_SVC_ERR_MAX] = "";
-    train_req rq = {.since_ms = req->since_unix_ms,
-                    .holdout = req->holdout_fraction,
-                    .activation = activation_of(req->activation)};
-    snprintf(rq.trigger, sizeof rq.trigger, "%s", "rpc");
-    int rc = nbe_check_train(req, &rq.algo, &rq.params, err);
-    rq.has_params = rq.algo != 0;
+    train_ask ask = {.req = {.since_ms = req->since_unix_ms,
+                             .holdout = req->holdout_fraction,
+                             .activation = activation_of(req->activation),
+                             .asked = true},
+                     .call = req->run_async ? NULL : call,
+                     .asked_ms = cxm_svc_now_ms()};
+    snprintf(ask.req.trigger, sizeof ask.req.trigger, "%s", "rpc");
+    bool waits;
+    int64_t started_ms;
+    int rc = nbe_check_train(req, &ask.req.algo, &ask.req.params, err);
+    ask.req.has_params = ask.req.algo != 0;
     if (rc == 0)
-        rc = train_begin(ctx->train, &rq, req->run_async ? NULL : call, err);
+        rc = train_begin(ctx->train, &ask, &waits, &started_ms, err);
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     if (!req->run_async)
         return; /* the training thread answers */
     Cxm__V1__TrainModelResponse resp = CXM__V1__TRAIN_MODEL_RESPONSE__INIT;
-    pthread_mutex_lock(&ctx->train->mu);
-    resp.model = training_msg(ctx->train, cxm_call_arena(call));
-    pthread_mutex_unlock(&ctx->train->mu);
+    resp.model = training_msg(cxm_call_arena(call), &ask.req, started_ms, 0,
+                              waits ? "waiting for the automatic training to end" : "queued");
     if (!resp.model)
         return cxm_svc_finish(call, CXM_ENOMEM, "");
     cxm_call_reply(call, &resp.base);
@@ -546,7 +627,7 @@ void nbe_on_model_info(cxm_call *call, const ProtobufCMessage *msg)
         rc = stored_info(t, ctx, a, prev, CXM__V1__MODEL_STATE__MODEL_STATE_READY, &resp.previous);
     cxm_store_read_end(t);
     pthread_mutex_lock(&ctx->train->mu);
-    if (rc == 0 && ctx->train->busy && !(resp.training = training_msg(ctx->train, a)))
+    if (rc == 0 && ctx->train->busy && !(resp.training = current_msg(ctx->train, a)))
         rc = CXM_ENOMEM;
     pthread_mutex_unlock(&ctx->train->mu);
     if (rc != 0)

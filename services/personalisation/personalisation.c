@@ -38,9 +38,10 @@ static const cxm_opt pers_opts[] = {
     {"reco-hold-offers", CXM_OPT_INT, &cfg_hold_offers, 0, 1,
      "1: offers are held back in service recovery; 0: only ranked after service actions"},
     {"reco-retrain-interactions", CXM_OPT_INT, &cfg_retrain_interactions, 0, INT64_MAX,
-     "train a new model after this many new interactions; 0 = off"},
+     "train a new model after this many new interactions; 0 = off. Never while a TrainModel's "
+     "training runs or waits, and after a training not before as long again as it took"},
     {"reco-retrain-minutes", CXM_OPT_INT, &cfg_retrain_minutes, 0, 525600,
-     "train a new model every this many minutes; 0 = off"},
+     "train a new model every this many minutes; 0 = off (same yielding and pause)"},
     {"profile-addr", CXM_OPT_STR, &cfg_profile_addr, 0, 0,
      "HOST:PORT of the profile service resolving customers; empty: this process's own server "
      "(cxmd)"},

@@ -5,11 +5,13 @@
  * start, interaction batches, training (sync, async, one at a time, model
  * infos), eligibility (stage, channel, placement, segments, consent and its
  * revocation), caps and pauses, service recovery after a detractor NPS,
- * explanations, similar experiences, erasure, and garbage bytes.
+ * explanations, similar experiences, erasure, and garbage bytes; a TrainModel
+ * waiting for an automatic training, two at once.
  *
  *   test_personalisation PATH_TO_CXMD CASE
  */
 #include <inttypes.h>
+#include <pthread.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -119,6 +121,24 @@ static char **strv(size_t n, ...)
         v[i] = va_arg(ap, char *);
     va_end(ap);
     return v;
+}
+
+/* An experience for one journey stage, and one that needs a consent. */
+static Cxm__V1__Experience *for_stage(const char *id, Cxm__V1__JourneyStage stage)
+{
+    Cxm__V1__Experience *e = exp_new(id, CONTENT);
+    e->eligibility->stages = cxm_arena_alloc(&arena, sizeof *e->eligibility->stages);
+    e->eligibility->stages[0] = stage;
+    e->eligibility->n_stages = 1;
+    return e;
+}
+
+static Cxm__V1__Experience *needs_consent(const char *id, const char *scope)
+{
+    Cxm__V1__Experience *e = exp_new(id, CONTENT);
+    e->eligibility->required_consents = strv(1, scope);
+    e->eligibility->n_required_consents = 1;
+    return e;
 }
 
 /* ---- interactions ---- */
@@ -292,6 +312,47 @@ static Cxm__V1__TrainModelRequest__ParamsEntry *param(const char *name, double v
     e->key = (char *)name;
     e->value = v;
     return e;
+}
+
+/* ALS with 64 factors and 40 iterations: a training that takes a while. */
+static Cxm__V1__TrainModelRequest *slow_als(void)
+{
+    Cxm__V1__TrainModelRequest *r = treq(CXM__V1__ALGORITHM__ALGORITHM_ALS);
+    r->params = cxm_arena_alloc(&arena, 2 * sizeof *r->params);
+    r->params[0] = param("factors", 64);
+    r->params[1] = param("iterations", 40);
+    r->n_params = 2;
+    return r;
+}
+
+/* Polls GetModelInfo until a training started by trigger runs. */
+static Cxm__V1__GetModelInfoResponse *training_by(cxm_channel *ch, const char *trigger)
+{
+    Cxm__V1__GetModelInfoResponse *mi = model_info(ch);
+    for (double end = test_now_ms() + 30000;
+         !mi->training || strcmp(mi->training->trigger, trigger) != 0; mi = model_info(ch)) {
+        CHECK(test_now_ms() < end, "no training by \"%s\" in 30 s", trigger);
+        usleep(2000);
+    }
+    return mi;
+}
+
+/* Polls GetModelInfo until no training runs. */
+static Cxm__V1__GetModelInfoResponse *trained(cxm_channel *ch)
+{
+    Cxm__V1__GetModelInfoResponse *mi = model_info(ch);
+    for (double end = test_now_ms() + 60000; mi->training; mi = model_info(ch)) {
+        CHECK(test_now_ms() < end, "the training did not end in 60 s");
+        usleep(20000);
+    }
+    return mi;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- profile ---- */
@@ -645,10 +706,7 @@ static void case_train(cxm_channel *ch, test_server *srv)
         if (i % 1000 == 999)
             CHECK(record(ch, bulk, 1000)->accepted == 1000, "bulk batch");
     }
-    Cxm__V1__TrainModelRequest *slow = treq(CXM__V1__ALGORITHM__ALGORITHM_ALS);
-    Cxm__V1__TrainModelRequest__ParamsEntry *ps[] = {param("factors", 64), param("iterations", 40)};
-    slow->params = ps;
-    slow->n_params = 2;
+    Cxm__V1__TrainModelRequest *slow = slow_als();
     slow->run_async = true;
     Cxm__V1__TrainModelResponse *t3 = train(ch, slow);
     CHECK(t3->model->state == CXM__V1__MODEL_STATE__MODEL_STATE_TRAINING && !t3->activated,
@@ -659,10 +717,7 @@ static void case_train(cxm_channel *ch, test_server *srv)
     CHECK(mi->training && mi->training->progress >= 0 && mi->training->progress <= 1 &&
               strcmp(mi->training->trigger, "rpc") == 0,
           "training visible");
-    for (double end = test_now_ms() + 60000; mi->training; mi = model_info(ch)) {
-        CHECK(test_now_ms() < end, "async training did not end in 60 s");
-        usleep(20000);
-    }
+    mi = trained(ch);
     CHECK(mi->serving->algorithm == CXM__V1__ALGORITHM__ALGORITHM_ALS &&
               mi->serving->version > t2->model->version &&
               mi->previous->version == t2->model->version,
@@ -686,11 +741,7 @@ static void case_eligibility(cxm_channel *ch, test_server *srv)
     e->eligibility->placements = strv(1, "home");
     e->eligibility->n_placements = 1;
     upsert(ch, e);
-    e = exp_new("consider", CONTENT);
-    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
-    e->eligibility->stages = cons;
-    e->eligibility->n_stages = 1;
-    upsert(ch, e);
+    upsert(ch, for_stage("consider", CONSIDERATION));
     e = exp_new("offer", OFFER);
     upsert(ch, e);
     e = exp_new("off", CONTENT);
@@ -710,10 +761,7 @@ static void case_eligibility(cxm_channel *ch, test_server *srv)
     e->eligibility->excluded_segment_ids = strv(1, "known");
     e->eligibility->n_excluded_segment_ids = 1;
     upsert(ch, e);
-    e = exp_new("consented", CONTENT);
-    e->eligibility->required_consents = strv(1, "personalisation");
-    e->eligibility->n_required_consents = 1;
-    upsert(ch, e);
+    upsert(ch, needs_consent("consented", "personalisation"));
     upsert(ch, exp_new("seen", CONTENT));
     history(ch, id, (const char *const[]){"seen"}, 1);
 
@@ -882,11 +930,8 @@ static void case_recovery(cxm_channel *ch, test_server *srv)
     upsert(ch, e);
     e = exp_new("callback", ACTION);
     upsert(ch, e);
-    e = exp_new("guide", CONTENT);
+    e = for_stage("guide", CONSIDERATION);
     e->value = 5;
-    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
-    e->eligibility->stages = cons;
-    e->eligibility->n_stages = 1;
     upsert(ch, e);
     Cxm__V1__RecommendRequest *q = rreq(by_id(id));
     q->explain = true;
@@ -985,11 +1030,7 @@ static void case_journey(cxm_channel *ch, test_server *srv)
 {
     (void)srv;
     catalogue(ch, group_a, 4);
-    Cxm__V1__Experience *e = exp_new("consider", CONTENT);
-    Cxm__V1__JourneyStage cons[] = {CONSIDERATION};
-    e->eligibility->stages = cons;
-    e->eligibility->n_stages = 1;
-    upsert(ch, e);
+    upsert(ch, for_stage("consider", CONSIDERATION));
     Cxm__V1__RecommendRequest *q = rreq(by_email("shopper@example.com"));
     Cxm__V1__RecommendResponse *r = recommend(ch, q);
     CHECK(position(r, "consider") < 0 && position(r, "a2") >= 0 && !*r->customer_id,
@@ -1045,12 +1086,175 @@ static void case_policy(cxm_channel *unused, test_server *srv)
     harness_cleanup(&own);
 }
 
+/* n interactions of customers "<prefix>N", 10 each: 4 of 8 hot items
+ * (h0..h7, in a row) and 6 of `tail` items taken in turn; with about five
+ * customers per tail item, EASE (the automatic choice) keeps them all, so
+ * training takes a while (~0.1 s for 5000 and 600 here). */
+static void bulk_load(cxm_channel *ch, const char *prefix, int n, int tail)
+{
+    Cxm__V1__Interaction *v[1000];
+    for (int i = 0; i < n; i++) {
+        int c = i / 10, j = i % 10;
+        const char *item = j < 4 ? fmt("h%d", (c + j) % 8) : fmt("t%d", (c * 6 + j - 4) % tail);
+        v[i % 1000] = inter(fmt("%s%d", prefix, i), by_id(fmt("%s%d", prefix, c)), item, 1);
+        if (i % 1000 == 999 || i == n - 1)
+            CHECK(record(ch, v, (size_t)(i % 1000 + 1))->accepted == (uint32_t)(i % 1000 + 1),
+                  "bulk batch ending at %d", i);
+    }
+}
+
+#define AUTO_TRIGGER "every 5000 interactions"
+
+/* Loading interactions through RecordInteractions makes the policy train;
+ * a TrainModel that arrives meanwhile waits for it instead of failing:
+ * sync, it is answered with its own model, which serves; async, it says it
+ * waits, a second one fails, and its model serves in the end. */
+static void case_train_queue(cxm_channel *unused, test_server *srv)
+{
+    (void)unused;
+    static const char *const args[] = {
+        "--grace", "3s", "--workers", "2", "--reco-retrain-interactions", "5000", NULL};
+    static const char *const hot[] = {"h0", "h1", "h2", "h3", "h4", "h5", "h6", "h7"};
+    test_server own;
+    harness_start(&own, srv->binary, args);
+    cxm_channel *ch;
+    CHECK(cxm_channel_open(own.target, NULL, &ch) == 0, "channel to %s", own.target);
+    catalogue(ch, hot, 8);
+    bulk_load(ch, "q", 5000, 600);
+    training_by(ch, AUTO_TRIGGER);
+    int64_t sent_ms = wall_ms();
+    Cxm__V1__TrainModelResponse *t = train(ch, treq(CXM__V1__ALGORITHM__ALGORITHM_ITEM_KNN));
+    Cxm__V1__GetModelInfoResponse *mi = model_info(ch);
+    CHECK(t->activated && strcmp(t->model->trigger, "rpc") == 0 && mi->serving &&
+              mi->serving->version == t->model->version && mi->previous &&
+              strcmp(mi->previous->trigger, AUTO_TRIGGER) == 0,
+          "TrainModel's model serves after the automatic one");
+    CHECK(mi->previous->trained_at_unix_ms > sent_ms &&
+              t->model->started_at_unix_ms >= mi->previous->trained_at_unix_ms,
+          "TrainModel (sent at %" PRId64 ") waited for the automatic training (ended at %" PRId64
+          ") and started at %" PRId64,
+          sent_ms, mi->previous->trained_at_unix_ms, t->model->started_at_unix_ms);
+    Cxm__V1__RecommendResponse *r = recommend(ch, rreq(by_id("q3")));
+    CHECK(r->model_version == t->model->version && !r->cold_start && r->n_recommendations > 0,
+          "q3 is served by version %" PRIu64 ": %" PRIu64, t->model->version, r->model_version);
+
+    bulk_load(ch, "w", 5000, 600);
+    mi = training_by(ch, AUTO_TRIGGER);
+    CHECK(mi->training->started_at_unix_ms >= t->model->trained_at_unix_ms + t->model->training_ms,
+          "the policy paused after TrainModel's training as long as it took");
+    Cxm__V1__TrainModelRequest *aq = treq(CXM__V1__ALGORITHM__ALGORITHM_ITEM_KNN);
+    aq->run_async = true;
+    Cxm__V1__TrainModelResponse *ta = train(ch, aq);
+    CHECK(ta->model->state == CXM__V1__MODEL_STATE__MODEL_STATE_TRAINING &&
+              strcmp(ta->model->trigger, "rpc") == 0 &&
+              strcmp(ta->model->phase, "waiting for the automatic training to end") == 0,
+          "async TrainModel waits: phase \"%s\"", ta->model->phase);
+    fails(ch, "TrainModel", &treq(0)->base, &cxm__v1__train_model_response__descriptor,
+          GRPC_STATUS_FAILED_PRECONDITION, "a TrainModel started at");
+    training_by(ch, "rpc");
+    mi = trained(ch);
+    /* The automatic model (activated if better) or t's is previous. */
+    CHECK(strcmp(mi->serving->trigger, "rpc") == 0 && mi->serving->version > t->model->version + 1,
+          "the async TrainModel's model serves after the second automatic one: version %" PRIu64
+          " trigger \"%s\", previous \"%s\"",
+          mi->serving->version, mi->serving->trigger, mi->previous ? mi->previous->trigger : "");
+    cxm_channel_close(ch);
+    CHECK(harness_stop(&own, SIGTERM, 10000) == 0, "own server stopped");
+    harness_cleanup(&own);
+}
+
+typedef struct sync_train {
+    const char *target;
+    Cxm__V1__TrainModelRequest *req;
+    grpc_status_code st;
+    char details[512];
+    uint64_t version;
+} sync_train;
+
+/* A sync TrainModel on its own channel and arena. */
+static void *sync_train_main(void *arg)
+{
+    sync_train *s = arg;
+    cxm_arena a;
+    cxm_channel *ch;
+    Cxm__V1__TrainModelResponse *resp = NULL;
+    cxm_arena_init(&a, NULL, 0, 0);
+    CHECK(cxm_channel_open(s->target, NULL, &ch) == 0, "channel to %s", s->target);
+    s->st = harness_call(ch, SVC, "TrainModel", s->req, &cxm__v1__train_model_response__descriptor,
+                         &a, &resp, s->details);
+    s->version = s->st == GRPC_STATUS_OK && resp ? resp->model->version : 0;
+    cxm_channel_close(ch);
+    cxm_arena_dispose(&a);
+    return NULL;
+}
+
+/* Two TrainModel calls at once: the second is FAILED_PRECONDITION, naming
+ * when the first started; the first gets its model. */
+static void case_train_twice(cxm_channel *ch, test_server *srv)
+{
+    two_tastes(ch, 30);
+    bulk_load(ch, "x", 4000, 400);
+    sync_train first = {.target = srv->target, .req = slow_als()};
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, sync_train_main, &first) == 0, "thread");
+    training_by(ch, "rpc");
+    fails(ch, "TrainModel", &treq(0)->base, &cxm__v1__train_model_response__descriptor,
+          GRPC_STATUS_FAILED_PRECONDITION, "is running: poll GetModelInfo");
+    pthread_join(th, NULL);
+    CHECK(first.st == GRPC_STATUS_OK && first.version > 0, "the first TrainModel: %d %s", first.st,
+          first.details);
+    CHECK(model_info(ch)->serving->version == first.version, "the first's model serves");
+}
+
+/* profile merges B into A: B's history, contacts and consents are A's, and
+ * Recommend for B's id answers for A. */
+static void case_merge(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    catalogue(ch, group_a, 4);
+    Cxm__V1__Experience *e = exp_new("once", CONTENT);
+    e->pause_after_dismiss_ms = HOUR_MS;
+    upsert(ch, e);
+    upsert(ch, needs_consent("consented", "personalisation"));
+    const char *a = profile_of(ch, "merge-a@example.com");
+    const char *b = profile_of(ch, "merge-b@example.com");
+    history(ch, b, group_a, 2);
+    outcome(ch, "mo1", by_id(b), "once", CXM__V1__OUTCOME_KIND__OUTCOME_KIND_DISMISS);
+    set_consent(ch, b, "personalisation", CXM__V1__CONSENT_STATE__CONSENT_STATE_GRANTED);
+    Cxm__V1__RecommendRequest *qa = rreq(by_id(a));
+    CHECK(returns(ch, qa, "a0") && returns(ch, qa, "once") && !returns(ch, qa, "consented"),
+          "before: A has nothing of B's");
+    until(ch, rreq(by_id(b)), "consented", true, 5000);
+    Cxm__V1__MergeProfilesRequest m = CXM__V1__MERGE_PROFILES_REQUEST__INIT;
+    m.target_customer_id = (char *)a;
+    m.source_customer_id = (char *)b;
+    m.reason = "test merge";
+    Cxm__V1__MergeProfilesResponse *mr;
+    char d[512];
+    CHECK(pcall(ch, "MergeProfiles", &m.base, &cxm__v1__merge_profiles_response__descriptor, &mr,
+                d) == GRPC_STATUS_OK,
+          "MergeProfiles: %s", d);
+    until(ch, qa, "consented", true, 5000);
+    CHECK(!returns(ch, qa, "a0") && !returns(ch, qa, "a1") && !returns(ch, qa, "once"),
+          "after: B's consumed items and pause are A's");
+    Cxm__V1__RecommendResponse *r = recommend(ch, rreq(by_id(b)));
+    CHECK(strcmp(r->customer_id, a) == 0, "B's id answers for A: %s", r->customer_id);
+}
+
 static const harness_case cases[] = {
-    {"validation", case_validation},     {"catalogue", case_catalogue},
-    {"interactions", case_interactions}, {"train", case_train},
-    {"eligibility", case_eligibility},   {"contact", case_contact},
-    {"recovery", case_recovery},         {"erasure", case_erasure},
-    {"journey", case_journey},           {"policy", case_policy},
+    {"validation", case_validation},
+    {"catalogue", case_catalogue},
+    {"interactions", case_interactions},
+    {"train", case_train},
+    {"eligibility", case_eligibility},
+    {"contact", case_contact},
+    {"recovery", case_recovery},
+    {"erasure", case_erasure},
+    {"journey", case_journey},
+    {"policy", case_policy},
+    {"train_queue", case_train_queue},
+    {"train_twice", case_train_twice},
+    {"merge", case_merge},
 };
 
 int main(int argc, char **argv)
