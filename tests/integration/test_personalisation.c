@@ -1193,7 +1193,7 @@ static void *sync_train_main(void *arg)
 static void case_train_twice(cxm_channel *ch, test_server *srv)
 {
     two_tastes(ch, 30);
-    bulk_load(ch, "x", 4000, 400);
+    bulk_load(ch, "x", 400, 400);
     sync_train first = {.target = srv->target, .req = slow_als()};
     pthread_t th;
     CHECK(pthread_create(&th, NULL, sync_train_main, &first) == 0, "thread");

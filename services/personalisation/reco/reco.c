@@ -699,7 +699,8 @@ int reco_model_pack(const reco_model *m, void **out, size_t *len)
     memcpy(b, &h, sizeof h);
     if (m->nrow) {
         memcpy(b + l.nrow, m->nrow, ((size_t)m->nitems + 1) * sizeof *m->nrow);
-        memcpy(b + l.nb, m->nb, (size_t)nnz * sizeof *m->nb);
+        if (nnz) /* a model without neighbours has no row storage */
+            memcpy(b + l.nb, m->nb, (size_t)nnz * sizeof *m->nb);
     }
     if (m->cnb) {
         memcpy(b + l.cnb, m->cnb, (size_t)nnz * sizeof *m->cnb);
