@@ -80,8 +80,9 @@ for i in "${!services[@]}"; do
   listen=127.0.0.1:$((port + i))
   echo "== cxm-$svc on $listen (data in $dir/$svc, log in $dir/$svc.log)"
   extra=()
-  # journey and feedback resolve customers through the profile service (the first port).
-  case $svc in journey | feedback) extra=(--profile-addr "127.0.0.1:$port") ;; esac
+  # journey, feedback and personalisation resolve customers through the profile
+  # service (the first port).
+  case $svc in journey | feedback | personalisation) extra=(--profile-addr "127.0.0.1:$port") ;; esac
   "$bin/cxm-$svc" --listen "$listen" --data "$dir/$svc" --nats-url "$nats" "${extra[@]}" \
     >"$dir/$svc.log" 2>&1 &
   pids+=($!)
@@ -96,7 +97,7 @@ for i in "${!services[@]}"; do
 done
 
 bash "$root/deploy/demo.sh" "$bin" "127.0.0.1:$port" "127.0.0.1:$((port + 1))" \
-  "127.0.0.1:$((port + 2))"
+  "127.0.0.1:$((port + 2))" "127.0.0.1:$((port + 3))"
 echo "== the bus, as each service sees it"
 for i in "${!services[@]}"; do
   echo "\$ cxmctl --target 127.0.0.1:$((port + i)) bus status   # cxm-${services[$i]}"

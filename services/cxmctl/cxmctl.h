@@ -4,9 +4,9 @@
  *
  * main.c owns dispatch, the global flags and the helpers below except
  * printing; print.c prints any protobuf-c message as JSON or as aligned
- * text; profile_cmd.c, journey_cmd.c and feedback_cmd.c hold the commands
- * of their service; suggest.c finds what a
- * mistyped word meant and reads durations.
+ * text; profile_cmd.c, journey_cmd.c, feedback_cmd.c and reco_cmd.c (the
+ * personalisation service) hold the commands of their service; suggest.c
+ * finds what a mistyped word meant and reads durations.
  */
 #ifndef CXMCTL_H
 #define CXMCTL_H
@@ -59,6 +59,8 @@ extern const cxmctl_command cxmctl_journey_commands[];
 extern const size_t cxmctl_journey_ncommands;
 extern const cxmctl_command cxmctl_feedback_commands[];
 extern const size_t cxmctl_feedback_ncommands;
+extern const cxmctl_command cxmctl_reco_commands[];
+extern const size_t cxmctl_reco_ncommands;
 
 /* A flag of one command. Declared by the command with name, metavar and
  * repeat; cxmctl_parse() fills v and n. */

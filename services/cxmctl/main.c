@@ -298,6 +298,7 @@ static const struct {
     {cxmctl_profile_commands, &cxmctl_profile_ncommands},
     {cxmctl_journey_commands, &cxmctl_journey_ncommands},
     {cxmctl_feedback_commands, &cxmctl_feedback_ncommands},
+    {cxmctl_reco_commands, &cxmctl_reco_ncommands},
     {cxmctl_bus_commands, &cxmctl_bus_ncommands},
 };
 #define NGROUPS (sizeof groups / sizeof groups[0])

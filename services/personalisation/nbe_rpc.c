@@ -120,7 +120,8 @@ typedef struct decision {
      * filter meets it (recodb's cache, its scoring fallback, the fill). */
     const xdb_exp *held[HELD_MAX];
     uint32_t held_back;
-    int rc; /* a store error met inside the filter */
+    bool predicted; /* the history predicted a candidate (recodb_query.predicted) */
+    int rc;         /* a store error met inside the filter */
 } decision;
 
 static int cmp_str(const void *x, const void *y)
@@ -326,7 +327,8 @@ static int candidates(decision *d, const Cxm__V1__RecommendRequest *req, uint32_
                       .nextra = d->recovery ? recovery_extras(d, extra, RECODB_EXTRA_MAX) : 0,
                       .k = kq,
                       .filter = filter_eligible,
-                      .filter_user = d};
+                      .filter_user = d,
+                      .predicted = &d->predicted};
     int rc = ask(d, &q, recs, n, version, err);
     if (rc != 0 || *n >= k)
         return rc;
@@ -537,20 +539,20 @@ static int arbitrate(decision *d, const Cxm__V1__RecommendRequest *req, uint32_t
     if (!c)
         return CXM_ENOMEM;
     size_t m = 0;
-    bool predicted = false;
     for (size_t i = 0; i < n; i++) {
         const xdb_exp *e = xdb_catalog_find(d->ctx->db, recs[i].item, strlen(recs[i].item));
         if (!e)
             continue;
         arbitrate_one(d, &recs[i], e, &c[m]);
         c[m].idx = i;
-        predicted |= c[m].src == SRC_MODEL;
         m++;
     }
     rank(d, c, m);
     if (m > k)
         m = k;
-    resp->cold_start = !predicted;
+    /* Not "no result was predicted": in recovery every prediction may be
+     * an offer held back, and the customer still has a history. */
+    resp->cold_start = !d->predicted;
     resp->recommendations = cxm_arena_alloc(d->a, (m + 1) * sizeof *resp->recommendations);
     if (!resp->recommendations)
         return CXM_ENOMEM;

@@ -4,7 +4,8 @@
 # anything and say who holds the port and what to do; each run starts on a
 # fresh data directory unless --keep-data, and never wipes one it did not make.
 # The first run loads a generated world's profiles, all of them, and its
-# survey responses, and shows the gap table and the open follow-ups.
+# survey responses, and shows the gap table and the open follow-ups; then
+# one customer's next best experiences before and after a detractor NPS.
 #   quickstart_test.sh BIN_DIR
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -65,6 +66,31 @@ grep -A1 '^TOUCHPOINT  *EXPECT' "$dir/out" | tail -1 | grep -Eq '^(checkout|deli
 has "RESPONSES    SCORE"
 has "TREND"
 grep -Eq '^fu-[0-9a-f]+ +open' "$dir/out" || fail "no open follow-up shown"
+# Next best experience: the world's items, a guide and the apology in the
+# catalogue, every interaction accepted, a model trained and serving; one
+# customer's recommendations with reasons, then, after that customer's
+# detractor NPS, the apology first with its reason and the offers held back.
+items=$(sed -n 's/.*"items": \([0-9]*\).*/\1/p' "$dir/world/truth.json")
+i=$(sed -n 's/.*"interactions": \([0-9]*\).*/\1/p' "$dir/world/truth.json")
+[ -n "$items" ] && [ -n "$i" ] || fail "no item or interaction count in the world's truth.json"
+has "$items experiences, $items created, 0 updated"
+has "created apology_callback"
+has "accepted $i, duplicates 0, rejected 0 of $i interactions"
+has "(activated: it serves now)"
+before=$(sed -n '/next best experiences on the web, with the reasons$/,/answers the NPS survey/p' "$dir/out")
+after=$(sed -n '/^# service recovery: the apology first/,/^== erasure/p' "$dir/out")
+grep -q "service recovery: no" <<<"$before" || fail "the customer was in service recovery already"
+grep -Eq '^ +1  item-[0-9]+ +offer ' <<<"$before" || fail "no offer ranked first before the detractor NPS"
+grep -Eq '^ +[0-9]+%  (similar-to-history|similar-customers) ' <<<"$before" ||
+  fail "no model reason on the recommendations before the detractor NPS"
+grep -Eq '^recorded .* detractor' "$dir/out" || fail "the demo's NPS answer was not a detractor"
+grep -Eq 'service recovery: yes, [1-9][0-9]* offers held back' <<<"$after" ||
+  fail "no service recovery with offers held back after the detractor NPS"
+grep -Eq '^ +1  apology_callback +service-action ' <<<"$after" ||
+  fail "the apology is not ranked first after the detractor NPS"
+grep -Eq '^ +[0-9]+%  service-recovery +you recently had a bad experience' <<<"$after" ||
+  fail "no service-recovery reason on the apology"
+grep -Eq '^ +[0-9]+  [^ ]+ +offer ' <<<"$after" && fail "an offer was recommended in service recovery"
 first=$(awk -F, '$2 == "email" { print $3; exit }' "$dir/world/identities.csv")
 last=$(awk -F, '$2 == "email" { e = $3 } END { print e }' "$dir/world/identities.csv")
 has "email:$first"

@@ -385,6 +385,12 @@ static bool reject_a(const char *item, size_t len, void *user)
     return !(len > 0 && item[0] == 'a');
 }
 
+static bool reject_all(const char *item, size_t len, void *user)
+{
+    (void)item, (void)len, (void)user;
+    return false;
+}
+
 static bool same_answer(const recodb_rec *x, size_t nx, const recodb_rec *y, size_t ny)
 {
     if (nx != ny)
@@ -456,6 +462,18 @@ static void check_cache(cxm_store *store, recodb *db, recodb_reader *r, cxm_aren
     CHECK(calls > 0 && nh == 4); /* c3 lacks a1 and b0-b3 */
     for (size_t i = 0; i < nh; i++)
         CHECK(hit[i].item[0] != 'a');
+    /* A filter rejecting everything leaves nothing, yet the query still
+     * says the history predicted candidates (not a cold start). */
+    bool predicted = false;
+    q.filter = reject_all;
+    q.predicted = &predicted;
+    nh = recommend(db, r, a, &q, &hit, NULL);
+    CHECK(nh == 0 && predicted);
+    recodb_query qnew = {.customer = "nobody", .k = 4, .predicted = &predicted};
+    predicted = false;
+    recommend(db, r, a, &qnew, &hit, NULL);
+    CHECK(!predicted);
+    q.predicted = NULL;
     q.filter = NULL;
     /* Proof that the cache answers: a planted row of the serving version. */
     uint64_t current, previous;

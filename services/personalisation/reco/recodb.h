@@ -211,6 +211,11 @@ typedef struct recodb_query {
     size_t k;                   /* 1..RECODB_K_MAX */
     recodb_filter_fn filter;    /* NULL = keep all */
     void *filter_user;
+    /* Out (may be NULL): set true when any candidate offered, kept or
+     * filtered out, was predicted from the customer's history, so a caller
+     * whose filter rejected every prediction still knows the customer is
+     * not a cold start. */
+    bool *predicted;
 } recodb_query;
 
 /* The best q->k items for q->customer, best first, in arena memory; *version

@@ -222,6 +222,8 @@ static bool answer_offer(answer *ans, const char *id, size_t len, float score, f
                          bool popular)
 {
     const recodb_query *q = ans->q;
+    if (!popular && q->predicted)
+        *q->predicted = true;
     if (ans->n >= q->k || listed(q->exclude, q->nexclude, id, len) ||
         (q->filter && !q->filter(id, len, q->filter_user)))
         return true;
