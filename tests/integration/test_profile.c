@@ -880,9 +880,12 @@ static void case_events(cxm_channel *ch, test_server *srv)
     /* The erasure cascade of journey, feedback and personalisation, profile
      * hearing their answers, journey's own two (profile's merges and segments
      * as journey-profile, and feedback's responses), feedback's two (profile's
-     * merges and segments as feedback-profile, journey's stages) and
-     * profile's feedback traits (profile-feedback). */
-    CHECK(st->n_subscribers == 11, "%zu subscriptions", st->n_subscribers);
+     * merges and segments as feedback-profile, journey's stages),
+     * personalisation's three (profile's merges, segments and consents as
+     * personalisation-profile, journey's stages and touchpoints, feedback's
+     * responses and follow-ups) and profile's feedback traits
+     * (profile-feedback). */
+    CHECK(st->n_subscribers == 14, "%zu subscriptions", st->n_subscribers);
     for (size_t i = 0; i < st->n_subscribers; i++) {
         const Cxm__V1__BusSubscriberStatus *s = st->subscribers[i];
         uint64_t want = strcmp(s->producer, "profile") ? 1 : seq;
