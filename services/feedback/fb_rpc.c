@@ -941,23 +941,18 @@ int fb_erase(cxm_txn *t, const char *customer_id, char *const *merged, size_t nm
 
 /* ---- the method table ---- */
 
-#define UNARY(name, req, fn)                                                                       \
-    {                                                                                              \
-        name, CXM_UNARY, &req##__descriptor, fn, NULL, NULL                                        \
-    }
-
 const cxm_method fb_methods[] = {
-    UNARY("UpsertSurvey", cxm__v1__upsert_survey_request, on_upsert),
-    UNARY("SubmitResponse", cxm__v1__submit_response_request, on_submit),
-    UNARY("GetScores", cxm__v1__get_scores_request, on_scores),
-    UNARY("GapAnalysis", cxm__v1__gap_analysis_request, on_gaps),
-    UNARY("ListFollowUps", cxm__v1__list_follow_ups_request, ffu_on_list),
-    UNARY("UpdateFollowUp", cxm__v1__update_follow_up_request, ffu_on_update),
-    UNARY("AnalyzeText", cxm__v1__analyze_text_request, on_analyze),
-    UNARY("GetSurvey", cxm__v1__get_survey_request, on_get_survey),
-    UNARY("ListSurveys", cxm__v1__list_surveys_request, on_list_surveys),
-    UNARY("CheckEligibility", cxm__v1__check_eligibility_request, on_eligibility),
-    UNARY("GetFollowUpPolicy", cxm__v1__get_follow_up_policy_request, ffu_on_get_policy),
-    UNARY("SetFollowUpPolicy", cxm__v1__set_follow_up_policy_request, ffu_on_set_policy),
+    CXM_UNARY_METHOD("UpsertSurvey", cxm__v1__upsert_survey_request, on_upsert),
+    CXM_UNARY_METHOD("SubmitResponse", cxm__v1__submit_response_request, on_submit),
+    CXM_UNARY_METHOD("GetScores", cxm__v1__get_scores_request, on_scores),
+    CXM_UNARY_METHOD("GapAnalysis", cxm__v1__gap_analysis_request, on_gaps),
+    CXM_UNARY_METHOD("ListFollowUps", cxm__v1__list_follow_ups_request, ffu_on_list),
+    CXM_UNARY_METHOD("UpdateFollowUp", cxm__v1__update_follow_up_request, ffu_on_update),
+    CXM_UNARY_METHOD("AnalyzeText", cxm__v1__analyze_text_request, on_analyze),
+    CXM_UNARY_METHOD("GetSurvey", cxm__v1__get_survey_request, on_get_survey),
+    CXM_UNARY_METHOD("ListSurveys", cxm__v1__list_surveys_request, on_list_surveys),
+    CXM_UNARY_METHOD("CheckEligibility", cxm__v1__check_eligibility_request, on_eligibility),
+    CXM_UNARY_METHOD("GetFollowUpPolicy", cxm__v1__get_follow_up_policy_request, ffu_on_get_policy),
+    CXM_UNARY_METHOD("SetFollowUpPolicy", cxm__v1__set_follow_up_policy_request, ffu_on_set_policy),
 };
 const size_t fb_nmethods = sizeof fb_methods / sizeof fb_methods[0];

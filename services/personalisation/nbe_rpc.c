@@ -1230,19 +1230,14 @@ int nbe_erase(cxm_txn *t, const char *customer_id, char *const *merged, size_t n
 
 /* ---- the method table ---- */
 
-#define UNARY(name, req, fn)                                                                       \
-    {                                                                                              \
-        name, CXM_UNARY, &req##__descriptor, fn, NULL, NULL                                        \
-    }
-
 const cxm_method nbe_methods[] = {
-    UNARY("UpsertExperience", cxm__v1__upsert_experience_request, on_upsert),
-    UNARY("Recommend", cxm__v1__recommend_request, on_recommend),
-    UNARY("RecordOutcome", cxm__v1__record_outcome_request, on_outcome),
-    UNARY("SimilarExperiences", cxm__v1__similar_experiences_request, on_similar),
-    UNARY("TrainModel", cxm__v1__train_model_request, nbe_on_train),
-    UNARY("GetModelInfo", cxm__v1__get_model_info_request, nbe_on_model_info),
-    UNARY("RecordInteractions", cxm__v1__record_interactions_request, on_interactions),
-    UNARY("ListExperiences", cxm__v1__list_experiences_request, on_list),
+    CXM_UNARY_METHOD("UpsertExperience", cxm__v1__upsert_experience_request, on_upsert),
+    CXM_UNARY_METHOD("Recommend", cxm__v1__recommend_request, on_recommend),
+    CXM_UNARY_METHOD("RecordOutcome", cxm__v1__record_outcome_request, on_outcome),
+    CXM_UNARY_METHOD("SimilarExperiences", cxm__v1__similar_experiences_request, on_similar),
+    CXM_UNARY_METHOD("TrainModel", cxm__v1__train_model_request, nbe_on_train),
+    CXM_UNARY_METHOD("GetModelInfo", cxm__v1__get_model_info_request, nbe_on_model_info),
+    CXM_UNARY_METHOD("RecordInteractions", cxm__v1__record_interactions_request, on_interactions),
+    CXM_UNARY_METHOD("ListExperiences", cxm__v1__list_experiences_request, on_list),
 };
 const size_t nbe_nmethods = sizeof nbe_methods / sizeof nbe_methods[0];

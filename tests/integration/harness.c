@@ -203,6 +203,25 @@ Cxm__V1__CustomerRef *harness_ref_identity(cxm_arena *a, Cxm__V1__IdentityType t
     return r;
 }
 
+const Cxm__V1__ServiceErasure *harness_receipt_line(cxm_channel *ch, cxm_arena *arena,
+                                                    const char *receipt_id, const char *service)
+{
+    Cxm__V1__GetDeletionReceiptRequest g = CXM__V1__GET_DELETION_RECEIPT_REQUEST__INIT;
+    g.key_case = CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_RECEIPT_ID;
+    g.receipt_id = (char *)receipt_id;
+    Cxm__V1__GetDeletionReceiptResponse *gr;
+    char d[512];
+    CHECK(harness_call(ch, "/cxm.v1.ProfileService/", "GetDeletionReceipt", &g.base,
+                       &cxm__v1__get_deletion_receipt_response__descriptor, arena, &gr,
+                       d) == GRPC_STATUS_OK,
+          "receipt %s: %s", receipt_id, d);
+    for (size_t i = 0; i < gr->receipt->n_services; i++)
+        if (strcmp(gr->receipt->services[i]->service, service) == 0)
+            return gr->receipt->services[i];
+    CHECK(false, "%s is not on receipt %s", service, receipt_id);
+    return NULL;
+}
+
 const char *harness_sibling(cxm_arena *a, const test_server *srv, const char *name)
 {
     const char *slash = strrchr(srv->binary, '/');

@@ -18,6 +18,7 @@
 #include "check.h"
 #include "cxm/client.h"
 #include "cxm/v1/common.pb-c.h"
+#include "cxm/v1/profile.pb-c.h"
 
 typedef struct test_server {
     const char *binary;
@@ -67,6 +68,12 @@ int harness_main(int argc, char **argv, const harness_case *cases, size_t ncases
 grpc_status_code harness_call(cxm_channel *ch, const char *service_path, const char *method,
                               const void *req, const ProtobufCMessageDescriptor *resp_desc,
                               cxm_arena *arena, void *resp, char *details);
+
+/* service's line ("feedback") of the deletion receipt receipt_id
+ * (ProfileService/GetDeletionReceipt), in arena; fails the test when the
+ * call fails or the receipt lacks the service. */
+const Cxm__V1__ServiceErasure *harness_receipt_line(cxm_channel *ch, cxm_arena *arena,
+                                                    const char *receipt_id, const char *service);
 
 /* The binary next to srv's ("cxm-profile" beside cxmd), in a. */
 const char *harness_sibling(cxm_arena *a, const test_server *srv, const char *name);

@@ -615,23 +615,6 @@ static void case_stage(cxm_channel *ch, test_server *srv)
     }
 }
 
-static const Cxm__V1__ServiceErasure *receipt_of(cxm_channel *ch, const char *receipt_id)
-{
-    Cxm__V1__GetDeletionReceiptRequest g = CXM__V1__GET_DELETION_RECEIPT_REQUEST__INIT;
-    g.key_case = CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_RECEIPT_ID;
-    g.receipt_id = (char *)receipt_id;
-    Cxm__V1__GetDeletionReceiptResponse *gr;
-    char d[512];
-    CHECK(pcall(ch, "GetDeletionReceipt", &g.base,
-                &cxm__v1__get_deletion_receipt_response__descriptor, &gr, d) == GRPC_STATUS_OK,
-          "receipt: %s", d);
-    for (size_t i = 0; i < gr->receipt->n_services; i++)
-        if (strcmp(gr->receipt->services[i]->service, "feedback") == 0)
-            return gr->receipt->services[i];
-    CHECK(false, "feedback is not on the receipt");
-    return NULL;
-}
-
 /* DeleteProfile erases the customer's responses, records and follow-ups
  * here, and the receipt counts them. */
 static void case_erasure(cxm_channel *ch, test_server *srv)
@@ -651,7 +634,8 @@ static void case_erasure(cxm_channel *ch, test_server *srv)
                 d) == GRPC_STATUS_OK,
           "DeleteProfile: %s", d);
     for (double end = test_now_ms() + 10000;;) {
-        const Cxm__V1__ServiceErasure *f = receipt_of(ch, dr->receipt->receipt_id);
+        const Cxm__V1__ServiceErasure *f =
+            harness_receipt_line(ch, &arena, dr->receipt->receipt_id, "feedback");
         if (f->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE) {
             CHECK(f->records_erased >= 3, "feedback erased %" PRIu64, f->records_erased);
             break;
@@ -733,7 +717,8 @@ static void case_merge(cxm_channel *ch, test_server *srv)
                 d) == GRPC_STATUS_OK,
           "DeleteProfile: %s", d);
     for (double end = test_now_ms() + 10000;;) {
-        const Cxm__V1__ServiceErasure *f = receipt_of(ch, dr->receipt->receipt_id);
+        const Cxm__V1__ServiceErasure *f =
+            harness_receipt_line(ch, &arena, dr->receipt->receipt_id, "feedback");
         if (f->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE)
             break;
         CHECK(test_now_ms() < end, "feedback erasure not confirmed in 10 s");

@@ -68,6 +68,13 @@ typedef struct cxm_method {
     void (*on_bad_message)(cxm_call *call, const char *why);
 } cxm_method;
 
+/* A unary method's table entry: CXM_UNARY_METHOD("GetProfile",
+ * cxm__v1__get_profile_request, on_get). */
+#define CXM_UNARY_METHOD(name, req, fn)                                                            \
+    {                                                                                              \
+        name, CXM_UNARY, &req##__descriptor, fn, NULL, NULL                                        \
+    }
+
 typedef struct cxm_service {
     const char *name; /* fully qualified: "cxm.v1.ProfileService" */
     const cxm_method *methods;
