@@ -3,7 +3,8 @@
  * the RPC-side twin of cxm-eval.
  *
  *   cxm-bench-nbe --target HOST:PORT --ratings ratings.csv [--load] [--quality]
- *                 [--rules] [--requests-out FILE] [--min-history 200] [--json]
+ *                 [--rules] [--requests-out FILE [--histories-out FILE]] [--min-history 200]
+ *                 [--json]
  *
  * The ratings are read, de-duplicated and split with cxm-eval's own code
  * (evalcsv.h: --ratings --split random, the same --seed and --test-frac give
@@ -29,6 +30,11 @@
  *                   id; the file gets one RecommendRequest per such customer
  *                   (customer_id ref, k, web / home_banner / consideration),
  *                   length-delimited, for cxm-bench --requests --loop.
+ *   --histories-out With --requests-out: the training interactions of those
+ *                   customers as CSV customer_id,item,weight,ts (ts in Unix
+ *                   seconds), what cxmd holds for them, so that a peer
+ *                   server outside cxm (benchmarks/reco_peer.py) can score the
+ *                   same histories for the same requests.
  * Exit status: 0; 1 for a data error or a failed call (a message names it);
  * 2 for usage; 77 when the server answers UNIMPLEMENTED (no
  * PersonalisationService yet), so that tests can skip.
@@ -64,7 +70,8 @@
 #define NBE_UPSERT_THREADS 16 /* UpsertExperience calls in flight */
 
 typedef struct nbe_cfg {
-    const char *target, *ratings, *movies, *test_frac, *algorithm, *requests_out, *recs_out;
+    const char *target, *ratings, *movies, *test_frac, *algorithm, *requests_out, *recs_out,
+        *histories_out;
     int64_t seed, k, min_history, timeout_ms;
     bool load, quality, rules, json;
 } nbe_cfg;
@@ -835,12 +842,41 @@ static int nbe_write_request(nbe_ctx *c, const char *customer_id, FILE *f)
     return cxm_delim_write(f, buf, len);
 }
 
+/* User u's training interactions as customer_id's, CSV lines into f. */
+static int nbe_write_history(const nbe_ctx *c, uint32_t u, const char *customer_id, FILE *f)
+{
+    const reco_matrix *m = &c->d.trainm;
+    for (uint64_t q = m->row[u]; q < m->row[u + 1]; q++)
+        if (fprintf(f, "%s,%s,%.9g,%" PRId64 "\n", customer_id, c->d.items.names[m->items[q]],
+                    m->weights[q], m->ts ? m->ts[q] : 0) < 0)
+            return 1;
+    return 0;
+}
+
+/* fopen for option name's path, or NULL after saying why. */
+static FILE *nbe_open_out(const char *name, const char *path)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        fprintf(stderr, "cxm-bench-nbe: --%s %s: %s\n", name, path, strerror(errno));
+    return f;
+}
+
+static int nbe_close_out(FILE *f, const char *path)
+{
+    if (!f || (!ferror(f) & !fclose(f)))
+        return 0;
+    fprintf(stderr, "cxm-bench-nbe: %s: write failed\n", path);
+    return 1;
+}
+
 static int nbe_requests(nbe_ctx *c)
 {
-    const char *path = c->cfg->requests_out;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        fprintf(stderr, "cxm-bench-nbe: --requests-out %s: %s\n", path, strerror(errno));
+    const char *path = c->cfg->requests_out, *hpath = c->cfg->histories_out;
+    FILE *f = nbe_open_out("requests-out", path), *h = NULL;
+    if (!f || (hpath && !(h = nbe_open_out("histories-out", hpath)))) {
+        if (f)
+            fclose(f);
         return 1;
     }
     size_t n = 0;
@@ -853,13 +889,15 @@ static int nbe_requests(nbe_ctx *c)
             fprintf(stderr, "cxm-bench-nbe: %s: cannot write a request\n", path);
             rc = 1;
         }
+        if (rc == 0 && h && nbe_write_history(c, u, id, h) != 0) {
+            fprintf(stderr, "cxm-bench-nbe: %s: cannot write a history\n", hpath);
+            rc = 1;
+        }
         cxm_arena_reset(&c->arena);
         n += rc == 0;
     }
-    if ((ferror(f) | fclose(f)) && rc == 0) {
-        fprintf(stderr, "cxm-bench-nbe: %s: write failed\n", path);
+    if ((nbe_close_out(f, path) | nbe_close_out(h, hpath)) && rc == 0)
         rc = 1;
-    }
     if (rc == 0 && n == 0) {
         fprintf(stderr,
                 "cxm-bench-nbe: no user has %" PRId64 " training interactions: lower "
@@ -918,6 +956,10 @@ static int nbe_settle(const nbe_cfg *cfg, nbe_ctx *c)
                         "--requests-out (see --help)\n");
         return 2;
     }
+    if (cfg->histories_out && !cfg->requests_out) {
+        fprintf(stderr, "cxm-bench-nbe: --histories-out goes with --requests-out (see --help)\n");
+        return 2;
+    }
     for (size_t i = 0; i < NBE_NALGOS; i++)
         if (strcmp(cfg->algorithm, nbe_algos[i].name) == 0) {
             c->algorithm = nbe_algos[i].algo;
@@ -957,6 +999,9 @@ int main(int argc, char **argv)
          "upsert the catalogue again with eligibility rules and caps on part of it"},
         {"requests-out", CXM_OPT_STR, &cfg.requests_out, 0, 0,
          "write Recommend requests by customer id for cxm-bench --requests"},
+        {"histories-out", CXM_OPT_STR, &cfg.histories_out, 0, 0,
+         "with --requests-out: write those customers' training interactions as CSV "
+         "customer_id,item,weight,ts here (for benchmarks/reco_peer.py)"},
         {"min-history", CXM_OPT_INT, &cfg.min_history, 1, 1000000,
          "training interactions a customer needs for --requests-out"},
         {"timeout", CXM_OPT_MILLIS, &cfg.timeout_ms, 1, 3600000, "deadline of each call"},
