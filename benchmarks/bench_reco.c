@@ -4,6 +4,7 @@
  *   cxm-bench-reco [--ratings PATH] [--algo auto|ease|itemknn|als|pop]
  *                  [--history 200] [--calls 20000] [--k 10] [--neighbours N]
  *                  [--max-history N] [--quality [--seed 42]]
+ *   cxm-bench-reco --export-from DIR --export FILE
  *
  * Loads interactions (a CSV with the header user,item,rating,ts or
  * MovieLens' userId,movieId,rating,timestamp, read as cxm-eval reads it,
@@ -33,6 +34,10 @@
  * how long the CPU was taken away (gaps over 5 us): a call of length d is
  * hit with probability about rate * d, which sets the p99 a call of that
  * length can reach on this machine at all.
+ * --export-from DIR --export FILE does nothing of the above: it opens the
+ * data directory DIR of a cxmd that has stopped (the directory has one
+ * owner at a time) and writes its serving model to FILE with recodb_export
+ * ("CXMX", recodb.h), for benchmarks/reco_peer.py.
  */
 #include <ftw.h>
 #include <inttypes.h>
@@ -52,7 +57,7 @@
 #include "personalisation/reco/recomatrix.h"
 
 typedef struct bench_cfg {
-    const char *ratings, *algo;
+    const char *ratings, *algo, *export_from, *export_to;
     int64_t history, calls, k, neighbours, max_history, seed;
     bool quality;
 } bench_cfg;
@@ -525,6 +530,31 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
     return rc;
 }
 
+/* --export-from DIR --export FILE: DIR's serving model to FILE. */
+static int export_model(const char *dir, const char *path)
+{
+    cxm_store *store;
+    recodb *db = NULL;
+    char err[512] = "";
+    int rc = cxm_store_open(dir, NULL, &store);
+    if (rc != 0) {
+        fprintf(stderr, "cxm-bench-reco: --export-from %s: %s (stop cxmd first)\n", dir,
+                cxm_store_last_error());
+        return 1;
+    }
+    if ((rc = recodb_open(store, NULL, &db)) != 0)
+        snprintf(err, sizeof err, "opening the recommendation tables: %s", cxm_strerror(rc));
+    else
+        rc = recodb_export(db, path, err, sizeof err);
+    if (rc != 0)
+        fprintf(stderr, "cxm-bench-reco: --export %s: %s\n", path, err);
+    else
+        printf("the serving model of %s written to %s\n", dir, path);
+    recodb_close(db);
+    cxm_store_close(store);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     bench_cfg c = {.algo = "auto", .history = 200, .calls = 20000, .k = 10, .seed = 42};
@@ -541,6 +571,9 @@ int main(int argc, char **argv)
         {"quality", CXM_OPT_BOOL, &c.quality, 0, 0,
          "measure NDCG of recodb_recommend on a random 80/20 split instead of time"},
         {"seed", CXM_OPT_INT, &c.seed, 0, INT64_MAX, "seed of the --quality split"},
+        {"export-from", CXM_OPT_STR, &c.export_from, 0, 0,
+         "a stopped cxmd's data directory: write its serving model to --export, nothing else"},
+        {"export", CXM_OPT_STR, &c.export_to, 0, 0, "with --export-from: the CXMX file to write"},
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     char err[512];
@@ -556,6 +589,12 @@ int main(int argc, char **argv)
                 rc ? err : "--algo: not auto, ease, itemknn, als or pop");
         return 2;
     }
+    if (!c.export_from != !c.export_to) {
+        fprintf(stderr, "cxm-bench-reco: --export-from and --export go together\n");
+        return 2;
+    }
+    if (c.export_from)
+        return export_model(c.export_from, c.export_to);
     bench_data d = {0};
     if (c.ratings ? load_csv(c.ratings, &d) : synthesise(&d))
         return 1;
