@@ -75,22 +75,10 @@ status=0
 }
 ((status == 0)) || die "cxm-bench-nbe failed (exit $status; its messages are above)"
 
-# field NAME JSON: a number of cxm-bench's one-line JSON.
-field() { grep -o "\"$1\":[^,}]*" <<<"$2" | head -1 | cut -d: -f2; }
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f\n", a / b}'; }
+# shellcheck source=reco_lib.sh
+source "$root/benchmarks/reco_lib.sh"
 verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
   ok = (op == ">=") ? v + 0 >= t : v + 0 <= t; print ok ? "ok" : "MISSED" }'; }
-# bench ARGS...: one cxm-bench run; its JSON line, after checking that calls
-# completed and none failed.
-bench() {
-  local out
-  out=$("$BIN/cxm-bench" --target "$target" --duration "${DURATION}s" --warmup 1s --json "$@" \
-    2>"$WORK/bench.err") || die "cxm-bench $*: $(cat "$WORK/bench.err")"
-  [[ $(field errors "$out") == 0 ]] || die "cxm-bench $*: calls failed: $out"
-  [[ $(field completed "$out") != 0 ]] || die "cxm-bench $*: no call completed"
-  echo "$out"
-}
 reco() { bench --requests "$WORK/recommend.pb" --loop --method "$RECOMMEND" "$@"; }
 
 hp50=() hp99=() rp50=() rp99=() hq=() rq=() r50=() r99=() rqs=()
