@@ -24,6 +24,15 @@ default for a method not registered).
 The Python stubs are generated at start from --proto-dir's cxm/v1/*.proto
 into a temporary directory (grpc_tools.protoc). Prints
 "listening on HOST:PORT" once serving, as cxmd does.
+
+    python3 reco_peer.py --compare CXM_ADDR PEER_ADDR --requests FILE.pb
+
+instead sends every request of FILE.pb (cxm-bench-nbe --requests-out,
+length-delimited) to both servers and prints, as one JSON line, how many
+experiences of each top k the two share and the largest relative
+difference of model_score on those shared: the evidence that the peer
+scores what cxm scores (cxm's rules drop some experiences, so the lists
+need not be equal).
 """
 import argparse
 import concurrent.futures
@@ -180,10 +189,55 @@ class Recommender:
         return resp
 
 
+def read_delimited(path):
+    """The messages of a length-delimited stream (varint length + bytes)."""
+    with open(path, "rb") as f:
+        buf = f.read()
+    off, out = 0, []
+    while off < len(buf):
+        length, shift = 0, 0
+        while True:
+            if off >= len(buf) or shift > 28:
+                sys.exit(f"reco_peer: --requests {path}: damaged length at byte {off}")
+            b = buf[off]
+            off += 1
+            length |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                break
+        if off + length > len(buf):
+            sys.exit(f"reco_peer: --requests {path}: a record runs past the end")
+        out.append(buf[off : off + length])
+        off += length
+    return out
+
+
+def compare(pb, pb_grpc, cxm_addr, peer_addr, requests_path):
+    """Each request to both servers; the agreement of their answers."""
+    stubs = [pb_grpc.PersonalisationServiceStub(grpc.insecure_channel(a))
+             for a in (cxm_addr, peer_addr)]
+    shared = total = 0
+    worst = 0.0
+    for raw in read_delimited(requests_path):
+        req = pb.RecommendRequest.FromString(raw)
+        cxm, peer = (
+            {r.experience_id: r.model_score for r in s.Recommend(req, timeout=30).recommendations}
+            for s in stubs)
+        total += len(peer)
+        for e in cxm.keys() & peer.keys():
+            shared += 1
+            worst = max(worst, abs(cxm[e] - peer[e]) / max(abs(peer[e]), 1e-9))
+    print(f'{{"requests":{len(read_delimited(requests_path))},"peer_items":{total},'
+          f'"shared_with_cxm":{shared},"max_model_score_rel_diff":{worst:.3g}}}')
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", required=True, help="CXMX file (cxm-bench-reco --export)")
-    ap.add_argument("--histories", required=True, help="cxm-bench-nbe --histories-out CSV")
+    ap.add_argument("--model", help="CXMX file (cxm-bench-reco --export)")
+    ap.add_argument("--histories", help="cxm-bench-nbe --histories-out CSV")
+    ap.add_argument("--compare", nargs=2, metavar=("CXM_ADDR", "PEER_ADDR"),
+                    help="compare the two servers' answers to --requests instead of serving")
+    ap.add_argument("--requests", help="with --compare: cxm-bench-nbe --requests-out file")
     ap.add_argument("--proto-dir", default=os.path.join(os.path.dirname(__file__), "..", "proto"))
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--threads", type=int, default=8, help="grpcio's thread pool")
@@ -192,8 +246,14 @@ def main():
     a = ap.parse_args()
     if a.threads < 1 or a.max_history < 1:
         sys.exit("reco_peer: --threads and --max-history must be at least 1")
+    if a.compare and not a.requests:
+        sys.exit("reco_peer: --compare needs --requests")
+    if not a.compare and not (a.model and a.histories):
+        sys.exit("reco_peer: --model and --histories are required to serve")
     with tempfile.TemporaryDirectory(prefix="cxm-reco-peer-") as tmp:
         pb, pb_grpc = generate_stubs(a.proto_dir, tmp)
+        if a.compare:
+            return compare(pb, pb_grpc, *a.compare, a.requests)
         model = Model(a.model)
         histories = load_histories(a.histories, model, a.max_history)
         server = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=a.threads))

@@ -14,7 +14,9 @@
 #    --export-from writes its serving model (recodb_export, "CXMX"), and cxmd
 #    starts again on the same directory; the peer loads the model and the
 #    histories.
-# 3. In alternating rounds, cxm-bench with the same request file against cxm
+# 3. Every request once to both: how many experiences the answers share and
+#    how far apart their model_score is on those (one JSON line).
+# 4. In alternating rounds, cxm-bench with the same request file against cxm
 #    and against the peer: 1 connection x 1 in flight (p50, p99) and
 #    2 connections x 32 in flight (QPS); medians of each round's cxm/peer ratio.
 #
@@ -95,6 +97,10 @@ start_server "$WORK/peer.log" 2400 "$PYTHON" "$root/benchmarks/reco_peer.py" \
   die "the peer did not start: $(tail -3 "$WORK/peer.log")"
 peer_pid=$pid peer_target=127.0.0.1:$port
 head -1 "$WORK/peer.log"
+echo "== the same requests to both: shared experiences and model_score agreement"
+"$PYTHON" "$root/benchmarks/reco_peer.py" --proto-dir "$root/proto" \
+  --compare "$cxm_target" "$peer_target" --requests "$WORK/recommend.pb" ||
+  die "the comparison failed (its message is above)"
 
 # reco TARGET ARGS...: cxm-bench Recommend with the request file on TARGET.
 reco() {
