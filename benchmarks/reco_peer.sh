@@ -34,6 +34,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/tests/integration/lib.sh"
 # shellcheck source=reco_lib.sh
 source "$root/benchmarks/reco_lib.sh"
+# shellcheck disable=SC2034 # DURATION is read by reco_lib.sh's bench
 BIN=${1:-build}/bin ROUNDS=${2:-5} DURATION=${3:-5}
 RATINGS=${4:-$root/../shared/data/movielens-latest-small/ratings.csv}
 MIN_HISTORY=${MIN_HISTORY:-200} PYTHON=${PYTHON:-/usr/bin/python3}
@@ -104,33 +105,28 @@ echo "== the same requests to both: shared experiences and model_score agreement
 
 # reco TARGET ARGS...: cxm-bench Recommend with the request file on TARGET.
 reco() {
+  # shellcheck disable=SC2034 # read by reco_lib.sh's bench
   local target=$1
   shift
   bench --requests "$WORK/recommend.pb" --loop --method "$RECOMMEND" "$@"
 }
 
-cp50=() cp99=() pp50=() pp99=() cq=() pq=() r50=() r99=() rqs=()
-printf '\n%-6s %-6s %10s %10s %10s\n' round server 1x1-p50us 1x1-p99us 2x32-qps
+printf '\n%-6s %-10s %10s %10s %10s\n' round server 1x1-p50us 1x1-p99us 2x32-qps
 for ((r = 1; r <= ROUNDS; r++)); do
   c1=$(reco "$cxm_target" --connections 1 --inflight 1)
   p1=$(reco "$peer_target" --connections 1 --inflight 1)
   c2=$(reco "$cxm_target" --connections 2 --inflight 32)
   p2=$(reco "$peer_target" --connections 2 --inflight 32)
-  cp50+=("$(field p50_us "$c1")") cp99+=("$(field p99_us "$c1")") cq+=("$(field qps "$c2")")
-  pp50+=("$(field p50_us "$p1")") pp99+=("$(field p99_us "$p1")") pq+=("$(field qps "$p2")")
-  r50+=("$(ratio "${cp50[-1]}" "${pp50[-1]}")") r99+=("$(ratio "${cp99[-1]}" "${pp99[-1]}")")
-  rqs+=("$(ratio "${cq[-1]}" "${pq[-1]}")")
-  printf '%-6s %-6s %10s %10s %10.0f\n' "$r" cxm "${cp50[-1]}" "${cp99[-1]}" "${cq[-1]}"
-  printf '%-6s %-6s %10s %10s %10.0f\n' "$r" peer "${pp50[-1]}" "${pp99[-1]}" "${pq[-1]}"
+  pair_round "$r" cxm "$c1" "$c2" peer "$p1" "$p2"
 done
 
 R50=$(median "${r50[@]}") R99=$(median "${r99[@]}") RQ=$(median "${rqs[@]}")
 printf '\n== summary (medians of %d rounds; ratios cxm/peer taken within each round)\n' "$ROUNDS"
 printf '  %-22s %10s %10s %8s\n' "" cxm peer ratio
 printf '  %-22s %10s %10s %8s  (< 1: cxm faster)\n' "p50 us, 1 in flight" \
-  "$(median "${cp50[@]}")" "$(median "${pp50[@]}")" "$R50"
+  "$(median "${ap50[@]}")" "$(median "${bp50[@]}")" "$R50"
 printf '  %-22s %10s %10s %8s  (< 1: cxm faster)\n' "p99 us, 1 in flight" \
-  "$(median "${cp99[@]}")" "$(median "${pp99[@]}")" "$R99"
+  "$(median "${ap99[@]}")" "$(median "${bp99[@]}")" "$R99"
 printf '  %-22s %10.0f %10.0f %8s  (> 1: cxm faster)\n' "QPS, 2 x 32 in flight" \
-  "$(median "${cq[@]}")" "$(median "${pq[@]}")" "$RQ"
-echo "{\"bench\":\"personalisation.recommend_peer\",\"cxm_p50_us\":$(median "${cp50[@]}"),\"peer_p50_us\":$(median "${pp50[@]}"),\"p50_ratio\":$R50,\"cxm_p99_us\":$(median "${cp99[@]}"),\"peer_p99_us\":$(median "${pp99[@]}"),\"p99_ratio\":$R99,\"cxm_qps\":$(median "${cq[@]}"),\"peer_qps\":$(median "${pq[@]}"),\"qps_ratio\":$RQ,\"rounds\":$ROUNDS}"
+  "$(median "${aq[@]}")" "$(median "${bq[@]}")" "$RQ"
+echo "{\"bench\":\"personalisation.recommend_peer\",\"cxm_p50_us\":$(median "${ap50[@]}"),\"peer_p50_us\":$(median "${bp50[@]}"),\"p50_ratio\":$R50,\"cxm_p99_us\":$(median "${ap99[@]}"),\"peer_p99_us\":$(median "${bp99[@]}"),\"p99_ratio\":$R99,\"cxm_qps\":$(median "${aq[@]}"),\"peer_qps\":$(median "${bq[@]}"),\"qps_ratio\":$RQ,\"rounds\":$ROUNDS}"

@@ -33,6 +33,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=../tests/integration/lib.sh
 source "$root/tests/integration/lib.sh"
+# shellcheck disable=SC2034 # DURATION is read by reco_lib.sh's bench
 BIN=${1:-build}/bin ROUNDS=${2:-5} DURATION=${3:-5}
 RATINGS=${4:-$root/../shared/data/movielens-latest-small/ratings.csv}
 MIN_HISTORY=${MIN_HISTORY:-200}
@@ -81,28 +82,22 @@ verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN {
   ok = (op == ">=") ? v + 0 >= t : v + 0 <= t; print ok ? "ok" : "MISSED" }'; }
 reco() { bench --requests "$WORK/recommend.pb" --loop --method "$RECOMMEND" "$@"; }
 
-hp50=() hp99=() rp50=() rp99=() hq=() rq=() r50=() r99=() rqs=()
 printf '\n%-6s %-10s %10s %10s %10s\n' round rpc 1x1-p50us 1x1-p99us 2x32-qps
 for ((r = 1; r <= ROUNDS; r++)); do
   h1=$(bench --connections 1 --inflight 1)
   c1=$(reco --connections 1 --inflight 1)
   h2=$(bench --connections 2 --inflight 32)
   c2=$(reco --connections 2 --inflight 32)
-  hp50+=("$(field p50_us "$h1")") hp99+=("$(field p99_us "$h1")") hq+=("$(field qps "$h2")")
-  rp50+=("$(field p50_us "$c1")") rp99+=("$(field p99_us "$c1")") rq+=("$(field qps "$c2")")
-  r50+=("$(ratio "${rp50[-1]}" "${hp50[-1]}")") r99+=("$(ratio "${rp99[-1]}" "${hp99[-1]}")")
-  rqs+=("$(ratio "${rq[-1]}" "${hq[-1]}")")
-  printf '%-6s %-10s %10s %10s %10.0f\n' "$r" Check "${hp50[-1]}" "${hp99[-1]}" "${hq[-1]}"
-  printf '%-6s %-10s %10s %10s %10.0f\n' "$r" Recommend "${rp50[-1]}" "${rp99[-1]}" "${rq[-1]}"
+  pair_round "$r" Recommend "$c1" "$c2" Check "$h1" "$h2"
 done
 
 R50=$(median "${r50[@]}") R99=$(median "${r99[@]}") RQ=$(median "${rqs[@]}")
 printf '\n== summary (medians of %d rounds; ratios taken within each round)\n' "$ROUNDS"
 printf '  %-22s %10s %10s %8s\n' "" Recommend Check ratio
-printf '  %-22s %10s %10s %8s  target <= 1.3: %s\n' "p50 us, 1 in flight" "$(median "${rp50[@]}")" \
-  "$(median "${hp50[@]}")" "$R50" "$(verdict "$R50" 1.3 "<=")"
-printf '  %-22s %10s %10s %8s  target <= 2.0: %s\n' "p99 us, 1 in flight" "$(median "${rp99[@]}")" \
-  "$(median "${hp99[@]}")" "$R99" "$(verdict "$R99" 2 "<=")"
-printf '  %-22s %10.0f %10.0f %8s  target >= 0.8: %s\n' "QPS, 2 x 32 in flight" "$(median "${rq[@]}")" \
-  "$(median "${hq[@]}")" "$RQ" "$(verdict "$RQ" 0.8 ">=")"
-echo "{\"bench\":\"personalisation.recommend\",\"recommend_p50_us\":$(median "${rp50[@]}"),\"check_p50_us\":$(median "${hp50[@]}"),\"p50_ratio\":$R50,\"recommend_p99_us\":$(median "${rp99[@]}"),\"check_p99_us\":$(median "${hp99[@]}"),\"p99_ratio\":$R99,\"recommend_qps\":$(median "${rq[@]}"),\"check_qps\":$(median "${hq[@]}"),\"qps_ratio\":$RQ,\"rounds\":$ROUNDS}"
+printf '  %-22s %10s %10s %8s  target <= 1.3: %s\n' "p50 us, 1 in flight" "$(median "${ap50[@]}")" \
+  "$(median "${bp50[@]}")" "$R50" "$(verdict "$R50" 1.3 "<=")"
+printf '  %-22s %10s %10s %8s  target <= 2.0: %s\n' "p99 us, 1 in flight" "$(median "${ap99[@]}")" \
+  "$(median "${bp99[@]}")" "$R99" "$(verdict "$R99" 2 "<=")"
+printf '  %-22s %10.0f %10.0f %8s  target >= 0.8: %s\n' "QPS, 2 x 32 in flight" "$(median "${aq[@]}")" \
+  "$(median "${bq[@]}")" "$RQ" "$(verdict "$RQ" 0.8 ">=")"
+echo "{\"bench\":\"personalisation.recommend\",\"recommend_p50_us\":$(median "${ap50[@]}"),\"check_p50_us\":$(median "${bp50[@]}"),\"p50_ratio\":$R50,\"recommend_p99_us\":$(median "${ap99[@]}"),\"check_p99_us\":$(median "${bp99[@]}"),\"p99_ratio\":$R99,\"recommend_qps\":$(median "${aq[@]}"),\"check_qps\":$(median "${bq[@]}"),\"qps_ratio\":$RQ,\"rounds\":$ROUNDS}"
