@@ -5,7 +5,7 @@ on the same model in the same run (benchmarks/reco_peer.sh). A benchmark
 tool only: nothing in cxm depends on it.
 
     python3 reco_peer.py --model MODEL.cxmx --histories HIST.csv \
-        [--proto-dir proto] [--listen 127.0.0.1:0] [--threads 8] [--max-history 2000]
+        [--proto-dir proto] [--listen 127.0.0.1:0] [--threads 8] [--max-history 2000] [--cache]
 
 --model is cxm's serving model as recodb_export writes it ("CXMX", see
 services/personalisation/reco/recodb.h; cxm-bench-reco --export-from).
@@ -18,7 +18,10 @@ default), score = sum of weight x the item's neighbour row, consumed and
 excluded items dropped, only positive scores, the top k (argpartition), and a
 popularity fill below them (-1, -2, ...). No eligibility rules, caps, values
 or weights: the peer does less work than cxm's Recommend. Customers are named
-by customer_id only. Every other method answers UNIMPLEMENTED (grpcio's
+by customer_id only. --cache keeps each answer (per customer, k and
+exclusions; the histories never change here), as cxmd's candidate cache
+answers a customer whose history has not changed since it was scored: it
+measures grpcio's own floor. Every other method answers UNIMPLEMENTED (grpcio's
 default for a method not registered).
 
 The Python stubs are generated at start from --proto-dir's cxm/v1/*.proto
@@ -128,8 +131,9 @@ def load_histories(path, model, max_history):
 
 
 class Recommender:
-    def __init__(self, pb, model, histories):
+    def __init__(self, pb, model, histories, cache):
         self.pb, self.model, self.histories = pb, model, histories
+        self.cache = {} if cache else None
         self.empty = (np.zeros(0, np.int32), np.zeros(0, np.float32), np.zeros(0, np.int64))
 
     def scores(self, items, weights):
@@ -162,6 +166,15 @@ class Recommender:
         return out
 
     def Recommend(self, request, context):
+        if self.cache is None:
+            return self.answer(request, context)
+        key = (request.customer.customer_id, request.k, tuple(request.exclude_experience_ids))
+        resp = self.cache.get(key)
+        if resp is None or not key[0]:
+            resp = self.cache[key] = self.answer(request, context)
+        return resp
+
+    def answer(self, request, context):
         ref = request.customer
         if ref.WhichOneof("key") != "customer_id" or not ref.customer_id:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT,
@@ -241,6 +254,8 @@ def main():
     ap.add_argument("--proto-dir", default=os.path.join(os.path.dirname(__file__), "..", "proto"))
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--threads", type=int, default=8, help="grpcio's thread pool")
+    ap.add_argument("--cache", action="store_true",
+                    help="answer a request seen before from memory (see above)")
     ap.add_argument("--max-history", type=int, default=2000,
                     help="latest interactions scored (cxmd's --reco-max-history default)")
     a = ap.parse_args()
@@ -260,14 +275,15 @@ def main():
         # The generated base class answers UNIMPLEMENTED for the rest.
         servicer = type("Peer", (Recommender, pb_grpc.PersonalisationServiceServicer), {})
         pb_grpc.add_PersonalisationServiceServicer_to_server(
-            servicer(pb, model, histories), server)
+            servicer(pb, model, histories, a.cache), server)
         port = server.add_insecure_port(a.listen)
         if port == 0:
             sys.exit(f"reco_peer: --listen {a.listen}: cannot bind")
         server.start()
         host = a.listen.rsplit(":", 1)[0]
         print(f"reco_peer: model version {model.version}, {model.n} items, "
-              f"{model.rows.nnz} neighbours, {len(histories)} customers", flush=True)
+              f"{model.rows.nnz} neighbours, {len(histories)} customers"
+              + (", answers cached" if a.cache else ""), flush=True)
         print(f"listening on {host}:{port}", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: server.stop(0))
         server.wait_for_termination()

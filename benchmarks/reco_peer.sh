@@ -24,7 +24,8 @@
 # identity resolution, and it always scores (cxmd may answer from its
 # candidate cache). Both servers and the load generator share the machine.
 # Environment: MIN_HISTORY (200), RECO_MAX_HISTORY (both servers' scored
-# history; unset = 2000, cxmd's default), PEER_THREADS (8), PYTHON
+# history; unset = 2000, cxmd's default), PEER_THREADS (8), PEER_CACHE=1 (the
+# peer keeps each answer, as cxmd's candidate cache does: grpcio's floor), PYTHON
 # (/usr/bin/python3, which has Debian's python3-grpcio etc.).
 # Exit 77 when python3-grpcio, -grpc-tools, -numpy or -scipy are missing, the
 # data is absent, or cxmd does not serve PersonalisationService.
@@ -94,7 +95,8 @@ start_cxmd cxmd-again.log
 : >"$WORK/peer.log"
 start_server "$WORK/peer.log" 2400 "$PYTHON" "$root/benchmarks/reco_peer.py" \
   --model "$WORK/model.cxmx" --histories "$WORK/histories.csv" --proto-dir "$root/proto" \
-  --threads "${PEER_THREADS:-8}" --max-history "$MAX_HISTORY" ||
+  --threads "${PEER_THREADS:-8}" --max-history "$MAX_HISTORY" \
+  ${PEER_CACHE:+--cache} ||
   die "the peer did not start: $(tail -3 "$WORK/peer.log")"
 peer_pid=$pid peer_target=127.0.0.1:$port
 head -1 "$WORK/peer.log"
