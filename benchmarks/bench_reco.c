@@ -45,6 +45,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "cxm/err.h"
@@ -536,9 +537,18 @@ static int export_model(const char *dir, const char *path)
     cxm_store *store;
     recodb *db = NULL;
     char err[512] = "";
+    struct stat st;
+    /* cxm_store_open would create a missing directory: an empty store has
+     * no model, and the message would not say the path was wrong. */
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "cxm-bench-reco: --export-from %s: not a directory; give cxmd's --data\n",
+                dir);
+        return 1;
+    }
     int rc = cxm_store_open(dir, NULL, &store);
     if (rc != 0) {
-        fprintf(stderr, "cxm-bench-reco: --export-from %s: %s (stop cxmd first)\n", dir,
+        fprintf(stderr,
+                "cxm-bench-reco: --export-from %s: %s (if a cxmd runs on it, stop it first)\n", dir,
                 cxm_store_last_error());
         return 1;
     }
