@@ -222,6 +222,27 @@ const Cxm__V1__ServiceErasure *harness_receipt_line(cxm_channel *ch, cxm_arena *
     return NULL;
 }
 
+const Cxm__V1__ServiceErasure *harness_erase(cxm_channel *ch, cxm_arena *arena,
+                                             const char *customer_id, const char *service)
+{
+    Cxm__V1__DeleteProfileRequest del = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
+    del.customer = harness_ref_id(arena, customer_id);
+    del.reason = "test erasure";
+    Cxm__V1__DeleteProfileResponse *dr;
+    char d[512];
+    CHECK(harness_call(ch, "/cxm.v1.ProfileService/", "DeleteProfile", &del.base,
+                       &cxm__v1__delete_profile_response__descriptor, arena, &dr,
+                       d) == GRPC_STATUS_OK,
+          "DeleteProfile %s: %s", customer_id, d);
+    for (double end = test_now_ms() + 10000;; usleep(20000)) {
+        const Cxm__V1__ServiceErasure *line =
+            harness_receipt_line(ch, arena, dr->receipt->receipt_id, service);
+        if (line->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE)
+            return line;
+        CHECK(test_now_ms() < end, "%s erasure not confirmed in 10 s", service);
+    }
+}
+
 const char *harness_sibling(cxm_arena *a, const test_server *srv, const char *name)
 {
     const char *slash = strrchr(srv->binary, '/');

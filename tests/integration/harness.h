@@ -75,6 +75,11 @@ grpc_status_code harness_call(cxm_channel *ch, const char *service_path, const c
 const Cxm__V1__ServiceErasure *harness_receipt_line(cxm_channel *ch, cxm_arena *arena,
                                                     const char *receipt_id, const char *service);
 
+/* DeleteProfile of customer_id, then service's receipt line once it is
+ * DONE (polled for 10 s, else the test fails), in arena. */
+const Cxm__V1__ServiceErasure *harness_erase(cxm_channel *ch, cxm_arena *arena,
+                                             const char *customer_id, const char *service);
+
 /* The binary next to srv's ("cxm-profile" beside cxmd), in a. */
 const char *harness_sibling(cxm_arena *a, const test_server *srv, const char *name);
 

@@ -625,24 +625,8 @@ static void case_erasure(cxm_channel *ch, test_server *srv)
     submit_ok(ch, response("e2", "e", "er@example.com", 9));
     submit_ok(ch, response("e3", "e", "keep@example.com", 9));
     CHECK(*a->follow_up_id && nps_responses(ch) == 3, "set up");
-    Cxm__V1__DeleteProfileRequest del = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
-    del.customer = by_id(a->customer_id);
-    del.reason = "test erasure";
-    Cxm__V1__DeleteProfileResponse *dr;
-    char d[512];
-    CHECK(pcall(ch, "DeleteProfile", &del.base, &cxm__v1__delete_profile_response__descriptor, &dr,
-                d) == GRPC_STATUS_OK,
-          "DeleteProfile: %s", d);
-    for (double end = test_now_ms() + 10000;;) {
-        const Cxm__V1__ServiceErasure *f =
-            harness_receipt_line(ch, &arena, dr->receipt->receipt_id, "feedback");
-        if (f->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE) {
-            CHECK(f->records_erased >= 3, "feedback erased %" PRIu64, f->records_erased);
-            break;
-        }
-        CHECK(test_now_ms() < end, "feedback erasure not confirmed in 10 s");
-        usleep(20000);
-    }
+    const Cxm__V1__ServiceErasure *f = harness_erase(ch, &arena, a->customer_id, "feedback");
+    CHECK(f->records_erased >= 3, "feedback erased %" PRIu64, f->records_erased);
     CHECK(nps_responses(ch) == 1, "%" PRIu64 " responses left", nps_responses(ch));
     Cxm__V1__ListFollowUpsRequest lf = CXM__V1__LIST_FOLLOW_UPS_REQUEST__INIT;
     lf.customer_id = a->customer_id;
@@ -709,21 +693,7 @@ static void case_merge(cxm_channel *ch, test_server *srv)
     CHECK(fa->n_follow_ups == 2, "A has %zu follow-ups, not B's moved one and the new one",
           fa->n_follow_ups);
 
-    Cxm__V1__DeleteProfileRequest del = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
-    del.customer = by_id(a->profile->customer_id);
-    del.reason = "test erasure";
-    Cxm__V1__DeleteProfileResponse *dr;
-    CHECK(pcall(ch, "DeleteProfile", &del.base, &cxm__v1__delete_profile_response__descriptor, &dr,
-                d) == GRPC_STATUS_OK,
-          "DeleteProfile: %s", d);
-    for (double end = test_now_ms() + 10000;;) {
-        const Cxm__V1__ServiceErasure *f =
-            harness_receipt_line(ch, &arena, dr->receipt->receipt_id, "feedback");
-        if (f->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE)
-            break;
-        CHECK(test_now_ms() < end, "feedback erasure not confirmed in 10 s");
-        usleep(20000);
-    }
+    harness_erase(ch, &arena, a->profile->customer_id, "feedback");
     CHECK(nps_responses(ch) == 0, "%" PRIu64 " responses left", nps_responses(ch));
     Cxm__V1__ListFollowUpsRequest lf = CXM__V1__LIST_FOLLOW_UPS_REQUEST__INIT;
     Cxm__V1__ListFollowUpsResponse *fl;

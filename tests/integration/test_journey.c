@@ -464,35 +464,8 @@ static void case_erasure(cxm_channel *ch, test_server *srv)
         evs[i] = event(fmt("e-%d", i), "anon-e", "home", WEB, "page_view", t0 + i);
     track(ch, evs, 4);
     Cxm__V1__GetJourneyStateResponse *s = wait_events(ch, by_identity(ANON, "anon-e"), 4);
-    Cxm__V1__DeleteProfileRequest del = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
-    del.customer = by_id(s->customer_id);
-    del.reason = "test erasure";
-    Cxm__V1__DeleteProfileResponse *dr;
-    char d[512];
-    CHECK(pcall(ch, "DeleteProfile", &del.base, &cxm__v1__delete_profile_response__descriptor, &dr,
-                d) == GRPC_STATUS_OK,
-          "DeleteProfile: %s", d);
-    double end = test_now_ms() + 10000;
-    for (;;) {
-        Cxm__V1__GetDeletionReceiptRequest g = CXM__V1__GET_DELETION_RECEIPT_REQUEST__INIT;
-        g.key_case = CXM__V1__GET_DELETION_RECEIPT_REQUEST__KEY_RECEIPT_ID;
-        g.receipt_id = dr->receipt->receipt_id;
-        Cxm__V1__GetDeletionReceiptResponse *gr;
-        CHECK(pcall(ch, "GetDeletionReceipt", &g.base,
-                    &cxm__v1__get_deletion_receipt_response__descriptor, &gr, d) == GRPC_STATUS_OK,
-              "receipt: %s", d);
-        const Cxm__V1__ServiceErasure *j = NULL;
-        for (size_t i = 0; i < gr->receipt->n_services; i++)
-            if (strcmp(gr->receipt->services[i]->service, "journey") == 0)
-                j = gr->receipt->services[i];
-        CHECK(j, "journey on the receipt");
-        if (j->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE) {
-            CHECK(j->records_erased >= 4, "journey erased %" PRIu64, j->records_erased);
-            break;
-        }
-        CHECK(test_now_ms() < end, "journey erasure not confirmed in 10 s");
-        usleep(20000);
-    }
+    const Cxm__V1__ServiceErasure *j = harness_erase(ch, &arena, s->customer_id, "journey");
+    CHECK(j->records_erased >= 4, "journey erased %" PRIu64, j->records_erased);
     grpc_status_code st;
     state_of(ch, by_id(s->customer_id), &st);
     CHECK(st == GRPC_STATUS_NOT_FOUND, "erased customer still has a journey: %d", st);

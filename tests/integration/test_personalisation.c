@@ -983,24 +983,8 @@ static void case_erasure(cxm_channel *ch, test_server *srv)
     q->k = 2;
     Cxm__V1__RecommendResponse *r = recommend(ch, q);
     CHECK(!r->cold_start && r->model_version > 0, "before: from the history");
-    Cxm__V1__DeleteProfileRequest del = CXM__V1__DELETE_PROFILE_REQUEST__INIT;
-    del.customer = by_id(id);
-    del.reason = "test erasure";
-    Cxm__V1__DeleteProfileResponse *dr;
-    char d[512];
-    CHECK(pcall(ch, "DeleteProfile", &del.base, &cxm__v1__delete_profile_response__descriptor, &dr,
-                d) == GRPC_STATUS_OK,
-          "DeleteProfile: %s", d);
-    for (double end = test_now_ms() + 10000;;) {
-        const Cxm__V1__ServiceErasure *f =
-            harness_receipt_line(ch, &arena, dr->receipt->receipt_id, "personalisation");
-        if (f->state == CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE) {
-            CHECK(f->records_erased >= 3, "personalisation erased %" PRIu64, f->records_erased);
-            break;
-        }
-        CHECK(test_now_ms() < end, "personalisation erasure not confirmed in 10 s");
-        usleep(20000);
-    }
+    const Cxm__V1__ServiceErasure *f = harness_erase(ch, &arena, id, "personalisation");
+    CHECK(f->records_erased >= 3, "personalisation erased %" PRIu64, f->records_erased);
     r = recommend(ch, q);
     CHECK(r->cold_start, "after the erasure: a cold start");
     Cxm__V1__Interaction *again[] = {inter(fmt("%s-a0", id), by_id(id), "a0", 1)};
