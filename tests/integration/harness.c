@@ -222,6 +222,27 @@ const Cxm__V1__ServiceErasure *harness_receipt_line(cxm_channel *ch, cxm_arena *
     return NULL;
 }
 
+void harness_identity_segment(cxm_channel *ch, cxm_arena *arena, const char *segment_id,
+                              Cxm__V1__IdentityType type)
+{
+    Cxm__V1__SegmentCondition__HasIdentity has = CXM__V1__SEGMENT_CONDITION__HAS_IDENTITY__INIT;
+    has.type = type;
+    Cxm__V1__SegmentCondition cond = CXM__V1__SEGMENT_CONDITION__INIT;
+    cond.node_case = CXM__V1__SEGMENT_CONDITION__NODE_HAS_IDENTITY;
+    cond.has_identity = &has;
+    Cxm__V1__Segment seg = CXM__V1__SEGMENT__INIT;
+    seg.segment_id = (char *)segment_id;
+    seg.condition = &cond;
+    Cxm__V1__UpsertSegmentRequest us = CXM__V1__UPSERT_SEGMENT_REQUEST__INIT;
+    us.segment = &seg;
+    Cxm__V1__UpsertSegmentResponse *ur;
+    char d[512];
+    CHECK(harness_call(ch, "/cxm.v1.ProfileService/", "UpsertSegment", &us.base,
+                       &cxm__v1__upsert_segment_response__descriptor, arena, &ur,
+                       d) == GRPC_STATUS_OK,
+          "UpsertSegment %s: %s", segment_id, d);
+}
+
 const Cxm__V1__ServiceErasure *harness_erase(cxm_channel *ch, cxm_arena *arena,
                                              const char *customer_id, const char *service)
 {

@@ -75,6 +75,11 @@ grpc_status_code harness_call(cxm_channel *ch, const char *service_path, const c
 const Cxm__V1__ServiceErasure *harness_receipt_line(cxm_channel *ch, cxm_arena *arena,
                                                     const char *receipt_id, const char *service);
 
+/* Upsert profile's segment segment_id of the customers who have an identity
+ * of type (the "known" customers); fails the test when refused. */
+void harness_identity_segment(cxm_channel *ch, cxm_arena *arena, const char *segment_id,
+                              Cxm__V1__IdentityType type);
+
 /* DeleteProfile of customer_id, then service's receipt line once it is
  * DONE (polled for 10 s, else the test fails), in arena. */
 const Cxm__V1__ServiceErasure *harness_erase(cxm_channel *ch, cxm_arena *arena,

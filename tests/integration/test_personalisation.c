@@ -800,21 +800,7 @@ static void case_eligibility(cxm_channel *ch, test_server *srv)
     q->n_exclude_experience_ids = 0;
 
     /* Segments: profile evaluates "known" (has an email) and tells us. */
-    Cxm__V1__SegmentCondition__HasIdentity has = CXM__V1__SEGMENT_CONDITION__HAS_IDENTITY__INIT;
-    has.type = EMAIL;
-    Cxm__V1__SegmentCondition cond = CXM__V1__SEGMENT_CONDITION__INIT;
-    cond.node_case = CXM__V1__SEGMENT_CONDITION__NODE_HAS_IDENTITY;
-    cond.has_identity = &has;
-    Cxm__V1__Segment seg = CXM__V1__SEGMENT__INIT;
-    seg.segment_id = "known";
-    seg.condition = &cond;
-    Cxm__V1__UpsertSegmentRequest us = CXM__V1__UPSERT_SEGMENT_REQUEST__INIT;
-    us.segment = &seg;
-    Cxm__V1__UpsertSegmentResponse *ur;
-    char d[512];
-    CHECK(pcall(ch, "UpsertSegment", &us.base, &cxm__v1__upsert_segment_response__descriptor, &ur,
-                d) == GRPC_STATUS_OK,
-          "UpsertSegment: %s", d);
+    harness_identity_segment(ch, &arena, "known", EMAIL);
     until(ch, q, "members", true, 15000);
     CHECK(!returns(ch, q, "outsiders"), "excluded segment");
 
