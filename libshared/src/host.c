@@ -130,6 +130,12 @@ const char *cxm_host_self_addr(void)
     return atomic_load(&self_addr_set) ? self_addr : NULL;
 }
 
+const char *cxm_host_self_addr_fn(void *ctx)
+{
+    (void)ctx;
+    return cxm_host_self_addr();
+}
+
 /* Remember where this process serves: host of listen (loopback for a
  * wildcard) and the bound port. */
 static void set_self_addr(const char *host, int port)

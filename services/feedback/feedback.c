@@ -44,12 +44,6 @@ typedef struct fb_state {
     fagg *agg;
 } fb_state;
 
-static const char *self_addr(void *unused)
-{
-    (void)unused;
-    return cxm_host_self_addr();
-}
-
 static void fb_close(cxm_service *svc)
 {
     fb_state *st = svc->ctx;
@@ -121,7 +115,7 @@ static int open_resolver(fb_ctx *ctx)
     if (*cfg_profile_addr)
         ro.profile_addr = cfg_profile_addr;
     else
-        ro.addr_fn = self_addr;
+        ro.addr_fn = cxm_host_self_addr_fn;
     int rc = cxm_resolver_open(&ro, &ctx->resolver);
     if (rc != 0)
         cxm_log_error("feedback.open_failed", "cannot open the customer resolver: %s",

@@ -48,14 +48,6 @@ static const char *const profile_types[] = {"CustomerMerged", "CustomerUnmerged"
                                             "SegmentMembershipChanged"};
 static const char *const feedback_types[] = {"FeedbackReceived"};
 
-/* The resolver's address when profile runs in this process: known once the
- * server started. */
-static const char *self_addr(void *ctx)
-{
-    (void)ctx;
-    return cxm_host_self_addr();
-}
-
 static void jrn_close(cxm_service *svc)
 {
     jrn_ctx *ctx = svc->ctx;
@@ -132,7 +124,7 @@ static int jrn_open(cxm_store *store, cxm_service *svc)
         if (*cfg_profile_addr)
             ro.profile_addr = cfg_profile_addr;
         else
-            ro.addr_fn = self_addr;
+            ro.addr_fn = cxm_host_self_addr_fn;
         rc = jrn_pipe_start(ctx, &ro, &ctx->pipe);
         if (rc != 0)
             cxm_log_error("journey.open_failed", "cannot start the journey pipeline: %s",

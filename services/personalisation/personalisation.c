@@ -52,12 +52,6 @@ static const char *const profile_types[] = {"SegmentMembershipChanged", "Consent
 static const char *const journey_types[] = {"StageChanged", "TouchpointTracked"};
 static const char *const feedback_types[] = {"FeedbackReceived", "FollowUpChanged"};
 
-static const char *self_addr(void *unused)
-{
-    (void)unused;
-    return cxm_host_self_addr();
-}
-
 static void free_reader(void *r)
 {
     recodb_reader_free(r);
@@ -125,7 +119,7 @@ static int open_resolver(nbe_ctx *ctx)
     if (*cfg_profile_addr)
         ro.profile_addr = cfg_profile_addr;
     else
-        ro.addr_fn = self_addr;
+        ro.addr_fn = cxm_host_self_addr_fn;
     int rc = cxm_resolver_open(&ro, &ctx->resolver);
     if (rc == 0)
         rc = cxm_resolve_queue_start(ctx->resolver, &ctx->resolve_lock, &ctx->queue);

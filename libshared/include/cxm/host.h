@@ -53,4 +53,9 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
  * Thread-safe. */
 const char *cxm_host_self_addr(void);
 
+/* The same as an address callback (cxm_resolver_opts.addr_fn; ctx is
+ * unused): modules resolving through the profile service of their own
+ * process pass it instead of a --profile-addr. */
+const char *cxm_host_self_addr_fn(void *ctx);
+
 #endif
