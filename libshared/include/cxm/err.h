@@ -33,7 +33,9 @@
     X(EUNIMPL, -14, "not implemented", GRPC_STATUS_UNIMPLEMENTED)                                  \
     X(EPERM, -15, "permission denied", GRPC_STATUS_PERMISSION_DENIED)                              \
     X(ERANGE, -16, "out of range", GRPC_STATUS_OUT_OF_RANGE)                                       \
-    X(EINTERNAL, -17, "internal error", GRPC_STATUS_INTERNAL)
+    X(EINTERNAL, -17, "internal error", GRPC_STATUS_INTERNAL)                                      \
+    X(EAUTH, -18, "unauthenticated", GRPC_STATUS_UNAUTHENTICATED)                                  \
+    X(ELIMIT, -19, "rate limit exceeded, retry later", GRPC_STATUS_RESOURCE_EXHAUSTED)
 
 enum cxm_err {
     CXM_OK = 0,
