@@ -74,6 +74,7 @@ typedef struct nbe_cfg {
         *histories_out;
     int64_t seed, k, min_history, timeout_ms;
     bool load, quality, rules, json;
+    const char *token, *token_file; /* --token, --token-file (CXM_TOKEN[_FILE]) */
 } nbe_cfg;
 
 /* The ratings as cxm-eval sees them: the training users and items (the
@@ -929,7 +930,16 @@ static int nbe_run(nbe_ctx *c)
             "cxm-bench-nbe: %s: %" PRIu32 " users, %" PRIu32 " items, %zu training and %zu "
             "test interactions\n",
             cfg->ratings, c->d.nusers, c->d.nitems, c->d.train.n, c->d.test.n);
-    if (cxm_channel_open(cfg->target, NULL, &c->ch) != 0) {
+    char *token = NULL;
+    char err[512];
+    if (cxm_client_token_pick(cfg->token, cfg->token_file, &token, err, sizeof err) != 0) {
+        fprintf(stderr, "cxm-bench-nbe: --token / --token-file: %s\n", err);
+        return 2;
+    }
+    cxm_channel_opts copts = {.token = token};
+    rc = cxm_channel_open(cfg->target, &copts, &c->ch);
+    free(token); /* the channel keeps a copy */
+    if (rc != 0) {
         fprintf(stderr, "cxm-bench-nbe: cannot open a channel to %s\n", cfg->target);
         return 1;
     }
@@ -1009,6 +1019,7 @@ int main(int argc, char **argv)
         {"recs-out", CXM_OPT_STR, &cfg.recs_out, 0, 0,
          "with --quality: write user,item,rank (as cxm-eval --recs-out),score,model_score CSV "
          "here"},
+        CXM_CLIENT_TOKEN_OPTS(&cfg.token, &cfg.token_file),
     };
     size_t nopts = sizeof opts / sizeof opts[0];
     char err[256] = "";

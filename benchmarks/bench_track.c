@@ -50,6 +50,8 @@ typedef struct track_cfg {
     int64_t connections, batch, inflight, customers;
     int64_t duration_ms, warmup_ms;
     bool json, loop;
+    const char *token, *token_file; /* --token, --token-file (CXM_TOKEN[_FILE]) */
+    char *bearer;                   /* the token sent, from either */
 } track_cfg;
 
 /* One stream and what its thread measured. */
@@ -336,7 +338,7 @@ static int report(const track_cfg *cfg, track_stream *ss, size_t n, double secs)
 
 static int setup(const track_cfg *cfg, track_stream *ss)
 {
-    cxm_channel_opts copts = {.use_local_subchannel_pool = 1};
+    cxm_channel_opts copts = {.use_local_subchannel_pool = 1, .token = cfg->bearer};
     for (int64_t i = 0; i < cfg->connections; i++) {
         track_stream *s = &ss[i];
         s->index = (unsigned)i;
@@ -423,6 +425,7 @@ int main(int argc, char **argv)
          "(--warmup and --duration then do not apply); exits 1 unless every event is stored"},
         {"loop", CXM_OPT_BOOL, &cfg.loop, 0, 0,
          "with --requests: go round the file again until --duration ends"},
+        CXM_CLIENT_TOKEN_OPTS(&cfg.token, &cfg.token_file),
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
     char err[256] = "";
@@ -438,6 +441,10 @@ int main(int argc, char **argv)
     }
     if (cfg.loop && !cfg.requests) {
         fprintf(stderr, "cxm-bench-track: --loop applies only to --requests\n");
+        return 2;
+    }
+    if (cxm_client_token_pick(cfg.token, cfg.token_file, &cfg.bearer, err, sizeof err) != 0) {
+        fprintf(stderr, "cxm-bench-track: --token / --token-file: %s\n", err);
         return 2;
     }
     if (cfg.requests &&
@@ -458,5 +465,6 @@ int main(int argc, char **argv)
     sigaction(SIGTERM, &sa, NULL);
     int status = run_streams(&cfg);
     cxm_bench_replay_dispose(&run.replay);
+    free(cfg.bearer);
     return status;
 }

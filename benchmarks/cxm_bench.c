@@ -70,6 +70,8 @@ typedef struct cxm_bench_cfg {
     bool loop;                       /* --loop: replay the records round and round */
     int64_t batch;                   /* events per Track call of track-batch */
     int64_t from_ms, to_ms;          /* the analytics' range; 0 = the last 30 days */
+    const char *token, *token_file;  /* --token, --token-file (CXM_TOKEN[_FILE]) */
+    char *bearer;                    /* the token sent, from either */
 } cxm_bench_cfg;
 
 /* ---- request generators ----
@@ -666,7 +668,7 @@ static size_t cxm_bench_nthreads(const cxm_bench_cfg *cfg)
 
 static int cxm_bench_open_conns(const cxm_bench_cfg *cfg, cxm_bench_conn *conns)
 {
-    cxm_channel_opts copts = {.use_local_subchannel_pool = 1};
+    cxm_channel_opts copts = {.use_local_subchannel_pool = 1, .token = cfg->bearer};
     for (int64_t i = 0; i < cfg->connections; i++) {
         int rc = cxm_channel_open(cfg->target, &copts, &conns[i].ch);
         if (rc != 0) {
@@ -1240,6 +1242,7 @@ int main(int argc, char **argv)
          "start of the analytics' range, Unix ms (0 = 30 days before --to-ms)"},
         {"to-ms", CXM_OPT_INT, &cfg.to_ms, 0, INT64_MAX,
          "end of the analytics' range, Unix ms (0 = now)"},
+        CXM_CLIENT_TOKEN_OPTS(&cfg.token, &cfg.token_file),
     };
     const size_t nopts = sizeof opts / sizeof opts[0];
     char err[256] = "";
@@ -1259,6 +1262,10 @@ int main(int argc, char **argv)
     const cxm_bench_gen *gen = cxm_bench_choose_gen(&cfg);
     if (!gen || cxm_bench_settle_range(&cfg) != 0)
         return 2;
+    if (cxm_client_token_pick(cfg.token, cfg.token_file, &cfg.bearer, err, sizeof err) != 0) {
+        fprintf(stderr, "cxm-bench: --token / --token-file: %s\n", err);
+        return 2;
+    }
 
     grpc_byte_buffer *raw = NULL;
     if (cfg.request_file && cxm_bench_read_file(cfg.request_file, &raw) != 0)
@@ -1283,5 +1290,6 @@ int main(int argc, char **argv)
     if (raw)
         grpc_byte_buffer_destroy(raw);
     cxm_bench_replay_dispose(&cxm_bench_run.replay);
+    free(cfg.bearer);
     return status;
 }

@@ -1182,6 +1182,9 @@ static void get_status(cxm_call *call, const ProtobufCMessage *req)
     cxm_call_reply(call, &r->base);
 }
 
+/* Operators' view of every producer and subscriber. */
+static const cxm_method_access bus_access = {"GetBusStatus", CXM_ACCESS_ADMIN_READ};
+
 const cxm_service *cxm_bus_service(cxm_bus *bus)
 {
     return &bus->svc;
@@ -1248,6 +1251,8 @@ static void init_service(cxm_bus *bus)
     bus->svc = (cxm_service){.name = "cxm.v1.BusService",
                              .methods = &bus->method,
                              .nmethods = 1,
+                             .access = &bus_access,
+                             .naccess = 1,
                              .contract = &cxm__v1__bus_service__descriptor,
                              .ctx = bus};
 }

@@ -15,11 +15,14 @@
  */
 #include "cxm/client.h"
 
+#include <errno.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <grpc/byte_buffer_reader.h>
 #include <grpc/grpc_security.h>
@@ -115,7 +118,17 @@ struct cxm_channel {
     pthread_mutex_t mu; /* guards methods: any thread may register a path */
     cxm__method *methods;
     size_t nmethods, cap;
+    /* "authorization: Bearer <token>" sent with every call; nmd 0 = none. */
+    grpc_metadata md;
+    size_t nmd;
 };
+
+/* The channel's metadata for a SEND_INITIAL_METADATA op. */
+static void cxm__add_md(const cxm_channel *c, grpc_op *op)
+{
+    op->data.send_initial_metadata.count = c->nmd;
+    op->data.send_initial_metadata.metadata = c->nmd ? (grpc_metadata *)&c->md : NULL;
+}
 
 int cxm_channel_open(const char *target, const cxm_channel_opts *opts, cxm_channel **out)
 {
@@ -157,6 +170,15 @@ int cxm_channel_open(const char *target, const cxm_channel_opts *opts, cxm_chann
         grpc_shutdown();
         return CXM_ENOMEM;
     }
+    if (opts && opts->token && *opts->token) {
+        size_t tlen = strlen(opts->token);
+        grpc_slice v = grpc_slice_malloc(tlen + 7);
+        memcpy(GRPC_SLICE_START_PTR(v), "Bearer ", 7);
+        memcpy(GRPC_SLICE_START_PTR(v) + 7, opts->token, tlen);
+        c->md.key = grpc_slice_from_static_string("authorization");
+        c->md.value = v;
+        c->nmd = 1;
+    }
     *out = c;
     return 0;
 }
@@ -166,6 +188,8 @@ void cxm_channel_close(cxm_channel *c)
     if (!c)
         return;
     grpc_channel_destroy(c->ch); /* also frees the registered-call handles */
+    if (c->nmd)
+        grpc_slice_unref(c->md.value);
     for (size_t i = 0; i < c->nmethods; i++)
         free(c->methods[i].path);
     free(c->methods);
@@ -274,12 +298,13 @@ static void cxm__unary_io_dispose(cxm__unary_io *io)
 
 /* The whole unary exchange in one batch: fewer round trips through the
  * completion queue than one op at a time. */
-static grpc_call_error cxm__start_unary(grpc_call *call, grpc_byte_buffer *request,
-                                        cxm__unary_io *io, void *tag)
+static grpc_call_error cxm__start_unary(const cxm_channel *c, grpc_call *call,
+                                        grpc_byte_buffer *request, cxm__unary_io *io, void *tag)
 {
     grpc_op ops[6];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+    cxm__add_md(c, &ops[0]);
     ops[1].op = GRPC_OP_SEND_MESSAGE;
     ops[1].data.send_message.send_message = request;
     ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -342,7 +367,7 @@ int cxm_client_unary(cxm_channel *c, const char *path, const void *req, size_t r
         cxm__unary_io io;
         cxm__unary_io_init(&io);
         char tag;
-        if (cxm__start_unary(call, request, &io, &tag) == GRPC_CALL_OK) {
+        if (cxm__start_unary(c, call, request, &io, &tag) == GRPC_CALL_OK) {
             grpc_event ev =
                 grpc_completion_queue_pluck(cq, &tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
             rc = cxm__unary_result(&io, ev.type == GRPC_OP_COMPLETE && ev.success, out);
@@ -433,6 +458,7 @@ int cxm_client_stream_open(cxm_channel *c, const char *path, int64_t timeout_ms,
     grpc_op op;
     memset(&op, 0, sizeof op);
     op.op = GRPC_OP_SEND_INITIAL_METADATA;
+    cxm__add_md(c, &op);
     if (!cxm__run_batch(s->call, s->cq, &op, 1, NULL))
         s->broken = true;
     *out = s;
@@ -650,7 +676,7 @@ int cxm_client_loop_unary(cxm_client_loop *l, cxm_channel *c, void *method,
         cxm__async_free(a);
         return CXM_ENOMEM;
     }
-    if (cxm__start_unary(a->call, a->request, &a->io, a) != GRPC_CALL_OK) {
+    if (cxm__start_unary(c, a->call, a->request, &a->io, a) != GRPC_CALL_OK) {
         cxm__async_free(a);
         return CXM_EINTERNAL;
     }
@@ -680,4 +706,67 @@ int cxm_client_loop_run(cxm_client_loop *l, int64_t timeout_ms)
         cxm__async_complete(l, ev);
         handled++;
     }
+}
+
+/* ---- tokens ---- */
+
+int cxm_client_token_file(const char *path, char **token, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open the token file %s: %s", path, strerror(errno));
+        return CXM_EINVAL;
+    }
+    char *buf = malloc(CXM_CLIENT_TOKEN_MAX + 2);
+    size_t n = buf ? fread(buf, 1, CXM_CLIENT_TOKEN_MAX + 1, f) : 0;
+    fclose(f);
+    if (!buf) {
+        snprintf(err, errlen, "out of memory");
+        return CXM_ENOMEM;
+    }
+    /* One line; the trailing newline editors add is not part of it. */
+    while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = '\0';
+    const char *why = n == 0                     ? "is empty"
+                      : n > CXM_CLIENT_TOKEN_MAX ? "holds more than one token's worth of bytes"
+                      : strpbrk(buf, " \t\r\n")  ? "holds more than one line or word"
+                                                 : NULL;
+    if (why) {
+        snprintf(err, errlen, "the token file %s %s", path, why);
+        free(buf);
+        return CXM_EINVAL;
+    }
+    *token = buf;
+    return 0;
+}
+
+int cxm_client_token_pick(const char *token, const char *file, char **out, char *err, size_t errlen)
+{
+    bool has_token = token && *token, has_file = file && *file;
+    if (has_token && has_file) {
+        snprintf(err, errlen, "give a token or a token file, not both");
+        return CXM_EINVAL;
+    }
+    if (has_file)
+        return cxm_client_token_file(file, out, err, errlen);
+    char *copy = NULL;
+    if (has_token && !(copy = strdup(token))) {
+        snprintf(err, errlen, "out of memory");
+        return CXM_ENOMEM;
+    }
+    *out = copy;
+    return 0;
+}
+
+int cxm_channel_opts_from_env(cxm_channel_opts *o, char *err, size_t errlen)
+{
+    static char *token; /* kept for the process: o->token points at it */
+    char *t = NULL;
+    int rc = cxm_client_token_pick(getenv("CXM_TOKEN"), getenv("CXM_TOKEN_FILE"), &t, err, errlen);
+    if (rc != 0 || !t)
+        return rc;
+    free(token);
+    o->token = token = t;
+    return 0;
 }

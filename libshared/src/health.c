@@ -192,6 +192,13 @@ static const cxm_method health_methods[] = {
      NULL, watch_cancelled},
 };
 
+/* Load balancers and orchestrators probe without credentials. */
+static const cxm_method_access health_access[] = {
+    {"Check", CXM_ACCESS_PUBLIC},
+    {"List", CXM_ACCESS_PUBLIC},
+    {"Watch", CXM_ACCESS_PUBLIC},
+};
+
 int cxm__health_create(const char *const *names, size_t n, cxm__health **out)
 {
     cxm__health *h = calloc(1, sizeof *h);
@@ -215,6 +222,8 @@ int cxm__health_create(const char *const *names, size_t n, cxm__health **out)
     h->svc = (cxm_service){.name = "grpc.health.v1.Health",
                            .methods = health_methods,
                            .nmethods = sizeof health_methods / sizeof health_methods[0],
+                           .access = health_access,
+                           .naccess = sizeof health_access / sizeof health_access[0],
                            .contract = &grpc__health__v1__health__descriptor,
                            .ctx = h,
                            .on_drain = drain};

@@ -4,11 +4,14 @@
 #include "cxm/host.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
+#include "cxm/auth.h"
 #include "cxm/bus.h"
+#include "cxm/client.h"
 #include "cxm/err.h"
 #include "cxm/log.h"
 #include "cxm/opts.h"
@@ -27,7 +30,18 @@ typedef struct host_config {
     int64_t grace_ms;
     const char *nats_url;
     const char *nats_creds;
+    /* auth.h; "auth" is on, off or auto (on when credentials are given) */
+    const char *auth;
+    cxm_auth_opts auth_opts;
+    int64_t clock_skew_ms;
+    int64_t rate_rps;
+    int64_t rate_burst;
+    const char *client_token;
+    const char *client_token_file;
 } host_config;
+
+static cxm_auth *host_auth;
+static char *client_token;
 
 static double elapsed_ms(const struct timespec *since)
 {
@@ -35,6 +49,55 @@ static double elapsed_ms(const struct timespec *since)
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (double)(now.tv_sec - since->tv_sec) * 1e3 +
            (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+bool cxm_host_auth_on(void)
+{
+    return host_auth != NULL;
+}
+
+const char *cxm_host_client_token(void)
+{
+    return client_token;
+}
+
+/* The auth flags: a half-configured auth (a key without its alg, --auth on
+ * with nothing to check against) refuses to start. */
+static int configure_auth(host_config *cfg, char *err, size_t errlen)
+{
+    const char *mode = cfg->auth;
+    cxm_auth_opts *o = &cfg->auth_opts;
+    bool given = (o->tokens_file && *o->tokens_file) || (o->jwt_key_file && *o->jwt_key_file);
+    if (strcmp(mode, "on") != 0 && strcmp(mode, "off") != 0 && strcmp(mode, "auto") != 0) {
+        snprintf(err, errlen, "--auth: \"%s\" is not on, off or auto", mode);
+        return CXM_EINVAL;
+    }
+    char why[400];
+    if (cxm_client_token_pick(cfg->client_token, cfg->client_token_file, &client_token, why,
+                              sizeof why) != 0) {
+        snprintf(err, errlen, "--client-token / --client-token-file: %s", why);
+        return CXM_EINVAL;
+    }
+    if (strcmp(mode, "off") == 0 || (strcmp(mode, "auto") == 0 && !given)) {
+        if (cfg->rate_rps > 0) {
+            snprintf(err, errlen, "--rate-limit-rps limits each token's subject: it needs auth");
+            return CXM_EINVAL;
+        }
+        if (given)
+            cxm_log_warn("auth.off", "--auth off: the configured credentials are not checked");
+        return 0;
+    }
+    o->clock_skew_s = cfg->clock_skew_ms / 1000;
+    o->rate_rps = (double)cfg->rate_rps;
+    o->rate_burst = cfg->rate_burst;
+    int rc = cxm_auth_create(o, &host_auth, err, errlen);
+    if (rc == 0)
+        cxm_log_info("auth.on", "every call but health needs a bearer token (%s%s%s)",
+                     o->tokens_file && *o->tokens_file ? "token file" : "",
+                     o->tokens_file && *o->tokens_file && o->jwt_key_file && *o->jwt_key_file ? ", "
+                                                                                              : "",
+                     o->jwt_key_file && *o->jwt_key_file ? o->jwt_alg : "");
+    return rc;
 }
 
 /* Returns 0 to go on, or the exit status (0 after --help, 2 for bad flags). */
@@ -59,6 +122,28 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         {"nats-url", CXM_OPT_STR, &cfg->nats_url, 0, 0,
          "relay the event bus through NATS JetStream at this URL; empty: in process"},
         {"nats-creds", CXM_OPT_STR, &cfg->nats_creds, 0, 0, "NATS credentials file (JWT + seed)"},
+        {"auth", CXM_OPT_STR, &cfg->auth, 0, 0,
+         "require bearer tokens: on, off, or auto (on when --auth-tokens or --auth-jwt-key)"},
+        {"auth-tokens", CXM_OPT_STR, &cfg->auth_opts.tokens_file, 0, 0,
+         "static token file: lines \"<token> <subject> <scope,scope,...>\""},
+        {"auth-jwt-key", CXM_OPT_STR, &cfg->auth_opts.jwt_key_file, 0, 0,
+         "JWT key file: HS256 secret, or RS256/ES256 public key PEM"},
+        {"auth-jwt-alg", CXM_OPT_STR, &cfg->auth_opts.jwt_alg, 0, 0,
+         "the one JWT algorithm accepted: HS256, RS256 or ES256"},
+        {"auth-jwt-issuer", CXM_OPT_STR, &cfg->auth_opts.jwt_issuer, 0, 0,
+         "required JWT iss; empty: not checked"},
+        {"auth-jwt-audience", CXM_OPT_STR, &cfg->auth_opts.jwt_audience, 0, 0,
+         "required in JWT aud; empty: not checked"},
+        {"auth-clock-skew", CXM_OPT_MILLIS, &cfg->clock_skew_ms, 0, 3600000,
+         "leeway on JWT exp and nbf"},
+        {"rate-limit-rps", CXM_OPT_INT, &cfg->rate_rps, 0, 10000000,
+         "requests per second per token subject (auth on); 0 = no limit"},
+        {"rate-limit-burst", CXM_OPT_INT, &cfg->rate_burst, 0, 10000000,
+         "requests a subject may burst above the rate; 0 = the rate"},
+        {"client-token", CXM_OPT_STR, &cfg->client_token, 0, 0,
+         "bearer token this server's own calls (the resolver's) send; prefer the file"},
+        {"client-token-file", CXM_OPT_STR, &cfg->client_token_file, 0, 0,
+         "file holding that token (an \"internal\" scope token)"},
     };
     /* The common flags, then each module's own. */
     cxm_opt opts[MAX_OPTS];
@@ -95,6 +180,11 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         return 1;
     }
     cxm_log_configure(strcmp(cfg->log_format, "json") == 0, level);
+    if (configure_auth(cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s: %s (see --help)\n", argv[0], err);
+        *exit_code = 2;
+        return 1;
+    }
     return 0;
 }
 
@@ -149,7 +239,8 @@ static void set_self_addr(const char *host, int port)
 static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *bus,
                  const struct timespec *started)
 {
-    cxm_server_opts so = {.listen = cfg->listen,
+    cxm_server_opts so = {.auth = host_auth,
+                          .listen = cfg->listen,
                           .workers = (int)cfg->workers,
                           .requests_per_method = (int)cfg->requests_per_method,
                           .max_message_bytes = (size_t)cfg->max_message_bytes,
@@ -186,7 +277,9 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
                        .log_format = "text",
                        .log_level = "info",
                        .max_message_bytes = 4u << 20,
-                       .grace_ms = 5000};
+                       .grace_ms = 5000,
+                       .auth = "auto",
+                       .clock_skew_ms = 60000};
     int exit_code = 0;
     if (nmodules > MAX_MODULES)
         return 1;
@@ -220,5 +313,9 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     cxm_bus_destroy(bus);
     if (store)
         cxm_store_close(store);
+    cxm_auth_destroy(host_auth);
+    host_auth = NULL;
+    free(client_token);
+    client_token = NULL;
     return rc == 0 ? 0 : bad_flags ? 2 : 1;
 }

@@ -328,6 +328,10 @@ static const cxm_method reflection_methods[] = {
      &grpc__reflection__v1__server_reflection_request__descriptor, on_request, NULL, on_cancel},
 };
 
+/* The schema is no secret, but the port should not tell strangers what it
+ * serves: any valid credential. */
+static const cxm_method_access reflection_access[] = {{"ServerReflectionInfo", CXM_ACCESS_ANY}};
+
 /* ---- lifecycle ---- */
 
 static int load(cxm__reflection *r)
@@ -371,6 +375,8 @@ int cxm__reflection_create(const char *const *names, size_t n, cxm__reflection *
     r->v1 = (cxm_service){.name = "grpc.reflection.v1.ServerReflection",
                           .methods = reflection_methods,
                           .nmethods = 1,
+                          .access = reflection_access,
+                          .naccess = 1,
                           .contract = &grpc__reflection__v1__server_reflection__descriptor,
                           .ctx = r};
     r->v1alpha = r->v1;

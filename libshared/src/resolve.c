@@ -20,6 +20,7 @@
 
 #include "cxm/client.h"
 #include "cxm/err.h"
+#include "cxm/host.h"
 #include "cxm/hash.h"
 #include "cxm/ident.h"
 #include "cxm/v1/profile.pb-c.h"
@@ -261,7 +262,9 @@ static int channel(cxm_resolver *r, cxm_channel **ch)
         const char *addr = r->addr_fn ? r->addr_fn(r->addr_ctx) : r->addr;
         if (!addr || !*addr)
             return fail(CXM_EUNAVAIL, "the profile service's address is not known yet");
-        int rc = cxm_channel_open(addr, NULL, &r->ch);
+        /* With auth on, profile wants an "internal" token from us. */
+        cxm_channel_opts co = {.token = cxm_host_client_token()};
+        int rc = cxm_channel_open(addr, &co, &r->ch);
         if (rc != 0)
             return fail(CXM_EUNAVAIL, "cannot open a channel to the profile service at %s: %s",
                         addr, cxm_strerror(rc));

@@ -69,6 +69,10 @@ typedef struct reg_method {
     const cxm_method *m;
     char path[256];
     void *handle;
+    cxm_access access; /* from the service's access table; UNSET fails closed */
+    /* Where the audit line finds the customer: a top-level customer_id
+     * string, or customer_id inside a top-level CustomerRef customer. */
+    const ProtobufCFieldDescriptor *customer_id, *customer_ref, *ref_customer_id;
 } reg_method;
 
 typedef struct worker {
@@ -106,6 +110,14 @@ struct cxm_call {
     bool close_started, close_in_send;
     grpc_status_code status_code;
     grpc_slice status_details;
+    /* Trailing metadata: retry-after-ms of a rate-limited call. */
+    grpc_metadata trailer;
+    size_t ntrailers;
+    char retry_after[24];
+    /* Auth on: who called (for the audit line) and, for audited methods,
+     * which customer the request names. */
+    char subject[CXM_AUTH_SUBJECT_MAX];
+    char customer[128];
     void *user;
     cxm_arena arena;
     _Alignas(max_align_t) char arena_initial[CALL_ARENA_INITIAL];
@@ -280,6 +292,8 @@ static void fill_status_ops(cxm_call *c, grpc_op *ops, size_t *n)
     }
     ops[*n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
     ops[*n].data.send_status_from_server.status = c->status_code;
+    ops[*n].data.send_status_from_server.trailing_metadata_count = c->ntrailers;
+    ops[*n].data.send_status_from_server.trailing_metadata = c->ntrailers ? &c->trailer : NULL;
     ops[*n].data.send_status_from_server.status_details =
         GRPC_SLICE_LENGTH(c->status_details) ? &c->status_details : NULL;
     (*n)++;
@@ -415,6 +429,17 @@ int cxm_call_send(cxm_call *c, const ProtobufCMessage *msg)
     return 0;
 }
 
+/* One line per audited call (writes, erasures, internal calls) with auth
+ * on, whatever its outcome: who, what, which customer. */
+static void audit(const cxm_call *c, grpc_status_code code)
+{
+    if (!c->w->srv->opts.auth || !cxm_access_audited(c->rm->access))
+        return;
+    cxm_log_info("audit", "sub=%s method=%s customer=%s outcome=%s",
+                 c->subject[0] ? c->subject : "-", c->rm->path, c->customer[0] ? c->customer : "-",
+                 cxm_status_name(code));
+}
+
 /* End the call: the status goes out after whatever is queued. */
 static void finish_with(cxm_call *c, grpc_status_code code, const char *details,
                         grpc_byte_buffer *last, size_t last_len)
@@ -429,6 +454,7 @@ static void finish_with(cxm_call *c, grpc_status_code code, const char *details,
         return;
     }
     c->finished = true;
+    audit(c, atomic_load(&c->closed) ? GRPC_STATUS_CANCELLED : code);
     if (atomic_load(&c->closed)) {
         if (last)
             grpc_byte_buffer_destroy(last);
@@ -535,6 +561,38 @@ static ProtobufCMessage *decode_request(cxm_call *c, grpc_byte_buffer *bb,
     return req;
 }
 
+static const char *string_field(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+    if (!m || !f)
+        return NULL;
+    if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+        *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+        return NULL;
+    return *(const char *const *)((const char *)m + f->offset);
+}
+
+/* The customer an audited request names, remembered for the audit line
+ * (the request itself may be gone by the time the call ends). Identities
+ * are not written: they are personal data. */
+static void note_customer(cxm_call *c, const ProtobufCMessage *req)
+{
+    const reg_method *rm = c->rm;
+    if (!c->w->srv->opts.auth || !cxm_access_audited(rm->access) || c->customer[0])
+        return;
+    const char *id = string_field(req, rm->customer_id);
+    if ((!id || !*id) && rm->customer_ref) {
+        const ProtobufCMessage *ref =
+            *(const ProtobufCMessage *const *)((const char *)req + rm->customer_ref->offset);
+        id = string_field(ref, rm->ref_customer_id);
+    }
+    /* Whatever the client sent: no byte of it may forge another field or
+     * line of the audit log. */
+    size_t n = 0;
+    for (; id && id[n] && n + 1 < sizeof c->customer; n++)
+        c->customer[n] = id[n] > ' ' && id[n] < 0x7f && id[n] != '"' ? id[n] : '?';
+    c->customer[n] = '\0';
+}
+
 /* Unary and server-streaming: the request came with the match. The decoded
  * request lives in the call's arena, valid until the call ends. */
 static void dispatch_initial(cxm_call *c)
@@ -550,6 +608,7 @@ static void dispatch_initial(cxm_call *c)
         decode_request(c, c->payload, cxm_arena_protobuf(&c->arena), "the request", why);
     grpc_byte_buffer_destroy(c->payload);
     c->payload = NULL;
+    note_customer(c, req);
     if (req)
         c->rm->m->on_message(c, req);
     else
@@ -591,6 +650,7 @@ static void on_recv(cxm_call *c, bool ok)
             else
                 cxm_call_finish(c, CXM_EINVAL, "%s", why);
         } else {
+            note_customer(c, req);
             m->on_message(c, req);
             if (!alloc)
                 protobuf_c_message_free_unpacked(req, NULL);
@@ -618,6 +678,57 @@ static void start_close(cxm_call *c)
     c->close_started = start_batch(c, &op, 1, &c->t_closed);
 }
 
+/* The value of the call's authorization metadata, or NULL. */
+static const grpc_slice *authorization(const cxm_call *c)
+{
+    for (size_t i = 0; i < c->md.count; i++)
+        if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
+            return &c->md.metadata[i].value;
+    return NULL;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* With auth on: credentials, scope and rate limit, before the request is
+ * read. Returns false after ending the call. The status message says what
+ * is wrong and never holds the token. */
+static bool authorize(cxm_call *c)
+{
+    cxm_auth *auth = c->w->srv->opts.auth;
+    const reg_method *rm = c->rm;
+    if (!auth || rm->access == CXM_ACCESS_PUBLIC)
+        return true;
+    const grpc_slice *v = authorization(c);
+    cxm_principal p;
+    char why[300];
+    int rc =
+        cxm_auth_check(auth, v ? (const char *)GRPC_SLICE_START_PTR(*v) : NULL,
+                       v ? GRPC_SLICE_LENGTH(*v) : 0, (int64_t)time(NULL), &p, why, sizeof why);
+    if (rc == 0) {
+        snprintf(c->subject, sizeof c->subject, "%s", p.subject);
+        rc = cxm_auth_allow(&p, rm->access, rm->svc->scope_area, why, sizeof why);
+    }
+    int64_t retry_ms = 0;
+    if (rc == 0 && (rc = cxm_auth_rate(auth, p.subject, now_ms(), &retry_ms)) != 0) {
+        snprintf(c->retry_after, sizeof c->retry_after, "%lld", (long long)retry_ms);
+        c->trailer.key = grpc_slice_from_static_string("retry-after-ms");
+        c->trailer.value = grpc_slice_from_static_string(c->retry_after);
+        c->ntrailers = 1;
+        snprintf(why, sizeof why,
+                 "rate limit of this subject exceeded; retry after %lld ms (see retry-after-ms)",
+                 (long long)retry_ms);
+    }
+    if (rc == 0)
+        return true;
+    cxm_call_finish(c, rc, "%s: %s", rm->path, why);
+    return false;
+}
+
 static void on_matched(cxm_call *c, bool ok)
 {
     worker *w = c->w;
@@ -634,6 +745,8 @@ static void on_matched(cxm_call *c, bool ok)
     if (cxm_call_remaining_ms(c) <= 0) {
         cxm_call_finish(c, CXM_EDEADLINE, "%s: the deadline passed before the call started",
                         c->rm->path);
+    } else if (!authorize(c)) {
+        /* ended, request unread */
     } else if (c->rm->m->kind == CXM_UNARY || c->rm->m->kind == CXM_SERVER_STREAMING) {
         dispatch_initial(c);
     }
@@ -921,6 +1034,40 @@ int cxm_server_add_service(cxm_server *s, const cxm_service *svc)
     return 0;
 }
 
+/* The access level of a method in its service's table. */
+static cxm_access access_of(const cxm_service *svc, const char *method)
+{
+    for (size_t i = 0; i < svc->naccess; i++)
+        if (strcmp(svc->access[i].method, method) == 0)
+            return svc->access[i].access;
+    return CXM_ACCESS_UNSET;
+}
+
+static void describe_access(cxm_server *s, reg_method *rm)
+{
+    rm->access = access_of(rm->svc, rm->m->name);
+    if (s->opts.auth && rm->access == CXM_ACCESS_UNSET)
+        cxm_log_warn("auth.no_access_level",
+                     "%s has no access level in its service's table: every call is refused",
+                     rm->path);
+    const ProtobufCMessageDescriptor *d = rm->m->request;
+    rm->customer_id = protobuf_c_message_descriptor_get_field_by_name(d, "customer_id");
+    if (rm->customer_id && (rm->customer_id->type != PROTOBUF_C_TYPE_STRING ||
+                            rm->customer_id->label == PROTOBUF_C_LABEL_REPEATED))
+        rm->customer_id = NULL;
+    const ProtobufCFieldDescriptor *ref =
+        protobuf_c_message_descriptor_get_field_by_name(d, "customer");
+    if (ref && ref->type == PROTOBUF_C_TYPE_MESSAGE && ref->label != PROTOBUF_C_LABEL_REPEATED &&
+        !(ref->flags & PROTOBUF_C_FIELD_FLAG_ONEOF)) {
+        const ProtobufCFieldDescriptor *id = protobuf_c_message_descriptor_get_field_by_name(
+            (const ProtobufCMessageDescriptor *)ref->descriptor, "customer_id");
+        if (id && id->type == PROTOBUF_C_TYPE_STRING && id->label != PROTOBUF_C_LABEL_REPEATED) {
+            rm->customer_ref = ref;
+            rm->ref_customer_id = id;
+        }
+    }
+}
+
 static int register_methods(cxm_server *s)
 {
     for (size_t i = 0; i < s->nservices; i++) {
@@ -932,6 +1079,7 @@ static int register_methods(cxm_server *s)
             rm->svc = svc;
             rm->m = &svc->methods[j];
             snprintf(rm->path, sizeof rm->path, "/%s/%s", svc->name, rm->m->name);
+            describe_access(s, rm);
             bool with_payload = rm->m->kind == CXM_UNARY || rm->m->kind == CXM_SERVER_STREAMING;
             rm->handle = grpc_server_register_method(
                 s->server, rm->path, NULL,

@@ -36,7 +36,8 @@ typedef struct ctl {
     const char *target;
     bool json;
     int64_t timeout_ms;
-    cxm_channel *ch; /* opened by the first call */
+    const char *token, *token_file; /* bearer token, or the file holding it */
+    cxm_channel *ch;                /* opened by the first call */
     cxm_arena arena;
     const struct cxmctl_command *cmd; /* the command running, for its usage */
     const cxm_opt *opts;              /* the global options, for suggestions */
@@ -61,6 +62,10 @@ extern const cxmctl_command cxmctl_feedback_commands[];
 extern const size_t cxmctl_feedback_ncommands;
 extern const cxmctl_command cxmctl_reco_commands[];
 extern const size_t cxmctl_reco_ncommands;
+
+/* Open c->ch to c->target (with the bearer token) unless open. Returns 0,
+ * or CXMCTL_FAILED after saying why on stderr. */
+int cxmctl_open_channel(ctl *c);
 
 /* A flag of one command. Declared by the command with name, metavar and
  * repeat; cxmctl_parse() fills v and n. */

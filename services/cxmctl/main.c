@@ -1,7 +1,8 @@
 /*
  * cxmctl - the cxm command-line client.
  *
- *   cxmctl [--target HOST:PORT] [--json] [--timeout DURATION] COMMAND [ARGS]
+ *   cxmctl [--target HOST:PORT] [--json] [--timeout DURATION]
+ *          [--token TOKEN | --token-file FILE] COMMAND [ARGS]
  *
  * Readable output by default, one JSON object per result with --json. Exits
  * 0 on success, 1 with the server's status and message on an RPC error, 2 on
@@ -145,9 +146,21 @@ int cxmctl_rpc_failed(const char *method, grpc_status_code status, const char *d
 
 /* The channel is opened on the first call so that usage errors and --help
  * never pay for grpc_init(). */
-static int open_channel(ctl *c)
+int cxmctl_open_channel(ctl *c)
 {
-    if (!c->ch && cxm_channel_open(c->target, NULL, &c->ch) != 0) {
+    if (c->ch)
+        return 0;
+    cxm_channel_opts o = {0};
+    char *token = NULL;
+    char err[512];
+    if (cxm_client_token_pick(c->token, c->token_file, &token, err, sizeof err) != 0) {
+        fprintf(stderr, "cxmctl: --token / --token-file (CXM_TOKEN / CXM_TOKEN_FILE): %s\n", err);
+        return CXMCTL_FAILED;
+    }
+    o.token = token;
+    int rc = cxm_channel_open(c->target, &o, &c->ch);
+    free(token); /* the channel keeps its own copy */
+    if (rc != 0) {
         fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c->target);
         return CXMCTL_FAILED;
     }
@@ -164,7 +177,7 @@ int cxmctl_call(ctl *c, const ProtobufCServiceDescriptor *service, const char *m
                 req->descriptor->name);
         return CXMCTL_FAILED;
     }
-    if (open_channel(c) != 0)
+    if (cxmctl_open_channel(c) != 0)
         return CXMCTL_FAILED;
     char path[256];
     snprintf(path, sizeof path, "/%s/%s", service->name, method);
@@ -241,7 +254,7 @@ static int cmd_services(ctl *c, int argc, char **argv)
     char **pos;
     size_t npos;
     int rc = cxmctl_parse(c, argc, argv, NULL, 0, 0, 0, &pos, &npos);
-    if (rc != CXMCTL_CONTINUE || (rc = open_channel(c)) != 0)
+    if (rc != CXMCTL_CONTINUE || (rc = cxmctl_open_channel(c)) != 0)
         return rc;
     Grpc__Reflection__V1__ServerReflectionRequest req =
         GRPC__REFLECTION__V1__SERVER_REFLECTION_REQUEST__INIT;
@@ -547,6 +560,7 @@ int main(int argc, char **argv)
         {"json", CXM_OPT_BOOL, &c.json, 0, 0, "print results as JSON"},
         {"timeout", CXM_OPT_STR, &timeout, 0, 0,
          "deadline of each call, with its unit: 200ms, 5s, 2m (a bare number is refused)"},
+        CXM_CLIENT_TOKEN_OPTS(&c.token, &c.token_file),
     };
     c.opts = opts;
     c.nopts = sizeof opts / sizeof opts[0];

@@ -956,3 +956,15 @@ const cxm_method fb_methods[] = {
     CXM_UNARY_METHOD("SetFollowUpPolicy", cxm__v1__set_follow_up_policy_request, ffu_on_set_policy),
 };
 const size_t fb_nmethods = sizeof fb_methods / sizeof fb_methods[0];
+
+/* Who may call each method with auth on (auth.h has the whole table and the
+ * reasoning); keep in step with the method table above. */
+const cxm_method_access fb_access[] = {
+    {"UpsertSurvey", CXM_ACCESS_WRITE},     {"SubmitResponse", CXM_ACCESS_WRITE},
+    {"GetScores", CXM_ACCESS_READ},         {"GapAnalysis", CXM_ACCESS_READ},
+    {"ListFollowUps", CXM_ACCESS_READ},     {"UpdateFollowUp", CXM_ACCESS_WRITE},
+    {"AnalyzeText", CXM_ACCESS_READ},       {"GetSurvey", CXM_ACCESS_READ},
+    {"ListSurveys", CXM_ACCESS_READ},       {"CheckEligibility", CXM_ACCESS_READ},
+    {"GetFollowUpPolicy", CXM_ACCESS_READ}, {"SetFollowUpPolicy", CXM_ACCESS_WRITE},
+};
+const size_t fb_naccess = sizeof fb_access / sizeof fb_access[0];

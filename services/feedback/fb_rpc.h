@@ -24,6 +24,8 @@
 
 extern const cxm_method fb_methods[];
 extern const size_t fb_nmethods;
+extern const cxm_method_access fb_access[];
+extern const size_t fb_naccess;
 
 /* journey's StageChanged: the customer's current stage (user = fb_ctx). */
 int fb_apply_journey(cxm_txn *t, const Cxm__V1__Event *ev, void *user);

@@ -134,6 +134,9 @@ static int fb_open(cxm_store *store, cxm_service *svc)
     *svc = (cxm_service){.name = cxm__v1__feedback_service__descriptor.name,
                          .methods = fb_methods,
                          .nmethods = fb_nmethods,
+                         .scope_area = "feedback",
+                         .access = fb_access,
+                         .naccess = fb_naccess,
                          .contract = &cxm__v1__feedback_service__descriptor,
                          .ctx = st};
     int rc = open_model(ctx);

@@ -108,6 +108,9 @@ static int jrn_open(cxm_store *store, cxm_service *svc)
     *svc = (cxm_service){.name = cxm__v1__journey_service__descriptor.name,
                          .methods = jrn_methods,
                          .nmethods = jrn_nmethods,
+                         .scope_area = "journey",
+                         .access = jrn_access,
+                         .naccess = jrn_naccess,
                          .contract = &cxm__v1__journey_service__descriptor,
                          .ctx = ctx};
     size_t n = 0;

@@ -1094,3 +1094,18 @@ const cxm_method jrn_methods[] = {
      NULL, NULL},
 };
 const size_t jrn_nmethods = sizeof jrn_methods / sizeof jrn_methods[0];
+
+/* Who may call each method with auth on (auth.h has the whole table and the
+ * reasoning); keep in step with the method table above. */
+const cxm_method_access jrn_access[] = {
+    {"Track", CXM_ACCESS_WRITE},
+    {"TrackStream", CXM_ACCESS_WRITE},
+    {"GetTimeline", CXM_ACCESS_READ},
+    {"GetJourneyState", CXM_ACCESS_READ},
+    {"UpsertStageRules", CXM_ACCESS_WRITE},
+    {"GetStageRules", CXM_ACCESS_READ},
+    {"Funnel", CXM_ACCESS_READ},
+    {"Paths", CXM_ACCESS_READ},
+    {"TouchpointStats", CXM_ACCESS_READ},
+};
+const size_t jrn_naccess = sizeof jrn_access / sizeof jrn_access[0];

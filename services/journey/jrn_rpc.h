@@ -52,5 +52,7 @@ int jrn_erase(cxm_txn *t, const char *customer_id, char *const *merged, size_t n
 
 extern const cxm_method jrn_methods[];
 extern const size_t jrn_nmethods;
+extern const cxm_method_access jrn_access[];
+extern const size_t jrn_naccess;
 
 #endif

@@ -1241,3 +1241,17 @@ const cxm_method nbe_methods[] = {
     CXM_UNARY_METHOD("ListExperiences", cxm__v1__list_experiences_request, on_list),
 };
 const size_t nbe_nmethods = sizeof nbe_methods / sizeof nbe_methods[0];
+
+/* Who may call each method with auth on (auth.h has the whole table and the
+ * reasoning); keep in step with the method table above. */
+const cxm_method_access nbe_access[] = {
+    {"UpsertExperience", CXM_ACCESS_WRITE},
+    {"Recommend", CXM_ACCESS_READ},
+    {"RecordOutcome", CXM_ACCESS_WRITE},
+    {"SimilarExperiences", CXM_ACCESS_READ},
+    {"TrainModel", CXM_ACCESS_ADMIN}, /* replaces what every customer is served */
+    {"GetModelInfo", CXM_ACCESS_READ},
+    {"RecordInteractions", CXM_ACCESS_INTERNAL}, /* fed by the other services */
+    {"ListExperiences", CXM_ACCESS_READ},
+};
+const size_t nbe_naccess = sizeof nbe_access / sizeof nbe_access[0];

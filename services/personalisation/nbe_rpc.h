@@ -27,6 +27,8 @@
 
 extern const cxm_method nbe_methods[];
 extern const size_t nbe_nmethods;
+extern const cxm_method_access nbe_access[];
+extern const size_t nbe_naccess;
 
 /* profile's SegmentMembershipChanged, ConsentChanged, CustomerMerged,
  * CustomerUnmerged (user = nbe_ctx): the replica, and merges of the

@@ -158,6 +158,9 @@ static int pers_open(cxm_store *store, cxm_service *svc)
     *svc = (cxm_service){.name = cxm__v1__personalisation_service__descriptor.name,
                          .methods = nbe_methods,
                          .nmethods = nbe_nmethods,
+                         .scope_area = "reco",
+                         .access = nbe_access,
+                         .naccess = nbe_naccess,
                          .contract = &cxm__v1__personalisation_service__descriptor,
                          .ctx = ctx};
     int rc = open_tables(store, ctx);

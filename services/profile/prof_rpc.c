@@ -1644,3 +1644,17 @@ const cxm_method prof_methods[] = {
 };
 
 const size_t prof_nmethods = sizeof prof_methods / sizeof prof_methods[0];
+
+/* Who may call each method with auth on (auth.h has the whole table and the
+ * reasoning); keep in step with the method table above. */
+const cxm_method_access prof_access[] = {
+    {"UpsertProfile", CXM_ACCESS_WRITE},        {"GetProfile", CXM_ACCESS_READ},
+    {"ResolveIdentity", CXM_ACCESS_WRITE},      /* create_if_missing makes a profile */
+    {"ResolveIdentities", CXM_ACCESS_INTERNAL}, /* the resolver of journey, feedback */
+    {"MergeProfiles", CXM_ACCESS_WRITE},        {"UnmergeProfile", CXM_ACCESS_WRITE},
+    {"SetConsent", CXM_ACCESS_WRITE},           {"DeleteProfile", CXM_ACCESS_ADMIN}, /* erasure */
+    {"GetDeletionReceipt", CXM_ACCESS_READ},    {"SearchProfiles", CXM_ACCESS_READ},
+    {"UpsertSegment", CXM_ACCESS_WRITE},        {"ListSegmentMembers", CXM_ACCESS_READ},
+    {"WriteTraits", CXM_ACCESS_INTERNAL}, /* traits written on behalf of a service */
+};
+const size_t prof_naccess = sizeof prof_access / sizeof prof_access[0];

@@ -55,5 +55,7 @@ int prof_feedback_event(cxm_txn *t, const Cxm__V1__Event *ev, void *user);
 
 extern const cxm_method prof_methods[];
 extern const size_t prof_nmethods;
+extern const cxm_method_access prof_access[];
+extern const size_t prof_naccess;
 
 #endif

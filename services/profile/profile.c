@@ -189,6 +189,9 @@ static int prof_open(cxm_store *store, cxm_service *svc)
     *svc = (cxm_service){.name = cxm__v1__profile_service__descriptor.name,
                          .methods = prof_methods,
                          .nmethods = prof_nmethods,
+                         .scope_area = "profile",
+                         .access = prof_access,
+                         .naccess = prof_naccess,
                          .contract = &cxm__v1__profile_service__descriptor,
                          .ctx = st};
     int rc = parse_unique(&st->ctx.unique);

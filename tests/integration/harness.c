@@ -124,8 +124,13 @@ int harness_main(int argc, char **argv, const harness_case *cases, size_t ncases
             continue;
         test_server srv;
         harness_start(&srv, argv[1], args);
+        /* CXM_TOKEN or CXM_TOKEN_FILE: the same cases against a server with
+         * auth on. */
+        cxm_channel_opts co = {0};
+        char err[512];
+        CHECK(cxm_channel_opts_from_env(&co, err, sizeof err) == 0, "%s", err);
         cxm_channel *ch;
-        CHECK(cxm_channel_open(srv.target, NULL, &ch) == 0, "channel to %s", srv.target);
+        CHECK(cxm_channel_open(srv.target, &co, &ch) == 0, "channel to %s", srv.target);
         cases[i].run(ch, &srv);
         /* The server's drain does not wait for idle connections (see
          * integration.drain_idle); closing first just ends the test tidily. */

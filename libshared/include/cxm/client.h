@@ -31,7 +31,41 @@ typedef struct cxm_channel_opts {
     size_t max_message_bytes;      /* receive limit; 0 = gRPC default (4 MiB) */
     int use_local_subchannel_pool; /* 1 = a separate TCP connection per channel
                                       (cxm-bench needs this for N connections) */
+    /* Bearer token sent as "authorization: Bearer <token>" on every call;
+     * NULL = none. Copied by cxm_channel_open. */
+    const char *token;
 } cxm_channel_opts;
+
+/* Longest token a token file may hold. */
+#define CXM_CLIENT_TOKEN_MAX 8192
+
+/* Read a token file (one token, an ending newline allowed) into a malloc'ed
+ * string (*token; free it). Returns 0, or CXM_EINVAL with a sentence in err
+ * (a missing, empty or multi-line file); the token is never in err. */
+int cxm_client_token_file(const char *path, char **token, char *err, size_t errlen);
+
+/* The --token and --token-file rows of a client program's option table
+ * (opts.h; so also CXM_TOKEN and CXM_TOKEN_FILE); targets: const char **. */
+#define CXM_CLIENT_TOKEN_OPTS(token, file)                                                         \
+    {"token", CXM_OPT_STR,                                                                         \
+     token,   0,                                                                                   \
+     0,       "bearer token sent with every call (visible in ps: prefer --token-file)"},           \
+    {                                                                                              \
+        "token-file", CXM_OPT_STR, file, 0, 0, "file holding the bearer token"                     \
+    }
+
+/* The token of a --token / --token-file pair (either may be NULL or
+ * empty): a malloc'ed copy of token, the token read from file, or NULL
+ * when neither is given (*out; free it). Both given is CXM_EINVAL. */
+int cxm_client_token_pick(const char *token, const char *file, char **out, char *err,
+                          size_t errlen);
+
+/* Fill o from the environment: token from CXM_TOKEN, or read from the file
+ * CXM_TOKEN_FILE (kept for the life of the process). Fields whose variables
+ * are unset are left alone, so flags parsed afterwards can override them.
+ * Returns 0, or CXM_EINVAL with a sentence in err. Not thread-safe: call
+ * during start-up. */
+int cxm_channel_opts_from_env(cxm_channel_opts *o, char *err, size_t errlen);
 
 /* Open an insecure channel to "host:port" (or any gRPC target string).
  * Calls grpc_init() itself; the matching grpc_shutdown() happens in

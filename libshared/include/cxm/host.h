@@ -11,7 +11,12 @@
  * Common flags (each also an environment variable, see opts.h):
  *   --listen HOST:PORT, --data DIR, --workers N, --max-message-bytes N,
  *   --grace DURATION, --log-format text|json, --log-level LEVEL,
- *   --nats-url URL, --nats-creds FILE (the event bus, see bus.h)
+ *   --nats-url URL, --nats-creds FILE (the event bus, see bus.h),
+ *   --auth on|off|auto, --auth-tokens FILE, --auth-jwt-key FILE,
+ *   --auth-jwt-alg HS256|RS256|ES256, --auth-jwt-issuer, --auth-jwt-audience,
+ *   --auth-clock-skew DURATION, --rate-limit-rps N, --rate-limit-burst N
+ *   (auth.h), --client-token-file FILE (what this process's own calls to
+ *   other services send, e.g. the resolver's; CXM_CLIENT_TOKEN[_FILE])
  *
  * The event bus of the store is created before the modules open (they find
  * it with cxm_bus_of(store) to open producers and subscribe), started once
@@ -21,6 +26,7 @@
 #ifndef CXM_HOST_H
 #define CXM_HOST_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "cxm/opts.h"
@@ -57,5 +63,13 @@ const char *cxm_host_self_addr(void);
  * unused): modules resolving through the profile service of their own
  * process pass it instead of a --profile-addr. */
 const char *cxm_host_self_addr_fn(void *ctx);
+
+/* True when this process checks bearer tokens (auth.h). Valid once
+ * cxm_host_main parsed its flags; thread-safe after that. */
+bool cxm_host_auth_on(void);
+
+/* The token this process's own clients send to other services (the
+ * resolver's channel to profile), or NULL when none was configured. */
+const char *cxm_host_client_token(void);
 
 #endif

@@ -31,6 +31,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "cxm/arena.h"
+#include "cxm/auth.h"
 
 typedef struct cxm_server cxm_server;
 typedef struct cxm_call cxm_call;
@@ -85,6 +86,12 @@ typedef struct cxm_service {
     void *ctx; /* handed to handlers through cxm_call_service_ctx() */
     /* Optional: the server started draining; end open-ended streams. */
     void (*on_drain)(void *ctx);
+    /* Who may call what when auth is on (auth.h): the access level of each
+     * method by name, and the area of its read/write scopes ("profile").
+     * A method missing from the table is refused (fails closed). */
+    const char *scope_area;
+    const cxm_method_access *access;
+    size_t naccess;
 } cxm_service;
 
 typedef struct cxm_server_opts {
@@ -94,6 +101,12 @@ typedef struct cxm_server_opts {
     size_t max_message_bytes; /* receive and send limit; 0: 4 MiB */
     int64_t grace_ms;         /* drain time before in-flight calls are cancelled */
     size_t call_arena_limit;  /* heap bytes one call's arena may hold; 0: 64 MiB */
+    /* Credentials checked on every call but health, before its request is
+     * read (UNAUTHENTICATED, PERMISSION_DENIED naming the scope, or
+     * RESOURCE_EXHAUSTED with trailing metadata retry-after-ms), and an
+     * "audit" log line for every write; NULL: auth off. Not owned; must
+     * outlive the server. */
+    cxm_auth *auth;
 } cxm_server_opts;
 
 /* Create a server; services are added before cxm_server_start. */
