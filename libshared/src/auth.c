@@ -44,12 +44,27 @@ typedef struct static_token {
     uint32_t scopes;
 } static_token;
 
+/* A JWT whose signature and claims held, by the SHA-256 of the token: a
+ * client sends the same token on every call, and an ES256 verification
+ * costs far more than the call itself. Only the time claims are checked
+ * again on a hit. */
+typedef struct jwt_cached {
+    unsigned char hash[SHA256_DIGEST_LENGTH];
+    bool used, has_nbf;
+    double exp, nbf;
+    cxm_principal p;
+} jwt_cached;
+
 typedef struct keyring {
     unsigned char *secret; /* HS256 */
     size_t secret_len;
     EVP_PKEY *pkey; /* RS256, ES256 */
     static_token *tokens;
     size_t ntokens;
+    /* Verified JWTs under these keys: a reload starts a new, empty cache. */
+    pthread_mutex_t cache_mu;
+    jwt_cached *cache;
+    size_t ncache;
 } keyring;
 
 typedef struct file_stamp {
@@ -67,6 +82,7 @@ struct cxm_auth {
     char *tokens_file, *key_file, *issuer, *audience;
     jwt_alg alg;
     int64_t skew_s;
+    size_t cache_entries;
     pthread_rwlock_t lock;
     keyring *keys;
     file_stamp tokens_stamp, key_stamp;
@@ -320,6 +336,11 @@ static void keyring_free(keyring *k)
     }
     EVP_PKEY_free(k->pkey);
     free(k->tokens);
+    if (k->cache) {
+        OPENSSL_cleanse(k->cache, k->ncache * sizeof *k->cache);
+        free(k->cache);
+    }
+    pthread_mutex_destroy(&k->cache_mu);
     free(k);
 }
 
@@ -329,8 +350,14 @@ static int keyring_load(const cxm_auth *a, keyring **out, file_stamp *ts, file_s
     keyring *k = calloc(1, sizeof *k);
     if (!k)
         return failf(err, errlen, "out of memory");
+    pthread_mutex_init(&k->cache_mu, NULL);
     int rc = 0;
-    if (a->tokens_file)
+    if (a->key_file && a->cache_entries > 0) {
+        k->ncache = a->cache_entries;
+        if (!(k->cache = calloc(k->ncache, sizeof *k->cache)))
+            rc = failf(err, errlen, "out of memory");
+    }
+    if (rc == 0 && a->tokens_file)
         rc = load_tokens(a->tokens_file, k, ts, err, errlen);
     if (rc == 0 && a->key_file)
         rc = load_key(a->key_file, a->alg, k, ks, err, errlen);
@@ -441,6 +468,7 @@ int cxm_auth_create(const cxm_auth_opts *o, cxm_auth **out, char *err, size_t er
     a->audience = dup_opt(o->jwt_audience);
     a->alg = alg;
     a->skew_s = o->clock_skew_s < 0 ? 60 : o->clock_skew_s;
+    a->cache_entries = o->jwt_cache < 0 ? 0 : o->jwt_cache == 0 ? 1024 : (size_t)o->jwt_cache;
     pthread_rwlock_init(&a->lock, NULL);
     pthread_mutex_init(&a->rate_mu, NULL);
     atomic_init(&a->last_reload_check, (int_least64_t)time(NULL));
@@ -814,16 +842,25 @@ static const char *alg_name(jwt_alg a)
 /* A refused credential: the sentence in why, CXM_EAUTH. */
 #define why_fail(...) (failf(__VA_ARGS__), CXM_EAUTH)
 
+static int check_times(const cxm_auth *a, double exp, bool has_nbf, double nbf, int64_t now,
+                       char *why, size_t len)
+{
+    if ((double)now > exp + (double)a->skew_s)
+        return why_fail(why, len, "the token expired %.0f s ago", (double)now - exp);
+    if (has_nbf && (double)now + (double)a->skew_s < nbf)
+        return why_fail(why, len, "the token is not valid yet (nbf is %.0f s ahead)",
+                        nbf - (double)now);
+    return 0;
+}
+
 /* The time claims and iss/aud, once the signature holds. */
 static int check_claims(const cxm_auth *a, const claims *cl, int64_t now, char *why, size_t len)
 {
     if (!cl->has_exp)
         return why_fail(why, len, "the token has no exp claim; tokens must expire");
-    if ((double)now > cl->exp + (double)a->skew_s)
-        return why_fail(why, len, "the token expired %.0f s ago", (double)now - cl->exp);
-    if (cl->has_nbf && (double)now + (double)a->skew_s < cl->nbf)
-        return why_fail(why, len, "the token is not valid yet (nbf is %.0f s ahead)",
-                        cl->nbf - (double)now);
+    int rc = check_times(a, cl->exp, cl->has_nbf, cl->nbf, now, why, len);
+    if (rc != 0)
+        return rc;
     if (a->issuer && (!cl->has_iss || strcmp(cl->iss, a->issuer) != 0))
         return why_fail(why, len, "the token's issuer is not the one this server trusts");
     if (a->audience && !cl->aud_ok)
@@ -839,9 +876,49 @@ static int check_claims(const cxm_auth *a, const claims *cl, int64_t now, char *
     return 0;
 }
 
-static int check_jwt(cxm_auth *a, const keyring *k, const char *tok, size_t len, int64_t now,
+static jwt_cached *cache_slot(keyring *k, const unsigned char *h)
+{
+    uint64_t x;
+    memcpy(&x, h, sizeof x);
+    return &k->cache[x % k->ncache];
+}
+
+/* A verified token seen before: 1 with *out filled, 0 when not cached, or
+ * CXM_EAUTH when it has expired since. */
+static int cache_get(const cxm_auth *a, keyring *k, const unsigned char *h, int64_t now,
                      cxm_principal *out, char *why, size_t whylen)
 {
+    if (!k->ncache)
+        return 0;
+    pthread_mutex_lock(&k->cache_mu);
+    jwt_cached e = *cache_slot(k, h);
+    pthread_mutex_unlock(&k->cache_mu);
+    if (!e.used || CRYPTO_memcmp(e.hash, h, sizeof e.hash) != 0)
+        return 0;
+    int rc = check_times(a, e.exp, e.has_nbf, e.nbf, now, why, whylen);
+    if (rc != 0)
+        return rc;
+    *out = e.p;
+    return 1;
+}
+
+static void cache_put(keyring *k, const unsigned char *h, const claims *cl, const cxm_principal *p)
+{
+    if (!k->ncache)
+        return;
+    jwt_cached e = {.used = true, .has_nbf = cl->has_nbf, .exp = cl->exp, .nbf = cl->nbf, .p = *p};
+    memcpy(e.hash, h, sizeof e.hash);
+    pthread_mutex_lock(&k->cache_mu);
+    *cache_slot(k, h) = e;
+    pthread_mutex_unlock(&k->cache_mu);
+}
+
+static int check_jwt(cxm_auth *a, keyring *k, const unsigned char *hash, const char *tok,
+                     size_t len, int64_t now, cxm_principal *out, char *why, size_t whylen)
+{
+    int hit = cache_get(a, k, hash, now, out, why, whylen);
+    if (hit != 0)
+        return hit > 0 ? 0 : hit;
     const char *d1 = memchr(tok, '.', len);
     const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
     if (!d2 || memchr(d2 + 1, '.', len - (size_t)(d2 + 1 - tok)))
@@ -869,17 +946,16 @@ static int check_jwt(cxm_auth *a, const keyring *k, const char *tok, size_t len,
         return rc;
     snprintf(out->subject, sizeof out->subject, "%s", cl.sub);
     out->scopes = cl.scopes;
+    cache_put(k, hash, &cl, out);
     return 0;
 }
 
 /* Every line is compared, so the time taken does not tell which matched. */
-static bool check_static(const keyring *k, const char *tok, size_t len, cxm_principal *out)
+static bool check_static(const keyring *k, const unsigned char *h, cxm_principal *out)
 {
-    unsigned char h[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)tok, len, h);
     const static_token *hit = NULL;
     for (size_t i = 0; i < k->ntokens; i++)
-        if (CRYPTO_memcmp(h, k->tokens[i].hash, sizeof h) == 0)
+        if (CRYPTO_memcmp(h, k->tokens[i].hash, SHA256_DIGEST_LENGTH) == 0)
             hit = &k->tokens[i];
     if (!hit)
         return false;
@@ -897,13 +973,15 @@ int cxm_auth_check_token(cxm_auth *a, const char *tok, size_t len, int64_t now_s
         return why_fail(why, whylen, "the bearer token is longer than %d bytes",
                         CXM_AUTH_TOKEN_MAX);
     maybe_reload(a, now_s);
+    unsigned char h[SHA256_DIGEST_LENGTH];
+    SHA256((const unsigned char *)tok, len, h);
     pthread_rwlock_rdlock(&a->lock);
     int rc;
     cxm_principal p = {0};
-    if (check_static(a->keys, tok, len, &p))
+    if (check_static(a->keys, h, &p))
         rc = 0;
     else if (a->key_file && memchr(tok, '.', len))
-        rc = check_jwt(a, a->keys, tok, len, now_s, &p, why, whylen);
+        rc = check_jwt(a, a->keys, h, tok, len, now_s, &p, why, whylen);
     else
         rc = why_fail(why, whylen, "the bearer token is not valid");
     pthread_rwlock_unlock(&a->lock);

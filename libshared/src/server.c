@@ -571,9 +571,10 @@ static const char *string_field(const ProtobufCMessage *m, const ProtobufCFieldD
     return *(const char *const *)((const char *)m + f->offset);
 }
 
-/* The customer an audited request names, remembered for the audit line
- * (the request itself may be gone by the time the call ends). Identities
- * are not written: they are personal data. */
+/* The customer an audited unary or server-streaming request names,
+ * remembered for the audit line (the request may be gone by the time the
+ * call ends). Identities are not written: they are personal data. Stream
+ * messages (TrackStream) name many customers: their lines say "-". */
 static void note_customer(cxm_call *c, const ProtobufCMessage *req)
 {
     const reg_method *rm = c->rm;
@@ -585,10 +586,12 @@ static void note_customer(cxm_call *c, const ProtobufCMessage *req)
             *(const ProtobufCMessage *const *)((const char *)req + rm->customer_ref->offset);
         id = string_field(ref, rm->ref_customer_id);
     }
+    if (!id || !*id)
+        return;
     /* Whatever the client sent: no byte of it may forge another field or
      * line of the audit log. */
     size_t n = 0;
-    for (; id && id[n] && n + 1 < sizeof c->customer; n++)
+    for (; id[n] && n + 1 < sizeof c->customer; n++)
         c->customer[n] = id[n] > ' ' && id[n] < 0x7f && id[n] != '"' ? id[n] : '?';
     c->customer[n] = '\0';
 }
@@ -650,7 +653,6 @@ static void on_recv(cxm_call *c, bool ok)
             else
                 cxm_call_finish(c, CXM_EINVAL, "%s", why);
         } else {
-            note_customer(c, req);
             m->on_message(c, req);
             if (!alloc)
                 protobuf_c_message_free_unpacked(req, NULL);
@@ -725,7 +727,7 @@ static bool authorize(cxm_call *c)
     }
     if (rc == 0)
         return true;
-    cxm_call_finish(c, rc, "%s: %s", rm->path, why);
+    cxm_call_finish(c, rc, "%s: %s", rm->path + 1, why);
     return false;
 }
 

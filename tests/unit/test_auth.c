@@ -179,6 +179,14 @@ static void test_hs256(void)
     CHECK(strstr(why, "longer than") != NULL);
     CHECK_EQ_INT(check_tok(a, "", NOW, NULL, why), CXM_EAUTH);
 
+    /* A rotated key: the token verified (and cached) under the old one is
+     * refused from the reload on. */
+    CHECK_EQ_INT(check_tok(a, good, NOW + 1, &p, why), 0);
+    write_text(path_of("hs.key"), "a-completely-different-secret-of-48-bytes-length\n");
+    CHECK_EQ_INT(check_tok(a, good, NOW + 5, &p, why), CXM_EAUTH);
+    CHECK(strstr(why, "signature") != NULL);
+    write_text(path_of("hs.key"), SECRET "\n");
+
     char *all[] = {good,     old,  skew,   early,    noexp,    wrong_iss, wrong_aud, forged,
                    tampered, none, rs_hdr, bad_json, bad_body, deep_tok,  huge};
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)

@@ -38,8 +38,11 @@ static void test_status_mapping(void)
     CHECK_EQ_STR(cxm_strerror(-1000), "unknown error");
     /* The edges of the table, and codes whose negation would overflow. */
     CHECK_EQ_INT(cxm_err_status(-17), GRPC_STATUS_INTERNAL);
-    CHECK_EQ_INT(cxm_err_status(-18), GRPC_STATUS_UNKNOWN);
-    CHECK_EQ_STR(cxm_strerror(-18), "unknown error");
+    CHECK_EQ_INT(cxm_err_status(CXM_EAUTH), GRPC_STATUS_UNAUTHENTICATED);
+    CHECK_EQ_INT(cxm_err_status(CXM_ELIMIT), GRPC_STATUS_RESOURCE_EXHAUSTED);
+    CHECK_EQ_INT(cxm_err_status(-19), GRPC_STATUS_RESOURCE_EXHAUSTED);
+    CHECK_EQ_INT(cxm_err_status(-20), GRPC_STATUS_UNKNOWN);
+    CHECK_EQ_STR(cxm_strerror(-20), "unknown error");
     CHECK_EQ_INT(cxm_err_status(INT_MIN), GRPC_STATUS_UNKNOWN);
     CHECK_EQ_STR(cxm_strerror(INT_MIN), "unknown error");
     CHECK_EQ_INT(cxm_err_status(INT_MAX), GRPC_STATUS_UNKNOWN);

@@ -13,7 +13,10 @@
  *   - a line of the token file: "<token> <subject> <scope,scope,...>"
  *     (blank lines and # comments allowed). Tokens are kept as SHA-256
  *     hashes and compared with CRYPTO_memcmp against every line.
- * Both may be configured at once. The key and the token file are reloaded
+ * Both may be configured at once. A verified JWT is remembered (by its
+ * SHA-256, in a table of jwt_cache entries emptied on reload), so a client
+ * repeating its token pays the signature check once. The key and the token
+ * file are reloaded
  * when their mtime or size changes (checked at most once a second, on the
  * calls themselves); a file that no longer loads keeps the previous one
  * in force and is logged.
@@ -115,6 +118,9 @@ typedef struct cxm_auth_opts {
     double rate_rps;          /* per-subject requests per second; 0 = no limit */
     int64_t rate_burst;       /* bucket size; 0 = max(1, rate_rps) */
     size_t rate_subjects;     /* subjects tracked; 0 = 4096 (oldest evicted) */
+    /* Verified JWTs remembered by their SHA-256 (only exp and nbf are
+     * checked again on a hit); 0 = 1024, < 0 = none. */
+    int64_t jwt_cache;
 } cxm_auth_opts;
 
 /* Load the configured credentials. Returns 0, or CXM_EINVAL with a sentence
