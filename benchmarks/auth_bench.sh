@@ -4,7 +4,7 @@
 #   bash benchmarks/auth_bench.sh [BUILD_DIR=build] [ROUNDS=3] [DURATION=5]
 #
 # 1. In process: cxm-test-jwt times auth.h's check of one HS256 and one
-#    ES256 JWT (and a static token) as the server runs it.
+#    ES256 JWT and of a static token as the server runs it.
 # 2. Over gRPC: one cxmd per mode (auth off, static token file, HS256 JWT,
 #    ES256 JWT), Health/Check (no credentials needed) and GetProfile (by
 #    email, 1,000 seeded customers) with cxm-bench, 1 connection x 1 in
@@ -39,6 +39,7 @@ echo "== in process: one check, as on every call"
 N=200000
 "$BIN/cxm-test-jwt" time HS256 "$WORK/hs.key" "$HS" $N
 "$BIN/cxm-test-jwt" time ES256 "$WORK/es.pub" "$ES" $((N / 20))
+"$BIN/cxm-test-jwt" time static "$WORK/tokens" "$STATIC" $N
 
 # start MODE FLAGS...: a cxmd; sets TARGET_<MODE>.
 start() {

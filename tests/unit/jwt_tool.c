@@ -7,8 +7,9 @@
  *   cxm-test-jwt keygen ALG PRIVATE_PEM PUBLIC_PEM
  *   cxm-test-jwt time ALG KEY_FOR_SERVER TOKEN N
  *       checks TOKEN N times with auth.h as the server would (KEY_FOR_SERVER:
- *       the secret file or the public key PEM), with the verified-token
- *       cache off and on, and prints ns per check.
+ *       the secret file or the public key PEM; with ALG "static", a token
+ *       file), with the verified-token cache off and on, and prints ns per
+ *       check.
  *
  * Not installed: a test tool. An identity provider mints real tokens.
  */
@@ -67,6 +68,8 @@ static int time_one(char **argv, int64_t cache, const char *label)
 {
     cxm_auth_opts o = {
         .jwt_key_file = argv[3], .jwt_alg = argv[2], .clock_skew_s = -1, .jwt_cache = cache};
+    if (strcmp(argv[2], "static") == 0) /* KEY_FOR_SERVER is a token file */
+        o = (cxm_auth_opts){.tokens_file = argv[3]};
     cxm_auth *a = NULL;
     char err[512];
     if (cxm_auth_create(&o, &a, err, sizeof err) != 0) {
@@ -96,6 +99,8 @@ static int time_one(char **argv, int64_t cache, const char *label)
 
 static int time_checks(char **argv)
 {
+    if (strcmp(argv[2], "static") == 0) /* nothing to cache */
+        return time_one(argv, -1, "token file");
     int rc = time_one(argv, -1, "verified every time");
     return rc ? rc : time_one(argv, 0, "cached after the first");
 }
@@ -117,6 +122,6 @@ int main(int argc, char **argv)
         return time_checks(argv);
     fprintf(stderr, "usage: cxm-test-jwt mint ALG KEY SUB SCOPE EXP_IN_S\n"
                     "       cxm-test-jwt keygen RS256|ES256 PRIVATE_PEM PUBLIC_PEM\n"
-                    "       cxm-test-jwt time ALG SERVER_KEY TOKEN N\n");
+                    "       cxm-test-jwt time ALG|static SERVER_KEY TOKEN N\n");
     return 2;
 }
