@@ -11,7 +11,12 @@
  * Common flags (each also an environment variable, see opts.h):
  *   --listen HOST:PORT, --data DIR, --workers N, --max-message-bytes N,
  *   --grace DURATION, --log-format text|json, --log-level LEVEL,
- *   --nats-url URL, --nats-creds FILE (the event bus, see bus.h)
+ *   --nats-url URL and its authentication, one of --nats-creds FILE,
+ *   --nats-nkey-seed FILE, --nats-user NAME with --nats-password-file FILE
+ *   (or $CXM_NATS_PASSWORD), --nats-token-file FILE (or $CXM_NATS_TOKEN),
+ *   and TLS with --nats-tls-ca, --nats-tls-cert, --nats-tls-key (the event
+ *   bus, see bus.h and nats.h); secrets come from files or the environment
+ *   and are never logged
  *
  * The event bus of the store is created before the modules open (they find
  * it with cxm_bus_of(store) to open producers and subscribe), started once
