@@ -228,6 +228,33 @@ static void stream_name(const char *producer, char *out, size_t cap)
     out[i] = '\0';
 }
 
+/* The URL for messages and logs: credentials in it ("nats://user:pw@host",
+ * "nats://token@host", in each of a comma list) become "***". */
+static char *redacted_url(const char *url)
+{
+    /* each item may grow by the 3 characters of "***" */
+    char *out = malloc(4 * strlen(url) + 4);
+    if (!out)
+        return NULL;
+    char *o = out;
+    for (const char *p = url; *p;) {
+        const char *end = p + strcspn(p, ",");
+        const char *scheme = strstr(p, "://");
+        const char *host = scheme && scheme < end ? scheme + 3 : p;
+        const char *at = memchr(host, '@', (size_t)(end - host));
+        if (at) {
+            o += sprintf(o, "%.*s***", (int)(host - p), p);
+            p = at;
+        }
+        o += sprintf(o, "%.*s", (int)(end - p), p);
+        p = end;
+        if (*p)
+            *o++ = *p++;
+    }
+    *o = '\0';
+    return out;
+}
+
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     cxm_nats *n = closure;
@@ -244,7 +271,9 @@ static void on_reconnected(natsConnection *nc, void *closure)
     char url[256] = "";
     (void)closure;
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    cxm_log_info("nats.reconnected", "reconnected to NATS at %s", url);
+    char *shown = redacted_url(url);
+    cxm_log_info("nats.reconnected", "reconnected to NATS at %s", shown ? shown : "?");
+    free(shown);
 }
 
 /* libnats' asynchronous errors. A publish the server's authorization
@@ -545,7 +574,7 @@ int cxm_nats_open(const cxm_nats_opts *opts, cxm_nats **out)
     if (rc)
         return rc;
     cxm_nats *n = calloc(1, sizeof *n);
-    if (!n || !(n->url = strdup(opts->url))) {
+    if (!n || !(n->url = redacted_url(opts->url))) {
         free(n);
         return fail(CXM_ENOMEM, "out of memory opening the NATS connection");
     }

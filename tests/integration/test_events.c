@@ -157,7 +157,7 @@ static Cxm__V1__DeletionReceipt *wait_completed(cxm_channel *ch, const char *rec
 
 /* Authentication or TLS flags each service gets after its own (cases
  * auth and tls), and the same for this process's buses. */
-static const char *sec_args[NSERVICES][8];
+static const char *sec_args[NSERVICES][10];
 static cxm_nats_opts sec_opts;
 
 static const char *const *with_security(int service, const char *const *a)
@@ -818,6 +818,19 @@ static void case_auth(const char *bin)
     CHECK(rc == CXM_EINVAL && strstr(why, "--nats-nkey-seed"),
           "a seed file without a seed: want EINVAL naming the flag, got %d: %s", rc, why);
     CHECK(strstr(why, "s3cret") == NULL, "the error shows the secret: %s", why);
+    /* Credentials in the URL work, and never show in errors or logs. */
+    char url[120];
+    snprintf(url, sizeof url, "nats://cxm:wrong-in-url@127.0.0.1:%d", nats.port);
+    cxm_nats *n = NULL;
+    rc = cxm_nats_open(&(cxm_nats_opts){.url = url}, &n);
+    CHECK(rc == CXM_EPERM && !strstr(cxm_nats_last_error(), "wrong-in-url") &&
+              strstr(cxm_nats_last_error(), "nats://***@127.0.0.1"),
+          "a wrong password in the URL: want EPERM without it, got %d: %s", rc,
+          cxm_nats_last_error());
+    snprintf(url, sizeof url, "nats://cxm:s3cret-cxm@127.0.0.1:%d", nats.port);
+    CHECK(cxm_nats_open(&(cxm_nats_opts){.url = url}, &n) == 0, "the URL's credentials: %s",
+          cxm_nats_last_error());
+    cxm_nats_close(n);
 
     /* The intruder connects, but its event is refused and never stored,
      * so no consumer of cxm's streams can see it. */
@@ -873,15 +886,23 @@ static void case_tls(const char *bin)
     snprintf(cert, sizeof cert, "%s/client.pem", tmp);
     snprintf(key, sizeof key, "%s/client.key", tmp);
     snprintf(other, sizeof other, "%s/other.pem", tmp);
-    /* The server verifies clients' certificates too (mutual TLS). */
+    /* The server verifies clients' certificates too (mutual TLS), and
+     * wants a token. */
     snprintf(conf, sizeof conf,
              "tls { cert_file: \"%s/server.pem\", key_file: \"%s/server.key\", "
-             "ca_file: \"%s\", verify: true, timeout: 5 }\n",
+             "ca_file: \"%s\", verify: true, timeout: 5 }\n"
+             "authorization { token: \"tok-s3cret\" }\n",
              tmp, tmp, ca);
     start_nats_with(&(nf_config){.conf = conf, .tls = 1});
-    const char *t[] = {"--nats-tls-ca", ca, "--nats-tls-cert", cert, "--nats-tls-key", key, NULL};
+    static char token_file[100];
+    snprintf(secret_dir, sizeof secret_dir, "%s", tmp);
+    write_file("token", "tok-s3cret\n", token_file, sizeof token_file);
+    const char *t[] = {
+        "--nats-tls-ca", ca,  "--nats-tls-cert", cert, "--nats-tls-key", key, "--nats-token-file",
+        token_file,      NULL};
     memcpy(sec_args[0], t, sizeof t);
-    sec_opts = (cxm_nats_opts){.tls_ca = ca, .tls_cert = cert, .tls_key = key};
+    sec_opts =
+        (cxm_nats_opts){.tls_ca = ca, .tls_cert = cert, .tls_key = key, .token = "tok-s3cret"};
 
     /* cxm-profile and this process's subscriber, both over mutual TLS. */
     case_subscriber(bin);
@@ -895,11 +916,14 @@ static void case_tls(const char *bin)
     CHECK(rc == CXM_EUNAVAIL && strstr(why, "TLS"),
           "a CA that did not sign the server's certificate: want EUNAVAIL naming TLS, got %d: %s",
           rc, why);
-    rc = try_open((cxm_nats_opts){.tls_ca = ca}, why, sizeof why);
+    rc = try_open((cxm_nats_opts){.tls_ca = ca, .tls_cert = cert, .tls_key = key}, why, sizeof why);
+    CHECK(rc == CXM_EPERM, "TLS without the token: want EPERM, got %d: %s", rc, why);
+    rc = try_open((cxm_nats_opts){.tls_ca = ca, .token = "tok-s3cret"}, why, sizeof why);
     CHECK(rc != 0, "no client certificate: the server verifies clients, yet it connected");
     rc = try_open((cxm_nats_opts){.tls_ca = ca, .tls_cert = cert}, why, sizeof why);
     CHECK(rc == CXM_EINVAL, "a certificate without its key: want EINVAL, got %d: %s", rc, why);
-    fprintf(stderr, "tls: services delivered over mutual TLS; plaintext and a wrong CA refused\n");
+    fprintf(stderr, "tls: services delivered over mutual TLS with a token; plaintext, a wrong CA, "
+                    "no token and no client certificate refused\n");
 }
 
 int main(int argc, char **argv)
