@@ -141,18 +141,15 @@ static int read_secret(const char *flag, const char *path, const char *env, char
     FILE *f = fopen(path, "r");
     if (!f) {
         cxm_log_error("host.secret_unreadable",
-                      "--%s %s: %s; the service user must be able to "
-                      "read it",
-                      flag, path, strerror(errno));
+                      "--%s %s: %s; the service user must be able to read it", flag, path,
+                      strerror(errno));
         return -1;
     }
     bool got = fgets(buf, (int)cap, f) != NULL;
     fclose(f);
     buf[got ? strcspn(buf, "\r\n") : 0] = '\0';
     if (!*buf) {
-        cxm_log_error("host.secret_empty",
-                      "--%s %s: the first line is empty; put the secret "
-                      "there",
+        cxm_log_error("host.secret_empty", "--%s %s: the first line is empty; put the secret there",
                       flag, path);
         return -1;
     }
