@@ -950,10 +950,14 @@ static void *fetch_main(void *arg)
 
 static int nats_connect(cxm_bus *bus, const cxm_bus_opts *o)
 {
-    cxm_nats_opts no = {.url = o->nats_url,
-                        .creds_file = o->nats_creds,
-                        .ack_wait_ms =
-                            o->nats_ack_wait_ms ? o->nats_ack_wait_ms : DEFAULT_ACK_WAIT_MS};
+    cxm_nats_opts no = {0};
+    if (o->nats_security)
+        no = *o->nats_security;
+    no.url = o->nats_url;
+    if (!no.creds_file)
+        no.creds_file = o->nats_creds;
+    no.timeout_ms = no.dup_window_ms = 0;
+    no.ack_wait_ms = o->nats_ack_wait_ms ? o->nats_ack_wait_ms : DEFAULT_ACK_WAIT_MS;
     int rc = cxm_nats_open(&no, &bus->nats);
     if (rc != 0)
         fail(rc, "%s", cxm_nats_last_error());

@@ -2,9 +2,13 @@
  * health.c - grpc.health.v1.Health for every cxm server.
  *
  * The set of names is fixed when the server starts ("" is the whole server),
- * so Check reads one atomic per call and takes no lock: it is the empty RPC
+ * so Check reads two atomics per call and takes no lock: it is the empty RPC
  * every benchmark compares against. Watch streams are kept on a list under
  * a mutex and told of every change; on drain they hear NOT_SERVING and end.
+ *
+ * "degraded" (the store cannot write) overrides every name's status with
+ * NOT_SERVING without changing it, so recovery restores what was there and
+ * cannot revive a server that is draining.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -27,6 +31,7 @@ typedef struct watcher {
 struct cxm__health {
     char **names;
     atomic_int *status;
+    atomic_bool degraded;
     size_t n;
     pthread_mutex_t mu;
     watcher *watchers;
@@ -46,6 +51,8 @@ static serving_status status_of(const cxm__health *h, size_t index)
 {
     if (index == SIZE_MAX)
         return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
+    if (atomic_load_explicit(&h->degraded, memory_order_acquire))
+        return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     return (serving_status)atomic_load_explicit(&h->status[index], memory_order_acquire);
 }
 
@@ -164,7 +171,17 @@ void cxm__health_set_all(cxm__health *h, int serving)
         atomic_store_explicit(&h->status[i], (int)st, memory_order_release);
     for (watcher *w = h->watchers; w; w = w->next)
         if (w->index != SIZE_MAX)
-            send_status(w->call, st);
+            send_status(w->call, status_of(h, w->index));
+    pthread_mutex_unlock(&h->mu);
+}
+
+void cxm__health_set_degraded(cxm__health *h, bool degraded)
+{
+    pthread_mutex_lock(&h->mu);
+    bool was = atomic_exchange_explicit(&h->degraded, degraded, memory_order_acq_rel);
+    for (watcher *w = was != degraded ? h->watchers : NULL; w; w = w->next)
+        if (w->index != SIZE_MAX)
+            send_status(w->call, status_of(h, w->index));
     pthread_mutex_unlock(&h->mu);
 }
 
@@ -218,6 +235,7 @@ int cxm__health_create(const char *const *names, size_t n, cxm__health **out)
         atomic_init(&h->status[i],
                     GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING);
     }
+    atomic_init(&h->degraded, false);
     pthread_mutex_init(&h->mu, NULL);
     h->svc = (cxm_service){.name = "grpc.health.v1.Health",
                            .methods = health_methods,

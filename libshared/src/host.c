@@ -3,9 +3,10 @@
  */
 #include "cxm/host.h"
 
+#include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -14,6 +15,7 @@
 #include "cxm/client.h"
 #include "cxm/err.h"
 #include "cxm/log.h"
+#include "cxm/nats.h"
 #include "cxm/opts.h"
 
 #define MAX_MODULES 8
@@ -28,6 +30,7 @@ typedef struct host_config {
     int64_t requests_per_method;
     uint64_t max_message_bytes;
     int64_t grace_ms;
+    uint64_t max_map_size;
     const char *nats_url;
     const char *nats_creds;
     /* auth.h; "auth" is on, off or auto (on when credentials are given) */
@@ -38,6 +41,13 @@ typedef struct host_config {
     int64_t rate_burst;
     const char *client_token;
     const char *client_token_file;
+    const char *nats_nkey_seed;
+    const char *nats_user;
+    const char *nats_password_file;
+    const char *nats_token_file;
+    const char *nats_tls_ca;
+    const char *nats_tls_cert;
+    const char *nats_tls_key;
 } host_config;
 
 static cxm_auth *host_auth;
@@ -117,6 +127,9 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
          "largest request or response accepted (K/M suffixes)"},
         {"grace", CXM_OPT_MILLIS, &cfg->grace_ms, 0, 600000,
          "on SIGTERM, how long in-flight calls may finish before they are cancelled"},
+        {"max-map-size", CXM_OPT_BYTES, &cfg->max_map_size, 1 << 20, (uint64_t)1 << 44,
+         "the data file's growth cap (K/M/G suffixes); writes beyond it fail and Health turns "
+         "NOT_SERVING"},
         {"log-format", CXM_OPT_STR, &cfg->log_format, 0, 0, "text or json"},
         {"log-level", CXM_OPT_STR, &cfg->log_level, 0, 0, "debug, info, warn or error"},
         {"nats-url", CXM_OPT_STR, &cfg->nats_url, 0, 0,
@@ -144,6 +157,19 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
          "bearer token this server's own calls (the resolver's) send; prefer the file"},
         {"client-token-file", CXM_OPT_STR, &cfg->client_token_file, 0, 0,
          "file holding that token (an \"internal\" scope token)"},
+        {"nats-nkey-seed", CXM_OPT_STR, &cfg->nats_nkey_seed, 0, 0,
+         "NATS user NKey seed file (\"SU...\", from nk -gen user)"},
+        {"nats-user", CXM_OPT_STR, &cfg->nats_user, 0, 0,
+         "NATS user name; its password from --nats-password-file or $CXM_NATS_PASSWORD"},
+        {"nats-password-file", CXM_OPT_STR, &cfg->nats_password_file, 0, 0,
+         "file holding the NATS user's password"},
+        {"nats-token-file", CXM_OPT_STR, &cfg->nats_token_file, 0, 0,
+         "file holding a NATS token ($CXM_NATS_TOKEN also works)"},
+        {"nats-tls-ca", CXM_OPT_STR, &cfg->nats_tls_ca, 0, 0,
+         "CA certificates (PEM) that signed the NATS server's; turns TLS on"},
+        {"nats-tls-cert", CXM_OPT_STR, &cfg->nats_tls_cert, 0, 0,
+         "client certificate (PEM) for a NATS server that verifies clients; turns TLS on"},
+        {"nats-tls-key", CXM_OPT_STR, &cfg->nats_tls_key, 0, 0, "the key of --nats-tls-cert (PEM)"},
     };
     /* The common flags, then each module's own. */
     cxm_opt opts[MAX_OPTS];
@@ -188,11 +214,58 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
     return 0;
 }
 
+/* A secret from the file named by flag (its first line), else from the
+ * environment variable env, else NULL; -1 (logged, without the secret) when
+ * the file cannot be read or is empty. Secrets never go on the command
+ * line, where ps shows them. */
+static int read_secret(const char *flag, const char *path, const char *env, char *buf, size_t cap,
+                       const char **out)
+{
+    *out = NULL;
+    if (!path || !*path) {
+        const char *v = getenv(env);
+        *out = v && *v ? v : NULL;
+        return 0;
+    }
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        cxm_log_error("host.secret_unreadable",
+                      "--%s %s: %s; the service user must be able to read it", flag, path,
+                      strerror(errno));
+        return -1;
+    }
+    bool got = fgets(buf, (int)cap, f) != NULL;
+    fclose(f);
+    buf[got ? strcspn(buf, "\r\n") : 0] = '\0';
+    if (!*buf) {
+        cxm_log_error("host.secret_empty", "--%s %s: the first line is empty; put the secret there",
+                      flag, path);
+        return -1;
+    }
+    *out = buf;
+    return 0;
+}
+
 /* The bus exists before the modules, which find it with cxm_bus_of(store). */
 static int open_bus(cxm_store *store, const host_config *cfg, cxm_bus **out)
 {
-    cxm_bus_opts o = {.nats_url = cfg->nats_url, .nats_creds = cfg->nats_creds};
+    char password[512], token[512];
+    cxm_nats_opts sec = {.nkey_seed_file = cfg->nats_nkey_seed,
+                         .user = cfg->nats_user,
+                         .tls_ca = cfg->nats_tls_ca,
+                         .tls_cert = cfg->nats_tls_cert,
+                         .tls_key = cfg->nats_tls_key};
+    if (read_secret("nats-password-file", cfg->nats_password_file, "CXM_NATS_PASSWORD", password,
+                    sizeof password, &sec.password) != 0 ||
+        read_secret("nats-token-file", cfg->nats_token_file, "CXM_NATS_TOKEN", token, sizeof token,
+                    &sec.token) != 0)
+        return CXM_EINVAL;
+    cxm_bus_opts o = {
+        .nats_url = cfg->nats_url, .nats_creds = cfg->nats_creds, .nats_security = &sec};
     int rc = cxm_bus_create(store, &o, out);
+    /* libnats keeps its own copies for reconnecting. */
+    explicit_bzero(password, sizeof password);
+    explicit_bzero(token, sizeof token);
     if (rc != 0)
         cxm_log_error("host.bus_failed", "cannot create the event bus: %s", cxm_bus_last_error());
     return rc;
@@ -236,8 +309,22 @@ static void set_self_addr(const char *host, int port)
     atomic_store(&self_addr_set, true);
 }
 
-static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *bus,
-                 const struct timespec *started)
+/* The store's write health drives Health: NOT_SERVING while writes fail
+ * (full map or disk), SERVING again once one commits. */
+static void on_store_health(void *user, int rc, const char *why)
+{
+    cxm_server_set_degraded(user, rc != 0);
+    if (rc)
+        cxm_log_error("health.not_serving",
+                      "the store cannot write (%s): %s; Health answers NOT_SERVING until a write "
+                      "commits (probed every second): free disk space or raise --max-map-size",
+                      cxm_strerror(rc), why);
+    else
+        cxm_log_info("health.serving", "the store writes again; Health answers SERVING");
+}
+
+static int serve(const host_config *cfg, cxm_store *store, cxm_service *svcs, size_t n,
+                 cxm_bus *bus, const struct timespec *started)
 {
     cxm_server_opts so = {.auth = host_auth,
                           .listen = cfg->listen,
@@ -261,7 +348,9 @@ static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *b
         set_self_addr(host, cxm_server_port(srv));
         cxm_log_info("server.listening", "listening on %s:%d (data %s, ready in %.1f ms)", host,
                      cxm_server_port(srv), cfg->data, elapsed_ms(started));
+        cxm_store_on_health(store, on_store_health, srv);
         rc = cxm_server_run(srv);
+        cxm_store_on_health(store, NULL, NULL);
     }
     cxm_server_destroy(srv);
     return rc;
@@ -291,7 +380,12 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     memset(svcs, 0, sizeof svcs);
     size_t opened = 0;
     cxm_bus *bus = NULL;
-    int rc = cxm_store_open(cfg.data, NULL, &store);
+    /* A cap below the default initial map is the whole map. */
+    cxm_store_opts so = {.max_map_size = (size_t)cfg.max_map_size,
+                         .initial_map_size = cfg.max_map_size && cfg.max_map_size < (64u << 20)
+                                                 ? (size_t)cfg.max_map_size
+                                                 : 0};
+    int rc = cxm_store_open(cfg.data, &so, &store);
     bool bad_flags = false;
     if (rc == 0)
         rc = open_bus(store, &cfg, &bus);
@@ -303,7 +397,7 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     if (rc == 0 && (rc = cxm_bus_start(bus)) != 0)
         cxm_log_error("host.bus_failed", "cannot start the event bus: %s", cxm_bus_last_error());
     if (rc == 0)
-        rc = serve(&cfg, svcs, nmodules, bus, &started);
+        rc = serve(&cfg, store, svcs, nmodules, bus, &started);
     cxm_bus_stop(bus); /* no delivery into closing modules */
     while (opened > 0) {
         opened--;

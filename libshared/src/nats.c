@@ -16,6 +16,9 @@
 #include <string.h>
 
 #include <nats/nats.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "cxm/err.h"
 #include "cxm/log.h"
@@ -41,6 +44,11 @@ struct cxm_nats {
     size_t pub_failed;
     int pub_err;
     char pub_text[256];
+    /* The server's latest "Permissions Violation" on this connection (a
+     * publish it refused arrives as an asynchronous -ERR, not as a PubAck),
+     * counted so that a batch can tell whether one came while it ran. */
+    size_t denials;
+    char denied_text[256];
 };
 
 struct cxm_nats_sub {
@@ -138,6 +146,8 @@ static int err_from_nats(natsStatus s, jsErrCode j)
     case NATS_INSUFFICIENT_BUFFER: /* the reconnect buffer is full */
         return CXM_EBUSY;
     case NATS_NO_SERVER:
+    case NATS_SECURE_CONNECTION_WANTED:
+    case NATS_SECURE_CONNECTION_REQUIRED:
     case NATS_CONNECTION_CLOSED:
     case NATS_CONNECTION_DISCONNECTED:
     case NATS_STALE_CONNECTION:
@@ -161,15 +171,28 @@ static int fail_nats(natsStatus s, jsErrCode j, const char *what)
     const char *detail = nats_GetLastError(&last);
     if (last != s) /* libnats does not set a text for every status */
         detail = natsStatus_GetText(s);
-    const char *advice = code == CXM_EUNAVAIL    ? "check that nats-server runs with -js and is "
+    bool tls = s == NATS_SSL_ERROR || s == NATS_SECURE_CONNECTION_WANTED ||
+               s == NATS_SECURE_CONNECTION_REQUIRED;
+    const char *advice = tls ? "TLS failed: check that the server has TLS on, that --nats-tls-ca "
+                               "signed its certificate and the URL's host is in it, and the "
+                               "client certificate if the server verifies clients"
+                         : code == CXM_EUNAVAIL  ? "check that nats-server runs with -js and is "
                                                    "reachable; the client keeps reconnecting"
                          : code == CXM_EDEADLINE ? "the server did not answer in time; retry (with "
                                                    "the same msg ids when publishing)"
-                         : code == CXM_EPERM     ? "check the credentials in the options"
+                         : code == CXM_EPERM     ? "the server refused the credentials or denied "
+                                                   "them this action: check --nats-creds, "
+                                                   "--nats-nkey-seed, --nats-user/--nats-password-"
+                                                   "file or --nats-token-file and the server's "
+                                                   "authorization (permissions on cxm.>, $JS.API.>, "
+                                                   "$JS.ACK.> and _INBOX.>)"
                          : code == CXM_EFULL     ? "JetStream storage or limits are exhausted; "
                                                    "free space or raise the server's limits"
                                                  : "see the server log";
-    return fail(code, "%s: %s (jetstream error %d): %s", what, detail, (int)j, advice);
+    char jerr[40] = "";
+    if (j)
+        snprintf(jerr, sizeof jerr, " (jetstream error %d)", (int)j);
+    return fail(code, "%s: %s%s: %s", what, detail, jerr, advice);
 }
 
 /* 1-64 characters, each allowed by ok_char. */
@@ -205,6 +228,33 @@ static void stream_name(const char *producer, char *out, size_t cap)
     out[i] = '\0';
 }
 
+/* The URL for messages and logs: credentials in it ("nats://user:pw@host",
+ * "nats://token@host", in each of a comma list) become "***". */
+static char *redacted_url(const char *url)
+{
+    /* each item may grow by the 3 characters of "***" */
+    char *out = malloc(4 * strlen(url) + 4);
+    if (!out)
+        return NULL;
+    char *o = out;
+    for (const char *p = url; *p;) {
+        const char *end = p + strcspn(p, ",");
+        const char *scheme = strstr(p, "://");
+        const char *host = scheme && scheme < end ? scheme + 3 : p;
+        const char *at = memchr(host, '@', (size_t)(end - host));
+        if (at) {
+            o += sprintf(o, "%.*s***", (int)(host - p), p);
+            p = at;
+        }
+        o += sprintf(o, "%.*s", (int)(end - p), p);
+        p = end;
+        if (*p)
+            *o++ = *p++;
+    }
+    *o = '\0';
+    return out;
+}
+
 static void on_disconnected(natsConnection *nc, void *closure)
 {
     cxm_nats *n = closure;
@@ -221,7 +271,34 @@ static void on_reconnected(natsConnection *nc, void *closure)
     char url[256] = "";
     (void)closure;
     natsConnection_GetConnectedUrl(nc, url, sizeof url);
-    cxm_log_info("nats.reconnected", "reconnected to NATS at %s", url);
+    char *shown = redacted_url(url);
+    cxm_log_info("nats.reconnected", "reconnected to NATS at %s", shown ? shown : "?");
+    free(shown);
+}
+
+/* libnats' asynchronous errors. A publish the server's authorization
+ * denies comes back only this way ("Permissions Violation for Publish to
+ * ..."); it is remembered for the batch that waits for its PubAck, and
+ * logged, since an operator must fix the server's configuration. */
+static void on_async_error(natsConnection *nc, natsSubscription *sub, natsStatus err, void *closure)
+{
+    (void)sub;
+    cxm_nats *n = closure;
+    const char *text = NULL;
+    natsConnection_GetLastError(nc, &text);
+    if (err != NATS_NOT_PERMITTED) {
+        cxm_log_warn("nats.async_error", "NATS at %s: %s", n->url,
+                     text ? text : natsStatus_GetText(err));
+        return;
+    }
+    pthread_mutex_lock(&n->err_mu);
+    n->denials++;
+    snprintf(n->denied_text, sizeof n->denied_text, "%s", text ? text : "permission denied");
+    pthread_mutex_unlock(&n->err_mu);
+    cxm_log_error("nats.permission_denied",
+                  "NATS at %s denied these credentials an action: %s; grant them cxm.>, "
+                  "$JS.API.>, $JS.ACK.> and _INBOX.> in the server's authorization",
+                  n->url, text ? text : "permission denied");
 }
 
 /* Runs on libnats' reply thread for each message of a batch the server
@@ -259,12 +336,174 @@ static natsStatus set_options(natsOptions *o, const cxm_nats_opts *opts, cxm_nat
         s = natsOptions_SetDisconnectedCB(o, on_disconnected, n);
     if (s == NATS_OK)
         s = natsOptions_SetReconnectedCB(o, on_reconnected, n);
+    if (s == NATS_OK)
+        s = natsOptions_SetErrorHandler(o, on_async_error, n);
     if (s == NATS_OK && opts->creds_file)
         s = natsOptions_SetUserCredentialsFromFiles(o, opts->creds_file, NULL);
-    if (s == NATS_OK && (opts->user || opts->password))
+    if (s == NATS_OK && opts->user)
         s = natsOptions_SetUserInfo(o, opts->user, opts->password);
     if (s == NATS_OK && opts->token)
         s = natsOptions_SetToken(o, opts->token);
+    return s;
+}
+
+/* ---- NKeys: a user's seed "SU..." is the base32 (RFC 4648, unpadded) of
+ * two prefix bytes, the 32-byte Ed25519 seed and a CRC-16/XMODEM (little
+ * endian); its public key "U..." likewise of one prefix byte, the 32-byte
+ * Ed25519 public key and the CRC. libnats signs with the seed but wants the
+ * public key too, which it cannot derive, so OpenSSL does. */
+
+#define NKEY_PREFIX_SEED (18 << 3)
+#define NKEY_PREFIX_USER (20 << 3)
+#define NKEY_RAW 32
+#define NKEY_SEED_CHARS 58 /* base32 of 2 + 32 + 2 bytes */
+
+static const char b32_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+
+static uint16_t crc16_xmodem(const uint8_t *p, size_t n)
+{
+    uint16_t crc = 0;
+    while (n--) {
+        crc ^= (uint16_t)(*p++ << 8);
+        for (int i = 0; i < 8; i++)
+            crc = (uint16_t)(crc & 0x8000 ? (crc << 1) ^ 0x1021 : crc << 1);
+    }
+    return crc;
+}
+
+static void b32_encode(const uint8_t *in, size_t n, char *out)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < n; i++) {
+        acc = (acc << 8) | in[i];
+        for (bits += 8; bits >= 5; bits -= 5)
+            *out++ = b32_alphabet[(acc >> (bits - 5)) & 31];
+    }
+    if (bits > 0)
+        *out++ = b32_alphabet[(acc << (5 - bits)) & 31];
+    *out = '\0';
+}
+
+/* Decodes n characters; returns the byte count, or -1 on a bad character. */
+static int b32_decode(const char *in, size_t n, uint8_t *out, size_t cap)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *c = strchr(b32_alphabet, in[i]);
+        if (!c || !in[i])
+            return -1;
+        acc = (acc << 5) | (uint32_t)(c - b32_alphabet);
+        if ((bits += 5) >= 8) {
+            if (len == cap)
+                return -1;
+            out[len++] = (uint8_t)(acc >> (bits - 8));
+            bits -= 8;
+        }
+    }
+    return (int)len;
+}
+
+/* The 32-byte Ed25519 seed of a user seed's text, checked. */
+static int nkey_seed_raw(const char *seed, uint8_t raw[NKEY_RAW])
+{
+    uint8_t b[2 + NKEY_RAW + 2];
+    if (strlen(seed) < NKEY_SEED_CHARS ||
+        b32_decode(seed, NKEY_SEED_CHARS, b, sizeof b) != (int)sizeof b)
+        return -1;
+    int prefix = ((b[0] & 7) << 5) | (b[1] >> 3);
+    uint16_t crc = (uint16_t)(b[34] | b[35] << 8);
+    if ((b[0] & 0xf8) != NKEY_PREFIX_SEED || prefix != NKEY_PREFIX_USER ||
+        crc != crc16_xmodem(b, 34))
+        return -1;
+    memcpy(raw, b + 2, NKEY_RAW);
+    return 0;
+}
+
+static int nkey_public_of(const uint8_t raw[NKEY_RAW], char pub[CXM_NATS_NKEY_PUBLIC_LEN + 1])
+{
+    uint8_t b[1 + NKEY_RAW + 2];
+    size_t len = NKEY_RAW;
+    EVP_PKEY *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, raw, NKEY_RAW);
+    int ok = k && EVP_PKEY_get_raw_public_key(k, b + 1, &len) == 1 && len == NKEY_RAW;
+    EVP_PKEY_free(k);
+    if (!ok)
+        return -1;
+    b[0] = NKEY_PREFIX_USER;
+    uint16_t crc = crc16_xmodem(b, 1 + NKEY_RAW);
+    b[33] = (uint8_t)crc;
+    b[34] = (uint8_t)(crc >> 8);
+    b32_encode(b, sizeof b, pub);
+    return 0;
+}
+
+int cxm_nats_nkey_new(char seed[CXM_NATS_NKEY_SEED_LEN + 1], char pub[CXM_NATS_NKEY_PUBLIC_LEN + 1])
+{
+    uint8_t b[2 + NKEY_RAW + 2];
+    if (RAND_bytes(b + 2, NKEY_RAW) != 1)
+        return fail(CXM_EIO, "cannot draw random bytes for an NKey (OpenSSL RAND_bytes)");
+    b[0] = NKEY_PREFIX_SEED | (NKEY_PREFIX_USER >> 5);
+    b[1] = (NKEY_PREFIX_USER & 31) << 3;
+    uint16_t crc = crc16_xmodem(b, 34);
+    b[34] = (uint8_t)crc;
+    b[35] = (uint8_t)(crc >> 8);
+    b32_encode(b, sizeof b, seed);
+    int rc = nkey_public_of(b + 2, pub);
+    OPENSSL_cleanse(b, sizeof b);
+    return rc ? fail(CXM_EIO, "cannot derive an Ed25519 public key (OpenSSL)") : 0;
+}
+
+/* The public key of the user seed in a file (the first "SU..." in it). */
+static int nkey_public_from_file(const char *path, char pub[CXM_NATS_NKEY_PUBLIC_LEN + 1])
+{
+    char text[4096];
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+    const char *seed = strstr(text, "SU");
+    uint8_t raw[NKEY_RAW];
+    int rc = seed ? nkey_seed_raw(seed, raw) : -1;
+    if (rc == 0)
+        rc = nkey_public_of(raw, pub);
+    OPENSSL_cleanse(text, sizeof text);
+    OPENSSL_cleanse(raw, sizeof raw);
+    return rc;
+}
+
+static natsStatus set_nkey(natsOptions *o, const cxm_nats_opts *opts, const char **what)
+{
+    if (!opts->nkey_seed_file)
+        return NATS_OK;
+    char pub[CXM_NATS_NKEY_PUBLIC_LEN + 1];
+    *what = "cannot read a user NKey seed (a line \"SU...\", as `nk -gen user` writes) from "
+            "--nats-nkey-seed";
+    if (nkey_public_from_file(opts->nkey_seed_file, pub) != 0)
+        return NATS_INVALID_ARG;
+    return natsOptions_SetNKeyFromSeed(o, pub, opts->nkey_seed_file);
+}
+
+/* TLS when any of its options is given; the server is always verified. */
+static natsStatus set_tls(natsOptions *o, const cxm_nats_opts *opts, const char **what)
+{
+    natsStatus s = NATS_OK;
+    if (!opts->tls_ca && !opts->tls_cert && !opts->tls_key)
+        return s;
+    *what = "cannot turn TLS on (libnats built without TLS?)";
+    s = natsOptions_SetSecure(o, true);
+    if (s == NATS_OK && opts->tls_ca) {
+        *what = "cannot load the CA certificates of --nats-tls-ca (a PEM file)";
+        s = natsOptions_LoadCATrustedCertificates(o, opts->tls_ca);
+    }
+    if (s == NATS_OK && opts->tls_cert) {
+        *what = "cannot load --nats-tls-cert and --nats-tls-key (PEM files; the key must "
+                "match the certificate)";
+        s = natsOptions_LoadCertificatesChain(o, opts->tls_cert, opts->tls_key);
+    }
     return s;
 }
 
@@ -275,25 +514,48 @@ static int check_opts(const cxm_nats_opts *opts)
     if (opts->timeout_ms < 0 || opts->dup_window_ms < 0 || opts->ack_wait_ms < 0)
         return fail(CXM_EINVAL, "opts.timeout_ms, dup_window_ms and ack_wait_ms must be >= 0 "
                                 "(0 = default)");
+    int kinds = !!opts->creds_file + !!opts->nkey_seed_file + !!opts->user + !!opts->token;
+    if (kinds > 1)
+        return fail(CXM_EINVAL, "give one kind of NATS authentication: a credentials file, an "
+                                "NKey seed, a user and password, or a token");
+    if (opts->password && !opts->user)
+        return fail(CXM_EINVAL, "a NATS password needs its user name (--nats-user)");
+    if (!opts->tls_cert != !opts->tls_key)
+        return fail(CXM_EINVAL, "--nats-tls-cert and --nats-tls-key go together; give both");
     return 0;
 }
 
 static int connect_js(cxm_nats *n, const cxm_nats_opts *opts)
 {
     natsOptions *o = NULL;
+    const char *what = "cannot set the NATS connection options (opts.url, credentials)";
     natsStatus s = natsOptions_Create(&o);
     if (s == NATS_OK)
         s = set_options(o, opts, n);
+    if (s == NATS_OK)
+        s = set_tls(o, opts, &what);
+    if (s == NATS_OK)
+        s = set_nkey(o, opts, &what);
     if (s != NATS_OK) {
         natsOptions_Destroy(o);
-        return fail_nats(s, 0, "cannot set the NATS connection options (opts.url, credentials)");
+        /* A file that cannot be read or parsed is a bad option, whatever
+         * status libnats gives it. */
+        natsStatus last = NATS_OK;
+        const char *detail = nats_GetLastError(&last);
+        return fail(CXM_EINVAL, "%s: %s", what, last == s ? detail : natsStatus_GetText(s));
     }
     s = natsConnection_Connect(&n->nc, o);
     natsOptions_Destroy(o);
     if (s != NATS_OK) {
-        char what[320];
-        snprintf(what, sizeof what, "cannot connect to NATS at %s", n->url);
-        return fail_nats(s, 0, what);
+        char where[400];
+        bool tls = opts->tls_ca || opts->tls_cert;
+        /* A server that verifies clients drops one without an acceptable
+         * certificate after the handshake: libnats sees only an I/O error. */
+        snprintf(where, sizeof where, "cannot connect to NATS at %s%s", n->url,
+                 tls && s != NATS_CONNECTION_AUTH_FAILED
+                     ? " over TLS (if the server verifies clients, check --nats-tls-cert)"
+                     : "");
+        return fail_nats(s, 0, where);
     }
     jsOptions jo;
     jsOptions_Init(&jo);
@@ -312,7 +574,7 @@ int cxm_nats_open(const cxm_nats_opts *opts, cxm_nats **out)
     if (rc)
         return rc;
     cxm_nats *n = calloc(1, sizeof *n);
-    if (!n || !(n->url = strdup(opts->url))) {
+    if (!n || !(n->url = redacted_url(opts->url))) {
         free(n);
         return fail(CXM_ENOMEM, "out of memory opening the NATS connection");
     }
@@ -419,9 +681,27 @@ static natsStatus publish_one(cxm_nats *n, const cxm_nats_msg *m)
     return s;
 }
 
+/* CXM_EPERM with the server's words when it denied a publish since
+ * denials_before (the batch's PubAcks then never come), else 0. */
+static int denied_since(cxm_nats *n, size_t denials_before)
+{
+    pthread_mutex_lock(&n->err_mu);
+    int rc = n->denials == denials_before
+                 ? 0
+                 : fail(CXM_EPERM,
+                        "NATS at %s refused to publish: %s; these credentials lack publish "
+                        "permission on cxm's subjects (cxm.<producer>.>)",
+                        n->url, n->denied_text);
+    pthread_mutex_unlock(&n->err_mu);
+    return rc;
+}
+
 static int publish_batch(cxm_nats *n, const cxm_nats_msg *msgs, size_t count, int timeout_ms)
 {
     char what[400];
+    pthread_mutex_lock(&n->err_mu);
+    size_t denials = n->denials;
+    pthread_mutex_unlock(&n->err_mu);
     for (size_t i = 0; i < count; i++) {
         natsStatus s = publish_one(n, &msgs[i]);
         if (s != NATS_OK) {
@@ -434,6 +714,8 @@ static int publish_batch(cxm_nats *n, const cxm_nats_msg *msgs, size_t count, in
     jsPubOptions_Init(&po);
     po.MaxWait = timeout_ms;
     natsStatus s = js_PublishAsyncComplete(n->js, &po);
+    if (s != NATS_OK && denied_since(n, denials) != 0)
+        return CXM_EPERM;
     if (s != NATS_OK) {
         snprintf(what, sizeof what, "%zu messages to %s: not every PubAck came in %d ms", count,
                  n->url, timeout_ms);

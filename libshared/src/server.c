@@ -1330,6 +1330,11 @@ int cxm_server_start(cxm_server *s)
     return 0;
 }
 
+void cxm_server_set_degraded(cxm_server *s, bool degraded)
+{
+    cxm__health_set_degraded(s->health, degraded);
+}
+
 int cxm_server_port(const cxm_server *s)
 {
     return s->port;

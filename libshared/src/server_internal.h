@@ -17,6 +17,8 @@ int cxm__health_create(const char *const *names, size_t n, cxm__health **out);
 const cxm_service *cxm__health_service(cxm__health *h);
 /* SERVING (true) or NOT_SERVING (false) for every name; watchers are told. */
 void cxm__health_set_all(cxm__health *h, int serving);
+/* Every name NOT_SERVING while degraded, whatever its status. */
+void cxm__health_set_degraded(cxm__health *h, bool degraded);
 void cxm__health_destroy(cxm__health *h);
 
 /* Reflection over the descriptor set embedded in cxm_proto. */

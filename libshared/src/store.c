@@ -36,6 +36,8 @@
 #define READ_POOL_MAX 64    /* reset read txns kept for renewal */
 #define FAIL_LOG_CAUSES 4   /* distinct write failures rate-limited apart */
 #define FAIL_LOG_EVERY_S 60 /* at most one line per cause this often */
+#define PROBE_EVERY_MS 1000 /* while writes fail, a probe write this often */
+#define PROBE_TABLE "cxm.probe"
 
 struct cxm_txn {
     cxm_store *s;
@@ -93,6 +95,18 @@ struct cxm_store {
     pthread_mutex_t hook_mu;
     cxm_commit_fn hook;
     void *hook_user;
+
+    /* write health (cxm_store_on_health): the failure's code, 0 if the last
+     * write committed; changed and reported under hook_mu */
+    atomic_int write_rc;
+    char write_why[320];
+    cxm_store_health_fn health_fn;
+    void *health_user;
+    /* the prober: started at the first failure, probes while it lasts */
+    pthread_mutex_t probe_mu;
+    pthread_cond_t probe_cv;
+    pthread_t prober;
+    bool probe_started, probe_stop;
 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -334,8 +348,11 @@ static int env_open(cxm_store *s, const cxm_store_opts *o)
 
 static void writer_stop(cxm_store *s);
 
+static void prober_stop(cxm_store *s);
+
 static void store_free(cxm_store *s)
 {
+    prober_stop(s); /* it writes */
     writer_stop(s);
     while (s->pool) {
         cxm_txn *t = s->pool;
@@ -354,6 +371,8 @@ static void store_free(cxm_store *s)
     pthread_mutex_destroy(&s->dbi_mu);
     pthread_mutex_destroy(&s->wq_mu);
     pthread_mutex_destroy(&s->hook_mu);
+    pthread_mutex_destroy(&s->probe_mu);
+    pthread_cond_destroy(&s->probe_cv);
     pthread_cond_destroy(&s->wq_cv);
     pthread_cond_destroy(&s->cv);
     free(s->path);
@@ -384,6 +403,8 @@ static int store_create(char *real, const cxm_store_opts *opts, cxm_store **out)
     pthread_mutex_init(&s->dbi_mu, NULL);
     pthread_mutex_init(&s->wq_mu, NULL);
     pthread_mutex_init(&s->hook_mu, NULL);
+    pthread_mutex_init(&s->probe_mu, NULL);
+    pthread_cond_init(&s->probe_cv, NULL);
     pthread_cond_init(&s->wq_cv, NULL);
     pthread_cond_init(&s->cv, NULL);
     cxm_store_opts defaults = {0};
@@ -602,6 +623,102 @@ static void note_write_failure(cxm_store *s, const char *msg)
                   repeats);
 }
 
+/* ---- write health ---------------------------------------------------- */
+
+static void *prober_main(void *arg);
+
+/* The store's writes work (rc 0) or fail (rc, why): report a change to the
+ * health hook, and start the prober at the first failure. The common case,
+ * healthy and still healthy, is one atomic load. */
+static void set_write_health(cxm_store *s, int rc, const char *why)
+{
+    if ((atomic_load_explicit(&s->write_rc, memory_order_acquire) == 0) == (rc == 0))
+        return;
+    pthread_mutex_lock(&s->hook_mu);
+    int was = atomic_load_explicit(&s->write_rc, memory_order_relaxed);
+    bool changed = (was == 0) != (rc == 0);
+    if (changed) {
+        snprintf(s->write_why, sizeof s->write_why, "%s", rc ? why : "");
+        atomic_store_explicit(&s->write_rc, rc, memory_order_release);
+        if (s->health_fn)
+            s->health_fn(s->health_user, rc, s->write_why);
+    }
+    pthread_mutex_unlock(&s->hook_mu);
+    if (!changed || rc == 0)
+        return;
+    pthread_mutex_lock(&s->probe_mu);
+    if (!s->probe_started && !s->probe_stop)
+        s->probe_started = pthread_create(&s->prober, NULL, prober_main, s) == 0;
+    pthread_mutex_unlock(&s->probe_mu);
+}
+
+void cxm_store_on_health(cxm_store *s, cxm_store_health_fn fn, void *user)
+{
+    pthread_mutex_lock(&s->hook_mu);
+    s->health_fn = fn;
+    s->health_user = user;
+    int rc = atomic_load_explicit(&s->write_rc, memory_order_relaxed);
+    if (fn && rc)
+        fn(user, rc, s->write_why);
+    pthread_mutex_unlock(&s->hook_mu);
+}
+
+int cxm_store_health(cxm_store *s, char *why, size_t cap)
+{
+    pthread_mutex_lock(&s->hook_mu);
+    int rc = atomic_load_explicit(&s->write_rc, memory_order_relaxed);
+    if (why && cap)
+        snprintf(why, cap, "%s", s->write_why);
+    pthread_mutex_unlock(&s->hook_mu);
+    return rc;
+}
+
+static int probe_fn(cxm_txn *t, void *user)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    return cxm_txn_put(t, *(MDB_dbi *)user, "last", 4, &ms, sizeof ms, 0);
+}
+
+/* While writes fail, write a timestamp every PROBE_EVERY_MS: a store that
+ * gets no writes must still notice that the disk has room again. A probe
+ * that fails is a failed write like any other (logged by cause, rate
+ * limited); one that commits makes the store healthy. */
+static void *prober_main(void *arg)
+{
+    cxm_store *s = arg;
+    pthread_mutex_lock(&s->probe_mu);
+    while (!s->probe_stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += (long)(PROBE_EVERY_MS % 1000) * 1000000L;
+        until.tv_sec += PROBE_EVERY_MS / 1000 + until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        pthread_cond_timedwait(&s->probe_cv, &s->probe_mu, &until);
+        if (s->probe_stop || atomic_load(&s->write_rc) == 0)
+            continue;
+        pthread_mutex_unlock(&s->probe_mu);
+        MDB_dbi dbi;
+        if (cxm_store_dbi(s, PROBE_TABLE, 0, &dbi) == 0)
+            cxm_store_write(s, probe_fn, &dbi);
+        pthread_mutex_lock(&s->probe_mu);
+    }
+    pthread_mutex_unlock(&s->probe_mu);
+    return NULL;
+}
+
+static void prober_stop(cxm_store *s)
+{
+    pthread_mutex_lock(&s->probe_mu);
+    bool started = s->probe_started;
+    s->probe_stop = true;
+    pthread_cond_signal(&s->probe_cv);
+    pthread_mutex_unlock(&s->probe_mu);
+    if (started)
+        pthread_join(s->prober, NULL);
+}
+
 static void run_batch(cxm_store *s, cxm_write_job *jobs, unsigned flags)
 {
     int commit_rc = 0;
@@ -614,10 +731,14 @@ static void run_batch(cxm_store *s, cxm_write_job *jobs, unsigned flags)
         if (r == JOB_GROW && (commit_rc = grow(s, seen, adopt)) != 0)
             break;
     }
-    if (commit_rc == 0)
+    if (commit_rc == 0) {
         commit_hook(s);
-    else
-        note_write_failure(s, tls_err[0] ? tls_err : cxm_strerror(commit_rc));
+        set_write_health(s, 0, NULL);
+    } else {
+        const char *why = tls_err[0] ? tls_err : cxm_strerror(commit_rc);
+        note_write_failure(s, why);
+        set_write_health(s, commit_rc, why);
+    }
     for (cxm_write_job *j = jobs, *next; j; j = next) {
         next = j->next; /* done may release the job's memory */
         j->done(j->user, j->rc != 0 ? j->rc : commit_rc);

@@ -26,6 +26,12 @@ protoc -I"$dest$protodir" --descriptor_set_out=/dev/null \
 unit=$dest$unitdir/cxmd.service
 [ -f "$unit" ] || fail "$unitdir/cxmd.service is not installed"
 grep -qx "ExecStart=$bindir/cxmd" "$unit" || fail "the unit does not start $bindir/cxmd: $(grep ExecStart "$unit")"
+# Personal data: loopback unless configured, never root, hardened.
+grep -qx "Environment=CXM_LISTEN=127.0.0.1:7400" "$unit" || fail "the unit does not bind loopback"
+for k in DynamicUser=yes NoNewPrivileges=yes ProtectSystem=strict ProtectHome=yes PrivateTmp=yes \
+         MemoryDenyWriteExecute=yes SystemCallFilter=@system-service LimitNOFILE=65536; do
+  grep -qx "$k" "$unit" || fail "the unit lacks $k"
+done
 
 "$dest$bindir/cxmd" --help >"$dest/help" || fail "the installed cxmd --help exited $?"
 grep -q -- "--listen" "$dest/help" || fail "the installed cxmd --help does not list --listen"

@@ -15,12 +15,25 @@
 /* The exit code that makes ctest report SKIPPED (SKIP_RETURN_CODE). */
 #define NF_SKIP 77
 
+/* A server with authorization or TLS: conf is nats-server configuration
+ * text (written to DIR/server.conf, given with -c); the readiness check
+ * connects as user/password (NULL: anonymously), or, with tls, waits for
+ * the log's "Server is ready" instead (it cannot speak TLS). The strings
+ * must outlive the server. */
+typedef struct nf_config {
+    const char *conf;
+    const char *user, *password;
+    int tls;
+} nf_config;
+
 typedef struct nf_server {
     int port;
     char dir[256];
     pid_t pid;
     char url[64]; /* "nats://127.0.0.1:PORT" */
     char bin[256];
+    nf_config cfg;
+    int restarts; /* for the TLS readiness check */
 } nf_server;
 
 /* Start nats-server on a free port with a fresh store directory and wait
@@ -28,6 +41,9 @@ typedef struct nf_server {
  * not installed (the test should exit NF_SKIP); -2 when it would not start
  * (printed, with the log's path). */
 int nf_start(nf_server *s);
+
+/* nf_start with a configuration (see nf_config). */
+int nf_start_with(nf_server *s, const nf_config *cfg);
 
 /* SIGKILL the server and reap it. Returns 0, or -1 if it was not running. */
 int nf_kill9(nf_server *s);

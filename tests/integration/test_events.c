@@ -31,6 +31,7 @@
 #include "cxm/client.h"
 #include "cxm/err.h"
 #include "cxm/log.h"
+#include "cxm/nats.h"
 #include "cxm/v1/journey.pb-c.h"
 #include "cxm/v1/profile.pb-c.h"
 #include "harness.h"
@@ -49,6 +50,7 @@ static test_server srv[NSERVICES]; /* the service binaries, in services' order *
 static char bus_args[2][64];       /* "--nats-url", URL */
 static char paths[NSERVICES][512]; /* the binaries (harness_restart needs them) */
 static char sub_dir[] = "/tmp/cxm-test-events-XXXXXX"; /* case subscriber's store */
+static char cert_dir[] = "/tmp/cxm-nats-certs-XXXXXX"; /* case tls's certificates */
 static cxm_arena arena;
 
 static void cleanup(void)
@@ -61,11 +63,14 @@ static void cleanup(void)
     }
     if (nats_up)
         nf_stop(&nats);
-    if (!strstr(sub_dir, "XXXXXX")) {
+    const char *dirs[] = {sub_dir, cert_dir};
+    for (size_t i = 0; i < 2; i++) {
+        if (strstr(dirs[i], "XXXXXX"))
+            continue;
         char cmd[64];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", sub_dir);
+        snprintf(cmd, sizeof cmd, "rm -rf %s", dirs[i]);
         if (system(cmd) != 0)
-            fprintf(stderr, "warning: could not remove %s\n", sub_dir);
+            fprintf(stderr, "warning: could not remove %s\n", dirs[i]);
     }
 }
 
@@ -150,9 +155,26 @@ static Cxm__V1__DeletionReceipt *wait_completed(cxm_channel *ch, const char *rec
     return r;
 }
 
-static void start_nats(void)
+/* Authentication or TLS flags each service gets after its own (cases
+ * auth and tls), and the same for this process's buses. */
+static const char *sec_args[NSERVICES][10];
+static cxm_nats_opts sec_opts;
+
+static const char *const *with_security(int service, const char *const *a)
 {
-    int rc = nf_start(&nats);
+    static const char *all[NSERVICES][32];
+    size_t n = 0;
+    for (; a[n]; n++)
+        all[service][n] = a[n];
+    for (size_t i = 0; sec_args[service][i]; i++)
+        all[service][n++] = sec_args[service][i];
+    all[service][n] = NULL;
+    return all[service];
+}
+
+static void start_nats_with(const nf_config *cfg)
+{
+    int rc = nf_start_with(&nats, cfg);
     if (rc == -1) {
         fprintf(stderr, "nats-server not installed: skipped\n");
         exit(NF_SKIP);
@@ -161,6 +183,11 @@ static void start_nats(void)
     nats_up = true;
     snprintf(bus_args[0], sizeof bus_args[0], "--nats-url");
     snprintf(bus_args[1], sizeof bus_args[1], "%s", nats.url);
+}
+
+static void start_nats(void)
+{
+    start_nats_with(&(nf_config){0});
 }
 
 /* ---- cascade ---- */
@@ -172,7 +199,7 @@ static void case_cascade(const char *bin)
     a[1] = bus_args[1];
     for (int i = 0; i < NSERVICES; i++) {
         snprintf(paths[i], sizeof paths[i], "%s/cxm-%s", bin, services[i]);
-        harness_start(&srv[i], paths[i], a);
+        harness_start(&srv[i], paths[i], with_security(i, a));
     }
     cxm_channel *ch;
     CHECK(cxm_channel_open(srv[0].target, NULL, &ch) == 0, "channel");
@@ -470,12 +497,12 @@ static void case_subscriber(const char *bin)
     a[0] = bus_args[0];
     a[1] = bus_args[1];
     snprintf(paths[0], sizeof paths[0], "%s/cxm-profile", bin);
-    harness_start(&srv[0], paths[0], a);
+    harness_start(&srv[0], paths[0], with_security(0, a));
 
     CHECK(mkdtemp(sub_dir), "mkdtemp");
     received rcv = {.evs = cxm_arena_alloc(&arena, 64 * sizeof(Cxm__V1__Event *))};
     cxm_bus *bus;
-    cxm_bus_opts o = {.nats_url = nats.url, .nats_ack_wait_ms = 1000};
+    cxm_bus_opts o = {.nats_url = nats.url, .nats_ack_wait_ms = 1000, .nats_security = &sec_opts};
     CHECK(cxm_store_open(sub_dir, NULL, &rcv.store) == 0 &&
               cxm_store_dbi(rcv.store, "test.events", 0, &rcv.dbi) == 0,
           "the subscriber's store");
@@ -688,14 +715,231 @@ static void case_feedback(const char *bin)
         CHECK(harness_stop(&srv[i], SIGTERM, 10000) == 0, "%s drains", services[i]);
 }
 
+/* ---- auth and tls: the bus on a NATS server that checks who connects ---- */
+
+static char secret_dir[300]; /* nats.dir: removed with the server */
+
+static void write_file(const char *name, const char *text, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s/%s", secret_dir, name);
+    FILE *f = fopen(path, "w");
+    CHECK(f && fputs(text, f) >= 0 && fclose(f) == 0, "cannot write %s", path);
+}
+
+/* Connects with opts to the test's server; returns the rc and leaves the
+ * error in why. */
+static int try_open(cxm_nats_opts opts, char *why, size_t cap)
+{
+    opts.url = nats.url;
+    opts.timeout_ms = 2000;
+    cxm_nats *n = NULL;
+    int rc = cxm_nats_open(&opts, &n);
+    snprintf(why, cap, "%s", rc ? cxm_nats_last_error() : "");
+    if (rc)
+        fprintf(stderr, "refused (%s): %s\n", cxm_strerror(rc), why);
+    cxm_nats_close(n);
+    return rc;
+}
+
+/* Every message stream CXM_PROFILE holds, read by a fresh durable consumer
+ * with cxm's credentials: returns their count, *found if one has msg_id. */
+static size_t profile_stream_scan(const cxm_nats_opts *cxm_auth, const char *msg_id, bool *found)
+{
+    cxm_nats_opts o = *cxm_auth;
+    o.url = nats.url;
+    cxm_nats *n;
+    cxm_nats_sub *sub;
+    CHECK(cxm_nats_open(&o, &n) == 0 &&
+              cxm_nats_subscribe(n, "profile", "auth_audit", NULL, &sub) == 0,
+          "audit consumer: %s", cxm_nats_last_error());
+    size_t total = 0;
+    *found = false;
+    for (;;) {
+        cxm_nats_batch b;
+        CHECK(cxm_nats_fetch(sub, 1000, 500, &b) == 0, "fetch: %s", cxm_nats_last_error());
+        size_t count = b.count;
+        for (size_t i = 0; i < count; i++)
+            *found |= strcmp(b.msg_id[i], msg_id) == 0;
+        cxm_nats_ack(&b);
+        cxm_nats_batch_free(&b);
+        if (count == 0)
+            break;
+        total += count;
+    }
+    cxm_nats_unsubscribe(sub);
+    cxm_nats_close(n);
+    return total;
+}
+
+static void case_auth(const char *bin)
+{
+    /* The nats-server's directory holds the secrets; it is made first. */
+    char seed[CXM_NATS_NKEY_SEED_LEN + 1], pub[CXM_NATS_NKEY_PUBLIC_LEN + 1];
+    CHECK(cxm_nats_nkey_new(seed, pub) == 0, "nkey: %s", cxm_nats_last_error());
+    CHECK(seed[0] == 'S' && seed[1] == 'U' && pub[0] == 'U', "nkey prefixes: %.2s %.1s", seed, pub);
+    /* cxm's services: profile as a user with a password, the others with
+     * an NKey; both with rights on cxm's subjects and JetStream's API. An
+     * "intruder" may connect but publish only replies. */
+    static char conf[2048];
+    snprintf(conf, sizeof conf,
+             "authorization {\n"
+             "  CXM = { publish: [\"cxm.>\", \"$JS.API.>\", \"$JS.ACK.>\", \"_INBOX.>\"],\n"
+             "          subscribe: [\"_INBOX.>\"] }\n"
+             "  READER = { publish: [\"_INBOX.>\"], subscribe: [\"_INBOX.>\"] }\n"
+             "  users: [\n"
+             "    { user: cxm, password: \"s3cret-cxm\", permissions: $CXM }\n"
+             "    { nkey: %s, permissions: $CXM }\n"
+             "    { user: intruder, password: \"intruder-pw\", permissions: $READER }\n"
+             "  ]\n"
+             "}\n",
+             pub);
+    start_nats_with(&(nf_config){.conf = conf, .user = "cxm", .password = "s3cret-cxm"});
+    snprintf(secret_dir, sizeof secret_dir, "%s", nats.dir);
+    static char pw_file[400], seed_file[400];
+    write_file("cxm.password", "s3cret-cxm\n", pw_file, sizeof pw_file);
+    char seed_line[80];
+    snprintf(seed_line, sizeof seed_line, "%s\n", seed);
+    write_file("cxm.nk", seed_line, seed_file, sizeof seed_file);
+    const char *pw[] = {"--nats-user", "cxm", "--nats-password-file", pw_file, NULL};
+    const char *nk[] = {"--nats-nkey-seed", seed_file, NULL};
+    for (int i = 0; i < NSERVICES; i++)
+        memcpy(sec_args[i], i == 0 ? pw : nk, (i == 0 ? 5 : 3) * sizeof(char *));
+
+    /* Authenticated services deliver the erasure cascade end to end. */
+    case_cascade(bin);
+
+    char why[600];
+    int rc = try_open((cxm_nats_opts){0}, why, sizeof why);
+    CHECK(rc == CXM_EPERM && strstr(why, "uthorization"),
+          "no credentials: want EPERM naming the authorization, got %d: %s", rc, why);
+    rc = try_open((cxm_nats_opts){.user = "cxm", .password = "wrong"}, why, sizeof why);
+    CHECK(rc == CXM_EPERM, "a wrong password: want EPERM, got %d: %s", rc, why);
+    rc = try_open((cxm_nats_opts){.nkey_seed_file = pw_file}, why, sizeof why);
+    CHECK(rc == CXM_EINVAL && strstr(why, "--nats-nkey-seed"),
+          "a seed file without a seed: want EINVAL naming the flag, got %d: %s", rc, why);
+    CHECK(strstr(why, "s3cret") == NULL, "the error shows the secret: %s", why);
+    /* Credentials in the URL work, and never show in errors or logs. */
+    char url[120];
+    snprintf(url, sizeof url, "nats://cxm:wrong-in-url@127.0.0.1:%d", nats.port);
+    cxm_nats *n = NULL;
+    rc = cxm_nats_open(&(cxm_nats_opts){.url = url}, &n);
+    CHECK(rc == CXM_EPERM && !strstr(cxm_nats_last_error(), "wrong-in-url") &&
+              strstr(cxm_nats_last_error(), "nats://***@127.0.0.1"),
+          "a wrong password in the URL: want EPERM without it, got %d: %s", rc,
+          cxm_nats_last_error());
+    snprintf(url, sizeof url, "nats://cxm:s3cret-cxm@127.0.0.1:%d", nats.port);
+    CHECK(cxm_nats_open(&(cxm_nats_opts){.url = url}, &n) == 0, "the URL's credentials: %s",
+          cxm_nats_last_error());
+    cxm_nats_close(n);
+
+    /* The intruder connects, but its event is refused and never stored,
+     * so no consumer of cxm's streams can see it. */
+    cxm_nats *in;
+    cxm_nats_opts io = {.url = nats.url, .user = "intruder", .password = "intruder-pw"};
+    CHECK(cxm_nats_open(&io, &in) == 0, "the intruder connects: %s", cxm_nats_last_error());
+    static const char fake[] = "not an event";
+    cxm_nats_msg m = {.subject = "cxm.profile.CustomerDeleted.1",
+                      .msg_id = "intruder:1",
+                      .data = fake,
+                      .len = sizeof fake};
+    rc = cxm_nats_publish(in, &m, 1, 1500);
+    CHECK(rc == CXM_EPERM && strstr(cxm_nats_last_error(), "Permissions Violation"),
+          "the intruder's publish: want EPERM with the server's words, got %d: %s", rc,
+          cxm_nats_last_error());
+    cxm_nats_close(in);
+    cxm_nats_opts cxm_auth = {.user = "cxm", .password = "s3cret-cxm"};
+    bool found;
+    size_t total = profile_stream_scan(&cxm_auth, "intruder:1", &found);
+    CHECK(total > 0, "the audit reads none of profile's own events");
+    CHECK(!found, "the intruder's event reached the stream");
+    fprintf(stderr, "auth: services delivered with credentials; none, wrong and publish-denied "
+                    "clients were refused\n");
+}
+
+/* A CA, a server certificate for 127.0.0.1 and a client certificate signed
+ * by it, and a second CA that signed neither, made by openssl now. */
+static void make_certs(const char *dir)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "set -e; cd %s; k='-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes';"
+             "for ca in ca other; do openssl req -x509 $k -keyout $ca.key -out $ca.pem -days 2 "
+             "-subj /CN=cxm-test-$ca; done;"
+             "printf 'subjectAltName=IP:127.0.0.1\\n' >server.ext;"
+             "printf 'extendedKeyUsage=clientAuth\\n' >client.ext;"
+             "for who in server client; do openssl req $k -keyout $who.key -out $who.csr "
+             "-subj /CN=cxm-$who; openssl x509 -req -in $who.csr -CA ca.pem -CAkey ca.key "
+             "-CAcreateserial -days 2 -extfile $who.ext -out $who.pem; done",
+             dir);
+    char quiet[2100];
+    snprintf(quiet, sizeof quiet, "( %s ) >%s/openssl.log 2>&1", cmd, dir);
+    CHECK(system(quiet) == 0, "openssl could not make the certificates; see %s/openssl.log", dir);
+}
+
+static void case_tls(const char *bin)
+{
+    char *tmp = cert_dir;
+    CHECK(mkdtemp(tmp), "mkdtemp");
+    make_certs(tmp);
+    static char conf[1024], ca[80], cert[80], key[80], other[80];
+    snprintf(ca, sizeof ca, "%s/ca.pem", tmp);
+    snprintf(cert, sizeof cert, "%s/client.pem", tmp);
+    snprintf(key, sizeof key, "%s/client.key", tmp);
+    snprintf(other, sizeof other, "%s/other.pem", tmp);
+    /* The server verifies clients' certificates too (mutual TLS), and
+     * wants a token. */
+    snprintf(conf, sizeof conf,
+             "tls { cert_file: \"%s/server.pem\", key_file: \"%s/server.key\", "
+             "ca_file: \"%s\", verify: true, timeout: 5 }\n"
+             "authorization { token: \"tok-s3cret\" }\n",
+             tmp, tmp, ca);
+    start_nats_with(&(nf_config){.conf = conf, .tls = 1});
+    static char token_file[100];
+    snprintf(secret_dir, sizeof secret_dir, "%s", tmp);
+    write_file("token", "tok-s3cret\n", token_file, sizeof token_file);
+    const char *t[] = {
+        "--nats-tls-ca", ca,  "--nats-tls-cert", cert, "--nats-tls-key", key, "--nats-token-file",
+        token_file,      NULL};
+    memcpy(sec_args[0], t, sizeof t);
+    sec_opts =
+        (cxm_nats_opts){.tls_ca = ca, .tls_cert = cert, .tls_key = key, .token = "tok-s3cret"};
+
+    /* cxm-profile and this process's subscriber, both over mutual TLS. */
+    case_subscriber(bin);
+
+    char why[600];
+    int rc = try_open((cxm_nats_opts){0}, why, sizeof why);
+    CHECK(rc == CXM_EUNAVAIL && strstr(why, "TLS"),
+          "plaintext: want EUNAVAIL naming TLS, got %d: %s", rc, why);
+    rc = try_open((cxm_nats_opts){.tls_ca = other, .tls_cert = cert, .tls_key = key}, why,
+                  sizeof why);
+    CHECK(rc == CXM_EUNAVAIL && strstr(why, "TLS"),
+          "a CA that did not sign the server's certificate: want EUNAVAIL naming TLS, got %d: %s",
+          rc, why);
+    rc = try_open((cxm_nats_opts){.tls_ca = ca, .tls_cert = cert, .tls_key = key}, why, sizeof why);
+    CHECK(rc == CXM_EPERM, "TLS without the token: want EPERM, got %d: %s", rc, why);
+    rc = try_open((cxm_nats_opts){.tls_ca = ca, .token = "tok-s3cret"}, why, sizeof why);
+    CHECK(rc != 0, "no client certificate: the server verifies clients, yet it connected");
+    rc = try_open((cxm_nats_opts){.tls_ca = ca, .tls_cert = cert}, why, sizeof why);
+    CHECK(rc == CXM_EINVAL, "a certificate without its key: want EINVAL, got %d: %s", rc, why);
+    fprintf(stderr, "tls: services delivered over mutual TLS with a token; plaintext, a wrong CA, "
+                    "no token and no client certificate refused\n");
+}
+
 int main(int argc, char **argv)
 {
-    CHECK(argc == 3, "usage: test_events BIN_DIR cascade|subscriber|feedback");
+    CHECK(argc == 3, "usage: test_events BIN_DIR cascade|subscriber|feedback|auth|tls");
     cxm_log_configure(false, CXM_LOG_WARN);
     cxm_arena_init(&arena, NULL, 0, 0);
-    start_nats();
     atexit(cleanup);
-    if (strcmp(argv[2], "cascade") == 0)
+    bool secured = strcmp(argv[2], "auth") == 0 || strcmp(argv[2], "tls") == 0;
+    if (!secured)
+        start_nats();
+    if (strcmp(argv[2], "auth") == 0)
+        case_auth(argv[1]);
+    else if (strcmp(argv[2], "tls") == 0)
+        case_tls(argv[1]);
+    else if (strcmp(argv[2], "cascade") == 0)
         case_cascade(argv[1]);
     else if (strcmp(argv[2], "subscriber") == 0)
         case_subscriber(argv[1]);

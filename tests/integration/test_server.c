@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cxm/client.h"
+#include "cxm/v1/profile.pb-c.h"
 #include "google/protobuf/descriptor.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 #include "grpc/reflection/v1/reflection.pb-c.h"
@@ -619,7 +620,135 @@ static void case_data_in_use(cxm_channel *ch, test_server *srv)
     expect_serving(ch, "");
 }
 
+/* ---- a store that cannot write ---- */
+
+#define SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING
+#define NOT_SERVING GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING
+
+static int health_now(cxm_channel *ch, const char *service)
+{
+    int serving = -1;
+    char details[512];
+    grpc_status_code st = health_check(ch, service, &serving, details, sizeof details);
+    CHECK(st == GRPC_STATUS_OK, "Check(\"%s\") status %d: %s", service, st, details);
+    return serving;
+}
+
+/* Polls Check("") up to timeout_ms for want; returns whether it came. */
+static bool wait_health(cxm_channel *ch, int want, int timeout_ms)
+{
+    for (double end = test_now_ms() + timeout_ms; test_now_ms() < end; usleep(20000))
+        if (health_now(ch, "") == want)
+            return true;
+    return false;
+}
+
+/* UpsertProfile of customer i with nattr attributes of 8,000 bytes. */
+static grpc_status_code upsert_blob(cxm_channel *ch, cxm_arena *a, int i, size_t nattr,
+                                    char *details)
+{
+    static char blob[8001];
+    memset(blob, 'x' + i % 3, sizeof blob - 1);
+    Cxm__V1__UpsertProfileRequest req = CXM__V1__UPSERT_PROFILE_REQUEST__INIT;
+    Cxm__V1__Identity id = CXM__V1__IDENTITY__INIT;
+    id.type = CXM__V1__IDENTITY_TYPE__IDENTITY_TYPE_CRM_ID;
+    id.value = harness_fmt(a, "crm-%d", i);
+    Cxm__V1__Identity *ids[] = {&id};
+    req.identities = ids;
+    req.n_identities = 1;
+    Cxm__V1__AttributeUpdate **attrs = cxm_arena_calloc(a, nattr, sizeof *attrs);
+    for (size_t k = 0; k < nattr; k++) {
+        Cxm__V1__Value *v = cxm_arena_calloc(a, 1, sizeof *v);
+        cxm__v1__value__init(v);
+        v->kind_case = CXM__V1__VALUE__KIND_STRING_VALUE;
+        v->string_value = blob;
+        attrs[k] = cxm_arena_calloc(a, 1, sizeof *attrs[k]);
+        cxm__v1__attribute_update__init(attrs[k]);
+        attrs[k]->name = harness_fmt(a, "blob%zu", k);
+        attrs[k]->value = v;
+    }
+    req.attributes = attrs;
+    req.n_attributes = nattr;
+    return harness_call(ch, "/cxm.v1.ProfileService/", "UpsertProfile", &req.base,
+                        &cxm__v1__upsert_profile_response__descriptor, a, NULL, details);
+}
+
+/* Lines of the server's log holding needle. */
+static int log_count(const test_server *s, const char *needle)
+{
+    FILE *f = fopen(s->log_path, "r");
+    char line[4096];
+    int n = 0;
+    while (f && fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* A big upsert that the full store refuses, then Check("") at once: true if
+ * it said NOT_SERVING (the prober may already have found room for its own
+ * small write a second later, so this is tried a few times). */
+static bool refused_then_not_serving(cxm_channel *ch, cxm_arena *a, int *next)
+{
+    char details[512];
+    for (int tries = 0; tries < 5; tries++) {
+        grpc_status_code st = upsert_blob(ch, a, (*next)++, 16, details);
+        CHECK(st == GRPC_STATUS_RESOURCE_EXHAUSTED && strstr(details, "full"),
+              "a write to the full store: status %d: %s", st, details);
+        if (health_now(ch, "") == NOT_SERVING &&
+            health_now(ch, "cxm.v1.ProfileService") == NOT_SERVING)
+            return true;
+    }
+    return false;
+}
+
+/* A store whose map reached --max-map-size: writes fail with
+ * RESOURCE_EXHAUSTED, Health turns NOT_SERVING with the reason logged once
+ * (however many writes fail), and SERVING again when a write commits, or,
+ * with no writes at all, when the store's probe write does. */
+static void case_store_full(cxm_channel *ch, test_server *srv)
+{
+    static const char *const args[] = {"--max-map-size", "2M", NULL};
+    test_server full;
+    harness_start(&full, srv->binary, args);
+    cxm_channel *fch;
+    CHECK(cxm_channel_open(full.target, NULL, &fch) == 0, "channel");
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    char details[512];
+    int next = 0;
+    while (next < 1000 && upsert_blob(fch, &a, next, 16, details) == GRPC_STATUS_OK)
+        next++;
+    CHECK(next > 0 && next < 1000, "%d upserts of 128 KB fitted in a 2 MiB map", next);
+    CHECK(refused_then_not_serving(fch, &a, &next), "Health stayed SERVING while writes failed");
+    CHECK(log_count(&full, "health.not_serving") >= 1 &&
+              harness_log_contains(&full, "raise --max-map-size"),
+          "no health.not_serving line naming the cause; see %s", full.log_path);
+
+    /* A write that fits (no attributes) commits: SERVING at once. */
+    CHECK(upsert_blob(fch, &a, next++, 0, details) == GRPC_STATUS_OK, "a small upsert: %s",
+          details);
+    CHECK(health_now(fch, "") == SERVING, "a committed write did not restore SERVING");
+
+    /* No writes after the failure: the probe restores SERVING. */
+    CHECK(refused_then_not_serving(fch, &a, &next), "NOT_SERVING again after a failed write");
+    CHECK(wait_health(fch, SERVING, 10000), "the probe write did not restore SERVING in 10 s");
+    CHECK(log_count(&full, "health.serving") >= 2, "no health.serving lines; see %s",
+          full.log_path);
+    /* Several failed writes, one cause: one store.write_failed line. */
+    CHECK(log_count(&full, "store.write_failed") == 1, "%d store.write_failed lines; see %s",
+          log_count(&full, "store.write_failed"), full.log_path);
+
+    cxm_arena_dispose(&a);
+    cxm_channel_close(fch);
+    CHECK(harness_stop(&full, SIGTERM, 10000) == 0, "drains");
+    harness_cleanup(&full);
+    expect_serving(ch, "");
+}
+
 static const harness_case cases[] = {
+    {"store_full", case_store_full},
     {"health", case_health},
     {"reflection", case_reflection},
     {"unimplemented", case_unimplemented},

@@ -118,9 +118,12 @@ typedef struct cxm_bus_producer cxm_bus_producer;
 typedef struct cxm_bus_opts {
     const char *nats_url;   /* NULL or "": deliver in process */
     const char *nats_creds; /* NULL: none */
-    size_t batch_max;       /* events per apply or publish batch; 0 = 512 */
-    int report_ms;          /* lag log period; 0 = 10000 */
-    int nats_ack_wait_ms;   /* redelivery of unacked events; 0 = 5000 */
+    /* NULL: none. Its authentication and TLS fields are used (creds_file
+     * there replaces nats_creds); the URL and timeouts are the bus's. */
+    const struct cxm_nats_opts *nats_security;
+    size_t batch_max;     /* events per apply or publish batch; 0 = 512 */
+    int report_ms;        /* lag log period; 0 = 10000 */
+    int nats_ack_wait_ms; /* redelivery of unacked events; 0 = 5000 */
 } cxm_bus_opts;
 
 /* Create the bus of store (one per store; CXM_EEXIST for a second) and

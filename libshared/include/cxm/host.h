@@ -11,12 +11,17 @@
  * Common flags (each also an environment variable, see opts.h):
  *   --listen HOST:PORT, --data DIR, --workers N, --max-message-bytes N,
  *   --grace DURATION, --log-format text|json, --log-level LEVEL,
- *   --nats-url URL, --nats-creds FILE (the event bus, see bus.h),
  *   --auth on|off|auto, --auth-tokens FILE, --auth-jwt-key FILE,
  *   --auth-jwt-alg HS256|RS256|ES256, --auth-jwt-issuer, --auth-jwt-audience,
  *   --auth-clock-skew DURATION, --rate-limit-rps N, --rate-limit-burst N
  *   (auth.h), --client-token-file FILE (what this process's own calls to
- *   other services send, e.g. the resolver's; CXM_CLIENT_TOKEN[_FILE])
+ *   other services send, e.g. the resolver's; CXM_CLIENT_TOKEN[_FILE]),
+ *   --nats-url URL and its authentication, one of --nats-creds FILE,
+ *   --nats-nkey-seed FILE, --nats-user NAME with --nats-password-file FILE
+ *   (or $CXM_NATS_PASSWORD), --nats-token-file FILE (or $CXM_NATS_TOKEN),
+ *   and TLS with --nats-tls-ca, --nats-tls-cert, --nats-tls-key (the event
+ *   bus, see bus.h and nats.h); secrets come from files or the environment
+ *   and are never logged
  *
  * The event bus of the store is created before the modules open (they find
  * it with cxm_bus_of(store) to open producers and subscribe), started once

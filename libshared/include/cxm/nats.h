@@ -39,20 +39,38 @@
 typedef struct cxm_nats cxm_nats;
 
 typedef struct cxm_nats_opts {
-    const char *url;                     /* "nats://127.0.0.1:4222"; a comma list is allowed */
-    const char *creds_file;              /* NULL: none (user JWT + NKey seed) */
-    const char *user, *password, *token; /* NULL: none */
-    int timeout_ms;                      /* connect and request timeout; 0 = 2000 */
-    int dup_window_ms;                   /* streams' duplicate window; 0 = 120000 (2 min) */
-    int ack_wait_ms;                     /* consumers' redelivery delay after a fetch
-                                            without an ack; 0 = 30000 */
+    const char *url; /* "nats://127.0.0.1:4222"; a comma list is allowed */
+    /* Authentication, at most one kind (NULL: none). Secrets are used, never
+     * logged or copied into error texts. */
+    const char *creds_file;              /* user JWT + NKey seed, from nsc */
+    const char *nkey_seed_file;          /* a user NKey seed ("SU..."), from nk */
+    const char *user, *password, *token; /* password: with user */
+    /* TLS, on when any is set: tls_ca verifies the server (NULL: the
+     * system's trust store); tls_cert and tls_key, both or neither, are the
+     * client's certificate chain and key for servers that verify clients. */
+    const char *tls_ca, *tls_cert, *tls_key;
+    int timeout_ms;    /* connect and request timeout; 0 = 2000 */
+    int dup_window_ms; /* streams' duplicate window; 0 = 120000 (2 min) */
+    int ack_wait_ms;   /* consumers' redelivery delay after a fetch
+                          without an ack; 0 = 30000 */
 } cxm_nats_opts;
 
 /* Connect. CXM_EUNAVAIL when no server can be reached now, CXM_EPERM when
- * the credentials are refused, CXM_EINVAL for bad options. *out is closed
- * with cxm_nats_close. */
+ * the credentials are refused (the server's "Authorization Violation"),
+ * CXM_EUNAVAIL too when TLS fails (handshake, verification, or TLS on one
+ * side only: the sentence says "TLS"), CXM_EINVAL for bad options
+ * (unreadable key files included).
+ * *out is closed with cxm_nats_close. */
 int cxm_nats_open(const cxm_nats_opts *opts, cxm_nats **out);
 void cxm_nats_close(cxm_nats *n);
+
+/* A new user NKey: its seed ("SU...", secret: for a file given as
+ * opts.nkey_seed_file) and public key ("U...", for the server's
+ * authorization), as the nk tool makes them. */
+#define CXM_NATS_NKEY_SEED_LEN 58
+#define CXM_NATS_NKEY_PUBLIC_LEN 56
+int cxm_nats_nkey_new(char seed[CXM_NATS_NKEY_SEED_LEN + 1],
+                      char pub[CXM_NATS_NKEY_PUBLIC_LEN + 1]);
 
 /* A sentence about this thread's latest failure in this module ("" if none);
  * valid until the thread's next cxm_nats_* call. */
@@ -75,7 +93,8 @@ typedef struct cxm_nats_msg {
 /* Publish count messages and return when every one has its PubAck (a
  * duplicate within the window counts as success); the batch costs about one
  * round trip. On failure (CXM_EDEADLINE after timeout_ms, CXM_EUNAVAIL with
- * no JetStream, or the server's refusal) some messages may have been stored:
+ * no JetStream, CXM_EPERM when the server denied these credentials the
+ * subject, or the server's refusal) some messages may have been stored:
  * publish the same ids again. timeout_ms must be > 0. */
 int cxm_nats_publish(cxm_nats *n, const cxm_nats_msg *msgs, size_t count, int timeout_ms);
 

@@ -142,6 +142,11 @@ int cxm_server_run(cxm_server *s);
 /* Ask a running server to drain, from any thread. */
 void cxm_server_stop(cxm_server *s);
 
+/* Health answers NOT_SERVING for every name while degraded (the store
+ * cannot write, say), and the names' own status again once not; any
+ * thread. The caller logs why. */
+void cxm_server_set_degraded(cxm_server *s, bool degraded);
+
 /* Release everything. After cxm_server_run returned, or if never started. */
 void cxm_server_destroy(cxm_server *s);
 

@@ -140,6 +140,24 @@ int cxm_store_write_flags(cxm_store *store, unsigned flags, cxm_txn_fn fn, void 
 typedef void (*cxm_commit_fn)(void *user);
 void cxm_store_on_commit(cxm_store *store, cxm_commit_fn fn, void *user);
 
+/* Write health. A write that fails for the store's own reason (the map at
+ * its cap: CXM_EFULL; a full disk or an I/O error at commit), not for a
+ * job's own error, makes the store unhealthy; the next write that commits
+ * makes it healthy again. While unhealthy, a probe write (a timestamp in
+ * table "cxm.probe") runs every second, so that a store that gets no writes
+ * recovers too once the cause is gone. fn(user, rc, why) is called on each
+ * change, on the thread that saw it (rc 0: healthy; else the failure's
+ * CXM_E* code and a sentence naming the path and cause), and at once when
+ * set while unhealthy. It must be quick and must not start a transaction.
+ * One hook per store; NULL removes it (once this returns, the previous one
+ * is not running). Each failed write is also logged, once per cause per
+ * minute with a count of the repeats (store.write_failed). */
+typedef void (*cxm_store_health_fn)(void *user, int rc, const char *why);
+void cxm_store_on_health(cxm_store *store, cxm_store_health_fn fn, void *user);
+
+/* 0 if healthy, else the failure's code with its sentence in why. */
+int cxm_store_health(cxm_store *store, char *why, size_t cap);
+
 /* ---- group commit ---------------------------------------------------- */
 
 /* Called on the store's writer thread after the shared transaction
