@@ -19,7 +19,7 @@
 #include "cxm/opts.h"
 
 #define MAX_MODULES 8
-#define MAX_OPTS 64
+#define MAX_OPTS 192
 
 typedef struct host_config {
     const char *listen;
