@@ -25,6 +25,7 @@ typedef struct host_config {
     int64_t requests_per_method;
     uint64_t max_message_bytes;
     int64_t grace_ms;
+    int64_t erasure_compact_delay_ms;
     const char *nats_url;
     const char *nats_creds;
 } host_config;
@@ -54,6 +55,9 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
          "largest request or response accepted (K/M suffixes)"},
         {"grace", CXM_OPT_MILLIS, &cfg->grace_ms, 0, 600000,
          "on SIGTERM, how long in-flight calls may finish before they are cancelled"},
+        {"erasure-compact-delay", CXM_OPT_MILLIS, &cfg->erasure_compact_delay_ms, 0, 600000,
+         "after an erasure, how long to wait for more before the data file is rewritten "
+         "without the erased bytes (one compaction serves them all)"},
         {"log-format", CXM_OPT_STR, &cfg->log_format, 0, 0, "text or json"},
         {"log-level", CXM_OPT_STR, &cfg->log_level, 0, 0, "debug, info, warn or error"},
         {"nats-url", CXM_OPT_STR, &cfg->nats_url, 0, 0,
@@ -186,7 +190,8 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
                        .log_format = "text",
                        .log_level = "info",
                        .max_message_bytes = 4u << 20,
-                       .grace_ms = 5000};
+                       .grace_ms = 5000,
+                       .erasure_compact_delay_ms = 1000};
     int exit_code = 0;
     if (nmodules > MAX_MODULES)
         return 1;
@@ -199,6 +204,8 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     size_t opened = 0;
     cxm_bus *bus = NULL;
     int rc = cxm_store_open(cfg.data, NULL, &store);
+    if (rc == 0)
+        cxm_store_set_compact_delay(store, (unsigned)cfg.erasure_compact_delay_ms);
     bool bad_flags = false;
     if (rc == 0)
         rc = open_bus(store, &cfg, &bus);
