@@ -958,9 +958,13 @@ int cxm_store_dbi(cxm_store *s, const char *name, unsigned flags, MDB_dbi *out)
     /* Opened in its own write txn so the handle is shared once committed;
      * LMDB serialises write txns, which is what mdb_dbi_open requires. */
     dbi_open_ctx c = {name, flags, 0};
+    /* No compaction between the open and the remembering: it reopens only
+     * the databases it knows of. */
+    pthread_mutex_lock(&s->compact_mu);
     int rc = cxm_store_write(s, dbi_open_fn, &c);
     if (rc == 0)
         rc = dbi_remember(s, name, c.dbi, flags);
+    pthread_mutex_unlock(&s->compact_mu);
     if (rc == 0)
         *out = c.dbi;
     return rc;

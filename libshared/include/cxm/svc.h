@@ -21,7 +21,8 @@
  *   - Comma-separated flag values: cxm_svc_split.
  *   - The erasure cascade: cxm_svc_erasure_subscribe joins a service to
  *     profile's CustomerDeleted events and answers each with
- *     ErasureCompleted.
+ *     ErasureCompleted once a compaction of its store has removed the
+ *     erased bytes from the data file.
  *
  * Handlers reach their service state through the call
  * (cxm_call_service_ctx, or job->ctx inside a write job); the kit keeps no
