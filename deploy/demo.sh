@@ -123,8 +123,10 @@ echo "\$ cxmctl profile delete --identity phone:+821012345678 --reason \"GDPR ar
 receipt=$("$bin/cxmctl" --target "$target" --json profile delete --identity phone:+821012345678 \
   --reason "GDPR art. 17 request #123" | sed -n 's/.*"receipt_id":"\([^"]*\)".*/\1/p')
 [ -n "$receipt" ] || { echo "demo: the delete answered without a receipt" >&2; exit 1; }
-# The receipt completes when journey, feedback and personalisation confirmed.
-for _ in $(seq 100); do
+# The receipt completes when profile, journey, feedback and personalisation
+# confirmed, each after a compaction removed the erased bytes from its data
+# file (--erasure-compact-delay, 1 s by default).
+for _ in $(seq 300); do
   "$bin/cxmctl" --target "$target" profile receipt "$receipt" | grep -q '^  completed_at' && break
   sleep 0.05
 done

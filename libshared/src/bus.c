@@ -1206,6 +1206,11 @@ cxm_bus *cxm_bus_of(cxm_store *store)
     return b;
 }
 
+cxm_store *cxm_bus_store(cxm_bus *bus)
+{
+    return bus->store;
+}
+
 static int register_bus(cxm_bus *bus)
 {
     pthread_mutex_lock(&registry_mu);

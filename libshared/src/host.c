@@ -31,6 +31,7 @@ typedef struct host_config {
     uint64_t max_message_bytes;
     int64_t grace_ms;
     uint64_t max_map_size;
+    int64_t erasure_compact_delay_ms;
     const char *nats_url;
     const char *nats_creds;
     /* auth.h; "auth" is on, off or auto (on when credentials are given) */
@@ -130,6 +131,9 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         {"max-map-size", CXM_OPT_BYTES, &cfg->max_map_size, 1 << 20, (uint64_t)1 << 44,
          "the data file's growth cap (K/M/G suffixes); writes beyond it fail and Health turns "
          "NOT_SERVING"},
+        {"erasure-compact-delay", CXM_OPT_MILLIS, &cfg->erasure_compact_delay_ms, 0, 600000,
+         "after an erasure, how long to wait for more before the data file is rewritten "
+         "without the erased bytes (one compaction serves them all)"},
         {"log-format", CXM_OPT_STR, &cfg->log_format, 0, 0, "text or json"},
         {"log-level", CXM_OPT_STR, &cfg->log_level, 0, 0, "debug, info, warn or error"},
         {"nats-url", CXM_OPT_STR, &cfg->nats_url, 0, 0,
@@ -368,7 +372,8 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
                        .max_message_bytes = 4u << 20,
                        .grace_ms = 5000,
                        .auth = "auto",
-                       .clock_skew_ms = 60000};
+                       .clock_skew_ms = 60000,
+                       .erasure_compact_delay_ms = 1000};
     int exit_code = 0;
     if (nmodules > MAX_MODULES)
         return 1;
@@ -386,6 +391,8 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
                                                  ? (size_t)cfg.max_map_size
                                                  : 0};
     int rc = cxm_store_open(cfg.data, &so, &store);
+    if (rc == 0)
+        cxm_store_set_compact_delay(store, (unsigned)cfg.erasure_compact_delay_ms);
     bool bad_flags = false;
     if (rc == 0)
         rc = open_bus(store, &cfg, &bus);

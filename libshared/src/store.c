@@ -38,6 +38,8 @@
 #define FAIL_LOG_EVERY_S 60 /* at most one line per cause this often */
 #define PROBE_EVERY_MS 1000 /* while writes fail, a probe write this often */
 #define PROBE_TABLE "cxm.probe"
+#define DEFAULT_COMPACT_DELAY_MS 1000u
+#define COMPACT_COMMIT_BYTES ((size_t)32 << 20) /* per txn of the copy: bounds its dirty memory */
 
 struct cxm_txn {
     cxm_store *s;
@@ -60,7 +62,16 @@ typedef struct fail_note {
 typedef struct dbi_entry {
     char *name;
     MDB_dbi dbi;
+    unsigned flags; /* as opened, so a compaction reopens it the same */
 } dbi_entry;
+
+/* A function run after each compaction (cxm_store_on_compacted). */
+typedef struct compact_hook {
+    cxm_compacted_fn fn;
+    void *user;
+} compact_hook;
+
+#define COMPACT_HOOKS 8 /* one per service of cxmd, with room */
 
 struct cxm_store {
     cxm_store *next; /* registry link */
@@ -68,14 +79,18 @@ struct cxm_store {
     char *path;
     MDB_env *env;
     size_t max_map;
-    int lock_fd; /* DIR/cxm.lock, flock'ed while this process has it open */
+    cxm_store_opts opts; /* as opened, for the reopen after a compaction */
+    int lock_fd;         /* DIR/cxm.lock, flock'ed while this process has it open */
 
     pthread_mutex_t mu; /* gate, map size and read pool */
     pthread_cond_t cv;
     size_t map_size;
-    int active;    /* transactions between begin and end */
-    bool growing;  /* a growth is pending or running */
-    cxm_txn *pool; /* reset read txns */
+    int active;           /* transactions between begin and end */
+    bool growing;         /* a growth (or a compaction's swap) is pending or running */
+    bool compacting;      /* a compaction is copying: new write txns wait */
+    int writing;          /* write transactions between begin and end */
+    uint64_t compactions; /* completed since open */
+    cxm_txn *pool;        /* reset read txns */
     int pooled;
 
     fail_note fails[FAIL_LOG_CAUSES]; /* under mu */
@@ -90,6 +105,18 @@ struct cxm_store {
     cxm_write_job *wq_head, *wq_tail;
     pthread_t writer;
     bool writer_started, writer_stop;
+
+    /* compaction: one at a time (compact_mu); the debounced compactor
+     * thread (compactor_*, under cmp_mu) and the hooks run after each */
+    pthread_mutex_t compact_mu;
+    pthread_mutex_t cmp_mu;
+    pthread_cond_t cmp_cv;
+    pthread_t compactor;
+    bool compactor_started, compactor_stop, compact_wanted;
+    long long compact_due_ms; /* CLOCK_MONOTONIC ms when the wanted one runs */
+    unsigned compact_delay_ms;
+    compact_hook hooks[COMPACT_HOOKS]; /* under hooks_mu, held while they run */
+    pthread_mutex_t hooks_mu;
 
     /* post-commit hook (cxm_store_on_commit) */
     pthread_mutex_t hook_mu;
@@ -173,6 +200,42 @@ static size_t gate_enter(cxm_store *s, atomic_int **owner)
     tls_txns++;
     *owner = &tls_txns;
     return seen;
+}
+
+static void gate_leave(cxm_store *s, atomic_int *owner);
+
+/* Enter the gate for a write transaction: also wait while a compaction
+ * copies (a write committed meanwhile would be missing from the copy).
+ * A thread holding a read transaction cannot wait (the compaction's swap
+ * waits for that transaction): CXM_EBUSY, with *owner untouched. */
+static int gate_enter_write(cxm_store *s, size_t *seen, atomic_int **owner)
+{
+    pthread_mutex_lock(&s->mu);
+    while ((s->growing || s->compacting) && tls_txns == 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    if (s->compacting) {
+        pthread_mutex_unlock(&s->mu);
+        return fail(CXM_EBUSY,
+                    "%s: a write from a thread holding a read transaction while the store is "
+                    "being compacted; end the read transaction first",
+                    s->path);
+    }
+    s->active++;
+    s->writing++;
+    *seen = s->map_size;
+    pthread_mutex_unlock(&s->mu);
+    tls_txns++;
+    *owner = &tls_txns;
+    return 0;
+}
+
+static void gate_leave_write(cxm_store *s, atomic_int *owner)
+{
+    pthread_mutex_lock(&s->mu);
+    if (--s->writing == 0 && s->compacting)
+        pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    gate_leave(s, owner);
 }
 
 /* Leave the gate, counting the end against the thread that entered (owner:
@@ -322,6 +385,7 @@ static int lock_dir(cxm_store *s)
 
 static int env_open(cxm_store *s, const cxm_store_opts *o)
 {
+    s->opts = *o;
     size_t initial = page_round(o->initial_map_size ? o->initial_map_size : DEFAULT_MAP);
     int rc = mdb_env_create(&s->env);
     if (rc == 0)
@@ -347,12 +411,14 @@ static int env_open(cxm_store *s, const cxm_store_opts *o)
 }
 
 static void writer_stop(cxm_store *s);
+static void compactor_stop(cxm_store *s);
 
 static void prober_stop(cxm_store *s);
 
 static void store_free(cxm_store *s)
 {
     prober_stop(s); /* it writes */
+    compactor_stop(s);
     writer_stop(s);
     while (s->pool) {
         cxm_txn *t = s->pool;
@@ -373,6 +439,10 @@ static void store_free(cxm_store *s)
     pthread_mutex_destroy(&s->hook_mu);
     pthread_mutex_destroy(&s->probe_mu);
     pthread_cond_destroy(&s->probe_cv);
+    pthread_mutex_destroy(&s->compact_mu);
+    pthread_mutex_destroy(&s->cmp_mu);
+    pthread_mutex_destroy(&s->hooks_mu);
+    pthread_cond_destroy(&s->cmp_cv);
     pthread_cond_destroy(&s->wq_cv);
     pthread_cond_destroy(&s->cv);
     free(s->path);
@@ -405,6 +475,11 @@ static int store_create(char *real, const cxm_store_opts *opts, cxm_store **out)
     pthread_mutex_init(&s->hook_mu, NULL);
     pthread_mutex_init(&s->probe_mu, NULL);
     pthread_cond_init(&s->probe_cv, NULL);
+    pthread_mutex_init(&s->compact_mu, NULL);
+    pthread_mutex_init(&s->cmp_mu, NULL);
+    pthread_mutex_init(&s->hooks_mu, NULL);
+    pthread_cond_init(&s->cmp_cv, NULL);
+    s->compact_delay_ms = DEFAULT_COMPACT_DELAY_MS;
     pthread_cond_init(&s->wq_cv, NULL);
     pthread_cond_init(&s->cv, NULL);
     cxm_store_opts defaults = {0};
@@ -546,10 +621,14 @@ static int batch_once(cxm_store *s, cxm_write_job *jobs, unsigned flags, size_t 
 {
     MDB_txn *txn;
     atomic_int *owner;
-    *seen = gate_enter(s, &owner);
-    int rc = mdb_txn_begin(s->env, NULL, flags, &txn);
+    int rc = gate_enter_write(s, seen, &owner);
     if (rc != 0) {
-        gate_leave(s, owner);
+        *commit_rc = rc;
+        return JOB_OK;
+    }
+    rc = mdb_txn_begin(s->env, NULL, flags, &txn);
+    if (rc != 0) {
+        gate_leave_write(s, owner);
         *adopt = rc == MDB_MAP_RESIZED;
         if (*adopt)
             return JOB_GROW;
@@ -563,12 +642,12 @@ static int batch_once(cxm_store *s, cxm_write_job *jobs, unsigned flags, size_t 
         if (r != JOB_OK) {
             j->excluded = r == JOB_UNDO;
             mdb_txn_abort(txn);
-            gate_leave(s, owner);
+            gate_leave_write(s, owner);
             return r;
         }
     }
     rc = mdb_txn_commit(txn);
-    gate_leave(s, owner);
+    gate_leave_write(s, owner);
     if (rc == MDB_MAP_FULL)
         return JOB_GROW;
     *commit_rc = rc == 0 ? 0 : mdb_fail(rc, "cannot commit a write transaction");
@@ -968,7 +1047,7 @@ static bool dbi_lookup(cxm_store *s, const char *name, MDB_dbi *out)
     return found;
 }
 
-static int dbi_remember(cxm_store *s, const char *name, MDB_dbi dbi)
+static int dbi_remember(cxm_store *s, const char *name, MDB_dbi dbi, unsigned flags)
 {
     int rc = 0;
     pthread_mutex_lock(&s->dbi_mu);
@@ -981,7 +1060,7 @@ static int dbi_remember(cxm_store *s, const char *name, MDB_dbi dbi)
         if (grown)
             s->dbis = grown;
         if (grown && copy)
-            s->dbis[s->ndbis++] = (dbi_entry){copy, dbi};
+            s->dbis[s->ndbis++] = (dbi_entry){copy, dbi, flags};
         else {
             free(copy);
             rc = fail(CXM_ENOMEM, "out of memory caching database \"%s\"", name);
@@ -1000,9 +1079,13 @@ int cxm_store_dbi(cxm_store *s, const char *name, unsigned flags, MDB_dbi *out)
     /* Opened in its own write txn so the handle is shared once committed;
      * LMDB serialises write txns, which is what mdb_dbi_open requires. */
     dbi_open_ctx c = {name, flags, 0};
+    /* No compaction between the open and the remembering: it reopens only
+     * the databases it knows of. */
+    pthread_mutex_lock(&s->compact_mu);
     int rc = cxm_store_write(s, dbi_open_fn, &c);
     if (rc == 0)
-        rc = dbi_remember(s, name, c.dbi);
+        rc = dbi_remember(s, name, c.dbi, flags);
+    pthread_mutex_unlock(&s->compact_mu);
     if (rc == 0)
         *out = c.dbi;
     return rc;
@@ -1214,4 +1297,396 @@ int cxm_txn_scan_prefix(cxm_txn *t, MDB_dbi dbi, const void *prefix, size_t len,
     if (rc == CXM_ENOTFOUND || rc > 0)
         return 0;
     return rc;
+}
+
+/* ---- compaction ------------------------------------------------------- */
+
+/* Paths of the copy beside data.mdb (MDB_NOSUBDIR: its lock file is
+ * "<copy>-lock"). */
+static void compact_paths(const cxm_store *s, char *copy, char *lock, char *data, size_t len)
+{
+    snprintf(copy, len, "%s/data.mdb.compact", s->path);
+    snprintf(lock, len, "%s/data.mdb.compact-lock", s->path);
+    snprintf(data, len, "%s/data.mdb", s->path);
+}
+
+static int errno_fail(const char *what, const char *path)
+{
+    int e = errno;
+    char buf[128];
+    return fail(cxm_err_from_errno(e), "%s \"%s\": %s", what, path, strerror_r(e, buf, sizeof buf));
+}
+
+/* Append every entry of `from` (open in rtxn) into the database of the same
+ * name and flags in `to`, committing every COMPACT_COMMIT_BYTES so the
+ * copy's dirty pages stay bounded. Those commits leave free pages in the
+ * copy, but they hold copies of live entries only. */
+static int copy_db(MDB_txn *rtxn, MDB_dbi from, const char *name, MDB_env *to)
+{
+    unsigned flags = 0;
+    mdb_dbi_flags(rtxn, from, &flags);
+    MDB_cursor *rc_cur = NULL, *wc = NULL;
+    MDB_txn *w = NULL;
+    MDB_dbi dst;
+    MDB_val k, v;
+    size_t bytes = 0;
+    int rc = mdb_cursor_open(rtxn, from, &rc_cur);
+    if (rc == 0 && (rc = mdb_txn_begin(to, NULL, 0, &w)) == 0)
+        rc = mdb_dbi_open(w, name, flags | MDB_CREATE, &dst);
+    if (rc == 0)
+        rc = mdb_cursor_open(w, dst, &wc);
+    unsigned put = flags & MDB_DUPSORT ? MDB_APPENDDUP : MDB_APPEND;
+    for (int op = MDB_FIRST; rc == 0; op = MDB_NEXT) {
+        if ((rc = mdb_cursor_get(rc_cur, &k, &v, op)) != 0)
+            break;
+        if ((rc = mdb_cursor_put(wc, &k, &v, put)) != 0)
+            break;
+        bytes += k.mv_size + v.mv_size;
+        if (bytes < COMPACT_COMMIT_BYTES)
+            continue;
+        bytes = 0;
+        wc = NULL; /* a write txn's cursors end with it */
+        if ((rc = mdb_txn_commit(w)) != 0 || (rc = mdb_txn_begin(to, NULL, 0, &w)) != 0) {
+            w = NULL;
+            break;
+        }
+        rc = mdb_cursor_open(w, dst, &wc);
+    }
+    if (rc_cur)
+        mdb_cursor_close(rc_cur);
+    if (rc == MDB_NOTFOUND)
+        rc = 0;
+    if (w && rc == 0)
+        rc = mdb_txn_commit(w);
+    else if (w)
+        mdb_txn_abort(w);
+    if (rc == 0)
+        return 0;
+    char what[160];
+    snprintf(what, sizeof what, "compaction: cannot copy database \"%.100s\"", name);
+    return mdb_fail(rc, what);
+}
+
+/* Walk the main database (its keys are the named databases) and copy each. */
+static int copy_all(MDB_txn *rtxn, MDB_env *to)
+{
+    MDB_dbi main_dbi;
+    MDB_cursor *cur;
+    int rc = mdb_dbi_open(rtxn, NULL, 0, &main_dbi);
+    if (rc == 0)
+        rc = mdb_cursor_open(rtxn, main_dbi, &cur);
+    if (rc != 0)
+        return mdb_fail(rc, "compaction: cannot read the list of databases");
+    MDB_val k, v;
+    for (int op = MDB_FIRST; rc == 0; op = MDB_NEXT) {
+        if ((rc = mdb_cursor_get(cur, &k, &v, op)) != 0) {
+            rc = rc == MDB_NOTFOUND ? 0 : mdb_fail(rc, "compaction: cannot list the databases");
+            break;
+        }
+        char name[256];
+        if (k.mv_size == 0 || k.mv_size >= sizeof name || memchr(k.mv_data, 0, k.mv_size)) {
+            rc = fail(CXM_ECORRUPT, "compaction: the main database holds a key that is no "
+                                    "database name; cxm keeps none there");
+            break;
+        }
+        memcpy(name, k.mv_data, k.mv_size);
+        name[k.mv_size] = '\0';
+        MDB_dbi dbi;
+        /* A handle this process has is returned as is; another (a table no
+         * module opened this time) is opened for this read txn only. */
+        if ((rc = mdb_dbi_open(rtxn, name, 0, &dbi)) != 0)
+            rc = mdb_fail(rc, "compaction: cannot open a database to copy");
+        else
+            rc = copy_db(rtxn, dbi, name, to);
+    }
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+/* Write the compact copy of the current snapshot into `copy`, fsync'ed. */
+static int write_copy(cxm_store *s, const char *copy, const char *lock)
+{
+    unlink(copy); /* a copy left by a crash: start again */
+    unlink(lock);
+    MDB_env *to;
+    MDB_txn *rtxn = NULL;
+    atomic_int *owner;
+    int rc = mdb_env_create(&to);
+    if (rc == 0)
+        rc = mdb_env_set_maxdbs(to, s->opts.max_dbs ? s->opts.max_dbs : DEFAULT_MAX_DBS);
+    if (rc == 0)
+        rc =
+            mdb_env_set_mapsize(to, page_round(cxm_store_map_size(s) / 4 * 5)); /* + commits' COW */
+    if (rc == 0)
+        rc = mdb_env_open(to, copy, MDB_NOSUBDIR | MDB_NOSYNC, 0640);
+    if (rc != 0) {
+        mdb_env_close(to);
+        return mdb_fail(rc, "compaction: cannot create the copy");
+    }
+    gate_enter(s, &owner);
+    rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &rtxn);
+    rc = rc == 0 ? copy_all(rtxn, to) : mdb_fail(rc, "compaction: cannot begin a read txn");
+    if (rtxn)
+        mdb_txn_abort(rtxn);
+    gate_leave(s, owner);
+    if (rc == 0 && (rc = mdb_env_sync(to, 1)) != 0)
+        rc = mdb_fail(rc, "compaction: cannot sync the copy");
+    mdb_env_close(to);
+    unlink(lock);
+    if (rc != 0)
+        unlink(copy);
+    return rc;
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        int rc = errno_fail("compaction: cannot sync the directory", dir);
+        if (fd >= 0)
+            close(fd);
+        return rc;
+    }
+    close(fd);
+    return 0;
+}
+
+/* Reopen the environment on the new file and the named databases in their
+ * original order, which gives them the same handles. With s->mu held and
+ * no transaction active. A failure here leaves the store unusable: the
+ * handles the modules hold would point nowhere. */
+static int reopen_locked(cxm_store *s)
+{
+    while (s->pool) {
+        cxm_txn *t = s->pool;
+        s->pool = t->next;
+        mdb_txn_abort(t->t);
+        free(t);
+    }
+    s->pooled = 0;
+    mdb_env_close(s->env);
+    s->env = NULL;
+    cxm_store_opts o = s->opts;
+    o.initial_map_size = s->map_size;
+    int rc = env_open(s, &o);
+    MDB_txn *w = NULL;
+    if (rc == 0 && (rc = mdb_txn_begin(s->env, NULL, 0, &w)) != 0)
+        return mdb_fail(rc, "compaction: cannot begin a write txn on the new file");
+    pthread_mutex_lock(&s->dbi_mu);
+    for (size_t i = 0; rc == 0 && i < s->ndbis; i++) {
+        MDB_dbi dbi;
+        rc = mdb_dbi_open(w, s->dbis[i].name, s->dbis[i].flags | MDB_CREATE, &dbi);
+        if (rc != 0)
+            rc = mdb_fail(rc, "compaction: cannot reopen a database");
+        else if (dbi != s->dbis[i].dbi)
+            rc = fail(CXM_EINTERNAL,
+                      "compaction: database \"%s\" reopened as handle %u instead of %u",
+                      s->dbis[i].name, dbi, s->dbis[i].dbi);
+    }
+    pthread_mutex_unlock(&s->dbi_mu);
+    if (w && rc == 0 && (rc = mdb_txn_commit(w)) != 0)
+        rc = mdb_fail(rc, "compaction: cannot commit the reopened databases");
+    else if (w && rc != 0)
+        mdb_txn_abort(w);
+    return rc;
+}
+
+/* Swap the copy in once every transaction has ended (writers are held off
+ * already). */
+static int swap_in(cxm_store *s, const char *copy, const char *lock, const char *data)
+{
+    pthread_mutex_lock(&s->mu);
+    s->growing = true;
+    while (s->active > 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    int rc = 0;
+    if (rename(copy, data) != 0)
+        rc = errno_fail("compaction: cannot rename the copy over", data);
+    if (rc == 0 && (rc = fsync_dir(s->path)) == 0 && (rc = reopen_locked(s)) == 0)
+        s->compactions++;
+    s->growing = false;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    if (rc != 0)
+        unlink(copy);
+    unlink(lock);
+    return rc;
+}
+
+static int compact_locked(cxm_store *s)
+{
+    char copy[PATH_MAX + 32], lock[PATH_MAX + 32], data[PATH_MAX + 32];
+    compact_paths(s, copy, lock, data, sizeof copy);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    pthread_mutex_lock(&s->mu);
+    s->compacting = true;
+    while (s->writing > 0)
+        pthread_cond_wait(&s->cv, &s->mu);
+    pthread_mutex_unlock(&s->mu);
+    int rc = write_copy(s, copy, lock);
+    if (rc == 0)
+        rc = swap_in(s, copy, lock, data);
+    pthread_mutex_lock(&s->mu);
+    s->compacting = false;
+    pthread_cond_broadcast(&s->cv);
+    pthread_mutex_unlock(&s->mu);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6;
+    struct stat st;
+    long long size = stat(data, &st) == 0 ? (long long)st.st_size : -1;
+    if (rc == 0)
+        cxm_log_info("store.compacted",
+                     "%s: data.mdb rewritten with live data only: %lld bytes "
+                     "in %.1f ms",
+                     s->path, size, ms);
+    else
+        cxm_log_error("store.compact_failed", "%s", tls_err);
+    return rc;
+}
+
+int cxm_store_compact(cxm_store *s)
+{
+    if (tls_txns > 0)
+        return fail(CXM_EBUSY,
+                    "%s: cannot compact from a thread that holds a transaction (the compaction "
+                    "waits for every transaction to end)",
+                    s->path);
+    pthread_mutex_lock(&s->compact_mu);
+    int rc = compact_locked(s);
+    pthread_mutex_unlock(&s->compact_mu);
+    return rc;
+}
+
+uint64_t cxm_store_compactions(cxm_store *s)
+{
+    pthread_mutex_lock(&s->mu);
+    uint64_t n = s->compactions;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+/* ---- the compactor thread and its hooks ---- */
+
+static long long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void run_hooks(cxm_store *s)
+{
+    pthread_mutex_lock(&s->hooks_mu);
+    for (int i = 0; i < COMPACT_HOOKS; i++)
+        if (s->hooks[i].fn)
+            s->hooks[i].fn(s, s->hooks[i].user);
+    pthread_mutex_unlock(&s->hooks_mu);
+}
+
+/* Wait until a wanted compaction is due; false when stopping. */
+static bool compactor_wait(cxm_store *s)
+{
+    pthread_mutex_lock(&s->cmp_mu);
+    for (;;) {
+        if (s->compactor_stop) {
+            pthread_mutex_unlock(&s->cmp_mu);
+            return false;
+        }
+        long long wait = s->compact_due_ms - now_ms();
+        if (s->compact_wanted && wait <= 0)
+            break;
+        if (!s->compact_wanted) {
+            pthread_cond_wait(&s->cmp_cv, &s->cmp_mu);
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_sec += wait / 1000;
+        until.tv_nsec += (wait % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&s->cmp_cv, &s->cmp_mu, &until);
+    }
+    s->compact_wanted = false;
+    pthread_mutex_unlock(&s->cmp_mu);
+    return true;
+}
+
+static void *compactor_main(void *arg)
+{
+    cxm_store *s = arg;
+    while (compactor_wait(s)) {
+        if (cxm_store_compact(s) == 0)
+            run_hooks(s);
+        else
+            cxm_store_compact_request(s); /* logged; try again after the delay */
+    }
+    return NULL;
+}
+
+void cxm_store_compact_request(cxm_store *s)
+{
+    pthread_mutex_lock(&s->cmp_mu);
+    if (!s->compactor_started && !s->compactor_stop) {
+        if (pthread_create(&s->compactor, NULL, compactor_main, s) != 0) {
+            pthread_mutex_unlock(&s->cmp_mu);
+            cxm_log_error("store.compact_failed", "%s: cannot start the compactor thread", s->path);
+            return;
+        }
+        s->compactor_started = true;
+    }
+    if (!s->compact_wanted) {
+        s->compact_wanted = true;
+        s->compact_due_ms = now_ms() + s->compact_delay_ms;
+    }
+    pthread_cond_signal(&s->cmp_cv);
+    pthread_mutex_unlock(&s->cmp_mu);
+}
+
+void cxm_store_set_compact_delay(cxm_store *s, unsigned delay_ms)
+{
+    pthread_mutex_lock(&s->cmp_mu);
+    s->compact_delay_ms = delay_ms;
+    pthread_mutex_unlock(&s->cmp_mu);
+}
+
+/* A wanted compaction not yet run when the store closes is lost with it;
+ * its callers find their erasures unconfirmed at the next open and ask
+ * again (see svc.c). */
+static void compactor_stop(cxm_store *s)
+{
+    pthread_mutex_lock(&s->cmp_mu);
+    bool started = s->compactor_started;
+    s->compactor_stop = true;
+    pthread_cond_signal(&s->cmp_cv);
+    pthread_mutex_unlock(&s->cmp_mu);
+    if (started)
+        pthread_join(s->compactor, NULL);
+}
+
+int cxm_store_on_compacted(cxm_store *s, cxm_compacted_fn fn, void *user)
+{
+    int rc = CXM_EFULL;
+    pthread_mutex_lock(&s->hooks_mu);
+    for (int i = 0; i < COMPACT_HOOKS; i++) {
+        if (!s->hooks[i].fn) {
+            s->hooks[i] = (compact_hook){fn, user};
+            rc = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->hooks_mu);
+    return rc == 0 ? 0 : fail(rc, "%s: more than %d compaction hooks", s->path, COMPACT_HOOKS);
+}
+
+void cxm_store_on_compacted_remove(cxm_store *s, cxm_compacted_fn fn, void *user)
+{
+    pthread_mutex_lock(&s->hooks_mu);
+    for (int i = 0; i < COMPACT_HOOKS; i++)
+        if (s->hooks[i].fn == fn && s->hooks[i].user == user)
+            s->hooks[i] = (compact_hook){NULL, NULL};
+    pthread_mutex_unlock(&s->hooks_mu);
 }

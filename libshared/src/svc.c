@@ -273,6 +273,171 @@ int cxm_svc_split(char *s, const char **out, size_t max, size_t *n)
 
 static const char *const deleted_types[] = {"CustomerDeleted"};
 
+/* Pending erasures (svc.erasure_pending), per service: key service NUL
+ * receipt_id; value: the compaction count the erase commit saw (8 bytes),
+ * records erased (8 bytes), then the customer id. Only ids: no personal
+ * data is kept to confirm an erasure. */
+#define PENDING_HEAD 16
+
+static size_t pending_key(const cxm_svc_erasure *e, const char *receipt_id, char *key, size_t cap)
+{
+    int n = snprintf(key, cap, "%s%c%s", e->service, 0, receipt_id);
+    return n < 0 || (size_t)n >= cap ? 0 : (size_t)n;
+}
+
+int cxm_svc_erasure_defer(cxm_txn *txn, const cxm_svc_erasure *e, const char *customer_id,
+                          const char *receipt_id, uint64_t records)
+{
+    char key[CXM_SVC_SLUG_MAX + 128];
+    size_t klen = pending_key(e, receipt_id, key, sizeof key);
+    size_t clen = strlen(customer_id);
+    unsigned char val[PENDING_HEAD + 256];
+    if (klen == 0 || clen > sizeof val - PENDING_HEAD)
+        return CXM_ETOOBIG;
+    uint64_t gen = cxm_store_compactions(e->store);
+    memcpy(val, &gen, 8);
+    memcpy(val + 8, &records, 8);
+    memcpy(val + PENDING_HEAD, customer_id, clen);
+    int rc = cxm_txn_put(txn, e->pending, key, klen, val, PENDING_HEAD + clen, 0);
+    if (rc == 0)
+        cxm_store_compact_request(e->store);
+    return rc;
+}
+
+typedef struct confirm_run {
+    cxm_svc_erasure *e;
+    uint64_t covered; /* rows with a count below this are final */
+    bool reset;       /* at open: mark every row for the next compaction */
+    size_t confirmed, waiting;
+    cxm_arena *a; /* keys to delete once the walk is over */
+    struct done_key {
+        const void *key;
+        size_t len;
+        struct done_key *next;
+    } * done;
+} confirm_run;
+
+/* One pending row: confirm it if the compaction covered it, then drop it. */
+static int confirm_row(cxm_txn *txn, confirm_run *r, cxm_iter *it)
+{
+    const cxm_svc_erasure *e = r->e;
+    size_t plen = strlen(e->service) + 1;
+    uint64_t gen, records;
+    if (it->vlen < PENDING_HEAD || it->klen <= plen || it->klen - plen > 127)
+        return CXM_ECORRUPT;
+    memcpy(&gen, it->val, 8);
+    memcpy(&records, (const char *)it->val + 8, 8);
+    if (r->reset) {
+        r->waiting++;
+        if (gen == 0)
+            return 0;
+        unsigned char val[PENDING_HEAD + 256];
+        size_t vlen = it->vlen < sizeof val ? it->vlen : sizeof val;
+        memcpy(val, it->val, vlen);
+        memset(val, 0, 8);
+        return cxm_txn_put(txn, e->pending, it->key, it->klen, val, vlen, 0);
+    }
+    if (gen >= r->covered) {
+        r->waiting++;
+        return 0;
+    }
+    char receipt[128], customer[257];
+    size_t clen = it->vlen - PENDING_HEAD < 256 ? it->vlen - PENDING_HEAD : 256;
+    memcpy(receipt, (const char *)it->key + plen, it->klen - plen);
+    receipt[it->klen - plen] = '\0';
+    memcpy(customer, (const char *)it->val + PENDING_HEAD, clen);
+    customer[clen] = '\0';
+    int rc = e->confirm(txn, customer, receipt, records, e->confirm_user);
+    if (rc != 0)
+        return rc;
+    struct done_key *d = cxm_arena_alloc(r->a, sizeof *d);
+    void *key = cxm_arena_alloc(r->a, it->klen);
+    if (!d || !key)
+        return CXM_ENOMEM;
+    memcpy(key, it->key, it->klen);
+    *d = (struct done_key){key, it->klen, r->done};
+    r->done = d;
+    r->confirmed++;
+    return 0;
+}
+
+static int confirm_fn(cxm_txn *txn, void *user)
+{
+    confirm_run *r = user;
+    r->confirmed = r->waiting = 0;
+    r->done = NULL;
+    cxm_arena_reset(r->a);
+    r->covered = cxm_store_compactions(r->e->store);
+    char prefix[CXM_SVC_SLUG_MAX + 1];
+    size_t plen = pending_key(r->e, "", prefix, sizeof prefix);
+    cxm_iter it;
+    int rc = cxm_iter_prefix(txn, r->e->pending, prefix, plen, false, &it);
+    /* LMDB keeps the cursor valid across a put or del of the row under it. */
+    while (rc == 0 && (rc = cxm_iter_next(&it)) == 0)
+        rc = confirm_row(txn, r, &it);
+    cxm_iter_close(&it);
+    for (struct done_key *d = r->done; rc == CXM_ENOTFOUND && d; d = d->next)
+        if (cxm_txn_del(txn, r->e->pending, d->key, d->len) != 0)
+            rc = CXM_EIO;
+    return rc == CXM_ENOTFOUND ? 0 : rc;
+}
+
+static void confirm_after_compaction(cxm_store *store, void *user)
+{
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    confirm_run r = {.e = user, .a = &a};
+    int rc = cxm_store_write(store, confirm_fn, &r);
+    cxm_arena_dispose(&a);
+    if (rc != 0) {
+        cxm_log_error("svc.erasure_confirm_failed",
+                      "%s: cannot confirm erasures after the compaction: %s; retried after the "
+                      "next one",
+                      r.e->service, cxm_strerror(rc));
+        cxm_store_compact_request(store);
+    } else if (r.confirmed) {
+        cxm_log_info("svc.erasure_confirmed",
+                     "%s: %zu erasure(s) confirmed after the compaction, %zu waiting for the "
+                     "next",
+                     r.e->service, r.confirmed, r.waiting);
+    }
+}
+
+int cxm_svc_erasure_confirmer(cxm_store *store, const char *service, cxm_svc_confirm_fn confirm,
+                              void *user, cxm_svc_erasure *e)
+{
+    e->service = service;
+    e->store = store;
+    e->confirm = confirm;
+    e->confirm_user = user;
+    int rc = cxm_store_dbi(store, "svc.erasure_pending", 0, &e->pending);
+    /* Rows of an earlier run carry its compaction count: restart them at 0. */
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    confirm_run r = {.e = e, .reset = true, .a = &a};
+    if (rc == 0)
+        rc = cxm_store_write(store, confirm_fn, &r);
+    cxm_arena_dispose(&a);
+    if (rc == 0)
+        rc = cxm_store_on_compacted(store, confirm_after_compaction, e);
+    if (rc == 0 && r.waiting)
+        cxm_store_compact_request(store);
+    if (rc != 0) {
+        cxm_log_error("svc.erasure_failed", "the %s service cannot confirm erasures: %s", service,
+                      cxm_store_last_error());
+        e->store = NULL;
+    }
+    return rc;
+}
+
+void cxm_svc_erasure_close(cxm_svc_erasure *e)
+{
+    if (e && e->store)
+        cxm_store_on_compacted_remove(e->store, confirm_after_compaction, e);
+    if (e)
+        e->store = NULL;
+}
+
 static int erasure_apply(cxm_txn *txn, const Cxm__V1__Event *ev, void *user)
 {
     const cxm_svc_erasure *e = user;
@@ -288,14 +453,20 @@ static int erasure_apply(cxm_txn *txn, const Cxm__V1__Event *ev, void *user)
     uint64_t records = 0;
     int rc = e->erase(txn, ev->customer_id, d->merged_customer_ids, d->n_merged_customer_ids,
                       &records, e->user);
-    if (rc != 0)
-        return rc;
+    return rc != 0 ? rc : cxm_svc_erasure_defer(txn, e, ev->customer_id, d->receipt_id, records);
+}
+
+/* The confirmation of a bus service: ErasureCompleted to profile. */
+static int emit_completed(cxm_txn *txn, const char *customer_id, const char *receipt_id,
+                          uint64_t records, void *user)
+{
+    const cxm_svc_erasure *e = user;
     Cxm__V1__ErasureCompleted done = CXM__V1__ERASURE_COMPLETED__INIT;
     done.service = (char *)e->service;
-    done.receipt_id = d->receipt_id;
+    done.receipt_id = (char *)receipt_id;
     done.records_erased = records;
     Cxm__V1__Event out = CXM__V1__EVENT__INIT;
-    out.customer_id = ev->customer_id;
+    out.customer_id = (char *)customer_id;
     out.payload_case = CXM__V1__EVENT__PAYLOAD_ERASURE_COMPLETED;
     out.erasure_completed = &done;
     return cxm_bus_emit(e->producer, txn, &out);
@@ -322,10 +493,12 @@ int cxm_svc_erasure_subscribe(cxm_bus *bus, const char *service, cxm_svc_erase_f
     int rc = cxm_bus_producer_open(bus, service, &e->producer);
     if (rc == 0)
         rc = cxm_bus_subscribe(bus, service, "profile", deleted_types, 1, erasure_apply, e);
-    if (rc != 0)
+    if (rc != 0) {
         cxm_log_error("svc.erasure_failed", "the %s service cannot join the erasure cascade: %s",
                       service, cxm_bus_last_error());
-    return rc;
+        return rc;
+    }
+    return cxm_svc_erasure_confirmer(cxm_bus_store(bus), service, emit_completed, e, e);
 }
 
 int64_t cxm_svc_now_ms(void)

@@ -50,6 +50,7 @@ static void fb_close(cxm_service *svc)
     if (!st)
         return;
     fb_ctx *ctx = &st->ctx;
+    cxm_svc_erasure_close(&ctx->erasure);
     cxm_resolve_queue_stop(ctx->queue);
     if (ctx->resolver)
         cxm_resolver_close(ctx->resolver);

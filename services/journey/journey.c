@@ -53,6 +53,7 @@ static void jrn_close(cxm_service *svc)
     jrn_ctx *ctx = svc->ctx;
     if (!ctx)
         return;
+    cxm_svc_erasure_close(&ctx->erasure);
     jrn_pipe_stop(ctx->pipe);
     jrules_free(ctx->rules);
     pthread_rwlock_destroy(&ctx->rules_lock);

@@ -62,6 +62,7 @@ static void pers_close(cxm_service *svc)
     nbe_ctx *ctx = svc->ctx;
     if (!ctx)
         return;
+    cxm_svc_erasure_close(&ctx->erasure);
     nbe_train_stop(ctx);
     cxm_resolve_queue_stop(ctx->queue);
     if (ctx->resolver)

@@ -1038,8 +1038,9 @@ static int erase_merges(cxm_txn *t, cxm_svc_job *j, const prof_profile *p,
     return 0;
 }
 
-/* A receipt for p's erasure: done by this service at now, pending in each
- * configured other service, complete at once only when there is none. */
+/* A receipt for p's erasure: pending in this service until a compaction of
+ * its store has made the erasure final (prof_erasure_confirm), and in each
+ * configured other service until it confirms. */
 static Cxm__V1__DeletionReceipt *new_receipt(cxm_svc_job *j, const prof_profile *p)
 {
     const prof_ctx *ctx = j->ctx;
@@ -1058,15 +1059,13 @@ static Cxm__V1__DeletionReceipt *new_receipt(cxm_svc_job *j, const prof_profile 
     r->reason = req->reason;
     r->identities_suppressed = req->suppress_identities;
     r->requested_at_unix_ms = j->now;
-    r->completed_at_unix_ms = n == 1 ? j->now : 0;
+    r->completed_at_unix_ms = 0;
     for (size_t i = 0; i < n; i++) {
         cxm__v1__service_erasure__init(&se[i]);
         se[i].service = i ? (char *)ctx->erasure_services[i - 1] : "profile";
-        se[i].state = i ? CXM__V1__ERASURE_STATE__ERASURE_STATE_PENDING
-                        : CXM__V1__ERASURE_STATE__ERASURE_STATE_DONE;
+        se[i].state = CXM__V1__ERASURE_STATE__ERASURE_STATE_PENDING;
         services[i] = &se[i];
     }
-    se[0].completed_at_unix_ms = j->now;
     r->services = services;
     r->n_services = n;
     return r;
@@ -1118,7 +1117,10 @@ static int delete_job(cxm_txn *t, cxm_svc_job *j)
         return rc;
     r->services[0]->records_erased = records;
     resp->receipt = r;
-    return (rc = pdb_receipt_put(t, ctx->db, j->a, r)) != 0 ? rc : publish_deleted(t, j, r);
+    if ((rc = pdb_receipt_put(t, ctx->db, j->a, r)) != 0 ||
+        (rc = cxm_svc_erasure_defer(t, &ctx->erasure, r->customer_id, r->receipt_id, records)) != 0)
+        return rc;
+    return publish_deleted(t, j, r);
 }
 
 static void on_delete(cxm_call *call, const ProtobufCMessage *msg)
@@ -1186,6 +1188,25 @@ int prof_erasure_completed(cxm_txn *t, const Cxm__V1__Event *ev, void *user)
                      "%s confirmed erasing customer %s under receipt \"%.40s\", which %s; skipped",
                      e->service, ev->customer_id, s_or_empty(e->receipt_id),
                      rc == CXM_ENOTFOUND ? "no erasure has" : "cannot be recorded");
+        return 0;
+    }
+    return rc;
+}
+
+int prof_erasure_confirm(cxm_txn *t, const char *customer_id, const char *receipt_id,
+                         uint64_t records, void *user)
+{
+    const prof_ctx *ctx = user;
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    bool changed;
+    int rc = pdb_receipt_confirm(t, ctx->db, receipt_id, "profile", records, cxm_svc_now_ms(), "",
+                                 &a, &changed);
+    cxm_arena_dispose(&a);
+    if (rc == CXM_ENOTFOUND) {
+        cxm_log_warn("profile.erasure_skipped",
+                     "no erasure has receipt \"%.40s\" (customer %s) any more; skipped", receipt_id,
+                     customer_id);
         return 0;
     }
     return rc;

@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 #include "cxm/bus.h"
+#include "cxm/svc.h"
 #include "cxm/server.h"
 #include "cxm/ident.h"
 #include "model.h"
@@ -34,7 +35,15 @@ typedef struct prof_ctx {
      * (bus.h): CustomerMerged, CustomerUnmerged, CustomerDeleted,
      * ConsentChanged, SegmentMembershipChanged, TraitsChanged. */
     cxm_bus_producer *events;
+    /* This service's own part of an erasure, confirmed on the receipt only
+     * after a compaction of its store (svc.h, cxm_svc_erasure_confirmer). */
+    cxm_svc_erasure erasure;
 } prof_ctx;
+
+/* The confirmer's confirm (svc.h) for profile's own part: the "profile"
+ * entry of the receipt becomes DONE, user = the prof_ctx. */
+int prof_erasure_confirm(cxm_txn *t, const char *customer_id, const char *receipt_id,
+                         uint64_t records, void *user);
 
 /* The bus subscription's apply (bus.h) for the ErasureCompleted events of
  * the erasure services, user = the prof_ctx: the service's entry on the

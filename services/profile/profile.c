@@ -172,6 +172,7 @@ static void prof_close(cxm_service *svc)
     prof_module_state *st = svc->ctx;
     if (!st)
         return;
+    cxm_svc_erasure_close(&st->ctx.erasure);
     pdb_close(st->ctx.db);
     free(st->blocklist_copy);
     free(st->erasure_copy);
@@ -203,6 +204,9 @@ static int prof_open(cxm_store *store, cxm_service *svc)
         rc = pdb_open(store, &st->ctx.db);
     if (rc == 0)
         rc = open_events(store, &st->ctx);
+    if (rc == 0)
+        rc = cxm_svc_erasure_confirmer(store, "profile", prof_erasure_confirm, &st->ctx,
+                                       &st->ctx.erasure);
     if (rc != 0)
         prof_close(svc);
     return rc;

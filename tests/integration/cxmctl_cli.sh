@@ -132,7 +132,7 @@ CXM_TIMEOUT=2m expect 0 cxm.v1.ProfileService --target "$target" services
 cid=$(grep -o '"customer_id":"c[0-9a-f]*"' "$dir/out" | head -1 | cut -d'"' -f4)
 [ -n "$cid" ] || fail "no customer id in: $(cat "$dir/out")"
 expect 0 'journey pending' --target "$target" profile delete "$cid" --reason "test #1"
-for _ in $(seq 100); do
+for _ in $(seq 500); do
   "$bin/cxmctl" --target "$target" profile receipt "$cid" >"$dir/out"
   grep -q completed_at "$dir/out" && break
   sleep 0.02

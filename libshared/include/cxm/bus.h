@@ -140,6 +140,9 @@ void cxm_bus_destroy(cxm_bus *bus);
  * it. */
 cxm_bus *cxm_bus_of(cxm_store *store);
 
+/* The store the bus was created for. */
+cxm_store *cxm_bus_store(cxm_bus *bus);
+
 /* The producer named name ([a-z0-9_-], 1 to 32 bytes: a service name),
  * created on first call; owned by the bus, valid until cxm_bus_destroy. */
 int cxm_bus_producer_open(cxm_bus *bus, const char *name, cxm_bus_producer **out);

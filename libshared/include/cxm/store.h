@@ -60,6 +60,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <lmdb.h>
 
@@ -186,6 +187,69 @@ typedef struct cxm_write_job {
  * never blocks. The writer thread starts on first use and stops, after
  * draining its queue, when the store closes. */
 void cxm_store_submit(cxm_store *store, cxm_write_job *job);
+
+/* ---- compaction: erasure that really erases -------------------------- */
+
+/* LMDB never overwrites in place: a deleted record's bytes stay readable in
+ * the data file, in free pages (old page versions wait in the freelist until
+ * reused), in the unused gap of live pages (mdb_node_del slides the nodes
+ * below a deleted one and leaves their old bytes there) and in branch-page
+ * separator keys. A compaction rewrites the environment so that the new
+ * data.mdb holds nothing but the live records:
+ *
+ *   - writers are held back (new write transactions wait; those running
+ *     finish first), so no write can be lost; readers go on meanwhile;
+ *   - every named database is walked with a cursor in one read transaction
+ *     and appended (MDB_APPEND) into a fresh environment,
+ *     DIR/data.mdb.compact: every byte of that file (leaf, branch, overflow
+ *     and free pages alike) is a copy of a live key or value, or zero. LMDB's
+ *     own mdb_env_copy2(MDB_CP_COMPACT) is not used: it drops free pages but
+ *     copies live pages whole, separator keys and stale gaps of the unused
+ *     part of a node's sub-page included;
+ *   - the copy is fsync'ed, renamed over data.mdb and the directory fsync'ed;
+ *     then, once every transaction of the process has ended (the gate map
+ *     growth uses), the environment is reopened in place and the named
+ *     databases reopened in their original order, so every MDB_dbi handle
+ *     keeps its number (checked). Pooled read transactions are dropped.
+ *     Nothing may hold a pointer into the map past its transaction (the
+ *     rule already), as the map moves.
+ *
+ * Cost: the whole live data is rewritten once per compaction (about the
+ * speed of a sequential copy, see benchmarks/README.md "Erasure
+ * compaction"), writes wait for that long, and the disk needs room for a
+ * second copy of the live data meanwhile. Erasures therefore share one:
+ * cxm_store_compact_request debounces. Out of scope: the freed blocks of
+ * the old file on the disk itself (use an encrypted filesystem) and copies
+ * other processes made before the compaction.
+ *
+ * Returns 0, CXM_EBUSY when the calling thread holds a transaction (the
+ * swap would wait for it), or the error that stopped it (the old file then
+ * stays, untouched, and the store goes on). A write attempted on a thread
+ * holding a read transaction while a compaction copies fails with
+ * CXM_EBUSY rather than deadlock (as with growth, do not do that). */
+int cxm_store_compact(cxm_store *store);
+
+/* Ask for a compaction `delay` ms from the first request not yet served
+ * (cxm_store_set_compact_delay; default 1,000 ms), so a burst of erasures
+ * shares one. Run by the store's compactor thread, started on first use and
+ * stopped at the last close; a failed one is logged and retried after the
+ * delay. Thread-safe; callable inside a write transaction (the compaction
+ * waits for it to end). */
+void cxm_store_compact_request(cxm_store *store);
+void cxm_store_set_compact_delay(cxm_store *store, unsigned delay_ms);
+
+/* Completed compactions since the store was opened. Read inside a write
+ * transaction, a value g means: that transaction's commit is covered by
+ * every compaction after the g-th (cxm_store_compactions() > g). */
+uint64_t cxm_store_compactions(cxm_store *store);
+
+/* Called on the compactor thread after each compaction it ran (not after a
+ * direct cxm_store_compact); it may write (typically: confirm the erasures
+ * the compaction covered). Up to 8 per store; CXM_EFULL beyond. Removing
+ * waits for a running call, so the user's memory can be freed after. */
+typedef void (*cxm_compacted_fn)(cxm_store *store, void *user);
+int cxm_store_on_compacted(cxm_store *store, cxm_compacted_fn fn, void *user);
+void cxm_store_on_compacted_remove(cxm_store *store, cxm_compacted_fn fn, void *user);
 
 /* Run fn in a read transaction; returns fn's result. */
 int cxm_store_read(cxm_store *store, cxm_txn_fn fn, void *user);

@@ -21,7 +21,8 @@
  *   - Comma-separated flag values: cxm_svc_split.
  *   - The erasure cascade: cxm_svc_erasure_subscribe joins a service to
  *     profile's CustomerDeleted events and answers each with
- *     ErasureCompleted.
+ *     ErasureCompleted once a compaction of its store has removed the
+ *     erased bytes from the data file.
  *
  * Handlers reach their service state through the call
  * (cxm_call_service_ctx, or job->ctx inside a write job); the kit keeps no
@@ -181,28 +182,60 @@ typedef int (*cxm_svc_erase_fn)(cxm_txn *txn, const char *customer_id, char *con
 int cxm_svc_erase_nothing(cxm_txn *txn, const char *customer_id, char *const *merged,
                           size_t nmerged, uint64_t *records, void *user);
 
+/* Confirm one erasure, in txn, once a compaction made it final (see
+ * below): emit ErasureCompleted, or for profile, mark its own part of the
+ * receipt done. Non-zero rolls the confirmations of this batch back; they
+ * are retried after the next compaction. */
+typedef int (*cxm_svc_confirm_fn)(cxm_txn *txn, const char *customer_id, const char *receipt_id,
+                                  uint64_t records, void *user);
+
 /* A service's membership of the cascade, in the caller's storage (its
  * module state), which must outlive the bus's delivery (the host stops the
- * bus before it closes the modules). */
+ * bus before it closes the modules) and be closed with
+ * cxm_svc_erasure_close. Fields are private. */
 typedef struct cxm_svc_erasure {
     const char *service;
     cxm_svc_erase_fn erase;
     void *user;
     cxm_bus_producer *producer; /* the service's own: ErasureCompleted */
+    cxm_store *store;
+    MDB_dbi pending; /* svc.erasure_pending: erasures awaiting a compaction */
+    cxm_svc_confirm_fn confirm;
+    void *confirm_user;
 } cxm_svc_erasure;
 
 /* Join service ("journey": a producer name, see bus.h) to the erasure
  * cascade: subscribe it to the "profile" producer's CustomerDeleted events,
  * and for each run erase(txn, customer_id, merged ids, &records, user) and
- * emit ErasureCompleted {service, receipt_id, records_erased} from the
- * service's producer in the same transaction, so that an erasure is
- * confirmed exactly when it committed. The profile service completes the
- * receipt from these (its --profile-erasure-services). Call from the
- * module's open, with cxm_bus_of(store): a NULL bus is CXM_EUNAVAIL (the
- * service cannot erase anything without it); bus errors as they are, with
- * cxm_bus_last_error(). `service` must outlive the bus. */
+ * record the erasure as pending in the same transaction. Erased bytes stay
+ * readable in the data file until the store is compacted (store.h), so
+ * ErasureCompleted {service, receipt_id, records_erased} is emitted from
+ * the service's producer only after a compaction that followed the erase
+ * commit: the profile service completes the receipt from these (its
+ * --profile-erasure-services), so a DONE receipt means a clean file. Call
+ * from the module's open, with cxm_bus_of(store): a NULL bus is
+ * CXM_EUNAVAIL (the service cannot erase anything without it); bus errors
+ * as they are, with cxm_bus_last_error(). `service` must outlive the bus. */
 int cxm_svc_erasure_subscribe(cxm_bus *bus, const char *service, cxm_svc_erase_fn erase, void *user,
                               cxm_svc_erasure *e);
+
+/* The confirming half alone, for a service that erases on its own (profile
+ * in DeleteProfile): erasures recorded with cxm_svc_erasure_defer are
+ * passed to confirm(txn, ..., user) after the compaction that covers them,
+ * in a write transaction of the compactor thread. Pending erasures left by
+ * an earlier run are confirmed after this run's first compaction, which is
+ * requested here. */
+int cxm_svc_erasure_confirmer(cxm_store *store, const char *service, cxm_svc_confirm_fn confirm,
+                              void *user, cxm_svc_erasure *e);
+
+/* In the erase transaction: record the erasure as pending and ask the store
+ * for a compaction (debounced, --erasure-compact-delay). */
+int cxm_svc_erasure_defer(cxm_txn *txn, const cxm_svc_erasure *e, const char *customer_id,
+                          const char *receipt_id, uint64_t records);
+
+/* Stop confirming (waits for a running confirmation); from the module's
+ * close. A zeroed or never opened e is ignored. */
+void cxm_svc_erasure_close(cxm_svc_erasure *e);
 
 /* ---- configuration --------------------------------------------------- */
 
