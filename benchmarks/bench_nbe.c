@@ -74,6 +74,7 @@ typedef struct nbe_cfg {
         *histories_out;
     int64_t seed, k, min_history, timeout_ms;
     bool load, quality, rules, json;
+    cxm_channel_opts chan; /* TLS flags */
 } nbe_cfg;
 
 /* The ratings as cxm-eval sees them: the training users and items (the
@@ -929,8 +930,9 @@ static int nbe_run(nbe_ctx *c)
             "cxm-bench-nbe: %s: %" PRIu32 " users, %" PRIu32 " items, %zu training and %zu "
             "test interactions\n",
             cfg->ratings, c->d.nusers, c->d.nitems, c->d.train.n, c->d.test.n);
-    if (cxm_channel_open(cfg->target, NULL, &c->ch) != 0) {
-        fprintf(stderr, "cxm-bench-nbe: cannot open a channel to %s\n", cfg->target);
+    if (cxm_channel_open(cfg->target, &cfg->chan, &c->ch) != 0) {
+        fprintf(stderr, "cxm-bench-nbe: cannot open a channel to %s: %s\n", cfg->target,
+                cxm_channel_last_error());
         return 1;
     }
     if (cfg->load)
@@ -981,6 +983,7 @@ int main(int argc, char **argv)
                    .timeout_ms = 30000};
     const cxm_opt opts[] = {
         {"target", CXM_OPT_STR, &cfg.target, 0, 0, "cxmd's address, HOST:PORT"},
+        CXM_CHANNEL_TLS_OPTS(cfg.chan),
         {"ratings", CXM_OPT_STR, &cfg.ratings, 0, 0,
          "interactions CSV (user,item,rating,ts or MovieLens' ratings.csv)"},
         {"movies", CXM_OPT_STR, &cfg.movies, 0, 0,

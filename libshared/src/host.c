@@ -3,9 +3,12 @@
  */
 #include "cxm/host.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "cxm/bus.h"
@@ -27,7 +30,18 @@ typedef struct host_config {
     int64_t grace_ms;
     const char *nats_url;
     const char *nats_creds;
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    const char *client_tls_ca, *client_tls_cert, *client_tls_key;
+    bool insecure;
+    /* Whether calls must carry credentials; set by the authentication
+     * module (not wired yet, so always false): a non-loopback listen needs
+     * it together with TLS, or --insecure. */
+    bool auth_on;
 } host_config;
+
+/* Options of this process's own clients (the resolver's channel to the
+ * profile service), from --client-tls-*. */
+static cxm_channel_opts client_opts;
 
 static double elapsed_ms(const struct timespec *since)
 {
@@ -35,6 +49,76 @@ static double elapsed_ms(const struct timespec *since)
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (double)(now.tv_sec - since->tv_sec) * 1e3 +
            (double)(now.tv_nsec - since->tv_nsec) / 1e6;
+}
+
+static bool has(const char *s)
+{
+    return s && *s;
+}
+
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* Whether every address the host of listen ("HOST:PORT", already checked)
+ * stands for is a loopback one: 127.0.0.0/8, ::1, or a name resolving only
+ * to those (localhost). A wildcard (0.0.0.0, [::]) is not. */
+static bool listen_is_loopback(const char *listen)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+    if (n >= 2 && listen[0] == '[')
+        snprintf(host, sizeof host, "%.*s", (int)(n - 2), listen + 1);
+    else
+        snprintf(host, sizeof host, "%.*s", (int)n, listen);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    if (!*host || getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    bool loop = true;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        loop = loop && addr_is_loopback(ai->ai_addr);
+    freeaddrinfo(res);
+    return loop;
+}
+
+/* The TLS flags go in pairs, and a listen address other machines can reach
+ * needs TLS and authentication, or --insecure to say that is intended. */
+static int check_tls_flags(const host_config *cfg, char *err, size_t errlen)
+{
+    if (has(cfg->tls_cert) != has(cfg->tls_key)) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together; give both");
+        return CXM_EINVAL;
+    }
+    if (has(cfg->tls_client_ca) && !has(cfg->tls_cert)) {
+        snprintf(err, errlen, "--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)");
+        return CXM_EINVAL;
+    }
+    if (has(cfg->client_tls_cert) != has(cfg->client_tls_key)) {
+        snprintf(err, errlen, "--client-tls-cert and --client-tls-key go together; give both");
+        return CXM_EINVAL;
+    }
+    if (has(cfg->client_tls_cert) && !has(cfg->client_tls_ca)) {
+        snprintf(err, errlen, "--client-tls-cert needs --client-tls-ca to verify the server");
+        return CXM_EINVAL;
+    }
+    bool protected = has(cfg->tls_cert) && cfg->auth_on;
+    if (!protected && !cfg->insecure && !listen_is_loopback(cfg->listen)) {
+        snprintf(err, errlen,
+                 "--listen %s is not a loopback address and this server would accept anyone "
+                 "there: configure TLS (--tls-cert, --tls-key) and authentication, listen on "
+                 "127.0.0.1, or pass --insecure to expose it unprotected anyway",
+                 cfg->listen);
+        return CXM_EINVAL;
+    }
+    return 0;
 }
 
 /* Returns 0 to go on, or the exit status (0 after --help, 2 for bad flags). */
@@ -59,6 +143,18 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         {"nats-url", CXM_OPT_STR, &cfg->nats_url, 0, 0,
          "relay the event bus through NATS JetStream at this URL; empty: in process"},
         {"nats-creds", CXM_OPT_STR, &cfg->nats_creds, 0, 0, "NATS credentials file (JWT + seed)"},
+        {"tls-cert", CXM_OPT_STR, &cfg->tls_cert, 0, 0,
+         "serve TLS with this PEM certificate chain (reloaded on SIGHUP or change)"},
+        {"tls-key", CXM_OPT_STR, &cfg->tls_key, 0, 0, "PEM private key of --tls-cert"},
+        {"tls-client-ca", CXM_OPT_STR, &cfg->tls_client_ca, 0, 0,
+         "require client certificates signed by this PEM CA (mutual TLS)"},
+        {"insecure", CXM_OPT_BOOL, &cfg->insecure, 0, 0,
+         "allow a non-loopback --listen without TLS and authentication"},
+        {"client-tls-ca", CXM_OPT_STR, &cfg->client_tls_ca, 0, 0,
+         "own calls to other services (profile) use TLS, verifying them with this PEM CA"},
+        {"client-tls-cert", CXM_OPT_STR, &cfg->client_tls_cert, 0, 0,
+         "client certificate for own calls to services requiring mutual TLS"},
+        {"client-tls-key", CXM_OPT_STR, &cfg->client_tls_key, 0, 0, "PEM key of --client-tls-cert"},
     };
     /* The common flags, then each module's own. */
     cxm_opt opts[MAX_OPTS];
@@ -89,12 +185,19 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         snprintf(err, sizeof err, "--listen \"%s\": %s", cfg->listen, why);
         rc = CXM_EINVAL;
     }
+    if (rc == 0)
+        rc = check_tls_flags(cfg, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "%s: %s (see --help)\n", argv[0], err);
         *exit_code = 2;
         return 1;
     }
     cxm_log_configure(strcmp(cfg->log_format, "json") == 0, level);
+    if (!(has(cfg->tls_cert) && cfg->auth_on) && !listen_is_loopback(cfg->listen))
+        cxm_log_warn("server.insecure",
+                     "--insecure: %s is reachable from other machines without %s; anyone who "
+                     "can connect can read and change every customer's data",
+                     cfg->listen, has(cfg->tls_cert) ? "authentication" : "TLS or authentication");
     return 0;
 }
 
@@ -130,6 +233,11 @@ const char *cxm_host_self_addr(void)
     return atomic_load(&self_addr_set) ? self_addr : NULL;
 }
 
+const cxm_channel_opts *cxm_host_client_opts(void)
+{
+    return &client_opts;
+}
+
 const char *cxm_host_self_addr_fn(void *ctx)
 {
     (void)ctx;
@@ -153,7 +261,10 @@ static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *b
                           .workers = (int)cfg->workers,
                           .requests_per_method = (int)cfg->requests_per_method,
                           .max_message_bytes = (size_t)cfg->max_message_bytes,
-                          .grace_ms = cfg->grace_ms};
+                          .grace_ms = cfg->grace_ms,
+                          .tls_cert = cfg->tls_cert,
+                          .tls_key = cfg->tls_key,
+                          .tls_client_ca = cfg->tls_client_ca};
     cxm_server *srv = NULL;
     int rc = cxm_server_create(&so, &srv);
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -192,6 +303,9 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
         return 1;
     if (configure(argc, argv, summary, modules, nmodules, &cfg, &exit_code) != 0)
         return exit_code;
+    client_opts = (cxm_channel_opts){.tls_ca = cfg.client_tls_ca,
+                                     .tls_cert = cfg.client_tls_cert,
+                                     .tls_key = cfg.client_tls_key};
 
     cxm_store *store = NULL;
     cxm_service svcs[MAX_MODULES];

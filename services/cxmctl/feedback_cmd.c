@@ -520,7 +520,7 @@ static int submit_file(ctl *c, submit_flags *f)
     submit_import im = {.c = c, .path = f->file.v[0]};
     if (!(im.f = fopen(im.path, "rb")))
         return cxmctl_usage_error(c, "cannot open --file %s", im.path);
-    if (!c->ch && cxm_channel_open(c->target, NULL, &c->ch) != 0)
+    if (!c->ch && cxm_channel_open(c->target, &c->chan, &c->ch) != 0)
         return (fclose(im.f), fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c->target),
                 CXMCTL_FAILED);
     if (!(im.method = cxm_channel_method(c->ch, SUBMIT_PATH)) ||

@@ -443,7 +443,7 @@ static int import_run(ctl *c, import *im, uint64_t window)
     if (rc)
         return rc;
     cxm_pipe *s = NULL;
-    if (!c->ch && cxm_channel_open(c->target, NULL, &c->ch) != 0)
+    if (!c->ch && cxm_channel_open(c->target, &c->chan, &c->ch) != 0)
         return (fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c->target), 1);
     if (cxm_pipe_open(c->ch, TRACK_STREAM_PATH, import_deadline(c, im, window), &s) != 0)
         return (fprintf(stderr, "cxmctl: cannot open a stream to %s\n", c->target), 1);

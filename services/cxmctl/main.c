@@ -1,7 +1,8 @@
 /*
  * cxmctl - the cxm command-line client.
  *
- *   cxmctl [--target HOST:PORT] [--json] [--timeout DURATION] COMMAND [ARGS]
+ *   cxmctl [--target HOST:PORT] [--json] [--timeout DURATION] [--tls-ca FILE
+ *          [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]] COMMAND [ARGS]
  *
  * Readable output by default, one JSON object per result with --json. Exits
  * 0 on success, 1 with the server's status and message on an RPC error, 2 on
@@ -147,8 +148,9 @@ int cxmctl_rpc_failed(const char *method, grpc_status_code status, const char *d
  * never pay for grpc_init(). */
 static int open_channel(ctl *c)
 {
-    if (!c->ch && cxm_channel_open(c->target, NULL, &c->ch) != 0) {
-        fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c->target);
+    if (!c->ch && cxm_channel_open(c->target, &c->chan, &c->ch) != 0) {
+        fprintf(stderr, "cxmctl: cannot open a channel to %s: %s\n", c->target,
+                cxm_channel_last_error());
         return CXMCTL_FAILED;
     }
     return 0;
@@ -547,6 +549,7 @@ int main(int argc, char **argv)
         {"json", CXM_OPT_BOOL, &c.json, 0, 0, "print results as JSON"},
         {"timeout", CXM_OPT_STR, &timeout, 0, 0,
          "deadline of each call, with its unit: 200ms, 5s, 2m (a bare number is refused)"},
+        CXM_CHANNEL_TLS_OPTS(c.chan),
     };
     c.opts = opts;
     c.nopts = sizeof opts / sizeof opts[0];

@@ -923,7 +923,7 @@ static int train_result(train_run *t)
 
 static int train_wait(ctl *c, Cxm__V1__TrainModelRequest *req, int64_t wait_ms)
 {
-    if (!c->ch && cxm_channel_open(c->target, NULL, &c->ch) != 0)
+    if (!c->ch && cxm_channel_open(c->target, &c->chan, &c->ch) != 0)
         return fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c->target), CXMCTL_FAILED;
     train_run t = {
         .c = c, .req = req, .wait_ms = wait_ms, .tty = isatty(STDERR_FILENO) == 1, .t0 = now_s()};
