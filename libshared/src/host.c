@@ -193,12 +193,17 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         return 1;
     }
     cxm_log_configure(strcmp(cfg->log_format, "json") == 0, level);
+    return 0;
+}
+
+/* Once the port is open: say so when it is open to everyone (--insecure). */
+static void warn_if_exposed(const host_config *cfg)
+{
     if (!(has(cfg->tls_cert) && cfg->auth_on) && !listen_is_loopback(cfg->listen))
         cxm_log_warn("server.insecure",
                      "--insecure: %s is reachable from other machines without %s; anyone who "
                      "can connect can read and change every customer's data",
                      cfg->listen, has(cfg->tls_cert) ? "authentication" : "TLS or authentication");
-    return 0;
 }
 
 /* The bus exists before the modules, which find it with cxm_bus_of(store). */
@@ -281,6 +286,7 @@ static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *b
         set_self_addr(host, cxm_server_port(srv));
         cxm_log_info("server.listening", "listening on %s:%d (data %s, ready in %.1f ms)", host,
                      cxm_server_port(srv), cfg->data, elapsed_ms(started));
+        warn_if_exposed(cfg);
         rc = cxm_server_run(srv);
     }
     cxm_server_destroy(srv);
