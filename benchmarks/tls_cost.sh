@@ -73,35 +73,54 @@ rm -f "$WORK/data-tls/cxm.lock"
 start_server "$WORK/plain.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data" \
   --reco-retrain-interactions 0 || die "cxmd did not start: $(tail -3 "$WORK/plain.log")"
 pids+=("$pid")
-plain=127.0.0.1:$port
+plain=127.0.0.1:$port plain_pid=$pid
 start_server "$WORK/tls.log" 400 "$BIN/cxmd" --listen 127.0.0.1:0 --data "$WORK/data-tls" \
   --reco-retrain-interactions 0 --tls-cert "$WORK/srv.pem" --tls-key "$WORK/srv.key" ||
   die "cxmd did not start: $(tail -3 "$WORK/tls.log")"
 pids+=("$pid")
-secure=127.0.0.1:$port
+secure=127.0.0.1:$port tls_pid=$pid
 
 # shellcheck source=reco_lib.sh
 source "$root/benchmarks/reco_lib.sh"
+# cpu_ticks PID: user + system CPU time of a process, in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# busy PID ARGS...: a 2 x 32 bench run (its JSON line in $WORK/busy.json) and the
+# server's CPU microseconds per completed call, measured around it (warm-up
+# calls included on both sides): unlike QPS, other tenants do not move it.
+busy() {
+  local pid=$1 c0 c1 out
+  shift
+  c0=$(cpu_ticks "$pid")
+  out=$(bench --connections 2 --inflight 32 "$@")
+  c1=$(cpu_ticks "$pid")
+  echo "$out" >"$WORK/busy.json"
+  awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$(field completed "$out")" \
+    -v d="$DURATION" 'BEGIN {printf "%.1f\n", t * 1e6 / hz / (n * (d + 1) / d)}'
+}
 # one_method NAME ARGS...: ROUNDS rounds of TLS against plaintext.
 one_method() {
-  local name=$1 r t1 t2 p1 p2
+  local name=$1 r t1 t2 p1 p2 tc pc
   shift
-  ap50=() ap99=() aq=() bp50=() bp99=() bq=() r50=() r99=() rqs=()
-  printf '\n== %s\n%-6s %-10s %10s %10s %10s\n' "$name" round server 1x1-p50us 1x1-p99us 2x32-qps
+  ap50=() ap99=() aq=() bp50=() bp99=() bq=() r50=() r99=() rqs=() rcpu=()
+  printf '\n== %s\n%-6s %-10s %10s %10s %10s %12s\n' "$name" round server 1x1-p50us 1x1-p99us \
+    2x32-qps srv-cpu-us/call
   for ((r = 1; r <= ROUNDS; r++)); do
     target=$secure
     t1=$(bench --tls-ca "$WORK/ca.pem" --connections 1 --inflight 1 "$@")
-    t2=$(bench --tls-ca "$WORK/ca.pem" --connections 2 --inflight 32 "$@")
+    tc=$(busy "$tls_pid" --tls-ca "$WORK/ca.pem" "$@") t2=$(<"$WORK/busy.json")
     target=$plain
     p1=$(bench --connections 1 --inflight 1 "$@")
-    p2=$(bench --connections 2 --inflight 32 "$@")
-    pair_round "$r" tls "$t1" "$t2" plaintext "$p1" "$p2"
+    pc=$(busy "$plain_pid" "$@") p2=$(<"$WORK/busy.json")
+    pair_round "$r" tls "$t1" "$t2" plaintext "$p1" "$p2" >"$WORK/rows" # not in a subshell: it records
+    paste -d' ' "$WORK/rows" <(printf '%12s\n%12s\n' "$tc" "$pc")
+    rcpu+=("$(ratio "$tc" "$pc")")
   done
-  printf '  %s TLS/plaintext (medians of %d rounds): p50 %s, p99 %s, QPS %s\n' "$name" "$ROUNDS" \
-    "$(median "${r50[@]}")" "$(median "${r99[@]}")" "$(median "${rqs[@]}")"
+  printf '  %s TLS/plaintext (medians of %d rounds): p50 %s, p99 %s, QPS %s, server CPU per call %s\n' \
+    "$name" "$ROUNDS" "$(median "${r50[@]}")" "$(median "${r99[@]}")" "$(median "${rqs[@]}")" \
+    "$(median "${rcpu[@]}")"
   json+=",\"${name}_p50_ratio\":$(median "${r50[@]}"),\"${name}_p99_ratio\":$(median "${r99[@]}")"
   json+=",\"${name}_qps_ratio\":$(median "${rqs[@]}"),\"${name}_tls_qps\":$(median "${aq[@]}")"
-  json+=",\"${name}_plain_qps\":$(median "${bq[@]}")"
+  json+=",\"${name}_plain_qps\":$(median "${bq[@]}"),\"${name}_cpu_ratio\":$(median "${rcpu[@]}")"
 }
 json="{\"bench\":\"tls.cost\",\"rounds\":$ROUNDS"
 one_method check
