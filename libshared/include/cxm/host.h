@@ -66,8 +66,9 @@ const char *cxm_host_self_addr(void);
  * plaintext). The resolver uses them, also when a module resolves through
  * the profile service of its own process: a cxmd serving TLS needs
  * --client-tls-ca (and, with --tls-client-ca, a client certificate) for
- * journey, feedback and personalisation to resolve identities. Valid for the life of the process
- * once cxm_host_main parsed its flags; zeroed before. */
+ * journey, feedback and personalisation to resolve identities. Valid for
+ * the life of the process once cxm_host_main parsed its flags; zeroed
+ * before. */
 const cxm_channel_opts *cxm_host_client_opts(void);
 
 /* The same as an address callback (cxm_resolver_opts.addr_fn; ctx is
