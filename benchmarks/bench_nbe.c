@@ -75,6 +75,7 @@ typedef struct nbe_cfg {
     int64_t seed, k, min_history, timeout_ms;
     bool load, quality, rules, json;
     const char *token, *token_file; /* --token, --token-file (CXM_TOKEN[_FILE]) */
+    cxm_channel_opts chan; /* TLS flags */
 } nbe_cfg;
 
 /* The ratings as cxm-eval sees them: the training users and items (the
@@ -936,11 +937,13 @@ static int nbe_run(nbe_ctx *c)
         fprintf(stderr, "cxm-bench-nbe: --token / --token-file: %s\n", err);
         return 2;
     }
-    cxm_channel_opts copts = {.token = token};
+    cxm_channel_opts copts = cfg->chan;
+    copts.token = token;
     rc = cxm_channel_open(cfg->target, &copts, &c->ch);
     free(token); /* the channel keeps a copy */
     if (rc != 0) {
-        fprintf(stderr, "cxm-bench-nbe: cannot open a channel to %s\n", cfg->target);
+        fprintf(stderr, "cxm-bench-nbe: cannot open a channel to %s: %s\n", cfg->target,
+                cxm_channel_last_error());
         return 1;
     }
     if (cfg->load)
@@ -991,6 +994,7 @@ int main(int argc, char **argv)
                    .timeout_ms = 30000};
     const cxm_opt opts[] = {
         {"target", CXM_OPT_STR, &cfg.target, 0, 0, "cxmd's address, HOST:PORT"},
+        CXM_CHANNEL_TLS_OPTS(cfg.chan),
         {"ratings", CXM_OPT_STR, &cfg.ratings, 0, 0,
          "interactions CSV (user,item,rating,ts or MovieLens' ratings.csv)"},
         {"movies", CXM_OPT_STR, &cfg.movies, 0, 0,

@@ -52,6 +52,7 @@ typedef struct track_cfg {
     bool json, loop;
     const char *token, *token_file; /* --token, --token-file (CXM_TOKEN[_FILE]) */
     char *bearer;                   /* the token sent, from either */
+    cxm_channel_opts chan; /* TLS flags */
 } track_cfg;
 
 /* One stream and what its thread measured. */
@@ -338,7 +339,9 @@ static int report(const track_cfg *cfg, track_stream *ss, size_t n, double secs)
 
 static int setup(const track_cfg *cfg, track_stream *ss)
 {
-    cxm_channel_opts copts = {.use_local_subchannel_pool = 1, .token = cfg->bearer};
+    cxm_channel_opts copts = cfg->chan;
+    copts.use_local_subchannel_pool = 1;
+    copts.token = cfg->bearer;
     for (int64_t i = 0; i < cfg->connections; i++) {
         track_stream *s = &ss[i];
         s->index = (unsigned)i;
@@ -375,7 +378,8 @@ static int run_streams(const track_cfg *cfg)
     track_stream *ss = calloc((size_t)cfg->connections, sizeof *ss);
     int rc = ss ? setup(cfg, ss) : CXM_ENOMEM;
     if (rc != 0) {
-        fprintf(stderr, "cxm-bench-track: setup failed: %s\n", cxm_strerror(rc));
+        fprintf(stderr, "cxm-bench-track: setup failed: %s\n",
+                *cxm_channel_last_error() ? cxm_channel_last_error() : cxm_strerror(rc));
         teardown(cfg, ss);
         return 1;
     }
@@ -409,6 +413,7 @@ int main(int argc, char **argv)
                      .warmup_ms = 1000};
     const cxm_opt opts[] = {
         {"target", CXM_OPT_STR, &cfg.target, 0, 0, "server address, HOST:PORT"},
+        CXM_CHANNEL_TLS_OPTS(cfg.chan),
         {"connections", CXM_OPT_INT, &cfg.connections, 1, 256,
          "TCP connections, each with one TrackStream and its own thread"},
         {"batch", CXM_OPT_INT, &cfg.batch, 1, CXM_BENCH_MAX_BATCH, "events per message"},

@@ -56,6 +56,7 @@
 
 typedef struct cxm_bench_cfg {
     const char *target;
+    cxm_channel_opts chan; /* TLS flags */
     const char *method;
     const char *request_file;
     const char *generator;
@@ -668,12 +669,14 @@ static size_t cxm_bench_nthreads(const cxm_bench_cfg *cfg)
 
 static int cxm_bench_open_conns(const cxm_bench_cfg *cfg, cxm_bench_conn *conns)
 {
-    cxm_channel_opts copts = {.use_local_subchannel_pool = 1, .token = cfg->bearer};
+    cxm_channel_opts copts = cfg->chan;
+    copts.use_local_subchannel_pool = 1;
+    copts.token = cfg->bearer;
     for (int64_t i = 0; i < cfg->connections; i++) {
         int rc = cxm_channel_open(cfg->target, &copts, &conns[i].ch);
         if (rc != 0) {
             fprintf(stderr, "cxm-bench: cannot open a channel to %s: %s\n", cfg->target,
-                    cxm_strerror(rc));
+                    cxm_channel_last_error());
             return rc;
         }
     }
@@ -1205,6 +1208,7 @@ int main(int argc, char **argv)
     };
     const cxm_opt opts[] = {
         {"target", CXM_OPT_STR, &cfg.target, 0, 0, "server address, HOST:PORT"},
+        CXM_CHANNEL_TLS_OPTS(cfg.chan),
         {"method", CXM_OPT_STR, &cfg.method, 0, 0,
          "method path to call (default: the generator's, " CXM_BENCH_DEFAULT_METHOD " for health)"},
         {"request-file", CXM_OPT_STR, &cfg.request_file, 0, 0,

@@ -29,6 +29,7 @@
 #include <grpc/support/time.h>
 
 #include "cxm/err.h"
+#include "cxm/tls.h"
 
 /* ---- helpers ---- */
 
@@ -123,6 +124,74 @@ struct cxm_channel {
     size_t nmd;
 };
 
+static __thread char last_error[700];
+
+const char *cxm_channel_last_error(void)
+{
+    return last_error;
+}
+
+static const char *env_or(const char *name, const char *dflt)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : dflt;
+}
+
+static bool set(const char *s)
+{
+    return s && *s;
+}
+
+/* The PEM files of a TLS channel, checked, into pem[0..2] (CA, cert, key;
+ * the last two NULL without a client certificate). */
+static int read_tls_files(const cxm_channel_opts *o, char *pem[3])
+{
+    char *err = last_error;
+    size_t errlen = sizeof last_error;
+    if (set(o->tls_cert) != set(o->tls_key)) {
+        snprintf(err, errlen, "a TLS client certificate needs both its certificate and its key");
+        return CXM_EINVAL;
+    }
+    const char *paths[3] = {o->tls_ca, o->tls_cert, o->tls_key};
+    const char *kinds[3] = {"TLS CA file", "TLS client certificate", "TLS client key"};
+    char what[3][600];
+    int rc = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        snprintf(what[i], sizeof what[i], "%s %s", kinds[i], paths[i] ? paths[i] : "");
+        if (set(paths[i]))
+            rc = cxm_tls_read_pem(what[i], paths[i], &pem[i], err, errlen);
+    }
+    if (rc == 0)
+        rc = cxm_tls_check_ca(pem[0], what[0], err, errlen);
+    if (rc == 0 && pem[1])
+        rc = cxm_tls_check_pair(pem[1], pem[2], what[1], what[2], err, errlen);
+    return rc;
+}
+
+/* Plaintext credentials, or TLS ones when opts names a CA. */
+static int channel_credentials(const cxm_channel_opts *o, grpc_channel_credentials **out)
+{
+    if (!o || !set(o->tls_ca)) {
+        if (o && (set(o->tls_cert) || set(o->tls_key))) {
+            snprintf(last_error, sizeof last_error,
+                     "a TLS client certificate needs the CA of the server too (CXM_TLS_CA)");
+            return CXM_EINVAL;
+        }
+        *out = grpc_insecure_credentials_create();
+        return *out ? 0 : CXM_ENOMEM;
+    }
+    char *pem[3] = {NULL, NULL, NULL};
+    int rc = read_tls_files(o, pem);
+    if (rc == 0) {
+        grpc_ssl_pem_key_cert_pair pair = {.private_key = pem[2], .cert_chain = pem[1]};
+        *out = grpc_ssl_credentials_create(pem[0], pem[1] ? &pair : NULL, NULL, NULL);
+        rc = *out ? 0 : CXM_ENOMEM;
+    }
+    for (int i = 0; i < 3; i++)
+        free(pem[i]);
+    return rc;
+}
+
 /* The channel's metadata for a SEND_INITIAL_METADATA op. */
 static void cxm__add_md(const cxm_channel *c, grpc_op *op)
 {
@@ -132,8 +201,11 @@ static void cxm__add_md(const cxm_channel *c, grpc_op *op)
 
 int cxm_channel_open(const char *target, const cxm_channel_opts *opts, cxm_channel **out)
 {
-    if (!target || !*target)
+    last_error[0] = '\0';
+    if (!target || !*target) {
+        snprintf(last_error, sizeof last_error, "no target address");
         return CXM_EINVAL;
+    }
     cxm_channel *c = calloc(1, sizeof *c);
     if (!c)
         return CXM_ENOMEM;
@@ -141,7 +213,7 @@ int cxm_channel_open(const char *target, const cxm_channel_opts *opts, cxm_chann
         free(c);
         return CXM_ENOMEM;
     }
-    grpc_arg args[2];
+    grpc_arg args[3];
     size_t n = 0;
     if (opts && opts->max_message_bytes) {
         size_t max = opts->max_message_bytes > INT_MAX ? INT_MAX : opts->max_message_bytes;
@@ -155,12 +227,17 @@ int cxm_channel_open(const char *target, const cxm_channel_opts *opts, cxm_chann
         args[n++] = (grpc_arg){.type = GRPC_ARG_INTEGER,
                                .key = GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL,
                                .value.integer = 1};
+    if (opts && set(opts->tls_ca) && set(opts->tls_server_name))
+        args[n++] = (grpc_arg){.type = GRPC_ARG_STRING,
+                               .key = GRPC_SSL_TARGET_NAME_OVERRIDE_ARG,
+                               .value.string = (char *)opts->tls_server_name};
     grpc_channel_args ca = {.num_args = n, .args = args};
 
     grpc_init();
-    grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+    grpc_channel_credentials *creds = NULL;
+    int rc = channel_credentials(opts, &creds);
     /* A bad target still yields a (lame) channel whose calls fail with a
-     * status, so the only failure here is NULL from an exhausted process. */
+     * status, so the only other failure is NULL from an exhausted process. */
     c->ch = creds ? grpc_channel_create(target, creds, &ca) : NULL;
     if (creds)
         grpc_channel_credentials_release(creds);
@@ -168,7 +245,7 @@ int cxm_channel_open(const char *target, const cxm_channel_opts *opts, cxm_chann
         pthread_mutex_destroy(&c->mu);
         free(c);
         grpc_shutdown();
-        return CXM_ENOMEM;
+        return rc ? rc : CXM_ENOMEM;
     }
     if (opts && opts->token && *opts->token) {
         size_t tlen = strlen(opts->token);
@@ -762,6 +839,10 @@ int cxm_client_token_pick(const char *token, const char *file, char **out, char 
 int cxm_channel_opts_from_env(cxm_channel_opts *o, char *err, size_t errlen)
 {
     static char *token; /* kept for the process: o->token points at it */
+    o->tls_ca = env_or("CXM_TLS_CA", o->tls_ca);
+    o->tls_cert = env_or("CXM_TLS_CERT", o->tls_cert);
+    o->tls_key = env_or("CXM_TLS_KEY", o->tls_key);
+    o->tls_server_name = env_or("CXM_TLS_SERVER_NAME", o->tls_server_name);
     char *t = NULL;
     int rc = cxm_client_token_pick(getenv("CXM_TOKEN"), getenv("CXM_TOKEN_FILE"), &t, err, errlen);
     if (rc != 0 || !t)

@@ -3,11 +3,14 @@
  */
 #include "cxm/host.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "cxm/auth.h"
@@ -49,10 +52,17 @@ typedef struct host_config {
     const char *nats_tls_ca;
     const char *nats_tls_cert;
     const char *nats_tls_key;
+    const char *tls_cert, *tls_key, *tls_client_ca;
+    const char *client_tls_ca, *client_tls_cert, *client_tls_key;
+    bool insecure;
 } host_config;
 
 static cxm_auth *host_auth;
 static char *client_token;
+
+/* Options of this process's own clients (the resolver's channel to the
+ * profile service), from --client-tls-*. */
+static cxm_channel_opts client_opts;
 
 static double elapsed_ms(const struct timespec *since)
 {
@@ -109,6 +119,74 @@ static int configure_auth(host_config *cfg, char *err, size_t errlen)
                                                                                               : "",
                      o->jwt_key_file && *o->jwt_key_file ? o->jwt_alg : "");
     return rc;
+static bool has(const char *s)
+{
+    return s && *s;
+}
+
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* Whether every address the host of listen ("HOST:PORT", already checked)
+ * stands for is a loopback one: 127.0.0.0/8, ::1, or a name resolving only
+ * to those (localhost). A wildcard (0.0.0.0, [::]) is not. */
+static bool listen_is_loopback(const char *listen)
+{
+    char host[256];
+    const char *colon = strrchr(listen, ':');
+    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
+    if (n >= 2 && listen[0] == '[')
+        snprintf(host, sizeof host, "%.*s", (int)(n - 2), listen + 1);
+    else
+        snprintf(host, sizeof host, "%.*s", (int)n, listen);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    if (!*host || getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    bool loop = true;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        loop = loop && addr_is_loopback(ai->ai_addr);
+    freeaddrinfo(res);
+    return loop;
+}
+
+/* The TLS flags go in pairs, and a listen address other machines can reach
+ * needs TLS and authentication, or --insecure to say that is intended. */
+static int check_tls_flags(const host_config *cfg, char *err, size_t errlen)
+{
+    if (has(cfg->tls_cert) != has(cfg->tls_key)) {
+        snprintf(err, errlen, "--tls-cert and --tls-key go together; give both");
+        return CXM_EINVAL;
+    }
+    if (has(cfg->tls_client_ca) && !has(cfg->tls_cert)) {
+        snprintf(err, errlen, "--tls-client-ca needs --tls-cert and --tls-key (mutual TLS is TLS)");
+        return CXM_EINVAL;
+    }
+    if (has(cfg->client_tls_cert) != has(cfg->client_tls_key)) {
+        snprintf(err, errlen, "--client-tls-cert and --client-tls-key go together; give both");
+        return CXM_EINVAL;
+    }
+    if (has(cfg->client_tls_cert) && !has(cfg->client_tls_ca)) {
+        snprintf(err, errlen, "--client-tls-cert needs --client-tls-ca to verify the server");
+        return CXM_EINVAL;
+    }
+    bool protected = has(cfg->tls_cert) && host_auth;
+    if (!protected && !cfg->insecure && !listen_is_loopback(cfg->listen)) {
+        snprintf(err, errlen,
+                 "--listen %s is not a loopback address and this server would accept anyone "
+                 "there: configure TLS (--tls-cert, --tls-key) and authentication, listen on "
+                 "127.0.0.1, or pass --insecure to expose it unprotected anyway",
+                 cfg->listen);
+        return CXM_EINVAL;
+    }
+    return 0;
 }
 
 /* Returns 0 to go on, or the exit status (0 after --help, 2 for bad flags). */
@@ -174,6 +252,18 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         {"nats-tls-cert", CXM_OPT_STR, &cfg->nats_tls_cert, 0, 0,
          "client certificate (PEM) for a NATS server that verifies clients; turns TLS on"},
         {"nats-tls-key", CXM_OPT_STR, &cfg->nats_tls_key, 0, 0, "the key of --nats-tls-cert (PEM)"},
+        {"tls-cert", CXM_OPT_STR, &cfg->tls_cert, 0, 0,
+         "serve TLS with this PEM certificate chain (reloaded on SIGHUP or change)"},
+        {"tls-key", CXM_OPT_STR, &cfg->tls_key, 0, 0, "PEM private key of --tls-cert"},
+        {"tls-client-ca", CXM_OPT_STR, &cfg->tls_client_ca, 0, 0,
+         "require client certificates signed by this PEM CA (mutual TLS)"},
+        {"insecure", CXM_OPT_BOOL, &cfg->insecure, 0, 0,
+         "allow a non-loopback --listen without TLS and authentication"},
+        {"client-tls-ca", CXM_OPT_STR, &cfg->client_tls_ca, 0, 0,
+         "own calls to other services (profile) use TLS, verifying them with this PEM CA"},
+        {"client-tls-cert", CXM_OPT_STR, &cfg->client_tls_cert, 0, 0,
+         "client certificate for own calls to services requiring mutual TLS"},
+        {"client-tls-key", CXM_OPT_STR, &cfg->client_tls_key, 0, 0, "PEM key of --client-tls-cert"},
     };
     /* The common flags, then each module's own. */
     cxm_opt opts[MAX_OPTS];
@@ -210,7 +300,8 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         return 1;
     }
     cxm_log_configure(strcmp(cfg->log_format, "json") == 0, level);
-    if (configure_auth(cfg, err, sizeof err) != 0) {
+    /* Auth first: the listen policy depends on it. */
+    if (configure_auth(cfg, err, sizeof err) != 0 || check_tls_flags(cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s (see --help)\n", argv[0], err);
         *exit_code = 2;
         return 1;
@@ -248,6 +339,16 @@ static int read_secret(const char *flag, const char *path, const char *env, char
     }
     *out = buf;
     return 0;
+}
+
+/* Once the port is open: say so when it is open to everyone (--insecure). */
+static void warn_if_exposed(const host_config *cfg)
+{
+    if (!(has(cfg->tls_cert) && host_auth) && !listen_is_loopback(cfg->listen))
+        cxm_log_warn("server.insecure",
+                     "--insecure: %s is reachable from other machines without %s; anyone who "
+                     "can connect can read and change every customer's data",
+                     cfg->listen, has(cfg->tls_cert) ? "authentication" : "TLS or authentication");
 }
 
 /* The bus exists before the modules, which find it with cxm_bus_of(store). */
@@ -297,6 +398,11 @@ const char *cxm_host_self_addr(void)
     return atomic_load(&self_addr_set) ? self_addr : NULL;
 }
 
+const cxm_channel_opts *cxm_host_client_opts(void)
+{
+    return &client_opts;
+}
+
 const char *cxm_host_self_addr_fn(void *ctx)
 {
     (void)ctx;
@@ -335,7 +441,10 @@ static int serve(const host_config *cfg, cxm_store *store, cxm_service *svcs, si
                           .workers = (int)cfg->workers,
                           .requests_per_method = (int)cfg->requests_per_method,
                           .max_message_bytes = (size_t)cfg->max_message_bytes,
-                          .grace_ms = cfg->grace_ms};
+                          .grace_ms = cfg->grace_ms,
+                          .tls_cert = cfg->tls_cert,
+                          .tls_key = cfg->tls_key,
+                          .tls_client_ca = cfg->tls_client_ca};
     cxm_server *srv = NULL;
     int rc = cxm_server_create(&so, &srv);
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -353,6 +462,7 @@ static int serve(const host_config *cfg, cxm_store *store, cxm_service *svcs, si
         cxm_log_info("server.listening", "listening on %s:%d (data %s, ready in %.1f ms)", host,
                      cxm_server_port(srv), cfg->data, elapsed_ms(started));
         cxm_store_on_health(store, on_store_health, srv);
+        warn_if_exposed(cfg);
         rc = cxm_server_run(srv);
         cxm_store_on_health(store, NULL, NULL);
     }
@@ -379,6 +489,10 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
         return 1;
     if (configure(argc, argv, summary, modules, nmodules, &cfg, &exit_code) != 0)
         return exit_code;
+    client_opts = (cxm_channel_opts){.tls_ca = cfg.client_tls_ca,
+                                     .tls_cert = cfg.client_tls_cert,
+                                     .tls_key = cfg.client_tls_key,
+                                     .token = client_token};
 
     cxm_store *store = NULL;
     cxm_service svcs[MAX_MODULES];

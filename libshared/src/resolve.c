@@ -20,8 +20,8 @@
 
 #include "cxm/client.h"
 #include "cxm/err.h"
-#include "cxm/host.h"
 #include "cxm/hash.h"
+#include "cxm/host.h"
 #include "cxm/ident.h"
 #include "cxm/v1/profile.pb-c.h"
 
@@ -262,12 +262,13 @@ static int channel(cxm_resolver *r, cxm_channel **ch)
         const char *addr = r->addr_fn ? r->addr_fn(r->addr_ctx) : r->addr;
         if (!addr || !*addr)
             return fail(CXM_EUNAVAIL, "the profile service's address is not known yet");
-        /* With auth on, profile wants an "internal" token from us. */
-        cxm_channel_opts co = {.token = cxm_host_client_token()};
-        int rc = cxm_channel_open(addr, &co, &r->ch);
+        /* The hosting process's --client-tls-* flags and, with auth on, the
+         * "internal" token profile wants from us. */
+        int rc = cxm_channel_open(addr, cxm_host_client_opts(), &r->ch);
         if (rc != 0)
             return fail(CXM_EUNAVAIL, "cannot open a channel to the profile service at %s: %s",
-                        addr, cxm_strerror(rc));
+                        addr,
+                        *cxm_channel_last_error() ? cxm_channel_last_error() : cxm_strerror(rc));
     }
     *ch = r->ch;
     return 0;

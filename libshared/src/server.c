@@ -37,6 +37,7 @@
 
 #include "cxm/err.h"
 #include "cxm/log.h"
+#include "cxm/tls.h"
 #include "cxm/wire.h"
 #include "server_internal.h"
 
@@ -151,6 +152,7 @@ struct cxm_server {
      * RPC is over. */
     atomic_int live_calls;
     int port;
+    cxm_tls_server *tls; /* NULL: plaintext */
     atomic_bool started, draining, stop_requested;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -974,12 +976,15 @@ static void *worker_main(void *arg)
 
 /* ---- lifecycle ---- */
 
-/* A SIGTERM/SIGINT that reached a thread not blocking it. */
-static volatile sig_atomic_t noted_signal;
+/* A SIGTERM/SIGINT (or SIGHUP) that reached a thread not blocking it. */
+static volatile sig_atomic_t noted_signal, noted_hup;
 
 static void note_signal(int sig)
 {
-    noted_signal = sig;
+    if (sig == SIGHUP)
+        noted_hup = 1;
+    else
+        noted_signal = sig;
 }
 
 int cxm_server_create(const cxm_server_opts *opts, cxm_server **out)
@@ -1011,6 +1016,7 @@ int cxm_server_create(const cxm_server_opts *opts, cxm_server **out)
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -1018,6 +1024,7 @@ int cxm_server_create(const cxm_server_opts *opts, cxm_server **out)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
     grpc_init();
@@ -1277,6 +1284,29 @@ static void drop_grpc_log(gpr_log_func_args *args)
     (void)args;
 }
 
+/* TLS when a certificate was given, else plaintext; NULL after logging
+ * why the certificate did not load. */
+static grpc_server_credentials *server_credentials(cxm_server *s, int *rc)
+{
+    const cxm_server_opts *o = &s->opts;
+    if (!(o->tls_cert && *o->tls_cert) && !(o->tls_key && *o->tls_key))
+        return grpc_insecure_server_credentials_create();
+    char why[DETAILS_MAX];
+    cxm_tls_server_opts to = {
+        .cert = o->tls_cert, .key = o->tls_key, .client_ca = o->tls_client_ca};
+    if (!(o->tls_cert && *o->tls_cert) || !(o->tls_key && *o->tls_key)) {
+        snprintf(why, sizeof why, "--tls-cert and --tls-key go together; give both");
+        *rc = CXM_EINVAL;
+    } else {
+        *rc = cxm_tls_server_open(&to, &s->tls, why, sizeof why);
+    }
+    if (*rc != 0) {
+        cxm_log_error("server.tls_failed", "cannot serve TLS: %s", why);
+        return NULL;
+    }
+    return cxm_tls_server_credentials(s->tls);
+}
+
 static int listen_on(cxm_server *s)
 {
     char why[DETAILS_MAX];
@@ -1284,7 +1314,9 @@ static int listen_on(cxm_server *s)
     if (rc == 0)
         rc = probe_listen(s->opts.listen, why, sizeof why);
     if (rc == 0) {
-        grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+        grpc_server_credentials *creds = server_credentials(s, &rc);
+        if (!creds)
+            return rc ? rc : CXM_ENOMEM;
         gpr_set_log_function(drop_grpc_log);
         s->port = grpc_server_add_http2_port(s->server, s->opts.listen, creds);
         gpr_set_log_function(NULL);
@@ -1345,15 +1377,33 @@ void cxm_server_stop(cxm_server *s)
     atomic_store(&s->stop_requested, true);
 }
 
+static void on_sighup(cxm_server *s)
+{
+    if (s->tls)
+        cxm_tls_server_reload(s->tls, true);
+    else
+        cxm_log_info("server.signal", "received SIGHUP; no TLS certificate to reload");
+}
+
 static void wait_for_signal(cxm_server *s)
 {
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);
     sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
     struct timespec poll = {0, 100 * 1000 * 1000};
-    while (!atomic_load(&s->stop_requested)) {
+    for (unsigned tick = 1; !atomic_load(&s->stop_requested); tick++) {
         int sig = sigtimedwait(&set, NULL, &poll);
+        if (sig == SIGHUP || noted_hup) {
+            noted_hup = 0;
+            on_sighup(s);
+            continue;
+        }
+        /* A certificate renewed in place (certbot, cert-manager) is picked
+         * up within a second without anyone sending a signal. */
+        if (tick % 10 == 0)
+            cxm_tls_server_reload(s->tls, false);
         if (sig <= 0 && noted_signal)
             sig = noted_signal;
         if (sig == SIGTERM || sig == SIGINT) {
@@ -1476,6 +1526,7 @@ void cxm_server_destroy(cxm_server *s)
         return;
     if (s->server)
         abandon(s);
+    cxm_tls_server_close(s->tls); /* its fetcher served the grpc_server */
     for (int i = 0; i < s->nworkers; i++)
         grpc_completion_queue_destroy(s->workers[i].cq);
     free(s->workers);

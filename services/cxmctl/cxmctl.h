@@ -37,7 +37,8 @@ typedef struct ctl {
     bool json;
     int64_t timeout_ms;
     const char *token, *token_file; /* bearer token, or the file holding it */
-    cxm_channel *ch;                /* opened by the first call */
+    cxm_channel_opts chan; /* TLS from --tls-ca, --tls-cert, --tls-key, --tls-server-name */
+    cxm_channel *ch;       /* opened by the first call */
     cxm_arena arena;
     const struct cxmctl_command *cmd; /* the command running, for its usage */
     const cxm_opt *opts;              /* the global options, for suggestions */

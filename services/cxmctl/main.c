@@ -2,7 +2,8 @@
  * cxmctl - the cxm command-line client.
  *
  *   cxmctl [--target HOST:PORT] [--json] [--timeout DURATION]
- *          [--token TOKEN | --token-file FILE] COMMAND [ARGS]
+ *          [--token TOKEN | --token-file FILE] [--tls-ca FILE
+ *          [--tls-cert FILE --tls-key FILE] [--tls-server-name NAME]] COMMAND [ARGS]
  *
  * Readable output by default, one JSON object per result with --json. Exits
  * 0 on success, 1 with the server's status and message on an RPC error, 2 on
@@ -150,7 +151,7 @@ int cxmctl_open_channel(ctl *c)
 {
     if (c->ch)
         return 0;
-    cxm_channel_opts o = {0};
+    cxm_channel_opts o = c->chan;
     char *token = NULL;
     char err[512];
     if (cxm_client_token_pick(c->token, c->token_file, &token, err, sizeof err) != 0) {
@@ -161,7 +162,8 @@ int cxmctl_open_channel(ctl *c)
     int rc = cxm_channel_open(c->target, &o, &c->ch);
     free(token); /* the channel keeps its own copy */
     if (rc != 0) {
-        fprintf(stderr, "cxmctl: cannot open a channel to %s\n", c->target);
+        fprintf(stderr, "cxmctl: cannot open a channel to %s: %s\n", c->target,
+                cxm_channel_last_error());
         return CXMCTL_FAILED;
     }
     return 0;
@@ -561,6 +563,7 @@ int main(int argc, char **argv)
         {"timeout", CXM_OPT_STR, &timeout, 0, 0,
          "deadline of each call, with its unit: 200ms, 5s, 2m (a bare number is refused)"},
         CXM_CLIENT_TOKEN_OPTS(&c.token, &c.token_file),
+        CXM_CHANNEL_TLS_OPTS(c.chan),
     };
     c.opts = opts;
     c.nopts = sizeof opts / sizeof opts[0];

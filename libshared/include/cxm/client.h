@@ -34,6 +34,13 @@ typedef struct cxm_channel_opts {
     /* Bearer token sent as "authorization: Bearer <token>" on every call;
      * NULL = none. Copied by cxm_channel_open. */
     const char *token;
+    /* TLS: with tls_ca (PEM file of the CA(s) the server's certificate must
+     * chain to) the channel speaks TLS and verifies the server against the
+     * target's host (or tls_server_name when set: a certificate issued for
+     * a name while connecting by address). tls_cert and tls_key (PEM files,
+     * both or neither) present a client certificate, for servers that
+     * require one (mTLS). All NULL: plaintext. */
+    const char *tls_ca, *tls_cert, *tls_key, *tls_server_name;
 } cxm_channel_opts;
 
 /* Longest token a token file may hold. */
@@ -60,17 +67,39 @@ int cxm_client_token_file(const char *path, char **token, char *err, size_t errl
 int cxm_client_token_pick(const char *token, const char *file, char **out, char *err,
                           size_t errlen);
 
-/* Fill o from the environment: token from CXM_TOKEN, or read from the file
- * CXM_TOKEN_FILE (kept for the life of the process). Fields whose variables
- * are unset are left alone, so flags parsed afterwards can override them.
- * Returns 0, or CXM_EINVAL with a sentence in err. Not thread-safe: call
- * during start-up. */
+
+/* The cxm_opt table entries (cxm/opts.h) of the TLS fields of a
+ * cxm_channel_opts, for a tool's flags: --tls-ca, --tls-cert, --tls-key and
+ * --tls-server-name, each also a CXM_TLS_* variable. */
+/* clang-format off */
+#define CXM_CHANNEL_TLS_OPTS(chan)                                                           \
+    {"tls-ca", CXM_OPT_STR, &(chan).tls_ca, 0, 0,                                            \
+     "speak TLS, verifying the server with this PEM CA file"},                               \
+    {"tls-cert", CXM_OPT_STR, &(chan).tls_cert, 0, 0,                                        \
+     "client certificate (PEM) for servers requiring mutual TLS"},                           \
+    {"tls-key", CXM_OPT_STR, &(chan).tls_key, 0, 0, "PEM private key of --tls-cert"},        \
+    {"tls-server-name", CXM_OPT_STR, &(chan).tls_server_name, 0, 0,                          \
+     "name the server's certificate must carry, when not the target's host"}
+/* clang-format on */
+
+/* Fill o from the environment: the token from CXM_TOKEN, or read from the
+ * file CXM_TOKEN_FILE (kept for the life of the process), and the TLS
+ * fields from CXM_TLS_CA, CXM_TLS_CERT, CXM_TLS_KEY and CXM_TLS_SERVER_NAME
+ * (pointers into environ). Fields whose variables are unset or empty are
+ * left alone, so flags parsed afterwards can override them. Returns 0, or
+ * CXM_EINVAL with a sentence in err. Not thread-safe: call during start-up. */
 int cxm_channel_opts_from_env(cxm_channel_opts *o, char *err, size_t errlen);
 
-/* Open an insecure channel to "host:port" (or any gRPC target string).
- * Calls grpc_init() itself; the matching grpc_shutdown() happens in
- * cxm_channel_close(). opts may be NULL. */
+/* Open a channel to "host:port" (or any gRPC target string): plaintext, or
+ * TLS as opts says. Calls grpc_init() itself; the matching grpc_shutdown()
+ * happens in cxm_channel_close(). opts may be NULL. Returns 0, or a CXM_E*
+ * code when the TLS files cannot be used (cxm_channel_last_error says which
+ * file and why) or memory ran out. A server that cannot be reached or
+ * verified is not an error here: calls then fail UNAVAILABLE. */
 int cxm_channel_open(const char *target, const cxm_channel_opts *opts, cxm_channel **out);
+
+/* Why the last cxm_channel_open of this thread failed ("" if it did not). */
+const char *cxm_channel_last_error(void);
 void cxm_channel_close(cxm_channel *ch);
 
 /* The underlying channel, for code that drives gRPC core itself. */

@@ -21,7 +21,14 @@
  *   (or $CXM_NATS_PASSWORD), --nats-token-file FILE (or $CXM_NATS_TOKEN),
  *   and TLS with --nats-tls-ca, --nats-tls-cert, --nats-tls-key (the event
  *   bus, see bus.h and nats.h); secrets come from files or the environment
- *   and are never logged
+ *   and are never logged,
+ *   --tls-cert FILE, --tls-key FILE, --tls-client-ca FILE (see server.h),
+ *   --insecure, --client-tls-ca/-cert/-key FILE (cxm_host_client_opts)
+ *
+ * Listen policy: an address other machines can reach (anything but
+ * 127.0.0.0/8, ::1 and names resolving only to those) is refused (exit 2)
+ * unless TLS and authentication are configured, or --insecure is given, in
+ * which case a warning ("server.insecure") says the port is exposed.
  *
  * The event bus of the store is created before the modules open (they find
  * it with cxm_bus_of(store) to open producers and subscribe), started once
@@ -34,6 +41,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "cxm/client.h"
 #include "cxm/opts.h"
 #include "cxm/server.h"
 #include "cxm/store.h"
@@ -63,6 +71,16 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
  * same process (journey resolving through the profile service in cxmd).
  * Thread-safe. */
 const char *cxm_host_self_addr(void);
+
+/* Channel options for the process's own calls to other services (TLS from
+ * --client-tls-ca, --client-tls-cert, --client-tls-key; all unset:
+ * plaintext). The resolver uses them, also when a module resolves through
+ * the profile service of its own process: a cxmd serving TLS needs
+ * --client-tls-ca (and, with --tls-client-ca, a client certificate) for
+ * journey, feedback and personalisation to resolve identities. Valid for
+ * the life of the process once cxm_host_main parsed its flags; zeroed
+ * before. */
+const cxm_channel_opts *cxm_host_client_opts(void);
 
 /* The same as an address callback (cxm_resolver_opts.addr_fn; ctx is
  * unused): modules resolving through the profile service of their own

@@ -107,6 +107,11 @@ typedef struct cxm_server_opts {
      * "audit" log line for every write; NULL: auth off. Not owned; must
      * outlive the server. */
     cxm_auth *auth;
+    /* TLS (cxm/tls.h): with tls_cert and tls_key the port speaks TLS only;
+     * tls_client_ca also requires client certificates signed by it (mTLS).
+     * The files are read again on SIGHUP and when they change (checked
+     * every second); without them the port is plaintext. */
+    const char *tls_cert, *tls_key, *tls_client_ca;
 } cxm_server_opts;
 
 /* Create a server; services are added before cxm_server_start. */
@@ -120,7 +125,9 @@ int cxm_server_add_service(cxm_server *s, const cxm_service *svc);
  * CXM_EINVAL for an address cxm_server_check_listen refuses or a host that
  * does not resolve, CXM_EIO when the address cannot be bound; either is
  * logged as one line ("server.bind_failed") saying why: port in use, not an
- * address of this machine, permission. */
+ * address of this machine, permission. TLS files that do not load (missing,
+ * unreadable, a key not matching the certificate) are logged as
+ * "server.tls_failed" naming the flag and file, returning that CXM_E* code. */
 int cxm_server_start(cxm_server *s);
 
 /* Check the grammar of a listening address: HOST:PORT with a host name, an
@@ -136,7 +143,9 @@ int cxm_server_port(const cxm_server *s);
  * turns NOT_SERVING, services get on_drain, new calls are refused, in-flight
  * calls may finish within grace_ms, the rest are cancelled. Returns 0 once
  * everything is stopped. The calling thread must be the one that created the
- * server (the signals are blocked process-wide by cxm_server_create). */
+ * server (the signals are blocked process-wide by cxm_server_create).
+ * Meanwhile SIGHUP, and a change of the TLS files, reload the certificate
+ * (a plaintext server logs SIGHUP and carries on). */
 int cxm_server_run(cxm_server *s);
 
 /* Ask a running server to drain, from any thread. */
