@@ -1,0 +1,55 @@
+/* fuzz_common.c - the helpers of fuzz.h. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fuzz.h"
+
+#include "cxm/err.h"
+#include "cxm/hash.h"
+#include "cxm/svc.h"
+#include "cxm/wire.h"
+
+ProtobufCMessage *fuzz_unpack(const ProtobufCMessageDescriptor *d, cxm_arena *a,
+                              const uint8_t *data, size_t size)
+{
+    if (cxm_wire_check(d, data, size, CXM_WIRE_MAX_DEPTH) != 0)
+        return NULL;
+    return protobuf_c_message_unpack(d, cxm_arena_protobuf(a), size, data);
+}
+
+static fuzz_check_fn check_of(const fuzz_check *checks, size_t n, const char *method)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(checks[i].method, method) == 0)
+            return checks[i].check;
+    fprintf(stderr, "fuzz: no check for method %s: add it to the target\n", method);
+    abort();
+}
+
+void fuzz_service(const cxm_method *methods, size_t n, const fuzz_check *checks, size_t nchecks,
+                  const uint8_t *data, size_t size)
+{
+    if (size == 0 || n == 0)
+        return;
+    const cxm_method *m = &methods[data[0] % n];
+    fuzz_check_fn check = check_of(checks, nchecks, m->name);
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, FUZZ_ARENA_LIMIT);
+    ProtobufCMessage *req = fuzz_unpack(m->request, &a, data + 1, size - 1);
+    char err[CXM_SVC_ERR_MAX] = "";
+    int rc = req ? check(req, &a, err) : 0;
+    if (rc != 0 && rc != CXM_ENOMEM && !err[0]) {
+        fprintf(stderr, "fuzz: %s refused a request (code %d) without a message\n", m->name, rc);
+        abort();
+    }
+    cxm_arena_dispose(&a);
+}
+
+int fuzz_paging(int32_t page_size, const char *token, int dflt, int max, char *err)
+{
+    int limit;
+    const char *after;
+    int rc = cxm_svc_page_size(page_size, dflt, max, &limit, err);
+    return rc ? rc : cxm_svc_token_parse(token, CXM_HASH_INIT, &after, err);
+}

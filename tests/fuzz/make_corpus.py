@@ -1,0 +1,149 @@
+#!/usr/bin/env python3
+"""Write the seed corpora of the per-service fuzz targets (tests/fuzz/corpus).
+
+Each seed is one byte, the method's index in the service's method table
+(read from its *_rpc.c, so a reordered table keeps the seeds right), then
+the request encoded by protoc from text format. Every method gets an empty
+request; the main ones get valid requests too, so the fuzzer starts from
+inputs that pass the checks. The nesting attack of the plumbing issue (a
+message nested 100,000 deep, built by hand: protoc would refuse to encode
+it) is profile_req's: UpsertSegment's SegmentCondition is the contract's
+recursive message.
+
+    tests/fuzz/make_corpus.py            (rewrites the corpus directories)
+"""
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CORPUS = os.path.join(ROOT, "tests", "fuzz", "corpus")
+
+SERVICES = {
+    # target: (proto file, rpc source, table name)
+    "profile_req": ("cxm/v1/profile.proto", "services/profile/prof_rpc.c", "prof_methods"),
+    "journey_req": ("cxm/v1/journey.proto", "services/journey/jrn_rpc.c", "jrn_methods"),
+    "feedback_req": ("cxm/v1/feedback.proto", "services/feedback/fb_rpc.c", "fb_methods"),
+    "personalisation_req": ("cxm/v1/personalisation.proto",
+                            "services/personalisation/nbe_rpc.c", "nbe_methods"),
+}
+
+# Valid requests, by method, in protobuf text format.
+SEEDS = {
+    "UpsertProfile": [
+        'identities { type: IDENTITY_TYPE_EMAIL value: " Ann@Example.COM " } '
+        'identities { type: IDENTITY_TYPE_PHONE value: "010-1234-5678" } '
+        'attributes { name: "first_name" value { string_value: "Ann" } } '
+        'attributes { name: "ltv" value { number_value: 12.5 } } '
+        'source: "crm" request_id: "req-1"',
+    ],
+    "GetProfile": ['customer { identity { type: IDENTITY_TYPE_CRM_ID value: "c-42" } }'],
+    "SetConsent": ['customer { customer_id: "cus_1" } scope: "email_marketing" '
+                   'state: CONSENT_STATE_GRANTED source: "web"'],
+    "SearchProfiles": ['conditions { kind: FIELD_KIND_ATTRIBUTE name: "ltv" op: COMPARE_OP_GT '
+                       'value { number_value: 10 } } page_size: 5'],
+    "UpsertSegment": [
+        'segment { segment_id: "vip" display_name: "VIP" condition { all { '
+        'conditions { consent { scope: "email_marketing" states: CONSENT_STATE_GRANTED } } '
+        'conditions { negate { has_identity { type: IDENTITY_TYPE_EMAIL } } } } } }',
+    ],
+    "Track": [
+        'events { event_id: "e1" customer { identity { type: IDENTITY_TYPE_EMAIL '
+        'value: "ann@example.com" } } touchpoint: "checkout" channel: CHANNEL_WEB '
+        'event_type: "purchase" occurred_at_unix_ms: 1767225000000 '
+        'properties { key: "price" value { number_value: 9.5 } } value: 9.5 currency: "EUR" '
+        'session_id: "s1" item_id: "sku-1" }',
+    ],
+    "Funnel": ['steps { event_type: "view" } steps { event_type: "purchase" }'],
+    "SubmitResponse": [
+        'response_id: "r1" survey_id: "nps-web" customer { customer_id: "cus_1" } score: 9 '
+        'text: "Fast delivery, friendly staff" language: "en" '
+        'ratings { touchpoint: "delivery" expectation: 4 experience: 6 } '
+        'channel: CHANNEL_WEB',
+    ],
+    "AnalyzeText": ['text: "배송이 너무 늦었어요" include_aspects: true',
+                    'text: "The checkout was slow but support was great" language: "en"'],
+    "Recommend": ['customer { customer_id: "cus_1" } exclude_experience_ids: "x1" k: 5 '
+                  'explain: true'],
+    "RecordInteractions": [
+        'interactions { interaction_id: "i1" customer { customer_id: "cus_1" } '
+        'item_id: "sku-1" weight: 1 occurred_at_unix_ms: 1767225000000 '
+        'interaction_type: "purchase" } source: "journey"',
+    ],
+}
+
+
+def methods(rpc_source, table):
+    """Method names of the table, in order."""
+    text = open(os.path.join(ROOT, rpc_source)).read()
+    body = text[text.index("const cxm_method %s[] = {" % table):]
+    body = body[:body.index("};")]
+    return re.findall(r'"([A-Za-z]+)"', body)
+
+
+def encode(proto, message, text):
+    return subprocess.run(
+        ["protoc", "-I", os.path.join(ROOT, "proto"), "-I", "/usr/include",
+         "--encode=" + message, proto],
+        input=text.encode(), stdout=subprocess.PIPE, check=True).stdout
+
+
+def varint(n):
+    out = bytearray()
+    while n >= 0x80:
+        out.append(n & 0x7F | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def deep_segment(levels):
+    """UpsertSegmentRequest{segment{segment_id, condition{negate{negate{...}}}}}:
+    levels SegmentConditions, each the negate (field 3) of the one above."""
+    inner = b""
+    for _ in range(levels - 1):
+        inner = b"\x1a" + varint(len(inner)) + inner
+    seg = b"\x0a\x04deep" + b"\x22" + varint(len(inner)) + inner
+    return b"\x0a" + varint(len(seg)) + seg
+
+
+def deep_field1(levels):
+    """Field 1 nested in field 1, levels deep. The other services have no
+    recursive message, so past the schema's own depth these are string bytes
+    to the walk and to protobuf-c alike; a shallower file keeps the corpus
+    small (100,000 levels are 390 KB)."""
+    inner = b""
+    for _ in range(levels):
+        inner = b"\x0a" + varint(len(inner)) + inner
+    return inner
+
+
+def write(target, name, data):
+    with open(os.path.join(CORPUS, target, name), "wb") as f:
+        f.write(data)
+
+
+def main():
+    for target, (proto, rpc, table) in SERVICES.items():
+        d = os.path.join(CORPUS, target)
+        os.makedirs(d, exist_ok=True)
+        for f in os.listdir(d):
+            if f.startswith("seed-"):
+                os.remove(os.path.join(d, f))
+        names = methods(rpc, table)
+        for i, m in enumerate(names):
+            write(target, "seed-%s-empty" % m, bytes([i]))
+            for k, text in enumerate(SEEDS.get(m, [])):
+                msg = "cxm.v1.%sRequest" % m
+                write(target, "seed-%s-%d" % (m, k), bytes([i]) + encode(proto, msg, text))
+        if target == "profile_req":
+            write(target, "seed-nest-100000", bytes([names.index("UpsertSegment")])
+                  + deep_segment(100000))
+        else:
+            write(target, "seed-nest-1000", bytes([0]) + deep_field1(1000))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
