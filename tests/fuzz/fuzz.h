@@ -22,6 +22,7 @@
 
 #include "cxm/arena.h"
 #include "cxm/server.h"
+#include "cxm/store.h"
 
 /* The call arena's cap in the targets: what the server's default allows a
  * request to cost, so that an input that only fails for lack of memory is
@@ -57,6 +58,16 @@ void fuzz_service(const cxm_method *methods, size_t n, const fuzz_check *checks,
 /* A list RPC's paging fields as its handler parses them: the page size
  * against dflt and max, then the page token. */
 int fuzz_paging(int32_t page_size, const char *token, int dflt, int max, char *err);
+
+/* A store of the process's own in a fresh temporary directory, opened on
+ * first use (nosync), its files unlinked at once: the targets of stored records put
+ * the input where a module reads it, inside a write transaction that
+ * fuzz_store_try rolls back, so no input changes what the next one sees. */
+cxm_store *fuzz_store(void);
+
+/* Run fn in a write transaction of fuzz_store() and roll it back. Returns
+ * fn's code (0 when it succeeded). */
+int fuzz_store_try(int (*fn)(cxm_txn *t, void *user), void *user);
 
 /* A fixed wall clock for checks that compare timestamps with now, so that an
  * input behaves the same on every run: 2026-01-01T00:00:00Z. */

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "fuzz.h"
 
@@ -52,4 +53,51 @@ int fuzz_paging(int32_t page_size, const char *token, int dflt, int max, char *e
     const char *after;
     int rc = cxm_svc_page_size(page_size, dflt, max, &limit, err);
     return rc ? rc : cxm_svc_token_parse(token, CXM_HASH_INIT, &after, err);
+}
+
+static cxm_store *store;
+
+cxm_store *fuzz_store(void)
+{
+    if (store)
+        return store;
+    char dir[] = "/tmp/cxm-fuzz-XXXXXX", path[sizeof dir + 16];
+    cxm_store_opts opts = {.initial_map_size = 16u << 20, .nosync = true};
+    if (!mkdtemp(dir) || cxm_store_open(dir, &opts, &store) != 0) {
+        fprintf(stderr, "fuzz: cannot open a store in %s\n", dir);
+        abort();
+    }
+    /* Removed at once: LMDB keeps using the open files, and libFuzzer ends
+     * some runs without running atexit handlers. */
+    static const char *const files[] = {"data.mdb", "lock.mdb", "cxm.lock"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+    return store;
+}
+
+typedef struct try_ctx {
+    int (*fn)(cxm_txn *t, void *user);
+    void *user;
+    int rc;
+} try_ctx;
+
+static int try_fn(cxm_txn *t, void *user)
+{
+    try_ctx *c = user;
+    c->rc = c->fn(t, c->user);
+    return CXM_ECANCELLED; /* never commit */
+}
+
+int fuzz_store_try(int (*fn)(cxm_txn *t, void *user), void *user)
+{
+    try_ctx c = {fn, user, 0};
+    int rc = cxm_store_write(fuzz_store(), try_fn, &c);
+    if (rc != CXM_ECANCELLED) {
+        fprintf(stderr, "fuzz: the store's write transaction failed: %d\n", rc);
+        abort();
+    }
+    return c.rc;
 }

@@ -14,6 +14,7 @@ recursive message.
 """
 import os
 import re
+import struct
 import subprocess
 import sys
 
@@ -73,6 +74,23 @@ SEEDS = {
     ],
 }
 
+# Targets that decode one message type: (proto file, message, [text seeds]).
+MESSAGES = {
+    "bus": ("cxm/v1/events.proto", "cxm.v1.Event", [
+        'producer: "profile" sequence: 3 type: "SegmentMembershipChanged" customer_id: "c2" '
+        'segment_membership_changed { entered_segment_ids: "new" left_segment_ids: "vip" }',
+        'producer: "profile" sequence: 4 customer_id: "c1" consent_changed { consent { '
+        'scope: "email_marketing" state: CONSENT_STATE_GRANTED } }',
+        'producer: "journey" sequence: 5 customer_id: "c1" occurred_at_unix_ms: 1767225000000 '
+        'stage_changed { from_stage: JOURNEY_STAGE_AWARENESS to_stage: JOURNEY_STAGE_CONSIDERATION '
+        'since_unix_ms: 1767225000000 event_id: "e1" }',
+        'producer: "profile" sequence: 6 customer_id: "c3" customer_merged { merge_id: "m1" '
+        'source_customer_id: "c1" target_customer_id: "c3" }',
+        'producer: "profile" sequence: 7 customer_id: "c2" customer_unmerged { merge_id: "m0" '
+        'source_customer_id: "c2" target_customer_id: "c1" }',
+    ]),
+}
+
 
 def methods(rpc_source, table):
     """Method names of the table, in order."""
@@ -119,6 +137,30 @@ def deep_field1(levels):
     return inner
 
 
+def model_blob(algo, nitems, nnz=0, factors=0, compact=0):
+    """A packed model as reco_model_pack lays it out (reco.c: a 40-byte
+    header, then each array 8-aligned), native (little-endian) order."""
+    def pad8(b):
+        return b + bytes(-len(b) % 8)
+    out = struct.pack("<QIIIIQff", 0x314F434552584D43, algo, nitems, factors, compact, nnz,
+                      0.1, 1.0)
+    if algo in (2, 3):  # item-kNN, EASE: rows of neighbours
+        per = [nnz // nitems] * nitems
+        per[-1] += nnz - sum(per)
+        offsets = [sum(per[:i]) for i in range(nitems + 1)]
+        out += pad8(struct.pack("<%dQ" % (nitems + 1), *offsets))
+        out += pad8(b"".join(struct.pack("<If", (i + 1) % nitems, 0.5) for i in range(nnz)))
+        if compact:
+            out += pad8(b"".join(struct.pack("<Hh", (i + 1) % nitems, 100) for i in range(nnz)))
+            out += pad8(struct.pack("<%df" % nitems, *[0.01] * nitems))
+    out += pad8(struct.pack("<%dI" % nitems, *range(nitems)))
+    out += pad8(struct.pack("<%df" % nitems, *[1.0 / (i + 1) for i in range(nitems)]))
+    if factors:
+        out += pad8(struct.pack("<%df" % (nitems * factors), *[0.1] * (nitems * factors)))
+        out += pad8(struct.pack("<%df" % (factors * factors), *[1.0] * (factors * factors)))
+    return out
+
+
 def write(target, name, data):
     with open(os.path.join(CORPUS, target, name), "wb") as f:
         f.write(data)
@@ -142,6 +184,15 @@ def main():
                   + deep_segment(100000))
         else:
             write(target, "seed-nest-1000", bytes([0]) + deep_field1(1000))
+    os.makedirs(os.path.join(CORPUS, "model"), exist_ok=True)
+    for name, blob in (("pop", model_blob(1, 3)), ("itemknn", model_blob(2, 3, nnz=4)),
+                       ("ease-compact", model_blob(3, 3, nnz=5, compact=1)),
+                       ("als", model_blob(4, 3, factors=2))):
+        write("model", "seed-" + name, blob)
+    for target, (proto, message, texts) in MESSAGES.items():
+        os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
+        for k, text in enumerate(texts):
+            write(target, "seed-%d" % k, encode(proto, message, text))
     return 0
 
 
