@@ -69,6 +69,12 @@ cxm_store *fuzz_store(void);
  * fn's code (0 when it succeeded). */
 int fuzz_store_try(int (*fn)(cxm_txn *t, void *user), void *user);
 
+/* Put data under key in fuzz_store()'s table name (created on first use),
+ * inside t; aborts when the store refuses (the map is sized for the
+ * targets' inputs). */
+void fuzz_put(cxm_txn *t, const char *table, const void *key, size_t klen, const void *data,
+              size_t size);
+
 /* A fixed wall clock for checks that compare timestamps with now, so that an
  * input behaves the same on every run: 2026-01-01T00:00:00Z. */
 #define FUZZ_NOW_MS 1767225600000LL

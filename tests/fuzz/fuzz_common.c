@@ -101,3 +101,16 @@ int fuzz_store_try(int (*fn)(cxm_txn *t, void *user), void *user)
     }
     return c.rc;
 }
+
+void fuzz_put(cxm_txn *t, const char *table, const void *key, size_t klen, const void *data,
+              size_t size)
+{
+    MDB_dbi dbi;
+    int rc = cxm_store_dbi(fuzz_store(), table, 0, &dbi);
+    if (rc == 0)
+        rc = cxm_txn_put(t, dbi, key, klen, data, size, 0);
+    if (rc != 0) {
+        fprintf(stderr, "fuzz: cannot put %zu bytes into %s: %d\n", size, table, rc);
+        abort();
+    }
+}

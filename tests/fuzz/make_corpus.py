@@ -161,6 +161,16 @@ def model_blob(algo, nitems, nnz=0, factors=0, compact=0):
     return out
 
 
+def frec(nratings, ratings=None, size_ratings=None):
+    """A fixed-size response record (services/feedback/frec.h): answered a
+    minute before the targets' clock, NPS 9 on the web, then its ratings."""
+    out = struct.pack("<qQIIBBBBBBHfI", 1767225600000 - 60000, 42, 1, 2, 1, 1, 0, 9, 1,
+                      nratings, 0, 0.5, 0)
+    for i in range(size_ratings if size_ratings is not None else nratings):
+        out += struct.pack("<IIdd", 3 + i, 0, 4.0, 6.0)
+    return out
+
+
 def write(target, name, data):
     with open(os.path.join(CORPUS, target, name), "wb") as f:
         f.write(data)
@@ -189,6 +199,18 @@ def main():
                        ("ease-compact", model_blob(3, 3, nnz=5, compact=1)),
                        ("als", model_blob(4, 3, factors=2))):
         write("model", "seed-" + name, blob)
+    os.makedirs(os.path.join(CORPUS, "feedback_rec"), exist_ok=True)
+    write("feedback_rec", "seed-frec", b"\0" + frec(2))
+    request = encode("cxm/v1/feedback.proto", "cxm.v1.SubmitResponseRequest",
+                     SEEDS["SubmitResponse"][0])
+    outcome = encode("cxm/v1/feedback.proto", "cxm.v1.SubmitResponseResponse",
+                     'response_id: "r1" customer_id: "cus_1"')
+    write("feedback_rec", "seed-response",
+          b"\1" + struct.pack(">I", len(request)) + request + outcome)
+    write("feedback_rec", "seed-survey", b"\2" + encode(
+        "cxm/v1/feedback.proto", "cxm.v1.Survey",
+        'survey_id: "s1" kind: SURVEY_KIND_NPS version: 1 questions { question_id: "q" '
+        'kind: QUESTION_KIND_SCORE text: "?" }'))
     for target, (proto, message, texts) in MESSAGES.items():
         os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
         for k, text in enumerate(texts):
