@@ -171,6 +171,12 @@ def frec(nratings, ratings=None, size_ratings=None):
     return out
 
 
+def jrec(at, eid, etype, touchpoint, home=0):
+    """A compact journey record (services/journey/jrec.h): web, awareness,
+    with a value in the base currency."""
+    return struct.pack("<qdQQIIBBBBI", at, 9.5, 7, eid, etype, touchpoint, 1, 1, 1, home, 0)
+
+
 def write(target, name, data):
     with open(os.path.join(CORPUS, target, name), "wb") as f:
         f.write(data)
@@ -211,6 +217,22 @@ def main():
         "cxm/v1/feedback.proto", "cxm.v1.Survey",
         'survey_id: "s1" kind: SURVEY_KIND_NPS version: 1 questions { question_id: "q" '
         'kind: QUESTION_KIND_SCORE text: "?" }'))
+    os.makedirs(os.path.join(CORPUS, "journey_rec"), exist_ok=True)
+    at = 1767225600000 - 3600000
+    write("journey_rec", "seed-cols", b"\0" + jrec(at, 1, 1, 2) + jrec(at + 60000, 2, 2, 2))
+    homes = struct.pack(">I", 2) + struct.pack(">H", 2) + b"c1" + struct.pack(">H", 2) + b"c2"
+    homes += bytes(-len(homes) % 8)
+    write("journey_rec", "seed-group",
+          b"\1" + homes + jrec(at, 1, 1, 2, home=1) + jrec(at + 60000, 2, 2, 2, home=0))
+    write("journey_rec", "seed-pending", b"\2" + encode(
+        "cxm/v1/journey.proto", "cxm.v1.TouchpointEvent",
+        'event_id: "e1" customer { customer_id: "c1" } touchpoint: "web" channel: CHANNEL_WEB '
+        'event_type: "view" occurred_at_unix_ms: 1767225000000'))
+    write("journey_rec", "seed-state", b"\3" + encode(
+        "cxm/v1/journey.proto", "cxm.v1.GetJourneyStateResponse", 'customer_id: "c1"'))
+    write("journey_rec", "seed-rules", b"\4" + encode(
+        "cxm/v1/journey.proto", "cxm.v1.GetStageRulesResponse", "version: 3"))
+    write("journey_rec", "seed-alias", b"\5c9")
     for target, (proto, message, texts) in MESSAGES.items():
         os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
         for k, text in enumerate(texts):
