@@ -233,6 +233,26 @@ def main():
     write("journey_rec", "seed-rules", b"\4" + encode(
         "cxm/v1/journey.proto", "cxm.v1.GetStageRulesResponse", "version: 3"))
     write("journey_rec", "seed-alias", b"\5c9")
+    os.makedirs(os.path.join(CORPUS, "profile_rec"), exist_ok=True)
+    pp = "cxm/v1/profile.proto"
+    profile = encode(pp, "cxm.v1.Profile",
+                     'customer_id: "c1" identities { identity { type: IDENTITY_TYPE_EMAIL '
+                     'value: "ann@example.com" } } attributes { name: "ltv" value { '
+                     'number_value: 42 } } consents { scope: "email_marketing" '
+                     'state: CONSENT_STATE_GRANTED } segment_ids: "a" segment_ids: "b" '
+                     'version: 3 created_at_unix_ms: 1767225000000')
+    write("profile_rec", "seed-profile", b"\0" + profile)
+    record = encode(pp, "cxm.v1.MergeRecord",
+                    'merge_id: "c1" source_customer_id: "c2" target_customer_id: "c1"')
+    write("profile_rec", "seed-snapshot", b"\1" + b"".join(
+        struct.pack("<I", len(m)) + m for m in (record, profile, profile, profile)))
+    write("profile_rec", "seed-segment", b"\2" + encode(
+        pp, "cxm.v1.Segment", SEEDS["UpsertSegment"][0][len("segment { "):-len(" }")]))
+    write("profile_rec", "seed-receipt", b"\3" + encode(
+        pp, "cxm.v1.DeletionReceipt",
+        'receipt_id: "del_1" customer_id: "c1" requested_at_unix_ms: 1767225000000'))
+    write("profile_rec", "seed-redirect", b"\4c2")
+    write("profile_rec", "seed-request", b"\5c1")
     for target, (proto, message, texts) in MESSAGES.items():
         os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
         for k, text in enumerate(texts):
