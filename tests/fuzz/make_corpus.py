@@ -253,6 +253,10 @@ def main():
         'receipt_id: "del_1" customer_id: "c1" requested_at_unix_ms: 1767225000000'))
     write("profile_rec", "seed-redirect", b"\4c2")
     write("profile_rec", "seed-request", b"\5c1")
+    os.makedirs(os.path.join(CORPUS, "delim"), exist_ok=True)
+    track = encode("cxm/v1/journey.proto", "cxm.v1.TrackRequest", SEEDS["Track"][0])
+    write("delim", "seed-two-records", (varint(len(track)) + track) * 2)
+    write("delim", "seed-truncated", varint(len(track)) + track[:-3])
     for target, (proto, message, texts) in MESSAGES.items():
         os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
         for k, text in enumerate(texts):
