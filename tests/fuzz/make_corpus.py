@@ -257,6 +257,24 @@ def main():
     track = encode("cxm/v1/journey.proto", "cxm.v1.TrackRequest", SEEDS["Track"][0])
     write("delim", "seed-two-records", (varint(len(track)) + track) * 2)
     write("delim", "seed-truncated", varint(len(track)) + track[:-3])
+    os.makedirs(os.path.join(CORPUS, "personalisation_rec"), exist_ok=True)
+    pers = "cxm/v1/personalisation.proto"
+
+    def i64(v):  # keyenc.c: big-endian offset binary
+        return struct.pack(">Q", (v ^ (1 << 63)) & ((1 << 64) - 1))
+    write("personalisation_rec", "seed-experience", b"\0" + encode(
+        pers, "cxm.v1.Experience",
+        'experience_id: "x1" kind: EXPERIENCE_KIND_OFFER title: "10% off" value: 5 weight: 1'))
+    write("personalisation_rec", "seed-signals",
+          b"\1" + i64(1767225000000) + i64(0) + struct.pack(">I", 2))
+    write("personalisation_rec", "seed-contact", b"\2" + i64(1767225000000) + i64(0)
+          + struct.pack(">I", 2) + i64(1767220000000) + i64(1767225000000))
+    write("personalisation_rec", "seed-model", b"\3" + encode(
+        pers, "cxm.v1.ModelInfo", 'version: 1 state: MODEL_STATE_SERVING '
+        'params { key: "neighbours" value: 50 } started_at_unix_ms: 1767225000000'))
+    names = b"".join(struct.pack(">H", len(n)) + n + b"\0" for n in (b"a", b"vip", b"email"))
+    write("personalisation_rec", "seed-replica", b"\4" + bytes([1, 2])
+          + struct.pack(">Q", 1767225000000) + struct.pack(">HH", 2, 1) + names)
     for target, (proto, message, texts) in MESSAGES.items():
         os.makedirs(os.path.join(CORPUS, target), exist_ok=True)
         for k, text in enumerate(texts):
