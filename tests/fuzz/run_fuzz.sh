@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzz every target of a CXM_FUZZ build for a bounded time, one after the
 # other, each starting from its committed corpus (tests/fuzz/corpus/<name>).
-# Fails on the first crash, leak, timeout or memory blow-up, naming the
+# Fails when any target crashes, leaks, times out or blows up its memory, naming the
 # reproducer; rerun it with `BIN/fuzz_<name> REPRODUCER`.
 #   tests/fuzz/run_fuzz.sh BIN_DIR [SECONDS_PER_TARGET (default 12, or CXM_FUZZ_SECONDS)]
 # Twelve targets at 12 s took 3.3 min with start-up on a busy 2-core machine.
