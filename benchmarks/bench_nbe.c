@@ -866,7 +866,10 @@ static FILE *nbe_open_out(const char *name, const char *path)
 
 static int nbe_close_out(FILE *f, const char *path)
 {
-    if (!f || (!ferror(f) & !fclose(f)))
+    if (!f)
+        return 0;
+    bool failed = ferror(f); /* fclose must run either way */
+    if (fclose(f) == 0 && !failed)
         return 0;
     fprintf(stderr, "cxm-bench-nbe: %s: write failed\n", path);
     return 1;

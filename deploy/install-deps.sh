@@ -16,7 +16,11 @@ packages=(
   # GetScores' time zones: the IANA TZif files in /usr/share/zoneinfo (libshared tz.c)
   tzdata
   # cxm-gen's test recovers the planted structure with a standard-library script
+  # (and tests/fuzz/make_corpus.py writes the fuzz seeds)
   python3
+  # the fuzz stage of tests/run.sh: clang with libFuzzer (-fsanitize=fuzzer
+  # comes from libclang-rt-14-dev's libclang_rt.fuzzer-x86_64.a)
+  clang libclang-rt-14-dev
 )
 # buf (proto lint) comes from the npm registry; a machine with Node.js
 # installed some other way needs no Debian npm.

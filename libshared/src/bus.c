@@ -847,7 +847,7 @@ static int fetch_apply_fn(cxm_txn *txn, void *user)
     sub *s = f->s;
     cxm_arena_reset(&f->arena);
     f->done = 0;
-    uint64_t mark, start;
+    uint64_t mark = 0, start; /* start = mark runs even when seq failed */
     uint64_t *seq = cxm_arena_calloc(&f->arena, f->b.count, sizeof *seq); /* 0: not an event */
     int rc = seq ? applied_mark(s->bus, txn, s, &mark) : CXM_ENOMEM;
     start = mark;

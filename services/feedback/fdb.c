@@ -372,6 +372,13 @@ int fdb_response_put(cxm_txn *t, fdb *db, cxm_arena *a, const Cxm__V1__SubmitRes
     return db->agg ? fagg_apply(t, db->agg, r, +1) : 0;
 }
 
+/* Does a stored record of vl bytes hold the nratings ratings its readers
+ * (the analytics, the aggregates) walk? A damaged one is CXM_ECORRUPT. */
+static bool frec_whole(const frec *r, size_t vl)
+{
+    return vl >= sizeof(frec) && r->nratings <= FREC_MAX_RATINGS && vl == frec_size(r->nratings);
+}
+
 /* One response's rows, found through its customer index key. */
 static int response_del(cxm_txn *t, fdb *db, cxm_arena *a, const char *response_id)
 {
@@ -386,9 +393,13 @@ static int response_del(cxm_txn *t, fdb *db, cxm_arena *a, const char *response_
     size_t vl;
     rc = cxm_txn_get_ref(t, db->frec, fk.b, fk.n, &v, &vl);
     if (rc == 0) {
+        if (vl < sizeof(frec))
+            return CXM_ECORRUPT;
         const frec *r = cxm_arena_aligned(a, v, vl, _Alignof(frec));
         if (!r)
             return CXM_ENOMEM;
+        if (!frec_whole(r, vl))
+            return CXM_ECORRUPT;
         if (db->agg && (rc = fagg_apply(t, db->agg, r, -1)) != 0)
             return rc;
         rc = cxm_txn_del(t, db->frec, fk.b, fk.n);
@@ -676,6 +687,10 @@ static int src_scan(void *src, int64_t from_ms, int64_t to_ms, fan_rec_fn fn, vo
             break;
         }
         memcpy(buf.b, it.val, it.vlen);
+        if (!frec_whole(&buf.r, it.vlen)) {
+            rc = CXM_ECORRUPT;
+            break;
+        }
         if ((rc = fn(&buf.r, user)) != 0)
             break;
     }

@@ -750,7 +750,7 @@ static int check_assignment(const Cxm__V1__FollowUpAssignment *m, const char *ba
 }
 
 /* SetFollowUpPolicy's policy; resolves negative_text_score 0 to the default. */
-static int check_policy(Cxm__V1__FollowUpPolicy *p, char *err)
+int ffu_check_policy(Cxm__V1__FollowUpPolicy *p, char *err)
 {
     if (!p)
         return cxm_svc_errf(err, CXM_EINVAL, "policy", "required");
@@ -773,7 +773,7 @@ static int check_policy(Cxm__V1__FollowUpPolicy *p, char *err)
     return 0;
 }
 
-static int check_update(const Cxm__V1__UpdateFollowUpRequest *req, char *err)
+int ffu_check_update(const Cxm__V1__UpdateFollowUpRequest *req, char *err)
 {
     int rc;
     if ((rc = cxm_svc_check_text(req->follow_up_id, 1, MAX_ID, "follow_up_id", err)) != 0 ||
@@ -1113,6 +1113,13 @@ static int list_answer(cxm_txn *t, fpage *pg, const Cxm__V1__ListFollowUpsReques
     return rc;
 }
 
+int ffu_check_list(const Cxm__V1__ListFollowUpsRequest *req, int64_t now_ms, char *err)
+{
+    ffilter filter;
+    int limit;
+    return check_list(req, now_ms, &filter, &limit, err);
+}
+
 void ffu_on_list(cxm_call *call, const ProtobufCMessage *msg)
 {
     const Cxm__V1__ListFollowUpsRequest *req = (const Cxm__V1__ListFollowUpsRequest *)msg;
@@ -1233,7 +1240,7 @@ void ffu_on_update(cxm_call *call, const ProtobufCMessage *msg)
     const Cxm__V1__UpdateFollowUpRequest *req = (const Cxm__V1__UpdateFollowUpRequest *)msg;
     ffu *f = ((fb_ctx *)cxm_call_service_ctx(call))->fu;
     char err[CXM_SVC_ERR_MAX] = "";
-    int rc = check_update(req, err);
+    int rc = ffu_check_update(req, err);
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     cxm_svc_submit(call, f->store, req, update_job);
@@ -1292,7 +1299,7 @@ void ffu_on_set_policy(cxm_call *call, const ProtobufCMessage *msg)
     ffu *f = ((fb_ctx *)cxm_call_service_ctx(call))->fu;
     cxm_arena *a = cxm_call_arena(call);
     char err[CXM_SVC_ERR_MAX] = "";
-    int rc = check_policy(req->policy, err);
+    int rc = ffu_check_policy(req->policy, err);
     if (rc != 0)
         return cxm_svc_finish(call, rc, err);
     set_job *s = cxm_arena_calloc(a, 1, sizeof *s);

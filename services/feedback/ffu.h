@@ -45,6 +45,15 @@ typedef struct ffu_response {
     int64_t now_ms; /* creation time */
 } ffu_response;
 
+/* The checks of SetFollowUpPolicy's policy (negative_text_score 0 becomes
+ * the default), of an UpdateFollowUpRequest and of a ListFollowUpsRequest's
+ * filters and page size at now_ms, as their handlers run them (and the fuzz
+ * target): 0, or CXM_EINVAL with err (CXM_SVC_ERR_MAX bytes) naming the
+ * field. */
+int ffu_check_policy(Cxm__V1__FollowUpPolicy *p, char *err);
+int ffu_check_update(const Cxm__V1__UpdateFollowUpRequest *req, char *err);
+int ffu_check_list(const Cxm__V1__ListFollowUpsRequest *req, int64_t now_ms, char *err);
+
 /* Is this text sentiment strongly negative by the policy in force? */
 bool ffu_strongly_negative(ffu *f, int label, double sentiment_score);
 

@@ -93,6 +93,11 @@ prof_profile *prof_new(cxm_arena *a, const char *customer_id, int64_t now_ms)
 prof_profile *prof_unpack(cxm_arena *a, const void *buf, size_t n)
 {
     prof_profile *p = cxm__v1__profile__unpack(cxm_arena_protobuf(a), n, buf);
+    /* Every linked identity holds its identity (the rules read it without
+     * a check); bytes where one does not are no profile of ours. */
+    for (size_t i = 0; p && i < p->n_identities; i++)
+        if (!p->identities[i]->identity)
+            return NULL;
     if (p && !p->standard_traits) { /* an empty submessage is not packed */
         p->standard_traits = cxm_arena_alloc(a, sizeof *p->standard_traits);
         if (!p->standard_traits)

@@ -35,7 +35,8 @@ typedef Cxm__V1__Value prof_value;
 prof_profile *prof_new(cxm_arena *a, const char *customer_id, int64_t now_ms);
 
 /* Decode a stored profile into a, standard_traits always set. NULL when the
- * bytes are not a profile or out of memory. */
+ * bytes are not a profile (or one with a linked identity missing its
+ * identity) or out of memory. */
 prof_profile *prof_unpack(cxm_arena *a, const void *buf, size_t n);
 
 /* A deep copy (pack + unpack into a). NULL when out of memory. */

@@ -732,8 +732,10 @@ int reco_model_view(const void *blob, size_t len, cxm_arena *a, const reco_model
     bool rows = has_rows((reco_algo)h.algo), compact = h.pad == 1; /* pad: the compact flag */
     if (h.pad > 1 || (compact && (!rows || h.nitems > COMPACT_MAX_ITEMS)))
         return fail(err, errlen, CXM_EINVAL, "not a model blob of this version");
+    /* nnz comes from the blob: bounded by the blob first, or its row sizes
+     * could wrap around and a short blob match a huge header. */
     reco_layout l = layout_of(h.nitems, h.nnz, h.factors, rows, compact);
-    if (l.total != len)
+    if (h.nnz > len / sizeof(reco_neighbour) || l.total != len)
         return fail(err, errlen, CXM_EINVAL, "model blob size does not match its header");
     reco_model *m = cxm_arena_alloc(a, sizeof *m);
     const char *b = cxm_arena_aligned(a, blob, len, 8);
