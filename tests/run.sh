@@ -17,7 +17,7 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j2 -LE bench
 
 # libFuzzer (clang, ASan + UBSan): only the fuzz targets are built here;
-# each runs CXM_FUZZ_SECONDS (default 12) from its committed corpus.
+# each runs CXM_FUZZ_SECONDS (default 8) from its committed corpus.
 echo "== fuzzing (clang libFuzzer, ASan + UBSan) =="
 CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCXM_WERROR=ON -DCXM_FUZZ=ON \
   -DCXM_BUILD_CPP_PEER=OFF >/dev/null

@@ -119,6 +119,8 @@ static int configure_auth(host_config *cfg, char *err, size_t errlen)
                                                                                               : "",
                      o->jwt_key_file && *o->jwt_key_file ? o->jwt_alg : "");
     return rc;
+}
+
 static bool has(const char *s)
 {
     return s && *s;

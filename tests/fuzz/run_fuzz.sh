@@ -3,12 +3,12 @@
 # other, each starting from its committed corpus (tests/fuzz/corpus/<name>).
 # Fails when any target crashes, leaks, times out or blows up its memory, naming the
 # reproducer; rerun it with `BIN/fuzz_<name> REPRODUCER`.
-#   tests/fuzz/run_fuzz.sh BIN_DIR [SECONDS_PER_TARGET (default 12, or CXM_FUZZ_SECONDS)]
+#   tests/fuzz/run_fuzz.sh BIN_DIR [SECONDS_PER_TARGET (default 8, or CXM_FUZZ_SECONDS)]
 # Twelve targets at 12 s took 3.3 min with start-up on a busy 2-core machine.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 bin=${1:?usage: run_fuzz.sh BIN_DIR [SECONDS]}
-seconds=${2:-${CXM_FUZZ_SECONDS:-12}}
+seconds=${2:-${CXM_FUZZ_SECONDS:-8}}
 work=$(dirname "$bin")/fuzz-work
 rm -rf "$work"
 mkdir -p "$work/artifacts"

@@ -743,9 +743,9 @@ static int try_open(cxm_nats_opts opts, char *why, size_t cap)
 
 /* Every message stream CXM_PROFILE holds, read by a fresh durable consumer
  * with cxm's credentials: returns their count, *found if one has msg_id. */
-static size_t profile_stream_scan(const cxm_nats_opts *cxm_auth, const char *msg_id, bool *found)
+static size_t profile_stream_scan(const cxm_nats_opts *cxm_creds, const char *msg_id, bool *found)
 {
-    cxm_nats_opts o = *cxm_auth;
+    cxm_nats_opts o = *cxm_creds;
     o.url = nats.url;
     cxm_nats *n;
     cxm_nats_sub *sub;
@@ -847,9 +847,9 @@ static void case_auth(const char *bin)
           "the intruder's publish: want EPERM with the server's words, got %d: %s", rc,
           cxm_nats_last_error());
     cxm_nats_close(in);
-    cxm_nats_opts cxm_auth = {.user = "cxm", .password = "s3cret-cxm"};
+    cxm_nats_opts cxm_creds = {.user = "cxm", .password = "s3cret-cxm"};
     bool found;
-    size_t total = profile_stream_scan(&cxm_auth, "intruder:1", &found);
+    size_t total = profile_stream_scan(&cxm_creds, "intruder:1", &found);
     CHECK(total > 0, "the audit reads none of profile's own events");
     CHECK(!found, "the intruder's event reached the stream");
     fprintf(stderr, "auth: services delivered with credentials; none, wrong and publish-denied "
