@@ -14,7 +14,7 @@
 #include "cxm/opts.h"
 
 #define MAX_MODULES 8
-#define MAX_OPTS 64
+#define MAX_OPTS 96
 
 typedef struct host_config {
     const char *listen;
@@ -27,6 +27,16 @@ typedef struct host_config {
     int64_t grace_ms;
     const char *nats_url;
     const char *nats_creds;
+    /* The limits of cxm_server_opts (see server.h). */
+    int64_t max_streams;
+    int64_t keepalive_ms;
+    int64_t idle_timeout_ms;
+    int64_t max_connection_age_ms;
+    int64_t max_connection_age_grace_ms;
+    uint64_t memory_quota;
+    int64_t default_deadline_ms;
+    int64_t stream_deadline_ms;
+    int64_t max_connections;
 } host_config;
 
 static double elapsed_ms(const struct timespec *since)
@@ -59,6 +69,24 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         {"nats-url", CXM_OPT_STR, &cfg->nats_url, 0, 0,
          "relay the event bus through NATS JetStream at this URL; empty: in process"},
         {"nats-creds", CXM_OPT_STR, &cfg->nats_creds, 0, 0, "NATS credentials file (JWT + seed)"},
+        {"max-streams", CXM_OPT_INT, &cfg->max_streams, 1, 100000,
+         "concurrent calls per connection; more wait in the client"},
+        {"keepalive", CXM_OPT_MILLIS, &cfg->keepalive_ms, 1000, 86400000,
+         "ping a silent connection after this long, close it if no answer in 20 s"},
+        {"idle-timeout", CXM_OPT_MILLIS, &cfg->idle_timeout_ms, 1000, 86400000,
+         "close a connection without calls after this long"},
+        {"max-connection-age", CXM_OPT_MILLIS, &cfg->max_connection_age_ms, 1000, 604800000,
+         "ask a client to reconnect after this long (spreads load, ends stalled calls)"},
+        {"max-connection-age-grace", CXM_OPT_MILLIS, &cfg->max_connection_age_grace_ms, 0, 86400000,
+         "then close the connection, calls and all, after this long"},
+        {"memory-quota", CXM_OPT_BYTES, &cfg->memory_quota, 0, (uint64_t)1 << 40,
+         "memory for connections and calls (K/M/G); 0 = 1G or a quarter of RAM if less"},
+        {"default-deadline", CXM_OPT_MILLIS, &cfg->default_deadline_ms, 1, 86400000,
+         "deadline of a unary call that came without one"},
+        {"stream-deadline", CXM_OPT_MILLIS, &cfg->stream_deadline_ms, 1, 604800000,
+         "deadline of a client or bidi stream that came without one (Health/Watch: none)"},
+        {"max-connections", CXM_OPT_INT, &cfg->max_connections, 0, 1000000,
+         "connections kept before the silent longest are closed; 0 = fd limit - 1/8"},
     };
     /* The common flags, then each module's own. */
     cxm_opt opts[MAX_OPTS];
@@ -146,14 +174,25 @@ static void set_self_addr(const char *host, int port)
     atomic_store(&self_addr_set, true);
 }
 
+/* fd: the file-descriptor limit before and after raising it, and the hard
+ * limit. */
 static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *bus,
-                 const struct timespec *started)
+                 const struct timespec *started, const long fd[3])
 {
     cxm_server_opts so = {.listen = cfg->listen,
                           .workers = (int)cfg->workers,
                           .requests_per_method = (int)cfg->requests_per_method,
                           .max_message_bytes = (size_t)cfg->max_message_bytes,
-                          .grace_ms = cfg->grace_ms};
+                          .grace_ms = cfg->grace_ms,
+                          .max_streams = (int)cfg->max_streams,
+                          .keepalive_ms = cfg->keepalive_ms,
+                          .idle_timeout_ms = cfg->idle_timeout_ms,
+                          .max_connection_age_ms = cfg->max_connection_age_ms,
+                          .max_connection_age_grace_ms = cfg->max_connection_age_grace_ms,
+                          .memory_quota = (size_t)cfg->memory_quota,
+                          .default_deadline_ms = cfg->default_deadline_ms,
+                          .stream_deadline_ms = cfg->stream_deadline_ms,
+                          .max_connections = (int)cfg->max_connections};
     cxm_server *srv = NULL;
     int rc = cxm_server_create(&so, &srv);
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -168,6 +207,10 @@ static int serve(const host_config *cfg, cxm_service *svcs, size_t n, cxm_bus *b
         int hlen = colon ? (int)(colon - cfg->listen) : (int)strlen(cfg->listen);
         snprintf(host, sizeof host, "%.*s", hlen, cfg->listen);
         set_self_addr(host, cxm_server_port(srv));
+        cxm_log_info("server.fd_limit",
+                     "file-descriptor limit raised from %ld to %ld (the hard limit %ld); "
+                     "connections are capped at %d (--max-connections)",
+                     fd[0], fd[1], fd[2], cxm_server_max_connections(srv));
         cxm_log_info("server.listening", "listening on %s:%d (data %s, ready in %.1f ms)", host,
                      cxm_server_port(srv), cfg->data, elapsed_ms(started));
         rc = cxm_server_run(srv);
@@ -186,12 +229,23 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
                        .log_format = "text",
                        .log_level = "info",
                        .max_message_bytes = 4u << 20,
-                       .grace_ms = 5000};
+                       .grace_ms = 5000,
+                       .max_streams = CXM_LIMIT_MAX_STREAMS,
+                       .keepalive_ms = CXM_LIMIT_KEEPALIVE_MS,
+                       .idle_timeout_ms = CXM_LIMIT_IDLE_MS,
+                       .max_connection_age_ms = CXM_LIMIT_AGE_MS,
+                       .max_connection_age_grace_ms = CXM_LIMIT_AGE_GRACE_MS,
+                       .default_deadline_ms = CXM_LIMIT_DEADLINE_MS,
+                       .stream_deadline_ms = CXM_LIMIT_STREAM_DEADLINE_MS};
     int exit_code = 0;
     if (nmodules > MAX_MODULES)
         return 1;
     if (configure(argc, argv, summary, modules, nmodules, &cfg, &exit_code) != 0)
         return exit_code;
+    /* Before anything opens a file: every connection costs one. Logged once
+     * the server listens, so that a failed start stays one line. */
+    long fd_before, fd_hard;
+    long fd_now = cxm_server_raise_fd_limit(&fd_before, &fd_hard);
 
     cxm_store *store = NULL;
     cxm_service svcs[MAX_MODULES];
@@ -210,7 +264,7 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     if (rc == 0 && (rc = cxm_bus_start(bus)) != 0)
         cxm_log_error("host.bus_failed", "cannot start the event bus: %s", cxm_bus_last_error());
     if (rc == 0)
-        rc = serve(&cfg, svcs, nmodules, bus, &started);
+        rc = serve(&cfg, svcs, nmodules, bus, &started, (long[]){fd_before, fd_now, fd_hard});
     cxm_bus_stop(bus); /* no delivery into closing modules */
     while (opened > 0) {
         opened--;

@@ -12,6 +12,11 @@
  *   --listen HOST:PORT, --data DIR, --workers N, --max-message-bytes N,
  *   --grace DURATION, --log-format text|json, --log-level LEVEL,
  *   --nats-url URL, --nats-creds FILE (the event bus, see bus.h)
+ * Limits (see cxm_server_opts in server.h for what each bounds and why):
+ *   --max-streams N, --keepalive, --idle-timeout, --max-connection-age,
+ *   --max-connection-age-grace, --default-deadline, --stream-deadline
+ *   DURATION, --memory-quota BYTES, --max-connections N. At start the soft
+ *   RLIMIT_NOFILE is raised to the hard limit and logged (server.fd_limit).
  *
  * The event bus of the store is created before the modules open (they find
  * it with cxm_bus_of(store) to open producers and subscribe), started once
