@@ -79,11 +79,14 @@ static int local_port(int fd, bool *peer)
     return port;
 }
 
+/* How long an established connection has received nothing. False for any
+ * other state: one already shut down (by an earlier tick, while gRPC has
+ * not closed it yet) or closed by its peer is on its way out. */
 static bool silent_ms(int fd, uint32_t *out)
 {
     struct tcp_info ti;
     socklen_t len = sizeof ti;
-    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0 || ti.tcpi_state != TCP_ESTABLISHED)
         return false;
     *out = ti.tcpi_last_data_recv;
     return true;
@@ -95,8 +98,8 @@ static int by_silence_desc(const void *a, const void *b)
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Append every connected TCP socket of this process whose local port is
- * port to *v (grown as needed). Returns the count, or -1. */
+/* Append every established TCP connection of this process whose local port
+ * is port to *v (grown as needed). Returns the count, or -1. */
 static int list_connections(int port, conn **v, size_t *cap)
 {
     DIR *d = opendir("/proc/self/fd");

@@ -148,7 +148,11 @@ typedef struct cxm_server_opts {
      * kernel's TCP_INFO: idle sockets and stalled calls go first, a client
      * that is talking stays. The headroom must absorb a burst arriving
      * within one tick, hence the default of an eighth of the fd limit (at
-     * least 256) below it. */
+     * least 256) below it: a burst larger than that within 100 ms still
+     * meets EMFILE and, in gRPC 1.51, a listener that logs "Failed accept4:
+     * Too many open files" and accepts no more (a restart is the cure). With
+     * systemd's usual hard limit of 524,288 that is some 65,000 connections
+     * in 100 ms. Later gRPC releases retry on EMFILE and have a real cap. */
     int max_streams;
     int64_t keepalive_ms;
     int64_t keepalive_timeout_ms;
