@@ -67,13 +67,20 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+/* An empty grpc.health.v1.HealthCheckRequest (the whole server) in buf
+ * (16 bytes); returns its length. */
+static size_t health_request(uint8_t *buf)
+{
+    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    return grpc__health__v1__health_check_request__pack(&req, buf);
+}
+
 /* n Health/Check calls on ch, one at a time; every one must succeed.
  * Returns the p99 latency in ms (*p50 the median). */
 static double probe_health(cxm_channel *ch, int n, double *p50)
 {
-    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     uint8_t buf[16];
-    size_t len = grpc__health__v1__health_check_request__pack(&req, buf);
+    size_t len = health_request(buf);
     double *lat = calloc((size_t)n, sizeof *lat);
     CHECK(lat != NULL, "calloc");
     for (int i = 0; i < n; i++) {
@@ -255,9 +262,8 @@ static void case_abuse(const char *cxmd)
     /* Its connection queues behind the idle ones gRPC has not accepted yet
      * (gRPC accepts in order: well under a second here, some 10 s under
      * ASan); the first call waits for that, the measured ones come after. */
-    Grpc__Health__V1__HealthCheckRequest hreq = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     uint8_t hbuf[16];
-    size_t hlen = grpc__health__v1__health_check_request__pack(&hreq, hbuf);
+    size_t hlen = health_request(hbuf);
     cxm_client_result first = {0};
     double tc = test_now_ms();
     CHECK(cxm_client_unary(after, CHECK_PATH, hbuf, hlen, 60000, &first) == 0 &&
@@ -339,9 +345,8 @@ static void case_deadline(const char *cxmd)
     cxm_client_result_dispose(&r);
 
     /* Watch without a deadline is still open after 2.5 s. */
-    Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
     uint8_t buf[16];
-    size_t len = grpc__health__v1__health_check_request__pack(&req, buf);
+    size_t len = health_request(buf);
     cxm_client_stream *w;
     CHECK(cxm_client_stream_open(ch, WATCH_PATH, 0, &w) == 0, "open Watch");
     CHECK(cxm_client_stream_send(w, buf, len) == 0 && cxm_client_stream_close_send(w) == 0, "send");
