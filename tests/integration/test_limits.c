@@ -13,7 +13,7 @@
  *   sheds the connections silent longest, a new well-behaved client's
  *   Health/Check all succeed with a p99 within max(10 ms, 5x the p99
  *   measured before the abuse), and the server's peak RSS stays under
- *   CXM_LIMIT_ABUSE_RSS_BOUND (4x under ASan, with 2,500 streams).
+ *   CXM_LIMIT_ABUSE_RSS_BOUND (under ASan: 2,500 streams, both bounds 4x).
  * deadline: a stream opened without a deadline is cancelled with
  *   DEADLINE_EXCEEDED at --stream-deadline; Health/Watch, open-ended by
  *   design, is not.
@@ -275,7 +275,9 @@ static void case_abuse(const char *cxmd)
     double old99 = probe_health(before, PROBES / 5, &w50);
     long rss = status_kb(srv.pid, "VmRSS"), hwm = status_kb(srv.pid, "VmHWM");
     int fds = count_fds(srv.pid);
-    double bound99 = base99 * 5 > 10 ? base99 * 5 : 10;
+    /* The issue's 10 ms, or 5x the same client's p99 before the abuse on a
+     * noisy machine; 4x both under ASan, like the memory bound. */
+    double floor99 = SANITIZED ? 40 : 10, bound99 = base99 * 5 > floor99 ? base99 * 5 : floor99;
     size_t rss_bound = CXM_LIMIT_ABUSE_RSS_BOUND * (SANITIZED ? 4 : 1);
     printf("abuse: %d idle connections and %d header-only streams opened in %.0f ms\n",
            IDLE_CONNECTIONS, sl.sent, t1 - t0);
