@@ -205,8 +205,13 @@ static void drain(void *ctx)
 static const cxm_method health_methods[] = {
     {"Check", CXM_UNARY, &grpc__health__v1__health_check_request__descriptor, check, NULL, NULL},
     {"List", CXM_UNARY, &grpc__health__v1__health_list_request__descriptor, list, NULL, NULL},
-    {"Watch", CXM_SERVER_STREAMING, &grpc__health__v1__health_check_request__descriptor, watch,
-     NULL, watch_cancelled},
+    /* Open by design: a watcher waits for the next change, however long. */
+    {.name = "Watch",
+     .kind = CXM_SERVER_STREAMING,
+     .request = &grpc__health__v1__health_check_request__descriptor,
+     .on_message = watch,
+     .on_cancel = watch_cancelled,
+     .open_ended = true},
 };
 
 /* Load balancers and orchestrators probe without credentials. */

@@ -55,6 +55,16 @@ typedef struct host_config {
     const char *tls_cert, *tls_key, *tls_client_ca;
     const char *client_tls_ca, *client_tls_cert, *client_tls_key;
     bool insecure;
+    /* The limits of cxm_server_opts (see server.h). */
+    int64_t max_streams;
+    int64_t keepalive_ms;
+    int64_t idle_timeout_ms;
+    int64_t max_connection_age_ms;
+    int64_t max_connection_age_grace_ms;
+    uint64_t memory_quota;
+    int64_t default_deadline_ms;
+    int64_t stream_deadline_ms;
+    int64_t max_connections;
 } host_config;
 
 static cxm_auth *host_auth;
@@ -266,6 +276,24 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
         {"client-tls-cert", CXM_OPT_STR, &cfg->client_tls_cert, 0, 0,
          "client certificate for own calls to services requiring mutual TLS"},
         {"client-tls-key", CXM_OPT_STR, &cfg->client_tls_key, 0, 0, "PEM key of --client-tls-cert"},
+        {"max-streams", CXM_OPT_INT, &cfg->max_streams, 1, 100000,
+         "concurrent calls per connection; more wait in the client"},
+        {"keepalive", CXM_OPT_MILLIS, &cfg->keepalive_ms, 1000, 86400000,
+         "ping a silent connection after this long, close it if no answer in 20 s"},
+        {"idle-timeout", CXM_OPT_MILLIS, &cfg->idle_timeout_ms, 1000, 86400000,
+         "close a connection without calls after this long"},
+        {"max-connection-age", CXM_OPT_MILLIS, &cfg->max_connection_age_ms, 1000, 604800000,
+         "ask a client to reconnect after this long (spreads load, ends stalled calls)"},
+        {"max-connection-age-grace", CXM_OPT_MILLIS, &cfg->max_connection_age_grace_ms, 0, 86400000,
+         "then close the connection, calls and all, after this long"},
+        {"memory-quota", CXM_OPT_BYTES, &cfg->memory_quota, 0, (uint64_t)1 << 40,
+         "memory for connections and calls (K/M/G); 0 = 1G or a quarter of RAM if less"},
+        {"default-deadline", CXM_OPT_MILLIS, &cfg->default_deadline_ms, 1, 86400000,
+         "deadline of a unary call that came without one"},
+        {"stream-deadline", CXM_OPT_MILLIS, &cfg->stream_deadline_ms, 1, 604800000,
+         "deadline of a client or bidi stream that came without one (Health/Watch: none)"},
+        {"max-connections", CXM_OPT_INT, &cfg->max_connections, 0, 1000000,
+         "connections kept before the silent longest are closed; 0 = fd limit - 1/8"},
     };
     /* The common flags, then each module's own. */
     cxm_opt opts[MAX_OPTS];
@@ -435,8 +463,10 @@ static void on_store_health(void *user, int rc, const char *why)
         cxm_log_info("health.serving", "the store writes again; Health answers SERVING");
 }
 
+/* fd: the file-descriptor limit before and after raising it, and the hard
+ * limit. */
 static int serve(const host_config *cfg, cxm_store *store, cxm_service *svcs, size_t n,
-                 cxm_bus *bus, const struct timespec *started)
+                 cxm_bus *bus, const struct timespec *started, const long fd[3])
 {
     cxm_server_opts so = {.auth = host_auth,
                           .listen = cfg->listen,
@@ -446,7 +476,16 @@ static int serve(const host_config *cfg, cxm_store *store, cxm_service *svcs, si
                           .grace_ms = cfg->grace_ms,
                           .tls_cert = cfg->tls_cert,
                           .tls_key = cfg->tls_key,
-                          .tls_client_ca = cfg->tls_client_ca};
+                          .tls_client_ca = cfg->tls_client_ca,
+                          .max_streams = (int)cfg->max_streams,
+                          .keepalive_ms = cfg->keepalive_ms,
+                          .idle_timeout_ms = cfg->idle_timeout_ms,
+                          .max_connection_age_ms = cfg->max_connection_age_ms,
+                          .max_connection_age_grace_ms = cfg->max_connection_age_grace_ms,
+                          .memory_quota = (size_t)cfg->memory_quota,
+                          .default_deadline_ms = cfg->default_deadline_ms,
+                          .stream_deadline_ms = cfg->stream_deadline_ms,
+                          .max_connections = (int)cfg->max_connections};
     cxm_server *srv = NULL;
     int rc = cxm_server_create(&so, &srv);
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -461,6 +500,10 @@ static int serve(const host_config *cfg, cxm_store *store, cxm_service *svcs, si
         int hlen = colon ? (int)(colon - cfg->listen) : (int)strlen(cfg->listen);
         snprintf(host, sizeof host, "%.*s", hlen, cfg->listen);
         set_self_addr(host, cxm_server_port(srv));
+        cxm_log_info("server.fd_limit",
+                     "file-descriptor limit raised from %ld to %ld (the hard limit %ld); "
+                     "connections are capped at %d (--max-connections)",
+                     fd[0], fd[1], fd[2], cxm_server_max_connections(srv));
         cxm_log_info("server.listening", "listening on %s:%d (data %s, ready in %.1f ms)", host,
                      cxm_server_port(srv), cfg->data, elapsed_ms(started));
         cxm_store_on_health(store, on_store_health, srv);
@@ -485,7 +528,14 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
                        .grace_ms = 5000,
                        .auth = "auto",
                        .clock_skew_ms = 60000,
-                       .erasure_compact_delay_ms = 1000};
+                       .erasure_compact_delay_ms = 1000,
+                       .max_streams = CXM_LIMIT_MAX_STREAMS,
+                       .keepalive_ms = CXM_LIMIT_KEEPALIVE_MS,
+                       .idle_timeout_ms = CXM_LIMIT_IDLE_MS,
+                       .max_connection_age_ms = CXM_LIMIT_AGE_MS,
+                       .max_connection_age_grace_ms = CXM_LIMIT_AGE_GRACE_MS,
+                       .default_deadline_ms = CXM_LIMIT_DEADLINE_MS,
+                       .stream_deadline_ms = CXM_LIMIT_STREAM_DEADLINE_MS};
     int exit_code = 0;
     if (nmodules > MAX_MODULES)
         return 1;
@@ -495,6 +545,10 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
                                      .tls_cert = cfg.client_tls_cert,
                                      .tls_key = cfg.client_tls_key,
                                      .token = client_token};
+    /* Before anything opens a file: every connection costs one. Logged once
+     * the server listens, so that a failed start stays one line. */
+    long fd_before, fd_hard;
+    long fd_now = cxm_server_raise_fd_limit(&fd_before, &fd_hard);
 
     cxm_store *store = NULL;
     cxm_service svcs[MAX_MODULES];
@@ -520,7 +574,8 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     if (rc == 0 && (rc = cxm_bus_start(bus)) != 0)
         cxm_log_error("host.bus_failed", "cannot start the event bus: %s", cxm_bus_last_error());
     if (rc == 0)
-        rc = serve(&cfg, store, svcs, nmodules, bus, &started);
+        rc = serve(&cfg, store, svcs, nmodules, bus, &started,
+                   (long[]){fd_before, fd_now, fd_hard});
     cxm_bus_stop(bus); /* no delivery into closing modules */
     while (opened > 0) {
         opened--;

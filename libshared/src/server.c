@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -119,6 +120,10 @@ struct cxm_call {
      * which customer the request names. */
     char subject[CXM_AUTH_SUBJECT_MAX];
     char customer[128];
+    /* In the server's list of calls under a deadline of its own (the client
+     * set none); the list holds a reference. */
+    struct cxm_call *dl_prev, *dl_next;
+    bool dl_linked;
     void *user;
     cxm_arena arena;
     _Alignas(max_align_t) char arena_initial[CALL_ARENA_INITIAL];
@@ -157,6 +162,14 @@ struct cxm_server {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool shutdown_done;
+    /* Calls running under the server's default deadline (dl_mu), and the
+     * guard thread that expires them and enforces the connection cap. */
+    pthread_mutex_t dl_mu;
+    cxm_call *dl_head;
+    pthread_t guard;
+    bool guard_started;
+    atomic_bool guard_stop;
+    int64_t shed_total, shed_logged_at;
 };
 
 static void post_call(worker *w, const reg_method *rm);
@@ -224,6 +237,88 @@ static void call_unref(cxm_call *c)
 {
     if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) == 1)
         call_free(c);
+}
+
+/* ---- default deadlines ---- */
+
+/* A call that came without a deadline gets the server's (unary or stream),
+ * unless its method is open-ended. The guard thread cancels it when that
+ * passes; gRPC then completes RECV_CLOSE_ON_SERVER as cancelled and the
+ * method's on_cancel runs, exactly as for a client's deadline. */
+static void impose_deadline(cxm_call *c)
+{
+    const cxm_method *m = c->rm->m;
+    if (m->open_ended || cxm_call_remaining_ms(c) != INT64_MAX)
+        return;
+    cxm_server *s = c->w->srv;
+    int64_t ms = m->kind == CXM_UNARY ? s->opts.default_deadline_ms : s->opts.stream_deadline_ms;
+    c->deadline =
+        gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    pthread_mutex_lock(&s->dl_mu);
+    c->dl_linked = true;
+    c->dl_prev = NULL;
+    c->dl_next = s->dl_head;
+    if (s->dl_head)
+        s->dl_head->dl_prev = c;
+    s->dl_head = c;
+    pthread_mutex_unlock(&s->dl_mu);
+}
+
+static void dl_unlink_locked(cxm_server *s, cxm_call *c)
+{
+    if (c->dl_prev)
+        c->dl_prev->dl_next = c->dl_next;
+    else
+        s->dl_head = c->dl_next;
+    if (c->dl_next)
+        c->dl_next->dl_prev = c->dl_prev;
+    c->dl_prev = c->dl_next = NULL;
+    c->dl_linked = false;
+}
+
+/* The RPC is over: the guard has nothing left to cancel. */
+static void forget_deadline(cxm_call *c)
+{
+    cxm_server *s = c->w->srv;
+    pthread_mutex_lock(&s->dl_mu);
+    bool linked = c->dl_linked;
+    if (linked)
+        dl_unlink_locked(s, c);
+    pthread_mutex_unlock(&s->dl_mu);
+    if (linked)
+        call_unref(c);
+}
+
+/* Cancel the calls whose imposed deadline passed. They leave the list
+ * under the mutex; gRPC is called, and the references dropped, outside. */
+static void expire_calls(cxm_server *s)
+{
+    cxm_call *expired = NULL;
+    pthread_mutex_lock(&s->dl_mu);
+    for (cxm_call *c = s->dl_head, *next; c; c = next) {
+        next = c->dl_next;
+        if (cxm_call_remaining_ms(c) > 0)
+            continue;
+        dl_unlink_locked(s, c);
+        c->dl_next = expired;
+        expired = c;
+    }
+    pthread_mutex_unlock(&s->dl_mu);
+    for (cxm_call *c = expired, *next; c; c = next) {
+        next = c->dl_next;
+        bool unary = c->rm->m->kind == CXM_UNARY;
+        grpc_call_cancel_with_status(
+            c->call, GRPC_STATUS_DEADLINE_EXCEEDED,
+            unary ? "the call came without a deadline and outlived the server's default "
+                    "(--default-deadline); set a deadline"
+                  : "the stream came without a deadline and outlived the server's default "
+                    "(--stream-deadline); set a deadline",
+            NULL);
+        cxm_log_debug("server.deadline_imposed", "%s: cancelled at the server's default deadline",
+                      c->rm->path);
+        call_unref(c);
+    }
 }
 
 /* Start a batch owning one reference; on failure the reference is dropped
@@ -746,6 +841,7 @@ static void on_matched(cxm_call *c, bool ok)
     /* The matched tag's reference becomes the handler's reference; one more
      * keeps the call alive until this function is done with it. */
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+    impose_deadline(c);
     if (cxm_call_remaining_ms(c) <= 0) {
         cxm_call_finish(c, CXM_EDEADLINE, "%s: the deadline passed before the call started",
                         c->rm->path);
@@ -778,6 +874,8 @@ static void on_send_done(cxm_call *c, bool ok)
     else if (ok)
         pump_locked(c);
     pthread_mutex_unlock(&c->mu);
+    if (closed_too)
+        forget_deadline(c);
     call_unref(c);
 }
 
@@ -787,6 +885,7 @@ static void on_closed(cxm_call *c)
     atomic_store(&c->closed, true);
     bool cancelled = !c->finished;
     pthread_mutex_unlock(&c->mu);
+    forget_deadline(c);
     if (cancelled && c->rm->m->on_cancel)
         c->rm->m->on_cancel(c);
     call_unref(c);
@@ -987,6 +1086,39 @@ static void note_signal(int sig)
         noted_signal = sig;
 }
 
+static void default_ms(int64_t *v, int64_t def)
+{
+    if (*v <= 0)
+        *v = def;
+}
+
+/* The CXM_LIMIT_* defaults for what opts left at 0 (see cxm/server.h). */
+static void default_limits(cxm_server_opts *o)
+{
+    if (o->max_streams <= 0)
+        o->max_streams = CXM_LIMIT_MAX_STREAMS;
+    default_ms(&o->keepalive_ms, CXM_LIMIT_KEEPALIVE_MS);
+    default_ms(&o->keepalive_timeout_ms, CXM_LIMIT_KEEPALIVE_TIMEOUT_MS);
+    default_ms(&o->idle_timeout_ms, CXM_LIMIT_IDLE_MS);
+    default_ms(&o->max_connection_age_ms, CXM_LIMIT_AGE_MS);
+    default_ms(&o->max_connection_age_grace_ms, CXM_LIMIT_AGE_GRACE_MS);
+    default_ms(&o->default_deadline_ms, CXM_LIMIT_DEADLINE_MS);
+    default_ms(&o->stream_deadline_ms, CXM_LIMIT_STREAM_DEADLINE_MS);
+    if (o->memory_quota == 0) {
+        long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+        size_t quarter = pages > 0 && page > 0 ? (size_t)pages * (size_t)page / 4 : 0;
+        o->memory_quota =
+            quarter && quarter < CXM_LIMIT_MEMORY_QUOTA ? quarter : CXM_LIMIT_MEMORY_QUOTA;
+    }
+    if (o->max_connections <= 0) {
+        struct rlimit rl;
+        long nofile = getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY
+                          ? (long)rl.rlim_cur
+                          : 1 << 20;
+        o->max_connections = cxm_server_default_max_connections(nofile);
+    }
+}
+
 int cxm_server_create(const cxm_server_opts *opts, cxm_server **out)
 {
     cxm_server *s = calloc(1, sizeof *s);
@@ -1003,8 +1135,10 @@ int cxm_server_create(const cxm_server_opts *opts, cxm_server **out)
         s->opts.max_message_bytes = 4u << 20;
     if (s->opts.call_arena_limit == 0)
         s->opts.call_arena_limit = 64u << 20;
+    default_limits(&s->opts);
     s->t_shutdown = (tag){TAG_SHUTDOWN, s};
     pthread_mutex_init(&s->mu, NULL);
+    pthread_mutex_init(&s->dl_mu, NULL);
     pthread_cond_init(&s->cv, NULL);
 
     /* Signals are taken synchronously by cxm_server_run; block them before
@@ -1123,18 +1257,92 @@ static int add_builtin_services(cxm_server *s)
     return rc;
 }
 
+static grpc_arg int_arg(const char *key, int64_t v)
+{
+    return (grpc_arg){
+        GRPC_ARG_INTEGER, (char *)key, {.integer = v > INT32_MAX ? INT32_MAX : (int)v}};
+}
+
+/* The channel args of every connection: message sizes and the limits of
+ * cxm/server.h (stream cap, keepalive and its enforcement, idle and age
+ * bounds, the handshake timeout, the memory quota). */
 static grpc_server *new_grpc_server(const cxm_server_opts *o)
 {
-    grpc_arg args[3];
-    args[0] = (grpc_arg){GRPC_ARG_INTEGER,
-                         GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
-                         {.integer = (int)o->max_message_bytes}};
-    args[1] = (grpc_arg){
-        GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, {.integer = (int)o->max_message_bytes}};
-    /* Without this a second server silently shares the port. */
-    args[2] = (grpc_arg){GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}};
-    grpc_channel_args ca = {3, args};
-    return grpc_server_create(&ca, NULL);
+    grpc_resource_quota *quota = grpc_resource_quota_create("cxm-server");
+    grpc_resource_quota_resize(quota, o->memory_quota);
+    grpc_arg args[] = {
+        int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int64_t)o->max_message_bytes),
+        int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int64_t)o->max_message_bytes),
+        /* Without this a second server silently shares the port. */
+        int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0),
+        int_arg(GRPC_ARG_MAX_CONCURRENT_STREAMS, o->max_streams),
+        int_arg(GRPC_ARG_KEEPALIVE_TIME_MS, o->keepalive_ms),
+        int_arg(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, o->keepalive_timeout_ms),
+        /* Clients may ping an idle connection (their keepalive), at most
+         * every CXM_LIMIT_MIN_CLIENT_PING_MS; more often is a strike. */
+        int_arg(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1),
+        int_arg(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS,
+                CXM_LIMIT_MIN_CLIENT_PING_MS),
+        int_arg(GRPC_ARG_HTTP2_MAX_PING_STRIKES, CXM_LIMIT_PING_STRIKES),
+        /* The server's own pings are not limited by data in flight. */
+        int_arg(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0),
+        int_arg(GRPC_ARG_MAX_CONNECTION_IDLE_MS, o->idle_timeout_ms),
+        int_arg(GRPC_ARG_MAX_CONNECTION_AGE_MS, o->max_connection_age_ms),
+        int_arg(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, o->max_connection_age_grace_ms),
+        int_arg(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, CXM_LIMIT_HANDSHAKE_MS),
+        {GRPC_ARG_POINTER,
+         GRPC_ARG_RESOURCE_QUOTA,
+         {.pointer = {quota, grpc_resource_quota_arg_vtable()}}},
+    };
+    grpc_channel_args ca = {sizeof args / sizeof args[0], args};
+    grpc_server *srv = grpc_server_create(&ca, NULL);
+    grpc_resource_quota_unref(quota); /* the server holds its own reference */
+    return srv;
+}
+
+/* ---- the guard thread: imposed deadlines and the connection cap ---- */
+
+/* Above the cap, shut the longest-silent connections down; one warn line
+ * per 10 s at most says how many. The fd count is the cheap test: every
+ * connection holds one, so below the cap in fds means below it in
+ * connections. */
+static void enforce_connection_cap(cxm_server *s)
+{
+    int fds = cxm__count_fds();
+    if (fds <= s->opts.max_connections)
+        return;
+    int count = 0;
+    int shed = cxm__shed_connections(s->port, s->opts.max_connections, &count);
+    s->shed_total += shed;
+    int64_t now = now_ms();
+    if (shed > 0 && now - s->shed_logged_at >= 10000) {
+        s->shed_logged_at = now;
+        cxm_log_warn("server.connections_shed",
+                     "%d connections over the cap of %d (--max-connections): shut down the %d "
+                     "silent longest (%lld since start)",
+                     count, s->opts.max_connections, shed, (long long)s->shed_total);
+    }
+}
+
+static void *guard_main(void *arg)
+{
+    cxm_server *s = arg;
+    struct timespec tick = {0, CXM_LIMIT_TICK_MS * 1000000L};
+    while (!atomic_load(&s->guard_stop)) {
+        nanosleep(&tick, NULL);
+        expire_calls(s);
+        enforce_connection_cap(s);
+    }
+    return NULL;
+}
+
+static void stop_guard(cxm_server *s)
+{
+    if (!s->guard_started)
+        return;
+    atomic_store(&s->guard_stop, true);
+    pthread_join(s->guard, NULL);
+    s->guard_started = false;
 }
 
 static int start_workers(cxm_server *s)
@@ -1358,6 +1566,17 @@ int cxm_server_start(cxm_server *s)
     rc = start_workers(s);
     if (rc != 0)
         return rc;
+    if (pthread_create(&s->guard, NULL, guard_main, s) != 0)
+        return cxm_err_from_errno(errno);
+    s->guard_started = true;
+    cxm_log_info("server.limits",
+                 "limits: %d streams per connection, %d connections, memory quota %zu MiB, "
+                 "default deadline %lld ms (streams %lld ms), idle %lld ms, age %lld ms + %lld ms "
+                 "grace, keepalive %lld ms",
+                 s->opts.max_streams, s->opts.max_connections, s->opts.memory_quota >> 20,
+                 (long long)s->opts.default_deadline_ms, (long long)s->opts.stream_deadline_ms,
+                 (long long)s->opts.idle_timeout_ms, (long long)s->opts.max_connection_age_ms,
+                 (long long)s->opts.max_connection_age_grace_ms, (long long)s->opts.keepalive_ms);
     cxm__health_set_all(s->health, 1);
     return 0;
 }
@@ -1370,6 +1589,11 @@ void cxm_server_set_degraded(cxm_server *s, bool degraded)
 int cxm_server_port(const cxm_server *s)
 {
     return s->port;
+}
+
+int cxm_server_max_connections(const cxm_server *s)
+{
+    return s->opts.max_connections;
 }
 
 void cxm_server_stop(cxm_server *s)
@@ -1498,6 +1722,7 @@ int cxm_server_run(cxm_server *s)
 {
     wait_for_signal(s);
     drain(s);
+    stop_guard(s);
     stop_workers(s);
     cxm_log_info("server.stopped", "all calls drained; server stopped");
     return 0;
@@ -1524,6 +1749,7 @@ void cxm_server_destroy(cxm_server *s)
 {
     if (!s)
         return;
+    stop_guard(s);
     if (s->server)
         abandon(s);
     cxm_tls_server_close(s->tls); /* its fetcher served the grpc_server */
@@ -1535,6 +1761,7 @@ void cxm_server_destroy(cxm_server *s)
     if (s->reflection)
         cxm__reflection_destroy(s->reflection);
     pthread_mutex_destroy(&s->mu);
+    pthread_mutex_destroy(&s->dl_mu);
     pthread_cond_destroy(&s->cv);
     free(s);
     grpc_shutdown();

@@ -31,4 +31,13 @@ const cxm_service *cxm__reflection_service_v1(cxm__reflection *r);
 const cxm_service *cxm__reflection_service_v1alpha(cxm__reflection *r);
 void cxm__reflection_destroy(cxm__reflection *r);
 
+/* The connection cap (limits.c). Count the process's TCP connections
+ * accepted on port and, when there are more than max, shut down the ones
+ * that have received nothing for longest until max remain. Returns how many
+ * were shut down; *count is how many there were. */
+int cxm__shed_connections(int port, int max, int *count);
+
+/* Open file descriptors of this process, or -1. */
+int cxm__count_fds(void);
+
 #endif

@@ -30,6 +30,15 @@
  * unless TLS and authentication are configured, or --insecure is given, in
  * which case a warning ("server.insecure") says the port is exposed.
  *
+ * Store: --max-map-size BYTES (growth cap; Health turns NOT_SERVING while
+ *   writes fail), --erasure-compact-delay DURATION (store.h).
+ *
+ * Limits (see cxm_server_opts in server.h for what each bounds and why):
+ *   --max-streams N, --keepalive, --idle-timeout, --max-connection-age,
+ *   --max-connection-age-grace, --default-deadline, --stream-deadline
+ *   DURATION, --memory-quota BYTES, --max-connections N. At start the soft
+ *   RLIMIT_NOFILE is raised to the hard limit and logged (server.fd_limit).
+ *
  * The event bus of the store is created before the modules open (they find
  * it with cxm_bus_of(store) to open producers and subscribe), started once
  * every module opened, and stopped after the server drained, before the

@@ -67,6 +67,10 @@ typedef struct cxm_method {
      * being the sentence to end it INVALID_ARGUMENT with. Without it the
      * runtime ends the call itself. */
     void (*on_bad_message)(cxm_call *call, const char *why);
+    /* A stream that stays open by design (Health/Watch): exempt from the
+     * default deadline. It still ends at drain, when the client goes, when
+     * keepalive finds the peer dead, or at the connection's maximum age. */
+    bool open_ended;
 } cxm_method;
 
 /* A unary method's table entry: CXM_UNARY_METHOD("GetProfile",
@@ -112,7 +116,107 @@ typedef struct cxm_server_opts {
      * The files are read again on SIGHUP and when they change (checked
      * every second); without them the port is plaintext. */
     const char *tls_cert, *tls_key, *tls_client_ca;
+
+    /* Limits, so one client cannot hurt the others; 0 picks the default in
+     * brackets (CXM_LIMIT_* below).
+     *
+     * max_streams [100] is HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: a client
+     * opening more waits for one to end, so 10,000 header-only streams need
+     * 100 connections, each counted against max_connections.
+     *
+     * Keepalive: the server pings a connection silent for keepalive_ms [60 s]
+     * and closes it when no answer comes within keepalive_timeout_ms [20 s]
+     * (a peer that vanished without a FIN). Clients may ping too, with or
+     * without calls, but not more often than every CXM_LIMIT_MIN_CLIENT_PING_MS
+     * (10 s) or they get GOAWAY "too_many_pings" after CXM_LIMIT_PING_STRIKES
+     * (2) strikes; our own clients send no keepalive pings, and a client of
+     * another stack must set its keepalive time to 10 s or more.
+     *
+     * idle_timeout_ms [5 min]: a connection without a call for that long is
+     * sent GOAWAY (a well-behaved client reconnects when it next calls).
+     * A TCP connection that never completes the HTTP/2 (or TLS) handshake is
+     * closed after CXM_LIMIT_HANDSHAKE_MS (10 s) whatever this says.
+     *
+     * max_connection_age_ms [1 h] + max_connection_age_grace_ms [5 min]: a
+     * connection is sent GOAWAY at its age (jittered by gRPC), and closed,
+     * calls and all, after the grace. This is what ends header-only calls to
+     * unary methods: gRPC core holds them until their message comes and never
+     * shows them to the runtime, so no deadline of ours can reach them.
+     *
+     * memory_quota [1 GiB, or a quarter of physical memory if less]: the
+     * gRPC resource quota for buffers and call arenas of every connection;
+     * under pressure gRPC shrinks buffers, then cancels streams and refuses
+     * new connections instead of growing.
+     *
+     * default_deadline_ms [60 s] bounds a unary call that came without a
+     * deadline, stream_deadline_ms [1 h] a client or bidi stream (TrackStream,
+     * reflection) without one: when it passes the call is cancelled with
+     * DEADLINE_EXCEEDED and the method's on_cancel runs, as for a client's
+     * own deadline. cxm_call_remaining_ms reports the bound. Methods marked
+     * open_ended are exempt.
+     *
+     * max_connections [the file-descriptor limit minus CXM_LIMIT_FD_HEADROOM,
+     * see below]: gRPC core 1.51 has no connection cap (the channel arg
+     * grpc.max_allowed_incoming_connections came later) and stops accepting
+     * for good when accept(2) fails with EMFILE, which is how 1,000 idle
+     * sockets used to lock every new client out. So a guard thread of the
+     * runtime counts the process's connections to the listening port every
+     * CXM_LIMIT_TICK_MS and, above the cap, shuts down (shutdown(2), so gRPC
+     * closes them itself) the ones that have been silent longest by the
+     * kernel's TCP_INFO: idle sockets and stalled calls go first, a client
+     * that is talking stays. The headroom must absorb a burst arriving
+     * within one tick, hence the default of an eighth of the fd limit (at
+     * least 256) below it: a burst larger than that within 100 ms still
+     * meets EMFILE and, in gRPC 1.51, a listener that logs "Failed accept4:
+     * Too many open files" and accepts no more (a restart is the cure). With
+     * systemd's usual hard limit of 524,288 that is some 65,000 connections
+     * in 100 ms. Later gRPC releases retry on EMFILE and have a real cap. */
+    int max_streams;
+    int64_t keepalive_ms;
+    int64_t keepalive_timeout_ms;
+    int64_t idle_timeout_ms;
+    int64_t max_connection_age_ms;
+    int64_t max_connection_age_grace_ms;
+    size_t memory_quota;
+    int64_t default_deadline_ms;
+    int64_t stream_deadline_ms;
+    int max_connections;
 } cxm_server_opts;
+
+#define CXM_LIMIT_MAX_STREAMS 100
+#define CXM_LIMIT_KEEPALIVE_MS 60000
+#define CXM_LIMIT_KEEPALIVE_TIMEOUT_MS 20000
+#define CXM_LIMIT_MIN_CLIENT_PING_MS 10000
+#define CXM_LIMIT_PING_STRIKES 2
+#define CXM_LIMIT_IDLE_MS (5 * 60000)
+#define CXM_LIMIT_HANDSHAKE_MS 10000
+#define CXM_LIMIT_AGE_MS (60 * 60000)
+#define CXM_LIMIT_AGE_GRACE_MS (5 * 60000)
+#define CXM_LIMIT_MEMORY_QUOTA ((size_t)1 << 30)
+#define CXM_LIMIT_DEADLINE_MS 60000
+#define CXM_LIMIT_STREAM_DEADLINE_MS (60 * 60000)
+#define CXM_LIMIT_FD_HEADROOM_MIN 256
+#define CXM_LIMIT_TICK_MS 100
+
+/* Under abuse (integration.limits.abuse: 2,000 idle TCP connections, then
+ * 10,000 header-only streams over 100 connections, against cxmd with the
+ * defaults above but --max-connections 1000 and a 4,096 fd limit) the
+ * server's peak resident memory stays under this (measured: 180-195 MiB,
+ * ~16 KiB per held stream; benchmarks/README.md "Limits under abuse"), and a
+ * well-behaved client's Health/Check keeps answering. Beyond the test, the
+ * memory quota is what bounds held streams: past it gRPC refuses them. */
+#define CXM_LIMIT_ABUSE_RSS_BOUND ((size_t)512 << 20)
+
+/* The connection cap max_connections = 0 resolves to for a process whose
+ * soft RLIMIT_NOFILE is nofile: nofile minus an eighth (at least
+ * CXM_LIMIT_FD_HEADROOM_MIN), never below 16. */
+int cxm_server_default_max_connections(long nofile);
+
+/* Raise the soft RLIMIT_NOFILE to the hard limit. Returns the soft limit
+ * now in force; *before is the one found, *hard the hard limit (infinite
+ * ones reported as 2^30). Call before opening anything, and before
+ * cxm_server_create, whose default max_connections follows the limit. */
+long cxm_server_raise_fd_limit(long *before, long *hard);
 
 /* Create a server; services are added before cxm_server_start. */
 int cxm_server_create(const cxm_server_opts *opts, cxm_server **out);
@@ -138,6 +242,9 @@ int cxm_server_check_listen(const char *addr, char *err, size_t errlen);
 
 /* The port actually bound (useful with port 0). */
 int cxm_server_port(const cxm_server *s);
+
+/* The connection cap in force (max_connections, or its default). */
+int cxm_server_max_connections(const cxm_server *s);
 
 /* Block until SIGTERM or SIGINT (or cxm_server_stop), then drain: health
  * turns NOT_SERVING, services get on_drain, new calls are refused, in-flight
