@@ -75,7 +75,7 @@ typedef struct nbe_cfg {
     int64_t seed, k, min_history, timeout_ms;
     bool load, quality, rules, json;
     const char *token, *token_file; /* --token, --token-file (CXM_TOKEN[_FILE]) */
-    cxm_channel_opts chan; /* TLS flags */
+    cxm_channel_opts chan;          /* TLS flags */
 } nbe_cfg;
 
 /* The ratings as cxm-eval sees them: the training users and items (the

@@ -52,7 +52,7 @@ typedef struct track_cfg {
     bool json, loop;
     const char *token, *token_file; /* --token, --token-file (CXM_TOKEN[_FILE]) */
     char *bearer;                   /* the token sent, from either */
-    cxm_channel_opts chan; /* TLS flags */
+    cxm_channel_opts chan;          /* TLS flags */
 } track_cfg;
 
 /* One stream and what its thread measured. */

@@ -574,8 +574,8 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
     if (rc == 0 && (rc = cxm_bus_start(bus)) != 0)
         cxm_log_error("host.bus_failed", "cannot start the event bus: %s", cxm_bus_last_error());
     if (rc == 0)
-        rc = serve(&cfg, store, svcs, nmodules, bus, &started,
-                   (long[]){fd_before, fd_now, fd_hard});
+        rc =
+            serve(&cfg, store, svcs, nmodules, bus, &started, (long[]){fd_before, fd_now, fd_hard});
     cxm_bus_stop(bus); /* no delivery into closing modules */
     while (opened > 0) {
         opened--;

@@ -67,7 +67,6 @@ int cxm_client_token_file(const char *path, char **token, char *err, size_t errl
 int cxm_client_token_pick(const char *token, const char *file, char **out, char *err,
                           size_t errlen);
 
-
 /* The cxm_opt table entries (cxm/opts.h) of the TLS fields of a
  * cxm_channel_opts, for a tool's flags: --tls-ca, --tls-cert, --tls-key and
  * --tls-server-name, each also a CXM_TLS_* variable. */
