@@ -778,12 +778,16 @@ static void start_close(cxm_call *c)
 }
 
 /* The value of the call's authorization metadata, or NULL. */
-static const grpc_slice *authorization(const cxm_call *c)
+/* The credentials of a call with auth on: 0, or a CXM_E* code with why. */
+static int check_credentials(cxm_auth *auth, const grpc_metadata_array *md, cxm_principal *p,
+                             char *why, size_t whylen)
 {
-    for (size_t i = 0; i < c->md.count; i++)
-        if (grpc_slice_str_cmp(c->md.metadata[i].key, "authorization") == 0)
-            return &c->md.metadata[i].value;
-    return NULL;
+    const grpc_slice *v = NULL;
+    for (size_t i = 0; i < md->count && !v; i++)
+        if (grpc_slice_str_cmp(md->metadata[i].key, "authorization") == 0)
+            v = &md->metadata[i].value;
+    return cxm_auth_check(auth, v ? (const char *)GRPC_SLICE_START_PTR(*v) : NULL,
+                          v ? GRPC_SLICE_LENGTH(*v) : 0, (int64_t)time(NULL), p, why, whylen);
 }
 
 static int64_t now_ms(void)
@@ -802,12 +806,9 @@ static bool authorize(cxm_call *c)
     const reg_method *rm = c->rm;
     if (!auth || rm->access == CXM_ACCESS_PUBLIC)
         return true;
-    const grpc_slice *v = authorization(c);
     cxm_principal p;
     char why[300];
-    int rc =
-        cxm_auth_check(auth, v ? (const char *)GRPC_SLICE_START_PTR(*v) : NULL,
-                       v ? GRPC_SLICE_LENGTH(*v) : 0, (int64_t)time(NULL), &p, why, sizeof why);
+    int rc = check_credentials(auth, &c->md, &p, why, sizeof why);
     if (rc == 0) {
         snprintf(c->subject, sizeof c->subject, "%s", p.subject);
         rc = cxm_auth_allow(&p, rm->access, rm->svc->scope_area, why, sizeof why);
@@ -999,14 +1000,25 @@ static void on_unknown(unknown_call *u, bool ok)
         plen = sizeof path - 1;
     memcpy(path, GRPC_SLICE_START_PTR(u->details.method), plen);
     path[plen] = '\0';
-    describe_unknown(u->w->srv, path, msg, sizeof msg);
+    /* With auth on, even the list of what is not served is for callers
+     * with credentials: an unknown method answers as a known one would. */
+    grpc_status_code code = GRPC_STATUS_UNIMPLEMENTED;
+    cxm_auth *auth = u->w->srv->opts.auth;
+    cxm_principal p;
+    char why[300];
+    if (auth && check_credentials(auth, &u->md, &p, why, sizeof why) != 0) {
+        code = GRPC_STATUS_UNAUTHENTICATED;
+        snprintf(msg, sizeof msg, "%s: %s", path + (path[0] == '/'), why);
+    } else {
+        describe_unknown(u->w->srv, path, msg, sizeof msg);
+    }
     u->status_details = grpc_slice_from_copied_string(msg);
 
     grpc_op ops[3];
     memset(ops, 0, sizeof ops);
     ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
     ops[1].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
-    ops[1].data.send_status_from_server.status = GRPC_STATUS_UNIMPLEMENTED;
+    ops[1].data.send_status_from_server.status = code;
     ops[1].data.send_status_from_server.status_details = &u->status_details;
     ops[2].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
     ops[2].data.recv_close_on_server.cancelled = &u->close_cancelled;

@@ -223,6 +223,16 @@ static void case_deny(test_server *srv)
     CHECK(strstr(d, "not-a-real-token") == NULL, "the token is echoed: %s", d);
     CHECK(reflection_list(none) == GRPC_STATUS_UNAUTHENTICATED, "reflection without a token");
     CHECK(reflection_list(reader) == GRPC_STATUS_OK, "reflection with any token");
+    /* An unknown method tells what is not served only to callers with credentials. */
+    static const char *unknown = "/cxm.v1.ProfileService/NoSuchMethod";
+    CHECK(cxm_client_unary(none, unknown, "", 0, 10000, &r) == 0 &&
+              r.status == GRPC_STATUS_UNAUTHENTICATED,
+          "an unknown method without a token: %d %s", (int)r.status, r.details);
+    cxm_client_result_dispose(&r);
+    CHECK(cxm_client_unary(reader, unknown, "", 0, 10000, &r) == 0 &&
+              r.status == GRPC_STATUS_UNIMPLEMENTED,
+          "an unknown method with a token: %d %s", (int)r.status, r.details);
+    cxm_client_result_dispose(&r);
 
     /* JWTs: good, expired, for another audience, unsigned. */
     cxm_channel *j = open_as(srv, jwt(",\"scope\":\"profile:read\"", 600));
