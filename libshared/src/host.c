@@ -381,6 +381,29 @@ static void warn_if_exposed(const host_config *cfg)
                      cfg->listen, has(cfg->tls_cert) ? "authentication" : "TLS or authentication");
 }
 
+/* Modules other than profile resolve identities by calling a profile
+ * service (this process's in cxmd). With TLS or auth on here, that profile
+ * most likely wants the same of those calls: say at start what they lack,
+ * rather than have every resolution fail later. */
+static void warn_own_calls(const host_config *cfg, const cxm_module *modules, size_t n)
+{
+    bool calls_out = false;
+    for (size_t i = 0; i < n; i++)
+        calls_out = calls_out || strcmp(modules[i].name, "profile") != 0;
+    if (!calls_out)
+        return;
+    if (has(cfg->tls_cert) && !has(cfg->client_tls_ca))
+        cxm_log_warn("host.client_tls_missing",
+                     "this server speaks TLS but its own calls to the profile service do not "
+                     "(identity resolution will fail): give --client-tls-ca (and "
+                     "--client-tls-cert/--client-tls-key under mutual TLS)");
+    if (host_auth && !client_token)
+        cxm_log_warn("host.client_token_missing",
+                     "auth is on but this server's own calls to the profile service carry no "
+                     "token (identity resolution will be refused): give --client-token-file "
+                     "with an \"internal\" scope token");
+}
+
 /* The bus exists before the modules, which find it with cxm_bus_of(store). */
 static int open_bus(cxm_store *store, const host_config *cfg, cxm_bus **out)
 {
@@ -541,6 +564,7 @@ int cxm_host_main(int argc, char **argv, const char *summary, const char *defaul
         return 1;
     if (configure(argc, argv, summary, modules, nmodules, &cfg, &exit_code) != 0)
         return exit_code;
+    warn_own_calls(&cfg, modules, nmodules);
     client_opts = (cxm_channel_opts){.tls_ca = cfg.client_tls_ca,
                                      .tls_cert = cfg.client_tls_cert,
                                      .tls_key = cfg.client_tls_key,

@@ -56,6 +56,8 @@ health_fails() {
 case $case in
 handshake)
   serve --tls-cert "$dir/srv1.pem" --tls-key "$dir/srv1.key"
+  # cxmd's own calls to profile would be plaintext: said at start.
+  grep -q "host.client_tls_missing" "$dir/log" || fail "no host.client_tls_missing warning"
   health_ok --tls-ca "$dir/ca1.pem"
   CXM_TLS_CA="$dir/ca1.pem" health_ok
   # The name the certificate carries, connecting by address.
@@ -89,6 +91,7 @@ mtls)
   serve --tls-cert "$dir/srv1.pem" --tls-key "$dir/srv1.key" --tls-client-ca "$dir/ca1.pem" \
     --client-tls-ca "$dir/ca1.pem" --client-tls-cert "$dir/client1.pem" \
     --client-tls-key "$dir/client1.key"
+  ! grep -q "host.client_tls_missing" "$dir/log" || fail "client_tls_missing despite --client-tls-ca"
   health_fails UNAVAILABLE --tls-ca "$dir/ca1.pem"
   health_fails UNAVAILABLE --tls-ca "$dir/ca1.pem" --tls-cert "$dir/client2.pem" \
     --tls-key "$dir/client2.key"
