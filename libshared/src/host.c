@@ -3,14 +3,11 @@
  */
 #include "cxm/host.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 
 #include "cxm/auth.h"
@@ -55,6 +52,7 @@ typedef struct host_config {
     const char *tls_cert, *tls_key, *tls_client_ca;
     const char *client_tls_ca, *client_tls_cert, *client_tls_key;
     bool insecure;
+    bool loopback; /* --listen reaches this machine only (the listen policy) */
     /* The limits of cxm_server_opts (see server.h). */
     int64_t max_streams;
     int64_t keepalive_ms;
@@ -136,39 +134,6 @@ static bool has(const char *s)
     return s && *s;
 }
 
-static bool addr_is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return false;
-}
-
-/* Whether every address the host of listen ("HOST:PORT", already checked)
- * stands for is a loopback one: 127.0.0.0/8, ::1, or a name resolving only
- * to those (localhost). A wildcard (0.0.0.0, [::]) is not. */
-static bool listen_is_loopback(const char *listen)
-{
-    char host[256];
-    const char *colon = strrchr(listen, ':');
-    size_t n = colon ? (size_t)(colon - listen) : strlen(listen);
-    if (n >= 2 && listen[0] == '[')
-        snprintf(host, sizeof host, "%.*s", (int)(n - 2), listen + 1);
-    else
-        snprintf(host, sizeof host, "%.*s", (int)n, listen);
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
-    if (!*host || getaddrinfo(host, NULL, &hints, &res) != 0)
-        return false;
-    bool loop = true;
-    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
-        loop = loop && addr_is_loopback(ai->ai_addr);
-    freeaddrinfo(res);
-    return loop;
-}
-
 /* The TLS flags go in pairs, and a listen address other machines can reach
  * needs TLS and authentication, or --insecure to say that is intended. */
 static int check_tls_flags(const host_config *cfg, char *err, size_t errlen)
@@ -190,7 +155,7 @@ static int check_tls_flags(const host_config *cfg, char *err, size_t errlen)
         return CXM_EINVAL;
     }
     bool protected = has(cfg->tls_cert) && host_auth;
-    if (!protected && !cfg->insecure && !listen_is_loopback(cfg->listen)) {
+    if (!protected && !cfg->insecure && !cfg->loopback) {
         snprintf(err, errlen,
                  "--listen %s is not a loopback address and this server would accept anyone "
                  "there: configure TLS (--tls-cert, --tls-key) and authentication, listen on "
@@ -331,6 +296,7 @@ static int configure(int argc, char **argv, const char *summary, const cxm_modul
     }
     cxm_log_configure(strcmp(cfg->log_format, "json") == 0, level);
     /* Auth first: the listen policy depends on it. */
+    cfg->loopback = cxm_server_listen_is_loopback(cfg->listen);
     if (configure_auth(cfg, err, sizeof err) != 0 || check_tls_flags(cfg, err, sizeof err) != 0) {
         fprintf(stderr, "%s: %s (see --help)\n", argv[0], err);
         *exit_code = 2;
@@ -374,7 +340,7 @@ static int read_secret(const char *flag, const char *path, const char *env, char
 /* Once the port is open: say so when it is open to everyone (--insecure). */
 static void warn_if_exposed(const host_config *cfg)
 {
-    if (!(has(cfg->tls_cert) && host_auth) && !listen_is_loopback(cfg->listen))
+    if (!(has(cfg->tls_cert) && host_auth) && !cfg->loopback)
         cxm_log_warn("server.insecure",
                      "--insecure: %s is reachable from other machines without %s; anyone who "
                      "can connect can read and change every customer's data",

@@ -1418,6 +1418,32 @@ static bool host_valid(const char *host, bool bracketed)
     return host[0] != '-' && host[0] != '.';
 }
 
+static bool addr_is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+bool cxm_server_listen_is_loopback(const char *addr)
+{
+    char host[256], port[16], err[160];
+    if (split_listen(addr, host, sizeof host, port, sizeof port, err, sizeof err) != 0)
+        return false;
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res;
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    bool loop = true;
+    for (struct addrinfo *ai = res; ai; ai = ai->ai_next)
+        loop = loop && addr_is_loopback(ai->ai_addr);
+    freeaddrinfo(res);
+    return loop;
+}
+
 int cxm_server_check_listen(const char *addr, char *err, size_t errlen)
 {
     char host[256], port[16];

@@ -240,6 +240,12 @@ int cxm_server_start(cxm_server *s);
  * or CXM_EINVAL with a sentence in err saying what is wrong. */
 int cxm_server_check_listen(const char *addr, char *err, size_t errlen);
 
+/* Whether every address the host of addr ("HOST:PORT") stands for is a
+ * loopback one: 127.0.0.0/8, ::1, or a name resolving only to those
+ * (localhost). A wildcard (0.0.0.0, [::]), a malformed address or a name
+ * that does not resolve is not. */
+bool cxm_server_listen_is_loopback(const char *addr);
+
 /* The port actually bound (useful with port 0). */
 int cxm_server_port(const cxm_server *s);
 
