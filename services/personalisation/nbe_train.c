@@ -361,7 +361,10 @@ static void answer(cxm_call *call, const train_out *o, Cxm__V1__ModelInfo *info)
     cxm_call_reply(call, &resp.base);
 }
 
-static void train_run(nbe_train *tr, const train_req *rq, cxm_call *call)
+/* Train, and store the model's info; the info to answer with (in a), or
+ * NULL when out of memory. */
+static Cxm__V1__ModelInfo *train_run(nbe_train *tr, const train_req *rq, train_out *out,
+                                     cxm_arena *a)
 {
     nbe_ctx *ctx = tr->ctx;
     train_out o = {.started_ms = cxm_svc_now_ms()};
@@ -375,10 +378,9 @@ static void train_run(nbe_train *tr, const train_req *rq, cxm_call *call)
                               .user = tr};
     o.rc = recodb_train_ex(ctx->reco, &opts, &o.rep, &o.met, &o.activated, o.why, sizeof o.why);
     o.ended_ms = cxm_svc_now_ms();
-    cxm_arena a;
-    cxm_arena_init(&a, NULL, 0, 0);
-    Cxm__V1__ModelInfo *info = result_msg(&a, rq, &o);
-    store_infos s = {ctx, &a, info, &o, tr->unactivated};
+    cxm_arena_init(a, NULL, 0, 0);
+    Cxm__V1__ModelInfo *info = result_msg(a, rq, &o);
+    store_infos s = {ctx, a, info, &o, tr->unactivated};
     int rc = info ? cxm_store_write(ctx->store, store_infos_fn, &s) : CXM_ENOMEM;
     if (rc != 0)
         cxm_log_error("personalisation.model_info",
@@ -389,8 +391,8 @@ static void train_run(nbe_train *tr, const train_req *rq, cxm_call *call)
     else
         cxm_log_warn("personalisation.train_failed", "training (%s) failed: %s", rq->trigger,
                      o.why);
-    answer(call, &o, info);
-    cxm_arena_dispose(&a);
+    *out = o;
+    return info;
 }
 
 /* cur ended (under tr->mu): the policy pauses as long as it took, and a
@@ -420,9 +422,17 @@ static void *trainer_main(void *arg)
         tr->queued = false;
         pthread_mutex_unlock(&tr->mu);
         int64_t began_ms = cxm_svc_now_ms();
-        train_run(tr, &ask.req, ask.call);
+        train_out o;
+        cxm_arena a;
+        Cxm__V1__ModelInfo *info = train_run(tr, &ask.req, &o, &a);
         pthread_mutex_lock(&tr->mu);
         train_ended(tr, began_ms);
+        pthread_mutex_unlock(&tr->mu);
+        /* Answered once the training is over for GetModelInfo too: a client
+         * asking right after its TrainModel must not see it still running. */
+        answer(ask.call, &o, info);
+        cxm_arena_dispose(&a);
+        pthread_mutex_lock(&tr->mu);
     }
     pthread_mutex_unlock(&tr->mu);
     return NULL;
