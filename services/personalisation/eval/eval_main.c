@@ -39,13 +39,15 @@
 typedef struct eval_cfg {
     const char *train, *test, *ratings, *split, *test_frac, *algo, *recs_out;
     const char *lambda, *shrink, *alpha, *half_life; /* floats: opts.h has no float type */
+    const char *seq_lambda, *seq_half, *hist_half, *blend, *validate;
     int64_t k, seed, neighbours, factors, iterations, max_history;
     bool json, bm25, full_precision;
 } eval_cfg;
 
 /* Everything parsed and derived from the command line. */
 typedef struct eval_plan {
-    reco_algo algo;
+    reco_algo algo; /* 0: auto (reco_train_auto) */
+    reco_validate validate;
     reco_params params;
     double half_life; /* recency decay of history weights, in ts units; 0 = none */
     eval_split_kind split;
@@ -62,13 +64,15 @@ typedef struct eval_data {
 typedef struct eval_result {
     eval_summary sum;
     double train_seconds, p50_us, p99_us;
+    reco_choice choice; /* --algo auto */
 } eval_result;
 
 static const struct {
     const char *name;
     reco_algo algo;
 } eval_algos[] = {
-    {"pop", RECO_POP}, {"itemknn", RECO_ITEMKNN}, {"ease", RECO_EASE}, {"als", RECO_ALS}};
+    {"pop", RECO_POP}, {"itemknn", RECO_ITEMKNN}, {"ease", RECO_EASE},
+    {"als", RECO_ALS}, {"seq", RECO_SEQ},       {"auto", 0}};
 
 static double eval_now(void)
 {
@@ -101,7 +105,8 @@ static int eval_parse_algo(const char *name, reco_algo *out)
             return 0;
         }
     }
-    fprintf(stderr, "cxm-eval: --algo: \"%s\" is not one of ease, itemknn, als, pop\n", name);
+    fprintf(stderr, "cxm-eval: --algo: \"%s\" is not one of ease, itemknn, als, pop, seq, auto\n",
+            name);
     return -1;
 }
 
@@ -117,11 +122,15 @@ static const char *eval_algo_name(reco_algo algo)
 static int eval_params(const eval_cfg *c, eval_plan *plan)
 {
     reco_params *p = &plan->params;
-    reco_params_default(plan->algo, p);
+    reco_params_default(plan->algo ? plan->algo : RECO_SEQ, p);
     if ((c->lambda && eval_parse_float("lambda", c->lambda, 0, 1e12, &p->lambda)) ||
         (c->shrink && eval_parse_float("shrink", c->shrink, 0, 1e12, &p->shrink)) ||
         (c->alpha && eval_parse_float("alpha", c->alpha, 0, 1e12, &p->alpha)) ||
-        (c->half_life && eval_parse_float("half-life", c->half_life, 0, 1e18, &plan->half_life)))
+        (c->half_life && eval_parse_float("half-life", c->half_life, 0, 1e18, &plan->half_life)) ||
+        (c->seq_lambda && eval_parse_float("seq-lambda", c->seq_lambda, 1e-9, 1e12, &p->seq_lambda)) ||
+        (c->seq_half && eval_parse_float("seq-half", c->seq_half, 1e-3, 1e6, &p->seq_half)) ||
+        (c->hist_half && eval_parse_float("hist-half", c->hist_half, 0, 1e6, &p->hist_half)) ||
+        (c->blend && eval_parse_float("blend", c->blend, 0, 1, &p->blend)))
         return -1;
     /* 0 means "not given": the opts range check keeps given values >= 1. */
     if (c->neighbours)
@@ -164,6 +173,15 @@ static int eval_plan_make(const eval_cfg *c, eval_plan *plan)
         return eval_usage_error("--split must be random or temporal");
     if (eval_parse_float("test-frac", c->test_frac, 0, 1, &plan->test_frac))
         return -1;
+    /* Validation asks what the test asks: the split's kind, and the
+     * future when the test comes as a file. */
+    const char *v = c->validate ? c->validate : files ? "temporal" : c->split;
+    if (strcmp(v, "random") == 0)
+        plan->validate = RECO_VALIDATE_RANDOM;
+    else if (strcmp(v, "temporal") == 0)
+        plan->validate = RECO_VALIDATE_TEMPORAL;
+    else
+        return eval_usage_error("--validate must be random or temporal");
     return eval_params(c, plan);
 }
 
@@ -412,6 +430,9 @@ static int eval_serve(const eval_cfg *c, const eval_plan *plan, const eval_data 
     size_t k = (size_t)c->k;
     eval_serve_ctx s = {
         .model = model, .half_life = plan->half_life, .max_history = (size_t)c->max_history};
+    /* A sequence model reads the history newest first, as recodb gives it. */
+    if (!s.max_history && (reco_model_algo(model) == RECO_SEQ || plan->algo == 0))
+        s.max_history = SIZE_MAX;
     s.w = malloc(((size_t)d->nitems_train + 1) * sizeof *s.w);
     s.hist = malloc(((size_t)d->nitems_train + 1) * sizeof *s.hist);
     s.excl = malloc(((size_t)d->nitems_train + 1) * sizeof *s.excl);
@@ -468,6 +489,17 @@ static void eval_report_text(const eval_cfg *c, const eval_plan *plan, const eva
            " iterations=%" PRIu32 " alpha=%g\n",
            "params", p->lambda, p->shrink, eval_weighting_name(p), p->neighbours, p->factors,
            p->iterations, p->alpha);
+    if (plan->algo == 0) {
+        const reco_choice *ch = &r->choice;
+        printf("%-20s %s (validation %s, %" PRIu32 " users: ndcg@10 %.6f, ease alone %.6f)\n",
+               "chose", eval_algo_name(ch->algo),
+               ch->validate == RECO_VALIDATE_RANDOM ? "random" : "temporal", ch->val_customers,
+               ch->val_ndcg, ch->ease_ndcg);
+        printf("%-20s seq_lambda=%g seq_half=%g hist_half=%g blend=%g\n", "chosen params",
+               ch->params.seq_lambda, ch->params.seq_half, ch->params.hist_half, ch->params.blend);
+        if (ch->note[0])
+            printf("%-20s %s\n", "note", ch->note);
+    }
     printf("%-20s %" PRIu64 "\n", "users evaluated", r->sum.users);
     printf("%-20s %" PRIu32 "\n", "items", d->nitems_train);
     printf("%-20s %zu\n", "train interactions", d->train.n);
@@ -507,7 +539,9 @@ static int eval_train_and_serve(const eval_cfg *c, const eval_plan *plan, const 
     reco_model *model = NULL;
     eval_result res = {0};
     double t0 = eval_now();
-    int rc = reco_train(plan->algo, &plan->params, &d->trainm, &model, err, sizeof err);
+    int rc = plan->algo ? reco_train(plan->algo, &plan->params, &d->trainm, &model, err, sizeof err)
+                        : reco_train_auto(&d->trainm, plan->validate, (uint64_t)c->seed,
+                                          &plan->params, &model, &res.choice, err, sizeof err);
     res.train_seconds = eval_now() - t0;
     if (rc) {
         fprintf(stderr, "cxm-eval: training %s failed: %s\n", eval_algo_name(plan->algo),
@@ -542,7 +576,8 @@ int main(int argc, char **argv)
         {"test-frac", CXM_OPT_STR, &c.test_frac, 0, 0,
          "with --ratings: share of each user in test"},
         {"seed", CXM_OPT_INT, &c.seed, 0, 0, "seed of the random split"},
-        {"algo", CXM_OPT_STR, &c.algo, 0, 0, "ease, itemknn, als or pop"},
+        {"algo", CXM_OPT_STR, &c.algo, 0, 0,
+         "ease, itemknn, als, pop, seq, or auto (chosen on validation carved from training)"},
         {"k", CXM_OPT_INT, &c.k, 1, 100000, "length of each recommendation list"},
         {"recs-out", CXM_OPT_STR, &c.recs_out, 0, 0, "write user,item,rank CSV here"},
         {"json", CXM_OPT_BOOL, &c.json, 0, 0, "report as one JSON line"},
@@ -559,6 +594,16 @@ int main(int argc, char **argv)
          "ALS iterations (unset: the algorithm's)"},
         {"full-precision", CXM_OPT_BOOL, &c.full_precision, 0, 0,
          "item-kNN / EASE: serve from 32-bit rows, not the 16-bit copy"},
+        {"seq-lambda", CXM_OPT_STR, &c.seq_lambda, 0, 0,
+         "seq: transition model ridge, x the mean diagonal (default: 1)"},
+        {"seq-half", CXM_OPT_STR, &c.seq_half, 0, 0,
+         "seq: half-life of the prefix weights, in positions"},
+        {"hist-half", CXM_OPT_STR, &c.hist_half, 0, 0,
+         "seq: half-life of EASE's history weights, in positions (0 = none)"},
+        {"blend", CXM_OPT_STR, &c.blend, 0, 0, "seq: the transition model's share, 0..1"},
+        {"validate", CXM_OPT_STR, &c.validate, 0, 0,
+         "auto: validation carved from training, temporal or random (default: the --split's "
+         "kind; temporal with --train/--test)"},
         {"max-history", CXM_OPT_INT, &c.max_history, 1, UINT32_MAX,
          "score only each user's latest N training interactions, the rest excluded, as "
          "recodb serves (unset: all)"},

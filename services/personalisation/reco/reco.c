@@ -40,7 +40,12 @@ void reco_params_default(reco_algo algo, reco_params *p)
     /* EASE: entries kept per modelled item on average. MovieLens-small
      * NDCG@10: 0.382 at 1000, 0.378 at 200, 0.376 at 100; serving cost
      * grows with it (see benchmarks/README.md). */
-    p->neighbours = algo == RECO_EASE ? 1000 : 100;
+    p->neighbours = algo == RECO_EASE || algo == RECO_SEQ ? 1000 : 100;
+    /* RECO_SEQ: see recoseq.c for what each did on MovieLens-small. */
+    p->seq_lambda = 1.0;
+    p->seq_half = 8;
+    p->hist_half = 0;
+    p->blend = 0.5;
     /* ALS (MovieLens-small NDCG@10, confidence 1 + alpha * rating): alpha
      * 2 / lambda 50 0.357; alpha 1 or 3: 0.346; lambda 30 or 70: 0.340 /
      * 0.350; alpha 10 / lambda 10: 0.262. 128 factors or 20 iterations
@@ -59,7 +64,7 @@ static int fail(char *err, size_t errlen, int rc, const char *msg)
 /* Models made of neighbour rows (the others: popularity, ALS). */
 static bool has_rows(reco_algo algo)
 {
-    return algo == RECO_ITEMKNN || algo == RECO_EASE;
+    return algo == RECO_ITEMKNN || algo == RECO_EASE || algo == RECO_SEQ;
 }
 
 /* ---- popularity ---- */
@@ -108,12 +113,7 @@ static int train_popularity(reco_model *m, const reco_matrix *x, const reco_para
 
 /* ---- neighbour rows ---- */
 
-/* Neighbour rows being built, one item at a time in item order. */
-typedef struct row_builder {
-    neighbour *all;
-    uint64_t n, cap;
-    uint64_t *nrow;
-} row_builder;
+typedef reco_row_builder row_builder;
 
 /* Append item's row. */
 static int push_row(row_builder *rb, uint32_t item, const neighbour *cand, uint32_t ncand)
@@ -336,16 +336,8 @@ static int train_itemknn(row_builder *rb, const reco_matrix *x, const reco_param
 #define EASE_USER_POWER 0.25
 #define EASE_CANDIDATE_POWER 0.15
 
-typedef struct ease_ctx {
-    uint32_t n;        /* modelled items */
-    int32_t *dense_of; /* item -> modelled index, or -1 */
-    uint32_t *item_of; /* modelled index -> item */
-    float *scale;      /* per modelled item: (n_j + 1)^-EASE_CANDIDATE_POWER */
-    float *g;          /* n x n: the Gram matrix, then its inverse P */
-} ease_ctx;
-
 /* Pick the modelled items and their candidate scales. */
-static void ease_items(ease_ctx *e, const reco_matrix *x)
+static void ease_items(reco_dense *e, const reco_matrix *x)
 {
     memset(e->dense_of, 0, x->nitems * sizeof *e->dense_of); /* first a count */
     for (uint64_t i = 0; i < x->row[x->nusers]; i++)
@@ -361,11 +353,33 @@ static void ease_items(ease_ctx *e, const reco_matrix *x)
     }
 }
 
+int reco__dense_init(reco_dense *e, const reco_matrix *x)
+{
+    *e = (reco_dense){0};
+    e->dense_of = malloc((x->nitems + 1) * sizeof *e->dense_of);
+    e->item_of = malloc((x->nitems + 1) * sizeof *e->item_of);
+    e->scale = malloc((x->nitems + 1) * sizeof *e->scale);
+    if (!e->dense_of || !e->item_of || !e->scale)
+        return CXM_ENOMEM;
+    ease_items(e, x);
+    e->g = calloc((size_t)e->n * e->n + 1, sizeof *e->g);
+    return e->g ? 0 : CXM_ENOMEM;
+}
+
+void reco__dense_free(reco_dense *e)
+{
+    free(e->g);
+    free(e->dense_of);
+    free(e->item_of);
+    free(e->scale);
+    *e = (reco_dense){0};
+}
+
 /* G = X^T W X + lambda * mean(diag) * I over the modelled items (lower
  * triangle, column-major), W weighting customers by |u|^-EASE_USER_POWER.
  * lambda is relative to the mean diagonal, so the same default holds as
  * the data grows. */
-static void ease_gram(const ease_ctx *e, const reco_matrix *x, double lambda)
+static void ease_gram(const reco_dense *e, const reco_matrix *x, double lambda)
 {
     size_t n = e->n;
     for (uint32_t u = 0; u < x->nusers; u++) {
@@ -386,11 +400,13 @@ static void ease_gram(const ease_ctx *e, const reco_matrix *x, double lambda)
         e->g[i * n + i] += (float)(lambda * diag / (double)n);
 }
 
-/* B_ij = -P_ij / P_jj, scaled for candidate j: what history item i adds
- * to candidate j's score. P is the lower triangle of G^-1. */
-static float ease_weight(const ease_ctx *e, uint32_t i, uint32_t j)
+/* What history item i adds to candidate j's score, scaled for j. EASE:
+ * B_ij = -P_ij / P_jj, P the lower triangle of G^-1; transition: B_ij. */
+static float dense_weight(const reco_dense *e, uint32_t i, uint32_t j)
 {
     size_t n = e->n, lo = i < j ? i : j, hi = i < j ? j : i;
+    if (e->direct)
+        return e->g[(size_t)j * n + i] * e->scale[j];
     return -e->g[lo * n + hi] / e->g[(size_t)j * n + j] * e->scale[j];
 }
 
@@ -403,7 +419,7 @@ static int cmp_float_asc(const void *a, const void *b)
 /* The |B_ij| above which entries are kept so that about `per_item` remain
  * per modelled item: a quantile of a regular sample of at most ~1M
  * entries (exact enough, and deterministic). */
-static int ease_threshold(const ease_ctx *e, uint32_t per_item, float *tau)
+static int dense_threshold(const reco_dense *e, uint32_t per_item, float *tau)
 {
     uint64_t total = (uint64_t)e->n * e->n, stride = total / (1u << 20) + 1;
     if (e->n < 2 || per_item >= e->n - 1) {
@@ -416,7 +432,7 @@ static int ease_threshold(const ease_ctx *e, uint32_t per_item, float *tau)
     size_t ns = 0;
     for (uint64_t q = 0; q < total; q += stride)
         if (q / e->n != q % e->n)
-            sample[ns++] = fabsf(ease_weight(e, (uint32_t)(q / e->n), (uint32_t)(q % e->n)));
+            sample[ns++] = fabsf(dense_weight(e, (uint32_t)(q / e->n), (uint32_t)(q % e->n)));
     qsort(sample, ns, sizeof *sample, cmp_float_asc);
     double keep = (double)per_item / (double)(e->n - 1);
     *tau = ns ? sample[(size_t)((1 - keep) * (double)(ns - 1))] : 0;
@@ -425,7 +441,7 @@ static int ease_threshold(const ease_ctx *e, uint32_t per_item, float *tau)
 }
 
 /* Every item's row: the entries of B at or above the threshold. */
-static int ease_rows(const ease_ctx *e, row_builder *rb, uint32_t nitems, float tau)
+static int dense_rows(const reco_dense *e, row_builder *rb, uint32_t nitems, float tau)
 {
     neighbour *cand = malloc((e->n ? e->n : 1) * sizeof *cand);
     if (!cand)
@@ -435,7 +451,7 @@ static int ease_rows(const ease_ctx *e, row_builder *rb, uint32_t nitems, float 
         uint32_t nc = 0;
         int32_t i = e->dense_of[item];
         for (uint32_t j = 0; i >= 0 && j < e->n; j++) {
-            float b = j == (uint32_t)i ? 0 : ease_weight(e, (uint32_t)i, j);
+            float b = j == (uint32_t)i ? 0 : dense_weight(e, (uint32_t)i, j);
             if (b != 0 && fabsf(b) >= tau)
                 cand[nc++] = (neighbour){e->item_of[j], b};
         }
@@ -459,19 +475,11 @@ uint64_t reco_ease_bytes(const reco_matrix *x)
     return n * n * sizeof(float);
 }
 
-static int train_ease(row_builder *rb, const reco_matrix *x, const reco_params *p, char *err,
+static int train_ease(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
                       size_t errlen)
 {
-    ease_ctx e = {0};
-    e.dense_of = malloc(x->nitems * sizeof *e.dense_of);
-    e.item_of = malloc(x->nitems * sizeof *e.item_of);
-    e.scale = malloc(x->nitems * sizeof *e.scale);
-    int rc = e.dense_of && e.item_of && e.scale ? 0 : CXM_ENOMEM;
-    if (rc == 0) {
-        ease_items(&e, x);
-        e.g = calloc((size_t)e.n * e.n + 1, sizeof *e.g);
-        rc = e.g ? 0 : CXM_ENOMEM;
-    }
+    reco_dense e;
+    int rc = reco__dense_init(&e, x);
     if (rc == 0 && e.n > 0) {
         int info = 0, nn = (int)e.n;
         ease_gram(&e, x, p->lambda);
@@ -482,15 +490,9 @@ static int train_ease(row_builder *rb, const reco_matrix *x, const reco_params *
             rc = fail(err, errlen, CXM_EINTERNAL,
                       "EASE: the regularised Gram matrix is not positive definite; raise lambda");
     }
-    float tau = 0;
     if (rc == 0)
-        rc = ease_threshold(&e, p->neighbours, &tau);
-    if (rc == 0)
-        rc = ease_rows(&e, rb, x->nitems, tau);
-    free(e.g);
-    free(e.dense_of);
-    free(e.item_of);
-    free(e.scale);
+        rc = reco__dense_rows(&e, p->neighbours, p, m);
+    reco__dense_free(&e);
     return rc;
 }
 
@@ -550,6 +552,25 @@ static int compact_rows(reco_model *m, const reco_params *p)
     return 0;
 }
 
+int reco__dense_rows(const reco_dense *e, uint32_t per_item, const reco_params *p, reco_model *m)
+{
+    row_builder rb = {.nrow = calloc((size_t)m->nitems + 1, sizeof *rb.nrow)};
+    float tau = 0;
+    int rc = rb.nrow ? dense_threshold(e, per_item, &tau) : CXM_ENOMEM;
+    if (rc == 0)
+        rc = dense_rows(e, &rb, m->nitems, tau);
+    m->nrow = rb.nrow;
+    m->nb = rb.all;
+    if (rc == 0)
+        sort_rows(m);
+    return rc == 0 ? compact_rows(m, p) : rc;
+}
+
+int reco__popularity(reco_model *m, const reco_matrix *x, const reco_params *p)
+{
+    return train_popularity(m, x, p);
+}
+
 static int train_model(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
                        size_t errlen)
 {
@@ -558,13 +579,14 @@ static int train_model(reco_model *m, const reco_matrix *x, const reco_params *p
         return rc;
     if (m->algo == RECO_ALS)
         return reco_als_train(m, x, p, err, errlen);
+    if (m->algo == RECO_EASE || m->algo == RECO_SEQ) {
+        rc = train_ease(m, x, p, err, errlen);
+        return rc == 0 && m->algo == RECO_SEQ ? reco_seq_train(m, x, p, err, errlen) : rc;
+    }
     row_builder rb = {.nrow = calloc((size_t)x->nitems + 1, sizeof *rb.nrow)};
     if (!rb.nrow)
         return CXM_ENOMEM;
-    if (m->algo == RECO_ITEMKNN)
-        rc = train_itemknn(&rb, x, p);
-    else
-        rc = train_ease(&rb, x, p, err, errlen);
+    rc = train_itemknn(&rb, x, p);
     m->nrow = rb.nrow;
     m->nb = rb.all;
     if (rc == 0)
@@ -580,12 +602,21 @@ int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_
         reco_params_default(algo, &defaults);
         p = &defaults;
     }
-    if (algo < RECO_POP || algo > RECO_ALS)
+    if (algo < RECO_POP || algo > RECO_SEQ)
         return fail(err, errlen, CXM_EINVAL, "unknown algorithm");
     if (has_rows(algo) && p->neighbours == 0)
         return fail(err, errlen, CXM_EINVAL, "neighbours must be at least 1");
-    if (algo == RECO_EASE && !(p->lambda > 0 && isfinite(p->lambda)))
+    bool ease = algo == RECO_EASE || algo == RECO_SEQ;
+    if (ease && !(p->lambda > 0 && isfinite(p->lambda)))
         return fail(err, errlen, CXM_EINVAL, "EASE lambda must be a finite number > 0");
+    if (algo == RECO_SEQ && !(p->seq_lambda > 0 && isfinite(p->seq_lambda)))
+        return fail(err, errlen, CXM_EINVAL, "seq_lambda must be a finite number > 0");
+    if (algo == RECO_SEQ && !(p->seq_half > 0 && p->seq_half <= 1e6))
+        return fail(err, errlen, CXM_EINVAL, "seq_half must be in (0, 1e6] positions");
+    if (algo == RECO_SEQ && !(p->hist_half >= 0 && p->hist_half <= 1e6))
+        return fail(err, errlen, CXM_EINVAL, "hist_half must be in [0, 1e6] positions (0 = none)");
+    if (algo == RECO_SEQ && !(p->blend >= 0 && p->blend <= 1))
+        return fail(err, errlen, CXM_EINVAL, "blend must be in [0, 1]");
     if (algo == RECO_ITEMKNN && !(p->shrink >= 0 && isfinite(p->shrink)))
         return fail(err, errlen, CXM_EINVAL, "item-kNN shrink must be a finite number >= 0");
     reco_model *m = calloc(1, sizeof *m);
@@ -615,6 +646,7 @@ void reco_model_free(reco_model *m)
     free((void *)m->pop_score);
     free((void *)m->item_factors);
     free((void *)m->gram);
+    reco_model_free((reco_model *)m->next);
     free(m);
 }
 
@@ -687,7 +719,51 @@ static uint64_t model_nnz(const reco_model *m)
     return m->nrow ? m->nrow[m->nitems] : 0;
 }
 
+/* RECO_SEQ: this header, then its EASE model and its transition model,
+ * each a blob of the form above at an 8-byte aligned offset. */
+#define RECO_SEQ_MAGIC UINT64_C(0x324f434552584d43) /* "CXMRECO2" */
+
+typedef struct reco_seq_header {
+    uint64_t magic;
+    uint32_t algo;
+    float blend, hist_half, seq_half;
+    uint64_t base_len, next_len;
+} reco_seq_header;
+
+static int pack_one(const reco_model *m, void **out, size_t *len);
+
+static int pack_seq(const reco_model *m, void **out, size_t *len)
+{
+    reco_model base = *m, next = *m->next;
+    base.algo = next.algo = RECO_EASE;
+    base.next = NULL;
+    next.popular = m->popular; /* every blob has popularity; one is read */
+    next.pop_score = m->pop_score;
+    void *b1 = NULL, *b2 = NULL;
+    size_t l1 = 0, l2 = 0, at = align8(sizeof(reco_seq_header));
+    int rc = pack_one(&base, &b1, &l1);
+    if (rc == 0)
+        rc = pack_one(&next, &b2, &l2);
+    char *b = rc == 0 ? calloc(1, at + align8(l1) + l2) : NULL;
+    if (b) {
+        reco_seq_header h = {RECO_SEQ_MAGIC, RECO_SEQ, m->blend, m->hist_half, m->seq_half, l1, l2};
+        memcpy(b, &h, sizeof h);
+        memcpy(b + at, b1, l1);
+        memcpy(b + at + align8(l1), b2, l2);
+        *out = b;
+        *len = at + align8(l1) + l2;
+    }
+    free(b1);
+    free(b2);
+    return b ? 0 : CXM_ENOMEM;
+}
+
 int reco_model_pack(const reco_model *m, void **out, size_t *len)
+{
+    return m->next ? pack_seq(m, out, len) : pack_one(m, out, len);
+}
+
+static int pack_one(const reco_model *m, void **out, size_t *len)
 {
     uint64_t nnz = model_nnz(m);
     reco_layout l = layout_of(m->nitems, nnz, m->factors, m->nrow != NULL, m->cnb != NULL);
@@ -718,7 +794,55 @@ int reco_model_pack(const reco_model *m, void **out, size_t *len)
     return 0;
 }
 
+static int view_one(const void *blob, size_t len, cxm_arena *a, const reco_model **out, char *err,
+                    size_t errlen);
+
+static int view_seq(const char *b, size_t len, cxm_arena *a, const reco_model **out, char *err,
+                    size_t errlen)
+{
+    reco_seq_header h;
+    memcpy(&h, b, sizeof h);
+    size_t at = align8(sizeof h);
+    if (h.algo != RECO_SEQ || h.base_len > len || h.next_len > len ||
+        at + align8(h.base_len) + h.next_len != len || !(h.blend >= 0 && h.blend <= 1) ||
+        !(h.hist_half >= 0 && h.hist_half <= 1e6) || !(h.seq_half > 0 && h.seq_half <= 1e6))
+        return fail(err, errlen, CXM_EINVAL, "sequence model blob does not match its header");
+    const reco_model *base, *next;
+    int rc = view_one(b + at, h.base_len, a, &base, err, errlen);
+    if (rc == 0)
+        rc = view_one(b + at + align8(h.base_len), h.next_len, a, &next, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (base->algo != RECO_EASE || next->algo != RECO_EASE || next->nitems != base->nitems)
+        return fail(err, errlen, CXM_EINVAL, "sequence model blob holds other models");
+    reco_model *m = cxm_arena_alloc(a, sizeof *m);
+    if (!m)
+        return fail(err, errlen, CXM_ENOMEM, "out of memory for a model view");
+    *m = *base;
+    m->algo = RECO_SEQ;
+    m->next = next;
+    m->blend = h.blend;
+    m->hist_half = h.hist_half;
+    m->seq_half = h.seq_half;
+    *out = m;
+    return 0;
+}
+
 int reco_model_view(const void *blob, size_t len, cxm_arena *a, const reco_model **out, char *err,
+                    size_t errlen)
+{
+    uint64_t magic;
+    if (len < sizeof(reco_seq_header))
+        return view_one(blob, len, a, out, err, errlen);
+    const char *b = cxm_arena_aligned(a, blob, len, 8);
+    if (!b)
+        return fail(err, errlen, CXM_ENOMEM, "out of memory for a model view");
+    memcpy(&magic, b, sizeof magic);
+    return magic == RECO_SEQ_MAGIC ? view_seq(b, len, a, out, err, errlen)
+                                   : view_one(b, len, a, out, err, errlen);
+}
+
+static int view_one(const void *blob, size_t len, cxm_arena *a, const reco_model **out, char *err,
                     size_t errlen)
 {
     reco_blob_header h;
@@ -777,22 +901,24 @@ int reco_scratch_fit(reco_scratch *s, const reco_model *m)
 {
     if (m->nitems > s->nitems) {
         size_t n = m->nitems;
-        float *score = calloc(n, sizeof *score);
+        float *score = calloc(n, sizeof *score), *score2 = calloc(n, sizeof *score2);
         uint8_t *mark = calloc(n, 1);
         uint32_t *touched = malloc((n + 1) * sizeof *touched); /* add_row writes one past */
         neighbour *heap = malloc(n * sizeof *heap);
-        if (!score || !mark || !touched || !heap) {
+        if (!score || !score2 || !mark || !touched || !heap) {
             free(score);
+            free(score2);
             free(mark);
             free(touched);
             free(heap);
             return CXM_ENOMEM;
         }
         free(s->score);
+        free(s->score2);
         free(s->mark);
         free(s->touched);
         free(s->heap);
-        *s = (reco_scratch){m->nitems, s->factors, score, mark, touched, heap, s->work};
+        *s = (reco_scratch){m->nitems, s->factors, score, mark, touched, heap, s->work, score2};
     }
     if (m->factors > s->factors) {
         float *work = malloc(work_floats(m->factors) * sizeof *work);
@@ -823,6 +949,7 @@ void reco_scratch_free(reco_scratch *s)
     if (!s)
         return;
     free(s->score);
+    free(s->score2);
     free(s->mark);
     free(s->touched);
     free(s->heap);
@@ -923,6 +1050,19 @@ static void add_rows_dense(const reco_model *m, float *restrict score, const uin
     }
 }
 
+void reco__add_rows(const reco_model *m, const uint32_t *hist, const float *w, size_t n,
+                    double half, size_t max, float *restrict score)
+{
+    /* Positions past 6 half-lives weigh under 1/64: as in training
+     * (recoseq.c), they are left out. */
+    if (half > 0 && (double)max > 6 * half)
+        max = (size_t)ceil(6 * half);
+    for (size_t h = 0; h < n && h < max; h++) {
+        float wi = (w ? w[h] : 1.0f) * (half > 0 ? (float)exp2(-(double)h / half) : 1.0f);
+        add_rows_dense(m, score, hist + h, &wi, 1);
+    }
+}
+
 /* add_row over a compact row (wi already times the row's scale). */
 static void add_crow(const reco_cnb *q, const reco_cnb *end, float wi, float *restrict score,
                      uint8_t *restrict mark, uint32_t *restrict touched, size_t *nt)
@@ -1019,8 +1159,14 @@ size_t reco_recommend(const reco_model *m, reco_scratch *s, const uint32_t *hist
         k = m->nitems;
     size_t nh = 0, nt = 0;
     bool als = m->algo == RECO_ALS, rows = m->nrow != NULL;
-    bool dense = rows && RECO_DENSE_RATIO * row_entries(m, hist, n) >= m->nitems;
-    if (dense)
+    bool dense = rows && (m->next || RECO_DENSE_RATIO * row_entries(m, hist, n) >= m->nitems);
+    if (m->next) {
+        reco__add_rows(m, hist, w, n, m->hist_half, n, s->score);
+        reco__add_rows(m->next, hist, NULL, n, m->seq_half, n, s->score2);
+        mark_items(s, hist, n, 2);
+        mark_items(s, exclude, nexclude, 2);
+        reco_seq_blend(s, m->nitems, m->blend);
+    } else if (dense)
         add_rows_dense(m, s->score, hist, w, n);
     else if (rows)
         nt = add_rows_sparse(m, s, hist, w, n);

@@ -10,7 +10,10 @@
  *                 co-occurrence; top-N neighbours per item;
  *   RECO_EASE     closed-form EASE (Cholesky of the regularised Gram matrix,
  *                 LAPACK), kept as top-N neighbours per item;
- *   RECO_ALS      implicit ALS with conjugate-gradient updates.
+ *   RECO_ALS      implicit ALS with conjugate-gradient updates;
+ *   RECO_SEQ      sequence-aware: EASE blended with a prefix -> suffix
+ *                 transition model (in the spirit of SLIST, Choi et al.,
+ *                 WWW 2021), the history weighted by position (recoseq.c).
  * Items and users are dense indices 0..n-1; mapping external ids is the
  * caller's business.
  *
@@ -40,6 +43,7 @@ typedef enum reco_algo {
     RECO_ITEMKNN,
     RECO_EASE,
     RECO_ALS,
+    RECO_SEQ,
 } reco_algo;
 
 typedef enum reco_knn_weighting {
@@ -59,6 +63,16 @@ typedef struct reco_params {
                             units before the newest interaction; 0 = none */
     bool full_precision; /* item-kNN / EASE: serve from the 32-bit rows, not
                             the 16-bit copy (reco.c), to measure the copy */
+    /* RECO_SEQ. Histories are ranked newest first (reco_recommend); a
+     * position is an item's index in that order. Effects measured on
+     * MovieLens-small are in recoseq.c and benchmarks/README.md. */
+    double seq_lambda; /* transition model ridge, x the mean diagonal of S^T S */
+    double seq_half;   /* positions: the half-life of the prefix weights, at
+                          training and at serving */
+    double hist_half;  /* positions: the half-life of the EASE history
+                          weights at serving; 0 = none (EASE as is) */
+    double blend;      /* 0..1: the transition model's share of the blend of
+                          both models' per-customer z-scores; 0 = EASE alone */
 } reco_params;
 
 /* Defaults that work for the algorithm. */
@@ -73,6 +87,37 @@ uint64_t reco_ease_bytes(const reco_matrix *x);
 int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *train, reco_model **out,
                char *err, size_t errlen);
 void reco_model_free(reco_model *m);
+
+/* The automatic choice (reco_train_auto): a validation split carved from
+ * the training matrix alone asks the question the model will answer.
+ *   TEMPORAL  each customer's latest 20% (what a live system predicts);
+ *   RANDOM    a random 20% of each customer's interactions. */
+typedef enum reco_validate {
+    RECO_VALIDATE_TEMPORAL = 1,
+    RECO_VALIDATE_RANDOM,
+} reco_validate;
+
+typedef struct reco_choice {
+    reco_algo algo;     /* RECO_SEQ, RECO_EASE or RECO_POP */
+    reco_params params; /* as trained */
+    reco_validate validate;
+    uint32_t val_customers; /* customers in the validation split */
+    double val_ndcg;        /* NDCG@10 of the choice on it */
+    double ease_ndcg;       /* EASE alone (no recency) on it */
+    double seconds;         /* the whole choice and the final training */
+    char note[256]; /* why something was left out ("no timestamps: ..."),
+                       or "" */
+} reco_choice;
+
+/* Choose among EASE alone, EASE with positional recency and its blend with
+ * the transition model (lambda, blend and half-lives) on a validation split
+ * of x carved as v says (seed: RANDOM's draw), then train the choice on all
+ * of x. base gives the neighbours and popularity half-life (NULL =
+ * defaults). Data that cannot support the sequence model (no timestamps,
+ * too few customers to validate, no item seen by 5 customers) falls back
+ * to EASE or popularity, saying why in c->note. */
+int reco_train_auto(const reco_matrix *x, reco_validate v, uint64_t seed, const reco_params *base,
+                    reco_model **out, reco_choice *c, char *err, size_t errlen);
 
 /* The model as one self-contained blob (native byte order), for storing.
  * *out is malloc'ed; the caller frees it. Returns 0 or CXM_ENOMEM. */
@@ -101,7 +146,8 @@ int reco_scratch_create(const reco_model *m, reco_scratch **out);
 int reco_scratch_fit(reco_scratch *s, const reco_model *m);
 void reco_scratch_free(reco_scratch *s);
 
-/* Score a history (items hist[0..n) with weights w, NULL = all 1) and write
+/* Score a history (items hist[0..n) with weights w, NULL = all 1; newest
+ * first, which RECO_SEQ weighs by position and the others ignore) and write
  * the best k items, best first, into out_items/out_scores (k entries each);
  * returns how many were written. Items in the history and in exclude
  * (any order) are never returned. */

@@ -40,6 +40,10 @@ struct reco_model {
     const float *pop_score;    /* nitems */
     const float *item_factors; /* ALS: nitems x factors, row-major */
     const float *gram;         /* ALS: Y^T Y, factors x factors */
+    /* RECO_SEQ: the transition model's rows (a rows-only model of its
+     * own) and the serving weights of reco_params. */
+    const reco_model *next;
+    float blend, hist_half, seq_half;
     bool owned;
 };
 
@@ -49,7 +53,8 @@ struct reco_scratch {
     uint8_t *mark; /* 1 = reached by the rows, 2 = consumed or excluded */
     uint32_t *touched;
     reco_neighbour *heap;
-    float *work; /* ALS fold-in: factors * factors + 2 * factors floats */
+    float *work;   /* ALS fold-in: factors * factors + 2 * factors floats */
+    float *score2; /* RECO_SEQ: the transition model's scores */
 };
 
 /* ALS (recoals.c). reco_als_train sets m->factors, lambda, alpha and owned
@@ -61,6 +66,48 @@ int reco_als_train(reco_model *m, const reco_matrix *x, const reco_params *p, ch
  * Allocates nothing: s->work holds the fold-in system. */
 bool reco_als_score(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
                     size_t n);
+
+/* Neighbour rows being built, one item at a time in item order. */
+typedef struct reco_row_builder {
+    reco_neighbour *all;
+    uint64_t n, cap;
+    uint64_t *nrow;
+} reco_row_builder;
+
+/* A dense item-item solve over the modelled items (those with at least 5
+ * customers), for EASE (reco.c) and the transition model (recoseq.c). */
+typedef struct reco_dense {
+    uint32_t n;        /* modelled items */
+    int32_t *dense_of; /* item -> modelled index, or -1 */
+    uint32_t *item_of; /* modelled index -> item */
+    float *scale;      /* per modelled item: its candidate scale */
+    float *g;          /* n x n: EASE's P = G^-1 (lower triangle), or the
+                          transition weights B themselves (column-major) */
+    bool direct;       /* g holds B (transition), not P (EASE) */
+} reco_dense;
+
+/* Allocate e (g n x n, zeroed) and pick the modelled items of x. */
+int reco__dense_init(reco_dense *e, const reco_matrix *x);
+void reco__dense_free(reco_dense *e);
+/* m's neighbour rows from e, about per_item entries per modelled item (the
+ * largest |w| over the whole matrix), sorted and compacted as p says. */
+int reco__dense_rows(const reco_dense *e, uint32_t per_item, const reco_params *p, reco_model *m);
+/* The popularity arrays of m (every model has them). */
+int reco__popularity(reco_model *m, const reco_matrix *x, const reco_params *p);
+
+/* score[j] += sum over h of w_h * 2^(-h / half) * row(hist[h])[j], the
+ * history newest first (half 0: no decay), stopping after 6 half-lives or
+ * at max items. Dense: the caller clears score. */
+void reco__add_rows(const reco_model *m, const uint32_t *hist, const float *w, size_t n,
+                    double half, size_t max, float *restrict score);
+
+/* RECO_SEQ (recoseq.c): the transition model's rows for m->next. */
+int reco_seq_train(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
+                   size_t errlen);
+/* Scale two score vectors by their standard deviations over the items
+ * not marked 2 (consumed or excluded) and blend them into s->score:
+ * (1 - blend) * score / sd + blend * score2 / sd2; clears s->score2. */
+void reco_seq_blend(const reco_scratch *s, uint32_t nitems, float blend);
 
 /* Items -> users (the transpose of x): col[i] .. col[i + 1] index item i's
  * users, in ascending order, and (when weights is not NULL) their weights.
