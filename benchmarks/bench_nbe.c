@@ -70,7 +70,7 @@
 #define NBE_UPSERT_THREADS 16 /* UpsertExperience calls in flight */
 
 typedef struct nbe_cfg {
-    const char *target, *ratings, *movies, *test_frac, *algorithm, *requests_out, *recs_out,
+    const char *target, *ratings, *movies, *test_frac, *split, *algorithm, *requests_out, *recs_out,
         *histories_out;
     int64_t seed, k, min_history, timeout_ms;
     bool load, quality, rules, json;
@@ -185,7 +185,8 @@ static Cxm__V1__CustomerRef *nbe_ref(nbe_ctx *c, uint32_t u)
 
 /* ---- data ----------------------------------------------------------------- */
 
-/* cxm-eval --ratings --split random, step by step (eval_load, eval_prepare). */
+/* cxm-eval --ratings --split random|temporal, step by step (eval_load,
+ * eval_prepare). */
 static int nbe_read(const nbe_cfg *cfg, nbe_data *d)
 {
     char *end;
@@ -194,6 +195,11 @@ static int nbe_read(const nbe_cfg *cfg, nbe_data *d)
     if (errno || end == cfg->test_frac || *end || !(frac >= 0 && frac <= 1)) {
         fprintf(stderr, "cxm-bench-nbe: --test-frac %s: want a number from 0 to 1\n",
                 cfg->test_frac);
+        return 2;
+    }
+    bool temporal = strcmp(cfg->split, "temporal") == 0;
+    if (!temporal && strcmp(cfg->split, "random") != 0) {
+        fprintf(stderr, "cxm-bench-nbe: --split %s: want random or temporal\n", cfg->split);
         return 2;
     }
     char err[512];
@@ -205,7 +211,8 @@ static int nbe_read(const nbe_cfg *cfg, nbe_data *d)
         return 1;
     }
     recolog_dedupe(&all);
-    rc = eval_split(&all, EVAL_SPLIT_RANDOM, frac, (uint64_t)cfg->seed, &d->train, &d->test);
+    rc = eval_split(&all, temporal ? EVAL_SPLIT_TEMPORAL : EVAL_SPLIT_RANDOM, frac,
+                    (uint64_t)cfg->seed, &d->train, &d->test);
     recolog_free(&all);
     if (rc == 0)
         rc = eval_reindex(&d->users, &d->items, &d->train, &d->test, &d->nusers, &d->nitems);
@@ -540,6 +547,7 @@ static const struct {
     {"itemknn", CXM__V1__ALGORITHM__ALGORITHM_ITEM_KNN, "itemknn"},
     {"als", CXM__V1__ALGORITHM__ALGORITHM_ALS, "als"},
     {"popularity", CXM__V1__ALGORITHM__ALGORITHM_POPULARITY, "pop"},
+    {"sequence", CXM__V1__ALGORITHM__ALGORITHM_SEQUENCE, "seq"},
 };
 #define NBE_NALGOS (sizeof nbe_algos / sizeof nbe_algos[0])
 
@@ -549,7 +557,8 @@ static const struct {
 } nbe_eval_flags[] = {
     {"lambda", "--lambda"},         {"regularisation", "--lambda"}, {"shrinkage", "--shrink"},
     {"neighbours", "--neighbours"}, {"factors", "--factors"},       {"iterations", "--iterations"},
-    {"alpha", "--alpha"},
+    {"alpha", "--alpha"},           {"seq_lambda", "--seq-lambda"}, {"seq_half", "--seq-half"},
+    {"hist_half", "--hist-half"},   {"blend", "--blend"},
 };
 
 /* "--algo ease --lambda 500 ..." for the model TrainModel reported. */
@@ -981,7 +990,9 @@ static int nbe_settle(const nbe_cfg *cfg, nbe_ctx *c)
             c->algorithm = nbe_algos[i].algo;
             return 0;
         }
-    fprintf(stderr, "cxm-bench-nbe: --algorithm %s: want auto, ease, itemknn, als or popularity\n",
+    fprintf(stderr,
+            "cxm-bench-nbe: --algorithm %s: want auto, ease, itemknn, als, popularity or "
+            "sequence\n",
             cfg->algorithm);
     return 2;
 }
@@ -990,6 +1001,7 @@ int main(int argc, char **argv)
 {
     nbe_cfg cfg = {.target = "127.0.0.1:7400",
                    .test_frac = "0.2",
+                   .split = "random",
                    .algorithm = "auto",
                    .seed = 42,
                    .k = 10,
@@ -1004,10 +1016,12 @@ int main(int argc, char **argv)
          "titles, MovieLens' movies.csv (default: movies.csv beside --ratings, if any)"},
         {"test-frac", CXM_OPT_STR, &cfg.test_frac, 0, 0,
          "share of each user held out (as cxm-eval)"},
+        {"split", CXM_OPT_STR, &cfg.split, 0, 0,
+         "random or temporal (each user's latest --test-frac held out), as cxm-eval"},
         {"seed", CXM_OPT_INT, &cfg.seed, 0, 0, "seed of the random split (as cxm-eval)"},
         {"k", CXM_OPT_INT, &cfg.k, 1, 100, "recommendations per call"},
         {"algorithm", CXM_OPT_STR, &cfg.algorithm, 0, 0,
-         "TrainModel's: auto, ease, itemknn, als or popularity"},
+         "TrainModel's: auto, ease, itemknn, als, popularity or sequence"},
         {"load", CXM_OPT_BOOL, &cfg.load, 0, 0,
          "upsert the catalogue, record the training part, train"},
         {"quality", CXM_OPT_BOOL, &cfg.quality, 0, 0,

@@ -363,6 +363,11 @@ static const param_rule param_rules[] = {
     {RECO_ALS, "alpha", 0, INFINITY, true, false},
     {RECO_ALS, "iterations", 1, 100, false, true},
     {RECO_POP, "half_life_days", 0, INFINITY, true, false},
+    {RECO_SEQ, "lambda", 0, INFINITY, true, false},
+    {RECO_SEQ, "seq_lambda", 0, INFINITY, true, false},
+    {RECO_SEQ, "seq_half", 0, 1e6, true, false},
+    {RECO_SEQ, "hist_half", 0, 1e6, false, false},
+    {RECO_SEQ, "blend", 0, 1, false, false},
 };
 
 static void param_set(reco_params *p, const char *name, double v)
@@ -381,6 +386,14 @@ static void param_set(reco_params *p, const char *name, double v)
         p->iterations = (uint32_t)v;
     else if (strcmp(name, "half_life_days") == 0)
         p->half_life = v * 86400.0; /* the log's timestamps are seconds */
+    else if (strcmp(name, "seq_lambda") == 0)
+        p->seq_lambda = v;
+    else if (strcmp(name, "seq_half") == 0)
+        p->seq_half = v;
+    else if (strcmp(name, "hist_half") == 0)
+        p->hist_half = v;
+    else if (strcmp(name, "blend") == 0)
+        p->blend = v;
 }
 
 static const param_rule *param_find(reco_algo algo, const char *name)
@@ -423,6 +436,8 @@ static reco_algo algo_of(Cxm__V1__Algorithm a)
         return RECO_ALS;
     case CXM__V1__ALGORITHM__ALGORITHM_POPULARITY:
         return RECO_POP;
+    case CXM__V1__ALGORITHM__ALGORITHM_SEQUENCE:
+        return RECO_SEQ;
     default:
         return 0;
     }

@@ -21,7 +21,7 @@
 #define POLICY_EVERY_MS 1000 /* how often the retrain policy is checked */
 #define TRIGGER_MAX 64
 #define PHASE_MAX 32
-#define PARAMS_MAX 4
+#define PARAMS_MAX 5
 
 /* What one training is asked to do. */
 typedef struct train_req {
@@ -82,6 +82,8 @@ static Cxm__V1__Algorithm algo_proto(reco_algo a)
         return CXM__V1__ALGORITHM__ALGORITHM_ALS;
     case RECO_POP:
         return CXM__V1__ALGORITHM__ALGORITHM_POPULARITY;
+    case RECO_SEQ:
+        return CXM__V1__ALGORITHM__ALGORITHM_SEQUENCE;
     default:
         return CXM__V1__ALGORITHM__ALGORITHM_AUTO;
     }
@@ -119,6 +121,13 @@ static size_t params_of(reco_algo algo, const reco_params *p, param_val *out)
     case RECO_POP:
         out[0] = (param_val){"half_life_days", p->half_life / 86400.0};
         return 1;
+    case RECO_SEQ:
+        out[0] = (param_val){"lambda", p->lambda};
+        out[1] = (param_val){"seq_lambda", p->seq_lambda};
+        out[2] = (param_val){"seq_half", p->seq_half};
+        out[3] = (param_val){"hist_half", p->hist_half};
+        out[4] = (param_val){"blend", p->blend};
+        return 5;
     default:
         return 0;
     }
@@ -268,6 +277,20 @@ static Cxm__V1__ModelMetrics *metrics_msg(cxm_arena *a, const recodb_metrics *x)
     return m;
 }
 
+static Cxm__V1__ModelChoice *choice_msg(cxm_arena *a, const reco_choice *c)
+{
+    Cxm__V1__ModelChoice *m = cxm_arena_alloc(a, sizeof *m);
+    if (!m)
+        return NULL;
+    cxm__v1__model_choice__init(m);
+    m->validation = c->validate == RECO_VALIDATE_RANDOM ? "random" : "temporal";
+    m->customers = c->val_customers;
+    m->ndcg_at_10 = c->val_ndcg;
+    m->ease_ndcg_at_10 = c->ease_ndcg;
+    m->note = cxm_arena_strndup(a, c->note, strlen(c->note));
+    return m->note ? m : NULL;
+}
+
 static Cxm__V1__ModelInfo *result_msg(cxm_arena *a, const train_req *rq, const train_out *o)
 {
     Cxm__V1__ModelInfo *m = cxm_arena_alloc(a, sizeof *m);
@@ -278,6 +301,8 @@ static Cxm__V1__ModelInfo *result_msg(cxm_arena *a, const train_req *rq, const t
     reco_params p = rq->params;
     if (!rq->has_params && algo)
         reco_params_default(algo, &p);
+    if (o->rc == 0 && o->rep.chosen)
+        p = o->rep.choice.params;
     m->version = o->rc == 0 ? o->rep.version : 0;
     m->state = o->rc != 0     ? CXM__V1__MODEL_STATE__MODEL_STATE_FAILED
                : o->activated ? CXM__V1__MODEL_STATE__MODEL_STATE_SERVING
@@ -297,6 +322,8 @@ static Cxm__V1__ModelInfo *result_msg(cxm_arena *a, const train_req *rq, const t
     if (!m->error || !m->trigger || params_msg(a, algo, &p, m) != 0)
         return NULL;
     if (o->rc == 0 && !(m->metrics = metrics_msg(a, &o->met)))
+        return NULL;
+    if (o->rc == 0 && o->rep.chosen && !(m->choice = choice_msg(a, &o->rep.choice)))
         return NULL;
     return m;
 }
@@ -361,6 +388,24 @@ static void answer(cxm_call *call, const train_out *o, Cxm__V1__ModelInfo *info)
     cxm_call_reply(call, &resp.base);
 }
 
+/* The automatic choice of a training, for the operator: what it chose,
+ * against what, and why anything was left out. */
+static void log_choice(const recodb_train_report *rep)
+{
+    const reco_choice *c = &rep->choice;
+    const reco_params *p = &c->params;
+    cxm_log_info("personalisation.model_chosen",
+                 "model %" PRIu64 ": %s (seq_lambda %g, hist_half %g, blend %g) on %s "
+                 "validation of %" PRIu32 " customers: NDCG@10 %.4f, EASE alone %.4f%s%s",
+                 rep->version,
+                 c->algo == RECO_SEQ   ? "sequence"
+                 : c->algo == RECO_POP ? "popularity"
+                                       : "EASE",
+                 p->seq_lambda, p->hist_half, p->blend,
+                 c->validate == RECO_VALIDATE_RANDOM ? "random" : "temporal", c->val_customers,
+                 c->val_ndcg, c->ease_ndcg, c->note[0] ? "; " : "", c->note);
+}
+
 /* Train, and store the model's info; the info to answer with (in a), or
  * NULL when out of memory. */
 static Cxm__V1__ModelInfo *train_run(nbe_train *tr, const train_req *rq, train_out *out,
@@ -388,7 +433,9 @@ static Cxm__V1__ModelInfo *train_run(nbe_train *tr, const train_req *rq, train_o
                       cxm_strerror(rc));
     if (o.rc == 0)
         tr->unactivated = o.activated ? 0 : o.rep.version;
-    else
+    if (o.rc == 0 && o.rep.chosen)
+        log_choice(&o.rep);
+    else if (o.rc != 0)
         cxm_log_warn("personalisation.train_failed", "training (%s) failed: %s", rq->trigger,
                      o.why);
     *out = o;

@@ -70,9 +70,8 @@ typedef struct eval_result {
 static const struct {
     const char *name;
     reco_algo algo;
-} eval_algos[] = {
-    {"pop", RECO_POP}, {"itemknn", RECO_ITEMKNN}, {"ease", RECO_EASE},
-    {"als", RECO_ALS}, {"seq", RECO_SEQ},       {"auto", 0}};
+} eval_algos[] = {{"pop", RECO_POP}, {"itemknn", RECO_ITEMKNN}, {"ease", RECO_EASE},
+                  {"als", RECO_ALS}, {"seq", RECO_SEQ},         {"auto", 0}};
 
 static double eval_now(void)
 {
@@ -127,7 +126,8 @@ static int eval_params(const eval_cfg *c, eval_plan *plan)
         (c->shrink && eval_parse_float("shrink", c->shrink, 0, 1e12, &p->shrink)) ||
         (c->alpha && eval_parse_float("alpha", c->alpha, 0, 1e12, &p->alpha)) ||
         (c->half_life && eval_parse_float("half-life", c->half_life, 0, 1e18, &plan->half_life)) ||
-        (c->seq_lambda && eval_parse_float("seq-lambda", c->seq_lambda, 1e-9, 1e12, &p->seq_lambda)) ||
+        (c->seq_lambda &&
+         eval_parse_float("seq-lambda", c->seq_lambda, 1e-9, 1e12, &p->seq_lambda)) ||
         (c->seq_half && eval_parse_float("seq-half", c->seq_half, 1e-3, 1e6, &p->seq_half)) ||
         (c->hist_half && eval_parse_float("hist-half", c->hist_half, 0, 1e6, &p->hist_half)) ||
         (c->blend && eval_parse_float("blend", c->blend, 0, 1, &p->blend)))

@@ -105,8 +105,8 @@ typedef struct reco_choice {
     double val_ndcg;        /* NDCG@10 of the choice on it */
     double ease_ndcg;       /* EASE alone (no recency) on it */
     double seconds;         /* the whole choice and the final training */
-    char note[256]; /* why something was left out ("no timestamps: ..."),
-                       or "" */
+    char note[256];         /* why something was left out ("no timestamps: ..."),
+                               or "" */
 } reco_choice;
 
 /* Choose among EASE alone, EASE with positional recency and its blend with

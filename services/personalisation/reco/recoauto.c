@@ -37,8 +37,8 @@ static const double auto_hist_halves[] = {0, 8, 32};
 #define AUTO_CONFIGS (AUTO_NL * AUTO_NH * AUTO_BLENDS)
 
 typedef struct auto_split {
-    reco_matrix train;  /* x without the held-out interactions */
-    uint32_t *users;    /* validated customers */
+    reco_matrix train; /* x without the held-out interactions */
+    uint32_t *users;   /* validated customers */
     size_t nusers;
     uint64_t *held_row; /* nusers + 1 offsets into held */
     uint32_t *held;
@@ -308,8 +308,8 @@ static int auto_eval_all(auto_eval *a)
 
 /* Train the validation models: EASE with the first lambda's transition
  * model, then the other lambdas' transition models. */
-static int auto_models(const auto_split *s, const reco_params *p, reco_model **m,
-                       reco_model *extra, char *err, size_t errlen)
+static int auto_models(const auto_split *s, const reco_params *p, reco_model **m, reco_model *extra,
+                       char *err, size_t errlen)
 {
     reco_params q = *p;
     q.seq_lambda = auto_lambdas[0];

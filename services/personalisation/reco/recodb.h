@@ -129,10 +129,14 @@ typedef struct recodb_train_report {
     uint64_t interactions; /* distinct (customer, item) pairs */
     uint64_t model_bytes;  /* the stored model, without the item table */
     double seconds;        /* reading, training and writing */
+    bool chosen;           /* algo was chosen by reco_train_auto: */
+    reco_choice choice;    /* what it chose, its validation and any note */
 } recodb_train_report;
 
-/* Train on the whole log and switch to the new version. algo 0 picks EASE
- * when reco_ease_bytes fits opts.ease_budget, item-kNN otherwise. Repeated
+/* Train on the whole log and switch to the new version. algo 0 chooses
+ * with reco_train_auto (validated on each customer's latest interactions:
+ * the sequence model, EASE, or popularity for data too thin for either)
+ * when twice reco_ease_bytes fits opts.ease_budget, item-kNN otherwise. Repeated
  * (customer, item) events count once, with their largest weight and latest
  * time. An empty log is CXM_EINVAL; a failure writes nothing. */
 int recodb_train(recodb *db, reco_algo algo, recodb_train_report *rep, char *err, size_t errlen);

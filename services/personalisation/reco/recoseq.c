@@ -20,8 +20,8 @@
 #include "personalisation/reco/reco_impl.h"
 
 extern void spotrf_(const char *uplo, const int *n, float *a, const int *lda, int *info);
-extern void spotrs_(const char *uplo, const int *n, const int *nrhs, const float *a,
-                    const int *lda, float *b, const int *ldb, int *info);
+extern void spotrs_(const char *uplo, const int *n, const int *nrhs, const float *a, const int *lda,
+                    float *b, const int *ldb, int *info);
 
 /* Every position of a history is a cut (temporal split, NDCG@10: 64 cuts
  * per customer at most, spread evenly, 0.171; every position 0.179). The
@@ -123,8 +123,9 @@ static int seq_solve(seq_ctx *c, double lambda, char *err, size_t errlen)
     if (info == 0)
         spotrs_("L", &nn, &nn, c->gram, &nn, c->rhs, &nn, &info);
     if (info != 0) {
-        snprintf(err, errlen, "transition model: S^T S + lambda I is not positive definite; "
-                              "raise seq_lambda");
+        snprintf(err, errlen,
+                 "transition model: S^T S + lambda I is not positive definite; "
+                 "raise seq_lambda");
         return CXM_EINTERNAL;
     }
     return 0;
@@ -135,8 +136,7 @@ int reco_seq_train(reco_model *m, const reco_matrix *x, const reco_params *p, ch
 {
     reco_dense e;
     reco_model *next = calloc(1, sizeof *next);
-    seq_ctx c = {.x = x, .e = &e, .prefix_half = p->seq_half,
-                 .suffix_half = SEQ_SUFFIX_HALF};
+    seq_ctx c = {.x = x, .e = &e, .prefix_half = p->seq_half, .suffix_half = SEQ_SUFFIX_HALF};
     int rc = reco__dense_init(&e, x);
     uint64_t longest = 0;
     for (uint32_t u = 0; u < x->nusers; u++)

@@ -39,8 +39,9 @@ typedef struct train_data {
 typedef struct train_run {
     recodb *db;
     const recodb_train_opts *o;
-    reco_algo algo;
+    reco_algo algo; /* 0 until reco_train_auto has chosen */
     reco_params params;
+    reco_choice choice;
     train_data d;
     uint64_t *ihash; /* per item: FNV-1a of its id, the serving tie-break */
 } train_run;
@@ -142,33 +143,47 @@ static void train_data_free(train_data *d)
     recolog_free(&d->log);
 }
 
-static int fit_model(const train_run *tr, const recolog *log, reco_matrix *x, reco_model **m,
-                     char *err, size_t errlen)
+/* The seed of the automatic choice's draw (only a random validation
+ * draws; recodb validates on each customer's latest interactions). */
+#define AUTO_SEED 42
+
+static int fit_model(train_run *tr, const recolog *log, reco_matrix *x, reco_model **m, char *err,
+                     size_t errlen)
 {
     int rc = recomatrix_build(log, tr->d.customers.n, tr->d.items.n, x);
     if (rc != 0)
         return recodb__fail(err, errlen, rc, "building the interaction matrix: %s",
                             cxm_strerror(rc));
-    return reco_train(tr->algo, &tr->params, x, m, err, errlen);
+    if (tr->algo)
+        return reco_train(tr->algo, &tr->params, x, m, err, errlen);
+    /* A live system recommends the future: validate on it. */
+    rc = reco_train_auto(x, RECO_VALIDATE_TEMPORAL, AUTO_SEED, &tr->params, m, &tr->choice, err,
+                         errlen);
+    tr->algo = tr->choice.algo;
+    tr->params = tr->choice.params;
+    return rc;
 }
 
 /* The algorithm and its parameters: the caller's, else the defaults with
- * the recodb options (neighbours, popularity half-life). */
+ * the recodb options (neighbours, popularity half-life). Automatic: the
+ * choice of reco_train_auto (sequence model, EASE or popularity) when the
+ * EASE solve and the transition model's (twice its memory) fit the
+ * budget, item-kNN otherwise; tr->algo stays 0 until fit_model chose. */
 static void choose_algo(train_run *tr, char *err, size_t errlen)
 {
     reco_matrix x = {0};
     tr->algo = tr->o->algo;
     if (!tr->algo) {
         int rc = recomatrix_build(&tr->d.log, tr->d.customers.n, tr->d.items.n, &x);
-        tr->algo =
-            rc == 0 && reco_ease_bytes(&x) <= tr->db->opts.ease_budget ? RECO_EASE : RECO_ITEMKNN;
+        uint64_t need = rc == 0 ? reco_ease_bytes(&x) : UINT64_MAX;
+        tr->algo = need <= tr->db->opts.ease_budget / 2 ? 0 : RECO_ITEMKNN;
         recomatrix_free(&x);
     }
     if (tr->o->params) {
         tr->params = *tr->o->params;
         return;
     }
-    reco_params_default(tr->algo, &tr->params);
+    reco_params_default(tr->algo ? tr->algo : RECO_SEQ, &tr->params);
     double h = tr->db->opts.popularity_half_life;
     tr->params.half_life = h > 0 ? h : 0;
     if (tr->db->opts.neighbours)
@@ -558,7 +573,7 @@ static int write_version(train_run *tr, const reco_model *m, recodb_calib *calib
 
 static int check_opts(const recodb_train_opts *o, char *err, size_t errlen)
 {
-    if (o->algo != 0 && (o->algo < RECO_POP || o->algo > RECO_ALS))
+    if (o->algo != 0 && (o->algo < RECO_POP || o->algo > RECO_SEQ))
         return recodb__fail(err, errlen, CXM_EINVAL, "algorithm %d is not known", (int)o->algo);
     if (!(o->holdout_fraction <= 0.5) || isnan(o->holdout_fraction))
         return recodb__fail(err, errlen, CXM_EINVAL,
@@ -586,19 +601,27 @@ int recodb_train_ex(recodb *db, const recodb_train_opts *o, recodb_train_report 
     progress(&tr, 0, "reading the log");
     if (rc == 0)
         rc = read_log(&tr, err, errlen);
+    /* The holdout measures the model that is kept: an automatic choice is
+     * made first (on its own validation, inside the training data), and the
+     * holdout then trains what it chose. */
     if (rc == 0) {
         choose_algo(&tr, err, errlen);
-        progress(&tr, 0.1, "evaluating");
-        rc = run_holdout(&tr, &met, &calib, err, errlen);
+        bool chosen = tr.algo == 0;
+        progress(&tr, 0.1, chosen ? "choosing" : "evaluating");
+        rc = chosen ? fit_model(&tr, &tr.d.log, &x, &m, err, errlen) : 0;
+        if (rc == 0)
+            rc = run_holdout(&tr, &met, &calib, err, errlen);
     }
-    if (rc == 0) {
-        progress(&tr, 0.5, "training");
+    if (rc == 0 && !m) {
+        progress(&tr, 0.6, "training");
         rc = fit_model(&tr, &tr.d.log, &x, &m, err, errlen);
     }
     if (rc == 0) {
         calib.customers = tr.d.customers.n;
         calib.metrics = met;
         *rep = (recodb_train_report){0, tr.algo, tr.d.customers.n, tr.d.items.n, tr.d.log.n};
+        rep->chosen = tr.o->algo == 0 && tr.choice.validate != 0;
+        rep->choice = tr.choice;
         progress(&tr, 0.9, "writing");
         rc = write_version(&tr, m, &calib, rep, &act, err, errlen);
     }
