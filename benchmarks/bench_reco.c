@@ -1,7 +1,7 @@
 /*
  * cxm-bench-reco: in-process serving time of the recommendation core.
  *
- *   cxm-bench-reco [--ratings PATH] [--algo auto|ease|itemknn|als|pop]
+ *   cxm-bench-reco [--ratings PATH] [--algo auto|ease|itemknn|als|pop|seq]
  *                  [--history 200] [--calls 20000] [--k 10] [--neighbours N]
  *                  [--max-history N] [--quality [--seed 42]]
  *   cxm-bench-reco --export-from DIR --export FILE
@@ -440,8 +440,8 @@ static int rm_one(const char *path, const struct stat *st, int flag, struct FTW 
 
 static reco_algo parse_algo(const char *name)
 {
-    static const char *names[] = {"auto", "pop", "itemknn", "ease", "als"};
-    for (int i = 0; i < 5; i++)
+    static const char *names[] = {"auto", "pop", "itemknn", "ease", "als", "seq"};
+    for (int i = 0; i < (int)(sizeof names / sizeof names[0]); i++)
         if (strcmp(name, names[i]) == 0)
             return (reco_algo)i;
     return (reco_algo)-1;
@@ -498,16 +498,24 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
         fprintf(stderr, "cxm-bench-reco: train: %s\n", err);
         return -1;
     }
-    printf("trained version %" PRIu64 ": algorithm %d (1 pop, 2 itemknn, 3 ease, 4 als), "
+    printf("trained version %" PRIu64 ": algorithm %d (1 pop, 2 itemknn, 3 ease, 4 als, 5 seq), "
            "%" PRIu32 " customers, %" PRIu32 " items, %" PRIu64 " interactions, %.1f MiB, %.2f s\n",
            rep.version, (int)rep.algo, rep.customers, rep.items, rep.interactions,
            (double)rep.model_bytes / (1 << 20), rep.seconds);
+    if (rep.chosen)
+        printf("chosen on temporal validation: blend %g, hist_half %g, seq_lambda %g (ndcg@10 "
+               "%.4f, EASE alone %.4f)%s%s\n",
+               rep.choice.params.blend, rep.choice.params.hist_half, rep.choice.params.seq_lambda,
+               rep.choice.val_ndcg, rep.choice.ease_ndcg, rep.choice.note[0] ? ": " : "",
+               rep.choice.note);
     reco_matrix x = {0};
     reco_model *model = NULL;
     uint32_t *who = NULL, *hist = NULL;
     size_t nwho = 0;
     reco_params p;
     reco_params_default(rep.algo, &p);
+    if (rep.chosen)
+        p = rep.choice.params;
     if (c->neighbours)
         p.neighbours = (uint32_t)c->neighbours;
     int rc = prepare_reco(c, rep.algo, &p, d, &x, &model, &who, &hist, &nwho);
@@ -570,7 +578,7 @@ int main(int argc, char **argv)
     bench_cfg c = {.algo = "auto", .history = 200, .calls = 20000, .k = 10, .seed = 42};
     cxm_opt opts[] = {
         {"ratings", CXM_OPT_STR, &c.ratings, 0, 0, "user,item,rating,ts or MovieLens ratings CSV"},
-        {"algo", CXM_OPT_STR, &c.algo, 0, 0, "auto, ease, itemknn, als or pop"},
+        {"algo", CXM_OPT_STR, &c.algo, 0, 0, "auto, ease, itemknn, als, pop or seq"},
         {"history", CXM_OPT_INT, &c.history, 1, 10000, "interactions per served customer"},
         {"calls", CXM_OPT_INT, &c.calls, 10, 100000000, "recommendations to time"},
         {"k", CXM_OPT_INT, &c.k, 1, 1000, "length of each list"},
@@ -596,7 +604,7 @@ int main(int argc, char **argv)
     reco_algo algo = parse_algo(c.algo);
     if (rc || (int)algo < 0) {
         fprintf(stderr, "cxm-bench-reco: %s\n",
-                rc ? err : "--algo: not auto, ease, itemknn, als or pop");
+                rc ? err : "--algo: not auto, ease, itemknn, als, pop or seq");
         return 2;
     }
     if (!c.export_from != !c.export_to) {

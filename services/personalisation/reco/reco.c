@@ -410,10 +410,37 @@ static float dense_weight(const reco_dense *e, uint32_t i, uint32_t j)
     return -e->g[lo * n + hi] / e->g[(size_t)j * n + j] * e->scale[j];
 }
 
-static int cmp_float_asc(const void *a, const void *b)
+/* The k-th smallest of v[0..n) (k < n), v reordered (quickselect: the
+ * threshold needs one quantile, and sorting the sample was a tenth of a
+ * training). */
+static float kth_smallest(float *v, size_t n, size_t k)
 {
-    float x = *(const float *)a, y = *(const float *)b;
-    return (x > y) - (x < y);
+    size_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        float pivot = v[lo + (hi - lo) / 2];
+        size_t i = lo, j = hi;
+        while (i <= j) {
+            while (v[i] < pivot)
+                i++;
+            while (v[j] > pivot)
+                j--;
+            if (i <= j) {
+                float t = v[i];
+                v[i++] = v[j];
+                v[j] = t;
+                if (j == 0)
+                    break;
+                j--;
+            }
+        }
+        if (k <= j)
+            hi = j;
+        else if (k >= i)
+            lo = i;
+        else
+            return v[k];
+    }
+    return v[k];
 }
 
 /* The |B_ij| above which entries are kept so that about `per_item` remain
@@ -433,9 +460,8 @@ static int dense_threshold(const reco_dense *e, uint32_t per_item, float *tau)
     for (uint64_t q = 0; q < total; q += stride)
         if (q / e->n != q % e->n)
             sample[ns++] = fabsf(dense_weight(e, (uint32_t)(q / e->n), (uint32_t)(q % e->n)));
-    qsort(sample, ns, sizeof *sample, cmp_float_asc);
     double keep = (double)per_item / (double)(e->n - 1);
-    *tau = ns ? sample[(size_t)((1 - keep) * (double)(ns - 1))] : 0;
+    *tau = ns ? kth_smallest(sample, ns, (size_t)((1 - keep) * (double)(ns - 1))) : 0;
     free(sample);
     return 0;
 }

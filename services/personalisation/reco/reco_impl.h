@@ -101,9 +101,14 @@ int reco__popularity(reco_model *m, const reco_matrix *x, const reco_params *p);
 void reco__add_rows(const reco_model *m, const uint32_t *hist, const float *w, size_t n,
                     double half, size_t max, float *restrict score);
 
-/* RECO_SEQ (recoseq.c): the transition model's rows for m->next. */
+/* RECO_SEQ (recoseq.c): the transition model's rows for m->next, and the
+ * serving weights of p into m. */
 int reco_seq_train(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
                    size_t errlen);
+/* One transition model (rows only) per lambda, from one accumulation;
+ * the caller frees next[0..nl) (some may be NULL after a failure). */
+int reco__seq_train_lambdas(const reco_matrix *x, const reco_params *p, const double *lambdas,
+                            size_t nl, reco_model **next, char *err, size_t errlen);
 /* Scale two score vectors by their standard deviations over the items
  * not marked 2 (consumed or excluded) and blend them into s->score:
  * (1 - blend) * score / sd + blend * score2 / sd2; clears s->score2. */
