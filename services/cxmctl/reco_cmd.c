@@ -886,6 +886,17 @@ static void print_params(const Cxm__V1__ModelInfo *m)
     putchar('\n');
 }
 
+/* How ALGORITHM_AUTO chose, when it did. */
+static void print_choice(const Cxm__V1__ModelChoice *c)
+{
+    if (!c)
+        return;
+    printf("  chosen on %s validation  ndcg@10 %.4f  EASE alone %.4f  (%" PRIu64 " customers)\n",
+           c->validation, c->ndcg_at_10, c->ease_ndcg_at_10, c->customers);
+    if (c->note && *c->note)
+        printf("  note  %s\n", c->note);
+}
+
 /* A model in full: the line `reco train` ends with. */
 static void print_model(const Cxm__V1__ModelInfo *m, bool activated)
 {
@@ -898,6 +909,7 @@ static void print_model(const Cxm__V1__ModelInfo *m, bool activated)
     printf("  customers %" PRIu64 "  items %" PRIu64 "  interactions %" PRIu64 "\n", m->customers,
            m->items, m->interactions);
     print_metrics(m->metrics);
+    print_choice(m->choice);
     print_params(m);
     if (*m->error)
         printf("  error  %s\n", m->error);
@@ -1137,7 +1149,7 @@ const cxmctl_command cxmctl_reco_commands[] = {
      "RecordInteractionsRequest of FILE.pb (cxm-gen's interactions.pb)",
      "--file interactions.pb", cmd_interactions},
     {"reco train",
-     "[--algorithm auto|ease|item-knn|als|popularity] [--param NAME=X]...\n"
+     "[--algorithm auto|ease|item-knn|als|popularity|sequence] [--param NAME=X]...\n"
      "      [--activation always|if-better|never] [--since TIME|AGO] [--holdout FRACTION]\n"
      "      [--async | --wait DURATION]",
      "train a model version from the interaction log with a progress bar, then show its holdout "

@@ -41,11 +41,11 @@ void reco_params_default(reco_algo algo, reco_params *p)
      * NDCG@10: 0.382 at 1000, 0.378 at 200, 0.376 at 100; serving cost
      * grows with it (see benchmarks/README.md). */
     p->neighbours = algo == RECO_EASE || algo == RECO_SEQ ? 1000 : 100;
-    /* RECO_SEQ: see recoseq.c for what each did on MovieLens-small. */
-    p->seq_lambda = 1.0;
+    /* RECO_SEQ: the automatic choice on MovieLens-small (reco.h). */
+    p->seq_lambda = 4.0;
     p->seq_half = 8;
     p->hist_half = 0;
-    p->blend = 0.5;
+    p->blend = 0.6;
     /* ALS (MovieLens-small NDCG@10, confidence 1 + alpha * rating): alpha
      * 2 / lambda 50 0.357; alpha 1 or 3: 0.346; lambda 30 or 70: 0.340 /
      * 0.350; alpha 10 / lambda 10: 0.262. 128 factors or 20 iterations
