@@ -724,6 +724,61 @@ static void case_train(cxm_channel *ch, test_server *srv)
           "the async model serves: version %" PRIu64, mi->serving->version);
 }
 
+/* The default algorithm chooses on each customer's latest interactions:
+ * customers walking a ring of 12 experiences in order (each starting
+ * elsewhere, a minute apart) make "what comes next" the question, which
+ * only the sequence model answers (EASE sees s2 and s6 alike after s3, s4,
+ * s5); the choice, its validation and the model's parameters are in the
+ * ModelInfo that TrainModel and GetModelInfo give. */
+static void case_choice(cxm_channel *ch, test_server *srv)
+{
+    (void)srv;
+    const int ring = 12, walk = 8, customers = 60;
+    for (int i = 0; i < ring; i++)
+        upsert(ch, exp_new(fmt("s%d", i), CONTENT));
+    int64_t start = harness_wall_ms() - 2 * 24 * HOUR_MS;
+    Cxm__V1__Interaction *v[8];
+    for (int c = 0; c < customers; c++) {
+        for (int k = 0; k < walk; k++) {
+            v[k] = inter(fmt("w%d-%d", c, k), by_id(fmt("walker%d", c)), fmt("s%d", (c + k) % ring),
+                         1);
+            v[k]->occurred_at_unix_ms = start + (c * walk + k) * 60000;
+        }
+        CHECK(record(ch, v, (size_t)walk)->accepted == (uint32_t)walk, "walker %d", c);
+    }
+    for (int k = 0; k < 3; k++) {
+        v[k] = inter(fmt("dave-%d", k), by_id("dave"), fmt("s%d", 3 + k), 1);
+        v[k]->occurred_at_unix_ms = start + k * 60000;
+    }
+    CHECK(record(ch, v, 3)->accepted == 3, "dave");
+
+    Cxm__V1__TrainModelResponse *t = train(ch, treq(0));
+    const Cxm__V1__ModelInfo *m = t->model;
+    const Cxm__V1__ModelChoice *c = m->choice;
+    CHECK(t->activated && m->algorithm == CXM__V1__ALGORITHM__ALGORITHM_SEQUENCE && c,
+          "the default chose %d, choice %s", m->algorithm, c ? "set" : "missing");
+    CHECK(strcmp(c->validation, "temporal") == 0 && c->customers == (uint64_t)customers &&
+              c->ndcg_at_10 > c->ease_ndcg_at_10 && !*c->note,
+          "choice: %s validation of %" PRIu64 " customers, ndcg %.4f against EASE %.4f, note "
+          "\"%s\"",
+          c->validation, c->customers, c->ndcg_at_10, c->ease_ndcg_at_10, c->note);
+    double blend = -1;
+    for (size_t i = 0; i < m->n_params; i++)
+        if (strcmp(m->params[i]->key, "blend") == 0)
+            blend = m->params[i]->value;
+    CHECK(m->n_params == 5 && blend > 0 && blend <= 1, "%zu params, blend %g", m->n_params, blend);
+    Cxm__V1__GetModelInfoResponse *mi = model_info(ch);
+    CHECK(mi->serving && mi->serving->choice && mi->serving->choice->ndcg_at_10 == c->ndcg_at_10,
+          "GetModelInfo keeps the choice");
+
+    Cxm__V1__RecommendRequest *q = rreq(by_id("dave"));
+    q->k = 1;
+    Cxm__V1__RecommendResponse *r = recommend(ch, q);
+    CHECK(r->n_recommendations == 1 && strcmp(r->recommendations[0]->experience_id, "s6") == 0,
+          "dave saw s3, s4, s5 in that order: s6 comes next, got %s",
+          r->n_recommendations ? r->recommendations[0]->experience_id : "nothing");
+}
+
 /* Every eligibility rule, on catalogue fills (k = 100 returns all that
  * are eligible): channel, placement, stage, kinds, validity, disabled,
  * exclude, consumed, segments in and out, consent and its revocation. */
@@ -1200,6 +1255,7 @@ static const harness_case cases[] = {
     {"catalogue", case_catalogue},
     {"interactions", case_interactions},
     {"train", case_train},
+    {"choice", case_choice},
     {"eligibility", case_eligibility},
     {"contact", case_contact},
     {"recovery", case_recovery},
