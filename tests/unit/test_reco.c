@@ -2,6 +2,7 @@
  * test_reco.c - the recommendation core on small hand-made data, and the
  * ids, logs and matrices it is trained from.
  */
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -129,7 +130,8 @@ static void check_pack_view(reco_algo algo, const reco_matrix *x)
     CHECK_EQ_INT(reco_model_view(odd + 2, len, &a, &v, err, sizeof err), 0);
     check_same(m, v, x->nitems);
     CHECK_EQ_INT(reco_model_view(blob, len - 1, &a, &v, err, sizeof err), CXM_EINVAL);
-    CHECK(strstr(err, "size") != NULL);
+    /* RECO_SEQ's outer header is what no longer matches the length. */
+    CHECK(strstr(err, algo == RECO_SEQ ? "match its header" : "size") != NULL);
     CHECK_EQ_INT(reco_model_view(blob, 8, &a, &v, err, sizeof err), CXM_EINVAL);
     ((char *)blob)[0] ^= 1;
     CHECK_EQ_INT(reco_model_view(blob, len, &a, &v, err, sizeof err), CXM_EINVAL);
@@ -255,6 +257,143 @@ static void check_log_matrix(void)
     recomatrix_free(&m);
 }
 
+/* ---- RECO_SEQ ---- */
+
+/* The packed RECO_SEQ header as reco.c lays it out (reco_seq_header): the
+ * corruption test edits its fields in place. */
+typedef struct seq_blob_header {
+    uint64_t magic;
+    uint32_t algo;
+    float blend, hist_half, seq_half;
+    uint64_t base_len, next_len;
+} seq_blob_header;
+
+/* view refuses blob (len bytes, edited by the caller) with CXM_EINVAL. */
+static void expect_refused(const void *blob, size_t len, cxm_arena *a)
+{
+    const reco_model *v = NULL;
+    char err[128] = "";
+    CHECK_EQ_INT(reco_model_view(blob, len, a, &v, err, sizeof err), CXM_EINVAL);
+    CHECK(err[0] != '\0');
+}
+
+/* Damaged sequence blobs are refused, not read past their end: the view
+ * trusts the header's sizes, so each one that lies must be caught. */
+static void check_seq_blob_corrupt(const reco_matrix *x)
+{
+    reco_model *m;
+    char err[128] = "";
+    CHECK_EQ_INT(reco_train(RECO_SEQ, NULL, x, &m, err, sizeof err), 0);
+    void *blob;
+    size_t len;
+    CHECK_EQ_INT(reco_model_pack(m, &blob, &len), 0);
+    seq_blob_header h;
+    memcpy(&h, blob, sizeof h);
+    /* The layout the edits below assume: header, EASE blob, transition blob. */
+    CHECK_EQ_INT(h.algo, RECO_SEQ);
+    CHECK_EQ_INT(sizeof h + ((h.base_len + 7) & ~(uint64_t)7) + h.next_len, len);
+    char *b = malloc(len);
+    cxm_arena a;
+    cxm_arena_init(&a, NULL, 0, 0);
+    const size_t cuts[] = {1, 8, len / 2};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++)
+        expect_refused(blob, len - cuts[i], &a); /* truncated */
+    expect_refused(blob, sizeof h, &a);          /* the header alone */
+    const float bad_floats[][3] = {
+        /* blend, hist_half, seq_half */
+        {2.0f, 0, 8}, {-0.5f, 0, 8}, {NAN, 0, 8},    {0.5f, -1, 8},   {0.5f, NAN, 8},
+        {0.5f, 0, 0}, {0.5f, 0, -8}, {0.5f, 0, NAN}, {0.5f, 0, 1e9f},
+    };
+    for (size_t i = 0; i < sizeof bad_floats / sizeof bad_floats[0]; i++) {
+        seq_blob_header e = h;
+        e.blend = bad_floats[i][0];
+        e.hist_half = bad_floats[i][1];
+        e.seq_half = bad_floats[i][2];
+        memcpy(b, blob, len);
+        memcpy(b, &e, sizeof e);
+        expect_refused(b, len, &a);
+    }
+    /* Sizes: longer or shorter than the blob, wrapping, or moving the
+     * boundary between the two models while keeping the total. */
+    const int64_t shifts[][2] = {{8, 0}, {0, 8}, {-8, 0}, {0, -8}, {-8, 8}, {8, -8}, {-1, 1}};
+    for (size_t i = 0; i < sizeof shifts / sizeof shifts[0]; i++) {
+        seq_blob_header e = h;
+        e.base_len = (uint64_t)((int64_t)h.base_len + shifts[i][0]);
+        e.next_len = (uint64_t)((int64_t)h.next_len + shifts[i][1]);
+        memcpy(b, blob, len);
+        memcpy(b, &e, sizeof e);
+        expect_refused(b, len, &a);
+    }
+    seq_blob_header e = h;
+    e.base_len = UINT64_MAX - 6; /* align8 of it wraps to 0: the bound must come first */
+    memcpy(b, blob, len);
+    memcpy(b, &e, sizeof e);
+    expect_refused(b, len, &a);
+    e = h;
+    e.algo = RECO_EASE;
+    memcpy(b, &e, sizeof e);
+    expect_refused(b, len, &a);
+    /* The inner blobs: a damaged magic in either, and a transition model
+     * that claims to be item-kNN (the algo field follows the 8-byte magic). */
+    size_t next_at = sizeof h + ((h.base_len + 7) & ~(uint64_t)7);
+    memcpy(b, blob, len);
+    b[sizeof h] ^= 1;
+    expect_refused(b, len, &a);
+    memcpy(b, blob, len);
+    b[next_at] ^= 1;
+    expect_refused(b, len, &a);
+    memcpy(b, blob, len);
+    uint32_t knn = RECO_ITEMKNN;
+    memcpy(b + next_at + 8, &knn, sizeof knn);
+    expect_refused(b, len, &a);
+    /* And the blob as packed is still accepted after all that. */
+    const reco_model *v;
+    CHECK_EQ_INT(reco_model_view(blob, len, &a, &v, err, sizeof err), 0);
+    cxm_arena_dispose(&a);
+    free(b);
+    free(blob);
+    reco_model_free(m);
+}
+
+/* Training RECO_SEQ with each field out of its range refuses, naming it. */
+static void check_seq_bad_params(const reco_matrix *x)
+{
+    static const struct {
+        double seq_lambda, seq_half, hist_half, blend;
+        const char *field;
+    } bad[] = {
+        {0, 8, 0, 0.5, "seq_lambda"},   {-1, 8, 0, 0.5, "seq_lambda"},
+        {NAN, 8, 0, 0.5, "seq_lambda"}, {INFINITY, 8, 0, 0.5, "seq_lambda"},
+        {1, 0, 0, 0.5, "seq_half"},     {1, -8, 0, 0.5, "seq_half"},
+        {1, NAN, 0, 0.5, "seq_half"},   {1, 8, -1, 0.5, "hist_half"},
+        {1, 8, NAN, 0.5, "hist_half"},  {1, 8, 0, -0.1, "blend"},
+        {1, 8, 0, 1.1, "blend"},        {1, 8, 0, NAN, "blend"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        reco_params p;
+        reco_params_default(RECO_SEQ, &p);
+        p.seq_lambda = bad[i].seq_lambda;
+        p.seq_half = bad[i].seq_half;
+        p.hist_half = bad[i].hist_half;
+        p.blend = bad[i].blend;
+        expect_bad_param(x, RECO_SEQ, &p, bad[i].field);
+    }
+    /* The ends of the ranges are accepted: blend 0 and 1, hist_half 0. */
+    reco_params p;
+    reco_params_default(RECO_SEQ, &p);
+    for (int end = 0; end < 2; end++) {
+        reco_model *m;
+        char err[128] = "";
+        p.blend = end;
+        p.hist_half = 0;
+        CHECK_EQ_INT(reco_train(RECO_SEQ, &p, x, &m, err, sizeof err), 0);
+        reco_model_free(m);
+    }
+    /* EASE's own lambda still applies to RECO_SEQ's EASE half. */
+    p.lambda = 0;
+    expect_bad_param(x, RECO_SEQ, &p, "lambda");
+}
+
 int main(void)
 {
     reco_matrix x = build();
@@ -274,5 +413,16 @@ int main(void)
     check_pack_view(RECO_ALS, &x);
     check_ids();
     check_log_matrix();
+    check_algo(RECO_SEQ, &x);
+    reco_params seq;
+    reco_params_default(RECO_SEQ, &seq);
+    seq.blend = 1; /* the transition model alone */
+    check_algo_with(RECO_SEQ, &seq, &x);
+    seq.blend = 0; /* EASE with positional weights */
+    seq.hist_half = 2;
+    check_algo_with(RECO_SEQ, &seq, &x);
+    check_pack_view(RECO_SEQ, &x);
+    check_seq_blob_corrupt(&x);
+    check_seq_bad_params(&x);
     return check_report();
 }
