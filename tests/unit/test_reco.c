@@ -325,7 +325,8 @@ static void check_seq_blob_corrupt(const reco_matrix *x)
         expect_refused(b, len, &a);
     }
     seq_blob_header e = h;
-    e.base_len = UINT64_MAX - 6; /* align8 of it wraps to 0: the bound must come first */
+    e.base_len = UINT64_MAX - 6; /* align8 of it wraps to 0, and then the */
+    e.next_len = len - sizeof h; /* total would match the blob's length */
     memcpy(b, blob, len);
     memcpy(b, &e, sizeof e);
     expect_refused(b, len, &a);
