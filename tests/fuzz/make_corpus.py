@@ -161,6 +161,17 @@ def model_blob(algo, nitems, nnz=0, factors=0, compact=0):
     return out
 
 
+def seq_blob(nitems):
+    """A packed RECO_SEQ model (reco.c's pack_seq): a 40-byte header (magic
+    "CXMRECO2", algo, blend, hist_half, seq_half, then both blobs' lengths),
+    its EASE model, then its transition model, an EASE blob of its own, at
+    the next 8-aligned offset."""
+    base = model_blob(3, nitems, nnz=5, compact=1)
+    nxt = model_blob(3, nitems, nnz=4)
+    header = struct.pack("<QIfffQQ", 0x324F434552584D43, 5, 0.5, 8.0, 8.0, len(base), len(nxt))
+    return header + base + bytes(-len(base) % 8) + nxt
+
+
 def frec(nratings, ratings=None, size_ratings=None):
     """A fixed-size response record (services/feedback/frec.h): answered a
     minute before the targets' clock, NPS 9 on the web, then its ratings."""
@@ -203,7 +214,7 @@ def main():
     os.makedirs(os.path.join(CORPUS, "model"), exist_ok=True)
     for name, blob in (("pop", model_blob(1, 3)), ("itemknn", model_blob(2, 3, nnz=4)),
                        ("ease-compact", model_blob(3, 3, nnz=5, compact=1)),
-                       ("als", model_blob(4, 3, factors=2))):
+                       ("als", model_blob(4, 3, factors=2)), ("seq", seq_blob(3))):
         write("model", "seed-" + name, blob)
     os.makedirs(os.path.join(CORPUS, "feedback_rec"), exist_ok=True)
     write("feedback_rec", "seed-frec", b"\0" + frec(2))
