@@ -635,8 +635,8 @@ int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_
     bool ease = algo == RECO_EASE || algo == RECO_SEQ;
     if (ease && !(p->lambda > 0 && isfinite(p->lambda)))
         return fail(err, errlen, CXM_EINVAL, "EASE lambda must be a finite number > 0");
-    if (algo == RECO_SEQ && !(p->seq_lambda > 0 && isfinite(p->seq_lambda)))
-        return fail(err, errlen, CXM_EINVAL, "seq_lambda must be a finite number > 0");
+    if (algo == RECO_SEQ && !(p->seq_lambda > 0 && p->seq_lambda <= 1e6))
+        return fail(err, errlen, CXM_EINVAL, "seq_lambda must be in (0, 1e6]");
     if (algo == RECO_SEQ && !(p->seq_half > 0 && p->seq_half <= 1e6))
         return fail(err, errlen, CXM_EINVAL, "seq_half must be in (0, 1e6] positions");
     if (algo == RECO_SEQ && !(p->hist_half >= 0 && p->hist_half <= 1e6))
@@ -1187,11 +1187,14 @@ size_t reco_recommend(const reco_model *m, reco_scratch *s, const uint32_t *hist
     bool als = m->algo == RECO_ALS, rows = m->nrow != NULL;
     bool dense = rows && (m->next || RECO_DENSE_RATIO * row_entries(m, hist, n) >= m->nitems);
     if (m->next) {
+        /* Without a blend, EASE's rows with positional weights alone. */
         reco__add_rows(m, hist, w, n, m->hist_half, n, s->score);
-        reco__add_rows(m->next, hist, NULL, n, m->seq_half, n, s->score2);
+        if (m->blend > 0)
+            reco__add_rows(m->next, hist, NULL, n, m->seq_half, n, s->score2);
         mark_items(s, hist, n, 2);
         mark_items(s, exclude, nexclude, 2);
-        reco_seq_blend(s, m->nitems, m->blend);
+        if (m->blend > 0)
+            reco_seq_blend(s, m->nitems, m->blend);
     } else if (dense)
         add_rows_dense(m, s->score, hist, w, n);
     else if (rows)

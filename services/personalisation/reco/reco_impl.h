@@ -101,6 +101,9 @@ int reco__popularity(reco_model *m, const reco_matrix *x, const reco_params *p);
 void reco__add_rows(const reco_model *m, const uint32_t *hist, const float *w, size_t n,
                     double half, size_t max, float *restrict score);
 
+/* Whether x's interactions carry an order: times, not all equal. */
+bool reco__has_order(const reco_matrix *x);
+
 /* RECO_SEQ (recoseq.c): the transition model's rows for m->next, and the
  * serving weights of p into m. */
 int reco_seq_train(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,

@@ -58,16 +58,6 @@ static uint64_t splitmix64(uint64_t *state)
     return z ^ (z >> 31);
 }
 
-/* Whether the interactions carry an order: times, not all equal. */
-static bool auto_has_order(const reco_matrix *x)
-{
-    uint64_t nnz = x->row[x->nusers];
-    for (uint64_t i = 1; x->ts && i < nnz; i++)
-        if (x->ts[i] != x->ts[0])
-            return true;
-    return false;
-}
-
 static int newest_first(const void *a, const void *b, void *ctx)
 {
     const reco_matrix *x = ctx;
@@ -320,11 +310,12 @@ static int auto_models(const auto_split *s, const reco_params *p, reco_model **e
  * dozen best configurations lie within 0.3% of each other). */
 #define AUTO_TOLERANCE 0.005
 
-/* 0 EASE alone, 1 without positional weights, 2 with them. */
+/* What a configuration adds to EASE alone: the transition model,
+ * positional weights, both. */
 static int auto_complexity(size_t config)
 {
     size_t h = config / AUTO_BLENDS % AUTO_NH, b = config % AUTO_BLENDS;
-    return b == 0 ? 0 : auto_hist_halves[h] == 0 ? 1 : 2;
+    return (b > 0) + (auto_hist_halves[h] > 0);
 }
 
 /* The simplest configuration within AUTO_TOLERANCE of the best; the best
@@ -352,14 +343,12 @@ static void auto_pick(const auto_eval *a, size_t nusers, reco_params *p, reco_ch
     int b = (int)(best % AUTO_BLENDS);
     c->val_ndcg = a->ndcg[best] / (double)nusers;
     c->ease_ndcg = a->ndcg[0] / (double)nusers;
-    /* No blend: EASE alone (its positional weights are served with the
-     * blend only). */
-    c->algo = b == 0 ? RECO_EASE : RECO_SEQ;
+    /* Positional weights without the blend are a RECO_SEQ too (serving
+     * skips its transition rows); EASE alone is plain EASE. */
+    c->algo = b == 0 && auto_hist_halves[h] == 0 ? RECO_EASE : RECO_SEQ;
     p->seq_lambda = auto_lambdas[l];
-    p->hist_half = b == 0 ? 0 : auto_hist_halves[h];
+    p->hist_half = auto_hist_halves[h];
     p->blend = (double)b / (AUTO_BLENDS - 1);
-    if (b == 0)
-        c->val_ndcg = c->ease_ndcg;
 }
 
 static int auto_choose(const reco_matrix *x, reco_validate v, uint64_t seed, reco_params *p,
@@ -416,7 +405,7 @@ int reco_train_auto(const reco_matrix *x, reco_validate v, uint64_t seed, const 
         snprintf(c->note, sizeof c->note,
                  "no item has 5 or more customers: popularity, no collaborative model");
         c->algo = RECO_POP;
-    } else if (!auto_has_order(x)) {
+    } else if (!reco__has_order(x)) {
         snprintf(c->note, sizeof c->note,
                  "the interactions carry no times (or all the same one): no order to learn "
                  "from, EASE without a choice");
@@ -426,6 +415,7 @@ int reco_train_auto(const reco_matrix *x, reco_validate v, uint64_t seed, const 
     if (rc == 0) {
         p.blend = c->algo == RECO_SEQ ? p.blend : 0;
         p.hist_half = c->algo == RECO_SEQ ? p.hist_half : 0;
+        p.seq_lambda = p.seq_lambda > 0 ? p.seq_lambda : 1;
         c->params = p;
         rc = reco_train(c->algo, &p, x, out, err, errlen);
     }

@@ -175,6 +175,8 @@ static int seq_solve(const seq_ctx *c, double lambda, float *g, float *b, char *
 static int seq_build(seq_ctx *c, const reco_matrix *x)
 {
     size_t n = c->e->n;
+    if (n == 0) /* nothing modelled, or no order: nothing to learn */
+        return 0;
     uint64_t longest = 0;
     for (uint32_t u = 0; u < x->nusers; u++)
         longest = x->row[u + 1] - x->row[u] > longest ? x->row[u + 1] - x->row[u] : longest;
@@ -189,13 +191,26 @@ static int seq_build(seq_ctx *c, const reco_matrix *x)
     return 0;
 }
 
-/* One transition model per lambda: rows-only models in next[0..nl). */
+bool reco__has_order(const reco_matrix *x)
+{
+    uint64_t nnz = x->row[x->nusers];
+    for (uint64_t i = 1; x->ts && i < nnz; i++)
+        if (x->ts[i] != x->ts[0])
+            return true;
+    return false;
+}
+
+/* One transition model per lambda: rows-only models in next[0..nl). Data
+ * without an order gives empty ones (a "sequence" would be the order of
+ * item ids): the blend is then EASE's alone. */
 int reco__seq_train_lambdas(const reco_matrix *x, const reco_params *p, const double *lambdas,
                             size_t nl, reco_model **next, char *err, size_t errlen)
 {
     reco_dense e;
     seq_ctx c = {.x = x, .e = &e, .prefix_half = p->seq_half, .suffix_half = SEQ_SUFFIX_HALF};
     int rc = reco__dense_init(&e, x);
+    if (rc == 0 && !reco__has_order(x))
+        e.n = 0;
     if (rc == 0)
         rc = seq_build(&c, x);
     /* e.g (EASE's Gram matrix, unused here) holds each lambda's B. */
