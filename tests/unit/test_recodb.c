@@ -682,14 +682,13 @@ static void check_train_ex(cxm_store *store, recodb *db, recodb_reader *r, cxm_a
     CHECK(m.ndcg > 0.2 && m.ndcg <= 1 && m.precision > 0 && m.precision <= 1);
     CHECK(m.recall > 0 && m.recall <= 1 && m.coverage > 0 && m.coverage <= 1);
     /* The automatic choice comes first; the holdout measures what it chose
-     * (these groups have no order in time: EASE, and the report says why). */
+     * (items within a group come in no particular order: EASE). */
     CHECK(pl.monotone && pl.last == 1 && pl.nphases == 4);
     CHECK_EQ_STR(pl.phases[0], "reading the log");
     CHECK_EQ_STR(pl.phases[1], "choosing");
     CHECK_EQ_STR(pl.phases[2], "evaluating");
     CHECK_EQ_STR(pl.phases[3], "writing");
     CHECK(rep.chosen && rep.choice.algo == RECO_EASE);
-    fprintf(stderr, "choice note: %s\n", rep.choice.note);
     /* Popularity knows no groups: it measures worse. */
     recodb_metrics pop;
     o = (recodb_train_opts){

@@ -169,7 +169,8 @@ typedef struct auto_eval {
     uint64_t *pos;
     uint32_t *hist;
     float *w;
-    double ndcg[AUTO_CONFIGS];
+    double ndcg[AUTO_CONFIGS]; /* sums over the validated customers */
+    float *per;                /* AUTO_CONFIGS x customers: each one's */
 } auto_eval;
 
 /* The standard deviation of v over the items not in the history. */
@@ -255,7 +256,9 @@ static void auto_eval_user(auto_eval *a, size_t k)
                 float blend = (float)b / (AUTO_BLENDS - 1);
                 float fe = sde[h] > 0 ? (1 - blend) / sde[h] : 0;
                 float ft = sdt[l] > 0 ? blend / sdt[l] : 0;
-                a->ndcg[c] += auto_ndcg(a, a->e[h], fe, a->t[l], ft, nheld);
+                double v = auto_ndcg(a, a->e[h], fe, a->t[l], ft, nheld);
+                a->ndcg[c] += v;
+                a->per[c * s->nusers + k] = (float)v;
             }
     for (uint64_t i = 0; i < n; i++)
         a->mark[a->hist[i]] = 0;
@@ -269,6 +272,7 @@ static void auto_eval_free(auto_eval *a)
         free(a->e[h]);
     for (size_t l = 0; l < AUTO_NL; l++)
         free(a->t[l]);
+    free(a->per);
     free(a->mark);
     free(a->pos);
     free(a->hist);
@@ -282,7 +286,8 @@ static int auto_eval_all(auto_eval *a)
     uint64_t longest = 0;
     for (uint32_t u = 0; u < x->nusers; u++)
         longest = x->row[u + 1] - x->row[u] > longest ? x->row[u + 1] - x->row[u] : longest;
-    bool ok = (a->mark = calloc((size_t)nitems + 1, 1)) && (a->pos = malloc((longest + 1) * 8)) &&
+    bool ok = (a->per = malloc((AUTO_CONFIGS * a->split->nusers + 1) * sizeof *a->per)) &&
+              (a->mark = calloc((size_t)nitems + 1, 1)) && (a->pos = malloc((longest + 1) * 8)) &&
               (a->hist = malloc((longest + 1) * sizeof *a->hist)) &&
               (a->w = malloc((longest + 1) * sizeof *a->w));
     for (size_t h = 0; ok && h < AUTO_NH; h++)
@@ -305,10 +310,13 @@ static int auto_models(const auto_split *s, const reco_params *p, reco_model **e
               : reco__seq_train_lambdas(&s->train, p, auto_lambdas, AUTO_NL, next, err, errlen);
 }
 
-/* How much a configuration may trail the best and still be picked for
- * being simpler: the validation's noise (MovieLens-small, temporal: the
- * dozen best configurations lie within 0.3% of each other). */
-#define AUTO_TOLERANCE 0.005
+/* How far above the noise a configuration must beat a simpler one to be
+ * chosen over it: z standard errors of the customers' paired differences.
+ * On MovieLens-small (temporal) the dozen best configurations lie within
+ * 0.3% of each other while the sequence model beats EASE by 40%; on 240
+ * customers whose order means nothing, positional weights "won" by 1.3%,
+ * about one standard error. */
+#define AUTO_Z 2.0
 
 /* What a configuration adds to EASE alone: the transition model,
  * positional weights, both. */
@@ -318,22 +326,39 @@ static int auto_complexity(size_t config)
     return (b > 0) + (auto_hist_halves[h] > 0);
 }
 
-/* The simplest configuration within AUTO_TOLERANCE of the best; the best
- * of those (the first of equals). */
+/* Whether config top beats config c by more than AUTO_Z standard errors
+ * of the mean of their per-customer differences. */
+static bool auto_beats(const auto_eval *a, size_t top, size_t c)
+{
+    size_t n = a->split->nusers;
+    const float *x = a->per + top * n, *y = a->per + c * n;
+    double s = 0, q = 0;
+    for (size_t k = 0; k < n; k++) {
+        double d = (double)x[k] - y[k];
+        s += d;
+        q += d * d;
+    }
+    double mean = s / (double)n, var = n > 1 ? (q - s * mean) / (double)(n - 1) : 0;
+    return mean > AUTO_Z * sqrt((var > 0 ? var : 0) / (double)n);
+}
+
+/* The best configuration on validation, unless a simpler one is as good
+ * within the noise: then the best of the simplest such. */
 static size_t auto_best(const auto_eval *a)
 {
-    size_t top = 0, best = 0;
+    size_t top = 0;
     for (size_t i = 1; i < AUTO_CONFIGS; i++)
         if (a->ndcg[i] > a->ndcg[top] + 1e-9)
             top = i;
-    double floor = a->ndcg[top] * (1 - AUTO_TOLERANCE);
-    for (size_t i = 1; i < AUTO_CONFIGS; i++) {
-        int ci = auto_complexity(i), cb = auto_complexity(best);
-        bool better = a->ndcg[i] > a->ndcg[best] + 1e-9;
-        if (a->ndcg[i] >= floor && (a->ndcg[best] < floor || ci < cb || (ci == cb && better)))
-            best = i;
+    for (int level = 0; level < auto_complexity(top); level++) {
+        size_t best = AUTO_CONFIGS;
+        for (size_t i = 0; i < AUTO_CONFIGS; i++)
+            if (auto_complexity(i) == level && (best == AUTO_CONFIGS || a->ndcg[i] > a->ndcg[best]))
+                best = i;
+        if (best < AUTO_CONFIGS && !auto_beats(a, top, best))
+            return best;
     }
-    return best;
+    return top;
 }
 
 static void auto_pick(const auto_eval *a, size_t nusers, reco_params *p, reco_choice *c)
