@@ -514,21 +514,36 @@ static void eval_report_text(const eval_cfg *c, const eval_plan *plan, const eva
     printf("%-20s %.1f\n", "serve p99 us", r->p99_us);
 }
 
+/* --algo auto: ,"choice":{...} (the notes are cxm's own sentences, without
+ * quotes or backslashes). */
+static void eval_choice_json(const reco_choice *ch)
+{
+    printf(",\"choice\":{\"algo\":\"%s\",\"validate\":\"%s\",\"customers\":%" PRIu32
+           ",\"ndcg\":%.6f,\"ease_ndcg\":%.6f,\"note\":\"%s\"}",
+           eval_algo_name(ch->algo), ch->validate == RECO_VALIDATE_RANDOM ? "random" : "temporal",
+           ch->val_customers, ch->val_ndcg, ch->ease_ndcg, ch->note);
+}
+
 static void eval_report_json(const eval_cfg *c, const eval_plan *plan, const eval_data *d,
                              const eval_result *r)
 {
-    const reco_params *p = &plan->params;
+    const reco_params *p = plan->algo ? &plan->params : &r->choice.params;
     printf("{\"algo\":\"%s\",\"k\":%" PRId64 ",\"users\":%" PRIu64 ",\"items\":%" PRIu32
            ",\"train_interactions\":%zu,\"test_interactions\":%zu,\"precision\":%.6f,"
            "\"recall\":%.6f,\"ndcg\":%.6f,\"map\":%.6f,\"coverage\":%.6f,"
            "\"train_seconds\":%.6f,\"serve_p50_us\":%.3f,\"serve_p99_us\":%.3f,"
            "\"params\":{\"lambda\":%.17g,\"shrink\":%.17g,\"weighting\":\"%s\","
            "\"neighbours\":%" PRIu32 ",\"factors\":%" PRIu32 ",\"iterations\":%" PRIu32
-           ",\"alpha\":%.17g}}\n",
+           ",\"alpha\":%.17g,\"seq_lambda\":%.17g,\"seq_half\":%.17g,\"hist_half\":%.17g,"
+           "\"blend\":%.17g}",
            eval_algo_name(plan->algo), c->k, r->sum.users, d->nitems_train, d->train.n, d->test.n,
            r->sum.precision, r->sum.recall, r->sum.ndcg, r->sum.map, r->sum.coverage,
            r->train_seconds, r->p50_us, r->p99_us, p->lambda, p->shrink, eval_weighting_name(p),
-           p->neighbours, p->factors, p->iterations, p->alpha);
+           p->neighbours, p->factors, p->iterations, p->alpha, p->seq_lambda, p->seq_half,
+           p->hist_half, p->blend);
+    if (plan->algo == 0)
+        eval_choice_json(&r->choice);
+    printf("}\n");
 }
 
 /* ---- main ---------------------------------------------------------------- */
@@ -595,12 +610,13 @@ int main(int argc, char **argv)
         {"full-precision", CXM_OPT_BOOL, &c.full_precision, 0, 0,
          "item-kNN / EASE: serve from 32-bit rows, not the 16-bit copy"},
         {"seq-lambda", CXM_OPT_STR, &c.seq_lambda, 0, 0,
-         "seq: transition model ridge, x the mean diagonal (default: 1)"},
+         "seq: transition model ridge, x the mean diagonal (default: 4)"},
         {"seq-half", CXM_OPT_STR, &c.seq_half, 0, 0,
-         "seq: half-life of the prefix weights, in positions"},
+         "seq: half-life of the prefix weights, in positions (default: 8)"},
         {"hist-half", CXM_OPT_STR, &c.hist_half, 0, 0,
-         "seq: half-life of EASE's history weights, in positions (0 = none)"},
-        {"blend", CXM_OPT_STR, &c.blend, 0, 0, "seq: the transition model's share, 0..1"},
+         "seq: half-life of EASE's history weights, in positions (default: 0 = none)"},
+        {"blend", CXM_OPT_STR, &c.blend, 0, 0,
+         "seq: the transition model's share, 0..1 (default: 0.6)"},
         {"validate", CXM_OPT_STR, &c.validate, 0, 0,
          "auto: validation carved from training, temporal or random (default: the --split's "
          "kind; temporal with --train/--test)"},
