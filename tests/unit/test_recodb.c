@@ -630,6 +630,29 @@ static void check_export(recodb *db)
     CHECK_EQ_INT(recodb_export(db, "", err, sizeof err), CXM_EIO);
 }
 
+/* A sequence model serves through recodb like the others (its view in
+ * place, histories newest first), and the export, whose format holds one
+ * set of rows, refuses it rather than writing half of it. EASE serves
+ * again afterwards. */
+static void check_seq_served(recodb *db, recodb_reader *r, cxm_arena *a)
+{
+    recodb_train_report rep;
+    CHECK_EQ_INT(recodb_train(db, RECO_SEQ, &rep, err, sizeof err), 0);
+    CHECK_EQ_INT(rep.algo, RECO_SEQ);
+    recodb_rec *out;
+    size_t n = 0;
+    uint64_t version = 0;
+    recodb_query q = {.customer = "c0", .now = NOW, .k = 3};
+    CHECK_EQ_INT(recodb_recommend(db, r, a, &q, &out, &n, &version, err, sizeof err), 0);
+    CHECK(n == 3 && version == rep.version);
+    char path[256];
+    snprintf(path, sizeof path, "%s/seq.cxmx", root);
+    CHECK_EQ_INT(recodb_export(db, path, err, sizeof err), CXM_EINVAL);
+    CHECK(strstr(err, "sequence model") != NULL);
+    CHECK(access(path, F_OK) != 0);
+    CHECK_EQ_INT(recodb_train(db, RECO_EASE, &rep, err, sizeof err), 0);
+}
+
 /* ---- training with a holdout ---- */
 
 /* 240 customers in 4 taste groups of 30 items, 15 interactions each, in
@@ -867,6 +890,7 @@ int main(void)
     check_erase_merge(store, db, r, &a);
     check_explain_similar(db, r, &a);
     check_export(db);
+    check_seq_served(db, r, &a);
     check_stale_many(store, db); /* last: its customers change popularity */
 
     /* A tiny EASE budget makes the automatic choice item-kNN; fewer

@@ -250,7 +250,14 @@ int recodb_export(recodb *db, const char *path, char *err, size_t errlen)
                             cxm_store_last_error());
     }
     FILE *f = NULL;
-    if ((rc = recodb__load(db, t, &a, 0, &s, err, errlen)) == 0 && !(f = fopen(tmp, "wb")))
+    rc = recodb__load(db, t, &a, 0, &s, err, errlen);
+    /* The format holds one set of rows: a sequence model's blend is not
+     * something a reader of it could serve. */
+    if (rc == 0 && reco_model_algo(s.model) == RECO_SEQ)
+        rc = recodb__fail(err, errlen, CXM_EINVAL,
+                          "the serving model is a sequence model, which the export format "
+                          "cannot hold: train EASE or item-kNN to export");
+    if (rc == 0 && !(f = fopen(tmp, "wb")))
         rc = recodb__fail(err, errlen, CXM_EIO, "%s: %s", tmp, strerror(errno));
     if (f) {
         rc = write_model(f, &s);
