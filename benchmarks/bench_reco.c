@@ -22,6 +22,9 @@
  *   reco     reco_recommend alone on the same histories (their latest
  *            --history items), already indexed, from the 16-bit rows;
  *   reco32   the same from the model's 32-bit rows (full_precision);
+ *            for a sequence model, "ease" instead: plain EASE with the
+ *            same lambda and neighbours on the same histories, in the same
+ *            rounds (the sequence model's cost as a ratio to EASE's);
  *   floor    a fixed busy loop as long as the recodb median, timed in the
  *            same rounds: what this machine's scheduling alone does to a
  *            call of that length (these VMs are shared and noisy).
@@ -222,7 +225,8 @@ static void report(const char *name, double *v, size_t n)
 typedef struct bench_run {
     recodb *db;
     recodb_reader *reader;
-    const reco_model *model, *model32;
+    const reco_model *model, *model32; /* model32: the second reco row */
+    const char *second;                /* its name: "reco32" or "ease" */
     reco_scratch *scratch;
     const uint32_t *who;  /* customers served */
     const uint32_t *hist; /* their latest h items, h per customer */
@@ -319,7 +323,7 @@ static int serve_rounds(const bench_cfg *c, const bench_run *b, const bench_data
         report("scored", t_scored, calls);
         report("cached", t_cached, calls);
         report("reco", t_reco, calls);
-        report("reco32", t_reco32, calls);
+        report(b->second, t_reco32, calls);
         report("floor", t_floor, calls);
         report_steal();
     }
@@ -521,10 +525,11 @@ static int run(const bench_cfg *c, reco_algo algo, bench_data *d, const char *di
     int rc = prepare_reco(c, rep.algo, &p, d, &x, &model, &who, &hist, &nwho);
     reco_model *model32 = NULL;
     char err2[256];
-    p.full_precision = true;
-    if (rc == 0 && reco_train(rep.algo, &p, &x, &model32, err2, sizeof err2) != 0)
+    bool seq = rep.algo == RECO_SEQ;
+    p.full_precision = !seq;
+    if (rc == 0 && reco_train(seq ? RECO_EASE : rep.algo, &p, &x, &model32, err2, sizeof err2) != 0)
         rc = -1;
-    bench_run b = {db, reader, model, model32, NULL, who, hist, nwho};
+    bench_run b = {db, reader, model, model32, seq ? "ease" : "reco32", NULL, who, hist, nwho};
     if (rc == 0 && reco_scratch_create(model, &b.scratch) == 0)
         rc = serve_rounds(c, &b, d);
     reco_scratch_free(b.scratch);
