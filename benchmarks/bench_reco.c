@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include "cxm/err.h"
+#include "cxm/hash.h"
 #include "cxm/opts.h"
 #include "cxm/store.h"
 #include "personalisation/eval/evalcsv.h"
@@ -107,12 +108,12 @@ static int synthesise(bench_data *d)
     uint64_t seed = 42;
     for (int c = 0; c < 610; c++) {
         char customer[16], item[16];
-        int n = c % 6 == 0 ? 300 : 20 + (int)(eval_splitmix64(&seed) % 181), group = c % 20;
+        int n = c % 6 == 0 ? 300 : 20 + (int)(cxm_splitmix64(&seed) % 181), group = c % 20;
         snprintf(customer, sizeof customer, "c%d", c);
         for (int j = 0; j < n; j++) {
-            double u = (double)(eval_splitmix64(&seed) >> 11) / 9007199254740992.0;
-            int it = eval_splitmix64(&seed) % 10 < 7 ? group * 485 + (int)(485 * u * u)
-                                                     : (int)(9700 * u * u);
+            double u = (double)(cxm_splitmix64(&seed) >> 11) / 9007199254740992.0;
+            int it = cxm_splitmix64(&seed) % 10 < 7 ? group * 485 + (int)(485 * u * u)
+                                                    : (int)(9700 * u * u);
             snprintf(item, sizeof item, "i%d", it);
             int rc = add_event(d, customer, strlen(customer), item, strlen(item), 1.0f,
                                1600000000 + c * 1000 + j);

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "cxm/hash.h"
 #include "cxm/v1/common.pb-c.h"
 #include "cxm/v1/feedback.pb-c.h"
 #include "gen.h"
@@ -24,21 +25,13 @@ typedef struct gen__rng {
     uint64_t s[4];
 } gen__rng;
 
-static inline uint64_t gen__splitmix(uint64_t *x)
-{
-    uint64_t z = (*x += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
 /* One stream per (seed, stream number): customers draw from their own, so
  * a customer's records do not depend on the customers before them. */
 static inline void gen__rng_init(gen__rng *r, uint64_t seed, uint64_t stream)
 {
     uint64_t x = seed ^ (stream * 0xD1342543DE82EF95ULL);
     for (int i = 0; i < 4; i++)
-        r->s[i] = gen__splitmix(&x);
+        r->s[i] = cxm_splitmix64(&x);
 }
 
 static inline uint64_t gen__rotl(uint64_t x, int k)

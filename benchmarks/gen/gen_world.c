@@ -126,7 +126,7 @@ void gen__item_id(uint32_t k, char *buf, size_t len)
 double gen__item_price(uint64_t seed, uint32_t k)
 {
     uint64_t x = seed ^ ((uint64_t)k << 32) ^ 0x5eed;
-    double u = (double)(gen__splitmix(&x) >> 11) * 0x1p-53;
+    double u = (double)(cxm_splitmix64(&x) >> 11) * 0x1p-53;
     return 100.0 * floor(50.0 * exp(u * 4.1) + 0.5);
 }
 

@@ -11,6 +11,7 @@
 #include "check.h"
 #include "cxm/arena.h"
 #include "cxm/err.h"
+#include "cxm/hash.h"
 #include "personalisation/reco/reco.h"
 #include "personalisation/reco/recoids.h"
 #include "personalisation/reco/recolog.h"
@@ -395,14 +396,6 @@ static void check_seq_bad_params(const reco_matrix *x)
     expect_bad_param(x, RECO_SEQ, &p, "lambda");
 }
 
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 #define MAX_HIST 64
 
 /* Customer u's items newest first (ties: the larger item first, as
@@ -454,13 +447,13 @@ static reco_matrix ring(bool shuffled, uint64_t seed)
     recolog log = {0};
     uint64_t rng = seed;
     for (uint32_t c = 0; c < RING_CUSTOMERS; c++) {
-        uint32_t start = (uint32_t)(splitmix(&rng) % RING_ITEMS);
-        uint32_t len = 15 + (uint32_t)(splitmix(&rng) % 11);
+        uint32_t start = (uint32_t)(cxm_splitmix64(&rng) % RING_ITEMS);
+        uint32_t len = 15 + (uint32_t)(cxm_splitmix64(&rng) % 11);
         int64_t at[25];
         for (uint32_t j = 0; j < len; j++)
             at[j] = j;
         for (uint32_t j = len - 1; shuffled && j > 0; j--) {
-            uint32_t k = (uint32_t)(splitmix(&rng) % (j + 1));
+            uint32_t k = (uint32_t)(cxm_splitmix64(&rng) % (j + 1));
             int64_t t = at[j];
             at[j] = at[k];
             at[k] = t;
@@ -701,7 +694,7 @@ static void check_auto_no_order(void)
     uint64_t rng = 3;
     for (uint32_t u = 0; u < 100; u++)
         for (uint32_t i = 0; i < 6; i++)
-            push(&log, u, u % 10 * 6 + i, 1700000000 + (int64_t)(splitmix(&rng) % 100000));
+            push(&log, u, u % 10 * 6 + i, 1700000000 + (int64_t)(cxm_splitmix64(&rng) % 100000));
     x = matrix_of(&log, 100, 60);
     CHECK_EQ_INT(reco_train_auto(&x, RECO_VALIDATE_RANDOM, 7, NULL, &m, &c, err, sizeof err), 0);
     CHECK_EQ_INT(c.algo, RECO_EASE);
@@ -722,12 +715,12 @@ static void check_auto_recency_only(void)
     recolog log = {0};
     uint64_t rng = 13;
     for (uint32_t u = 0; u < 200; u++) {
-        uint32_t ga = (uint32_t)(splitmix(&rng) % 10);
-        uint32_t gb = (ga + 1 + (uint32_t)(splitmix(&rng) % 9)) % 10, at = 0;
+        uint32_t ga = (uint32_t)(cxm_splitmix64(&rng) % 10);
+        uint32_t gb = (ga + 1 + (uint32_t)(cxm_splitmix64(&rng) % 9)) % 10, at = 0;
         for (uint32_t half = 0; half < 2; half++) {
             bool seen[10] = {false};
             for (uint32_t k = 0; k < 6;) {
-                uint32_t i = (uint32_t)(splitmix(&rng) % 10);
+                uint32_t i = (uint32_t)(cxm_splitmix64(&rng) % 10);
                 if (seen[i])
                     continue;
                 seen[i] = true;
@@ -784,7 +777,7 @@ static void groups(recolog *log, uint64_t seed, bool same_second)
 {
     uint64_t rng = seed;
     for (uint32_t u = 0; u < 60; u++) {
-        uint32_t g = u % 4, skip = (uint32_t)(splitmix(&rng) % 10);
+        uint32_t g = u % 4, skip = (uint32_t)(cxm_splitmix64(&rng) % 10);
         for (uint32_t i = 0, j = 0; i < 10; i++)
             if (i != skip && i != (skip + 3) % 10)
                 push(log, u, g * 10 + i, 1700000000 + 100 * (int64_t)u + (same_second ? 0 : j++));

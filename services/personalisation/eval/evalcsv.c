@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cxm/err.h"
+#include "cxm/hash.h"
 
 /* ---- CSV ----------------------------------------------------------------- */
 
@@ -283,19 +284,11 @@ int eval_csv_read(const char *path, recoids *users, recoids *items, recolog *out
 
 /* ---- splits -------------------------------------------------------------- */
 
-uint64_t eval_splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
 /* Fisher-Yates; the modulo bias is below 2^-40 for any realistic history. */
 static void eval_shuffle(recolog_event *ev, size_t n, uint64_t *state)
 {
     for (size_t i = n; i > 1; i--) {
-        size_t j = (size_t)(eval_splitmix64(state) % i);
+        size_t j = (size_t)(cxm_splitmix64(state) % i);
         recolog_event t = ev[i - 1];
         ev[i - 1] = ev[j];
         ev[j] = t;

@@ -48,15 +48,11 @@ typedef enum eval_split_kind {
 /* Split a de-duplicated log (sorted by user, as recolog_dedupe leaves it)
  * per user: round(frac * n) of a user's n interactions go to test, but at
  * least one always stays in train, so a user with one interaction is train
- * only. The same seed and input give the same split (splitmix64; the seed is
+ * only. The same seed and input give the same split (cxm_splitmix64, hash.h; the seed is
  * unused by EVAL_SPLIT_TEMPORAL). train and test are appended to. Returns 0,
  * CXM_EINVAL (frac outside [0, 1]) or CXM_ENOMEM. */
 int eval_split(const recolog *all, eval_split_kind kind, double frac, uint64_t seed, recolog *train,
                recolog *test);
-
-/* The next value of the splitmix64 sequence in *state: the splits' (and
- * the synthetic benchmark data's) seeded random numbers. */
-uint64_t eval_splitmix64(uint64_t *state);
 
 /* Renumber users and items so that those seen in train come first (each
  * group in byte order of the ids, the numbering recodb trains with, so

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "cxm/err.h"
+#include "cxm/hash.h"
 #include "personalisation/reco/reco_impl.h"
 
 /* BLAS and LAPACK (OpenBLAS), column-major. */
@@ -133,10 +134,7 @@ static void update_side(als_work *w, const als_side *s, uint32_t nother)
 static void init_factors(float *v, size_t n, uint64_t seed)
 {
     for (size_t i = 0; i < n; i++) {
-        uint64_t z = (seed += UINT64_C(0x9e3779b97f4a7c15));
-        z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-        z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-        z ^= z >> 31;
+        uint64_t z = cxm_splitmix64(&seed);
         v[i] = ((float)(z >> 40) / (float)(1 << 24) - 0.5f) * 0.02f;
     }
 }

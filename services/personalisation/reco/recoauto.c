@@ -6,10 +6,13 @@
  * The split asks the question the model will answer: TEMPORAL holds out
  * each customer's latest AUTO_HOLD of interactions, RANDOM a random share.
  * One EASE model and one transition model per seq_lambda (from one
- * accumulation of S^T S and S^T T) are trained on the rest; every validated customer's EASE scores
- * (per hist_half) and transition scores (per seq_lambda) are computed once, and every blend weight
- * is ranked from them, as serving would (z-scaled, history excluded, popularity filling a short
- * list). EASE alone is one of the candidates, so the choice can only keep or beat it on validation.
+ * accumulation of S^T S and S^T T) are trained on the rest; every
+ * validated customer's EASE scores (per hist_half) and transition scores
+ * (per seq_lambda) are computed once, and every blend weight is ranked
+ * from them as serving would (z-scaled, history excluded, popularity
+ * filling a short list). EASE alone is one of the candidates, and a
+ * simpler configuration is kept unless a richer one beats it clearly
+ * (auto_best), so the choice does not chase validation noise.
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 #include <time.h>
 
 #include "cxm/err.h"
+#include "cxm/hash.h"
 #include "personalisation/reco/reco.h"
 #include "personalisation/reco/reco_impl.h"
 
@@ -50,14 +54,6 @@ static double auto_clock(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9e3779b97f4a7c15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xbf58476d1ce4e5b9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94d049bb133111eb);
-    return z ^ (z >> 31);
-}
-
 static int newest_first(const void *a, const void *b, void *ctx)
 {
     const reco_matrix *x = ctx;
@@ -87,7 +83,7 @@ static uint64_t auto_hold(const reco_matrix *x, uint32_t u, reco_validate v, uin
     memset(hold, 0, n);
     if (v == RECO_VALIDATE_RANDOM) /* a partial Fisher-Yates draw */
         for (uint64_t i = 0; i < nheld; i++) {
-            uint64_t j = i + splitmix64(rng) % (n - i), t = pos[i];
+            uint64_t j = i + cxm_splitmix64(rng) % (n - i), t = pos[i];
             pos[i] = pos[j];
             pos[j] = t;
         }
