@@ -101,6 +101,10 @@ int reco__popularity(reco_model *m, const reco_matrix *x, const reco_params *p);
 void reco__add_rows(const reco_model *m, const uint32_t *hist, const float *w, size_t n,
                     double half, size_t max, float *restrict score);
 
+/* Customer u's positions in x into pos, newest first (ties: the larger
+ * item first); their count. */
+uint64_t reco__newest_first(const reco_matrix *x, uint32_t u, uint64_t *pos);
+
 /* Whether x's interactions carry an order: times, not all equal. */
 bool reco__has_order(const reco_matrix *x);
 

@@ -54,31 +54,11 @@ static double auto_clock(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static int newest_first(const void *a, const void *b, void *ctx)
-{
-    const reco_matrix *x = ctx;
-    uint64_t p = *(const uint64_t *)a, q = *(const uint64_t *)b;
-    int64_t tp = x->ts ? x->ts[p] : 0, tq = x->ts ? x->ts[q] : 0;
-    if (tp != tq)
-        return tp > tq ? -1 : 1;
-    return (x->items[p] < x->items[q]) - (x->items[p] > x->items[q]);
-}
-
-/* Customer u's positions in x, newest first, into pos; their count. */
-static uint64_t auto_order(const reco_matrix *x, uint32_t u, uint64_t *pos)
-{
-    uint64_t n = x->row[u + 1] - x->row[u];
-    for (uint64_t i = 0; i < n; i++)
-        pos[i] = x->row[u] + i;
-    qsort_r(pos, n, sizeof *pos, newest_first, (void *)x);
-    return n;
-}
-
 /* Mark which of u's positions are held out (hold[position - row[u]]). */
 static uint64_t auto_hold(const reco_matrix *x, uint32_t u, reco_validate v, uint64_t *pos,
                           uint8_t *hold, uint64_t *rng)
 {
-    uint64_t n = auto_order(x, u, pos), nheld = (uint64_t)llround(AUTO_HOLD * (double)n);
+    uint64_t n = reco__newest_first(x, u, pos), nheld = (uint64_t)llround(AUTO_HOLD * (double)n);
     nheld = nheld ? nheld : 1;
     memset(hold, 0, n);
     if (v == RECO_VALIDATE_RANDOM) /* a partial Fisher-Yates draw */
@@ -225,7 +205,7 @@ static void auto_eval_user(auto_eval *a, size_t k)
     const auto_split *s = a->split;
     const reco_matrix *x = &s->train;
     uint32_t u = s->users[k], nitems = a->ease->nitems;
-    uint64_t n = auto_order(x, u, a->pos);
+    uint64_t n = reco__newest_first(x, u, a->pos);
     for (uint64_t i = 0; i < n; i++) {
         a->hist[i] = x->items[a->pos[i]];
         a->w[i] = x->weights[a->pos[i]];

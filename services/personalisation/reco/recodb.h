@@ -277,8 +277,8 @@ int recodb_similar(recodb *db, recodb_reader *r, cxm_arena *a, const char *item,
                    uint64_t *version);
 
 /* Write the serving model for another process (the benchmarks' Python
- * peer; a sequence model is refused with CXM_EINVAL): a little-endian file "CXMX" u32 version, u32 nitems, then per item
- * its id (u16 length + bytes), then per item u32 count and count x (u32
+ * peer; a sequence model is refused with CXM_EINVAL): a little-endian file "CXMX" u32 version, u32
+ * nitems, then per item its id (u16 length + bytes), then per item u32 count and count x (u32
  * neighbour, f32 weight); then popularity as u32 count x (u32 item). */
 int recodb_export(recodb *db, const char *path, char *err, size_t errlen);
 

@@ -3,8 +3,8 @@
  *
  * The transition model, in the spirit of SLIST (Choi et al., "Session-aware
  * Linear Item-Item Models for Session-based Recommendation", WWW 2021):
- * each customer's history in time order is cut at several points; each cut
- * gives a row "recency-weighted prefix -> the items that came after it",
+ * each customer's history in time order is cut at every position; each
+ * cut gives a row "recency-weighted prefix -> the items that came after it",
  * S (prefixes) and T (suffixes), and B = (S^T S + lambda I)^-1 S^T T is
  * solved in closed form (Cholesky, LAPACK), then pruned to sparse rows
  * like EASE's. Serving adds the rows of the latest items weighted by
@@ -47,7 +47,7 @@ typedef struct seq_ctx {
     float *gram;     /* S^T S, lower triangle (column-major) */
     float *rhs;      /* S^T T, column-major: (prefix item, target item) */
     uint32_t *order; /* one customer's modelled items, oldest first */
-    uint64_t *pos;
+    uint64_t *pos;   /* their positions in x, newest first */
     double prefix_half, suffix_half;
     size_t pw, sw;                                                /* window lengths */
     float pdecay[2 * SEQ_WINDOW_MAX], sdecay[2 * SEQ_WINDOW_MAX]; /* 2^(-t / half) */
@@ -55,26 +55,33 @@ typedef struct seq_ctx {
     float pair[2 * SEQ_WINDOW_MAX];
 } seq_ctx;
 
-static int by_time(const void *a, const void *b, void *ctx)
+static int newest_first(const void *a, const void *b, void *ctx)
 {
     const reco_matrix *x = ctx;
     uint64_t p = *(const uint64_t *)a, q = *(const uint64_t *)b;
     int64_t tp = x->ts ? x->ts[p] : 0, tq = x->ts ? x->ts[q] : 0;
     if (tp != tq)
-        return tp < tq ? -1 : 1;
-    return (x->items[p] > x->items[q]) - (x->items[p] < x->items[q]);
+        return tp > tq ? -1 : 1;
+    return (x->items[p] < x->items[q]) - (x->items[p] > x->items[q]);
 }
 
-/* Customer u's modelled items, oldest first (ties by item); their count. */
+uint64_t reco__newest_first(const reco_matrix *x, uint32_t u, uint64_t *pos)
+{
+    uint64_t n = x->row[u + 1] - x->row[u];
+    for (uint64_t i = 0; i < n; i++)
+        pos[i] = x->row[u] + i;
+    qsort_r(pos, n, sizeof *pos, newest_first, (void *)x);
+    return n;
+}
+
+/* Customer u's modelled items, oldest first (ties: the smaller item
+ * first); their count. */
 static uint32_t seq_of(seq_ctx *c, uint32_t u)
 {
     const reco_matrix *x = c->x;
-    uint64_t n = x->row[u + 1] - x->row[u];
-    for (uint64_t i = 0; i < n; i++)
-        c->pos[i] = x->row[u] + i;
-    qsort_r(c->pos, n, sizeof *c->pos, by_time, (void *)x);
+    uint64_t n = reco__newest_first(x, u, c->pos);
     uint32_t len = 0;
-    for (uint64_t i = 0; i < n; i++) {
+    for (uint64_t i = n; i-- > 0;) {
         int32_t d = c->e->dense_of[x->items[c->pos[i]]];
         if (d >= 0)
             c->order[len++] = (uint32_t)d;
