@@ -81,7 +81,8 @@ typedef struct recodb_opts {
                                     2000 0.3815; recodb.c) */
     double recency_half_life;    /* seconds; 0 or < 0 = no decay */
     double popularity_half_life; /* seconds; 0 = 14 days; < 0 = no decay */
-    uint64_t ease_budget;        /* bytes EASE may use; 0 = 2 GiB */
+    uint64_t ease_budget;        /* bytes the dense solves may use (EASE: its Gram
+                                    matrix; the automatic choice: 4x that); 0 = 2 GiB */
     uint32_t neighbours;         /* item-kNN / EASE model size; 0 = the
                                     algorithm's default. Serving time grows
                                     with it (benchmarks/README.md). */
@@ -136,9 +137,10 @@ typedef struct recodb_train_report {
 /* Train on the whole log and switch to the new version. algo 0 chooses
  * with reco_train_auto (validated on each customer's latest interactions:
  * the sequence model, EASE, or popularity for data too thin for either)
- * when twice reco_ease_bytes fits opts.ease_budget, item-kNN otherwise. Repeated
- * (customer, item) events count once, with their largest weight and latest
- * time. An empty log is CXM_EINVAL; a failure writes nothing. */
+ * when four times reco_ease_bytes (the transition model's solve) fits
+ * opts.ease_budget, item-kNN otherwise. Repeated (customer, item) events
+ * count once, with their largest weight and latest time. An empty log is
+ * CXM_EINVAL; a failure writes nothing. */
 int recodb_train(recodb *db, reco_algo algo, recodb_train_report *rep, char *err, size_t errlen);
 
 /* What TrainModel asks for. */

@@ -167,8 +167,9 @@ static int fit_model(train_run *tr, const recolog *log, reco_matrix *x, reco_mod
 /* The algorithm and its parameters: the caller's, else the defaults with
  * the recodb options (neighbours, popularity half-life). Automatic: the
  * choice of reco_train_auto (sequence model, EASE or popularity) when the
- * EASE solve and the transition model's (twice its memory) fit the
- * budget, item-kNN otherwise; tr->algo stays 0 until fit_model chose. */
+ * transition model's solve fits the budget (four times EASE's: S^T S,
+ * S^T T, the factor and the solution), item-kNN otherwise; tr->algo stays
+ * 0 until fit_model has chosen. */
 static void choose_algo(train_run *tr, char *err, size_t errlen)
 {
     reco_matrix x = {0};
@@ -176,7 +177,7 @@ static void choose_algo(train_run *tr, char *err, size_t errlen)
     if (!tr->algo) {
         int rc = recomatrix_build(&tr->d.log, tr->d.customers.n, tr->d.items.n, &x);
         uint64_t need = rc == 0 ? reco_ease_bytes(&x) : UINT64_MAX;
-        tr->algo = need <= tr->db->opts.ease_budget / 2 ? 0 : RECO_ITEMKNN;
+        tr->algo = need <= tr->db->opts.ease_budget / 4 ? 0 : RECO_ITEMKNN;
         recomatrix_free(&x);
     }
     if (tr->o->params) {
