@@ -406,27 +406,64 @@ static void log_choice(const recodb_train_report *rep)
                  c->val_ndcg, c->ease_ndcg, c->note[0] ? "; " : "", c->note);
 }
 
-/* Train, and store the model's info; the info to answer with (in a), or
- * NULL when out of memory. */
+/* One training's state for recodb's callbacks. */
+typedef struct train_run_ctx {
+    nbe_train *tr;
+    const train_req *rq;
+    train_out *o;
+    cxm_arena *a;
+    Cxm__V1__ModelInfo *info; /* stored with the version */
+} train_run_ctx;
+
+static void run_progress(double done, const char *phase, void *user)
+{
+    on_progress(done, phase, ((train_run_ctx *)user)->tr);
+}
+
+/* In the transaction that stores the new version: its info and the other
+ * versions' states, so GetModelInfo never sees the version without them. */
+static int run_publish(cxm_txn *t, const recodb_train_report *rep, const recodb_metrics *metrics,
+                       bool activated, void *user)
+{
+    train_run_ctx *c = user;
+    train_out *o = c->o;
+    o->rep = *rep;
+    o->met = *metrics;
+    o->activated = activated;
+    o->ended_ms = cxm_svc_now_ms();
+    if (!(c->info = result_msg(c->a, c->rq, o)))
+        return CXM_ENOMEM;
+    store_infos s = {c->tr->ctx, c->a, c->info, o, c->tr->unactivated};
+    return store_infos_fn(t, &s);
+}
+
+/* Train, and store the model's info (with the version; a failure's on its
+ * own); the info to answer with (in a), or NULL when out of memory. */
 static Cxm__V1__ModelInfo *train_run(nbe_train *tr, const train_req *rq, train_out *out,
                                      cxm_arena *a)
 {
     nbe_ctx *ctx = tr->ctx;
     train_out o = {.started_ms = cxm_svc_now_ms()};
     recodb_versions(ctx->reco, &o.cur0, &o.prev0);
+    cxm_arena_init(a, NULL, 0, 0);
+    train_run_ctx c = {tr, rq, &o, a, NULL};
     recodb_train_opts opts = {.algo = rq->algo,
                               .params = rq->has_params ? &rq->params : NULL,
                               .since = rq->since_ms / 1000,
                               .holdout_fraction = rq->holdout,
                               .activation = rq->activation,
-                              .progress = on_progress,
-                              .user = tr};
+                              .progress = run_progress,
+                              .on_publish = run_publish,
+                              .user = &c};
     o.rc = recodb_train_ex(ctx->reco, &opts, &o.rep, &o.met, &o.activated, o.why, sizeof o.why);
-    o.ended_ms = cxm_svc_now_ms();
-    cxm_arena_init(a, NULL, 0, 0);
-    Cxm__V1__ModelInfo *info = result_msg(a, rq, &o);
-    store_infos s = {ctx, a, info, &o, tr->unactivated};
-    int rc = info ? cxm_store_write(ctx->store, store_infos_fn, &s) : CXM_ENOMEM;
+    Cxm__V1__ModelInfo *info = c.info;
+    int rc = 0;
+    if (o.rc != 0) {
+        o.ended_ms = cxm_svc_now_ms();
+        info = result_msg(a, rq, &o);
+        store_infos s = {ctx, a, info, &o, tr->unactivated};
+        rc = info ? cxm_store_write(ctx->store, store_infos_fn, &s) : CXM_ENOMEM;
+    }
     if (rc != 0)
         cxm_log_error("personalisation.model_info",
                       "cannot store the info of model %" PRIu64 ": %s", o.rep.version,

@@ -459,6 +459,8 @@ static int publish_fn(cxm_txn *t, void *user)
     if (rc == 0)
         rc = meta_put(t, db, "last", v);
     p->version = v;
+    if (rc == 0 && p->hook)
+        rc = p->hook(t, v, p->hook_ctx);
     return rc;
 }
 

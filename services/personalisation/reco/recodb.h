@@ -143,6 +143,12 @@ typedef struct recodb_train_report {
  * CXM_EINVAL; a failure writes nothing. */
 int recodb_train(recodb *db, reco_algo algo, recodb_train_report *rep, char *err, size_t errlen);
 
+typedef struct recodb_metrics {
+    uint32_t k;
+    double precision, recall, ndcg, coverage;
+    uint64_t customers; /* evaluated */
+} recodb_metrics;
+
 /* What TrainModel asks for. */
 typedef enum recodb_activation {
     RECODB_ACTIVATE_ALWAYS = 0,
@@ -163,16 +169,18 @@ typedef struct recodb_train_opts {
     double holdout_fraction;
     recodb_activation activation;
     /* Called from the training thread now and then: done 0..1 and what it
-     * is doing ("reading the log", "evaluating", "training", "writing"). */
+     * is doing ("reading the log", "choosing", "evaluating", "training",
+     * "writing"). */
     void (*progress)(double done, const char *phase, void *user);
+    /* Called inside the write transaction that stores the new version (and
+     * switches to it when activated), with rep complete but for seconds:
+     * what the caller writes in t about the version commits with it, so no
+     * reader sees the version without it. Non-zero aborts the write. It
+     * may be called again if the transaction is retried. */
+    int (*on_publish)(cxm_txn *t, const recodb_train_report *rep, const recodb_metrics *metrics,
+                      bool activated, void *user);
     void *user;
 } recodb_train_opts;
-
-typedef struct recodb_metrics {
-    uint32_t k;
-    double precision, recall, ndcg, coverage;
-    uint64_t customers; /* evaluated */
-} recodb_metrics;
 
 /* recodb_train with options; rep->version is the stored version (0 when
  * nothing was kept: never for success), *metrics (may be NULL) the holdout

@@ -130,6 +130,9 @@ typedef struct recodb_publish {
     recodb_calib calib;
     bool activate;
     uint64_t version; /* out */
+    /* Called in the transaction, with the version, before it commits. */
+    int (*hook)(cxm_txn *t, uint64_t version, void *ctx);
+    void *hook_ctx;
 } recodb_publish;
 int recodb__publish(recodb *db, recodb_publish *p);
 int recodb__pack_items(const recoids *ids, void **out, size_t *len);

@@ -548,12 +548,35 @@ static bool should_activate(recodb *db, const recodb_train_opts *o, const recodb
     return old < 0 || !c->has_metrics || c->metrics.ndcg >= old;
 }
 
+typedef struct publish_ctx {
+    const recodb_train_opts *o;
+    recodb_train_report *rep;
+    const recodb_metrics *metrics;
+    bool activate;
+    size_t model_len;
+} publish_ctx;
+
+/* The caller's on_publish, inside the transaction that stores the version. */
+static int publish_hook(cxm_txn *t, uint64_t version, void *ctx)
+{
+    publish_ctx *c = ctx;
+    c->rep->version = version;
+    c->rep->model_bytes = c->model_len;
+    return c->o->on_publish(t, c->rep, c->metrics, c->activate, c->o->user);
+}
+
 static int write_version(train_run *tr, const reco_model *m, recodb_calib *calib,
                          recodb_train_report *rep, bool *activated, char *err, size_t errlen)
 {
     recodb_publish p = {.calib = *calib, .activate = should_activate(tr->db, tr->o, calib)};
+    publish_ctx pc = {tr->o, rep, &calib->metrics, p.activate};
+    if (tr->o->on_publish) {
+        p.hook = publish_hook;
+        p.hook_ctx = &pc;
+    }
     void *mblob = NULL, *iblob = NULL;
     int rc = reco_model_pack(m, &mblob, &p.model_len);
+    pc.model_len = p.model_len;
     if (rc == 0)
         rc = recodb__pack_items(&tr->d.items, &iblob, &p.items_len);
     if (rc != 0)
