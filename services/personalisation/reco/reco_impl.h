@@ -105,6 +105,14 @@ void reco__add_rows(const reco_model *m, const uint32_t *hist, const float *w, s
  * item first); their count. */
 uint64_t reco__newest_first(const reco_matrix *x, uint32_t u, uint64_t *pos);
 
+/* The most interactions any customer of x has. */
+uint64_t reco__longest_row(const reco_matrix *x);
+
+/* The standard deviation of v[0..n) over the items whose mark is not
+ * skip (0 when they are fewer than one or all equal): how RECO_SEQ scales
+ * a model's scores, at serving and in the automatic choice alike. */
+double reco__sd(const float *v, const uint8_t *mark, uint8_t skip, uint32_t n);
+
 /* Whether x's interactions carry an order: times, not all equal. */
 bool reco__has_order(const reco_matrix *x);
 

@@ -86,9 +86,7 @@ static void auto_split_free(auto_split *s)
 
 static int auto_carve(const reco_matrix *x, reco_validate v, uint64_t seed, auto_split *s)
 {
-    uint64_t nnz = x->row[x->nusers], longest = 0, rng = seed;
-    for (uint32_t u = 0; u < x->nusers; u++)
-        longest = x->row[u + 1] - x->row[u] > longest ? x->row[u + 1] - x->row[u] : longest;
+    uint64_t nnz = x->row[x->nusers], longest = reco__longest_row(x), rng = seed;
     reco_matrix *t = &s->train;
     *t = (reco_matrix){.nusers = x->nusers, .nitems = x->nitems};
     t->row = calloc((size_t)x->nusers + 1, sizeof *t->row);
@@ -149,20 +147,6 @@ typedef struct auto_eval {
     float *per;                /* AUTO_CONFIGS x customers: each one's */
 } auto_eval;
 
-/* The standard deviation of v over the items not in the history. */
-static float auto_sd(const float *v, const uint8_t *mark, uint32_t nitems)
-{
-    double n = 0, s = 0, q = 0;
-    for (uint32_t j = 0; j < nitems; j++)
-        if (mark[j] != 1) {
-            n++;
-            s += v[j];
-            q += (double)v[j] * v[j];
-        }
-    double var = n > 0 ? q / n - (s / n) * (s / n) : 0;
-    return var > 0 ? (float)sqrt(var) : 0;
-}
-
 /* NDCG@AUTO_K of the top of fe * e + ft * t (positive scores, then
  * popularity), binary relevance: the held-out items (mark 2). */
 static double auto_ndcg(const auto_eval *a, const float *e, float fe, const float *t, float ft,
@@ -218,12 +202,12 @@ static void auto_eval_user(auto_eval *a, size_t k)
     for (size_t h = 0; h < AUTO_NH; h++) {
         memset(a->e[h], 0, nitems * sizeof(float));
         reco__add_rows(a->ease, a->hist, a->w, n, auto_hist_halves[h], n, a->e[h]);
-        sde[h] = auto_sd(a->e[h], a->mark, nitems);
+        sde[h] = (float)reco__sd(a->e[h], a->mark, 1, nitems);
     }
     for (size_t l = 0; l < AUTO_NL; l++) {
         memset(a->t[l], 0, nitems * sizeof(float));
         reco__add_rows(a->next[l], a->hist, NULL, n, a->seq_half, n, a->t[l]);
-        sdt[l] = auto_sd(a->t[l], a->mark, nitems);
+        sdt[l] = (float)reco__sd(a->t[l], a->mark, 1, nitems);
     }
     size_t c = 0;
     for (size_t l = 0; l < AUTO_NL; l++)
@@ -259,9 +243,7 @@ static int auto_eval_all(auto_eval *a)
 {
     uint32_t nitems = a->ease->nitems;
     const reco_matrix *x = &a->split->train;
-    uint64_t longest = 0;
-    for (uint32_t u = 0; u < x->nusers; u++)
-        longest = x->row[u + 1] - x->row[u] > longest ? x->row[u + 1] - x->row[u] : longest;
+    uint64_t longest = reco__longest_row(x);
     bool ok = (a->per = malloc((AUTO_CONFIGS * a->split->nusers + 1) * sizeof *a->per)) &&
               (a->mark = calloc((size_t)nitems + 1, 1)) && (a->pos = malloc((longest + 1) * 8)) &&
               (a->hist = malloc((longest + 1) * sizeof *a->hist)) &&

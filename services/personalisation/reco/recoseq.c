@@ -184,9 +184,7 @@ static int seq_build(seq_ctx *c, const reco_matrix *x)
     size_t n = c->e->n;
     if (n == 0) /* nothing modelled, or no order: nothing to learn */
         return 0;
-    uint64_t longest = 0;
-    for (uint32_t u = 0; u < x->nusers; u++)
-        longest = x->row[u + 1] - x->row[u] > longest ? x->row[u + 1] - x->row[u] : longest;
+    uint64_t longest = reco__longest_row(x);
     c->gram = calloc(n * n + 1, sizeof *c->gram);
     c->rhs = calloc(n * n + 1, sizeof *c->rhs);
     c->order = malloc((longest + 1) * sizeof *c->order);
@@ -260,24 +258,34 @@ int reco_seq_train(reco_model *m, const reco_matrix *x, const reco_params *p, ch
     return rc;
 }
 
+uint64_t reco__longest_row(const reco_matrix *x)
+{
+    uint64_t longest = 0;
+    for (uint32_t u = 0; u < x->nusers; u++)
+        longest = x->row[u + 1] - x->row[u] > longest ? x->row[u + 1] - x->row[u] : longest;
+    return longest;
+}
+
+double reco__sd(const float *v, const uint8_t *mark, uint8_t skip, uint32_t n)
+{
+    double count = 0, s = 0, q = 0;
+    for (uint32_t j = 0; j < n; j++)
+        if (mark[j] != skip) {
+            count++;
+            s += v[j];
+            q += (double)v[j] * v[j];
+        }
+    double var = count > 0 ? q / count - (s / count) * (s / count) : 0;
+    return var > 0 ? sqrt(var) : 0;
+}
+
 void reco_seq_blend(const reco_scratch *s, uint32_t nitems, float blend)
 {
-    double n = 0, s1 = 0, q1 = 0, s2 = 0, q2 = 0;
-    for (uint32_t j = 0; j < nitems; j++) {
-        if (s->mark[j] == 2)
-            continue;
-        double a = s->score[j], b = s->score2[j];
-        n++;
-        s1 += a;
-        q1 += a * a;
-        s2 += b;
-        q2 += b * b;
-    }
-    double v1 = n > 0 ? q1 / n - (s1 / n) * (s1 / n) : 0;
-    double v2 = n > 0 ? q2 / n - (s2 / n) * (s2 / n) : 0;
+    double sd1 = reco__sd(s->score, s->mark, 2, nitems),
+           sd2 = reco__sd(s->score2, s->mark, 2, nitems);
     /* A model that reached nothing adds nothing. */
-    float f1 = v1 > 0 ? (float)((1 - blend) / sqrt(v1)) : 0;
-    float f2 = v2 > 0 ? (float)(blend / sqrt(v2)) : 0;
+    float f1 = sd1 > 0 ? (float)((1 - blend) / sd1) : 0;
+    float f2 = sd2 > 0 ? (float)(blend / sd2) : 0;
     for (uint32_t j = 0; j < nitems; j++) {
         s->score[j] = f1 * s->score[j] + f2 * s->score2[j];
         s->score2[j] = 0;
