@@ -69,6 +69,20 @@ cxm_store *fuzz_store(void);
  * fn's code (0 when it succeeded). */
 int fuzz_store_try(int (*fn)(cxm_txn *t, void *user), void *user);
 
+/* One input of a stored-record target: the first byte picks the kind of
+ * record (modulo the target's count of kinds), the rest is its stored
+ * value. */
+typedef struct fuzz_record {
+    uint8_t kind;
+    const uint8_t *data;
+    size_t size;
+} fuzz_record;
+
+/* Split data into a fuzz_record of nkinds kinds and run read_back on it
+ * (its user is the record) in fuzz_store_try; an empty input does nothing. */
+void fuzz_records(const uint8_t *data, size_t size, uint8_t nkinds,
+                  int (*read_back)(cxm_txn *t, void *record));
+
 /* Put data under key in fuzz_store()'s table name (created on first use),
  * inside t; aborts when the store refuses (the map is sized for the
  * targets' inputs). */

@@ -102,6 +102,15 @@ int fuzz_store_try(int (*fn)(cxm_txn *t, void *user), void *user)
     return c.rc;
 }
 
+void fuzz_records(const uint8_t *data, size_t size, uint8_t nkinds,
+                  int (*read_back)(cxm_txn *t, void *record))
+{
+    if (size == 0)
+        return;
+    fuzz_record in = {(uint8_t)(data[0] % nkinds), data + 1, size - 1};
+    fuzz_store_try(read_back, &in);
+}
+
 void fuzz_put(cxm_txn *t, const char *table, const void *key, size_t klen, const void *data,
               size_t size)
 {

@@ -23,12 +23,6 @@
 
 static jdb *db;
 
-typedef struct input {
-    uint8_t kind;
-    const uint8_t *data;
-    size_t size;
-} input;
-
 static size_t key_str(uint8_t *buf, const char *s)
 {
     cxm_key k;
@@ -79,7 +73,7 @@ static void analytics(cxm_txn *t, cxm_arena *a)
     }
 }
 
-static void pending(cxm_txn *t, cxm_arena *a, const input *in)
+static void pending(cxm_txn *t, cxm_arena *a, const fuzz_record *in)
 {
     static const uint8_t seq[8] = {0, 0, 0, 0, 0, 0, 0, 1};
     jdb_pending out[4];
@@ -92,7 +86,7 @@ static void pending(cxm_txn *t, cxm_arena *a, const input *in)
 
 static int read_back(cxm_txn *t, void *user)
 {
-    const input *in = user;
+    const fuzz_record *in = user;
     uint8_t key[CXM_KEY_MAX];
     size_t klen = key_str(key, "c1");
     cxm_arena a;
@@ -136,9 +130,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_journey_rec: cannot open the journey tables\n");
         abort();
     }
-    if (size == 0)
-        return 0;
-    input in = {data[0] % 6, data + 1, size - 1};
-    fuzz_store_try(read_back, &in);
+    fuzz_records(data, size, 6, read_back);
     return 0;
 }

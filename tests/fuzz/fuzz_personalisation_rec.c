@@ -19,12 +19,6 @@
 static xdb *db;
 static cxm_replica *replica;
 
-typedef struct input {
-    uint8_t kind;
-    const uint8_t *data;
-    size_t size;
-} input;
-
 static size_t key_of(uint8_t *buf, const char *a, const char *b, uint64_t n)
 {
     cxm_key k;
@@ -58,7 +52,7 @@ static void replica_rebuild(cxm_txn *t)
 
 static int read_back(cxm_txn *t, void *user)
 {
-    const input *in = user;
+    const fuzz_record *in = user;
     uint8_t key[CXM_KEY_MAX];
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, FUZZ_ARENA_LIMIT);
@@ -100,9 +94,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_personalisation_rec: cannot open the personalisation tables\n");
         abort();
     }
-    if (size == 0)
-        return 0;
-    input in = {data[0] % 5, data + 1, size - 1};
-    fuzz_store_try(read_back, &in);
+    fuzz_records(data, size, 5, read_back);
     return 0;
 }

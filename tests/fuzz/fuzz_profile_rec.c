@@ -18,12 +18,6 @@
 
 static pdb *db;
 
-typedef struct input {
-    uint8_t kind;
-    const uint8_t *data;
-    size_t size;
-} input;
-
 /* all { consent email_marketing granted, attribute ltv > 10, not has email } */
 static Cxm__V1__SegmentCondition *condition(cxm_arena *a)
 {
@@ -91,7 +85,7 @@ static void use_segment(cxm_arena *a, const Cxm__V1__Segment *s)
 
 static int read_back(cxm_txn *t, void *user)
 {
-    const input *in = user;
+    const fuzz_record *in = user;
     cxm_arena a;
     cxm_arena_init(&a, NULL, 0, FUZZ_ARENA_LIMIT);
     prof_profile *p;
@@ -135,9 +129,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fprintf(stderr, "fuzz_profile_rec: cannot open the profile tables\n");
         abort();
     }
-    if (size == 0)
-        return 0;
-    input in = {data[0] % 6, data + 1, size - 1};
-    fuzz_store_try(read_back, &in);
+    fuzz_records(data, size, 6, read_back);
     return 0;
 }
