@@ -985,15 +985,20 @@ static int nbe_settle(const nbe_cfg *cfg, nbe_ctx *c)
         fprintf(stderr, "cxm-bench-nbe: --histories-out goes with --requests-out (see --help)\n");
         return 2;
     }
+    /* The automatic choice validates on each customer's latest
+     * interactions: the temporal split's question, not the random one's. */
+    const char *algorithm = cfg->algorithm                        ? cfg->algorithm
+                            : strcmp(cfg->split, "temporal") == 0 ? "auto"
+                                                                  : "ease";
     for (size_t i = 0; i < NBE_NALGOS; i++)
-        if (strcmp(cfg->algorithm, nbe_algos[i].name) == 0) {
+        if (strcmp(algorithm, nbe_algos[i].name) == 0) {
             c->algorithm = nbe_algos[i].algo;
             return 0;
         }
     fprintf(stderr,
             "cxm-bench-nbe: --algorithm %s: want auto, ease, itemknn, als, popularity or "
             "sequence\n",
-            cfg->algorithm);
+            algorithm);
     return 2;
 }
 
@@ -1002,7 +1007,6 @@ int main(int argc, char **argv)
     nbe_cfg cfg = {.target = "127.0.0.1:7400",
                    .test_frac = "0.2",
                    .split = "random",
-                   .algorithm = "auto",
                    .seed = 42,
                    .k = 10,
                    .min_history = 200,
@@ -1021,7 +1025,8 @@ int main(int argc, char **argv)
         {"seed", CXM_OPT_INT, &cfg.seed, 0, 0, "seed of the random split (as cxm-eval)"},
         {"k", CXM_OPT_INT, &cfg.k, 1, 100, "recommendations per call"},
         {"algorithm", CXM_OPT_STR, &cfg.algorithm, 0, 0,
-         "TrainModel's: auto, ease, itemknn, als, popularity or sequence"},
+         "TrainModel's: auto, ease, itemknn, als, popularity or sequence (default: auto with "
+         "--split temporal, ease with random)"},
         {"load", CXM_OPT_BOOL, &cfg.load, 0, 0,
          "upsert the catalogue, record the training part, train"},
         {"quality", CXM_OPT_BOOL, &cfg.quality, 0, 0,

@@ -80,9 +80,9 @@ start_cxmd() {
 start_cxmd cxmd.log
 echo "== loading $RATINGS through the API, training, rules, requests and histories"
 status=0
-# EASE: the peer serves one set of item rows (the export refuses a sequence
-# model), and the random split is not the question the default answers.
-"$BIN/cxm-bench-nbe" --target "$cxm_target" --ratings "$RATINGS" --algorithm ease --load --rules \
+# cxm-bench-nbe trains EASE on this random split by default: the peer serves
+# one set of item rows (the export refuses a sequence model).
+"$BIN/cxm-bench-nbe" --target "$cxm_target" --ratings "$RATINGS" --load --rules \
   --requests-out "$WORK/recommend.pb" --histories-out "$WORK/histories.csv" \
   --min-history "$MIN_HISTORY" --k 10 || status=$?
 ((status == 77)) && skip "cxmd does not serve PersonalisationService yet"

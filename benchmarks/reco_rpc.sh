@@ -8,9 +8,10 @@
 #    ../shared/data/movielens-latest-small/ratings.csv beside the repository)
 #    through its gRPC API with cxm-bench-nbe --load: every movie of the
 #    training part an experience, the training part of cxm-eval's random
-#    80/20 split as interactions, TrainModel with ALGORITHM (default ease:
-#    the default algorithm validates on the latest interactions, the
-#    question of a live system, not of a random split); then
+#    80/20 split as interactions, TrainModel with cxm-bench-nbe's default
+#    for that split (EASE: the automatic choice validates on the latest
+#    interactions, the question of a live system, not of a random split);
+#    then
 #    --quality prints NDCG@10 through the RPC (the model being measured is the
 #    one reaching it); then --rules puts eligibility rules (channel,
 #    placement, stage, segments, consent), contact caps and pauses, values
@@ -39,7 +40,6 @@ source "$root/tests/integration/lib.sh"
 BIN=${1:-build}/bin ROUNDS=${2:-5} DURATION=${3:-5}
 RATINGS=${4:-$root/../shared/data/movielens-latest-small/ratings.csv}
 MIN_HISTORY=${MIN_HISTORY:-200}
-ALGORITHM=${ALGORITHM:-ease}
 RECOMMEND=/cxm.v1.PersonalisationService/Recommend
 die() {
   echo "reco_rpc: $*" >&2
@@ -71,8 +71,7 @@ target=127.0.0.1:$port
 
 echo "== loading $RATINGS through the API, training, NDCG@10 through Recommend"
 status=0
-"$BIN/cxm-bench-nbe" --target "$target" --ratings "$RATINGS" --algorithm "$ALGORITHM" \
-  --load --quality --rules \
+"$BIN/cxm-bench-nbe" --target "$target" --ratings "$RATINGS" --load --quality --rules \
   --requests-out "$WORK/recommend.pb" --min-history "$MIN_HISTORY" --k 10 || status=$?
 ((status == 77)) && {
   echo "reco_rpc: cxmd does not serve PersonalisationService yet: nothing to measure"
