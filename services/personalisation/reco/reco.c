@@ -113,7 +113,12 @@ static int train_popularity(reco_model *m, const reco_matrix *x, const reco_para
 
 /* ---- neighbour rows ---- */
 
-typedef reco_row_builder row_builder;
+/* Neighbour rows being built, one item at a time in item order. */
+typedef struct row_builder {
+    neighbour *all;
+    uint64_t n, cap;
+    uint64_t *nrow;
+} row_builder;
 
 /* Append item's row. */
 static int push_row(row_builder *rb, uint32_t item, const neighbour *cand, uint32_t ncand)
@@ -578,6 +583,17 @@ static int compact_rows(reco_model *m, const reco_params *p)
     return 0;
 }
 
+/* m takes rb's rows (after rc, the building's outcome), sorted and
+ * compacted; on failure it holds what was built, for reco_model_free. */
+static int take_rows(reco_model *m, row_builder *rb, int rc, const reco_params *p)
+{
+    m->nrow = rb->nrow;
+    m->nb = rb->all;
+    if (rc == 0)
+        sort_rows(m);
+    return rc == 0 ? compact_rows(m, p) : rc;
+}
+
 int reco__dense_rows(const reco_dense *e, uint32_t per_item, const reco_params *p, reco_model *m)
 {
     row_builder rb = {.nrow = calloc((size_t)m->nitems + 1, sizeof *rb.nrow)};
@@ -585,16 +601,7 @@ int reco__dense_rows(const reco_dense *e, uint32_t per_item, const reco_params *
     int rc = rb.nrow ? dense_threshold(e, per_item, &tau) : CXM_ENOMEM;
     if (rc == 0)
         rc = dense_rows(e, &rb, m->nitems, tau);
-    m->nrow = rb.nrow;
-    m->nb = rb.all;
-    if (rc == 0)
-        sort_rows(m);
-    return rc == 0 ? compact_rows(m, p) : rc;
-}
-
-int reco__popularity(reco_model *m, const reco_matrix *x, const reco_params *p)
-{
-    return train_popularity(m, x, p);
+    return take_rows(m, &rb, rc, p);
 }
 
 static int train_model(reco_model *m, const reco_matrix *x, const reco_params *p, char *err,
@@ -612,12 +619,7 @@ static int train_model(reco_model *m, const reco_matrix *x, const reco_params *p
     row_builder rb = {.nrow = calloc((size_t)x->nitems + 1, sizeof *rb.nrow)};
     if (!rb.nrow)
         return CXM_ENOMEM;
-    rc = train_itemknn(&rb, x, p);
-    m->nrow = rb.nrow;
-    m->nb = rb.all;
-    if (rc == 0)
-        sort_rows(m);
-    return rc == 0 ? compact_rows(m, p) : rc;
+    return take_rows(m, &rb, train_itemknn(&rb, x, p), p);
 }
 
 int reco_train(reco_algo algo, const reco_params *p, const reco_matrix *x, reco_model **out,
@@ -1077,13 +1079,13 @@ static void add_rows_dense(const reco_model *m, float *restrict score, const uin
 }
 
 void reco__add_rows(const reco_model *m, const uint32_t *hist, const float *w, size_t n,
-                    double half, size_t max, float *restrict score)
+                    double half, float *restrict score)
 {
     /* Positions past 6 half-lives weigh under 1/64: as in training
      * (recoseq.c), they are left out. */
-    if (half > 0 && (double)max > 6 * half)
-        max = (size_t)ceil(6 * half);
-    for (size_t h = 0; h < n && h < max; h++) {
+    if (half > 0 && (double)n > 6 * half)
+        n = (size_t)ceil(6 * half);
+    for (size_t h = 0; h < n; h++) {
         float wi = (w ? w[h] : 1.0f) * (half > 0 ? (float)exp2(-(double)h / half) : 1.0f);
         add_rows_dense(m, score, hist + h, &wi, 1);
     }
@@ -1188,9 +1190,9 @@ size_t reco_recommend(const reco_model *m, reco_scratch *s, const uint32_t *hist
     bool dense = rows && (m->next || RECO_DENSE_RATIO * row_entries(m, hist, n) >= m->nitems);
     if (m->next) {
         /* Without a blend, EASE's rows with positional weights alone. */
-        reco__add_rows(m, hist, w, n, m->hist_half, n, s->score);
+        reco__add_rows(m, hist, w, n, m->hist_half, s->score);
         if (m->blend > 0)
-            reco__add_rows(m->next, hist, NULL, n, m->seq_half, n, s->score2);
+            reco__add_rows(m->next, hist, NULL, n, m->seq_half, s->score2);
         mark_items(s, hist, n, 2);
         mark_items(s, exclude, nexclude, 2);
         if (m->blend > 0)

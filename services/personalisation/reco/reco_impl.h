@@ -67,13 +67,6 @@ int reco_als_train(reco_model *m, const reco_matrix *x, const reco_params *p, ch
 bool reco_als_score(const reco_model *m, reco_scratch *s, const uint32_t *hist, const float *w,
                     size_t n);
 
-/* Neighbour rows being built, one item at a time in item order. */
-typedef struct reco_row_builder {
-    reco_neighbour *all;
-    uint64_t n, cap;
-    uint64_t *nrow;
-} reco_row_builder;
-
 /* A dense item-item solve over the modelled items (those with at least 5
  * customers), for EASE (reco.c) and the transition model (recoseq.c). */
 typedef struct reco_dense {
@@ -92,14 +85,12 @@ void reco__dense_free(reco_dense *e);
 /* m's neighbour rows from e, about per_item entries per modelled item (the
  * largest |w| over the whole matrix), sorted and compacted as p says. */
 int reco__dense_rows(const reco_dense *e, uint32_t per_item, const reco_params *p, reco_model *m);
-/* The popularity arrays of m (every model has them). */
-int reco__popularity(reco_model *m, const reco_matrix *x, const reco_params *p);
 
 /* score[j] += sum over h of w_h * 2^(-h / half) * row(hist[h])[j], the
- * history newest first (half 0: no decay), stopping after 6 half-lives or
- * at max items. Dense: the caller clears score. */
+ * history newest first (half 0: no decay), stopping after 6 half-lives.
+ * Dense: the caller clears score. */
 void reco__add_rows(const reco_model *m, const uint32_t *hist, const float *w, size_t n,
-                    double half, size_t max, float *restrict score);
+                    double half, float *restrict score);
 
 /* Customer u's positions in x into pos, newest first (ties: the larger
  * item first); their count. */

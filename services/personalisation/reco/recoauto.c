@@ -201,12 +201,12 @@ static void auto_eval_user(auto_eval *a, size_t k)
     float sde[AUTO_NH], sdt[AUTO_NL];
     for (size_t h = 0; h < AUTO_NH; h++) {
         memset(a->e[h], 0, nitems * sizeof(float));
-        reco__add_rows(a->ease, a->hist, a->w, n, auto_hist_halves[h], n, a->e[h]);
+        reco__add_rows(a->ease, a->hist, a->w, n, auto_hist_halves[h], a->e[h]);
         sde[h] = (float)reco__sd(a->e[h], a->mark, 1, nitems);
     }
     for (size_t l = 0; l < AUTO_NL; l++) {
         memset(a->t[l], 0, nitems * sizeof(float));
-        reco__add_rows(a->next[l], a->hist, NULL, n, a->seq_half, n, a->t[l]);
+        reco__add_rows(a->next[l], a->hist, NULL, n, a->seq_half, a->t[l]);
         sdt[l] = (float)reco__sd(a->t[l], a->mark, 1, nitems);
     }
     size_t c = 0;
